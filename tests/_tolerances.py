@@ -1,0 +1,14 @@
+"""Named tolerances for numerical tests, each with the reason for its size."""
+
+#: Algebraic identities computed two ways in double precision.
+EXACT = dict(rtol=1e-12, atol=0.0)
+#: Identities that pass through a Cholesky / matrix inverse of moderately conditioned
+#: T x T blocks (T <= 20): a few hundred ulps of accumulated rounding.
+LINALG = dict(rtol=1e-10, atol=1e-13)
+#: Closed-form results against R printed with >= 10 significant digits.
+CLOSED_FORM_REF = dict(rtol=1e-8, atol=0.0)
+#: Iterative fits (REML/ML/GEE) against R: both optimisers stop at ~1e-8 in the
+#: objective, which moves parameters by ~1e-6 relative.
+ITERATIVE = dict(rtol=1e-5, atol=0.0)
+#: Monte-Carlo checks: allowed deviation in units of the Monte-Carlo standard error.
+MC_K = 4.0

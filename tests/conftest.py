@@ -1,0 +1,32 @@
+"""Shared pytest configuration: hypothesis profiles and common fixtures."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("dev", max_examples=50, deadline=None)
+settings.register_profile(
+    "ci",
+    max_examples=60,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("nightly", max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A fresh, seeded generator for each test."""
+    return np.random.default_rng(20261126)
+
+
+@pytest.fixture(autouse=True)
+def _matplotlib_agg(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Use a non-interactive backend whenever a test imports matplotlib."""
+    monkeypatch.setenv("MPLBACKEND", "Agg")
