@@ -7,6 +7,7 @@ throughout (``randomise``, ``analyse``) and no American aliases are provided.
 from __future__ import annotations
 
 from ._version import __version__
+from .variance import VarianceComponents
 from .exceptions import (
     ConvergenceWarning,
     DataError,
@@ -27,5 +28,6 @@ __all__ = [
     "SolveError",
     "SteppedWedgeError",
     "SteppedWedgeWarning",
+    "VarianceComponents",
     "__version__",
 ]

@@ -1,0 +1,110 @@
+"""VarianceComponents: conversions are exact inverses and inputs are validated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from numpy.testing import assert_allclose
+
+import steppedwedge as sw
+from steppedwedge._core.covariance import decay_matrix
+from tests._tolerances import EXACT
+
+unit = st.floats(0.0, 0.99, allow_nan=False)
+
+
+@pytest.mark.property
+@given(icc=unit, cac=st.floats(0.0, 1.0), iac=unit, total=st.floats(0.1, 50.0))
+def test_from_correlations_round_trip(icc: float, cac: float, iac: float, total: float) -> None:
+    vc = sw.VarianceComponents.from_correlations(icc, cac=cac, iac=iac, total_variance=total)
+    assert_allclose(vc.total_variance, total, rtol=1e-12)
+    assert_allclose(vc.icc, icc, rtol=1e-12, atol=1e-15)
+    if icc > 0:
+        assert_allclose(vc.cac, cac, rtol=1e-12, atol=1e-15)
+    assert_allclose(vc.iac, iac, rtol=1e-12, atol=1e-15)
+
+
+def test_from_correlations_matches_swcrtdesign_conversion() -> None:
+    # methods.md 3.1 (swCRTdesign manual): for given residual sigma2 and CAC < 1,
+    # kappa2 = rho sigma2 (1 - r_C) / (1 - rho), tau2 = kappa2 r_C / (1 - r_C).
+    icc, cac = 0.1, 0.6
+    vc = sw.VarianceComponents.from_correlations(icc, cac=cac, total_variance=2.5)
+    kappa2 = icc * vc.sigma2 * (1 - cac) / (1 - icc)
+    tau2 = kappa2 * cac / (1 - cac)
+    assert_allclose([vc.gamma2, vc.tau2], [kappa2, tau2], **EXACT)
+
+
+def test_covariance_matches_dense_construction() -> None:
+    vc = sw.VarianceComponents(sigma2=2.0, tau2=0.3, gamma2=0.2, decay=0.6, eta2=0.1, rho=0.5)
+    m = np.array([[5.0, 8.0, 0.0, 4.0], [3.0, 3.0, 3.0, 3.0]])
+    x = np.array([[0.0, 1.0, np.nan, 1.0], [0.0, 0.0, 0.5, 1.0]])
+    cov = vc.covariance(m, treatment=x)
+    r = decay_matrix(0.6, np.arange(4.0))
+    for i in range(2):
+        xi = np.nan_to_num(x[i])
+        one = np.ones(4)
+        with np.errstate(divide="ignore"):
+            resid = np.where(m[i] > 0, 2.0 / m[i], 0.0)
+        dense = (
+            0.3 * np.outer(one, one)
+            + 0.2 * r
+            + 0.1 * np.outer(xi, xi)
+            + 0.5 * np.sqrt(0.3 * 0.1) * (np.outer(one, xi) + np.outer(xi, one))
+            + np.diag(resid)
+        )
+        obs = m[i] > 0
+        expected = np.eye(4)
+        expected[np.ix_(obs, obs)] = dense[np.ix_(obs, obs)]
+        assert_allclose(cov[i], expected, **EXACT)
+
+
+def test_cluster_correlation_is_cac_plus_decay() -> None:
+    vc = sw.VarianceComponents(tau2=0.2, gamma2=0.6, decay=0.7)
+    lags = np.arange(5.0)
+    cov = vc.tau2 + vc.gamma2 * 0.7**lags
+    assert_allclose(vc.cluster_correlation(lags), cov / (vc.tau2 + vc.gamma2), **EXACT)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"sigma2": -1.0}, "sigma2"),
+        ({"sigma2": 0.0}, "sigma2"),
+        ({"tau2": -0.1}, "tau2"),
+        ({"gamma2": float("nan")}, "gamma2"),
+        ({"rho": 1.5}, "rho"),
+        ({"decay": 1.2}, "decay"),
+        ({"decay": -0.1}, "decay"),
+    ],
+)
+def test_invalid_components(kwargs: dict[str, float], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        sw.VarianceComponents(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"icc": 1.2}, "icc"),
+        ({"icc": 1.0}, "icc"),
+        ({"icc": -0.1}, "icc"),
+        ({"icc": 0.1, "cac": 1.1}, "cac"),
+        ({"icc": 0.1, "iac": -0.2}, "iac"),
+        ({"icc": 0.1, "total_variance": 0}, "total_variance"),
+        ({"icc": 0.1, "decay": 2.0}, "decay"),
+    ],
+)
+def test_invalid_correlations(kwargs: dict[str, float], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        sw.VarianceComponents.from_correlations(**kwargs)
+
+
+def test_frozen_and_with() -> None:
+    vc = sw.VarianceComponents(tau2=0.1)
+    with pytest.raises(AttributeError):
+        vc.tau2 = 0.2  # type: ignore[misc]
+    assert vc.with_(tau2=0.2).tau2 == 0.2
+    with pytest.raises(ValueError, match="tau2"):
+        vc.with_(tau2=-1)
