@@ -1,0 +1,16 @@
+"""Example data sets bundled with steppedwedge.
+
+All files ship inside the package and are read with :mod:`importlib.resources`; every
+loader returns a new :class:`pandas.DataFrame` on each call.
+
+* :func:`load_councils` and :func:`load_council_characteristics`: a SYNTHETIC stepped-wedge
+  trial in 17 fictitious councils, 20 quarters, 7 randomised waves, with counts of children
+  looked after, entries into care, child protection plans and children in need.  Made by
+  ``tools/make_council_example.py``; the true parameters are in :func:`load_councils`.
+"""
+
+from __future__ import annotations
+
+from ._councils import load_council_characteristics, load_councils
+
+__all__ = ["load_council_characteristics", "load_councils"]
