@@ -1,0 +1,537 @@
+"""GEE kernels for stepped-wedge working correlations (numpy/scipy only).
+
+The data enter as *units*: a unit is a set of ``w`` observations of one cluster-period cell
+that share the same row of the mean model (an individual row has ``w = 1``; a whole cell
+without individual-level covariates is one unit with ``w = m_ij``).  A unit carries the sum
+of its outcomes ``ysum`` and their sum of squares about the unit mean ``yss``, which is all
+the estimating equations, the moment estimators and the sandwiches need.
+
+Working correlation between two *different* observations of cluster ``i`` in periods ``j``
+and ``k`` is ``C[j, k]`` (a ``T x T`` matrix shared by all clusters); an observation's
+correlation with itself is 1, so the individual-level working correlation is
+
+.. math::  R_i = a I + Z_i C Z_i^\\top, \\qquad a = 1 - C_{jj},
+
+with ``Z_i`` the period-indicator matrix.  Its inverse follows from the push-through form of
+the Woodbury identity without forming any ``n_i x n_i`` matrix:
+
+.. math::  R_i^{-1} = a^{-1} \\{I - Z_i (a I + C N_i)^{-1} C Z_i^\\top\\},
+           \\quad N_i = Z_i^\\top Z_i = \\operatorname{diag}(m_{i1}, \\dots, m_{iT}),
+
+so each GEE iteration costs ``O(units * p^2 + I * T^3)``: linear in cluster size.  When every
+cell holds a single observation (cluster-period counts, for example) the ``T x T``
+correlation ``R_i`` is inverted directly ("dense" path, which also allows ``a = 0``, e.g.
+AR(1) over periods).
+
+Every bias-corrected sandwich reduces to ``p``-dimensional quantities per cluster: with
+``M_i = D_i^T V_i^{-1} D_i``, ``u_i = D_i^T V_i^{-1} e_i``, ``Omega = sum_i M_i`` and the
+leverage ``H_i = D_i Omega^{-1} D_i^T V_i^{-1}``,
+
+.. math::  D_i^\\top V_i^{-1} (I - H_i)^{-1} e_i = (I_p - M_i \\Omega^{-1})^{-1} u_i
+
+(Woodbury again), and the Fay--Graubard diagonal uses ``diag(M_i Omega^{-1})``.  The scale
+``phi`` cancels from all robust forms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import optimize, special
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+__all__ = [
+    "CORSTRS",
+    "GEECore",
+    "GEEUnits",
+    "LinkFunctions",
+    "between_correlation",
+    "fit_gee_core",
+    "link_functions",
+    "sandwich",
+]
+
+#: Working-correlation structures and the names of their parameters.
+CORSTRS: dict[str, tuple[str, ...]] = {
+    "independence": (),
+    "exchangeable": ("alpha",),
+    "nested-exchangeable": ("alpha0", "alpha1"),
+    "decay": ("alpha0", "decay"),
+    "ar1": ("decay",),
+}
+
+
+# --------------------------------------------------------------------------------------
+# families and links
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkFunctions:
+    """Inverse link, its derivative and the variance function of a family/link pair."""
+
+    linkinv: Callable[[FloatArray], FloatArray]
+    mu_eta: Callable[[FloatArray], FloatArray]
+    variance: Callable[[FloatArray], FloatArray]
+    valid_mu: Callable[[FloatArray], bool]
+    linkfun: Callable[[FloatArray], FloatArray]
+
+
+def _identity(x: FloatArray) -> FloatArray:
+    return x
+
+
+def _ones(x: FloatArray) -> FloatArray:
+    return np.ones_like(x)
+
+
+def _logistic_deriv(x: FloatArray) -> FloatArray:
+    p = special.expit(x)
+    return p * (1.0 - p)
+
+
+def link_functions(family: str, link: str, *, nb_theta: float | None = None) -> LinkFunctions:
+    """Return the :class:`LinkFunctions` for ``family`` and ``link``.
+
+    ``family`` is gaussian, binomial, poisson or negative_binomial (variance
+    ``mu + mu**2 / nb_theta``); ``link`` is identity, logit or log.  The caller has already
+    checked that the pair is allowed.
+    """
+    if link == "identity":
+        linkinv, mu_eta, linkfun = _identity, _ones, _identity
+    elif link == "log":
+        linkinv, mu_eta, linkfun = np.exp, np.exp, np.log
+    elif link == "logit":
+        linkinv, mu_eta, linkfun = special.expit, _logistic_deriv, special.logit
+    else:  # pragma: no cover - validated upstream
+        raise ValueError(f"unknown link {link!r}")
+
+    if family == "gaussian":
+        variance: Callable[[FloatArray], FloatArray] = _ones
+
+        def valid(mu: FloatArray) -> bool:
+            return bool(np.all(np.isfinite(mu)))
+
+    elif family == "binomial":
+
+        def variance(mu: FloatArray) -> FloatArray:
+            return mu * (1.0 - mu)
+
+        def valid(mu: FloatArray) -> bool:
+            return bool(np.all((mu > 0.0) & (mu < 1.0)))
+
+    elif family == "poisson":
+        variance = _identity
+
+        def valid(mu: FloatArray) -> bool:
+            return bool(np.all(mu > 0.0))
+
+    elif family == "negative_binomial":
+        if nb_theta is None or not nb_theta > 0:  # pragma: no cover - validated upstream
+            raise ValueError("negative_binomial needs nb_theta > 0")
+        theta = float(nb_theta)
+
+        def variance(mu: FloatArray) -> FloatArray:
+            return mu + mu * mu / theta
+
+        def valid(mu: FloatArray) -> bool:
+            return bool(np.all(mu > 0.0))
+
+    else:  # pragma: no cover - validated upstream
+        raise ValueError(f"unknown family {family!r}")
+    return LinkFunctions(linkinv, mu_eta, variance, valid, linkfun)
+
+
+# --------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GEEUnits:
+    """Units of a GEE problem, sorted by cluster.
+
+    Attributes
+    ----------
+    cluster, period : numpy.ndarray
+        Integer codes ``0..I-1`` and ``0..T-1`` of each unit (``cluster`` non-decreasing).
+    X : numpy.ndarray
+        ``(U, p)`` mean-model rows.
+    w : numpy.ndarray
+        Number of observations in each unit (> 0).
+    ysum, yss : numpy.ndarray
+        Sum of the unit's outcomes and their sum of squares about the unit mean.
+    offset : numpy.ndarray
+        Linear-predictor offset of each unit.
+    n_clusters, n_periods : int
+        ``I`` and ``T``.
+    times : numpy.ndarray
+        Numeric time of each period (distances used by the decay structures).
+    """
+
+    cluster: IntArray
+    period: IntArray
+    X: FloatArray
+    w: FloatArray
+    ysum: FloatArray
+    yss: FloatArray
+    offset: FloatArray
+    n_clusters: int
+    n_periods: int
+    times: FloatArray
+
+    @property
+    def cell(self) -> IntArray:
+        """Flat cell index ``cluster * T + period``."""
+        return self.cluster * self.n_periods + self.period
+
+    @property
+    def starts(self) -> IntArray:
+        """Index of the first unit of each cluster."""
+        return np.searchsorted(self.cluster, np.arange(self.n_clusters)).astype(np.int64)
+
+    @property
+    def single(self) -> bool:
+        """True when every observed cell is one observation (``w == 1``, one unit)."""
+        if not np.all(self.w == 1.0):
+            return False
+        counts = np.bincount(self.cell, minlength=self.n_clusters * self.n_periods)
+        return bool(counts.max() <= 1)
+
+
+# --------------------------------------------------------------------------------------
+# working correlation
+# --------------------------------------------------------------------------------------
+
+
+def between_correlation(corstr: str, params: FloatArray, times: FloatArray) -> FloatArray:
+    """``C[j, k]``: working correlation of two different observations in periods j, k.
+
+    For ``"ar1"`` (one observation per cell) the diagonal is 1, so ``C`` is the whole
+    ``T x T`` working correlation.
+    """
+    T = times.shape[0]
+    lag = np.abs(times[:, None] - times[None, :])
+    if corstr == "independence":
+        return np.zeros((T, T))
+    if corstr == "exchangeable":
+        return np.full((T, T), float(params[0]))
+    if corstr == "nested-exchangeable":
+        a0, a1 = float(params[0]), float(params[1])
+        return np.full((T, T), a1) + (a0 - a1) * np.eye(T)
+    if corstr == "decay":
+        return float(params[0]) * _power(float(params[1]), lag)
+    if corstr == "ar1":
+        return _power(float(params[0]), lag)
+    raise ValueError(f"unknown corstr {corstr!r}")  # pragma: no cover
+
+
+def _power(r: float, lag: FloatArray) -> FloatArray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(lag == 0, 1.0, np.power(r, lag))
+
+
+# --------------------------------------------------------------------------------------
+# per-cluster pieces
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Pieces:
+    M: FloatArray  # (I, p, p)  D' R^-1 D with A^-1/2 whitening, phi-free
+    u: FloatArray  # (I, p)     D' R^-1 e, phi-free
+    N: FloatArray  # (I, T)     observations per cell
+    Se: FloatArray  # (I, T)    sum of Pearson residuals per cell
+    E2: FloatArray  # (I, T)    sum of squared Pearson residuals per cell
+
+
+def _pieces(
+    units: GEEUnits,
+    fam: LinkFunctions,
+    beta: FloatArray,
+    corstr: str,
+    params: FloatArray,
+    *,
+    dense: bool,
+) -> _Pieces:
+    I, T, p = units.n_clusters, units.n_periods, units.X.shape[1]
+    eta = units.X @ beta + units.offset
+    mu = fam.linkinv(eta)
+    if not fam.valid_mu(mu):
+        raise FloatingPointError("fitted means left the family's range")
+    v = fam.variance(mu)
+    s = np.sqrt(v)
+    Dt = units.X * (fam.mu_eta(eta) / s)[:, None]
+    resid = units.ysum - units.w * mu
+    esum = resid / s
+    e2 = (units.yss + resid * resid / units.w) / v
+
+    cell = units.cell
+    size = I * T
+    N = np.bincount(cell, weights=units.w, minlength=size).reshape(I, T)
+    Se = np.bincount(cell, weights=esum, minlength=size).reshape(I, T)
+    E2 = np.bincount(cell, weights=e2, minlength=size).reshape(I, T)
+    Sd = np.empty((size, p))
+    for q in range(p):
+        Sd[:, q] = np.bincount(cell, weights=units.w * Dt[:, q], minlength=size)
+    Sd = Sd.reshape(I, T, p)
+
+    C = between_correlation(corstr, params, units.times)
+    if dense:
+        # one observation per cell: R_i is the T x T matrix with unit diagonal, restricted
+        # to the observed cells (unobserved rows/cols replaced by the identity; their
+        # Sd/Se are zero so they contribute nothing).
+        R = C.copy()
+        np.fill_diagonal(R, 1.0)
+        obs = N > 0
+        Ri = np.where(obs[:, :, None] & obs[:, None, :], R[None], 0.0)
+        Ri[:, np.arange(T), np.arange(T)] = 1.0
+        W = np.linalg.solve(Ri, np.concatenate([Sd, Se[:, :, None]], axis=2))
+        M = np.einsum("itp,itq->ipq", Sd, W[:, :, :p])
+        u = np.einsum("itp,it->ip", Sd, W[:, :, p])
+        return _Pieces(M, u, N, Se, E2)
+
+    a = 1.0 - C[0, 0] if corstr != "independence" else 1.0
+    # DD_i = sum_u w Dt Dt', De_i = sum_u Dt esum
+    Dtw = Dt * units.w[:, None]
+    starts = units.starts
+    DD = np.add.reduceat(np.einsum("up,uq->upq", Dtw, Dt), starts, axis=0)
+    De = np.add.reduceat(Dt * esum[:, None], starts, axis=0)
+    if corstr == "independence":
+        return _Pieces(DD, De, N, Se, E2)
+    # G_i = (a I + C N_i)^{-1} C
+    A = a * np.eye(T)[None] + C[None] * N[:, None, :]
+    G = np.linalg.solve(A, np.broadcast_to(C, (I, T, T)))
+    GSd = G @ Sd
+    M = (DD - np.einsum("itp,itq->ipq", Sd, GSd)) / a
+    u = (De - np.einsum("itp,it->ip", Sd, np.einsum("itk,ik->it", G, Se))) / a
+    return _Pieces(M, u, N, Se, E2)
+
+
+# --------------------------------------------------------------------------------------
+# moment estimators of phi and the correlation parameters
+# --------------------------------------------------------------------------------------
+
+
+def _lag_sums(
+    pc: _Pieces, times: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Sums of residual cross-products and pair counts by time lag (lag 0 = same period)."""
+    lag = np.abs(times[:, None] - times[None, :])
+    lags = np.unique(lag)
+    prod = np.einsum("ij,ik->jk", pc.Se, pc.Se)  # sum over clusters of Se_ij Se_ik
+    cnt = np.einsum("ij,ik->jk", pc.N, pc.N)
+    sums = np.empty(lags.shape[0])
+    counts = np.empty(lags.shape[0])
+    for n, L in enumerate(lags):
+        if L == 0:
+            sums[n] = 0.5 * float(np.sum(pc.Se * pc.Se - pc.E2))
+            counts[n] = 0.5 * float(np.sum(pc.N * (pc.N - 1.0)))
+        else:
+            mask = lag == L
+            sums[n] = 0.5 * float(prod[mask].sum())
+            counts[n] = 0.5 * float(cnt[mask].sum())
+    return lags, sums, counts
+
+
+def _estimate_params(
+    corstr: str, pc: _Pieces, phi: float, times: FloatArray
+) -> FloatArray:
+    if corstr == "independence":
+        return np.zeros(0)
+    lags, sums, counts = _lag_sums(pc, times)
+    sums = sums / phi
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, sums / np.where(counts > 0, counts, 1.0), 0.0)
+    if corstr == "exchangeable":
+        return np.array([sums.sum() / counts.sum()])
+    within = lags == 0
+    if corstr == "nested-exchangeable":
+        return np.array(
+            [sums[within].sum() / counts[within].sum(), sums[~within].sum() / counts[~within].sum()]
+        )
+    # decay and ar1: least squares of the pairwise products on alpha0 * r^lag
+    # (sum over pairs of (z - alpha0 r^L)^2 = sum over lags of counts * (mean_L - ...)^2 + c)
+    use = counts > 0
+    if corstr == "ar1":
+        use &= ~within
+    L, nL, mL = lags[use], counts[use], means[use]
+
+    def profile(r: float) -> tuple[float, float]:
+        f = _power(r, L)
+        if corstr == "ar1":
+            a0 = 1.0
+        else:
+            den = float(np.sum(nL * f * f))
+            a0 = float(np.sum(nL * mL * f)) / den if den > 0 else 0.0
+        return float(np.sum(nL * (mL - a0 * f) ** 2)), a0
+
+    res = optimize.minimize_scalar(
+        lambda r: profile(r)[0], bounds=(0.0, 1.0), method="bounded",
+        options={"xatol": 1e-13},
+    )
+    r = float(res.x)
+    a0 = profile(r)[1]
+    if corstr == "ar1":
+        return np.array([r])
+    return np.array([a0, r])
+
+
+# --------------------------------------------------------------------------------------
+# the fit
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GEECore:
+    """Result of :func:`fit_gee_core` (all arrays; the domain layer wraps it)."""
+
+    beta: FloatArray
+    params: FloatArray  # working-correlation parameters
+    phi: float
+    M: FloatArray  # (I, p, p) phi-free per-cluster information
+    u: FloatArray  # (I, p) phi-free per-cluster scores at beta
+    iterations: int
+    converged: bool
+
+
+def _scale(pc: _Pieces, n_obs: float, ddof: int) -> float:
+    return float(pc.E2.sum()) / (n_obs - ddof)
+
+
+def fit_gee_core(
+    units: GEEUnits,
+    fam: LinkFunctions,
+    corstr: str,
+    *,
+    beta0: FloatArray,
+    params: FloatArray | None = None,
+    phi: float | None = None,
+    scale_ddof: int = 0,
+    tol: float = 1e-10,
+    maxiter: int = 100,
+) -> GEECore:
+    """Solve the GEE by Fisher scoring with moment updates of ``phi`` and the correlation.
+
+    Parameters
+    ----------
+    units : GEEUnits
+    fam : LinkFunctions
+    corstr : str
+        One of :data:`CORSTRS`.
+    beta0 : numpy.ndarray
+        Starting values.
+    params : numpy.ndarray, optional
+        Fixed working-correlation parameters (not estimated).
+    phi : float, optional
+        Fixed scale (not estimated).
+    scale_ddof : int
+        ``phi = sum of squared Pearson residuals / (N - scale_ddof)`` (geepack: 0).
+    tol, maxiter : float, int
+        Stop when ``max |beta_new - beta| <= tol * (1 + max |beta|)``.
+
+    Notes
+    -----
+    The moment estimators are geepack's: ``phi`` as above; exchangeable ``alpha`` is the
+    mean over all within-cluster pairs of ``e_k e_l / phi`` (Pearson residuals); nested
+    exchangeable uses the same mean separately over same-period and different-period
+    pairs; decay (``alpha0 * r^lag``) and AR(1) (``r^lag``) are least-squares fits of the
+    pairwise products on the lag, as geepack's AR(1).
+    """
+    dense = units.single
+    n_obs = float(units.w.sum())
+    beta = np.asarray(beta0, dtype=float).copy()
+    fixed_params = params is not None
+    par = (
+        np.asarray(params, dtype=float)
+        if fixed_params
+        else np.zeros(len(CORSTRS[corstr]))
+    )
+    if not fixed_params and corstr in ("decay", "ar1"):
+        par = np.array([0.0, 0.5]) if corstr == "decay" else np.array([0.5])
+    ph = 1.0 if phi is None else float(phi)
+    converged = False
+    it = 0
+    for it in range(1, maxiter + 1):
+        pc = _pieces(units, fam, beta, "independence", np.zeros(0), dense=dense)
+        if phi is None:
+            ph = _scale(pc, n_obs, scale_ddof)
+        if not fixed_params:
+            par = _estimate_params(corstr, pc, ph, units.times)
+        pc = _pieces(units, fam, beta, corstr, par, dense=dense)
+        step = np.linalg.solve(pc.M.sum(axis=0), pc.u.sum(axis=0))
+        beta = beta + step
+        if np.max(np.abs(step)) <= tol * (1.0 + np.max(np.abs(beta))):
+            converged = True
+            break
+    # final nuisance parameters and pieces at the returned beta (geepack convention)
+    pc = _pieces(units, fam, beta, "independence", np.zeros(0), dense=dense)
+    if phi is None:
+        ph = _scale(pc, n_obs, scale_ddof)
+    if not fixed_params:
+        par = _estimate_params(corstr, pc, ph, units.times)
+    pc = _pieces(units, fam, beta, corstr, par, dense=dense)
+    return GEECore(beta, par, ph, pc.M, pc.u, it, converged)
+
+
+# --------------------------------------------------------------------------------------
+# sandwiches
+# --------------------------------------------------------------------------------------
+
+
+def sandwich(
+    M: FloatArray, u: FloatArray, phi: float, kind: str, *, fg_bound: float = 0.75
+) -> FloatArray:
+    """Variance matrix of beta-hat.
+
+    Parameters
+    ----------
+    M, u : numpy.ndarray
+        Per-cluster ``(I, p, p)`` information and ``(I, p)`` scores, scale-free.
+    phi : float
+        Scale (used by the model-based form only).
+    kind : {"model", "robust", "kc", "md", "fg"}
+        Model-based ``phi Omega^-1``; Liang-Zeger (BC0); Kauermann-Carroll in geeCRT's
+        form ``1/2 sum (u_MD u' + u u_MD')`` (BC1); Mancl-DeRouen (BC2); Fay-Graubard with
+        bound ``fg_bound`` (BC3).
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        If ``I - M_i Omega^{-1}`` is singular for some cluster (a cluster with leverage 1).
+    """
+    Oinv = np.linalg.inv(M.sum(axis=0))
+    Oinv = 0.5 * (Oinv + Oinv.T)
+    if kind == "model":
+        return phi * Oinv
+    p = Oinv.shape[0]
+    if kind == "robust":
+        meat = u.T @ u
+    elif kind in ("kc", "md"):
+        Q = M @ Oinv  # (I, p, p)
+        IminusQ = np.eye(p)[None] - Q
+        cond = np.linalg.cond(IminusQ)
+        if not np.all(np.isfinite(cond)) or np.max(cond) > 1e12:
+            bad = int(np.argmax(np.where(np.isfinite(cond), cond, np.inf)))
+            raise np.linalg.LinAlgError(f"cluster index {bad} has leverage 1")
+        umd = np.linalg.solve(IminusQ, u[:, :, None])[:, :, 0]
+        if kind == "md":
+            meat = umd.T @ umd
+        else:
+            cross = umd.T @ u
+            meat = 0.5 * (cross + cross.T)
+    elif kind == "fg":
+        Q = M @ Oinv
+        d = np.einsum("ijj->ij", Q)
+        c = 1.0 / np.sqrt(1.0 - np.minimum(fg_bound, d))
+        uc = u * c
+        meat = uc.T @ uc
+    else:  # pragma: no cover - validated upstream
+        raise ValueError(f"unknown vcov {kind!r}")
+    out = Oinv @ meat @ Oinv
+    return 0.5 * (out + out.T)
