@@ -392,9 +392,18 @@ class TrialData:
 # --------------------------------------------------------------------------------------
 
 
+def _lab(value: Any) -> str:
+    """Format a label for messages (numpy scalars as Python values, Periods as text)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (pd.Period, pd.Timestamp)):
+        return str(value)
+    return repr(value)
+
+
 def _list(items: Sequence[Any], limit: int = _MAX_LISTED) -> str:
     items = list(items)
-    shown = ", ".join(str(x) for x in items[:limit])
+    shown = ", ".join(str(x.item() if isinstance(x, np.generic) else x) for x in items[:limit])
     if len(items) > limit:
         shown += f", ... ({len(items)} in all)"
     return shown
@@ -406,8 +415,8 @@ def _where(frame: pd.DataFrame, mask: np.ndarray, cols: tuple[str, str]) -> str:
     parts = []
     for i in idx[:_MAX_LISTED]:
         parts.append(
-            f"row {frame.index[i]!r} (cluster {frame[cols[0]].iat[i]!r}, "
-            f"period {frame[cols[1]].iat[i]!r})"
+            f"row {_lab(frame.index[i])} (cluster {_lab(frame[cols[0]].iat[i])}, "
+            f"period {_lab(frame[cols[1]].iat[i])})"
         )
     text = "; ".join(parts)
     if len(idx) > _MAX_LISTED:
@@ -437,24 +446,19 @@ def _numeric(frame: pd.DataFrame, col: str, user: str, role: str) -> FloatArray:
     return np.asarray(conv.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
 
 
-def _codes_for(
-    values: pd.Series, labels: pd.Index, role: str, user: str
-) -> tuple[IntArray, pd.Series]:
-    """Map ``values`` onto ``labels``; convert strings/dates to Periods if labels are Periods."""
+def _codes_for(values: pd.Series, labels: pd.Index, role: str, user: str) -> IntArray:
+    """Map ``values`` onto ``labels``; strings/dates are read as Periods if labels are Periods."""
     codes = np.asarray(labels.get_indexer(pd.Index(values)), dtype=np.int64)
-    mapped = values
     if (codes < 0).any() and isinstance(labels, pd.PeriodIndex):
         try:
             if pd.api.types.is_datetime64_any_dtype(values.dtype):
                 conv = pd.PeriodIndex(values.dt.to_period(labels.freq))
             else:
-                uniq = pd.unique(values)
-                lookup = {v: pd.Period(v, freq=labels.freq) for v in uniq}
+                lookup = {v: pd.Period(v, freq=labels.freq) for v in pd.unique(values)}
                 conv = pd.PeriodIndex([lookup[v] for v in values], freq=labels.freq)
             codes2 = np.asarray(labels.get_indexer(conv), dtype=np.int64)
             if (codes2 >= 0).sum() > (codes >= 0).sum():
                 codes = codes2
-                mapped = pd.Series(conv, index=values.index)
         except (TypeError, ValueError):
             pass
     if (codes < 0).any():
@@ -463,7 +467,7 @@ def _codes_for(
             f"{role} labels in column {user!r} are not in the design: {_list(extra)}. "
             f"The design's {role}s are: {_list(list(labels), 10)}."
         )
-    return codes, mapped
+    return codes
 
 
 def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
@@ -604,7 +608,7 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
                 "Pass missing='drop' to drop them."
             )
         cl = frame.loc[miss, "cluster"].value_counts(sort=False)
-        per_cluster = ", ".join(f"{k!r} ({v})" for k, v in cl.items())
+        per_cluster = ", ".join(f"{_lab(k)} ({v})" for k, v in cl.items())
         warnings.warn(
             f"dropped {int(miss.sum())} of {len(frame)} rows with missing values "
             f"(by column: {counts}); by cluster: {per_cluster}.",
@@ -692,12 +696,11 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
             if isinstance(design.periods, pd.Index)
             else pd.Index(list(design.periods))
         )
-        c_codes, c_vals = _codes_for(frame["cluster"], d_clusters, "cluster", roles["cluster"])
-        p_codes, p_vals = _codes_for(frame["period"], d_periods, "period", roles["period"])
-        if c_vals is not frame["cluster"]:
-            frame["cluster"] = c_vals
-        if p_vals is not frame["period"]:
-            frame["period"] = p_vals
+        c_codes = _codes_for(frame["cluster"], d_clusters, "cluster", roles["cluster"])
+        p_codes = _codes_for(frame["period"], d_periods, "period", roles["period"])
+        # hold the design's labels (e.g. Periods for "2023Q1" strings)
+        frame["cluster"] = np.asarray(d_clusters.take(c_codes), dtype=object)
+        frame["period"] = d_periods.take(p_codes)
         clusters = tuple(d_clusters)
         periods = d_periods
     else:
@@ -713,7 +716,7 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
         per_cell = np.bincount(cell, minlength=n_i * n_t)
         dup = np.flatnonzero(per_cell > 1)
         if dup.size:
-            names = [f"({clusters[k // n_t]!r}, {periods[k % n_t]!r})" for k in dup]
+            names = [f"({_lab(clusters[k // n_t])}, {_lab(periods[k % n_t])})" for k in dup]
             raise DataError(
                 f"aggregate data must have one row per cluster-period; duplicated cells "
                 f"(cluster, period): {_list(names)}. Pass kind='individual' if rows are "
@@ -731,7 +734,7 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
             msgs = []
             for k in bad_ind[:_MAX_LISTED]:
                 cls_k = sorted({clusters[c] for c in np.unique(c_codes[ind_codes == k])}, key=str)
-                msgs.append(f"{ind_uniques[k]!r} in clusters {_list(cls_k)}")
+                msgs.append(f"{_lab(ind_uniques[k])} in clusters {_list(cls_k)}")
             raise DataError(
                 f"`individual` ids in column {roles['individual']!r} must be unique to one "
                 f"cluster; reused: {'; '.join(msgs)}"
@@ -756,7 +759,7 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
         if bad.any():
             idx = np.flatnonzero(bad)
             parts = [
-                f"cluster {frame['cluster'].iat[i]!r}, period {frame['period'].iat[i]!r}: "
+                f"cluster {_lab(frame['cluster'].iat[i])}, period {_lab(frame['period'].iat[i])}: "
                 f"data {tr[i]:g}, design {dm[i]:g}"
                 for i in idx[:_MAX_LISTED]
             ]
@@ -771,7 +774,7 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
         has_rows[cell] = True
         empty = np.flatnonzero(~has_rows & ~np.isnan(matrix.ravel()))
         if empty.size:
-            names = [f"({clusters[k // n_t]!r}, {periods[k % n_t]!r})" for k in empty]
+            names = [f"({_lab(clusters[k // n_t])}, {_lab(periods[k % n_t])})" for k in empty]
             warnings.warn(
                 f"{empty.size} cell(s) the design marks observed have no rows "
                 f"(cluster, period): {_list(names)}.",
@@ -833,7 +836,7 @@ def _aggregate(td: TrialData) -> CellSummary:
     bad = tr != treat[cell]
     if bad.any():
         bad_cells = np.unique(cell[bad])
-        names = [f"({td.clusters[c // n_t]!r}, {td.periods[c % n_t]!r})" for c in bad_cells]
+        names = [f"({_lab(td.clusters[c // n_t])}, {_lab(td.periods[c % n_t])})" for c in bad_cells]
         raise DataError(
             f"`treatment` column {td.roles['treatment']!r} varies within cluster-period cells "
             f"{_list(names)}; cell summaries need one treatment value per cell."
