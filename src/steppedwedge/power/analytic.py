@@ -1,0 +1,702 @@
+r"""Analytic power of stepped-wedge and other longitudinal cluster designs.
+
+Everything is the GLS information of the planned design evaluated with the shared kernels
+of :mod:`steppedwedge._core` (the same code that fits models), so any design the
+:class:`~steppedwedge.design.Design` object can hold (incomplete, transition or fractional
+cells, extra periods, unequal sequences, parallel and crossover comparators) is covered.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from scipy import special
+
+from .._core import power_kernels as pk
+from .._validation import check_option, check_probability, check_unit_interval
+from ..design import Design
+from ..exceptions import DesignError
+from ..variance import VarianceComponents
+from .result import PowerResult
+
+__all__ = ["power"]
+
+FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial")
+LINKS = {
+    "gaussian": ("identity",),
+    "binomial": ("logit", "identity", "log"),
+    "poisson": ("log",),
+    "negative_binomial": ("log",),
+}
+DEFAULT_LINK = {"gaussian": "identity", "binomial": "logit", "poisson": "log",
+                "negative_binomial": "log"}
+DOF_RULES = ("between-within", "containment", "residual")
+BINARY_VARIANCE = ("mean", "average", "control")
+
+Analysis = Literal["mixed", "gee"]
+
+
+@dataclass(frozen=True)
+class _Spec:
+    design: Design
+    matrix: np.ndarray  # (I, T) with 0 in unobserved cells
+    observed: np.ndarray
+    size: np.ndarray  # (I, T), NaN unobserved
+    effect: float
+    variance: VarianceComponents
+    family: str
+    link: str
+    analysis: str
+    baseline: np.ndarray | None  # (T,)
+    alpha: float
+    dof: str | float | None
+    weights: np.ndarray | None
+    sampling: str
+    churn: float
+    individual_decay: float | None
+    time: str
+    exposure: np.ndarray  # (I, T)
+    dispersion: float | None
+    binary_variance: str
+
+
+# --------------------------------------------------------------------------- validation
+def _as_design(design: Any) -> Design:
+    if isinstance(design, Design):
+        return design
+    try:
+        return Design.from_matrix(design)
+    except DesignError:
+        raise
+    except Exception as exc:  # pragma: no cover - defensive
+        raise TypeError(
+            f"`design` must be a Design or an (I, T) treatment matrix; got {type(design).__name__}."
+        ) from exc
+
+
+def _cell_array(name: str, value: Any, design: Design, *, positive: bool = True) -> np.ndarray:
+    """Broadcast a scalar / per-cluster / cluster x period value to (I, T), NaN unobserved."""
+    n_clusters, n_periods = design.n_clusters, design.n_periods
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim == 0:
+        out = np.full((n_clusters, n_periods), float(arr))
+    elif arr.ndim == 1 and arr.shape[0] == n_clusters:
+        out = np.repeat(arr[:, None], n_periods, axis=1)
+    elif arr.shape == (n_clusters, n_periods):
+        out = arr.copy()
+    else:
+        raise ValueError(
+            f"`{name}` must be a scalar, a vector of length {n_clusters} (one per cluster) or a "
+            f"{n_clusters} x {n_periods} (cluster x period) array; got shape {arr.shape}."
+        )
+    obs = design.observed
+    bad = obs & ~(np.isfinite(out) & ((out > 0) if positive else (out >= 0)))
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(
+            f"`{name}` must be a finite number > 0 in every observed cell; got {out[i, j]!r} for "
+            f"cluster {design.clusters[i]!r}, period {design.periods[j]!r}."
+        )
+    return np.where(obs, out, np.nan)
+
+
+def _power_iv(
+    design: Any,
+    effect: Any,
+    variance: Any,
+    cluster_size: Any,
+    family: str,
+    link: str | None,
+    baseline: Any,
+    alpha: Any,
+    dof: Any,
+    weights: Any,
+    sampling: str,
+    churn: Any,
+    individual_decay: Any,
+    time: str,
+    analysis: str,
+    exposure: Any,
+    dispersion: Any,
+    binary_variance: str,
+) -> _Spec:
+    d = _as_design(design)
+    if not isinstance(variance, VarianceComponents):
+        raise TypeError(
+            "`variance` must be a steppedwedge.VarianceComponents (e.g. "
+            "VarianceComponents.from_correlations(icc=0.05)); got "
+            f"{type(variance).__name__}."
+        )
+    try:
+        eff = float(effect)
+    except (TypeError, ValueError):
+        raise ValueError(f"`effect` must be a number; got {effect!r}.") from None
+    if not math.isfinite(eff):
+        raise ValueError(f"`effect` must be finite; got {effect!r}.")
+    family = check_option("family", family, FAMILIES)
+    link = DEFAULT_LINK[family] if link is None else check_option("link", link, LINKS[family])
+    analysis = check_option("analysis", analysis, ("mixed", "gee"))
+    sampling = check_option("sampling", sampling, ("cross-sectional", "cohort"))
+    time = check_option("time", time, ("categorical", "none"))
+    binary_variance = check_option("binary_variance", binary_variance, BINARY_VARIANCE)
+    a = check_probability("alpha", alpha)
+    if churn is None:
+        churn_f = 0.0 if sampling == "cohort" else 1.0
+    else:
+        if sampling != "cohort":
+            raise ValueError('`churn` applies only with sampling="cohort".')
+        churn_f = check_unit_interval("churn", churn)
+    ind_decay = None
+    if individual_decay is not None:
+        if sampling != "cohort" or churn_f != 0.0:
+            raise ValueError(
+                '`individual_decay` applies only to a closed cohort (sampling="cohort", churn=0).'
+            )
+        ind_decay = check_unit_interval("individual_decay", individual_decay)
+    if dof is not None and not isinstance(dof, str):
+        try:
+            dof_f = float(dof)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"`dof` must be None, a number > 0 or one of {DOF_RULES}; got {dof!r}."
+            ) from None
+        if not dof_f > 0:
+            raise ValueError(f"`dof` must be a number > 0; got {dof!r}.")
+        dof = dof_f
+    elif isinstance(dof, str):
+        dof = check_option("dof", dof, DOF_RULES)
+    size = _cell_array("cluster_size", cluster_size, d)
+    expo = _cell_array("exposure", exposure, d)
+    if family == "binomial" and np.nanmax(np.abs(expo - 1.0)) > 0:
+        raise ValueError("`exposure` applies only to count families (poisson, negative_binomial).")
+    disp = None
+    if family == "negative_binomial":
+        if dispersion is None:
+            raise ValueError(
+                "`dispersion` (the negative-binomial size theta, Var = mu + mu**2 / theta) is "
+                "required for family='negative_binomial'."
+            )
+        disp = float(dispersion)
+        if not (math.isfinite(disp) and disp > 0):
+            raise ValueError(f"`dispersion` must be a finite number > 0; got {dispersion!r}.")
+    elif dispersion is not None:
+        raise ValueError("`dispersion` applies only to family='negative_binomial'.")
+    # baseline
+    base = None
+    if family != "gaussian":
+        if baseline is None:
+            raise ValueError(
+                f"`baseline` (the control-condition {'probability' if family == 'binomial' else 'rate'}) "
+                f"is required for family={family!r}."
+            )
+        base = np.asarray(baseline, dtype=float)
+        if base.ndim == 0:
+            base = np.full(d.n_periods, float(base))
+        if base.shape != (d.n_periods,):
+            raise ValueError(
+                f"`baseline` must be a scalar or a vector with one value per period "
+                f"({d.n_periods}); got shape {base.shape}."
+            )
+        if family == "binomial":
+            if not np.all((base > 0) & (base < 1)):
+                raise ValueError(f"`baseline` probabilities must lie in (0, 1); got {base.tolist()}.")
+        elif not np.all(np.isfinite(base) & (base > 0)):
+            raise ValueError(f"`baseline` rates must be > 0; got {base.tolist()}.")
+    elif baseline is not None:
+        base = np.broadcast_to(np.asarray(baseline, dtype=float), (d.n_periods,)).copy()
+    vc = variance
+    if analysis == "gee":
+        if family not in ("gaussian", "binomial"):
+            raise ValueError("analysis='gee' supports family='gaussian' or 'binomial'.")
+        if vc.eta2 > 0:
+            raise ValueError(
+                "analysis='gee' (marginal model) cannot express a random treatment effect "
+                "(eta2 > 0); use analysis='mixed'."
+            )
+    # ETI weights
+    w = None
+    if weights is not None:
+        w = np.asarray(weights, dtype=float).ravel()
+        x = np.nan_to_num(d.matrix)
+        if np.any((x > 0) & (x < 1) & d.observed):
+            raise DesignError(
+                "ETI `weights` cannot be combined with fractional (partial-treatment) cells; "
+                "use a design with 0/1 cells (transition periods as unobserved cells)."
+            )
+        expo_t = np.where(d.observed, d.exposure_time, 0)
+        n_exp = int(expo_t.max())
+        if w.shape[0] != n_exp:
+            raise ValueError(
+                f"`weights` must have one value per exposure time 1..{n_exp}; got {w.shape[0]}."
+            )
+        if not np.all(np.isfinite(w)) or abs(w.sum() - 1.0) > 1e-8:
+            raise ValueError(f"`weights` must sum to 1; got sum {w.sum():.6g}.")
+    spec = _Spec(
+        design=d,
+        matrix=np.where(d.observed, np.nan_to_num(d.matrix), 0.0),
+        observed=d.observed,
+        size=size,
+        effect=eff,
+        variance=vc,
+        family=family,
+        link=link,
+        analysis=analysis,
+        baseline=base,
+        alpha=a,
+        dof=dof,
+        weights=w,
+        sampling=sampling,
+        churn=churn_f,
+        individual_decay=ind_decay,
+        time=time,
+        exposure=expo,
+        dispersion=disp,
+        binary_variance=binary_variance,
+    )
+    _check_means(spec)
+    return spec
+
+
+def _inverse_link(link: str, eta: np.ndarray) -> np.ndarray:
+    if link == "identity":
+        return eta
+    if link == "logit":
+        return special.expit(eta)
+    return np.exp(eta)
+
+
+def _link(link: str, mu: np.ndarray) -> np.ndarray:
+    if link == "identity":
+        return mu
+    if link == "logit":
+        return special.logit(mu)
+    return np.log(mu)
+
+
+def _cell_means(spec: _Spec, effect: float) -> np.ndarray:
+    """Per-individual (per unit exposure) mean of every cell, ``(I, T)``."""
+    assert spec.baseline is not None
+    eta0 = _link(spec.link, spec.baseline)[None, :]
+    return _inverse_link(spec.link, eta0 + effect * spec.matrix)
+
+
+def _check_means(spec: _Spec) -> None:
+    if spec.family == "binomial":
+        mu = _cell_means(spec, spec.effect)[spec.observed]
+        if not np.all((mu > 0) & (mu < 1)):
+            raise ValueError(
+                "the treated probabilities implied by `baseline` and `effect` must lie in (0, 1); "
+                f"got a range {mu.min():.4g} to {mu.max():.4g}."
+            )
+
+
+# --------------------------------------------------------------------------- computation
+def _fixed_and_contrast(spec: _Spec) -> tuple[np.ndarray, np.ndarray]:
+    if spec.weights is None:
+        z = pk.fixed_effects(spec.matrix, spec.observed, time=spec.time)
+        c = np.zeros(z.shape[2])
+        c[-1] = 1.0
+        return z, c
+    n_exp = spec.weights.shape[0]
+    z = pk.fixed_effects(
+        spec.matrix,
+        spec.observed,
+        time=spec.time,
+        exposure_time=np.asarray(spec.design.exposure_time),
+        n_exposure=n_exp,
+    )
+    c = np.zeros(z.shape[2])
+    c[-n_exp:] = spec.weights
+    return z, c
+
+
+def _gaussian_components(spec: _Spec) -> tuple[float, VarianceComponents, str | None]:
+    """Residual variance and (possibly rescaled) components for identity-scale analyses."""
+    vc = spec.variance
+    if spec.family == "gaussian":
+        return vc.sigma2, vc, None
+    # binomial, identity link: Bernoulli variance plug-in
+    assert spec.baseline is not None
+    p0 = float(np.mean(spec.baseline))
+    p1 = p0 + spec.effect
+    if spec.binary_variance == "mean":
+        pbar = (p0 + p1) / 2
+        v = pbar * (1 - pbar)
+        rule = "p(1-p) at p = (p0 + p1)/2 (swCRTdesign)"
+    elif spec.binary_variance == "average":
+        v = (p0 * (1 - p0) + p1 * (1 - p1)) / 2
+        rule = "[p0(1-p0) + p1(1-p1)]/2 (SWSamp, Harrison & Wang)"
+    else:
+        v = p0 * (1 - p0)
+        rule = "p0(1-p0) (Hemming's Stata steppedwedge)"
+    scale = v / vc.total_variance
+    scaled = VarianceComponents(
+        sigma2=vc.sigma2 * scale,
+        tau2=vc.tau2 * scale,
+        gamma2=vc.gamma2 * scale,
+        eta2=vc.eta2 * scale,
+        rho=vc.rho,
+        psi2=vc.psi2 * scale,
+        decay=vc.decay,
+    )
+    note = (
+        f"Binary outcome on the risk-difference scale (linear approximation): the variance "
+        f"components were rescaled so that the total variance equals the Bernoulli variance "
+        f"{v:.6g} = {rule}; ICC, CAC and IAC keep their values."
+    )
+    return scaled.sigma2, scaled, note
+
+
+def _re_kwargs(vc: VarianceComponents, spec: _Spec, *, cross_psi: bool) -> dict[str, Any]:
+    psi2 = vc.psi2
+    return dict(
+        tau2=vc.tau2,
+        gamma2=vc.gamma2,
+        decay=vc.decay,
+        eta2=vc.eta2,
+        rho=vc.rho,
+        treatment=spec.matrix,
+        psi2=0.0 if cross_psi else psi2,
+        churn=spec.churn,
+        individual_decay=spec.individual_decay,
+    )
+
+
+def _covariance(spec: _Spec, effect: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Return (fixed-effect design scaled for the link, covariance of means, notes)."""
+    z, _ = _fixed_and_contrast(spec)
+    inv_m = np.where(spec.observed, 1.0 / np.where(spec.observed, spec.size, 1.0), 0.0)
+    notes: list[str] = []
+    cross = spec.sampling == "cross-sectional"
+    if spec.analysis == "gee":
+        vc = spec.variance
+        tot = vc.total_variance
+        # correlation structure of individual outcomes -> covariance of cell means (unit var)
+        resid = (vc.sigma2 + (vc.psi2 if cross else 0.0)) / tot
+        norm = VarianceComponents(
+            sigma2=max(resid, 1e-300), tau2=vc.tau2 / tot, gamma2=vc.gamma2 / tot,
+            psi2=vc.psi2 / tot, decay=vc.decay,
+        )
+        corr = pk.cluster_mean_covariance(
+            inv_m, spec.observed, resid * inv_m, **_re_kwargs(norm, spec, cross_psi=cross)
+        )
+        if spec.family == "gaussian":
+            v = np.full(spec.matrix.shape, tot)
+            deriv = np.ones(spec.matrix.shape)
+        else:
+            mu = _cell_means(spec, effect)
+            v = mu * (1 - mu)
+            deriv = {"identity": np.ones_like(mu), "logit": mu * (1 - mu), "log": mu}[spec.link]
+        sd = np.sqrt(np.where(spec.observed, v, 1.0))
+        cov = corr * sd[:, :, None] * sd[:, None, :]
+        cov = pk.mask_unobserved(cov, spec.observed)
+        zs = z * np.where(spec.observed, deriv, 0.0)[:, :, None]
+        notes.append(
+            "Marginal (GEE) model-based variance (Li, Turner & Preisser 2018): working "
+            "correlations icc, icc*cac (with decay if set) and, for cohorts, (tau2+psi2)/total."
+        )
+        return zs, cov, notes
+    if spec.family == "gaussian" or spec.link == "identity":
+        sigma2, vc, note = _gaussian_components(spec)
+        if note:
+            notes.append(note)
+        if cross:
+            sigma2 = sigma2 + vc.psi2  # individual effect is residual noise without a cohort
+        cov = pk.cluster_mean_covariance(
+            inv_m, spec.observed, sigma2 * inv_m, **_re_kwargs(vc, spec, cross_psi=cross)
+        )
+        return z, cov, notes
+    # link-scale GLMM, linearised at the cell means (PQL/Laplace; Xia et al. 2021)
+    mu = _cell_means(spec, effect)
+    if spec.family == "binomial":
+        dmu = {"logit": mu * (1 - mu), "log": mu}[spec.link]
+        w = spec.size * dmu**2 / (mu * (1 - mu))
+    else:
+        unit = mu * spec.exposure  # expected count per unit
+        if spec.family == "poisson":
+            w = spec.size * unit
+        else:
+            assert spec.dispersion is not None
+            w = spec.size * unit * spec.dispersion / (spec.dispersion + unit)
+    resid = np.where(spec.observed, 1.0 / np.where(spec.observed, w, 1.0), 0.0)
+    vc = spec.variance
+    kwargs = _re_kwargs(vc, spec, cross_psi=cross)
+    if cross and vc.psi2 > 0:
+        resid = resid + vc.psi2 * inv_m
+    cov = pk.cluster_mean_covariance(inv_m, spec.observed, resid, **kwargs)
+    return z, cov, notes
+
+
+def _dof(spec: _Spec, n_params: int) -> float | None:
+    if spec.dof is None:
+        return None
+    if not isinstance(spec.dof, str):
+        return float(spec.dof)
+    n_clusters = spec.design.n_clusters
+    n_cells = int(spec.observed.sum())
+    n_obs = float(np.nansum(spec.size)) if spec.family != "negative_binomial" else float(n_cells)
+    x = np.where(spec.observed, spec.matrix, np.nan)
+    varies = bool(np.any(np.nanmax(x, axis=1) > np.nanmin(x, axis=1)))
+    if spec.dof == "residual":
+        df = n_obs - n_params
+    elif spec.dof == "between-within":
+        df = n_obs - (n_params + n_clusters - 1) if varies else n_clusters - 2
+    else:  # containment
+        vc = spec.variance
+        if vc.eta2 > 0 or not varies:
+            df = n_clusters - 2
+        elif vc.gamma2 > 0:
+            df = n_cells - (n_params + n_clusters - 1)
+        else:
+            df = n_obs - n_params
+    if df < 1:
+        raise ValueError(
+            f"`dof={spec.dof!r}` gives {df:g} degrees of freedom for this design; use a number "
+            "or None (normal reference)."
+        )
+    return float(df)
+
+
+def _compute(spec: _Spec) -> PowerResult:
+    z, contrast = _fixed_and_contrast(spec)
+    try:
+        zs, cov, notes = _covariance(spec, spec.effect)
+        var_alt = pk.estimator_variance(zs, cov, contrast)
+        if spec.family != "gaussian" and spec.link != "identity" and spec.analysis == "mixed":
+            z0, cov0, _ = _covariance(spec, 0.0)
+            var_null = pk.estimator_variance(z0, cov0, contrast)
+            notes.append(
+                "Link-scale GLMM power linearised at the cell means (Breslow-Clayton PQL / "
+                "Laplace, as swCRTdesign swGlmPwr; Xia et al. 2021) with the variance under the "
+                "null for the critical value and under the alternative for the spread."
+            )
+        else:
+            var_null = var_alt
+    except pk.NotEstimableError:
+        what = "treatment effect" if spec.weights is None else "weighted exposure-time estimand"
+        raise DesignError(
+            f"The {what} is not estimable in this design (the information matrix is singular "
+            "in its direction); check the design and `weights`."
+        ) from None
+    df = _dof(spec, z.shape[2])
+    se = math.sqrt(var_alt)
+    se0 = math.sqrt(var_null)
+    p2, p1 = pk.wald_power_null_alt(spec.effect, se0, se, spec.alpha, df)
+    crit = float(pk._z_quantile(spec.alpha, df))
+    if spec.family == "negative_binomial":
+        notes.append(
+            "Negative-binomial working weight per unit: mu * theta / (theta + mu) with "
+            "Var(Y) = mu + mu^2/theta (see steppedwedge.power docs for the derivation)."
+        )
+    if spec.weights is None:
+        estimand = "treatment (immediate effect)"
+    elif np.count_nonzero(spec.weights) == 1:
+        estimand = f"PTE at exposure time {int(np.flatnonzero(spec.weights)[0]) + 1}"
+    else:
+        estimand = "weighted exposure-time effect (TATE-type)"
+    method = (
+        "GLS variance of the treatment estimator from the cluster-period-mean covariance "
+        f"({'categorical' if spec.time == 'categorical' else 'no'} period effects)."
+    )
+    return PowerResult(
+        power=float(p2),
+        power_one_tail=float(p1),
+        variance=var_alt,
+        std_error=se,
+        variance_null=var_null,
+        df=df,
+        effect=spec.effect,
+        alpha=spec.alpha,
+        critical_value=crit,
+        design=spec.design,
+        variance_components=spec.variance,
+        cluster_size=spec.size,
+        family=spec.family,
+        link=spec.link,
+        analysis=spec.analysis,
+        sampling=spec.sampling,
+        churn=spec.churn,
+        baseline=spec.baseline,
+        weights=spec.weights,
+        estimand=estimand,
+        method=method,
+        notes=tuple(notes),
+        _fixed=zs,
+        _cov=cov,
+        _contrast=contrast,
+    )
+
+
+def power(
+    design: Design | Any,
+    *,
+    effect: float,
+    variance: VarianceComponents,
+    cluster_size: Any,
+    family: str = "gaussian",
+    link: str | None = None,
+    baseline: Any = None,
+    alpha: float = 0.05,
+    dof: str | float | None = None,
+    weights: Any = None,
+    sampling: str = "cross-sectional",
+    churn: float | None = None,
+    individual_decay: float | None = None,
+    time: str = "categorical",
+    analysis: str = "mixed",
+    exposure: Any = 1.0,
+    dispersion: float | None = None,
+    binary_variance: str = "mean",
+) -> PowerResult:
+    r"""Analytic power of a cluster design from the GLS variance of the treatment estimator.
+
+    Parameters
+    ----------
+    design : Design or array_like
+        The design, or an ``I x T`` treatment matrix (converted with
+        :meth:`Design.from_matrix`).
+    effect : float
+        Effect under the alternative, on the scale of the link: mean difference (Gaussian),
+        risk difference (binomial, identity), log odds ratio (logit), log risk ratio (binomial
+        log link) or log rate ratio (Poisson, negative binomial).
+    variance : VarianceComponents
+        Variance components.  For Gaussian outcomes on the outcome scale; for link-scale
+        GLMMs on the linear-predictor scale (``sigma2`` is then unused: the within-cell
+        variance comes from the outcome distribution); for ``analysis="gee"`` only the
+        correlations ``icc``, ``cac``, ``iac`` and ``decay`` are used (and ``total_variance``
+        for Gaussian outcomes).
+    cluster_size : float or array_like
+        Individuals (units) per cluster-period ``m``: a scalar, one value per cluster, or an
+        ``I x T`` array.  Must be > 0 in every observed cell.
+    family : {"gaussian", "binomial", "poisson", "negative_binomial"}
+    link : str, optional
+        ``"identity"`` (Gaussian; binomial risk difference), ``"logit"`` (binomial default),
+        ``"log"`` (binomial risk ratio, counts).
+    baseline : float or array_like, optional
+        Control-condition probability or rate (per unit of ``exposure``), a scalar or one
+        value per period (period effects).  Required for non-Gaussian families.
+    alpha : float, default 0.05
+        Size of the two-sided test.
+    dof : {None, "between-within", "containment", "residual"} or float
+        None: normal reference.  Otherwise a central ``t`` reference (see Notes).
+    weights : array_like, optional
+        Exposure-time (ETI) weights over exposure times ``1..L`` summing to 1: the estimand
+        is ``sum_e w_e delta_e`` in the ETI model (TATE: equal weights; PTE: a single 1).
+    sampling : {"cross-sectional", "cohort"}
+        Cross-sectional: new individuals each period (``psi2`` is then residual noise).
+        Cohort: the same individuals are followed, see ``churn``.
+    churn : float, optional
+        Cohort only: share of each cluster's individuals replaced between periods
+        (Kasza et al. 2020); default 0 (closed cohort).
+    individual_decay : float, optional
+        Closed cohort only: individual effects correlate ``r**|j-k|`` across periods
+        (SteppedPower's AR on ``psi``; with ``decay`` equal and ``tau2 = 0`` it is the
+        proportional-decay model of Li 2020).
+    time : {"categorical", "none"}
+        Categorical period effects (default) or none (an intercept only).
+    analysis : {"mixed", "gee"}
+        Conditional mixed model (default) or marginal GEE with model-based variance
+        (Gaussian and binomial outcomes; Li, Turner & Preisser 2018).
+    exposure : float or array_like, default 1
+        Counts: person-time (population) of each unit, a scalar, per cluster or ``I x T``;
+        the expected count of a unit is ``exposure * rate``.
+    dispersion : float, optional
+        Negative binomial size ``theta`` (``Var = mu + mu^2/theta`` per unit).
+    binary_variance : {"mean", "average", "control"}
+        Bernoulli variance plug-in for a binomial outcome with identity link (see Notes).
+
+    Returns
+    -------
+    PowerResult
+
+    Raises
+    ------
+    ValueError
+        Invalid inputs (the message names the argument).
+    DesignError
+        The estimand is not estimable in the design.
+
+    See Also
+    --------
+    solve_power : solve for clusters, cluster size or detectable effect.
+    power_grid : vectorised closed forms over parameter grids.
+
+    Notes
+    -----
+    For cluster ``i`` with cluster-period means ``Ybar_i`` (observed cells only), fixed-effect
+    design ``Z_i`` (period effects, then treatment) and covariance ``Sigma_i`` built by
+    :func:`steppedwedge._core.covariance.mean_covariance`, the variance of the estimator is
+    ``[ (sum_i Z_i' Sigma_i^{-1} Z_i)^{-1} ]_{theta theta}`` (or ``c' M^{-1} c`` for ETI
+    weights ``c``).  Power is ``F(|theta|/SE - q) + F(-|theta|/SE - q)`` with ``q`` the
+    ``1 - alpha/2`` quantile of ``F`` (normal, or central ``t_df``); ``power_one_tail`` keeps
+    only the first term (Hussey & Hughes 2007).
+
+    **Binary, identity link** (linear approximation): the variance components are rescaled
+    so that their total equals a Bernoulli variance ``v`` (ICC/CAC/IAC are kept):
+    ``"mean"`` ``v = pbar(1 - pbar)``, ``pbar = (p0 + p1)/2`` (swCRTdesign); ``"average"``
+    ``v = [p0(1-p0) + p1(1-p1)]/2`` (SWSamp, Harrison & Wang 2021); ``"control"``
+    ``v = p0(1-p0)``.  With a per-period baseline, ``p0`` is its mean.
+
+    **Link scale** (logit/log GLMMs, Poisson and negative-binomial counts): the GLMM is
+    linearised at the cell means ``mu_ij`` (random effects at 0), giving the working
+    covariance ``Sigma_i = diag(1/w_ij) + tau2 J + gamma2 R + ...`` with
+    ``w_ij = m_ij (dmu/deta)^2 / V(mu_ij)``: ``m mu(1-mu)`` (logit), ``m mu/(1-mu)``
+    (binomial log), ``m e lambda`` (Poisson: the expected count, so only the total
+    population enters) and, for the negative binomial with ``Var(Y) = mu + mu^2/theta`` per
+    unit of mean ``mu = e lambda``, ``m mu theta/(theta + mu)`` (the Fisher weight of the log
+    link, ``mu^2 / Var(Y)``): overdispersion caps each unit's information at ``theta``.
+    As in swCRTdesign's ``swGlmPwr`` (Xia et al. 2021) the variance is evaluated at the null
+    means (``V0``) for the critical value and at the alternative (``Va``):
+    ``power = F((|theta| - q sqrt(V0))/sqrt(Va)) + F((-|theta| - q sqrt(V0))/sqrt(Va))``.
+    The effect is conditional (cluster-specific).
+
+    **GEE** (``analysis="gee"``): marginal means ``g(mu_ij) = beta_j + theta X_ij``, working
+    covariance ``A^{1/2} R A^{1/2}`` with nested-exchangeable (or decaying) ``R`` built from
+    ``icc``, ``cac``, ``decay`` and, for cohorts, ``iac``; the individual-level model-based
+    variance equals the GLS variance of cell means used here.
+
+    **Degrees of freedom**: ``"residual"`` ``N - p`` (``N`` individual observations, ``p``
+    fixed effects); ``"between-within"`` ``N - (p + I - 1)`` when treatment varies within
+    clusters, else ``I - 2``; ``"containment"`` ``I - 2`` with a random treatment effect (or
+    treatment constant within clusters), ``n_cells - (p + I - 1)`` with a cluster-period
+    effect, else residual.  The t-power is the central-t analogue (SteppedPower).
+
+    References
+    ----------
+    .. [1] Hussey MA, Hughes JP (2007). Design and analysis of stepped wedge cluster
+       randomized trials. Contemp Clin Trials 28:182-191.
+    .. [2] Kasza J, Hooper R, Copas A, Forbes AB (2020). Sample size and power calculations
+       for open cohort longitudinal cluster randomized trials. Stat Med 39:1871-1883.
+    .. [3] Li F, Turner EL, Preisser JS (2018). Sample size determination for GEE analyses
+       of stepped wedge cluster randomized trials. Biometrics 74:1450-1458.
+    .. [4] Xia F, Hughes JP, Voldal EC, Heagerty PJ (2021). Power and sample size calculation
+       for stepped-wedge designs with discrete outcomes. Trials 22:598.
+
+    Examples
+    --------
+    >>> from steppedwedge.design import Design
+    >>> from steppedwedge.variance import VarianceComponents
+    >>> from steppedwedge.power import power
+    >>> design = Design.stepped_wedge(3, 3)
+    >>> res = power(design, effect=0.2, variance=VarianceComponents(sigma2=1.0),
+    ...             cluster_size=50)
+    >>> round(res.power, 4)
+    0.8074
+    """
+    spec = _power_iv(
+        design, effect, variance, cluster_size, family, link, baseline, alpha, dof, weights,
+        sampling, churn, individual_decay, time, analysis, exposure, dispersion, binary_variance,
+    )
+    res = _compute(spec)
+    inputs = dict(
+        design=spec.design, effect=effect, variance=variance, cluster_size=cluster_size,
+        family=family, link=link, baseline=baseline, alpha=alpha, dof=dof, weights=weights,
+        sampling=sampling, churn=churn, individual_decay=individual_decay, time=time,
+        analysis=analysis, exposure=exposure, dispersion=dispersion,
+        binary_variance=binary_variance,
+    )
+    object.__setattr__(res, "_inputs", inputs)
+    return res

@@ -1,0 +1,234 @@
+"""Result objects of analytic power calculations."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._core.gls import cell_weights as _cell_weights
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    from matplotlib.axes import Axes
+
+    from ..design import Design
+    from ..variance import VarianceComponents
+
+__all__ = ["PowerResult", "PowerSummary"]
+
+
+@dataclass(frozen=True)
+class PowerSummary:
+    """A small table of labelled values with text, HTML, Markdown and LaTeX renderings."""
+
+    title: str
+    rows: tuple[tuple[str, str], ...]
+    notes: tuple[str, ...] = ()
+
+    def as_text(self) -> str:
+        """Plain-text rendering."""
+        width = max(len(k) for k, _ in self.rows)
+        lines = [self.title, "=" * len(self.title)]
+        lines += [f"{k.ljust(width)}  {v}" for k, v in self.rows]
+        lines += [f"Note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def as_markdown(self) -> str:
+        """Markdown table."""
+        lines = [f"**{self.title}**", "", "| quantity | value |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in self.rows]
+        lines += ["", *[f"*Note:* {n}" for n in self.notes]]
+        return "\n".join(lines).rstrip() + "\n"
+
+    def as_html(self) -> str:
+        """HTML table."""
+        body = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+            f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
+            for k, v in self.rows
+        )
+        notes = "".join(f"<p><em>Note:</em> {html.escape(n)}</p>" for n in self.notes)
+        return f"<div><strong>{html.escape(self.title)}</strong><table>{body}</table>{notes}</div>"
+
+    def as_latex(self) -> str:
+        """LaTeX tabular."""
+
+        def esc(s: str) -> str:
+            for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&")):
+                s = s.replace(a, b)
+            return s
+
+        rows = "\n".join(f"{esc(k)} & {esc(v)} \\\\" for k, v in self.rows)
+        return f"\\begin{{tabular}}{{ll}}\n\\multicolumn{{2}}{{l}}{{{esc(self.title)}}} \\\\\n\\hline\n{rows}\n\\end{{tabular}}"
+
+    def __str__(self) -> str:
+        return self.as_text()
+
+    def _repr_html_(self) -> str:
+        return self.as_html()
+
+
+@dataclass(frozen=True)
+class PowerResult:
+    """Analytic power of a stepped-wedge (or other longitudinal cluster) design.
+
+    Returned by :func:`steppedwedge.power` and :func:`steppedwedge.solve_power`.
+
+    Attributes
+    ----------
+    power : float
+        Two-sided power, counting both rejection tails.
+    power_one_tail : float
+        Power counting only the tail in the direction of the effect (Hussey & Hughes 2007,
+        clusterPower, swdpwr convention); differs from ``power`` by less than ``alpha / 2``.
+    variance, std_error : float
+        Variance and standard error of the estimator under the alternative.
+    variance_null : float
+        Variance under the null (equals ``variance`` unless it depends on the means, as for
+        link-scale GLMM power).
+    df : float or None
+        Degrees of freedom of the t reference, None for the normal reference.
+    effect, alpha : float
+        Inputs.
+    critical_value : float
+        ``z`` or ``t`` quantile ``1 - alpha/2``.
+    design, variance_components, cluster_size, family, link, analysis, sampling, churn,
+    baseline, weights, estimand, method, notes
+        The inputs as used (``cluster_size`` as an ``I x T`` array, NaN where unobserved).
+    solved_for, solution
+        Set by :func:`steppedwedge.solve_power`: the quantity solved for and its value.
+    """
+
+    power: float
+    power_one_tail: float
+    variance: float
+    std_error: float
+    variance_null: float
+    df: float | None
+    effect: float
+    alpha: float
+    critical_value: float
+    design: Design
+    variance_components: VarianceComponents
+    cluster_size: np.ndarray
+    family: str
+    link: str
+    analysis: str
+    sampling: str
+    churn: float
+    baseline: np.ndarray | None
+    weights: np.ndarray | None
+    estimand: str
+    method: str
+    notes: tuple[str, ...] = ()
+    solved_for: str | None = None
+    solution: float | None = None
+    _fixed: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _cov: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _contrast: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _inputs: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    # ------------------------------------------------------------------ derived
+    @cached_property
+    def cell_weights(self) -> np.ndarray:
+        """GLS weights of the cluster-period means in the estimator, ``(I, T)``.
+
+        ``theta_hat = sum_ij w_ij Ybar_ij``; NaN for unobserved cells.  Within each period
+        they sum to 0 and over the treated cells (IT estimand) to 1 (methods.md section 2.2).
+        Computed at the alternative (the link-scale working variances of a GLMM).
+        """
+        if self._fixed is None or self._cov is None or self._contrast is None:
+            raise AttributeError("cell weights are not available for this result")
+        w = _cell_weights(self._fixed, self._cov, self._contrast)
+        return np.where(self.design.observed, w, np.nan)
+
+    # ------------------------------------------------------------------ presentation
+    def summary(self) -> PowerSummary:
+        """Summary table of the calculation.
+
+        Returns
+        -------
+        PowerSummary
+            With ``as_text()``, ``as_html()``, ``as_markdown()``, ``as_latex()``.
+        """
+        vc = self.variance_components
+        ref = "normal" if self.df is None else f"t with {self.df:.4g} df"
+        rows = [
+            ("design", f"{self.design.n_clusters} clusters x {self.design.n_periods} periods, "
+                       f"{self.design.n_sequences} sequences"),
+            ("cluster-period size", _describe_sizes(self.cluster_size)),
+            ("outcome", f"{self.family} ({self.link} link), {self.analysis} analysis"),
+            ("sampling", self.sampling + (f" (churn {self.churn:.3g})" if self.sampling == "cohort" else "")),
+            ("variance components", f"sigma2={vc.sigma2:.4g}, tau2={vc.tau2:.4g}, gamma2={vc.gamma2:.4g}, "
+                                    f"eta2={vc.eta2:.4g}, psi2={vc.psi2:.4g}, decay={vc.decay}"),
+            ("estimand", self.estimand),
+            ("effect", f"{self.effect:.6g}"),
+            ("std. error", f"{self.std_error:.6g}"),
+            ("alpha (two-sided)", f"{self.alpha:.4g}"),
+            ("reference", ref),
+            ("power", f"{self.power:.4f}"),
+            ("power (one tail)", f"{self.power_one_tail:.4f}"),
+        ]
+        if self.solved_for is not None:
+            rows.append((f"solved for {self.solved_for}", f"{self.solution:.6g}"))
+        return PowerSummary("Analytic power", tuple(rows), (self.method, *self.notes))
+
+    def tidy(self) -> pd.DataFrame:
+        """One-row DataFrame with stable snake_case columns.
+
+        Columns: ``term, effect, std_error, statistic, df, alpha, power, power_one_tail``
+        (``statistic = effect / std_error``).
+        """
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "term": [self.estimand],
+                "effect": [self.effect],
+                "std_error": [self.std_error],
+                "statistic": [self.effect / self.std_error],
+                "df": [np.nan if self.df is None else self.df],
+                "alpha": [self.alpha],
+                "power": [self.power],
+                "power_one_tail": [self.power_one_tail],
+            }
+        )
+
+    def plot(self, ax: Axes | None = None, **kwargs: Any) -> Axes:
+        """Heat map of the GLS cell weights (see :func:`steppedwedge.plotting.power.plot_cell_map`)."""
+        from ..plotting.power import plot_cell_map
+
+        return plot_cell_map(
+            self.cell_weights,
+            clusters=self.design.clusters,
+            periods=list(self.design.periods),
+            title="GLS cell weights",
+            centre=0.0,
+            ax=ax,
+            **kwargs,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"PowerResult(power={self.power:.4f}, effect={self.effect:.4g}, "
+            f"std_error={self.std_error:.4g}, df={self.df})"
+        )
+
+    def __str__(self) -> str:
+        return self.summary().as_text()
+
+    def _repr_html_(self) -> str:
+        return self.summary().as_html()
+
+
+def _describe_sizes(size: np.ndarray) -> str:
+    vals = size[~np.isnan(size)]
+    if vals.size == 0:
+        return "-"
+    if np.all(vals == vals[0]):
+        return f"{vals[0]:.6g} in every observed cell"
+    return f"{vals.min():.4g} to {vals.max():.4g} (mean {vals.mean():.4g})"
