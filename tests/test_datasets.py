@@ -182,3 +182,29 @@ def test_panel_is_valid_trial_data(panel, chars) -> None:
             treatment="treated",
             design=design,
         )
+
+
+def test_dfe_panel_matches_published_totals() -> None:
+    from steppedwedge.datasets import load_dfe_panel
+
+    dfe = load_dfe_panel()
+    assert dfe.shape == (1976, 12)
+    assert dfe["la_code"].nunique() == 161
+    assert dfe["year"].min() == 2013 and dfe["year"].max() == 2025
+    assert not dfe.duplicated(["la_code", "year"]).any()
+    assert dfe["cla_31_march"].dtype == "Int64" and dfe["boundary_change"].dtype == bool
+    # missing cells as documented with the source (suppressed / not applicable)
+    assert dfe["population_0_17"].isna().sum() == 21
+    assert dfe["cla_31_march"].notna().sum() == 755
+    assert dfe.loc[dfe["year"] < 2021, "cla_31_march"].isna().all()
+    totals = dfe.groupby("year")[["cla_31_march", "cla_started_in_year"]].sum()
+    # DfE's national figures (rounded to the nearest 10 in the publication): the LA rows
+    # add up to them up to that rounding (and the suppressed tiny LAs)
+    published_cla = {2021: 80_780, 2022: 82_090, 2023: 83_760, 2024: 83_530, 2025: 81_770}
+    published_starts = {2021: 28_470, 2022: 31_100, 2023: 33_090, 2024: 33_130, 2025: 32_270}
+    for year, value in published_cla.items():
+        assert abs(totals.loc[year, "cla_31_march"] - value) <= 10, year
+    for year, value in published_starts.items():
+        assert abs(totals.loc[year, "cla_started_in_year"] - value) <= 10, year
+    # ONS 0-17 population used for 2025 rates (sum of LA rows, as in the DfE CLA file)
+    assert dfe.loc[dfe["year"] == 2025, "population_0_17"].sum() == 12_183_016

@@ -7,10 +7,15 @@ loader returns a new :class:`pandas.DataFrame` on each call.
   trial in 17 fictitious councils, 20 quarters, 7 randomised waves, with counts of children
   looked after, entries into care, child protection plans and children in need.  Made by
   ``tools/make_council_example.py``; the true parameters are in :func:`load_councils`.
+* :func:`load_dfe_panel`: REAL Department for Education statistics for English local
+  authorities, 2013-2025 (children looked after, entries into care, child protection
+  plans, children in need, referrals, population aged 0-17).  Source: DfE
+  ``dfe-analytical-services/CSC_outcomes_and_enablers`` (commit ``2f5d11a``).  Contains
+  public sector information licensed under the Open Government Licence v3.0.
 """
 
 from __future__ import annotations
 
-from ._councils import load_council_characteristics, load_councils
+from ._councils import load_council_characteristics, load_councils, load_dfe_panel
 
-__all__ = ["load_council_characteristics", "load_councils"]
+__all__ = ["load_council_characteristics", "load_councils", "load_dfe_panel"]

@@ -1,4 +1,4 @@
-"""Loaders for the bundled synthetic council example (see :func:`load_councils`)."""
+"""Loaders for the bundled council data: the synthetic example and the real DfE panel."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["load_council_characteristics", "load_councils"]
+__all__ = ["load_council_characteristics", "load_councils", "load_dfe_panel"]
 
 _PANEL_DTYPES = {
     "council": str,
@@ -33,7 +33,7 @@ _CHAR_DTYPES = {
 def _read(name: str, dtypes: dict[str, object]) -> pd.DataFrame:
     source = resources.files("steppedwedge.datasets").joinpath("data").joinpath(name)
     with source.open("r", encoding="utf-8") as fh:
-        frame = pd.read_csv(fh, dtype=dtypes, keep_default_na=False)
+        frame = pd.read_csv(fh, dtype=dtypes, keep_default_na=False, na_values=[""])
     if list(frame.columns) != list(dtypes):  # pragma: no cover - guards the packaged file
         raise RuntimeError(f"bundled file {name} has unexpected columns {list(frame.columns)}")
     return frame
@@ -155,3 +155,64 @@ def load_council_characteristics() -> pd.DataFrame:
     ['2023-01-01']
     """
     return _read("council_characteristics.csv", _CHAR_DTYPES)
+
+
+_DFE_DTYPES = {
+    "la_code": str,
+    "la_name": str,
+    "region_name": str,
+    "year": "int64",
+    "population_0_17": "Int64",
+    "cla_31_march": "Int64",
+    "cla_started_in_year": "Int64",
+    "cla_ceased_in_year": "Int64",
+    "cpp_31_march": "Int64",
+    "cin_31_march": "Int64",
+    "referrals_in_year": "Int64",
+    "boundary_change": "bool",
+}
+
+
+def load_dfe_panel() -> pd.DataFrame:
+    """Load the real DfE panel of English local authorities' children's social care, 2013-2025.
+
+    One row per English local authority (LA) and reporting year: 1,976 rows, 161 LA codes.
+    Year *Y* means "at 31 March *Y*" for stocks and "the year ending 31 March *Y*" for
+    flows.  These are REAL official statistics, bundled for calibrating power calculations
+    and simulations (e.g. between-council variance and autocorrelation of log rates).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A new frame on every call, sorted by ``la_code`` and ``year``, with columns
+        ``la_code``, ``la_name``, ``region_name`` (str), ``year`` (int64),
+        ``population_0_17`` (ONS mid-year estimate of the previous calendar year, the
+        denominator DfE uses for rates), ``cla_31_march`` (children looked after),
+        ``cla_started_in_year``, ``cla_ceased_in_year`` (2021-2025 only),
+        ``cpp_31_march`` (child protection plans), ``cin_31_march`` (children-in-need
+        episodes open), ``referrals_in_year`` (all nullable ``Int64``: suppressed or
+        unavailable values are ``<NA>``) and ``boundary_change`` (bool: the LA was created
+        or abolished during 2013-2025).
+
+    Notes
+    -----
+    Source: Department for Education, *Children looked after in England* and
+    *Characteristics of children in need* (official statistics), and ONS mid-year
+    population estimates, as re-published in the DfE repository
+    ``dfe-analytical-services/CSC_outcomes_and_enablers`` (folder ``data-raw/``, commit
+    ``2f5d11a``).  LA level only (no national or regional rows); counts are not rounded.
+
+    Licence: contains public sector information licensed under the Open Government
+    Licence v3.0 (https://www.nationalarchives.gov.uk/doc/open-government-licence/version/3/).
+
+    Examples
+    --------
+    >>> from steppedwedge.datasets import load_dfe_panel
+    >>> dfe = load_dfe_panel()
+    >>> dfe.shape
+    (1976, 12)
+    >>> y25 = dfe[dfe["year"] == 2025]
+    >>> round(float(1e4 * y25["cla_31_march"].sum() / y25["population_0_17"].sum()), 1)
+    67.1
+    """
+    return _read("dfe_la_children_social_care_panel.csv", _DFE_DTYPES)
