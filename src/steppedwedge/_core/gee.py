@@ -248,6 +248,7 @@ class _Pieces:
     N: FloatArray  # (I, T)     observations per cell
     Se: FloatArray  # (I, T)    sum of Pearson residuals per cell
     E2: FloatArray  # (I, T)    sum of squared Pearson residuals per cell
+    De: FloatArray  # (I, p)    sum of whitened D times Pearson residuals (independence score)
 
 
 def _pieces(
@@ -294,7 +295,7 @@ def _pieces(
         W = np.linalg.solve(Ri, np.concatenate([Sd, Se[:, :, None]], axis=2))
         M = np.einsum("itp,itq->ipq", Sd, W[:, :, :p])
         u = np.einsum("itp,it->ip", Sd, W[:, :, p])
-        return _Pieces(M, u, N, Se, E2)
+        return _Pieces(M, u, N, Se, E2, np.einsum("itp,it->ip", Sd, Se))
 
     a = 1.0 - C[0, 0] if corstr != "independence" else 1.0
     # DD_i = sum_u w Dt Dt', De_i = sum_u Dt esum
@@ -303,14 +304,14 @@ def _pieces(
     DD = np.add.reduceat(np.einsum("up,uq->upq", Dtw, Dt), starts, axis=0)
     De = np.add.reduceat(Dt * esum[:, None], starts, axis=0)
     if corstr == "independence":
-        return _Pieces(DD, De, N, Se, E2)
+        return _Pieces(DD, De, N, Se, E2, De)
     # G_i = (a I + C N_i)^{-1} C
     A = a * np.eye(T)[None] + C[None] * N[:, None, :]
     G = np.linalg.solve(A, np.broadcast_to(C, (I, T, T)))
     GSd = G @ Sd
     M = (DD - np.einsum("itp,itq->ipq", Sd, GSd)) / a
     u = (De - np.einsum("itp,it->ip", Sd, np.einsum("itk,ik->it", G, Se))) / a
-    return _Pieces(M, u, N, Se, E2)
+    return _Pieces(M, u, N, Se, E2, De)
 
 
 # --------------------------------------------------------------------------------------
@@ -400,8 +401,23 @@ class GEECore:
     converged: bool
 
 
-def _scale(pc: _Pieces, n_obs: float, ddof: int) -> float:
-    return float(pc.E2.sum()) / (n_obs - ddof)
+def _scale(pc: _Pieces, n_obs: float, method: str, p: int) -> float:
+    """Moment estimate of the scale from Pearson residuals.
+
+    ``"geepack"``: sum r^2 / N; ``"residual"``: sum r^2 / (N - p); ``"bias-corrected"``
+    (geeCRT): sum_i r_i' (I - H_i)^{-1} r_i / (N - p), evaluated with the p-dimensional
+    identity r' (I - H)^{-1} r = r'r + (D~'r)' Omega^{-1} (I - M_i Omega^{-1})^{-1} u_i.
+    """
+    ss = float(pc.E2.sum())
+    if method == "geepack":
+        return ss / n_obs
+    if method == "residual":
+        return ss / (n_obs - p)
+    Oinv = np.linalg.inv(pc.M.sum(axis=0))
+    Q = pc.M @ Oinv
+    x = np.linalg.solve(np.eye(p)[None] - Q, pc.u[:, :, None])[:, :, 0]
+    corr = float(np.einsum("ip,pq,iq->", pc.De, Oinv, x))
+    return (ss + corr) / (n_obs - p)
 
 
 def fit_gee_core(
@@ -412,7 +428,7 @@ def fit_gee_core(
     beta0: FloatArray,
     params: FloatArray | None = None,
     phi: float | None = None,
-    scale_ddof: int = 0,
+    scale_method: str = "geepack",
     tol: float = 1e-10,
     maxiter: int = 100,
 ) -> GEECore:
@@ -430,14 +446,15 @@ def fit_gee_core(
         Fixed working-correlation parameters (not estimated).
     phi : float, optional
         Fixed scale (not estimated).
-    scale_ddof : int
-        ``phi = sum of squared Pearson residuals / (N - scale_ddof)`` (geepack: 0).
+    scale_method : {"geepack", "residual", "bias-corrected"}
+        Moment estimator of ``phi`` (see :func:`_scale`); ignored when ``phi`` is given.
     tol, maxiter : float, int
         Stop when ``max |beta_new - beta| <= tol * (1 + max |beta|)``.
 
     Notes
     -----
-    The moment estimators are geepack's: ``phi`` as above; exchangeable ``alpha`` is the
+    The correlation estimators are geepack's (and geeCRT's, whose ``alpadj=FALSE``
+    equations have the same solution): exchangeable ``alpha`` is the
     mean over all within-cluster pairs of ``e_k e_l / phi`` (Pearson residuals); nested
     exchangeable uses the same mean separately over same-period and different-period
     pairs; decay (``alpha0 * r^lag``) and AR(1) (``r^lag``) are least-squares fits of the
@@ -445,37 +462,46 @@ def fit_gee_core(
     """
     dense = units.single
     n_obs = float(units.w.sum())
+    p = units.X.shape[1]
     beta = np.asarray(beta0, dtype=float).copy()
     fixed_params = params is not None
-    par = (
-        np.asarray(params, dtype=float)
-        if fixed_params
-        else np.zeros(len(CORSTRS[corstr]))
-    )
-    if not fixed_params and corstr in ("decay", "ar1"):
-        par = np.array([0.0, 0.5]) if corstr == "decay" else np.array([0.5])
+    if fixed_params:
+        par = np.asarray(params, dtype=float)
+    elif corstr == "decay":
+        par = np.array([0.0, 0.5])
+    elif corstr == "ar1":
+        par = np.array([0.5])
+    else:
+        par = np.zeros(len(CORSTRS[corstr]))
     ph = 1.0 if phi is None else float(phi)
+
+    def nuisance(beta: FloatArray, par: FloatArray) -> tuple[float, FloatArray, _Pieces]:
+        # scale and correlation at beta (the bias-corrected scale needs the working
+        # correlation of the previous step), then the pieces at the new parameters
+        ph_ = ph
+        pc = _pieces(
+            units, fam, beta, corstr if scale_method == "bias-corrected" else "independence",
+            par, dense=dense,
+        )
+        if phi is None:
+            ph_ = _scale(pc, n_obs, scale_method, p)
+        if not fixed_params:
+            par = _estimate_params(corstr, pc, ph_, units.times)
+        return ph_, par, _pieces(units, fam, beta, corstr, par, dense=dense)
+
     converged = False
     it = 0
     for it in range(1, maxiter + 1):
-        pc = _pieces(units, fam, beta, "independence", np.zeros(0), dense=dense)
-        if phi is None:
-            ph = _scale(pc, n_obs, scale_ddof)
-        if not fixed_params:
-            par = _estimate_params(corstr, pc, ph, units.times)
-        pc = _pieces(units, fam, beta, corstr, par, dense=dense)
+        old = par
+        ph, par, pc = nuisance(beta, par)
         step = np.linalg.solve(pc.M.sum(axis=0), pc.u.sum(axis=0))
         beta = beta + step
-        if np.max(np.abs(step)) <= tol * (1.0 + np.max(np.abs(beta))):
+        small = np.max(np.abs(step)) <= tol * (1.0 + np.max(np.abs(beta)))
+        if small and (fixed_params or np.max(np.abs(par - old), initial=0.0) <= 1e3 * tol):
             converged = True
             break
     # final nuisance parameters and pieces at the returned beta (geepack convention)
-    pc = _pieces(units, fam, beta, "independence", np.zeros(0), dense=dense)
-    if phi is None:
-        ph = _scale(pc, n_obs, scale_ddof)
-    if not fixed_params:
-        par = _estimate_params(corstr, pc, ph, units.times)
-    pc = _pieces(units, fam, beta, corstr, par, dense=dense)
+    ph, par, pc = nuisance(beta, par)
     return GEECore(beta, par, ph, pc.M, pc.u, it, converged)
 
 
