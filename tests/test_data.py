@@ -633,3 +633,44 @@ def test_real_design_object(rng) -> None:
     df.loc[0, "arm"] = 1
     with pytest.raises(DataError, match=r"cluster 'S0', period 1: data 1, design 0"):
         TrialData.from_frame(df, **ROLES, design=design)
+
+
+def test_date_periods_match_a_period_index_design() -> None:
+    periods = pd.period_range("2023-01", "2023-03", freq="M")
+    design = fake_design([[0, 1, 1], [0, 0, 1]], ["a", "b"], periods)
+    df = pd.DataFrame(
+        {
+            "c": ["a", "a", "a", "b", "b", "b"],
+            "d": pd.to_datetime(["2023-01-05", "2023-02-28", "2023-03-01"] * 2),
+            "x": [0, 1, 1, 0, 0, 1],
+            "y": np.arange(6.0),
+        }
+    )
+    td = TrialData.from_frame(
+        df, outcome="y", cluster="c", period="d", treatment="x", design=design
+    )
+    assert td.periods.equals(periods)
+    np.testing.assert_array_equal(td.cells().n, np.ones((2, 3)))
+
+
+def test_count_rows_with_individual_ids_are_individual() -> None:
+    df = pd.DataFrame(
+        {
+            "c": [1, 1, 2, 2],
+            "t": [1, 1, 1, 2],
+            "x": [0, 0, 0, 1],
+            "k": [0, 2, 1, 3],
+            "id": [1, 2, 3, 3],
+        }
+    )
+    td = TrialData.from_frame(
+        df, outcome="k", family="poisson", individual="id", cluster="c", period="t", treatment="x"
+    )
+    assert td.kind == "individual"
+    cells = td.cells()
+    np.testing.assert_array_equal(cells.n, [[2, 0], [1, 1]])
+    np.testing.assert_array_equal(cells.within_ss, [[2.0, 0.0], [0.0, 0.0]])
+    with pytest.raises(DataError, match=r"duplicated cells.*\(1, 1\)"):
+        TrialData.from_frame(
+            df, outcome="k", family="poisson", cluster="c", period="t", treatment="x"
+        )

@@ -263,9 +263,10 @@ class TrialData:
             Further columns the analysis will use; only checked for presence and missing
             values (they may be numeric or categorical).
         kind : {"individual", "aggregate"}, optional
-            Overrides the default: binomial with ``trials``, count families, and Gaussian
-            with ``size`` are aggregates (one row per cluster-period); Gaussian and 0/1
-            binomial rows are individual.  Count rows per individual need
+            Overrides the default: rows with an ``individual`` column are individual;
+            otherwise binomial with ``trials``, count families, and Gaussian with ``size``
+            are aggregates (one row per cluster-period), and Gaussian and 0/1 binomial rows
+            are individual.  Count rows per individual without an id need
             ``kind="individual"``.
         design : Design, optional
             If given, clusters and periods must be the design's labels (string or date
@@ -448,26 +449,27 @@ def _numeric(frame: pd.DataFrame, col: str, user: str, role: str) -> FloatArray:
 
 def _codes_for(values: pd.Series, labels: pd.Index, role: str, user: str) -> IntArray:
     """Map ``values`` onto ``labels``; strings/dates are read as Periods if labels are Periods."""
-    codes = np.asarray(labels.get_indexer(pd.Index(values)), dtype=np.int64)
+    row_codes, uniques = pd.factorize(values)
+    uniq = pd.Index(uniques)
+    codes = np.asarray(labels.get_indexer(uniq), dtype=np.int64)
     if (codes < 0).any() and isinstance(labels, pd.PeriodIndex):
         try:
-            if pd.api.types.is_datetime64_any_dtype(values.dtype):
-                conv = pd.PeriodIndex(values.dt.to_period(labels.freq))
+            if isinstance(uniq, pd.DatetimeIndex):
+                conv = uniq.to_period(labels.freq)
             else:
-                lookup = {v: pd.Period(v, freq=labels.freq) for v in pd.unique(values)}
-                conv = pd.PeriodIndex([lookup[v] for v in values], freq=labels.freq)
+                conv = pd.PeriodIndex([pd.Period(v, freq=labels.freq) for v in uniq])
             codes2 = np.asarray(labels.get_indexer(conv), dtype=np.int64)
             if (codes2 >= 0).sum() > (codes >= 0).sum():
                 codes = codes2
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, AttributeError):
             pass
     if (codes < 0).any():
-        extra = pd.unique(values[codes < 0])
+        extra = list(uniq[codes < 0])
         raise DataError(
             f"{role} labels in column {user!r} are not in the design: {_list(extra)}. "
             f"The design's {role}s are: {_list(list(labels), 10)}."
         )
-    return codes
+    return np.asarray(codes[row_codes], dtype=np.int64)
 
 
 def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
@@ -553,7 +555,9 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
         raise DataError(f"`size` is only used with family='gaussian'; got family={family!r}.")
 
     if kind is None:
-        if trials is not None or size is not None or family in _COUNT_FAMILIES:
+        if individual is not None:
+            kind = "individual"
+        elif trials is not None or size is not None or family in _COUNT_FAMILIES:
             kind = "aggregate"
         else:
             kind = "individual"
