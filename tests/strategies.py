@@ -38,9 +38,7 @@ def stepped_wedge_designs(
 ) -> Design:
     """Standard stepped-wedge designs built by :meth:`Design.stepped_wedge`."""
     n_seq = draw(st.integers(2, max_sequences))
-    sizes = draw(
-        st.lists(st.integers(1, max_cluster_per_sequence), min_size=n_seq, max_size=n_seq)
-    )
+    sizes = draw(st.lists(st.integers(1, max_cluster_per_sequence), min_size=n_seq, max_size=n_seq))
     kwargs = dict(
         baseline_periods=draw(st.integers(1, 2)),
         periods_per_step=draw(st.integers(1, 2)),

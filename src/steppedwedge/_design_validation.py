@@ -50,10 +50,14 @@ def as_matrix(matrix: Any) -> np.ndarray:
             f"dimension(s) and shape {arr.shape}."
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise DesignError(f"`matrix` must have at least one cluster and one period; got shape {arr.shape}.")
+        raise DesignError(
+            f"`matrix` must have at least one cluster and one period; got shape {arr.shape}."
+        )
     if np.isinf(arr).any():
         i, j = np.argwhere(np.isinf(arr))[0]
-        raise DesignError(f"`matrix` must be finite or NaN; got {float(arr[i, j])} at row {i}, column {j}.")
+        raise DesignError(
+            f"`matrix` must be finite or NaN; got {float(arr[i, j])} at row {i}, column {j}."
+        )
     return arr
 
 
@@ -65,10 +69,13 @@ def check_labels(labels: Sequence[Hashable], what: str) -> tuple[Hashable, ...]:
         try:
             hash(lab)
         except TypeError:
-            raise DesignError(f"`{what}` labels must be hashable; got {lab!r} at position {k}.") from None
+            raise DesignError(
+                f"`{what}` labels must be hashable; got {lab!r} at position {k}."
+            ) from None
         if lab in seen:
             raise DesignError(
-                f"`{what}` labels must be unique; {_fmt(lab)} appears at positions {seen[lab]} and {k}."
+                f"`{what}` labels must be unique; {_fmt(lab)} appears at positions "
+                f"{seen[lab]} and {k}."
             )
         seen[lab] = k
     return out
@@ -90,7 +97,8 @@ def check_period_index(periods: pd.Index) -> None:
         k = int(np.argmax(step != 1))
         raise DesignError(
             "`periods` must be a regular grid without gaps; "
-            f"{periods[k + 1]} follows {periods[k]} (position {k + 1}), skipping {int(step[k]) - 1} "
+            f"{periods[k + 1]} follows {periods[k]} (position {k + 1}), skipping "
+            f"{int(step[k]) - 1} "
             f"period(s) of frequency {periods.freqstr}."
         )
 
@@ -207,8 +215,11 @@ def parse_start_dates(start_dates: Any) -> tuple[tuple[Hashable, ...], list[pd.T
     if not labels:
         raise DesignError("`start_dates` must name at least one cluster; got none.")
     clusters = check_labels(labels, "start_dates")
-    dates = [_to_timestamp(v, f"the start date of cluster {_fmt(c)}") for c, v in zip(clusters, raw)]
-    for c, d in zip(clusters, dates):
+    dates = [
+        _to_timestamp(v, f"the start date of cluster {_fmt(c)}")
+        for c, v in zip(clusters, raw, strict=True)
+    ]
+    for c, d in zip(clusters, dates, strict=True):
         if d is not None and d != d.normalize():
             raise DesignError(
                 f"the start date of cluster {_fmt(c)} must be a calendar day without a time of "
@@ -265,13 +276,17 @@ def parse_window(window: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
     try:
         a, b = window
     except (TypeError, ValueError):
-        raise DesignError(f"`window` must be a pair (first_day, last_day); got {window!r}.") from None
+        raise DesignError(
+            f"`window` must be a pair (first_day, last_day); got {window!r}."
+        ) from None
     start = _to_timestamp(a, "`window[0]`")
     end = _to_timestamp(b, "`window[1]`")
     if start is None or end is None:
         raise DesignError(f"`window` must be two dates; got {window!r}.")
     if end < start:
-        raise DesignError(f"`window` must end on or after its start; got {start.date()} to {end.date()}.")
+        raise DesignError(
+            f"`window` must end on or after its start; got {start.date()} to {end.date()}."
+        )
     return start, end
 
 

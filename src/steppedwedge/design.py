@@ -12,7 +12,7 @@ import html
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,7 @@ __all__ = ["Design"]
 
 #: How a constructor fills transition cells: ``"exclude"`` (NaN, not observed),
 #: ``"partial"`` (a ramp or a day fraction, see each constructor) or a fixed fraction.
-TransitionRule = Union[Literal["exclude", "partial"], float]
+TransitionRule = Literal["exclude", "partial"] | float
 StartDateRule = Literal["first-treated", "partial", "exclude"]
 
 #: Average days per month used by :attr:`Design.period_lengths_months`.
@@ -147,7 +147,7 @@ class Design:
 
     matrix: np.ndarray
     clusters: tuple[Hashable, ...] = field(default=())
-    periods: pd.Index = field(default=None)  # type: ignore[assignment]
+    periods: pd.Index = field(default=cast("pd.Index", None))
     period_lengths: np.ndarray | None = None
     allow_reversal: bool = False
     check_identifiable: bool = True
@@ -160,24 +160,30 @@ class Design:
         if clusters is None or (isinstance(clusters, tuple) and len(clusters) == 0):
             clusters = tuple(range(n_clusters))
         if isinstance(clusters, (str, bytes)):
-            raise DesignError(f"`clusters` must be a sequence of labels; got the string {clusters!r}.")
+            raise DesignError(
+                f"`clusters` must be a sequence of labels; got the string {clusters!r}."
+            )
         clusters = _dv.check_labels(list(clusters), "clusters")
         if len(clusters) != n_clusters:
             raise DesignError(
-                f"`clusters` must have one label per matrix row ({n_clusters}); got {len(clusters)}."
+                f"`clusters` must have one label per matrix row ({n_clusters}); "
+                f"got {len(clusters)}."
             )
         periods = self.periods
         if periods is None:
             periods = pd.RangeIndex(1, n_periods + 1, name="period")
         else:
             if isinstance(periods, str):
-                raise DesignError(f"`periods` must be a sequence of labels; got the string {periods!r}.")
+                raise DesignError(
+                    f"`periods` must be a sequence of labels; got the string {periods!r}."
+                )
             periods = pd.Index(periods)
             _dv.check_labels(list(periods), "periods")
             _dv.check_period_index(periods)
         if len(periods) != n_periods:
             raise DesignError(
-                f"`periods` must have one label per matrix column ({n_periods}); got {len(periods)}."
+                f"`periods` must have one label per matrix column ({n_periods}); "
+                f"got {len(periods)}."
             )
         lengths = self.period_lengths
         if lengths is not None:
@@ -188,7 +194,9 @@ class Design:
                     f"{lengths.shape}."
                 )
             if not (np.isfinite(lengths) & (lengths > 0)).all():
-                raise DesignError(f"`period_lengths` must be positive numbers; got {lengths.tolist()}.")
+                raise DesignError(
+                    f"`period_lengths` must be positive numbers; got {lengths.tolist()}."
+                )
             _readonly(lengths)
         _dv.check_cells(
             matrix,
@@ -261,7 +269,7 @@ class Design:
         return cls(
             matrix=matrix,
             clusters=() if clusters is None else tuple(clusters),
-            periods=None if periods is None else pd.Index(periods),  # type: ignore[arg-type]
+            periods=None if periods is None else pd.Index(periods),
             period_lengths=period_lengths,
             allow_reversal=allow_reversal,
             check_identifiable=check_identifiable,
@@ -444,9 +452,7 @@ class Design:
         tt = _int_arg("n_periods", n_periods, 1)
         b = _int_arg("baseline_periods", baseline_periods, 0)
         if b >= tt:
-            raise DesignError(
-                f"`baseline_periods` must be less than `n_periods` ({tt}); got {b}."
-            )
+            raise DesignError(f"`baseline_periods` must be less than `n_periods` ({tt}); got {b}.")
         matrix = np.zeros((n1 + n0, tt))
         matrix[:n1, b:] = 1.0
         return cls(matrix=matrix)
@@ -606,7 +612,7 @@ class Design:
             bounds = [w0, *inner, w1 + pd.Timedelta(days=1)]
             first = pd.DatetimeIndex(bounds[:-1])
             last = pd.DatetimeIndex(bounds[1:]) - pd.Timedelta(days=1)
-            labels = [f"{a.date()}/{z.date()}" for a, z in zip(first, last)]
+            labels = [f"{a.date()}/{z.date()}" for a, z in zip(first, last, strict=True)]
             period_index: pd.Index = pd.Index(labels, name="period")
             lengths = np.asarray((last - first).days + 1, dtype=np.float64)
             grid_desc = f"the window {w0.date()} to {w1.date()}"
@@ -620,7 +626,7 @@ class Design:
         matrix = np.zeros((len(clusters), len(first)))
         before: list[str] = []
         after: list[str] = []
-        for i, (c, d) in enumerate(zip(clusters, dates)):
+        for i, (c, d) in enumerate(zip(clusters, dates, strict=True)):
             if d is None:
                 continue
             if d < first[0]:
@@ -761,7 +767,7 @@ class Design:
         return cls(
             matrix=matrix,
             clusters=tuple(clusters),
-            periods=periods_out,  # type: ignore[arg-type]
+            periods=periods_out,
             period_lengths=lengths,
             allow_reversal=allow_reversal,
             check_identifiable=check_identifiable,
@@ -781,7 +787,8 @@ class Design:
     @property
     def observed(self) -> np.ndarray:
         """Boolean (I, T) array, True where the cell is observed (not NaN)."""
-        return ~np.isnan(self.matrix)
+        out: np.ndarray = ~np.isnan(self.matrix)
+        return out
 
     @cached_property
     def start_period(self) -> np.ndarray:
@@ -888,7 +895,9 @@ class Design:
         """
         idx = np.asarray(order)
         if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer) or idx.size == 0:
-            raise DesignError(f"`order` must be a non-empty 1-D sequence of integer positions; got {order!r}.")
+            raise DesignError(
+                f"`order` must be a non-empty 1-D sequence of integer positions; got {order!r}."
+            )
         if (idx < -self.n_clusters).any() or (idx >= self.n_clusters).any():
             raise DesignError(f"`order` has positions outside 0..{self.n_clusters - 1}.")
         return dataclasses.replace(
@@ -897,9 +906,7 @@ class Design:
             clusters=tuple(self.clusters[i] for i in idx.tolist()),
         )
 
-    def with_transition_periods(
-        self, k: int, *, transition: TransitionRule = "exclude"
-    ) -> Design:
+    def with_transition_periods(self, k: int, *, transition: TransitionRule = "exclude") -> Design:
         """Return a design whose first ``k`` treated periods per cluster are transition cells.
 
         For each cluster with a start period ``s``, the observed cells ``s .. s+k-1`` become
@@ -967,7 +974,9 @@ class Design:
         }
         if self.period_lengths is not None:
             cols["period_length"] = np.tile(self.period_lengths, n_c)
-        out = pd.DataFrame({k: (v.to_numpy() if isinstance(v, pd.Series) else v) for k, v in cols.items()})
+        out = pd.DataFrame(
+            {k: (v.to_numpy() if isinstance(v, pd.Series) else v) for k, v in cols.items()}
+        )
         if all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in self.clusters):
             out["cluster"] = out["cluster"].astype(np.int64)
         return out
@@ -1022,10 +1031,7 @@ class Design:
         n_trt = int((m == 1).sum())
         n_part = int((obs & (m > 0) & (m < 1)).sum())
         n_miss = int((~obs).sum())
-        return (
-            f"cells: {n_ctrl} control, {n_trt} treated, {n_part} partial, "
-            f"{n_miss} not observed"
-        )
+        return f"cells: {n_ctrl} control, {n_trt} treated, {n_part} partial, {n_miss} not observed"
 
     def _period_lines(self) -> list[str]:
         lines = []
@@ -1069,7 +1075,7 @@ class Design:
         width = max(2, len(str(self.n_periods)), *(len(t) for r in texts for t in r))
         head = "sequence   n |" + "".join(f" {j + 1:>{width}}" for j in range(self.n_periods))
         lines = [self._headline(), self._cell_counts(), *self._period_lines(), head]
-        for q, (row, n) in enumerate(zip(texts, self.sequence_sizes)):
+        for q, (row, n) in enumerate(zip(texts, self.sequence_sizes, strict=True)):
             lines.append(f"{q + 1:>8} {int(n):>3} |" + "".join(f" {t:>{width}}" for t in row))
         return "\n".join(lines)
 
@@ -1101,7 +1107,7 @@ class Design:
 
         heads = "".join(f"<th>{html.escape(str(p))}</th>" for p in self.periods)
         rows = []
-        for q, (row, n) in enumerate(zip(self.sequence_matrix, self.sequence_sizes)):
+        for q, (row, n) in enumerate(zip(self.sequence_matrix, self.sequence_sizes, strict=True)):
             rows.append(
                 f"<tr><th>{q + 1}</th><td>{int(n)}</td>" + "".join(cell(v) for v in row) + "</tr>"
             )
@@ -1111,7 +1117,10 @@ class Design:
             assert months is not None
             extra = (
                 "<tr><th colspan=2>length (days)</th>"
-                + "".join(f"<td>{v:g} (~{mo:.1f} mo)</td>" for v, mo in zip(self.period_lengths, months))
+                + "".join(
+                    f"<td>{v:g} (~{mo:.1f} mo)</td>"
+                    for v, mo in zip(self.period_lengths, months, strict=True)
+                )
                 + "</tr>"
             )
         return (

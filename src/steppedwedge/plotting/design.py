@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -56,7 +56,7 @@ def _period_tick_labels(design: Design) -> list[str]:
         months = design.period_lengths_months
         assert months is not None
         out = []
-        for lab, days, mo in zip(labels, design.period_lengths, months):
+        for lab, days, mo in zip(labels, design.period_lengths, months, strict=True):
             lab = lab.replace("/", "\nto ")
             out.append(f"{lab}\n{days:g} d\n~{mo:.1f} mo")
         return out
@@ -113,6 +113,7 @@ def plot_design(
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
     from matplotlib.patches import Patch
     from matplotlib.transforms import blended_transform_factory
 
@@ -138,14 +139,21 @@ def plot_design(
         width = min(14.0, max(5.5, 2.2 + (1.3 if lengths is not None else 0.55) * n_p))
         height = min(11.0, max(3.2, 1.8 + (0.28 if row_labels else 0.05) * n_c))
         fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
-        fig.get_layout_engine().set(w_pad=0.12)  # room for the sequence labels
+        engine = fig.get_layout_engine()
+        if isinstance(engine, ConstrainedLayoutEngine):
+            engine.set(w_pad=0.2)  # room for the sequence labels
 
     kinds = list(CELL_CODES)
     cmap = ListedColormap([CELL_COLOURS[k] for k in kinds])
     norm = BoundaryNorm(np.arange(len(kinds) + 1) - 0.5, cmap.N)
     edge = "#9a9a9a" if n_c <= 60 else "face"
     mesh = ax.pcolormesh(
-        xedges, yedges, codes, cmap=cmap, norm=norm, edgecolors=edge,
+        xedges,
+        yedges,
+        codes,
+        cmap=cmap,
+        norm=norm,
+        edgecolors=edge,
         linewidth=0.4 if n_c <= 60 else 0.0,
     )
     mesh.set_gid("design-cells")
@@ -155,36 +163,54 @@ def plot_design(
     # unobserved cells: a light cross, when rows are tall enough to see one
     if n_c <= 60 and (codes == CELL_CODES["not observed"]).any():
         rr, cc = np.nonzero(codes == CELL_CODES["not observed"])
-        for r, c in zip(rr, cc):
+        for r, c in zip(rr, cc, strict=True):
             x0, x1 = xedges[c], xedges[c + 1]
             ax.plot([x0, x1], [r, r + 1], color="#b0b0b0", lw=0.7, zorder=2)
             ax.plot([x0, x1], [r + 1, r], color="#b0b0b0", lw=0.7, zorder=2)
     if show_values:
         rr, cc = np.nonzero(codes == CELL_CODES["partial"])
-        for r, c in zip(rr, cc):
+        for r, c in zip(rr, cc, strict=True):
             ax.text(
-                (xedges[c] + xedges[c + 1]) / 2, r + 0.5, f"{matrix[r, c]:.2f}".lstrip("0"),
-                ha="center", va="center", fontsize=7, color="#1a1a1a",
+                (xedges[c] + xedges[c + 1]) / 2,
+                r + 0.5,
+                f"{matrix[r, c]:.2f}".lstrip("0"),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="#1a1a1a",
             )
 
     # sequence boundaries and brackets (right-hand side)
     bounds = np.flatnonzero(np.diff(seqs)) + 1
     for b in bounds:
-        ax.axhline(b, color="#202020", lw=1.2 if n_c <= 60 else 0.8)
+        ax.axhline(float(b), color="#202020", lw=1.2 if n_c <= 60 else 0.8)
     starts = np.concatenate([[0], bounds])
     stops = np.concatenate([bounds, [n_c]])
     trans = blended_transform_factory(ax.transAxes, ax.transData)
     n_seq = len(starts)
     label_every = max(1, int(np.ceil(n_seq / 30)))
-    for q, (a, z) in enumerate(zip(starts, stops)):
+    for q, (a, z) in enumerate(zip(starts, stops, strict=True)):
         pad = min(0.15, 0.1 * (z - a))
-        ax.plot([1.01, 1.02, 1.02, 1.01], [a + pad, a + pad, z - pad, z - pad],
-                transform=trans, color="#202020", lw=0.9, clip_on=False)
+        ax.plot(
+            [1.01, 1.02, 1.02, 1.01],
+            [a + pad, a + pad, z - pad, z - pad],
+            transform=trans,
+            color="#202020",
+            lw=0.9,
+            clip_on=False,
+        )
         if q % label_every == 0:
             never = design.start_period[order][a] < 0
             name = f"S{q + 1}" + (" (never)" if never else "")
-            ax.text(1.03, (a + z) / 2, f"{name}  n={z - a}", transform=trans,
-                    va="center", ha="left", fontsize=8)
+            ax.text(
+                1.03,
+                (a + z) / 2,
+                f"{name}  n={z - a}",
+                transform=trans,
+                va="center",
+                ha="left",
+                fontsize=8,
+            )
 
     if row_labels:
         ax.set_yticks(np.arange(n_c) + 0.5)
@@ -209,14 +235,30 @@ def plot_design(
 
     if legend:
         present = set(np.unique(codes).tolist()) | {CELL_CODES["control"], CELL_CODES["treated"]}
-        names = {"control": "Control", "partial": "Transition / partial",
-                 "treated": "Intervention", "not observed": "Not observed"}
+        names = {
+            "control": "Control",
+            "partial": "Transition / partial",
+            "treated": "Intervention",
+            "not observed": "Not observed",
+        }
         handles = [
-            Patch(facecolor=CELL_COLOURS[k], edgecolor="#9a9a9a", label=names[k],
-                  hatch="xx" if k == "not observed" else None)
-            for k in kinds if CELL_CODES[k] in present
+            Patch(
+                facecolor=CELL_COLOURS[k],
+                edgecolor="#9a9a9a",
+                label=names[k],
+                hatch="xx" if k == "not observed" else None,
+            )
+            for k in kinds
+            if CELL_CODES[k] in present
         ]
-        ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.01),
-                  ncol=len(handles), frameon=False, fontsize=8, handlelength=1.4,
-                  borderaxespad=0.0)
+        ax.legend(
+            handles=handles,
+            loc="lower left",
+            bbox_to_anchor=(0.0, 1.01),
+            ncol=len(handles),
+            frameon=False,
+            fontsize=8,
+            handlelength=1.4,
+            borderaxespad=0.0,
+        )
     return ax
