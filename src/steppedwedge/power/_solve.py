@@ -1,0 +1,309 @@
+"""Solve the power equation for one unknown by bracketing root finding."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from scipy import optimize
+
+from .._validation import check_option, check_probability
+from ..design import Design
+from ..exceptions import DesignError, SolveError
+from .analytic import _as_design
+from .analytic import power as _power
+from .result import PowerResult
+
+__all__ = ["solve_power"]
+
+SOLVE_FOR = ("clusters_per_sequence", "cluster_size", "effect", "n_sequences")
+
+
+def _rebuild_stepped_wedge(design: Design) -> Callable[[int], Design] | None:
+    """Return ``S -> Design.stepped_wedge(S, g, ...)`` if ``design`` is such a design."""
+    seq = design.sequence_matrix
+    sizes = np.asarray(design.sequence_sizes)
+    n_seq, n_periods = seq.shape
+    if n_seq < 2 or not np.all(sizes == sizes[0]):
+        return None
+    g = int(sizes[0])
+    starts = np.asarray([int(np.argmax(np.nan_to_num(r, nan=0.0) > 0)) for r in seq])
+    if np.any(np.nan_to_num(seq, nan=0.0).max(axis=1) <= 0):
+        return None
+    steps = np.diff(starts)
+    if not np.all(steps == steps[0]) or steps[0] < 1:
+        return None
+    b, t = int(starts[0]), int(steps[0])
+    k = int(np.isnan(seq[0, starts[0]:]).sum())
+    e = n_periods - b - n_seq * t
+    if e < 0:
+        return None
+    frac = np.nan_to_num(seq, nan=0.0)
+    transition: Any = "exclude" if k else "exclude"
+    if np.any((frac > 0) & (frac < 1)):
+        k = int(((frac[0] > 0) & (frac[0] < 1)).sum())
+        transition = "partial"
+
+    def build(s: int) -> Design:
+        return Design.stepped_wedge(
+            s, g, baseline_periods=b, periods_per_step=t, transition_periods=k,
+            extra_treated_periods=e, transition=transition,
+        )
+
+    try:
+        again = build(n_seq)
+    except DesignError:
+        return None
+    if again.matrix.shape != design.matrix.shape or not np.array_equal(
+        np.nan_to_num(np.sort(again.matrix, axis=0), nan=-1.0),
+        np.nan_to_num(np.sort(design.matrix, axis=0), nan=-1.0),
+    ):
+        return None
+    return build
+
+
+def _smallest_integer(
+    f: Callable[[int], PowerResult],
+    target: float,
+    lo: int,
+    hi: int,
+    value: Callable[[PowerResult], float],
+    what: str,
+    hint: str,
+) -> tuple[int, PowerResult]:
+    """Smallest integer ``n`` in ``[lo, hi]`` with ``value(f(n)) >= target`` (monotone f)."""
+    res_lo = f(lo)
+    if value(res_lo) >= target:
+        return lo, res_lo
+    n = lo
+    prev = lo
+    res = res_lo
+    while True:
+        n = min(max(2 * n, n + 1), hi)
+        res = f(n)
+        if value(res) >= target:
+            break
+        if n >= hi:
+            raise SolveError(
+                f"The target power {target:.4g} is not reached for any {what} up to {hi} "
+                f"(power there is {value(res):.4g}). {hint}"
+            )
+        prev = n
+    lo_n, hi_n, res_hi = prev, n, res
+    while hi_n - lo_n > 1:
+        mid = (lo_n + hi_n) // 2
+        r = f(mid)
+        if value(r) >= target:
+            hi_n, res_hi = mid, r
+        else:
+            lo_n = mid
+    return hi_n, res_hi
+
+
+def solve_power(
+    design: Design | Any,
+    *,
+    variance: Any,
+    effect: float | None = None,
+    cluster_size: Any = None,
+    power: float = 0.8,
+    solve_for: str = "clusters_per_sequence",
+    one_tail: bool = False,
+    max_value: float | None = None,
+    **kwargs: Any,
+) -> PowerResult:
+    r"""Solve the power equation for clusters per sequence, cluster size, effect or steps.
+
+    Parameters
+    ----------
+    design : Design or array_like
+        The design (for ``solve_for="clusters_per_sequence"`` its sequences are the pattern
+        that is replicated; for ``"n_sequences"`` it must be a design built by
+        :meth:`Design.stepped_wedge`).
+    variance : VarianceComponents
+        As in :func:`power`.
+    effect : float, optional
+        Effect under the alternative; required unless ``solve_for="effect"`` (then its sign,
+        if given, sets the direction searched; default positive).
+    cluster_size : float or array_like, optional
+        As in :func:`power`; required unless ``solve_for="cluster_size"``.
+    power : float, default 0.8
+        Target power.
+    solve_for : {"clusters_per_sequence", "cluster_size", "effect", "n_sequences"}
+        The unknown.  Integer unknowns return the smallest integer that reaches the target.
+    one_tail : bool, default False
+        Target ``power_one_tail`` (HH 2007 / clusterPower convention) instead of ``power``.
+    max_value : float, optional
+        Upper end of the search (default 10,000 clusters per sequence, 10^6 individuals
+        per cluster-period, 50 sequences).
+    **kwargs
+        Passed to :func:`power` (``family``, ``baseline``, ``alpha``, ``dof``, ...).
+
+    Returns
+    -------
+    PowerResult
+        The power at the solution, with ``solved_for`` and ``solution`` set.
+
+    Raises
+    ------
+    SolveError
+        If no value in the searched range reaches the target (the message says what power
+        is reachable and what to change); never returns NaN.
+    ValueError
+        For invalid inputs, e.g. ``effect=0`` when solving for a sample size.
+
+    Notes
+    -----
+    ``clusters_per_sequence``: when ``cluster_size`` is a scalar and all sequences have the
+    same number of clusters, the design is rebuilt with ``n`` clusters in every sequence of
+    ``design.sequence_matrix``.  Otherwise (unequal sequences, or cluster sizes per cluster
+    or per cell) every row of the design, with its cluster sizes, is replicated ``k`` times;
+    ``solved_for`` is then ``"design_replicates"`` and ``solution = k``.
+
+    ``cluster_size`` (scalar ``m`` per cluster-period) and ``n_sequences`` are searched over
+    integers by doubling then bisection; ``effect`` by Brent's method on a bracket found by
+    doubling.  Power is monotone in each unknown for the supported models; if the target
+    exceeds the limit (e.g. power plateaus as ``m`` grows when the ICC is positive) a
+    :class:`~steppedwedge.SolveError` says so.
+
+    Examples
+    --------
+    >>> from steppedwedge.design import Design
+    >>> from steppedwedge.variance import VarianceComponents
+    >>> from steppedwedge.power import solve_power
+    >>> res = solve_power(Design.stepped_wedge(3, 3), effect=0.2,
+    ...                   variance=VarianceComponents(sigma2=1.0), solve_for="cluster_size")
+    >>> res.solution, round(res.power, 4)
+    (50.0, 0.8074)
+    """
+    solve_for = check_option("solve_for", solve_for, SOLVE_FOR)
+    target = check_probability("power", power)
+    d = _as_design(design)
+    alpha = float(kwargs.get("alpha", 0.05))
+    if target <= alpha / (1 if not one_tail else 2) and solve_for == "effect":
+        raise SolveError(
+            f"The target power {target:.4g} is not above the test size; any effect reaches it."
+        )
+
+    def value(res: PowerResult) -> float:
+        return res.power_one_tail if one_tail else res.power
+
+    if solve_for != "effect":
+        if effect is None:
+            raise ValueError(f"`effect` is required when solving for {solve_for!r}.")
+        if float(effect) == 0.0:
+            raise ValueError(
+                f"`effect` must be non-zero when solving for {solve_for!r}: with no effect the "
+                "power equals the test size whatever the sample size."
+            )
+    if solve_for != "cluster_size" and cluster_size is None:
+        raise ValueError(f"`cluster_size` is required when solving for {solve_for!r}.")
+
+    def call(dd: Design, m: Any, eff: float) -> PowerResult:
+        return _power(dd, effect=eff, variance=variance, cluster_size=m, **kwargs)
+
+    def finish(res: PowerResult, name: str, sol: float) -> PowerResult:
+        return dataclasses.replace(res, solved_for=name, solution=float(sol))
+
+    if solve_for == "cluster_size":
+        if cluster_size is not None:
+            raise ValueError("leave `cluster_size` unset when solving for it.")
+        hi = int(max_value or 1_000_000)
+        n, res = _smallest_integer(
+            lambda m: call(d, m, float(effect)), target, 1, hi, value, "cluster size",  # type: ignore[arg-type]
+            "With a positive ICC power plateaus as the cluster size grows: add clusters, "
+            "sequences or periods instead.",
+        )
+        return finish(res, "cluster_size", n)
+
+    if solve_for == "clusters_per_sequence":
+        size = np.asarray(cluster_size, dtype=float)
+        sizes = np.asarray(d.sequence_sizes)
+        hi = int(max_value or 10_000)
+        if size.ndim == 0 and np.all(sizes == sizes[0]):
+            seq = np.asarray(d.sequence_matrix)
+
+            def build(n: int) -> Design:
+                return Design.from_matrix(np.repeat(seq, n, axis=0),
+                                          check_identifiable=d.check_identifiable,
+                                          allow_reversal=d.allow_reversal)
+
+            n, res = _smallest_integer(
+                lambda n: call(build(n), float(size), float(effect)),  # type: ignore[arg-type]
+                target, 1, hi, value, "number of clusters per sequence",
+                "Check the effect and variance components, or raise `max_value`.",
+            )
+            return finish(res, "clusters_per_sequence", n)
+        mat = np.asarray(d.matrix)
+        size_arr = size if size.ndim == 2 else (
+            np.repeat(size[:, None], d.n_periods, axis=1) if size.ndim == 1 else
+            np.full(mat.shape, float(size)))
+
+        def build_rep(k: int) -> tuple[Design, np.ndarray]:
+            return (Design.from_matrix(np.repeat(mat, k, axis=0),
+                                       check_identifiable=d.check_identifiable,
+                                       allow_reversal=d.allow_reversal),
+                    np.repeat(size_arr, k, axis=0))
+
+        k, res = _smallest_integer(
+            lambda k: call(*build_rep(k), float(effect)),  # type: ignore[arg-type]
+            target, 1, hi, value, "number of design replicates",
+            "Check the effect and variance components, or raise `max_value`.",
+        )
+        return finish(res, "design_replicates", k)
+
+    if solve_for == "n_sequences":
+        build_sw = _rebuild_stepped_wedge(d)
+        if build_sw is None:
+            raise ValueError(
+                "solve_for='n_sequences' needs a standard stepped-wedge design built by "
+                "Design.stepped_wedge (equal sequences, equally spaced steps)."
+            )
+        if np.asarray(cluster_size).ndim != 0:
+            raise ValueError("solve_for='n_sequences' needs a scalar `cluster_size`.")
+        hi = int(max_value or 50)
+        n, res = _smallest_integer(
+            lambda s: call(build_sw(s), cluster_size, float(effect)),  # type: ignore[arg-type]
+            target, 2, hi, value, "number of sequences (steps)",
+            "Add clusters per sequence or raise `max_value`.",
+        )
+        return finish(res, "n_sequences", n)
+
+    # effect (minimum detectable effect)
+    sign = -1.0 if (effect is not None and float(effect) < 0) else 1.0
+
+    def g(x: float) -> float:
+        return value(call(d, cluster_size, sign * x)) - target
+
+    probe = call(d, cluster_size, sign * 1e-8)
+    lo, hi_x = 0.0, max(4.0 * probe.std_error, 1e-12)
+    limit = float(max_value) if max_value is not None else math.inf
+    last_ok = lo
+    while True:
+        try:
+            gh = g(hi_x)
+        except ValueError:
+            # outside the admissible range (e.g. a probability would leave (0, 1)):
+            # shrink towards the last admissible value
+            hi_x = (last_ok + hi_x) / 2
+            if hi_x - last_ok < 1e-12 * max(1.0, hi_x):
+                reach = value(call(d, cluster_size, sign * last_ok)) if last_ok > 0 else alpha
+                raise SolveError(
+                    f"The target power {target:.4g} is not reachable: the largest admissible "
+                    f"effect ({sign * last_ok:.6g}) gives power {reach:.4g}."
+                ) from None
+            continue
+        if gh >= 0:
+            break
+        last_ok = hi_x
+        if hi_x >= limit:
+            raise SolveError(
+                f"The target power {target:.4g} is not reached for effects up to {limit:.6g}."
+            )
+        hi_x = min(hi_x * 2, limit)
+    root = optimize.brentq(g, max(last_ok, 1e-12), hi_x, xtol=1e-14, rtol=1e-12)
+    res = call(d, cluster_size, sign * root)
+    return finish(res, "effect", sign * root)
