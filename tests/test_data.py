@@ -14,6 +14,8 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from tests._tolerances import EXACT
 
@@ -674,3 +676,46 @@ def test_count_rows_with_individual_ids_are_individual() -> None:
         TrialData.from_frame(
             df, outcome="k", family="poisson", cluster="c", period="t", treatment="x"
         )
+
+
+@pytest.mark.property
+@settings(max_examples=40, deadline=None)
+@given(
+    n_rows=st.integers(1, 60),
+    n_clusters=st.integers(1, 4),
+    n_periods=st.integers(1, 4),
+    seed=st.integers(0, 2**32 - 1),
+    scale=st.sampled_from([1e-3, 1.0, 1e6]),
+)
+def test_aggregation_matches_brute_force_property(n_rows, n_clusters, n_periods, seed, scale):
+    r = np.random.default_rng(seed)
+    df = pd.DataFrame(
+        {
+            "site": r.integers(0, n_clusters, n_rows),
+            "time": r.integers(0, n_periods, n_rows),
+            "y": scale * (100.0 + r.normal(size=n_rows)),
+        }
+    )
+    df["arm"] = (df["time"] > df["site"]).astype(int)  # constant within each cell
+    td = TrialData.from_frame(df, **ROLES)
+    cells = td.cells()
+    n, tot, ss = brute_cells(df, td.clusters, list(td.periods))
+    assert_array_equal(cells.n, n)
+    assert_allclose(cells.total, tot, **EXACT)
+    # within-cell SS is a difference of nearby numbers; compare on the scale of the data
+    assert_allclose(cells.within_ss, ss, rtol=1e-12, atol=1e-20 * scale**2 * n_rows)
+    assert cells.n.sum() == n_rows
+    # the row order does not matter
+    shuffled = TrialData.from_frame(df.iloc[r.permutation(n_rows)], **ROLES).cells()
+    assert_allclose(shuffled.total, cells.total, **EXACT)
+    assert_allclose(shuffled.within_ss, cells.within_ss, rtol=1e-12, atol=1e-20 * scale**2 * n_rows)
+
+
+def test_exposure_and_offset_together() -> None:
+    df = counts_frame()
+    df["off"] = np.log([2.0, 1.0, 0.5, 1.0])
+    cells = TrialData.from_frame(
+        df, outcome="k", exposure="pop", offset="off", family="poisson", **COUNT_ROLES
+    ).cells()
+    assert_allclose(cells.exposure, [[200.0, 110.0], [125.0, 260.0]], **EXACT)
+    assert "exposure" in cells.to_frame().columns
