@@ -1,0 +1,164 @@
+"""Kenward-Roger and Satterthwaite small-sample inference for Gaussian mixed models.
+
+Both work from :class:`~steppedwedge._core.reml.VarianceDerivatives`, the exact
+individual-level quantities ``X'V^{-1}G_rV^{-1}X``, ``X'V^{-1}G_rV^{-1}G_sV^{-1}X`` and
+``tr(V^{-1}G_rV^{-1}G_s)`` computed on cluster-period cells.
+
+Kenward-Roger follows pbkrtest (``vcovAdj`` and ``KRmodcomp``): the variance parameters
+are the elements of each random-effect covariance matrix plus ``sigma2`` (the "linear"
+parametrisation, for which the second-derivative term vanishes), ``W = 2 IE^{-1}`` with
+``IE_rs = tr(P G_r P G_s)`` (expected REML information up to the factor 1/2) and
+
+``Phi_A = Phi + 2 Phi [sum_rs W_rs (Q_rs - P_r Phi P_s)] Phi``.
+
+For the decay parameter ``r`` (nonlinear) the second-derivative term is neglected, as in
+pbkrtest for any model.
+
+Satterthwaite follows lmerTest: ``df = 2 (c'Phi c)^2 / (g' A g)`` with ``g`` the gradient
+of ``c'Phi c`` in the variance parameters and ``A = 2 H^{-1}``, ``H`` the observed Hessian
+of the REML deviance.  Parameters estimated on the boundary are left out, which is what
+lmerTest's ``(theta, sigma)`` parametrisation implies there (the gradient of ``Phi`` in a
+relative standard deviation is zero at zero).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from .reml import CellData, CovarianceStructure, VarianceDerivatives, reml_gradient_natural
+
+FloatArray = npt.NDArray[np.float64]
+
+__all__ = ["KRAdjustment", "kr_adjust", "kr_test", "satterthwaite_df", "reml_hessian"]
+
+
+@dataclass(frozen=True)
+class KRAdjustment:
+    """Adjusted covariance ``phi_adj`` with the pieces needed for the df."""
+
+    phi: FloatArray
+    phi_adj: FloatArray
+    p_list: FloatArray  # (K, p, p): P_r = -X'V^{-1}G_rV^{-1}X
+    w: FloatArray  # (K, K)
+    condition: float
+
+
+def kr_adjust(d: VarianceDerivatives) -> KRAdjustment:
+    """Kenward-Roger adjusted covariance of the fixed effects (pbkrtest ``vcovAdj``)."""
+    phi = d.phi
+    p_list = -d.xgx
+    k_n = p_list.shape[0]
+    ie = np.empty((k_n, k_n))
+    for r in range(k_n):
+        phi_pr = phi @ p_list[r]
+        for s in range(r, k_n):
+            val = d.ktrace[r, s] - 2.0 * float(np.sum(phi * d.q[r, s])) + float(
+                np.sum(phi_pr * (p_list[s] @ phi))
+            )
+            ie[r, s] = ie[s, r] = val
+    eig = np.linalg.eigvalsh(ie)
+    condition = float(np.min(np.abs(eig)))
+    w = 2.0 * (np.linalg.inv(ie) if condition > 1e-10 else np.linalg.pinv(ie))
+    w = 0.5 * (w + w.T)
+    u = np.zeros_like(phi)
+    for r in range(k_n):
+        for s in range(k_n):
+            u += w[r, s] * (d.q[r, s] - p_list[r] @ phi @ p_list[s])
+    u = 0.5 * (u + u.T)
+    phi_adj = phi + 2.0 * phi @ u @ phi
+    phi_adj = 0.5 * (phi_adj + phi_adj.T)
+    return KRAdjustment(phi=phi, phi_adj=phi_adj, p_list=p_list, w=w, condition=condition)
+
+
+def kr_test(adj: KRAdjustment, contrast: FloatArray) -> tuple[float, float]:
+    """Denominator df and F scaling ``lambda`` for ``L beta`` (``L`` is ``l x p``).
+
+    Returns ``(df, scaling)``; the test statistic is ``scaling * F`` with
+    ``F = (L b)'(L Phi_A L')^{-1}(L b) / l`` referred to ``F(l, df)``.
+    """
+    lmat = np.atleast_2d(np.asarray(contrast, dtype=float))
+    phi = adj.phi
+    q = int(np.linalg.matrix_rank(lmat))
+    theta = lmat.T @ np.linalg.solve(lmat @ phi @ lmat.T, lmat)
+    theta_phi = theta @ phi
+    k_n = adj.p_list.shape[0]
+    us = [theta_phi @ adj.p_list[r] @ phi for r in range(k_n)]
+    traces = np.array([np.trace(x) for x in us])
+    a1 = float(traces @ adj.w @ traces)
+    a2 = 0.0
+    for r in range(k_n):
+        for s in range(k_n):
+            a2 += adj.w[r, s] * float(np.sum(us[r] * us[s].T))
+    b = (a1 + 6.0 * a2) / (2.0 * q)
+    g = ((q + 1) * a1 - (q + 4) * a2) / ((q + 2) * a2) if a2 != 0 else 0.0
+    den = 3 * q + 2 * (1 - g)
+    c1, c2, c3 = g / den, (q - g) / den, (q + 2 - g) / den
+    v0 = 1 + c1 * b
+    v1 = 1 - c2 * b
+    v2 = 1 - c3 * b
+    if abs(v0) < 1e-10:
+        v0 = 0.0
+    ratio = (1 - a2 / q) / v1 if v1 != 0 else 0.0
+    rho = (1.0 / q) * ratio**2 * v0 / v2
+    if q * rho - 1 == 0:
+        return float("inf"), 1.0
+    df = 4.0 + (q + 2) / (q * rho - 1)
+    scaling = 1.0 if abs(df - 4) < 1e-2 else df * (1 - a2 / q) / (df - 2)
+    if not np.isfinite(df) or df <= 0:
+        df = float("inf")
+    return float(df), float(scaling)
+
+
+def reml_hessian(
+    natural: FloatArray,
+    sigma2: float,
+    cells: CellData,
+    structure: CovarianceStructure,
+    *,
+    reml: bool = True,
+) -> FloatArray:
+    """Observed Hessian of ``-2 log L`` in (natural parameters, sigma2).
+
+    Central differences of the analytic gradient (relative step 1e-5).
+    """
+    full = np.r_[np.asarray(natural, dtype=float), sigma2]
+    k_n = full.size
+    h = np.zeros((k_n, k_n))
+    for k in range(k_n):
+        step = 1e-5 * max(abs(full[k]), 1e-3 * max(sigma2, 1e-12))
+        if structure.decay and k == k_n - 2:
+            step = min(step, 0.5 * (1 - abs(full[k])) + 1e-12)
+        up, dn = full.copy(), full.copy()
+        up[k] += step
+        dn[k] -= step
+        gu = reml_gradient_natural(up[:-1], up[-1], cells, structure, reml=reml)
+        gd = reml_gradient_natural(dn[:-1], dn[-1], cells, structure, reml=reml)
+        h[:, k] = (gu - gd) / (2 * step)
+    return 0.5 * (h + h.T)
+
+
+def satterthwaite_df(
+    d: VarianceDerivatives,
+    hessian: FloatArray,
+    contrast: FloatArray,
+    keep: npt.NDArray[np.bool_] | None = None,
+) -> float:
+    """Satterthwaite df for the scalar contrast ``c' beta`` (lmerTest convention)."""
+    c = np.asarray(contrast, dtype=float)
+    phi_c = d.phi @ c
+    var = float(c @ phi_c)
+    grad = np.einsum("p,kpq,q->k", phi_c, d.xgx, phi_c)  # d(c'Phi c)/d v_r
+    k_n = grad.size
+    keep = np.ones(k_n, dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
+    hk = hessian[np.ix_(keep, keep)]
+    try:
+        a = 2.0 * np.linalg.inv(hk)
+    except np.linalg.LinAlgError:
+        a = 2.0 * np.linalg.pinv(hk)
+    denom = float(grad[keep] @ a @ grad[keep])
+    if denom <= 0:
+        return float("inf")
+    return 2.0 * var * var / denom
