@@ -719,3 +719,23 @@ def test_exposure_and_offset_together() -> None:
     ).cells()
     assert_allclose(cells.exposure, [[200.0, 110.0], [125.0, 260.0]], **EXACT)
     assert "exposure" in cells.to_frame().columns
+
+
+def test_cell_sum_matches_groupby(rng) -> None:
+    df = sw_frame(rng, n_per_cell=6)
+    df = df[~((df["site"] == "S1") & (df["time"] == 2))]  # one empty cell
+    td = TrialData.from_frame(df, **ROLES, covariates=["age"])
+    x = np.column_stack([td.frame["age"], td.frame["age"] * td.frame["outcome"]])
+    sums = td.cell_sum(x)
+    assert sums.shape == (4, 5, 2)
+    ref = (
+        df.assign(xy=df["age"] * df["y"])
+        .groupby(["site", "time"])[["age", "xy"]]
+        .sum()
+        .reindex(pd.MultiIndex.from_product([list(td.clusters), list(td.periods)]), fill_value=0)
+    )
+    assert_allclose(sums.reshape(-1, 2), ref.to_numpy(dtype=float), **EXACT)
+    assert_allclose(td.cell_sum(td.frame["outcome"]), td.cells().total, **EXACT)
+    assert_array_equal(td.cell_index, td.cluster_codes * 5 + td.period_codes)
+    with pytest.raises(ValueError, match=r"`values` must have shape"):
+        td.cell_sum(np.ones(3))

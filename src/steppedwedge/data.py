@@ -348,6 +348,52 @@ class TrialData:
         """Number of rows in :attr:`frame`."""
         return len(self.frame)
 
+    @cached_property
+    def cell_index(self) -> IntArray:
+        """For each row of :attr:`frame`, its flat cell index ``cluster * T + period``."""
+        return _readonly(self.cluster_codes * self.n_periods + self.period_codes)
+
+    def cell_sum(self, values: Any) -> FloatArray:
+        """Sum row values within cluster-period cells.
+
+        Parameters
+        ----------
+        values : array_like
+            Shape ``(n_rows,)`` or ``(n_rows, p)``, aligned with :attr:`frame`; e.g. a
+            covariate, or products of covariates for cross-product matrices.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(I, T)`` or ``(I, T, p)`` float64 sums (0 in empty cells).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from steppedwedge.data import TrialData
+        >>> df = pd.DataFrame({"c": [1, 1, 2], "t": [1, 1, 2], "x": [0, 0, 1],
+        ...                    "y": [1.0, 2.0, 3.0], "age": [30, 40, 50]})
+        >>> td = TrialData.from_frame(df, outcome="y", cluster="c", period="t", treatment="x")
+        >>> td.cell_sum(td.frame["age"] * td.frame["outcome"])
+        array([[110.,   0.],
+               [  0., 150.]])
+        """
+        arr = np.asarray(values, dtype=np.float64)
+        if arr.ndim not in (1, 2) or arr.shape[0] != self.n_rows:
+            raise ValueError(
+                f"`values` must have shape ({self.n_rows},) or ({self.n_rows}, p); got {arr.shape}."
+            )
+        k = self.n_clusters * self.n_periods
+        idx = self.cell_index
+        if arr.ndim == 1:
+            out = np.bincount(idx, weights=arr, minlength=k)
+            return np.asarray(out, dtype=np.float64).reshape(self.n_clusters, self.n_periods)
+        cols = [np.bincount(idx, weights=arr[:, j], minlength=k) for j in range(arr.shape[1])]
+        stacked = np.stack(cols, axis=-1) if cols else np.zeros((k, 0))
+        return np.asarray(stacked, dtype=np.float64).reshape(
+            self.n_clusters, self.n_periods, arr.shape[1]
+        )
+
     def cells(self) -> CellSummary:
         """Return the exact cluster-period sufficient statistics.
 
@@ -828,7 +874,7 @@ def _as_index(values: pd.Series, labels: list[Hashable]) -> pd.Index:
 def _aggregate(td: TrialData) -> CellSummary:
     n_i, n_t = td.n_clusters, td.n_periods
     k = n_i * n_t
-    cell = td.cluster_codes * n_t + td.period_codes
+    cell = td.cell_index
     f = td.frame
     y = f["outcome"].to_numpy(dtype=np.float64)
     tr = f["treatment"].to_numpy(dtype=np.float64)
