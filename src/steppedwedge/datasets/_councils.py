@@ -55,20 +55,19 @@ def load_councils() -> pd.DataFrame:
         340 rows (one per council-quarter, sorted by council then period), a new frame on
         every call, with columns:
 
-        ================== ======= ====================================================
-        ``council``        str     "Council A" ... "Council Q"
-        ``quarter``        str     "2022Q1" ... "2026Q4" (convert with
-                                   ``pd.PeriodIndex(df["quarter"], freq="Q")``)
-        ``period``         int64   1 ... 20
-        ``region``         str     one of 5 English regions (North East, North West,
-                                   Yorkshire and The Humber, East Midlands, West Midlands)
-        ``population_0_17`` int64  children aged 0-17 (15,000-150,000; changes yearly)
-        ``treated``        int64   1 from the council's first treated quarter, else 0
-        ``looked_after``   int64   children looked after at the end of the quarter (stock)
-        ``entries_into_care`` int64 children who started to be looked after in the quarter
-        ``cpp``            int64   children on a child protection plan at quarter end
-        ``cin``            int64   children in need at quarter end
-        ================== ======= ====================================================
+        * ``council`` (str): "Council A" ... "Council Q";
+        * ``quarter`` (str): "2022Q1" ... "2026Q4" (convert with
+          ``pd.PeriodIndex(df["quarter"], freq="Q")``);
+        * ``period`` (int64): 1 ... 20;
+        * ``region`` (str): one of 5 English regions (North East, North West, Yorkshire and
+          The Humber, East Midlands, West Midlands);
+        * ``population_0_17`` (int64): children aged 0-17 (15,000-150,000; changes yearly);
+        * ``treated`` (int64): 1 from the council's first treated quarter on, else 0;
+        * ``looked_after`` (int64): children looked after at the end of the quarter (stock);
+        * ``entries_into_care`` (int64): children who started to be looked after in the
+          quarter;
+        * ``cpp`` (int64): children on a child protection plan at the end of the quarter;
+        * ``cin`` (int64): children in need at the end of the quarter.
 
         String columns have pandas' default string dtype (``object`` before pandas 3).
 
