@@ -109,7 +109,7 @@ class Design:
 
     See Also
     --------
-    steppedwedge.plotting.plot_design : the design diagram.
+    steppedwedge.plotting.plot_design : The design diagram.
 
     Notes
     -----
@@ -583,6 +583,11 @@ class Design:
         every cluster therefore switches exactly at the start of a period, so
         ``transition`` makes no difference there.  This is how the Family Safeguarding and
         No Wrong Door trials defined their "wedges".
+
+        A start on the first day of the grid (or of the window) is inside it: that cluster is
+        treated in every period, without a warning.  Period lengths of a calendar grid are
+        not stored (:attr:`period_lengths` is None); the ``"partial"`` fractions use the
+        actual number of days in each period (leap years included).
 
         Examples
         --------
