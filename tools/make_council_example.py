@@ -5,8 +5,11 @@ Run once from the repository root::
     python tools/make_council_example.py
 
 It writes ``src/steppedwedge/datasets/data/councils.csv`` and
-``src/steppedwedge/datasets/data/council_characteristics.csv``.  Only numpy (with a fixed
-seed) and the standard library are used, and every number is written as an integer or as a
+``src/steppedwedge/datasets/data/council_characteristics.csv``.  numpy (with a fixed
+seed) draws the data; the allocation of councils to waves is made by the example's own
+``steppedwedge.randomise`` call (``steppedwedge.report.example.council_randomisation``) after
+the baseline year has been simulated, exactly as a real trial would randomise on baseline
+data; every number is written as an integer or as a
 fixed-format decimal, so the output is byte-for-byte reproducible; ``tests/test_datasets.py``
 checks that regenerating gives the committed files.
 
@@ -91,6 +94,37 @@ def _ar1(rng: np.random.Generator, n_rows: int, n_cols: int, sd: float, r: float
     return out
 
 
+def _randomise_waves(
+    names: list[str], regions: np.ndarray, pop0: np.ndarray, baseline_rate: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Allocate councils to waves with the example's own ``steppedwedge.randomise`` call.
+
+    Returns the 1-based wave and the 1-based first treated period of each council.
+    """
+    import pandas as pd
+
+    from steppedwedge.report.example import (
+        COUNCIL_WAVE_SIZES,
+        COUNCIL_WAVE_STARTS,
+        council_randomisation,
+    )
+
+    if len(COUNCIL_WAVE_STARTS) != N_WAVES or sum(COUNCIL_WAVE_SIZES) != N_COUNCILS:
+        raise RuntimeError("the example's wave schedule does not match this generator")
+    chars = pd.DataFrame(
+        {
+            "council": names,
+            "region": regions,
+            "population_0_17": pop0.astype(np.int64),
+            "baseline_looked_after_per_10k": baseline_rate,
+        }
+    )
+    allocation = council_randomisation(chars)
+    wave = np.array([allocation.assignment[n] + 1 for n in names], dtype=np.int64)
+    start_period = BASELINE_QUARTERS + 1 + QUARTERS_PER_STEP * (wave - 1)
+    return wave, start_period
+
+
 def _quarter_label(t: int) -> str:
     """Quarter label of 1-based period ``t`` ("2022Q1" for t = 1)."""
     year = FIRST_YEAR + (t - 1) // 4
@@ -134,16 +168,6 @@ def make_councils(seed: int = SEED) -> tuple[str, str]:
     year_of = np.array([(t - 1) // 4 for t in range(1, n_t + 1)])  # 0 for 2022, ...
     pop = np.rint(pop0[:, None] * (1.0 + growth[:, None]) ** year_of[None, :]).astype(np.int64)
 
-    # --- randomised waves ----------------------------------------------------------------
-    sizes = np.full(N_WAVES, 2)
-    sizes[rng.choice(N_WAVES, n_i - 2 * N_WAVES, replace=False)] = 3
-    order = rng.permutation(n_i)
-    wave = np.empty(n_i, dtype=np.int64)
-    wave[order] = np.repeat(np.arange(1, N_WAVES + 1), sizes)
-    start_period = BASELINE_QUARTERS + 1 + QUARTERS_PER_STEP * (wave - 1)
-    period = np.arange(1, n_t + 1)
-    treated = (period[None, :] >= start_period[:, None]).astype(np.int64)
-
     # --- council effects -----------------------------------------------------------------
     z = rng.normal(size=(3, n_i))
     a = tr["entries_tau"] * z[0]
@@ -156,26 +180,40 @@ def make_councils(seed: int = SEED) -> tuple[str, str]:
     u = _ar1(rng, n_i, n_t, tr["entries_gamma"], tr["entries_r"])
     v = _ar1(rng, n_i, n_t, tr["cpp_gamma"], tr["cpp_r"])
     w = _ar1(rng, n_i, n_t, tr["cin_gamma"], tr["cin_r"])
+    period = np.arange(1, n_t + 1)
     tt = (period - 1)[None, :]
 
     base = np.log(pop / 1e4)
-    log_mu = (
+    log_mu0 = (
         base
         + math.log(tr["entries_rate_per_10k_per_quarter"])
         + a[:, None]
         + tr["entries_trend"] * tt
         + u
-        + math.log(tr["entries_rate_ratio"]) * treated
     )
-    entries = rng.poisson(np.exp(log_mu))
 
     # looked-after stock, starting at each council's equilibrium at the end of 2021Q4
     mu0 = pop0 / 1e4 * tr["entries_rate_per_10k_per_quarter"] * np.exp(a - tr["entries_trend"])
     stock = rng.poisson(mu0 / q)
     looked_after = np.empty((n_i, n_t), dtype=np.int64)
-    for t in range(n_t):
+    entries = np.empty((n_i, n_t), dtype=np.int64)
+
+    def advance(t: int, treated_t: np.ndarray) -> None:
+        nonlocal stock
+        mean = np.exp(log_mu0[:, t] + math.log(tr["entries_rate_ratio"]) * treated_t)
+        entries[:, t] = rng.poisson(mean)
         stock = stock - rng.binomial(stock, q) + entries[:, t]
         looked_after[:, t] = stock
+
+    # --- baseline year (all control), then the randomisation -------------------------------
+    for t in range(BASELINE_QUARTERS):
+        advance(t, np.zeros(n_i))
+    baseline_rate = 1e4 * (looked_after[:, :BASELINE_QUARTERS] / pop[:, :BASELINE_QUARTERS]).mean(1)
+    baseline_rate = np.array([float(f"{b:.1f}") for b in baseline_rate])  # as written below
+    wave, start_period = _randomise_waves(names, regions, pop0, baseline_rate)
+    treated = (period[None, :] >= start_period[:, None]).astype(np.int64)
+    for t in range(BASELINE_QUARTERS, n_t):
+        advance(t, treated[:, t])
 
     cpp = rng.poisson(
         np.exp(base + math.log(tr["cpp_rate_per_10k"]) + c[:, None] + tr["cpp_trend"] * tt + v)
@@ -198,7 +236,6 @@ def make_councils(seed: int = SEED) -> tuple[str, str]:
             )
     councils_csv = out.getvalue()
 
-    baseline_rate = 1e4 * (looked_after[:, :BASELINE_QUARTERS] / pop[:, :BASELINE_QUARTERS]).mean(1)
     out = io.StringIO()
     out.write("council,region,population_0_17,baseline_looked_after_per_10k,wave,start_date\n")
     for i in range(n_i):

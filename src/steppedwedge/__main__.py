@@ -1,0 +1,5 @@
+"""Allow ``python -m steppedwedge``."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,226 @@
+"""Command-line interface: ``steppedwedge`` (also ``python -m steppedwedge``).
+
+A thin shell over the public API: it parses arguments, calls the library and prints text or
+JSON.  :func:`main` takes ``argv`` and returns the exit code, so it is testable without a
+subprocess.
+
+Commands
+--------
+``steppedwedge design``
+    Build a design from a CSV of start dates (``--start-dates``) or the bundled example
+    (``--example councils``); print its summary, optionally plot it (``--plot``) and save
+    it as CSV (``--csv``).
+``steppedwedge randomise``
+    Allocate the clusters of a CSV (``--clusters``) to the waves of a stepped-wedge design,
+    with strata and balance options; write the allocation record (``-o``, JSON or CSV).
+``steppedwedge report``
+    Build the trial report (Markdown, self-contained HTML, figures, allocation record) from
+    a ``trial.toml`` or ``--example councils`` into a folder (``-o``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from ._version import __version__
+from .exceptions import SteppedWedgeError, SteppedWedgeWarning
+
+__all__ = ["main"]
+
+EXAMPLES = ("councils",)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="steppedwedge",
+        description="Design, randomise, power and analyse stepped-wedge cluster randomised trials.",
+    )
+    p.add_argument("--version", action="version", version=f"steppedwedge {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("design", help="build and show a design from start dates")
+    src = d.add_mutually_exclusive_group(required=True)
+    src.add_argument("--start-dates", metavar="CSV", help="CSV with columns cluster,start_date")
+    src.add_argument("--example", choices=EXAMPLES, help="use a bundled example")
+    d.add_argument("--periods", help='period grid "first/last", e.g. 2022Q1/2026Q4')
+    d.add_argument(
+        "--transition",
+        default="first-treated",
+        choices=("first-treated", "partial", "exclude"),
+        help="value of the period containing a start date (default: first-treated)",
+    )
+    d.add_argument("--plot", metavar="PNG", help="write the design diagram to this PNG file")
+    d.add_argument("--csv", metavar="CSV", help="write the design in long format to this CSV")
+
+    r = sub.add_parser("randomise", help="randomise clusters to the waves of a design")
+    src = r.add_mutually_exclusive_group(required=True)
+    src.add_argument("--clusters", metavar="CSV", help="one row per cluster (label + covariates)")
+    src.add_argument("--example", choices=EXAMPLES, help="use a bundled example")
+    r.add_argument("--cluster-column", default="cluster", help="label column (default: cluster)")
+    r.add_argument("--waves", type=int, help="number of waves (sequences) of a standard design")
+    r.add_argument(
+        "--clusters-per-wave",
+        metavar="N,N,...",
+        help="clusters in each wave (default: as even as possible, earlier waves larger)",
+    )
+    r.add_argument("--strata", help="column to stratify by")
+    r.add_argument("--balance", metavar="COL,COL", help="covariates to balance on")
+    r.add_argument("--cutoff", type=float, help="keep this best fraction of allocations (0, 1]")
+    r.add_argument("--seed", type=int, required=True, help="random seed (recorded)")
+    r.add_argument("-o", "--output", metavar="FILE", help="write the record (.json or .csv)")
+
+    rep = sub.add_parser("report", help="build the trial report")
+    src = rep.add_mutually_exclusive_group(required=True)
+    src.add_argument("config", nargs="?", metavar="TRIAL.toml", help="trial configuration")
+    src.add_argument("--example", choices=EXAMPLES, help="use a bundled example")
+    rep.add_argument("-o", "--output", default="report", metavar="DIR", help="output folder")
+    return p
+
+
+def _design(args: argparse.Namespace) -> int:
+    from .design import Design
+
+    if args.example:
+        from .datasets import load_council_characteristics
+
+        starts = load_council_characteristics().set_index("council")["start_date"]
+        design = Design.from_start_dates(
+            starts, args.periods or "2022Q1/2026Q4", transition=args.transition
+        )
+    else:
+        if not args.periods:
+            raise SteppedWedgeError("`--periods` is required with `--start-dates`.")
+        frame = pd.read_csv(args.start_dates)
+        if frame.shape[1] != 2:
+            raise SteppedWedgeError(
+                f"{args.start_dates} must have two columns (cluster, start date); "
+                f"got {list(frame.columns)}."
+            )
+        design = Design.from_start_dates(frame, args.periods, transition=args.transition)
+    print(design.summary())
+    if args.csv:
+        design.to_frame().to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    if args.plot:
+        _save_plot(design, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _save_plot(design: object, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = getattr(design, "n_clusters", 10)
+    fig, ax = plt.subplots(figsize=(9.0, min(2.0 + 0.28 * n, 14.0)))
+    design.plot(ax=ax)  # type: ignore[attr-defined]
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+
+
+def _split(text: str | None) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else []
+
+
+def _randomise(args: argparse.Namespace) -> int:
+    from .design import Design
+    from .randomise import randomise
+
+    if args.example:
+        from .report import council_example
+        from .report.build import planned_design
+
+        cfg = council_example()
+        template = planned_design(cfg)
+        clusters = cfg.clusters.rename(columns={cfg.cluster_column: "cluster"})
+        strata = args.strata if args.strata is not None else cfg.strata
+        balance = _split(args.balance) or list(cfg.balance)
+        cutoff = args.cutoff if args.cutoff is not None else cfg.cutoff
+    else:
+        frame = pd.read_csv(args.clusters)
+        if args.cluster_column not in frame.columns:
+            raise SteppedWedgeError(
+                f"{args.clusters} has no column {args.cluster_column!r}; columns are "
+                f"{list(frame.columns)} (use --cluster-column)."
+            )
+        clusters = frame.rename(columns={args.cluster_column: "cluster"})
+        n = len(clusters)
+        if args.clusters_per_wave:
+            sizes = [int(s) for s in _split(args.clusters_per_wave)]
+        elif args.waves:
+            base, extra = divmod(n, args.waves)
+            sizes = [base + (1 if w < extra else 0) for w in range(args.waves)]
+        else:
+            raise SteppedWedgeError("give `--waves` or `--clusters-per-wave`.")
+        if sum(sizes) != n:
+            raise SteppedWedgeError(
+                f"`--clusters-per-wave` adds up to {sum(sizes)} but {args.clusters} has {n} clusters."
+            )
+        template = Design.stepped_wedge(len(sizes), sizes)
+        strata, balance, cutoff = args.strata, _split(args.balance), args.cutoff
+    kwargs: dict[str, object] = {}
+    if strata:
+        kwargs["strata"] = strata
+    if balance:
+        kwargs["balance"] = balance
+        kwargs["cutoff"] = cutoff
+    allocation = randomise(template, clusters, rng=args.seed, **kwargs)  # type: ignore[arg-type]
+    print(allocation.summary())
+    if args.output:
+        out = Path(args.output)
+        if out.suffix.lower() == ".csv":
+            allocation.to_frame().to_csv(out, index=False)
+        else:
+            out.write_text(allocation.to_json() + "\n", encoding="utf-8")
+        print(f"wrote {out}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import TrialConfig, build_report, council_example
+
+    cfg = council_example() if args.example else TrialConfig.from_toml(args.config)
+    report = build_report(cfg)
+    written = report.write(args.output)
+    print(f"{report.title}")
+    for sec in report.sections:
+        print(f"  - {sec.title}")
+    print(f"wrote {len(written)} files to {args.output}/ (open {args.output}/report.html)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    Errors of the library (bad input) print a one-line message to stderr and return 2;
+    library warnings are printed as ``warning: ...`` lines.
+
+    Examples
+    --------
+    >>> from steppedwedge.cli import main
+    >>> main(["--version"])  # doctest: +SKIP
+    steppedwedge 0.1.0.dev0
+    """
+    args = _parser().parse_args(argv)
+    handler = {"design": _design, "randomise": _randomise, "report": _report}[args.command]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SteppedWedgeWarning)
+        try:
+            code = handler(args)
+        except (SteppedWedgeError, FileNotFoundError) as exc:
+            print(f"steppedwedge {args.command}: error: {exc}", file=sys.stderr)
+            code = 2
+    for w in caught:
+        if issubclass(w.category, SteppedWedgeWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:  # pass on anything that is not ours unchanged
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return code

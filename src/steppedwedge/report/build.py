@@ -1,0 +1,306 @@
+"""Assemble the trial report: Markdown and a self-contained HTML file.
+
+The report is deterministic: the same configuration, data and library version give
+byte-identical files (no timestamps; figures are rendered with fixed metadata).  Each
+section is a small function returning a :class:`Section`; later sections (power, analyses)
+plug into :func:`build_report` in the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import io
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._version import __version__
+from ..design import Design
+from ..randomise import Allocation, randomise
+from .config import TrialConfig
+
+__all__ = ["Report", "Section", "build_report", "planned_design"]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A PNG figure with a caption."""
+
+    name: str
+    png: bytes = field(repr=False)
+    caption: str
+
+
+@dataclass(frozen=True)
+class Section:
+    """One report section: a title, Markdown paragraphs/tables and figures."""
+
+    title: str
+    markdown: str
+    figures: tuple[Figure, ...] = ()
+
+
+@dataclass(frozen=True)
+class Report:
+    """A built report; :meth:`write` saves it to a folder."""
+
+    title: str
+    sections: tuple[Section, ...]
+    allocation: Allocation
+    design: Design
+
+    def to_markdown(self) -> str:
+        """The report as Markdown (figures referenced as PNG files beside it)."""
+        out = [f"# {self.title}", ""]
+        for sec in self.sections:
+            out += [f"## {sec.title}", "", sec.markdown.rstrip(), ""]
+            for fig in sec.figures:
+                out += [f"![{fig.caption}]({fig.name}.png)", "", f"*{fig.caption}*", ""]
+        return "\n".join(out)
+
+    def to_html(self) -> str:
+        """The report as one self-contained HTML page (figures embedded as data URIs)."""
+        parts = [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>{html.escape(self.title)}</title>",
+            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.45}"
+            "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;"
+            "padding:2px 6px;text-align:right}th{background:#f3f3f3}pre{background:#f7f7f7;"
+            "padding:.6em;overflow-x:auto}img{max-width:100%}</style>",
+            "</head><body>",
+            f"<h1>{html.escape(self.title)}</h1>",
+        ]
+        for sec in self.sections:
+            parts.append(f"<h2>{html.escape(sec.title)}</h2>")
+            parts.append(_markdown_to_html(sec.markdown))
+            for fig in sec.figures:
+                data = base64.b64encode(fig.png).decode("ascii")
+                parts.append(
+                    f'<figure><img alt="{html.escape(fig.caption)}" '
+                    f'src="data:image/png;base64,{data}"><figcaption>'
+                    f"{html.escape(fig.caption)}</figcaption></figure>"
+                )
+        parts.append("</body></html>")
+        return "\n".join(parts) + "\n"
+
+    def write(self, folder: str | Path) -> list[Path]:
+        """Write ``report.md``, ``report.html``, the figures and the allocation record.
+
+        Returns the paths written.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        for sec in self.sections:
+            for fig in sec.figures:
+                p = folder / f"{fig.name}.png"
+                p.write_bytes(fig.png)
+                written.append(p)
+        files = {
+            "report.md": self.to_markdown(),
+            "report.html": self.to_html(),
+            "allocation.json": self.allocation.to_json(include_admissible=False) + "\n",
+            "allocation.csv": self.allocation.to_frame().to_csv(index=False, lineterminator="\n"),
+            "design.csv": self.design.to_frame().to_csv(index=False, lineterminator="\n"),
+        }
+        for name, text in files.items():
+            p = folder / name
+            p.write_text(text, encoding="utf-8")
+            written.append(p)
+        return written
+
+
+# ---------------------------------------------------------------------- helpers
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _md_table(frame: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
+    cols = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in frame.itertuples(index=False):
+        cells = []
+        for v in row:
+            if isinstance(v, (float, np.floating)):
+                cells.append("" if np.isnan(v) else floatfmt.format(v))
+            else:
+                cells.append(str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _markdown_to_html(text: str) -> str:
+    """Render the small Markdown subset the report uses (paragraphs, tables, code, lists)."""
+    out: list[str] = []
+    blocks = text.strip().split("\n\n")
+    for block in blocks:
+        lines = block.split("\n")
+        if block.startswith("```"):
+            body = "\n".join(lines[1:-1] if lines[-1].startswith("```") else lines[1:])
+            out.append(f"<pre>{html.escape(body)}</pre>")
+        elif lines[0].startswith("|"):
+            header = [c.strip() for c in lines[0].strip("|").split("|")]
+            rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
+            t = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
+            for r in rows:
+                t.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>")
+            t.append("</table>")
+            out.append("".join(t))
+        elif all(ln.startswith("- ") for ln in lines):
+            items = "".join(f"<li>{html.escape(ln[2:])}</li>" for ln in lines)
+            out.append(f"<ul>{items}</ul>")
+        else:
+            out.append(f"<p>{html.escape(' '.join(lines))}</p>")
+    return "\n".join(out)
+
+
+def _hash_frame(frame: pd.DataFrame) -> str:
+    text = frame.to_csv(index=False, lineterminator="\n")
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# ---------------------------------------------------------------------- sections
+def planned_design(config: TrialConfig) -> Design:
+    """The design template: one row per slot, built from the wave start dates."""
+    return Design.from_start_dates(
+        config.slot_start_dates(), config.periods, transition=config.transition
+    )
+
+
+def _design_section(template: Design, allocated: Design, config: TrialConfig) -> Section:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    height = min(2.0 + 0.28 * allocated.n_clusters, 14.0)
+    fig, ax = plt.subplots(figsize=(9.0, height))
+    allocated.plot(ax=ax)
+    png = _png(fig)
+    waves = pd.DataFrame(
+        {
+            "wave": range(1, len(config.wave_starts) + 1),
+            "start date": list(config.wave_starts),
+            "clusters": list(config.clusters_per_wave),
+            "first treated period": [
+                str(template.periods[template.start_period[template.sequences == s][0]])
+                if (template.sequences == s).any() and template.start_period[template.sequences == s][0] >= 0
+                else "never"
+                for s in range(len(config.wave_starts))
+            ],
+        }
+    )
+    md = "\n\n".join(
+        [
+            f"{allocated.n_clusters} clusters, {allocated.n_periods} periods "
+            f"({allocated.periods[0]} to {allocated.periods[-1]}), {allocated.n_sequences} waves. "
+            "Rule for a period containing a start date: "
+            f"`{config.transition}` (see `Design.from_start_dates`).",
+            _md_table(waves),
+            "```\n" + allocated.summary() + "\n```",
+        ]
+    )
+    return Section("Design", md, (Figure("design", png, "Stepped-wedge design diagram"),))
+
+
+def _randomisation_section(allocation: Allocation) -> Section:
+    frame = allocation.to_frame()
+    md = "\n\n".join(
+        [
+            "The allocation below is reproduced exactly by re-running `steppedwedge.randomise` "
+            "with the recorded seed and inputs (the input hash identifies them).",
+            "```\n" + allocation.summary() + "\n```",
+            _md_table(frame),
+        ]
+    )
+    return Section("Randomisation", md)
+
+
+def _descriptive_section(config: TrialConfig) -> Section | None:
+    spec = config.data
+    if spec is None:
+        return None
+    df = spec.frame
+    grouped = df.groupby([spec.period, spec.treatment], sort=True)
+    table = grouped[spec.outcome].agg(["count", "sum"]).reset_index()
+    table.columns = [spec.period, spec.treatment, "clusters", f"total {spec.outcome}"]
+    if spec.exposure is not None:
+        expo = grouped[spec.exposure].sum().to_numpy(dtype=float)
+        table[f"rate per 10,000 {spec.exposure}"] = 1e4 * table[f"total {spec.outcome}"] / expo
+    wide = table.pivot(index=spec.period, columns=spec.treatment)
+    wide.columns = [f"{a} ({'treated' if b == 1 else 'control'})" for a, b in wide.columns]
+    wide = wide.reset_index()
+    md = "\n\n".join(
+        [
+            f"Data: `{spec.source}` ({len(df)} rows, SHA-256 `{_hash_frame(df)[:16]}`). "
+            f"Outcome `{spec.outcome}`"
+            + (f" per exposure `{spec.exposure}`" if spec.exposure else "")
+            + f", by period (`{spec.period}`) and arm (`{spec.treatment}`).",
+            _md_table(wide, floatfmt="{:.4g}"),
+        ]
+    )
+    return Section("Descriptive statistics", md)
+
+
+def _provenance_section(config: TrialConfig, allocation: Allocation) -> Section:
+    import matplotlib
+
+    rows = {
+        "steppedwedge": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "matplotlib": matplotlib.__version__,
+        "configuration": config.source,
+        "randomisation seed": json.dumps(allocation.seed),
+        "allocation input hash": allocation.input_hash,
+    }
+    if config.data is not None:
+        rows["data hash (SHA-256)"] = _hash_frame(config.data.frame)
+    md = "\n".join(f"- {k}: {v}" for k, v in rows.items())
+    return Section("Provenance", md)
+
+
+def build_report(config: TrialConfig) -> Report:
+    """Run the configured steps and collect the report sections.
+
+    Parameters
+    ----------
+    config : TrialConfig
+
+    Returns
+    -------
+    Report
+    """
+    template = planned_design(config)
+    clusters = config.clusters.rename(columns={config.cluster_column: "cluster"})
+    kwargs: dict[str, Any] = {}
+    if config.strata:
+        kwargs["strata"] = config.strata
+    if config.balance:
+        kwargs["balance"] = list(config.balance)
+        kwargs["cutoff"] = config.cutoff
+    allocation = randomise(template, clusters, rng=config.seed, **kwargs)
+    allocated = allocation.design
+    sections = [
+        _design_section(template, allocated, config),
+        _randomisation_section(allocation),
+    ]
+    desc = _descriptive_section(config)
+    if desc is not None:
+        sections.append(desc)
+    sections.append(_provenance_section(config, allocation))
+    return Report(config.title, tuple(sections), allocation, allocated)

@@ -1,0 +1,201 @@
+"""The trial configuration read from ``trial.toml`` (or built for the bundled example).
+
+A :class:`TrialConfig` says everything the report needs: the period grid and wave start
+dates, the clusters and how to randomise them, and (optionally) the observed data.  Paths
+in a TOML file are relative to the file's folder.
+
+A minimal ``trial.toml``::
+
+    [trial]
+    title = "Family support model: stepped-wedge trial in 17 councils"
+
+    [design]
+    periods = "2022Q1/2026Q4"          # a pandas Period range "first/last"
+    wave_starts = ["2023-01-01", "2023-07-01", "2024-01-01"]
+    clusters_per_wave = [3, 2, 3]
+    transition = "first-treated"       # or "partial" / "exclude"
+
+    [randomisation]
+    clusters = "clusters.csv"          # one row per cluster
+    cluster_column = "council"
+    strata = "region"                  # optional
+    balance = ["population_0_17"]      # optional, with cutoff
+    cutoff = 0.2
+    seed = 20230101
+
+    [data]                             # optional: observed cluster-period data
+    file = "councils.csv"
+    cluster = "council"
+    period = "quarter"
+    treatment = "treated"
+    outcome = "entries_into_care"
+    exposure = "population_0_17"
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..exceptions import DesignError
+
+if sys.version_info >= (3, 11):  # pragma: no cover - depends on the interpreter
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["TrialConfig", "DataSpec"]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the observed data are and which column plays which role."""
+
+    frame: pd.DataFrame = field(repr=False)
+    cluster: str
+    period: str
+    treatment: str
+    outcome: str
+    exposure: str | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything the report needs to know about one trial.
+
+    Parameters
+    ----------
+    title : str
+        Report title.
+    periods : str
+        Period grid as ``"first/last"`` (e.g. ``"2022Q1/2026Q4"``).
+    wave_starts : sequence of str
+        First day of each wave (sequence), in order.
+    clusters_per_wave : sequence of int
+        Number of clusters starting in each wave.
+    clusters : pandas.DataFrame
+        One row per cluster with the label column and any strata/balance covariates.
+    cluster_column : str
+        Column of ``clusters`` holding the labels.
+    strata, balance, cutoff : optional
+        Randomisation options passed to :func:`steppedwedge.randomise`.
+    seed : int
+        Randomisation seed (recorded in the report).
+    transition : str
+        Rule for the period containing a start date (see
+        :meth:`steppedwedge.Design.from_start_dates`).
+    data : DataSpec, optional
+        Observed data for the descriptive (and later analysis) sections.
+    source : str
+        Where the configuration came from (file path or ``"example:councils"``).
+    """
+
+    title: str
+    periods: str
+    wave_starts: tuple[str, ...]
+    clusters_per_wave: tuple[int, ...]
+    clusters: pd.DataFrame = field(repr=False)
+    cluster_column: str
+    seed: int
+    strata: str | None = None
+    balance: tuple[str, ...] = ()
+    cutoff: float | None = None
+    transition: str = "first-treated"
+    data: DataSpec | None = None
+    source: str = ""
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> TrialConfig:
+        """Read a configuration file (see the module docstring for its layout).
+
+        Raises
+        ------
+        DesignError
+            If a required key is missing or a referenced file does not exist; the message
+            names the table and key.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise DesignError(f"trial configuration file not found: {path}")
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+        return cls.from_mapping(raw, base=path.parent, source=str(path))
+
+    @classmethod
+    def from_mapping(
+        cls, raw: Mapping[str, Any], *, base: Path = Path("."), source: str = ""
+    ) -> TrialConfig:
+        """Build from an already-parsed mapping with the TOML layout."""
+
+        def need(table: str, key: str) -> Any:
+            try:
+                return raw[table][key]
+            except KeyError:
+                raise DesignError(
+                    f"trial configuration: missing `{key}` in the [{table}] table."
+                ) from None
+
+        def read_csv(table: str, key: str) -> tuple[pd.DataFrame, str]:
+            rel = need(table, key)
+            file = base / str(rel)
+            if not file.is_file():
+                raise DesignError(f"trial configuration: [{table}] {key} = {rel!r} not found.")
+            return pd.read_csv(file), str(rel)
+
+        clusters, _ = read_csv("randomisation", "clusters")
+        rand = raw["randomisation"]
+        data = None
+        if "data" in raw:
+            frame, rel = read_csv("data", "file")
+            d = raw["data"]
+            data = DataSpec(
+                frame=frame,
+                cluster=need("data", "cluster"),
+                period=need("data", "period"),
+                treatment=need("data", "treatment"),
+                outcome=need("data", "outcome"),
+                exposure=d.get("exposure"),
+                source=rel,
+            )
+        balance = rand.get("balance", ())
+        if isinstance(balance, str):
+            balance = (balance,)
+        return cls(
+            title=str(raw.get("trial", {}).get("title", "Stepped-wedge trial")),
+            periods=str(need("design", "periods")),
+            wave_starts=tuple(str(s) for s in need("design", "wave_starts")),
+            clusters_per_wave=tuple(int(n) for n in need("design", "clusters_per_wave")),
+            transition=str(raw["design"].get("transition", "first-treated")),
+            clusters=clusters,
+            cluster_column=str(rand.get("cluster_column", "cluster")),
+            strata=rand.get("strata"),
+            balance=tuple(balance),
+            cutoff=rand.get("cutoff"),
+            seed=int(need("randomisation", "seed")),
+            data=data,
+            source=source,
+        )
+
+    @property
+    def n_clusters(self) -> int:
+        """Number of clusters in the trial."""
+        return int(sum(self.clusters_per_wave))
+
+    def slot_start_dates(self) -> dict[str, str]:
+        """Start date of every design slot, labelled ``"wave w, slot k"``."""
+        if len(self.wave_starts) != len(self.clusters_per_wave):
+            raise DesignError(
+                "`wave_starts` and `clusters_per_wave` must have the same length; got "
+                f"{len(self.wave_starts)} and {len(self.clusters_per_wave)}."
+            )
+        slots: dict[str, str] = {}
+        for w, (start, n) in enumerate(zip(self.wave_starts, self.clusters_per_wave), start=1):
+            for k in range(1, n + 1):
+                slots[f"wave {w}, slot {k}"] = start
+        return slots

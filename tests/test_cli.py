@@ -1,0 +1,92 @@
+"""The command line: each command end to end, errors, and a deterministic report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import steppedwedge as sw
+from steppedwedge.cli import main
+from steppedwedge.datasets import load_council_characteristics
+
+
+def test_design_from_start_dates_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv = tmp_path / "starts.csv"
+    pd.DataFrame(
+        {"cluster": ["a", "b", "c"], "start_date": ["2023-02-10", "2023-04-01", "2023-08-15"]}
+    ).to_csv(csv, index=False)
+    png, out_csv = tmp_path / "d.png", tmp_path / "d.csv"
+    code = main(
+        ["design", "--start-dates", str(csv), "--periods", "2023Q1/2023Q4",
+         "--plot", str(png), "--csv", str(out_csv)]
+    )
+    assert code == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    long = pd.read_csv(out_csv)
+    wide = long.pivot(index="cluster", columns="period", values="treatment")
+    # quarter containing the start date is the first treated quarter
+    assert wide.loc["a"].tolist() == [1, 1, 1, 1]
+    assert wide.loc["b"].tolist() == [0, 1, 1, 1]
+    assert wide.loc["c"].tolist() == [0, 0, 1, 1]
+    assert "3 clusters" in capsys.readouterr().out
+
+
+def test_design_requires_periods(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv = tmp_path / "starts.csv"
+    pd.DataFrame({"cluster": ["a"], "start_date": ["2023-02-10"]}).to_csv(csv, index=False)
+    assert main(["design", "--start-dates", str(csv)]) == 2
+    assert "--periods" in capsys.readouterr().err
+
+
+def test_design_bad_date_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv = tmp_path / "starts.csv"
+    pd.DataFrame({"cluster": ["a", "b"], "start_date": ["2023-02-10", "not a date"]}).to_csv(
+        csv, index=False
+    )
+    assert main(["design", "--start-dates", str(csv), "--periods", "2023Q1/2023Q4"]) == 2
+    err = capsys.readouterr().err
+    assert "b" in err and "not a date" in err
+
+
+def test_randomise_writes_a_reproducible_record(tmp_path: Path) -> None:
+    chars = load_council_characteristics()
+    csv = tmp_path / "clusters.csv"
+    chars.to_csv(csv, index=False)
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"alloc{k}.json"
+        code = main(
+            ["randomise", "--clusters", str(csv), "--cluster-column", "council", "--waves", "7",
+             "--strata", "region", "--seed", "7", "-o", str(out)]
+        )
+        assert code == 0
+        outs.append(json.loads(out.read_text()))
+    assert outs[0] == outs[1]
+    # the CLI record is the library's record for the same inputs
+    design = sw.Design.stepped_wedge(7, [3, 3, 3, 2, 2, 2, 2])
+    lib = sw.randomise(design, chars.rename(columns={"council": "cluster"}), strata="region", rng=7)
+    assert outs[0]["assignment"] == json.loads(lib.to_json())["assignment"]
+
+
+def test_randomise_missing_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv = tmp_path / "clusters.csv"
+    pd.DataFrame({"name": ["a", "b", "c"]}).to_csv(csv, index=False)
+    assert main(["randomise", "--clusters", str(csv), "--waves", "2", "--seed", "1"]) == 2
+    assert "cluster" in capsys.readouterr().err
+
+
+def test_report_example_is_deterministic(tmp_path: Path) -> None:
+    first, second = tmp_path / "one", tmp_path / "two"
+    assert main(["report", "--example", "councils", "-o", str(first)]) == 0
+    assert main(["report", "--example", "councils", "-o", str(second)]) == 0
+    names = sorted(p.name for p in first.iterdir())
+    assert {"report.html", "report.md", "design.png", "allocation.json"} <= set(names)
+    for name in names:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    html = (first / "report.html").read_text()
+    assert "data:image/png;base64," in html  # self-contained
+    record = json.loads((first / "allocation.json").read_text())
+    assert len(record["assignment"]) == 17

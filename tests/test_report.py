@@ -1,0 +1,102 @@
+"""The trial report: configuration, consistency with the bundled data, determinism."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import steppedwedge as sw
+from steppedwedge.datasets import load_council_characteristics, load_councils
+from steppedwedge.report import TrialConfig, build_report, council_example
+from steppedwedge.report.example import council_randomisation
+
+
+def test_example_allocation_is_the_one_that_generated_the_data() -> None:
+    chars = load_council_characteristics()
+    allocation = council_randomisation(chars)
+    waves = {c: w for c, w in zip(chars["council"], chars["wave"])}
+    assert {c: s + 1 for c, s in allocation.assignment.items()} == waves
+    # and the panel's treatment column is the allocated design
+    panel = load_councils()
+    wide = panel.pivot(index="council", columns="quarter", values="treated")
+    design = allocation.design
+    for cluster, row in zip(design.clusters, design.matrix):
+        assert wide.loc[cluster].tolist() == row.astype(int).tolist()
+
+
+def test_report_sections_and_allocation(tmp_path: Path) -> None:
+    report = build_report(council_example())
+    titles = [s.title for s in report.sections]
+    assert titles[:2] == ["Design", "Randomisation"]
+    assert "Provenance" in titles
+    md = report.to_markdown()
+    assert "20230101" in md  # the seed is recorded
+    assert report.allocation.input_hash in md
+
+
+def _write_config(tmp_path: Path, **overrides: object) -> Path:
+    chars = load_council_characteristics().drop(columns=["wave", "start_date"])
+    chars.to_csv(tmp_path / "clusters.csv", index=False)
+    text = """
+[trial]
+title = "Test trial"
+
+[design]
+periods = "2022Q1/2026Q4"
+wave_starts = ["2023-01-01", "2023-07-01", "2024-01-01", "2024-07-01", "2025-01-01", "2025-07-01", "2026-01-01"]
+clusters_per_wave = [3, 2, 3, 3, 2, 2, 2]
+
+[randomisation]
+clusters = "clusters.csv"
+cluster_column = "council"
+strata = "region"
+seed = 99
+"""
+    for key, value in overrides.items():
+        text = text.replace(key, str(value))
+    path = tmp_path / "trial.toml"
+    path.write_text(text)
+    return path
+
+
+def test_toml_config_round_trip(tmp_path: Path) -> None:
+    cfg = TrialConfig.from_toml(_write_config(tmp_path))
+    assert cfg.n_clusters == 17 and cfg.seed == 99 and cfg.strata == "region"
+    report = build_report(cfg)
+    assert report.design.n_clusters == 17
+    # the same seed through the library gives the same allocation
+    template = sw.Design.from_start_dates(cfg.slot_start_dates(), cfg.periods)
+    lib = sw.randomise(
+        template, cfg.clusters.rename(columns={"council": "cluster"}), strata="region", rng=99
+    )
+    assert dict(lib.assignment) == dict(report.allocation.assignment)
+
+
+def test_toml_missing_key_is_named(tmp_path: Path) -> None:
+    path = _write_config(tmp_path, **{"seed = 99": ""})
+    with pytest.raises(sw.DesignError, match=r"`seed` in the \[randomisation\]"):
+        TrialConfig.from_toml(path)
+
+
+def test_toml_mismatched_waves(tmp_path: Path) -> None:
+    path = _write_config(tmp_path, **{"[3, 2, 3, 3, 2, 2, 2]": "[3, 2, 3]"})
+    with pytest.raises(sw.DesignError, match="same length"):
+        build_report(TrialConfig.from_toml(path))
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    path = _write_config(tmp_path, **{'"clusters.csv"': '"nope.csv"'})
+    with pytest.raises(sw.DesignError, match="nope.csv"):
+        TrialConfig.from_toml(path)
+
+
+def test_descriptives_match_direct_computation() -> None:
+    report = build_report(council_example())
+    desc = next(s for s in report.sections if s.title == "Descriptive statistics")
+    panel = load_councils()
+    q = panel[panel["quarter"] == "2024Q1"]
+    treated = q[q["treated"] == 1]
+    rate = 1e4 * treated["entries_into_care"].sum() / treated["population_0_17"].sum()
+    assert f"{rate:.4g}" in desc.markdown
