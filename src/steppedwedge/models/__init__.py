@@ -1,1 +1,7 @@
-"""Model fitting: mixed models, GEE and cluster-level analyses (see :func:`steppedwedge.fit`)."""
+"""Model fitting: Gaussian mixed models now (``fit``); GLMM and GEE later."""
+
+from __future__ import annotations
+
+from .fit import fit
+
+__all__ = ["fit"]

@@ -1,0 +1,436 @@
+"""Gaussian linear mixed models for stepped-wedge trials (REML / ML on cell statistics).
+
+The data are reduced to exact cluster-period sufficient statistics (cell sizes, means and
+within-cell sums of squares; plus cell means and pooled within-cell cross-products of the
+covariates when covariates are given), so the cost of a fit does not grow with the number
+of individuals once the cells are formed.  See :mod:`steppedwedge._core.reml` for the
+algebra and :mod:`steppedwedge.inference.dof` for the df rules.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._core.kenward_roger import reml_hessian
+from .._core.reml import CellData, CovarianceStructure, LMMFit, fit_lmm
+from .._formula import covariate_matrix
+from .._validation import check_option
+from ..data import TrialData
+from ..exceptions import ConvergenceWarning, DataError, SmallSampleWarning, SteppedWedgeWarning
+from ..inference.dof import DOF_METHODS, InferenceEngine
+from ..inference.vcov import VCOV_TYPES, cr2_vcov
+from ..results import FitResult
+
+__all__ = ["RANDOM_STRUCTURES", "TIME_EFFECTS", "EFFECT_TYPES", "fit_gaussian"]
+
+RANDOM_STRUCTURES = ("nested", "cluster", "decay", "nested+decay", "random-slope", "random-slope-corr",
+                     "nested+random-slope", "nested+random-slope-corr")
+TIME_EFFECTS = ("categorical", "linear", "spline", "none")
+EFFECT_TYPES = ("immediate", "eti", "tate", "pte")
+METHODS = ("reml", "ml")
+
+
+def _structure(random: str) -> CovarianceStructure:
+    return {
+        "cluster": CovarianceStructure(intercept=True, cluster_period=False),
+        "nested": CovarianceStructure(intercept=True, cluster_period=True),
+        "decay": CovarianceStructure(intercept=False, cluster_period=True, decay=True),
+        "nested+decay": CovarianceStructure(intercept=True, cluster_period=True, decay=True),
+        "random-slope": CovarianceStructure(intercept=True, cluster_period=False, slope="independent"),
+        "random-slope-corr": CovarianceStructure(intercept=True, cluster_period=False, slope="correlated"),
+        "nested+random-slope": CovarianceStructure(intercept=True, cluster_period=True, slope="independent"),
+        "nested+random-slope-corr": CovarianceStructure(intercept=True, cluster_period=True,
+                                                        slope="correlated"),
+    }[random]
+
+
+# ------------------------------------------------------------------------------ design
+
+
+def _period_positions(periods: Sequence[Any]) -> np.ndarray:
+    """Numeric period labels when they are numbers, else 1..T."""
+    try:
+        pos = np.asarray([float(p) for p in periods])
+        if np.all(np.isfinite(pos)):
+            return pos
+    except (TypeError, ValueError):
+        pass
+    return np.arange(1, len(periods) + 1, dtype=float)
+
+
+def natural_spline_basis(x: np.ndarray, knots: Sequence[float], boundary: tuple[float, float]) -> np.ndarray:
+    """Natural cubic spline basis without the constant (Hastie, Tibshirani & Friedman eq. 5.4).
+
+    Columns: ``x`` and ``d_k(x) - d_{K-1}(x)`` for the interior knots; spans the same space
+    (with an intercept) as R's ``splines::ns(x, knots=, Boundary.knots=)``.
+    """
+    xi = np.sort(np.r_[boundary[0], np.asarray(knots, dtype=float), boundary[1]])
+    k_n = xi.size
+
+    def d(k: int) -> np.ndarray:
+        return (np.clip(x - xi[k], 0, None) ** 3 - np.clip(x - xi[-1], 0, None) ** 3) / (xi[-1] - xi[k])
+
+    cols = [x.astype(float)]
+    for k in range(k_n - 2):
+        cols.append(d(k) - d(k_n - 2))
+    return np.column_stack(cols)
+
+
+def _exposure_times(trt: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """``E_ij``: 0 before the first period with treatment > 0, then 1, 2, ... (calendar)."""
+    n_i, n_t = trt.shape
+    treated = observed & (np.nan_to_num(trt) > 0)
+    start = np.where(treated.any(axis=1), treated.argmax(axis=1), n_t)
+    j = np.arange(n_t)[None, :]
+    return np.where(j >= start[:, None], j - start[:, None] + 1, 0).astype(int)
+
+
+def _time_columns(time: str, periods: Sequence[Any], knots: Sequence[float] | None
+                  ) -> tuple[np.ndarray, list[str], Sequence[float] | None]:
+    n_t = len(periods)
+    pos = _period_positions(periods)
+    if time == "categorical":
+        cols = np.eye(n_t)[:, 1:]
+        names = [f"period[{p}]" for p in list(periods)[1:]]
+        return cols, names, None
+    if time == "linear":
+        return pos[:, None], ["period"], None
+    if time == "spline":
+        if knots is None:
+            knots = [float(np.median(pos))] if n_t >= 4 else []
+        knots = [float(k) for k in knots]
+        if any(k <= pos.min() or k >= pos.max() for k in knots):
+            raise ValueError(f"`knots` must lie strictly inside the period range ({pos.min():g}, {pos.max():g}); "
+                             f"got {knots}.")
+        basis = natural_spline_basis(pos, knots, (float(pos.min()), float(pos.max())))
+        return basis, [f"time_spline[{k + 1}]" for k in range(basis.shape[1])], knots
+    return np.zeros((n_t, 0)), [], None
+
+
+# ------------------------------------------------------------------------------ checks
+
+
+def _first_dependent_column(x: np.ndarray, tol: float = 1e-9) -> int | None:
+    """Index of the first column that is (numerically) a combination of earlier ones."""
+    scale = np.sqrt((x * x).sum(axis=0))
+    scale = np.where(scale > 0, scale, 1.0)
+    xs = x / scale
+    for k in range(1, xs.shape[1] + 1):
+        s = np.linalg.svd(xs[:, :k], compute_uv=False)
+        if s[-1] < tol * max(1.0, s[0]):
+            return k - 1
+    return None
+
+
+def _covariate_columns(formula: str, data: pd.DataFrame, roles: Sequence[str]) -> list[str]:
+    cols = []
+    for c in data.columns:
+        if not isinstance(c, str) or c in roles:
+            continue
+        if re.search(r"(?<![A-Za-z0-9_.])" + re.escape(c) + r"(?![A-Za-z0-9_])", formula):
+            cols.append(c)
+    return cols
+
+
+# ------------------------------------------------------------------------------ fit
+
+
+def fit_gaussian(
+    data: pd.DataFrame,
+    *,
+    outcome: str,
+    cluster: str,
+    period: str,
+    treatment: str,
+    individual: str | None = None,
+    covariates: str | None = None,
+    random: str = "nested",
+    time: str = "categorical",
+    knots: Sequence[float] | None = None,
+    effect: str = "immediate",
+    exposure_window: tuple[int, int] | None = None,
+    exposure_time: int | None = None,
+    method: str = "reml",
+    dof: str | None = None,
+    vcov: str = "model",
+    missing: str = "raise",
+    design: Any = None,
+    confidence_level: float = 0.95,
+) -> FitResult:
+    """Fit a Gaussian linear mixed model to stepped-wedge data (see :func:`steppedwedge.fit`)."""
+    # -------------------------------------------------------------- options
+    check_option("random", random, RANDOM_STRUCTURES)
+    check_option("time", time, TIME_EFFECTS)
+    check_option("effect", effect, EFFECT_TYPES)
+    check_option("method", method, METHODS)
+    check_option("vcov", vcov, VCOV_TYPES)
+    if dof is None:
+        dof = "kenward-roger" if method == "reml" else "satterthwaite"
+    check_option("dof", dof, DOF_METHODS)
+    if dof == "kenward-roger" and method == "ml":
+        raise ValueError("`dof='kenward-roger'` needs a REML fit; use method='reml' or "
+                         "dof='satterthwaite' with method='ml'.")
+    if individual is not None:
+        raise ValueError(
+            "`individual=` (closed-cohort individual random intercept) is not available yet in "
+            "fit(); analyse cluster-period means or omit `individual`."
+        )
+    if effect == "pte" and exposure_time is None:
+        raise ValueError("`effect='pte'` needs `exposure_time=` (the exposure time e of the point effect).")
+    if time == "none":
+        warnings.warn("`time='none'` fits no period effects: this assumes there is no secular trend, "
+                      "which stepped-wedge analyses rarely can; the treatment effect is confounded with "
+                      "time if there is one.", SteppedWedgeWarning, stacklevel=3)
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"`data` must be a pandas DataFrame; got {type(data).__name__}.")
+    roles = [c for c in (outcome, cluster, period, treatment) if c is not None]
+    cov_cols = _covariate_columns(covariates, data, roles) if covariates else []
+
+    td = TrialData.from_frame(data, outcome=outcome, cluster=cluster, period=period, treatment=treatment,
+                              family="gaussian", covariates=cov_cols or None, design=design,
+                              missing=missing)  # type: ignore[arg-type]
+    if td.kind != "individual" and "size" in td.roles:
+        raise DataError("Gaussian fits need individual rows (or one row per cell without a size column).")
+    cells = td.cells()
+    n_i, n_t = cells.shape
+    observed = np.asarray(cells.observed)
+    trt = np.where(observed, np.asarray(cells.treatment, dtype=float), 0.0)
+
+    if time == "categorical":
+        tv = np.where(observed, trt, np.nan)
+        constant = np.nanmax(tv, axis=0) - np.nanmin(tv, axis=0)
+        if np.all(constant[np.isfinite(constant)] == 0):
+            raise DataError(
+                f"`treatment` column {treatment!r} is constant within every period (all clusters "
+                "switch together), so its effect is confounded with the period effects and not identifiable."
+            )
+
+    # -------------------------------------------------------------- fixed effects on cells
+    tcols, tnames, knots_used = _time_columns(time, list(td.periods), knots)
+    xcell = [np.ones((n_i, n_t, 1)), np.broadcast_to(tcols, (n_i, n_t, tcols.shape[1]))]
+    names = ["(Intercept)"] + tnames
+    eff_names: list[str]
+    exp_levels: list[int] = []
+    if effect == "immediate":
+        xcell.append(trt[:, :, None])
+        eff_names = ["treatment"]
+    else:
+        frac = observed & (trt > 0) & (trt < 1)
+        if frac.any():
+            raise DataError("Exposure-time (ETI) effects cannot be combined with fractional treatment "
+                            "values; use effect='immediate' for partial or delayed (fractional) effects.")
+        expo = np.where(observed, _exposure_times(trt, observed), 0)
+        max_e = int(expo.max())
+        if max_e == 0:
+            raise DataError("No treated cells: exposure-time effects are not identifiable.")
+        exp_levels = list(range(1, max_e + 1))
+        xcell.append(np.stack([(expo == e).astype(float) for e in exp_levels], axis=2))
+        eff_names = [f"exposure[{e}]" for e in exp_levels]
+    names += eff_names
+    xbar = np.concatenate(xcell, axis=2)
+    p0 = xbar.shape[2]
+    eff_idx = list(range(p0 - len(eff_names), p0))
+
+    # -------------------------------------------------------------- covariates
+    if covariates:
+        cm = covariate_matrix(covariates, td.frame)
+        ci = np.asarray(td.cluster_codes)
+        pi = np.asarray(td.period_codes)
+        x_rows = np.concatenate([xbar[ci, pi], cm.values], axis=1)
+        y_rows = td.frame["outcome"].to_numpy(dtype=float)
+        cd = CellData.from_individual(ci, pi, x_rows, y_rows, n_clusters=n_i, n_periods=n_t, treatment=trt,
+                                      times=np.arange(n_t, dtype=float))
+        names += list(cm.names)
+        stacked = np.concatenate([x_rows], axis=0)
+    else:
+        p = xbar.shape[2]
+        within = np.zeros((p + 1, p + 1))
+        within[p, p] = float(np.sum(cells.within_ss))
+        cd = CellData(n=np.asarray(cells.n, dtype=float), xbar=xbar, ybar=np.nan_to_num(np.asarray(cells.mean)),
+                      within=within, treatment=trt, times=np.arange(n_t, dtype=float))
+        stacked = xbar[observed]
+    dep = _first_dependent_column(stacked)
+    if dep is not None:
+        bad = names[dep]
+        if dep in eff_idx:
+            raise DataError(
+                f"The treatment effect term {bad!r} is not identifiable: it is collinear with the period "
+                "effects (or earlier terms). Check that some periods contain both control and treated "
+                "clusters and that every exposure time is observed."
+            )
+        if dep >= p0:
+            raise DataError(f"Covariate column {bad!r} is collinear with the treatment, period or other "
+                            f"covariate columns; remove it from `covariates`.")
+        raise DataError(f"Fixed-effect column {bad!r} is collinear with earlier columns; the time model "
+                        f"`time={time!r}` cannot be estimated with these periods.")
+
+    # -------------------------------------------------------------- estimand contrast
+    p = len(names)
+    contrast = np.zeros(p)
+    if effect == "immediate":
+        contrast[eff_idx[0]] = 1.0
+        estimand = "treatment"
+    elif effect == "pte":
+        e = int(exposure_time)  # type: ignore[arg-type]
+        if e not in exp_levels:
+            raise ValueError(f"`exposure_time` must be one of the observed exposure times {exp_levels}; got {e}.")
+        contrast[eff_idx[e - 1]] = 1.0
+        estimand = f"PTE[{e}]"
+    else:
+        e1, e2 = (1, exp_levels[-1]) if exposure_window is None else (int(exposure_window[0]),
+                                                                      int(exposure_window[1]))
+        if not (1 <= e1 <= e2 <= exp_levels[-1]):
+            raise ValueError(f"`exposure_window` must satisfy 1 <= e1 <= e2 <= {exp_levels[-1]}; "
+                             f"got {exposure_window!r}.")
+        for e in range(e1, e2 + 1):
+            contrast[eff_idx[e - 1]] = 1.0 / (e2 - e1 + 1)
+        estimand = f"TATE[{e1},{e2}]"
+
+    # -------------------------------------------------------------- fit
+    structure = _structure(random)
+    fit = fit_lmm(cd, structure, reml=(method == "reml"))
+    messages: list[str] = []
+    if not fit.converged:
+        warnings.warn(f"The {method.upper()} optimiser did not converge ({fit.message}); estimates may be "
+                      "unreliable.", ConvergenceWarning, stacklevel=3)
+        messages.append("The optimiser did not converge.")
+    if fit.singular:
+        messages.append(f"Singular fit: {', '.join(fit.at_bound)} estimated on the boundary of the "
+                        "parameter space.")
+
+    robust_cov = None
+    robust_df = None
+    if vcov in ("robust", "cr2"):
+        if np.any(np.diag(cd.within)[:p] > 0):
+            raise ValueError("`vcov='robust'` is available only for covariates constant within "
+                             "cluster-period cells.")
+        seq_keys = {tuple(np.round(np.where(observed[i], trt[i], -1.0), 12)) for i in range(n_i)}
+        counts = {k: 0 for k in seq_keys}
+        for i in range(n_i):
+            counts[tuple(np.round(np.where(observed[i], trt[i], -1.0), 12))] += 1
+        if min(counts.values()) < 2:
+            warnings.warn("Cluster-robust variance with fewer than 2 clusters in some sequence: the "
+                          "sandwich is unreliable (it cannot see between-cluster variation within that "
+                          "sequence).", SmallSampleWarning, stacklevel=3)
+        robust_cov = cr2_vcov(fit, cd, structure)
+        robust_df = float(n_i - 1)
+        dof_label = f"t(I-1 = {n_i - 1}) with CR2 robust variance"
+    else:
+        dof_label = dof
+    engine = InferenceEngine(fit, cd, structure, dof, robust_cov=robust_cov, robust_df=robust_df)
+    main = engine.contrast(contrast)
+
+    rows = []
+    if effect != "immediate":
+        rows.append((estimand, main.estimate, main.std_error, main.df))
+    for k, nm in enumerate(names):
+        e_k = np.zeros(p)
+        e_k[k] = 1.0
+        ci_k = engine.contrast(e_k)
+        rows.append((nm, ci_k.estimate, ci_k.std_error, ci_k.df))
+    terms = pd.DataFrame(rows, columns=["term", "estimate", "std_error", "df"])
+    if effect == "immediate":
+        order = [names.index("treatment")] + [k for k in range(p) if names[k] != "treatment"]
+        terms = terms.iloc[order].reset_index(drop=True)
+    curve = None
+    if effect != "immediate":
+        curve = terms[terms["term"].str.startswith("exposure[")].copy()
+        curve.insert(0, "exposure_time", exp_levels)
+        curve = curve.drop(columns="term").reset_index(drop=True)
+
+    vc = dict(fit.variance_components)
+    if "cov_te" in vc:
+        denom = np.sqrt(vc["tau2"] * vc["eta2"])
+        vc["rho"] = float(vc["cov_te"] / denom) if denom > 0 else float("nan")
+    try:
+        hess = engine.hessian
+    except np.linalg.LinAlgError:  # pragma: no cover - defensive
+        hess = None
+    correlations = _correlations(structure, fit, hess)
+
+    vmat = engine.vcov
+    return FitResult(
+        estimand=estimand,
+        estimate=main.estimate,
+        std_error=main.std_error,
+        df=main.df,
+        params=pd.Series(fit.beta, index=names, name="estimate"),
+        vcov_matrix=pd.DataFrame(vmat, index=names, columns=names),
+        vcov_model=pd.DataFrame(fit.cov_beta, index=names, columns=names),
+        variance_components=vc,
+        loglik=fit.loglik,
+        converged=fit.converged,
+        singular=fit.singular,
+        method=method,
+        dof=dof_label,
+        vcov="model" if vcov == "model" else "cr2",
+        random=random,
+        time=time if knots_used is None else f"spline (knots {knots_used})",
+        effect=effect,
+        n_obs=int(cd.n_total),
+        n_clusters=n_i,
+        n_periods=n_t,
+        terms=terms,
+        correlations=correlations,
+        effect_curve=curve,
+        contrast=contrast,
+        outcome=outcome,
+        covariates=covariates,
+        messages=tuple(messages),
+    )
+
+
+def _correlations(structure: CovarianceStructure, fit: LMMFit, hess: np.ndarray | None
+                  ) -> dict[str, tuple[float, float, float]]:
+    """ICC, CAC and decay with Wald intervals (logit / atanh scale, delta method)."""
+    from scipy import stats
+
+    names = list(structure.natural_names) + ["sigma2"]
+    v = dict(zip(names, list(fit.natural) + [fit.sigma2]))
+    if structure.slope != "none":
+        return {}
+    cov = None
+    if hess is not None:
+        try:
+            cov = 2.0 * np.linalg.inv(hess)
+        except np.linalg.LinAlgError:
+            cov = None
+    z = stats.norm.ppf(0.975)
+    out: dict[str, tuple[float, float, float]] = {}
+
+    def wald(value: float, grad: dict[str, float], scale: str) -> tuple[float, float, float]:
+        if cov is None or not np.isfinite(value) or value <= 0 or value >= 1 or fit.singular:
+            return (value, float("nan"), float("nan"))
+        gvec = np.array([grad.get(n, 0.0) for n in names])
+        var = float(gvec @ cov @ gvec)
+        if var <= 0:
+            return (value, float("nan"), float("nan"))
+        if scale == "logit":
+            eta, d = np.log(value / (1 - value)), 1.0 / (value * (1 - value))
+            se = np.sqrt(var) * d
+            lo, hi = eta - z * se, eta + z * se
+            return (value, float(1 / (1 + np.exp(-lo))), float(1 / (1 + np.exp(-hi))))
+        eta, d = np.arctanh(value), 1.0 / (1 - value * value)
+        se = np.sqrt(var) * d
+        return (value, float(np.tanh(eta - z * se)), float(np.tanh(eta + z * se)))
+
+    tau2 = v.get("tau2", 0.0)
+    gamma2 = v.get("gamma2", 0.0)
+    s2 = v["sigma2"]
+    tot = tau2 + gamma2 + s2
+    icc = (tau2 + gamma2) / tot
+    g_icc = {"tau2": s2 / tot**2, "gamma2": s2 / tot**2, "sigma2": -(tau2 + gamma2) / tot**2}
+    out["icc"] = wald(icc, g_icc, "logit")
+    if structure.intercept and structure.cluster_period:
+        b = tau2 + gamma2
+        cac = tau2 / b if b > 0 else float("nan")
+        out["cac"] = wald(cac, {"tau2": gamma2 / b**2, "gamma2": -tau2 / b**2} if b > 0 else {}, "logit")
+    if structure.decay:
+        out["decay"] = wald(v["decay"], {"decay": 1.0}, "atanh")
+    return out

@@ -1,0 +1,295 @@
+"""The shared result protocol: ``summary()``, ``tidy()``, ``conf_int()``, ``_repr_html_``.
+
+Every estimation result builds its presentation from one source of truth, :meth:`tidy`
+(a DataFrame with the columns ``term, estimate, std_error, statistic, df, p_value,
+conf_low, conf_high``).  :class:`Summary` is a small text/HTML/Markdown/LaTeX container
+returned by ``summary()``.  :class:`FitResult` is the frozen result of
+:func:`steppedwedge.fit`.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = ["FitResult", "ResultMixin", "Summary", "TIDY_COLUMNS", "t_pvalue", "t_interval"]
+
+#: Columns of every ``tidy()`` table, in order.
+TIDY_COLUMNS = ("term", "estimate", "std_error", "statistic", "df", "p_value", "conf_low", "conf_high")
+
+
+def t_pvalue(statistic: float, df: float) -> float:
+    """Two-sided p-value of a t (``df`` finite) or z (``df`` infinite) statistic."""
+    if not np.isfinite(statistic):
+        return float("nan")
+    if df is None or not np.isfinite(df):
+        return float(2.0 * stats.norm.sf(abs(statistic)))
+    return float(2.0 * stats.t.sf(abs(statistic), df))
+
+
+def t_interval(estimate: float, std_error: float, df: float, confidence_level: float) -> tuple[float, float]:
+    """Symmetric t (or normal) interval."""
+    if not 0.0 < confidence_level < 1.0:
+        raise ValueError(f"`confidence_level` must lie in (0, 1); got {confidence_level!r}.")
+    q = 0.5 + confidence_level / 2.0
+    crit = stats.norm.ppf(q) if (df is None or not np.isfinite(df)) else stats.t.ppf(q, df)
+    return float(estimate - crit * std_error), float(estimate + crit * std_error)
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if isinstance(x, (bool, np.bool_)):
+        return "yes" if x else "no"
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    if isinstance(x, (float, np.floating)):
+        if math.isnan(x):
+            return "NA"
+        if math.isinf(x):
+            return "inf"
+        if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e5):
+            return f"{x:.{digits - 1}e}"
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A printable summary: a title, key/value header lines and tables.
+
+    Render with :meth:`as_text`, :meth:`as_html`, :meth:`as_markdown` or
+    :meth:`as_latex`; ``str(summary)`` is the text form.
+    """
+
+    title: str
+    header: tuple[tuple[str, str], ...] = ()
+    tables: tuple[tuple[str, pd.DataFrame], ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def _table_strings(self, table: pd.DataFrame) -> pd.DataFrame:
+        return table.apply(lambda col: col.map(_fmt)) if len(table) else table
+
+    def as_text(self) -> str:
+        """Plain-text rendering."""
+        width = 78
+        lines = [self.title, "=" * width]
+        if self.header:
+            key_w = max(len(k) for k, _ in self.header)
+            lines += [f"{k:<{key_w}}  {v}" for k, v in self.header]
+        for name, table in self.tables:
+            lines += ["-" * width, name]
+            lines.append(self._table_strings(table).to_string(index=False))
+        if self.notes:
+            lines.append("-" * width)
+            lines += [f"Note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def as_markdown(self) -> str:
+        """Markdown rendering (pipe tables)."""
+        out = [f"**{self.title}**", ""]
+        out += [f"- {k}: {v}" for k, v in self.header]
+        for name, table in self.tables:
+            t = self._table_strings(table)
+            out += ["", f"*{name}*", "", "| " + " | ".join(map(str, t.columns)) + " |",
+                    "|" + "---|" * len(t.columns)]
+            out += ["| " + " | ".join(map(str, row)) + " |" for row in t.itertuples(index=False)]
+        out += ["", *[f"> {n}" for n in self.notes]] if self.notes else []
+        return "\n".join(out)
+
+    def as_html(self) -> str:
+        """HTML rendering (self-contained, no styles)."""
+        parts = [f"<div class='steppedwedge-summary'><strong>{html.escape(self.title)}</strong>"]
+        if self.header:
+            parts.append("<table>")
+            parts += [f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                      for k, v in self.header]
+            parts.append("</table>")
+        for name, table in self.tables:
+            parts.append(f"<p><em>{html.escape(name)}</em></p>")
+            parts.append(self._table_strings(table).to_html(index=False, escape=True, border=0))
+        parts += [f"<p><small>{html.escape(n)}</small></p>" for n in self.notes]
+        parts.append("</div>")
+        return "\n".join(parts)
+
+    def as_latex(self) -> str:
+        """LaTeX rendering of the tables (booktabs-free ``tabular``)."""
+        out = [f"% {self.title}"]
+        for name, table in self.tables:
+            t = self._table_strings(table)
+            out.append(f"% {name}")
+            out.append("\\begin{tabular}{" + "l" * len(t.columns) + "}")
+            out.append(" & ".join(str(c).replace("_", "\\_") for c in t.columns) + " \\\\")
+            for row in t.itertuples(index=False):
+                out.append(" & ".join(str(v).replace("_", "\\_") for v in row) + " \\\\")
+            out.append("\\end{tabular}")
+        return "\n".join(out)
+
+    def __str__(self) -> str:
+        return self.as_text()
+
+    def _repr_html_(self) -> str:
+        return self.as_html()
+
+
+class ResultMixin:
+    """Presentation methods shared by estimation results (needs ``tidy`` and ``summary``)."""
+
+    def tidy(self, confidence_level: float = 0.95) -> pd.DataFrame:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def summary(self) -> Summary:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return self.summary().as_text()
+
+    def _repr_html_(self) -> str:
+        return self.summary().as_html()
+
+
+@dataclass(frozen=True, eq=False)
+class FitResult(ResultMixin):
+    """Result of :func:`steppedwedge.fit`: the estimand, its inference and the fitted model.
+
+    Attributes
+    ----------
+    estimand : str
+        What :attr:`estimate` estimates: ``"treatment"`` (immediate effect), ``"TATE[e1,e2]"``
+        (time-averaged effect over exposure times ``e1..e2``) or ``"PTE[e]"``.
+    estimate, std_error, df : float
+        The estimand, its standard error (Kenward-Roger adjusted with ``dof="kenward-roger"``,
+        cluster-robust with a robust ``vcov``, else model-based) and the denominator degrees
+        of freedom (``inf`` for ``dof="normal"``).
+    params : pandas.Series
+        Fixed-effect estimates.
+    vcov_matrix : pandas.DataFrame
+        Covariance of :attr:`params` used for inference.
+    vcov_model : pandas.DataFrame
+        Model-based covariance ``(X'V^{-1}X)^{-1}``.
+    variance_components : dict
+        Named variances (``tau2``, ``gamma2``, ``sigma2``, ...; ``decay``, ``rho``).
+    loglik : float
+        Log-likelihood (REML criterion for REML fits) with lme4's constants.
+    converged, singular : bool
+        Optimiser convergence; a variance component on the boundary (zero variance,
+        correlation +-1, decay +-1).
+    correlations : dict
+        ``name -> (estimate, low, high)`` for ``icc``, ``cac`` and ``decay`` where defined
+        (Wald intervals on the logit / atanh scale; NaN bounds on the boundary).
+    """
+
+    estimand: str
+    estimate: float
+    std_error: float
+    df: float
+    params: pd.Series
+    vcov_matrix: pd.DataFrame
+    vcov_model: pd.DataFrame
+    variance_components: dict[str, float]
+    loglik: float
+    converged: bool
+    singular: bool
+    method: str
+    dof: str
+    vcov: str
+    random: str
+    time: str
+    effect: str
+    n_obs: int
+    n_clusters: int
+    n_periods: int
+    terms: pd.DataFrame = field(repr=False)
+    correlations: Mapping[str, tuple[float, float, float]] = field(default_factory=dict, repr=False)
+    effect_curve: pd.DataFrame | None = field(default=None, repr=False)
+    contrast: np.ndarray | None = field(default=None, repr=False)
+    outcome: str = "outcome"
+    covariates: str | None = None
+    messages: tuple[str, ...] = ()
+
+    # ------------------------------------------------------------------ inference
+    @property
+    def statistic(self) -> float:
+        """Wald t (or z) statistic ``estimate / std_error``."""
+        return float(self.estimate / self.std_error) if self.std_error > 0 else float("nan")
+
+    @property
+    def pvalue(self) -> float:
+        """Two-sided p-value of the estimand against zero (t with :attr:`df`, or normal)."""
+        return t_pvalue(self.statistic, self.df)
+
+    def conf_int(self, confidence_level: float = 0.95) -> tuple[float, float]:
+        """Confidence interval of the estimand.
+
+        Parameters
+        ----------
+        confidence_level : float
+            Coverage, in (0, 1).
+
+        Returns
+        -------
+        tuple of float
+            ``(low, high)``.
+        """
+        return t_interval(self.estimate, self.std_error, self.df, confidence_level)
+
+    # ------------------------------------------------------------------ tables
+    def tidy(self, confidence_level: float = 0.95) -> pd.DataFrame:
+        """One row per reported term: the estimand first, then the other fixed effects.
+
+        Columns: ``term, estimate, std_error, statistic, df, p_value, conf_low, conf_high``.
+        """
+        rows = []
+        for r in self.terms.itertuples(index=False):
+            stat = r.estimate / r.std_error if r.std_error > 0 else float("nan")
+            lo, hi = t_interval(r.estimate, r.std_error, r.df, confidence_level)
+            rows.append((r.term, r.estimate, r.std_error, stat, r.df, t_pvalue(stat, r.df), lo, hi))
+        return pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
+
+    def summary(self) -> Summary:
+        """Text/HTML summary: model, estimand with df rule, fixed effects, variance components."""
+        lo, hi = self.conf_int()
+        header = (
+            ("Outcome", self.outcome),
+            ("Model", f"Gaussian LMM, random={self.random!r}, time={self.time!r}, effect={self.effect!r}"),
+            ("Covariates", self.covariates or "none"),
+            ("Estimation", f"{self.method.upper()}; log-likelihood {_fmt(self.loglik)}"),
+            ("Observations", f"{self.n_obs} in {self.n_clusters} clusters x {self.n_periods} periods"),
+            ("Inference", f"df: {self.dof}; vcov: {self.vcov}"),
+            ("Estimand", f"{self.estimand} = {_fmt(self.estimate)} (SE {_fmt(self.std_error)}, "
+                         f"df {_fmt(self.df, 2)}, p {_fmt(self.pvalue)}; 95% CI {_fmt(lo)} to {_fmt(hi)})"),
+            ("Converged", _fmt(self.converged)),
+            ("Singular", _fmt(self.singular)),
+        )
+        vc = pd.DataFrame({"component": list(self.variance_components),
+                           "estimate": list(self.variance_components.values())})
+        tables = [("Fixed effects", self.tidy()), ("Variance components", vc)]
+        if self.correlations:
+            tables.append(("Correlations (95% CI)", pd.DataFrame(
+                [(k, *v) for k, v in self.correlations.items()], columns=["name", "estimate", "low", "high"])))
+        if self.effect_curve is not None:
+            tables.append(("Exposure-time effects", self.effect_curve))
+        return Summary(title="Stepped-wedge mixed-model analysis", header=header, tables=tuple(tables),
+                       notes=self.messages)
+
+    def plot(self, ax: Any = None, *, confidence_level: float = 0.95) -> Any:
+        """Plot the estimates: the exposure-time effect curve for ETI fits, else a forest plot.
+
+        Returns the matplotlib Axes.
+        """
+        from .plotting.effects import plot_effects
+
+        return plot_effects(self, ax=ax, confidence_level=confidence_level)
+
+    def __repr__(self) -> str:
+        return (f"FitResult(estimand={self.estimand!r}, estimate={self.estimate:.4g}, "
+                f"std_error={self.std_error:.4g}, df={self.df:.4g}, p={self.pvalue:.3g})")
+
+
+def _as_sequence(x: Any) -> Sequence[Any]:  # pragma: no cover - helper kept for callers
+    return list(x)
