@@ -1,0 +1,327 @@
+"""GEE kernels against brute-force dense algebra; bad input; the result protocol."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from _tolerances import EXACT, LINALG
+from scipy import special
+
+from steppedwedge._core import gee as G
+from steppedwedge.data import TrialData
+from steppedwedge.exceptions import DataError, SmallSampleWarning
+from steppedwedge.models.gee import GEEResult, fit_gee
+
+# --------------------------------------------------------------------------------------
+# helpers: random stepped-wedge individual data and a dense reference implementation
+# --------------------------------------------------------------------------------------
+
+
+def _sw_rows(rng: np.random.Generator, I: int = 9, T: int = 4, binary: bool = False,
+             missing_cell: bool = True) -> pd.DataFrame:
+    rows = []
+    for i in range(I):
+        a = rng.normal(0, 0.4)
+        for t in range(T):
+            if missing_cell and i == 0 and t == T - 1:
+                continue  # an unobserved cell
+            m = int(rng.integers(2, 7))
+            x = int(t > i % (T - 1))
+            eta = -0.3 + 0.1 * t + 0.5 * x + a + rng.normal(0, 0.2)
+            age = rng.normal(0, 1, m)
+            if binary:
+                y = (rng.random(m) < special.expit(eta + 0.3 * age)).astype(float)
+            else:
+                y = eta + 0.3 * age + rng.normal(0, 1, m)
+            for k in range(m):
+                rows.append((i, t, x, age[k], y[k]))
+    return pd.DataFrame(rows, columns=["cluster", "period", "treatment", "age", "y"])
+
+
+def _units_rows(df: pd.DataFrame, T: int, with_age: bool = True) -> G.GEEUnits:
+    df = df.sort_values("cluster", kind="stable")
+    cols = [(df["period"] == t).to_numpy(float) for t in range(T)] + [df["treatment"].to_numpy(float)]
+    if with_age:
+        cols.append(df["age"].to_numpy(float))
+    return G.GEEUnits(
+        cluster=df["cluster"].to_numpy(np.int64), period=df["period"].to_numpy(np.int64),
+        X=np.column_stack(cols), w=np.ones(len(df)), ysum=df["y"].to_numpy(float),
+        yss=np.zeros(len(df)), offset=np.zeros(len(df)), n_clusters=int(df["cluster"].max()) + 1,
+        n_periods=T, times=np.arange(T, dtype=float),
+    )
+
+
+def _dense(units: G.GEEUnits, fam: G.LinkFunctions, beta: np.ndarray, corstr: str,
+           params: np.ndarray):
+    """Per-cluster n_i x n_i matrices, straight from the definitions (rows with w = 1)."""
+    eta = units.X @ beta + units.offset
+    mu, dmu, v = fam.linkinv(eta), fam.mu_eta(eta), fam.variance(fam.linkinv(eta))
+    C = G.between_correlation(corstr, params, units.times)
+    out = []
+    for i in range(units.n_clusters):
+        ix = np.flatnonzero(units.cluster == i)
+        per = units.period[ix]
+        R = C[np.ix_(per, per)].copy()
+        np.fill_diagonal(R, 1.0)
+        A = np.diag(np.sqrt(v[ix]))
+        V = A @ R @ A
+        D = units.X[ix] * dmu[ix, None]
+        out.append((D, np.linalg.inv(V), units.ysum[ix] - mu[ix]))
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# kernels
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "corstr,params",
+    [("exchangeable", [0.2]), ("nested-exchangeable", [0.3, 0.1]), ("decay", [0.35, 0.6]),
+     ("independence", [])],
+)
+@pytest.mark.parametrize("binary", [False, True])
+def test_woodbury_pieces_equal_dense(rng, corstr, params, binary) -> None:
+    df = _sw_rows(rng, binary=binary)
+    units = _units_rows(df, 4)
+    fam = G.link_functions("binomial", "logit") if binary else G.link_functions("gaussian", "identity")
+    beta = rng.normal(0, 0.3, units.X.shape[1])
+    pc = G._pieces(units, fam, beta, corstr, np.array(params, float), dense=False)
+    for i, (D, Vi, e) in enumerate(_dense(units, fam, beta, corstr, np.array(params, float))):
+        np.testing.assert_allclose(pc.M[i], D.T @ Vi @ D, **LINALG)
+        np.testing.assert_allclose(pc.u[i], D.T @ Vi @ e, **LINALG)
+
+
+def test_cells_as_units_equal_rows(rng) -> None:
+    """A cell of m identical-design rows is one unit with w = m (exact reduction)."""
+    df = _sw_rows(rng, binary=True)
+    T = 4
+    rows = _units_rows(df, T, with_age=False)
+    g = df.groupby(["cluster", "period"])
+    agg = g.agg(n=("y", "size"), s=("y", "sum"), x=("treatment", "first")).reset_index()
+    ss = g["y"].apply(lambda y: float(((y - y.mean()) ** 2).sum())).to_numpy()
+    cells = G.GEEUnits(
+        cluster=agg["cluster"].to_numpy(np.int64), period=agg["period"].to_numpy(np.int64),
+        X=np.column_stack([(agg["period"] == t).to_numpy(float) for t in range(T)] + [agg["x"].to_numpy(float)]),
+        w=agg["n"].to_numpy(float), ysum=agg["s"].to_numpy(float), yss=ss,
+        offset=np.zeros(len(agg)), n_clusters=rows.n_clusters, n_periods=T, times=rows.times,
+    )
+    fam = G.link_functions("binomial", "logit")
+    a = G.fit_gee_core(rows, fam, "nested-exchangeable", beta0=np.zeros(5))
+    b = G.fit_gee_core(cells, fam, "nested-exchangeable", beta0=np.zeros(5))
+    np.testing.assert_allclose(a.beta, b.beta, **LINALG)
+    np.testing.assert_allclose(a.params, b.params, **LINALG)
+    np.testing.assert_allclose(a.phi, b.phi, **LINALG)
+    for kind in ("model", "robust", "kc", "md", "fg"):
+        np.testing.assert_allclose(
+            G.sandwich(a.M, a.u, a.phi, kind), G.sandwich(b.M, b.u, b.phi, kind), **LINALG
+        )
+
+
+def test_dense_path_equals_woodbury_single_observation(rng) -> None:
+    """One observation per cell: the dense T x T path equals the Woodbury path."""
+    df = _sw_rows(rng)
+    df = df.groupby(["cluster", "period"], as_index=False).first()
+    units = _units_rows(df, 4)
+    fam = G.link_functions("gaussian", "identity")
+    beta = rng.normal(0, 0.3, units.X.shape[1])
+    a = G._pieces(units, fam, beta, "exchangeable", np.array([0.4]), dense=True)
+    b = G._pieces(units, fam, beta, "exchangeable", np.array([0.4]), dense=False)
+    np.testing.assert_allclose(a.M, b.M, **LINALG)
+    np.testing.assert_allclose(a.u, b.u, **LINALG)
+
+
+@pytest.mark.parametrize("kind", ["robust", "kc", "md", "fg", "model"])
+def test_sandwich_reduction_equals_dense(rng, kind) -> None:
+    df = _sw_rows(rng, binary=True)
+    units = _units_rows(df, 4)
+    fam = G.link_functions("binomial", "logit")
+    core = G.fit_gee_core(units, fam, "decay", beta0=np.zeros(units.X.shape[1]))
+    parts = _dense(units, fam, core.beta, "decay", core.params)
+    Om = sum(D.T @ Vi @ D for D, Vi, _ in parts)
+    Oi = np.linalg.inv(Om)
+    p = Om.shape[0]
+    meat = np.zeros((p, p))
+    for D, Vi, e in parts:
+        u = D.T @ Vi @ e
+        H = D @ Oi @ D.T @ Vi
+        umd = D.T @ Vi @ np.linalg.solve(np.eye(len(e)) - H, e)
+        if kind == "robust":
+            meat += np.outer(u, u)
+        elif kind == "md":
+            meat += np.outer(umd, umd)
+        elif kind == "kc":
+            meat += 0.5 * (np.outer(umd, u) + np.outer(u, umd))
+        elif kind == "fg":
+            c = 1 / np.sqrt(1 - np.minimum(0.75, np.diag(D.T @ Vi @ D @ Oi)))
+            meat += np.outer(c * u, c * u)
+    want = core.phi * Oi if kind == "model" else Oi @ meat @ Oi
+    np.testing.assert_allclose(G.sandwich(core.M, core.u, core.phi, kind), want, **LINALG)
+
+
+def test_bias_corrected_scale_equals_dense(rng) -> None:
+    df = _sw_rows(rng)
+    units = _units_rows(df, 4)
+    fam = G.link_functions("gaussian", "identity")
+    core = G.fit_gee_core(units, fam, "exchangeable", beta0=np.zeros(units.X.shape[1]),
+                          params=np.array([0.15]), scale_method="bias-corrected")
+    parts = _dense(units, fam, core.beta, "exchangeable", np.array([0.15]))
+    Oi = np.linalg.inv(sum(D.T @ Vi @ D for D, Vi, _ in parts))
+    total = sum(e @ np.linalg.solve(np.eye(len(e)) - D @ Oi @ D.T @ Vi, e) for D, Vi, e in parts)
+    n, p = len(units.w), units.X.shape[1]
+    np.testing.assert_allclose(core.phi, total / (n - p), **LINALG)
+
+
+def test_moment_estimators_brute_force(rng) -> None:
+    """Nested-exchangeable moment estimates = averages over explicit residual pairs."""
+    df = _sw_rows(rng)
+    units = _units_rows(df, 4)
+    fam = G.link_functions("gaussian", "identity")
+    core = G.fit_gee_core(units, fam, "nested-exchangeable", beta0=np.zeros(units.X.shape[1]))
+    r = units.ysum - units.X @ core.beta
+    phi = float(np.mean(r**2))
+    same, diff = [], []
+    for i in range(units.n_clusters):
+        ix = np.flatnonzero(units.cluster == i)
+        for a in range(len(ix)):
+            for b in range(a + 1, len(ix)):
+                (same if units.period[ix[a]] == units.period[ix[b]] else diff).append(
+                    r[ix[a]] * r[ix[b]] / phi)
+    np.testing.assert_allclose(core.phi, phi, **LINALG)
+    np.testing.assert_allclose(core.params, [np.mean(same), np.mean(diff)], **LINALG)
+
+
+# --------------------------------------------------------------------------------------
+# the public function: bad input
+# --------------------------------------------------------------------------------------
+
+
+def _td(df: pd.DataFrame, **kw) -> TrialData:
+    return TrialData.from_frame(df, outcome="y", cluster="cluster", period="period",
+                                treatment="treatment", **kw)
+
+
+@pytest.fixture
+def gaussian_df() -> pd.DataFrame:
+    return _sw_rows(np.random.default_rng(5), I=13, T=4)
+
+
+def test_binary_outcome_not_01(gaussian_df) -> None:
+    with pytest.raises(DataError, match="0/1"):
+        fit_gee(_td(gaussian_df), family="binomial")
+    with pytest.raises(DataError):  # caught at the data boundary too
+        _td(gaussian_df, family="binomial")
+
+
+def test_counts_not_integers(gaussian_df) -> None:
+    with pytest.raises(DataError, match="non-negative integer"):
+        fit_gee(_td(gaussian_df), family="poisson")
+
+
+def test_offset_with_nan() -> None:
+    df = pd.DataFrame({"cluster": np.repeat(np.arange(8), 3), "period": np.tile([0, 1, 2], 8)})
+    df["treatment"] = (df["period"] > df["cluster"] % 2).astype(float)
+    df["y"] = 5
+    df["off"] = 0.0
+    df.loc[4, "off"] = np.nan
+    with pytest.raises(DataError, match="off"):
+        _td(df, family="poisson", offset="off")
+
+
+@pytest.mark.parametrize("family,link", [("gaussian", "logit"), ("poisson", "logit"),
+                                         ("negative_binomial", "identity"), ("binomial", "probit")])
+def test_family_link_nonsense(gaussian_df, family, link) -> None:
+    td = _td(gaussian_df.assign(y=(gaussian_df["y"] > 0).astype(int)))
+    with pytest.raises(ValueError, match="`link` must be one of"):
+        fit_gee(td, family=family, link=link)
+
+
+def test_unknown_options(gaussian_df) -> None:
+    td = _td(gaussian_df)
+    with pytest.raises(ValueError, match="'md'"):
+        fit_gee(td, vcov="cr3")
+    with pytest.raises(ValueError, match="nested-exchangeable"):
+        fit_gee(td, corstr="unstructured")
+    with pytest.raises(ValueError, match="corr_params"):
+        fit_gee(td, corstr="nested-exchangeable", corr_params=[0.1])
+
+
+def test_too_few_clusters_is_an_error(gaussian_df) -> None:
+    small = gaussian_df[gaussian_df["cluster"] < 5]  # I = 5 <= p = 5
+    with pytest.raises(DataError, match="more than 5 clusters"):
+        fit_gee(_td(small))
+
+
+def test_small_sample_warnings(gaussian_df) -> None:
+    td = _td(gaussian_df)  # I = 13, p = 5: I - p = 8
+    with pytest.warns(SmallSampleWarning, match="robust"):
+        fit_gee(td, vcov="robust")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_gee(td, vcov="kc")  # corrected sandwich, 8 df: no warning
+    few = _td(gaussian_df[gaussian_df["cluster"] < 8])  # I - p = 3
+    with pytest.warns(SmallSampleWarning, match="degrees of freedom"):
+        fit_gee(few, vcov="md")
+
+
+def test_ar1_needs_single_observation(gaussian_df) -> None:
+    with pytest.raises(DataError, match="decay"):
+        fit_gee(_td(gaussian_df), corstr="ar1")
+
+
+def test_collinear_covariate(gaussian_df) -> None:
+    df = gaussian_df.assign(t2=gaussian_df["treatment"] * 2.0)
+    td = _td(df, covariates=["t2"])
+    with pytest.raises(DataError, match="collinear"):
+        fit_gee(td, covariates=["t2"])
+
+
+# --------------------------------------------------------------------------------------
+# result protocol
+# --------------------------------------------------------------------------------------
+
+
+def test_result_protocol(gaussian_df) -> None:
+    df = gaussian_df.assign(y=(gaussian_df["y"] > 0).astype(int))
+    res = fit_gee(_td(df, family="binomial"), corstr="nested-exchangeable", vcov="kc")
+    assert isinstance(res, GEEResult)
+    tidy = res.tidy()
+    assert list(tidy.columns) == ["term", "estimate", "std_error", "statistic", "df",
+                                  "p_value", "conf_low", "conf_high"]
+    row = tidy.set_index("term").loc["treatment"]
+    np.testing.assert_allclose(row["estimate"], res.estimate, **EXACT)
+    lo, hi = res.conf_int(0.9)
+    from scipy import stats
+    q = stats.t.ppf(0.95, res.df)
+    np.testing.assert_allclose([lo, hi], [res.estimate - q * res.std_error,
+                                          res.estimate + q * res.std_error], **EXACT)
+    np.testing.assert_allclose(res.pvalue, 2 * stats.t.sf(abs(res.statistic), res.df), **EXACT)
+    ex = res.tidy(exponentiate=True).set_index("term").loc["treatment"]
+    np.testing.assert_allclose(ex["estimate"], np.exp(res.estimate), **EXACT)
+    np.testing.assert_allclose(ex["conf_low"], np.exp(row["conf_low"]), **EXACT)
+    md = res.with_vcov("md")
+    assert md.vcov == "md" and res.vcov == "kc" and md.std_error > res.std_error
+    np.testing.assert_allclose(md.params, res.params, **EXACT)
+    assert res.df == res.n_clusters - len(res.params)
+    assert np.isinf(fit_gee(_td(df, family="binomial"), dof="normal").df)
+    s = res.summary()
+    for text in (s.as_text(), s.as_markdown(), s.as_html(), s.as_latex(), str(res),
+                 res._repr_html_(), repr(res)):
+        assert "treatment" in text
+    ax = res.plot()
+    assert ax.get_xlabel().startswith("estimate")
+
+
+def test_exponentiate_needs_log_or_logit(gaussian_df) -> None:
+    res = fit_gee(_td(gaussian_df))
+    with pytest.raises(ValueError, match="log or logit"):
+        res.tidy(exponentiate=True)
+
+
+def test_caller_frame_untouched(gaussian_df) -> None:
+    before = gaussian_df.copy()
+    fit_gee(_td(gaussian_df), corstr="decay")
+    pd.testing.assert_frame_equal(gaussian_df, before)
