@@ -223,24 +223,24 @@ def sequence_batched_variance(
 ) -> FloatArray:
     """IT-model variance for many scenarios at once.
 
-    ``sequence_matrix`` is ``(S, T)`` (complete, every cluster of a sequence alike) and
-    ``cov`` is ``(n, S, T, T)`` (or ``(n, 1, T, T)``), the covariance of cluster-period
-    means of a cluster of each sequence in each scenario.  Returns ``(n,)`` variances.
+    ``sequence_matrix`` is ``(S, T)`` (complete; every cluster of a sequence alike) and
+    ``cov`` is ``(n, T, T)``: the covariance of a cluster's period means in each of ``n``
+    scenarios, the same for every sequence.  With ``A = sum_s g_s Z_s (x) Z_s`` the
+    information of scenario ``k`` is ``vec(V_k^{-1})' A``: one matrix product for all
+    scenarios.  Returns ``(n,)`` variances.
     """
     seq = np.asarray(sequence_matrix, dtype=float)
     n_seq, n_periods = seq.shape
     observed = np.ones_like(seq, dtype=bool)
     z = fixed_effects(seq, observed, time=time)  # (S, T, p)
-    cov = np.broadcast_to(cov, (cov.shape[0], n_seq, n_periods, n_periods))
-    chol = np.linalg.cholesky(cov)
-    wz = np.linalg.solve(chol, np.broadcast_to(z, (cov.shape[0],) + z.shape))
     g = np.asarray(clusters_per_sequence, dtype=float)
-    info = np.einsum("s,nstp,nstq->npq", g, wz, wz)
-    p = info.shape[-1]
-    e = np.zeros(p)
-    e[-1] = 1.0
-    sol = np.linalg.solve(info, np.broadcast_to(e, (info.shape[0], p))[..., None])[..., 0]
-    return sol[:, -1]
+    p = z.shape[2]
+    a = np.einsum("s,stp,suq->tupq", g, z, z).reshape(n_periods * n_periods, p * p)
+    vinv = np.linalg.inv(np.asarray(cov, dtype=float))
+    info = (vinv.reshape(vinv.shape[0], -1) @ a).reshape(-1, p, p)
+    e = np.zeros((info.shape[0], p, 1))
+    e[:, -1, 0] = 1.0
+    return np.linalg.solve(info, e)[:, -1, 0]
 
 
 def cluster_mean_covariance(

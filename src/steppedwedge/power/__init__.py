@@ -1,8 +1,9 @@
 """Analytic power, sample size and design diagnostics.
 
 Public entry points (re-exported at the package top level):
-:func:`power`, :func:`solve_power`, :func:`design_effect`, :func:`information_content`,
-:func:`cell_weights` and the result types.
+:func:`power`, :func:`solve_power`, :func:`power_grid`, :func:`design_effect`,
+:func:`information_content`, :func:`cell_weights`, :func:`assurance`,
+:func:`expected_power`, :func:`search_designs` and their result types.
 """
 
 from __future__ import annotations
@@ -10,16 +11,23 @@ from __future__ import annotations
 from ._solve import solve_power
 from .analytic import power
 from .diagnostics import CellMap, DesignEffect, cell_weights, design_effect, information_content
+from .expected import AssuranceResult, ExpectedPowerResult, assurance, expected_power
+from .grid import power_grid
 from .result import PowerResult, PowerSummary
 
 __all__ = [
+    "AssuranceResult",
     "CellMap",
     "DesignEffect",
+    "ExpectedPowerResult",
     "PowerResult",
     "PowerSummary",
+    "assurance",
     "cell_weights",
     "design_effect",
+    "expected_power",
     "information_content",
     "power",
+    "power_grid",
     "solve_power",
 ]
