@@ -176,11 +176,6 @@ def fit_gaussian(
     if dof == "kenward-roger" and method == "ml":
         raise ValueError("`dof='kenward-roger'` needs a REML fit; use method='reml' or "
                          "dof='satterthwaite' with method='ml'.")
-    if individual is not None:
-        raise ValueError(
-            "`individual=` (closed-cohort individual random intercept) is not available yet in "
-            "fit(); analyse cluster-period means or omit `individual`."
-        )
     if effect == "pte" and exposure_time is None:
         raise ValueError("`effect='pte'` needs `exposure_time=` (the exposure time e of the point effect).")
     if time == "none":
@@ -193,8 +188,13 @@ def fit_gaussian(
     cov_cols = _covariate_columns(covariates, data, roles) if covariates else []
 
     td = TrialData.from_frame(data, outcome=outcome, cluster=cluster, period=period, treatment=treatment,
-                              family="gaussian", covariates=cov_cols or None, design=design,
-                              missing=missing)  # type: ignore[arg-type]
+                              individual=individual, family="gaussian", covariates=cov_cols or None,
+                              design=design, missing=missing)  # type: ignore[arg-type]
+    if individual is not None:
+        raise ValueError(
+            "`individual=` (closed-cohort individual random intercept) is not available yet in "
+            "fit(); omit `individual` to analyse the rows as cross-sectional."
+        )
     if td.kind != "individual" and "size" in td.roles:
         raise DataError("Gaussian fits need individual rows (or one row per cell without a size column).")
     cells = td.cells()
@@ -396,16 +396,18 @@ def _correlations(structure: CovarianceStructure, fit: LMMFit, hess: np.ndarray 
     if structure.slope != "none":
         return {}
     cov = None
+    keep = np.array([n not in fit.at_bound for n in names])
     if hess is not None:
         try:
-            cov = 2.0 * np.linalg.inv(hess)
+            cov = np.zeros_like(hess)
+            cov[np.ix_(keep, keep)] = 2.0 * np.linalg.inv(hess[np.ix_(keep, keep)])
         except np.linalg.LinAlgError:
             cov = None
     z = stats.norm.ppf(0.975)
     out: dict[str, tuple[float, float, float]] = {}
 
     def wald(value: float, grad: dict[str, float], scale: str) -> tuple[float, float, float]:
-        if cov is None or not np.isfinite(value) or value <= 0 or value >= 1 or fit.singular:
+        if cov is None or not np.isfinite(value) or value <= 0 or value >= 1:
             return (value, float("nan"), float("nan"))
         gvec = np.array([grad.get(n, 0.0) for n in names])
         var = float(gvec @ cov @ gvec)
