@@ -14,11 +14,13 @@ from .diagnostics import CellMap, DesignEffect, cell_weights, design_effect, inf
 from .expected import AssuranceResult, ExpectedPowerResult, assurance, expected_power
 from .grid import power_grid
 from .result import PowerResult, PowerSummary
+from .search import DesignSearchResult, search_designs
 
 __all__ = [
     "AssuranceResult",
     "CellMap",
     "DesignEffect",
+    "DesignSearchResult",
     "ExpectedPowerResult",
     "PowerResult",
     "PowerSummary",
@@ -29,5 +31,6 @@ __all__ = [
     "information_content",
     "power",
     "power_grid",
+    "search_designs",
     "solve_power",
 ]
