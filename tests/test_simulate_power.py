@@ -380,3 +380,107 @@ def test_summary_tidy_plot() -> None:
     assert ax.get_xlabel() == "estimate"
     assert res.plot(kind="p_values").get_xlabel() == "p-value"
     plt.close("all")
+
+
+# ------------------------------------------------------------------ Gaussian LMM fast path
+
+
+def _fixed_design(x: np.ndarray) -> np.ndarray:
+    n_clusters, n_periods = x.shape
+    z = np.zeros((n_clusters, n_periods, n_periods + 1))
+    z[:, :, 0] = 1.0
+    z[:, np.arange(1, n_periods), np.arange(1, n_periods)] = 1.0
+    z[:, :, -1] = np.nan_to_num(x)
+    return z
+
+
+@pytest.mark.parametrize("dof", ["kenward-roger", "satterthwaite", "normal"])
+@pytest.mark.parametrize("random", ["nested", "cluster", "decay"])
+def test_fast_path_equals_reml_on_individual_rows(random: str, dof: str) -> None:
+    """The cell fast path gives the REML/KR fit of the individual rows it summarises."""
+    from steppedwedge._core.kenward_roger import kr_adjust, kr_test, reml_hessian, satterthwaite_df
+    from steppedwedge._core.reml import CellData, fit_lmm, variance_derivatives
+    from steppedwedge._simulate_lmm import _STRUCTURES, fast_lmm_analyse, fast_lmm_plan
+    from steppedwedge.simulate import _simulate_iv
+
+    design = Design.stepped_wedge(3, 2)
+    vc = sw.VarianceComponents(sigma2=1.0, tau2=0.1, gamma2=0.05)
+    rows = simulate(design, effect=0.4, variance=vc, cluster_size=6, rng=17)
+    x = np.asarray(design.matrix)
+    ci = rows["cluster"].to_numpy()
+    pj = rows["period"].to_numpy() - 1
+    z = _fixed_design(x)[ci, pj]
+    cells_ind = CellData.from_individual(
+        ci, pj, z, rows["outcome"], n_clusters=6, n_periods=4, treatment=x
+    )
+    structure = _STRUCTURES[random]
+    ref = fit_lmm(cells_ind, structure)
+    c = np.zeros(5)
+    c[-1] = 1
+    if dof == "kenward-roger":
+        adj = kr_adjust(variance_derivatives(ref.natural, ref.sigma2, cells_ind, structure))
+        ref_df, _ = kr_test(adj, c)
+        ref_se = math.sqrt(adj.phi_adj[-1, -1])
+    elif dof == "satterthwaite":
+        deriv = variance_derivatives(ref.natural, ref.sigma2, cells_ind, structure)
+        hess = reml_hessian(ref.natural, ref.sigma2, cells_ind, structure)
+        keep = np.array([n not in ref.at_bound for n in ref.names] + [True])
+        ref_df = satterthwaite_df(deriv, hess, c, keep)
+        ref_se = math.sqrt(ref.cov_beta[-1, -1])
+    else:
+        ref_df, ref_se = math.inf, math.sqrt(ref.cov_beta[-1, -1])
+
+    spec = _simulate_iv(
+        design, effect=0.4, variance=vc, cluster_size=6, family="gaussian", link=None,
+        baseline=None, time_effects=None, effect_curve=None, sampling="cross-sectional",
+        churn=None, dispersion=None, level="cluster-period",
+    )
+    plan = fast_lmm_plan(spec, {"random": random, "dof": dof}, 0.05)
+    assert plan is not None
+    g = rows.groupby(["cluster", "period"])["outcome"]
+    means = g.mean().to_numpy().reshape(6, 4)
+    within = (g.var(ddof=1) * (g.size() - 1)).to_numpy().reshape(6, 4)
+    got = fast_lmm_analyse(plan, means, within)
+    assert_allclose(got["estimate"], ref.beta[-1], rtol=1e-6)
+    assert_allclose(got["std_error"], ref_se, rtol=1e-5)
+    assert_allclose(got["df"], ref_df, rtol=1e-4)
+    t = ref.beta[-1] / ref_se
+    ref_p = 2 * (stats.t.sf(abs(t), ref_df) if math.isfinite(ref_df) else stats.norm.sf(abs(t)))
+    assert_allclose(got["p_value"], ref_p, rtol=1e-4)
+
+
+def test_fast_path_used_only_for_options_it_reproduces() -> None:
+    from steppedwedge._simulate_lmm import fast_lmm_plan
+    from steppedwedge.simulate import _simulate_iv
+
+    def spec(**kw: Any):
+        args = dict(
+            effect=0.4, variance=NESTED, cluster_size=6, family="gaussian", link=None,
+            baseline=None, time_effects=None, effect_curve=None, sampling="cross-sectional",
+            churn=None, dispersion=None, level=None,
+        )
+        args.update(kw)
+        return _simulate_iv(Design.stepped_wedge(3, 1), **args)
+
+    assert fast_lmm_plan(spec(), {}, 0.05) is not None
+    assert fast_lmm_plan(spec(), {"random": "nested+decay"}, 0.05) is not None
+    assert fast_lmm_plan(spec(), {"vcov": "kc"}, 0.05) is None
+    assert fast_lmm_plan(spec(), {"time": "linear"}, 0.05) is None
+    assert fast_lmm_plan(spec(), {"dof": "between-within"}, 0.05) is None
+    assert fast_lmm_plan(spec(), {"unknown": 1}, 0.05) is None
+    assert fast_lmm_plan(spec(sampling="cohort", variance=NESTED.with_(psi2=0.1)), {}, 0.05) is None
+    assert fast_lmm_plan(spec(family="binomial", baseline=0.3), {}, 0.05) is None
+
+
+def test_fast_path_identical_serially_and_on_two_processes() -> None:
+    kw = dict(
+        effect=0.3, variance=NESTED, cluster_size=10, analysis={"random": "nested"},
+        n_sims=8, rng=12, progress=False,
+    )
+    serial = simulate_power(Design.stepped_wedge(3, 2), **kw)
+    assert "cell statistics" in serial.analysis
+    assert serial.n_failed == 0
+    assert np.all(np.isfinite(serial.estimates["df"]))
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        parallel = simulate_power(Design.stepped_wedge(3, 2), executor=pool, batch_size=3, **kw)
+    pd.testing.assert_frame_equal(serial.estimates, parallel.estimates)

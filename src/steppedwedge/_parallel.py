@@ -129,7 +129,25 @@ class BatchOutcome(Generic[R]):
 
 
 def _run_batch(func: Callable[[Any, T], R], shared: Any, tasks: Sequence[T]) -> list[R]:
-    return [func(shared, task) for task in tasks]
+    """Run one batch with single-threaded BLAS.
+
+    Replicates work on tiny matrices, where multi-threaded BLAS only adds overhead and,
+    with one worker per core, oversubscribes the machine (threads spinning against each
+    other make small fits several times slower).  Uses threadpoolctl when installed.
+    """
+    with _single_threaded_blas():
+        return [func(shared, task) for task in tasks]
+
+
+@contextmanager
+def _single_threaded_blas() -> Iterator[None]:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def _progress_bar(total: int, enabled: bool, desc: str) -> Any:

@@ -24,7 +24,8 @@ from scipy import stats
 
 from .._core.gls import cell_weights, gls_information
 from .._parallel import make_executor, root_seed_sequence, run_batches, spawn_seeds
-from .._simulate_draw import SimulationSpec, draw_arrays
+from .._simulate_draw import SimulationSpec, draw_arrays, draw_cells
+from .._simulate_lmm import fast_lmm_analyse, fast_lmm_plan
 from .._typing import ArrayLike, RNGLike
 from .._validation import check_positive_int, check_probability
 from ..exceptions import ConvergenceWarning, SteppedWedgeWarning
@@ -77,7 +78,7 @@ class _Job:
 
     spec: SimulationSpec | None
     dgp: Callable[[np.random.Generator], pd.DataFrame] | None
-    kind: str  # "known-variance" | "callable" | "fit"
+    kind: str  # "known-variance" | "callable" | "fit" | "fast-lmm"
     analysis: Any
     alpha: float
     fit_roles: Mapping[str, Any] = field(default_factory=dict)
@@ -117,6 +118,8 @@ def _generate(job: _Job, rng: np.random.Generator) -> Any:
     if job.dgp is not None:
         return job.dgp(rng)
     assert job.spec is not None
+    if job.kind == "fast-lmm":
+        return draw_cells(job.spec, rng)
     arrays = draw_arrays(job.spec, rng)
     if job.kind == "known-variance":
         return arrays
@@ -138,6 +141,8 @@ def _analyse(job: _Job, data: Any) -> Any:
             "conf_low": est - half,
             "conf_high": est + half,
         }
+    if job.kind == "fast-lmm":
+        return fast_lmm_analyse(job.analysis, *data)
     if job.kind == "fit":
         from ..models.fit import fit  # noqa: PLC0415 - heavy, and optional until it lands
 
@@ -595,6 +600,7 @@ def simulate_power(
     n_jobs: int | None = None,
     progress: bool = True,
     batch_size: int | None = None,
+    fast: bool = True,
 ) -> SimulatedPowerResult:
     """Monte-Carlo power, type-I error, bias, RMSE and coverage of a planned analysis.
 
@@ -643,6 +649,13 @@ sampling, churn, dispersion, level
     batch_size : int, optional
         Replicates per task sent to the executor (default: about four batches per worker).
         Results do not depend on it.
+    fast : bool, default True
+        For Gaussian cross-sectional data and :func:`steppedwedge.fit` options it can
+        reproduce on cells (``random`` in cluster/nested/decay/nested+decay, ``dof`` in
+        kenward-roger/satterthwaite/normal, categorical time, immediate effect, model-based
+        SE), draw the cluster-period sufficient statistics and fit them directly (no rows,
+        no DataFrame).  This is exact in distribution; ``fast=False`` refits simulated rows
+        with :func:`steppedwedge.fit` instead.
 
     Returns
     -------
@@ -705,6 +718,7 @@ sampling, churn, dispersion, level
         true_value=true_value,
         n_sims=n_sims,
         alpha=alpha,
+        fast=bool(fast),
     )
     if executor is not None and not isinstance(executor, Executor):
         raise ValueError(
@@ -841,6 +855,7 @@ def _simulate_power_iv(
     true_value: Any,
     n_sims: Any,
     alpha: Any,
+    fast: bool = True,
 ) -> tuple[_Job, int, float, float | None, str]:
     """Validate :func:`simulate_power` inputs; return the worker job and run settings."""
     n_sims = check_positive_int("n_sims", n_sims)
@@ -912,8 +927,13 @@ def _simulate_power_iv(
         fit_roles = _fit_roles(spec, family, sampling)
         if "family" in options:
             fit_roles.pop("family")
-        kind, payload = "fit", options
         label = "sw.fit(" + ", ".join(f"{k}={v!r}" for k, v in options.items()) + ")"
+        plan = fast_lmm_plan(spec, options, alpha) if fast and dgp is None else None
+        if plan is not None:
+            kind, payload = "fast-lmm", plan
+            label += " on simulated cell statistics"
+        else:
+            kind, payload = "fit", options
     elif callable(analysis):
         kind, payload = "callable", analysis
         label = getattr(analysis, "__name__", type(analysis).__name__)

@@ -1,0 +1,152 @@
+"""Fast path of simulated power: the Gaussian LMM fitted on simulated cell statistics.
+
+For cross-sectional Gaussian data the REML fit depends on the data only through the
+cluster-period sizes, means and the pooled within-cell sum of squares
+(:mod:`steppedwedge._core.reml`), which :func:`steppedwedge._simulate_draw.draw_cells`
+draws exactly.  So a replicate needs no individual rows and no DataFrame: it is one
+:func:`~steppedwedge._core.reml.fit_lmm` plus the small-sample df.  The fixed effects are
+those of :func:`steppedwedge.fit` with ``time="categorical"`` and ``effect="immediate"``
+(intercept, period effects, treatment), so estimates, SEs, df and p-values are the same as
+refitting the simulated rows with :func:`steppedwedge.fit`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from ._core.kenward_roger import kr_adjust, kr_test, reml_hessian, satterthwaite_df
+from ._core.reml import CellData, CovarianceStructure, fit_lmm, variance_derivatives
+from ._simulate_draw import SimulationSpec
+from ._typing import FloatArray
+
+__all__ = ["FastLMM", "fast_lmm_plan", "fast_lmm_analyse"]
+
+#: random= names of sw.fit handled on cells, and their covariance structure
+_STRUCTURES = {
+    "cluster": CovarianceStructure(intercept=True, cluster_period=False),
+    "nested": CovarianceStructure(intercept=True, cluster_period=True),
+    "decay": CovarianceStructure(intercept=False, cluster_period=True, decay=True),
+    "nested+decay": CovarianceStructure(intercept=True, cluster_period=True, decay=True),
+}
+_DOFS = ("kenward-roger", "satterthwaite", "normal")
+#: sw.fit options and the only values the fast path reproduces
+_FIXED = {
+    "time": ("categorical",),
+    "effect": ("immediate",),
+    "method": ("reml", "ml"),
+    "vcov": ("model",),
+    "family": ("gaussian",),
+    "covariates": (None,),
+}
+_DEFAULTS = {"random": "nested", "dof": "kenward-roger", "method": "reml"}
+
+
+@dataclass(frozen=True, eq=False)
+class FastLMM:
+    """Fixed inputs of the cell-level LMM analysis of one simulation."""
+
+    xbar: FloatArray  # (I, T, p): intercept, period 2..T, treatment
+    treatment: FloatArray  # (I, T) design treatment (0 where unobserved)
+    size: FloatArray  # (I, T)
+    times: FloatArray  # (T,)
+    structure: CovarianceStructure
+    reml: bool
+    dof: str
+    alpha: float
+
+
+def fast_lmm_plan(
+    spec: SimulationSpec | None, options: Mapping[str, Any], alpha: float
+) -> FastLMM | None:
+    """A :class:`FastLMM` when the options and data allow the cell fast path, else None."""
+    if spec is None or spec.family != "gaussian" or spec.sampling != "cross-sectional":
+        return None
+    opts = {**_DEFAULTS, **options}
+    for key, value in opts.items():
+        if key == "random":
+            if value not in _STRUCTURES:
+                return None
+        elif key == "dof":
+            if value not in _DOFS:
+                return None
+        elif key in _FIXED:
+            if value not in _FIXED[key]:
+                return None
+        else:
+            return None  # an option the fast path does not know: let sw.fit handle it
+    n_clusters, n_periods = spec.shape
+    x = np.where(spec.observed, np.nan_to_num(spec.treatment), 0.0)
+    xbar = np.zeros((n_clusters, n_periods, n_periods + 1))
+    xbar[:, :, 0] = 1.0
+    idx = np.arange(1, n_periods)
+    xbar[:, idx, idx] = 1.0
+    xbar[:, :, -1] = x
+    structure = _STRUCTURES[opts["random"]]
+    return FastLMM(
+        xbar=xbar,
+        treatment=x,
+        size=np.where(spec.observed, spec.size, 0.0),
+        times=np.arange(n_periods, dtype=float),
+        structure=structure,
+        reml=opts["method"] == "reml",
+        dof=opts["dof"],
+        alpha=alpha,
+    )
+
+
+
+def fast_lmm_analyse(plan: FastLMM, means: FloatArray, within_ss: FloatArray) -> dict[str, Any]:
+    """Fit the LMM to one draw of cell statistics; estimate, SE, df, p-value, CI, flags."""
+    p = plan.xbar.shape[2]
+    within = np.zeros((p + 1, p + 1))
+    within[p, p] = float(np.nansum(within_ss))
+    cells = CellData(
+        n=plan.size,
+        xbar=plan.xbar,
+        ybar=np.nan_to_num(means),
+        within=within,
+        treatment=plan.treatment,
+        times=plan.times,
+    )
+    fit = fit_lmm(cells, plan.structure, reml=plan.reml)
+    contrast = np.zeros(p)
+    contrast[-1] = 1.0
+    estimate = float(fit.beta[-1])
+    if plan.dof == "kenward-roger":
+        deriv = variance_derivatives(fit.natural, fit.sigma2, cells, plan.structure)
+        adj = kr_adjust(deriv)
+        df, _ = kr_test(adj, contrast)
+        var = float(contrast @ adj.phi_adj @ contrast)
+    elif plan.dof == "satterthwaite":
+        deriv = variance_derivatives(fit.natural, fit.sigma2, cells, plan.structure)
+        hess = reml_hessian(fit.natural, fit.sigma2, cells, plan.structure, reml=plan.reml)
+        keep = np.array([n not in fit.at_bound for n in fit.names] + [True])
+        df = satterthwaite_df(deriv, hess, contrast, keep)
+        var = float(fit.cov_beta[-1, -1])
+    else:
+        df = math.inf
+        var = float(fit.cov_beta[-1, -1])
+    se = math.sqrt(var) if var > 0 else math.nan
+    t = estimate / se
+    if math.isfinite(df):
+        pvalue = float(2 * stats.t.sf(abs(t), df))
+        crit = float(stats.t.ppf(1 - plan.alpha / 2, df))
+    else:
+        pvalue = math.erfc(abs(t) / math.sqrt(2.0))
+        crit = float(stats.norm.ppf(1 - plan.alpha / 2))
+    return {
+        "estimate": estimate,
+        "std_error": se,
+        "df": df,
+        "p_value": pvalue,
+        "conf_low": estimate - crit * se,
+        "conf_high": estimate + crit * se,
+        "converged": fit.converged,
+        "singular": fit.singular,
+    }
