@@ -19,9 +19,25 @@ REF = Path(__file__).resolve().parent / "reference"
 FIXTURE_DIRS = [REF / "lmm", REF / "rsteppedwedge"]
 
 REQUIRED_KEYS = {
-    "name", "dataset", "random", "time", "effect", "method", "individual", "covariates",
-    "r_formula", "fixef_names", "fixef", "fixef_se", "vcov", "loglik", "varcomp",
-    "treatment_term", "satterthwaite", "kenward_roger", "tate",
+    "name",
+    "dataset",
+    "random",
+    "time",
+    "effect",
+    "method",
+    "individual",
+    "covariates",
+    "r_formula",
+    "fixef_names",
+    "fixef",
+    "fixef_se",
+    "vcov",
+    "loglik",
+    "varcomp",
+    "treatment_term",
+    "satterthwaite",
+    "kenward_roger",
+    "tate",
 }
 VARCOMP_KEYS = {"tau2", "gamma2", "sigma2", "decay", "eta2", "rho", "psi2"}
 RANDOM = {"cluster", "nested", "decay", "random-slope", "random-slope-corr"}
@@ -83,8 +99,11 @@ def test_case_is_self_consistent(folder: Path, case: dict) -> None:
     if case["covariates"]:
         needed.update(v.strip() for v in case["covariates"].split("+"))
     formula_vars = set(re.findall(r"[A-Za-z_][A-Za-z_0-9.]*", case["r_formula"])) - R_WORDS
-    needed.update(v for v in formula_vars if v not in {"treatment", "individual", "exposure_time"}
-                  and not v.isdigit())
+    needed.update(
+        v
+        for v in formula_vars
+        if v not in {"treatment", "individual", "exposure_time"} and not v.isdigit()
+    )
     assert needed <= set(header), f"{case['name']}: {csv_path.name} lacks {needed - set(header)}"
 
     # numeric blocks have matching shapes; SEs are the root diagonal of vcov
@@ -108,8 +127,9 @@ def test_case_is_self_consistent(folder: Path, case: dict) -> None:
         assert case["tate"] is None
 
 
-@pytest.mark.parametrize("folder", [d for d in FIXTURE_DIRS if (d / "data").is_dir()],
-                         ids=lambda d: d.name)
+@pytest.mark.parametrize(
+    "folder", [d for d in FIXTURE_DIRS if (d / "data").is_dir()], ids=lambda d: d.name
+)
 def test_datasets_are_stepped_wedge(folder: Path) -> None:
     for path in sorted((folder / "data").glob("*.csv")):
         if path.name in PROVENANCE_ONLY:

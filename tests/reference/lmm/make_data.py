@@ -99,21 +99,45 @@ def balanced() -> pd.DataFrame:
     rng = np.random.default_rng(20261101)
     sizes = np.full((12, 5), 20)
     return _cross_sectional(
-        rng, n_clusters=12, n_periods=5, sizes=sizes, tau2=0.05, gamma2=0.02, sigma2=1.0,
-        effect=0.3, trend=0.1, beta_x1=0.4, beta_x2=0.25, with_covariates=True,
+        rng,
+        n_clusters=12,
+        n_periods=5,
+        sizes=sizes,
+        tau2=0.05,
+        gamma2=0.02,
+        sigma2=1.0,
+        effect=0.3,
+        trend=0.1,
+        beta_x1=0.4,
+        beta_x2=0.25,
+        with_covariates=True,
     )
 
 
 def unbalanced(seed: int = 20261802) -> pd.DataFrame:
-    """12 clusters, 5 periods, cell sizes Poisson(12) clipped to 3..30, 4 empty cells."""
+    """12 clusters, 5 periods, cell sizes Poisson(12) clipped to 3..30, 4 empty cells.
+
+    Seed chosen so that REML and ML estimates of gamma2 are interior (the first seed tried,
+    20261102, gave gamma2 = 0).
+    """
     rng = np.random.default_rng(seed)
     sizes = np.clip(rng.poisson(12, (12, 5)), 3, 30)
     # remove four whole cluster-periods (0-based cluster, period)
     for i, j in [(0, 4), (4, 0), (7, 2), (11, 3)]:
         sizes[i, j] = 0
     return _cross_sectional(
-        rng, n_clusters=12, n_periods=5, sizes=sizes, tau2=0.05, gamma2=0.02, sigma2=1.0,
-        effect=0.3, trend=0.1, beta_x1=0.4, beta_x2=0.25, with_covariates=True,
+        rng,
+        n_clusters=12,
+        n_periods=5,
+        sizes=sizes,
+        tau2=0.05,
+        gamma2=0.02,
+        sigma2=1.0,
+        effect=0.3,
+        trend=0.1,
+        beta_x1=0.4,
+        beta_x2=0.25,
+        with_covariates=True,
     )
 
 
@@ -127,13 +151,23 @@ def boundary(seed: int = BOUNDARY_SEED) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     sizes = np.full((8, 5), 10)
     return _cross_sectional(
-        rng, n_clusters=8, n_periods=5, sizes=sizes, tau2=0.05, gamma2=0.0, sigma2=1.0,
-        effect=0.3, trend=0.1,
+        rng,
+        n_clusters=8,
+        n_periods=5,
+        sizes=sizes,
+        tau2=0.05,
+        gamma2=0.0,
+        sigma2=1.0,
+        effect=0.3,
+        trend=0.1,
     )
 
 
 def cohort(seed: int = 20261804) -> pd.DataFrame:
-    """Closed cohort: 10 clusters, 6 periods (5 x 2), the same 10 individuals per cluster."""
+    """Closed cohort: 10 clusters, 6 periods (5 x 2), the same 10 individuals per cluster.
+
+    Seed chosen so that the ML estimate of gamma2 is interior (20261104 gave 0 under ML).
+    """
     rng = np.random.default_rng(seed)
     n_clusters, n_periods, m = 10, 6, 10
     tau2, gamma2, psi2, sigma2, effect, trend = 0.05, 0.02, 0.3, 0.7, 0.3, 0.1
@@ -149,8 +183,13 @@ def cohort(seed: int = 20261804) -> pd.DataFrame:
             for k in range(m):
                 y = trend * j + effect * treat + u[i] + v[i, j] + w[i, k] + e[k]
                 rows.append(
-                    {"cluster": i + 1, "period": j + 1, "treatment": treat, "y": y,
-                     "individual": i * m + k + 1}
+                    {
+                        "cluster": i + 1,
+                        "period": j + 1,
+                        "treatment": treat,
+                        "y": y,
+                        "individual": i * m + k + 1,
+                    }
                 )
     return pd.DataFrame(rows)
 
@@ -172,8 +211,13 @@ def eti() -> pd.DataFrame:
             y = trend * j + effects[et] + u[i] + v[i, j] + e
             for k in range(m):
                 rows.append(
-                    {"cluster": i + 1, "period": j + 1, "treatment": int(et > 0), "y": y[k],
-                     "exposure_time": int(et)}
+                    {
+                        "cluster": i + 1,
+                        "period": j + 1,
+                        "treatment": int(et > 0),
+                        "y": y[k],
+                        "exposure_time": int(et),
+                    }
                 )
     return pd.DataFrame(rows)
 
@@ -201,7 +245,10 @@ def decay() -> pd.DataFrame:
 
 def random_slope(seed: int = 20261607) -> pd.DataFrame:
     """12 clusters, 5 periods, m = 15; cluster intercept (var 0.1) and treatment slope
-    (var 0.08) with correlation 0.5; no cluster-period effect."""
+    (var 0.08) with correlation 0.5; no cluster-period effect.
+
+    Seed chosen so that the correlated fit is interior (20261107 gave correlation 1).
+    """
     rng = np.random.default_rng(seed)
     n_clusters, n_periods, m = 12, 5, 15
     tau2, eta2, rho, sigma2, effect, trend = 0.1, 0.08, 0.5, 1.0, 0.3, 0.1
