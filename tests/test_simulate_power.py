@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any
 
@@ -394,42 +395,21 @@ def _fixed_design(x: np.ndarray) -> np.ndarray:
     return z
 
 
-@pytest.mark.parametrize("dof", ["kenward-roger", "satterthwaite", "normal"])
-@pytest.mark.parametrize("random", ["nested", "cluster", "decay"])
-def test_fast_path_equals_reml_on_individual_rows(random: str, dof: str) -> None:
-    """The cell fast path gives the REML/KR fit of the individual rows it summarises."""
-    from steppedwedge._core.kenward_roger import kr_adjust, kr_test, reml_hessian, satterthwaite_df
-    from steppedwedge._core.reml import CellData, fit_lmm, variance_derivatives
-    from steppedwedge._simulate_lmm import _STRUCTURES, fast_lmm_analyse, fast_lmm_plan
+@pytest.mark.parametrize("dof", ["kenward-roger", "satterthwaite", "between-within", "normal"])
+@pytest.mark.parametrize("random", ["nested", "cluster", "decay", "random-slope"])
+def test_fast_path_equals_sw_fit_on_the_rows_it_summarises(random: str, dof: str) -> None:
+    """The cell fast path gives what sw.fit gives on individual rows with those cells."""
+    from steppedwedge._simulate_lmm import fast_lmm_analyse, fast_lmm_plan
+    from steppedwedge.models.fit import fit
     from steppedwedge.simulate import _simulate_iv
 
     design = Design.stepped_wedge(3, 2)
-    vc = sw.VarianceComponents(sigma2=1.0, tau2=0.1, gamma2=0.05)
+    vc = sw.VarianceComponents(sigma2=1.0, tau2=0.1, gamma2=0.05, eta2=0.05)
     rows = simulate(design, effect=0.4, variance=vc, cluster_size=6, rng=17)
-    x = np.asarray(design.matrix)
-    ci = rows["cluster"].to_numpy()
-    pj = rows["period"].to_numpy() - 1
-    z = _fixed_design(x)[ci, pj]
-    cells_ind = CellData.from_individual(
-        ci, pj, z, rows["outcome"], n_clusters=6, n_periods=4, treatment=x
-    )
-    structure = _STRUCTURES[random]
-    ref = fit_lmm(cells_ind, structure)
-    c = np.zeros(5)
-    c[-1] = 1
-    if dof == "kenward-roger":
-        adj = kr_adjust(variance_derivatives(ref.natural, ref.sigma2, cells_ind, structure))
-        ref_df, _ = kr_test(adj, c)
-        ref_se = math.sqrt(adj.phi_adj[-1, -1])
-    elif dof == "satterthwaite":
-        deriv = variance_derivatives(ref.natural, ref.sigma2, cells_ind, structure)
-        hess = reml_hessian(ref.natural, ref.sigma2, cells_ind, structure)
-        keep = np.array([n not in ref.at_bound for n in ref.names] + [True])
-        ref_df = satterthwaite_df(deriv, hess, c, keep)
-        ref_se = math.sqrt(ref.cov_beta[-1, -1])
-    else:
-        ref_df, ref_se = math.inf, math.sqrt(ref.cov_beta[-1, -1])
-
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a boundary fit may warn; compare anyway
+        ref = fit(rows, outcome="outcome", cluster="cluster", period="period",
+                  treatment="treatment", random=random, dof=dof)
     spec = _simulate_iv(
         design, effect=0.4, variance=vc, cluster_size=6, family="gaussian", link=None,
         baseline=None, time_effects=None, effect_curve=None, sampling="cross-sectional",
@@ -441,12 +421,13 @@ def test_fast_path_equals_reml_on_individual_rows(random: str, dof: str) -> None
     means = g.mean().to_numpy().reshape(6, 4)
     within = (g.var(ddof=1) * (g.size() - 1)).to_numpy().reshape(6, 4)
     got = fast_lmm_analyse(plan, means, within)
-    assert_allclose(got["estimate"], ref.beta[-1], rtol=1e-6)
-    assert_allclose(got["std_error"], ref_se, rtol=1e-5)
-    assert_allclose(got["df"], ref_df, rtol=1e-4)
-    t = ref.beta[-1] / ref_se
-    ref_p = 2 * (stats.t.sf(abs(t), ref_df) if math.isfinite(ref_df) else stats.norm.sf(abs(t)))
-    assert_allclose(got["p_value"], ref_p, rtol=1e-4)
+    tol = dict(rtol=1e-6, atol=1e-10)  # same optimiser on the same statistics
+    assert_allclose(got["estimate"], ref.estimate, **tol)
+    assert_allclose(got["std_error"], ref.std_error, **tol)
+    assert_allclose(got["df"], ref.df, **tol)
+    assert_allclose(got["p_value"], ref.pvalue, **tol)
+    assert_allclose([got["conf_low"], got["conf_high"]], ref.conf_int(0.95), **tol)
+    assert got["singular"] == ref.singular and got["converged"] == ref.converged
 
 
 def test_fast_path_used_only_for_options_it_reproduces() -> None:
@@ -466,7 +447,10 @@ def test_fast_path_used_only_for_options_it_reproduces() -> None:
     assert fast_lmm_plan(spec(), {"random": "nested+decay"}, 0.05) is not None
     assert fast_lmm_plan(spec(), {"vcov": "kc"}, 0.05) is None
     assert fast_lmm_plan(spec(), {"time": "linear"}, 0.05) is None
-    assert fast_lmm_plan(spec(), {"dof": "between-within"}, 0.05) is None
+    assert fast_lmm_plan(spec(), {"dof": "between-within"}, 0.05) is not None
+    assert fast_lmm_plan(spec(), {"method": "ml"}, 0.05).dof == "satterthwaite"
+    assert fast_lmm_plan(spec(), {"method": "ml", "dof": "kenward-roger"}, 0.05) is None
+    assert fast_lmm_plan(spec(), {"random": "bogus"}, 0.05) is None
     assert fast_lmm_plan(spec(), {"unknown": 1}, 0.05) is None
     assert fast_lmm_plan(spec(sampling="cohort", variance=NESTED.with_(psi2=0.1)), {}, 0.05) is None
     assert fast_lmm_plan(spec(family="binomial", baseline=0.3), {}, 0.05) is None
@@ -484,3 +468,37 @@ def test_fast_path_identical_serially_and_on_two_processes() -> None:
     with ProcessPoolExecutor(max_workers=2) as pool:
         parallel = simulate_power(Design.stepped_wedge(3, 2), executor=pool, batch_size=3, **kw)
     pd.testing.assert_frame_equal(serial.estimates, parallel.estimates)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"dof": "bogus"}, "`dof` must be one of"),
+        ({"method": "ml", "dof": "kenward-roger"}, "needs a REML fit"),
+        ({"random": "nested", "time": "quadratic"}, "`time` must be one of"),
+    ],
+)
+def test_fit_option_rejected_before_simulating(options: dict, match: str) -> None:
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="rejected the first simulated dataset.*" + match):
+        simulate_power(DESIGN, effect=0.3, variance=NESTED, cluster_size=20, analysis=options,
+                       n_sims=1000, rng=1, progress=False)
+    assert time.perf_counter() - start < 10  # one fit, not 1,000
+
+
+def test_refitting_rows_with_sw_fit() -> None:
+    from steppedwedge.models.fit import fit
+
+    d = Design.stepped_wedge(3, 2)
+    res = simulate_power(d, effect=0.3, variance=NESTED, cluster_size=5, analysis={"random": "cluster"},
+                         fast=False, n_sims=3, rng=4, progress=False)
+    assert "cell statistics" not in res.analysis
+    for b, child in enumerate(np.random.SeedSequence(4).spawn(3)):
+        rows = simulate(d, effect=0.3, variance=NESTED, cluster_size=5, rng=np.random.default_rng(child))
+        ref = fit(rows, outcome="outcome", cluster="cluster", period="period", treatment="treatment",
+                  random="cluster")
+        got = res.estimates.iloc[b]
+        assert_allclose([got["estimate"], got["std_error"], got["df"], got["p_value"]],
+                        [ref.estimate, ref.std_error, ref.df, ref.pvalue], **EXACT)

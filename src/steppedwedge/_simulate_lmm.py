@@ -18,23 +18,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
-from ._core.kenward_roger import kr_adjust, kr_test, reml_hessian, satterthwaite_df
-from ._core.reml import CellData, CovarianceStructure, fit_lmm, variance_derivatives
+from ._core.reml import CellData, CovarianceStructure, fit_lmm
 from ._simulate_draw import SimulationSpec
 from ._typing import FloatArray
+from .inference.dof import DOF_METHODS, InferenceEngine
+from .models.mixed import RANDOM_STRUCTURES, _structure
+from .results import t_interval, t_pvalue
 
 __all__ = ["FastLMM", "fast_lmm_plan", "fast_lmm_analyse"]
 
-#: random= names of sw.fit handled on cells, and their covariance structure
-_STRUCTURES = {
-    "cluster": CovarianceStructure(intercept=True, cluster_period=False),
-    "nested": CovarianceStructure(intercept=True, cluster_period=True),
-    "decay": CovarianceStructure(intercept=False, cluster_period=True, decay=True),
-    "nested+decay": CovarianceStructure(intercept=True, cluster_period=True, decay=True),
-}
-_DOFS = ("kenward-roger", "satterthwaite", "normal")
 #: sw.fit options and the only values the fast path reproduces
 _FIXED = {
     "time": ("categorical",),
@@ -44,7 +37,7 @@ _FIXED = {
     "family": ("gaussian",),
     "covariates": (None,),
 }
-_DEFAULTS = {"random": "nested", "dof": "kenward-roger", "method": "reml"}
+_DEFAULTS = {"random": "nested", "method": "reml"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,12 +61,14 @@ def fast_lmm_plan(
     if spec is None or spec.family != "gaussian" or spec.sampling != "cross-sectional":
         return None
     opts = {**_DEFAULTS, **options}
+    if opts.get("dof") is None:  # sw.fit's default: KR for REML, Satterthwaite for ML
+        opts["dof"] = "kenward-roger" if opts["method"] == "reml" else "satterthwaite"
     for key, value in opts.items():
         if key == "random":
-            if value not in _STRUCTURES:
+            if value not in RANDOM_STRUCTURES:
                 return None
         elif key == "dof":
-            if value not in _DOFS:
+            if value not in DOF_METHODS or (value == "kenward-roger" and opts["method"] == "ml"):
                 return None
         elif key in _FIXED:
             if value not in _FIXED[key]:
@@ -87,7 +82,7 @@ def fast_lmm_plan(
     idx = np.arange(1, n_periods)
     xbar[:, idx, idx] = 1.0
     xbar[:, :, -1] = x
-    structure = _STRUCTURES[opts["random"]]
+    structure = _structure(opts["random"])
     return FastLMM(
         xbar=xbar,
         treatment=x,
@@ -117,36 +112,17 @@ def fast_lmm_analyse(plan: FastLMM, means: FloatArray, within_ss: FloatArray) ->
     fit = fit_lmm(cells, plan.structure, reml=plan.reml)
     contrast = np.zeros(p)
     contrast[-1] = 1.0
-    estimate = float(fit.beta[-1])
-    if plan.dof == "kenward-roger":
-        deriv = variance_derivatives(fit.natural, fit.sigma2, cells, plan.structure)
-        adj = kr_adjust(deriv)
-        df, _ = kr_test(adj, contrast)
-        var = float(contrast @ adj.phi_adj @ contrast)
-    elif plan.dof == "satterthwaite":
-        deriv = variance_derivatives(fit.natural, fit.sigma2, cells, plan.structure)
-        hess = reml_hessian(fit.natural, fit.sigma2, cells, plan.structure, reml=plan.reml)
-        keep = np.array([n not in fit.at_bound for n in fit.names] + [True])
-        df = satterthwaite_df(deriv, hess, contrast, keep)
-        var = float(fit.cov_beta[-1, -1])
-    else:
-        df = math.inf
-        var = float(fit.cov_beta[-1, -1])
-    se = math.sqrt(var) if var > 0 else math.nan
-    t = estimate / se
-    if math.isfinite(df):
-        pvalue = float(2 * stats.t.sf(abs(t), df))
-        crit = float(stats.t.ppf(1 - plan.alpha / 2, df))
-    else:
-        pvalue = math.erfc(abs(t) / math.sqrt(2.0))
-        crit = float(stats.norm.ppf(1 - plan.alpha / 2))
+    result = InferenceEngine(fit, cells, plan.structure, plan.dof).contrast(contrast)
+    low, high = t_interval(result.estimate, result.std_error, result.df, 1.0 - plan.alpha)
     return {
-        "estimate": estimate,
-        "std_error": se,
-        "df": df,
-        "p_value": pvalue,
-        "conf_low": estimate - crit * se,
-        "conf_high": estimate + crit * se,
+        "estimate": result.estimate,
+        "std_error": result.std_error,
+        "df": result.df,
+        "p_value": t_pvalue(result.estimate / result.std_error, result.df)
+        if result.std_error > 0
+        else math.nan,
+        "conf_low": low,
+        "conf_high": high,
         "converged": fit.converged,
         "singular": fit.singular,
     }

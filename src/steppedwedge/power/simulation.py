@@ -650,12 +650,13 @@ sampling, churn, dispersion, level
         Replicates per task sent to the executor (default: about four batches per worker).
         Results do not depend on it.
     fast : bool, default True
-        For Gaussian cross-sectional data and :func:`steppedwedge.fit` options it can
-        reproduce on cells (``random`` in cluster/nested/decay/nested+decay, ``dof`` in
-        kenward-roger/satterthwaite/normal, categorical time, immediate effect, model-based
-        SE), draw the cluster-period sufficient statistics and fit them directly (no rows,
-        no DataFrame).  This is exact in distribution; ``fast=False`` refits simulated rows
-        with :func:`steppedwedge.fit` instead.
+        For Gaussian cross-sectional data and :func:`steppedwedge.fit` options limited to
+        ``random``, ``dof``, ``method`` (and ``time="categorical"``,
+        ``effect="immediate"``, ``vcov="model"``), draw the cluster-period sufficient
+        statistics and fit them with the same engine as :func:`steppedwedge.fit` (no rows, no
+        DataFrame): the same estimate, SE, df and p-value as refitting the rows, at a
+        fraction of the cost.  The draw is exact in distribution; ``fast=False`` simulates
+        rows and refits them with :func:`steppedwedge.fit` instead.
 
     Returns
     -------
