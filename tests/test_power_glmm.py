@@ -188,3 +188,16 @@ def test_bad_family_inputs(kwargs: dict[str, object], match: str) -> None:
     kw.update(kwargs)
     with pytest.raises(ValueError, match=match):
         power(Design.stepped_wedge(3), **kw)
+
+
+def test_glmm_variance_alternative_is_wald() -> None:
+    from scipy.stats import norm
+
+    kw = dict(effect=np.log(0.6), variance=VC(tau2=0.05), cluster_size=50, family="binomial",
+              baseline=0.3)
+    a = power(Design.stepped_wedge(4, 3), glmm_variance="alternative", **kw)
+    z = abs(np.log(0.6)) / a.std_error
+    q = norm.ppf(0.975)
+    assert abs(a.power - (norm.cdf(z - q) + norm.cdf(-z - q))) < 1e-12
+    with pytest.raises(ValueError, match="glmm_variance"):
+        power(Design.stepped_wedge(4, 3), glmm_variance="score", **kw)

@@ -61,6 +61,7 @@ class _Spec:
     exposure: np.ndarray  # (I, T)
     dispersion: float | None
     binary_variance: str
+    glmm_variance: str = "null-alternative"
 
 
 # --------------------------------------------------------------------------- validation
@@ -122,6 +123,7 @@ def _power_iv(
     exposure: Any,
     dispersion: Any,
     binary_variance: str,
+    glmm_variance: str = "null-alternative",
 ) -> _Spec:
     d = _as_design(design)
     if not isinstance(variance, VarianceComponents):
@@ -142,6 +144,7 @@ def _power_iv(
     sampling = check_option("sampling", sampling, ("cross-sectional", "cohort"))
     time = check_option("time", time, ("categorical", "none"))
     binary_variance = check_option("binary_variance", binary_variance, BINARY_VARIANCE)
+    glmm_variance = check_option("glmm_variance", glmm_variance, ("null-alternative", "alternative"))
     a = check_probability("alpha", alpha)
     if churn is None:
         churn_f = 0.0 if sampling == "cohort" else 1.0
@@ -255,6 +258,7 @@ def _power_iv(
         exposure=expo,
         dispersion=disp,
         binary_variance=binary_variance,
+        glmm_variance=glmm_variance,
     )
     _check_means(spec)
     return spec
@@ -468,11 +472,17 @@ def _compute(spec: _Spec) -> PowerResult:
         if spec.family != "gaussian" and spec.link != "identity" and spec.analysis == "mixed":
             z0, cov0, _ = _covariance(spec, 0.0)
             var_null = pk.estimator_variance(z0, cov0, contrast)
-            notes.append(
-                "Link-scale GLMM power linearised at the cell means (Breslow-Clayton PQL / "
-                "Laplace, as swCRTdesign swGlmPwr; Xia et al. 2021) with the variance under the "
-                "null for the critical value and under the alternative for the spread."
-            )
+            if spec.glmm_variance == "null-alternative":
+                notes.append(
+                    "Link-scale GLMM power linearised at the cell means (Breslow-Clayton PQL / "
+                    "Laplace, as swCRTdesign swGlmPwr; Xia et al. 2021) with the variance under "
+                    "the null for the critical value and under the alternative for the spread."
+                )
+            else:
+                notes.append(
+                    "Link-scale GLMM power linearised at the cell means (PQL / Laplace) for a "
+                    "Wald test: the alternative variance sets both critical value and spread."
+                )
         else:
             var_null = var_alt
     except pk.NotEstimableError:
@@ -484,7 +494,8 @@ def _compute(spec: _Spec) -> PowerResult:
     df = _dof(spec, z.shape[2])
     se = math.sqrt(var_alt)
     se0 = math.sqrt(var_null)
-    p2, p1 = pk.wald_power_null_alt(spec.effect, se0, se, spec.alpha, df)
+    se_crit = se0 if spec.glmm_variance == "null-alternative" else se
+    p2, p1 = pk.wald_power_null_alt(spec.effect, se_crit, se, spec.alpha, df)
     crit = float(pk._z_quantile(spec.alpha, df))
     if spec.family == "negative_binomial":
         notes.append(
@@ -550,6 +561,7 @@ def power(
     exposure: Any = 1.0,
     dispersion: float | None = None,
     binary_variance: str = "mean",
+    glmm_variance: str = "null-alternative",
 ) -> PowerResult:
     r"""Analytic power of a cluster design from the GLS variance of the treatment estimator.
 
@@ -607,6 +619,12 @@ def power(
         Negative binomial size ``theta`` (``Var = mu + mu^2/theta`` per unit).
     binary_variance : {"mean", "average", "control"}
         Bernoulli variance plug-in for a binomial outcome with identity link (see Notes).
+    glmm_variance : {"null-alternative", "alternative"}
+        Link-scale GLMMs only: ``"null-alternative"`` (default, swCRTdesign ``swGlmPwr``)
+        takes the critical value from the variance at the null means and the spread from
+        the alternative, as for a score-type test; ``"alternative"`` uses the alternative
+        variance for both, as for a Wald test whose standard error is evaluated at the
+        estimate (what a fitted GLMM reports; closer to simulated Wald-test power).
 
     Returns
     -------
@@ -650,8 +668,12 @@ def power(
     link, ``mu^2 / Var(Y)``): overdispersion caps each unit's information at ``theta``.
     As in swCRTdesign's ``swGlmPwr`` (Xia et al. 2021) the variance is evaluated at the null
     means (``V0``) for the critical value and at the alternative (``Va``):
-    ``power = F((|theta| - q sqrt(V0))/sqrt(Va)) + F((-|theta| - q sqrt(V0))/sqrt(Va))``.
-    The effect is conditional (cluster-specific).
+    ``power = F((|theta| - q sqrt(V0))/sqrt(Va)) + F((-|theta| - q sqrt(V0))/sqrt(Va))``
+    (``glmm_variance="alternative"`` sets ``V0 = Va``, the Wald test a fitted GLMM reports;
+    a simulation check with a known-variance PQL Wald test agrees with that version).
+    The effect is conditional (cluster-specific).  The variances are computed with the
+    random effects at zero, so the information of the Poisson part is slightly
+    understated when ``tau2`` is large (``E[exp(a)] = exp(tau2/2)``).
 
     **GEE** (``analysis="gee"``): marginal means ``g(mu_ij) = beta_j + theta X_ij``, working
     covariance ``A^{1/2} R A^{1/2}`` with nested-exchangeable (or decaying) ``R`` built from
@@ -689,6 +711,7 @@ def power(
     spec = _power_iv(
         design, effect, variance, cluster_size, family, link, baseline, alpha, dof, weights,
         sampling, churn, individual_decay, time, analysis, exposure, dispersion, binary_variance,
+        glmm_variance,
     )
     res = _compute(spec)
     inputs = dict(
@@ -696,7 +719,7 @@ def power(
         family=family, link=link, baseline=baseline, alpha=alpha, dof=dof, weights=weights,
         sampling=sampling, churn=churn, individual_decay=individual_decay, time=time,
         analysis=analysis, exposure=exposure, dispersion=dispersion,
-        binary_variance=binary_variance,
+        binary_variance=binary_variance, glmm_variance=glmm_variance,
     )
     object.__setattr__(res, "_inputs", inputs)
     return res

@@ -203,12 +203,14 @@ def search_designs(
                      None, None, kwargs.get("sampling", "cross-sectional"), kwargs.get("churn"),
                      kwargs.get("individual_decay"), kwargs.get("time", "categorical"),
                      kwargs.get("analysis", "mixed"), kwargs.get("exposure", 1.0),
-                     kwargs.get("dispersion"), kwargs.get("binary_variance", "mean"))
+                     kwargs.get("dispersion"), kwargs.get("binary_variance", "mean"),
+                     kwargs.get("glmm_variance", "null-alternative"))
     if spec.variance.eta2 > 0:
         raise ValueError("search_designs does not support a random treatment effect (eta2 > 0).")
     z1, cov1, _ = _covariance(spec, spec.effect)
     info1 = pk.per_cluster_information(z1, cov1)
-    link_scale = spec.family != "gaussian" and spec.link != "identity" and spec.analysis == "mixed"
+    link_scale = (spec.family != "gaussian" and spec.link != "identity"
+                  and spec.analysis == "mixed" and spec.glmm_variance == "null-alternative")
     if link_scale:
         z0, cov0, _ = _covariance(spec, 0.0)
         info0 = pk.per_cluster_information(z0, cov0)
