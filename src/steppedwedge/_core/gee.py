@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -185,23 +186,33 @@ class GEEUnits:
     n_periods: int
     times: FloatArray
 
-    @property
+    @cached_property
     def cell(self) -> IntArray:
         """Flat cell index ``cluster * T + period``."""
         return self.cluster * self.n_periods + self.period
 
-    @property
+    @cached_property
     def starts(self) -> IntArray:
         """Index of the first unit of each cluster."""
         return np.searchsorted(self.cluster, np.arange(self.n_clusters)).astype(np.int64)
 
-    @property
-    def single(self) -> bool:
-        """True when every observed cell is one observation (``w == 1``, one unit)."""
-        if not np.all(self.w == 1.0):
-            return False
+    @cached_property
+    def one_unit_per_cell(self) -> bool:
+        """True when no two units share a cell."""
         counts = np.bincount(self.cell, minlength=self.n_clusters * self.n_periods)
         return bool(counts.max() <= 1)
+
+    @cached_property
+    def single(self) -> bool:
+        """True when every observed cell is one observation (``w == 1``, one unit)."""
+        return bool(np.all(self.w == 1.0)) and self.one_unit_per_cell
+
+    @cached_property
+    def lag_index(self) -> tuple[FloatArray, IntArray]:
+        """Distinct period distances and, for each (j, k), the index of its distance."""
+        lag = np.abs(self.times[:, None] - self.times[None, :])
+        lags, idx = np.unique(lag, return_inverse=True)
+        return lags, idx.reshape(lag.shape).astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------
@@ -242,24 +253,28 @@ def _power(r: float, lag: FloatArray) -> FloatArray:
 
 
 @dataclass(frozen=True)
-class _Pieces:
-    M: FloatArray  # (I, p, p)  D' R^-1 D with A^-1/2 whitening, phi-free
-    u: FloatArray  # (I, p)     D' R^-1 e, phi-free
+class _Resid:
+    """Correlation-free quantities at one ``beta`` (whitened by ``A^{-1/2}``)."""
+
     N: FloatArray  # (I, T)     observations per cell
     Se: FloatArray  # (I, T)    sum of Pearson residuals per cell
     E2: FloatArray  # (I, T)    sum of squared Pearson residuals per cell
-    De: FloatArray  # (I, p)    sum of whitened D times Pearson residuals (independence score)
+    Sd: FloatArray  # (I, T, p) sum of whitened D rows per cell
+    DD: FloatArray  # (I, p, p) sum over the cluster's observations of whitened D D'
+    De: FloatArray  # (I, p)    sum of whitened D times Pearson residuals
 
 
-def _pieces(
-    units: GEEUnits,
-    fam: LinkFunctions,
-    beta: FloatArray,
-    corstr: str,
-    params: FloatArray,
-    *,
-    dense: bool,
-) -> _Pieces:
+@dataclass(frozen=True)
+class _Pieces:
+    M: FloatArray  # (I, p, p)  D' R^-1 D with A^-1/2 whitening, phi-free
+    u: FloatArray  # (I, p)     D' R^-1 e, phi-free
+    N: FloatArray
+    Se: FloatArray
+    E2: FloatArray
+    De: FloatArray
+
+
+def _residuals(units: GEEUnits, fam: LinkFunctions, beta: FloatArray) -> _Resid:
     I, T, p = units.n_clusters, units.n_periods, units.X.shape[1]
     eta = units.X @ beta + units.offset
     mu = fam.linkinv(eta)
@@ -274,14 +289,43 @@ def _pieces(
 
     cell = units.cell
     size = I * T
-    N = np.bincount(cell, weights=units.w, minlength=size).reshape(I, T)
-    Se = np.bincount(cell, weights=esum, minlength=size).reshape(I, T)
-    E2 = np.bincount(cell, weights=e2, minlength=size).reshape(I, T)
-    Sd = np.empty((size, p))
-    for q in range(p):
-        Sd[:, q] = np.bincount(cell, weights=units.w * Dt[:, q], minlength=size)
-    Sd = Sd.reshape(I, T, p)
+    if units.one_unit_per_cell:
+        N = np.zeros(size)
+        Se = np.zeros(size)
+        E2 = np.zeros(size)
+        Sd = np.zeros((size, p))
+        N[cell] = units.w
+        Se[cell] = esum
+        E2[cell] = e2
+        Sd[cell] = units.w[:, None] * Dt
+        N, Se, E2, Sd = N.reshape(I, T), Se.reshape(I, T), E2.reshape(I, T), Sd.reshape(I, T, p)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            Sd_w = Sd / np.where(N > 0, N, 1.0)[:, :, None]
+        DD = np.einsum("itp,itq->ipq", Sd_w, Sd)
+        De = np.einsum("itp,it->ip", Sd_w, Se)
+    else:
+        N = np.bincount(cell, weights=units.w, minlength=size).reshape(I, T)
+        Se = np.bincount(cell, weights=esum, minlength=size).reshape(I, T)
+        E2 = np.bincount(cell, weights=e2, minlength=size).reshape(I, T)
+        Sd = np.empty((size, p))
+        for q in range(p):
+            Sd[:, q] = np.bincount(cell, weights=units.w * Dt[:, q], minlength=size)
+        Sd = Sd.reshape(I, T, p)
+        starts = units.starts
+        DD = np.add.reduceat(np.einsum("up,uq->upq", Dt * units.w[:, None], Dt), starts, axis=0)
+        De = np.add.reduceat(Dt * esum[:, None], starts, axis=0)
+    return _Resid(N, Se, E2, Sd, DD, De)
 
+
+def _corr_pieces(
+    units: GEEUnits, rs: _Resid, corstr: str, params: FloatArray, *, dense: bool
+) -> tuple[FloatArray, FloatArray]:
+    """Per-cluster ``M_i`` and ``u_i`` under the working correlation (phi-free)."""
+    I, T = units.n_clusters, units.n_periods
+    p = rs.Sd.shape[2]
+    Sd, Se, N = rs.Sd, rs.Se, rs.N
+    if corstr == "independence":
+        return rs.DD, rs.De
     C = between_correlation(corstr, params, units.times)
     if dense:
         # one observation per cell: R_i is the T x T matrix with unit diagonal, restricted
@@ -295,23 +339,42 @@ def _pieces(
         W = np.linalg.solve(Ri, np.concatenate([Sd, Se[:, :, None]], axis=2))
         M = np.einsum("itp,itq->ipq", Sd, W[:, :, :p])
         u = np.einsum("itp,it->ip", Sd, W[:, :, p])
-        return _Pieces(M, u, N, Se, E2, np.einsum("itp,it->ip", Sd, Se))
+        return M, u
 
-    a = 1.0 - C[0, 0] if corstr != "independence" else 1.0
-    # DD_i = sum_u w Dt Dt', De_i = sum_u Dt esum
-    Dtw = Dt * units.w[:, None]
-    starts = units.starts
-    DD = np.add.reduceat(np.einsum("up,uq->upq", Dtw, Dt), starts, axis=0)
-    De = np.add.reduceat(Dt * esum[:, None], starts, axis=0)
-    if corstr == "independence":
-        return _Pieces(DD, De, N, Se, E2, De)
-    # G_i = (a I + C N_i)^{-1} C
-    A = a * np.eye(T)[None] + C[None] * N[:, None, :]
-    G = np.linalg.solve(A, np.broadcast_to(C, (I, T, T)))
-    GSd = G @ Sd
-    M = (DD - np.einsum("itp,itq->ipq", Sd, GSd)) / a
-    u = (De - np.einsum("itp,it->ip", Sd, np.einsum("itk,ik->it", G, Se))) / a
-    return _Pieces(M, u, N, Se, E2, De)
+    a = 1.0 - C[0, 0]
+    if corstr in ("exchangeable", "nested-exchangeable"):
+        # C = c I + alpha1 J: G_i = (a I + C N_i)^{-1} C = c diag(k) + g k k' with
+        # k_j = 1 / (a + c N_ij), g = a alpha1 / (1 + alpha1 sum_j N_ij k_j)
+        alpha1 = float(C[0, 1]) if T > 1 else 0.0
+        c = float(C[0, 0]) - alpha1
+        k = 1.0 / (a + c * N)
+        g = a * alpha1 / (1.0 + alpha1 * np.sum(N * k, axis=1))
+        kSd = np.einsum("it,itp->ip", k, Sd)
+        SGS = c * np.einsum("it,itp,itq->ipq", k, Sd, Sd) + g[:, None, None] * (
+            kSd[:, :, None] * kSd[:, None, :]
+        )
+        SGe = c * np.einsum("it,itp,it->ip", k, Sd, Se) + (g * np.sum(k * Se, axis=1))[:, None] * kSd
+    else:
+        # general C (decay): G_i = (a I + C N_i)^{-1} C by batched solves of T x T systems
+        A = a * np.eye(T)[None] + C[None] * N[:, None, :]
+        G = np.linalg.solve(A, np.broadcast_to(C, (I, T, T)))
+        SGS = np.einsum("itp,itq->ipq", Sd, G @ Sd)
+        SGe = np.einsum("itp,it->ip", Sd, np.einsum("itk,ik->it", G, Se))
+    return (rs.DD - SGS) / a, (rs.De - SGe) / a
+
+
+def _pieces(
+    units: GEEUnits,
+    fam: LinkFunctions,
+    beta: FloatArray,
+    corstr: str,
+    params: FloatArray,
+    *,
+    dense: bool,
+) -> _Pieces:
+    rs = _residuals(units, fam, beta)
+    M, u = _corr_pieces(units, rs, corstr, params, dense=dense)
+    return _Pieces(M, u, rs.N, rs.Se, rs.E2, rs.De)
 
 
 # --------------------------------------------------------------------------------------
@@ -320,32 +383,28 @@ def _pieces(
 
 
 def _lag_sums(
-    pc: _Pieces, times: FloatArray
+    pc: _Resid, units: GEEUnits
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Sums of residual cross-products and pair counts by time lag (lag 0 = same period)."""
-    lag = np.abs(times[:, None] - times[None, :])
-    lags = np.unique(lag)
-    prod = np.einsum("ij,ik->jk", pc.Se, pc.Se)  # sum over clusters of Se_ij Se_ik
-    cnt = np.einsum("ij,ik->jk", pc.N, pc.N)
-    sums = np.empty(lags.shape[0])
-    counts = np.empty(lags.shape[0])
-    for n, L in enumerate(lags):
-        if L == 0:
-            sums[n] = 0.5 * float(np.sum(pc.Se * pc.Se - pc.E2))
-            counts[n] = 0.5 * float(np.sum(pc.N * (pc.N - 1.0)))
-        else:
-            mask = lag == L
-            sums[n] = 0.5 * float(prod[mask].sum())
-            counts[n] = 0.5 * float(cnt[mask].sum())
+    lags, idx = units.lag_index
+    prod = pc.Se.T @ pc.Se  # sum over clusters of Se_ij Se_ik
+    cnt = pc.N.T @ pc.N
+    n_l = lags.shape[0]
+    sums = 0.5 * np.bincount(idx.ravel(), weights=prod.ravel(), minlength=n_l)
+    counts = 0.5 * np.bincount(idx.ravel(), weights=cnt.ravel(), minlength=n_l)
+    if lags[0] == 0:
+        # same period: only pairs of different observations
+        sums[0] = 0.5 * float(np.sum(pc.Se * pc.Se - pc.E2))
+        counts[0] = 0.5 * float(np.sum(pc.N * (pc.N - 1.0)))
     return lags, sums, counts
 
 
 def _estimate_params(
-    corstr: str, pc: _Pieces, phi: float, times: FloatArray
+    corstr: str, pc: _Resid, phi: float, units: GEEUnits
 ) -> FloatArray:
     if corstr == "independence":
         return np.zeros(0)
-    lags, sums, counts = _lag_sums(pc, times)
+    lags, sums, counts = _lag_sums(pc, units)
     sums = sums / phi
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(counts > 0, sums / np.where(counts > 0, counts, 1.0), 0.0)
@@ -401,22 +460,25 @@ class GEECore:
     converged: bool
 
 
-def _scale(pc: _Pieces, n_obs: float, method: str, p: int) -> float:
+def _scale(
+    rs: _Resid, M: FloatArray | None, u: FloatArray | None, n_obs: float, method: str, p: int
+) -> float:
     """Moment estimate of the scale from Pearson residuals.
 
     ``"geepack"``: sum r^2 / N; ``"residual"``: sum r^2 / (N - p); ``"bias-corrected"``
     (geeCRT): sum_i r_i' (I - H_i)^{-1} r_i / (N - p), evaluated with the p-dimensional
     identity r' (I - H)^{-1} r = r'r + (D~'r)' Omega^{-1} (I - M_i Omega^{-1})^{-1} u_i.
     """
-    ss = float(pc.E2.sum())
+    ss = float(rs.E2.sum())
     if method == "geepack":
         return ss / n_obs
     if method == "residual":
         return ss / (n_obs - p)
-    Oinv = np.linalg.inv(pc.M.sum(axis=0))
-    Q = pc.M @ Oinv
-    x = np.linalg.solve(np.eye(p)[None] - Q, pc.u[:, :, None])[:, :, 0]
-    corr = float(np.einsum("ip,pq,iq->", pc.De, Oinv, x))
+    assert M is not None and u is not None
+    Oinv = np.linalg.inv(M.sum(axis=0))
+    Q = M @ Oinv
+    x = np.linalg.solve(np.eye(p)[None] - Q, u[:, :, None])[:, :, 0]
+    corr = float(np.einsum("ip,pq,iq->", rs.De, Oinv, x))
     return (ss + corr) / (n_obs - p)
 
 
@@ -475,34 +537,38 @@ def fit_gee_core(
         par = np.zeros(len(CORSTRS[corstr]))
     ph = 1.0 if phi is None else float(phi)
 
-    def nuisance(beta: FloatArray, par: FloatArray) -> tuple[float, FloatArray, _Pieces]:
+    def nuisance(
+        beta: FloatArray, par: FloatArray
+    ) -> tuple[float, FloatArray, FloatArray, FloatArray]:
         # scale and correlation at beta (the bias-corrected scale needs the working
-        # correlation of the previous step), then the pieces at the new parameters
+        # correlation of the previous step), then M_i, u_i at the new parameters
+        rs = _residuals(units, fam, beta)
         ph_ = ph
-        pc = _pieces(
-            units, fam, beta, corstr if scale_method == "bias-corrected" else "independence",
-            par, dense=dense,
-        )
         if phi is None:
-            ph_ = _scale(pc, n_obs, scale_method, p)
+            if scale_method == "bias-corrected":
+                M0, u0 = _corr_pieces(units, rs, corstr, par, dense=dense)
+                ph_ = _scale(rs, M0, u0, n_obs, scale_method, p)
+            else:
+                ph_ = _scale(rs, None, None, n_obs, scale_method, p)
         if not fixed_params:
-            par = _estimate_params(corstr, pc, ph_, units.times)
-        return ph_, par, _pieces(units, fam, beta, corstr, par, dense=dense)
+            par = _estimate_params(corstr, rs, ph_, units)
+        M, u = _corr_pieces(units, rs, corstr, par, dense=dense)
+        return ph_, par, M, u
 
     converged = False
     it = 0
     for it in range(1, maxiter + 1):
         old = par
-        ph, par, pc = nuisance(beta, par)
-        step = np.linalg.solve(pc.M.sum(axis=0), pc.u.sum(axis=0))
+        ph, par, M, u = nuisance(beta, par)
+        step = np.linalg.solve(M.sum(axis=0), u.sum(axis=0))
         beta = beta + step
         small = np.max(np.abs(step)) <= tol * (1.0 + np.max(np.abs(beta)))
         if small and (fixed_params or np.max(np.abs(par - old), initial=0.0) <= 1e3 * tol):
             converged = True
             break
     # final nuisance parameters and pieces at the returned beta (geepack convention)
-    ph, par, pc = nuisance(beta, par)
-    return GEECore(beta, par, ph, pc.M, pc.u, it, converged)
+    ph, par, M, u = nuisance(beta, par)
+    return GEECore(beta, par, ph, M, u, it, converged)
 
 
 # --------------------------------------------------------------------------------------
