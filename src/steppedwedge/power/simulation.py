@@ -29,9 +29,9 @@ from .._simulate_lmm import fast_lmm_analyse, fast_lmm_plan
 from .._typing import ArrayLike, RNGLike
 from .._validation import check_positive_int, check_probability
 from ..exceptions import ConvergenceWarning, SteppedWedgeWarning
+from ..results import Summary
 from ..simulate import Level, _simulate_iv, arrays_to_frame
 from ..variance import VarianceComponents
-from .result import PowerSummary
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -446,7 +446,7 @@ class SimulatedPowerResult:
         return math.sqrt(c * (1 - c) / self.n_usable) if self.n_usable else math.nan
 
     # ---------------------------------------------------------------- presentation
-    def summary(self) -> PowerSummary:
+    def summary(self) -> Summary:
         """Summary table (``as_text()``, ``as_html()``, ``as_markdown()``, ``as_latex()``)."""
         label = "type-I error" if self.true_value == 0 else "power"
         low, high = self.conf_int()
@@ -487,7 +487,7 @@ class SimulatedPowerResult:
         ]
         notes = [f"seed entropy {self.seed}"]
         notes += [f"executor failure: {e}" for e in self.executor_errors]
-        return PowerSummary(f"Simulated {label}", tuple(rows), tuple(notes))
+        return Summary(title=f"Simulated {label}", header=tuple(rows), notes=tuple(notes))
 
     def tidy(self) -> pd.DataFrame:
         """One row per quantity: ``term, estimate, std_error, conf_low, conf_high, n``."""
