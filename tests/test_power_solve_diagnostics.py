@@ -197,3 +197,45 @@ def test_plots_return_axes() -> None:
     res = power(Design.stepped_wedge(3), effect=0.3, variance=vc, cluster_size=10)
     assert res.plot().get_title() == "GLS cell weights"
     plt.close("all")
+
+
+def test_power_curves_match_power() -> None:
+    from steppedwedge.power import power_curve
+
+    vc = VC.from_correlations(0.05, cac=0.8)
+    c = power_curve(Design.stepped_wedge(4), vary="clusters_per_sequence", values=[1, 2, 3],
+                    effect=0.3, variance=vc, cluster_size=10)
+    for n, p in zip([1, 2, 3], c.power):
+        assert p == pytest.approx(power(Design.stepped_wedge(4, n), effect=0.3, variance=vc,
+                                        cluster_size=10).power, rel=1e-12)
+    assert np.all(np.diff(c.power) > 0)
+    e = power_curve(Design.stepped_wedge(4), vary="effect", values=[0.1, 0.2], variance=vc,
+                    cluster_size=10)
+    assert e.to_frame().shape == (2, 4)
+    m = power_curve(Design.stepped_wedge(4), vary="cluster_size", values=[5, 50], effect=0.3,
+                    variance=vc)
+    assert m.power[1] > m.power[0]
+    with pytest.raises(ValueError, match="positive integers"):
+        power_curve(Design.stepped_wedge(4), vary="clusters_per_sequence", values=[1.5],
+                    effect=0.3, variance=vc, cluster_size=10)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    assert c.plot().get_xlabel() == "clusters per sequence"
+    plt.close("all")
+
+
+def test_summary_renderings() -> None:
+    res = power(Design.stepped_wedge(3, 3), effect=0.2, variance=VC(tau2=0.01), cluster_size=50,
+                dof="residual")
+    text = str(res)
+    assert "t with 1795 df" in text and "power" in text
+    assert "<table" in res._repr_html_()
+    assert res.summary().as_markdown().startswith("**Analytic power**")
+    assert "tabular" in res.summary().as_latex()
+    tidy = res.tidy()
+    assert list(tidy.columns) == ["term", "effect", "std_error", "statistic", "df", "alpha",
+                                  "power", "power_one_tail"]
+    assert repr(res).startswith("PowerResult(power=")

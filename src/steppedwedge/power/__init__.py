@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ._solve import solve_power
 from .analytic import power
+from .curves import PowerCurve, power_curve
 from .diagnostics import CellMap, DesignEffect, cell_weights, design_effect, information_content
 from .expected import AssuranceResult, ExpectedPowerResult, assurance, expected_power
 from .grid import power_grid
@@ -22,6 +23,7 @@ __all__ = [
     "DesignEffect",
     "DesignSearchResult",
     "ExpectedPowerResult",
+    "PowerCurve",
     "PowerResult",
     "PowerSummary",
     "assurance",
@@ -30,6 +32,7 @@ __all__ = [
     "expected_power",
     "information_content",
     "power",
+    "power_curve",
     "power_grid",
     "search_designs",
     "solve_power",

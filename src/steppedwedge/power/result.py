@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._core.gls import cell_weights as _cell_weights
+from ..results import Summary
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -147,12 +148,12 @@ class PowerResult:
         return np.where(self.design.observed, w, np.nan)
 
     # ------------------------------------------------------------------ presentation
-    def summary(self) -> PowerSummary:
-        """Summary table of the calculation.
+    def summary(self) -> Summary:
+        """Summary of the calculation (inputs in the header, the power table below).
 
         Returns
         -------
-        PowerSummary
+        steppedwedge.results.Summary
             With ``as_text()``, ``as_html()``, ``as_markdown()``, ``as_latex()``.
         """
         vc = self.variance_components
@@ -175,7 +176,12 @@ class PowerResult:
         ]
         if self.solved_for is not None:
             rows.append((f"solved for {self.solved_for}", f"{self.solution:.6g}"))
-        return PowerSummary("Analytic power", tuple(rows), (self.method, *self.notes))
+        return Summary(
+            title="Analytic power",
+            header=tuple(rows),
+            tables=(("Power", self.tidy()),),
+            notes=(self.method, *self.notes),
+        )
 
     def tidy(self) -> pd.DataFrame:
         """One-row DataFrame with stable snake_case columns.
