@@ -30,7 +30,7 @@ from .._validation import check_option
 from ..data import TrialData
 from ..exceptions import ConvergenceWarning, DataError, SmallSampleWarning
 
-__all__ = ["GEEResult", "fit_gee"]
+__all__ = ["GEEResult", "ResultSummary", "fit_gee"]
 
 CorStr = Literal["independence", "exchangeable", "nested-exchangeable", "decay", "ar1"]
 GEEVcov = Literal["model", "robust", "kc", "md", "fg"]
@@ -60,8 +60,8 @@ _FEW_CLUSTERS = 40
 
 
 @dataclass(frozen=True)
-class GEESummary:
-    """Printable summary of a :class:`GEEResult` (text, Markdown, HTML, LaTeX)."""
+class ResultSummary:
+    """Printable summary of a fit result (text, Markdown, HTML, LaTeX)."""
 
     title: str
     info: tuple[tuple[str, str], ...]
@@ -145,58 +145,21 @@ class GEESummary:
         return self.as_text()
 
 
-@dataclass(frozen=True)
-class GEEResult:
-    """Fitted marginal (GEE) model of a stepped-wedge trial.
+class _WaldTable:
+    """Coefficient-table behaviour shared by :class:`GEEResult` and the cluster-level result.
 
-    Build with :func:`fit_gee` (or ``sw.fit(..., method="gee")``).  Immutable:
-    :meth:`with_vcov` returns a new result with another variance estimator without
-    refitting.
-
-    Attributes
-    ----------
-    params : pandas.Series
-        Estimates of all mean-model coefficients (link scale).
-    vcov_matrix : pandas.DataFrame
-        Their variance matrix under :attr:`vcov`.
-    vcov : str
-        ``"model"``, ``"robust"``, ``"kc"``, ``"md"`` or ``"fg"``.
-    df : float
-        Degrees of freedom of the ``t`` reference distribution (``inf`` = normal).
-    family, link, corstr : str
-        Model description.
-    correlation : dict
-        Working-correlation parameters (estimated or fixed).
-    scale : float
-        Dispersion ``phi``.
-    estimand : str
-        Name of the term reported by :attr:`estimate` (``"treatment"``).
-    n_clusters, n_obs : int
-        Number of clusters and of observations (individuals, or trials for binomial
-        aggregates, or cells for count aggregates).
-    iterations : int
-    converged : bool
+    Subclasses provide ``params``, ``vcov_matrix``, ``df``, ``estimand``, ``link`` and
+    ``summary()``.
     """
 
     params: pd.Series
     vcov_matrix: pd.DataFrame
-    vcov: str
     df: float
-    family: str
-    link: str
-    corstr: str
-    correlation: Mapping[str, float]
-    scale: float
     estimand: str
-    n_clusters: int
-    n_obs: int
-    iterations: int
-    converged: bool
-    scale_method: str = "geepack"
-    nb_theta: float | None = None
-    method: str = "gee"
-    _M: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)), repr=False)
-    _u: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
+    link: str
+
+    def summary(self) -> ResultSummary:  # pragma: no cover - overridden
+        raise NotImplementedError
 
     # ---------------------------------------------------------------- estimand
     @property
@@ -253,12 +216,12 @@ class GEEResult:
 
     @property
     def variance_components(self) -> None:
-        """GEE is marginal: there are no variance components (``None``)."""
+        """Marginal and fixed-effects analyses have no variance components (``None``)."""
         return None
 
     @property
     def loglik(self) -> None:
-        """GEE has no likelihood (``None``)."""
+        """No likelihood is maximised (``None``)."""
         return None
 
     @property
@@ -314,42 +277,6 @@ class GEEResult:
         )
         return out
 
-    def with_vcov(self, vcov: GEEVcov) -> GEEResult:
-        """Return a new result with another variance estimator (no refit).
-
-        Parameters
-        ----------
-        vcov : {"model", "robust", "kc", "md", "fg"}
-
-        Returns
-        -------
-        GEEResult
-        """
-        vcov = check_option("vcov", vcov, _VCOVS)  # type: ignore[assignment]
-        V = _vcov(self._M, self._u, self.scale, vcov, list(self.params.index))
-        return replace(self, vcov=vcov, vcov_matrix=V)
-
-    def summary(self) -> GEESummary:
-        """Text/HTML/Markdown/LaTeX summary."""
-        df = "normal (z)" if math.isinf(self.df) else f"t, {self.df:g}"
-        info = (
-            ("Method", "GEE (marginal model)"),
-            ("Family / link", f"{self.family} / {self.link}"),
-            ("Working correlation", self.corstr),
-            ("Variance estimator", _VCOV_NAMES[self.vcov]),
-            ("Reference distribution", df),
-            ("Clusters / observations", f"{self.n_clusters} / {self.n_obs}"),
-            ("Scale", f"{self.scale:.4g} ({self.scale_method})"),
-            ("Converged", f"{self.converged} ({self.iterations} iterations)"),
-        )
-        return GEESummary(
-            title=f"GEE fit: {self.estimand} effect {self.estimate:.4g} "
-            f"(SE {self.std_error:.4g})",
-            info=info,
-            table=self.tidy(),
-            correlation=tuple((k, float(v)) for k, v in self.correlation.items()),
-        )
-
     def plot(self, ax: Any = None) -> Any:
         """Coefficient plot (estimates with 95% intervals, period effects excluded).
 
@@ -377,6 +304,103 @@ class GEEResult:
         ax.set_xlabel(f"estimate ({self.link} scale)")
         return ax
 
+    def __str__(self) -> str:
+        return self.summary().as_text()
+
+    def _repr_html_(self) -> str:
+        return self.summary().as_html()
+
+
+
+@dataclass(frozen=True)
+class GEEResult(_WaldTable):
+    """Fitted marginal (GEE) model of a stepped-wedge trial.
+
+    Build with :func:`fit_gee` (or ``sw.fit(..., method="gee")``).  Immutable:
+    :meth:`with_vcov` returns a new result with another variance estimator without
+    refitting.
+
+    Attributes
+    ----------
+    params : pandas.Series
+        Estimates of all mean-model coefficients (link scale).
+    vcov_matrix : pandas.DataFrame
+        Their variance matrix under :attr:`vcov`.
+    vcov : str
+        ``"model"``, ``"robust"``, ``"kc"``, ``"md"`` or ``"fg"``.
+    df : float
+        Degrees of freedom of the ``t`` reference distribution (``inf`` = normal).
+    family, link, corstr : str
+        Model description.
+    correlation : dict
+        Working-correlation parameters (estimated or fixed).
+    scale : float
+        Dispersion ``phi``.
+    estimand : str
+        Name of the term reported by :attr:`estimate` (``"treatment"``).
+    n_clusters, n_obs : int
+        Number of clusters and of observations (individuals, or trials for binomial
+        aggregates, or cells for count aggregates).
+    iterations : int
+    converged : bool
+    """
+
+    params: pd.Series
+    vcov_matrix: pd.DataFrame
+    vcov: str
+    df: float
+    family: str
+    link: str
+    corstr: str
+    correlation: Mapping[str, float]
+    scale: float
+    estimand: str
+    n_clusters: int
+    n_obs: int
+    iterations: int
+    converged: bool
+    scale_method: str = "geepack"
+    nb_theta: float | None = None
+    method: str = "gee"
+    _M: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)), repr=False)
+    _u: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
+
+    def with_vcov(self, vcov: GEEVcov) -> GEEResult:
+        """Return a new result with another variance estimator (no refit).
+
+        Parameters
+        ----------
+        vcov : {"model", "robust", "kc", "md", "fg"}
+
+        Returns
+        -------
+        GEEResult
+        """
+        vcov = check_option("vcov", vcov, _VCOVS)  # type: ignore[assignment]
+        V = _vcov(self._M, self._u, self.scale, vcov, list(self.params.index))
+        return replace(self, vcov=vcov, vcov_matrix=V)
+
+    def summary(self) -> ResultSummary:
+        """Text/HTML/Markdown/LaTeX summary."""
+        df = "normal (z)" if math.isinf(self.df) else f"t, {self.df:g}"
+        info = (
+            ("Method", "GEE (marginal model)"),
+            ("Family / link", f"{self.family} / {self.link}"),
+            ("Working correlation", self.corstr),
+            ("Variance estimator", _VCOV_NAMES[self.vcov]),
+            ("Reference distribution", df),
+            ("Clusters / observations", f"{self.n_clusters} / {self.n_obs}"),
+            ("Scale", f"{self.scale:.4g} ({self.scale_method})"),
+            ("Converged", f"{self.converged} ({self.iterations} iterations)"),
+        )
+        return ResultSummary(
+            title=f"GEE fit: {self.estimand} effect {self.estimate:.4g} "
+            f"(SE {self.std_error:.4g})",
+            info=info,
+            table=self.tidy(),
+            correlation=tuple((k, float(v)) for k, v in self.correlation.items()),
+        )
+
     def __repr__(self) -> str:
         lo, hi = self.conf_int()
         return (
@@ -384,12 +408,6 @@ class GEEResult:
             f"{self.estimand} = {self.estimate:.4g} (SE {self.std_error:.4g}, "
             f"95% CI {lo:.4g} to {hi:.4g}, p = {self.pvalue:.3g}))"
         )
-
-    def __str__(self) -> str:
-        return self.summary().as_text()
-
-    def _repr_html_(self) -> str:
-        return self.summary().as_html()
 
 
 def _vcov(M: np.ndarray, u: np.ndarray, phi: float, kind: str, terms: list[str]) -> pd.DataFrame:
