@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _tolerances import LINALG
+
 from steppedwedge._core import closed_forms as cf
 from steppedwedge.design import Design
 from steppedwedge.power import power

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _tolerances import LINALG
 from scipy.special import expit, logit
 
-from _tolerances import LINALG
 from steppedwedge.design import Design
 from steppedwedge.power import power
 from steppedwedge.variance import VarianceComponents as VC
@@ -67,7 +67,7 @@ def _brute_force_linearised(
     n_i, n_t = x.shape
     info = np.zeros((n_t + 1, n_t + 1))
     for i in range(n_i):
-        rows, per, trt, w = [], [], [], []
+        per, trt, w = [], [], []
         for j in range(n_t):
             if np.isnan(x[i, j]):
                 continue

@@ -6,10 +6,10 @@ import itertools
 
 import numpy as np
 import pytest
+from _tolerances import LINALG
 from scipy import stats
 from scipy.integrate import trapezoid
 
-from _tolerances import LINALG
 from steppedwedge.design import Design
 from steppedwedge.exceptions import DesignError
 from steppedwedge.power import assurance, expected_power, power, power_grid
@@ -92,7 +92,7 @@ def test_expected_power_enumerates_and_matches_power() -> None:
     sizes = [5, 10, 20, 40]
     res = expected_power(d, effect=0.5, variance=vc, cluster_sizes=sizes)
     assert res.exhaustive and res.powers.size == 6
-    for alloc, p in zip(res.allocations, res.powers):
+    for alloc, p in zip(res.allocations, res.powers, strict=True):
         rows = {0: [0, 1], 1: [2, 3]}
         per_row = np.empty(4)
         for c, s in enumerate(alloc):

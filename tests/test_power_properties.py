@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _tolerances import LINALG
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import designs, stepped_wedge_designs
 
-from _tolerances import LINALG
 from steppedwedge._core import closed_forms as cf
 from steppedwedge.design import Design
 from steppedwedge.exceptions import DesignError
 from steppedwedge.power import power
 from steppedwedge.variance import VarianceComponents as VC
-from strategies import designs, stepped_wedge_designs
 
 pytestmark = pytest.mark.property
 

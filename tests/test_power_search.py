@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _tolerances import LINALG
+
 from steppedwedge.design import Design
 from steppedwedge.exceptions import DesignError
 from steppedwedge.power import power, search_designs
@@ -40,7 +40,7 @@ def test_exhaustive_search_matches_brute_force(vc: VC) -> None:
     res = search_designs(n_clusters=6, n_periods=4, effect=0.3, variance=vc, cluster_size=10)
     ref = brute_force(6, 4, vc, 10)
     assert res.exhaustive and res.n_evaluated == len(ref)
-    for alloc, v in zip(res.allocations, res.variance):
+    for alloc, v in zip(res.allocations, res.variance, strict=True):
         np.testing.assert_allclose(v, ref[tuple(alloc)], **LINALG)
     assert min(ref.values()) == pytest.approx(res.variance[0], rel=1e-10)
     np.testing.assert_allclose(

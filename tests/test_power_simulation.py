@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _tolerances import MC_K
 from scipy.special import ndtri
 
-from _tolerances import MC_K
 from steppedwedge._core import power_kernels as pk
 from steppedwedge._core.covariance import mean_covariance
 from steppedwedge._core.gls import gls_fit

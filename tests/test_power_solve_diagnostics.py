@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _tolerances import LINALG
 from scipy.special import ndtri
 
-from _tolerances import LINALG
-from steppedwedge._core import closed_forms as cf
 from steppedwedge.design import Design
 from steppedwedge.exceptions import DesignError, SolveError
 from steppedwedge.power import (
@@ -205,7 +204,7 @@ def test_power_curves_match_power() -> None:
     vc = VC.from_correlations(0.05, cac=0.8)
     c = power_curve(Design.stepped_wedge(4), vary="clusters_per_sequence", values=[1, 2, 3],
                     effect=0.3, variance=vc, cluster_size=10)
-    for n, p in zip([1, 2, 3], c.power):
+    for n, p in zip([1, 2, 3], c.power, strict=True):
         assert p == pytest.approx(power(Design.stepped_wedge(4, n), effect=0.3, variance=vc,
                                         cluster_size=10).power, rel=1e-12)
     assert np.all(np.diff(c.power) > 0)

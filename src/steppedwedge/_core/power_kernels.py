@@ -115,7 +115,8 @@ def variance_from_information(
 def per_cluster_information(design: FloatArray, cov: FloatArray) -> FloatArray:
     """``Z_i' V_i^{-1} Z_i`` for every cluster, shape ``(I, p, p)``."""
     wz = whiten(cov, design)
-    return np.einsum("itp,itq->ipq", wz, wz)
+    out: FloatArray = np.einsum("itp,itq->ipq", wz, wz)
+    return out
 
 
 def information_content(
@@ -167,7 +168,8 @@ def cohort_decay_covariance(
         m_i = np.where(inv_m > 0, 1.0 / inv_m, np.nan)
     inv_cohort = 1.0 / np.nanmean(m_i, axis=1)
     r = decay_matrix(decay, times)
-    return psi2 * inv_cohort[:, None, None] * r[None, :, :]
+    out: FloatArray = psi2 * inv_cohort[:, None, None] * r[None, :, :]
+    return out
 
 
 def _z_quantile(alpha: Any, df: Any) -> Any:
@@ -284,6 +286,6 @@ def cluster_mean_covariance(
     )
     idx = np.arange(inv_m.shape[1])
     cov[:, idx, idx] += np.where(observed, residual_diag, 0.0)
-    if use_psi_decay:
-        cov = cov + cohort_decay_covariance(inv_m, psi2, float(individual_decay))
+    if use_psi_decay and individual_decay is not None:
+        cov += cohort_decay_covariance(inv_m, psi2, float(individual_decay))
     return mask_unobserved(cov, observed)

@@ -16,6 +16,7 @@ import numpy as np
 from scipy import special
 
 from .._core import power_kernels as pk
+from .._core.covariance import mask_unobserved
 from .._validation import check_option, check_probability, check_unit_interval
 from ..design import Design
 from ..exceptions import DesignError
@@ -144,7 +145,9 @@ def _power_iv(
     sampling = check_option("sampling", sampling, ("cross-sectional", "cohort"))
     time = check_option("time", time, ("categorical", "none"))
     binary_variance = check_option("binary_variance", binary_variance, BINARY_VARIANCE)
-    glmm_variance = check_option("glmm_variance", glmm_variance, ("null-alternative", "alternative"))
+    glmm_variance = check_option(
+        "glmm_variance", glmm_variance, ("null-alternative", "alternative")
+    )
     a = check_probability("alpha", alpha)
     if churn is None:
         churn_f = 0.0 if sampling == "cohort" else 1.0
@@ -192,7 +195,8 @@ def _power_iv(
     if family != "gaussian":
         if baseline is None:
             raise ValueError(
-                f"`baseline` (the control-condition {'probability' if family == 'binomial' else 'rate'}) "
+                "`baseline` (the control-condition "
+                f"{'probability' if family == 'binomial' else 'rate'}) "
                 f"is required for family={family!r}."
             )
         base = np.asarray(baseline, dtype=float)
@@ -205,7 +209,9 @@ def _power_iv(
             )
         if family == "binomial":
             if not np.all((base > 0) & (base < 1)):
-                raise ValueError(f"`baseline` probabilities must lie in (0, 1); got {base.tolist()}.")
+                raise ValueError(
+                    f"`baseline` probabilities must lie in (0, 1); got {base.tolist()}."
+                )
         elif not np.all(np.isfinite(base) & (base > 0)):
             raise ValueError(f"`baseline` rates must be > 0; got {base.tolist()}.")
     elif baseline is not None:
@@ -268,16 +274,16 @@ def _inverse_link(link: str, eta: np.ndarray) -> np.ndarray:
     if link == "identity":
         return eta
     if link == "logit":
-        return special.expit(eta)
-    return np.exp(eta)
+        return np.asarray(special.expit(eta))
+    return np.asarray(np.exp(eta))
 
 
 def _link(link: str, mu: np.ndarray) -> np.ndarray:
     if link == "identity":
         return mu
     if link == "logit":
-        return special.logit(mu)
-    return np.log(mu)
+        return np.asarray(special.logit(mu))
+    return np.asarray(np.log(mu))
 
 
 def _cell_means(spec: _Spec, effect: float) -> np.ndarray:
@@ -379,13 +385,13 @@ def _covariance(spec: _Spec, effect: float) -> tuple[np.ndarray, np.ndarray, lis
         vc = spec.variance
         tot = vc.total_variance
         # correlation structure of individual outcomes -> covariance of cell means (unit var)
-        resid = (vc.sigma2 + (vc.psi2 if cross else 0.0)) / tot
+        resid_share = (vc.sigma2 + (vc.psi2 if cross else 0.0)) / tot
         norm = VarianceComponents(
-            sigma2=max(resid, 1e-300), tau2=vc.tau2 / tot, gamma2=vc.gamma2 / tot,
+            sigma2=max(resid_share, 1e-300), tau2=vc.tau2 / tot, gamma2=vc.gamma2 / tot,
             psi2=vc.psi2 / tot, decay=vc.decay,
         )
         corr = pk.cluster_mean_covariance(
-            inv_m, spec.observed, resid * inv_m, **_re_kwargs(norm, spec, cross_psi=cross)
+            inv_m, spec.observed, resid_share * inv_m, **_re_kwargs(norm, spec, cross_psi=cross)
         )
         if spec.family == "gaussian":
             v = np.full(spec.matrix.shape, tot)
@@ -396,7 +402,7 @@ def _covariance(spec: _Spec, effect: float) -> tuple[np.ndarray, np.ndarray, lis
             deriv = {"identity": np.ones_like(mu), "logit": mu * (1 - mu), "log": mu}[spec.link]
         sd = np.sqrt(np.where(spec.observed, v, 1.0))
         cov = corr * sd[:, :, None] * sd[:, None, :]
-        cov = pk.mask_unobserved(cov, spec.observed)
+        cov = mask_unobserved(cov, spec.observed)
         zs = z * np.where(spec.observed, deriv, 0.0)[:, :, None]
         notes.append(
             "Marginal (GEE) model-based variance (Li, Turner & Preisser 2018): working "
@@ -415,6 +421,7 @@ def _covariance(spec: _Spec, effect: float) -> tuple[np.ndarray, np.ndarray, lis
         return z, cov, notes
     # link-scale GLMM, linearised at the cell means (PQL/Laplace; Xia et al. 2021)
     mu = _cell_means(spec, effect)
+    w: np.ndarray
     if spec.family == "binomial":
         dmu = {"logit": mu * (1 - mu), "log": mu}[spec.link]
         w = spec.size * dmu**2 / (mu * (1 - mu))

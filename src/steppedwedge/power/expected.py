@@ -273,7 +273,7 @@ def expected_power(
     alpha: float = 0.05,
     **kwargs: Any,
 ) -> ExpectedPowerResult:
-    r"""Expected power over the randomisation when cluster sizes differ.
+    r"""Compute the expected power over the randomisation when cluster sizes differ.
 
     Parameters
     ----------

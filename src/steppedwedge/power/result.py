@@ -64,7 +64,8 @@ class PowerSummary:
             return s
 
         rows = "\n".join(f"{esc(k)} & {esc(v)} \\\\" for k, v in self.rows)
-        return f"\\begin{{tabular}}{{ll}}\n\\multicolumn{{2}}{{l}}{{{esc(self.title)}}} \\\\\n\\hline\n{rows}\n\\end{{tabular}}"
+        head = f"\\multicolumn{{2}}{{l}}{{{esc(self.title)}}} \\\\"
+        return f"\\begin{{tabular}}{{ll}}\n{head}\n\\hline\n{rows}\n\\end{{tabular}}"
 
     def __str__(self) -> str:
         return self.as_text()
@@ -163,8 +164,10 @@ class PowerResult:
                        f"{self.design.n_sequences} sequences"),
             ("cluster-period size", _describe_sizes(self.cluster_size)),
             ("outcome", f"{self.family} ({self.link} link), {self.analysis} analysis"),
-            ("sampling", self.sampling + (f" (churn {self.churn:.3g})" if self.sampling == "cohort" else "")),
-            ("variance components", f"sigma2={vc.sigma2:.4g}, tau2={vc.tau2:.4g}, gamma2={vc.gamma2:.4g}, "
+            ("sampling", self.sampling
+             + (f" (churn {self.churn:.3g})" if self.sampling == "cohort" else "")),
+            ("variance components", f"sigma2={vc.sigma2:.4g}, tau2={vc.tau2:.4g}, "
+                                    f"gamma2={vc.gamma2:.4g}, "
                                     f"eta2={vc.eta2:.4g}, psi2={vc.psi2:.4g}, decay={vc.decay}"),
             ("estimand", self.estimand),
             ("effect", f"{self.effect:.6g}"),
@@ -205,7 +208,10 @@ class PowerResult:
         )
 
     def plot(self, ax: Axes | None = None, **kwargs: Any) -> Axes:
-        """Heat map of the GLS cell weights (see :func:`steppedwedge.plotting.power.plot_cell_map`)."""
+        """Heat map of the GLS cell weights.
+
+        See :func:`steppedwedge.plotting.power.plot_cell_map`.
+        """
         from ..plotting.power import plot_cell_map
 
         return plot_cell_map(

@@ -50,7 +50,7 @@ class DesignSearchResult:
     _power_kwargs: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def design(self, rank: int = 0) -> Design:
-        """The candidate of the given rank (0 = best) as a :class:`Design`."""
+        """Return the candidate of the given rank (0 = best) as a :class:`Design`."""
         rows = np.repeat(self.patterns, self.allocations[rank], axis=0)
         return Design.from_matrix(rows)
 
@@ -60,7 +60,7 @@ class DesignSearchResult:
         return self.design(0)
 
     def table(self, top: int = 10) -> pd.DataFrame:
-        """The ``top`` candidates: allocation per pattern, sequences used, variance, power."""
+        """Tabulate the ``top`` candidates: allocation, sequences used, variance, power."""
         import pandas as pd
 
         k = min(top, self.allocations.shape[0])
