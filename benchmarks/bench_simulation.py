@@ -54,7 +54,9 @@ def time_statsmodels_mixedlm(n_sims: int = 20) -> float:
     for _ in range(n_sims):
         df = simulate(DESIGN, effect=0.3, variance=VC, cluster_size=20, rng=rng)
         model = smf.mixedlm(
-            "outcome ~ C(period) + treatment", df, groups="cluster",
+            "outcome ~ C(period) + treatment",
+            df,
+            groups="cluster",
             vc_formula={"cp": "0 + C(period)"},
         )
         model.fit(reml=True)
@@ -72,8 +74,10 @@ def main() -> None:
     print(f"fast path, serial:        {1e3 * per_serial:7.2f} ms / replicate")
 
     t_two = time_simulate_power_two_processes(n_sims)
-    print(f"fast path, 2 processes:   {t_two:7.2f} s for {n_sims} replicates "
-          f"({1e3 * t_two / n_sims:.2f} ms / replicate; target <= 3 s for 1,000)")
+    print(
+        f"fast path, 2 processes:   {t_two:7.2f} s for {n_sims} replicates "
+        f"({1e3 * t_two / n_sims:.2f} ms / replicate; target <= 3 s for 1,000)"
+    )
 
     t_rows = time_refit_rows_with_sw_fit(20) / 20
     print(f"rows + sw.fit, serial:    {1e3 * t_rows:7.2f} ms / replicate")

@@ -15,12 +15,11 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 from scipy import stats
+from tests._tolerances import EXACT, MC_K
 
 import steppedwedge as sw
-from steppedwedge._core.covariance import decay_matrix
 from steppedwedge.design import Design
 from steppedwedge.simulate import simulate
-from tests._tolerances import EXACT, MC_K
 
 N_BATCHES = 20
 
@@ -68,8 +67,14 @@ def test_gaussian_cell_means_have_model_covariance(vc: sw.VarianceComponents, le
     x = _tiled(PATTERN, copies)
     beta = np.array([0.0, 0.3, 0.5, 0.4])
     df = simulate(
-        x, effect=0.7, variance=vc, cluster_size=m, baseline=2.0, time_effects=beta,
-        level=level, rng=11,
+        x,
+        effect=0.7,
+        variance=vc,
+        cluster_size=m,
+        baseline=2.0,
+        time_effects=beta,
+        level=level,
+        rng=11,
     )
     if level == "individual":
         g = df.groupby(["cluster", "period"], sort=True)["outcome"]
@@ -100,7 +105,9 @@ def test_icc_and_cac_of_individual_rows_match_inputs() -> None:
         cbar = v.mean(axis=2)
         # two different individuals, same cell / different periods of one cluster
         same = (m * cbar.var(axis=0, ddof=1).mean() - total) / (m - 1)
-        lagged = np.mean([np.cov(cbar[:, j], cbar[:, k])[0, 1] for j, k in ((0, 1), (0, 2), (1, 2))])
+        lagged = np.mean(
+            [np.cov(cbar[:, j], cbar[:, k])[0, 1] for j, k in ((0, 1), (0, 2), (1, 2))]
+        )
         return np.array([same / total, lagged / same])
 
     _batch_check(y, np.array([vc.icc, vc.cac]), icc_cac)
@@ -141,7 +148,9 @@ def test_cohort_cell_means_have_model_covariance(churn: float) -> None:
     vc = sw.VarianceComponents(sigma2=1.0, tau2=0.1, gamma2=0.05, psi2=0.8)
     m, copies = 5, 500
     x = _tiled([[0, 1, 1], [0, 0, 1]], copies)
-    df = simulate(x, effect=0.5, variance=vc, cluster_size=m, sampling="cohort", churn=churn, rng=21)
+    df = simulate(
+        x, effect=0.5, variance=vc, cluster_size=m, sampling="cohort", churn=churn, rng=21
+    )
     # ids: (1 - churn) m individuals in every period, the rest new each period
     per_cluster = df.groupby("cluster")["individual"].nunique().to_numpy()
     stay = round((1 - churn) * m)
@@ -177,8 +186,14 @@ def test_time_effects_and_effect_curve_shift_the_means() -> None:
     x = _tiled(PATTERN, copies)
     curve = [0.5, 1.0, 1.5]
     df = simulate(
-        x, effect=0.4, variance=vc, cluster_size=10, level="cluster-period",
-        time_effects=lambda t: 0.1 * t, effect_curve=curve, rng=4,
+        x,
+        effect=0.4,
+        variance=vc,
+        cluster_size=10,
+        level="cluster-period",
+        time_effects=lambda t: 0.1 * t,
+        effect_curve=curve,
+        rng=4,
     )
     means = _cells(df, "outcome", 4)
     e = df.pivot(index="cluster", columns="period", values="exposure_time").to_numpy()
@@ -213,8 +228,14 @@ def test_binary_without_random_effects_has_logistic_means() -> None:
     base, theta = 0.2, math.log(2.0)
     beta = np.array([0.0, 0.2, -0.1])
     df = simulate(
-        x, effect=theta, variance=sw.VarianceComponents(), cluster_size=30, family="binomial",
-        baseline=base, time_effects=beta, rng=2,
+        x,
+        effect=theta,
+        variance=sw.VarianceComponents(),
+        cluster_size=30,
+        family="binomial",
+        baseline=base,
+        time_effects=beta,
+        rng=2,
     )
     assert set(np.unique(df["outcome"])) <= {0.0, 1.0}
     got = df.groupby(["treatment", "period"])["outcome"].agg(["mean", "size"])
@@ -227,14 +248,23 @@ def test_binary_marginal_mean_with_cluster_effect_matches_quadrature() -> None:
     vc = sw.VarianceComponents(tau2=0.8)
     x = _tiled([[0, 1]], 4000)
     df = simulate(
-        x, effect=-0.5, variance=vc, cluster_size=10, family="binomial", baseline=0.3,
-        level="cluster-period", rng=6,
+        x,
+        effect=-0.5,
+        variance=vc,
+        cluster_size=10,
+        family="binomial",
+        baseline=0.3,
+        level="cluster-period",
+        rng=6,
     )
     props = (df["outcome"] / df["trials"]).to_numpy().reshape(-1, 2)
     nodes, weights = np.polynomial.hermite_e.hermegauss(60)
     base = math.log(0.3 / 0.7)
     target = [
-        float(np.sum(weights * stats.logistic.cdf(base + eff + math.sqrt(0.8) * nodes)) / weights.sum())
+        float(
+            np.sum(weights * stats.logistic.cdf(base + eff + math.sqrt(0.8) * nodes))
+            / weights.sum()
+        )
         for eff in (0.0, -0.5)
     ]
     _batch_check(props, np.array(target), lambda v: v.mean(axis=0))
@@ -243,8 +273,14 @@ def test_binary_marginal_mean_with_cluster_effect_matches_quadrature() -> None:
 def test_binomial_aggregate_counts_are_binomial() -> None:
     x = _tiled([[0, 1]], 3000)
     df = simulate(
-        x, effect=0.0, variance=sw.VarianceComponents(), cluster_size=12, family="binomial",
-        baseline=0.25, level="cluster-period", rng=7,
+        x,
+        effect=0.0,
+        variance=sw.VarianceComponents(),
+        cluster_size=12,
+        family="binomial",
+        baseline=0.25,
+        level="cluster-period",
+        rng=7,
     )
     ev = df["outcome"].to_numpy().reshape(-1, 2)
     assert np.all(df["trials"] == 12)
@@ -255,8 +291,14 @@ def test_binomial_aggregate_counts_are_binomial() -> None:
 def test_binary_identity_link_rejects_impossible_probability() -> None:
     with pytest.raises(ValueError, match="outside \\[0, 1\\]"):
         simulate(
-            np.array([[0, 1]]), effect=0.9, variance=sw.VarianceComponents(), cluster_size=5,
-            family="binomial", link="identity", baseline=0.5, rng=1,
+            np.array([[0, 1]]),
+            effect=0.9,
+            variance=sw.VarianceComponents(),
+            cluster_size=5,
+            family="binomial",
+            link="identity",
+            baseline=0.5,
+            rng=1,
         )
 
 
@@ -266,10 +308,22 @@ def test_binary_identity_link_rejects_impossible_probability() -> None:
 def test_poisson_counts_have_rate_times_population() -> None:
     x = _tiled([[0, 1]], 3000)
     df = simulate(
-        x, effect=math.log(0.8), variance=sw.VarianceComponents(), cluster_size=2500.0,
-        family="poisson", baseline=0.004, rng=3,
+        x,
+        effect=math.log(0.8),
+        variance=sw.VarianceComponents(),
+        cluster_size=2500.0,
+        family="poisson",
+        baseline=0.004,
+        rng=3,
     )
-    assert list(df.columns) == ["cluster", "period", "treatment", "exposure_time", "outcome", "population"]
+    assert list(df.columns) == [
+        "cluster",
+        "period",
+        "treatment",
+        "exposure_time",
+        "outcome",
+        "population",
+    ]
     counts = df["outcome"].to_numpy().reshape(-1, 2)
     mu = np.array([10.0, 8.0])
     _batch_check(counts, mu, lambda v: v.mean(axis=0))
@@ -280,8 +334,14 @@ def test_negative_binomial_variance() -> None:
     x = _tiled([[0, 1]], 4000)
     alpha = 0.3
     df = simulate(
-        x, effect=math.log(1.5), variance=sw.VarianceComponents(), cluster_size=1000.0,
-        family="negative_binomial", baseline=0.01, dispersion=alpha, rng=13,
+        x,
+        effect=math.log(1.5),
+        variance=sw.VarianceComponents(),
+        cluster_size=1000.0,
+        family="negative_binomial",
+        baseline=0.01,
+        dispersion=alpha,
+        rng=13,
     )
     counts = df["outcome"].to_numpy().reshape(-1, 2)
     mu = np.array([10.0, 15.0])
@@ -293,8 +353,14 @@ def test_poisson_lognormal_variance() -> None:
     x = _tiled([[0, 1]], 4000)
     d = 0.2
     df = simulate(
-        x, effect=0.0, variance=sw.VarianceComponents(), cluster_size=100.0, family="poisson",
-        baseline=0.1, dispersion=d, rng=14,
+        x,
+        effect=0.0,
+        variance=sw.VarianceComponents(),
+        cluster_size=100.0,
+        family="poisson",
+        baseline=0.1,
+        dispersion=d,
+        rng=14,
     )
     counts = df["outcome"].to_numpy().reshape(-1, 2)
     mu = 10.0
@@ -307,7 +373,9 @@ def test_poisson_lognormal_variance() -> None:
 def test_counts_with_cluster_effect_log_scale() -> None:
     vc = sw.VarianceComponents(tau2=0.3)
     x = _tiled([[0, 0]], 4000)
-    df = simulate(x, effect=0.0, variance=vc, cluster_size=1e6, family="poisson", baseline=1e-3, rng=15)
+    df = simulate(
+        x, effect=0.0, variance=vc, cluster_size=1e6, family="poisson", baseline=1e-3, rng=15
+    )
     logs = np.log(df["outcome"].to_numpy().reshape(-1, 2))
     # counts ~ 1000: log(count) ~ log(1000) + a_i + O(1/sqrt(1000)) noise
     _batch_check(logs, np.full(2, math.log(1000.0) - 0.0005), lambda v: v.mean(axis=0))
@@ -351,7 +419,10 @@ def test_design_labels_are_used() -> None:
         (dict(effect_curve=[1.0]), "`effect_curve` must give a multiplier"),
         (dict(sampling="panel"), "`sampling` must be one of"),
         (dict(churn=0.5), "`churn` applies to sampling='cohort'"),
-        (dict(sampling="cohort", cluster_size=[[2, 2, 3], [2, 2, 2]]), "constant over the observed periods"),
+        (
+            dict(sampling="cohort", cluster_size=[[2, 2, 3], [2, 2, 2]]),
+            "constant over the observed periods",
+        ),
         (dict(family="binomial"), "`baseline`"),
         (dict(family="poisson", baseline=0.1, level="individual"), "'cluster-period' for counts"),
         (dict(family="negative_binomial", baseline=0.1), "`dispersion`"),
@@ -371,4 +442,6 @@ def test_bad_design() -> None:
     with pytest.raises(ValueError, match="`design`"):
         simulate("abc", effect=0.1, variance=sw.VarianceComponents(), cluster_size=1)
     with pytest.raises(ValueError, match="no cell has data"):
-        simulate(np.array([[0.0, 1.0]]), effect=0.1, variance=sw.VarianceComponents(), cluster_size=0)
+        simulate(
+            np.array([[0.0, 1.0]]), effect=0.1, variance=sw.VarianceComponents(), cluster_size=0
+        )

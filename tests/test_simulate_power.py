@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 from scipy import stats
+from tests._tolerances import EXACT, MC_K
 
 import steppedwedge as sw
 from steppedwedge._core.gls import gls_information
@@ -21,14 +22,19 @@ from steppedwedge.design import Design
 from steppedwedge.exceptions import SteppedWedgeWarning
 from steppedwedge.power.simulation import SimulatedPowerResult, simulate_power
 from steppedwedge.simulate import simulate
-from tests._tolerances import EXACT, MC_K
 
 DESIGN = Design.stepped_wedge(4, 3)  # 12 clusters x 5 periods
 NESTED = sw.VarianceComponents(sigma2=1.0, tau2=0.05, gamma2=0.02)
 
 
-def analytic_normal_power(design: Design, vc: sw.VarianceComponents, m: float, effect: float,
-                          alpha: float = 0.05, churn: float = 1.0) -> float:
+def analytic_normal_power(
+    design: Design,
+    vc: sw.VarianceComponents,
+    m: float,
+    effect: float,
+    alpha: float = 0.05,
+    churn: float = 1.0,
+) -> float:
     """Two-sided Wald power from the GLS information of the cell means (methods.md 2.2)."""
     x = np.nan_to_num(np.asarray(design.matrix))
     n_clusters, n_periods = x.shape
@@ -49,7 +55,11 @@ def analytic_normal_power(design: Design, vc: sw.VarianceComponents, m: float, e
     ("vc", "sampling", "churn"),
     [
         (NESTED, "cross-sectional", None),
-        (sw.VarianceComponents(sigma2=1.0, tau2=0.02, gamma2=0.05, decay=0.7), "cross-sectional", None),
+        (
+            sw.VarianceComponents(sigma2=1.0, tau2=0.02, gamma2=0.05, decay=0.7),
+            "cross-sectional",
+            None,
+        ),
         (sw.VarianceComponents(sigma2=1.0, tau2=0.05, eta2=0.02, rho=0.3), "cross-sectional", None),
         (sw.VarianceComponents(sigma2=1.0, tau2=0.05, gamma2=0.01, psi2=0.5), "cohort", 0.5),
     ],
@@ -58,8 +68,16 @@ def analytic_normal_power(design: Design, vc: sw.VarianceComponents, m: float, e
 def test_known_variance_power_matches_analytic(vc, sampling: str, churn) -> None:
     n_sims, m, effect = 1000, 10, 0.3
     res = simulate_power(
-        DESIGN, effect=effect, variance=vc, cluster_size=m, sampling=sampling, churn=churn,
-        analysis="known-variance", n_sims=n_sims, rng=2024, progress=False,
+        DESIGN,
+        effect=effect,
+        variance=vc,
+        cluster_size=m,
+        sampling=sampling,
+        churn=churn,
+        analysis="known-variance",
+        n_sims=n_sims,
+        rng=2024,
+        progress=False,
     )
     target = analytic_normal_power(DESIGN, vc, m, effect, churn=1.0 if churn is None else churn)
     assert 0.2 < target < 0.95
@@ -79,8 +97,14 @@ def test_known_variance_matches_sw_power() -> None:
 
     n_sims = 2000
     res = simulate_power(
-        DESIGN, effect=0.3, variance=NESTED, cluster_size=20, analysis="known-variance",
-        n_sims=n_sims, rng=7, progress=False,
+        DESIGN,
+        effect=0.3,
+        variance=NESTED,
+        cluster_size=20,
+        analysis="known-variance",
+        n_sims=n_sims,
+        rng=7,
+        progress=False,
     )
     target = power(DESIGN, effect=0.3, variance=NESTED, cluster_size=20).power
     assert abs(res.power - target) <= MC_K * math.sqrt(target * (1 - target) / n_sims)
@@ -89,8 +113,14 @@ def test_known_variance_matches_sw_power() -> None:
 def test_type_i_error_coverage_with_one_call() -> None:
     n_sims = 2000
     res = simulate_power(
-        DESIGN, effect=0.0, variance=NESTED, cluster_size=10, analysis="known-variance",
-        n_sims=n_sims, rng=99, progress=False,
+        DESIGN,
+        effect=0.0,
+        variance=NESTED,
+        cluster_size=10,
+        analysis="known-variance",
+        n_sims=n_sims,
+        rng=99,
+        progress=False,
     )
     assert res.type_i_error == res.power
     assert abs(res.type_i_error - 0.05) <= MC_K * math.sqrt(0.05 * 0.95 / n_sims)
@@ -103,8 +133,15 @@ def test_type_i_error_coverage_with_one_call() -> None:
 def test_time_varying_effect_truth_is_time_averaged_effect() -> None:
     curve = [0.5, 1.0, 1.0, 1.5]
     res = simulate_power(
-        DESIGN, effect=0.4, variance=NESTED, cluster_size=5, effect_curve=curve,
-        analysis="known-variance", n_sims=5, rng=1, progress=False,
+        DESIGN,
+        effect=0.4,
+        variance=NESTED,
+        cluster_size=5,
+        effect_curve=curve,
+        analysis="known-variance",
+        n_sims=5,
+        rng=1,
+        progress=False,
     )
     assert_allclose(res.true_value, 0.4 * np.mean(curve), **EXACT)
 
@@ -114,8 +151,13 @@ def test_time_varying_effect_truth_is_time_averaged_effect() -> None:
 
 def _tiny(**kw: Any) -> SimulatedPowerResult:
     args = dict(
-        effect=0.3, variance=NESTED, cluster_size=5, analysis="known-variance", n_sims=37,
-        rng=31, progress=False,
+        effect=0.3,
+        variance=NESTED,
+        cluster_size=5,
+        analysis="known-variance",
+        n_sims=37,
+        rng=31,
+        progress=False,
     )
     args.update(kw)
     return simulate_power(Design.stepped_wedge(3, 2), **args)
@@ -128,11 +170,17 @@ def test_replicate_b_uses_spawned_stream_b() -> None:
     seen: list[float] = []
 
     res = simulate_power(
-        d, effect=0.2, variance=vc, cluster_size=4, analysis=_sum_analysis, n_sims=6, rng=77,
+        d,
+        effect=0.2,
+        variance=vc,
+        cluster_size=4,
+        analysis=_sum_analysis,
+        n_sims=6,
+        rng=77,
         progress=False,
     )
     children = np.random.SeedSequence(77).spawn(6)
-    for b, child in enumerate(children):
+    for child in children:
         df = simulate(d, effect=0.2, variance=vc, cluster_size=4, rng=np.random.default_rng(child))
         seen.append(float(df["outcome"].sum()))
     assert_allclose(res.replicates["estimate"], seen, **EXACT)
@@ -206,14 +254,23 @@ def test_failures_are_classified_and_power_reported_both_ways() -> None:
     vc = sw.VarianceComponents(tau2=0.1)
     n = 60
     res = simulate_power(
-        d, effect=0.1, variance=vc, cluster_size=3, analysis=_flaky, n_sims=n, rng=5,
+        d,
+        effect=0.1,
+        variance=vc,
+        cluster_size=3,
+        analysis=_flaky,
+        n_sims=n,
+        rng=5,
         progress=False,
     )
-    codes = np.array([
-        _flaky_code(simulate(d, effect=0.1, variance=vc, cluster_size=3,
-                             rng=np.random.default_rng(s)))
-        for s in np.random.SeedSequence(5).spawn(n)
-    ])
+    codes = np.array(
+        [
+            _flaky_code(
+                simulate(d, effect=0.1, variance=vc, cluster_size=3, rng=np.random.default_rng(s))
+            )
+            for s in np.random.SeedSequence(5).spawn(n)
+        ]
+    )
     expected = {"error": 0, "non-convergence": 1, "non-finite": 2, "singular": 3, "ok": 4}
     for status, code in expected.items():
         assert res.status_counts[status] == np.sum(codes == code), status
@@ -297,7 +354,9 @@ def test_broken_process_pool_does_not_hang() -> None:
 
 
 def _my_dgp(rng: np.random.Generator) -> pd.DataFrame:
-    return simulate(Design.stepped_wedge(3, 1), effect=0.5, variance=NESTED, cluster_size=4, rng=rng)
+    return simulate(
+        Design.stepped_wedge(3, 1), effect=0.5, variance=NESTED, cluster_size=4, rng=rng
+    )
 
 
 def _bad_dgp(rng: np.random.Generator) -> pd.DataFrame:
@@ -408,12 +467,29 @@ def test_fast_path_equals_sw_fit_on_the_rows_it_summarises(random: str, dof: str
     rows = simulate(design, effect=0.4, variance=vc, cluster_size=6, rng=17)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a boundary fit may warn; compare anyway
-        ref = fit(rows, outcome="outcome", cluster="cluster", period="period",
-                  treatment="treatment", random=random, dof=dof)
+        ref = fit(
+            rows,
+            outcome="outcome",
+            cluster="cluster",
+            period="period",
+            treatment="treatment",
+            random=random,
+            dof=dof,
+        )
     spec = _simulate_iv(
-        design, effect=0.4, variance=vc, cluster_size=6, family="gaussian", link=None,
-        baseline=None, time_effects=None, effect_curve=None, sampling="cross-sectional",
-        churn=None, dispersion=None, level="cluster-period",
+        design,
+        effect=0.4,
+        variance=vc,
+        cluster_size=6,
+        family="gaussian",
+        link=None,
+        baseline=None,
+        time_effects=None,
+        effect_curve=None,
+        sampling="cross-sectional",
+        churn=None,
+        dispersion=None,
+        level="cluster-period",
     )
     plan = fast_lmm_plan(spec, {"random": random, "dof": dof}, 0.05)
     assert plan is not None
@@ -436,9 +512,18 @@ def test_fast_path_used_only_for_options_it_reproduces() -> None:
 
     def spec(**kw: Any):
         args = dict(
-            effect=0.4, variance=NESTED, cluster_size=6, family="gaussian", link=None,
-            baseline=None, time_effects=None, effect_curve=None, sampling="cross-sectional",
-            churn=None, dispersion=None, level=None,
+            effect=0.4,
+            variance=NESTED,
+            cluster_size=6,
+            family="gaussian",
+            link=None,
+            baseline=None,
+            time_effects=None,
+            effect_curve=None,
+            sampling="cross-sectional",
+            churn=None,
+            dispersion=None,
+            level=None,
         )
         args.update(kw)
         return _simulate_iv(Design.stepped_wedge(3, 1), **args)
@@ -458,8 +543,13 @@ def test_fast_path_used_only_for_options_it_reproduces() -> None:
 
 def test_fast_path_identical_serially_and_on_two_processes() -> None:
     kw = dict(
-        effect=0.3, variance=NESTED, cluster_size=10, analysis={"random": "nested"},
-        n_sims=8, rng=12, progress=False,
+        effect=0.3,
+        variance=NESTED,
+        cluster_size=10,
+        analysis={"random": "nested"},
+        n_sims=8,
+        rng=12,
+        progress=False,
     )
     serial = simulate_power(Design.stepped_wedge(3, 2), **kw)
     assert "cell statistics" in serial.analysis
@@ -483,8 +573,16 @@ def test_fit_option_rejected_before_simulating(options: dict, match: str) -> Non
 
     start = time.perf_counter()
     with pytest.raises(ValueError, match="rejected the first simulated dataset.*" + match):
-        simulate_power(DESIGN, effect=0.3, variance=NESTED, cluster_size=20, analysis=options,
-                       n_sims=1000, rng=1, progress=False)
+        simulate_power(
+            DESIGN,
+            effect=0.3,
+            variance=NESTED,
+            cluster_size=20,
+            analysis=options,
+            n_sims=1000,
+            rng=1,
+            progress=False,
+        )
     assert time.perf_counter() - start < 10  # one fit, not 1,000
 
 
@@ -492,13 +590,57 @@ def test_refitting_rows_with_sw_fit() -> None:
     from steppedwedge.models.fit import fit
 
     d = Design.stepped_wedge(3, 2)
-    res = simulate_power(d, effect=0.3, variance=NESTED, cluster_size=5, analysis={"random": "cluster"},
-                         fast=False, n_sims=3, rng=4, progress=False)
+    res = simulate_power(
+        d,
+        effect=0.3,
+        variance=NESTED,
+        cluster_size=5,
+        analysis={"random": "cluster"},
+        fast=False,
+        n_sims=3,
+        rng=4,
+        progress=False,
+    )
     assert "cell statistics" not in res.analysis
     for b, child in enumerate(np.random.SeedSequence(4).spawn(3)):
-        rows = simulate(d, effect=0.3, variance=NESTED, cluster_size=5, rng=np.random.default_rng(child))
-        ref = fit(rows, outcome="outcome", cluster="cluster", period="period", treatment="treatment",
-                  random="cluster")
+        rows = simulate(
+            d, effect=0.3, variance=NESTED, cluster_size=5, rng=np.random.default_rng(child)
+        )
+        ref = fit(
+            rows,
+            outcome="outcome",
+            cluster="cluster",
+            period="period",
+            treatment="treatment",
+            random="cluster",
+        )
         got = res.estimates.iloc[b]
-        assert_allclose([got["estimate"], got["std_error"], got["df"], got["p_value"]],
-                        [ref.estimate, ref.std_error, ref.df, ref.pvalue], **EXACT)
+        assert_allclose(
+            [got["estimate"], got["std_error"], got["df"], got["p_value"]],
+            [ref.estimate, ref.std_error, ref.df, ref.pvalue],
+            **EXACT,
+        )
+
+
+# ------------------------------------------------------------------ calibration (slow)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("clusters_per_sequence", [2, 3, 6], ids=["8", "12", "24"])
+def test_type_i_error_of_default_kr_analysis(clusters_per_sequence: int) -> None:
+    """The default analysis (nested REML, Kenward-Roger) holds its size with 8-24 clusters."""
+    design = Design.stepped_wedge(4, clusters_per_sequence)
+    vc = sw.VarianceComponents.from_correlations(icc=0.05, cac=0.8)
+    res = simulate_power(
+        design,
+        effect=0.0,
+        variance=vc,
+        cluster_size=20,
+        analysis={},
+        n_sims=4000,
+        rng=20261126 + clusters_per_sequence,
+        n_jobs=2,
+        progress=False,
+    )
+    assert res.n_failed == 0
+    assert 0.04 <= res.type_i_error <= 0.06, res.summary().as_text()

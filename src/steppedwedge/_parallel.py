@@ -92,16 +92,14 @@ def executor_workers(executor: Executor | None) -> int:
     client = getattr(executor, "_client", None)  # dask.distributed ClientExecutor
     if client is not None:
         try:
-            return max(1, sum(client.nthreads().values()))
+            return max(1, int(sum(client.nthreads().values())))
         except Exception:  # pragma: no cover - scheduler not reachable
             pass
     return os.cpu_count() or 1
 
 
 @contextmanager
-def make_executor(
-    executor: Executor | None, n_jobs: int | None
-) -> Iterator[Executor | None]:
+def make_executor(executor: Executor | None, n_jobs: int | None) -> Iterator[Executor | None]:
     """Yield the executor to use: the caller's, a process pool for ``n_jobs > 1``, or None.
 
     A pool created here is shut down on exit; a caller's executor is left running.
@@ -142,7 +140,7 @@ def _run_batch(func: Callable[[Any, T], R], shared: Any, tasks: Sequence[T]) -> 
 @contextmanager
 def _single_threaded_blas() -> Iterator[None]:
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
         yield
         return
@@ -151,11 +149,11 @@ def _single_threaded_blas() -> Iterator[None]:
 
 
 def _progress_bar(total: int, enabled: bool, desc: str) -> Any:
-    """A tqdm bar when asked for, tqdm is installed and stderr is a terminal; else None."""
+    """Return a tqdm bar if asked for, tqdm is installed and stderr is a terminal; else None."""
     if not enabled or not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
         return None
     try:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
         return None
     return tqdm(total=total, desc=desc, unit="rep", leave=False)

@@ -58,7 +58,8 @@ class SimulationSpec:
     @property
     def shape(self) -> tuple[int, int]:
         """``(I, T)``."""
-        return self.eta.shape  # type: ignore[return-value]
+        n_clusters, n_periods = self.eta.shape
+        return int(n_clusters), int(n_periods)
 
 
 def draw_cluster_effects(spec: SimulationSpec, rng: np.random.Generator) -> FloatArray:
@@ -68,7 +69,8 @@ def draw_cluster_effects(spec: SimulationSpec, rng: np.random.Generator) -> Floa
     a = np.sqrt(spec.tau2) * z[:, 0]
     r = np.sqrt(spec.eta2) * (spec.rho * z[:, 0] + np.sqrt(1.0 - spec.rho**2) * z[:, 1])
     c = rng.standard_normal((n_clusters, n_periods)) @ spec.chol_period.T
-    return a[:, None] + spec.xc * r[:, None] + c
+    out: FloatArray = a[:, None] + spec.xc * r[:, None] + c
+    return out
 
 
 def draw_cells(spec: SimulationSpec, rng: np.random.Generator) -> tuple[FloatArray, FloatArray]:
@@ -155,7 +157,13 @@ def draw_arrays(spec: SimulationSpec, rng: np.random.Generator) -> dict[str, Any
         y = lin + np.sqrt(spec.sigma2 if spec.sampling == "cohort" else spec.sigma2 + spec.psi2) * (
             rng.standard_normal(lin.size)
         )
-        rows = {"kind": "rows", "cluster_code": ci, "period_code": pj, "individual": ids, "outcome": y}
+        rows = {
+            "kind": "rows",
+            "cluster_code": ci,
+            "period_code": pj,
+            "individual": ids,
+            "outcome": y,
+        }
         if spec.level == "cluster-period":
             return _aggregate_gaussian(spec, rows)
         return rows
@@ -165,8 +173,8 @@ def draw_arrays(spec: SimulationSpec, rng: np.random.Generator) -> dict[str, Any
             prob = _inverse_link(spec.link, spec.eta + u)
             prob = np.where(spec.observed, prob, 0.5)
             if spec.link != "logit":
-                rows, cols = np.indices(spec.shape)
-                _check_probability(spec, prob, rows, cols)
+                row_idx, col_idx = np.indices(spec.shape)
+                _check_probability(spec, prob, row_idx, col_idx)
             n = np.where(spec.observed, spec.size, 0).astype(np.int64)
             events = rng.binomial(n, prob).astype(float)
             return {
@@ -179,7 +187,13 @@ def draw_arrays(spec: SimulationSpec, rng: np.random.Generator) -> dict[str, Any
         if spec.link != "logit":
             _check_probability(spec, prob, ci, pj)
         y = (rng.random(lin.size) < prob).astype(float)
-        rows = {"kind": "rows", "cluster_code": ci, "period_code": pj, "individual": ids, "outcome": y}
+        rows = {
+            "kind": "rows",
+            "cluster_code": ci,
+            "period_code": pj,
+            "individual": ids,
+            "outcome": y,
+        }
         if spec.level == "cluster-period":
             flat = ci * spec.shape[1] + pj
             events = np.bincount(flat, weights=y, minlength=spec.eta.size).reshape(spec.shape)
@@ -195,7 +209,7 @@ def draw_arrays(spec: SimulationSpec, rng: np.random.Generator) -> dict[str, Any
     if spec.family == "poisson" and spec.dispersion:
         mu = mu * np.exp(np.sqrt(spec.dispersion) * rng.standard_normal(spec.shape))
     elif spec.family == "negative_binomial":
-        alpha = float(spec.dispersion)  # validated > 0
+        alpha = float(spec.dispersion or 0.0)  # validated > 0
         mu = mu * rng.gamma(1.0 / alpha, alpha, size=spec.shape)
     counts = rng.poisson(mu).astype(float)
     return {

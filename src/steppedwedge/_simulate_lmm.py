@@ -57,7 +57,7 @@ class FastLMM:
 def fast_lmm_plan(
     spec: SimulationSpec | None, options: Mapping[str, Any], alpha: float
 ) -> FastLMM | None:
-    """A :class:`FastLMM` when the options and data allow the cell fast path, else None."""
+    """Return a :class:`FastLMM` when the options and data allow the cell fast path, else None."""
     if spec is None or spec.family != "gaussian" or spec.sampling != "cross-sectional":
         return None
     opts = {**_DEFAULTS, **options}
@@ -93,7 +93,6 @@ def fast_lmm_plan(
         dof=opts["dof"],
         alpha=alpha,
     )
-
 
 
 def fast_lmm_analyse(plan: FastLMM, means: FloatArray, within_ss: FloatArray) -> dict[str, Any]:

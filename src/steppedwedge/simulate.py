@@ -275,7 +275,9 @@ def _period_vector(name: str, value: Any, n_periods: int) -> FloatArray:
             "e.g. `lambda t: 0.1 * t`."
         )
     if arr.shape != (n_periods,):
-        raise ValueError(f"`{name}` must have {n_periods} values (one per period); got shape {arr.shape}.")
+        raise ValueError(
+            f"`{name}` must have {n_periods} values (one per period); got shape {arr.shape}."
+        )
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"`{name}` must be finite.")
     return arr
@@ -297,7 +299,8 @@ def _curve(value: Any, exposure: np.ndarray) -> FloatArray:
         if not np.all(np.isfinite(c[:max_e])):
             raise ValueError("`effect_curve` must be finite.")
     full = np.concatenate([[0.0], c[:max_e]])
-    return full[exposure]
+    out: FloatArray = full[exposure]
+    return out
 
 
 def _sizes(cluster_size: Any, shape: tuple[int, int], counts: bool) -> FloatArray:
@@ -368,11 +371,14 @@ def _simulate_iv(
     if counts and (sampling == "cohort" or variance.psi2):
         raise ValueError(
             "counts of a population have no individuals: use sampling='cross-sectional' and "
-            "psi2=0 for family='{}'.".format(family)
+            f"psi2=0 for family='{family}'."
         )
     if sampling == "cross-sectional":
         if churn not in (None, 1, 1.0):
-            raise ValueError("`churn` applies to sampling='cohort' only; got a churn with cross-sectional sampling.")
+            raise ValueError(
+                "`churn` applies to sampling='cohort' only; got a churn with "
+                "cross-sectional sampling."
+            )
         churn_f = 1.0
     else:
         churn_f = 0.0 if churn is None else check_unit_interval("churn", churn)
@@ -409,7 +415,11 @@ def _simulate_iv(
         raise ValueError("no cell has data: every cell is unobserved or has `cluster_size` 0.")
     exposure = exposure_times(x)
     xc = np.where(observed, np.nan_to_num(x) * _curve(effect_curve, exposure), 0.0)
-    beta = np.zeros(shape[1]) if time_effects is None else _period_vector("time_effects", time_effects, shape[1])
+    beta = (
+        np.zeros(shape[1])
+        if time_effects is None
+        else _period_vector("time_effects", time_effects, shape[1])
+    )
     eta = base + beta[None, :] + effect * xc
 
     n_stay = np.zeros(shape[0], dtype=np.int64)
@@ -460,7 +470,7 @@ def _simulate_iv(
 
 
 def check_finite(name: str, value: Any) -> float:
-    """A finite float, or a ValueError naming ``name``."""
+    """Return ``value`` as a finite float, or raise a ValueError naming ``name``."""
     try:
         out = float(value)
     except (TypeError, ValueError):

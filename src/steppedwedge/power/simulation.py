@@ -209,13 +209,18 @@ def _extract(result: Any, alpha: float) -> tuple[dict[str, float], bool | None, 
         )
         out["conf_low"] = out["estimate"] - crit * out["std_error"]
         out["conf_high"] = out["estimate"] + crit * out["std_error"]
-    return out, (None if converged is None else bool(converged)), (
-        None if singular is None else bool(singular)
+    return (
+        out,
+        (None if converged is None else bool(converged)),
+        (None if singular is None else bool(singular)),
     )
 
 
 def _replicate(job: _Job, seed: np.random.SeedSequence) -> tuple[Any, ...]:
-    """One replicate: ``(estimate, std_error, df, p_value, conf_low, conf_high, status, message)``."""
+    """Run one replicate.
+
+    Returns ``(estimate, std_error, df, p_value, conf_low, conf_high, status, message)``.
+    """
     rng = np.random.default_rng(seed)
     nan6 = (math.nan,) * 6
     with warnings.catch_warnings(record=True) as caught:
@@ -454,7 +459,10 @@ class SimulatedPowerResult:
         counts = self.status_counts
         rows: list[tuple[str, str]] = [
             ("analysis", self.analysis),
-            ("replicates", f"{self.n_sims} requested, {self.n_completed} ran, {self.n_usable} usable"),
+            (
+                "replicates",
+                f"{self.n_sims} requested, {self.n_completed} ran, {self.n_usable} usable",
+            ),
             ("alpha (two-sided)", f"{self.alpha:.4g}"),
             (
                 label,
@@ -467,7 +475,8 @@ class SimulatedPowerResult:
             ),
             (
                 "failures",
-                ", ".join(f"{k} {int(counts[k])}" for k in FAILURES) + f"; singular {int(counts['singular'])}",
+                ", ".join(f"{k} {int(counts[k])}" for k in FAILURES)
+                + f"; singular {int(counts['singular'])}",
             ),
         ]
         if self.true_value is not None:
@@ -520,7 +529,9 @@ class SimulatedPowerResult:
             ),
             ("rmse", self.rmse, math.nan, math.nan, math.nan, self.n_usable),
         ]
-        return pd.DataFrame(rows, columns=["term", "estimate", "std_error", "conf_low", "conf_high", "n"])
+        return pd.DataFrame(
+            rows, columns=["term", "estimate", "std_error", "conf_low", "conf_high", "n"]
+        )
 
     def plot(self, ax: Axes | None = None, *, kind: str = "estimates", **kwargs: Any) -> Axes:
         """Histogram of the usable estimates (``kind="estimates"``) or p-values.
@@ -723,7 +734,8 @@ sampling, churn, dispersion, level
     )
     if executor is not None and not isinstance(executor, Executor):
         raise ValueError(
-            f"`executor` must be a concurrent.futures.Executor or None; got {type(executor).__name__}."
+            "`executor` must be a concurrent.futures.Executor or None; got "
+            f"{type(executor).__name__}."
         )
     if n_jobs is not None:
         n_jobs = check_positive_int("n_jobs", n_jobs)
@@ -736,18 +748,19 @@ sampling, churn, dispersion, level
     _check_first(job, seeds[0])
     with make_executor(executor, n_jobs) as ex:
         outcome = run_batches(
-            _replicate, job, seeds, executor=ex, batch_size=batch_size, progress=progress,
+            _replicate,
+            job,
+            seeds,
+            executor=ex,
+            batch_size=batch_size,
+            progress=progress,
             desc="simulate_power",
         )
-    rows = [
-        r if r is not None else (*(math.nan,) * 6, "not-run", "") for r in outcome.results
-    ]
+    rows = [r if r is not None else (*(math.nan,) * 6, "not-run", "") for r in outcome.results]
     frame = pd.DataFrame(rows, columns=[*_COLUMNS, "status", "message"])
     frame.insert(0, "replicate", np.arange(n_sims))
     usable = frame["status"].isin(USABLE)
-    frame.insert(
-        frame.columns.get_loc("status"), "rejected", usable & (frame["p_value"] < alpha)
-    )
+    frame.insert(frame.columns.get_loc("status"), "rejected", usable & (frame["p_value"] < alpha))
     errors = tuple(
         f"replicates {start}..{start + count - 1}: {msg}" for start, count, msg in outcome.errors
     )
@@ -801,13 +814,9 @@ def _check_first(job: _Job, seed: np.random.SeedSequence) -> None:
 
 def _check_dgp_frame(job: _Job, data: Any) -> None:
     if not isinstance(data, pd.DataFrame):
-        raise ValueError(
-            f"`dgp` must return a pandas DataFrame; got {type(data).__name__}."
-        )
+        raise ValueError(f"`dgp` must return a pandas DataFrame; got {type(data).__name__}.")
     if job.kind == "fit":
-        needed = [
-            v for k, v in job.fit_roles.items() if k in _FRAME_ROLES and isinstance(v, str)
-        ]
+        needed = [v for k, v in job.fit_roles.items() if k in _FRAME_ROLES and isinstance(v, str)]
         missing = [c for c in needed if c not in data.columns]
         if missing:
             raise ValueError(
@@ -864,10 +873,13 @@ def _simulate_power_iv(
     spec: SimulationSpec | None = None
     if dgp is not None:
         if not callable(dgp):
-            raise ValueError(f"`dgp` must be a callable dgp(rng) -> DataFrame; got {type(dgp).__name__}.")
+            raise ValueError(
+                f"`dgp` must be a callable dgp(rng) -> DataFrame; got {type(dgp).__name__}."
+            )
     else:
         missing = [
-            n for n, v in (("effect", effect), ("variance", variance), ("cluster_size", cluster_size))
+            n
+            for n, v in (("effect", effect), ("variance", variance), ("cluster_size", cluster_size))
             if v is None
         ]
         if missing:
@@ -890,8 +902,9 @@ def _simulate_power_iv(
             level=level if level is not None or analysis != "known-variance" else "cluster-period",
         )
     # the true value of the estimand
+    truth: float | None
     if true_value is not None:
-        truth: float | None = float(true_value)
+        truth = float(true_value)
         if not math.isfinite(truth):
             raise ValueError(f"`true_value` must be finite; got {true_value!r}.")
     elif effect is None:
@@ -908,13 +921,18 @@ def _simulate_power_iv(
         truth = float(effect)
 
     fit_roles: dict[str, Any] = {}
+    payload: Any
     if analysis == "known-variance":
         if spec is None:
-            raise ValueError("analysis='known-variance' needs the built-in data-generating model, not a `dgp`.")
+            raise ValueError(
+                "analysis='known-variance' needs the built-in data-generating model, not a `dgp`."
+            )
         if spec.family != "gaussian":
             raise ValueError("analysis='known-variance' is for family='gaussian' only.")
         if spec.level != "cluster-period":
-            raise ValueError("analysis='known-variance' works on cluster-period means; leave `level` unset.")
+            raise ValueError(
+                "analysis='known-variance' works on cluster-period means; leave `level` unset."
+            )
         kind, payload = "known-variance", _known_variance_analysis(spec, alpha)
         label = "GLS with known variance components, z-test"
     elif analysis is None or isinstance(analysis, Mapping):
