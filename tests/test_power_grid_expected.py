@@ -112,3 +112,37 @@ def test_expected_power_sampled_and_equal_sizes() -> None:
     np.testing.assert_allclose(res.powers, ref, **LINALG)
     with pytest.raises(ValueError, match="cluster_sizes"):
         expected_power(d, effect=0.3, variance=vc, cluster_sizes=[1, 2, 3])
+
+
+def test_expected_power_random_sizes() -> None:
+    d = Design.stepped_wedge(3, 2)
+    vc = VC.from_correlations(0.05, cac=0.8)
+    dist = stats.gamma(a=4.0, scale=5.0)  # mean 20, CV 0.5
+    res = expected_power(d, effect=0.3, variance=vc, cluster_sizes=dist, n_allocations=200,
+                         rng=4)
+    # brute force: redraw the same sizes and evaluate power() replicate by replicate
+    gen = np.random.default_rng(4)
+    draws = np.maximum(np.round(dist.rvs(size=(200, 6), random_state=gen)), 1.0)
+    for k in (0, 17, 199):
+        ref = power(d, effect=0.3, variance=vc, cluster_size=draws[k]).power
+        np.testing.assert_allclose(res.powers[k], ref, **LINALG)
+    # unequal sizes cost power relative to equal sizes with the same mean (on average)
+    equal = power(d, effect=0.3, variance=vc, cluster_size=20).power
+    assert res.power < equal
+    assert res.mc_std_error is not None and res.mc_std_error > 0
+
+
+def test_assurance_plot() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = assurance(Design.stepped_wedge(4, 2), effect=0.3, icc=[0.01, 0.05, 0.1],
+                    cac=[0.3, 0.6, 1.0], cluster_size=20)
+    ax = res.plot()
+    assert ax.get_xlabel() == "icc" and ax.get_ylabel() == "cac"
+    one = assurance(Design.stepped_wedge(4, 2), effect=[0.1, 0.2, 0.3], icc=0.05,
+                    cluster_size=20)
+    assert one.plot().get_xlabel() == "effect"
+    plt.close("all")

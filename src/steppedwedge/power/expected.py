@@ -281,9 +281,13 @@ def expected_power(
         The design; its rows are the slots clusters are randomised to.
     effect : float
     variance : VarianceComponents
-    cluster_sizes : array_like, shape (I,) or (I, T)
+    cluster_sizes : array_like, shape (I,) or (I, T), or a scipy.stats frozen distribution
         Cluster-period sizes of the ``I`` actual clusters (per cluster, or per cluster and
-        period), before randomisation.  Allocations permute the clusters over the rows.
+        period), before randomisation: allocations permute the clusters over the rows.
+        A distribution (anything with ``.rvs``, e.g. a gamma with the planned mean and
+        coefficient of variation) gives sizes not yet known: each of ``n_allocations``
+        replicates draws a size for every cluster (rounded, at least 1), constant over
+        periods.
     n_allocations : int, default 2000
         Random allocations to evaluate; if the number of distinct allocations
         ``I! / prod(g_s!)`` is at most this, all are enumerated.
@@ -317,6 +321,9 @@ def expected_power(
     d = _as_design(design)
     gen = normalise_rng(rng)
     n_alloc = check_positive_int("n_allocations", n_allocations)
+    if _is_distribution(cluster_sizes):
+        return _expected_power_random_sizes(d, effect, variance, cluster_sizes, n_alloc, gen,
+                                            alpha, kwargs)
     sizes = np.asarray(cluster_sizes, dtype=float)
     if sizes.ndim == 1 and sizes.shape[0] == d.n_clusters:
         sizes = np.repeat(sizes[:, None], d.n_periods, axis=1)
@@ -365,3 +372,37 @@ def expected_power(
     se = None if exhaustive else float(np.std(p2, ddof=1) / np.sqrt(p2.size))
     return ExpectedPowerResult(power=mean, powers=np.asarray(p2), allocations=allocations,
                                exhaustive=exhaustive, mc_std_error=se)
+
+
+def _expected_power_random_sizes(
+    d: Design, effect: float, variance: VarianceComponents, dist: Any, n_rep: int,
+    gen: np.random.Generator, alpha: float, kwargs: dict[str, Any],
+) -> ExpectedPowerResult:
+    """Expected power when each cluster's size is drawn from ``dist`` (per replicate)."""
+    n_i, n_t = d.n_clusters, d.n_periods
+    draws = np.asarray(dist.rvs(size=(n_rep, n_i), random_state=gen), dtype=float)
+    draws = np.maximum(np.round(draws), 1.0)
+    stacked = Design.from_matrix(np.tile(d.matrix, (n_rep, 1)), allow_reversal=True,
+                                 check_identifiable=False)
+    sizes = np.repeat(draws.reshape(-1, 1), n_t, axis=1)
+    res = _power(stacked, effect=effect, variance=variance, cluster_size=sizes, alpha=alpha,
+                 **kwargs)
+    assert res._fixed is not None and res._cov is not None and res._contrast is not None
+    if res.variance_null != res.variance:
+        raise ValueError("expected_power supports models whose variance does not depend on the "
+                         "means (Gaussian, identity-scale binary, GEE).")
+    p = res._fixed.shape[2]
+    info = pk.per_cluster_information(res._fixed, res._cov).reshape(n_rep, n_i, p, p).sum(axis=1)
+    c = res._contrast
+    sol = np.linalg.solve(info, np.broadcast_to(c, (n_rep, p))[..., None])[..., 0]
+    var = sol @ c
+    if res.df is None:
+        p2, _ = pk.normal_power(effect, np.sqrt(var), alpha)
+    else:
+        p2, _ = pk.t_power(effect, np.sqrt(var), alpha, res.df)
+    p2 = np.asarray(p2)
+    return ExpectedPowerResult(
+        power=float(p2.mean()), powers=p2,
+        allocations=np.broadcast_to(np.asarray(d.sequences), (n_rep, n_i)).copy(),
+        exhaustive=False, mc_std_error=float(p2.std(ddof=1) / np.sqrt(n_rep)),
+    )
