@@ -41,6 +41,7 @@ def _fit_case(case: dict, source: str):
     df = pd.read_csv(REF / source / "data" / case["dataset"])
     effect = "eti" if case["effect"] == "eti" else "immediate"
     kwargs = dict(outcome="y", cluster="cluster", period="period", treatment="treatment",
+                  individual="individual" if case["individual"] else None,
                   random=case["random"], time=case["time"], effect=effect, method=case["method"],
                   covariates=case["covariates"])
     if case.get("tate") and case["tate"].get("exposure_times"):
@@ -52,10 +53,7 @@ def _fit_case(case: dict, source: str):
 def _cases(cases: list[dict], source: str):
     out = []
     for c in cases:
-        marks = []
-        if c["individual"]:
-            marks.append(pytest.mark.skip(reason="closed-cohort individual effects are not available in fit yet"))
-        out.append(pytest.param(c, source, id=c["name"], marks=marks))
+        out.append(pytest.param(c, source, id=c["name"]))
     return out
 
 
@@ -99,8 +97,7 @@ def test_fixed_effects_loglik_and_variance_components(case, source):
 
 @pytest.mark.parametrize(
     "case,source",
-    [p for p in ALL if p.values[0]["method"] == "reml" and p.values[0].get("kenward_roger")
-     and not p.values[0]["individual"]],
+    [p for p in ALL if p.values[0]["method"] == "reml" and p.values[0].get("kenward_roger")],
 )
 def test_kenward_roger_matches_pbkrtest(case, source):
     res, _ = _fit_case(case, source)
@@ -114,13 +111,13 @@ def test_kenward_roger_matches_pbkrtest(case, source):
 
 @pytest.mark.parametrize(
     "case,source",
-    [p for p in ALL if p.values[0]["method"] == "reml" and p.values[0].get("satterthwaite")
-     and not p.values[0]["individual"]],
+    [p for p in ALL if p.values[0]["method"] == "reml" and p.values[0].get("satterthwaite")],
 )
 def test_satterthwaite_matches_lmertest(case, source):
     res0, df = _fit_case(case, source)
     effect = "eti" if case["effect"] == "eti" else "immediate"
     res = m.fit(df, outcome="y", cluster="cluster", period="period", treatment="treatment",
+                individual="individual" if case["individual"] else None,
                 random=case["random"], time=case["time"], effect=effect, method="reml",
                 covariates=case["covariates"], dof="satterthwaite")
     sat = case["satterthwaite"]
@@ -145,9 +142,3 @@ def test_tate_estimate_and_se(case, source):
             assert res.df == pytest.approx(tate["df_satt"], rel=DF_RTOL)
 
 
-def test_individual_cohort_is_rejected_clearly():
-    case = next(c for c in LMM_CASES if c["individual"])
-    df = pd.read_csv(REF / "lmm" / "data" / case["dataset"])
-    with pytest.raises(ValueError, match="individual"):
-        m.fit(df, outcome="y", cluster="cluster", period="period", treatment="treatment",
-              individual="individual")

@@ -23,6 +23,7 @@ relative standard deviation is zero at zero).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,23 +120,28 @@ def reml_hessian(
     structure: CovarianceStructure,
     *,
     reml: bool = True,
+    gradient: Callable[..., FloatArray] | None = None,
+    data: object = None,
 ) -> FloatArray:
     """Observed Hessian of ``-2 log L`` in (natural parameters, sigma2).
 
-    Central differences of the analytic gradient (relative step 1e-5).
+    Central differences of the analytic gradient (relative step 1e-5).  ``gradient`` and
+    ``data`` replace the cell engine's gradient (e.g. the per-cluster cohort engine).
     """
+    grad_fn = reml_gradient_natural if gradient is None else gradient
+    source = cells if data is None else data
     full = np.r_[np.asarray(natural, dtype=float), sigma2]
     k_n = full.size
     h = np.zeros((k_n, k_n))
     for k in range(k_n):
         step = 1e-5 * max(abs(full[k]), 1e-3 * max(sigma2, 1e-12))
-        if structure.decay and k == k_n - 2:
+        if structure.decay and structure.natural_names[-1:] == ("decay",) and k == structure.n_phi - 1:
             step = min(step, 0.5 * (1 - abs(full[k])) + 1e-12)
         up, dn = full.copy(), full.copy()
         up[k] += step
         dn[k] -= step
-        gu = reml_gradient_natural(up[:-1], up[-1], cells, structure, reml=reml)
-        gd = reml_gradient_natural(dn[:-1], dn[-1], cells, structure, reml=reml)
+        gu = grad_fn(up[:-1], up[-1], source, structure, reml=reml)
+        gd = grad_fn(dn[:-1], dn[-1], source, structure, reml=reml)
         h[:, k] = (gu - gd) / (2 * step)
     return 0.5 * (h + h.T)
 

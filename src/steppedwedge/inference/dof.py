@@ -25,6 +25,7 @@ import numpy as np
 
 from .._core.kenward_roger import KRAdjustment, kr_adjust, kr_test, reml_hessian, satterthwaite_df
 from .._core.reml import CellData, CovarianceStructure, LMMFit, VarianceDerivatives, variance_derivatives
+from .._core.reml_dense import RowData, gradient_natural_rows, variance_derivatives_rows
 
 __all__ = ["DOF_METHODS", "ContrastInference", "InferenceEngine"]
 
@@ -44,7 +45,9 @@ class InferenceEngine:
     """Computes per-contrast inference for a fitted model under one df rule."""
 
     def __init__(self, fit: LMMFit, cells: CellData, structure: CovarianceStructure, dof: str,
-                 *, robust_cov: np.ndarray | None = None, robust_df: float | None = None) -> None:
+                 *, robust_cov: np.ndarray | None = None, robust_df: float | None = None,
+                 rows: RowData | None = None) -> None:
+        self.rows = rows
         self.fit = fit
         self.cells = cells
         self.structure = structure
@@ -59,7 +62,11 @@ class InferenceEngine:
     def derivatives(self) -> VarianceDerivatives:
         """Variance-parameter derivatives at the estimates (computed once)."""
         if self._deriv is None:
-            self._deriv = variance_derivatives(self.fit.natural, self.fit.sigma2, self.cells, self.structure)
+            if self.rows is not None:
+                self._deriv = variance_derivatives_rows(self.fit.natural, self.fit.sigma2, self.rows,
+                                                        self.structure)
+            else:
+                self._deriv = variance_derivatives(self.fit.natural, self.fit.sigma2, self.cells, self.structure)
         return self._deriv
 
     @property
@@ -73,15 +80,18 @@ class InferenceEngine:
     def hessian(self) -> np.ndarray:
         """Observed Hessian of the deviance in (natural parameters, sigma2)."""
         if self._hess is None:
-            self._hess = reml_hessian(self.fit.natural, self.fit.sigma2, self.cells, self.structure,
-                                      reml=self.fit.reml)
+            if self.rows is not None:
+                self._hess = reml_hessian(self.fit.natural, self.fit.sigma2, self.cells, self.structure,
+                                          reml=self.fit.reml, gradient=gradient_natural_rows, data=self.rows)
+            else:
+                self._hess = reml_hessian(self.fit.natural, self.fit.sigma2, self.cells, self.structure,
+                                          reml=self.fit.reml)
         return self._hess
 
     @property
     def keep(self) -> np.ndarray:
         """Variance parameters not on the boundary (used by Satterthwaite)."""
-        names = self.structure.natural_names
-        return np.array([n not in self.fit.at_bound for n in names] + [True])
+        return np.array([n not in self.fit.at_bound for n in self.fit.names] + [True])
 
     @property
     def vcov(self) -> np.ndarray:

@@ -48,7 +48,10 @@ def fit(
         Column names.  ``treatment`` is 0/1, or a fraction in (0, 1) for partial or
         delayed (known-shape) effects with ``effect="immediate"``.
     individual : str, optional
-        Closed-cohort individual id (not available yet: raises ``ValueError``).
+        Individual id for cohorts (the same people measured in several periods): adds an
+        individual random intercept ``psi2`` on top of ``random``.  The likelihood is then
+        evaluated cluster by cluster on the rows (exact; cost linear in clusters, cubic in
+        rows per cluster) because individual effects cross the cells.
     family : {"gaussian"}
         Outcome family; other families raise ``ValueError`` for now.
     covariates : str, optional

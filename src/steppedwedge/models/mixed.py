@@ -19,6 +19,7 @@ import pandas as pd
 
 from .._core.kenward_roger import reml_hessian
 from .._core.reml import CellData, CovarianceStructure, LMMFit, fit_lmm
+from .._core.reml_dense import RowData, fit_lmm_rows
 from .._formula import covariate_matrix
 from .._validation import check_option
 from ..data import TrialData
@@ -190,11 +191,9 @@ def fit_gaussian(
     td = TrialData.from_frame(data, outcome=outcome, cluster=cluster, period=period, treatment=treatment,
                               individual=individual, family="gaussian", covariates=cov_cols or None,
                               design=design, missing=missing)  # type: ignore[arg-type]
-    if individual is not None:
-        raise ValueError(
-            "`individual=` (closed-cohort individual random intercept) is not available yet in "
-            "fit(); omit `individual` to analyse the rows as cross-sectional."
-        )
+    if individual is not None and vcov != "model":
+        raise ValueError("`vcov='robust'` is not available with `individual=` (cohort) fits yet; "
+                         "use vcov='model'.")
     if td.kind != "individual" and "size" in td.roles:
         raise DataError("Gaussian fits need individual rows (or one row per cell without a size column).")
     cells = td.cells()
@@ -238,7 +237,22 @@ def fit_gaussian(
     eff_idx = list(range(p0 - len(eff_names), p0))
 
     # -------------------------------------------------------------- covariates
-    if covariates:
+    rows = None
+    if individual is not None:
+        ci = np.asarray(td.cluster_codes)
+        pi = np.asarray(td.period_codes)
+        x_rows = xbar[ci, pi]
+        if covariates:
+            cm = covariate_matrix(covariates, td.frame)
+            x_rows = np.concatenate([x_rows, cm.values], axis=1)
+            names += list(cm.names)
+        ids = pd.factorize(td.frame["individual"])[0]
+        rows = RowData.from_arrays(ci, pi, ids, x_rows, td.frame["outcome"].to_numpy(dtype=float),
+                                   n_clusters=n_i, n_periods=n_t, treatment=trt,
+                                   times=np.arange(n_t, dtype=float))
+        cd = rows.cells
+        stacked = x_rows
+    elif covariates:
         cm = covariate_matrix(covariates, td.frame)
         ci = np.asarray(td.cluster_codes)
         pi = np.asarray(td.period_codes)
@@ -294,7 +308,10 @@ def fit_gaussian(
 
     # -------------------------------------------------------------- fit
     structure = _structure(random)
-    fit = fit_lmm(cd, structure, reml=(method == "reml"))
+    if rows is not None:
+        fit = fit_lmm_rows(rows, structure, reml=(method == "reml"))
+    else:
+        fit = fit_lmm(cd, structure, reml=(method == "reml"))
     messages: list[str] = []
     if not fit.converged:
         warnings.warn(f"The {method.upper()} optimiser did not converge ({fit.message}); estimates may be "
@@ -323,7 +340,7 @@ def fit_gaussian(
         dof_label = f"t(I-1 = {n_i - 1}) with CR2 robust variance"
     else:
         dof_label = dof
-    engine = InferenceEngine(fit, cd, structure, dof, robust_cov=robust_cov, robust_df=robust_df)
+    engine = InferenceEngine(fit, cd, structure, dof, robust_cov=robust_cov, robust_df=robust_df, rows=rows)
     main = engine.contrast(contrast)
 
     rows = []
@@ -391,7 +408,7 @@ def _correlations(structure: CovarianceStructure, fit: LMMFit, hess: np.ndarray 
     """ICC, CAC and decay with Wald intervals (logit / atanh scale, delta method)."""
     from scipy import stats
 
-    names = list(structure.natural_names) + ["sigma2"]
+    names = list(fit.names) + ["sigma2"]
     v = dict(zip(names, list(fit.natural) + [fit.sigma2]))
     if structure.slope != "none":
         return {}
@@ -425,9 +442,11 @@ def _correlations(structure: CovarianceStructure, fit: LMMFit, hess: np.ndarray 
     tau2 = v.get("tau2", 0.0)
     gamma2 = v.get("gamma2", 0.0)
     s2 = v["sigma2"]
-    tot = tau2 + gamma2 + s2
+    psi2 = v.get("psi2", 0.0)
+    tot = tau2 + gamma2 + psi2 + s2
     icc = (tau2 + gamma2) / tot
-    g_icc = {"tau2": s2 / tot**2, "gamma2": s2 / tot**2, "sigma2": -(tau2 + gamma2) / tot**2}
+    g_icc = {"tau2": (s2 + psi2) / tot**2, "gamma2": (s2 + psi2) / tot**2, "sigma2": -(tau2 + gamma2) / tot**2,
+             "psi2": -(tau2 + gamma2) / tot**2}
     out["icc"] = wald(icc, g_icc, "logit")
     if structure.intercept and structure.cluster_period:
         b = tau2 + gamma2
@@ -435,4 +454,8 @@ def _correlations(structure: CovarianceStructure, fit: LMMFit, hess: np.ndarray 
         out["cac"] = wald(cac, {"tau2": gamma2 / b**2, "gamma2": -tau2 / b**2} if b > 0 else {}, "logit")
     if structure.decay:
         out["decay"] = wald(v["decay"], {"decay": 1.0}, "atanh")
+    if "psi2" in v:
+        iac = psi2 / (psi2 + s2)
+        b = psi2 + s2
+        out["iac"] = wald(iac, {"psi2": s2 / b**2, "sigma2": -psi2 / b**2}, "logit")
     return out
