@@ -25,7 +25,8 @@ import pandas as pd
 from .._validation import check_option
 from ..data import TrialData
 from ..exceptions import DataError
-from .gee import ResultSummary, _label, _WaldTable
+from ..results import Summary
+from .gee import _label, _WaldTable
 
 __all__ = ["ClusterSummaryResult", "fit_cluster_summary"]
 
@@ -99,12 +100,10 @@ class ClusterSummaryResult(_WaldTable):
         )
         table = self.tidy()
         table = table[~table["term"].str.startswith("cluster[")].reset_index(drop=True)
-        return ResultSummary(
-            title=f"Cluster-level analysis: treatment effect {self.estimate:.4g} "
-            f"(SE {self.std_error:.4g})",
-            info=info,
-            table=table,
-            correlation=(),
+        return Summary(
+            title="Stepped-wedge cluster-level analysis (cluster-period summaries)",
+            header=info,
+            tables=(("Coefficients (cluster effects omitted)", table),),
         )
 
     def __repr__(self) -> str:

@@ -29,8 +29,9 @@ from .._core import gee as _gee
 from .._validation import check_option
 from ..data import TrialData
 from ..exceptions import ConvergenceWarning, DataError, SmallSampleWarning
+from ..results import ResultMixin, Summary
 
-__all__ = ["GEEResult", "ResultSummary", "fit_gee"]
+__all__ = ["GEEResult", "fit_gee"]
 
 CorStr = Literal["independence", "exchangeable", "nested-exchangeable", "decay", "ar1"]
 GEEVcov = Literal["model", "robust", "kc", "md", "fg"]
@@ -59,93 +60,7 @@ _FEW_CLUSTERS = 40
 # --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ResultSummary:
-    """Printable summary of a fit result (text, Markdown, HTML, LaTeX)."""
-
-    title: str
-    info: tuple[tuple[str, str], ...]
-    table: pd.DataFrame
-    correlation: tuple[tuple[str, float], ...]
-
-    def _table_text(self) -> pd.DataFrame:
-        t = self.table.copy()
-        for c in t.columns:
-            if c != "term":
-                t[c] = t[c].map(lambda v: f"{v:.4g}" if np.isfinite(v) else str(v))
-        return t
-
-    def as_text(self) -> str:
-        """Plain-text summary."""
-        width = max(len(k) for k, _ in self.info)
-        lines = [self.title, "=" * len(self.title)]
-        lines += [f"{k:<{width}}  {v}" for k, v in self.info]
-        lines.append("")
-        lines.append(self._table_text().to_string(index=False))
-        if self.correlation:
-            lines.append("")
-            lines.append(
-                "Working correlation: "
-                + ", ".join(f"{k} = {v:.4g}" for k, v in self.correlation)
-            )
-        return "\n".join(lines)
-
-    def as_markdown(self) -> str:
-        """Markdown summary."""
-        t = self._table_text()
-        head = "| " + " | ".join(t.columns) + " |"
-        sep = "|" + "---|" * len(t.columns)
-        rows = ["| " + " | ".join(map(str, r)) + " |" for r in t.itertuples(index=False)]
-        info = "\n".join(f"- {k}: {v}" for k, v in self.info)
-        corr = ""
-        if self.correlation:
-            corr = "\n\nWorking correlation: " + ", ".join(
-                f"{k} = {v:.4g}" for k, v in self.correlation
-            )
-        return f"**{self.title}**\n\n{info}\n\n" + "\n".join([head, sep, *rows]) + corr
-
-    def as_html(self) -> str:
-        """HTML summary."""
-        import html
-
-        info = "".join(
-            f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in self.info
-        )
-        t = self._table_text()
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in t.columns)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>"
-            for r in t.itertuples(index=False)
-        )
-        corr = ""
-        if self.correlation:
-            corr = "<p>Working correlation: " + html.escape(
-                ", ".join(f"{k} = {v:.4g}" for k, v in self.correlation)
-            ) + "</p>"
-        return (
-            f"<div><strong>{html.escape(self.title)}</strong><table>{info}</table>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{corr}</div>"
-        )
-
-    def as_latex(self) -> str:
-        """LaTeX tabular of the coefficient table."""
-        t = self._table_text()
-        cols = "l" + "r" * (len(t.columns) - 1)
-        esc = [c.replace("_", r"\_") for c in t.columns]
-        rows = [
-            " & ".join(str(v).replace("_", r"\_") for v in r) + r" \\"
-            for r in t.itertuples(index=False)
-        ]
-        return "\n".join(
-            [rf"\begin{{tabular}}{{{cols}}}", " & ".join(esc) + r" \\", r"\hline", *rows,
-             r"\end{tabular}"]
-        )
-
-    def __str__(self) -> str:
-        return self.as_text()
-
-
-class _WaldTable:
+class _WaldTable(ResultMixin):
     """Coefficient-table behaviour shared by :class:`GEEResult` and the cluster-level result.
 
     Subclasses provide ``params``, ``vcov_matrix``, ``df``, ``estimand``, ``link`` and
@@ -158,7 +73,7 @@ class _WaldTable:
     estimand: str
     link: str
 
-    def summary(self) -> ResultSummary:  # pragma: no cover - overridden
+    def summary(self) -> Summary:  # pragma: no cover - overridden
         raise NotImplementedError
 
     # ---------------------------------------------------------------- estimand
@@ -304,11 +219,6 @@ class _WaldTable:
         ax.set_xlabel(f"estimate ({self.link} scale)")
         return ax
 
-    def __str__(self) -> str:
-        return self.summary().as_text()
-
-    def _repr_html_(self) -> str:
-        return self.summary().as_html()
 
 
 
@@ -380,7 +290,7 @@ class GEEResult(_WaldTable):
         V = _vcov(self._M, self._u, self.scale, vcov, list(self.params.index))
         return replace(self, vcov=vcov, vcov_matrix=V)
 
-    def summary(self) -> ResultSummary:
+    def summary(self) -> Summary:
         """Text/HTML/Markdown/LaTeX summary."""
         df = "normal (z)" if math.isinf(self.df) else f"t, {self.df:g}"
         info = (
@@ -393,12 +303,13 @@ class GEEResult(_WaldTable):
             ("Scale", f"{self.scale:.4g} ({self.scale_method})"),
             ("Converged", f"{self.converged} ({self.iterations} iterations)"),
         )
-        return ResultSummary(
-            title=f"GEE fit: {self.estimand} effect {self.estimate:.4g} "
-            f"(SE {self.std_error:.4g})",
-            info=info,
-            table=self.tidy(),
-            correlation=tuple((k, float(v)) for k, v in self.correlation.items()),
+        corr = ", ".join(f"{k} = {v:.4g}" for k, v in self.correlation.items())
+        notes = (f"Working correlation ({self.corstr}): {corr}.",) if corr else ()
+        return Summary(
+            title="Stepped-wedge marginal model (GEE)",
+            header=info,
+            tables=(("Coefficients", self.tidy()),),
+            notes=notes,
         )
 
     def __repr__(self) -> str:
