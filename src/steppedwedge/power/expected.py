@@ -378,7 +378,7 @@ def _expected_power_random_sizes(
     d: Design, effect: float, variance: VarianceComponents, dist: Any, n_rep: int,
     gen: np.random.Generator, alpha: float, kwargs: dict[str, Any],
 ) -> ExpectedPowerResult:
-    """Expected power when each cluster's size is drawn from ``dist`` (per replicate)."""
+    """Compute expected power when each cluster's size is drawn from ``dist``."""
     n_i, n_t = d.n_clusters, d.n_periods
     draws = np.asarray(dist.rvs(size=(n_rep, n_i), random_state=gen), dtype=float)
     draws = np.maximum(np.round(draws), 1.0)
