@@ -238,3 +238,20 @@ def test_summary_renderings() -> None:
     assert list(tidy.columns) == ["term", "effect", "std_error", "statistic", "df", "alpha",
                                   "power", "power_one_tail"]
     assert repr(res).startswith("PowerResult(power=")
+
+
+@pytest.mark.parametrize("kw", [dict(transition_periods=1),
+                                dict(baseline_periods=2, periods_per_step=2,
+                                     extra_treated_periods=1),
+                                dict(transition_periods=1, transition="partial")])
+def test_solve_n_sequences_keeps_layout(kw: dict[str, object]) -> None:
+    vc = VC.from_correlations(0.05)
+    res = solve_power(Design.stepped_wedge(4, 2, **kw), effect=0.2, variance=vc,
+                      cluster_size=20, solve_for="n_sequences")
+    s = int(res.solution)
+    again = Design.stepped_wedge(s, 2, **kw)
+    np.testing.assert_array_equal(np.nan_to_num(res.design.matrix, nan=-1),
+                                  np.nan_to_num(again.matrix, nan=-1))
+    assert res.power >= 0.8
+    assert power(Design.stepped_wedge(s - 1, 2, **kw), effect=0.2, variance=vc,
+                 cluster_size=20).power < 0.8

@@ -23,46 +23,43 @@ SOLVE_FOR = ("clusters_per_sequence", "cluster_size", "effect", "n_sequences")
 
 
 def _rebuild_stepped_wedge(design: Design) -> Callable[[int], Design] | None:
-    """Return ``S -> Design.stepped_wedge(S, g, ...)`` if ``design`` is such a design."""
-    seq = design.sequence_matrix
+    """Return ``S -> Design.stepped_wedge(S, g, ...)`` if ``design`` is such a design.
+
+    The layout (baseline ``b``, step length ``t``, transition periods ``k`` and rule, extra
+    periods ``e``) is found by trying every layout with ``T = b + S t + e`` and comparing the
+    rebuilt matrix with the design's (rows in any order).
+    """
     sizes = np.asarray(design.sequence_sizes)
-    n_seq, n_periods = seq.shape
+    n_seq, n_periods = design.sequence_matrix.shape
     if n_seq < 2 or not np.all(sizes == sizes[0]):
         return None
     g = int(sizes[0])
-    starts = np.asarray([int(np.argmax(np.nan_to_num(r, nan=0.0) > 0)) for r in seq])
-    if np.any(np.nan_to_num(seq, nan=0.0).max(axis=1) <= 0):
-        return None
-    steps = np.diff(starts)
-    if not np.all(steps == steps[0]) or steps[0] < 1:
-        return None
-    b, t = int(starts[0]), int(steps[0])
-    k = int(np.isnan(seq[0, starts[0]:]).sum())
-    e = n_periods - b - n_seq * t
-    if e < 0:
-        return None
-    frac = np.nan_to_num(seq, nan=0.0)
-    transition: Any = "exclude" if k else "exclude"
-    if np.any((frac > 0) & (frac < 1)):
-        k = int(((frac[0] > 0) & (frac[0] < 1)).sum())
-        transition = "partial"
+    target = np.nan_to_num(np.sort(np.asarray(design.matrix), axis=0), nan=-1.0)
+    frac = np.nan_to_num(design.matrix, nan=0.0)
+    rules: tuple[Any, ...] = ("exclude", "partial") if np.any((frac > 0) & (frac < 1)) else (
+        "exclude",)
+    for b in range(0, n_periods):
+        for t in range(1, (n_periods - b) // n_seq + 1):
+            e = n_periods - b - n_seq * t
+            for k in range(0, n_periods - b + 1):
+                for rule in rules if k else ("exclude",):
 
-    def build(s: int) -> Design:
-        return Design.stepped_wedge(
-            s, g, baseline_periods=b, periods_per_step=t, transition_periods=k,
-            extra_treated_periods=e, transition=transition,
-        )
+                    def build(s: int, b: int = b, t: int = t, k: int = k, e: int = e,
+                              rule: Any = rule) -> Design:
+                        return Design.stepped_wedge(
+                            s, g, baseline_periods=b, periods_per_step=t, transition_periods=k,
+                            extra_treated_periods=e, transition=rule,
+                        )
 
-    try:
-        again = build(n_seq)
-    except DesignError:
-        return None
-    if again.matrix.shape != design.matrix.shape or not np.array_equal(
-        np.nan_to_num(np.sort(again.matrix, axis=0), nan=-1.0),
-        np.nan_to_num(np.sort(design.matrix, axis=0), nan=-1.0),
-    ):
-        return None
-    return build
+                    try:
+                        again = build(n_seq)
+                    except DesignError:
+                        continue
+                    if again.matrix.shape == design.matrix.shape and np.array_equal(
+                        np.nan_to_num(np.sort(again.matrix, axis=0), nan=-1.0), target
+                    ):
+                        return build
+    return None
 
 
 def _smallest_integer(
@@ -265,9 +262,16 @@ def solve_power(
         if np.asarray(cluster_size).ndim != 0:
             raise ValueError("solve_for='n_sequences' needs a scalar `cluster_size`.")
         hi = int(max_value or 50)
+        lo = 2
+        while lo < hi:
+            try:
+                build_sw(lo)
+                break
+            except DesignError:
+                lo += 1
         n, res = _smallest_integer(
             lambda s: call(build_sw(s), cluster_size, float(effect)),  # type: ignore[arg-type]
-            target, 2, hi, value, "number of sequences (steps)",
+            target, lo, hi, value, "number of sequences (steps)",
             "Add clusters per sequence or raise `max_value`.",
         )
         return finish(res, "n_sequences", n)
