@@ -644,3 +644,39 @@ def test_type_i_error_of_default_kr_analysis(clusters_per_sequence: int) -> None
     )
     assert res.n_failed == 0
     assert 0.04 <= res.type_i_error <= 0.06, res.summary().as_text()
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    from steppedwedge._parallel import _progress_bar
+
+    assert _progress_bar(10, True, "x") is None  # pytest's stderr is not a terminal
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert _progress_bar(10, False, "x") is None
+    tqdm = pytest.importorskip("tqdm")
+    bar = _progress_bar(10, True, "x")
+    assert isinstance(bar, tqdm.tqdm)
+    bar.close()
+
+
+class _StuckExecutor(Executor):
+    """Accepts work and never finishes it (a cluster that went away)."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        return Future()
+
+
+def test_stuck_executor_times_out_instead_of_hanging() -> None:
+    with pytest.warns(SteppedWedgeWarning, match="12 of 12 replicates did not run"):
+        res = _tiny(executor=_StuckExecutor(), n_sims=12, batch_size=5, timeout=0.2)
+    assert res.status_counts["not-run"] == 12
+    assert "timed out" in res.executor_errors[0]
+    with pytest.raises(ValueError, match="`timeout` must be a positive"):
+        _tiny(timeout=0)

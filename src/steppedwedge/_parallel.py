@@ -18,6 +18,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import TimeoutError as FuturesTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -168,6 +169,7 @@ def run_batches(
     batch_size: int | None = None,
     progress: bool = False,
     desc: str = "replicates",
+    timeout: float | None = None,
 ) -> BatchOutcome[R]:
     """Apply ``func(shared, task)`` to every task, in batches, on ``executor``.
 
@@ -186,6 +188,9 @@ def run_batches(
         Tasks per submitted batch; default :func:`default_batch_size`.
     progress : bool
         Show a tqdm bar (only if tqdm is installed and stderr is a terminal).
+    timeout : float, optional
+        Seconds to wait for the executor's batches; batches unfinished by then are
+        cancelled and recorded as errors (so a stuck cluster cannot hang the run).
 
     Returns
     -------
@@ -218,17 +223,26 @@ def run_batches(
                 errors.append((start, len(chunk), f"{type(exc).__name__}: {exc}"))
                 continue
             futures[fut] = start
-        for fut in as_completed(futures):
-            start = futures[fut]
-            count = min(size, n - start)
-            try:
-                out = fut.result()
-            except Exception as exc:
-                errors.append((start, count, f"{type(exc).__name__}: {exc}"))
-            else:
-                results[start : start + len(out)] = out
-            if bar is not None:
-                bar.update(count)
+        pending = set(futures)
+        try:
+            for fut in as_completed(futures, timeout=timeout):
+                pending.discard(fut)
+                start = futures[fut]
+                count = min(size, n - start)
+                try:
+                    out = fut.result()
+                except Exception as exc:
+                    errors.append((start, count, f"{type(exc).__name__}: {exc}"))
+                else:
+                    results[start : start + len(out)] = out
+                if bar is not None:
+                    bar.update(count)
+        except FuturesTimeout:
+            for fut in pending:
+                fut.cancel()
+                start = futures[fut]
+                count = min(size, n - start)
+                errors.append((start, count, f"timed out after {timeout} s"))
     finally:
         if bar is not None:
             bar.close()

@@ -612,6 +612,7 @@ def simulate_power(
     progress: bool = True,
     batch_size: int | None = None,
     fast: bool = True,
+    timeout: float | None = None,
 ) -> SimulatedPowerResult:
     """Monte-Carlo power, type-I error, bias, RMSE and coverage of a planned analysis.
 
@@ -668,6 +669,9 @@ sampling, churn, dispersion, level
         DataFrame): the same estimate, SE, df and p-value as refitting the rows, at a
         fraction of the cost.  The draw is exact in distribution; ``fast=False`` simulates
         rows and refits them with :func:`steppedwedge.fit` instead.
+    timeout : float, optional
+        Seconds to wait for an executor's results; replicates unfinished by then are
+        reported as ``"not-run"`` (with a warning) instead of waiting forever.
 
     Returns
     -------
@@ -690,6 +694,19 @@ sampling, churn, dispersion, level
     Power is reported two ways: among usable replicates (:attr:`~SimulatedPowerResult.power`)
     and with failures counted as non-rejections (:attr:`~SimulatedPowerResult.power_all`).
     The Monte-Carlo SE is ``sqrt(p (1 - p) / B)`` and the interval is Clopper-Pearson.
+
+    Parallel and distributed runs: any :class:`concurrent.futures.Executor` works, and the
+    per-replicate results are identical to a serial run.  With dask.distributed (the
+    ``[distributed]`` extra) pass ``Client(...).get_executor()``.  With Ray, whose
+    ``ObjectRef.future()`` returns a :class:`concurrent.futures.Future`, a small adapter
+    is enough::
+
+        class RayExecutor(concurrent.futures.Executor):
+            def submit(self, fn, /, *args, **kwargs):
+                return ray.remote(fn).remote(*args, **kwargs).future()
+
+    Work is sent in batches of replicates (``batch_size``), each run with single-threaded
+    BLAS (via threadpoolctl when installed), since replicates use tiny matrices.
 
     References
     ----------
@@ -743,6 +760,10 @@ sampling, churn, dispersion, level
             raise ValueError("give either `executor` or `n_jobs`, not both.")
     if batch_size is not None:
         batch_size = check_positive_int("batch_size", batch_size)
+    if timeout is not None:
+        timeout = float(timeout)
+        if not timeout > 0:
+            raise ValueError(f"`timeout` must be a positive number of seconds; got {timeout!r}.")
     root = root_seed_sequence(rng)
     seeds = spawn_seeds(root, n_sims)
     _check_first(job, seeds[0])
@@ -755,6 +776,7 @@ sampling, churn, dispersion, level
             batch_size=batch_size,
             progress=progress,
             desc="simulate_power",
+            timeout=timeout,
         )
     rows = [r if r is not None else (*(math.nan,) * 6, "not-run", "") for r in outcome.results]
     frame = pd.DataFrame(rows, columns=[*_COLUMNS, "status", "message"])
