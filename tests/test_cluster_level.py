@@ -137,3 +137,15 @@ def test_protocol(rng) -> None:
     s = res.summary()
     assert "cluster[" not in s.as_text() and "treatment" in s.as_markdown()
     assert "treatment" in repr(res) and "<table>" in res._repr_html_()
+
+
+def test_frame_entry_equals_trialdata(rng) -> None:
+    from steppedwedge.models.cluster_level import fit_cluster_summary_frame
+
+    df = _individual(rng)
+    a = fit_cluster_summary_frame(df, outcome="y", cluster="cl", period="per", treatment="trt",
+                                  weights="size", vcov="robust")
+    td = TrialData.from_frame(df, outcome="y", cluster="cl", period="per", treatment="trt")
+    b = fit_cluster_summary(td, weights="size", vcov="robust")
+    np.testing.assert_allclose(a.params, b.params, rtol=0, atol=0)
+    np.testing.assert_allclose(a.std_error, b.std_error, rtol=0, atol=0)

@@ -325,3 +325,47 @@ def test_caller_frame_untouched(gaussian_df) -> None:
     before = gaussian_df.copy()
     fit_gee(_td(gaussian_df), corstr="decay")
     pd.testing.assert_frame_equal(gaussian_df, before)
+
+
+# --------------------------------------------------------------------------------------
+# DataFrame entry point (the method="gee" branch of sw.fit)
+# --------------------------------------------------------------------------------------
+
+from steppedwedge.models.gee import fit_gee_frame  # noqa: E402
+
+
+def test_frame_entry_equals_trialdata_fit(gaussian_df) -> None:
+    a = fit_gee_frame(gaussian_df, outcome="y", cluster="cluster", period="period",
+                      treatment="treatment", random="cluster", vcov="kc")
+    b = fit_gee(_td(gaussian_df), corstr="exchangeable", vcov="kc")
+    assert a.corstr == "exchangeable"
+    np.testing.assert_allclose(a.params, b.params, **EXACT)
+    np.testing.assert_allclose(a.std_error, b.std_error, **EXACT)
+    c = fit_gee_frame(gaussian_df, outcome="y", cluster="cluster", period="period",
+                      treatment="treatment")
+    assert c.corstr == "nested-exchangeable" and c.vcov == "md"
+
+
+def test_frame_entry_covariate_formula(gaussian_df) -> None:
+    df = gaussian_df.assign(sex=np.where(np.arange(len(gaussian_df)) % 3 == 0, "f", "m"))
+    res = fit_gee_frame(df, outcome="y", cluster="cluster", period="period",
+                        treatment="treatment", covariates="age + C(sex)")
+    df2 = df.assign(m=(df["sex"] == "m").astype(float))
+    ref = fit_gee(_td(df2, covariates=["age", "m"]), corstr="nested-exchangeable",
+                  covariates=["m", "age"])
+    np.testing.assert_allclose(res.estimate, ref.estimate, **LINALG)
+    np.testing.assert_allclose(res.std_error, ref.std_error, **LINALG)
+
+
+def test_frame_entry_counts_map_to_single_observation_structures() -> None:
+    rng = np.random.default_rng(3)
+    rows = [(i, t, int(t > i % 3), 1000, rng.poisson(20)) for i in range(10) for t in range(4)]
+    df = pd.DataFrame(rows, columns=["c", "t", "x", "pop", "y"])
+    kw = dict(outcome="y", cluster="c", period="t", treatment="x", family="poisson",
+              exposure="pop")
+    assert fit_gee_frame(df, **kw).corstr == "exchangeable"
+    assert fit_gee_frame(df, random="decay", **kw).corstr == "ar1"
+    with pytest.raises(ValueError, match="no GEE working-correlation analogue"):
+        fit_gee_frame(df, random="random-slope", **kw)
+    with pytest.raises(ValueError, match="effect='immediate'"):
+        fit_gee_frame(df, effect="eti", **kw)

@@ -28,7 +28,7 @@ from ..exceptions import DataError
 from ..results import Summary
 from .gee import _label, _WaldTable
 
-__all__ = ["ClusterSummaryResult", "fit_cluster_summary"]
+__all__ = ["ClusterSummaryResult", "fit_cluster_summary", "fit_cluster_summary_frame"]
 
 SummaryWeights = Literal["none", "size", "inverse-variance"]
 _LINKS = {
@@ -325,3 +325,57 @@ def fit_cluster_summary(
         cells=cells,
     )
 
+
+
+def fit_cluster_summary_frame(
+    data: pd.DataFrame,
+    *,
+    outcome: str,
+    cluster: str,
+    period: str,
+    treatment: str,
+    individual: str | None = None,
+    family: str = "gaussian",
+    link: str | None = None,
+    exposure: str | None = None,
+    offset: str | None = None,
+    trials: str | None = None,
+    weights: SummaryWeights = "none",
+    vcov: Literal["model", "robust"] | None = None,
+    missing: Literal["raise", "drop"] = "raise",
+    design: object = None,
+) -> ClusterSummaryResult:
+    """Cluster-level analysis from a DataFrame: ``steppedwedge.fit(method="cluster-summary")``.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        Trial rows (never modified).
+    outcome, cluster, period, treatment, individual, family, exposure, offset, trials
+        As :meth:`steppedwedge.data.TrialData.from_frame`.
+    link, weights, vcov
+        See :func:`fit_cluster_summary` (``vcov=None`` means ``"model"``).
+    missing : {"raise", "drop"}
+    design : Design, optional
+
+    Returns
+    -------
+    ClusterSummaryResult
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from steppedwedge.models.cluster_level import fit_cluster_summary_frame
+    >>> df = pd.DataFrame({"c": [1, 1, 2, 2, 3, 3, 4, 4], "t": [1, 2] * 4,
+    ...                    "x": [0, 1, 0, 1, 0, 0, 0, 0],
+    ...                    "y": [1.0, 4.0, 2.0, 4.5, 0.5, 1.0, 1.5, 2.5]})
+    >>> res = fit_cluster_summary_frame(df, outcome="y", cluster="c", period="t", treatment="x")
+    >>> round(res.estimate, 3)
+    2.0
+    """
+    td = TrialData.from_frame(
+        data, outcome=outcome, cluster=cluster, period=period, treatment=treatment,
+        individual=individual, family=family, trials=trials, exposure=exposure,
+        offset=offset, design=design, missing=missing,
+    )
+    return fit_cluster_summary(td, link=link, weights=weights, vcov="model" if vcov is None else vcov)

@@ -31,7 +31,7 @@ from ..data import TrialData
 from ..exceptions import ConvergenceWarning, DataError, SmallSampleWarning
 from ..results import ResultMixin, Summary
 
-__all__ = ["GEEResult", "fit_gee"]
+__all__ = ["GEEResult", "RANDOM_TO_CORSTR", "fit_gee", "fit_gee_frame"]
 
 CorStr = Literal["independence", "exchangeable", "nested-exchangeable", "decay", "ar1"]
 GEEVcov = Literal["model", "robust", "kc", "md", "fg"]
@@ -827,4 +827,143 @@ def fit_gee(
         nb_theta=nbt,
         _M=core.M,
         _u=core.u,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# DataFrame entry point used by steppedwedge.fit(method="gee")
+# --------------------------------------------------------------------------------------
+
+#: Mixed-model ``random=`` structure -> the GEE working correlation that mirrors it.
+RANDOM_TO_CORSTR = {
+    "cluster": "exchangeable",
+    "nested": "nested-exchangeable",
+    "decay": "decay",
+    "nested+decay": "decay",
+}
+
+
+def fit_gee_frame(
+    data: pd.DataFrame,
+    *,
+    outcome: str,
+    cluster: str,
+    period: str,
+    treatment: str,
+    individual: str | None = None,
+    family: str = "gaussian",
+    link: str | None = None,
+    exposure: str | None = None,
+    offset: str | None = None,
+    trials: str | None = None,
+    covariates: str | None = None,
+    random: str = "nested",
+    corstr: CorStr | None = None,
+    time: str = "categorical",
+    effect: str = "immediate",
+    dof: Any = None,
+    vcov: str | None = None,
+    missing: Literal["raise", "drop"] = "raise",
+    design: Any = None,
+    **options: Any,
+) -> GEEResult:
+    """GEE analysis from a DataFrame: the ``method="gee"`` branch of ``steppedwedge.fit``.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        Trial rows (never modified): individual rows, or one row per cluster-period for
+        binomial (``trials=``) or count (``exposure=``/``offset=``) aggregates.
+    outcome, cluster, period, treatment, individual, family, exposure, offset, trials
+        As :meth:`steppedwedge.data.TrialData.from_frame`.  ``individual`` is used for
+        validation only: the working correlation ignores within-person correlation in
+        cohorts (the sandwich variance stays valid).
+    link : str, optional
+        See :func:`fit_gee`.
+    covariates : str, optional
+        Right-hand-side covariate formula (e.g. ``"age + C(sex)"``), evaluated by patsy.
+    random : str
+        Mixed-model structure whose marginal analogue is used when ``corstr`` is not given:
+        ``"cluster"`` -> exchangeable, ``"nested"`` -> nested exchangeable, ``"decay"`` and
+        ``"nested+decay"`` -> exponential decay.  With one observation per cluster-period
+        (count aggregates) nested exchangeable becomes exchangeable and decay becomes AR(1),
+        the same working correlations at that level.
+    corstr : str, optional
+        Working correlation (overrides ``random``); see :func:`fit_gee`.
+    time : {"categorical", "linear", "none"}
+    effect : {"immediate"}
+        Only the immediate-treatment estimand is available for GEE.
+    dof, vcov
+        See :func:`fit_gee`; ``vcov=None`` means the GEE default ``"md"``.
+    missing : {"raise", "drop"}
+    design : Design, optional
+    **options
+        Passed to :func:`fit_gee` (``corr_params``, ``scale``, ``nb_theta``, ``tol``,
+        ``maxiter``).
+
+    Returns
+    -------
+    GEEResult
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from steppedwedge.models.gee import fit_gee_frame
+    >>> rng = np.random.default_rng(7)
+    >>> rows = []
+    >>> for i in range(12):
+    ...     pop = int(rng.integers(2000, 6000))
+    ...     for t in range(5):
+    ...         x = int(t > i % 4)
+    ...         rows.append((i, t, x, pop, rng.poisson(pop / 500 * np.exp(-0.3 * x))))
+    >>> df = pd.DataFrame(rows, columns=["area", "quarter", "x", "pop", "cases"])
+    >>> res = fit_gee_frame(df, outcome="cases", cluster="area", period="quarter",
+    ...                     treatment="x", family="poisson", exposure="pop")
+    >>> res.corstr, round(float(np.exp(res.estimate)), 3)
+    ('exchangeable', 0.609)
+    """
+    if effect != "immediate":
+        raise ValueError(
+            f"`effect={effect!r}` is not available with method='gee'; only "
+            "effect='immediate' is."
+        )
+    if corstr is None and random not in RANDOM_TO_CORSTR:
+        listed = ", ".join(repr(k) for k in RANDOM_TO_CORSTR)
+        raise ValueError(
+            f"`random={random!r}` has no GEE working-correlation analogue; use one of "
+            f"{listed} or pass `corstr`."
+        )
+    frame = data
+    cov_names: list[str] = []
+    if covariates is not None:
+        from .._formula import covariate_matrix
+
+        cm = covariate_matrix(covariates, data)
+        frame = data.copy()
+        for q, name in enumerate(cm.names):
+            col = name if name not in frame.columns else f"{name}__cov"
+            frame[col] = cm.values[:, q]
+            cov_names.append(col)
+    td = TrialData.from_frame(
+        frame, outcome=outcome, cluster=cluster, period=period, treatment=treatment,
+        individual=individual, family=family, trials=trials, exposure=exposure,
+        offset=offset, covariates=cov_names or None, design=design, missing=missing,
+    )
+    cs = corstr
+    if cs is None:
+        cs = RANDOM_TO_CORSTR[random]
+        single = td.kind == "aggregate" and not (td.family == "binomial" and "trials" in td.roles)
+        if single and cs == "nested-exchangeable":
+            cs = "exchangeable"
+        elif single and cs == "decay":
+            cs = "ar1"
+    if vcov == "cr2":
+        raise ValueError(
+            "`vcov='cr2'` is a mixed-model option; for GEE use 'md', 'kc', 'fg', 'robust' "
+            "or 'model'."
+        )
+    return fit_gee(
+        td, family=family, link=link, corstr=cs, vcov="md" if vcov is None else vcov,  # type: ignore[arg-type]
+        dof=dof, time=time, covariates=cov_names or None,  # type: ignore[arg-type]
+        **options,
     )
