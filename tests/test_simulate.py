@@ -445,3 +445,19 @@ def test_bad_design() -> None:
         simulate(
             np.array([[0.0, 1.0]]), effect=0.1, variance=sw.VarianceComponents(), cluster_size=0
         )
+
+
+def test_fractional_treatment_scales_the_effect() -> None:
+    """A transition cell with treatment 0.5 gets half the effect (methods.md 6.4)."""
+    x = _tiled([[0.0, 0.5, 1.0]], 3000)
+    df = simulate(
+        x,
+        effect=0.8,
+        variance=sw.VarianceComponents(sigma2=1.0, tau2=0.1),
+        cluster_size=4,
+        level="cluster-period",
+        rng=19,
+    )
+    assert_allclose(np.unique(df["treatment"]), [0.0, 0.5, 1.0], **EXACT)
+    means = _cells(df, "outcome", 3)
+    _batch_check(means, np.array([0.0, 0.4, 0.8]), lambda v: v.mean(axis=0))
