@@ -179,3 +179,21 @@ def test_tate_weights_average() -> None:
     np.testing.assert_allclose(res.variance, w @ cov @ w, rtol=1e-9)
     # ETI is less efficient than the immediate-effect model
     assert res.variance > power(d, effect=0.3, variance=vc, cluster_size=10).variance
+
+
+def test_linear_time_dense() -> None:
+    d = Design.stepped_wedge(4, [1, 2, 2, 1])
+    vc = VC(sigma2=1.0, tau2=0.1, gamma2=0.03)
+    x = d.matrix
+    n_i, n_t = x.shape
+    rows = [(i, j) for i in range(n_i) for j in range(n_t)]
+    zz = np.array([[1.0, j, x[i, j]] for i, j in rows])
+    v = np.zeros((len(rows), len(rows)))
+    for a, (i, j) in enumerate(rows):
+        for b, (i2, k) in enumerate(rows):
+            if i == i2:
+                v[a, b] = vc.tau2 + (j == k) * (vc.gamma2 + vc.sigma2 / 8)
+    ref = np.linalg.inv(zz.T @ np.linalg.solve(v, zz))[-1, -1]
+    res = power(d, effect=0.3, variance=vc, cluster_size=8, time="linear")
+    np.testing.assert_allclose(res.variance, ref, rtol=1e-10)
+    assert "linear period effects" in res.method

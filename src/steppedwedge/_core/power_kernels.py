@@ -51,7 +51,8 @@ def fixed_effects(
     """Fixed-effect design ``Z`` of shape ``(I, T, p)`` with zero rows for unobserved cells.
 
     Columns: period indicators (``time="categorical"``, one per period that has at least one
-    observed cell) or an intercept (``time="none"``), followed by the treatment column
+    observed cell), an intercept (``time="none"``) or an intercept and a linear trend in
+    the period index ``0..T-1`` (``time="linear"``), followed by the treatment column
     (``exposure_time is None``: the treatment intensity of the cell) or by ``n_exposure``
     exposure-time indicators ``1{E_ij = e}``, ``e = 1..L`` (ETI model).
     """
@@ -64,6 +65,9 @@ def fixed_effects(
         base = periods[:, :, keep] * obs[:, :, None]
     elif time == "none":
         base = obs[:, :, None]
+    elif time == "linear":
+        t = np.arange(n_periods, dtype=float)
+        base = np.stack([obs, obs * t[None, :]], axis=2)
     else:  # pragma: no cover - validated upstream
         raise ValueError(f"unknown time model {time!r}")
     if exposure_time is None:

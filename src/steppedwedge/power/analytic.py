@@ -143,7 +143,7 @@ def _power_iv(
     link = DEFAULT_LINK[family] if link is None else check_option("link", link, LINKS[family])
     analysis = check_option("analysis", analysis, ("mixed", "gee"))
     sampling = check_option("sampling", sampling, ("cross-sectional", "cohort"))
-    time = check_option("time", time, ("categorical", "none"))
+    time = check_option("time", time, ("categorical", "linear", "none"))
     binary_variance = check_option("binary_variance", binary_variance, BINARY_VARIANCE)
     glmm_variance = check_option(
         "glmm_variance", glmm_variance, ("null-alternative", "alternative")
@@ -517,7 +517,8 @@ def _compute(spec: _Spec) -> PowerResult:
         estimand = "weighted exposure-time effect (TATE-type)"
     method = (
         "GLS variance of the treatment estimator from the cluster-period-mean covariance "
-        f"({'categorical' if spec.time == 'categorical' else 'no'} period effects)."
+        f"({ {'categorical': 'categorical', 'linear': 'linear', 'none': 'no'}[spec.time] } "
+        "period effects)."
     )
     return PowerResult(
         power=float(p2),
@@ -614,8 +615,9 @@ def power(
         Closed cohort only: individual effects correlate ``r**|j-k|`` across periods
         (SteppedPower's AR on ``psi``; with ``decay`` equal and ``tau2 = 0`` it is the
         proportional-decay model of Li 2020).
-    time : {"categorical", "none"}
-        Categorical period effects (default) or none (an intercept only).
+    time : {"categorical", "linear", "none"}
+        Categorical period effects (default), a linear trend in the period index, or none
+        (an intercept only).
     analysis : {"mixed", "gee"}
         Conditional mixed model (default) or marginal GEE with model-based variance
         (Gaussian and binomial outcomes; Li, Turner & Preisser 2018).
