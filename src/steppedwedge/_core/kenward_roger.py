@@ -85,14 +85,13 @@ def kr_test(adj: KRAdjustment, contrast: FloatArray) -> tuple[float, float]:
     q = int(np.linalg.matrix_rank(lmat))
     theta = lmat.T @ np.linalg.solve(lmat @ phi @ lmat.T, lmat)
     theta_phi = theta @ phi
-    k_n = adj.p_list.shape[0]
-    us = [theta_phi @ adj.p_list[r] @ phi for r in range(k_n)]
-    traces = np.array([np.trace(x) for x in us])
+    us = np.matmul(np.matmul(theta_phi, adj.p_list), phi)  # (K, p, p)
+    traces = np.trace(us, axis1=1, axis2=2)
     a1 = float(traces @ adj.w @ traces)
-    a2 = 0.0
-    for r in range(k_n):
-        for s in range(k_n):
-            a2 += adj.w[r, s] * float(np.sum(us[r] * us[s].T))
+    k_n = us.shape[0]
+    flat = us.reshape(k_n, -1)
+    flat_t = us.transpose(0, 2, 1).reshape(k_n, -1)
+    a2 = float(np.sum(adj.w * (flat @ flat_t.T)))
     b = (a1 + 6.0 * a2) / (2.0 * q)
     g = ((q + 1) * a1 - (q + 4) * a2) / ((q + 2) * a2) if a2 != 0 else 0.0
     den = 3 * q + 2 * (1 - g)
