@@ -369,3 +369,50 @@ def test_frame_entry_counts_map_to_single_observation_structures() -> None:
         fit_gee_frame(df, random="random-slope", **kw)
     with pytest.raises(ValueError, match="effect='immediate'"):
         fit_gee_frame(df, effect="eti", **kw)
+
+
+def _cohort_rows(rng: np.random.Generator, I: int = 8, T: int = 4) -> pd.DataFrame:
+    rows = []
+    for i in range(I):
+        a = rng.normal(0, 0.4)
+        K = int(rng.integers(3, 6))
+        b = rng.normal(0, 0.5, K)
+        for t in range(T):
+            x = int(t > i % (T - 1))
+            for k in range(K):
+                if (i + k + t) % 7 == 0:
+                    continue  # some missed visits
+                rows.append((i, t, x, f"{i}-{k}", 0.1 * t + 0.4 * x + a + b[k] + rng.normal()))
+    return pd.DataFrame(rows, columns=["cluster", "period", "treatment", "person", "y"])
+
+
+def test_block_pieces_equal_dense(rng) -> None:
+    df = _cohort_rows(rng).sort_values("cluster", kind="stable")
+    units = _units_rows(df.assign(age=0.0), 4, with_age=False)
+    units = G.GEEUnits(**{**units.__dict__, "individual": pd.factorize(df["person"])[0].astype(np.int64)})
+    fam = G.link_functions("gaussian", "identity")
+    beta = rng.normal(0, 0.3, units.X.shape[1])
+    a0, a1, a2 = 0.2, 0.1, 0.45
+    pc = G._pieces(units, fam, beta, "block-exchangeable", np.array([a0, a1, a2]), dense=False)
+    per, who = units.period, units.individual
+    for i in range(units.n_clusters):
+        ix = np.flatnonzero(units.cluster == i)
+        sp = per[ix][:, None] == per[ix][None, :]
+        si = who[ix][:, None] == who[ix][None, :]
+        R = np.where(sp & si, 1.0, np.where(sp, a0, np.where(si, a2, a1)))
+        D, e = units.X[ix], units.ysum[ix] - units.X[ix] @ beta
+        np.testing.assert_allclose(pc.M[i], D.T @ np.linalg.solve(R, D), **LINALG)
+        np.testing.assert_allclose(pc.u[i], D.T @ np.linalg.solve(R, e), **LINALG)
+
+
+def test_block_exchangeable_needs_individual(gaussian_df) -> None:
+    with pytest.raises(DataError, match="individual"):
+        fit_gee(_td(gaussian_df), corstr="block-exchangeable")
+
+
+def test_frame_entry_cohort_uses_block_exchangeable(rng) -> None:
+    df = _cohort_rows(rng, I=12)
+    res = fit_gee_frame(df, outcome="y", cluster="cluster", period="period",
+                        treatment="treatment", individual="person")
+    assert res.corstr == "block-exchangeable"
+    assert set(res.correlation) == {"alpha0", "alpha1", "alpha2"}

@@ -225,3 +225,24 @@ def test_against_statsmodels_exchangeable(kind: str) -> None:
         ours.with_vcov("model").std_errors.to_numpy(),
         ref.standard_errors(cov_type="naive"), **GEE_REF,
     )
+
+
+# --------------------------------------------------------------------------------------
+# closed cohort: block exchangeable vs geepack with a user-defined pair-type design
+# --------------------------------------------------------------------------------------
+
+COHORT = json.loads((REF / "geepack" / "geepack_cohort_reference.json").read_text())
+
+
+@pytest.mark.parametrize("vcov", ["model", "robust"])
+def test_block_exchangeable_against_geepack(vcov: str) -> None:
+    df = pd.read_csv(REF / "geepack" / "sw_cohort.csv")
+    td = TrialData.from_frame(df, outcome="y", cluster="cluster", period="period",
+                              treatment="treatment", individual="person")
+    res = _quiet_fit(td, corstr="block-exchangeable", vcov=vcov)
+    t = COHORT["terms"].index("treatment")
+    np.testing.assert_allclose(res.estimate, COHORT["coef"][t], **GEE_REF)
+    np.testing.assert_allclose(list(res.correlation.values()), COHORT["alpha"], **GEE_REF)
+    np.testing.assert_allclose(res.scale, COHORT["phi"], **GEE_REF)
+    want = COHORT["se_robust" if vcov == "robust" else "se_model"][t]
+    np.testing.assert_allclose(res.std_error, want, **GEE_REF)

@@ -64,6 +64,7 @@ CORSTRS: dict[str, tuple[str, ...]] = {
     "nested-exchangeable": ("alpha0", "alpha1"),
     "decay": ("alpha0", "decay"),
     "ar1": ("decay",),
+    "block-exchangeable": ("alpha0", "alpha1", "alpha2"),
 }
 
 
@@ -173,6 +174,9 @@ class GEEUnits:
         ``I`` and ``T``.
     times : numpy.ndarray
         Numeric time of each period (distances used by the decay structures).
+    individual : numpy.ndarray, optional
+        Integer code of the person behind each unit (closed cohorts; needed by the
+        block-exchangeable structure, whose units are single observations).
     """
 
     cluster: IntArray
@@ -185,6 +189,7 @@ class GEEUnits:
     n_clusters: int
     n_periods: int
     times: FloatArray
+    individual: IntArray | None = None
 
     @cached_property
     def cell(self) -> IntArray:
@@ -206,6 +211,25 @@ class GEEUnits:
     def single(self) -> bool:
         """True when every observed cell is one observation (``w == 1``, one unit)."""
         return bool(np.all(self.w == 1.0)) and self.one_unit_per_cell
+
+    @cached_property
+    def block_design(self) -> list[tuple[slice, FloatArray, FloatArray, int]]:
+        """Per cluster: row slice, ``U = [Z_period, Z_person]``, ``U'U`` and the person count."""
+        if self.individual is None:
+            raise ValueError("block-exchangeable needs individual codes")
+        out = []
+        bounds = np.append(self.starts, self.cluster.shape[0])
+        T = self.n_periods
+        for i in range(self.n_clusters):
+            sl = slice(int(bounds[i]), int(bounds[i + 1]))
+            _, loc = np.unique(self.individual[sl], return_inverse=True)
+            K = int(loc.max()) + 1 if loc.size else 0
+            n = loc.shape[0]
+            U = np.zeros((n, T + K))
+            U[np.arange(n), self.period[sl]] = 1.0
+            U[np.arange(n), T + loc] = 1.0
+            out.append((sl, U, U.T @ U, K))
+        return out
 
     @cached_property
     def lag_index(self) -> tuple[FloatArray, IntArray]:
@@ -262,6 +286,9 @@ class _Resid:
     Sd: FloatArray  # (I, T, p) sum of whitened D rows per cell
     DD: FloatArray  # (I, p, p) sum over the cluster's observations of whitened D D'
     De: FloatArray  # (I, p)    sum of whitened D times Pearson residuals
+    Dt: FloatArray  # (U, p)    whitened D rows of the units
+    esum: FloatArray  # (U,)    Pearson residual sums of the units
+    e2: FloatArray  # (U,)      squared Pearson residual sums of the units
 
 
 @dataclass(frozen=True)
@@ -314,7 +341,7 @@ def _residuals(units: GEEUnits, fam: LinkFunctions, beta: FloatArray) -> _Resid:
         starts = units.starts
         DD = np.add.reduceat(np.einsum("up,uq->upq", Dt * units.w[:, None], Dt), starts, axis=0)
         De = np.add.reduceat(Dt * esum[:, None], starts, axis=0)
-    return _Resid(N, Se, E2, Sd, DD, De)
+    return _Resid(N, Se, E2, Sd, DD, De, Dt, esum, e2)
 
 
 def _corr_pieces(
@@ -326,6 +353,8 @@ def _corr_pieces(
     Sd, Se, N = rs.Sd, rs.Se, rs.N
     if corstr == "independence":
         return rs.DD, rs.De
+    if corstr == "block-exchangeable":
+        return _block_pieces(units, rs, params)
     C = between_correlation(corstr, params, units.times)
     if dense:
         # one observation per cell: R_i is the T x T matrix with unit diagonal, restricted
@@ -361,6 +390,36 @@ def _corr_pieces(
         SGS = np.einsum("itp,itq->ipq", Sd, G @ Sd)
         SGe = np.einsum("itp,it->ip", Sd, np.einsum("itk,ik->it", G, Se))
     return (rs.DD - SGS) / a, (rs.De - SGe) / a
+
+
+def _block_pieces(
+    units: GEEUnits, rs: _Resid, params: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Closed-cohort block-exchangeable structure, one cluster at a time.
+
+    ``R_i = a I + U_i C U_i'`` with ``U_i = [Z_period, Z_person]``, ``C = blockdiag((alpha0 -
+    alpha1) I + alpha1 J, (alpha2 - alpha1) I)`` and ``a = 1 - alpha0 - alpha2 + alpha1``;
+    the Woodbury inverse needs one ``(T + K_i)``-square solve per cluster (K_i people).
+    """
+    a0, a1, a2 = (float(x) for x in params)
+    a = 1.0 - a0 - a2 + a1
+    if not a > 0:
+        raise FloatingPointError("block-exchangeable working correlation is not positive definite")
+    T = units.n_periods
+    I, p = rs.DD.shape[0], rs.DD.shape[1]
+    M = np.empty((I, p, p))
+    u = np.empty((I, p))
+    Cp = (a0 - a1) * np.eye(T) + a1
+    for i, (sl, U, UtU, K) in enumerate(units.block_design):
+        Cb = np.zeros((T + K, T + K))
+        Cb[:T, :T] = Cp
+        Cb[T:, T:] = (a2 - a1) * np.eye(K)
+        G = np.linalg.solve(a * np.eye(T + K) + Cb @ UtU, Cb)
+        UD = U.T @ rs.Dt[sl]
+        Ue = U.T @ rs.esum[sl]
+        M[i] = (rs.DD[i] - UD.T @ G @ UD) / a
+        u[i] = (rs.De[i] - UD.T @ (G @ Ue)) / a
+    return M, u
 
 
 def _pieces(
@@ -405,6 +464,8 @@ def _estimate_params(
     if corstr == "independence":
         return np.zeros(0)
     lags, sums, counts = _lag_sums(pc, units)
+    if corstr == "block-exchangeable":
+        return _block_params(pc, phi, units, lags, sums, counts)
     sums = sums / phi
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(counts > 0, sums / np.where(counts > 0, counts, 1.0), 0.0)
@@ -440,6 +501,25 @@ def _estimate_params(
     if corstr == "ar1":
         return np.array([r])
     return np.array([a0, r])
+
+
+def _block_params(
+    rs: _Resid, phi: float, units: GEEUnits, lags: FloatArray, sums: FloatArray,
+    counts: FloatArray,
+) -> FloatArray:
+    """Pair-type means: same period (alpha0), neither (alpha1), same person (alpha2)."""
+    assert units.individual is not None
+    within = lags == 0
+    s0, c0 = float(sums[within].sum()), float(counts[within].sum())
+    s_between, c_between = float(sums[~within].sum()), float(counts[~within].sum())
+    K = int(units.individual.max()) + 1
+    Sk = np.bincount(units.individual, weights=rs.esum, minlength=K)
+    E2k = np.bincount(units.individual, weights=rs.e2, minlength=K)
+    nk = np.bincount(units.individual, weights=units.w, minlength=K)
+    s2 = 0.5 * float(np.sum(Sk * Sk - E2k))
+    c2 = 0.5 * float(np.sum(nk * (nk - 1.0)))
+    s1, c1 = s_between - s2, c_between - c2
+    return np.array([s0 / c0, s1 / c1, s2 / c2]) / phi
 
 
 # --------------------------------------------------------------------------------------

@@ -33,7 +33,9 @@ from ..results import ResultMixin, Summary
 
 __all__ = ["GEEResult", "RANDOM_TO_CORSTR", "fit_gee", "fit_gee_frame"]
 
-CorStr = Literal["independence", "exchangeable", "nested-exchangeable", "decay", "ar1"]
+CorStr = Literal[
+    "independence", "exchangeable", "nested-exchangeable", "decay", "ar1", "block-exchangeable"
+]
 GEEVcov = Literal["model", "robust", "kc", "md", "fg"]
 ScaleMethod = Literal["geepack", "residual", "bias-corrected"]
 
@@ -398,6 +400,11 @@ def _fit_gee_iv(
             )
         lk = link
     cs = check_option("corstr", corstr, tuple(_gee.CORSTRS))
+    if cs == "block-exchangeable" and "individual" not in td.roles:
+        raise DataError(
+            "corstr='block-exchangeable' (closed cohort) needs the `individual` column: "
+            "build the TrialData with individual=..."
+        )
     vc = check_option("vcov", vcov, _VCOVS)
     tm = check_option("time", time, ("categorical", "linear", "none"))
 
@@ -476,8 +483,10 @@ def _units(td: TrialData, spec: _Spec) -> tuple[_gee.GEEUnits, list[str]]:
     """Mean-model rows as GEE units, plus the term names."""
     I, T = td.n_clusters, td.n_periods
     f = td.frame
+    block = spec.corstr == "block-exchangeable"
     use_cells = (
         td.kind == "individual"
+        and not block
         and not spec.covariates
         and "exposure" not in td.roles
         and "offset" not in td.roles
@@ -493,6 +502,7 @@ def _units(td: TrialData, spec: _Spec) -> tuple[_gee.GEEUnits, list[str]]:
         yss = cells.within_ss[ci, pj].astype(float)
         offset = np.zeros(len(ci))
         cov = np.zeros((len(ci), 0))
+        person = None
     else:
         order = np.argsort(td.cluster_codes, kind="stable")
         cluster = td.cluster_codes[order].astype(np.int64)
@@ -520,9 +530,22 @@ def _units(td: TrialData, spec: _Spec) -> tuple[_gee.GEEUnits, list[str]]:
             if spec.covariates
             else np.zeros((len(y), 0))
         )
+        person = None
+        if block:
+            codes = pd.factorize(f["individual"])[0].astype(np.int64)[order]
+            key = codes * T + period
+            if np.unique(key).shape[0] < key.shape[0]:
+                raise DataError(
+                    "corstr='block-exchangeable' needs at most one row per individual and "
+                    f"period; column {td.roles['individual']!r} repeats a person within a "
+                    "period."
+                )
+            person = codes
         cluster, period, treat, w, ysum, yss, offset, cov = (
             a[keep] for a in (cluster, period, treat, w, ysum, yss, offset, cov)
         )
+        if person is not None:
+            person = person[keep]
 
     cols: list[np.ndarray] = []
     names: list[str] = []
@@ -563,6 +586,7 @@ def _units(td: TrialData, spec: _Spec) -> tuple[_gee.GEEUnits, list[str]]:
         n_clusters=I,
         n_periods=T,
         times=np.arange(T, dtype=float),
+        individual=None if use_cells else person,
     )
     return units, names
 
@@ -635,12 +659,15 @@ def fit_gee(
         ``identity`` or ``log`` (Gaussian), ``logit``, ``identity`` or ``log`` (binomial),
         ``log`` or ``identity`` (Poisson), ``log`` (negative binomial).  The first listed
         is the default.
-    corstr : {"exchangeable", "independence", "nested-exchangeable", "decay", "ar1"}
+    corstr : {"exchangeable", "independence", "nested-exchangeable", "decay", "ar1", \
+"block-exchangeable"}
         Working correlation of two different observations of a cluster:
         ``exchangeable`` (``alpha``), ``nested-exchangeable`` (``alpha0`` in the same
         period, ``alpha1`` in different periods), ``decay`` (``alpha0 * r^|j-k|``,
-        exponential decay with the period distance) or ``ar1`` (``r^|j-k|``; for data
-        with one observation per cluster-period, e.g. counts).
+        exponential decay with the period distance), ``ar1`` (``r^|j-k|``; for data
+        with one observation per cluster-period, e.g. counts) or ``block-exchangeable``
+        for closed cohorts (``alpha0`` same period, ``alpha1`` different periods and
+        people, ``alpha2`` same person in different periods; needs ``individual``).
     vcov : {"md", "kc", "fg", "robust", "model"}
         Variance estimator: Mancl-DeRouen (default), Kauermann-Carroll, Fay-Graubard
         (bound 0.75), uncorrected Liang-Zeger sandwich, or model-based.
@@ -692,8 +719,9 @@ def fit_gee(
     -----
     Working covariance ``V_i = phi A_i^{1/2} R_i A_i^{1/2}``.  Correlation parameters
     are moment estimates from Pearson residuals (the averages of ``r_k r_l / phi`` over
-    all, same-period and different-period pairs; least squares on the lag for decay and
-    AR(1)), which are geepack's estimators and the solution of geeCRT's unadjusted
+    all, same-period and different-period pairs, and for the cohort structure over
+    same-person pairs; least squares on the lag for decay and AR(1)), which are geepack's
+    estimators (its user-defined ``zcor`` design for the cohort structure) and the solution of geeCRT's unadjusted
     correlation estimating equations.  The default scale is geepack's.
 
     Bias-corrected sandwiches (Liang & Zeger 1986; Kauermann & Carroll 2001; Mancl &
@@ -875,9 +903,9 @@ def fit_gee_frame(
         Trial rows (never modified): individual rows, or one row per cluster-period for
         binomial (``trials=``) or count (``exposure=``/``offset=``) aggregates.
     outcome, cluster, period, treatment, individual, family, exposure, offset, trials
-        As :meth:`steppedwedge.data.TrialData.from_frame`.  ``individual`` is used for
-        validation only: the working correlation ignores within-person correlation in
-        cohorts (the sandwich variance stays valid).
+        As :meth:`steppedwedge.data.TrialData.from_frame`.  With ``individual`` (closed
+        cohort) and ``random`` "cluster" or "nested", the working correlation is block
+        exchangeable.
     link : str, optional
         See :func:`fit_gee`.
     covariates : str, optional
@@ -952,6 +980,8 @@ def fit_gee_frame(
     cs = corstr
     if cs is None:
         cs = RANDOM_TO_CORSTR[random]
+        if individual is not None and cs in ("exchangeable", "nested-exchangeable"):
+            cs = "block-exchangeable"
         single = td.kind == "aggregate" and not (td.family == "binomial" and "trials" in td.roles)
         if single and cs == "nested-exchangeable":
             cs = "exchangeable"
