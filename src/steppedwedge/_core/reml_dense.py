@@ -27,6 +27,7 @@ from .reml import (
     _boundary_names,
     _free_mask,
     _start_values,
+    projected_newton,
 )
 
 FloatArray = npt.NDArray[np.float64]
@@ -164,9 +165,12 @@ def fit_lmm_rows(data: RowData, structure: CovarianceStructure, *, reml: bool = 
             return 1e300, np.zeros_like(x)
         return f, g
 
-    res = optimize.minimize(fun, np.clip(x0, lo, hi), jac=True, method="L-BFGS-B", bounds=bounds,
-                            options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-10, "maxcor": 20})
-    x = np.asarray(res.x, dtype=float)
+    x, ok, message = projected_newton(fun, np.clip(x0, lo, hi), lo, hi)
+    if not ok:
+        res = optimize.minimize(fun, x, jac=True, method="L-BFGS-B", bounds=bounds,
+                                options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-10, "maxcor": 20})
+        x = np.asarray(res.x, dtype=float)
+        message = "projected Newton failed; L-BFGS-B: " + str(res.message)
     f, g, extras = profiled_deviance_rows(x, data, structure, reml)
     free = _free_mask(x, lo, hi, g)
     converged = bool(np.all(np.abs(g[free]) <= 1e-4 * max(1.0, abs(f))))
@@ -178,7 +182,7 @@ def fit_lmm_rows(data: RowData, structure: CovarianceStructure, *, reml: bool = 
         beta=np.asarray(extras["beta"]), cov_beta=0.5 * (cov_beta + cov_beta.T), natural=natural,
         sigma2=sigma2, names=structure.natural_names + ("psi2",), phi=x, loglik=-0.5 * f, reml=reml,
         converged=converged, singular=bool(at_bound), at_bound=at_bound, n_evaluations=n_eval,
-        message=str(res.message), structure=structure,
+        message=message, structure=structure,
     )
 
 
