@@ -2,7 +2,8 @@
 
 Counts (and binomial cluster-period totals) are simulated directly with numpy
 (Poisson-lognormal and negative binomial with a population offset, binomial-logit-normal;
-a random cluster intercept on the link scale) and analysed with a GLMM-free Wald z-test consistent with what the power formula assumes: penalised
+a random cluster intercept on the link scale) and analysed with a GLMM-free Wald z-test
+consistent with what the power formula assumes: penalised
 quasi-likelihood (Breslow & Clayton 1993) with the variance components fixed at their true
 values, i.e. iterated GLS of the working response on period and treatment with the working
 covariance ``diag(1/w) + tau2 J`` (weights ``mu`` for Poisson, ``mu theta/(theta + mu)`` for
