@@ -107,7 +107,8 @@ def variance_from_information(
             return var
     # Singular or badly conditioned: use the eigen-decomposition and check estimability.
     vals, vecs = np.linalg.eigh(info)
-    tol = rtol * max(vals.max(), 1e-300) * 1e3
+    # exact rank deficiency leaves eigenvalues at rounding level (~1e-16 relative)
+    tol = 1e-12 * max(vals.max(), 1e-300)
     pos = vals > tol
     proj = vecs[:, pos] @ (vecs[:, pos].T @ c)
     if not np.allclose(proj, c, rtol=1e-7, atol=1e-9 * max(1.0, float(np.abs(c).max()))):
