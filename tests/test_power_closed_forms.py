@@ -130,3 +130,25 @@ def test_woertman_equals_hooper_when_cac_one() -> None:
     de_w = cf.woertman_design_effect(np.array([3, 4, 6]), 20, 0.05)
     de_c, _, de_r = cf.hooper_design_effect(np.array([3, 4, 6]), 20, 0.05, 1.0)
     np.testing.assert_allclose(de_w, de_c * de_r, **LINALG)
+
+
+@pytest.mark.parametrize("t_periods", [3, 5, 7])
+@pytest.mark.parametrize("rho", [0.01, 0.1, 0.3])
+def test_harrison_wang_closed_forms_equal_gls_and_gee(t_periods: int, rho: float) -> None:
+    from scipy.special import logit
+
+    d = Design.stepped_wedge(t_periods - 1, 3)
+    n_i, n = d.n_clusters, 20
+    vc = VC.from_correlations(rho, total_variance=2.0)
+    for period_effects in (False, True):
+        v_cf = cf.harrison_wang_variance(n_clusters=n_i, n_periods=t_periods, m=n, icc=rho,
+                                         total_variance=2.0, period_effects=period_effects)
+        v = power(d, effect=0.1, variance=vc, cluster_size=n,
+                  time="categorical" if period_effects else "none").variance
+        np.testing.assert_allclose(v, v_cf, **LINALG)
+    p0, p1 = 0.08, 0.064
+    v_cf = cf.harrison_wang_variance(n_clusters=n_i, n_periods=t_periods, m=n, icc=rho, p0=p0,
+                                     p1=p1, model="logistic")
+    v = power(d, effect=float(logit(p1) - logit(p0)), variance=VC.from_correlations(rho),
+              cluster_size=n, family="binomial", baseline=p0, analysis="gee", time="none").variance
+    np.testing.assert_allclose(v, v_cf, **LINALG)

@@ -32,6 +32,7 @@ __all__ = [
     "hooper_design_effect",
     "woertman_design_effect",
     "standard_design",
+    "harrison_wang_variance",
 ]
 
 
@@ -246,3 +247,47 @@ def woertman_design_effect(
     t = np.asarray(periods_per_step, dtype=float)
     first = (1 + rho * (k * t * n + b * n - 1)) / (1 + rho * (0.5 * k * t * n + b * n - 1))
     return first * 3 * (1 - rho) / (2 * t * (k - 1 / k))
+
+
+def harrison_wang_variance(
+    *,
+    n_clusters: ArrayOrFloat,
+    n_periods: ArrayOrFloat,
+    m: ArrayOrFloat,
+    icc: ArrayOrFloat,
+    total_variance: ArrayOrFloat = 1.0,
+    p0: ArrayOrFloat | None = None,
+    p1: ArrayOrFloat | None = None,
+    model: str = "linear",
+    period_effects: bool = False,
+) -> Any:
+    r"""Harrison & Wang (2021) closed forms for the standard design (``T-1`` equal sequences).
+
+    Exchangeable correlation ``rho``, ``n`` per cluster-period, ``I`` clusters:
+
+    * linear, no period effects:
+      ``12 s2 (1-rho)(1-rho+nT rho) / [nIT (3(1-rho) + 2 n rho (T+1))]``;
+    * linear, period effects (= Hussey & Hughes):
+      ``12 s2 (T-1)(1-rho)(1-rho+nT rho) / [nIT (T-2)(2(1-rho) + n rho (T+1))]``;
+    * logistic (log odds ratio), no period effects, ``a = sqrt(p0 q0)``, ``b = sqrt(p1 q1)``:
+      ``[6(1-rho)(a^2+b^2) + 2n rho (T+1)(a-b)^2](1-rho+nT rho) /
+      [nIT a^2 b^2 (3(1-rho) + 2n rho (T+1))]``.
+    """
+    i = np.asarray(n_clusters, dtype=float)
+    t = np.asarray(n_periods, dtype=float)
+    n = np.asarray(m, dtype=float)
+    rho = np.asarray(icc, dtype=float)
+    s2 = np.asarray(total_variance, dtype=float)
+    common = 1 - rho + n * t * rho
+    if model == "linear" and not period_effects:
+        return 12 * s2 * (1 - rho) * common / (n * i * t * (3 * (1 - rho) + 2 * n * rho * (t + 1)))
+    if model == "linear":
+        num = 12 * s2 * (t - 1) * (1 - rho) * common
+        return num / (n * i * t * (t - 2) * (2 * (1 - rho) + n * rho * (t + 1)))
+    if model == "logistic" and not period_effects and p0 is not None and p1 is not None:
+        a2 = np.asarray(p0, dtype=float) * (1 - np.asarray(p0, dtype=float))
+        b2 = np.asarray(p1, dtype=float) * (1 - np.asarray(p1, dtype=float))
+        diff2 = (np.sqrt(a2) - np.sqrt(b2)) ** 2
+        num = (6 * (1 - rho) * (a2 + b2) + 2 * n * rho * (t + 1) * diff2) * common
+        return num / (n * i * t * a2 * b2 * (3 * (1 - rho) + 2 * n * rho * (t + 1)))
+    raise ValueError("unsupported combination (logistic with period effects has no closed form)")
