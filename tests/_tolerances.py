@@ -20,3 +20,11 @@ GEE_REF = dict(rtol=1e-6, atol=0.0)
 #: fully converged fit at the same correlation parameters.
 GEECRT_BETA_ATOL = 5e-4
 GEECRT_SE = dict(rtol=2e-4, atol=0.0)
+#: geeCRT quantities that depend on its loosely converged correlation estimates (alpha
+#: steps stop at 1e-3): correlations ~1.3e-3 relative; model-based SEs and SEs after
+#: re-estimating alpha ~1e-3.
+GEECRT_ALPHA = dict(rtol=2e-3, atol=0.0)
+GEECRT_LOOSE = dict(rtol=1e-3, atol=0.0)
+#: A moment estimator evaluated once more at a converged GEE solution (tol 1e-10): the
+#: fixed point holds to ~1e-9.
+GEE_FIXED_POINT = dict(rtol=1e-8, atol=0.0)

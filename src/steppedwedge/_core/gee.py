@@ -289,6 +289,7 @@ class _Resid:
     Dt: FloatArray  # (U, p)    whitened D rows of the units
     esum: FloatArray  # (U,)    Pearson residual sums of the units
     e2: FloatArray  # (U,)      squared Pearson residual sums of the units
+    Sde: FloatArray  # (I, T, p) per-cell sum of whitened D times Pearson residual
 
 
 @dataclass(frozen=True)
@@ -325,7 +326,10 @@ def _residuals(units: GEEUnits, fam: LinkFunctions, beta: FloatArray) -> _Resid:
         Se[cell] = esum
         E2[cell] = e2
         Sd[cell] = units.w[:, None] * Dt
+        Sde = np.zeros((size, p))
+        Sde[cell] = Dt * esum[:, None]
         N, Se, E2, Sd = N.reshape(I, T), Se.reshape(I, T), E2.reshape(I, T), Sd.reshape(I, T, p)
+        Sde = Sde.reshape(I, T, p)
         with np.errstate(divide="ignore", invalid="ignore"):
             Sd_w = Sd / np.where(N > 0, N, 1.0)[:, :, None]
         DD = np.einsum("itp,itq->ipq", Sd_w, Sd)
@@ -335,13 +339,16 @@ def _residuals(units: GEEUnits, fam: LinkFunctions, beta: FloatArray) -> _Resid:
         Se = np.bincount(cell, weights=esum, minlength=size).reshape(I, T)
         E2 = np.bincount(cell, weights=e2, minlength=size).reshape(I, T)
         Sd = np.empty((size, p))
+        Sde = np.empty((size, p))
         for q in range(p):
             Sd[:, q] = np.bincount(cell, weights=units.w * Dt[:, q], minlength=size)
+            Sde[:, q] = np.bincount(cell, weights=esum * Dt[:, q], minlength=size)
         Sd = Sd.reshape(I, T, p)
+        Sde = Sde.reshape(I, T, p)
         starts = units.starts
         DD = np.add.reduceat(np.einsum("up,uq->upq", Dt * units.w[:, None], Dt), starts, axis=0)
         De = np.add.reduceat(Dt * esum[:, None], starts, axis=0)
-    return _Resid(N, Se, E2, Sd, DD, De, Dt, esum, e2)
+    return _Resid(N, Se, E2, Sd, DD, De, Dt, esum, e2, Sde)
 
 
 def _corr_pieces(
@@ -442,28 +449,73 @@ def _pieces(
 
 
 def _lag_sums(
-    pc: _Resid, units: GEEUnits
+    pc: _Resid, units: GEEUnits, adjust: FloatArray | None = None, ordered: bool = False
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Sums of residual cross-products and pair counts by time lag (lag 0 = same period)."""
+    """Sums of residual cross-products and pair counts by time lag (lag 0 = same period).
+
+    With ``adjust`` (the ``(I, p)`` vectors ``w_i`` of MAEE) the products ``r_j r_k`` are
+    replaced by the symmetrised ``[(I - H_i)^{-1} r_i r_i']_{jk}``: with
+    ``s_i = (I - H_i)^{-1} r_i = r_i + D_i w_i``, each pair contributes
+    ``(s_j r_k + s_k r_j) / 2``.  With ``ordered=True`` (geeCRT's convention) each pair
+    ``j < k`` in row order contributes ``s_j r_k``; units must be single observations sorted
+    by cluster, then period.
+    """
     lags, idx = units.lag_index
-    prod = pc.Se.T @ pc.Se  # sum over clusters of Se_ij Se_ik
+    if ordered and adjust is not None:
+        s_rows = pc.esum + np.einsum("up,up->u", pc.Dt, adjust[units.cluster])
+        Ss = pc.Se + np.einsum("itp,ip->it", pc.Sd, adjust)
+        upper = np.triu(np.ones_like(idx, dtype=bool), 1)
+        prod = Ss.T @ pc.Se
+        cnt = pc.N.T @ pc.N
+        n_l = lags.shape[0]
+        sums = np.bincount(idx[upper], weights=prod[upper], minlength=n_l)
+        counts = np.bincount(idx[upper], weights=cnt[upper], minlength=n_l)
+        # same cell, j < k in row order: sum_k r_k * (sum of s_j over earlier rows of the cell)
+        cell = units.cell
+        cs = np.cumsum(s_rows)
+        first = np.r_[True, cell[1:] != cell[:-1]]
+        start = np.maximum.accumulate(np.where(first, np.arange(cell.shape[0]), 0))
+        before = cs - s_rows - (cs[start] - s_rows[start])
+        sums[0] = float(np.sum(pc.esum * before))
+        counts[0] = 0.5 * float(np.sum(pc.N * (pc.N - 1.0)))
+        return lags, sums, counts
+    if adjust is None:
+        Ss = pc.Se
+        own = pc.E2
+    else:
+        Ss = pc.Se + np.einsum("itp,ip->it", pc.Sd, adjust)
+        own = pc.E2 + np.einsum("itp,ip->it", pc.Sde, adjust)
+    prod = Ss.T @ pc.Se  # sum over clusters of Ss_ij Se_ik (ordered pairs of periods)
     cnt = pc.N.T @ pc.N
     n_l = lags.shape[0]
     sums = 0.5 * np.bincount(idx.ravel(), weights=prod.ravel(), minlength=n_l)
     counts = 0.5 * np.bincount(idx.ravel(), weights=cnt.ravel(), minlength=n_l)
     if lags[0] == 0:
         # same period: only pairs of different observations
-        sums[0] = 0.5 * float(np.sum(pc.Se * pc.Se - pc.E2))
+        sums[0] = 0.5 * float(np.sum(Ss * pc.Se - own))
         counts[0] = 0.5 * float(np.sum(pc.N * (pc.N - 1.0)))
     return lags, sums, counts
 
 
+def _maee_adjust(M: FloatArray, u: FloatArray) -> FloatArray:
+    """``w_i = Omega^{-1} (I - M_i Omega^{-1})^{-1} u_i`` (so that ``(I - H_i)^{-1} r_i = r_i + D_i w_i``)."""
+    p = M.shape[1]
+    Oinv = np.linalg.inv(M.sum(axis=0))
+    x = np.linalg.solve(np.eye(p)[None] - M @ Oinv, u[:, :, None])[:, :, 0]
+    return x @ Oinv.T
+
+
 def _estimate_params(
-    corstr: str, pc: _Resid, phi: float, units: GEEUnits
+    corstr: str,
+    pc: _Resid,
+    phi: float,
+    units: GEEUnits,
+    adjust: FloatArray | None = None,
+    ordered: bool = False,
 ) -> FloatArray:
     if corstr == "independence":
         return np.zeros(0)
-    lags, sums, counts = _lag_sums(pc, units)
+    lags, sums, counts = _lag_sums(pc, units, adjust, ordered)
     if corstr == "block-exchangeable":
         return _block_params(pc, phi, units, lags, sums, counts)
     sums = sums / phi
@@ -571,6 +623,7 @@ def fit_gee_core(
     params: FloatArray | None = None,
     phi: float | None = None,
     scale_method: str = "geepack",
+    maee: bool | str = False,
     tol: float = 1e-10,
     maxiter: int = 100,
 ) -> GEECore:
@@ -590,6 +643,13 @@ def fit_gee_core(
         Fixed scale (not estimated).
     scale_method : {"geepack", "residual", "bias-corrected"}
         Moment estimator of ``phi`` (see :func:`_scale`); ignored when ``phi`` is given.
+    maee : bool
+        Matrix-adjusted estimating equations for the correlation (Preisser, Lu & Qaqish
+        2008): pairwise products of ``(I - H_i)^{-1} r_i`` and ``r_i`` (symmetrised)
+        instead of ``r_i r_i'``, which removes most of the small-sample bias of the
+        moment estimators.  ``"geecrt"``: geeCRT's unsymmetrised form, pairs ``j < k`` in
+        row order (needs single-observation units sorted by cluster then period).  Not
+        available for the block-exchangeable structure.
     tol, maxiter : float, int
         Stop when ``max |beta_new - beta| <= tol * (1 + max |beta|)``.
 
@@ -624,14 +684,15 @@ def fit_gee_core(
         # correlation of the previous step), then M_i, u_i at the new parameters
         rs = _residuals(units, fam, beta)
         ph_ = ph
+        need_old = (phi is None and scale_method == "bias-corrected") or (
+            maee and not fixed_params
+        )
+        M0, u0 = _corr_pieces(units, rs, corstr, par, dense=dense) if need_old else (None, None)
         if phi is None:
-            if scale_method == "bias-corrected":
-                M0, u0 = _corr_pieces(units, rs, corstr, par, dense=dense)
-                ph_ = _scale(rs, M0, u0, n_obs, scale_method, p)
-            else:
-                ph_ = _scale(rs, None, None, n_obs, scale_method, p)
+            ph_ = _scale(rs, M0, u0, n_obs, scale_method, p)
         if not fixed_params:
-            par = _estimate_params(corstr, rs, ph_, units)
+            adj = _maee_adjust(M0, u0) if maee and M0 is not None and u0 is not None else None
+            par = _estimate_params(corstr, rs, ph_, units, adj, ordered=maee == "geecrt")
         M, u = _corr_pieces(units, rs, corstr, par, dense=dense)
         return ph_, par, M, u
 

@@ -273,6 +273,7 @@ class GEEResult(_WaldTable):
     converged: bool
     scale_method: str = "geepack"
     nb_theta: float | None = None
+    maee: bool | str = False
     method: str = "gee"
     _M: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)), repr=False)
     _u: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
@@ -298,7 +299,7 @@ class GEEResult(_WaldTable):
         info = (
             ("Method", "GEE (marginal model)"),
             ("Family / link", f"{self.family} / {self.link}"),
-            ("Working correlation", self.corstr),
+            ("Working correlation", self.corstr + (" (MAEE)" if self.maee else "")),
             ("Variance estimator", _VCOV_NAMES[self.vcov]),
             ("Reference distribution", df),
             ("Clusters / observations", f"{self.n_clusters} / {self.n_obs}"),
@@ -353,6 +354,7 @@ class _Spec:
     scale: float | None
     scale_method: str
     nb_theta: float | None
+    maee: bool | str
 
 
 def _fit_gee_iv(
@@ -367,6 +369,7 @@ def _fit_gee_iv(
     corr_params: Any,
     scale: Any,
     nb_theta: Any,
+    maee: Any = False,
 ) -> _Spec:
     if not isinstance(td, TrialData):
         raise TypeError(
@@ -472,7 +475,15 @@ def _fit_gee_iv(
             raise ValueError(f"`nb_theta` must be a positive number; got {nb_theta!r}.")
     elif fam != "negative_binomial":
         nbt = None
-    return _Spec(fam, lk, cs, vc, d, tm, covs, cp, sc, sm, nbt)
+    if maee not in (False, True, "geecrt"):
+        raise ValueError(f"`maee` must be False, True or 'geecrt'; got {maee!r}.")
+    if maee and cs in ("independence", "block-exchangeable"):
+        raise ValueError(f"`maee` is not available with corstr={cs!r}.")
+    if maee and cp is not None:
+        raise ValueError("`maee` adjusts estimated correlations; drop `corr_params` or `maee`.")
+    if maee == "geecrt" and td.kind != "individual":
+        raise DataError("`maee='geecrt'` needs individual rows (its pairs follow row order).")
+    return _Spec(fam, lk, cs, vc, d, tm, covs, cp, sc, sm, nbt, maee)
 
 
 def _vals(a: np.ndarray) -> str:
@@ -487,6 +498,7 @@ def _units(td: TrialData, spec: _Spec) -> tuple[_gee.GEEUnits, list[str]]:
     use_cells = (
         td.kind == "individual"
         and not block
+        and spec.maee != "geecrt"
         and not spec.covariates
         and "exposure" not in td.roles
         and "offset" not in td.roles
@@ -504,7 +516,8 @@ def _units(td: TrialData, spec: _Spec) -> tuple[_gee.GEEUnits, list[str]]:
         cov = np.zeros((len(ci), 0))
         person = None
     else:
-        order = np.argsort(td.cluster_codes, kind="stable")
+        # by cluster, then period, keeping the data order within a cell
+        order = np.lexsort((td.period_codes, td.cluster_codes))
         cluster = td.cluster_codes[order].astype(np.int64)
         period = td.period_codes[order].astype(np.int64)
         treat = f["treatment"].to_numpy(np.float64)[order]
@@ -644,6 +657,7 @@ def fit_gee(
     corr_params: Any = None,
     scale: ScaleMethod | float = "geepack",
     nb_theta: float | None = None,
+    maee: bool | Literal["geecrt"] = False,
     tol: float = 1e-10,
     maxiter: int = 100,
 ) -> GEEResult:
@@ -689,6 +703,13 @@ def fit_gee(
     nb_theta : float, optional
         Negative-binomial shape (variance ``mu + mu^2 / nb_theta``); estimated by moments
         from a Poisson working fit when omitted.
+    maee : bool or "geecrt"
+        Bias-corrected correlation estimates by matrix-adjusted estimating equations
+        (Preisser, Lu & Qaqish 2008): the pairwise products use ``(I - H_i)^{-1} r_i`` in
+        place of one ``r_i``, symmetrised over the pair (order-free).  ``"geecrt"`` uses
+        geeCRT's ``geemaee(alpadj=TRUE)`` form, ``s_j r_k`` for pairs ``j < k`` in row order
+        (reproduces its printed estimates; depends on the row order within a cell).
+        Standard errors of the correlation parameters are not reported.
     tol, maxiter : float, int
         Convergence tolerance on the coefficients and iteration limit.
 
@@ -768,7 +789,7 @@ def fit_gee(
     """
     spec = _fit_gee_iv(
         trial_data, family, link, corstr, vcov, dof, time, covariates, corr_params, scale,
-        nb_theta,
+        nb_theta, maee,
     )
     units, names = _units(trial_data, spec)
     I = trial_data.n_clusters
@@ -820,6 +841,7 @@ def fit_gee(
             params=spec.corr_params,
             phi=spec.scale,
             scale_method=spec.scale_method,
+            maee=spec.maee,
             tol=tol,
             maxiter=maxiter,
         )
@@ -853,6 +875,7 @@ def fit_gee(
         converged=core.converged,
         scale_method="fixed" if spec.scale is not None else spec.scale_method,
         nb_theta=nbt,
+        maee=spec.maee,
         _M=core.M,
         _u=core.u,
     )
