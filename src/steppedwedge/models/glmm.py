@@ -1,0 +1,712 @@
+"""Generalised linear mixed models (binomial, Poisson, negative binomial) for stepped-wedge trials.
+
+The model for cluster ``i``, period ``j`` is
+
+.. math::  g(\\mu_{ij}) = \\beta_0 + \\text{time}_j + \\theta X_{ij} + z'\\gamma + \\log E_{ij}
+           + \\alpha_i + \\gamma_{ij} + \\eta_i X_{ij}
+
+with a cluster intercept ``alpha_i ~ N(0, tau2)``, optional cluster-period effects
+``gamma_ij ~ N(0, gamma2)`` (for counts with one row per cell these are observation-level
+effects: Poisson-lognormal overdispersion) and an optional random treatment effect
+``eta_i ~ N(0, eta2)``.  Whenever the covariates are constant within a cluster-period
+cell the rows are reduced to cell totals (events / trials, counts / summed exposure),
+whose likelihood equals the rows' up to a constant that is added back, so a million
+binary rows cost no more than a few hundred cells.  Estimation maximises the Laplace
+approximation (exact gradient; :mod:`steppedwedge._core.laplace`) or, for a cluster
+intercept only, adaptive Gauss-Hermite quadrature (:mod:`steppedwedge._core.agq`).
+
+Log-likelihood conventions (as lme4/glmmTMB for the data form given): individual 0/1 rows
+have no binomial coefficient; events/trials rows include ``log choose(n, y)``; counts
+include ``-log y!``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .._core.families import FAMILY_LINKS, log_constant, make_family
+from .._core.laplace import CoreFit, UnitData, fit_glmm_core
+from .._formula import covariate_matrix
+from .._validation import check_option, check_positive_int
+from ..data import TrialData
+from ..exceptions import ConvergenceWarning, DataError, SteppedWedgeWarning
+from ..results import FitResult, Summary, _fmt, t_interval, t_pvalue
+from .mixed import (
+    EFFECT_TYPES,
+    TIME_EFFECTS,
+    _covariate_columns,
+    _exposure_times,
+    _first_dependent_column,
+    _time_columns,
+)
+
+__all__ = ["GLMM_RANDOM", "GLMMResult", "fit_glmm"]
+
+#: Random-effect structures available for GLMMs.
+GLMM_RANDOM = ("nested", "cluster", "random-slope", "nested+random-slope")
+_GLMM_FAMILIES = tuple(FAMILY_LINKS)
+_METHODS = ("laplace", "agq")
+_LATENT_RESIDUAL = {"logit": math.pi**2 / 3.0, "probit": 1.0}
+
+
+# --------------------------------------------------------------------------------------
+# result
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class GLMMResult(FitResult):
+    """Result of a GLMM fit (:func:`fit_glmm`, ``sw.fit(family=...)``).
+
+    Everything of :class:`~steppedwedge.results.FitResult`, on the link scale, plus the
+    family and link; :meth:`tidy` and :meth:`summary` report ratios (``exp``: odds ratios
+    for logit, risk or rate ratios for log links) with ``exponentiate=True``.
+
+    Attributes
+    ----------
+    family, link : str
+        Outcome family and link function.
+    dispersion : float or None
+        Negative-binomial size ``k`` (variance ``mu + mu^2 / k``; glmmTMB's ``sigma``).
+    n_quadrature : int
+        Quadrature points (1 = Laplace).
+    """
+
+    family: str = "binomial"
+    link: str = "logit"
+    dispersion: float | None = None
+    n_quadrature: int = 1
+    n_units: int = 0
+
+    def tidy(self, confidence_level: float = 0.95, *, exponentiate: bool = False) -> pd.DataFrame:
+        """One row per term: the estimand first, then the other fixed effects.
+
+        Parameters
+        ----------
+        confidence_level : float
+            Level of ``conf_low``/``conf_high``.
+        exponentiate : bool
+            Report ``exp(estimate)`` and exponentiated limits (odds, risk or rate ratios);
+            log, logit and cloglog links only.  ``std_error``, ``statistic`` and ``p_value``
+            stay on the link scale.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``term, estimate, std_error, statistic, df, p_value, conf_low, conf_high``.
+        """
+        if exponentiate and self.link not in ("log", "logit", "cloglog"):
+            raise ValueError(f"`exponentiate=True` needs a log or logit link; this fit uses link={self.link!r}.")
+        out = FitResult.tidy(self, confidence_level)
+        if exponentiate:
+            for c in ("estimate", "conf_low", "conf_high"):
+                out[c] = np.exp(out[c])
+        return out
+
+    @property
+    def ratio(self) -> float:
+        """``exp(estimate)``: odds ratio (logit), risk/rate ratio (log)."""
+        return float(np.exp(self.estimate))
+
+    def rates(self, per: float = 10_000.0, confidence_level: float = 0.95) -> pd.DataFrame:
+        """Model rates per ``per`` units of exposure, by period, without and with treatment.
+
+        Conditional on zero random effects (a typical cluster) and zero covariates; Poisson
+        and negative-binomial fits only.  Intervals by the delta method on the log scale.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``period, rate_control, rate_treated, low_control, high_control,
+            low_treated, high_treated``.
+        """
+        if self.family not in ("poisson", "negative_binomial"):
+            raise ValueError("`rates()` needs a count family (poisson or negative_binomial).")
+        if not (isinstance(per, (int, float)) and per > 0):
+            raise ValueError(f"`per` must be a positive number; got {per!r}.")
+        info = self._rate_design
+        if info is None:  # pragma: no cover - always set by fit_glmm
+            raise ValueError("rates are not available for this fit.")
+        x0, x1, periods = info
+        b = self.params.to_numpy()
+        v = self.vcov_matrix.to_numpy()
+        z = stats.norm.ppf(0.5 + confidence_level / 2)
+        out: dict[str, Any] = {"period": list(periods)}
+        for lab, xm in (("control", x0), ("treated", x1)):
+            eta = xm @ b
+            se = np.sqrt(np.einsum("ij,jk,ik->i", xm, v, xm))
+            out[f"rate_{lab}"] = per * np.exp(eta)
+            out[f"low_{lab}"] = per * np.exp(eta - z * se)
+            out[f"high_{lab}"] = per * np.exp(eta + z * se)
+        cols = ["period", "rate_control", "rate_treated", "low_control", "high_control", "low_treated",
+                "high_treated"]
+        return pd.DataFrame(out)[cols]
+
+    _rate_design: Any = field(default=None, repr=False)
+
+    def summary(self, *, exponentiate: bool | None = None) -> Summary:
+        """Summary with the estimand on the link scale and as a ratio (log/logit links)."""
+        lo, hi = self.conf_int()
+        if exponentiate is None:
+            exponentiate = self.link in ("log", "logit")
+        ratio_name = {"logit": "odds ratio", "log": "risk ratio" if self.family == "binomial" else "rate ratio",
+                      "cloglog": "hazard ratio"}.get(self.link, "ratio")
+        est_line = (f"{self.estimand} = {_fmt(self.estimate)} (SE {_fmt(self.std_error)}, z test p "
+                    f"{_fmt(self.pvalue)}; 95% CI {_fmt(lo)} to {_fmt(hi)})")
+        header = [
+            ("Outcome", self.outcome),
+            ("Model", f"{self.family} GLMM, link={self.link!r}, random={self.random!r}, time={self.time!r}, "
+                      f"effect={self.effect!r}"),
+            ("Covariates", self.covariates or "none"),
+            ("Estimation", ("Laplace approximation" if self.n_quadrature == 1 else
+                            f"adaptive Gauss-Hermite quadrature ({self.n_quadrature} points)")
+             + f"; log-likelihood {_fmt(self.loglik)}"),
+            ("Observations", f"{self.n_obs} in {self.n_clusters} clusters x {self.n_periods} periods"),
+            ("Estimand", est_line),
+        ]
+        if exponentiate:
+            header.append((ratio_name.capitalize(), f"{_fmt(np.exp(self.estimate))} (95% CI "
+                                                    f"{_fmt(np.exp(lo))} to {_fmt(np.exp(hi))})"))
+        header += [("Converged", _fmt(self.converged)), ("Singular", _fmt(self.singular))]
+        vc = pd.DataFrame({"component": list(self.variance_components),
+                           "estimate": list(self.variance_components.values())})
+        tables = [("Fixed effects" + (" (exponentiated estimates and limits)" if exponentiate else ""),
+                   self.tidy(exponentiate=exponentiate)), ("Variance components (link scale)", vc)]
+        if self.correlations:
+            tables.append(("Correlations, latent scale (95% CI)" if self.family == "binomial"
+                           else "Correlations (95% CI)", pd.DataFrame(
+                               [(k, *v) for k, v in self.correlations.items()],
+                               columns=["name", "estimate", "low", "high"])))
+        if self.effect_curve is not None:
+            tables.append(("Exposure-time effects (link scale)", self.effect_curve))
+        return Summary(title="Stepped-wedge generalised linear mixed model", header=tuple(header),
+                       tables=tuple(tables), notes=self.messages)
+
+    def __repr__(self) -> str:
+        return (f"GLMMResult(family={self.family!r}, link={self.link!r}, estimand={self.estimand!r}, "
+                f"estimate={self.estimate:.4g}, std_error={self.std_error:.4g}, p={self.pvalue:.3g})")
+
+
+# --------------------------------------------------------------------------------------
+# units
+# --------------------------------------------------------------------------------------
+
+
+def _pad(values: list[np.ndarray], width: int, fill: float = 0.0) -> np.ndarray:
+    """Stack per-cluster arrays of shape (U_i, ...) into (I, U, ...)."""
+    tail = values[0].shape[1:]
+    out = np.full((len(values), width, *tail), fill, dtype=float)
+    for i, v in enumerate(values):
+        out[i, : v.shape[0]] = v
+    return out
+
+
+def _glmm_iv(family: str, link: str | None, random: str, time: str, effect: str, method: str,
+             n_quadrature: int | None, dof: str | None, exposure_time: int | None) -> tuple[str, int]:
+    check_option("family", family, _GLMM_FAMILIES)
+    allowed = FAMILY_LINKS[family]
+    if link is None:
+        link = allowed[0]
+    if link not in allowed:
+        hint = {"poisson": "counts use the log link", "negative_binomial": "counts use the log link",
+                "binomial": "binary outcomes use logit, probit, cloglog, log or identity"}[family]
+        raise ValueError(f"`link={link!r}` makes no sense with family={family!r} ({hint}); "
+                         f"use one of {list(allowed)}.")
+    check_option("random", random, GLMM_RANDOM)
+    check_option("time", time, TIME_EFFECTS)
+    check_option("effect", effect, EFFECT_TYPES)
+    check_option("method", method, _METHODS)
+    if dof not in (None, "normal"):
+        raise ValueError(f"`dof={dof!r}` is not available for GLMMs: inference uses Wald z tests (dof='normal').")
+    if effect == "pte" and exposure_time is None:
+        raise ValueError("`effect='pte'` needs `exposure_time=` (the exposure time e of the point effect).")
+    if method == "agq":
+        if random != "cluster":
+            raise ValueError("`method='agq'` (adaptive Gauss-Hermite quadrature) needs a single scalar random "
+                             f"effect per cluster: use random='cluster'; got random={random!r}.")
+        nq = 7 if n_quadrature is None else check_positive_int("n_quadrature", n_quadrature)
+        if nq > 50:
+            raise ValueError(f"`n_quadrature` must be at most 50; got {nq}.")
+    else:
+        if n_quadrature not in (None, 1):
+            raise ValueError("`n_quadrature` is used only with method='agq'.")
+        nq = 1
+    return link, nq
+
+
+def fit_glmm(
+    data: pd.DataFrame,
+    *,
+    outcome: str,
+    cluster: str,
+    period: str,
+    treatment: str,
+    family: str,
+    link: str | None = None,
+    trials: str | None = None,
+    exposure: str | None = None,
+    offset: str | None = None,
+    individual: str | None = None,
+    covariates: str | None = None,
+    random: str = "nested",
+    time: str = "categorical",
+    knots: Sequence[float] | None = None,
+    effect: str = "immediate",
+    exposure_window: tuple[int, int] | None = None,
+    exposure_time: int | None = None,
+    method: str = "laplace",
+    n_quadrature: int | None = None,
+    dof: str | None = None,
+    missing: str = "raise",
+    design: Any = None,
+) -> GLMMResult:
+    """Fit a binomial, Poisson or negative-binomial GLMM to stepped-wedge data.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        Individual rows (binary 0/1, or counts with ``individual``-level rows) or one row
+        per cluster-period (events out of ``trials``; counts).  Never modified.
+    outcome, cluster, period, treatment : str
+        Column names.
+    family : {"binomial", "poisson", "negative_binomial"}
+        Outcome family (negative binomial: NB2, variance ``mu + mu^2 / k``).
+    link : str, optional
+        Binomial: ``"logit"`` (default), ``"probit"``, ``"cloglog"``, ``"log"``,
+        ``"identity"``; counts: ``"log"``.
+    trials : str, optional
+        Binomial aggregates: the column of trials (``outcome`` holds the events).
+    exposure : str, optional
+        Counts: a positive exposure (e.g. population), logged internally.
+    offset : str, optional
+        Counts: an offset already on the log scale.
+    individual : str, optional
+        Not available for GLMMs (raises ``ValueError``).
+    covariates : str, optional
+        Right-hand-side formula of covariates (patsy), e.g. ``"deprivation + C(region)"``.
+    random : {"nested", "cluster", "random-slope", "nested+random-slope"}
+        Cluster intercept plus cluster-period effects (default; for counts with one row per
+        cell this is the Poisson-lognormal overdispersion), cluster intercept only, or
+        cluster intercept plus an independent random treatment effect.
+    time : {"categorical", "linear", "spline", "none"}
+        Secular trend as in :func:`steppedwedge.fit`; ``knots`` for splines.
+    effect : {"immediate", "eti", "tate", "pte"}
+        Immediate effect or exposure-time indicators with TATE over ``exposure_window`` or
+        the PTE at ``exposure_time``.
+    method : {"laplace", "agq"}
+        Laplace approximation (default) or adaptive Gauss-Hermite quadrature with
+        ``n_quadrature`` points (default 7; ``random="cluster"`` only, like lme4's
+        ``nAGQ``).
+    dof : {"normal"}, optional
+        Wald z inference (as lme4 and glmmTMB).
+    missing : {"raise", "drop"}
+        Missing values: raise (default) or drop with a warning.
+    design : Design, optional
+        Check the rows against a design.
+
+    Returns
+    -------
+    GLMMResult
+        Estimates on the link scale; ``tidy(exponentiate=True)`` for ratios.
+
+    Raises
+    ------
+    DataError
+        Invalid data (non-integer or negative counts, non-positive exposure, events >
+        trials, non-0/1 binary outcomes, a missing offset), complete separation of the
+        outcome by treatment, a non-identifiable effect.
+    ValueError
+        Invalid options, or a family/link combination that makes no sense.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from steppedwedge.models.glmm import fit_glmm
+    >>> rng = np.random.default_rng(1)
+    >>> rows = []
+    >>> for i in range(10):
+    ...     a = rng.normal(0, 0.2)
+    ...     for j in range(5):
+    ...         x = int(j > i % 4)
+    ...         pop = 20_000
+    ...         rows.append((i, j, x, pop, rng.poisson(pop * 1e-3 * np.exp(a - 0.3 * x))))
+    >>> df = pd.DataFrame(rows, columns=["la", "quarter", "arm", "pop", "referrals"])
+    >>> res = fit_glmm(df, outcome="referrals", cluster="la", period="quarter", treatment="arm",
+    ...                family="poisson", exposure="pop", random="cluster")
+    >>> round(res.estimate, 3), round(res.ratio, 3)
+    (-0.29, 0.748)
+    """
+    link, nq = _glmm_iv(family, link, random, time, effect, method, n_quadrature, dof, exposure_time)
+    fam = make_family(family, link)
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"`data` must be a pandas DataFrame; got {type(data).__name__}.")
+    if individual is not None:
+        raise ValueError("`individual=` (closed-cohort random effects) is not available for GLMMs yet; omit it "
+                         "to analyse the rows as cross-sectional.")
+    if time == "none":
+        warnings.warn("`time='none'` fits no period effects: this assumes there is no secular trend; the "
+                      "treatment effect is confounded with time if there is one.", SteppedWedgeWarning,
+                      stacklevel=3)
+    roles = [c for c in (outcome, cluster, period, treatment, trials, exposure, offset) if c is not None]
+    cov_cols = _covariate_columns(covariates, data, roles) if covariates else []
+    td = TrialData.from_frame(data, outcome=outcome, cluster=cluster, period=period, treatment=treatment,
+                              family=family, trials=trials, exposure=exposure, offset=offset,
+                              covariates=cov_cols or None, design=design, missing=missing)  # type: ignore[arg-type]
+    cells = td.cells()
+    n_i, n_t = cells.shape
+    observed = np.asarray(cells.observed)
+    trt = np.where(observed, np.asarray(cells.treatment, dtype=float), 0.0)
+
+    # -------------------------------------------------------------- fixed effects on cells
+    tcols, tnames, knots_used = _time_columns(time, list(td.periods), knots)
+    xcell = [np.ones((n_i, n_t, 1)), np.broadcast_to(tcols, (n_i, n_t, tcols.shape[1]))]
+    names = ["(Intercept)"] + tnames
+    exp_levels: list[int] = []
+    if effect == "immediate":
+        xcell.append(trt[:, :, None])
+        eff_names = ["treatment"]
+    else:
+        if np.any(observed & (trt > 0) & (trt < 1)):
+            raise DataError("Exposure-time (ETI) effects cannot be combined with fractional treatment values; "
+                            "use effect='immediate'.")
+        expo = np.where(observed, _exposure_times(trt, observed), 0)
+        max_e = int(expo.max())
+        if max_e == 0:
+            raise DataError("No treated cells: exposure-time effects are not identifiable.")
+        exp_levels = list(range(1, max_e + 1))
+        xcell.append(np.stack([(expo == e).astype(float) for e in exp_levels], axis=2))
+        eff_names = [f"exposure[{e}]" for e in exp_levels]
+    names += eff_names
+    xbar = np.concatenate(xcell, axis=2)
+    p0 = xbar.shape[2]
+    eff_idx = list(range(p0 - len(eff_names), p0))
+
+    # -------------------------------------------------------------- rows -> units
+    frame = td.frame
+    ci = np.asarray(td.cluster_codes)
+    pi = np.asarray(td.period_codes)
+    y_rows = frame["outcome"].to_numpy(dtype=float)
+    if family == "binomial":
+        n_rows = frame["trials"].to_numpy(dtype=float) if td.kind == "aggregate" else np.ones(len(frame))
+    else:
+        n_rows = np.ones(len(frame))
+    off_rows = np.zeros(len(frame))
+    if "exposure" in td.roles:
+        off_rows = off_rows + np.log(frame["exposure"].to_numpy(dtype=float))
+    if "offset" in td.roles:
+        off_rows = off_rows + frame["offset"].to_numpy(dtype=float)
+    const_rows = log_constant(family, y_rows, n_rows, binomial_coefficient=(td.kind == "aggregate"))
+    if family != "binomial":
+        const_rows = const_rows + y_rows * off_rows  # the offset's part of y * eta, restored below
+    xr = xbar[ci, pi]
+    if covariates:
+        cm = covariate_matrix(covariates, frame)
+        xr = np.concatenate([xr, cm.values], axis=1)
+        names += list(cm.names)
+    p = xr.shape[1]
+    # group rows with identical (cell, covariates); NB rows only when one row per cell
+    key_cols = np.column_stack([td.cell_index.astype(float), xr[:, p0:]]) if p > p0 else \
+        td.cell_index.astype(float)[:, None]
+    if family == "negative_binomial" and np.any(np.bincount(td.cell_index) > 1):
+        group = np.arange(len(frame))
+    else:
+        _, group = np.unique(key_cols, axis=0, return_inverse=True)
+        group = np.asarray(group).ravel()
+    n_g = int(group.max()) + 1 if len(group) else 0
+    first = np.full(n_g, -1)
+    first[group[::-1]] = np.arange(len(group))[::-1]
+    g_y = np.bincount(group, weights=y_rows, minlength=n_g)
+    g_n = np.bincount(group, weights=n_rows, minlength=n_g)
+    g_e = np.bincount(group, weights=np.exp(off_rows), minlength=n_g)
+    g_off = np.log(g_e) if family != "binomial" else np.zeros(n_g)
+    g_const = np.bincount(group, weights=const_rows, minlength=n_g)
+    if family != "binomial":
+        g_const = g_const - g_y * g_off
+    g_x = xr[first]
+    g_c = ci[first]
+    g_p = pi[first]
+    g_t = trt[g_c, g_p]
+    dep = _first_dependent_column(g_x)
+    if dep is not None:
+        bad = names[dep]
+        if dep in eff_idx:
+            raise DataError(f"The treatment effect term {bad!r} is not identifiable: it is collinear with the period "
+                            "effects (or earlier terms). Check that some periods contain both control and treated "
+                            "clusters and that every exposure time is observed.")
+        if dep >= p0:
+            raise DataError(f"Covariate column {bad!r} is collinear with the treatment, period or other covariate "
+                            "columns; remove it from `covariates`.")
+        raise DataError(f"Fixed-effect column {bad!r} is collinear with earlier columns; the time model "
+                        f"`time={time!r}` cannot be estimated with these periods.")
+    if family == "binomial":
+        _check_separation(g_y, g_n, g_t, treatment, effect)
+
+    # -------------------------------------------------------------- random-effect design
+    zcols: list[np.ndarray] = []
+    comp: list[int] = []
+    comp_names: list[str] = []
+    zcols.append(np.ones((n_g, 1)))
+    comp.append(0)
+    comp_names.append("tau2")
+    if random in ("nested", "nested+random-slope"):
+        zcols.append(np.eye(n_t)[g_p])
+        comp += [len(comp_names)] * n_t
+        comp_names.append("gamma2")
+    if random in ("random-slope", "nested+random-slope"):
+        zcols.append(g_t[:, None])
+        comp.append(len(comp_names))
+        comp_names.append("eta2")
+    g_z = np.concatenate(zcols, axis=1)
+    order = np.argsort(g_c, kind="stable")
+    counts = np.bincount(g_c, minlength=n_i)
+    width = int(counts.max())
+    splits = np.split(order, np.cumsum(counts)[:-1])
+    ud = UnitData(
+        y=_pad([g_y[s][:, None] for s in splits], width)[:, :, 0],
+        n=_pad([g_n[s][:, None] for s in splits], width)[:, :, 0],
+        offset=_pad([g_off[s][:, None] for s in splits], width)[:, :, 0],
+        weight=_pad([np.ones((len(s), 1)) for s in splits], width)[:, :, 0],
+        x=_pad([g_x[s] for s in splits], width),
+        z=_pad([g_z[s] for s in splits], width),
+        comp=np.asarray(comp), n_comp=len(comp_names), const=float(g_const.sum()),
+    )
+
+    # -------------------------------------------------------------- start and fit
+    beta0, alpha0 = _glm_start(fam, g_y, g_n, g_off, g_x)
+    sigma0 = _sigma_start(fam, beta0, alpha0, g_y, g_n, g_off, g_x, g_c, g_p, comp_names, n_i, n_t)
+    core = fit_glmm_core(ud, fam, beta0, sigma0, alpha0, n_quadrature=nq)
+    messages: list[str] = []
+    if not core.converged:
+        warnings.warn(f"The {method} optimiser did not converge ({core.message}); estimates may be unreliable.",
+                      ConvergenceWarning, stacklevel=3)
+        messages.append(f"The optimiser did not converge ({core.message}).")
+    at_bound = [comp_names[k] for k in range(len(comp_names)) if core.sigma[k] == 0.0]
+    singular = bool(at_bound)
+    if singular:
+        messages.append(f"Singular fit: {', '.join(at_bound)} estimated as 0 (boundary of the parameter space).")
+
+    # -------------------------------------------------------------- inference
+    free = core.free
+    hf = core.hessian[np.ix_(free, free)]
+    cov_full = np.full_like(core.hessian, np.nan)
+    try:
+        cov_f = np.linalg.inv(hf)
+        cov_full[np.ix_(free, free)] = cov_f
+    except np.linalg.LinAlgError:
+        messages.append("The Hessian is singular: standard errors are not available.")
+    vb = cov_full[:p, :p]
+    contrast = np.zeros(p)
+    if effect == "immediate":
+        contrast[eff_idx[0]] = 1.0
+        estimand = "treatment"
+    elif effect == "pte":
+        e = int(exposure_time)  # type: ignore[arg-type]
+        if e not in exp_levels:
+            raise ValueError(f"`exposure_time` must be one of the observed exposure times {exp_levels}; got {e}.")
+        contrast[eff_idx[e - 1]] = 1.0
+        estimand = f"PTE[{e}]"
+    else:
+        e1, e2 = (1, exp_levels[-1]) if exposure_window is None else (int(exposure_window[0]),
+                                                                      int(exposure_window[1]))
+        if not (1 <= e1 <= e2 <= exp_levels[-1]):
+            raise ValueError(f"`exposure_window` must satisfy 1 <= e1 <= e2 <= {exp_levels[-1]}; "
+                             f"got {exposure_window!r}.")
+        contrast[eff_idx[e1 - 1:e2]] = 1.0 / (e2 - e1 + 1)
+        estimand = f"TATE[{e1},{e2}]"
+    est = float(contrast @ core.beta)
+    se = float(np.sqrt(contrast @ vb @ contrast))
+    ses = np.sqrt(np.diag(vb))
+    rows = []
+    if effect != "immediate":
+        rows.append((estimand, est, se, math.inf))
+    rows += [(nm, float(core.beta[k]), float(ses[k]), math.inf) for k, nm in enumerate(names)]
+    terms = pd.DataFrame(rows, columns=["term", "estimate", "std_error", "df"])
+    if effect == "immediate":
+        k_t = names.index("treatment")
+        terms = terms.iloc[[k_t] + [k for k in range(p) if k != k_t]].reset_index(drop=True)
+    curve = None
+    if effect != "immediate":
+        curve = terms[terms["term"].str.startswith("exposure[")].copy()
+        curve.insert(0, "exposure_time", exp_levels)
+        curve = curve.drop(columns="term").reset_index(drop=True)
+    vc = {nm: float(core.sigma[k] ** 2) for k, nm in enumerate(comp_names)}
+    dispersion = float(np.exp(core.alpha)) if fam.has_dispersion else None
+    if dispersion is not None:
+        vc["nb_size"] = dispersion
+    correlations = _latent_correlations(link if family == "binomial" else None, core, comp_names, p)
+
+    rate_design = None
+    if family != "binomial":
+        base = np.concatenate([np.ones((n_t, 1)), tcols], axis=1)
+        x0 = np.zeros((n_t, p))
+        x0[:, :base.shape[1]] = base
+        x1 = x0.copy()
+        x1[:, eff_idx] = contrast[eff_idx] if effect != "pte" else contrast[eff_idx]
+        if effect == "immediate":
+            x1[:, eff_idx[0]] = 1.0
+        rate_design = (x0, x1, list(td.periods))
+
+    n_obs = int(round(float(np.sum(n_rows)))) if family == "binomial" else len(frame)
+    return GLMMResult(
+        estimand=estimand, estimate=est, std_error=se, df=math.inf,
+        params=pd.Series(core.beta, index=names, name="estimate"),
+        vcov_matrix=pd.DataFrame(vb, index=names, columns=names),
+        vcov_model=pd.DataFrame(vb, index=names, columns=names),
+        variance_components=vc, loglik=core.loglik, converged=core.converged, singular=singular,
+        method=method if nq == 1 else f"agq({nq})", dof="normal (Wald z)", vcov="model", random=random,
+        time=time if knots_used is None else f"spline (knots {knots_used})", effect=effect,
+        n_obs=n_obs, n_clusters=n_i, n_periods=n_t, terms=terms, correlations=correlations,
+        effect_curve=curve, contrast=contrast, outcome=outcome, covariates=covariates,
+        messages=tuple(messages), family=family, link=link, dispersion=dispersion, n_quadrature=nq,
+        n_units=n_g, _rate_design=rate_design,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+
+
+def _check_separation(y: np.ndarray, n: np.ndarray, trt: np.ndarray, treatment: str, effect: str) -> None:
+    """Raise when the treatment completely separates the binary outcome (or it never varies)."""
+    tot_y, tot_n = y.sum(), n.sum()
+    if tot_y == 0 or tot_y == tot_n:
+        raise DataError(f"The binary outcome is {'always 0' if tot_y == 0 else 'always 1'}: a binomial model "
+                        "cannot be fitted (complete separation).")
+    treated = trt > 0
+    for arm, mask in (("treated", treated), ("control", ~treated)):
+        ya, na = y[mask].sum(), n[mask].sum()
+        if na > 0 and (ya == 0 or ya == na):
+            raise DataError(
+                f"Complete separation: every {arm} observation (treatment column {treatment!r}) has outcome "
+                f"{'0' if ya == 0 else '1'}, so the treatment effect is infinite on the link scale and the "
+                "model cannot be estimated; consider an exact or penalised (Firth) analysis.")
+
+
+def _glm_start(fam: Any, y: np.ndarray, n: np.ndarray, off: np.ndarray, x: np.ndarray
+               ) -> tuple[np.ndarray, float]:
+    """Fixed-effect start from a GLM fit by IRLS (random effects ignored); NB log-size by moments."""
+    if fam.name == "binomial":
+        pbar = (y + 0.5) / (n + 1.0)
+        if fam.link == "logit":
+            eta = np.log(pbar / (1 - pbar))
+        elif fam.link == "probit":
+            eta = stats.norm.ppf(pbar)
+        elif fam.link == "cloglog":
+            eta = np.log(-np.log1p(-pbar))
+        elif fam.link == "log":
+            eta = np.log(pbar)
+        else:
+            eta = pbar
+    else:
+        eta = np.log(y + 0.5) - 0.0
+    beta = np.linalg.lstsq(x, eta - off, rcond=None)[0]
+    w0 = n if fam.name == "binomial" else np.exp(eta)
+    for _ in range(25):
+        e = x @ beta + off
+        if not fam.valid(e):
+            break
+        ll, s, w, _w1 = fam.derivs(y, n, e, 0.0 if fam.name != "negative_binomial" else 5.0)
+        w = np.maximum(w, 1e-10 * (1 + w0.max()))
+        try:
+            step = np.linalg.solve((x * w[:, None]).T @ x, x.T @ s)
+        except np.linalg.LinAlgError:
+            break
+        new = beta + step
+        if not fam.valid(x @ new + off):
+            break
+        beta = new
+        if np.abs(step).max() < 1e-10:
+            break
+    alpha = 0.0
+    if fam.has_dispersion:
+        mu = np.exp(x @ beta + off)
+        excess = np.sum((y - mu) ** 2 - mu) / max(np.sum(mu * mu), 1e-300)
+        alpha = float(np.log(1.0 / excess)) if excess > 1e-3 else float(np.log(1e3))
+    if fam.name == "binomial" and fam.link in ("log", "identity") and not fam.valid(x @ beta + off):
+        raise DataError(f"No valid starting values for link={fam.link!r}: fitted probabilities fall outside (0, 1). "
+                        "Use link='logit'.")
+    return beta, alpha
+
+
+def _sigma_start(fam: Any, beta: np.ndarray, alpha: float, y: np.ndarray, n: np.ndarray, off: np.ndarray,
+                 x: np.ndarray, c: np.ndarray, per: np.ndarray, comp_names: list[str], n_i: int, n_t: int
+                 ) -> np.ndarray:
+    """Moment starting values for the random-effect SDs from GLM working residuals."""
+    eta = x @ beta + off
+    _ll, s, w, _w1 = fam.derivs(y, n, eta, alpha)
+    w = np.maximum(w, 1e-8)
+    r = s / w                                   # working residual, sampling variance 1 / w
+    cell = c * n_t + per
+    wc = np.bincount(cell, weights=w, minlength=n_i * n_t)
+    rc = np.bincount(cell, weights=w * r, minlength=n_i * n_t)
+    obs = wc > 0
+    rbar_c = np.where(obs, rc / np.where(obs, wc, 1.0), 0.0)
+    samp_c = np.where(obs, 1.0 / np.where(obs, wc, 1.0), 0.0)
+    cl = np.repeat(np.arange(n_i), n_t)
+    k_i = np.bincount(cl, weights=obs.astype(float), minlength=n_i)
+    m_i = np.bincount(cl, weights=rbar_c, minlength=n_i) / np.maximum(k_i, 1)
+    tot = float(np.mean(rbar_c[obs] ** 2 - samp_c[obs]))
+    tau2 = float(np.mean(m_i[k_i > 0] ** 2) - np.mean(samp_c[obs]) / max(np.mean(k_i), 1.0))
+    tau2 = min(max(tau2, 0.01), 4.0)
+    gam2 = min(max(tot - tau2, 0.01), 4.0)
+    start = {"tau2": tau2, "gamma2": gam2, "eta2": 0.01}
+    return np.sqrt(np.array([start[nm] for nm in comp_names]))
+
+
+def _latent_correlations(link: str | None, core: CoreFit, comp_names: list[str], p: int
+                         ) -> dict[str, tuple[float, float, float]]:
+    """Latent-scale ICC (logit: residual pi^2/3; probit: 1) and CAC with delta-method logit intervals."""
+    names = comp_names
+    if "eta2" in names:
+        return {}
+    sig = dict(zip(names, core.sigma))
+    tau, gam = float(sig.get("tau2", 0.0)), float(sig.get("gamma2", 0.0))
+    idx = {nm: p + k for k, nm in enumerate(names)}
+    free = core.free
+    cov = np.full_like(core.hessian, np.nan)
+    try:
+        cov[np.ix_(free, free)] = np.linalg.inv(core.hessian[np.ix_(free, free)])
+    except np.linalg.LinAlgError:
+        pass
+    z = stats.norm.ppf(0.975)
+
+    def wald(value: float, grad: dict[str, float]) -> tuple[float, float, float]:
+        if not (0 < value < 1):
+            return (value, float("nan"), float("nan"))
+        g = np.zeros(core.hessian.shape[0])
+        for nm, d in grad.items():
+            g[idx[nm]] = d
+        if np.any(~free & (g != 0)):
+            return (value, float("nan"), float("nan"))
+        var = float(g @ np.nan_to_num(cov) @ g)
+        if not var > 0:
+            return (value, float("nan"), float("nan"))
+        se = np.sqrt(var) / (value * (1 - value))
+        eta = math.log(value / (1 - value))
+        return (value, float(1 / (1 + math.exp(-(eta - z * se)))), float(1 / (1 + math.exp(-(eta + z * se)))))
+
+    out: dict[str, tuple[float, float, float]] = {}
+    if link in _LATENT_RESIDUAL:
+        r = _LATENT_RESIDUAL[link]
+        b = tau**2 + gam**2
+        tot = b + r
+        icc = b / tot
+        grad = {"tau2": 2 * tau * r / tot**2}
+        if "gamma2" in names:
+            grad["gamma2"] = 2 * gam * r / tot**2
+        out["icc"] = wald(icc, grad)
+    if "gamma2" in names:
+        b = tau**2 + gam**2
+        if b > 0:
+            cac = tau**2 / b
+            out["cac"] = wald(cac, {"tau2": 2 * tau * gam**2 / b**2, "gamma2": -2 * gam * tau**2 / b**2})
+    return out
