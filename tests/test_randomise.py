@@ -12,11 +12,15 @@ import itertools
 import json
 import math
 from collections import Counter
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from scipy import stats
+from strategies import stepped_wedge_designs
 
 from steppedwedge._allocation_space import AllocationSpace, randbelow
 from steppedwedge.design import Design
@@ -268,15 +272,36 @@ def test_randbelow_big_integers_uniform_and_in_range() -> None:
     assert stats.chisquare(np.bincount([v // 2**64 for v in vals], minlength=3)[:3]).pvalue > GOF_P
 
 
-def test_unrank_is_the_enumeration_order() -> None:
-    g = (2, 2, 2)
-    members = [np.array([0, 2, 4]), np.array([1, 3, 5])]
-    lower = np.array([[1, 1, 1], [1, 1, 1]])
-    space = AllocationSpace(g, members, lower, lower)
+@pytest.mark.parametrize(
+    ("g", "members", "lower", "upper"),
+    [
+        ((2, 2, 2), [[0, 2, 4], [1, 3, 5]], [[1, 1, 1], [1, 1, 1]], [[1, 1, 1], [1, 1, 1]]),
+        # balanced 4 + 2 over three pairs: the remainders make several count tables
+        ((2, 2, 2), [[0, 1, 4, 5], [2, 3]], [[1, 1, 1], [0, 0, 0]], [[2, 2, 2], [1, 1, 1]]),
+        # unequal sequences, two classes of interchangeable sequences
+        ((1, 1, 2, 2), [[0, 3, 5], [1, 2, 4]], [[0, 0, 1, 1], [0, 0, 1, 1]], [[1, 1, 1, 1]] * 2),
+    ],
+    ids=["fixed-table", "balanced-remainders", "two-classes"],
+)
+def test_unrank_is_the_enumeration_order_and_matches_brute_force(
+    g: tuple[int, ...], members: list, lower: list, upper: list
+) -> None:
+    space = AllocationSpace(g, [np.array(m) for m in members], np.array(lower), np.array(upper))
     full = space.enumerate()
-    assert full.shape[0] == space.size == math.factorial(3) ** 2
+    slots = [s for s, k in enumerate(g) for _ in range(k)]
+    lo, hi = np.array(lower), np.array(upper)
+    brute = set()
+    for row in set(itertools.permutations(slots)):
+        tab = np.array([np.bincount([row[i] for i in m], minlength=len(g)) for m in members])
+        if ((tab >= lo) & (tab <= hi)).all():
+            brute.add(row)
+    assert space.size == full.shape[0] == len(brute)
+    assert rows_as_set(full) == brute
+    assert sum(w for _, w in space.tables()) == space.size
     for k in range(space.size):
         np.testing.assert_array_equal(space.unrank(k), full[k])
+    draws = space.sample(60 * space.size, np.random.default_rng(17))
+    assert gof_pvalue([tuple(r) for r in draws.tolist()], brute) > GOF_P
 
 
 # --------------------------------------------------------------------------------------
@@ -382,7 +407,7 @@ def test_constrained_keeps_exactly_the_best_fraction(brute_balance: dict, cutoff
     labels = frame["cluster"].tolist()
     scores = {row: round(sum(x * x for x in d), 10) for row, d in diffs.items()}
     ordered = sorted(scores.values())
-    threshold = ordered[math.ceil(cutoff * len(ordered)) - 1]
+    threshold = ordered[math.ceil(Fraction(str(cutoff)) * len(ordered)) - 1]
     expected = {row for row, s in scores.items() if s <= threshold}
     got = rows_as_set(alloc.admissible[:, column_order(alloc, labels)])
     assert got == expected
@@ -623,3 +648,27 @@ def test_allowed_sequences_errors() -> None:
             allowed_sequences={"high": ["w1"], "low": [2, 3, 4]},
             rng=0,
         )
+
+
+# --------------------------------------------------------------------------------------
+# property: any small design x strata, the eligible space equals brute force
+# --------------------------------------------------------------------------------------
+@pytest.mark.property
+@given(
+    design=stepped_wedge_designs(max_sequences=3, max_cluster_per_sequence=2),
+    data=st.data(),
+)
+@settings(max_examples=30)
+def test_property_stratified_space_is_brute_force(design: Design, data: st.DataObject) -> None:
+    n = design.n_clusters
+    assume(n <= 7)
+    strata = data.draw(st.lists(st.sampled_from("ab"), min_size=n, max_size=n))
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    labels = [f"k{i}" for i in range(n)]
+    frame = pd.DataFrame({"cluster": labels, "s": strata})
+    alloc = randomise(design, frame, strata="s", rng=seed, alpha=None)
+    sizes = np.bincount(design.sequences)
+    brute = {row for row in brute_space(design) if _stratified_ok(row, strata, sizes)}
+    assert alloc.n_eligible == len(brute)
+    assert rows_as_set(alloc.admissible[:, column_order(alloc, labels)]) == brute
+    assert tuple(alloc.assignment[lab] for lab in labels) in brute

@@ -174,6 +174,15 @@ class AllocationSpace:
         clusters.  Together they must cover ``range(I)`` exactly once.
     lower, upper : (H, S) int arrays
         Bounds on each stratum's per-sequence counts.
+
+    Notes
+    -----
+    Sequences with the same size and the same bounds in every stratum are interchangeable,
+    so the number of completions from a capacity vector does not change when capacities
+    are permuted within such a class.  Counts are therefore memoised on the *canonical*
+    capacity vector (sorted within each class), and the options at any capacity vector
+    are those of its canonical form mapped back through the sorting permutation.  This
+    keeps the counting table small for many equal sequences.
     """
 
     def __init__(
@@ -193,16 +202,36 @@ class AllocationSpace:
         self.dtype = np.int8 if self.n_sequences <= 127 else np.int16
         # suffix sums of stratum sizes: clusters still to place from stratum h on
         self._remaining = [sum(self.stratum_sizes[h:]) for h in range(len(self.members) + 1)]
+        # classes of interchangeable sequences (same size, same bounds in every stratum)
+        keys: dict[tuple[object, ...], list[int]] = {}
+        for s in range(self.n_sequences):
+            key = (self.sequence_sizes[s], tuple(self.lower[:, s]), tuple(self.upper[:, s]))
+            keys.setdefault(key, []).append(s)
+        self._classes = [tuple(v) for _, v in sorted(keys.items(), key=lambda kv: kv[1][0])]
         self._options: dict[tuple[int, tuple[int, ...]], list[_Option]] = {}
         self._count: dict[tuple[int, tuple[int, ...]], int] = {}
-        self.size = self._f(0, self.sequence_sizes)
+        self.size = self.count(0, self.sequence_sizes)
 
     # ------------------------------------------------------------------ counting
+    def _canon(self, cap: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Canonical capacities ``c`` and positions ``act`` with ``c[p] == cap[act[p]]``.
+
+        Within each class of interchangeable sequences the capacities are sorted (ties by
+        index); an option ``m`` in canonical coordinates is ``m_actual[act] = m``.
+        """
+        act = list(range(len(cap)))
+        for cls in self._classes:
+            if len(cls) > 1:
+                ordered = sorted(cls, key=lambda s: (cap[s], s))
+                for pos, s in zip(cls, ordered, strict=True):
+                    act[pos] = s
+        return tuple(cap[a] for a in act), tuple(act)
+
     def _bounded_vectors(self, h: int, cap: tuple[int, ...]) -> list[tuple[int, ...]]:
         """Count vectors for stratum ``h`` within its bounds and ``cap``, lexicographic."""
         lo = [int(x) for x in self.lower[h]]
-        hi = [min(int(x), c) for x, c in zip(self.upper[h], cap, strict=False)]
-        if any(a > b for a, b in zip(lo, hi, strict=False)):
+        hi = [min(int(x), c) for x, c in zip(self.upper[h], cap, strict=True)]
+        if any(a > b for a, b in zip(lo, hi, strict=True)):
             return []
         total = self.stratum_sizes[h]
         s_count = len(cap)
@@ -226,38 +255,54 @@ class AllocationSpace:
         rec(0, total)
         return out
 
-    def _f(self, h: int, cap: tuple[int, ...]) -> int:
-        if h == len(self.members):
-            return 1 if not any(cap) else 0
-        key = (h, cap)
-        cached = self._count.get(key)
+    def _canonical_options(self, h: int, c: tuple[int, ...]) -> list[_Option]:
+        """Options (in canonical coordinates) of stratum ``h`` at canonical capacities ``c``."""
+        key = (h, c)
+        cached = self._options.get(key)
         if cached is not None:
             return cached
-        if len(self._count) >= MAX_STATES:
+        if len(self._options) >= MAX_STATES:
             raise OverflowError(
                 "the allocation space is too complex to count exactly "
                 f"(more than {MAX_STATES} intermediate states)."
             )
         options: list[_Option] = []
         total = 0
-        for m in self._bounded_vectors(h, cap):
-            rest = tuple(c - x for c, x in zip(cap, m, strict=False))
-            sub = self._f(h + 1, rest)
+        for m in self._bounded_vectors(h, c):
+            rest = tuple(a - x for a, x in zip(c, m, strict=True))
+            sub = self.count(h + 1, rest)
             if sub:
                 arr = _multinomial(m)
                 options.append(_Option(m, arr, sub, arr * sub))
                 total += arr * sub
         self._options[key] = options
         self._count[key] = total
-        return total
+        return options
+
+    def count(self, h: int, cap: tuple[int, ...]) -> int:
+        """Return the number of ways to place strata ``h, h+1, ...`` into capacities ``cap``."""
+        if h == len(self.members):
+            return 1 if not any(cap) else 0
+        c, _ = self._canon(cap)
+        cached = self._count.get((h, c))
+        if cached is None:
+            self._canonical_options(h, c)
+            cached = self._count[(h, c)]
+        return cached
 
     def options(self, h: int, cap: tuple[int, ...]) -> list[_Option]:
         """Return the non-empty count-vector options of stratum ``h`` given capacities ``cap``."""
-        self._f(h, cap)
-        return self._options.get((h, cap), [])
+        c, act = self._canon(cap)
+        out = []
+        for o in self._canonical_options(h, c):
+            counts = [0] * len(cap)
+            for p, a in enumerate(act):
+                counts[a] = o.counts[p]
+            out.append(_Option(tuple(counts), o.arrangements, o.sub, o.weight))
+        return out
 
     def tables(self) -> list[tuple[npt.NDArray[np.int64], int]]:
-        """All admissible (H, S) count tables with their numbers of allocations."""
+        """Return all admissible (H, S) count tables with their numbers of allocations."""
         out: list[tuple[npt.NDArray[np.int64], int]] = []
 
         def rec(h: int, cap: tuple[int, ...], rows: list[tuple[int, ...]], w: int) -> None:
@@ -265,7 +310,7 @@ class AllocationSpace:
                 out.append((np.array(rows, dtype=np.int64).reshape(h, self.n_sequences), w))
                 return
             for o in self.options(h, cap):
-                rest = tuple(c - x for c, x in zip(cap, o.counts, strict=False))
+                rest = tuple(c - x for c, x in zip(cap, o.counts, strict=True))
                 rec(h + 1, rest, [*rows, o.counts], w * o.arrangements)
 
         if self.size:
@@ -287,11 +332,11 @@ class AllocationSpace:
                 k -= o.weight
             p_idx, k = divmod(k, o.sub)
             out[cols] = _unrank_arrangement(o.counts, p_idx)
-            cap = tuple(c - x for c, x in zip(cap, o.counts, strict=False))
+            cap = tuple(c - x for c, x in zip(cap, o.counts, strict=True))
         return out
 
     def enumerate(self) -> npt.NDArray[np.int8]:
-        """All allocations as an (size, I) array; row ``k`` equals ``unrank(k)``."""
+        """Return all allocations as an (size, I) array; row ``k`` equals ``unrank(k)``."""
         order = np.concatenate([*self.members, np.zeros(0, dtype=np.intp)])
         grouped = self._enum(0, self.sequence_sizes)
         out = np.empty((grouped.shape[0], self.n_clusters), dtype=self.dtype)
@@ -306,7 +351,7 @@ class AllocationSpace:
         n_h = self.stratum_sizes[h]
         for o in self.options(h, cap):
             arr = _arrangements(o.counts)
-            rest = self._enum(h + 1, tuple(c - x for c, x in zip(cap, o.counts, strict=False)))
+            rest = self._enum(h + 1, tuple(c - x for c, x in zip(cap, o.counts, strict=True)))
             block = np.empty((arr.shape[0] * rest.shape[0], width), dtype=self.dtype)
             block[:, :n_h] = np.repeat(arr, rest.shape[0], axis=0)
             block[:, n_h:] = np.tile(rest, (arr.shape[0], 1))
@@ -316,39 +361,65 @@ class AllocationSpace:
         return np.concatenate(blocks, axis=0)
 
     # ------------------------------------------------------------------ sampling
+    def _canon_rows(
+        self, caps: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]]:
+        """Row-wise :meth:`_canon` of an (n, S) capacity array (same tie-breaking)."""
+        canon = caps.copy()
+        act = np.broadcast_to(np.arange(self.n_sequences), caps.shape).copy()
+        for cls in self._classes:
+            if len(cls) > 1:
+                cols = np.array(cls)
+                order = np.argsort(caps[:, cols], axis=1, kind="stable")
+                act[:, cols] = cols[order]
+                canon[:, cols] = np.take_along_axis(caps[:, cols], order, axis=1)
+        return canon, act
+
     def sample(self, n: int, rng: np.random.Generator) -> npt.NDArray[np.int8]:
-        """``n`` independent uniform draws from the space, as an (n, I) array."""
+        """Return ``n`` independent uniform draws from the space, as an (n, I) array.
+
+        Stratum by stratum, each draw picks its count vector with probability proportional
+        to the number of completions (exact integer weights, in canonical coordinates, so
+        draws in symmetric states are handled together), then a uniformly random
+        arrangement of the stratum's clusters over those counts (``Generator.permuted``).
+        """
+        out = np.empty((n, self.n_clusters), dtype=self.dtype)
+        chunk = 20_000
+        for start in range(0, n, chunk):
+            out[start : start + chunk] = self._sample_chunk(min(chunk, n - start), rng)
+        return out
+
+    def _sample_chunk(self, n: int, rng: np.random.Generator) -> npt.NDArray[np.int8]:
         out = np.empty((n, self.n_clusters), dtype=self.dtype)
         if n == 0:
             return out
-        groups: list[tuple[tuple[int, ...], npt.NDArray[np.intp]]] = [
-            (self.sequence_sizes, np.arange(n, dtype=np.intp))
-        ]
-        seq_ids = np.arange(self.n_sequences, dtype=self.dtype)
+        caps = np.tile(np.array(self.sequence_sizes, dtype=np.int64), (n, 1))
         for h, cols in enumerate(self.members):
-            nxt: dict[tuple[int, ...], list[npt.NDArray[np.intp]]] = {}
-            for cap, idx in groups:
-                opts = self.options(h, cap)
+            canon, act = self._canon_rows(caps)
+            states, inverse = np.unique(canon, axis=0, return_inverse=True)
+            inverse = inverse.reshape(-1)
+            counts = np.empty_like(caps)
+            for q, c_row in enumerate(states):
+                sel = np.flatnonzero(inverse == q)
+                opts = self._canonical_options(h, tuple(int(x) for x in c_row))
                 cum = list(itertools.accumulate(o.weight for o in opts))
-                u = randbelow(rng, cum[-1], len(idx))
+                u = randbelow(rng, cum[-1], sel.size)
                 if cum[-1] <= _INT64_MAX:
                     pick = np.searchsorted(np.array(cum, dtype=np.int64), u, side="right")
                 else:
                     pick = np.array([bisect.bisect_right(cum, x) for x in u], dtype=np.intp)
-                for j, o in enumerate(opts):
-                    sel = idx[pick == j]
-                    if sel.size == 0:
-                        continue
-                    base = np.repeat(seq_ids, o.counts)
-                    arranged = rng.permuted(np.tile(base, (sel.size, 1)), axis=1)
-                    out[np.ix_(sel, cols)] = arranged
-                    rest = tuple(c - x for c, x in zip(cap, o.counts, strict=False))
-                    nxt.setdefault(rest, []).append(sel)
-            groups = [(cap, np.concatenate(parts)) for cap, parts in sorted(nxt.items())]
+                table = np.array([o.counts for o in opts], dtype=np.int64)
+                counts[sel[:, None], act[sel]] = table[pick]
+            # sorted sequence labels of each draw's multiset, then a random arrangement
+            bounds = counts.cumsum(axis=1)
+            positions = np.arange(len(cols))
+            base = (positions[None, :, None] >= bounds[:, None, :]).sum(axis=2)
+            out[:, cols] = rng.permuted(base.astype(self.dtype), axis=1)
+            caps = caps - counts
         return out
 
     def sample_distinct(self, n: int, rng: np.random.Generator) -> npt.NDArray[np.int8]:
-        """``n`` distinct allocations drawn uniformly without replacement (needs n <= size)."""
+        """Return ``n`` distinct allocations drawn uniformly without replacement (n <= size)."""
         if n > self.size:
             raise ValueError(f"cannot draw {n} distinct allocations from {self.size}.")
         seen: dict[bytes, None] = {}

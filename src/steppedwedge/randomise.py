@@ -18,6 +18,7 @@ import itertools
 import json
 import math
 import warnings
+from fractions import Fraction
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -1009,7 +1010,8 @@ def randomise(
     this is the average over periods of the treated-minus-control covariate mean, weighted
     by ``n_1j n_0j / n_j``: the comparisons that identify the effect once period effects are
     adjusted for.  The score is ``sum_k d_k^2``, rounded to 10 decimals so that ties are exact.
-    ``cutoff`` keeps allocations whose score is at most the ``ceil(cutoff * n)``-th smallest.
+    ``cutoff`` keeps allocations whose score is at most the ``ceil(cutoff * n)``-th smallest
+    of the ``n`` candidates (``cutoff`` taken as the decimal it prints as), ties included.
 
     **Uniformity and reproducibility.**  Every admissible allocation is equally likely.
     Clusters are put in a canonical order (sorted by their text) and the eligible space is
@@ -1078,7 +1080,8 @@ def randomise(
         contrast, denom = _sequence_contrasts(inp.design)
         diffs, scores = _balance_scores(candidates, contrast, denom, z)
         if inp.cutoff is not None:
-            k = max(1, math.ceil(inp.cutoff * n_cand - 1e-9))
+            # exact decimal arithmetic: cutoff=0.1 of 2520 keeps the 252 best, not 253
+            k = max(1, math.ceil(Fraction(repr(inp.cutoff)) * n_cand))
             threshold = np.partition(scores, k - 1)[k - 1]
         else:
             assert inp.max_score is not None
