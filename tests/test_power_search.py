@@ -82,3 +82,25 @@ def test_constraints_and_sampling() -> None:
                        min_per_sequence=2)
     tab = res.table(3)
     assert list(tab["rank"]) == [0, 1, 2]
+
+
+def test_transition_and_custom_patterns() -> None:
+    vc = VC.from_correlations(0.05, cac=0.8)
+    res = search_designs(n_clusters=6, n_periods=5, effect=0.3, variance=vc, cluster_size=10,
+                         transition_periods=1)
+    assert np.isnan(res.patterns).any()
+    for r in range(3):
+        np.testing.assert_allclose(
+            res.variance[r],
+            power(res.design(r), effect=0.3, variance=vc, cluster_size=10).variance, **LINALG)
+    nan = np.nan
+    pats = np.array([[0, 1, 1, 1], [0, 0, 1, 1], [0, 0, 0, 1], [0, 0.5, 1, 1], [nan, 0, 0, 1]])
+    own = search_designs(n_clusters=5, n_periods=4, effect=0.3, variance=vc, cluster_size=10,
+                         patterns=pats)
+    assert own.exhaustive
+    best = own.design(0)
+    np.testing.assert_allclose(
+        own.variance[0], power(best, effect=0.3, variance=vc, cluster_size=10).variance, **LINALG)
+    with pytest.raises(ValueError, match="patterns"):
+        search_designs(n_clusters=5, n_periods=5, effect=0.3, variance=vc, cluster_size=10,
+                       patterns=pats)

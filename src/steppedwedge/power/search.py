@@ -129,6 +129,8 @@ def search_designs(
     variance: Any,
     cluster_size: float,
     include_parallel: bool = False,
+    transition_periods: int = 0,
+    patterns: Any = None,
     min_per_sequence: int = 1,
     max_sequences: int | None = None,
     max_candidates: int = 10_000,
@@ -154,6 +156,14 @@ def search_designs(
     include_parallel : bool, default False
         Also allow never-treated and always-treated sequences (hybrid designs,
         Girling & Hemming 2016).
+    transition_periods : int, default 0
+        Generated patterns leave this many cells from the switch unobserved (NaN), as
+        ``Design.stepped_wedge(..., transition_periods=k)``.
+    patterns : array_like, shape (K, T), optional
+        Your own candidate sequences (0/1, fractions, NaN for unobserved) instead of the
+        generated switch-time patterns; ``n_periods`` must equal ``T``.  Every period
+        should be observed in some used sequence of a candidate (candidates whose
+        information is singular are dropped).
     min_per_sequence : int, default 1
         Minimum clusters in a used sequence.
     max_sequences : int, optional
@@ -192,8 +202,20 @@ def search_designs(
     min_g = check_positive_int("min_per_sequence", min_per_sequence)
     max_c = check_positive_int("max_candidates", max_candidates)
     gen = normalise_rng(rng)
-    starts = list(range(1, n_t)) + ([0, n_t] if include_parallel else [])
-    patterns = np.array([[1.0 if j >= p else 0.0 for j in range(n_t)] for p in starts])
+    k_tr = check_positive_int("transition_periods", transition_periods, minimum=0)
+    if patterns is None:
+        starts = list(range(1, n_t)) + ([0, n_t] if include_parallel else [])
+        patterns = np.array([[1.0 if j >= p else 0.0 for j in range(n_t)] for p in starts])
+        for row, p in zip(patterns, starts, strict=True):
+            if 0 < p < n_t:
+                row[p:min(p + k_tr, n_t)] = np.nan
+    else:
+        patterns = np.asarray(patterns, dtype=float)
+        if patterns.ndim != 2 or patterns.shape[1] != n_t or patterns.shape[0] < 2:
+            raise ValueError(
+                f"`patterns` must be a (K, {n_t}) array with K >= 2 candidate sequences; got "
+                f"shape {patterns.shape}."
+            )
     n_pat = patterns.shape[0]
     max_s = n_pat if max_sequences is None else check_positive_int("max_sequences", max_sequences)
     # per-pattern information at the alternative (and null), via the power code path
@@ -220,7 +242,7 @@ def search_designs(
     cand = _compositions(n_i, n_pat) if exhaustive else _random_compositions(n_i, n_pat, max_c, gen)
     balanced = []
     for s in range(2, min(n_pat, max_s) + 1):
-        idx = np.unique(np.round(np.linspace(0, n_t - 2, s)).astype(int))
+        idx = np.unique(np.round(np.linspace(0, min(n_t - 2, n_pat - 1), s)).astype(int))
         if idx.size != s:
             continue
         g = np.zeros(n_pat, dtype=np.int64)
