@@ -104,9 +104,13 @@ def test_kenward_roger_with_ml_is_rejected(frame):
         _fit(frame, method="ml", dof="kenward-roger")
 
 
-def test_other_families_not_available(frame):
-    with pytest.raises(ValueError, match="family='poisson' is not available yet"):
-        _fit(frame, family="poisson")
+def test_dispatcher_rejects_mismatched_method(frame):
+    with pytest.raises(ValueError, match="method='laplace' is for non-Gaussian"):
+        _fit(frame, method="laplace")
+    with pytest.raises(ValueError, match="method='reml' is for Gaussian"):
+        _fit(frame, family="poisson", method="reml")
+    with pytest.raises(ValueError, match="`exposure`"):
+        _fit(frame, exposure="age")
 
 
 # ---------------------------------------------------------------- exact algebra

@@ -14,6 +14,7 @@ from .mixed import fit_gaussian
 __all__ = ["fit"]
 
 _FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial")
+_METHODS = ("reml", "ml", "laplace", "agq", "gee", "cluster-summary")
 
 
 def fit(
@@ -25,6 +26,10 @@ def fit(
     treatment: str,
     individual: str | None = None,
     family: str = "gaussian",
+    link: str | None = None,
+    exposure: str | None = None,
+    offset: str | None = None,
+    trials: str | None = None,
     covariates: str | None = None,
     random: str = "nested",
     time: str = "categorical",
@@ -32,13 +37,14 @@ def fit(
     effect: str = "immediate",
     exposure_window: tuple[int, int] | None = None,
     exposure_time: int | None = None,
-    method: str = "reml",
+    method: str | None = None,
     dof: str | None = None,
-    vcov: str = "model",
+    vcov: str | None = None,
     missing: str = "raise",
     design: Any = None,
-) -> FitResult:
-    """Analyse a stepped-wedge trial with a mixed model.
+    **options: Any,
+) -> Any:
+    """Analyse a stepped-wedge trial: mixed models (Gaussian, GLMM), GEE or cluster summaries.
 
     Parameters
     ----------
@@ -52,8 +58,15 @@ def fit(
         individual random intercept ``psi2`` on top of ``random``.  The likelihood is then
         evaluated cluster by cluster on the rows (exact; cost linear in clusters, cubic in
         rows per cluster) because individual effects cross the cells.
-    family : {"gaussian"}
-        Outcome family; other families raise ``ValueError`` for now.
+    family : {"gaussian", "binomial", "poisson", "negative_binomial"}
+        Outcome family.  Non-Gaussian families go to
+        :func:`steppedwedge.models.glmm.fit_glmm` (Laplace/AGQ) unless ``method`` is
+        ``"gee"`` or ``"cluster-summary"``.
+    link : str, optional
+        Link of non-Gaussian models (default logit for binomial, log for counts).
+    exposure, offset, trials : str, optional
+        Counts: exposure (logged internally) or a log-scale offset; binomial aggregates:
+        the trials column.
     covariates : str, optional
         Right-hand-side formula of individual- or cluster-level covariates, e.g.
         ``"age + C(sex)"`` (evaluated by patsy).
@@ -77,21 +90,30 @@ def fit(
         ``(e1, e2)`` for the TATE.
     exposure_time : int, optional
         ``e`` for the PTE.
-    method : {"reml", "ml"}
-        Estimation method.
+    method : {"reml", "ml", "laplace", "agq", "gee", "cluster-summary"}, optional
+        ``"reml"`` (Gaussian default) or ``"ml"``; ``"laplace"`` (GLMM default) or ``"agq"``;
+        ``"gee"`` (:func:`steppedwedge.models.gee.fit_gee_frame`) or ``"cluster-summary"``
+        (:func:`steppedwedge.models.cluster_level.fit_cluster_summary_frame`).
     dof : {"kenward-roger", "satterthwaite", "between-within", "normal"}, optional
         Denominator df rule; default Kenward-Roger for REML and Satterthwaite for ML.  With
         Kenward-Roger the standard error is the adjusted one (pbkrtest ``vcovAdj``).
-    vcov : {"model", "robust", "cr2"}
-        Model-based or CR2 cluster-robust variance (``"robust"`` = ``"cr2"``, t with I-1 df).
+    vcov : str, optional
+        Gaussian mixed models: ``"model"`` (default) or CR2 cluster-robust (``"robust"`` =
+        ``"cr2"``, t with I-1 df).  GEE: ``"lz"``, ``"kc"``, ``"md"`` (default), ``"fg"``...
     missing : {"raise", "drop"}
         Missing outcomes/covariates: raise (default) or drop with a warning.
     design : Design, optional
         Check the rows against a design.
 
+    **options
+        Passed to the GEE, cluster-summary or GLMM fitter (e.g. ``corstr``, ``weights``,
+        ``n_quadrature``).
+
     Returns
     -------
     FitResult
+        (:class:`~steppedwedge.models.glmm.GLMMResult`, GEE and cluster-summary results for
+        the other methods.)
 
     Raises
     ------
@@ -100,7 +122,7 @@ def fit(
         clusters, ...) or a non-identifiable effect (treatment constant within every period,
         covariates collinear with treatment or period).
     ValueError
-        Invalid options (e.g. Kenward-Roger with ML), or a family not available yet.
+        Invalid options (e.g. Kenward-Roger with ML, a method that does not fit the family).
 
     References
     ----------
@@ -129,11 +151,48 @@ def fit(
     ['term', 'estimate', 'std_error', 'statistic', 'df', 'p_value', 'conf_low', 'conf_high']
     """
     check_option("family", family, _FAMILIES)
-    if family != "gaussian":
-        raise ValueError(f"family={family!r} is not available yet; only family='gaussian' can be fitted.")
-    return fit_gaussian(
-        data, outcome=outcome, cluster=cluster, period=period, treatment=treatment, individual=individual,
-        covariates=covariates, random=random, time=time, knots=knots, effect=effect,
-        exposure_window=exposure_window, exposure_time=exposure_time, method=method, dof=dof, vcov=vcov,
-        missing=missing, design=design,
-    )
+    if method is None:
+        method = "reml" if family == "gaussian" else "laplace"
+    check_option("method", method, _METHODS)
+    common = dict(outcome=outcome, cluster=cluster, period=period, treatment=treatment,
+                  individual=individual, missing=missing, design=design)
+    if method == "gee":
+        from .gee import fit_gee_frame
+
+        return fit_gee_frame(data, family=family, link=link, exposure=exposure, offset=offset, trials=trials,
+                             covariates=covariates, random=random, time=time, effect=effect, dof=dof,
+                             vcov=vcov, **common, **options)
+    if method == "cluster-summary":
+        from .cluster_level import fit_cluster_summary_frame
+
+        return fit_cluster_summary_frame(data, family=family, link=link, exposure=exposure, offset=offset,
+                                         trials=trials, vcov=vcov, **common, **options)
+    if family == "gaussian":
+        if method not in ("reml", "ml"):
+            raise ValueError(f"method={method!r} is for non-Gaussian mixed models; Gaussian outcomes use "
+                             "method='reml' (default) or 'ml', or method='gee' / 'cluster-summary'.")
+        if link not in (None, "identity"):
+            raise ValueError(f"Gaussian mixed models use the identity link; got link={link!r}.")
+        for name, value in (("exposure", exposure), ("offset", offset), ("trials", trials)):
+            if value is not None:
+                raise ValueError(f"`{name}` is for count or binomial outcomes; it cannot be used with "
+                                 "family='gaussian'.")
+        if options:
+            raise TypeError(f"fit() got unexpected keyword arguments {sorted(options)} for a Gaussian "
+                            "mixed model.")
+        return fit_gaussian(
+            data, covariates=covariates, random=random, time=time, knots=knots, effect=effect,
+            exposure_window=exposure_window, exposure_time=exposure_time, method=method, dof=dof,
+            vcov="model" if vcov is None else vcov, **common,
+        )
+    if method in ("reml", "ml"):
+        raise ValueError(f"method={method!r} is for Gaussian outcomes; family={family!r} mixed models use "
+                         "method='laplace' (default) or 'agq', or method='gee' / 'cluster-summary'.")
+    if vcov not in (None, "model"):
+        raise ValueError(f"vcov={vcov!r} is not available for GLMMs; use vcov='model' or method='gee'.")
+    from .glmm import fit_glmm
+
+    return fit_glmm(data, family=family, link=link, trials=trials, exposure=exposure, offset=offset,
+                    covariates=covariates, random=random, time=time, knots=knots, effect=effect,
+                    exposure_window=exposure_window, exposure_time=exposure_time, method=method, dof=dof,
+                    **common, **options)
