@@ -103,7 +103,9 @@ def variance_from_information(
     if chol is not None:
         y = np.linalg.solve(chol, c)
         var = float(y @ y)
-        if np.isfinite(var) and np.linalg.cond(chol) < 1e7:
+        diag = np.abs(np.diag(chol))
+        # (max/min pivot)^2 bounds cond(M) from below: a cheap rank-deficiency screen
+        if np.isfinite(var) and diag.min() > 0 and (diag.max() / diag.min()) ** 2 < 1e12:
             return var
     # Singular or badly conditioned: use the eigen-decomposition and check estimability.
     vals, vecs = np.linalg.eigh(info)
