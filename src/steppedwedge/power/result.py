@@ -135,6 +135,33 @@ class PowerResult:
     _inputs: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------------ derived
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """The arguments :func:`steppedwedge.power` was called with (a copy)."""
+        return dict(self._inputs or {})
+
+    def with_(self, **changes: Any) -> PowerResult:
+        """Recompute power with some inputs changed.
+
+        Examples
+        --------
+        >>> from steppedwedge.design import Design
+        >>> from steppedwedge.variance import VarianceComponents
+        >>> from steppedwedge.power import power
+        >>> res = power(Design.stepped_wedge(3, 3), effect=0.2,
+        ...             variance=VarianceComponents(sigma2=1.0), cluster_size=49)
+        >>> round(res.with_(cluster_size=50).power, 4)
+        0.8074
+        """
+        from .analytic import power as _power
+
+        if not self._inputs:
+            raise AttributeError("this result does not record its inputs")
+        kwargs = dict(self._inputs)
+        kwargs.update(changes)
+        design = kwargs.pop("design")
+        return _power(design, **kwargs)
+
     @cached_property
     def cell_weights(self) -> np.ndarray:
         """GLS weights of the cluster-period means in the estimator, ``(I, T)``.
