@@ -450,3 +450,36 @@ def test_maee_bad_combinations(gaussian_df) -> None:
         fit_gee(_td(gaussian_df), corstr="independence", maee=True)
     with pytest.raises(ValueError, match="corr_params"):
         fit_gee(_td(gaussian_df), corr_params=[0.1], maee=True)
+
+
+def test_cluster_period_estimator_brute_force(rng) -> None:
+    """Cluster-period-mean correlation estimates from explicit cell means (nested)."""
+    df = _sw_rows(rng, binary=True)
+    td = _td(df, family="binomial")
+    res = fit_gee(td, corstr="nested-exchangeable", corr_method="cluster-period", scale=1.0,
+                  dof=4)  # explicit df: no small-sample warning
+    cells = df.groupby(["cluster", "period"]).agg(m=("y", "size"), ybar=("y", "mean"),
+                                                  x=("treatment", "first")).reset_index()
+    eta = res.params[[f"period[{t}]" for t in cells["period"]]].to_numpy() + \
+        res.params["treatment"] * cells["x"].to_numpy()
+    mu = special.expit(eta)
+    v = mu * (1 - mu)
+    g = cells["ybar"].to_numpy() - mu
+    m = cells["m"].to_numpy(float)
+    d = v * (m - 1) / m
+    a0 = np.sum(d * (g * g - v / m)) / np.sum(d * d)
+    num = den = 0.0
+    for _, ix in cells.groupby("cluster").indices.items():
+        for a in range(len(ix)):
+            for b in range(a + 1, len(ix)):
+                num += np.sqrt(v[ix[a]] * v[ix[b]]) * g[ix[a]] * g[ix[b]]
+                den += v[ix[a]] * v[ix[b]]
+    np.testing.assert_allclose(list(res.correlation.values()), [a0, num / den], **GEE_FIXED_POINT)
+
+
+def test_cluster_period_estimator_bad_combinations(gaussian_df) -> None:
+    with pytest.raises(ValueError, match="cluster-period"):
+        fit_gee(_td(gaussian_df), corstr="decay", corr_method="cluster-period")
+    with pytest.raises(DataError, match="covariates"):
+        fit_gee(_td(gaussian_df, covariates=["age"]), covariates=["age"],
+                corr_method="cluster-period")

@@ -259,3 +259,15 @@ def test_geecrt_vignette_maee(vcov: str) -> None:
     np.testing.assert_allclose(list(res.correlation.values()), ref["alpha"], **GEECRT_ALPHA)
     assert abs(res.estimate - ref["treatment"]) < GEECRT_BETA_ATOL
     np.testing.assert_allclose(res.std_error, ref["se"][vcov], **GEECRT_SE)
+
+
+@pytest.mark.parametrize("vcov", ["robust", "kc", "md", "fg"])
+def test_geecrt_vignette_cluster_period_gee(vcov: str) -> None:
+    """GEE-5: geeCRT cpgeeSWD (cluster-period means) reproduced from the cell summaries."""
+    ref = GEECRT["GEE-5"]
+    td = _geecrt_trial("y_bin", "binomial")
+    res = _quiet_fit(td, corstr="exchangeable", corr_method="cluster-period", scale=1.0,
+                     vcov=vcov)
+    np.testing.assert_allclose(list(res.correlation.values()), ref["alpha"], **GEECRT_LOOSE)
+    assert abs(res.estimate - ref["treatment"]) < GEECRT_BETA_ATOL
+    np.testing.assert_allclose(res.std_error, ref["se"][vcov], **GEECRT_SE)

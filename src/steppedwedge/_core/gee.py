@@ -290,6 +290,7 @@ class _Resid:
     esum: FloatArray  # (U,)    Pearson residual sums of the units
     e2: FloatArray  # (U,)      squared Pearson residual sums of the units
     Sde: FloatArray  # (I, T, p) per-cell sum of whitened D times Pearson residual
+    Vc: FloatArray  # (I, T)    variance function per cell (one unit per cell), else zeros
 
 
 @dataclass(frozen=True)
@@ -328,6 +329,9 @@ def _residuals(units: GEEUnits, fam: LinkFunctions, beta: FloatArray) -> _Resid:
         Sd[cell] = units.w[:, None] * Dt
         Sde = np.zeros((size, p))
         Sde[cell] = Dt * esum[:, None]
+        Vc = np.zeros(size)
+        Vc[cell] = v
+        Vc = Vc.reshape(I, T)
         N, Se, E2, Sd = N.reshape(I, T), Se.reshape(I, T), E2.reshape(I, T), Sd.reshape(I, T, p)
         Sde = Sde.reshape(I, T, p)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -345,10 +349,11 @@ def _residuals(units: GEEUnits, fam: LinkFunctions, beta: FloatArray) -> _Resid:
             Sde[:, q] = np.bincount(cell, weights=esum * Dt[:, q], minlength=size)
         Sd = Sd.reshape(I, T, p)
         Sde = Sde.reshape(I, T, p)
+        Vc = np.zeros((I, T))
         starts = units.starts
         DD = np.add.reduceat(np.einsum("up,uq->upq", Dt * units.w[:, None], Dt), starts, axis=0)
         De = np.add.reduceat(Dt * esum[:, None], starts, axis=0)
-    return _Resid(N, Se, E2, Sd, DD, De, Dt, esum, e2, Sde)
+    return _Resid(N, Se, E2, Sd, DD, De, Dt, esum, e2, Sde, Vc)
 
 
 def _corr_pieces(
@@ -497,6 +502,31 @@ def _lag_sums(
     return lags, sums, counts
 
 
+def _cluster_period_params(corstr: str, rs: _Resid, phi: float) -> FloatArray:
+    """Correlation estimates from cluster-period means (geeCRT ``cpgeeSWD``, UEE).
+
+    With ``g_ij = ybar_ij - mu_ij`` and ``v_ij = phi v(mu_ij)``, least squares of
+    ``g_ij^2`` on ``v_ij (1 + (m_ij - 1) alpha0) / m_ij`` and of ``g_ij g_ik`` on
+    ``sqrt(v_ij v_ik) alpha1`` (exchangeable: ``alpha0 = alpha1``), the unit-weight
+    estimating equations of Li et al. (2022).  Units must be whole cells.
+    """
+    m = rs.N
+    obs = m > 0
+    v = phi * rs.Vc
+    g = np.where(obs, rs.Se * np.sqrt(np.where(obs, v / phi, 0.0)) / np.where(obs, m, 1.0), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = np.where(obs, v * (m - 1.0) / np.where(obs, m, 1.0), 0.0)
+        target = np.where(obs, g * g - v / np.where(obs, m, 1.0), 0.0)
+    num0, den0 = float(np.sum(d * target)), float(np.sum(d * d))
+    sg = np.sum(np.sqrt(v) * g, axis=1)
+    num1 = 0.5 * float(np.sum(sg * sg - np.sum(v * g * g, axis=1)))
+    sv = np.sum(v, axis=1)
+    den1 = 0.5 * float(np.sum(sv * sv - np.sum(v * v, axis=1)))
+    if corstr == "exchangeable":
+        return np.array([(num0 + num1) / (den0 + den1)])
+    return np.array([num0 / den0, num1 / den1])
+
+
 def _maee_adjust(M: FloatArray, u: FloatArray) -> FloatArray:
     """``w_i = Omega^{-1} (I - M_i Omega^{-1})^{-1} u_i`` (so that ``(I - H_i)^{-1} r_i = r_i + D_i w_i``)."""
     p = M.shape[1]
@@ -624,6 +654,7 @@ def fit_gee_core(
     phi: float | None = None,
     scale_method: str = "geepack",
     maee: bool | str = False,
+    corr_method: str = "moment",
     tol: float = 1e-10,
     maxiter: int = 100,
 ) -> GEECore:
@@ -650,6 +681,10 @@ def fit_gee_core(
         moment estimators.  ``"geecrt"``: geeCRT's unsymmetrised form, pairs ``j < k`` in
         row order (needs single-observation units sorted by cluster then period).  Not
         available for the block-exchangeable structure.
+    corr_method : {"moment", "cluster-period"}
+        Individual-level pairwise moment estimators (default), or the cluster-period-mean
+        estimating equations of :func:`_cluster_period_params` (exchangeable and nested
+        exchangeable; units must be whole cells).
     tol, maxiter : float, int
         Stop when ``max |beta_new - beta| <= tol * (1 + max |beta|)``.
 
@@ -690,7 +725,9 @@ def fit_gee_core(
         M0, u0 = _corr_pieces(units, rs, corstr, par, dense=dense) if need_old else (None, None)
         if phi is None:
             ph_ = _scale(rs, M0, u0, n_obs, scale_method, p)
-        if not fixed_params:
+        if not fixed_params and corr_method == "cluster-period":
+            par = _cluster_period_params(corstr, rs, ph_)
+        elif not fixed_params:
             adj = _maee_adjust(M0, u0) if maee and M0 is not None and u0 is not None else None
             par = _estimate_params(corstr, rs, ph_, units, adj, ordered=maee == "geecrt")
         M, u = _corr_pieces(units, rs, corstr, par, dense=dense)

@@ -355,6 +355,7 @@ class _Spec:
     scale_method: str
     nb_theta: float | None
     maee: bool | str
+    corr_method: str
 
 
 def _fit_gee_iv(
@@ -370,6 +371,7 @@ def _fit_gee_iv(
     scale: Any,
     nb_theta: Any,
     maee: Any = False,
+    corr_method: Any = "moment",
 ) -> _Spec:
     if not isinstance(td, TrialData):
         raise TypeError(
@@ -483,7 +485,21 @@ def _fit_gee_iv(
         raise ValueError("`maee` adjusts estimated correlations; drop `corr_params` or `maee`.")
     if maee == "geecrt" and td.kind != "individual":
         raise DataError("`maee='geecrt'` needs individual rows (its pairs follow row order).")
-    return _Spec(fam, lk, cs, vc, d, tm, covs, cp, sc, sm, nbt, maee)
+    cm = check_option("corr_method", corr_method, ("moment", "cluster-period"))
+    if cm == "cluster-period":
+        if cs not in ("exchangeable", "nested-exchangeable"):
+            raise ValueError(
+                "`corr_method='cluster-period'` is available for corstr='exchangeable' and "
+                f"'nested-exchangeable'; got corstr={cs!r}."
+            )
+        if maee:
+            raise ValueError("`corr_method='cluster-period'` cannot be combined with `maee`.")
+        if covs or (td.kind == "aggregate" and not (fam == "binomial" and "trials" in td.roles)):
+            raise DataError(
+                "`corr_method='cluster-period'` works on whole cluster-period cells: it needs "
+                "individual rows (or binomial events/trials) and no covariates."
+            )
+    return _Spec(fam, lk, cs, vc, d, tm, covs, cp, sc, sm, nbt, maee, cm)
 
 
 def _vals(a: np.ndarray) -> str:
@@ -658,6 +674,7 @@ def fit_gee(
     scale: ScaleMethod | float = "geepack",
     nb_theta: float | None = None,
     maee: bool | Literal["geecrt"] = False,
+    corr_method: Literal["moment", "cluster-period"] = "moment",
     tol: float = 1e-10,
     maxiter: int = 100,
 ) -> GEEResult:
@@ -710,6 +727,13 @@ def fit_gee(
         geeCRT's ``geemaee(alpadj=TRUE)`` form, ``s_j r_k`` for pairs ``j < k`` in row order
         (reproduces its printed estimates; depends on the row order within a cell).
         Standard errors of the correlation parameters are not reported.
+    corr_method : {"moment", "cluster-period"}
+        How the correlation parameters are estimated: pairwise moment estimators over
+        individuals (default), or the cluster-period-mean estimating equations of the
+        cluster-period GEE (Li, Yu, Rathouz, Turner & Preisser 2022; geeCRT
+        ``cpgeeSWD``, ``alpadj=FALSE``), which use only cell means and sizes.  The mean
+        model and sandwiches are the same either way: given the correlation parameters,
+        the cluster-period GEE and the individual-level GEE coincide.
     tol, maxiter : float, int
         Convergence tolerance on the coefficients and iteration limit.
 
@@ -765,6 +789,8 @@ def fit_gee(
     Mancl LA, DeRouen TA (2001). Biometrics 57:126-134.
     Fay MP, Graubard BI (2001). Biometrics 57:1198-1206.
     Li F, Turner EL, Preisser JS (2018). Biometrics 74:1450-1458.
+    Preisser JS, Lu B, Qaqish BF (2008). Stat Med 27:5041-5059.
+    Li F, Yu H, Rathouz PJ, Turner EL, Preisser JS (2022). Biostatistics 23:772-788.
     Ford WP, Westgate PM (2020). Stat Med 39:2779-2792.
 
     Examples
@@ -789,7 +815,7 @@ def fit_gee(
     """
     spec = _fit_gee_iv(
         trial_data, family, link, corstr, vcov, dof, time, covariates, corr_params, scale,
-        nb_theta, maee,
+        nb_theta, maee, corr_method,
     )
     units, names = _units(trial_data, spec)
     I = trial_data.n_clusters
@@ -842,6 +868,7 @@ def fit_gee(
             phi=spec.scale,
             scale_method=spec.scale_method,
             maee=spec.maee,
+            corr_method=spec.corr_method,
             tol=tol,
             maxiter=maxiter,
         )
