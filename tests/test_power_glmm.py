@@ -201,3 +201,48 @@ def test_glmm_variance_alternative_is_wald() -> None:
     assert abs(a.power - (norm.cdf(z - q) + norm.cdf(-z - q))) < 1e-12
     with pytest.raises(ValueError, match="glmm_variance"):
         power(Design.stepped_wedge(4, 3), glmm_variance="score", **kw)
+
+
+@pytest.mark.parametrize("link", ["identity", "logit", "log"])
+@pytest.mark.parametrize("cohort", [False, True])
+def test_gee_cell_mean_reduction_equals_individual_level(link: str, cohort: bool) -> None:
+    # individual-level model-based GEE variance (sum_i D_i' V_i^-1 D_i)^-1 with
+    # V_i = A^1/2 R A^1/2, R from alpha0 (same period), alpha1 (different periods, decaying),
+    # alpha2 (same individual, cohort) -- built element by element, no cell-mean reduction
+    nan = np.nan
+    x = np.array([[0, 1, 1, 1], [0, 0, 1, 1], [0, 0, nan, 1], [0, 0, 0, 1]])
+    n = 3
+    vc = VC.from_correlations(0.1, cac=0.6, iac=0.4 if cohort else 0.0, decay=0.5)
+    base = np.array([0.2, 0.22, 0.25, 0.27])
+    effect = 0.3 if link != "identity" else 0.05
+    res = power(x, effect=effect, variance=vc, cluster_size=n, family="binomial", link=link,
+                baseline=base, analysis="gee", sampling="cohort" if cohort else "cross-sectional")
+    g = {"identity": lambda p: p, "logit": logit, "log": np.log}[link]
+    ginv = {"identity": lambda e: e, "logit": expit, "log": np.exp}[link]
+    tot = vc.total_variance
+    info = np.zeros((5, 5))
+    for i in range(x.shape[0]):
+        obs = [(j, k) for j in range(4) if not np.isnan(x[i, j]) for k in range(n)]
+        size = len(obs)
+        dmat = np.zeros((size, 5))
+        sd = np.zeros(size)
+        r = np.zeros((size, size))
+        for a, (j, k) in enumerate(obs):
+            eta = g(base[j]) + effect * x[i, j]
+            mu = ginv(eta)
+            deriv = {"identity": 1.0, "logit": mu * (1 - mu), "log": mu}[link]
+            dmat[a, j] = deriv
+            dmat[a, 4] = deriv * x[i, j]
+            sd[a] = np.sqrt(mu * (1 - mu))
+            for b, (j2, k2) in enumerate(obs):
+                if a == b:
+                    r[a, b] = 1.0
+                    continue
+                lag = abs(j - j2)
+                shared = vc.tau2 + vc.gamma2 * (vc.decay**lag)  # cluster part
+                if cohort and k == k2:
+                    shared += vc.psi2
+                r[a, b] = shared / tot
+        v = r * sd[:, None] * sd[None, :]
+        info += dmat.T @ np.linalg.solve(v, dmat)
+    np.testing.assert_allclose(res.variance, np.linalg.inv(info)[-1, -1], rtol=1e-9)
