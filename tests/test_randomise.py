@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import pickle
 from collections import Counter
 from fractions import Fraction
 
@@ -501,6 +502,8 @@ def test_allocation_design_frame_and_record() -> None:
     assert list(frame.columns) == ["cluster", "sequence", "wave", "start_period", "readiness"]
     assert (frame["wave"] == frame["sequence"] + 1).all()
     assert frame["cluster"].tolist() == list(new.clusters)
+    assert frame["start_period"].tolist() == [new.periods[j] for j in new.start_period]
+    assert record_options_ok(alloc)
     record = json.loads(alloc.to_json(include_admissible=True))
     assert record["n_admissible"] == 12 and record["seed"] == 5
     assert record["allowed_sequences"] == FS_ALLOWED
@@ -512,6 +515,16 @@ def test_allocation_design_frame_and_record() -> None:
     assert "n_admissible=12" in repr(alloc)
     with pytest.raises(AttributeError):
         alloc.seed = 3  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        alloc.assignment["Walsall"] = 4  # type: ignore[index]
+    clone = pickle.loads(pickle.dumps(alloc))
+    assert clone == alloc and dict(clone.assignment) == dict(alloc.assignment)
+    np.testing.assert_array_equal(clone.draw(5, rng=1), alloc.draw(5, rng=1))
+
+
+def record_options_ok(alloc: Allocation) -> bool:
+    opts = alloc.to_dict()["options"]
+    return opts == {"alpha": 0.05, "max_enumerate": 200_000, "n_candidates": 10_000}
 
 
 def test_input_hash_tracks_inputs() -> None:

@@ -18,10 +18,9 @@ import itertools
 import json
 import math
 import warnings
-from fractions import Fraction
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -88,6 +87,30 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, str):
         return value
     return str(value)
+
+
+class _FrozenMap(Mapping[Any, Any]):
+    """A read-only, picklable mapping (``types.MappingProxyType`` cannot be pickled)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[Any, Any]) -> None:
+        object.__setattr__(self, "_data", dict(data))
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return repr(self._data)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_FrozenMap, (self._data,))
 
 
 # --------------------------------------------------------------------------------------
@@ -597,6 +620,21 @@ class Allocation:
         steppedwedge version.
     input_hash : str
         SHA-256 of a canonical JSON of the design matrix, labels, covariates and options.
+    options : Mapping
+        The remaining settings that shape the draw: ``alpha``, ``max_enumerate`` and the
+        requested ``n_candidates``.
+
+    Examples
+    --------
+    >>> from steppedwedge.design import Design
+    >>> from steppedwedge.randomise import randomise
+    >>> alloc = randomise(Design.stepped_wedge(3, 2), list("abcdef"), rng=7)
+    >>> alloc.n_possible, alloc.n_admissible, round(alloc.min_pvalue, 4)
+    (90, 90, 0.0111)
+    >>> sorted(alloc.assignment.values())
+    [0, 0, 1, 1, 2, 2]
+    >>> alloc.draw(3, rng=1).shape
+    (3, 6)
     """
 
     design: Design
@@ -621,6 +659,7 @@ class Allocation:
     seed: Any
     version: str
     input_hash: str
+    options: Mapping[str, Any]
     _admissible: npt.NDArray[np.int8] | None = field(repr=False)
     _space: AllocationSpace = field(repr=False)
 
@@ -698,6 +737,10 @@ class Allocation:
         start = int(self.design.start_period[np.flatnonzero(self.design.sequences == seq)[0]])
         return "never" if start < 0 else str(self.design.periods[start])
 
+    def _start_value(self, seq: int) -> Any:
+        start = int(self.design.start_period[np.flatnonzero(self.design.sequences == seq)[0]])
+        return None if start < 0 else self.design.periods[start]
+
     def _start_text(self, seq: int) -> str:
         label = self._start_label(seq)
         return "never treated" if label == "never" else f"starts in period {label}"
@@ -705,7 +748,8 @@ class Allocation:
     def to_frame(self) -> pd.DataFrame:
         """Return one row per cluster: cluster, sequence, wave, start period and covariates.
 
-        ``sequence`` is 0-based and ``wave`` 1-based.
+        ``sequence`` is 0-based and ``wave`` 1-based; ``start_period`` is the label of the
+        sequence's first treated period (None if never treated).
 
         Rows follow the rows of :attr:`design`.
 
@@ -728,7 +772,7 @@ class Allocation:
                 "cluster": labels,
                 "sequence": seqs,
                 "wave": [s + 1 for s in seqs],
-                "start_period": [self._start_label(s) for s in seqs],
+                "start_period": pd.Series([self._start_value(s) for s in seqs], dtype=object),
             }
         )
         for name in self.covariates.columns:
@@ -781,8 +825,9 @@ class Allocation:
             f"(waves 1-{self.design.n_sequences})",
             f"Method: {self._method_text()}",
             f"Seed: {seed}; steppedwedge {self.version}; input sha256 {self.input_hash[:16]}",
-            f"Allocations: {self.n_possible} possible, {self.n_eligible} meeting the strata rules, "
-            f"{self.n_admissible} admissible",
+            f"Allocations: {self.n_possible} possible, "
+            + ("" if self.method == "simple" else f"{self.n_eligible} meeting the strata rules, ")
+            + f"{self.n_admissible} admissible",
         ]
         if self.constrained and not self.enumerated:
             lines.append(
@@ -854,6 +899,14 @@ class Allocation:
         Returns
         -------
         dict
+
+        Examples
+        --------
+        >>> from steppedwedge.design import Design
+        >>> from steppedwedge.randomise import randomise
+        >>> record = randomise(Design.stepped_wedge(3, 2), list("abcdef"), rng=7).to_dict()
+        >>> record["seed"], record["n_admissible"], sorted(record["waves"].values())
+        (7, 90, [1, 1, 2, 2, 3, 3])
         """
         out: dict[str, Any] = {
             "method": self.method,
@@ -877,6 +930,7 @@ class Allocation:
             "covariates": {
                 name: _jsonable(self.covariates[name].tolist()) for name in self.covariates.columns
             },
+            "options": dict(self.options),
             "n_possible": self.n_possible,
             "n_eligible": self.n_eligible,
             "n_candidates": self.n_candidates,
@@ -891,7 +945,17 @@ class Allocation:
         return out
 
     def to_json(self, *, include_admissible: bool = False, indent: int | None = 2) -> str:
-        """Return the audit record (:meth:`to_dict`) as a JSON string."""
+        """Return the audit record (:meth:`to_dict`) as a JSON string.
+
+        Examples
+        --------
+        >>> import json
+        >>> from steppedwedge.design import Design
+        >>> from steppedwedge.randomise import randomise
+        >>> text = randomise(Design.stepped_wedge(3, 2), list("abcdef"), rng=7).to_json()
+        >>> json.loads(text)["method"]
+        'simple'
+        """
         return json.dumps(self.to_dict(include_admissible=include_admissible), indent=indent)
 
 
@@ -1123,7 +1187,7 @@ def randomise(
         for r, lab in zip(rows.tolist(), members, strict=False):
             slot_labels[r] = lab
     allocated = inp.design.relabel(slot_labels)
-    assignment = MappingProxyType(
+    assignment = _FrozenMap(
         {lab: int(q) for lab, q in zip(inp.labels, chosen.tolist(), strict=True)}
     )
 
@@ -1134,7 +1198,7 @@ def randomise(
         method=method,
         constrained=bool(inp.balance),
         strata=inp.strata,
-        allowed_sequences=None if inp.allowed is None else MappingProxyType(dict(inp.allowed)),
+        allowed_sequences=None if inp.allowed is None else _FrozenMap(dict(inp.allowed)),
         balance_columns=inp.balance,
         cutoff=inp.cutoff,
         max_score=inp.max_score,
@@ -1144,12 +1208,19 @@ def randomise(
         n_candidates=n_cand,
         n_admissible=n_admissible,
         enumerated=n_eligible <= inp.max_enumerate,
-        balance=MappingProxyType(balance_map),
+        balance=_FrozenMap(balance_map),
         balance_score=score,
-        balance_reference=MappingProxyType(reference),
+        balance_reference=_FrozenMap(reference),
         seed=inp.seed,
         version=__version__,
         input_hash=_input_hash(inp),
+        options=_FrozenMap(
+            {
+                "alpha": inp.alpha,
+                "max_enumerate": inp.max_enumerate,
+                "n_candidates": inp.n_candidates,
+            }
+        ),
         _admissible=held,
         _space=space,
     )
