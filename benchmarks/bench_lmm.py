@@ -45,15 +45,29 @@ def cells_of(df: pd.DataFrame):
     from steppedwedge._core.reml import CellData
     from steppedwedge.data import TrialData
 
-    cs = TrialData.from_frame(df, outcome="y", cluster="cluster", period="period", treatment="treatment").cells()
+    cs = TrialData.from_frame(
+        df, outcome="y", cluster="cluster", period="period", treatment="treatment"
+    ).cells()
     n_i, n_t = cs.shape
     trt = np.nan_to_num(np.asarray(cs.treatment))
-    x = np.concatenate([np.ones((n_i, n_t, 1)), np.broadcast_to(np.eye(n_t)[:, 1:], (n_i, n_t, n_t - 1)),
-                        trt[:, :, None]], axis=2)
+    x = np.concatenate(
+        [
+            np.ones((n_i, n_t, 1)),
+            np.broadcast_to(np.eye(n_t)[:, 1:], (n_i, n_t, n_t - 1)),
+            trt[:, :, None],
+        ],
+        axis=2,
+    )
     within = np.zeros((n_t + 2, n_t + 2))
     within[-1, -1] = float(np.sum(cs.within_ss))
-    return CellData(n=np.asarray(cs.n, float), xbar=x, ybar=np.nan_to_num(np.asarray(cs.mean)), within=within,
-                    treatment=trt, times=np.arange(n_t, dtype=float))
+    return CellData(
+        n=np.asarray(cs.n, float),
+        xbar=x,
+        ybar=np.nan_to_num(np.asarray(cs.mean)),
+        within=within,
+        treatment=trt,
+        times=np.arange(n_t, dtype=float),
+    )
 
 
 def main() -> None:
@@ -65,7 +79,10 @@ def main() -> None:
     nested = CovarianceStructure(intercept=True, cluster_period=True)
     df = simulate(12, 5, 200)
     print(f"1) 12 x 5 design, m = 200 ({len(df)} rows)")
-    t_fit = best_of(lambda: swm.fit(df, outcome="y", cluster="cluster", period="period", treatment="treatment"), 5)
+    t_fit = best_of(
+        lambda: swm.fit(df, outcome="y", cluster="cluster", period="period", treatment="treatment"),
+        5,
+    )
     cells = cells_of(df)
     t_cells = best_of(lambda: fit_lmm(cells, nested), 50)
     ours = fit_lmm(cells, nested)
@@ -73,8 +90,13 @@ def main() -> None:
     def sm_fit():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            md = smf.mixedlm("y ~ C(period) + treatment", df, groups="cluster", re_formula="1",
-                             vc_formula={"cp": "0 + C(period)"})
+            md = smf.mixedlm(
+                "y ~ C(period) + treatment",
+                df,
+                groups="cluster",
+                re_formula="1",
+                vc_formula={"cp": "0 + C(period)"},
+            )
             return md.fit(reml=True)
 
     t0 = time.perf_counter()
@@ -82,13 +104,15 @@ def main() -> None:
     t_sm = time.perf_counter() - t0
     print(f"   statsmodels MixedLM REML : {t_sm * 1e3:9.1f} ms   loglik {sm.llf:.6f}")
     print(f"   sw.fit (rows -> KR)      : {t_fit * 1e3:9.1f} ms   ratio {t_sm / t_fit:7.1f}x")
-    print(f"   REML from cells          : {t_cells * 1e3:9.3f} ms   ratio {t_sm / t_cells:7.1f}x   "
-          f"loglik {ours.loglik:.6f} (>= statsmodels: {ours.loglik >= sm.llf - 1e-8})")
+    print(
+        f"   REML from cells          : {t_cells * 1e3:9.3f} ms   ratio {t_sm / t_cells:7.1f}x   "
+        f"loglik {ours.loglik:.6f} (>= statsmodels: {ours.loglik >= sm.llf - 1e-8})"
+    )
 
     print("2) REML from formed cells vs m (12 x 5, nested)")
     for m in (10, 50, 200, 1000, 5000):
         c = cells_of(simulate(12, 5, m, seed=m))
-        t = best_of(lambda: fit_lmm(c, nested), 30)
+        t = best_of(lambda c=c: fit_lmm(c, nested), 30)
         print(f"   m = {m:5d}: {t * 1e3:7.3f} ms")
 
     print("3) one million individual rows (40 clusters x 10 periods x 2500)")
@@ -96,7 +120,10 @@ def main() -> None:
     t0 = time.perf_counter()
     res = swm.fit(big, outcome="y", cluster="cluster", period="period", treatment="treatment")
     t_big = time.perf_counter() - t0
-    print(f"   read + aggregate + REML + KR: {t_big:.2f} s  (estimate {res.estimate:.4f}, df {res.df:.1f})")
+    print(
+        f"   read + aggregate + REML + KR: {t_big:.2f} s  "
+        f"(estimate {res.estimate:.4f}, df {res.df:.1f})"
+    )
 
 
 if __name__ == "__main__":

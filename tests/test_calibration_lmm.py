@@ -35,9 +35,14 @@ TAU2, GAMMA2, SIGMA2 = 0.05, 0.025, 1.0
 def _design(n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
     start = (np.arange(n_clusters) % (N_PERIODS - 1)) + 1
     trt = (np.arange(N_PERIODS)[None, :] >= start[:, None]).astype(float)
-    x = np.concatenate([np.ones((n_clusters, N_PERIODS, 1)),
-                        np.broadcast_to(np.eye(N_PERIODS)[:, 1:], (n_clusters, N_PERIODS, N_PERIODS - 1)),
-                        trt[:, :, None]], axis=2)
+    x = np.concatenate(
+        [
+            np.ones((n_clusters, N_PERIODS, 1)),
+            np.broadcast_to(np.eye(N_PERIODS)[:, 1:], (n_clusters, N_PERIODS, N_PERIODS - 1)),
+            trt[:, :, None],
+        ],
+        axis=2,
+    )
     return trt, x
 
 
@@ -50,8 +55,14 @@ def _replicate(rng, trt, x, theta):
     n_within = n_i * n_t * (M - 1)
     within = np.zeros((x.shape[2] + 1, x.shape[2] + 1))
     within[-1, -1] = SIGMA2 * rng.chisquare(n_within)
-    return CellData(n=np.full((n_i, n_t), float(M)), xbar=x, ybar=ybar, within=within, treatment=trt,
-                    times=np.arange(n_t, dtype=float))
+    return CellData(
+        n=np.full((n_i, n_t), float(M)),
+        xbar=x,
+        ybar=ybar,
+        within=within,
+        treatment=trt,
+        times=np.arange(n_t, dtype=float),
+    )
 
 
 def _run(n_clusters: int, theta: float, seed: int):
@@ -85,7 +96,9 @@ def test_kenward_roger_size_and_coverage(n_clusters, record_property):
     for k in ("kr", "z", "t"):
         record_property(f"type1_{k}", null[k])
         record_property(f"coverage_{k}", coverage[k])
-    print(f"I={n_clusters}: type I KR {null['kr']:.3f}, z {null['z']:.3f}, t(I-2) {null['t']:.3f}; "
-          f"coverage KR {coverage['kr']:.3f}, z {coverage['z']:.3f}, t(I-2) {coverage['t']:.3f}")
+    print(
+        f"I={n_clusters}: type I KR {null['kr']:.3f}, z {null['z']:.3f}, t(I-2) {null['t']:.3f}; "
+        f"coverage KR {coverage['kr']:.3f}, z {coverage['z']:.3f}, t(I-2) {coverage['t']:.3f}"
+    )
     assert abs(null["kr"] - 0.05) <= MC_K * mc_se
     assert abs(coverage["kr"] - 0.95) <= MC_K * mc_se

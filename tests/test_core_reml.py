@@ -40,8 +40,14 @@ TRUE = {
 }
 
 
-def _simulate(rng: np.random.Generator, *, n_clusters: int = 8, n_periods: int = 5,
-              covariate: bool = False, incomplete: bool = False):
+def _simulate(
+    rng: np.random.Generator,
+    *,
+    n_clusters: int = 8,
+    n_periods: int = 5,
+    covariate: bool = False,
+    incomplete: bool = False,
+):
     """Individual rows of a stepped wedge with random cell sizes (dense reference data)."""
     start = np.arange(n_clusters) % (n_periods - 1) + 1
     trt = (np.arange(n_periods)[None, :] >= start[:, None]).astype(float)
@@ -62,19 +68,22 @@ def _simulate(rng: np.random.Generator, *, n_clusters: int = 8, n_periods: int =
     arr = np.array(rows)
     ci = arr[:, 0].astype(int)
     pi = arr[:, 1].astype(int)
-    cols = [np.ones(len(arr))] + [(pi == j).astype(float) for j in range(1, n_periods)] + [arr[:, 2]]
+    cols = (
+        [np.ones(len(arr))] + [(pi == j).astype(float) for j in range(1, n_periods)] + [arr[:, 2]]
+    )
     if covariate:
         cols.append(arr[:, 3])
     x = np.column_stack(cols)
     y = arr[:, 4]
-    cells = CellData.from_individual(ci, pi, x, y, n_clusters=n_clusters, n_periods=n_periods,
-                                     treatment=trt)
+    cells = CellData.from_individual(
+        ci, pi, x, y, n_clusters=n_clusters, n_periods=n_periods, treatment=trt
+    )
     return cells, ci, pi, x, y, trt
 
 
 def _dense_cov(structure: CovarianceStructure, natural, sigma2, ci, pi, trt, times):
     """Individual-level V = Z G Z' + sigma2 I written out element by element."""
-    nat = dict(zip(structure.natural_names, natural))
+    nat = dict(zip(structure.natural_names, natural, strict=True))
     t_i = trt[ci, pi]
     same_c = ci[:, None] == ci[None, :]
     v = np.zeros((len(ci), len(ci)))
@@ -113,7 +122,7 @@ def test_loglik_equals_dense_individual_likelihood(rng, name, reml, covariate, i
     nat = np.array(TRUE[name])
     v = _dense_cov(st, nat, 0.9, ci, pi, trt, cells.times)
     ll, _, _ = _dense_loglik(v, x, y, reml)
-    assert loglik_at(nat, 0.9, cells, st, reml=reml) == pytest.approx(ll, rel=LINALG['rtol'])
+    assert loglik_at(nat, 0.9, cells, st, reml=reml) == pytest.approx(ll, rel=LINALG["rtol"])
 
 
 @pytest.mark.parametrize("name", list(STRUCTURES))
@@ -125,7 +134,7 @@ def test_fit_matches_dense_gls_and_is_stationary(rng, name):
     ll, b, cov = _dense_loglik(v, x, y, True)
     np.testing.assert_allclose(fit.beta, b, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(fit.cov_beta, cov, rtol=1e-8, atol=1e-14)
-    assert fit.loglik == pytest.approx(ll, rel=LINALG['rtol'])
+    assert fit.loglik == pytest.approx(ll, rel=LINALG["rtol"])
     # stationarity (KKT) in the natural parameters
     g = reml_gradient_natural(fit.natural, fit.sigma2, cells, st)
     free = [k for k, nm in enumerate(st.natural_names) if nm not in fit.at_bound]
@@ -149,8 +158,13 @@ def test_profiled_gradient_matches_finite_differences(rng, name, reml):
     for k in range(phi.size):
         e = np.zeros_like(phi)
         e[k] = h
-        fd.append((profiled_deviance(phi + e, cells, st, reml)[0]
-                   - profiled_deviance(phi - e, cells, st, reml)[0]) / (2 * h))
+        fd.append(
+            (
+                profiled_deviance(phi + e, cells, st, reml)[0]
+                - profiled_deviance(phi - e, cells, st, reml)[0]
+            )
+            / (2 * h)
+        )
     np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-6)
 
 
@@ -180,8 +194,9 @@ def test_variance_derivatives_equal_dense_matrices(rng, name):
         assert d.trace[r] == pytest.approx(np.trace(vi @ dv), rel=1e-6)
         for s, dv2 in enumerate(dvs):
             assert d.ktrace[r, s] == pytest.approx(np.trace(vi @ dv @ vi @ dv2), rel=1e-6)
-            np.testing.assert_allclose(d.q[r, s], x.T @ vi @ dv @ vi @ dv2 @ vi @ x,
-                                       rtol=1e-6, atol=1e-9)
+            np.testing.assert_allclose(
+                d.q[r, s], x.T @ vi @ dv @ vi @ dv2 @ vi @ x, rtol=1e-6, atol=1e-9
+            )
 
 
 def test_against_statsmodels_mixedlm(rng):
@@ -193,8 +208,13 @@ def test_against_statsmodels_mixedlm(rng):
     for reml in (True, False):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            md = smf.mixedlm("y ~ C(period) + trt", df, groups="cluster", re_formula="1",
-                             vc_formula={"cp": "0 + C(period)"})
+            md = smf.mixedlm(
+                "y ~ C(period) + trt",
+                df,
+                groups="cluster",
+                re_formula="1",
+                vc_formula={"cp": "0 + C(period)"},
+            )
             res = md.fit(reml=reml)
         nat = np.array([float(res.cov_re.iloc[0, 0]), float(res.vcomp[0])])
         ours_at_theirs = loglik_at(nat, float(res.scale), cells, st, reml=reml)
@@ -214,7 +234,8 @@ def test_equal_groups_share_blocks_exactly(rng):
     extras = profiled_deviance(phi, cells, st)[2]
     s2 = float(extras["sigma2"])
     assert -0.5 * f_grouped == pytest.approx(
-        loglik_at(st.phi_to_natural(phi, s2), s2, cells, st), rel=LINALG["rtol"])
+        loglik_at(st.phi_to_natural(phi, s2), s2, cells, st), rel=LINALG["rtol"]
+    )
 
 
 @pytest.mark.parametrize("name", ["nested", "decay", "slope-corr"])
@@ -228,19 +249,24 @@ def test_cohort_engine_equals_dense_likelihood(rng, name, reml):
     for i in np.unique(ci):  # individuals re-used across periods within a cluster, some missing
         sel = np.flatnonzero(ci == i)
         ind[sel] = 1000 * i + rng.integers(0, 4, sel.size)
-    rows = RowData.from_arrays(ci, pi, ind, x, y, n_clusters=cells.n.shape[0], n_periods=cells.n.shape[1],
-                               treatment=trt)
+    rows = RowData.from_arrays(
+        ci, pi, ind, x, y, n_clusters=cells.n.shape[0], n_periods=cells.n.shape[1], treatment=trt
+    )
     st = STRUCTURES[name]
     nat = np.array(TRUE[name])
     v = _dense_cov(st, nat, 0.9, ci, pi, trt, cells.times) + 0.4 * (ind[:, None] == ind[None, :])
     ll, _, _ = _dense_loglik(v, x, y, reml)
-    assert loglik_rows(np.r_[nat, 0.4], 0.9, rows, st, reml=reml) == pytest.approx(ll, rel=LINALG["rtol"])
+    assert loglik_rows(np.r_[nat, 0.4], 0.9, rows, st, reml=reml) == pytest.approx(
+        ll, rel=LINALG["rtol"]
+    )
     phi = np.r_[st.natural_to_phi(nat, 1.0), 0.4]
     _, g, _ = profiled_deviance_rows(phi, rows, st, reml)
     h = 1e-6
     for k in range(phi.size):
         e = np.zeros_like(phi)
         e[k] = h
-        fd = (profiled_deviance_rows(phi + e, rows, st, reml)[0]
-              - profiled_deviance_rows(phi - e, rows, st, reml)[0]) / (2 * h)
+        fd = (
+            profiled_deviance_rows(phi + e, rows, st, reml)[0]
+            - profiled_deviance_rows(phi - e, rows, st, reml)[0]
+        ) / (2 * h)
         assert g[k] == pytest.approx(fd, rel=1e-5, abs=1e-6)

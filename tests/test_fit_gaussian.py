@@ -15,12 +15,23 @@ import pytest
 from scipy import stats
 
 import steppedwedge.models as m
-from steppedwedge.exceptions import DataError, MissingDataWarning, SmallSampleWarning, SteppedWedgeWarning
+from steppedwedge.exceptions import (
+    DataError,
+    MissingDataWarning,
+    SmallSampleWarning,
+    SteppedWedgeWarning,
+)
 from steppedwedge.results import FitResult
 
 
-def _sw_frame(rng: np.random.Generator, n_clusters: int = 8, n_periods: int = 5, m_cell: int = 6,
-              effect: float = 0.4, seq_size: int = 2) -> pd.DataFrame:
+def _sw_frame(
+    rng: np.random.Generator,
+    n_clusters: int = 8,
+    n_periods: int = 5,
+    m_cell: int = 6,
+    effect: float = 0.4,
+    seq_size: int = 2,
+) -> pd.DataFrame:
     n_seq = n_periods - 1
     rows = []
     for i in range(n_clusters):
@@ -29,9 +40,16 @@ def _sw_frame(rng: np.random.Generator, n_clusters: int = 8, n_periods: int = 5,
         for j in range(n_periods):
             c = rng.normal(0, 0.2)
             x = float(j >= start)
-            for k in range(int(rng.integers(m_cell - 2, m_cell + 3))):
-                rows.append({"site": f"S{i:02d}", "month": j + 1, "arm": x, "age": rng.normal(),
-                             "y": 0.1 * j + effect * x + a + c + rng.normal()})
+            for _ in range(int(rng.integers(m_cell - 2, m_cell + 3))):
+                rows.append(
+                    {
+                        "site": f"S{i:02d}",
+                        "month": j + 1,
+                        "arm": x,
+                        "age": rng.normal(),
+                        "y": 0.1 * j + effect * x + a + c + rng.normal(),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -55,15 +73,25 @@ def test_result_protocol(frame):
     with pytest.raises(dataclasses.FrozenInstanceError):
         res.estimate = 0.0  # type: ignore[misc]
     tidy = res.tidy()
-    assert list(tidy.columns) == ["term", "estimate", "std_error", "statistic", "df", "p_value",
-                                  "conf_low", "conf_high"]
+    assert list(tidy.columns) == [
+        "term",
+        "estimate",
+        "std_error",
+        "statistic",
+        "df",
+        "p_value",
+        "conf_low",
+        "conf_high",
+    ]
     assert tidy.loc[0, "term"] == "treatment"
     assert tidy.loc[0, "estimate"] == res.estimate
     lo, hi = res.conf_int(0.9)
     crit = stats.t.ppf(0.95, res.df)
     assert lo == pytest.approx(res.estimate - crit * res.std_error, rel=1e-12)
     assert hi == pytest.approx(res.estimate + crit * res.std_error, rel=1e-12)
-    assert res.pvalue == pytest.approx(2 * stats.t.sf(abs(res.estimate / res.std_error), res.df), rel=1e-12)
+    assert res.pvalue == pytest.approx(
+        2 * stats.t.sf(abs(res.estimate / res.std_error), res.df), rel=1e-12
+    )
     text = str(res.summary())
     assert "kenward-roger" in text and "Variance components" in text
     assert "<table" in res._repr_html_()
@@ -120,7 +148,9 @@ def _dense_gls(df: pd.DataFrame, x: np.ndarray, vc: dict[str, float]):
     cl = df["site"].to_numpy()
     per = df["month"].to_numpy()
     same_c = cl[:, None] == cl[None, :]
-    v = vc.get("tau2", 0.0) * same_c + vc.get("gamma2", 0.0) * (same_c & (per[:, None] == per[None, :]))
+    v = vc.get("tau2", 0.0) * same_c + vc.get("gamma2", 0.0) * (
+        same_c & (per[:, None] == per[None, :])
+    )
     v = v + vc["sigma2"] * np.eye(len(df))
     vi = np.linalg.inv(v)
     mm = x.T @ vi @ x
@@ -136,12 +166,15 @@ def test_time_models_equal_dense_gls(rng, time):
     if time == "linear":
         tcols = t[:, None]
     else:  # patsy's natural cubic regression spline with the same knots spans the same space
-        tcols = np.asarray(patsy.dmatrix("cr(t, knots=[3.0, 5.0], lower_bound=1, upper_bound=7) - 1",
-                                         {"t": t}))[:, 1:]
+        tcols = np.asarray(
+            patsy.dmatrix("cr(t, knots=[3.0, 5.0], lower_bound=1, upper_bound=7) - 1", {"t": t})
+        )[:, 1:]
     x = np.column_stack([np.ones(len(df)), tcols, df["arm"].to_numpy()])
     beta, cov, _ = _dense_gls(df, x, res.variance_components)
     assert res.estimate == pytest.approx(beta[-1], rel=1e-9)
-    assert np.sqrt(res.vcov_model.loc["treatment", "treatment"]) == pytest.approx(np.sqrt(cov[-1, -1]), rel=1e-9)
+    assert np.sqrt(res.vcov_model.loc["treatment", "treatment"]) == pytest.approx(
+        np.sqrt(cov[-1, -1]), rel=1e-9
+    )
 
 
 def test_time_none_warns(frame):
@@ -176,8 +209,11 @@ def test_fractional_treatment_immediate_only(rng):
     first = df.groupby("site")["month"].transform(lambda s: s[df.loc[s.index, "arm"] > 0].min())
     df.loc[(df["month"] == first), "arm"] = 0.5
     res = _fit(df)  # partial effect in the transition period
-    x = np.column_stack([np.ones(len(df))] + [(df["month"] == j).astype(float) for j in range(2, 6)]
-                        + [df["arm"].to_numpy()])
+    x = np.column_stack(
+        [np.ones(len(df))]
+        + [(df["month"] == j).astype(float) for j in range(2, 6)]
+        + [df["arm"].to_numpy()]
+    )
     beta, _, _ = _dense_gls(df, x, res.variance_components)
     assert res.estimate == pytest.approx(beta[-1], rel=1e-9)
     with pytest.raises(DataError, match="fractional"):
@@ -187,8 +223,11 @@ def test_fractional_treatment_immediate_only(rng):
 def test_cr2_robust_equals_individual_level_computation(rng):
     df = _sw_frame(rng, n_clusters=8)
     res = _fit(df, vcov="robust")
-    x = np.column_stack([np.ones(len(df))] + [(df["month"] == j).astype(float) for j in range(2, 6)]
-                        + [df["arm"].to_numpy()])
+    x = np.column_stack(
+        [np.ones(len(df))]
+        + [(df["month"] == j).astype(float) for j in range(2, 6)]
+        + [df["arm"].to_numpy()]
+    )
     beta, cov, v = _dense_gls(df, x, res.variance_components)
     e = df["y"].to_numpy() - x @ beta
     meat = np.zeros((x.shape[1], x.shape[1]))

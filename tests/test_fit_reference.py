@@ -40,10 +40,18 @@ RSW_CASES = _load("rsteppedwedge")
 def _fit_case(case: dict, source: str):
     df = pd.read_csv(REF / source / "data" / case["dataset"])
     effect = "eti" if case["effect"] == "eti" else "immediate"
-    kwargs = dict(outcome="y", cluster="cluster", period="period", treatment="treatment",
-                  individual="individual" if case["individual"] else None,
-                  random=case["random"], time=case["time"], effect=effect, method=case["method"],
-                  covariates=case["covariates"])
+    kwargs = dict(
+        outcome="y",
+        cluster="cluster",
+        period="period",
+        treatment="treatment",
+        individual="individual" if case["individual"] else None,
+        random=case["random"],
+        time=case["time"],
+        effect=effect,
+        method=case["method"],
+        covariates=case["covariates"],
+    )
     if case.get("tate") and case["tate"].get("exposure_times"):
         et = case["tate"]["exposure_times"]
         kwargs["exposure_window"] = (min(et), max(et))
@@ -105,8 +113,9 @@ def test_kenward_roger_matches_pbkrtest(case, source):
     assert res.std_error == pytest.approx(kr["se"], rel=DF_RTOL)
     assert res.df == pytest.approx(kr["df"], rel=DF_RTOL)
     assert res.pvalue == pytest.approx(kr["pvalue"], rel=DF_RTOL)
-    np.testing.assert_allclose(res.vcov_matrix.to_numpy(), np.asarray(case["vcov_kr"]), rtol=DF_RTOL,
-                               atol=1e-10)
+    np.testing.assert_allclose(
+        res.vcov_matrix.to_numpy(), np.asarray(case["vcov_kr"]), rtol=DF_RTOL, atol=1e-10
+    )
 
 
 @pytest.mark.parametrize(
@@ -116,10 +125,20 @@ def test_kenward_roger_matches_pbkrtest(case, source):
 def test_satterthwaite_matches_lmertest(case, source):
     res0, df = _fit_case(case, source)
     effect = "eti" if case["effect"] == "eti" else "immediate"
-    res = m.fit(df, outcome="y", cluster="cluster", period="period", treatment="treatment",
-                individual="individual" if case["individual"] else None,
-                random=case["random"], time=case["time"], effect=effect, method="reml",
-                covariates=case["covariates"], dof="satterthwaite")
+    res = m.fit(
+        df,
+        outcome="y",
+        cluster="cluster",
+        period="period",
+        treatment="treatment",
+        individual="individual" if case["individual"] else None,
+        random=case["random"],
+        time=case["time"],
+        effect=effect,
+        method="reml",
+        covariates=case["covariates"],
+        dof="satterthwaite",
+    )
     sat = case["satterthwaite"]
     assert res.df == pytest.approx(sat["df"], rel=DF_RTOL)
     assert res.pvalue == pytest.approx(sat["pvalue"], rel=DF_RTOL)
@@ -140,5 +159,3 @@ def test_tate_estimate_and_se(case, source):
         assert res.std_error == pytest.approx(tate["se"], rel=FIXEF_RTOL)
         if tate.get("df_satt") is not None:
             assert res.df == pytest.approx(tate["df_satt"], rel=DF_RTOL)
-
-

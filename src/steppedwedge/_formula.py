@@ -62,13 +62,16 @@ def covariate_matrix(formula: str, frame: pd.DataFrame) -> CovariateMatrix:
     import patsy  # local: keeps import steppedwedge light
 
     if not isinstance(formula, str) or not formula.strip():
-        raise DataError(f"`covariates` must be a non-empty formula string such as 'x1 + x2'; got {formula!r}.")
+        raise DataError(
+            f"`covariates` must be a non-empty formula string such as 'x1 + x2'; got {formula!r}."
+        )
     rhs = formula.strip()
     if rhs.startswith("~"):
         rhs = rhs[1:].strip()
     if "~" in rhs:
         raise DataError(
-            f"`covariates` takes only the right-hand side of a formula (e.g. 'x1 + x2'); got {formula!r}."
+            "`covariates` takes only the right-hand side of a formula (e.g. 'x1 + x2'); "
+            f"got {formula!r}."
         )
     try:
         dm = patsy.dmatrix("1 + " + rhs, frame, NA_action="raise", return_type="dataframe")
@@ -84,8 +87,7 @@ def covariate_matrix(formula: str, frame: pd.DataFrame) -> CovariateMatrix:
     if not np.all(np.isfinite(values)):
         bad = [c for c in dm.columns if not np.all(np.isfinite(dm[c].to_numpy(dtype=float)))]
         raise DataError(f"`covariates` column(s) {bad} contain missing or infinite values.")
-    variables = tuple(
-        sorted({str(f.name()) for term in info.terms for f in term.factors})
+    variables = tuple(sorted({str(f.name()) for term in info.terms for f in term.factors}))
+    return CovariateMatrix(
+        values=values, names=tuple(str(c) for c in dm.columns), formula=formula, variables=variables
     )
-    return CovariateMatrix(values=values, names=tuple(str(c) for c in dm.columns), formula=formula,
-                           variables=variables)

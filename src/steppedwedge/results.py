@@ -22,7 +22,16 @@ from scipy import stats
 __all__ = ["FitResult", "ResultMixin", "Summary", "TIDY_COLUMNS", "t_pvalue", "t_interval"]
 
 #: Columns of every ``tidy()`` table, in order.
-TIDY_COLUMNS = ("term", "estimate", "std_error", "statistic", "df", "p_value", "conf_low", "conf_high")
+TIDY_COLUMNS = (
+    "term",
+    "estimate",
+    "std_error",
+    "statistic",
+    "df",
+    "p_value",
+    "conf_low",
+    "conf_high",
+)
 
 
 def t_pvalue(statistic: float, df: float) -> float:
@@ -34,7 +43,9 @@ def t_pvalue(statistic: float, df: float) -> float:
     return float(2.0 * stats.t.sf(abs(statistic), df))
 
 
-def t_interval(estimate: float, std_error: float, df: float, confidence_level: float) -> tuple[float, float]:
+def t_interval(
+    estimate: float, std_error: float, df: float, confidence_level: float
+) -> tuple[float, float]:
     """Symmetric t (or normal) interval."""
     if not 0.0 < confidence_level < 1.0:
         raise ValueError(f"`confidence_level` must lie in (0, 1); got {confidence_level!r}.")
@@ -96,8 +107,13 @@ class Summary:
         out += [f"- {k}: {v}" for k, v in self.header]
         for name, table in self.tables:
             t = self._table_strings(table)
-            out += ["", f"*{name}*", "", "| " + " | ".join(map(str, t.columns)) + " |",
-                    "|" + "---|" * len(t.columns)]
+            out += [
+                "",
+                f"*{name}*",
+                "",
+                "| " + " | ".join(map(str, t.columns)) + " |",
+                "|" + "---|" * len(t.columns),
+            ]
             out += ["| " + " | ".join(map(str, row)) + " |" for row in t.itertuples(index=False)]
         out += ["", *[f"> {n}" for n in self.notes]] if self.notes else []
         return "\n".join(out)
@@ -107,8 +123,11 @@ class Summary:
         parts = [f"<div class='steppedwedge-summary'><strong>{html.escape(self.title)}</strong>"]
         if self.header:
             parts.append("<table>")
-            parts += [f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-                      for k, v in self.header]
+            parts += [
+                f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                f"<td>{html.escape(v)}</td></tr>"
+                for k, v in self.header
+            ]
             parts.append("</table>")
         for name, table in self.tables:
             parts.append(f"<p><em>{html.escape(name)}</em></p>")
@@ -141,9 +160,11 @@ class ResultMixin:
     """Presentation methods shared by estimation results (needs ``tidy`` and ``summary``)."""
 
     def tidy(self, confidence_level: float = 0.95) -> pd.DataFrame:  # pragma: no cover - abstract
+        """One row per term (the single source of truth for presentation)."""
         raise NotImplementedError
 
     def summary(self) -> Summary:  # pragma: no cover - abstract
+        """Printable :class:`Summary` of the result."""
         raise NotImplementedError
 
     def __str__(self) -> str:
@@ -256,26 +277,50 @@ class FitResult(ResultMixin):
         lo, hi = self.conf_int()
         header = (
             ("Outcome", self.outcome),
-            ("Model", f"Gaussian LMM, random={self.random!r}, time={self.time!r}, effect={self.effect!r}"),
+            (
+                "Model",
+                f"Gaussian LMM, random={self.random!r}, time={self.time!r}, effect={self.effect!r}",
+            ),
             ("Covariates", self.covariates or "none"),
             ("Estimation", f"{self.method.upper()}; log-likelihood {_fmt(self.loglik)}"),
-            ("Observations", f"{self.n_obs} in {self.n_clusters} clusters x {self.n_periods} periods"),
+            (
+                "Observations",
+                f"{self.n_obs} in {self.n_clusters} clusters x {self.n_periods} periods",
+            ),
             ("Inference", f"df: {self.dof}; vcov: {self.vcov}"),
-            ("Estimand", f"{self.estimand} = {_fmt(self.estimate)} (SE {_fmt(self.std_error)}, "
-                         f"df {_fmt(self.df, 2)}, p {_fmt(self.pvalue)}; 95% CI {_fmt(lo)} to {_fmt(hi)})"),
+            (
+                "Estimand",
+                f"{self.estimand} = {_fmt(self.estimate)} (SE {_fmt(self.std_error)}, "
+                f"df {_fmt(self.df, 2)}, p {_fmt(self.pvalue)}; 95% CI {_fmt(lo)} to {_fmt(hi)})",
+            ),
             ("Converged", _fmt(self.converged)),
             ("Singular", _fmt(self.singular)),
         )
-        vc = pd.DataFrame({"component": list(self.variance_components),
-                           "estimate": list(self.variance_components.values())})
+        vc = pd.DataFrame(
+            {
+                "component": list(self.variance_components),
+                "estimate": list(self.variance_components.values()),
+            }
+        )
         tables = [("Fixed effects", self.tidy()), ("Variance components", vc)]
         if self.correlations:
-            tables.append(("Correlations (95% CI)", pd.DataFrame(
-                [(k, *v) for k, v in self.correlations.items()], columns=["name", "estimate", "low", "high"])))
+            tables.append(
+                (
+                    "Correlations (95% CI)",
+                    pd.DataFrame(
+                        [(k, *v) for k, v in self.correlations.items()],
+                        columns=["name", "estimate", "low", "high"],
+                    ),
+                )
+            )
         if self.effect_curve is not None:
             tables.append(("Exposure-time effects", self.effect_curve))
-        return Summary(title="Stepped-wedge mixed-model analysis", header=header, tables=tuple(tables),
-                       notes=self.messages)
+        return Summary(
+            title="Stepped-wedge mixed-model analysis",
+            header=header,
+            tables=tuple(tables),
+            notes=self.messages,
+        )
 
     def plot(self, ax: Any = None, *, confidence_level: float = 0.95) -> Any:
         """Plot the estimates: the exposure-time effect curve for ETI fits, else a forest plot.
@@ -287,8 +332,10 @@ class FitResult(ResultMixin):
         return plot_effects(self, ax=ax, confidence_level=confidence_level)
 
     def __repr__(self) -> str:
-        return (f"FitResult(estimand={self.estimand!r}, estimate={self.estimate:.4g}, "
-                f"std_error={self.std_error:.4g}, df={self.df:.4g}, p={self.pvalue:.3g})")
+        return (
+            f"FitResult(estimand={self.estimand!r}, estimate={self.estimate:.4g}, "
+            f"std_error={self.std_error:.4g}, df={self.df:.4g}, p={self.pvalue:.3g})"
+        )
 
 
 def _as_sequence(x: Any) -> Sequence[Any]:  # pragma: no cover - helper kept for callers

@@ -56,8 +56,10 @@ def kr_adjust(d: VarianceDerivatives) -> KRAdjustment:
     for r in range(k_n):
         phi_pr = phi @ p_list[r]
         for s in range(r, k_n):
-            val = d.ktrace[r, s] - 2.0 * float(np.sum(phi * d.q[r, s])) + float(
-                np.sum(phi_pr * (p_list[s] @ phi))
+            val = (
+                d.ktrace[r, s]
+                - 2.0 * float(np.sum(phi * d.q[r, s]))
+                + float(np.sum(phi_pr * (p_list[s] @ phi)))
             )
             ie[r, s] = ie[s, r] = val
     eig = np.linalg.eigvalsh(ie)
@@ -134,7 +136,11 @@ def reml_hessian(
     h = np.zeros((k_n, k_n))
     for k in range(k_n):
         step = 1e-5 * max(abs(full[k]), 1e-3 * max(sigma2, 1e-12))
-        if structure.decay and structure.natural_names[-1:] == ("decay",) and k == structure.n_phi - 1:
+        if (
+            structure.decay
+            and structure.natural_names[-1:] == ("decay",)
+            and k == structure.n_phi - 1
+        ):
             step = min(step, 0.5 * (1 - abs(full[k])) + 1e-12)
         up, dn = full.copy(), full.copy()
         up[k] += step

@@ -39,7 +39,9 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 from scipy import optimize
-from scipy.linalg.lapack import dpotrf as _dpotrf, dpotri as _dpotri, dpotrs as _dpotrs
+from scipy.linalg.lapack import dpotrf as _dpotrf
+from scipy.linalg.lapack import dpotri as _dpotri
+from scipy.linalg.lapack import dpotrs as _dpotrs
 
 from .covariance import decay_matrix
 
@@ -105,7 +107,11 @@ class CellData:
         object.__setattr__(self, "xbar", xbar)
         object.__setattr__(self, "ybar", ybar)
         object.__setattr__(self, "within", np.asarray(self.within, dtype=float))
-        object.__setattr__(self, "treatment", np.where(observed, np.nan_to_num(np.asarray(self.treatment, dtype=float)), 0.0))
+        object.__setattr__(
+            self,
+            "treatment",
+            np.where(observed, np.nan_to_num(np.asarray(self.treatment, dtype=float)), 0.0),
+        )
         object.__setattr__(self, "times", np.asarray(self.times, dtype=float))
         object.__setattr__(self, "observed", observed)
         object.__setattr__(self, "inv_m", inv_m)
@@ -113,7 +119,9 @@ class CellData:
         object.__setattr__(self, "n_cells", int(observed.sum()))
         object.__setattr__(self, "sum_log_m", float(np.log(n[observed]).sum()))
         object.__setattr__(self, "xa", np.concatenate([xbar, ybar[:, :, None]], axis=2))
-        object.__setattr__(self, "obs2", (observed[:, :, None] & observed[:, None, :]).astype(float))
+        object.__setattr__(
+            self, "obs2", (observed[:, :, None] & observed[:, None, :]).astype(float)
+        )
 
     @property
     def n_fixed(self) -> int:
@@ -132,7 +140,7 @@ class CellData:
         n_periods: int,
         treatment: npt.ArrayLike | None = None,
         times: npt.ArrayLike | None = None,
-    ) -> "CellData":
+    ) -> CellData:
         """Aggregate individual rows (integer cluster/period codes) into cell statistics."""
         ci = np.asarray(cluster_index, dtype=np.int64)
         pi = np.asarray(period_index, dtype=np.int64)
@@ -291,9 +299,7 @@ class CovarianceStructure:
         cross = x[:, None, :] * ones[None, :, None] + x[:, :, None] * ones[None, None, :]
         return jmat, xx, cross
 
-    def blocks_natural(
-        self, natural: FloatArray, cells: CellData
-    ) -> tuple[FloatArray, FloatArray]:
+    def blocks_natural(self, natural: FloatArray, cells: CellData) -> tuple[FloatArray, FloatArray]:
         """``G`` (I, T, T) and ``dG/d natural`` (k, I, T, T), both masked to observed cells."""
         nat = np.asarray(natural, dtype=float)
         i_n, t = cells.n.shape
@@ -417,7 +423,7 @@ class _Workspace:
         self.n_groups = n_g
         self.big = big
 
-    def linear_basis(self, structure: "CovarianceStructure") -> FloatArray:
+    def linear_basis(self, structure: CovarianceStructure) -> FloatArray:
         """Stacked ``dG~/dphi`` for structures linear in ``phi`` (cached)."""
         key = (structure.intercept, structure.slope, structure.cluster_period)
         cache = self.__dict__.setdefault("_basis", {})
@@ -547,8 +553,13 @@ def profiled_deviance(
                 out.append(float((c[:, ws.idx, ws.idx] * ws.obs_f).sum()))
             grad = np.array(out)
         else:
-            grad = (dg.reshape(dg.shape[0], -1) @ c.reshape(-1))
-    extras: dict[str, object] = {"beta": beta, "sigma2": sigma2, "m_tilde": m_t, "logdet_m": logdet_m}
+            grad = dg.reshape(dg.shape[0], -1) @ c.reshape(-1)
+    extras: dict[str, object] = {
+        "beta": beta,
+        "sigma2": sigma2,
+        "m_tilde": m_t,
+        "logdet_m": logdet_m,
+    }
     return float(dev), grad, extras
 
 
@@ -633,7 +644,12 @@ def variance_derivatives(
 
 
 def loglik_at(
-    natural: FloatArray, sigma2: float, cells: CellData, structure: CovarianceStructure, *, reml: bool = True
+    natural: FloatArray,
+    sigma2: float,
+    cells: CellData,
+    structure: CovarianceStructure,
+    *,
+    reml: bool = True,
 ) -> float:
     """Log-likelihood (lme4 constants) at given absolute variance parameters."""
     p = cells.n_fixed
@@ -654,7 +670,12 @@ def loglik_at(
 
 
 def reml_gradient_natural(
-    natural: FloatArray, sigma2: float, cells: CellData, structure: CovarianceStructure, *, reml: bool = True
+    natural: FloatArray,
+    sigma2: float,
+    cells: CellData,
+    structure: CovarianceStructure,
+    *,
+    reml: bool = True,
 ) -> FloatArray:
     """Gradient of ``-2 log L`` in the natural parameters followed by ``sigma2``."""
     d = variance_derivatives(natural, sigma2, cells, structure)
@@ -688,7 +709,7 @@ class LMMFit:
     @property
     def variance_components(self) -> dict[str, float]:
         """Natural parameters and ``sigma2`` by name."""
-        out = {k: float(v) for k, v in zip(self.names, self.natural)}
+        out = {k: float(v) for k, v in zip(self.names, self.natural, strict=True)}
         out["sigma2"] = float(self.sigma2)
         return out
 
@@ -708,9 +729,16 @@ def _start_values(cells: CellData, structure: CovarianceStructure) -> FloatArray
         sigma2 = max(float(cells.within[p, p]) / n_within, 1e-12)
     else:
         sigma2 = max(float(np.var(res)) / 2.0, 1e-12)
-    between = max(float(np.mean(res**2)) - sigma2 * float(np.mean(cells.inv_m[cells.observed])), 0.0)
-    n_var = int(structure.intercept) + int(structure.cluster_period) + int(structure.slope != "none")
-    share = max(between / max(n_var, 1), 0.05 * sigma2 * float(np.mean(cells.inv_m[cells.observed])) + 1e-3 * sigma2)
+    between = max(
+        float(np.mean(res**2)) - sigma2 * float(np.mean(cells.inv_m[cells.observed])), 0.0
+    )
+    n_var = (
+        int(structure.intercept) + int(structure.cluster_period) + int(structure.slope != "none")
+    )
+    share = max(
+        between / max(n_var, 1),
+        0.05 * sigma2 * float(np.mean(cells.inv_m[cells.observed])) + 1e-3 * sigma2,
+    )
     nat: list[float] = []
     if structure.intercept:
         nat.append(share)
@@ -776,7 +804,11 @@ def fit_lmm(
         x, ok, message = projected_newton(fun, x0, lo, hi)
         if not ok:
             res = optimize.minimize(
-                fun, x, jac=True, method="L-BFGS-B", bounds=bounds,
+                fun,
+                x,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=bounds,
                 options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-10, "maxcor": 20},
             )
             x = np.asarray(best["x"] if best["x"] is not None else res.x, dtype=float)
@@ -813,7 +845,7 @@ def fit_lmm(
 
 
 def projected_newton(
-    fun: "Callable[[FloatArray], tuple[float, FloatArray]]",
+    fun: Callable[[FloatArray], tuple[float, FloatArray]],
     x0: FloatArray,
     lo: FloatArray,
     hi: FloatArray,
@@ -836,7 +868,11 @@ def projected_newton(
         active = ((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0))
         free = ~active
         gf = g[free]
-        if gf.size == 0 or np.max(np.abs(gf)) <= gtol * max(1.0, abs(f)) * 1e-3 or np.max(np.abs(gf)) < gtol:
+        if (
+            gf.size == 0
+            or np.max(np.abs(gf)) <= gtol * max(1.0, abs(f)) * 1e-3
+            or np.max(np.abs(gf)) < gtol
+        ):
             return x, True, f"projected Newton converged in {it} iterations"
         idx = np.flatnonzero(free)
         h = np.empty((idx.size, idx.size))

@@ -32,7 +32,13 @@ from .reml import (
 
 FloatArray = npt.NDArray[np.float64]
 
-__all__ = ["RowData", "fit_lmm_rows", "loglik_rows", "variance_derivatives_rows", "gradient_natural_rows"]
+__all__ = [
+    "RowData",
+    "fit_lmm_rows",
+    "loglik_rows",
+    "variance_derivatives_rows",
+    "gradient_natural_rows",
+]
 
 
 @dataclass(frozen=True)
@@ -46,8 +52,19 @@ class RowData:
     cells: CellData  # cell statistics of the same rows (treatment, observed pattern, times)
 
     @classmethod
-    def from_arrays(cls, cluster_index, period_index, individual_index, x, y, *, n_clusters: int,
-                    n_periods: int, treatment, times=None) -> "RowData":
+    def from_arrays(
+        cls,
+        cluster_index,
+        period_index,
+        individual_index,
+        x,
+        y,
+        *,
+        n_clusters: int,
+        n_periods: int,
+        treatment,
+        times=None,
+    ) -> RowData:
         """Split row arrays by cluster (integer codes)."""
         ci = np.asarray(cluster_index, dtype=np.int64)
         pi = np.asarray(period_index, dtype=np.int64)
@@ -58,14 +75,22 @@ class RowData:
         bounds = np.searchsorted(ci[order], np.arange(n_clusters + 1))
         xs, ys, ps, ids = [], [], [], []
         for i in range(n_clusters):
-            sel = order[bounds[i]:bounds[i + 1]]
+            sel = order[bounds[i] : bounds[i + 1]]
             xs.append(x[sel])
             ys.append(y[sel])
             ps.append(pi[sel])
             _, codes = np.unique(ii[sel], return_inverse=True)
             ids.append(np.asarray(codes, dtype=np.int64).reshape(-1))
-        cells = CellData.from_individual(ci, pi, x, y, n_clusters=n_clusters, n_periods=n_periods,
-                                         treatment=treatment, times=times)
+        cells = CellData.from_individual(
+            ci,
+            pi,
+            x,
+            y,
+            n_clusters=n_clusters,
+            n_periods=n_periods,
+            treatment=treatment,
+            times=times,
+        )
         return cls(tuple(xs), tuple(ys), tuple(ps), tuple(ids), cells)
 
     @property
@@ -101,8 +126,9 @@ def _cluster_blocks_phi(structure: CovarianceStructure, phi: FloatArray, cells: 
     return g, np.tensordot(jac.T, dg_nat, axes=1)
 
 
-def profiled_deviance_rows(phi: FloatArray, data: RowData, structure: CovarianceStructure, reml: bool = True
-                           ) -> tuple[float, FloatArray, dict[str, object]]:
+def profiled_deviance_rows(
+    phi: FloatArray, data: RowData, structure: CovarianceStructure, reml: bool = True
+) -> tuple[float, FloatArray, dict[str, object]]:
     """Profiled ``-2 log L``; ``phi`` = structure's relative parameters + ``psi2 / sigma2``."""
     k_s = structure.n_phi
     g_cell, dg_cell = _cluster_blocks_phi(structure, phi[:k_s], data.cells)
@@ -147,8 +173,9 @@ def profiled_deviance_rows(phi: FloatArray, data: RowData, structure: Covariance
     return float(dev), grad, {"beta": beta, "sigma2": sigma2, "m_tilde": m_t}
 
 
-def fit_lmm_rows(data: RowData, structure: CovarianceStructure, *, reml: bool = True,
-                 maxiter: int = 1000) -> LMMFit:
+def fit_lmm_rows(
+    data: RowData, structure: CovarianceStructure, *, reml: bool = True, maxiter: int = 1000
+) -> LMMFit:
     """Fit the model with an individual random intercept (names end with ``psi2``)."""
     bounds = structure.phi_bounds() + [(0.0, None)]
     x0 = np.append(_start_values(data.cells, structure), 0.1)
@@ -167,8 +194,14 @@ def fit_lmm_rows(data: RowData, structure: CovarianceStructure, *, reml: bool = 
 
     x, ok, message = projected_newton(fun, np.clip(x0, lo, hi), lo, hi)
     if not ok:
-        res = optimize.minimize(fun, x, jac=True, method="L-BFGS-B", bounds=bounds,
-                                options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-10, "maxcor": 20})
+        res = optimize.minimize(
+            fun,
+            x,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-10, "maxcor": 20},
+        )
         x = np.asarray(res.x, dtype=float)
         message = "projected Newton failed; L-BFGS-B: " + str(res.message)
     f, g, extras = profiled_deviance_rows(x, data, structure, reml)
@@ -179,10 +212,20 @@ def fit_lmm_rows(data: RowData, structure: CovarianceStructure, *, reml: bool = 
     at_bound = _boundary_names(x[:-1], structure) + (("psi2",) if x[-1] < 1e-8 else ())
     cov_beta = sigma2 * np.linalg.inv(np.asarray(extras["m_tilde"]))
     return LMMFit(
-        beta=np.asarray(extras["beta"]), cov_beta=0.5 * (cov_beta + cov_beta.T), natural=natural,
-        sigma2=sigma2, names=structure.natural_names + ("psi2",), phi=x, loglik=-0.5 * f, reml=reml,
-        converged=converged, singular=bool(at_bound), at_bound=at_bound, n_evaluations=n_eval,
-        message=message, structure=structure,
+        beta=np.asarray(extras["beta"]),
+        cov_beta=0.5 * (cov_beta + cov_beta.T),
+        natural=natural,
+        sigma2=sigma2,
+        names=structure.natural_names + ("psi2",),
+        phi=x,
+        loglik=-0.5 * f,
+        reml=reml,
+        converged=converged,
+        singular=bool(at_bound),
+        at_bound=at_bound,
+        n_evaluations=n_eval,
+        message=message,
+        structure=structure,
     )
 
 
@@ -200,8 +243,14 @@ def _dense_terms(natural: FloatArray, sigma2: float, data: RowData, structure: C
         yield i, v, gs
 
 
-def loglik_rows(natural: FloatArray, sigma2: float, data: RowData, structure: CovarianceStructure, *,
-                reml: bool = True) -> float:
+def loglik_rows(
+    natural: FloatArray,
+    sigma2: float,
+    data: RowData,
+    structure: CovarianceStructure,
+    *,
+    reml: bool = True,
+) -> float:
     """Log-likelihood (lme4 constants) at given parameters (natural + psi2, then sigma2)."""
     p = data.x[0].shape[1]
     logdet = 0.0
@@ -219,8 +268,9 @@ def loglik_rows(natural: FloatArray, sigma2: float, data: RowData, structure: Co
     return float(-0.5 * (n * _LOG2PI + logdet + quad))
 
 
-def variance_derivatives_rows(natural: FloatArray, sigma2: float, data: RowData,
-                              structure: CovarianceStructure) -> VarianceDerivatives:
+def variance_derivatives_rows(
+    natural: FloatArray, sigma2: float, data: RowData, structure: CovarianceStructure
+) -> VarianceDerivatives:
     """Dense per-cluster version of :func:`steppedwedge._core.reml.variance_derivatives`."""
     p = data.x[0].shape[1]
     terms = list(_dense_terms(natural, sigma2, data, structure))
@@ -253,12 +303,26 @@ def variance_derivatives_rows(natural: FloatArray, sigma2: float, data: RowData,
             for b_ in range(k_n):
                 ktrace[a_, b_] += float(np.sum(h[a_] * h[b_].T))
                 q[a_, b_] += gx[a_].T @ vinv @ gx[b_]
-    return VarianceDerivatives(beta=beta, phi=phi, xgx=xgx, q=q, ktrace=ktrace, trace=trace, rgr=rgr,
-                               names=structure.natural_names + ("psi2", "sigma2"))
+    return VarianceDerivatives(
+        beta=beta,
+        phi=phi,
+        xgx=xgx,
+        q=q,
+        ktrace=ktrace,
+        trace=trace,
+        rgr=rgr,
+        names=structure.natural_names + ("psi2", "sigma2"),
+    )
 
 
-def gradient_natural_rows(natural: FloatArray, sigma2: float, data: RowData, structure: CovarianceStructure,
-                          *, reml: bool = True) -> FloatArray:
+def gradient_natural_rows(
+    natural: FloatArray,
+    sigma2: float,
+    data: RowData,
+    structure: CovarianceStructure,
+    *,
+    reml: bool = True,
+) -> FloatArray:
     """Gradient of ``-2 log L`` in (natural parameters, psi2, sigma2)."""
     d = variance_derivatives_rows(natural, sigma2, data, structure)
     if reml:

@@ -24,7 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._core.kenward_roger import KRAdjustment, kr_adjust, kr_test, reml_hessian, satterthwaite_df
-from .._core.reml import CellData, CovarianceStructure, LMMFit, VarianceDerivatives, variance_derivatives
+from .._core.reml import (
+    CellData,
+    CovarianceStructure,
+    LMMFit,
+    VarianceDerivatives,
+    variance_derivatives,
+)
 from .._core.reml_dense import RowData, gradient_natural_rows, variance_derivatives_rows
 
 __all__ = ["DOF_METHODS", "ContrastInference", "InferenceEngine"]
@@ -44,9 +50,17 @@ class ContrastInference:
 class InferenceEngine:
     """Computes per-contrast inference for a fitted model under one df rule."""
 
-    def __init__(self, fit: LMMFit, cells: CellData, structure: CovarianceStructure, dof: str,
-                 *, robust_cov: np.ndarray | None = None, robust_df: float | None = None,
-                 rows: RowData | None = None) -> None:
+    def __init__(
+        self,
+        fit: LMMFit,
+        cells: CellData,
+        structure: CovarianceStructure,
+        dof: str,
+        *,
+        robust_cov: np.ndarray | None = None,
+        robust_df: float | None = None,
+        rows: RowData | None = None,
+    ) -> None:
         self.rows = rows
         self.fit = fit
         self.cells = cells
@@ -63,10 +77,13 @@ class InferenceEngine:
         """Variance-parameter derivatives at the estimates (computed once)."""
         if self._deriv is None:
             if self.rows is not None:
-                self._deriv = variance_derivatives_rows(self.fit.natural, self.fit.sigma2, self.rows,
-                                                        self.structure)
+                self._deriv = variance_derivatives_rows(
+                    self.fit.natural, self.fit.sigma2, self.rows, self.structure
+                )
             else:
-                self._deriv = variance_derivatives(self.fit.natural, self.fit.sigma2, self.cells, self.structure)
+                self._deriv = variance_derivatives(
+                    self.fit.natural, self.fit.sigma2, self.cells, self.structure
+                )
         return self._deriv
 
     @property
@@ -81,11 +98,23 @@ class InferenceEngine:
         """Observed Hessian of the deviance in (natural parameters, sigma2)."""
         if self._hess is None:
             if self.rows is not None:
-                self._hess = reml_hessian(self.fit.natural, self.fit.sigma2, self.cells, self.structure,
-                                          reml=self.fit.reml, gradient=gradient_natural_rows, data=self.rows)
+                self._hess = reml_hessian(
+                    self.fit.natural,
+                    self.fit.sigma2,
+                    self.cells,
+                    self.structure,
+                    reml=self.fit.reml,
+                    gradient=gradient_natural_rows,
+                    data=self.rows,
+                )
             else:
-                self._hess = reml_hessian(self.fit.natural, self.fit.sigma2, self.cells, self.structure,
-                                          reml=self.fit.reml)
+                self._hess = reml_hessian(
+                    self.fit.natural,
+                    self.fit.sigma2,
+                    self.cells,
+                    self.structure,
+                    reml=self.fit.reml,
+                )
         return self._hess
 
     @property
@@ -136,7 +165,9 @@ class InferenceEngine:
             spread = np.nanmax(col, axis=1) - np.nanmin(col, axis=1)
             cluster_level[k] = bool(np.all(spread[np.isfinite(spread)] < 1e-12))
         i_n = int(np.sum(obs.any(axis=1)))
-        xb = np.array([x[i, obs[i]][0] for i in range(x.shape[0]) if obs[i].any()])[:, cluster_level]
+        xb = np.array([x[i, obs[i]][0] for i in range(x.shape[0]) if obs[i].any()])[
+            :, cluster_level
+        ]
         r_b = int(np.linalg.matrix_rank(xb)) if xb.size else 0
         if np.all(cluster_level[np.abs(c) > 0]):
             return float(max(i_n - r_b, 1))

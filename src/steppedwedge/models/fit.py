@@ -8,7 +8,6 @@ from typing import Any
 import pandas as pd
 
 from .._validation import check_option
-from ..results import FitResult
 from .mixed import fit_gaussian
 
 __all__ = ["fit"]
@@ -154,45 +153,108 @@ def fit(
     if method is None:
         method = "reml" if family == "gaussian" else "laplace"
     check_option("method", method, _METHODS)
-    common = dict(outcome=outcome, cluster=cluster, period=period, treatment=treatment,
-                  individual=individual, missing=missing, design=design)
+    common = dict(
+        outcome=outcome,
+        cluster=cluster,
+        period=period,
+        treatment=treatment,
+        individual=individual,
+        missing=missing,
+        design=design,
+    )
     if method == "gee":
         from .gee import fit_gee_frame
 
-        return fit_gee_frame(data, family=family, link=link, exposure=exposure, offset=offset, trials=trials,
-                             covariates=covariates, random=random, time=time, effect=effect, dof=dof,
-                             vcov=vcov, **common, **options)
+        return fit_gee_frame(
+            data,
+            family=family,
+            link=link,
+            exposure=exposure,
+            offset=offset,
+            trials=trials,
+            covariates=covariates,
+            random=random,
+            time=time,
+            effect=effect,
+            dof=dof,
+            vcov=vcov,
+            **common,
+            **options,
+        )
     if method == "cluster-summary":
         from .cluster_level import fit_cluster_summary_frame
 
-        return fit_cluster_summary_frame(data, family=family, link=link, exposure=exposure, offset=offset,
-                                         trials=trials, vcov=vcov, **common, **options)
+        return fit_cluster_summary_frame(
+            data,
+            family=family,
+            link=link,
+            exposure=exposure,
+            offset=offset,
+            trials=trials,
+            vcov=vcov,
+            **common,
+            **options,
+        )
     if family == "gaussian":
         if method not in ("reml", "ml"):
-            raise ValueError(f"method={method!r} is for non-Gaussian mixed models; Gaussian outcomes use "
-                             "method='reml' (default) or 'ml', or method='gee' / 'cluster-summary'.")
+            raise ValueError(
+                f"method={method!r} is for non-Gaussian mixed models; Gaussian outcomes use "
+                "method='reml' (default) or 'ml', or method='gee' / 'cluster-summary'."
+            )
         if link not in (None, "identity"):
             raise ValueError(f"Gaussian mixed models use the identity link; got link={link!r}.")
         for name, value in (("exposure", exposure), ("offset", offset), ("trials", trials)):
             if value is not None:
-                raise ValueError(f"`{name}` is for count or binomial outcomes; it cannot be used with "
-                                 "family='gaussian'.")
+                raise ValueError(
+                    f"`{name}` is for count or binomial outcomes; it cannot be used with "
+                    "family='gaussian'."
+                )
         if options:
-            raise TypeError(f"fit() got unexpected keyword arguments {sorted(options)} for a Gaussian "
-                            "mixed model.")
+            raise TypeError(
+                f"fit() got unexpected keyword arguments {sorted(options)} for a Gaussian "
+                "mixed model."
+            )
         return fit_gaussian(
-            data, covariates=covariates, random=random, time=time, knots=knots, effect=effect,
-            exposure_window=exposure_window, exposure_time=exposure_time, method=method, dof=dof,
-            vcov="model" if vcov is None else vcov, **common,
+            data,
+            covariates=covariates,
+            random=random,
+            time=time,
+            knots=knots,
+            effect=effect,
+            exposure_window=exposure_window,
+            exposure_time=exposure_time,
+            method=method,
+            dof=dof,
+            vcov="model" if vcov is None else vcov,
+            **common,
         )
     if method in ("reml", "ml"):
-        raise ValueError(f"method={method!r} is for Gaussian outcomes; family={family!r} mixed models use "
-                         "method='laplace' (default) or 'agq', or method='gee' / 'cluster-summary'.")
+        raise ValueError(
+            f"method={method!r} is for Gaussian outcomes; family={family!r} mixed models use "
+            "method='laplace' (default) or 'agq', or method='gee' / 'cluster-summary'."
+        )
     if vcov not in (None, "model"):
-        raise ValueError(f"vcov={vcov!r} is not available for GLMMs; use vcov='model' or method='gee'.")
+        raise ValueError(
+            f"vcov={vcov!r} is not available for GLMMs; use vcov='model' or method='gee'."
+        )
     from .glmm import fit_glmm
 
-    return fit_glmm(data, family=family, link=link, trials=trials, exposure=exposure, offset=offset,
-                    covariates=covariates, random=random, time=time, knots=knots, effect=effect,
-                    exposure_window=exposure_window, exposure_time=exposure_time, method=method, dof=dof,
-                    **common, **options)
+    return fit_glmm(
+        data,
+        family=family,
+        link=link,
+        trials=trials,
+        exposure=exposure,
+        offset=offset,
+        covariates=covariates,
+        random=random,
+        time=time,
+        knots=knots,
+        effect=effect,
+        exposure_window=exposure_window,
+        exposure_time=exposure_time,
+        method=method,
+        dof=dof,
+        **common,
+        **options,
+    )

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._core.kenward_roger import reml_hessian
 from .._core.reml import CellData, CovarianceStructure, LMMFit, fit_lmm
 from .._core.reml_dense import RowData, fit_lmm_rows
 from .._formula import covariate_matrix
@@ -30,8 +29,16 @@ from ..results import FitResult
 
 __all__ = ["RANDOM_STRUCTURES", "TIME_EFFECTS", "EFFECT_TYPES", "fit_gaussian"]
 
-RANDOM_STRUCTURES = ("nested", "cluster", "decay", "nested+decay", "random-slope", "random-slope-corr",
-                     "nested+random-slope", "nested+random-slope-corr")
+RANDOM_STRUCTURES = (
+    "nested",
+    "cluster",
+    "decay",
+    "nested+decay",
+    "random-slope",
+    "random-slope-corr",
+    "nested+random-slope",
+    "nested+random-slope-corr",
+)
 TIME_EFFECTS = ("categorical", "linear", "spline", "none")
 EFFECT_TYPES = ("immediate", "eti", "tate", "pte")
 METHODS = ("reml", "ml")
@@ -43,11 +50,18 @@ def _structure(random: str) -> CovarianceStructure:
         "nested": CovarianceStructure(intercept=True, cluster_period=True),
         "decay": CovarianceStructure(intercept=False, cluster_period=True, decay=True),
         "nested+decay": CovarianceStructure(intercept=True, cluster_period=True, decay=True),
-        "random-slope": CovarianceStructure(intercept=True, cluster_period=False, slope="independent"),
-        "random-slope-corr": CovarianceStructure(intercept=True, cluster_period=False, slope="correlated"),
-        "nested+random-slope": CovarianceStructure(intercept=True, cluster_period=True, slope="independent"),
-        "nested+random-slope-corr": CovarianceStructure(intercept=True, cluster_period=True,
-                                                        slope="correlated"),
+        "random-slope": CovarianceStructure(
+            intercept=True, cluster_period=False, slope="independent"
+        ),
+        "random-slope-corr": CovarianceStructure(
+            intercept=True, cluster_period=False, slope="correlated"
+        ),
+        "nested+random-slope": CovarianceStructure(
+            intercept=True, cluster_period=True, slope="independent"
+        ),
+        "nested+random-slope-corr": CovarianceStructure(
+            intercept=True, cluster_period=True, slope="correlated"
+        ),
     }[random]
 
 
@@ -65,7 +79,9 @@ def _period_positions(periods: Sequence[Any]) -> np.ndarray:
     return np.arange(1, len(periods) + 1, dtype=float)
 
 
-def natural_spline_basis(x: np.ndarray, knots: Sequence[float], boundary: tuple[float, float]) -> np.ndarray:
+def natural_spline_basis(
+    x: np.ndarray, knots: Sequence[float], boundary: tuple[float, float]
+) -> np.ndarray:
     """Natural cubic spline basis without the constant (Hastie, Tibshirani & Friedman eq. 5.4).
 
     Columns: ``x`` and ``d_k(x) - d_{K-1}(x)`` for the interior knots; spans the same space
@@ -75,7 +91,9 @@ def natural_spline_basis(x: np.ndarray, knots: Sequence[float], boundary: tuple[
     k_n = xi.size
 
     def d(k: int) -> np.ndarray:
-        return (np.clip(x - xi[k], 0, None) ** 3 - np.clip(x - xi[-1], 0, None) ** 3) / (xi[-1] - xi[k])
+        return (np.clip(x - xi[k], 0, None) ** 3 - np.clip(x - xi[-1], 0, None) ** 3) / (
+            xi[-1] - xi[k]
+        )
 
     cols = [x.astype(float)]
     for k in range(k_n - 2):
@@ -92,8 +110,9 @@ def _exposure_times(trt: np.ndarray, observed: np.ndarray) -> np.ndarray:
     return np.where(j >= start[:, None], j - start[:, None] + 1, 0).astype(int)
 
 
-def _time_columns(time: str, periods: Sequence[Any], knots: Sequence[float] | None
-                  ) -> tuple[np.ndarray, list[str], Sequence[float] | None]:
+def _time_columns(
+    time: str, periods: Sequence[Any], knots: Sequence[float] | None
+) -> tuple[np.ndarray, list[str], Sequence[float] | None]:
     n_t = len(periods)
     pos = _period_positions(periods)
     if time == "categorical":
@@ -107,8 +126,11 @@ def _time_columns(time: str, periods: Sequence[Any], knots: Sequence[float] | No
             knots = [float(np.median(pos))] if n_t >= 4 else []
         knots = [float(k) for k in knots]
         if any(k <= pos.min() or k >= pos.max() for k in knots):
-            raise ValueError(f"`knots` must lie strictly inside the period range ({pos.min():g}, {pos.max():g}); "
-                             f"got {knots}.")
+            raise ValueError(
+                "`knots` must lie strictly inside the period range "
+                f"({pos.min():g}, {pos.max():g}); "
+                f"got {knots}."
+            )
         basis = natural_spline_basis(pos, knots, (float(pos.min()), float(pos.max())))
         return basis, [f"time_spline[{k + 1}]" for k in range(basis.shape[1])], knots
     return np.zeros((n_t, 0)), [], None
@@ -175,27 +197,48 @@ def fit_gaussian(
         dof = "kenward-roger" if method == "reml" else "satterthwaite"
     check_option("dof", dof, DOF_METHODS)
     if dof == "kenward-roger" and method == "ml":
-        raise ValueError("`dof='kenward-roger'` needs a REML fit; use method='reml' or "
-                         "dof='satterthwaite' with method='ml'.")
+        raise ValueError(
+            "`dof='kenward-roger'` needs a REML fit; use method='reml' or "
+            "dof='satterthwaite' with method='ml'."
+        )
     if effect == "pte" and exposure_time is None:
-        raise ValueError("`effect='pte'` needs `exposure_time=` (the exposure time e of the point effect).")
+        raise ValueError(
+            "`effect='pte'` needs `exposure_time=` (the exposure time e of the point effect)."
+        )
     if time == "none":
-        warnings.warn("`time='none'` fits no period effects: this assumes there is no secular trend, "
-                      "which stepped-wedge analyses rarely can; the treatment effect is confounded with "
-                      "time if there is one.", SteppedWedgeWarning, stacklevel=3)
+        warnings.warn(
+            "`time='none'` fits no period effects: this assumes there is no secular trend, "
+            "which stepped-wedge analyses rarely can; the treatment effect is confounded with "
+            "time if there is one.",
+            SteppedWedgeWarning,
+            stacklevel=3,
+        )
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"`data` must be a pandas DataFrame; got {type(data).__name__}.")
     roles = [c for c in (outcome, cluster, period, treatment) if c is not None]
     cov_cols = _covariate_columns(covariates, data, roles) if covariates else []
 
-    td = TrialData.from_frame(data, outcome=outcome, cluster=cluster, period=period, treatment=treatment,
-                              individual=individual, family="gaussian", covariates=cov_cols or None,
-                              design=design, missing=missing)  # type: ignore[arg-type]
+    td = TrialData.from_frame(
+        data,
+        outcome=outcome,
+        cluster=cluster,
+        period=period,
+        treatment=treatment,
+        individual=individual,
+        family="gaussian",
+        covariates=cov_cols or None,
+        design=design,
+        missing=missing,
+    )  # type: ignore[arg-type]
     if individual is not None and vcov != "model":
-        raise ValueError("`vcov='robust'` is not available with `individual=` (cohort) fits yet; "
-                         "use vcov='model'.")
+        raise ValueError(
+            "`vcov='robust'` is not available with `individual=` (cohort) fits yet; "
+            "use vcov='model'."
+        )
     if td.kind != "individual" and "size" in td.roles:
-        raise DataError("Gaussian fits need individual rows (or one row per cell without a size column).")
+        raise DataError(
+            "Gaussian fits need individual rows (or one row per cell without a size column)."
+        )
     cells = td.cells()
     n_i, n_t = cells.shape
     observed = np.asarray(cells.observed)
@@ -207,7 +250,8 @@ def fit_gaussian(
         if np.all(constant[np.isfinite(constant)] == 0):
             raise DataError(
                 f"`treatment` column {treatment!r} is constant within every period (all clusters "
-                "switch together), so its effect is confounded with the period effects and not identifiable."
+                "switch together), so its effect is confounded with the period effects and not "
+                "identifiable."
             )
 
     # -------------------------------------------------------------- fixed effects on cells
@@ -222,8 +266,10 @@ def fit_gaussian(
     else:
         frac = observed & (trt > 0) & (trt < 1)
         if frac.any():
-            raise DataError("Exposure-time (ETI) effects cannot be combined with fractional treatment "
-                            "values; use effect='immediate' for partial or delayed (fractional) effects.")
+            raise DataError(
+                "Exposure-time (ETI) effects cannot be combined with fractional treatment "
+                "values; use effect='immediate' for partial or delayed (fractional) effects."
+            )
         expo = np.where(observed, _exposure_times(trt, observed), 0)
         max_e = int(expo.max())
         if max_e == 0:
@@ -247,9 +293,17 @@ def fit_gaussian(
             x_rows = np.concatenate([x_rows, cm.values], axis=1)
             names += list(cm.names)
         ids = pd.factorize(td.frame["individual"])[0]
-        rows = RowData.from_arrays(ci, pi, ids, x_rows, td.frame["outcome"].to_numpy(dtype=float),
-                                   n_clusters=n_i, n_periods=n_t, treatment=trt,
-                                   times=np.arange(n_t, dtype=float))
+        rows = RowData.from_arrays(
+            ci,
+            pi,
+            ids,
+            x_rows,
+            td.frame["outcome"].to_numpy(dtype=float),
+            n_clusters=n_i,
+            n_periods=n_t,
+            treatment=trt,
+            times=np.arange(n_t, dtype=float),
+        )
         cd = rows.cells
         stacked = x_rows
     elif covariates:
@@ -258,31 +312,50 @@ def fit_gaussian(
         pi = np.asarray(td.period_codes)
         x_rows = np.concatenate([xbar[ci, pi], cm.values], axis=1)
         y_rows = td.frame["outcome"].to_numpy(dtype=float)
-        cd = CellData.from_individual(ci, pi, x_rows, y_rows, n_clusters=n_i, n_periods=n_t, treatment=trt,
-                                      times=np.arange(n_t, dtype=float))
+        cd = CellData.from_individual(
+            ci,
+            pi,
+            x_rows,
+            y_rows,
+            n_clusters=n_i,
+            n_periods=n_t,
+            treatment=trt,
+            times=np.arange(n_t, dtype=float),
+        )
         names += list(cm.names)
         stacked = np.concatenate([x_rows], axis=0)
     else:
         p = xbar.shape[2]
         within = np.zeros((p + 1, p + 1))
         within[p, p] = float(np.sum(cells.within_ss))
-        cd = CellData(n=np.asarray(cells.n, dtype=float), xbar=xbar, ybar=np.nan_to_num(np.asarray(cells.mean)),
-                      within=within, treatment=trt, times=np.arange(n_t, dtype=float))
+        cd = CellData(
+            n=np.asarray(cells.n, dtype=float),
+            xbar=xbar,
+            ybar=np.nan_to_num(np.asarray(cells.mean)),
+            within=within,
+            treatment=trt,
+            times=np.arange(n_t, dtype=float),
+        )
         stacked = xbar[observed]
     dep = _first_dependent_column(stacked)
     if dep is not None:
         bad = names[dep]
         if dep in eff_idx:
             raise DataError(
-                f"The treatment effect term {bad!r} is not identifiable: it is collinear with the period "
-                "effects (or earlier terms). Check that some periods contain both control and treated "
+                f"The treatment effect term {bad!r} is not identifiable: it is collinear with the "
+                "period effects (or earlier terms). Check that some periods contain both control "
+                "and treated "
                 "clusters and that every exposure time is observed."
             )
         if dep >= p0:
-            raise DataError(f"Covariate column {bad!r} is collinear with the treatment, period or other "
-                            f"covariate columns; remove it from `covariates`.")
-        raise DataError(f"Fixed-effect column {bad!r} is collinear with earlier columns; the time model "
-                        f"`time={time!r}` cannot be estimated with these periods.")
+            raise DataError(
+                f"Covariate column {bad!r} is collinear with the treatment, period or other "
+                f"covariate columns; remove it from `covariates`."
+            )
+        raise DataError(
+            f"Fixed-effect column {bad!r} is collinear with earlier columns; the time model "
+            f"`time={time!r}` cannot be estimated with these periods."
+        )
 
     # -------------------------------------------------------------- estimand contrast
     p = len(names)
@@ -293,15 +366,22 @@ def fit_gaussian(
     elif effect == "pte":
         e = int(exposure_time)  # type: ignore[arg-type]
         if e not in exp_levels:
-            raise ValueError(f"`exposure_time` must be one of the observed exposure times {exp_levels}; got {e}.")
+            raise ValueError(
+                f"`exposure_time` must be one of the observed exposure times {exp_levels}; got {e}."
+            )
         contrast[eff_idx[e - 1]] = 1.0
         estimand = f"PTE[{e}]"
     else:
-        e1, e2 = (1, exp_levels[-1]) if exposure_window is None else (int(exposure_window[0]),
-                                                                      int(exposure_window[1]))
+        e1, e2 = (
+            (1, exp_levels[-1])
+            if exposure_window is None
+            else (int(exposure_window[0]), int(exposure_window[1]))
+        )
         if not (1 <= e1 <= e2 <= exp_levels[-1]):
-            raise ValueError(f"`exposure_window` must satisfy 1 <= e1 <= e2 <= {exp_levels[-1]}; "
-                             f"got {exposure_window!r}.")
+            raise ValueError(
+                f"`exposure_window` must satisfy 1 <= e1 <= e2 <= {exp_levels[-1]}; "
+                f"got {exposure_window!r}."
+            )
         for e in range(e1, e2 + 1):
             contrast[eff_idx[e - 1]] = 1.0 / (e2 - e1 + 1)
         estimand = f"TATE[{e1},{e2}]"
@@ -314,33 +394,47 @@ def fit_gaussian(
         fit = fit_lmm(cd, structure, reml=(method == "reml"))
     messages: list[str] = []
     if not fit.converged:
-        warnings.warn(f"The {method.upper()} optimiser did not converge ({fit.message}); estimates may be "
-                      "unreliable.", ConvergenceWarning, stacklevel=3)
+        warnings.warn(
+            f"The {method.upper()} optimiser did not converge ({fit.message}); estimates may be "
+            "unreliable.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
         messages.append("The optimiser did not converge.")
     if fit.singular:
-        messages.append(f"Singular fit: {', '.join(fit.at_bound)} estimated on the boundary of the "
-                        "parameter space.")
+        messages.append(
+            f"Singular fit: {', '.join(fit.at_bound)} estimated on the boundary of the "
+            "parameter space."
+        )
 
     robust_cov = None
     robust_df = None
     if vcov in ("robust", "cr2"):
         if np.any(np.diag(cd.within)[:p] > 0):
-            raise ValueError("`vcov='robust'` is available only for covariates constant within "
-                             "cluster-period cells.")
+            raise ValueError(
+                "`vcov='robust'` is available only for covariates constant within "
+                "cluster-period cells."
+            )
         seq_keys = {tuple(np.round(np.where(observed[i], trt[i], -1.0), 12)) for i in range(n_i)}
         counts = {k: 0 for k in seq_keys}
         for i in range(n_i):
             counts[tuple(np.round(np.where(observed[i], trt[i], -1.0), 12))] += 1
         if min(counts.values()) < 2:
-            warnings.warn("Cluster-robust variance with fewer than 2 clusters in some sequence: the "
-                          "sandwich is unreliable (it cannot see between-cluster variation within that "
-                          "sequence).", SmallSampleWarning, stacklevel=3)
+            warnings.warn(
+                "Cluster-robust variance with fewer than 2 clusters in some sequence: the "
+                "sandwich is unreliable (it cannot see between-cluster variation within that "
+                "sequence).",
+                SmallSampleWarning,
+                stacklevel=3,
+            )
         robust_cov = cr2_vcov(fit, cd, structure)
         robust_df = float(n_i - 1)
         dof_label = f"t(I-1 = {n_i - 1}) with CR2 robust variance"
     else:
         dof_label = dof
-    engine = InferenceEngine(fit, cd, structure, dof, robust_cov=robust_cov, robust_df=robust_df, rows=rows)
+    engine = InferenceEngine(
+        fit, cd, structure, dof, robust_cov=robust_cov, robust_df=robust_df, rows=rows
+    )
     main = engine.contrast(contrast)
 
     rows = []
@@ -403,13 +497,14 @@ def fit_gaussian(
     )
 
 
-def _correlations(structure: CovarianceStructure, fit: LMMFit, hess: np.ndarray | None
-                  ) -> dict[str, tuple[float, float, float]]:
+def _correlations(
+    structure: CovarianceStructure, fit: LMMFit, hess: np.ndarray | None
+) -> dict[str, tuple[float, float, float]]:
     """ICC, CAC and decay with Wald intervals (logit / atanh scale, delta method)."""
     from scipy import stats
 
     names = list(fit.names) + ["sigma2"]
-    v = dict(zip(names, list(fit.natural) + [fit.sigma2]))
+    v = dict(zip(names, list(fit.natural) + [fit.sigma2], strict=True))
     if structure.slope != "none":
         return {}
     cov = None
@@ -445,13 +540,19 @@ def _correlations(structure: CovarianceStructure, fit: LMMFit, hess: np.ndarray 
     psi2 = v.get("psi2", 0.0)
     tot = tau2 + gamma2 + psi2 + s2
     icc = (tau2 + gamma2) / tot
-    g_icc = {"tau2": (s2 + psi2) / tot**2, "gamma2": (s2 + psi2) / tot**2, "sigma2": -(tau2 + gamma2) / tot**2,
-             "psi2": -(tau2 + gamma2) / tot**2}
+    g_icc = {
+        "tau2": (s2 + psi2) / tot**2,
+        "gamma2": (s2 + psi2) / tot**2,
+        "sigma2": -(tau2 + gamma2) / tot**2,
+        "psi2": -(tau2 + gamma2) / tot**2,
+    }
     out["icc"] = wald(icc, g_icc, "logit")
     if structure.intercept and structure.cluster_period:
         b = tau2 + gamma2
         cac = tau2 / b if b > 0 else float("nan")
-        out["cac"] = wald(cac, {"tau2": gamma2 / b**2, "gamma2": -tau2 / b**2} if b > 0 else {}, "logit")
+        out["cac"] = wald(
+            cac, {"tau2": gamma2 / b**2, "gamma2": -tau2 / b**2} if b > 0 else {}, "logit"
+        )
     if structure.decay:
         out["decay"] = wald(v["decay"], {"decay": 1.0}, "atanh")
     if "psi2" in v:

@@ -56,8 +56,12 @@ def plot_effects(result: Any, ax: Any = None, *, confidence_level: float = 0.95)
         se = curve["std_error"].to_numpy(dtype=float)
         df = curve["df"].to_numpy(dtype=float)
         q = 0.5 + confidence_level / 2
-        crit = np.where(np.isfinite(df), stats.t.ppf(q, np.where(np.isfinite(df), df, 1.0)), stats.norm.ppf(q))
-        ax.errorbar(e, est, yerr=crit * se, fmt="o-", color="C0", capsize=3, label="exposure-time effect")
+        crit = np.where(
+            np.isfinite(df), stats.t.ppf(q, np.where(np.isfinite(df), df, 1.0)), stats.norm.ppf(q)
+        )
+        ax.errorbar(
+            e, est, yerr=crit * se, fmt="o-", color="C0", capsize=3, label="exposure-time effect"
+        )
         ax.axhspan(lo_e, hi_e, color="C1", alpha=0.2)
         ax.axhline(result.estimate, color="C1", label=result.estimand)
         ax.axhline(0.0, color="grey", lw=0.8, ls=":")
@@ -70,9 +74,17 @@ def plot_effects(result: Any, ax: Any = None, *, confidence_level: float = 0.95)
     table = table[table["term"] != "(Intercept)"]
     y = np.arange(len(table))[::-1]
     est = table["estimate"].to_numpy(dtype=float)
-    ax.errorbar(est, y, xerr=[est - table["conf_low"].to_numpy(dtype=float),
-                              table["conf_high"].to_numpy(dtype=float) - est],
-                fmt="o", color="C0", capsize=3)
+    ax.errorbar(
+        est,
+        y,
+        xerr=[
+            est - table["conf_low"].to_numpy(dtype=float),
+            table["conf_high"].to_numpy(dtype=float) - est,
+        ],
+        fmt="o",
+        color="C0",
+        capsize=3,
+    )
     ax.axvline(0.0, color="grey", lw=0.8, ls=":")
     ax.set_yticks(y)
     ax.set_yticklabels(table["term"].tolist())
