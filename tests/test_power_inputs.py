@@ -115,3 +115,13 @@ def test_t_dof_rules() -> None:
     assert call(dof=12).df == 12.0
     # t power with huge df tends to normal power
     assert abs(call(dof=1e9).power - base.power) < 1e-7
+
+
+def test_treatment_correlation_errors() -> None:
+    kw = dict(family="binomial", baseline=0.2, analysis="gee")
+    with pytest.raises(ValueError, match="treatment_correlation"):
+        call(treatment_correlation=(0.1, 0.1, 0.1), family="binomial", baseline=0.2)
+    with pytest.raises(ValueError, match="treatment_correlation"):
+        call(treatment_correlation=(0.1, 0.1), **kw)
+    with pytest.raises(ValueError, match="treatment_correlation"):
+        call(treatment_correlation=(0.1, 1.5, 0.1), **kw)

@@ -63,6 +63,7 @@ class _Spec:
     dispersion: float | None
     binary_variance: str
     glmm_variance: str = "null-alternative"
+    treatment_correlation: tuple[float, float, float] | None = None
 
 
 # --------------------------------------------------------------------------- validation
@@ -125,6 +126,7 @@ def _power_iv(
     dispersion: Any,
     binary_variance: str,
     glmm_variance: str = "null-alternative",
+    treatment_correlation: Any = None,
 ) -> _Spec:
     d = _as_design(design)
     if not isinstance(variance, VarianceComponents):
@@ -225,6 +227,27 @@ def _power_iv(
                 "analysis='gee' (marginal model) cannot express a random treatment effect "
                 "(eta2 > 0); use analysis='mixed'."
             )
+    tcorr = None
+    if treatment_correlation is not None:
+        if analysis != "gee" or sampling != "cross-sectional":
+            raise ValueError(
+                "`treatment_correlation` applies to analysis='gee' with cross-sectional sampling."
+            )
+        try:
+            tcorr = tuple(float(v) for v in treatment_correlation)
+        except (TypeError, ValueError):
+            raise ValueError(
+                "`treatment_correlation` must be three correlations (control-control, "
+                f"control-treated, treated-treated); got {treatment_correlation!r}."
+            ) from None
+        if len(tcorr) != 3 or not all(0.0 <= v < 1.0 for v in tcorr):
+            raise ValueError(
+                "`treatment_correlation` must be three correlations in [0, 1) (control-control, "
+                f"control-treated, treated-treated); got {treatment_correlation!r}."
+            )
+        xm = np.nan_to_num(d.matrix)
+        if np.any((xm > 0) & (xm < 1) & d.observed):
+            raise DesignError("`treatment_correlation` needs 0/1 treatment cells.")
     # ETI weights
     w = None
     if weights is not None:
@@ -265,6 +288,7 @@ def _power_iv(
         dispersion=disp,
         binary_variance=binary_variance,
         glmm_variance=glmm_variance,
+        treatment_correlation=tcorr,  # type: ignore[arg-type]
     )
     _check_means(spec)
     return spec
@@ -390,9 +414,23 @@ def _covariance(spec: _Spec, effect: float) -> tuple[np.ndarray, np.ndarray, lis
             sigma2=max(resid_share, 1e-300), tau2=vc.tau2 / tot, gamma2=vc.gamma2 / tot,
             psi2=vc.psi2 / tot, decay=vc.decay,
         )
-        corr = pk.cluster_mean_covariance(
-            inv_m, spec.observed, resid_share * inv_m, **_re_kwargs(norm, spec, cross_psi=cross)
-        )
+        if spec.treatment_correlation is None:
+            corr = pk.cluster_mean_covariance(
+                inv_m, spec.observed, resid_share * inv_m,
+                **_re_kwargs(norm, spec, cross_psi=cross),
+            )
+        else:
+            # Harrison & Wang (2021): exchangeable within cluster, the correlation of two
+            # individuals depending on their treatment states (cc, ct, tt)
+            cc, ct, tt = spec.treatment_correlation
+            xt = spec.matrix > 0.5
+            both = xt[:, :, None] & xt[:, None, :]
+            either = xt[:, :, None] | xt[:, None, :]
+            corr = np.where(both, tt, np.where(either, ct, cc))
+            idx = np.arange(corr.shape[1])
+            r_same = corr[:, idx, idx]
+            corr[:, idx, idx] = r_same + (1.0 - r_same) * inv_m
+            corr = mask_unobserved(corr, spec.observed)
         if spec.family == "gaussian":
             v = np.full(spec.matrix.shape, tot)
             deriv = np.ones(spec.matrix.shape)
@@ -570,6 +608,7 @@ def power(
     dispersion: float | None = None,
     binary_variance: str = "mean",
     glmm_variance: str = "null-alternative",
+    treatment_correlation: Any = None,
 ) -> PowerResult:
     r"""Analytic power of a cluster design from the GLS variance of the treatment estimator.
 
@@ -634,6 +673,11 @@ def power(
         the alternative, as for a score-type test; ``"alternative"`` uses the alternative
         variance for both, as for a Wald test whose standard error is evaluated at the
         estimate (what a fitted GLMM reports; closer to simulated Wald-test power).
+    treatment_correlation : tuple of 3 floats, optional
+        GEE, cross-sectional only: an exchangeable working correlation within a cluster
+        whose value depends on the two individuals' treatment states, ``(control-control,
+        control-treated, treated-treated)`` (Harrison & Wang 2021); replaces the
+        correlations of ``variance``.
 
     Returns
     -------
@@ -720,7 +764,7 @@ def power(
     spec = _power_iv(
         design, effect, variance, cluster_size, family, link, baseline, alpha, dof, weights,
         sampling, churn, individual_decay, time, analysis, exposure, dispersion, binary_variance,
-        glmm_variance,
+        glmm_variance, treatment_correlation,
     )
     res = _compute(spec)
     inputs = dict(
@@ -729,6 +773,7 @@ def power(
         sampling=sampling, churn=churn, individual_decay=individual_decay, time=time,
         analysis=analysis, exposure=exposure, dispersion=dispersion,
         binary_variance=binary_variance, glmm_variance=glmm_variance,
+        treatment_correlation=treatment_correlation,
     )
     object.__setattr__(res, "_inputs", inputs)
     return res
