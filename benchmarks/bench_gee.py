@@ -17,7 +17,7 @@ import pandas as pd
 from steppedwedge.data import TrialData
 from steppedwedge.models.gee import fit_gee
 
-I, T = 17, 12
+I, T = 17, 12  # noqa: E741
 
 
 def _design() -> np.ndarray:
@@ -63,8 +63,9 @@ def main() -> None:
         res[v] = _timeit(lambda v=v: fit_gee(td, corstr="exchangeable", vcov=v))
     r = fit_gee(td, corstr="exchangeable", vcov="md")
     print(f"rows: {len(big):,}; validate + form cells: {t_cells * 1e3:.0f} ms")
-    print(f"steppedwedge GEE exchangeable, KC: {res['kc'] * 1e3:.2f} ms; MD: {res['md'] * 1e3:.2f} ms"
-          f"  (theta = {r.estimate:.5f}, SE_MD = {r.std_error:.5f}, alpha = {r.correlation['alpha']:.5f})")
+    print(f"steppedwedge GEE exchangeable, KC: {res['kc'] * 1e3:.2f} ms; "
+          f"MD: {res['md'] * 1e3:.2f} ms  (theta = {r.estimate:.5f}, "
+          f"SE_MD = {r.std_error:.5f}, alpha = {r.correlation['alpha']:.5f})")
 
     # statsmodels on the 17 x 12 x 500 version (102,000 rows), same model
     import statsmodels.api as sm

@@ -13,7 +13,7 @@ from steppedwedge.models.cluster_level import ClusterSummaryResult, fit_cluster_
 
 sm = pytest.importorskip("statsmodels.api")
 
-I, T = 10, 5
+I, T = 10, 5  # noqa: E741
 
 
 def _individual(rng: np.random.Generator, binary: bool = False) -> pd.DataFrame:
@@ -26,7 +26,10 @@ def _individual(rng: np.random.Generator, binary: bool = False) -> pd.DataFrame:
             m = int(rng.integers(3, 12))
             x = int(t > i % (T - 1))
             mu = 0.2 * t + 0.6 * x + a
-            y = (rng.random(m) < 1 / (1 + np.exp(-(mu - 0.5)))).astype(float) if binary else mu + rng.normal(0, 1, m)
+            if binary:
+                y = (rng.random(m) < 1 / (1 + np.exp(0.5 - mu))).astype(float)
+            else:
+                y = mu + rng.normal(0, 1, m)
             rows += [(f"c{i}", t, x, v) for v in y]
     return pd.DataFrame(rows, columns=["cl", "per", "trt", "y"])
 
@@ -38,7 +41,8 @@ def _counts(rng: np.random.Generator) -> pd.DataFrame:
         a = rng.normal(0, 0.3)
         for t in range(T):
             x = int(t > i % (T - 1))
-            rows.append((f"c{i}", t, x, pop, rng.poisson(pop / 100 * np.exp(0.05 * t - 0.2 * x + a))))
+            lam = pop / 100 * np.exp(0.05 * t - 0.2 * x + a)
+            rows.append((f"c{i}", t, x, pop, rng.poisson(lam)))
     return pd.DataFrame(rows, columns=["cl", "per", "trt", "pop", "y"])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -20,7 +21,7 @@ from steppedwedge.models.gee import GEEResult, fit_gee
 # --------------------------------------------------------------------------------------
 
 
-def _sw_rows(rng: np.random.Generator, I: int = 9, T: int = 4, binary: bool = False,
+def _sw_rows(rng: np.random.Generator, I: int = 9, T: int = 4, binary: bool = False,  # noqa: E741
              missing_cell: bool = True) -> pd.DataFrame:
     rows = []
     for i in range(I):
@@ -43,7 +44,8 @@ def _sw_rows(rng: np.random.Generator, I: int = 9, T: int = 4, binary: bool = Fa
 
 def _units_rows(df: pd.DataFrame, T: int, with_age: bool = True) -> G.GEEUnits:
     df = df.sort_values("cluster", kind="stable")
-    cols = [(df["period"] == t).to_numpy(float) for t in range(T)] + [df["treatment"].to_numpy(float)]
+    cols = [(df["period"] == t).to_numpy(float) for t in range(T)]
+    cols.append(df["treatment"].to_numpy(float))
     if with_age:
         cols.append(df["age"].to_numpy(float))
     return G.GEEUnits(
@@ -87,7 +89,7 @@ def _dense(units: G.GEEUnits, fam: G.LinkFunctions, beta: np.ndarray, corstr: st
 def test_woodbury_pieces_equal_dense(rng, corstr, params, binary) -> None:
     df = _sw_rows(rng, binary=binary)
     units = _units_rows(df, 4)
-    fam = G.link_functions("binomial", "logit") if binary else G.link_functions("gaussian", "identity")
+    fam = G.link_functions(*(("binomial", "logit") if binary else ("gaussian", "identity")))
     beta = rng.normal(0, 0.3, units.X.shape[1])
     pc = G._pieces(units, fam, beta, corstr, np.array(params, float), dense=False)
     for i, (D, Vi, e) in enumerate(_dense(units, fam, beta, corstr, np.array(params, float))):
@@ -105,7 +107,9 @@ def test_cells_as_units_equal_rows(rng) -> None:
     ss = g["y"].apply(lambda y: float(((y - y.mean()) ** 2).sum())).to_numpy()
     cells = G.GEEUnits(
         cluster=agg["cluster"].to_numpy(np.int64), period=agg["period"].to_numpy(np.int64),
-        X=np.column_stack([(agg["period"] == t).to_numpy(float) for t in range(T)] + [agg["x"].to_numpy(float)]),
+        X=np.column_stack(
+            [(agg["period"] == t).to_numpy(float) for t in range(T)] + [agg["x"].to_numpy(float)]
+        ),
         w=agg["n"].to_numpy(float), ysum=agg["s"].to_numpy(float), yss=ss,
         offset=np.zeros(len(agg)), n_clusters=rows.n_clusters, n_periods=T, times=rows.times,
     )
@@ -371,7 +375,7 @@ def test_frame_entry_counts_map_to_single_observation_structures() -> None:
         fit_gee_frame(df, effect="eti", **kw)
 
 
-def _cohort_rows(rng: np.random.Generator, I: int = 8, T: int = 4) -> pd.DataFrame:
+def _cohort_rows(rng: np.random.Generator, I: int = 8, T: int = 4) -> pd.DataFrame:  # noqa: E741
     rows = []
     for i in range(I):
         a = rng.normal(0, 0.4)
@@ -389,7 +393,9 @@ def _cohort_rows(rng: np.random.Generator, I: int = 8, T: int = 4) -> pd.DataFra
 def test_block_pieces_equal_dense(rng) -> None:
     df = _cohort_rows(rng).sort_values("cluster", kind="stable")
     units = _units_rows(df.assign(age=0.0), 4, with_age=False)
-    units = G.GEEUnits(**{**units.__dict__, "individual": pd.factorize(df["person"])[0].astype(np.int64)})
+    units = dataclasses.replace(
+        units, individual=pd.factorize(df["person"])[0].astype(np.int64)
+    )
     fam = G.link_functions("gaussian", "identity")
     beta = rng.normal(0, 0.3, units.X.shape[1])
     a0, a1, a2 = 0.2, 0.1, 0.45

@@ -1,4 +1,4 @@
-"""GEE kernels for stepped-wedge working correlations (numpy/scipy only).
+r"""GEE kernels for stepped-wedge working correlations (numpy/scipy only).
 
 The data enter as *units*: a unit is a set of ``w`` observations of one cluster-period cell
 that share the same row of the mean model (an individual row has ``w = 1``; a whole cell
@@ -304,7 +304,7 @@ class _Pieces:
 
 
 def _residuals(units: GEEUnits, fam: LinkFunctions, beta: FloatArray) -> _Resid:
-    I, T, p = units.n_clusters, units.n_periods, units.X.shape[1]
+    I, T, p = units.n_clusters, units.n_periods, units.X.shape[1]  # noqa: E741
     eta = units.X @ beta + units.offset
     mu = fam.linkinv(eta)
     if not fam.valid_mu(mu):
@@ -360,7 +360,7 @@ def _corr_pieces(
     units: GEEUnits, rs: _Resid, corstr: str, params: FloatArray, *, dense: bool
 ) -> tuple[FloatArray, FloatArray]:
     """Per-cluster ``M_i`` and ``u_i`` under the working correlation (phi-free)."""
-    I, T = units.n_clusters, units.n_periods
+    I, T = units.n_clusters, units.n_periods  # noqa: E741
     p = rs.Sd.shape[2]
     Sd, Se, N = rs.Sd, rs.Se, rs.N
     if corstr == "independence":
@@ -394,7 +394,8 @@ def _corr_pieces(
         SGS = c * np.einsum("it,itp,itq->ipq", k, Sd, Sd) + g[:, None, None] * (
             kSd[:, :, None] * kSd[:, None, :]
         )
-        SGe = c * np.einsum("it,itp,it->ip", k, Sd, Se) + (g * np.sum(k * Se, axis=1))[:, None] * kSd
+        SGe = c * np.einsum("it,itp,it->ip", k, Sd, Se)
+        SGe += (g * np.sum(k * Se, axis=1))[:, None] * kSd
     else:
         # general C (decay): G_i = (a I + C N_i)^{-1} C by batched solves of T x T systems
         A = a * np.eye(T)[None] + C[None] * N[:, None, :]
@@ -418,7 +419,7 @@ def _block_pieces(
     if not a > 0:
         raise FloatingPointError("block-exchangeable working correlation is not positive definite")
     T = units.n_periods
-    I, p = rs.DD.shape[0], rs.DD.shape[1]
+    I, p = rs.DD.shape[0], rs.DD.shape[1]  # noqa: E741
     M = np.empty((I, p, p))
     u = np.empty((I, p))
     Cp = (a0 - a1) * np.eye(T) + a1
@@ -456,7 +457,7 @@ def _pieces(
 def _lag_sums(
     pc: _Resid, units: GEEUnits, adjust: FloatArray | None = None, ordered: bool = False
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Sums of residual cross-products and pair counts by time lag (lag 0 = same period).
+    """Sum residual cross-products and count pairs by time lag (lag 0 = same period).
 
     With ``adjust`` (the ``(I, p)`` vectors ``w_i`` of MAEE) the products ``r_j r_k`` are
     replaced by the symmetrised ``[(I - H_i)^{-1} r_i r_i']_{jk}``: with
@@ -528,7 +529,10 @@ def _cluster_period_params(corstr: str, rs: _Resid, phi: float) -> FloatArray:
 
 
 def _maee_adjust(M: FloatArray, u: FloatArray) -> FloatArray:
-    """``w_i = Omega^{-1} (I - M_i Omega^{-1})^{-1} u_i`` (so that ``(I - H_i)^{-1} r_i = r_i + D_i w_i``)."""
+    """Return ``w_i = Omega^{-1} (I - M_i Omega^{-1})^{-1} u_i``.
+
+    Then ``(I - H_i)^{-1} r_i = r_i + D_i w_i`` (whitened scale).
+    """
     p = M.shape[1]
     Oinv = np.linalg.inv(M.sum(axis=0))
     x = np.linalg.solve(np.eye(p)[None] - M @ Oinv, u[:, :, None])[:, :, 0]
@@ -735,7 +739,7 @@ def fit_gee_core(
 
     converged = False
     it = 0
-    for it in range(1, maxiter + 1):
+    for it in range(1, maxiter + 1):  # noqa: B007
         old = par
         ph, par, M, u = nuisance(beta, par)
         step = np.linalg.solve(M.sum(axis=0), u.sum(axis=0))

@@ -1,4 +1,4 @@
-"""Cluster-level (cluster-period summary) analysis of stepped-wedge trials.
+r"""Cluster-level (cluster-period summary) analysis of stepped-wedge trials.
 
 Each observed cluster-period cell is reduced to one summary ``s_ij`` (mean, proportion,
 empirical log-odds, rate or log-rate) and the summaries are regressed on cluster and period
@@ -88,7 +88,7 @@ class ClusterSummaryResult(_WaldTable):
     method: str = "cluster-summary"
     converged: bool = True
 
-    def summary(self) -> ResultSummary:
+    def summary(self) -> Summary:
         """Text/HTML/Markdown/LaTeX summary."""
         info = (
             ("Method", "cluster-period summaries, cluster + period fixed effects"),
@@ -128,7 +128,7 @@ def _cell_summaries(
     if fam == "gaussian":
         if td.kind == "aggregate":
             s = td.frame.groupby([td.cluster_codes, td.period_codes])["outcome"].mean()
-            s = s.reindex(list(zip(ci, pj))).to_numpy(float)
+            s = s.reindex(list(zip(ci, pj, strict=False))).to_numpy(float)
         else:
             s = c.mean[ci, pj].astype(float)
         if weights == "inverse-variance":
@@ -378,4 +378,6 @@ def fit_cluster_summary_frame(
         individual=individual, family=family, trials=trials, exposure=exposure,
         offset=offset, design=design, missing=missing,
     )
-    return fit_cluster_summary(td, link=link, weights=weights, vcov="model" if vcov is None else vcov)
+    return fit_cluster_summary(
+        td, link=link, weights=weights, vcov="model" if vcov is None else vcov
+    )

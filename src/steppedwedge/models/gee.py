@@ -1,4 +1,4 @@
-"""Marginal (GEE) analysis of stepped-wedge trials.
+r"""Marginal (GEE) analysis of stepped-wedge trials.
 
 :func:`fit_gee` fits the population-averaged model
 
@@ -508,7 +508,7 @@ def _vals(a: np.ndarray) -> str:
 
 def _units(td: TrialData, spec: _Spec) -> tuple[_gee.GEEUnits, list[str]]:
     """Mean-model rows as GEE units, plus the term names."""
-    I, T = td.n_clusters, td.n_periods
+    I, T = td.n_clusters, td.n_periods  # noqa: E741
     f = td.frame
     block = spec.corstr == "block-exchangeable"
     use_cells = (
@@ -625,7 +625,7 @@ def _label(x: Any) -> str:
 
 
 def _start(units: _gee.GEEUnits, fam: _gee.LinkFunctions, spec: _Spec) -> np.ndarray:
-    """Starting values: least squares of the link-transformed (shrunk) cell means."""
+    """Start from least squares of the link-transformed (shrunk) cell means."""
     with np.errstate(divide="ignore", invalid="ignore"):
         ybar = units.ysum / units.w
     if spec.family == "binomial":
@@ -766,7 +766,8 @@ def fit_gee(
     are moment estimates from Pearson residuals (the averages of ``r_k r_l / phi`` over
     all, same-period and different-period pairs, and for the cohort structure over
     same-person pairs; least squares on the lag for decay and AR(1)), which are geepack's
-    estimators (its user-defined ``zcor`` design for the cohort structure) and the solution of geeCRT's unadjusted
+    estimators (its user-defined ``zcor`` design for the cohort structure) and the
+    solution of geeCRT's unadjusted
     correlation estimating equations.  The default scale is geepack's.
 
     Bias-corrected sandwiches (Liang & Zeger 1986; Kauermann & Carroll 2001; Mancl &
@@ -805,7 +806,8 @@ def fit_gee(
     ...     for t in range(5):
     ...         x = int(t > i % 4)
     ...         for k in range(20):
-    ...             rows.append((i, t, x, int(rng.random() < 1 / (1 + np.exp(-(-0.5 + 0.6 * x + u))))))
+    ...             p = 1 / (1 + np.exp(0.5 - 0.6 * x - u))
+    ...             rows.append((i, t, x, int(rng.random() < p)))
     >>> df = pd.DataFrame(rows, columns=["ward", "month", "trt", "event"])
     >>> td = TrialData.from_frame(df, outcome="event", cluster="ward", period="month",
     ...                           treatment="trt", family="binomial")
@@ -818,7 +820,7 @@ def fit_gee(
         nb_theta, maee, corr_method,
     )
     units, names = _units(trial_data, spec)
-    I = trial_data.n_clusters
+    I = trial_data.n_clusters  # noqa: E741
     p = units.X.shape[1]
     if I <= p:
         raise DataError(
@@ -883,7 +885,7 @@ def fit_gee(
             ConvergenceWarning,
             stacklevel=2,
         )
-    corr = dict(zip(_gee.CORSTRS[spec.corstr], map(float, core.params)))
+    corr = dict(zip(_gee.CORSTRS[spec.corstr], map(float, core.params), strict=False))
     V = _vcov(core.M, core.u, core.phi, spec.vcov, names)
     return GEEResult(
         params=pd.Series(core.beta, index=names),
@@ -1027,7 +1029,7 @@ def fit_gee_frame(
         individual=individual, family=family, trials=trials, exposure=exposure,
         offset=offset, covariates=cov_names or None, design=design, missing=missing,
     )
-    cs = corstr
+    cs: str | None = corstr
     if cs is None:
         cs = RANDOM_TO_CORSTR[random]
         if individual is not None and cs in ("exchangeable", "nested-exchangeable"):
