@@ -93,9 +93,10 @@ class _FrozenMap(Mapping[Any, Any]):
     """A read-only, picklable mapping (``types.MappingProxyType`` cannot be pickled)."""
 
     __slots__ = ("_data",)
+    _data: dict[Any, Any]
 
     def __init__(self, data: Mapping[Any, Any]) -> None:
-        object.__setattr__(self, "_data", dict(data))
+        self._data = dict(data)
 
     def __getitem__(self, key: Any) -> Any:
         return self._data[key]
@@ -200,7 +201,10 @@ def _canonical_labels(labels: list[Hashable], design: Design) -> tuple[Hashable,
     return tuple(ordered)
 
 
-def _column(frame: pd.DataFrame | None, name: Any, arg: str, labels: list[Hashable]) -> pd.Series:
+def _column(
+    frame: pd.DataFrame | None, name: Any, arg: str, labels: list[Hashable]
+) -> dict[Hashable, Any]:
+    """Return ``{label: value}`` for column ``name``, rejecting missing values."""
     if frame is None:
         raise DesignError(
             f"`{arg}` names column {_fmt(name)}, so `clusters` must be a DataFrame with that "
@@ -213,8 +217,7 @@ def _column(frame: pd.DataFrame | None, name: Any, arg: str, labels: list[Hashab
             f"`{arg}` column {_fmt(name)} is not in `clusters`; available columns: "
             f"{_fmt_list(available) or 'none'}."
         )
-    col = frame[name]
-    values = pd.Series(col.to_numpy(), index=pd.Index(labels, dtype=object), name=name)
+    values = dict(zip(labels, frame[name].tolist(), strict=True))
     bad = [lab for lab, v in values.items() if _is_missing(v)]
     if bad:
         raise DesignError(
@@ -296,14 +299,14 @@ def _randomise_iv(
     raw_labels, frame = _labels_iv(clusters)
     labels = _canonical_labels(raw_labels, design)
 
-    columns: dict[str, pd.Series] = {}
+    columns: dict[str, dict[Hashable, Any]] = {}
     stratum_of: tuple[str, ...] | None = None
     allowed = None
     if strata is not None:
         col = _column(frame, strata, "strata", raw_labels)
         columns[strata] = col
-        text = {str(v) for v in col}
-        if len(text) != len(set(col.tolist())):
+        text = {str(v) for v in col.values()}
+        if len(text) != len(set(col.values())):
             raise DesignError(
                 f"`strata` column {strata!r} has values that differ but print the same."
             )
@@ -332,18 +335,16 @@ def _randomise_iv(
         raise DesignError(f"`balance` repeats a column: {list(bal)}.")
     for name in bal:
         col = _column(frame, name, "balance", raw_labels)
-        numeric = all(
-            isinstance(v, (int, float, np.number)) and not isinstance(v, (str, bytes))
-            for v in col.tolist()
-        )
-        if not numeric:
+        odd = [v for v in col.values() if not isinstance(v, (int, float, np.number))]
+        if odd:
             raise DesignError(
-                f"`balance` column {name!r} must be numeric; got values such as {col.iloc[0]!r}."
+                f"`balance` column {name!r} must be numeric; got values such as {odd[0]!r}."
             )
-        values = col.astype(np.float64)
-        if not np.isfinite(values.to_numpy()).all():
+        values = {lab: float(v) for lab, v in col.items()}
+        finite = np.isfinite(np.array(list(values.values())))
+        if not finite.all():
             raise DesignError(f"`balance` column {name!r} must be finite.")
-        if np.ptp(values.to_numpy()) == 0:
+        if len(set(values.values())) == 1:
             raise DesignError(
                 f"`balance` column {name!r} is the same for every cluster, so it cannot be "
                 "balanced; drop it."
@@ -405,11 +406,8 @@ def _randomise_iv(
             seed = _jsonable(gen.bit_generator.state)
 
     cov = pd.DataFrame(
-        {
-            name: col.reindex(pd.Index(labels, dtype=object)).to_numpy()
-            for name, col in columns.items()
-        },
-        index=pd.Index(labels, dtype=object, name="cluster"),
+        {name: [col[lab] for lab in labels] for name, col in columns.items()},
+        index=pd.Index(list(labels), dtype=object, name="cluster", tupleize_cols=False),
     )
     return _Inputs(
         design=design,
@@ -766,6 +764,7 @@ class Allocation:
         ['cluster', 'sequence', 'wave', 'start_period']
         """
         labels = list(self.design.clusters)
+        position = {c: k for k, c in enumerate(self.clusters)}
         seqs = [int(self.assignment[c]) for c in labels]
         frame = pd.DataFrame(
             {
@@ -776,7 +775,8 @@ class Allocation:
             }
         )
         for name in self.covariates.columns:
-            frame[name] = self.covariates.loc[labels, name].to_numpy()
+            values = self.covariates[name].to_numpy()
+            frame[name] = values[[position[c] for c in labels]]
         return frame
 
     def _method_text(self) -> str:
