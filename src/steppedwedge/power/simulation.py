@@ -144,7 +144,7 @@ def _analyse(job: _Job, data: Any) -> Any:
     if job.kind == "fast-lmm":
         return fast_lmm_analyse(job.analysis, *data)
     if job.kind == "fit":
-        from ..models.fit import fit  # noqa: PLC0415 - heavy, and optional until it lands
+        from ..models.fit import fit  # noqa: PLC0415 - needed only when rows are refitted
 
         return fit(data, **job.fit_roles, **job.analysis)
     return job.analysis(data)
