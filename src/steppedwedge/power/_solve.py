@@ -224,7 +224,8 @@ def solve_power(
             seq = np.asarray(d.sequence_matrix)
 
             def build(n: int) -> Design:
-                return Design.from_matrix(np.repeat(seq, n, axis=0),
+                return Design.from_matrix(np.repeat(seq, n, axis=0), periods=d.periods,
+                                          period_lengths=d.period_lengths,
                                           check_identifiable=d.check_identifiable,
                                           allow_reversal=d.allow_reversal)
 
@@ -240,7 +241,8 @@ def solve_power(
             np.full(mat.shape, float(size)))
 
         def build_rep(k: int) -> tuple[Design, np.ndarray]:
-            return (Design.from_matrix(np.repeat(mat, k, axis=0),
+            return (Design.from_matrix(np.repeat(mat, k, axis=0), periods=d.periods,
+                                       period_lengths=d.period_lengths,
                                        check_identifiable=d.check_identifiable,
                                        allow_reversal=d.allow_reversal),
                     np.repeat(size_arr, k, axis=0))

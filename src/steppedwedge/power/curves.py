@@ -98,6 +98,7 @@ def power_curve(
             if n != v or n < 1:
                 raise ValueError(f"`values` must be positive integers for {vary!r}; got {v!r}.")
             dd = Design.from_matrix(np.repeat(np.asarray(d.sequence_matrix), n, axis=0),
+                                    periods=d.periods, period_lengths=d.period_lengths,
                                     allow_reversal=d.allow_reversal)
         else:
             kw[vary] = float(v)
