@@ -208,8 +208,7 @@ def _column(
     if frame is None:
         raise DesignError(
             f"`{arg}` names column {_fmt(name)}, so `clusters` must be a DataFrame with that "
-            "column; "
-            "got a plain sequence of labels."
+            "column; got a plain sequence of labels."
         )
     if not isinstance(name, str) or name not in frame.columns:
         available = [str(c) for c in frame.columns if c != "cluster"]
@@ -233,8 +232,8 @@ def _allowed_iv(
     if not isinstance(allowed_sequences, Mapping):
         raise DesignError(
             "`allowed_sequences` must map each stratum value to a list of 0-based sequence "
-            "indices, "
-            f"e.g. {{'high': [0, 1], 'low': [2, 3, 4]}}; got {type(allowed_sequences).__name__}."
+            "indices, e.g. {'high': [0, 1], 'low': [2, 3, 4]}; "
+            f"got {type(allowed_sequences).__name__}."
         )
     out: dict[str, tuple[int, ...]] = {}
     for key, seqs in allowed_sequences.items():
@@ -256,9 +255,8 @@ def _allowed_iv(
             if not 0 <= int(s) < n_sequences:
                 raise DesignError(
                     f"`allowed_sequences[{key!r}]` has sequence index {int(s)}, but sequence "
-                    "indices are "
-                    f"0-based and the design has {n_sequences} sequences (0..{n_sequences - 1}); "
-                    f"wave w is sequence w - 1."
+                    f"indices are 0-based and the design has {n_sequences} sequences "
+                    f"(0..{n_sequences - 1}); wave w is sequence w - 1."
                 )
             ints.append(int(s))
         if not ints:
@@ -390,8 +388,7 @@ def _randomise_iv(
     if n_candidates > max_enumerate:
         raise DesignError(
             f"`n_candidates` ({n_candidates}) must not exceed `max_enumerate` ({max_enumerate}): "
-            "spaces "
-            "up to `max_enumerate` are enumerated in full, larger ones are sampled."
+            "spaces up to `max_enumerate` are enumerated in full, larger ones are sampled."
         )
 
     # the seed record: an int seed as given, else the generator state before any draw
@@ -537,8 +534,7 @@ def _sequence_contrasts(design: Design) -> tuple[npt.NDArray[np.float64], float]
     if not denom > 0:
         raise DesignError(
             "covariate balance needs a design with treated and control clusters in the same "
-            "period; "
-            "this design has none."
+            "period; this design has none."
         )
     per_row = centred.sum(axis=1)
     first = np.array([np.flatnonzero(design.sequences == s)[0] for s in range(design.n_sequences)])
@@ -1153,9 +1149,9 @@ def randomise(
         keep = scores <= threshold
         if not keep.any():
             raise DesignError(
-                f"no allocation has a balance score <= `max_score`={inp.max_score:g}; the best of "
-                "the "
-                f"{n_cand} {'eligible' if enumerated_all else 'sampled'} allocations scores "
+                f"no allocation has a balance score <= `max_score`={inp.max_score:g}; "
+                f"the best of the {n_cand} {'eligible' if enumerated_all else 'sampled'} "
+                "allocations scores "
                 f"{scores.min():.4g}."
             )
         admissible = candidates[keep]
@@ -1226,8 +1222,8 @@ def randomise(
     )
     if inp.alpha is not None and result.min_pvalue > inp.alpha:
         warnings.warn(
-            f"a randomisation test can never reach p <= {inp.alpha:g} with {n_admissible} "
-            "admissible "
+            f"a randomisation test can never reach p <= {inp.alpha:g} "
+            f"with {n_admissible} admissible "
             f"allocations (smallest attainable p = 1/{n_admissible} = {result.min_pvalue:.3g}); "
             "use model-based small-sample inference or more clusters/allocations.",
             SmallSampleWarning,
