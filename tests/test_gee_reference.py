@@ -270,3 +270,34 @@ def test_geecrt_vignette_cluster_period_gee(vcov: str) -> None:
     np.testing.assert_allclose(list(res.correlation.values()), ref["alpha"], **GEECRT_LOOSE)
     assert abs(res.estimate - ref["treatment"]) < GEECRT_BETA_ATOL
     np.testing.assert_allclose(res.std_error, ref["se"][vcov], **GEECRT_SE)
+
+
+def test_linear_time_against_statsmodels() -> None:
+    sm = pytest.importorskip("statsmodels.api")
+    df = pd.read_csv(REF / "geepack" / "sw_binary.csv")
+    X = pd.DataFrame({"const": 1.0, "period": df["period"] - 1.0,
+                      "treatment": df["treatment"].astype(float)})
+    mod = sm.GEE(df["y_bin"].astype(float), X, groups=df["cluster"],
+                 family=sm.families.Binomial(), cov_struct=sm.cov_struct.Exchangeable())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = mod.fit(maxiter=200, ctol=1e-12, cov_type="bias_reduced")
+    td = _trial("binary")
+    ours = _quiet_fit(td, time="linear", corstr="exchangeable", vcov="md",
+                      corr_params=[float(ref.cov_struct.dep_params)], scale=float(ref.scale))
+    np.testing.assert_allclose(ours.params.to_numpy(), ref.params.to_numpy(), **GEE_REF)
+    np.testing.assert_allclose(ours.std_errors.to_numpy(), ref.bse.to_numpy(), **GEE_REF)
+
+
+def test_negative_binomial_theta_moment_estimate() -> None:
+    """1/theta = sum((y - mu)^2 - mu) / sum(mu^2) at the Poisson working fit (statsmodels GLM)."""
+    sm = pytest.importorskip("statsmodels.api")
+    df = pd.read_csv(REF / "geepack" / "sw_count.csv")
+    X = pd.get_dummies(df["period"], prefix="p", dtype=float)
+    X["treatment"] = df["treatment"].astype(float)
+    glm = sm.GLM(df["count"], X, family=sm.families.Poisson(),
+                 offset=np.log(df["population"])).fit(tol=1e-12)
+    mu = glm.fittedvalues.to_numpy()
+    k = np.sum((df["count"].to_numpy() - mu) ** 2 - mu) / np.sum(mu**2)
+    res = _quiet_fit(_trial("count"), family="negative_binomial", corstr="exchangeable")
+    np.testing.assert_allclose(res.nb_theta, 1 / k, **GEE_REF)
