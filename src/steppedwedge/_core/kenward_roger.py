@@ -122,15 +122,15 @@ def reml_hessian(
     *,
     reml: bool = True,
     gradient: Callable[..., FloatArray] | None = None,
-    data: object = None,
+    data: object | None = None,
 ) -> FloatArray:
     """Observed Hessian of ``-2 log L`` in (natural parameters, sigma2).
 
     Central differences of the analytic gradient (relative step 1e-5).  ``gradient`` and
     ``data`` replace the cell engine's gradient (e.g. the per-cluster cohort engine).
     """
-    grad_fn = reml_gradient_natural if gradient is None else gradient
-    source = cells if data is None else data
+    grad_fn: Callable[..., FloatArray] = reml_gradient_natural if gradient is None else gradient
+    source: object = cells if data is None else data
     full = np.r_[np.asarray(natural, dtype=float), sigma2]
     k_n = full.size
     h = np.zeros((k_n, k_n))

@@ -12,6 +12,7 @@ quantities for Kenward-Roger and Satterthwaite) mirrors the cell engine.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,16 +55,16 @@ class RowData:
     @classmethod
     def from_arrays(
         cls,
-        cluster_index,
-        period_index,
-        individual_index,
-        x,
-        y,
+        cluster_index: npt.ArrayLike,
+        period_index: npt.ArrayLike,
+        individual_index: npt.ArrayLike,
+        x: npt.ArrayLike,
+        y: npt.ArrayLike,
         *,
         n_clusters: int,
         n_periods: int,
-        treatment,
-        times=None,
+        treatment: npt.ArrayLike,
+        times: npt.ArrayLike | None = None,
     ) -> RowData:
         """Split row arrays by cluster (integer codes)."""
         ci = np.asarray(cluster_index, dtype=np.int64)
@@ -95,10 +96,13 @@ class RowData:
 
     @property
     def n_total(self) -> int:
+        """Number of rows."""
         return int(sum(len(v) for v in self.y))
 
 
-def _blocks(data: RowData, i: int, g_cell: FloatArray, dg_cell: FloatArray):
+def _blocks(
+    data: RowData, i: int, g_cell: FloatArray, dg_cell: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
     p = data.period[i]
     ind = data.individual[i]
     g = g_cell[i][np.ix_(p, p)]
@@ -117,7 +121,9 @@ def _phi_jacobian(structure: CovarianceStructure, phi: FloatArray) -> FloatArray
     return jac
 
 
-def _cluster_blocks_phi(structure: CovarianceStructure, phi: FloatArray, cells: CellData):
+def _cluster_blocks_phi(
+    structure: CovarianceStructure, phi: FloatArray, cells: CellData
+) -> tuple[FloatArray, FloatArray]:
     """Per-cluster relative ``G~`` (I, T, T) and ``dG~/dphi`` (k, I, T, T)."""
     g, dg_nat = structure.blocks_natural(structure.phi_to_natural(phi, 1.0), cells)
     if dg_nat.shape[0] == 0:
@@ -183,7 +189,7 @@ def fit_lmm_rows(
     hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
     n_eval = 0
 
-    def fun(x):
+    def fun(x: FloatArray) -> tuple[float, FloatArray]:
         nonlocal n_eval
         n_eval += 1
         try:
@@ -229,7 +235,9 @@ def fit_lmm_rows(
     )
 
 
-def _dense_terms(natural: FloatArray, sigma2: float, data: RowData, structure: CovarianceStructure):
+def _dense_terms(
+    natural: FloatArray, sigma2: float, data: RowData, structure: CovarianceStructure
+) -> Iterator[tuple[int, FloatArray, list[FloatArray]]]:
     k_s = structure.n_phi
     g_cell, dg_cell = structure.blocks_natural(natural[:k_s], data.cells)
     psi2 = float(natural[k_s])

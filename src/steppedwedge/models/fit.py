@@ -191,7 +191,7 @@ def fit(
             exposure=exposure,
             offset=offset,
             trials=trials,
-            vcov=vcov,
+            vcov=vcov,  # type: ignore[arg-type]
             **common,
             **options,
         )

@@ -98,7 +98,8 @@ def natural_spline_basis(
     cols = [x.astype(float)]
     for k in range(k_n - 2):
         cols.append(d(k) - d(k_n - 2))
-    return np.column_stack(cols)
+    out: np.ndarray = np.column_stack(cols)
+    return out
 
 
 def _exposure_times(trt: np.ndarray, observed: np.ndarray) -> np.ndarray:
@@ -228,8 +229,8 @@ def fit_gaussian(
         family="gaussian",
         covariates=cov_cols or None,
         design=design,
-        missing=missing,
-    )  # type: ignore[arg-type]
+        missing=missing,  # type: ignore[arg-type]
+    )
     if individual is not None and vcov != "model":
         raise ValueError(
             "`vcov='robust'` is not available with `individual=` (cohort) fits yet; "
@@ -437,15 +438,15 @@ def fit_gaussian(
     )
     main = engine.contrast(contrast)
 
-    rows = []
+    table: list[tuple[str, float, float, float]] = []
     if effect != "immediate":
-        rows.append((estimand, main.estimate, main.std_error, main.df))
+        table.append((estimand, main.estimate, main.std_error, main.df))
     for k, nm in enumerate(names):
         e_k = np.zeros(p)
         e_k[k] = 1.0
         ci_k = engine.contrast(e_k)
-        rows.append((nm, ci_k.estimate, ci_k.std_error, ci_k.df))
-    terms = pd.DataFrame(rows, columns=["term", "estimate", "std_error", "df"])
+        table.append((nm, ci_k.estimate, ci_k.std_error, ci_k.df))
+    terms = pd.DataFrame(table, columns=["term", "estimate", "std_error", "df"])
     if effect == "immediate":
         order = [names.index("treatment")] + [k for k in range(p) if names[k] != "treatment"]
         terms = terms.iloc[order].reset_index(drop=True)
