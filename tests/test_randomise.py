@@ -241,7 +241,7 @@ def test_randomise_final_draw_uniform_over_seeds() -> None:
 
 @pytest.mark.parametrize("strata", [None, list("aaabbb")], ids=["simple", "stratified"])
 def test_sampler_uniform_when_space_not_held(strata: list[str] | None) -> None:
-    """With max_enumerate below the space size, draw() uses the exact sequential sampler."""
+    """draw() samples the unconstrained space exactly, whether or not it can be enumerated."""
     design = Design.stepped_wedge(3, 2)
     labels = [f"k{i}" for i in range(6)]
     frame = pd.DataFrame({"cluster": labels, "region": strata or ["x"] * 6})
@@ -313,6 +313,9 @@ def test_seed_reproducible_and_int_equals_generator() -> None:
     labels = [f"site{i}" for i in range(9)]
     a = randomise(design, labels, rng=2024, alpha=None)
     b = randomise(design, labels, rng=2024, alpha=None)
+    before = b.draw(20, rng=3)  # draws do not depend on the lazy enumeration
+    assert b.admissible.shape == (b.n_admissible, 9)
+    np.testing.assert_array_equal(before, b.draw(20, rng=3))
     c = randomise(design, labels, rng=np.random.default_rng(2024), alpha=None)
     assert dict(a.assignment) == dict(b.assignment) == dict(c.assignment)
     assert a == b

@@ -656,6 +656,7 @@ class Allocation:
     options: Mapping[str, Any]
     _admissible: npt.NDArray[np.int8] | None = field(repr=False)
     _space: AllocationSpace = field(repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ---------------------------------------------------------------- derived
     @property
@@ -663,20 +664,29 @@ class Allocation:
         """Admissible allocations, (n_admissible, I) of 0-based sequence indices (read-only).
 
         Columns follow :attr:`clusters`.  Always available after covariate-constrained
-        randomisation; otherwise when the space has at most ``max_enumerate`` members (for a
-        larger unconstrained space use :meth:`draw`).
+        randomisation (the kept allocations).  Without constraints the space is enumerated
+        on first access, in a fixed order, when it has at most ``max_enumerate`` members; for
+        a larger space use :meth:`draw`.
 
         Raises
         ------
         DesignError
             If the admissible set is too large to hold.
         """
-        if self._admissible is None:
-            raise DesignError(
-                f"the admissible set has {self.n_admissible} members, more than `max_enumerate`; "
-                "it is not held in memory: use `draw(n, rng)` to sample from it."
-            )
-        return self._admissible
+        if self._admissible is not None:
+            return self._admissible
+        cached = self._cache.get("admissible")
+        if cached is None:
+            if self.n_admissible > int(self.options["max_enumerate"]):
+                raise DesignError(
+                    f"the admissible set has {self.n_admissible} members, more than "
+                    "`max_enumerate`; it is not held in memory: use `draw(n, rng)` to sample "
+                    "from it."
+                )
+            cached = self._space.enumerate()
+            cached.flags.writeable = False
+            self._cache["admissible"] = cached
+        return cached
 
     @property
     def min_pvalue(self) -> float:
@@ -694,6 +704,10 @@ class Allocation:
     def draw(self, n: int, rng: RNGLike = None) -> npt.NDArray[np.int8]:
         """Draw ``n`` allocations uniformly (with replacement) from the admissible set.
 
+        The stream of draws depends only on ``rng`` and the allocation, not on whether
+        :attr:`admissible` has been accessed: a constrained set is indexed with uniform
+        integers; an unconstrained space is sampled exactly without enumerating it.
+
         Parameters
         ----------
         n : int
@@ -708,7 +722,6 @@ class Allocation:
 
         Examples
         --------
-        >>> import steppedwedge as sw
         >>> from steppedwedge.design import Design
         >>> from steppedwedge.randomise import randomise
         >>> alloc = randomise(Design.stepped_wedge(3, 2), list("abcdef"), rng=1)
@@ -890,7 +903,8 @@ class Allocation:
         Parameters
         ----------
         include_admissible : bool, default False
-            Also list the admissible allocations (when held; can be large).
+            Also list the admissible allocations (if at most ``max_enumerate``; can be
+            large).
 
         Returns
         -------
@@ -936,8 +950,8 @@ class Allocation:
             "balance_score": self.balance_score,
             "balance_reference": dict(self.balance_reference),
         }
-        if include_admissible and self._admissible is not None:
-            out["admissible"] = self._admissible.tolist()
+        if include_admissible and self.n_admissible <= int(self.options["max_enumerate"]):
+            out["admissible"] = self.admissible.tolist()
         return out
 
     def to_json(self, *, include_admissible: bool = False, indent: int | None = 2) -> str:
@@ -1170,7 +1184,7 @@ def randomise(
         pick = randbelow(gen, n_eligible, 1)[0]
         chosen = space.unrank(pick)
         n_admissible = n_eligible
-        held = space.enumerate() if n_eligible <= inp.max_enumerate else None
+        held = None  # enumerated lazily by Allocation.admissible
     if held is not None:
         held.flags.writeable = False
 
