@@ -28,3 +28,6 @@ GEECRT_LOOSE = dict(rtol=1e-3, atol=0.0)
 #: A moment estimator evaluated once more at a converged GEE solution (tol 1e-10): the
 #: fixed point holds to ~1e-9.
 GEE_FIXED_POINT = dict(rtol=1e-8, atol=0.0)
+#: Sandwiches that contain a central-difference Jacobian (step ~1e-6 relative) computed in
+#: both implementations: truncation error ~1e-9, cancellation ~1e-10; 1e-6 is safe.
+NUM_JACOBIAN = dict(rtol=1e-6, atol=0.0)

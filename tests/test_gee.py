@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from _tolerances import EXACT, GEE_FIXED_POINT, LINALG
+from _tolerances import EXACT, GEE_FIXED_POINT, LINALG, NUM_JACOBIAN
 from scipy import special
 
 from steppedwedge._core import gee as G
@@ -489,3 +489,56 @@ def test_cluster_period_estimator_bad_combinations(gaussian_df) -> None:
     with pytest.raises(DataError, match="covariates"):
         fit_gee(_td(gaussian_df, covariates=["age"]), covariates=["age"],
                 corr_method="cluster-period")
+
+
+@pytest.mark.parametrize("corstr,maee", [("nested-exchangeable", False),
+                                         ("exchangeable", False), ("nested-exchangeable", True)])
+def test_correlation_std_errors_brute_force(rng, corstr, maee) -> None:
+    """Stacked (beta, alpha) sandwich from explicit row-level pairs and a numerical Jacobian."""
+    df = _sw_rows(rng, I=12)
+    res = fit_gee(_td(df), corstr=corstr, maee=maee, scale="residual")
+    units = _units_rows(df, 4, with_age=False)
+    fam = G.link_functions("gaussian", "identity")
+    beta = res.params.to_numpy()
+    alpha = np.array(list(res.correlation.values()))
+    phi = res.scale
+
+    def scores(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        parts = _dense(units, fam, b, corstr, alpha)
+        Oi = np.linalg.inv(sum(D.T @ Vi @ D for D, Vi, _ in parts)) * phi
+        U, S, C = [], [], []
+        for i, (D, Vi, e) in enumerate(parts):
+            per = units.period[units.cluster == i]
+            s = np.linalg.solve(np.eye(len(e)) - D @ (Oi / phi) @ D.T @ Vi, e) if maee else e
+            P = 0.5 * (np.outer(s, e) + np.outer(e, s)) / phi
+            iu = np.triu_indices(len(e), 1)
+            sp = (per[:, None] == per[None, :])[iu]
+            if corstr == "exchangeable":
+                tot = np.array([P[iu].sum()])
+                cnt = np.array([float(len(sp))])
+            else:
+                tot = np.array([P[iu][sp].sum(), P[iu][~sp].sum()])
+                cnt = np.array([float(sp.sum()), float((~sp).sum())])
+            U.append(tot - alpha * cnt)
+            S.append(D.T @ Vi @ e / phi)
+            C.append(cnt)
+        return np.array(U), np.array(S), np.array(C)
+
+    U, S, C = scores(beta)
+    p, q = len(beta), U.shape[1]
+    J = np.zeros((q, p))
+    for k in range(p):
+        h = 1e-5
+        bp, bm = beta.copy(), beta.copy()
+        bp[k] += h
+        bm[k] -= h
+        J[:, k] = (scores(bp)[0].sum(0) - scores(bm)[0].sum(0)) / (2 * h)
+    parts = _dense(units, fam, beta, corstr, alpha)
+    bread = np.zeros((p + q, p + q))
+    bread[:p, :p] = sum(D.T @ Vi @ D for D, Vi, _ in parts) / phi
+    bread[p:, :p] = -J
+    bread[p:, p:] = np.diag(C.sum(0))
+    psi = np.concatenate([S, U], axis=1)
+    Binv = np.linalg.inv(bread)
+    want = np.sqrt(np.diag((Binv @ psi.T @ psi @ Binv.T)[p:, p:]))
+    np.testing.assert_allclose(list(res.correlation_std_errors.values()), want, **NUM_JACOBIAN)

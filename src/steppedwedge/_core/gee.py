@@ -809,3 +809,85 @@ def sandwich(
         raise ValueError(f"unknown vcov {kind!r}")
     out = Oinv @ meat @ Oinv
     return 0.5 * (out + out.T)
+
+
+# --------------------------------------------------------------------------------------
+# standard errors of the correlation parameters
+# --------------------------------------------------------------------------------------
+
+
+def _corr_scores(
+    units: GEEUnits,
+    fam: LinkFunctions,
+    beta: FloatArray,
+    corstr: str,
+    params: FloatArray,
+    phi: float,
+    maee: bool,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Per-cluster scores of the correlation estimating equations, plus ``M_i``, ``u_i``.
+
+    For nested exchangeable ``U_i = (S0_i / phi - alpha0 c0_i, S1_i / phi - alpha1 c1_i)``
+    with ``S0_i``, ``S1_i`` the sums of residual products over same-period and
+    different-period pairs of cluster ``i`` (MAEE-adjusted if requested) and ``c0_i``,
+    ``c1_i`` the pair counts; exchangeable pools the two.  Returns ``(U, counts, M, u)``.
+    """
+    rs = _residuals(units, fam, beta)
+    M, u = _corr_pieces(units, rs, corstr, params, dense=units.single)
+    if maee:
+        w = _maee_adjust(M, u)
+        Ss = rs.Se + np.einsum("itp,ip->it", rs.Sd, w)
+        own = rs.E2 + np.einsum("itp,ip->it", rs.Sde, w)
+    else:
+        Ss, own = rs.Se, rs.E2
+    S0 = 0.5 * np.sum(Ss * rs.Se - own, axis=1)
+    S1 = 0.5 * (np.sum(Ss, axis=1) * np.sum(rs.Se, axis=1) - np.sum(Ss * rs.Se, axis=1))
+    c0 = 0.5 * np.sum(rs.N * (rs.N - 1.0), axis=1)
+    c1 = 0.5 * (np.sum(rs.N, axis=1) ** 2 - np.sum(rs.N * rs.N, axis=1))
+    if corstr == "exchangeable":
+        S = (S0 + S1)[:, None]
+        c = (c0 + c1)[:, None]
+    else:
+        S = np.column_stack([S0, S1])
+        c = np.column_stack([c0, c1])
+    return S / phi - params[None, :] * c, c, M, u
+
+
+def correlation_vcov(
+    units: GEEUnits,
+    fam: LinkFunctions,
+    beta: FloatArray,
+    corstr: str,
+    params: FloatArray,
+    phi: float,
+    *,
+    maee: bool = False,
+    step: float = 1e-6,
+) -> FloatArray:
+    """Robust (BC0) covariance of the exchangeable / nested-exchangeable correlation estimates.
+
+    Stacked estimating equations ``(u_i / phi, U_i)`` for ``(beta, alpha)`` with the
+    block-triangular bread of Prentice (1988) (as geeCRT): ``[[Omega, 0], [-dU/dbeta,
+    diag(sum c)]]`` and meat ``sum_i psi_i psi_i'``; ``dU/dbeta`` by central differences.
+    ``phi`` is held fixed.
+    """
+    U, c, M, u = _corr_scores(units, fam, beta, corstr, params, phi, maee)
+    p, q = beta.shape[0], U.shape[1]
+    J = np.empty((q, p))
+    for k in range(p):
+        h = step * max(1.0, abs(float(beta[k])))
+        bp, bm = beta.copy(), beta.copy()
+        bp[k] += h
+        bm[k] -= h
+        Up = _corr_scores(units, fam, bp, corstr, params, phi, maee)[0].sum(axis=0)
+        Um = _corr_scores(units, fam, bm, corstr, params, phi, maee)[0].sum(axis=0)
+        J[:, k] = (Up - Um) / (2.0 * h)
+    bread = np.zeros((p + q, p + q))
+    bread[:p, :p] = M.sum(axis=0) / phi
+    bread[p:, :p] = -J
+    bread[p:, p:] = np.diag(c.sum(axis=0))
+    psi = np.concatenate([u / phi, U], axis=1)
+    binv = np.linalg.inv(bread)
+    V = binv @ (psi.T @ psi) @ binv.T
+    out = V[p:, p:]
+    return np.asarray(0.5 * (out + out.T), dtype=np.float64)

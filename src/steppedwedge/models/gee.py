@@ -255,6 +255,10 @@ class GEEResult(_WaldTable):
         aggregates, or cells for count aggregates).
     iterations : int
     converged : bool
+    correlation_std_errors : dict or None
+        Robust (BC0, Prentice 1988) standard errors of the exchangeable or nested
+        exchangeable correlation estimates (moment or symmetric-MAEE estimators, the scale
+        held fixed); None for other structures and for fixed correlations.
     """
 
     params: pd.Series
@@ -274,6 +278,7 @@ class GEEResult(_WaldTable):
     scale_method: str = "geepack"
     nb_theta: float | None = None
     maee: bool | str = False
+    correlation_std_errors: Mapping[str, float] | None = None
     method: str = "gee"
     _M: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)), repr=False)
     _u: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
@@ -306,7 +311,11 @@ class GEEResult(_WaldTable):
             ("Scale", f"{self.scale:.4g} ({self.scale_method})"),
             ("Converged", f"{self.converged} ({self.iterations} iterations)"),
         )
-        corr = ", ".join(f"{k} = {v:.4g}" for k, v in self.correlation.items())
+        se = self.correlation_std_errors or {}
+        corr = ", ".join(
+            f"{k} = {v:.4g}" + (f" (SE {se[k]:.3g})" if k in se else "")
+            for k, v in self.correlation.items()
+        )
         notes = (f"Working correlation ({self.corstr}): {corr}.",) if corr else ()
         return Summary(
             title="Stepped-wedge marginal model (GEE)",
@@ -886,6 +895,18 @@ def fit_gee(
             stacklevel=2,
         )
     corr = dict(zip(_gee.CORSTRS[spec.corstr], map(float, core.params), strict=False))
+    corr_se: dict[str, float] | None = None
+    if (
+        spec.corstr in ("exchangeable", "nested-exchangeable")
+        and spec.corr_params is None
+        and spec.corr_method == "moment"
+        and spec.maee != "geecrt"
+        and not units.single
+    ):
+        cv = _gee.correlation_vcov(
+            units, fam, core.beta, spec.corstr, core.params, core.phi, maee=bool(spec.maee)
+        )
+        corr_se = dict(zip(corr, map(float, np.sqrt(np.diag(cv))), strict=True))
     V = _vcov(core.M, core.u, core.phi, spec.vcov, names)
     return GEEResult(
         params=pd.Series(core.beta, index=names),
@@ -905,6 +926,7 @@ def fit_gee(
         scale_method="fixed" if spec.scale is not None else spec.scale_method,
         nb_theta=nbt,
         maee=spec.maee,
+        correlation_std_errors=corr_se,
         _M=core.M,
         _u=core.u,
     )
