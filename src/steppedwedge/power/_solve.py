@@ -285,9 +285,9 @@ def solve_power(
         return value(call(d, cluster_size, sign * x)) - target
 
     probe = call(d, cluster_size, sign * 1e-8)
-    lo, hi_x = 0.0, max(4.0 * probe.std_error, 1e-12)
+    hi_x = max(4.0 * probe.std_error, 1e-12)
     limit = float(max_value) if max_value is not None else math.inf
-    last_ok = lo
+    last_ok = 0.0
     while True:
         try:
             gh = g(hi_x)
