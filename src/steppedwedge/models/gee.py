@@ -258,7 +258,8 @@ class GEEResult(_WaldTable):
     correlation_std_errors : dict or None
         Robust (BC0, Prentice 1988) standard errors of the exchangeable or nested
         exchangeable correlation estimates (moment or symmetric-MAEE estimators, the scale
-        held fixed); None for other structures and for fixed correlations.
+        held fixed), computed on first access; None for other structures and for fixed
+        correlations.
     """
 
     params: pd.Series
@@ -278,10 +279,24 @@ class GEEResult(_WaldTable):
     scale_method: str = "geepack"
     nb_theta: float | None = None
     maee: bool | str = False
-    correlation_std_errors: Mapping[str, float] | None = None
     method: str = "gee"
     _M: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)), repr=False)
     _u: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
+    _corr_inputs: tuple[Any, ...] | None = field(default=None, repr=False)
+
+    @cached_property
+    def correlation_std_errors(self) -> dict[str, float] | None:
+        """Robust standard errors of the correlation estimates (computed on first access).
+
+        Available for exchangeable and nested-exchangeable structures with moment or
+        symmetric-MAEE estimates (Prentice 1988 stacked sandwich, the scale held fixed);
+        None otherwise.
+        """
+        if self._corr_inputs is None:
+            return None
+        units, fam, beta, corstr, params, phi, maee = self._corr_inputs
+        cv = _gee.correlation_vcov(units, fam, beta, corstr, params, phi, maee=maee)
+        return dict(zip(self.correlation, map(float, np.sqrt(np.diag(cv))), strict=True))
 
     def with_vcov(self, vcov: GEEVcov) -> GEEResult:
         """Return a new result with another variance estimator (no refit).
@@ -895,7 +910,7 @@ def fit_gee(
             stacklevel=2,
         )
     corr = dict(zip(_gee.CORSTRS[spec.corstr], map(float, core.params), strict=False))
-    corr_se: dict[str, float] | None = None
+    corr_inputs: tuple[Any, ...] | None = None
     if (
         spec.corstr in ("exchangeable", "nested-exchangeable")
         and spec.corr_params is None
@@ -903,10 +918,9 @@ def fit_gee(
         and spec.maee != "geecrt"
         and not units.single
     ):
-        cv = _gee.correlation_vcov(
-            units, fam, core.beta, spec.corstr, core.params, core.phi, maee=bool(spec.maee)
+        corr_inputs = (
+            units, fam, core.beta, spec.corstr, core.params, core.phi, bool(spec.maee)
         )
-        corr_se = dict(zip(corr, map(float, np.sqrt(np.diag(cv))), strict=True))
     V = _vcov(core.M, core.u, core.phi, spec.vcov, names)
     return GEEResult(
         params=pd.Series(core.beta, index=names),
@@ -926,7 +940,7 @@ def fit_gee(
         scale_method="fixed" if spec.scale is not None else spec.scale_method,
         nb_theta=nbt,
         maee=spec.maee,
-        correlation_std_errors=corr_se,
+        _corr_inputs=corr_inputs,
         _M=core.M,
         _u=core.u,
     )
