@@ -109,7 +109,7 @@ class ClusterSummaryResult(_WaldTable):
     def __repr__(self) -> str:
         lo, hi = self.conf_int()
         return (
-            f"ClusterSummaryResult({self.summary_statistic.split(' ')[0]} {self.link}, "
+            f"ClusterSummaryResult({self.family}, {self.link} scale, "
             f"weights={self.weights!r}: treatment = {self.estimate:.4g} (SE "
             f"{self.std_error:.4g}, 95% CI {lo:.4g} to {hi:.4g}, p = {self.pvalue:.3g}))"
         )
