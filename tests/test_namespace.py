@@ -39,3 +39,25 @@ def test_core_imports_only_numpy_and_scipy() -> None:
         for forbidden in ("import pandas", "import statsmodels", "import matplotlib", "from pandas", "from statsmodels", "from matplotlib", "from .."):
             assert forbidden not in text, f"{path.name} must not contain {forbidden!r}"
     assert out.returncode == 0
+
+
+def test_public_api_snapshot() -> None:
+    # A deliberate change to the public API must update this list (and CHANGELOG.md).
+    expected = {
+        "Allocation", "AssuranceResult", "CellMap", "CellSummary", "ConvergenceWarning",
+        "DataError", "Design", "DesignEffect", "DesignError", "DesignSearchResult",
+        "ExpectedPowerResult", "MissingDataWarning", "PowerCurve", "PowerResult",
+        "SmallSampleWarning", "SolveError", "SteppedWedgeError", "SteppedWedgeWarning",
+        "TrialData", "VarianceComponents", "__version__", "assurance", "cell_weights",
+        "datasets", "design_effect", "expected_power", "information_content", "power",
+        "power_curve", "power_grid", "randomise", "search_designs", "solve_power",
+    }
+    assert set(sw.__all__) == expected
+
+
+def test_information_content_method_matches_function() -> None:
+    d = sw.Design.stepped_wedge(4, 2)
+    vc = sw.VarianceComponents.from_correlations(0.05, cac=0.7)
+    a = d.information_content(variance=vc, cluster_size=15).values
+    b = sw.information_content(d, variance=vc, cluster_size=15).values
+    assert (a == b).all()

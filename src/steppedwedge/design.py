@@ -986,6 +986,32 @@ class Design:
             out["cluster"] = out["cluster"].astype(np.int64)
         return out
 
+    # ---------------------------------------------------------------- diagnostics
+    def information_content(self, **kwargs: Any) -> Any:
+        """Information content of each cluster-period cell (Kasza & Forbes 2019).
+
+        A shortcut for :func:`steppedwedge.information_content` with this design; keyword
+        arguments (``variance``, ``cluster_size``, ...) are passed on.
+
+        Returns
+        -------
+        steppedwedge.CellMap
+            ``values[i, j]``: the factor by which ``Var(theta_hat)`` grows when cell
+            ``(i, j)`` is removed; ``plot()`` draws it as a heat map.
+
+        Examples
+        --------
+        >>> import steppedwedge as sw
+        >>> d = sw.Design.stepped_wedge(3)
+        >>> vc = sw.VarianceComponents.from_correlations(0.05)
+        >>> ic = d.information_content(variance=vc, cluster_size=20)
+        >>> bool(ic.values[0, 0] > 1.0)
+        True
+        """
+        from .power.diagnostics import information_content
+
+        return information_content(self, **kwargs)
+
     # ---------------------------------------------------------------- presentation
     def plot(self, ax: Axes | None = None, **kwargs: Any) -> Axes:
         """Draw the design diagram (clusters by period, grouped by sequence).
