@@ -229,7 +229,11 @@ class CoreFit:
 
 
 class _Objective:
-    """``theta -> (loglik, gradient)`` with warm-started modes."""
+    """``theta -> (loglik, exact gradient, envelope beta-Hessian)`` with warm-started modes.
+
+    ``theta = (beta, sigma, [alpha])``; ``sigma`` enters through ``|sigma|`` (the likelihood is
+    even in it), so the optimiser may work without bounds.
+    """
 
     def __init__(self, data: UnitData, fam: Family, n_quadrature: int) -> None:
         self.data, self.fam, self.nq = data, fam, n_quadrature
@@ -243,114 +247,73 @@ class _Objective:
         alpha = float(theta[p + k]) if self.fam.has_dispersion else 0.0
         return theta[:p], np.abs(theta[p:p + k]), alpha
 
-    def value(self, theta: np.ndarray) -> float:
+    def state(self, theta: np.ndarray, want_hessian: bool = True) -> tuple[float, np.ndarray, np.ndarray | None]:
         beta, sigma, alpha = self.split(theta)
         self.n_eval += 1
         if self.nq > 1:
-            from .agq import agq_value
+            from .agq import agq_value_grad
 
-            val, st = agq_value(self.data, self.fam, beta, sigma, alpha, self.nq, self.v0)
+            val, gb, gs, ga, st = agq_value_grad(self.data, self.fam, beta, sigma, alpha, self.nq, self.v0)
+            hb = _envelope_hessian(self.data, st) if want_hessian else None
         else:
             st = modes(self.data, self.fam, beta, sigma, alpha, self.v0)
             val = st.value
-        if np.isfinite(val) and st.converged:
-            self.v0 = st.v
-        return val
-
-    def state(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        """Laplace value, exact gradient (sigma free in sign) and the envelope beta-Hessian of -L."""
-        beta, sigma, alpha = self.split(theta)
-        self.n_eval += 1
-        st = modes(self.data, self.fam, beta, sigma, alpha, self.v0)
-        if not np.isfinite(st.value):
+            if np.isfinite(val):
+                out = laplace_grad(self.data, self.fam, st, sigma, alpha, want_hessian=want_hessian)
+                gb, gs, ga = out[:3]
+                hb = out[3] if want_hessian else None
+        if not np.isfinite(val):
             return -np.inf, np.zeros_like(theta), np.zeros((beta.size, beta.size))
         if st.converged:
             self.v0 = st.v
-        gb, gs, ga, hb = laplace_grad(self.data, self.fam, st, sigma, alpha, want_hessian=True)
         sgn = np.where(theta[self.p:self.p + self.k] < 0, -1.0, 1.0)
         g = np.concatenate([gb, gs * sgn] + ([np.array([ga])] if self.fam.has_dispersion else []))
-        return st.value, g, hb
+        return val, g, hb
 
     def value_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        if self.nq > 1:
-            val = self.value(theta)
-            return val, self._fd_grad(theta)
-        beta, sigma, alpha = self.split(theta)
-        self.n_eval += 1
-        st = modes(self.data, self.fam, beta, sigma, alpha, self.v0)
-        if not np.isfinite(st.value):
-            return -np.inf, np.zeros_like(theta)
-        if st.converged:
-            self.v0 = st.v
-        gb, gs, ga = laplace_grad(self.data, self.fam, st, sigma, alpha)
-        g = np.concatenate([gb, gs * np.where(theta[self.p:self.p + self.k] < 0, -1.0, 1.0)])
-        if self.fam.has_dispersion:
-            g = np.append(g, ga)
-        return st.value, g
+        val, g, _ = self.state(theta, want_hessian=False)
+        return val, g
 
-    def _fd_grad(self, theta: np.ndarray) -> np.ndarray:
-        g = np.zeros_like(theta)
-        for j in range(theta.size):
-            h = 1e-6 * max(1.0, abs(theta[j]))
-            e = np.zeros_like(theta)
-            e[j] = h
-            g[j] = (self.value(theta + e) - self.value(theta - e)) / (2 * h)
-        return g
+    def hessian(self, theta: np.ndarray, free: np.ndarray, g0: np.ndarray | None = None,
+                columns: np.ndarray | None = None) -> np.ndarray:
+        """Hessian of ``-loglik``: forward differences (step ``1e-6``) of the exact gradient.
 
-    def hessian(self, theta: np.ndarray, free: np.ndarray) -> np.ndarray:
-        """Hessian of ``-loglik`` (central differences of the exact gradient; of the value for AGQ)."""
+        ``columns``: indices to difference (default all free ones); others are left 0.
+        """
         n = theta.size
         hess = np.zeros((n, n))
-        idx = np.flatnonzero(free)
-        if self.nq > 1:
-            hs = {j: 1e-4 * max(1.0, abs(theta[j])) for j in idx}
-            f0 = self.value(theta)
-            for a_, j in enumerate(idx):
-                for k in idx[a_:]:
-                    ej = np.zeros(n)
-                    ek = np.zeros(n)
-                    ej[j] = hs[j]
-                    ek[k] = hs[k]
-                    if j == k:
-                        val = (self.value(theta + ej) - 2 * f0 + self.value(theta - ej)) / hs[j] ** 2
-                    else:
-                        val = (self.value(theta + ej + ek) - self.value(theta + ej - ek)
-                               - self.value(theta - ej + ek) + self.value(theta - ej - ek)) / (4 * hs[j] * hs[k])
-                    hess[j, k] = hess[k, j] = -val
-            return hess
-        g0 = self.value_grad(theta)[1]
+        idx = np.flatnonzero(free) if columns is None else columns
+        if g0 is None:
+            g0 = self.value_grad(theta)[1]
         for j in idx:
             h = 1e-6 * max(1.0, abs(theta[j]))
             e = np.zeros(n)
             e[j] = h
             hess[:, j] = -(self.value_grad(theta + e)[1] - g0) / h
-        hess = 0.5 * (hess + hess.T)
-        mask = np.outer(free, free)
-        return np.where(mask, hess, 0.0)
+        return hess
 
 
-def fit_glmm_core(data: UnitData, fam: Family, beta0: np.ndarray, sigma0: np.ndarray, alpha0: float = 0.0,
-                  *, n_quadrature: int = 1, max_iter: int = 200) -> CoreFit:
-    """Maximise the Laplace (``n_quadrature == 1``) or AGQ log-likelihood over ``(beta, sigma, alpha)``.
+def _envelope_hessian(data: UnitData, st: LaplaceState) -> np.ndarray:
+    """``X'WX - X'WA H^-1 A'WX`` summed over clusters (third-derivative terms left out)."""
+    x = data.x
+    xt_w = x.transpose(0, 2, 1) * st.w[:, None, :]
+    atwx = (st.a.transpose(0, 2, 1) * st.w[:, None, :]) @ x
+    return (xt_w @ x).sum(axis=0) - (atwx.transpose(0, 2, 1) @ (st.hinv @ atwx)).sum(axis=0)
 
-    Laplace: damped Newton iterations whose Hessian combines the envelope ``beta`` block
-    (``X'WX - X'WA H^-1 A'WX``) with forward differences of the exact gradient in the
-    variance parameters (``sigma`` is free in sign: the likelihood is even in it).  AGQ:
-    L-BFGS-B on finite-difference gradients, started at the Laplace optimum.  The reported
-    Hessian is the forward-difference Jacobian of the exact gradient (of the AGQ value:
-    central second differences) at the optimum, over the parameters not on the boundary.
+
+def _newton(obj: _Objective, theta: np.ndarray, max_iter: int) -> tuple[np.ndarray, float, np.ndarray,
+                                                                         np.ndarray | None, bool, str]:
+    """Damped Newton on ``-L`` with the envelope beta block and differenced variance columns.
+
+    Returns ``(theta, value, gradient, last variance columns or None, converged, message)``.
     """
-    obj = _Objective(data, fam, 1)
-    p, k = data.x.shape[2], data.n_comp
-    theta = np.concatenate([beta0, sigma0, [alpha0] if fam.has_dispersion else []]).astype(float)
+    p = obj.p
     n_par = theta.size
     var_idx = np.arange(p, n_par)
     val, g, hb = obj.state(theta)
     if not np.isfinite(val):
         raise FloatingPointError("the log-likelihood is not finite at the starting values")
-    converged = False
-    message = "maximum number of iterations reached"
-    last_var_cols = None
+    last_cols = None
     for _it in range(max_iter):
         hess = np.zeros((n_par, n_par))
         hess[:p, :p] = hb
@@ -358,75 +321,88 @@ def fit_glmm_core(data: UnitData, fam: Family, beta0: np.ndarray, sigma0: np.nda
             h = 1e-6 * max(1.0, abs(theta[j]))
             e = np.zeros(n_par)
             e[j] = h
-            gj = obj.state(theta + e)[1]
-            col = -(gj - g) / h
+            col = -(obj.state(theta + e, want_hessian=False)[1] - g) / h
             hess[:, j] = col
             hess[j, :] = col
-        hess = 0.5 * (hess + hess.T)
-        # Levenberg damping until positive definite
         lam = 0.0
         diag = np.abs(np.diag(hess)) + 1e-8
+        chol = None
         for _ in range(40):
             try:
                 chol = np.linalg.cholesky(hess + lam * np.diag(diag))
                 break
             except np.linalg.LinAlgError:
                 lam = 1e-4 if lam == 0.0 else lam * 10.0
-        else:
-            message = "no positive-definite Newton matrix"
-            break
+        if chol is None:
+            return theta, val, g, None, False, "no positive-definite Newton matrix"
         step = np.linalg.solve(chol.T, np.linalg.solve(chol, g))
         decrement = float(g @ step)
         if decrement < 1e-16 * max(1.0, abs(val)) or np.max(np.abs(step)) < 1e-10:
-            converged = True
-            message = "converged"
-            break
-        if lam == 0.0 and decrement < 1e-9 and np.max(np.abs(step)) < 1e-5:
-            # last (quadratically convergent) Newton step: take it and stop
-            v2, g2, hb2 = obj.state(theta + step)
-            if np.isfinite(v2) and v2 >= val - 1e-12 * max(1.0, abs(val)):
-                theta, val, g, hb = theta + step, v2, g2, hb2
-                converged = True
-                message = "converged"
-                last_var_cols = hess[:, var_idx]
-                break
+            return theta, val, g, hess[:, var_idx], True, "converged"
+        final = lam == 0.0 and decrement < 1e-9 and np.max(np.abs(step)) < 1e-5
         t = 1.0
         moved = False
         for _ in range(30):
             cand = theta + t * step
-            v2, g2, hb2 = obj.state(cand)
+            v2, g2, hb2 = obj.state(cand, want_hessian=not final)
             if np.isfinite(v2) and v2 >= val - 1e-12 * max(1.0, abs(val)):
                 theta, val, g, hb = cand, v2, g2, hb2
                 moved = True
                 break
             t *= 0.5
         if not moved:
-            message = "line search failed"
-            converged = bool(np.max(np.abs(g)) < 1e-4)
-            break
-    theta[var_idx[:k]] = np.abs(theta[var_idx[:k]])
+            return theta, val, g, None, bool(np.max(np.abs(g)) < 1e-4), "line search failed"
+        if final and t == 1.0:
+            # the last, quadratically convergent, Newton step has been taken
+            last_cols = hess[:, var_idx]
+            return theta, val, g, last_cols, True, "converged"
+    return theta, val, g, None, False, "maximum number of iterations reached"
+
+
+def fit_glmm_core(data: UnitData, fam: Family, beta0: np.ndarray, sigma0: np.ndarray, alpha0: float = 0.0,
+                  *, n_quadrature: int = 1, max_iter: int = 200) -> CoreFit:
+    """Maximise the Laplace (``n_quadrature == 1``) or AGQ log-likelihood over ``(beta, sigma, alpha)``.
+
+    Damped Newton iterations whose matrix combines the envelope ``beta`` block
+    (``X'WX - X'WA H^-1 A'WX``) with forward differences of the exact gradient in the
+    variance parameters (``sigma`` is free in sign: the likelihood is even in it); AGQ
+    starts from the Laplace optimum.  The reported Hessian is the forward-difference
+    Jacobian of the exact gradient at the optimum, over the parameters not on the boundary
+    (a standard deviation below ``1e-5`` is set to 0 and flagged).
+    """
+    p, k = data.x.shape[2], data.n_comp
+    theta = np.concatenate([beta0, sigma0, [alpha0] if fam.has_dispersion else []]).astype(float)
+    n_par = theta.size
+    var_idx = np.arange(p, n_par)
+    obj = _Objective(data, fam, 1)
+    theta, val, g, cols, converged, message = _newton(obj, theta, max_iter)
+    n_eval = obj.n_eval
+    if n_quadrature > 1:
+        theta[p:p + k] = np.abs(theta[p:p + k])
+        v0 = obj.v0
+        obj = _Objective(data, fam, n_quadrature)
+        obj.v0 = v0
+        theta, val, g, cols, converged, message = _newton(obj, theta, max_iter)
+        n_eval += obj.n_eval
+    theta[p:p + k] = np.abs(theta[p:p + k])
     free = np.ones(n_par, dtype=bool)
     sig_idx = np.arange(p, p + k)
     free[sig_idx[theta[sig_idx] < 1e-5]] = False
-    theta[~free] = 0.0
-    if n_quadrature > 1:
-        return _fit_agq(data, fam, theta, free, n_quadrature, converged, message)
-    if last_var_cols is not None and free.all():
-        # variance columns from the last Newton iteration (a step < 1e-5 away: error ~1e-5 * 1e-5);
-        # forward differences of the exact gradient in beta
-        hess = np.zeros((n_par, n_par))
-        hess[:, var_idx] = last_var_cols
-        hess[var_idx, :] = last_var_cols.T
-        for j in range(p):
-            h = 1e-6 * max(1.0, abs(theta[j]))
-            e = np.zeros(n_par)
-            e[j] = h
-            col = -(obj.state(theta + e)[1] - g) / h
-            hess[:p, j] = col[:p]
-        hess[:p, :p] = 0.5 * (hess[:p, :p] + hess[:p, :p].T)
-    else:
+    if not free.all():
+        theta[~free] = 0.0
         val, g = obj.value_grad(theta)
-        hess = obj.hessian(theta, free)
+        cols = None
+    if cols is not None:
+        # variance columns from the last Newton iteration (taken < 1e-5 away); beta by differences
+        hess = obj.hessian(theta, free, g0=g, columns=np.arange(p))
+        hess[:, var_idx] = cols
+        hess[var_idx, :p] = cols[:p].T
+    else:
+        hess = obj.hessian(theta, free, g0=g)
+    hess = 0.5 * (hess + hess.T)
+    hess[~free, :] = 0.0
+    hess[:, ~free] = 0.0
+    n_eval = n_eval + obj.n_eval if obj.nq > 1 else obj.n_eval
     st = modes(data, fam, theta[:p], theta[p:p + k], float(theta[p + k]) if fam.has_dispersion else 0.0, obj.v0)
     converged = converged and st.converged
     try:
@@ -437,55 +413,4 @@ def fit_glmm_core(data: UnitData, fam: Family, beta0: np.ndarray, sigma0: np.nda
         converged = False
     return CoreFit(beta=theta[:p].copy(), sigma=theta[p:p + k].copy(),
                    alpha=float(theta[p + k]) if fam.has_dispersion else 0.0, loglik=float(val), hessian=hess,
-                   free=free, grad=g, v=st.v, converged=converged, message=message, n_eval=obj.n_eval)
-
-
-def _fit_agq(data: UnitData, fam: Family, theta0: np.ndarray, free0: np.ndarray, n_quadrature: int,
-             converged0: bool, message0: str) -> CoreFit:
-    from scipy import optimize
-
-    obj = _Objective(data, fam, n_quadrature)
-    p, k = data.x.shape[2], data.n_comp
-    n_par = theta0.size
-    bounds = [(None, None)] * p + [(0.0, None)] * k + ([(None, None)] if fam.has_dispersion else [])
-
-    def fun(th: np.ndarray) -> tuple[float, np.ndarray]:
-        val, g = obj.value_grad(th)
-        if not np.isfinite(val):
-            return 1e300, np.zeros_like(th)
-        return -val, -g
-
-    res = optimize.minimize(fun, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
-                            options={"maxiter": 500, "ftol": 1e-15, "gtol": 1e-8, "maxcor": 30})
-    theta = res.x.copy()
-    sig_idx = np.arange(p, p + k)
-    free = np.ones(n_par, dtype=bool)
-    free[sig_idx[theta[sig_idx] < 1e-5]] = False
-    theta[~free] = 0.0
-    # polish with Newton steps on the finite-difference Hessian
-    val = obj.value(theta)
-    hess = obj.hessian(theta, free)
-    for _ in range(3):
-        g = obj.value_grad(theta)[1]
-        try:
-            step = np.linalg.solve(hess[np.ix_(free, free)], g[free])
-        except np.linalg.LinAlgError:
-            break
-        cand = theta.copy()
-        cand[free] += step
-        v2 = obj.value(cand)
-        if not (np.isfinite(v2) and v2 >= val):
-            break
-        theta, val = cand, v2
-        hess = obj.hessian(theta, free)
-    g = obj.value_grad(theta)[1]
-    st = modes(data, fam, theta[:p], theta[p:p + k], float(theta[p + k]) if fam.has_dispersion else 0.0)
-    converged = bool(res.success or np.max(np.abs(g[free])) < 1e-4) and st.converged
-    try:
-        if np.linalg.eigvalsh(hess[np.ix_(free, free)]).min() <= 0:
-            converged = False
-    except np.linalg.LinAlgError:
-        converged = False
-    return CoreFit(beta=theta[:p].copy(), sigma=theta[p:p + k].copy(),
-                   alpha=float(theta[p + k]) if fam.has_dispersion else 0.0, loglik=float(val), hessian=hess,
-                   free=free, grad=g, v=st.v, converged=converged, message=str(res.message), n_eval=obj.n_eval)
+                   free=free, grad=g, v=st.v, converged=converged, message=message, n_eval=n_eval)
