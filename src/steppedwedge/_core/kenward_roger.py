@@ -45,6 +45,7 @@ class KRAdjustment:
     p_list: FloatArray  # (K, p, p): P_r = -X'V^{-1}G_rV^{-1}X
     w: FloatArray  # (K, K)
     condition: float
+    ie: FloatArray  # (K, K): tr(P G_r P G_s), twice the expected REML information
 
 
 def kr_adjust(d: VarianceDerivatives) -> KRAdjustment:
@@ -73,7 +74,7 @@ def kr_adjust(d: VarianceDerivatives) -> KRAdjustment:
     u = 0.5 * (u + u.T)
     phi_adj = phi + 2.0 * phi @ u @ phi
     phi_adj = 0.5 * (phi_adj + phi_adj.T)
-    return KRAdjustment(phi=phi, phi_adj=phi_adj, p_list=p_list, w=w, condition=condition)
+    return KRAdjustment(phi=phi, phi_adj=phi_adj, p_list=p_list, w=w, condition=condition, ie=ie)
 
 
 def kr_test(adj: KRAdjustment, contrast: FloatArray) -> tuple[float, float]:

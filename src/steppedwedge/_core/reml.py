@@ -868,9 +868,12 @@ def projected_newton(
         active = ((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0))
         free = ~active
         gf = g[free]
+        # scaled gradient |g_k| * max(|x_k|, 1e-3): the first-order change of f for a
+        # relative change of x_k; below ~1e-9 |f| the parameters are accurate to ~1e-8.
+        scaled = np.abs(gf) * np.maximum(np.abs(x[free]), 1e-3)
         if (
             gf.size == 0
-            or np.max(np.abs(gf)) <= gtol * max(1.0, abs(f)) * 1e-3
+            or np.max(scaled) <= 1e-2 * gtol * max(1.0, abs(f))
             or np.max(np.abs(gf)) < gtol
         ):
             return x, True, f"projected Newton converged in {it} iterations"
@@ -896,7 +899,8 @@ def projected_newton(
             xn = x.copy()
             xn[idx] = np.clip(x[idx] + t * d, lo[idx], hi[idx])
             fn, gn = fun(xn)
-            if np.isfinite(fn) and fn <= f + 1e-4 * float(g[idx] @ (xn[idx] - x[idx])):
+            slack = 1e-12 * max(1.0, abs(f))  # rounding of f near the optimum
+            if np.isfinite(fn) and fn <= f + 1e-4 * float(g[idx] @ (xn[idx] - x[idx])) + slack:
                 accepted = True
                 break
             t *= 0.5

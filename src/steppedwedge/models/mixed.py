@@ -460,11 +460,13 @@ def fit_gaussian(
     if "cov_te" in vc:
         denom = np.sqrt(vc["tau2"] * vc["eta2"])
         vc["rho"] = float(vc["cov_te"] / denom) if denom > 0 else float("nan")
+    # information for the Wald intervals of icc/cac/decay: the observed Hessian when
+    # Satterthwaite computed it anyway, else the expected REML/ML information of KR
     try:
-        hess = engine.hessian
+        info = engine.hessian if dof == "satterthwaite" else engine.kr.ie
     except np.linalg.LinAlgError:  # pragma: no cover - defensive
-        hess = None
-    correlations = _correlations(structure, fit, hess)
+        info = None
+    correlations = _correlations(structure, fit, info)
 
     vmat = engine.vcov
     return FitResult(
@@ -501,7 +503,12 @@ def fit_gaussian(
 def _correlations(
     structure: CovarianceStructure, fit: LMMFit, hess: np.ndarray | None
 ) -> dict[str, tuple[float, float, float]]:
-    """ICC, CAC and decay with Wald intervals (logit / atanh scale, delta method)."""
+    """ICC, CAC, IAC and decay with Wald intervals (logit / atanh scale, delta method).
+
+    ``hess`` is the observed Hessian of the deviance or ``tr(P G_r P G_s)`` (twice the
+    expected information); either way the covariance of the kept parameters is
+    ``2 hess^{-1}``.
+    """
     from scipy import stats
 
     names = list(fit.names) + ["sigma2"]
