@@ -542,3 +542,30 @@ def test_correlation_std_errors_brute_force(rng, corstr, maee) -> None:
     Binv = np.linalg.inv(bread)
     want = np.sqrt(np.diag((Binv @ psi.T @ psi @ Binv.T)[p:, p:]))
     np.testing.assert_allclose(list(res.correlation_std_errors.values()), want, **NUM_JACOBIAN)
+
+
+@pytest.mark.slow
+def test_monte_carlo_unbiased_and_md_size() -> None:
+    """Gaussian SW trial, exchangeable truth, 12 clusters: theta-hat unbiased; the MD
+    sandwich with t(I - p) keeps the size (it is known to be slightly conservative)."""
+    from _tolerances import MC_K
+
+    rng = np.random.default_rng(20261126)
+    I, T, m, theta = 12, 4, 8, 0.3
+    start = 1 + np.arange(I) % (T - 1)
+    X = (np.arange(T)[None, :] >= start[:, None]).astype(float)
+    ci = np.repeat(np.arange(I), T * m)
+    tj = np.tile(np.repeat(np.arange(T), m), I)
+    n_rep = 400
+    est, rej = np.empty(n_rep), np.empty(n_rep, bool)
+    for r in range(n_rep):
+        y = 0.1 * tj + theta * X[ci, tj] + rng.normal(0, 0.5, I)[ci] + rng.normal(0, 1, ci.size)
+        df = pd.DataFrame({"cluster": ci, "period": tj, "treatment": X[ci, tj], "y": y})
+        res = fit_gee(_td(df), corstr="exchangeable", vcov="md")
+        est[r] = res.estimate
+        lo, hi = res.conf_int()
+        rej[r] = not (lo <= theta <= hi)
+    se_mean = est.std(ddof=1) / np.sqrt(n_rep)
+    assert abs(est.mean() - theta) < MC_K * se_mean
+    size_se = np.sqrt(0.05 * 0.95 / n_rep)
+    assert rej.mean() < 0.05 + MC_K * size_se
