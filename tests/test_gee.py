@@ -551,7 +551,7 @@ def test_monte_carlo_unbiased_and_md_size() -> None:
     from _tolerances import MC_K
 
     rng = np.random.default_rng(20261126)
-    I, T, m, theta = 12, 4, 8, 0.3
+    I, T, m, theta = 12, 4, 8, 0.3  # noqa: E741
     start = 1 + np.arange(I) % (T - 1)
     X = (np.arange(T)[None, :] >= start[:, None]).astype(float)
     ci = np.repeat(np.arange(I), T * m)
