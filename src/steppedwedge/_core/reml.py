@@ -814,6 +814,17 @@ def fit_lmm(
             x = np.asarray(best["x"] if best["x"] is not None else res.x, dtype=float)
             message = "projected Newton failed; L-BFGS-B: " + str(res.message)
             x = _newton_polish(x, lo, hi, cells, structure, reml)
+        if structure.decay and start is None:
+            # the profile in the decay r can have more than one local optimum: restart from
+            # a low and a high r and keep the best
+            f_best = fun(x)[0]
+            for r0 in (0.1, 0.9):
+                xs = x0.copy()
+                xs[-1] = r0
+                xr, ok_r, msg_r = projected_newton(fun, xs, lo, hi)
+                fr = fun(xr)[0]
+                if ok_r and fr < f_best - 1e-9 * max(1.0, abs(f_best)):
+                    x, f_best, message = xr, fr, msg_r + f" (restart from decay {r0})"
     else:
         x = np.zeros(0)
     f, g, extras = profiled_deviance(x, cells, structure, reml)
