@@ -93,8 +93,26 @@ def _ones(x: FloatArray) -> FloatArray:
 
 
 def _logistic_deriv(x: FloatArray) -> FloatArray:
-    p = special.expit(x)
+    p: FloatArray = special.expit(x)
     return p * (1.0 - p)
+
+
+def _exp(x: FloatArray) -> FloatArray:
+    return np.exp(x)
+
+
+def _log(x: FloatArray) -> FloatArray:
+    return np.log(x)
+
+
+def _expit(x: FloatArray) -> FloatArray:
+    out: FloatArray = special.expit(x)
+    return out
+
+
+def _logit(x: FloatArray) -> FloatArray:
+    out: FloatArray = special.logit(x)
+    return out
 
 
 def link_functions(family: str, link: str, *, nb_theta: float | None = None) -> LinkFunctions:
@@ -107,9 +125,9 @@ def link_functions(family: str, link: str, *, nb_theta: float | None = None) -> 
     if link == "identity":
         linkinv, mu_eta, linkfun = _identity, _ones, _identity
     elif link == "log":
-        linkinv, mu_eta, linkfun = np.exp, np.exp, np.log
+        linkinv, mu_eta, linkfun = _exp, _exp, _log
     elif link == "logit":
-        linkinv, mu_eta, linkfun = special.expit, _logistic_deriv, special.logit
+        linkinv, mu_eta, linkfun = _expit, _logistic_deriv, _logit
     else:  # pragma: no cover - validated upstream
         raise ValueError(f"unknown link {link!r}")
 
@@ -266,6 +284,11 @@ def between_correlation(corstr: str, params: FloatArray, times: FloatArray) -> F
     raise ValueError(f"unknown corstr {corstr!r}")  # pragma: no cover
 
 
+def _fbincount(codes: IntArray, weights: FloatArray, size: int) -> FloatArray:
+    """Weighted ``bincount`` typed as float64."""
+    return np.asarray(np.bincount(codes, weights=weights, minlength=size), dtype=np.float64)
+
+
 def _power(r: float, lag: FloatArray) -> FloatArray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(lag == 0, 1.0, np.power(r, lag))
@@ -318,6 +341,12 @@ def _residuals(units: GEEUnits, fam: LinkFunctions, beta: FloatArray) -> _Resid:
 
     cell = units.cell
     size = I * T
+    N: FloatArray
+    Se: FloatArray
+    E2: FloatArray
+    Sd: FloatArray
+    Sde: FloatArray
+    Vc: FloatArray
     if units.one_unit_per_cell:
         N = np.zeros(size)
         Se = np.zeros(size)
@@ -339,9 +368,9 @@ def _residuals(units: GEEUnits, fam: LinkFunctions, beta: FloatArray) -> _Resid:
         DD = np.einsum("itp,itq->ipq", Sd_w, Sd)
         De = np.einsum("itp,it->ip", Sd_w, Se)
     else:
-        N = np.bincount(cell, weights=units.w, minlength=size).reshape(I, T)
-        Se = np.bincount(cell, weights=esum, minlength=size).reshape(I, T)
-        E2 = np.bincount(cell, weights=e2, minlength=size).reshape(I, T)
+        N = _fbincount(cell, units.w, size).reshape(I, T)
+        Se = _fbincount(cell, esum, size).reshape(I, T)
+        E2 = _fbincount(cell, e2, size).reshape(I, T)
         Sd = np.empty((size, p))
         Sde = np.empty((size, p))
         for q in range(p):
@@ -467,6 +496,8 @@ def _lag_sums(
     by cluster, then period.
     """
     lags, idx = units.lag_index
+    sums: FloatArray
+    counts: FloatArray
     if ordered and adjust is not None:
         s_rows = pc.esum + np.einsum("up,up->u", pc.Dt, adjust[units.cluster])
         Ss = pc.Se + np.einsum("itp,ip->it", pc.Sd, adjust)
@@ -474,8 +505,8 @@ def _lag_sums(
         prod = Ss.T @ pc.Se
         cnt = pc.N.T @ pc.N
         n_l = lags.shape[0]
-        sums = np.bincount(idx[upper], weights=prod[upper], minlength=n_l)
-        counts = np.bincount(idx[upper], weights=cnt[upper], minlength=n_l)
+        sums = _fbincount(idx[upper], prod[upper], n_l)
+        counts = _fbincount(idx[upper], cnt[upper], n_l)
         # same cell, j < k in row order: sum_k r_k * (sum of s_j over earlier rows of the cell)
         cell = units.cell
         cs = np.cumsum(s_rows)
@@ -494,8 +525,8 @@ def _lag_sums(
     prod = Ss.T @ pc.Se  # sum over clusters of Ss_ij Se_ik (ordered pairs of periods)
     cnt = pc.N.T @ pc.N
     n_l = lags.shape[0]
-    sums = 0.5 * np.bincount(idx.ravel(), weights=prod.ravel(), minlength=n_l)
-    counts = 0.5 * np.bincount(idx.ravel(), weights=cnt.ravel(), minlength=n_l)
+    sums = 0.5 * _fbincount(idx.ravel(), prod.ravel(), n_l)
+    counts = 0.5 * _fbincount(idx.ravel(), cnt.ravel(), n_l)
     if lags[0] == 0:
         # same period: only pairs of different observations
         sums[0] = 0.5 * float(np.sum(Ss * pc.Se - own))
@@ -536,7 +567,8 @@ def _maee_adjust(M: FloatArray, u: FloatArray) -> FloatArray:
     p = M.shape[1]
     Oinv = np.linalg.inv(M.sum(axis=0))
     x = np.linalg.solve(np.eye(p)[None] - M @ Oinv, u[:, :, None])[:, :, 0]
-    return x @ Oinv.T
+    out: FloatArray = x @ Oinv.T
+    return out
 
 
 def _estimate_params(
@@ -782,7 +814,8 @@ def sandwich(
     Oinv = np.linalg.inv(M.sum(axis=0))
     Oinv = 0.5 * (Oinv + Oinv.T)
     if kind == "model":
-        return phi * Oinv
+        model: FloatArray = phi * Oinv
+        return model
     p = Oinv.shape[0]
     if kind == "robust":
         meat = u.T @ u
@@ -807,8 +840,9 @@ def sandwich(
         meat = uc.T @ uc
     else:  # pragma: no cover - validated upstream
         raise ValueError(f"unknown vcov {kind!r}")
-    out = Oinv @ meat @ Oinv
-    return 0.5 * (out + out.T)
+    out: FloatArray = Oinv @ meat @ Oinv
+    sym: FloatArray = 0.5 * (out + out.T)
+    return sym
 
 
 # --------------------------------------------------------------------------------------
