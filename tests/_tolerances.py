@@ -31,3 +31,24 @@ GEE_FIXED_POINT = dict(rtol=1e-8, atol=0.0)
 #: Sandwiches that contain a central-difference Jacobian (step ~1e-6 relative) computed in
 #: both implementations: truncation error ~1e-9, cancellation ~1e-10; 1e-6 is safe.
 NUM_JACOBIAN = dict(rtol=1e-6, atol=0.0)
+#: GLMM estimates against glmmTMB after Newton-polishing its optimum in R (gradient ~1e-12):
+#: both optima agree to ~1e-9 relative; the brief's 1e-5 is the contract.
+GLMM_EST = dict(rtol=1e-5, atol=0.0)
+#: GLMM standard errors against glmmTMB's sdreport: ours come from forward differences
+#: (step 1e-6) of the exact Laplace gradient, ~1e-5 relative at worst.
+GLMM_SE = dict(rtol=1e-4, atol=0.0)
+#: GLMM log-likelihoods (absolute, nats): both at the same optimum to ~1e-10.
+GLMM_LOGLIK_ATOL = 1e-6
+#: lme4::glmer optima (bobyqa, rhoend 1e-10) sit ~1e-5 relative from the exact optimum in
+#: the worst coefficient; compare in units of the standard error.
+GLMER_EST_SE_UNITS = 2e-4
+#: glmer's vcov comes from its own finite-difference Hessian (deriv12, step 1e-4) in (theta, beta):
+#: ~1e-3 relative from the exact Hessian.
+GLMER_SE = dict(rtol=3e-3, atol=0.0)
+#: glmer log-likelihood at its (slightly suboptimal) optimum: within 1e-5 nats of ours.
+GLMER_LOGLIK_ATOL = 1e-5
+#: clubSandwich on a glm with aliased (NA) coefficients: R's bread is glm's cov.unscaled from
+#: the working weights of its last IRLS iteration, which for the treatment x period model
+#: differs from the inverse information at the final fitted values by ~3e-6 (checked in R:
+#: clubSandwich's CR0 equals the same formula at the final fit only to 1.6e-7).
+CLUBSANDWICH_ALIASED = dict(rtol=1e-6, atol=0.0)

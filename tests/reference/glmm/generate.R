@@ -34,6 +34,7 @@ add <- function(name, m, engine, data_name, kwargs, nAGQ = 1, loglik_correction 
     fx <- summary(sdr, "fixed")
     isb <- rownames(fx) == "beta"
     fe <- setNames(fx[isb, 1], names(fixef(m)$cond)); se <- setNames(fx[isb, 2], names(fe))
+    vb <- unname(sdr$cov.fixed[isb, isb])
     th <- par[names(par) == "theta"]
     sds <- setNames(exp(th), names(unlist(lapply(VarCorr(m)$cond, function(v) attr(v, "stddev")))))
     disp <- if (family(m)$family == "nbinom2") exp(par[names(par) == "betad"]) else NA
@@ -42,7 +43,7 @@ add <- function(name, m, engine, data_name, kwargs, nAGQ = 1, loglik_correction 
     note <- paste0(note, if (nchar(note)) "; " else "", sprintf("glmmTMB optimum Newton-polished (max |shift| %.1e, max |grad| %.1e)",
                    polish_shift, max(abs(obj$gr(par)))))
   } else {
-    fe <- fixef(m); se <- sqrt(diag(as.matrix(vcov(m))))
+    fe <- fixef(m); se <- sqrt(diag(as.matrix(vcov(m)))); vb <- unname(as.matrix(vcov(m)))
     vc <- VarCorr(m)
     sds <- unlist(lapply(vc, function(v) attr(v, "stddev")))
     disp <- NA
@@ -50,7 +51,7 @@ add <- function(name, m, engine, data_name, kwargs, nAGQ = 1, loglik_correction 
     ll <- as.numeric(logLik(m)) + loglik_correction
   }
   case <- list(name = name, engine = engine, dataset = data_name, nAGQ = nAGQ, kwargs = kwargs,
-               fixef_names = names(fe), fixef = unname(fe), fixef_se = unname(se),
+               fixef_names = names(fe), fixef = unname(fe), fixef_se = unname(se), vcov = vb,
                treatment_term = treatment_term,
                estimate = unname(fe[treatment_term]), se = unname(se[treatment_term]),
                loglik = ll, loglik_raw = as.numeric(logLik(m)), loglik_correction = loglik_correction,
@@ -96,9 +97,9 @@ m_eti <- glmmTMB(count ~ period + ef + offset(log(pop)) + (1 | council) + (1 | c
                  data = cc, control = tmb_ctrl)
 L <- max(cc$etime)
 cvec <- c(rep(0, 12), rep(1 / L, L))
-fe <- fixef(m_eti)$cond; V <- vcov(m_eti)$cond
 add("pois_eti_olre_tmb", m_eti, "glmmTMB", "council_counts", kwa(kw, random = "nested", effect = "tate"),
     treatment_term = "ef1")
+fe <- cases[[length(cases)]]$fixef; V <- cases[[length(cases)]]$vcov
 cases[[length(cases)]]$tate <- list(estimate = sum(cvec * fe), se = sqrt(drop(t(cvec) %*% V %*% cvec)), L = L)
 
 # ---------------------------------------------------------------- NB counts

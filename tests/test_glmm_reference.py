@@ -1,0 +1,132 @@
+"""GLMM fits against lme4::glmer and glmmTMB (fixtures in tests/reference/glmm/, made by generate.R)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from _tolerances import (
+    GLMER_EST_SE_UNITS,
+    GLMER_LOGLIK_ATOL,
+    GLMER_SE,
+    GLMM_EST,
+    GLMM_LOGLIK_ATOL,
+    GLMM_SE,
+)
+from steppedwedge.models.glmm import fit_glmm
+
+pytestmark = pytest.mark.reference
+
+REF = Path(__file__).parent / "reference" / "glmm"
+CASES = json.loads((REF / "cases.json").read_text())
+
+
+def load(name: str) -> pd.DataFrame:
+    data = REF / "data"
+    if name == "council_counts":
+        d = pd.read_csv(data / "council_counts.csv")
+        d["logpop"] = np.log(d["pop"])
+        return d
+    if name == "rsteppedwedge_binom":
+        return pd.read_csv(data / "rsteppedwedge_sw_data_example_binom.csv")
+    if name.endswith("_agg"):
+        d = pd.read_csv(data / f"{name[:-4]}.csv")
+        return d.groupby(["cluster", "period", "treatment"], as_index=False).agg(
+            events=("y", "sum"), trials=("y", "size"))
+    return pd.read_csv(data / f"{name}.csv")
+
+
+def _canonical(name: str) -> str:
+    """Map R and our term names to one form: intercept, period k, exposure k, treatment."""
+    import re
+
+    if name == "(Intercept)":
+        return name
+    m = re.fullmatch(r"(?:period|pf)\[?(\d+)\]?", name)
+    if m:
+        return f"period {m.group(1)}"
+    m = re.fullmatch(r"(?:exposure\[|ef)(\d+)\]?", name)
+    if m:
+        return f"exposure {m.group(1)}"
+    if name in ("treatment", "trt"):
+        return "treatment"
+    raise AssertionError(f"unexpected term {name!r}")
+
+
+def _ours_in_r_order(res, case) -> tuple[np.ndarray, np.ndarray]:
+    """Our fixed effects and SEs, matched to R's terms by name."""
+    ours = {_canonical(n): k for k, n in enumerate(res.params.index)}
+    idx = [ours[_canonical(n)] for n in case["fixef_names"]]
+    assert sorted(idx) == list(range(len(ours)))
+    est = res.params.to_numpy()[idx]
+    se = np.sqrt(np.diag(res.vcov_matrix.to_numpy()))[idx]
+    return est, se
+
+
+@pytest.fixture(scope="module")
+def fits() -> dict[str, object]:
+    out = {}
+    for case in CASES:
+        out[case["name"]] = fit_glmm(load(case["dataset"]), **case["kwargs"])
+    return out
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_against_r(case: dict, fits: dict) -> None:
+    res = fits[case["name"]]
+    est, se = _ours_in_r_order(res, case)
+    fe = np.asarray(case["fixef"])
+    fse = np.asarray(case["fixef_se"])
+    assert res.converged
+    if case["engine"] == "glmmTMB":
+        np.testing.assert_allclose(est, fe, **GLMM_EST)
+        np.testing.assert_allclose(se, fse, **GLMM_SE)
+        assert abs(res.loglik - case["loglik"]) < GLMM_LOGLIK_ATOL
+    else:
+        np.testing.assert_allclose(est, fe, rtol=0, atol=GLMER_EST_SE_UNITS * float(fse.min()))
+        np.testing.assert_allclose(se, fse, **GLMER_SE)
+        assert abs(res.loglik - case["loglik"]) < GLMER_LOGLIK_ATOL
+    # variance components (SDs): boundary fits are 0 here and ~1e-5 in R
+    sds = [v for v in case["re_sd"].values()]
+    ours = sorted(math.sqrt(v) for k, v in res.variance_components.items() if k != "nb_size")
+    np.testing.assert_allclose(ours, sorted(sds), rtol=2e-4, atol=1e-4)
+    if case["nb_size"] is not None:
+        assert res.dispersion == pytest.approx(case["nb_size"], rel=1e-4)
+    if "tate" in case:
+        assert res.estimand == f"TATE[1,{case['tate']['L']}]"
+        assert res.estimate == pytest.approx(case["tate"]["estimate"], rel=GLMM_EST["rtol"])
+        assert res.std_error == pytest.approx(case["tate"]["se"], rel=GLMM_SE["rtol"])
+
+
+def test_individual_rows_and_events_trials_agree(fits: dict) -> None:
+    """Same estimates either way; the log-likelihoods differ by sum(log choose(n, y)) as in glmer."""
+    from scipy.special import gammaln
+
+    rows, agg = fits["bin_cluster_glmer_rows"], fits["bin_cluster_glmer_agg"]
+    np.testing.assert_allclose(rows.params.to_numpy(), agg.params.to_numpy(), rtol=1e-8, atol=1e-10)
+    a = load("binary_trial_agg")
+    lchoose = float(np.sum(gammaln(a["trials"] + 1) - gammaln(a["events"] + 1)
+                           - gammaln(a["trials"] - a["events"] + 1)))
+    assert agg.loglik - rows.loglik == pytest.approx(lchoose, abs=1e-8)
+    case = {c["name"]: c for c in CASES}
+    assert case["bin_cluster_glmer_agg"]["loglik"] - case["bin_cluster_glmer_rows"]["loglik"] == pytest.approx(
+        lchoose, abs=1e-4)
+
+
+def test_exposure_and_log_offset_agree(fits: dict) -> None:
+    a, b = fits["pois_cluster_tmb"], fits["pois_offset_tmb"]
+    np.testing.assert_allclose(a.params.to_numpy(), b.params.to_numpy(), rtol=1e-9)
+    assert a.loglik == pytest.approx(b.loglik, abs=1e-9)
+
+
+def test_agq_converges_to_more_points(fits: dict) -> None:
+    """AGQ log-likelihoods move from the Laplace value and settle as glmer's do."""
+    l1 = fits["bin_small_glmer_agq1"].loglik
+    l5 = fits["bin_small_glmer_agq5"].loglik
+    l11 = fits["bin_small_glmer_agq11"].loglik
+    assert abs(l11 - l5) < abs(l5 - l1)
