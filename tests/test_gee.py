@@ -569,3 +569,16 @@ def test_monte_carlo_unbiased_and_md_size() -> None:
     assert abs(est.mean() - theta) < MC_K * se_mean
     size_se = np.sqrt(0.05 * 0.95 / n_rep)
     assert rej.mean() < 0.05 + MC_K * size_se
+
+
+def test_non_positive_definite_working_correlation(gaussian_df) -> None:
+    # exchangeable alpha below -1 / (n_i - 1) for the largest cluster
+    with pytest.raises(DataError, match="not positive definite"):
+        fit_gee(_td(gaussian_df), corstr="exchangeable", corr_params=[-0.2])
+
+
+def test_convergence_warning(gaussian_df) -> None:
+    from steppedwedge.exceptions import ConvergenceWarning
+
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        fit_gee(_td(gaussian_df), corstr="nested-exchangeable", maxiter=1)

@@ -48,6 +48,7 @@ IntArray = npt.NDArray[np.int64]
 
 __all__ = [
     "CORSTRS",
+    "WorkingCorrelationError",
     "GEECore",
     "GEEUnits",
     "LinkFunctions",
@@ -66,6 +67,10 @@ CORSTRS: dict[str, tuple[str, ...]] = {
     "ar1": ("decay",),
     "block-exchangeable": ("alpha0", "alpha1", "alpha2"),
 }
+
+
+class WorkingCorrelationError(ArithmeticError):
+    """The working correlation implied by the parameters is not positive definite."""
 
 
 # --------------------------------------------------------------------------------------
@@ -385,6 +390,32 @@ def _residuals(units: GEEUnits, fam: LinkFunctions, beta: FloatArray) -> _Resid:
     return _Resid(N, Se, E2, Sd, DD, De, Dt, esum, e2, Sde, Vc)
 
 
+def _check_positive_definite(C: FloatArray, N: FloatArray, *, dense: bool) -> None:
+    """Raise :class:`WorkingCorrelationError` unless every ``R_i`` is positive definite.
+
+    ``R_i = a I + Z_i C Z_i'`` is positive definite iff ``a > 0`` (when some cell has two or
+    more observations) and ``a I + N_i^{1/2} C N_i^{1/2}`` is (its other eigenvalues).  With
+    one observation per cell, ``R_i`` is ``C`` with unit diagonal on the observed cells.
+    """
+    T = C.shape[0]
+    if dense:
+        R = C.copy()
+        np.fill_diagonal(R, 1.0)
+        obs = N > 0
+        Ri = np.where(obs[:, :, None] & obs[:, None, :], R[None], 0.0)
+        Ri[:, np.arange(T), np.arange(T)] = 1.0
+        low = float(np.linalg.eigvalsh(Ri).min())
+    else:
+        a = 1.0 - float(C[0, 0])
+        if a <= 0.0 and np.any(N > 1):
+            raise WorkingCorrelationError("within-period correlation >= 1")
+        sq = np.sqrt(N)
+        A = a * np.eye(T)[None] + sq[:, :, None] * C[None] * sq[:, None, :]
+        low = float(np.linalg.eigvalsh(A).min())
+    if not low > 1e-10:
+        raise WorkingCorrelationError(f"smallest eigenvalue {low:.3g}")
+
+
 def _corr_pieces(
     units: GEEUnits, rs: _Resid, corstr: str, params: FloatArray, *, dense: bool
 ) -> tuple[FloatArray, FloatArray]:
@@ -397,6 +428,7 @@ def _corr_pieces(
     if corstr == "block-exchangeable":
         return _block_pieces(units, rs, params)
     C = between_correlation(corstr, params, units.times)
+    _check_positive_definite(C, N, dense=dense)
     if dense:
         # one observation per cell: R_i is the T x T matrix with unit diagonal, restricted
         # to the observed cells (unobserved rows/cols replaced by the identity; their

@@ -898,6 +898,12 @@ def fit_gee(
             tol=tol,
             maxiter=maxiter,
         )
+    except _gee.WorkingCorrelationError as err:
+        raise DataError(
+            f"the {spec.corstr} working correlation implied by the data is not positive "
+            f"definite ({err}); strongly negative correlation estimates can do this with large "
+            "clusters. Use corstr='independence', fix `corr_params`, or use a mixed model."
+        ) from None
     except FloatingPointError:
         raise DataError(
             f"the fitted means left the range of the {spec.family} family with the "
