@@ -55,7 +55,7 @@ def _canonical(name: str) -> str:
         return f"exposure {m.group(1)}"
     if name in ("treatment", "trt"):
         return "treatment"
-    raise AssertionError(f"unexpected term {name!r}")
+    return f"covariate {name}"
 
 
 def _ours_in_r_order(res, case) -> tuple[np.ndarray, np.ndarray]:

@@ -102,6 +102,10 @@ add("pois_eti_olre_tmb", m_eti, "glmmTMB", "council_counts", kwa(kw, random = "n
 fe <- cases[[length(cases)]]$fixef; V <- cases[[length(cases)]]$vcov
 cases[[length(cases)]]$tate <- list(estimate = sum(cvec * fe), se = sqrt(drop(t(cvec) %*% V %*% cvec)), L = L)
 
+add("pois_cov_olre_tmb", glmmTMB(count ~ period + treatment + deprivation + offset(log(pop)) + (1 | council) + (1 | cp),
+                                 family = poisson, data = cc, control = tmb_ctrl), "glmmTMB", "council_counts",
+    kwa(kw, random = "nested", covariates = "deprivation"))
+
 # ---------------------------------------------------------------- NB counts
 nb <- read.csv("data/council_nb.csv"); nb$period <- factor(nb$quarter)
 kw_nb <- list(outcome = "count", cluster = "council", period = "quarter", treatment = "treatment",
@@ -127,6 +131,9 @@ add("bin_nested_tmb", glmmTMB(y ~ pf + treatment + (1 | cluster) + (1 | cp), fam
                               control = tmb_ctrl), "glmmTMB", "binary_trial", kwa(kb, random = "nested"))
 add("bin_nested_glmer", glmer(y ~ pf + treatment + (1 | cluster) + (1 | cp), family = binomial, data = bt,
                               control = glmer_ctrl), "glmer", "binary_trial", kwa(kb, random = "nested"))
+add("bin_cov_tmb", glmmTMB(y ~ pf + treatment + age + (1 | cluster) + (1 | cp), family = binomial, data = bt,
+                           control = tmb_ctrl), "glmmTMB", "binary_trial", kwa(kb, random = "nested", covariates = "age"),
+    note = "individual covariate: rows grouped by (cell, age)")
 add("bin_probit_tmb", glmmTMB(y ~ pf + treatment + (1 | cluster) + (1 | cp), family = binomial(link = "probit"),
                               data = bt, control = tmb_ctrl), "glmmTMB", "binary_trial",
     kwa(kb, random = "nested", link = "probit"))

@@ -11,6 +11,8 @@ Writes ``data/*.csv``:
 * ``binary_trial.csv``: 12 clusters x 5 periods, 15-40 individuals per cell, 0/1 ``y`` from
   a logistic model with a cluster effect (SD 0.4), a cluster-period effect (SD 0.2), odds ratio
   0.6; 4 sequences of 3 clusters.
+  Column ``age``: an individual covariate (seed 99), unrelated to ``y``.
+  ``council_counts.csv`` also has ``deprivation``, a council-level covariate (seed 98).
 * ``binary_small.csv``: 10 clusters x 4 periods, 8-20 individuals per cell, cluster effect SD
   0.5 only (for AGQ, where the quadrature rule matters).
 
@@ -79,9 +81,16 @@ def binary(seed: int, n_clusters: int, n_periods: int, m: tuple[int, int], sd_c:
 
 def main() -> None:
     OUT.mkdir(exist_ok=True)
-    council_counts().to_csv(OUT / "council_counts.csv", index=False)
     council_nb().to_csv(OUT / "council_nb.csv", index=False)
-    binary(7, 12, 5, (15, 40), 0.4, 0.2, np.log(0.6), -0.8).to_csv(OUT / "binary_trial.csv", index=False)
+    bt = binary(7, 12, 5, (15, 40), 0.4, 0.2, np.log(0.6), -0.8)
+    # an individual-level covariate (no effect on y; drawn after y from its own stream)
+    bt["age"] = np.round(np.random.default_rng(99).normal(50.0, 12.0, len(bt)), 0)
+    bt.to_csv(OUT / "binary_trial.csv", index=False)
+    cc = council_counts()
+    # a council-level covariate (constant within council: the cell-aggregated path)
+    dep = np.random.default_rng(98).normal(0.0, 1.0, cc["council"].nunique())
+    cc["deprivation"] = np.round(dep[cc["council"].str[2:].astype(int) - 1], 3)
+    cc.to_csv(OUT / "council_counts.csv", index=False)
     binary(11, 10, 4, (8, 20), 0.5, 0.0, -0.5, -0.5).to_csv(OUT / "binary_small.csv", index=False)
 
 
