@@ -370,8 +370,9 @@ def _residuals(units: GEEUnits, fam: LinkFunctions, beta: FloatArray) -> _Resid:
         Sde = Sde.reshape(I, T, p)
         with np.errstate(divide="ignore", invalid="ignore"):
             Sd_w = Sd / np.where(N > 0, N, 1.0)[:, :, None]
-        DD = np.einsum("itp,itq->ipq", Sd_w, Sd)
-        De = np.einsum("itp,it->ip", Sd_w, Se)
+        SdT = Sd_w.transpose(0, 2, 1)
+        DD = SdT @ Sd
+        De = (SdT @ Se[:, :, None])[:, :, 0]
     else:
         N = _fbincount(cell, units.w, size).reshape(I, T)
         Se = _fbincount(cell, esum, size).reshape(I, T)
@@ -390,7 +391,7 @@ def _residuals(units: GEEUnits, fam: LinkFunctions, beta: FloatArray) -> _Resid:
     return _Resid(N, Se, E2, Sd, DD, De, Dt, esum, e2, Sde, Vc)
 
 
-def _check_positive_definite(C: FloatArray, N: FloatArray, *, dense: bool) -> None:
+def _check_positive_definite(corstr: str, C: FloatArray, N: FloatArray, *, dense: bool) -> None:
     """Raise :class:`WorkingCorrelationError` unless every ``R_i`` is positive definite.
 
     ``R_i = a I + Z_i C Z_i'`` is positive definite iff ``a > 0`` (when some cell has two or
@@ -398,6 +399,18 @@ def _check_positive_definite(C: FloatArray, N: FloatArray, *, dense: bool) -> No
     one observation per cell, ``R_i`` is ``C`` with unit diagonal on the observed cells.
     """
     T = C.shape[0]
+    if corstr in ("exchangeable", "nested-exchangeable") and not dense:
+        # C = c I + alpha1 J: eigenvalues a (within cells), a + c N_ij and the root of the
+        # rank-one update; positive iff a + c N_ij > 0 and 1 + alpha1 sum_j N_ij / (a + c N_ij) > 0
+        a = 1.0 - float(C[0, 0])
+        alpha1 = float(C[0, 1]) if T > 1 else 0.0
+        c = float(C[0, 0]) - alpha1
+        d = a + c * N
+        if (a <= 0.0 and np.any(N > 1)) or np.any(d <= 0.0):
+            raise WorkingCorrelationError("a within-period eigenvalue is <= 0")
+        if np.any(1.0 + alpha1 * np.sum(N / d, axis=1) <= 1e-12):
+            raise WorkingCorrelationError("a whole-cluster eigenvalue is <= 0")
+        return
     if dense:
         R = C.copy()
         np.fill_diagonal(R, 1.0)
@@ -417,7 +430,12 @@ def _check_positive_definite(C: FloatArray, N: FloatArray, *, dense: bool) -> No
 
 
 def _corr_pieces(
-    units: GEEUnits, rs: _Resid, corstr: str, params: FloatArray, *, dense: bool
+    units: GEEUnits,
+    rs: _Resid,
+    corstr: str,
+    params: FloatArray,
+    *,
+    dense: bool,
 ) -> tuple[FloatArray, FloatArray]:
     """Per-cluster ``M_i`` and ``u_i`` under the working correlation (phi-free)."""
     I, T = units.n_clusters, units.n_periods  # noqa: E741
@@ -428,7 +446,7 @@ def _corr_pieces(
     if corstr == "block-exchangeable":
         return _block_pieces(units, rs, params)
     C = between_correlation(corstr, params, units.times)
-    _check_positive_definite(C, N, dense=dense)
+    _check_positive_definite(corstr, C, N, dense=dense)
     if dense:
         # one observation per cell: R_i is the T x T matrix with unit diagonal, restricted
         # to the observed cells (unobserved rows/cols replaced by the identity; their
@@ -439,8 +457,9 @@ def _corr_pieces(
         Ri = np.where(obs[:, :, None] & obs[:, None, :], R[None], 0.0)
         Ri[:, np.arange(T), np.arange(T)] = 1.0
         W = np.linalg.solve(Ri, np.concatenate([Sd, Se[:, :, None]], axis=2))
-        M = np.einsum("itp,itq->ipq", Sd, W[:, :, :p])
-        u = np.einsum("itp,it->ip", Sd, W[:, :, p])
+        SdT = Sd.transpose(0, 2, 1)
+        M = SdT @ W[:, :, :p]
+        u = (SdT @ W[:, :, p:])[:, :, 0]
         return M, u
 
     a = 1.0 - C[0, 0]
@@ -451,18 +470,18 @@ def _corr_pieces(
         c = float(C[0, 0]) - alpha1
         k = 1.0 / (a + c * N)
         g = a * alpha1 / (1.0 + alpha1 * np.sum(N * k, axis=1))
-        kSd = np.einsum("it,itp->ip", k, Sd)
-        SGS = c * np.einsum("it,itp,itq->ipq", k, Sd, Sd) + g[:, None, None] * (
-            kSd[:, :, None] * kSd[:, None, :]
-        )
-        SGe = c * np.einsum("it,itp,it->ip", k, Sd, Se)
+        kSdT = (Sd * k[:, :, None]).transpose(0, 2, 1)  # (I, p, T)
+        kSd = kSdT.sum(axis=2)
+        SGS = c * (kSdT @ Sd) + g[:, None, None] * (kSd[:, :, None] * kSd[:, None, :])
+        SGe = c * (kSdT @ Se[:, :, None])[:, :, 0]
         SGe += (g * np.sum(k * Se, axis=1))[:, None] * kSd
     else:
         # general C (decay): G_i = (a I + C N_i)^{-1} C by batched solves of T x T systems
         A = a * np.eye(T)[None] + C[None] * N[:, None, :]
         G = np.linalg.solve(A, np.broadcast_to(C, (I, T, T)))
-        SGS = np.einsum("itp,itq->ipq", Sd, G @ Sd)
-        SGe = np.einsum("itp,it->ip", Sd, np.einsum("itk,ik->it", G, Se))
+        SdT = Sd.transpose(0, 2, 1)
+        SGS = SdT @ (G @ Sd)
+        SGe = (SdT @ (G @ Se[:, :, None]))[:, :, 0]
     return (rs.DD - SGS) / a, (rs.De - SGe) / a
 
 
