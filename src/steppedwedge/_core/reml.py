@@ -537,11 +537,15 @@ def profiled_deviance(
         dev += logdet_m
     grad = np.zeros(len(phi))
     if gradient and len(phi):
-        w = np.append(-beta, 1.0)
-        inner = (dfn / q) * np.outer(w, w)
+        w = np.empty(p + 1)
+        w[:p] = -beta
+        w[p] = 1.0
+        inner = (dfn / q) * (w[:, None] * w[None, :])
         if reml:
-            m_inv = _dpotri(chol_m, lower=1)[0]
-            m_inv = np.tril(m_inv) + np.tril(m_inv, -1).T
+            # dpotri fills the lower triangle; the upper one is zero (clean Cholesky)
+            low = _dpotri(chol_m, lower=1)[0]
+            m_inv = low + low.T
+            m_inv.flat[:: p + 1] *= 0.5
             inner[:p, :p] += m_inv
         r_g = (ws.c_flat @ inner.reshape(-1)).reshape(n_g, t, t)
         c = ws.count[:, None, None] * sinv - sinv @ r_g @ sinv
