@@ -122,7 +122,7 @@ class PooledResult(ResultMixin):
 
     @property
     def statistic(self) -> float:
-        """t statistic of :attr:`estimand`."""
+        """T statistic of :attr:`estimand`."""
         return self.estimate / self.std_error
 
     @property
@@ -137,7 +137,7 @@ class PooledResult(ResultMixin):
                                                                    strict=True)], index=self.params.index)
 
     def conf_int(self, confidence_level: float = 0.95) -> tuple[float, float]:
-        """t interval of :attr:`estimand` with the Barnard-Rubin df."""
+        """T interval of :attr:`estimand` with the Barnard-Rubin df."""
         return t_interval(self.estimate, self.std_error, self.df_estimand, confidence_level)
 
     def tidy(self, confidence_level: float = 0.95) -> pd.DataFrame:
