@@ -342,7 +342,7 @@ def fit_glmm(
     >>> res = fit_glmm(df, outcome="referrals", cluster="la", period="quarter", treatment="arm",
     ...                family="poisson", exposure="pop", random="cluster")
     >>> round(res.estimate, 3), round(res.ratio, 3)
-    (-0.29, 0.748)
+    (-0.318, 0.728)
     """
     link, nq = _glmm_iv(family, link, random, time, effect, method, n_quadrature, dof, exposure_time)
     fam = make_family(family, link)
@@ -357,9 +357,14 @@ def fit_glmm(
                       stacklevel=3)
     roles = [c for c in (outcome, cluster, period, treatment, trials, exposure, offset) if c is not None]
     cov_cols = _covariate_columns(covariates, data, roles) if covariates else []
+    kind = None
+    if family != "binomial" and cluster in data.columns and period in data.columns \
+            and data.duplicated([cluster, period]).any():
+        kind = "individual"  # several count rows per cell (e.g. per person or per area): summed exactly
     td = TrialData.from_frame(data, outcome=outcome, cluster=cluster, period=period, treatment=treatment,
                               family=family, trials=trials, exposure=exposure, offset=offset,
-                              covariates=cov_cols or None, design=design, missing=missing)  # type: ignore[arg-type]
+                              covariates=cov_cols or None, kind=kind, design=design,
+                              missing=missing)  # type: ignore[arg-type]
     cells = td.cells()
     n_i, n_t = cells.shape
     observed = np.asarray(cells.observed)

@@ -1,0 +1,243 @@
+"""GLMM fits: result protocol, bad input, and checks against brute-force computation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import integrate, special, stats
+
+from steppedwedge.exceptions import DataError
+from steppedwedge.models.glmm import GLMMResult, fit_glmm
+from steppedwedge.results import TIDY_COLUMNS
+
+
+def _counts(seed: int = 1, n_clusters: int = 8, n_periods: int = 5) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_clusters):
+        a = rng.normal(0, 0.2)
+        for j in range(n_periods):
+            x = int(j > i % (n_periods - 1))
+            pop = int(rng.integers(20_000, 60_000))
+            rows.append((i, j, x, pop, int(rng.poisson(pop * 1e-3 * np.exp(a - 0.2 * x)))))
+    return pd.DataFrame(rows, columns=["la", "q", "arm", "pop", "y"])
+
+
+def _binary(seed: int = 2, n_clusters: int = 8, n_periods: int = 5, m: int = 12) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_clusters):
+        a = rng.normal(0, 0.5)
+        for j in range(n_periods):
+            x = int(j > i % (n_periods - 1))
+            p = special.expit(-0.5 + a - 0.4 * x)
+            rows += [(i, j, x, int(rng.random() < p)) for _ in range(m)]
+    return pd.DataFrame(rows, columns=["c", "t", "x", "y"])
+
+
+COUNT = dict(outcome="y", cluster="la", period="q", treatment="arm", family="poisson", exposure="pop")
+BIN = dict(outcome="y", cluster="c", period="t", treatment="x", family="binomial")
+
+
+# ---------------------------------------------------------------- protocol
+
+
+def test_result_protocol_and_ratios() -> None:
+    res = fit_glmm(_counts(), **COUNT, random="cluster")
+    assert isinstance(res, GLMMResult)
+    tidy = res.tidy()
+    assert tuple(tidy.columns) == TIDY_COLUMNS
+    assert tidy["term"].iloc[0] == "treatment"
+    assert tidy["estimate"].iloc[0] == res.estimate
+    assert math.isinf(res.df)
+    lo, hi = res.conf_int()
+    z = stats.norm.ppf(0.975)
+    assert lo == pytest.approx(res.estimate - z * res.std_error, rel=1e-12)
+    ex = res.tidy(exponentiate=True)
+    assert ex["estimate"].iloc[0] == pytest.approx(math.exp(res.estimate), rel=1e-12)
+    assert ex["conf_low"].iloc[0] == pytest.approx(math.exp(lo), rel=1e-12)
+    assert ex["std_error"].iloc[0] == tidy["std_error"].iloc[0]
+    assert res.ratio == pytest.approx(math.exp(res.estimate))
+    text = str(res.summary())
+    assert "Rate ratio" in text and "poisson GLMM" in text and "Laplace" in text
+    assert res.summary().as_html().startswith("<div")
+    assert res.pvalue == pytest.approx(2 * stats.norm.sf(abs(res.estimate / res.std_error)))
+
+
+def test_rates_per_10000() -> None:
+    res = fit_glmm(_counts(), **COUNT, random="cluster")
+    r = res.rates(per=10_000)
+    b = res.params
+    first = r.iloc[0]
+    assert first["rate_control"] == pytest.approx(1e4 * math.exp(b["(Intercept)"]), rel=1e-12)
+    assert first["rate_treated"] / first["rate_control"] == pytest.approx(math.exp(b["treatment"]), rel=1e-12)
+    assert first["low_control"] < first["rate_control"] < first["high_control"]
+    with pytest.raises(ValueError, match="per"):
+        res.rates(per=0)
+
+
+def test_exponentiate_needs_log_or_logit() -> None:
+    res = fit_glmm(_binary(), **BIN, random="cluster", link="probit")
+    with pytest.raises(ValueError, match="exponentiate"):
+        res.tidy(exponentiate=True)
+
+
+def test_latent_icc_logit() -> None:
+    res = fit_glmm(_binary(), **BIN, random="cluster")
+    tau2 = res.variance_components["tau2"]
+    icc, lo, hi = res.correlations["icc"]
+    assert icc == pytest.approx(tau2 / (tau2 + math.pi**2 / 3), rel=1e-12)
+    assert lo < icc < hi
+
+
+def test_eti_pte_and_window() -> None:
+    d = _counts(n_clusters=8, n_periods=5)
+    tate = fit_glmm(d, **COUNT, random="cluster", effect="tate")
+    pte = fit_glmm(d, **COUNT, random="cluster", effect="pte", exposure_time=2)
+    assert pte.estimate == pytest.approx(tate.params["exposure[2]"], rel=1e-12)
+    c = np.zeros(len(tate.params))
+    idx = [k for k, n in enumerate(tate.params.index) if n.startswith("exposure[")]
+    c[idx] = 1.0 / len(idx)
+    assert tate.estimate == pytest.approx(float(c @ tate.params.to_numpy()), rel=1e-12)
+    assert tate.std_error == pytest.approx(math.sqrt(c @ tate.vcov_matrix.to_numpy() @ c), rel=1e-12)
+    assert tate.effect_curve is not None and len(tate.effect_curve) == len(idx)
+
+
+# ---------------------------------------------------------------- brute force
+
+
+def test_agq_equals_numerical_integration() -> None:
+    """AGQ log-likelihood at the optimum vs scipy.quad of each cluster's integral."""
+    d = _binary(n_clusters=6, m=8)
+    res = fit_glmm(d, **BIN, random="cluster", method="agq", n_quadrature=25)
+    b = res.params
+    sd = math.sqrt(res.variance_components["tau2"])
+    total = 0.0
+    for _, g in d.groupby("c"):
+        eta0 = (b["(Intercept)"] + g["t"].map(lambda t: b.get(f"period[{t}]", 0.0)).to_numpy()
+                + b["treatment"] * g["x"].to_numpy())
+        y = g["y"].to_numpy()
+
+        def f(u: float, eta0: np.ndarray = eta0, y: np.ndarray = y) -> float:
+            p = special.expit(eta0 + u)
+            return float(np.exp(np.sum(y * np.log(p) + (1 - y) * np.log1p(-p))) * stats.norm.pdf(u, 0, sd))
+
+        val, _ = integrate.quad(f, -8 * sd, 8 * sd, epsabs=0, epsrel=1e-12, limit=200)
+        total += math.log(val)
+    assert res.loglik == pytest.approx(total, abs=1e-8)
+
+
+def test_laplace_is_agq_with_one_point() -> None:
+    d = _binary()
+    lap = fit_glmm(d, **BIN, random="cluster")
+    one = fit_glmm(d, **BIN, random="cluster", method="agq", n_quadrature=1)
+    assert one.loglik == pytest.approx(lap.loglik, abs=1e-9)
+    np.testing.assert_allclose(one.params.to_numpy(), lap.params.to_numpy(), rtol=1e-7, atol=1e-9)
+
+
+def test_individual_count_rows_equal_cells() -> None:
+    """Poisson rows per person-period sum to cell counts: same fit, log-likelihood differs by a constant."""
+    d = _counts()
+    rng = np.random.default_rng(5)
+    rows = []
+    for r in d.itertuples(index=False):
+        parts = rng.multinomial(r.y, [0.5, 0.3, 0.2])
+        share = np.array([0.5, 0.3, 0.2]) * r.pop
+        rows += [(r.la, r.q, r.arm, s, k) for s, k in zip(share, parts)]
+    ind = pd.DataFrame(rows, columns=["la", "q", "arm", "pop", "y"])
+    a = fit_glmm(d, **COUNT, random="nested")
+    b = fit_glmm(ind, **COUNT, random="nested")
+    # same likelihood surface; the two optimiser runs stop within ~1e-8 of its maximum
+    np.testing.assert_allclose(b.params.to_numpy(), a.params.to_numpy(), rtol=0, atol=1e-6)
+    # constant: sum over rows of y log(e_r) - log y_r!  minus the cells' y log(E) - log Y!
+    const_rows = float(np.sum(ind["y"] * np.log(ind["pop"]) - special.gammaln(ind["y"] + 1)))
+    const_cells = float(np.sum(d["y"] * np.log(d["pop"]) - special.gammaln(d["y"] + 1)))
+    assert b.loglik - a.loglik == pytest.approx(const_rows - const_cells, abs=1e-6)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda d: d.assign(y=d["y"] + 0.5), "integer"),
+        (lambda d: d.assign(y=np.where(d.index == 3, -1, d["y"])), "non-negative"),
+        (lambda d: d.assign(pop=np.where(d.index == 2, 0, d["pop"])), "exposure"),
+        (lambda d: d.assign(pop=np.where(d.index == 2, -5, d["pop"])), "exposure"),
+    ],
+)
+def test_bad_counts(change, match) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(DataError, match=match):
+        fit_glmm(change(_counts()), **COUNT)
+
+
+def test_offset_with_nan() -> None:
+    d = _counts().assign(logpop=lambda x: np.log(x["pop"]))
+    d.loc[4, "logpop"] = np.nan
+    kw = {k: v for k, v in COUNT.items() if k != "exposure"}
+    with pytest.raises(DataError, match="logpop"):
+        fit_glmm(d, **kw, offset="logpop")
+
+
+def test_events_exceed_trials() -> None:
+    d = _binary().groupby(["c", "t", "x"], as_index=False).agg(ev=("y", "sum"), n=("y", "size"))
+    d.loc[0, "ev"] = d.loc[0, "n"] + 1
+    with pytest.raises(DataError, match="exceed trials"):
+        fit_glmm(d, outcome="ev", trials="n", cluster="c", period="t", treatment="x", family="binomial")
+
+
+def test_binary_not_01() -> None:
+    d = _binary()
+    d.loc[0, "y"] = 2
+    with pytest.raises(DataError, match="0/1"):
+        fit_glmm(d, **BIN)
+
+
+def test_complete_separation() -> None:
+    d = _binary()
+    d.loc[d["x"] == 1, "y"] = 0
+    with pytest.raises(DataError, match="[Cc]omplete separation"):
+        fit_glmm(d, **BIN)
+
+
+@pytest.mark.parametrize(("family", "link"), [("poisson", "logit"), ("binomial", "inverse"),
+                                               ("negative_binomial", "identity")])
+def test_family_link_nonsense(family: str, link: str) -> None:
+    with pytest.raises(ValueError, match="makes no sense"):
+        fit_glmm(_counts(), outcome="y", cluster="la", period="q", treatment="arm", family=family, link=link)
+
+
+def test_bad_options() -> None:
+    with pytest.raises(ValueError, match="agq"):
+        fit_glmm(_binary(), **BIN, random="nested", method="agq")
+    with pytest.raises(ValueError, match="n_quadrature"):
+        fit_glmm(_binary(), **BIN, random="cluster", n_quadrature=5)
+    with pytest.raises(ValueError, match="family"):
+        fit_glmm(_binary(), outcome="y", cluster="c", period="t", treatment="x", family="gaussian")
+    with pytest.raises(ValueError, match="dof"):
+        fit_glmm(_binary(), **BIN, dof="kenward-roger")
+
+
+def test_boundary_flagged() -> None:
+    """No cluster variation at all: tau2 is estimated at 0 and the fit is flagged singular."""
+    d = _binary(seed=4)
+    rng = np.random.default_rng(0)
+    d["y"] = (rng.random(len(d)) < special.expit(-0.3 - 0.3 * d["x"])).astype(int)
+    res = fit_glmm(d, **BIN, random="nested")
+    assert res.singular and res.converged
+    assert any("Singular" in m for m in res.messages)
+    assert res.variance_components == {"tau2": 0.0, "gamma2": 0.0}
+    # with both variances at 0 the model is the logistic GLM: compare with IRLS on the cells
+    import statsmodels.api as sm
+
+    cells = d.groupby(["c", "t", "x"], as_index=False).agg(ev=("y", "sum"), n=("y", "size"))
+    x = np.column_stack([np.ones(len(cells)), pd.get_dummies(cells["t"], drop_first=True).to_numpy(float),
+                         cells["x"].to_numpy(float)])
+    glm = sm.GLM(np.column_stack([cells["ev"], cells["n"] - cells["ev"]]), x,
+                 family=sm.families.Binomial()).fit(tol=1e-12)
+    assert res.estimate == pytest.approx(glm.params[-1], rel=1e-6)
+    assert res.std_error == pytest.approx(glm.bse[-1], rel=1e-5)
