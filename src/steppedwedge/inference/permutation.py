@@ -1,0 +1,1012 @@
+r"""Design-based inference: randomisation (permutation) tests and their confidence intervals.
+
+:func:`permutation_test` re-draws the trial's allocation from exactly the space it was
+randomised from (an :class:`~steppedwedge.randomise.Allocation`, or, without one, all
+allocations of the clusters to the observed sequences keeping the sequence sizes),
+recomputes a test statistic for each re-drawn treatment matrix and compares it with the
+observed one.  Under Fisher's sharp null of no effect in any cluster-period the test has
+exact size whatever the correlation structure (Wang & DeGruttola 2017; Ji et al. 2017).
+
+Statistics
+----------
+``"cluster-period"``
+    Thompson et al. (2018) within-period ("vertical") comparison: in each period the mean
+    cell summary of treated clusters minus that of control clusters, combined over periods
+    with weights ``n1 n0 / (n1 + n0)`` (``weights="clusters"``, default) or inverse-variance
+    weights (``weights="inverse-variance"``).
+``"twfe"``
+    Least-squares coefficient of treatment in the regression of the cell summaries on
+    cluster and period dummies (unweighted, or weighted by cell size with ``weights="size"``).
+``"lmm"``
+    The treatment estimate (``use="estimate"``) or Wald t statistic (``use="t"``) of
+    :func:`steppedwedge.fit` (default Gaussian nested-exchangeable REML; ``lmm_options`` are
+    passed on).  Slow: one fit per re-randomisation.
+callable
+    ``f(frame) -> float`` called with a copy of ``data`` whose treatment column holds the
+    re-randomised treatment.
+
+Cell summaries are cell means for Gaussian outcomes, empirical log-odds
+``log((y + 0.5) / (n - y + 0.5))`` for binomial outcomes and log rates
+``log((y + 0.5) / exposure)`` for counts (``link="identity"`` gives proportions or rates),
+as in :func:`steppedwedge.models.cluster_level.fit_cluster_summary`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from .._core.permutation import (
+    invert_test,
+    permutation_pvalue,
+    treatment_batch,
+    twfe_statistics,
+    vertical_statistics,
+)
+from .._typing import RNGLike
+from .._validation import check_option, check_positive_int, normalise_rng
+from ..data import TrialData
+from ..design import Design
+from ..exceptions import DataError, DesignError, SmallSampleWarning
+from ..randomise import Allocation, randomise
+from ..results import TIDY_COLUMNS, ResultMixin, Summary, _fmt
+
+__all__ = [
+    "NullDistribution",
+    "PermutationResult",
+    "null_distribution_from_allocation",
+    "permutation_test",
+]
+
+StatisticName = Literal["cluster-period", "lmm", "twfe"]
+Alternative = Literal["two-sided", "greater", "less"]
+_STATISTICS = ("cluster-period", "lmm", "twfe")
+_ALTERNATIVES = ("two-sided", "greater", "less")
+_DEFAULT_LINK = {
+    "gaussian": "identity",
+    "binomial": "logit",
+    "poisson": "log",
+    "negative_binomial": "log",
+}
+_CHUNK = 2048  # allocations per batch (bounds the (B, I, T) treatment arrays)
+
+
+# --------------------------------------------------------------------------------------
+# result
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class PermutationResult(ResultMixin):
+    r"""Result of :func:`permutation_test`.
+
+    Attributes
+    ----------
+    statistic : float
+        Observed value of the test statistic.
+    estimate : float
+        Treatment-effect estimate: the statistic itself for ``"cluster-period"``,
+        ``"twfe"``, ``"lmm"`` with ``use="estimate"`` and callables; the LMM estimate
+        for ``use="t"``.
+    pvalue : float
+        Randomisation p-value (see :func:`permutation_test`, Notes).
+    null_distribution : numpy.ndarray
+        The statistic under each re-randomised allocation: the whole admissible space when
+        :attr:`exact` (it then contains the observed allocation), else the Monte-Carlo
+        draws (without the observed allocation).  Read-only.
+    n_permutations : int
+        Number of allocations in :attr:`null_distribution`.
+    exact : bool
+        Whether the whole admissible space was enumerated.
+    min_pvalue : float
+        Smallest attainable p-value: ``1 / n_admissible`` when exact, else
+        ``max(1 / (1 + n_permutations), 1 / n_admissible)``.
+    statistic_name : str
+        ``"cluster-period"``, ``"twfe"``, ``"lmm"`` or the callable's name.
+    alternative : str
+    n_admissible : int
+        Size of the allocation space re-drawn from.
+    allocation_method : str
+        How that space was defined (``"simple"``, ``"stratified"``, ``"restricted"``, with
+        ``"+ constrained"`` for covariate-constrained randomisation).
+    confidence_level : float or None
+    interval : tuple of float or None
+        Confidence interval by test inversion when requested.
+    family, link, weights : str
+        Outcome family, scale of the cell summaries, weighting of the statistic.
+    std_error, df : float
+        NaN: a randomisation test has neither (kept for the shared result protocol).
+    n_failed : int
+        Re-randomisations whose statistic could not be computed (left out).
+    """
+
+    statistic: float
+    estimate: float
+    pvalue: float
+    null_distribution: np.ndarray = field(repr=False)
+    n_permutations: int
+    exact: bool
+    min_pvalue: float
+    statistic_name: str
+    alternative: str
+    n_admissible: int
+    allocation_method: str
+    confidence_level: float | None
+    interval: tuple[float, float] | None
+    family: str
+    link: str
+    weights: str
+    outcome: str
+    n_clusters: int
+    n_periods: int
+    n_failed: int = 0
+    estimand: str = "treatment"
+    method: str = "permutation"
+    std_error: float = float("nan")
+    df: float = float("nan")
+    messages: tuple[str, ...] = ()
+    _invert: Callable[[float], tuple[float, float]] | None = field(default=None, repr=False)
+
+    # ------------------------------------------------------------------ inference
+    def conf_int(self, confidence_level: float | None = None) -> tuple[float, float]:
+        """Confidence interval by test inversion (constant additive effect).
+
+        Parameters
+        ----------
+        confidence_level : float, optional
+            Default: the level given to :func:`permutation_test`, else 0.95.  Another level
+            is computed on demand from the same re-randomisations.
+
+        Returns
+        -------
+        tuple of float
+
+        Raises
+        ------
+        ValueError
+            When the statistic cannot be inverted (``"lmm"``, callables, non-identity
+            scales).
+        """
+        level = confidence_level
+        if level is None:
+            level = 0.95 if self.confidence_level is None else self.confidence_level
+        if self.interval is not None and self.confidence_level == level:
+            return self.interval
+        if self._invert is None:
+            raise ValueError(
+                "a confidence interval by test inversion is available only for the "
+                "'twfe' and 'cluster-period' statistics on the identity scale."
+            )
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"`confidence_level` must lie in (0, 1); got {level!r}.")
+        return self._invert(level)
+
+    # ------------------------------------------------------------------ tables
+    def tidy(self, confidence_level: float | None = None) -> pd.DataFrame:
+        """One row (``term="treatment"``): estimate, statistic, p-value and the interval.
+
+        ``std_error`` and ``df`` are NaN; ``conf_low``/``conf_high`` are NaN unless an
+        interval is available (stored, or computable by inversion).
+        """
+        try:
+            lo, hi = self.conf_int(confidence_level)
+        except ValueError:
+            lo, hi = float("nan"), float("nan")
+        row = (
+            self.estimand,
+            self.estimate,
+            self.std_error,
+            self.statistic,
+            self.df,
+            self.pvalue,
+            lo,
+            hi,
+        )
+        return pd.DataFrame([row], columns=list(TIDY_COLUMNS))
+
+    def summary(self) -> Summary:
+        """Text/HTML/Markdown/LaTeX summary."""
+        kind = (
+            f"exact: all {self.n_permutations} admissible allocations"
+            if self.exact
+            else f"Monte Carlo: {self.n_permutations} re-randomisations "
+            f"from {self.n_admissible} admissible allocations"
+        )
+        header = [
+            ("Outcome", self.outcome),
+            (
+                "Statistic",
+                f"{self.statistic_name} (cell summaries: {self.link} scale, "
+                f"weights: {self.weights})",
+            ),
+            ("Allocation space", f"{self.allocation_method}, {self.n_admissible} allocations"),
+            ("Re-randomisations", kind),
+            ("Clusters / periods", f"{self.n_clusters} / {self.n_periods}"),
+            ("Estimate", _fmt(self.estimate)),
+            ("Observed statistic", _fmt(self.statistic)),
+            (
+                "p-value",
+                f"{_fmt(self.pvalue)} ({self.alternative}; smallest attainable "
+                f"{_fmt(self.min_pvalue)})",
+            ),
+        ]
+        if self.interval is not None:
+            header.append(
+                (
+                    f"{100 * (self.confidence_level or 0.95):g}% CI (test inversion)",
+                    f"{_fmt(self.interval[0])} to {_fmt(self.interval[1])}",
+                )
+            )
+        notes = [
+            "p counts the observed allocation: exact proportion over the admissible space, "
+            "or (1 + #{extreme}) / (1 + B) for B Monte-Carlo draws.",
+            *self.messages,
+        ]
+        if self.interval is not None:
+            notes.append(
+                "The interval inverts the test under a constant additive effect on the "
+                "cell-summary scale."
+            )
+        return Summary(
+            title="Stepped-wedge randomisation test",
+            header=tuple(header),
+            tables=(("Treatment effect", self.tidy()),),
+            notes=tuple(notes),
+        )
+
+    def plot(self, ax: Any = None, *, bins: int | str = "auto") -> Any:
+        """Histogram of the null distribution with the observed statistic marked.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+        bins : int or str
+            Passed to :meth:`matplotlib.axes.Axes.hist`.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+        """
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 3.5))
+        null = self.null_distribution[np.isfinite(self.null_distribution)]
+        ax.hist(null, bins=bins, color="0.75", edgecolor="0.4")
+        ax.axvline(self.statistic, color="C3", lw=2, label=f"observed {self.statistic:.3g}")
+        if self.alternative == "two-sided" and self.statistic != 0:
+            ax.axvline(-self.statistic, color="C3", lw=1, ls="--")
+        ax.set_xlabel(f"{self.statistic_name} statistic")
+        ax.set_ylabel("re-randomisations")
+        ax.set_title(
+            f"Randomisation test: p = {self.pvalue:.3g}" + (" (exact)" if self.exact else "")
+        )
+        ax.legend(frameon=False)
+        return ax
+
+    def __repr__(self) -> str:
+        return (
+            f"PermutationResult({self.statistic_name}: estimate={self.estimate:.4g}, "
+            f"p={self.pvalue:.3g}, {'exact over' if self.exact else 'B ='} "
+            f"{self.n_permutations}{' allocations' if self.exact else ''})"
+        )
+
+
+@dataclass(frozen=True)
+class NullDistribution:
+    """Observed statistics and their randomisation distributions for outcome replicates.
+
+    Attributes
+    ----------
+    observed : numpy.ndarray
+        ``(R,)`` statistic under the allocation's own assignment.
+    null : numpy.ndarray
+        ``(R, B)`` statistic under each re-randomised allocation.
+    exact : bool
+        Whether ``null`` covers the whole admissible space.
+    """
+
+    observed: np.ndarray
+    null: np.ndarray
+    exact: bool
+
+    def pvalues(self, alternative: Alternative = "two-sided") -> np.ndarray:
+        """Randomisation p-value of each replicate (conventions of :func:`permutation_test`)."""
+        check_option("alternative", alternative, _ALTERNATIVES)
+        return np.array(
+            [
+                permutation_pvalue(float(o), n, alternative, exact=self.exact)
+                for o, n in zip(self.observed, self.null, strict=True)
+            ]
+        )
+
+
+# --------------------------------------------------------------------------------------
+# setting up the problem
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Space:
+    alloc: Allocation
+    seq_matrix: np.ndarray  # (S, T) in data period order
+    columns: np.ndarray  # data row -> allocation column
+    observed_assignment: np.ndarray  # (I_alloc,) observed sequence, allocation order
+
+
+def _label_key(x: Any) -> str:
+    return str(x)
+
+
+def _completed_rows(treat: np.ndarray) -> np.ndarray:
+    """Fill unobserved cells with the cluster's previous (else next) observed value."""
+    frame = pd.DataFrame(treat)
+    return frame.ffill(axis=1).bfill(axis=1).to_numpy(dtype=np.float64)
+
+
+def _space_iv(td: TrialData, treat: np.ndarray, allocation: Any, design: Any) -> _Space:
+    clusters = list(td.clusters)
+    if allocation is not None:
+        if not isinstance(allocation, Allocation):
+            raise TypeError(
+                "`allocation` must be a steppedwedge Allocation (from sw.randomise); got "
+                f"{type(allocation).__name__}."
+            )
+        if design is not None:
+            raise ValueError("give `allocation` or `design`, not both (the allocation has one).")
+        alloc = allocation
+    else:
+        if design is None:
+            try:
+                design = Design.from_matrix(
+                    _completed_rows(treat),
+                    clusters=clusters,
+                    periods=list(td.periods),
+                    allow_reversal=True,
+                    check_identifiable=False,
+                )
+            except DesignError as exc:
+                raise DataError(
+                    f"cannot derive the allocation space from the treatment column: {exc}"
+                ) from None
+        elif not isinstance(design, Design):
+            raise TypeError(f"`design` must be a steppedwedge Design; got {type(design).__name__}.")
+        if design.n_clusters != len(clusters):
+            raise DataError(
+                f"`design` has {design.n_clusters} cluster rows but the data have "
+                f"{len(clusters)} clusters; the design must describe the trial's sequences."
+            )
+        alloc = randomise(design, clusters, rng=0, alpha=None)
+
+    # clusters: data rows <-> allocation columns (matched by label, then by text)
+    akeys = [_label_key(c) for c in alloc.clusters]
+    dkeys = [_label_key(c) for c in clusters]
+    if sorted(akeys) != sorted(dkeys) or len(set(dkeys)) != len(dkeys):
+        extra = sorted(set(dkeys) - set(akeys))
+        absent = sorted(set(akeys) - set(dkeys))
+        raise DataError(
+            "the data's clusters differ from the allocation's"
+            + (f"; in the data only: {extra[:5]}" if extra else "")
+            + (f"; in the allocation only: {absent[:5]}" if absent else "")
+            + "."
+        )
+    where = {k: n for n, k in enumerate(akeys)}
+    columns = np.array([where[k] for k in dkeys], dtype=np.intp)
+
+    # periods: by label text, else in order when the numbers agree
+    dper = alloc.design.periods
+    sm_all = np.asarray(alloc.design.sequence_matrix, dtype=np.float64)
+    pk = [_label_key(p) for p in dper]
+    tk = [_label_key(p) for p in td.periods]
+    if sorted(pk) == sorted(tk):
+        pos = {k: n for n, k in enumerate(pk)}
+        sm = sm_all[:, [pos[k] for k in tk]]
+    elif len(pk) == len(tk):
+        sm = sm_all
+    else:
+        raise DataError(
+            f"the allocation's design has {len(pk)} periods but the data have {len(tk)}; "
+            "the data must cover the design's periods."
+        )
+
+    # the observed allocation: each cluster's sequence, from its treatment pattern
+    mask = ~np.isnan(treat)
+    obs = np.empty(len(akeys), dtype=np.int64)
+    for r, lab in enumerate(clusters):
+        m = mask[r]
+        rows = sm[:, m]
+        match = np.flatnonzero(
+            np.all(~np.isnan(rows) & (np.abs(np.nan_to_num(rows) - treat[r, m]) < 1e-9), axis=1)
+        )
+        if match.size == 0:
+            raise DataError(
+                f"the treatment of cluster {lab!r} over its observed periods matches no "
+                "sequence of the allocation's design; the data were not allocated from this "
+                "allocation space."
+            )
+        own = alloc.assignment.get(alloc.clusters[columns[r]], -1)
+        obs[columns[r]] = own if own in match else int(match[0])
+    if not _is_admissible(alloc, obs):
+        raise DataError(
+            "the observed treatment pattern is not an admissible allocation of `allocation` "
+            f"(observed sequences: {dict(zip(akeys, (obs + 1).tolist(), strict=True))}, as "
+            "waves); a randomisation test must re-draw from the space the trial was actually "
+            "randomised from."
+        )
+    return _Space(alloc=alloc, seq_matrix=sm, columns=columns, observed_assignment=obs)
+
+
+def _is_admissible(alloc: Allocation, obs: np.ndarray) -> bool:
+    """Whether the allocation vector ``obs`` (allocation column order) is admissible."""
+    if np.array_equal(obs, alloc.sequence_of):
+        return True
+    held = alloc._admissible
+    if held is None and alloc.n_admissible <= int(alloc.options["max_enumerate"]):
+        held = alloc.admissible
+    if held is not None:
+        return bool(np.any(np.all(held == obs[None, :].astype(held.dtype), axis=1)))
+    space = alloc._space  # unconstrained space: per-stratum count bounds
+    g = np.bincount(obs, minlength=space.n_sequences)
+    if not np.array_equal(g, np.asarray(space.sequence_sizes)):
+        return False
+    for h, members in enumerate(space.members):
+        counts = np.bincount(obs[members], minlength=space.n_sequences)
+        if np.any(counts < space.lower[h]) or np.any(counts > space.upper[h]):
+            return False
+    return True
+
+
+def _assignments(
+    alloc: Allocation, n_permutations: int, gen: np.random.Generator
+) -> tuple[np.ndarray, bool]:
+    enumerable = alloc._admissible is not None or alloc.n_admissible <= int(
+        alloc.options["max_enumerate"]
+    )
+    if enumerable and alloc.n_admissible <= n_permutations:
+        return np.asarray(alloc.admissible), True
+    return np.asarray(alloc.draw(n_permutations, gen)), False
+
+
+def _cell_arrays(
+    td: TrialData, link: str, weights: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cell summaries ``(I, T)`` (NaN unobserved), size weights, observed mask."""
+    from ..models.cluster_level import _cell_summaries
+
+    ci, pj, _, s, w = _cell_summaries(td, link, "size" if weights == "size" else "none")
+    shape = (td.n_clusters, td.n_periods)
+    y = np.full(shape, np.nan)
+    y[ci, pj] = s
+    wt = np.zeros(shape)
+    wt[ci, pj] = w
+    return y, wt, ~np.isnan(y)
+
+
+def _batched(
+    fun: Callable[[np.ndarray], np.ndarray], space: _Space, assignments: np.ndarray
+) -> np.ndarray:
+    out = []
+    for start in range(0, assignments.shape[0], _CHUNK):
+        a = assignments[start : start + _CHUNK]
+        out.append(fun(treatment_batch(space.seq_matrix, a, space.columns)))
+    return np.concatenate(out, axis=-1)
+
+
+def _cell_statistic(
+    name: str, weights: str, mask: np.ndarray, wt: np.ndarray
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    cache: dict[bytes, np.ndarray] = {}
+    if name == "twfe":
+        w = wt if weights == "size" else np.ones_like(wt)
+
+        def twfe(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+            return twfe_statistics(np.nan_to_num(y), x, mask, w, cache=cache)
+
+        return twfe
+
+    def vertical(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        if y.ndim == 3:
+            return np.stack([vertical_statistics(yy, x, mask, weights) for yy in y])  # type: ignore[arg-type]
+        return vertical_statistics(y, x, mask, weights)  # type: ignore[arg-type]
+
+    return vertical
+
+
+# --------------------------------------------------------------------------------------
+# the public function
+# --------------------------------------------------------------------------------------
+def permutation_test(
+    data: pd.DataFrame,
+    *,
+    outcome: str,
+    cluster: str,
+    period: str,
+    treatment: str,
+    allocation: Allocation | None = None,
+    design: Design | None = None,
+    statistic: StatisticName | Callable[[pd.DataFrame], float] = "cluster-period",
+    family: str = "gaussian",
+    link: str | None = None,
+    exposure: str | None = None,
+    trials: str | None = None,
+    individual: str | None = None,
+    weights: str | None = None,
+    use: Literal["estimate", "t"] = "estimate",
+    lmm_options: dict[str, Any] | None = None,
+    n_permutations: int = 9999,
+    alternative: Alternative = "two-sided",
+    rng: RNGLike = None,
+    confidence_level: float | None = None,
+    alpha: float | None = 0.05,
+) -> PermutationResult:
+    r"""Randomisation (permutation) test of no treatment effect, re-drawing the allocation.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        Trial rows (individual or cluster-period aggregates); never modified.
+    outcome, cluster, period, treatment : str
+        Column names (as :func:`steppedwedge.fit`).
+    allocation : Allocation, optional
+        The allocation space the trial was randomised from (:func:`steppedwedge.randomise`,
+        with the same strata, restrictions and constraints).  The observed treatment must be
+        one of its admissible allocations (else :class:`DataError`); its recorded
+        assignment need not be the observed one.
+    design : Design, optional
+        Without ``allocation``: the sequences the clusters were allocated to (simple
+        randomisation, sequence sizes kept).  Default: the sequences seen in the data.
+    statistic : {"cluster-period", "twfe", "lmm"} or callable
+        See the module notes.  A callable receives a copy of ``data`` with the treatment
+        column re-randomised and returns a float.
+    family : {"gaussian", "binomial", "poisson", "negative_binomial"}
+    link : str, optional
+        Scale of the cell summaries: identity for Gaussian; ``"logit"`` (default) or
+        ``"identity"`` for binomial; ``"log"`` (default) or ``"identity"`` for counts.
+    exposure, trials, individual : str, optional
+        As :func:`steppedwedge.fit`.
+    weights : str, optional
+        ``"cluster-period"``: ``"clusters"`` (default) or ``"inverse-variance"``;
+        ``"twfe"``: ``"none"`` (default, each cell once) or ``"size"`` (cell size or exposure).
+    use : {"estimate", "t"}
+        ``"lmm"`` only: the estimate or its Wald t statistic.
+    lmm_options : dict, optional
+        ``"lmm"`` only: further arguments of :func:`steppedwedge.fit`.
+    n_permutations : int, default 9999
+        Monte-Carlo re-randomisations; the whole space is enumerated instead when it has at
+        most this many allocations.
+    alternative : {"two-sided", "greater", "less"}
+    rng : int, numpy.random.Generator or None
+        Source of the Monte-Carlo draws.
+    confidence_level : float, optional
+        Also invert the test into a confidence interval (``"twfe"`` and
+        ``"cluster-period"`` on the identity scale).
+    alpha : float or None, default 0.05
+        Warn (:class:`~steppedwedge.SmallSampleWarning`) when the smallest attainable
+        p-value exceeds ``alpha``; ``None`` disables the check.
+
+    Returns
+    -------
+    PermutationResult
+
+    Raises
+    ------
+    DataError
+        Data inconsistent with the allocation (clusters, periods, an observed treatment
+        pattern that is not admissible).
+    ValueError
+        Invalid options.
+
+    Warns
+    -----
+    SmallSampleWarning
+        When the smallest attainable p-value exceeds ``alpha``.
+
+    Notes
+    -----
+    **p-value.**  Two-sided tests use ``|T|`` (every statistic here estimates 0 under the
+    null); ``"greater"``/``"less"`` use ``T``/``-T``.  Enumerated (exact): the proportion of
+    the admissible allocations, the observed one included, with a statistic at least as
+    extreme as the observed one.  Monte Carlo: ``(1 + #{extreme draws}) / (1 + B)``, which
+    counts the observed allocation once and keeps the test valid (Phipson & Smyth 2010).
+    Draws are uniform with replacement from the admissible set.
+
+    **Confidence interval.**  Under a constant additive effect ``theta`` on the cell-summary
+    scale, ``Y - theta X`` are the control outcomes whatever the allocation, so the interval
+    is ``{theta0 : p(Y - theta0 X) > 1 - confidence_level}`` computed over the same
+    re-randomisations; its ends are found by bracketing and bisection (relative precision
+    1e-7 of the null distribution's spread).
+
+    **Missing cells and partial exposure.**  A re-drawn sequence is applied to the cells a
+    cluster actually has; a cell that the drawn sequence marks unobserved is left out for
+    that draw.  Without ``allocation``/``design``, a cluster's sequence is its treatment
+    row with unobserved cells filled from its previous (else next) observed period.  The
+    cluster-period statistic compares fully treated (1) with control (0) cells only.
+
+    References
+    ----------
+    Thompson JA et al. (2018) Stat Med 37:2487-2500.  Wang R, DeGruttola V (2017) Stat Med
+    36:2831-2843.  Ji X et al. (2017) Ann Appl Stat 11:1-20.  Phipson B, Smyth GK (2010)
+    Stat Appl Genet Mol Biol 9:39.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from steppedwedge.inference.permutation import permutation_test
+    >>> rng = np.random.default_rng(1)
+    >>> rows = [(i, j, float(j > i), 0.5 * (j > i) + rng.normal(0, 0.3))
+    ...         for i in range(6) for j in range(7)]
+    >>> df = pd.DataFrame(rows, columns=["c", "t", "x", "y"])
+    >>> res = permutation_test(df, outcome="y", cluster="c", period="t", treatment="x",
+    ...                        statistic="twfe", rng=2)
+    >>> res.exact, res.n_permutations, round(res.pvalue, 4)
+    (True, 720, 0.0014)
+    """
+    if not isinstance(statistic, str) and not callable(statistic):
+        raise ValueError(
+            "`statistic` must be one of 'cluster-period', 'twfe', 'lmm' or a callable; "
+            f"got {statistic!r}."
+        )
+    name = (
+        check_option("statistic", statistic, _STATISTICS)
+        if isinstance(statistic, str)
+        else (getattr(statistic, "__name__", "callable"))
+    )
+    check_option("alternative", alternative, _ALTERNATIVES)
+    check_option("use", use, ("estimate", "t"))
+    b = check_positive_int("n_permutations", n_permutations)
+    if alpha is not None and not 0.0 < float(alpha) < 1.0:
+        raise ValueError(f"`alpha` must lie in (0, 1) or be None; got {alpha!r}.")
+    if confidence_level is not None and not 0.0 < float(confidence_level) < 1.0:
+        raise ValueError(f"`confidence_level` must lie in (0, 1); got {confidence_level!r}.")
+    td = TrialData.from_frame(
+        data,
+        outcome=outcome,
+        cluster=cluster,
+        period=period,
+        treatment=treatment,
+        individual=individual,
+        family=family,
+        trials=trials,
+        exposure=exposure,
+    )
+    lk = _DEFAULT_LINK[td.family] if link is None else link
+    allowed_links = {"gaussian": ("identity",), "binomial": ("logit", "identity")}.get(
+        td.family, ("log", "identity")
+    )
+    check_option("link", lk, allowed_links)
+    if name == "twfe":
+        wts = check_option("weights", "none" if weights is None else weights, ("none", "size"))
+    elif name == "cluster-period":
+        wts = check_option(
+            "weights", "clusters" if weights is None else weights, ("clusters", "inverse-variance")
+        )
+    else:
+        if weights is not None:
+            raise ValueError("`weights` applies to the 'twfe' and 'cluster-period' statistics.")
+        wts = "n/a"
+    if confidence_level is not None and (
+        name not in ("twfe", "cluster-period") or lk != "identity"
+    ):
+        raise ValueError(
+            "`confidence_level` (test inversion) needs statistic='twfe' or 'cluster-period' "
+            "on the identity scale."
+        )
+    if name != "lmm" and (use != "estimate" or lmm_options):
+        raise ValueError("`use` and `lmm_options` apply to statistic='lmm' only.")
+
+    cells = td.cells()
+    treat = np.where(cells.observed, cells.treatment, np.nan)
+    space = _space_iv(td, treat, allocation, design)
+    alloc = space.alloc
+    gen = normalise_rng(rng)
+    assignments, exact = _assignments(alloc, b, gen)
+    observed_x = treatment_batch(space.seq_matrix, space.observed_assignment, space.columns)
+
+    messages: list[str] = []
+    invert: Callable[[float], tuple[float, float]] | None = None
+    estimate: float
+    if name in ("twfe", "cluster-period"):
+        y, wt, mask = _cell_arrays(td, lk, wts)
+        stat = _cell_statistic(name, wts, mask, wt)
+        obs = float(stat(y, observed_x)[0])
+        null = _batched(lambda x: stat(y, x), space, assignments)
+        estimate = obs
+        if not np.isfinite(obs):
+            raise DataError(
+                f"the {name} statistic is not defined for the observed allocation (no period "
+                "with both treated and control clusters, or treatment collinear with time)."
+            )
+        if lk == "identity":
+            invert = _make_inverter(
+                y,
+                np.nan_to_num(treat),
+                stat,
+                space,
+                assignments,
+                observed_x,
+                alternative,
+                exact,
+                obs,
+                null,
+            )
+    else:
+        obs, estimate, null, msgs = _refit_statistics(
+            data,
+            td,
+            statistic,
+            name,
+            use,
+            lmm_options or {},
+            space,
+            assignments,
+            observed_x,
+            family=family,
+            outcome=outcome,
+            cluster=cluster,
+            period=period,
+            treatment=treatment,
+            exposure=exposure,
+            trials=trials,
+            individual=individual,
+        )
+        messages += msgs
+    n_failed = int(np.count_nonzero(~np.isfinite(null)))
+    if n_failed:
+        messages.append(
+            f"{n_failed} re-randomisation(s) gave no finite statistic and were left out."
+        )
+    pval = permutation_pvalue(obs, null, alternative, exact=exact)
+    n_used = int(null.size - n_failed)
+    min_p = 1.0 / alloc.n_admissible if exact else max(1.0 / (1 + n_used), 1.0 / alloc.n_admissible)
+    if alpha is not None and min_p > alpha:
+        warnings.warn(
+            f"the randomisation test can never reach p <= {alpha:g}: the smallest attainable "
+            f"p-value is {min_p:.3g} ({alloc.n_admissible} admissible allocations"
+            + ("" if exact else f", {n_used} re-randomisations")
+            + "); interpret p with that in mind or use model-based small-sample inference.",
+            SmallSampleWarning,
+            stacklevel=2,
+        )
+    interval = None
+    if confidence_level is not None and invert is not None:
+        interval = invert(float(confidence_level))
+    null = np.asarray(null, dtype=np.float64).copy()
+    null.flags.writeable = False
+    method = alloc.method + (" + constrained" if alloc.constrained else "")
+    return PermutationResult(
+        statistic=obs,
+        estimate=float(estimate),
+        pvalue=float(pval),
+        null_distribution=null,
+        n_permutations=int(null.size),
+        exact=exact,
+        min_pvalue=float(min_p),
+        statistic_name=name,
+        alternative=alternative,
+        n_admissible=int(alloc.n_admissible),
+        allocation_method=method,
+        confidence_level=None if confidence_level is None else float(confidence_level),
+        interval=interval,
+        family=td.family,
+        link=lk,
+        weights=wts,
+        outcome=outcome,
+        n_clusters=td.n_clusters,
+        n_periods=td.n_periods,
+        n_failed=n_failed,
+        messages=tuple(messages),
+        _invert=invert,
+    )
+
+
+def _make_inverter(
+    y: np.ndarray,
+    x_obs: np.ndarray,
+    stat: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    space: _Space,
+    assignments: np.ndarray,
+    observed_x: np.ndarray,
+    alternative: str,
+    exact: bool,
+    obs: float,
+    null: np.ndarray,
+) -> Callable[[float], tuple[float, float]]:
+    """Confidence interval by inverting the test of ``Y - theta0 X``."""
+    # Both statistics are linear in Y except the inverse-variance vertical one; for a
+    # linear statistic T(Y - t X) = T(Y) - t T(X), computed once.
+    probe = np.nan_to_num(y) + 1.2345 * x_obs
+    lin_obs = float(stat(probe, observed_x)[0])
+    linear = abs(lin_obs - (obs + 1.2345 * float(stat(x_obs, observed_x)[0]))) <= 1e-9 * (
+        1 + abs(lin_obs)
+    )
+    null_x = _batched(lambda x: stat(x_obs, x), space, assignments)
+    obs_x = float(stat(x_obs, observed_x)[0])
+    if linear:
+        null_probe = _batched(lambda x: stat(probe, x), space, assignments)
+        ref = null + 1.2345 * null_x
+        fin = np.isfinite(ref)
+        linear = bool(np.allclose(null_probe[fin], ref[fin], rtol=1e-9, atol=1e-12))
+
+    def pfun(theta: float) -> float:
+        if linear:
+            t_obs = obs - theta * obs_x
+            t_null = null - theta * null_x
+        else:
+            yy = np.nan_to_num(y) - theta * x_obs
+            t_obs = float(stat(yy, observed_x)[0])
+            t_null = _batched(lambda x: stat(yy, x), space, assignments)
+        return permutation_pvalue(t_obs, t_null, alternative, exact=exact)  # type: ignore[arg-type]
+
+    fin = null[np.isfinite(null)]
+    scale = float(np.std(fin)) if fin.size > 1 else 1.0
+
+    def invert(level: float) -> tuple[float, float]:
+        return invert_test(pfun, obs, scale, 1.0 - level)
+
+    return invert
+
+
+def _permuted_frame(
+    data: pd.DataFrame, td: TrialData, treatment: str, x: np.ndarray
+) -> pd.DataFrame:
+    frame = data.copy()
+    frame[treatment] = x[td.cluster_codes, td.period_codes]
+    return frame
+
+
+def _refit_statistics(
+    data: pd.DataFrame,
+    td: TrialData,
+    statistic: Any,
+    name: str,
+    use: str,
+    options: dict[str, Any],
+    space: _Space,
+    assignments: np.ndarray,
+    observed_x: np.ndarray,
+    **roles: Any,
+) -> tuple[float, float, np.ndarray, list[str]]:
+    """Observed value, estimate and null distribution of an ``"lmm"`` or callable statistic."""
+    if len(td.frame) != len(data):  # pragma: no cover - from_frame drops nothing here
+        raise DataError("rows were dropped while validating `data`; remove them first.")
+    messages: list[str] = []
+    if name == "lmm":
+        from ..models.fit import fit
+
+        opts = dict(options)
+        if use == "estimate":
+            opts.setdefault("dof", "normal")
+        fit_args = {k: v for k, v in roles.items() if v is not None}
+        not_conv = 0
+
+        def one(frame: pd.DataFrame) -> tuple[float, float]:
+            nonlocal not_conv
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = fit(frame, **fit_args, **opts)
+            if not getattr(res, "converged", True):
+                not_conv += 1
+            est = float(res.estimate)
+            return (est if use == "estimate" else float(res.statistic)), est
+
+    else:
+
+        def one(frame: pd.DataFrame) -> tuple[float, float]:
+            value = float(statistic(frame))
+            return value, value
+
+    x0 = observed_x[0]
+    obs, est = one(_permuted_frame(data, td, roles["treatment"], np.nan_to_num(x0)))
+    null = np.full(assignments.shape[0], np.nan)
+    xs = treatment_batch(space.seq_matrix, assignments, space.columns)
+    for k in range(assignments.shape[0]):
+        try:
+            null[k] = one(_permuted_frame(data, td, roles["treatment"], np.nan_to_num(xs[k])))[0]
+        except (ValueError, RuntimeError, np.linalg.LinAlgError):
+            null[k] = np.nan
+    if name == "lmm" and not_conv:
+        messages.append(f"{not_conv} of the model fits did not converge (kept).")
+    return obs, est, null, messages
+
+
+# --------------------------------------------------------------------------------------
+# null distributions for simulation
+# --------------------------------------------------------------------------------------
+def null_distribution_from_allocation(
+    allocation: Allocation,
+    cell_summaries: npt.ArrayLike,
+    *,
+    statistic: Literal["twfe", "cluster-period"] = "twfe",
+    weights: str | None = None,
+    cell_weights: npt.ArrayLike | None = None,
+    n_permutations: int = 999,
+    rng: RNGLike = None,
+) -> NullDistribution:
+    r"""Randomisation distributions of a cell-level statistic for many outcome replicates.
+
+    For simulation-based type-I error or power of a randomisation test: the clusters keep
+    the allocation's own assignment (:attr:`Allocation.assignment`) as the observed one,
+    and the same re-randomisations (drawn from the allocation's admissible set, or all of
+    it when it has at most ``n_permutations`` members) are applied to every replicate.
+
+    Parameters
+    ----------
+    allocation : Allocation
+        From :func:`steppedwedge.randomise`.
+    cell_summaries : array_like, (I, T) or (R, I, T)
+        Cell summaries (e.g. cell means) with rows in ``allocation.design.clusters`` order
+        (the allocated design's rows) and columns in its period order; NaN = unobserved.
+    statistic : {"twfe", "cluster-period"}
+    weights : str, optional
+        As in :func:`permutation_test`.
+    cell_weights : array_like, optional
+        ``(I, T)`` cell weights for ``statistic="twfe", weights="size"``.
+    n_permutations : int, default 999
+    rng : int, numpy.random.Generator or None
+
+    Returns
+    -------
+    NullDistribution
+        ``observed`` ``(R,)``, ``null`` ``(R, B)`` and ``exact``; ``pvalues()`` applies the
+        conventions of :func:`permutation_test`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from steppedwedge.design import Design
+    >>> from steppedwedge.randomise import randomise
+    >>> from steppedwedge.inference.permutation import null_distribution_from_allocation
+    >>> alloc = randomise(Design.stepped_wedge(4), list("abcd"), rng=1, alpha=None)
+    >>> y = np.random.default_rng(2).normal(size=(3, 4, 5))
+    >>> nd = null_distribution_from_allocation(alloc, y, statistic="twfe")
+    >>> nd.null.shape, nd.exact, bool(np.all(nd.pvalues() >= 1 / 24))
+    ((3, 24), True, True)
+    """
+    if not isinstance(allocation, Allocation):
+        raise TypeError(
+            f"`allocation` must be a steppedwedge Allocation; got {type(allocation).__name__}."
+        )
+    name = check_option("statistic", statistic, ("twfe", "cluster-period"))
+    if name == "twfe":
+        wts = check_option("weights", "none" if weights is None else weights, ("none", "size"))
+    else:
+        wts = check_option(
+            "weights", "clusters" if weights is None else weights, ("clusters", "inverse-variance")
+        )
+    b = check_positive_int("n_permutations", n_permutations)
+    d = allocation.design
+    y = np.asarray(cell_summaries, dtype=np.float64)
+    single = y.ndim == 2
+    yr = y[None] if single else y
+    if yr.ndim != 3 or yr.shape[1:] != d.matrix.shape:
+        raise ValueError(
+            f"`cell_summaries` must have shape {d.matrix.shape} or (R, *{d.matrix.shape}); "
+            f"got {y.shape}."
+        )
+    mask = ~np.isnan(yr[0]) & d.observed
+    if np.any(np.isnan(yr[:, mask])):
+        raise ValueError("`cell_summaries` replicates must share one pattern of missing cells.")
+    if wts == "size":
+        if cell_weights is None:
+            raise ValueError("`weights='size'` needs `cell_weights`.")
+        wt = np.asarray(cell_weights, dtype=np.float64)
+    else:
+        wt = np.ones(d.matrix.shape)
+    where = {c: k for k, c in enumerate(allocation.clusters)}
+    columns = np.array([where[c] for c in d.clusters], dtype=np.intp)
+    space = _Space(
+        alloc=allocation,
+        seq_matrix=np.asarray(d.sequence_matrix, dtype=np.float64),
+        columns=columns,
+        observed_assignment=allocation.sequence_of,
+    )
+    gen = normalise_rng(rng)
+    assignments, exact = _assignments(allocation, b, gen)
+    stat = _cell_statistic(name, wts, mask, wt)
+    y0 = np.nan_to_num(yr)
+    x_obs = treatment_batch(space.seq_matrix, space.observed_assignment, columns)
+    obs = np.asarray(stat(y0, x_obs)).reshape(yr.shape[0])
+    null = _batched(lambda x: np.asarray(stat(y0, x)).reshape(yr.shape[0], -1), space, assignments)
+    return NullDistribution(observed=obs, null=null, exact=exact)
