@@ -390,10 +390,15 @@ class _Workspace:
 
     def __init__(self, cells: CellData) -> None:
         i_n, t = cells.n.shape
-        keys = np.concatenate([cells.observed.astype(float), cells.inv_m, cells.treatment], axis=1)
-        uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
-        inverse = np.asarray(inverse).reshape(-1)
-        n_g = uniq.shape[0]
+        keys = np.ascontiguousarray(
+            np.concatenate([cells.observed.astype(float), cells.inv_m, cells.treatment], axis=1)
+        )
+        first: dict[bytes, int] = {}
+        inverse = np.empty(i_n, dtype=np.int64)
+        for i in range(i_n):
+            inverse[i] = first.setdefault(keys[i].tobytes(), len(first))
+        n_g = len(first)
+        uniq = keys[[list(inverse).index(g) for g in range(n_g)]]
         self.count = np.bincount(inverse, minlength=n_g).astype(float)
         obs = uniq[:, :t] > 0.5
         inv_m = uniq[:, t : 2 * t]
@@ -416,9 +421,10 @@ class _Workspace:
         self.idx = idx
         xa = cells.xa
         big = xa.shape[2]
-        outer = np.einsum("isa,itb->istab", xa, xa).reshape(i_n, -1)
-        cg = np.zeros((n_g, outer.shape[1]))
-        np.add.at(cg, inverse, outer)
+        outer = (xa[:, :, None, :, None] * xa[:, None, :, None, :]).reshape(i_n, -1)
+        onehot = np.zeros((n_g, i_n))
+        onehot[inverse, np.arange(i_n)] = 1.0
+        cg = onehot @ outer
         self.c_flat = cg.reshape(n_g * t * t, big * big)
         self.n_groups = n_g
         self.big = big
