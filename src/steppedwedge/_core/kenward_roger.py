@@ -85,7 +85,7 @@ def kr_test(adj: KRAdjustment, contrast: FloatArray) -> tuple[float, float]:
     """
     lmat = np.atleast_2d(np.asarray(contrast, dtype=float))
     phi = adj.phi
-    q = int(np.linalg.matrix_rank(lmat))
+    q = 1 if lmat.shape[0] == 1 else int(np.linalg.matrix_rank(lmat))
     theta = lmat.T @ np.linalg.solve(lmat @ phi @ lmat.T, lmat)
     theta_phi = theta @ phi
     us = np.matmul(np.matmul(theta_phi, adj.p_list), phi)  # (K, p, p)

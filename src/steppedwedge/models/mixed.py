@@ -145,6 +145,9 @@ def _first_dependent_column(x: np.ndarray, tol: float = 1e-9) -> int | None:
     scale = np.sqrt((x * x).sum(axis=0))
     scale = np.where(scale > 0, scale, 1.0)
     xs = x / scale
+    s_all = np.linalg.svd(xs, compute_uv=False)
+    if s_all.size == xs.shape[1] and s_all[-1] >= tol * max(1.0, s_all[0]):
+        return None  # full column rank
     for k in range(1, xs.shape[1] + 1):
         s = np.linalg.svd(xs[:, :k], compute_uv=False)
         if s[-1] < tol * max(1.0, s[0]):
