@@ -325,3 +325,19 @@ def test_plot_returns_axes(frame):
     ax2 = _fit(frame, effect="eti").plot()
     assert ax2.get_xlabel().startswith("exposure time")
     plt.close("all")
+
+
+def test_non_convergence_is_flagged_and_warned(frame, monkeypatch):
+    from steppedwedge.exceptions import ConvergenceWarning
+    from steppedwedge.models import mixed
+
+    real = mixed.fit_lmm
+
+    def stalled(*args, **kwargs):
+        return dataclasses.replace(real(*args, **kwargs), converged=False, message="stalled")
+
+    monkeypatch.setattr(mixed, "fit_lmm", stalled)
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        res = _fit(frame)
+    assert res.converged is False
+    assert any("converge" in msg for msg in res.messages)
