@@ -64,6 +64,7 @@ class UnitData:
     comp: np.ndarray
     n_comp: int
     const: float = 0.0
+    tail_start: int | None = None  # random-effect columns from here on are one-hot (<= 1 nonzero per unit)
 
 
 @dataclass
@@ -82,22 +83,74 @@ class LaplaceState:
     logdet: np.ndarray     # (I,)
     converged: bool
     value: float
+    per_cluster: np.ndarray | None = None   # (I,) cluster contributions (without the constant)
 
 
-def _pieces(data: UnitData, fam: Family, eta: np.ndarray, alpha: float, order: int = 3
+def _pieces(data: UnitData, fam: Family, eta: np.ndarray, alpha: Any, order: int = 3
             ) -> tuple[np.ndarray, ...]:
     ll, s, w, w1 = fam.derivs(data.y, data.n, eta, alpha)
     wt = data.weight
     return ll * wt, s * wt, w * wt, w1 * wt
 
 
+def _inv_logdet(h: np.ndarray, tail_start: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse and log-determinant of the SPD blocks ``h``; closed form for an arrowhead.
+
+    With ``tail_start = m`` the trailing block ``h[m:, m:]`` is diagonal (one-hot random-effect
+    columns such as cluster-period effects), so only an ``m x m`` Schur complement is inverted.
+    Returns ``logdet = inf`` where a block is not positive definite.
+    """
+    if tail_start is None or tail_start == 0 or tail_start >= h.shape[1]:
+        sign, logdet = np.linalg.slogdet(h)
+        logdet = np.where(sign > 0, logdet, np.inf)
+        try:
+            return np.linalg.inv(h), logdet
+        except np.linalg.LinAlgError:
+            return np.full_like(h, np.nan), np.full(h.shape[0], np.inf)
+    m = tail_start
+    a = h[:, :m, :m]
+    b = h[:, :m, m:]
+    dd = np.diagonal(h[:, m:, m:], axis1=1, axis2=2)
+    if np.any(dd <= 0):
+        return np.full_like(h, np.nan), np.full(h.shape[0], np.inf)
+    dinv = 1.0 / dd
+    e = b * dinv[:, None, :]                              # (I, m, T)
+    schur = a - e @ b.transpose(0, 2, 1)
+    if m == 1:
+        sv = schur[:, 0, 0]
+        ok = sv > 0
+        sinv = (1.0 / np.where(ok, sv, 1.0))[:, None, None]
+        logdet_s = np.where(ok, np.log(np.where(ok, sv, 1.0)), np.inf)
+    else:
+        sign, logdet_s = np.linalg.slogdet(schur)
+        logdet_s = np.where(sign > 0, logdet_s, np.inf)
+        sinv = np.linalg.inv(schur)
+    se = sinv @ e                                         # (I, m, T)
+    hinv = np.empty_like(h)
+    hinv[:, :m, :m] = sinv
+    hinv[:, :m, m:] = -se
+    hinv[:, m:, :m] = -se.transpose(0, 2, 1)
+    tail = e.transpose(0, 2, 1) @ se
+    idx = np.arange(h.shape[1] - m)
+    tail[:, idx, idx] += dinv
+    hinv[:, m:, m:] = tail
+    return hinv, np.log(dd).sum(axis=1) + logdet_s
+
+
 def modes(data: UnitData, fam: Family, beta: np.ndarray, sigma: np.ndarray, alpha: float = 0.0,
           v0: np.ndarray | None = None, *, tol: float = 1e-10, max_iter: int = 60) -> LaplaceState:
     """Conditional modes by vectorised Newton iterations and the Laplace log-likelihood."""
     n_i, _, q = data.z.shape
-    lam = sigma[data.comp]
-    a = data.z * lam
-    fixed = data.x @ beta + data.offset
+    beta = np.asarray(beta, dtype=float)
+    sigma = np.asarray(sigma, dtype=float)
+    if beta.ndim == 1:
+        fixed = data.x @ beta + data.offset
+    else:  # one beta per cluster (batched evaluation of several parameter values)
+        fixed = (data.x @ beta[:, :, None])[:, :, 0] + data.offset
+    lam = sigma[..., data.comp]
+    a = data.z * (lam if lam.ndim == 1 else lam[:, None, :])
+    if np.ndim(alpha) > 0:
+        alpha = np.asarray(alpha, dtype=float)[:, None]  # type: ignore[assignment]
     v = np.zeros((n_i, q)) if v0 is None else v0.copy()
     eye = np.eye(q)
     converged = False
@@ -117,10 +170,10 @@ def modes(data: UnitData, fam: Family, beta: np.ndarray, sigma: np.ndarray, alph
         g = (s[:, None, :] @ a)[:, 0, :] - v
         at_w = a.transpose(0, 2, 1) * w[:, None, :]
         h = at_w @ a + eye
-        try:
-            hinv = np.linalg.inv(h)
+        hinv, logdet = _inv_logdet(h, data.tail_start)
+        if np.all(np.isfinite(logdet)):
             step = (hinv @ g[:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:
+        else:
             hinv = None
             step = g
         dec = np.abs(step).max() if step.size else 0.0
@@ -140,16 +193,11 @@ def modes(data: UnitData, fam: Family, beta: np.ndarray, sigma: np.ndarray, alph
     if h is None or hinv is None:
         at_w = a.transpose(0, 2, 1) * w[:, None, :]
         h = at_w @ a + eye
-        try:
-            hinv = np.linalg.inv(h)
-        except np.linalg.LinAlgError:
-            hinv = np.full_like(h, np.nan)
-    sign, logdet = np.linalg.slogdet(h)
-    if np.any(sign <= 0):
-        logdet = np.where(sign > 0, logdet, np.inf)
-    value = float(ll.sum() - 0.5 * (v * v).sum() - 0.5 * logdet.sum() + data.const)
+        hinv, logdet = _inv_logdet(h, data.tail_start)
+    per_cluster = ll.sum(axis=1) - 0.5 * (v * v).sum(axis=1) - 0.5 * logdet
+    value = float(per_cluster.sum() + data.const)
     return LaplaceState(v=v, eta=eta, ll=ll, s=s, w=w, w1=w1, a=a, h=h, hinv=hinv, logdet=logdet,
-                        converged=converged, value=value)
+                        converged=converged, value=value, per_cluster=per_cluster)
 
 
 def laplace(data: UnitData, fam: Family, beta: np.ndarray, sigma: np.ndarray, alpha: float = 0.0,
@@ -158,54 +206,60 @@ def laplace(data: UnitData, fam: Family, beta: np.ndarray, sigma: np.ndarray, al
     return modes(data, fam, beta, sigma, alpha, v0)
 
 
-def laplace_grad(data: UnitData, fam: Family, st: LaplaceState, sigma: np.ndarray, alpha: float = 0.0,
-                 want_hessian: bool = False) -> tuple[Any, ...]:
+def laplace_grad(data: UnitData, fam: Family, st: LaplaceState, sigma: np.ndarray, alpha: Any = 0.0,
+                 want_hessian: bool = False, per_cluster: bool = False) -> tuple[Any, ...]:
     """Exact gradient of the Laplace log-likelihood: ``(d/d beta, d/d sigma, d/d alpha)``.
 
-    With ``want_hessian`` also the envelope part of the ``beta`` Hessian of ``-L``,
+    With ``per_cluster`` the cluster contributions, shapes ``(I, p), (I, k), (I,)``.  With
+    ``want_hessian`` also the envelope part of the ``beta`` Hessian of ``-L``,
     ``X'WX - X'WA H^-1 A'WX`` (the third-derivative terms left out).
     """
     x, z, a = data.x, data.z, st.a
     s, w, w1 = st.s, st.w, st.w1
     hinv = st.hinv
+    n_i = x.shape[0]
     # leverages d_u = a_u' H^-1 a_u
     ah = a @ hinv                                        # (I, U, q)
     d = (ah * a).sum(axis=2)
     c = w1 * d                                           # d(log|H|)/d eta_u
     at_w = a.transpose(0, 2, 1) * w[:, None, :]          # (I, q, U)
     # beta: envelope + log-det term with deta/dbeta = X - A H^-1 A' W X
-    g_beta = (s[:, None, :] @ x).sum(axis=0)[0]
     atwx = at_w @ x                                      # (I, q, p)
     deta_db = x - ah @ atwx                              # (I, U, p)
-    g_beta = g_beta - 0.5 * (c[:, None, :] @ deta_db).sum(axis=0)[0]
+    g_beta = (s[:, None, :] @ x)[:, 0, :] - 0.5 * (c[:, None, :] @ deta_db)[:, 0, :]
     # sigma_k
     n_comp = data.n_comp
-    g_sigma = np.zeros(n_comp)
+    g_sigma = np.zeros((n_i, n_comp))
     m = at_w @ z                                         # A' W Z  (I, q, q)
     hm_diag = (hinv * m.transpose(0, 2, 1)).sum(axis=2)  # diag(H^-1 A'WZ)
     zts = (s[:, None, :] @ z)[:, 0, :]
     for k in range(n_comp):
         ek = (data.comp == k).astype(float)
         ck = z @ (st.v * ek)[:, :, None]                 # (I, U, 1)  Z E_k v
-        env = float((s * ck[:, :, 0]).sum())
+        env = (s * ck[:, :, 0]).sum(axis=1)
         dg = (zts * ek)[:, :, None] - at_w @ ck
         deta = ck + a @ (hinv @ dg)
-        tr1 = 2.0 * float((hm_diag * ek).sum())
-        tr2 = float((c * deta[:, :, 0]).sum())
-        g_sigma[k] = env - 0.5 * (tr1 + tr2)
-    g_alpha = 0.0
+        tr1 = 2.0 * (hm_diag * ek).sum(axis=1)
+        tr2 = (c * deta[:, :, 0]).sum(axis=1)
+        g_sigma[:, k] = env - 0.5 * (tr1 + tr2)
+    g_alpha = np.zeros(n_i)
     if fam.has_dispersion:
-        dll, ds, dw = fam.dalpha(data.y, st.eta, alpha)
+        al = alpha if np.ndim(alpha) == 0 else np.asarray(alpha)[:, None]
+        dll, ds, dw = fam.dalpha(data.y, st.eta, al)
         wt = data.weight
         dll, ds, dw = dll * wt, ds * wt, dw * wt
         atds = (ds[:, None, :] @ a).transpose(0, 2, 1)   # (I, q, 1)
         deta = (a @ (hinv @ atds))[:, :, 0]
-        g_alpha = float(dll.sum() - 0.5 * ((dw + w1 * deta) * d).sum())
+        g_alpha = dll.sum(axis=1) - 0.5 * ((dw + w1 * deta) * d).sum(axis=1)
+    if per_cluster:
+        out: tuple[Any, ...] = (g_beta, g_sigma, g_alpha)
+    else:
+        out = (g_beta.sum(axis=0), g_sigma.sum(axis=0), float(g_alpha.sum()))
     if not want_hessian:
-        return g_beta, g_sigma, g_alpha
+        return out
     xtwx = ((x.transpose(0, 2, 1) * w[:, None, :]) @ x).sum(axis=0)
     hb = xtwx - (atwx.transpose(0, 2, 1) @ (hinv @ atwx)).sum(axis=0)
-    return g_beta, g_sigma, g_alpha, hb
+    return (*out, hb)
 
 
 # ------------------------------------------------------------------------------ outer fit
@@ -274,6 +328,57 @@ class _Objective:
         val, g, _ = self.state(theta, want_hessian=False)
         return val, g
 
+    def _tiled(self, r: int) -> UnitData:
+        if getattr(self, "_tile_r", None) != r:
+            d = self.data
+            self._tile_data = UnitData(
+                y=np.tile(d.y, (r, 1)), n=np.tile(d.n, (r, 1)), offset=np.tile(d.offset, (r, 1)),
+                weight=np.tile(d.weight, (r, 1)), x=np.tile(d.x, (r, 1, 1)), z=np.tile(d.z, (r, 1, 1)),
+                comp=d.comp, n_comp=d.n_comp, const=0.0, tail_start=d.tail_start)
+            self._tile_r = r
+        return self._tile_data
+
+    def batch_grads(self, thetas: np.ndarray) -> np.ndarray | None:
+        """Exact Laplace gradients at several parameter vectors in one vectorised pass.
+
+        The clusters are replicated once per parameter vector, so ``R`` gradients cost about
+        as much as one evaluation with ``R`` times as many clusters.  ``None`` for AGQ.
+        """
+        if self.nq > 1:
+            return None
+        r = thetas.shape[0]
+        n_i = self.data.x.shape[0]
+        p, k = self.p, self.k
+        td = self._tiled(r)
+        beta = np.repeat(thetas[:, :p], n_i, axis=0)
+        sigma = np.repeat(np.abs(thetas[:, p:p + k]), n_i, axis=0)
+        alpha: Any = np.repeat(thetas[:, p + k], n_i) if self.fam.has_dispersion else 0.0
+        v0 = None if self.v0 is None else np.tile(self.v0, (r, 1))
+        self.n_eval += 1
+        st = modes(td, self.fam, beta, sigma, alpha, v0)
+        if not np.isfinite(st.value):
+            return None
+        gb, gs, ga = laplace_grad(td, self.fam, st, sigma, alpha, per_cluster=True)
+        gb = gb.reshape(r, n_i, p).sum(axis=1)
+        gs = gs.reshape(r, n_i, k).sum(axis=1) * np.where(thetas[:, p:p + k] < 0, -1.0, 1.0)
+        parts = [gb, gs]
+        if self.fam.has_dispersion:
+            parts.append(ga.reshape(r, n_i).sum(axis=1)[:, None])
+        return np.concatenate(parts, axis=1)
+
+    def jacobian_columns(self, theta: np.ndarray, g0: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Forward differences (step ``1e-6``) of the exact gradient: ``-dg/dtheta_j`` for ``j in cols``."""
+        n = theta.size
+        hs = 1e-6 * np.maximum(1.0, np.abs(theta[cols]))
+        thetas = np.repeat(theta[None, :], len(cols), axis=0)
+        thetas[np.arange(len(cols)), cols] += hs
+        grads = self.batch_grads(thetas)
+        if grads is None:
+            grads = np.array([self.value_grad(th)[1] for th in thetas])
+        out = np.zeros((n, len(cols)))
+        out[:, :] = (-(grads - g0[None, :]) / hs[:, None]).T
+        return out
+
     def hessian(self, theta: np.ndarray, free: np.ndarray, g0: np.ndarray | None = None,
                 columns: np.ndarray | None = None) -> np.ndarray:
         """Hessian of ``-loglik``: forward differences (step ``1e-6``) of the exact gradient.
@@ -282,14 +387,11 @@ class _Objective:
         """
         n = theta.size
         hess = np.zeros((n, n))
-        idx = np.flatnonzero(free) if columns is None else columns
+        idx = np.flatnonzero(free) if columns is None else np.asarray(columns)
         if g0 is None:
             g0 = self.value_grad(theta)[1]
-        for j in idx:
-            h = 1e-6 * max(1.0, abs(theta[j]))
-            e = np.zeros(n)
-            e[j] = h
-            hess[:, j] = -(self.value_grad(theta + e)[1] - g0) / h
+        if idx.size:
+            hess[:, idx] = self.jacobian_columns(theta, g0, idx)
         return hess
 
 
@@ -317,13 +419,9 @@ def _newton(obj: _Objective, theta: np.ndarray, max_iter: int) -> tuple[np.ndarr
     for _it in range(max_iter):
         hess = np.zeros((n_par, n_par))
         hess[:p, :p] = hb
-        for j in var_idx:
-            h = 1e-6 * max(1.0, abs(theta[j]))
-            e = np.zeros(n_par)
-            e[j] = h
-            col = -(obj.state(theta + e, want_hessian=False)[1] - g) / h
-            hess[:, j] = col
-            hess[j, :] = col
+        cols = obj.jacobian_columns(theta, g, var_idx)
+        hess[:, var_idx] = cols
+        hess[var_idx, :] = cols.T
         lam = 0.0
         diag = np.abs(np.diag(hess)) + 1e-8
         chol = None

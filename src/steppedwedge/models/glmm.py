@@ -422,9 +422,11 @@ def fit_glmm(
         td.cell_index.astype(float)[:, None]
     if family == "negative_binomial" and np.any(np.bincount(td.cell_index) > 1):
         group = np.arange(len(frame))
+    elif p == p0:
+        _, group = np.unique(td.cell_index, return_inverse=True)
     else:
         _, group = np.unique(key_cols, axis=0, return_inverse=True)
-        group = np.asarray(group).ravel()
+    group = np.asarray(group).ravel()
     n_g = int(group.max()) + 1 if len(group) else 0
     first = np.full(n_g, -1)
     first[group[::-1]] = np.arange(len(group))[::-1]
@@ -439,7 +441,8 @@ def fit_glmm(
     g_c = ci[first]
     g_p = pi[first]
     g_t = trt[g_c, g_p]
-    dep = _first_dependent_column(g_x)
+    sv = np.linalg.svd(g_x / np.maximum(np.sqrt((g_x * g_x).sum(axis=0)), 1e-300), compute_uv=False)
+    dep = _first_dependent_column(g_x) if sv[-1] < 1e-9 * max(1.0, sv[0]) else None
     if dep is not None:
         bad = names[dep]
         if dep in eff_idx:
@@ -461,14 +464,16 @@ def fit_glmm(
     zcols.append(np.ones((n_g, 1)))
     comp.append(0)
     comp_names.append("tau2")
-    if random in ("nested", "nested+random-slope"):
-        zcols.append(np.eye(n_t)[g_p])
-        comp += [len(comp_names)] * n_t
-        comp_names.append("gamma2")
     if random in ("random-slope", "nested+random-slope"):
         zcols.append(g_t[:, None])
         comp.append(len(comp_names))
         comp_names.append("eta2")
+    tail_start = None
+    if random in ("nested", "nested+random-slope"):
+        tail_start = len(comp)  # one-hot cluster-period columns last: arrowhead Laplace Hessian
+        zcols.append(np.eye(n_t)[g_p])
+        comp += [len(comp_names)] * n_t
+        comp_names.append("gamma2")
     g_z = np.concatenate(zcols, axis=1)
     order = np.argsort(g_c, kind="stable")
     counts = np.bincount(g_c, minlength=n_i)
@@ -481,7 +486,7 @@ def fit_glmm(
         weight=_pad([np.ones((len(s), 1)) for s in splits], width)[:, :, 0],
         x=_pad([g_x[s] for s in splits], width),
         z=_pad([g_z[s] for s in splits], width),
-        comp=np.asarray(comp), n_comp=len(comp_names), const=float(g_const.sum()),
+        comp=np.asarray(comp), n_comp=len(comp_names), const=float(g_const.sum()), tail_start=tail_start,
     )
 
     # -------------------------------------------------------------- start and fit
