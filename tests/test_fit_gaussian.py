@@ -341,3 +341,22 @@ def test_non_convergence_is_flagged_and_warned(frame, monkeypatch):
         res = _fit(frame)
     assert res.converged is False
     assert any("converge" in msg for msg in res.messages)
+
+
+def test_incomplete_design_equals_dense_gls(rng):
+    df = _sw_frame(rng, n_clusters=8)
+    # drop whole cells (an incomplete stepped wedge): first period of two clusters, last of one
+    drop = ((df["site"] == "S00") & (df["month"] == 1)) | (
+        (df["site"] == "S05") & (df["month"] == 1)
+    )
+    drop |= (df["site"] == "S07") & (df["month"] == 5)
+    df = df[~drop].reset_index(drop=True)
+    res = _fit(df, dof="satterthwaite")
+    x = np.column_stack(
+        [np.ones(len(df))]
+        + [(df["month"] == j).astype(float) for j in range(2, 6)]
+        + [df["arm"].to_numpy()]
+    )
+    beta, cov, _ = _dense_gls(df, x, res.variance_components)
+    assert res.estimate == pytest.approx(beta[-1], rel=1e-9)
+    assert res.std_error == pytest.approx(np.sqrt(cov[-1, -1]), rel=1e-9)
