@@ -188,7 +188,6 @@ def fit_gaussian(
     vcov: str = "model",
     missing: str = "raise",
     design: Any = None,
-    confidence_level: float = 0.95,
 ) -> FitResult:
     """Fit a Gaussian linear mixed model to stepped-wedge data (see :func:`steppedwedge.fit`)."""
     # -------------------------------------------------------------- options
