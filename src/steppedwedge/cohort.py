@@ -546,7 +546,13 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
             out_range &= ~np.isnan(yrs)
             mask_full[:] = False
             mask_full[cohort_idx[out_range]] = True
-            step(f"age at referral outside {lo_age}-{hi_age} years", mask_full)
+            if lo_age is not None and hi_age is not None:
+                text = f"age at referral outside {lo_age:g}-{hi_age:g} years"
+            elif lo_age is not None:
+                text = f"age at referral under {lo_age:g} years"
+            else:
+                text = f"age at referral over {hi_age:g} years"
+            step(text, mask_full)
         if age_limit is not None:
             over = ~np.isnan(yrs) & (yrs >= age_limit)
             mask_full[:] = False

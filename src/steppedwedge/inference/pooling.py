@@ -141,9 +141,9 @@ class PooledResult(ResultMixin):
         return t_interval(self.estimate, self.std_error, self.df_estimand, confidence_level)
 
     def tidy(self, confidence_level: float = 0.95) -> pd.DataFrame:
-        """One row per term: ``term, estimate, std_error, statistic, df, p_value, conf_low, conf_high``."""
+        """One row per term (the estimand first): ``term, estimate, std_error, statistic, df, p_value, conf_low, conf_high``."""
         rows = []
-        for term in self.params.index:
+        for term in self._order():
             q, s, d = float(self.params[term]), float(np.sqrt(self.t[term])), float(self.df[term])
             stat = q / s if s > 0 else float("nan")
             lo, hi = t_interval(q, s, d, confidence_level)
@@ -151,12 +151,16 @@ class PooledResult(ResultMixin):
         return pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
 
     def diagnostics(self) -> pd.DataFrame:
-        """Per term: ``m, ubar, b, t, dfcom, df, riv, lambda, fmi`` (the columns of mice's pool)."""
+        """Per term (the estimand first): ``m, ubar, b, t, dfcom, df, riv, lambda, fmi`` (as mice's pool)."""
+        o = self._order()
         return pd.DataFrame({
-            "term": [str(x) for x in self.params.index], "m": self.m, "ubar": self.ubar.to_numpy(),
-            "b": self.b.to_numpy(), "t": self.t.to_numpy(), "dfcom": self.dfcom, "df": self.df.to_numpy(),
-            "riv": self.riv.to_numpy(), "lambda": self.lambda_.to_numpy(), "fmi": self.fmi.to_numpy(),
+            "term": [str(x) for x in o], "m": self.m, "ubar": self.ubar[o].to_numpy(),
+            "b": self.b[o].to_numpy(), "t": self.t[o].to_numpy(), "dfcom": self.dfcom, "df": self.df[o].to_numpy(),
+            "riv": self.riv[o].to_numpy(), "lambda": self.lambda_[o].to_numpy(), "fmi": self.fmi[o].to_numpy(),
         })
+
+    def _order(self) -> list[str]:
+        return [self.estimand, *[t for t in self.params.index if t != self.estimand]]
 
     def summary(self) -> Summary:
         """Text/HTML summary: the pooled table and the missing-information diagnostics."""
