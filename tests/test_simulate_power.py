@@ -680,3 +680,55 @@ def test_stuck_executor_times_out_instead_of_hanging() -> None:
     assert "timed out" in res.executor_errors[0]
     with pytest.raises(ValueError, match="`timeout` must be a positive"):
         _tiny(timeout=0)
+
+
+def test_fast_path_defaults_are_sw_fit_defaults() -> None:
+    """analysis={} on the fast path gives sw.fit's default analysis of the same data."""
+    from steppedwedge._simulate_lmm import fast_lmm_analyse, fast_lmm_plan
+    from steppedwedge.models.fit import fit
+    from steppedwedge.simulate import _simulate_iv
+
+    design = Design.stepped_wedge(3, 2)
+    vc = sw.VarianceComponents(sigma2=1.0, tau2=0.1, gamma2=0.05)
+    rows = simulate(design, effect=0.4, variance=vc, cluster_size=6, rng=23)
+    ref = fit(rows, outcome="outcome", cluster="cluster", period="period", treatment="treatment")
+    spec = _simulate_iv(
+        design, effect=0.4, variance=vc, cluster_size=6, family="gaussian", link=None,
+        baseline=None, time_effects=None, effect_curve=None, sampling="cross-sectional",
+        churn=None, dispersion=None, level="cluster-period",
+    )  # fmt: skip
+    g = rows.groupby(["cluster", "period"])["outcome"]
+    means = g.mean().to_numpy().reshape(6, 4)
+    within = (g.var(ddof=1) * (g.size() - 1)).to_numpy().reshape(6, 4)
+    for options in ({}, {"vcov": None, "dof": None, "method": None}):
+        got = fast_lmm_analyse(fast_lmm_plan(spec, options, 0.05), means, within)
+        assert_allclose(
+            [got["estimate"], got["std_error"], got["df"], got["p_value"]],
+            [ref.estimate, ref.std_error, ref.df, ref.pvalue],
+            rtol=1e-6,
+        )
+
+
+def test_binary_and_count_analyses_refit_with_sw_fit() -> None:
+    """Non-Gaussian data go to sw.fit with the right roles (trials, exposure)."""
+    from steppedwedge.models.fit import fit
+
+    d = Design.stepped_wedge(3, 2)
+    vc = sw.VarianceComponents(tau2=0.1)
+    cases = [
+        ("binomial", dict(baseline=0.3, cluster_size=10, level="cluster-period"),
+         dict(trials="trials")),
+        ("poisson", dict(baseline=0.01, cluster_size=1000.0), dict(exposure="population")),
+    ]  # fmt: skip
+    for family, kw, roles in cases:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = simulate_power(d, effect=0.4, variance=vc, family=family, analysis={},
+                                 n_sims=2, rng=6, progress=False, **kw)  # fmt: skip
+            child = np.random.SeedSequence(6).spawn(2)[1]
+            data = simulate(d, effect=0.4, variance=vc, family=family,
+                            rng=np.random.default_rng(child), **kw)  # fmt: skip
+            ref = fit(data, outcome="outcome", cluster="cluster", period="period",
+                      treatment="treatment", family=family, **roles)  # fmt: skip
+        got = res.estimates.iloc[1]
+        assert_allclose([got["estimate"], got["std_error"]], [ref.estimate, ref.std_error], **EXACT)

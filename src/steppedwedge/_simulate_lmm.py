@@ -34,6 +34,7 @@ _FIXED = {
     "effect": ("immediate",),
     "method": ("reml", "ml"),
     "vcov": ("model",),
+    "link": ("identity",),
     "family": ("gaussian",),
     "covariates": (None,),
 }
@@ -60,7 +61,7 @@ def fast_lmm_plan(
     """Return a :class:`FastLMM` when the options and data allow the cell fast path, else None."""
     if spec is None or spec.family != "gaussian" or spec.sampling != "cross-sectional":
         return None
-    opts = {**_DEFAULTS, **options}
+    opts = {**_DEFAULTS, **{k: v for k, v in options.items() if v is not None or k == "covariates"}}
     if opts.get("dof") is None:  # sw.fit's default: KR for REML, Satterthwaite for ML
         opts["dof"] = "kenward-roger" if opts["method"] == "reml" else "satterthwaite"
     for key, value in opts.items():

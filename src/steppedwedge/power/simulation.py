@@ -862,6 +862,8 @@ def _fit_roles(spec: SimulationSpec | None, family: str, sampling: str) -> dict[
         roles["trials"] = "trials"
     if family in ("poisson", "negative_binomial"):
         roles["exposure"] = "population"
+    if spec is not None and family == "binomial" and spec.link != "logit":
+        roles["link"] = spec.link  # analyse on the scale the effect was simulated on
     if sampling == "cohort":
         roles["individual"] = "individual"
     return roles
@@ -966,8 +968,9 @@ def _simulate_power_iv(
                 "fixed column names."
             )
         fit_roles = _fit_roles(spec, family, sampling)
-        if "family" in options:
-            fit_roles.pop("family")
+        for key in ("family", "link"):
+            if key in options:
+                fit_roles.pop(key, None)
         label = "sw.fit(" + ", ".join(f"{k}={v!r}" for k, v in options.items()) + ")"
         plan = fast_lmm_plan(spec, options, alpha) if fast and dgp is None else None
         if plan is not None:
