@@ -1,0 +1,120 @@
+"""Benchmark: GLMM fits (Laplace), steppedwedge vs statsmodels in the same run.
+
+Run ``python benchmarks/bench_glmm.py`` (not a test).  Prints:
+
+1. Poisson GLMM, 17 councils x 12 quarters with a population offset (the council data of
+   ``tests/reference/glmm``), ``random="cluster"`` and ``"nested"`` (Poisson-lognormal):
+   time of ``fit_glmm`` from the DataFrame, of the Laplace fit once the units are formed,
+   and of statsmodels ``GLM`` (Poisson with ``exposure``: fixed effects only, no random
+   effects, so a lower bound for any mixed model) and ``PoissonBayesMixedGLM.fit_vb``
+   (variational Bayes, council random intercept; it has no offset, so the outcome is the
+   count itself: a timing reference, not the same model).  Targets: Laplace <= 20 ms.
+2. Binary GLMM on one million individual 0/1 rows (12 clusters x 5 periods, nested random
+   effects): ``fit_glmm`` end to end (validation, aggregation to events/trials, fit) vs
+   statsmodels ``GLM`` (binomial, no random effects) on the same rows.  Target <= 2 s.
+
+Timings are the best of several repeats; the ratio is statsmodels / steppedwedge.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def best_of(fn, repeat: int) -> float:
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def core_timer():
+    """Wrap the Laplace optimiser to capture its inputs, so it can be timed on formed units."""
+    import steppedwedge.models.glmm as glmm
+
+    captured: dict[str, object] = {}
+    orig = glmm.fit_glmm_core
+
+    def wrap(*args, **kwargs):
+        captured["args"] = (args, kwargs)
+        return orig(*args, **kwargs)
+
+    glmm.fit_glmm_core = wrap
+    return captured, orig
+
+
+def counts_section() -> None:
+    import statsmodels.api as sm
+    from statsmodels.genmod.bayes_mixed_glm import PoissonBayesMixedGLM
+
+    from steppedwedge.models.glmm import fit_glmm
+
+    df = pd.read_csv(ROOT / "tests/reference/glmm/data/council_counts.csv")
+    kw = dict(outcome="count", cluster="council", period="quarter", treatment="treatment",
+              family="poisson", exposure="pop")
+    captured, core = core_timer()
+    print("1. Poisson GLMM, 17 councils x 12 quarters, offset log(pop), Laplace")
+    x = pd.get_dummies(df["quarter"], prefix="q", drop_first=True).astype(float)
+    x.insert(0, "const", 1.0)
+    x["treatment"] = df["treatment"].astype(float)
+    t_glm = best_of(lambda: sm.GLM(df["count"], x, family=sm.families.Poisson(),
+                                   exposure=df["pop"]).fit(), 10)
+    vc = pd.get_dummies(df["council"]).astype(float).to_numpy()
+    ident = np.zeros(vc.shape[1], dtype=int)
+
+    def vb() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            PoissonBayesMixedGLM(df["count"].to_numpy(), x.to_numpy(), vc, ident).fit_vb()
+
+    t_vb = best_of(vb, 3)
+    for random in ("cluster", "nested"):
+        res = fit_glmm(df, random=random, **kw)
+        t_full = best_of(lambda: fit_glmm(df, random=random, **kw), 15)
+        args, kwargs = captured["args"]
+        t_core = best_of(lambda: core(*args, **kwargs), 15)
+        print(f"   random={random!r:10s} fit_glmm {t_full * 1e3:7.1f} ms | Laplace on formed cells "
+              f"{t_core * 1e3:6.1f} ms | RR {res.ratio:.4f} (SE {res.std_error:.4f}), logLik {res.loglik:.4f}")
+        print(f"      ratios: statsmodels GLM (no random effects) {t_glm * 1e3:.1f} ms = "
+              f"{t_glm / t_core:.2f}x our Laplace; PoissonBayesMixedGLM.fit_vb {t_vb * 1e3:.1f} ms = "
+              f"{t_vb / t_full:.1f}x our fit_glmm")
+
+
+def binary_section(n_rows: int = 1_000_000) -> None:
+    import statsmodels.api as sm
+
+    from steppedwedge.models.glmm import fit_glmm
+
+    rng = np.random.default_rng(3)
+    n_i, n_t = 12, 5
+    cl = rng.integers(0, n_i, n_rows)
+    per = rng.integers(0, n_t, n_rows)
+    start = 1 + cl % (n_t - 1)
+    x = (per >= start).astype(np.int8)
+    a = rng.normal(0, 0.4, n_i)[cl] + rng.normal(0, 0.2, n_i * n_t)[cl * n_t + per]
+    p = 1 / (1 + np.exp(-(-1.0 + 0.1 * per - 0.3 * x + a)))
+    y = (rng.random(n_rows) < p).astype(np.int8)
+    df = pd.DataFrame({"cluster": cl, "period": per, "treatment": x, "y": y})
+    print(f"2. Binary GLMM (logit, nested), {n_rows:,} individual rows, {n_i} clusters x {n_t} periods")
+    kw = dict(outcome="y", cluster="cluster", period="period", treatment="treatment", family="binomial")
+    res = fit_glmm(df, **kw)
+    t_ours = best_of(lambda: fit_glmm(df, **kw), 3)
+    xm = np.column_stack([np.ones(n_rows)] + [(per == j).astype(float) for j in range(1, n_t)] + [x])
+    t_glm = best_of(lambda: sm.GLM(y, xm, family=sm.families.Binomial()).fit(), 1)
+    print(f"   fit_glmm end to end {t_ours:.3f} s (OR {res.ratio:.4f}, SE {res.std_error:.4f}, "
+          f"{res.n_units} cells); statsmodels GLM on the rows (no random effects) {t_glm:.3f} s = "
+          f"{t_glm / t_ours:.1f}x")
+
+
+if __name__ == "__main__":
+    counts_section()
+    binary_section()
