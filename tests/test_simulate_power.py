@@ -427,7 +427,10 @@ def test_summary_tidy_plot() -> None:
     text = res.summary().as_text()
     assert "Simulated power" in text and "MC s.e." in text
     tidy = res.tidy()
-    assert list(tidy.columns) == ["term", "estimate", "std_error", "conf_low", "conf_high", "n"]
+    assert list(tidy.columns) == [
+        "term", "estimate", "std_error", "statistic", "df", "p_value", "conf_low", "conf_high", "n",
+    ]  # fmt: skip
+    assert_allclose(res.pvalues, res.estimates["p_value"], **EXACT)
     assert tidy.set_index("term").loc["power", "estimate"] == res.power
     assert "SimulatedPowerResult(power=" in repr(res)
     assert "<table>" in res._repr_html_()

@@ -357,6 +357,11 @@ class SimulatedPowerResult:
         return self.n_rejected / self.n_completed if self.n_completed else math.nan
 
     @property
+    def pvalues(self) -> np.ndarray:
+        """Per-replicate p-values (NaN where a replicate failed or did not run)."""
+        return self.replicates["p_value"].to_numpy(copy=True)
+
+    @property
     def estimate(self) -> float:
         """The Monte-Carlo power estimate (same as :attr:`power`)."""
         return self.power
@@ -499,7 +504,13 @@ class SimulatedPowerResult:
         return Summary(title=f"Simulated {label}", header=tuple(rows), notes=tuple(notes))
 
     def tidy(self) -> pd.DataFrame:
-        """One row per quantity: ``term, estimate, std_error, conf_low, conf_high, n``."""
+        """One row per Monte-Carlo quantity (power, power_all, coverage, bias, rmse).
+
+        Columns follow the shared result protocol, ``term, estimate, std_error, statistic,
+        df, p_value, conf_low, conf_high``, plus ``n`` (replicates used).  ``statistic``,
+        ``df`` and ``p_value`` are NaN (nothing is tested); ``std_error`` is the Monte-Carlo
+        SE; the power intervals are Clopper-Pearson, the others normal (95%).
+        """
         low, high = self.conf_int()
         low_all, high_all = self.conf_int(failures="count")
         se_all = (
@@ -529,9 +540,12 @@ class SimulatedPowerResult:
             ),
             ("rmse", self.rmse, math.nan, math.nan, math.nan, self.n_usable),
         ]
-        return pd.DataFrame(
+        out = pd.DataFrame(
             rows, columns=["term", "estimate", "std_error", "conf_low", "conf_high", "n"]
         )
+        for pos, col in ((3, "statistic"), (4, "df"), (5, "p_value")):
+            out.insert(pos, col, math.nan)
+        return out
 
     def plot(self, ax: Axes | None = None, *, kind: str = "estimates", **kwargs: Any) -> Axes:
         """Histogram of the usable estimates (``kind="estimates"``) or p-values.
