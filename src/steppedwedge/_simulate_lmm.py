@@ -50,6 +50,7 @@ class FastLMM:
     size: FloatArray  # (I, T)
     times: FloatArray  # (T,)
     structure: CovarianceStructure
+    random: str
     reml: bool
     dof: str
     alpha: float
@@ -90,6 +91,7 @@ def fast_lmm_plan(
         size=np.where(spec.observed, spec.size, 0.0),
         times=np.arange(n_periods, dtype=float),
         structure=structure,
+        random=opts["random"],
         reml=opts["method"] == "reml",
         dof=opts["dof"],
         alpha=alpha,

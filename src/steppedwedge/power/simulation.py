@@ -499,7 +499,7 @@ class SimulatedPowerResult:
             ("empirical SD of estimates", f"{self.empirical_std_error:.4g}"),
             ("mean model-based SE", f"{self.mean_std_error:.4g}"),
         ]
-        notes = [f"seed entropy {self.seed}"]
+        notes = [f"reproduce with rng=numpy.random.SeedSequence({list(self.seed)})"]
         notes += [f"executor failure: {e}" for e in self.executor_errors]
         return Summary(title=f"Simulated {label}", header=tuple(rows), notes=tuple(notes))
 
@@ -989,7 +989,10 @@ def _simulate_power_iv(
         plan = fast_lmm_plan(spec, options, alpha) if fast and dgp is None else None
         if plan is not None:
             kind, payload = "fast-lmm", plan
-            label += " on simulated cell statistics"
+            label += (
+                f" [random={plan.random!r}, method={'reml' if plan.reml else 'ml'!r}, "
+                f"dof={plan.dof!r}] on simulated cell statistics"
+            )
         else:
             kind, payload = "fit", options
     elif callable(analysis):
