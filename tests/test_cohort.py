@@ -27,8 +27,9 @@ def days(a: str, b: str) -> int:
 
 @pytest.fixture
 def design() -> Design:
-    return Design.from_start_dates({"A": "2021-01-01", "B": "2021-07-01"}, "starts",
-                                   window=("2020-07-01", "2021-12-31"))
+    return Design.from_start_dates(
+        {"A": "2021-01-01", "B": "2021-07-01"}, "starts", window=("2020-07-01", "2021-12-31")
+    )
 
 
 def events() -> pd.DataFrame:
@@ -51,8 +52,16 @@ def events() -> pd.DataFrame:
 
 def build(design: Design, ev: pd.DataFrame | None = None, **kw: object) -> CohortFrame:
     ev = events() if ev is None else ev
-    return cohort_from_events(ev, design=design, child="id", council="la", referral="ref",
-                              outcome_date="cla", birth_date="dob", **kw)
+    return cohort_from_events(
+        ev,
+        design=design,
+        child="id",
+        council="la",
+        referral="ref",
+        outcome_date="cla",
+        birth_date="dob",
+        **kw,
+    )
 
 
 def row(co: CohortFrame, child: int) -> pd.Series:
@@ -66,7 +75,11 @@ def test_flow_counts(design: Design) -> None:
     assert ex.loc["input event rows", "rows"] == 11
     assert tuple(ex.loc["missing referral date", ["rows", "children"]]) == (1, 1)
     assert tuple(ex.loc["referral outside the window", ["rows", "children"]]) == (1, 1)
-    assert tuple(ex.loc["later referral of the child", ["rows", "children", "action"]]) == (1, 0, "de-duplicated")
+    assert tuple(ex.loc["later referral of the child", ["rows", "children", "action"]]) == (
+        1,
+        0,
+        "de-duplicated",
+    )
     assert tuple(ex.loc["missing date of birth", ["rows", "children"]]) == (1, 1)
     assert tuple(ex.loc["outcome date before the referral", ["rows", "children"]]) == (1, 1)
     assert tuple(ex.loc["aged 18 or over at referral", ["rows", "children"]]) == (0, 0)
@@ -83,7 +96,12 @@ def test_flow_counts(design: Design) -> None:
 def test_referral_rule_values(design: Design) -> None:
     co = build(design)
     r1 = row(co, 1)
-    assert (r1["cluster"], r1["period"], r1["treated"], bool(r1["contaminated"])) == ("A", P1, 0, False)
+    assert (r1["cluster"], r1["period"], r1["treated"], bool(r1["contaminated"])) == (
+        "A",
+        P1,
+        0,
+        False,
+    )
     assert r1["n_referrals"] == 2 and r1["outcome"] == 0 and not r1["censored"]
     assert r1["follow_up_end"] == pd.Timestamp("2022-02-01")
     assert r1["time_at_risk_days"] == days("2020-08-01", "2022-02-01")
@@ -95,13 +113,23 @@ def test_referral_rule_values(design: Design) -> None:
     assert r2["age_years"] == 5  # born 2015-06-15, referred 2021-03-01
     assert r2["age_at_referral"] == pytest.approx(days("2015-06-15", "2021-03-01") / 365.25)
     r3 = row(co, 3)
-    assert (r3["cluster"], r3["period"], r3["treated"], bool(r3["contaminated"])) == ("B", P2, 0, True)
+    assert (r3["cluster"], r3["period"], r3["treated"], bool(r3["contaminated"])) == (
+        "B",
+        P2,
+        0,
+        True,
+    )
     r5 = row(co, 5)  # 18th birthday 2022-01-10 before the 18-month end and before the CLA date
     assert (r5["period"], r5["treated"], r5["outcome"]) == (P3, 1, 0)
     assert bool(r5["censored"]) and r5["censored_by"] == "age"
     assert r5["time_at_risk_days"] == days("2021-08-01", "2022-01-10") == 162
     r6 = row(co, 6)
-    assert (r6["period"], r6["treated"], r6["outcome"], bool(r6["contaminated"])) == (P1, 0, 1, True)
+    assert (r6["period"], r6["treated"], r6["outcome"], bool(r6["contaminated"])) == (
+        P1,
+        0,
+        1,
+        True,
+    )
     # time in study 2020-12-01 .. 2021-01-20 (50 days), 19 of them on/after A's start
     assert r6["time_at_risk_days"] == 50
     assert r6["days_treated"] == 19
@@ -201,7 +229,9 @@ def test_child_in_two_councils(design: Design) -> None:
     r10 = row(co, 10)
     assert r10["cluster"] == "A" and r10["n_referrals"] == 1
     ex = co.exclusions.set_index("reason")
-    assert tuple(ex.loc["referral in a second council (on_conflict='first')", ["rows", "children"]]) == (1, 0)
+    assert tuple(
+        ex.loc["referral in a second council (on_conflict='first')", ["rows", "children"]]
+    ) == (1, 0)
 
 
 def test_default_start_dates_match_explicit(design: Design) -> None:
@@ -212,10 +242,23 @@ def test_default_start_dates_match_explicit(design: Design) -> None:
 
 def test_calendar_grid_with_explicit_start_dates() -> None:
     d = Design.from_start_dates({"A": "2021-02-15", "B": "2021-05-01"}, "2020Q4/2021Q3")
-    ev = pd.DataFrame({"id": [1, 2, 3], "la": ["A", "A", "B"],
-                       "ref": ["2021-02-01", "2021-02-20", "2021-04-30"], "cla": [None] * 3})
-    co = cohort_from_events(ev, design=d, child="id", council="la", referral="ref", outcome_date="cla",
-                            start_dates={"A": "2021-02-15", "B": "2021-05-01"})
+    ev = pd.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "la": ["A", "A", "B"],
+            "ref": ["2021-02-01", "2021-02-20", "2021-04-30"],
+            "cla": [None] * 3,
+        }
+    )
+    co = cohort_from_events(
+        ev,
+        design=d,
+        child="id",
+        council="la",
+        referral="ref",
+        outcome_date="cla",
+        start_dates={"A": "2021-02-15", "B": "2021-05-01"},
+    )
     assert co.frame["treated"].tolist() == [0, 1, 0]
     assert [str(p) for p in co.frame["period"]] == ["2021Q1", "2021Q1", "2021Q2"]
     assert co.frame["contaminated"].tolist() == [True, False, True]
@@ -224,7 +267,9 @@ def test_calendar_grid_with_explicit_start_dates() -> None:
 def test_bad_input(design: Design) -> None:
     ev = events()
     with pytest.raises(DataError, match="`referral` must name a column"):
-        cohort_from_events(ev, design=design, child="id", council="la", referral="nope", outcome_date="cla")
+        cohort_from_events(
+            ev, design=design, child="id", council="la", referral="nope", outcome_date="cla"
+        )
     bad = ev.copy()
     bad.loc[0, "la"] = "Z"
     with pytest.raises(DataError, match="not in the design: 'Z'"):
@@ -240,8 +285,14 @@ def test_bad_input(design: Design) -> None:
     with pytest.raises(ValueError, match="must lie inside the design"):
         build(design, window=("2020-01-01", "2021-12-31"))
     with pytest.raises(DataError, match="dated periods"):
-        cohort_from_events(ev, design=Design.stepped_wedge(2), child="id", council="la", referral="ref",
-                           outcome_date="cla")
+        cohort_from_events(
+            ev,
+            design=Design.stepped_wedge(2),
+            child="id",
+            council="la",
+            referral="ref",
+            outcome_date="cla",
+        )
     before = ev.copy()
     build(design, ev)
     pd.testing.assert_frame_equal(ev, before)  # the caller's frame is not modified

@@ -35,7 +35,7 @@ CASES = {
 def r_name(term: str) -> str:
     """Our term label -> R's coefficient name."""
     if term.startswith("treatment:period["):
-        return "period" + term[len("treatment:period["):-1] + ":trt"
+        return "period" + term[len("treatment:period[") : -1] + ":trt"
     if term == "treatment":
         return "trt"
     return term.replace("period[", "period").replace("cluster[", "council").replace("]", "")
@@ -59,8 +59,12 @@ def test_matches_clubsandwich(name: str, vcov: str) -> None:
     np.testing.assert_allclose(tab["df"], ref["df_satt"], **CLOSED_FORM_REF)
     # the full covariance, in R's column order
     order = [list(res.params.index.map(r_name)).index(t) for t in ref["terms"]]
-    np.testing.assert_allclose(res.vcov_matrix.to_numpy()[np.ix_(order, order)], np.array(ref["vcov"]),
-                               rtol=1e-7, atol=1e-14)
+    np.testing.assert_allclose(
+        res.vcov_matrix.to_numpy()[np.ix_(order, order)],
+        np.array(ref["vcov"]),
+        rtol=1e-7,
+        atol=1e-14,
+    )
     tidy = res.tidy().set_index(res.tidy()["term"].map(r_name)).loc[ref["terms"]]
     np.testing.assert_allclose(tidy["p_value"], ref["p_satt"], rtol=1e-7)
 
@@ -68,11 +72,17 @@ def test_matches_clubsandwich(name: str, vcov: str) -> None:
 @pytest.mark.reference
 def test_interaction_matches_clubsandwich_and_names_aliased_terms() -> None:
     ref = REF["binomial_interaction"]
-    with pytest.warns(SmallSampleWarning, match=r"treatment:period\[1\] \(no treated observations in period 1\)"):
-        res = fit_fixed_effects(BINARY, outcome="y", covariates="age + sex", effect="period-interaction", **ROLES)
+    with pytest.warns(
+        SmallSampleWarning, match=r"treatment:period\[1\] \(no treated observations in period 1\)"
+    ):
+        res = fit_fixed_effects(
+            BINARY, outcome="y", covariates="age + sex", effect="period-interaction", **ROLES
+        )
     assert sorted(res.aliased["term"].map(r_name)) == sorted(ref["aliased"])
-    assert "every observation in period 7 is treated" in res.aliased.set_index("term").loc[
-        "treatment:period[7]", "reason"]
+    assert (
+        "every observation in period 7 is treated"
+        in res.aliased.set_index("term").loc["treatment:period[7]", "reason"]
+    )
     tab = aligned(res, ref["CR2"]["terms"])
     np.testing.assert_allclose(tab["estimate"], ref["CR2"]["beta"], rtol=1e-8)
     np.testing.assert_allclose(tab["std_error"], ref["CR2"]["se"], **CLUBSANDWICH_ALIASED)
@@ -84,7 +94,9 @@ def test_quadrature_equals_dense_eigendecomposition() -> None:
     data, kw = CASES["binomial"]
     dense = fit_fixed_effects(data, _dense_limit=10**6, **ROLES, **kw)
     quad = fit_fixed_effects(data, _dense_limit=1, **ROLES, **kw)
-    np.testing.assert_allclose(quad.vcov_matrix.to_numpy(), dense.vcov_matrix.to_numpy(), rtol=1e-10, atol=1e-16)
+    np.testing.assert_allclose(
+        quad.vcov_matrix.to_numpy(), dense.vcov_matrix.to_numpy(), rtol=1e-10, atol=1e-16
+    )
     np.testing.assert_allclose(quad.terms["df"], dense.terms["df"], **LINALG)
 
 
@@ -96,8 +108,12 @@ def test_satterthwaite_of_a_contrast_is_reparameterisation_invariant() -> None:
         res = fit_fixed_effects(BINARY, outcome="y", effect="period-interaction", **ROLES)
     c = pd.Series({"treatment:period[2]": 1.0, "treatment:period[6]": -1.0})
     est, se, df = res.contrast(c)
-    d2 = BINARY.assign(t2=BINARY["trt"] * (BINARY["period"] == 2), t3=BINARY["trt"] * (BINARY["period"] == 3),
-                       t4=BINARY["trt"] * (BINARY["period"] == 4), t5=BINARY["trt"] * (BINARY["period"] == 5))
+    d2 = BINARY.assign(
+        t2=BINARY["trt"] * (BINARY["period"] == 2),
+        t3=BINARY["trt"] * (BINARY["period"] == 3),
+        t4=BINARY["trt"] * (BINARY["period"] == 4),
+        t5=BINARY["trt"] * (BINARY["period"] == 5),
+    )
     alt = fit_fixed_effects(d2, outcome="y", covariates="t2 + t3 + t4 + t5", **ROLES)
     # in `alt`, treatment = effect in period 6 and t2 = effect(2) - effect(6)
     row = alt.terms.set_index("term").loc["t2"]
@@ -111,10 +127,12 @@ def test_marginal_effects_by_brute_force() -> None:
     res = fit_fixed_effects(data, **ROLES, **kw)
     ame = res.marginal.set_index("term").loc["AME(treatment)"]
     # brute force: predicted probabilities with treatment switched on and off, numerical gradient
-    x = np.column_stack([np.ones(len(data))]
-                        + [(data["period"] == j).to_numpy(float) for j in range(2, 8)]
-                        + [(data["council"] == f"LA{i}").to_numpy(float) for i in range(2, 7)]
-                        + [data["age"], data["sex"], data["trt"]])
+    x = np.column_stack(
+        [np.ones(len(data))]
+        + [(data["period"] == j).to_numpy(float) for j in range(2, 8)]
+        + [(data["council"] == f"LA{i}").to_numpy(float) for i in range(2, 7)]
+        + [data["age"], data["sex"], data["trt"]]
+    )
     beta = res.params.to_numpy()
 
     def f(b: np.ndarray) -> float:
@@ -139,10 +157,12 @@ def test_model_vcov_and_other_dof() -> None:
     res = fit_fixed_effects(data, vcov="model", **ROLES, **kw)
     assert res.dof == "residual" and res.df == len(data) - len(res.params)
     # OLS: sigma^2 (X'X)^-1 by direct algebra
-    x = np.column_stack([np.ones(len(data))]
-                        + [(data["period"] == j).to_numpy(float) for j in range(2, 8)]
-                        + [(data["council"] == f"LA{i}").to_numpy(float) for i in range(2, 7)]
-                        + [data["age"], data["sex"], data["trt"]])
+    x = np.column_stack(
+        [np.ones(len(data))]
+        + [(data["period"] == j).to_numpy(float) for j in range(2, 8)]
+        + [(data["council"] == f"LA{i}").to_numpy(float) for i in range(2, 7)]
+        + [data["age"], data["sex"], data["trt"]]
+    )
     y = data["yc"].to_numpy(float)
     b = np.linalg.solve(x.T @ x, x.T @ y)
     s2 = np.sum((y - x @ b) ** 2) / (len(y) - x.shape[1])
@@ -165,7 +185,13 @@ def test_result_protocol_and_pooling() -> None:
     assert olo == pytest.approx(np.exp(lo), rel=1e-14)
     assert res.tidy()["term"].iloc[0] == "treatment"
     assert "Odds ratio" in str(res) and repr(res).startswith("FixedEffectsResult(")
-    pooled = pool([res, res, fit_fixed_effects(data.assign(age=data["age"] + 0.5 * (data.index % 3)), **ROLES, **kw)])
+    pooled = pool(
+        [
+            res,
+            res,
+            fit_fixed_effects(data.assign(age=data["age"] + 0.5 * (data.index % 3)), **ROLES, **kw),
+        ]
+    )
     assert pooled.estimand == "treatment"
     assert np.isfinite(pooled.std_error)
 
@@ -173,8 +199,15 @@ def test_result_protocol_and_pooling() -> None:
 def test_trial_data_input() -> None:
     from steppedwedge.data import TrialData
 
-    td = TrialData.from_frame(BINARY, outcome="y", cluster="council", period="period", treatment="trt",
-                              family="binomial", covariates=["age", "sex"])
+    td = TrialData.from_frame(
+        BINARY,
+        outcome="y",
+        cluster="council",
+        period="period",
+        treatment="trt",
+        family="binomial",
+        covariates=["age", "sex"],
+    )
     a = fit_fixed_effects(td, covariates="age + sex")
     b = fit_fixed_effects(BINARY, outcome="y", covariates="age + sex", **ROLES)
     assert a.estimate == pytest.approx(b.estimate, rel=1e-12)
@@ -198,7 +231,9 @@ def test_bad_input() -> None:
         fit_fixed_effects(one, outcome="y", **ROLES)
     # every interaction term aliased: treatment constant within each period
     allt = BINARY.assign(trt=(BINARY["period"] >= 4).astype(int))
-    with pytest.raises(DataError, match=r"not estimable: every treatment term is aliased .*no treated observations"):
+    with pytest.raises(
+        DataError, match=r"not estimable: every treatment term is aliased .*no treated observations"
+    ):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SmallSampleWarning)
             fit_fixed_effects(allt, outcome="y", effect="period-interaction", **ROLES)

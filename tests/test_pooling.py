@@ -9,10 +9,9 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from _tolerances import CLOSED_FORM_REF, EXACT
 
 from steppedwedge.inference.pooling import PooledResult, barnard_rubin_df, pool
-
-from _tolerances import CLOSED_FORM_REF, EXACT
 
 REF = json.loads((Path(__file__).parent / "reference" / "mice" / "mice_pool.json").read_text())
 
@@ -26,8 +25,14 @@ def _dfcom(x: object) -> float:
 def test_pool_scalar_matches_mice(case: dict) -> None:
     res = pool(estimates=case["Q"], variances=case["U"], dfcom=_dfcom(case["dfcom"]))
     np.testing.assert_allclose(res.estimate, case["qbar"], rtol=1e-8, atol=1e-15)
-    for ours, key in ((res.ubar, "ubar"), (res.b, "b"), (res.t, "t"), (res.df, "df"), (res.riv, "riv"),
-                      (res.fmi, "fmi")):
+    for ours, key in (
+        (res.ubar, "ubar"),
+        (res.b, "b"),
+        (res.t, "t"),
+        (res.df, "df"),
+        (res.riv, "riv"),
+        (res.fmi, "fmi"),
+    ):
         np.testing.assert_allclose(float(ours.iloc[0]), case[key], **CLOSED_FORM_REF, err_msg=key)
 
 
@@ -38,20 +43,34 @@ def test_pool_fits_match_mice(case: dict) -> None:
     fits = []
     for est, se in zip(case["estimates"], case["std_errors"], strict=True):
         # fit-like objects: params + a covariance whose diagonal holds the squared SEs
-        fits.append(SimpleNamespace(params=pd.Series(est, index=terms),
-                                    vcov_matrix=pd.DataFrame(np.diag(np.square(se)), index=terms, columns=terms)))
+        fits.append(
+            SimpleNamespace(
+                params=pd.Series(est, index=terms),
+                vcov_matrix=pd.DataFrame(np.diag(np.square(se)), index=terms, columns=terms),
+            )
+        )
     res = pool(fits, dfcom=case["dfcom"])
     ref = case["pooled"]
     np.testing.assert_allclose(res.params.to_numpy(), ref["estimate"], **CLOSED_FORM_REF)
-    for key, ours in (("ubar", res.ubar), ("b", res.b), ("t", res.t), ("df", res.df), ("riv", res.riv),
-                      ("lambda", res.lambda_), ("fmi", res.fmi), ("std_error", res.std_errors),
-                      ("p_value", res.pvalues)):
+    for key, ours in (
+        ("ubar", res.ubar),
+        ("b", res.b),
+        ("t", res.t),
+        ("df", res.df),
+        ("riv", res.riv),
+        ("lambda", res.lambda_),
+        ("fmi", res.fmi),
+        ("std_error", res.std_errors),
+        ("p_value", res.pvalues),
+    ):
         np.testing.assert_allclose(ours.to_numpy(), ref[key], **CLOSED_FORM_REF, err_msg=key)
     tidy = res.tidy()
     np.testing.assert_allclose(tidy["conf_low"], ref["conf_low"], **CLOSED_FORM_REF)
     np.testing.assert_allclose(tidy["conf_high"], ref["conf_high"], **CLOSED_FORM_REF)
     # the same numbers through the array interface
-    arr = pool(estimates=case["estimates"], std_errors=case["std_errors"], terms=terms, dfcom=case["dfcom"])
+    arr = pool(
+        estimates=case["estimates"], std_errors=case["std_errors"], terms=terms, dfcom=case["dfcom"]
+    )
     np.testing.assert_allclose(arr.df.to_numpy(), res.df.to_numpy(), **EXACT)
 
 
@@ -62,8 +81,14 @@ def test_full_covariance_pooling_is_exact_algebra() -> None:
     a = rng.normal(size=(m, p, p))
     u = np.einsum("mij,mkj->mik", a, a) + np.eye(p)
     terms = ["treatment", "b", "c"]
-    fits = [SimpleNamespace(params=pd.Series(q[i], index=terms), estimand="treatment",
-                            vcov_matrix=pd.DataFrame(u[i], index=terms, columns=terms)) for i in range(m)]
+    fits = [
+        SimpleNamespace(
+            params=pd.Series(q[i], index=terms),
+            estimand="treatment",
+            vcov_matrix=pd.DataFrame(u[i], index=terms, columns=terms),
+        )
+        for i in range(m)
+    ]
     res = pool(fits, dfcom=40)
     # brute force: T = mean(U) + (1 + 1/m) * cov(Q)
     t_full = u.mean(axis=0) + (1 + 1 / m) * np.cov(q, rowvar=False)
@@ -77,15 +102,33 @@ def test_full_covariance_pooling_is_exact_algebra() -> None:
     assert res.df_estimand == pytest.approx(nu_old * nu_obs / (nu_old + nu_obs), rel=1e-12)
     assert isinstance(res, PooledResult)
     assert "Pooled" in str(res) and res.tidy().columns.tolist()[0] == "term"
-    assert list(res.diagnostics().columns) == ["term", "m", "ubar", "b", "t", "dfcom", "df", "riv", "lambda",
-                                               "fmi"]
+    assert list(res.diagnostics().columns) == [
+        "term",
+        "m",
+        "ubar",
+        "b",
+        "t",
+        "dfcom",
+        "df",
+        "riv",
+        "lambda",
+        "fmi",
+    ]
     lo, hi = res.conf_int()
     assert lo < res.estimate < hi
 
 
 def test_estimand_not_in_params_is_pooled_too() -> None:
-    fits = [SimpleNamespace(params=pd.Series([1.0 + i / 10, 2.0]), vcov_matrix=np.eye(2) * 0.1,
-                            estimand="TATE[1,2]", estimate=0.5 + i / 20, std_error=0.2) for i in range(4)]
+    fits = [
+        SimpleNamespace(
+            params=pd.Series([1.0 + i / 10, 2.0]),
+            vcov_matrix=np.eye(2) * 0.1,
+            estimand="TATE[1,2]",
+            estimate=0.5 + i / 20,
+            std_error=0.2,
+        )
+        for i in range(4)
+    ]
     res = pool(fits)
     assert res.estimand == "TATE[1,2]"
     assert res.estimate == pytest.approx(np.mean([0.5 + i / 20 for i in range(4)]))
@@ -106,8 +149,12 @@ def test_bad_input() -> None:
     with pytest.raises(ValueError, match="at least 2"):
         pool(estimates=[1.0], std_errors=[0.1])
     with pytest.raises(ValueError, match="same terms"):
-        pool([SimpleNamespace(params=pd.Series([1.0], index=["a"]), vcov_matrix=np.eye(1)),
-              SimpleNamespace(params=pd.Series([1.0], index=["b"]), vcov_matrix=np.eye(1))])
+        pool(
+            [
+                SimpleNamespace(params=pd.Series([1.0], index=["a"]), vcov_matrix=np.eye(1)),
+                SimpleNamespace(params=pd.Series([1.0], index=["b"]), vcov_matrix=np.eye(1)),
+            ]
+        )
     with pytest.raises(TypeError, match="results\\[0\\]"):
         pool([object(), object()])
     with pytest.raises(ValueError, match="exactly one of"):

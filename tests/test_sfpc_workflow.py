@@ -1,4 +1,4 @@
-"""Synthetic FS-/NWD-like data and the real-trial workflow how-to (docs/howto/real_trial_workflow.rst)."""
+"""Synthetic FS-/NWD-like data and the real-trial how-to (docs/howto/real_trial_workflow.rst)."""
 
 from __future__ import annotations
 
@@ -23,23 +23,39 @@ def test_fs_like_facts_and_sizes() -> None:
     ev = fs.events
     assert ev.attrs["synthetic"] is True and "SYNTHETIC" in fs.description
     assert ev["child_id"].nunique() == 27_425
-    assert fs.start_dates == {"Walsall": "2020-09-01", "Lancashire": "2021-02-01", "Telford": "2021-06-28",
-                              "Wandsworth": "2022-01-24", "Swindon": "2022-05-24"}
+    assert fs.start_dates == {
+        "Walsall": "2020-09-01",
+        "Lancashire": "2021-02-01",
+        "Telford": "2021-06-28",
+        "Wandsworth": "2022-01-24",
+        "Swindon": "2022-05-24",
+    }
     assert fs.window == ("2020-03-01", "2022-11-24")
-    # referrals per child: 71.7% / 20.3% / 5.52% / rest; check the share with one referral (k x MC SE)
+    # referrals per child: 71.7% / 20.3% / 5.52% / rest; the share with one (k x MC SE)
     per_child = ev.groupby("child_id").size()
     p1 = (per_child == 1).mean()
     assert abs(p1 - 0.717) < MC_K * np.sqrt(0.717 * 0.283 / len(per_child))
     # same seed, same data; another seed, other data
-    pd.testing.assert_frame_equal(make_fs_like(n_children=500, rng=3).events, make_fs_like(n_children=500, rng=3).events)
-    assert not make_fs_like(n_children=500, rng=4).events.equals(make_fs_like(n_children=500, rng=3).events)
+    pd.testing.assert_frame_equal(
+        make_fs_like(n_children=500, rng=3).events, make_fs_like(n_children=500, rng=3).events
+    )
+    assert not make_fs_like(n_children=500, rng=4).events.equals(
+        make_fs_like(n_children=500, rng=3).events
+    )
 
 
 def test_fs_like_control_risk_near_published_baseline() -> None:
     fs = make_fs_like(n_children=60_000, rng=5)
     d = Design.from_start_dates(fs.start_dates, "starts", window=fs.window)
-    co = cohort_from_events(fs.events, design=d, child="child_id", council="council", referral="referral_date",
-                            outcome_date="looked_after_date", birth_date="birth_date")
+    co = cohort_from_events(
+        fs.events,
+        design=d,
+        child="child_id",
+        council="council",
+        referral="referral_date",
+        outcome_date="looked_after_date",
+        birth_date="birth_date",
+    )
     ctrl = co.frame[co.frame["treated"] == 0]
     risk = ctrl.groupby("cluster")["outcome"].agg(["mean", "size"])
     for council, base in fs.baseline_risk.items():
@@ -51,12 +67,27 @@ def test_fs_like_control_risk_near_published_baseline() -> None:
 def test_odds_ratio_is_applied() -> None:
     fs = make_fs_like(n_children=40_000, odds_ratio=0.5, rng=8)
     d = Design.from_start_dates(fs.start_dates, "starts", window=fs.window)
-    co = cohort_from_events(fs.events, design=d, child="child_id", council="council", referral="referral_date",
-                            outcome_date="looked_after_date", birth_date="birth_date")
+    co = cohort_from_events(
+        fs.events,
+        design=d,
+        child="child_id",
+        council="council",
+        referral="referral_date",
+        outcome_date="looked_after_date",
+        birth_date="birth_date",
+    )
     from steppedwedge.models.fixed_effects import fit_fixed_effects
 
-    res = fit_fixed_effects(co.frame, outcome="outcome", cluster="cluster", period="period", treatment="treated",
-                            covariates="age_years", vcov="model", dof="z")
+    res = fit_fixed_effects(
+        co.frame,
+        outcome="outcome",
+        cluster="cluster",
+        period="period",
+        treatment="treated",
+        covariates="age_years",
+        vcov="model",
+        dof="z",
+    )
     assert abs(res.estimate - np.log(0.5)) < MC_K * res.std_error
 
 
@@ -65,8 +96,16 @@ def test_nwd_like() -> None:
     assert nwd.events["child_id"].nunique() == 10_871
     d = Design.from_start_dates(nwd.start_dates, "starts", window=nwd.window)
     assert np.round(d.period_lengths / 30.44).tolist() == [6, 12, 2, 3, 7]
-    co = cohort_from_events(nwd.events, design=d, child="child_id", council="council", referral="referral_date",
-                            outcome_date="looked_after_date", birth_date="birth_date", age_range=(12, 17))
+    co = cohort_from_events(
+        nwd.events,
+        design=d,
+        child="child_id",
+        council="council",
+        referral="referral_date",
+        outcome_date="looked_after_date",
+        birth_date="birth_date",
+        age_range=(12, 17),
+    )
     assert co.frame["censored_by"].eq("age").sum() > 0
     assert co.frame["age_years"].between(12, 17).all()
 

@@ -33,9 +33,24 @@ ExposureRule = Literal["referral", "proportion", "min-weeks"]
 
 #: Columns produced by :func:`cohort_from_events`, in order.
 COHORT_COLUMNS = (
-    "child", "cluster", "period", "referral_date", "start_date", "treated", "exposure_fraction",
-    "days_treated", "contaminated", "outcome", "outcome_date", "follow_up_end", "time_at_risk_days",
-    "censored", "censored_by", "age_at_referral", "age_years", "n_referrals",
+    "child",
+    "cluster",
+    "period",
+    "referral_date",
+    "start_date",
+    "treated",
+    "exposure_fraction",
+    "days_treated",
+    "contaminated",
+    "outcome",
+    "outcome_date",
+    "follow_up_end",
+    "time_at_risk_days",
+    "censored",
+    "censored_by",
+    "age_at_referral",
+    "age_years",
+    "n_referrals",
 )
 
 
@@ -98,15 +113,19 @@ class CohortFrame:
         """
         f = self.frame
         g = f.groupby(["cluster", "period"], sort=False, observed=True)
-        out = g.agg(children=("child", "size"), events=("outcome", "sum"), treated=("treated", "sum"),
-                    contaminated=("contaminated", "sum")).reset_index()
+        out = g.agg(
+            children=("child", "size"),
+            events=("outcome", "sum"),
+            treated=("treated", "sum"),
+            contaminated=("contaminated", "sum"),
+        ).reset_index()
         order = {c: i for i, c in enumerate(self.design.clusters)}
         porder = {p: i for i, p in enumerate(self.design.periods)}
         out = out.iloc[np.lexsort((out["period"].map(porder), out["cluster"].map(order)))]
         return out.reset_index(drop=True)
 
     def trial_data(self, *, covariates: Any = None) -> Any:
-        """The cohort as binomial individual-level :class:`~steppedwedge.data.TrialData`.
+        """Return the cohort as binomial individual-level :class:`~steppedwedge.data.TrialData`.
 
         Parameters
         ----------
@@ -120,9 +139,16 @@ class CohortFrame:
         """
         from .data import TrialData
 
-        return TrialData.from_frame(self.frame, outcome="outcome", cluster="cluster", period="period",
-                                    treatment="treated", family="binomial", covariates=covariates,
-                                    kind="individual")
+        return TrialData.from_frame(
+            self.frame,
+            outcome="outcome",
+            cluster="cluster",
+            period="period",
+            treatment="treated",
+            family="binomial",
+            covariates=covariates,
+            kind="individual",
+        )
 
     def summary(self) -> Summary:
         """Text/HTML summary: the options, the exclusion flow and counts by cluster x period."""
@@ -138,9 +164,14 @@ class CohortFrame:
             ("Follow-up", str(o["follow_up_text"])),
             ("Contamination window", f"{o['contamination_days']} days before the start date"),
         )
-        return Summary(title="Referral cohort", header=header,
-                       tables=(("Exclusions and de-duplication", self.exclusions),
-                               ("Children by cluster and period", self.counts())))
+        return Summary(
+            title="Referral cohort",
+            header=header,
+            tables=(
+                ("Exclusions and de-duplication", self.exclusions),
+                ("Children by cluster and period", self.counts()),
+            ),
+        )
 
     def __str__(self) -> str:
         return self.summary().as_text()
@@ -151,8 +182,10 @@ class CohortFrame:
     def __repr__(self) -> str:
         ex = self.exclusions
         removed = int(ex.loc[ex["action"].isin(["excluded", "de-duplicated"]), "rows"].sum())
-        return (f"CohortFrame(children={self.n_children}, events={int(self.frame['outcome'].sum())}, "
-                f"rows_removed={removed})")
+        return (
+            f"CohortFrame(children={self.n_children}, events={int(self.frame['outcome'].sum())}, "
+            f"rows_removed={removed})"
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -161,8 +194,10 @@ class CohortFrame:
 def _period_bounds(design: Design) -> tuple[pd.DatetimeIndex, pd.DatetimeIndex]:
     periods = design.periods
     if isinstance(periods, pd.PeriodIndex):
-        return (pd.DatetimeIndex(periods.start_time.normalize()),
-                pd.DatetimeIndex(periods.end_time.normalize()))
+        return (
+            pd.DatetimeIndex(periods.start_time.normalize()),
+            pd.DatetimeIndex(periods.end_time.normalize()),
+        )
     firsts, lasts = [], []
     for p in periods:
         parts = str(p).split("/")
@@ -216,7 +251,8 @@ def _dates(frame: pd.DataFrame, col: str, arg: str) -> pd.Series:
         if bad.any():
             i = bad.to_numpy().nonzero()[0][0]
             raise DataError(
-                f"`{arg}` column {col!r} holds values that are not dates (e.g. {s.iloc[i]!r} in row "
+                f"`{arg}` column {col!r} holds values that are not dates "
+                f"(e.g. {s.iloc[i]!r} in row "
                 f"{s.index[i]!r})."
             )
     if getattr(out.dt, "tz", None) is not None:
@@ -226,7 +262,9 @@ def _dates(frame: pd.DataFrame, col: str, arg: str) -> pd.Series:
 
 def _completed_years(ref: pd.Series, dob: pd.Series) -> pd.Series:
     years = ref.dt.year - dob.dt.year
-    before_birthday = (ref.dt.month < dob.dt.month) | ((ref.dt.month == dob.dt.month) & (ref.dt.day < dob.dt.day))
+    before_birthday = (ref.dt.month < dob.dt.month) | (
+        (ref.dt.month == dob.dt.month) & (ref.dt.day < dob.dt.day)
+    )
     return years - before_birthday.astype("float64")
 
 
@@ -379,7 +417,8 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
          2       A        1         False        1
          3       B        0          True        0
     >>> ex = co.exclusions
-    >>> print(ex.loc[ex["rows"] > 0, ["reason", "action", "rows", "children"]].to_string(index=False))
+    >>> cols = ["reason", "action", "rows", "children"]
+    >>> print(ex.loc[ex["rows"] > 0, cols].to_string(index=False))
                          reason        action  rows  children
                input event rows         input     5         0
     referral outside the window      excluded     1         1
@@ -405,8 +444,10 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
         roles["birth_date"] = birth_date
     for arg, col in roles.items():
         if not isinstance(col, str) or col not in events.columns:
-            raise DataError(f"`{arg}` must name a column of `events`; got {col!r} "
-                            f"(columns: {list(events.columns)}).")
+            raise DataError(
+                f"`{arg}` must name a column of `events`; got {col!r} "
+                f"(columns: {list(events.columns)})."
+            )
     if age_range is not None:
         if birth_date is None:
             raise ValueError("`age_range` needs `birth_date` (a column of dates of birth).")
@@ -448,7 +489,9 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
         given = dict(zip(labs, ds, strict=True))
         missing = [c for c in design.clusters if c not in given]
         if missing:
-            raise ValueError(f"`start_dates` has no date for council(s) {_list(missing)} of the design.")
+            raise ValueError(
+                f"`start_dates` has no date for council(s) {_list(missing)} of the design."
+            )
         starts = {c: given[c] for c in design.clusters}
 
     # ---------------------------------------------------------------- rows
@@ -484,7 +527,9 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
         )
 
     refv = ref.to_numpy()
-    step("referral outside the window", ~((refv >= np.datetime64(w0)) & (refv <= np.datetime64(w1))))
+    step(
+        "referral outside the window", ~((refv >= np.datetime64(w0)) & (refv <= np.datetime64(w1)))
+    )
     if end_data is not None:
         step("referral after data_end", refv > np.datetime64(end_data))
     # a child in two councils
@@ -494,14 +539,17 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
     if multi:
         if on_conflict == "raise":
             raise DataError(
-                f"child id(s) {_list(multi)} in column {child!r} have referrals in more than one council "
-                "within the window. Fix the linkage, or pass `on_conflict='first'` to keep the council of "
+                f"child id(s) {_list(multi)} in column {child!r} have referrals in more than one "
+                "council within the window. Fix the linkage, or pass `on_conflict='first'` to keep "
+                "the council of "
                 "each child's first referral."
             )
         firsts = sub.sort_values(["ref"], kind="stable").groupby("id", sort=False)["cl"].first()
         own = ids.map(firsts)
-        step("referral in a second council (on_conflict='first')",
-             (ids.isin(multi) & (df[council] != own)).to_numpy())
+        step(
+            "referral in a second council (on_conflict='first')",
+            (ids.isin(multi) & (df[council] != own)).to_numpy(),
+        )
     # de-duplicate: first referral per child (stable on input order for ties)
     order = np.lexsort((np.arange(n_input), refv.astype("datetime64[ns]").astype(np.int64)))
     order = order[keep[order]]
@@ -520,9 +568,12 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
     od["r"] = od["id"].map(c_ref)
     before_ref = od[od["o"] < od["r"]]
     on_after = od[od["o"] >= od["r"]].groupby("id")["o"].min()
-    first_event = dict(zip(on_after.index.tolist(), on_after.to_numpy(dtype="datetime64[ns]"), strict=True))
-    c_event = np.array([first_event.get(k, np.datetime64("NaT")) for k in c_ids.tolist()],
-                       dtype="datetime64[ns]")
+    first_event = dict(
+        zip(on_after.index.tolist(), on_after.to_numpy(dtype="datetime64[ns]"), strict=True)
+    )
+    c_event = np.array(
+        [first_event.get(k, np.datetime64("NaT")) for k in c_ids.tolist()], dtype="datetime64[ns]"
+    )
     has_before = np.isin(c_ids, before_ref["id"].unique())
 
     mask_full = np.zeros(n_input, dtype=bool)
@@ -534,8 +585,14 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
             mask_full[cohort_idx[miss_dob]] = True
             step("missing date of birth", mask_full)
         else:
-            flow.append(("missing date of birth (no age censoring)", "kept (flagged)",
-                         int(miss_dob.sum()), 0))
+            flow.append(
+                (
+                    "missing date of birth (no age censoring)",
+                    "kept (flagged)",
+                    int(miss_dob.sum()),
+                    0,
+                )
+            )
         yrs = _completed_years(pd.Series(refv[cohort_idx]), pd.Series(c_dob)).to_numpy()
         if age_range is not None:
             out_range = np.zeros(len(cohort_idx), dtype=bool)
@@ -563,8 +620,14 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
         mask_full[cohort_idx[has_before]] = True
         step("outcome date before the referral", mask_full)
     else:
-        flow.append(("outcome date before the referral (earlier dates ignored)", "kept (flagged)",
-                     int((has_before & keep[cohort_idx]).sum()), 0))
+        flow.append(
+            (
+                "outcome date before the referral (earlier dates ignored)",
+                "kept (flagged)",
+                int((has_before & keep[cohort_idx]).sum()),
+                0,
+            )
+        )
 
     # ---------------------------------------------------------------- analysis rows
     sel = keep[cohort_idx]
@@ -586,8 +649,12 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
         if age_limit is not None:
             whole = float(age_limit).is_integer()
             if whole:
-                bday = pd.DatetimeIndex([x + pd.DateOffset(years=int(age_limit)) if x is not pd.NaT else pd.NaT
-                                         for x in b])
+                bday = pd.DatetimeIndex(
+                    [
+                        x + pd.DateOffset(years=int(age_limit)) if x is not pd.NaT else pd.NaT
+                        for x in b
+                    ]
+                )
             else:
                 bday = b + pd.to_timedelta(np.round(age_limit * 365.25), unit="D")
             cut = ~bday.isna() & (bday < end)
@@ -610,16 +677,24 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
     days_treated = np.clip(np.asarray((stop - from_t).days, dtype=float), 0, None)
     after_start = np.asarray(r >= s_eff)
     with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.where(tar > 0, days_treated / np.where(tar > 0, tar, 1.0), after_start.astype(float))
+        frac = np.where(
+            tar > 0, days_treated / np.where(tar > 0, tar, 1.0), after_start.astype(float)
+        )
     if rule == "referral":
         treated = after_start
         rule_text = "treated if referred on or after the council's start date"
     elif rule == "proportion":
         treated = after_start | (frac >= proportion)
-        rule_text = f"treated if at least {proportion:g} of the time in study was on or after the start date"
+        rule_text = (
+            f"treated if at least {proportion:g} of the time in study was on or after "
+            "the start date"
+        )
     else:
         treated = after_start | (days_treated >= 7.0 * min_weeks)
-        rule_text = f"treated if at least {min_weeks:g} weeks of the time in study were on or after the start date"
+        rule_text = (
+            f"treated if at least {min_weeks:g} weeks of the time in study were on or after the "
+            "start date"
+        )
     contaminated = np.zeros(n, dtype=bool)
     if contamination_days > 0:
         lo = s_eff - pd.Timedelta(days=contamination_days)
@@ -627,32 +702,60 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
     # period of entry
     pos = first.searchsorted(r, side="right") - 1
     periods = np.asarray(design.periods)[pos]
-    frame = pd.DataFrame({
-        "child": kid, "cluster": cl, "period": periods, "referral_date": r, "start_date": S,
-        "treated": treated.astype(np.int64), "exposure_fraction": frac, "days_treated": days_treated,
-        "contaminated": contaminated, "outcome": outcome,
-        "outcome_date": pd.DatetimeIndex(np.where(has_ev, ev, pd.NaT)),
-        "follow_up_end": end, "time_at_risk_days": tar, "censored": censored, "censored_by": censor_by,
-        "age_at_referral": age_at, "age_years": age_years,
-        "n_referrals": pd.Series(kid).map(n_refs).to_numpy(dtype=np.int64),
-    })
+    frame = pd.DataFrame(
+        {
+            "child": kid,
+            "cluster": cl,
+            "period": periods,
+            "referral_date": r,
+            "start_date": S,
+            "treated": treated.astype(np.int64),
+            "exposure_fraction": frac,
+            "days_treated": days_treated,
+            "contaminated": contaminated,
+            "outcome": outcome,
+            "outcome_date": pd.DatetimeIndex(np.where(has_ev, ev, pd.NaT)),
+            "follow_up_end": end,
+            "time_at_risk_days": tar,
+            "censored": censored,
+            "censored_by": censor_by,
+            "age_at_referral": age_at,
+            "age_years": age_years,
+            "n_referrals": pd.Series(kid).map(n_refs).to_numpy(dtype=np.int64),
+        }
+    )
     used = set(roles.values())
     for col in events.columns:
         if col in used:
             continue
         name = col if col not in frame.columns else f"{col}_input"
         frame[name] = events[col].to_numpy()[idx]
-    order_rows = np.lexsort((np.arange(n), r.to_numpy().astype(np.int64),
-                             pd.Series(cl).map({c: i for i, c in enumerate(design.clusters)}).to_numpy()))
+    order_rows = np.lexsort(
+        (
+            np.arange(n),
+            r.to_numpy().astype(np.int64),
+            pd.Series(cl).map({c: i for i, c in enumerate(design.clusters)}).to_numpy(),
+        )
+    )
     frame = frame.iloc[order_rows].reset_index(drop=True)
     exclusions = pd.DataFrame(
         [(i, reason, action, rows, ch) for i, (reason, action, rows, ch) in enumerate(flow)],
         columns=["step", "reason", "action", "rows", "children"],
     )
     options = {
-        "window": (w0, w1), "exposure_rule": rule, "exposure_rule_text": rule_text, "follow_up": follow_up,
-        "follow_up_text": fu_text, "min_weeks": min_weeks, "proportion": proportion,
-        "contamination_days": contamination_days, "data_end": end_data, "age_limit": age_limit,
-        "age_range": age_range, "on_conflict": on_conflict,
+        "window": (w0, w1),
+        "exposure_rule": rule,
+        "exposure_rule_text": rule_text,
+        "follow_up": follow_up,
+        "follow_up_text": fu_text,
+        "min_weeks": min_weeks,
+        "proportion": proportion,
+        "contamination_days": contamination_days,
+        "data_end": end_data,
+        "age_limit": age_limit,
+        "age_range": age_range,
+        "on_conflict": on_conflict,
     }
-    return CohortFrame(frame=frame, exclusions=exclusions, design=design, start_dates=starts, options=options)
+    return CohortFrame(
+        frame=frame, exclusions=exclusions, design=design, start_dates=starts, options=options
+    )

@@ -74,14 +74,26 @@ class SyntheticTrial:
     description: str = field(repr=False, default="")
 
     def __repr__(self) -> str:
-        return (f"SyntheticTrial({self.name!r}, SYNTHETIC, councils={len(self.start_dates)}, "
-                f"referrals={len(self.events)}, children={self.events['child_id'].nunique()}, "
-                f"odds_ratio={self.odds_ratio:g})")
+        return (
+            f"SyntheticTrial({self.name!r}, SYNTHETIC, councils={len(self.start_dates)}, "
+            f"referrals={len(self.events)}, children={self.events['child_id'].nunique()}, "
+            f"odds_ratio={self.odds_ratio:g})"
+        )
 
 
-def _generate(name: str, *, councils: dict[str, tuple[str, float, float, str]], window: tuple[str, str],
-              n_children: int, age_range: tuple[int, int], unborn_share: float, odds_ratio: float,
-              rng: RNGLike, allowed: dict[str, tuple[int, ...]], missing_dob: float) -> SyntheticTrial:
+def _generate(
+    name: str,
+    *,
+    councils: dict[str, tuple[str, float, float, str]],
+    window: tuple[str, str],
+    n_children: int,
+    age_range: tuple[int, int],
+    unborn_share: float,
+    odds_ratio: float,
+    rng: RNGLike,
+    allowed: dict[str, tuple[int, ...]],
+    missing_dob: float,
+) -> SyntheticTrial:
     gen = normalise_rng(rng)
     n_children = check_positive_int("n_children", n_children, minimum=len(councils))
     try:
@@ -107,8 +119,11 @@ def _generate(name: str, *, councils: dict[str, tuple[str, float, float, str]], 
         # age at first referral: unborn (up to 6 months before birth) or uniform over the range
         lo, hi = age_range
         unborn = gen.random(k) < unborn_share
-        age_days = np.where(unborn, -gen.integers(1, 183, size=k),
-                            gen.integers(int(lo * 365.25), int((hi + 1) * 365.25) - 1, size=k))
+        age_days = np.where(
+            unborn,
+            -gen.integers(1, 183, size=k),
+            gen.integers(int(lo * 365.25), int((hi + 1) * 365.25) - 1, size=k),
+        )
         dob = first - pd.to_timedelta(age_days, unit="D")
         treated = np.asarray(first >= start)
         age_c = (np.clip(age_days, 0, None) / 365.25 - (lo + hi) / 2) / max(hi - lo, 1)
@@ -127,12 +142,23 @@ def _generate(name: str, *, councils: dict[str, tuple[str, float, float, str]], 
         dob_s[gen.random(k) < missing_dob] = pd.NaT
         # referrals per child: 1 (71.7%), 2 (20.3%), 3 (5.52%), 4 (rest), as in the FS data
         n_ref = 1 + gen.choice(4, size=k, p=[0.717, 0.203, 0.0552, 0.0248])
-        frame = pd.DataFrame({"child_id": ids, "council": c, "referral_date": first, "birth_date": dob_s,
-                              "looked_after_date": la_date, "sex": sex, "disability": disability})
+        frame = pd.DataFrame(
+            {
+                "child_id": ids,
+                "council": c,
+                "referral_date": first,
+                "birth_date": dob_s,
+                "looked_after_date": la_date,
+                "sex": sex,
+                "disability": disability,
+            }
+        )
         rows.append(frame)
         extra = np.repeat(np.arange(k), n_ref - 1)
         if len(extra):
-            gaps = pd.to_timedelta(1 + gen.exponential(200.0, size=len(extra)).astype(np.int64), unit="D")
+            gaps = pd.to_timedelta(
+                1 + gen.exponential(200.0, size=len(extra)).astype(np.int64), unit="D"
+            )
             rep = frame.iloc[extra].copy()
             rep["referral_date"] = rep["referral_date"].to_numpy() + gaps.to_numpy()
             rows.append(rep)
@@ -141,15 +167,22 @@ def _generate(name: str, *, councils: dict[str, tuple[str, float, float, str]], 
     events.attrs["synthetic"] = True
     events.attrs["description"] = SYNTHETIC_NOTE.format(name=name)
     return SyntheticTrial(
-        name=name, events=events,
-        start_dates={c: councils[c][0] for c in names}, window=window,
-        readiness={c: councils[c][3] for c in names}, allowed_waves=allowed,
-        baseline_risk={c: councils[c][1] for c in names}, odds_ratio=odds_ratio, age_range=age_range,
+        name=name,
+        events=events,
+        start_dates={c: councils[c][0] for c in names},
+        window=window,
+        readiness={c: councils[c][3] for c in names},
+        allowed_waves=allowed,
+        baseline_risk={c: councils[c][1] for c in names},
+        odds_ratio=odds_ratio,
+        age_range=age_range,
         description=SYNTHETIC_NOTE.format(name=name),
     )
 
 
-def make_fs_like(*, n_children: int = 27_425, odds_ratio: float = 1.0, rng: RNGLike = None) -> SyntheticTrial:
+def make_fs_like(
+    *, n_children: int = 27_425, odds_ratio: float = 1.0, rng: RNGLike = None
+) -> SyntheticTrial:
     """SYNTHETIC referral records shaped like the Family Safeguarding stepped-wedge trial.
 
     Five councils, one per wave, with the trial's go-live dates (Walsall 2020-09-01,
@@ -187,8 +220,8 @@ def make_fs_like(*, n_children: int = 27_425, odds_ratio: float = 1.0, rng: RNGL
     --------
     >>> from steppedwedge.datasets._sfpc import make_fs_like
     >>> fs = make_fs_like(n_children=2000, rng=1)
-    >>> fs
-    SyntheticTrial('Family Safeguarding', SYNTHETIC, councils=5, referrals=2793, children=2000, odds_ratio=1)
+    >>> fs.name, len(fs.events), fs.events["child_id"].nunique(), fs.odds_ratio
+    ('Family Safeguarding', 2793, 2000, 1.0)
     >>> fs.events.attrs["synthetic"]
     True
     """
@@ -199,12 +232,23 @@ def make_fs_like(*, n_children: int = 27_425, odds_ratio: float = 1.0, rng: RNGL
         "Wandsworth": ("2022-01-24", 0.0321, 0.14, "low"),
         "Swindon": ("2022-05-24", 0.0345, 0.14, "low"),
     }
-    return _generate("Family Safeguarding", councils=councils, window=("2020-03-01", "2022-11-24"),
-                     n_children=n_children, age_range=(0, 12), unborn_share=0.05, odds_ratio=odds_ratio,
-                     rng=rng, allowed={"high": (0, 1), "low": (2, 3, 4)}, missing_dob=0.005)
+    return _generate(
+        "Family Safeguarding",
+        councils=councils,
+        window=("2020-03-01", "2022-11-24"),
+        n_children=n_children,
+        age_range=(0, 12),
+        unborn_share=0.05,
+        odds_ratio=odds_ratio,
+        rng=rng,
+        allowed={"high": (0, 1), "low": (2, 3, 4)},
+        missing_dob=0.005,
+    )
 
 
-def make_nwd_like(*, n_children: int = 10_871, odds_ratio: float = 1.0, rng: RNGLike = None) -> SyntheticTrial:
+def make_nwd_like(
+    *, n_children: int = 10_871, odds_ratio: float = 1.0, rng: RNGLike = None
+) -> SyntheticTrial:
     """SYNTHETIC referral records shaped like the No Wrong Door stepped-wedge trial.
 
     The four analysed councils with their go-live dates (Rochdale 2020-04-01, Warrington
@@ -246,7 +290,15 @@ def make_nwd_like(*, n_children: int = 10_871, odds_ratio: float = 1.0, rng: RNG
         "Norfolk": ("2021-06-01", 0.0607, 4392.0, "low"),
         "Redcar": ("2021-09-01", 0.0386, 1173.0, "low"),
     }
-    return _generate("No Wrong Door", councils=councils, window=("2019-10-01", "2022-03-31"),
-                     n_children=n_children, age_range=(12, 17), unborn_share=0.0, odds_ratio=odds_ratio,
-                     rng=rng, allowed={"high": (0, 1), "low": (2, 3)}, missing_dob=0.005)
-
+    return _generate(
+        "No Wrong Door",
+        councils=councils,
+        window=("2019-10-01", "2022-03-31"),
+        n_children=n_children,
+        age_range=(12, 17),
+        unborn_share=0.0,
+        odds_ratio=odds_ratio,
+        rng=rng,
+        allowed={"high": (0, 1), "low": (2, 3)},
+        missing_dob=0.005,
+    )

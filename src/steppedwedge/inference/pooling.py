@@ -133,15 +133,23 @@ class PooledResult(ResultMixin):
     @property
     def pvalues(self) -> pd.Series:
         """Two-sided p-values of every term."""
-        return pd.Series([t_pvalue(q / s, d) for q, s, d in zip(self.params, self.std_errors, self.df,
-                                                                   strict=True)], index=self.params.index)
+        return pd.Series(
+            [
+                t_pvalue(q / s, d)
+                for q, s, d in zip(self.params, self.std_errors, self.df, strict=True)
+            ],
+            index=self.params.index,
+        )
 
     def conf_int(self, confidence_level: float = 0.95) -> tuple[float, float]:
         """T interval of :attr:`estimand` with the Barnard-Rubin df."""
         return t_interval(self.estimate, self.std_error, self.df_estimand, confidence_level)
 
     def tidy(self, confidence_level: float = 0.95) -> pd.DataFrame:
-        """One row per term (the estimand first): ``term, estimate, std_error, statistic, df, p_value, conf_low, conf_high``."""
+        """One row per term, the estimand first.
+
+        Columns: ``term, estimate, std_error, statistic, df, p_value, conf_low, conf_high``.
+        """
         rows = []
         for term in self._order():
             q, s, d = float(self.params[term]), float(np.sqrt(self.t[term])), float(self.df[term])
@@ -151,13 +159,22 @@ class PooledResult(ResultMixin):
         return pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
 
     def diagnostics(self) -> pd.DataFrame:
-        """Per term (the estimand first): ``m, ubar, b, t, dfcom, df, riv, lambda, fmi`` (as mice's pool)."""
+        """Per term, the estimand first: ``m, ubar, b, t, dfcom, df, riv, lambda, fmi``."""
         o = self._order()
-        return pd.DataFrame({
-            "term": [str(x) for x in o], "m": self.m, "ubar": self.ubar[o].to_numpy(),
-            "b": self.b[o].to_numpy(), "t": self.t[o].to_numpy(), "dfcom": self.dfcom, "df": self.df[o].to_numpy(),
-            "riv": self.riv[o].to_numpy(), "lambda": self.lambda_[o].to_numpy(), "fmi": self.fmi[o].to_numpy(),
-        })
+        return pd.DataFrame(
+            {
+                "term": [str(x) for x in o],
+                "m": self.m,
+                "ubar": self.ubar[o].to_numpy(),
+                "b": self.b[o].to_numpy(),
+                "t": self.t[o].to_numpy(),
+                "dfcom": self.dfcom,
+                "df": self.df[o].to_numpy(),
+                "riv": self.riv[o].to_numpy(),
+                "lambda": self.lambda_[o].to_numpy(),
+                "fmi": self.fmi[o].to_numpy(),
+            }
+        )
 
     def _order(self) -> list[str]:
         return [self.estimand, *[t for t in self.params.index if t != self.estimand]]
@@ -168,12 +185,18 @@ class PooledResult(ResultMixin):
         header = (
             ("Imputations", str(self.m)),
             ("Rule", f"Rubin (1987), Barnard-Rubin df with dfcom = {_fmt(self.dfcom, 2)}"),
-            ("Estimand", f"{self.estimand} = {_fmt(self.estimate)} (SE {_fmt(self.std_error)}, "
-                         f"df {_fmt(self.df_estimand, 2)}, p {_fmt(self.pvalue)}; 95% CI {_fmt(lo)} to "
-                         f"{_fmt(hi)})"),
+            (
+                "Estimand",
+                f"{self.estimand} = {_fmt(self.estimate)} (SE {_fmt(self.std_error)}, "
+                f"df {_fmt(self.df_estimand, 2)}, p {_fmt(self.pvalue)}; 95% CI {_fmt(lo)} to "
+                f"{_fmt(hi)})",
+            ),
         )
-        return Summary(title="Pooled over multiply imputed datasets", header=header,
-                       tables=(("Pooled estimates", self.tidy()), ("Missing information", self.diagnostics())))
+        return Summary(
+            title="Pooled over multiply imputed datasets",
+            header=header,
+            tables=(("Pooled estimates", self.tidy()), ("Missing information", self.diagnostics())),
+        )
 
     def plot(self, ax: Any = None) -> Any:
         """Forest plot of the pooled estimates with 95% intervals; returns the Axes."""
@@ -183,16 +206,23 @@ class PooledResult(ResultMixin):
             _, ax = plt.subplots()
         tab = self.tidy()
         y = np.arange(len(tab))[::-1]
-        ax.errorbar(tab["estimate"], y, xerr=[tab["estimate"] - tab["conf_low"], tab["conf_high"] - tab["estimate"]],
-                    fmt="o", capsize=3)
+        ax.errorbar(
+            tab["estimate"],
+            y,
+            xerr=[tab["estimate"] - tab["conf_low"], tab["conf_high"] - tab["estimate"]],
+            fmt="o",
+            capsize=3,
+        )
         ax.set_yticks(y, tab["term"])
         ax.axvline(0.0, color="grey", lw=0.8)
         ax.set_xlabel(f"pooled estimate (m = {self.m})")
         return ax
 
     def __repr__(self) -> str:
-        return (f"PooledResult(m={self.m}, estimand={self.estimand!r}, estimate={self.estimate:.4g}, "
-                f"std_error={self.std_error:.4g}, df={self.df_estimand:.4g}, p={self.pvalue:.3g})")
+        return (
+            f"PooledResult(m={self.m}, estimand={self.estimand!r}, estimate={self.estimate:.4g}, "
+            f"std_error={self.std_error:.4g}, df={self.df_estimand:.4g}, p={self.pvalue:.3g})"
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -208,10 +238,17 @@ def _from_result(res: Any, i: int) -> tuple[pd.Series, np.ndarray, str | None]:
         else:
             v = np.asarray(vcov, dtype=np.float64)
             if v.shape != (len(p), len(p)):
-                raise ValueError(f"`results[{i}].vcov_matrix` must be {len(p)} x {len(p)}; got {v.shape}.")
+                raise ValueError(
+                    f"`results[{i}].vcov_matrix` must be {len(p)} x {len(p)}; got {v.shape}."
+                )
         est = getattr(res, "estimate", None)
         se = getattr(res, "std_error", None)
-        if isinstance(estimand, str) and estimand not in p.index and est is not None and se is not None:
+        if (
+            isinstance(estimand, str)
+            and estimand not in p.index
+            and est is not None
+            and se is not None
+        ):
             # an estimand that is a contrast of the params (e.g. a TATE): pool it as its own term
             p = pd.concat([pd.Series({estimand: float(est)}), p])
             vv = np.zeros((len(p), len(p)))
@@ -225,32 +262,42 @@ def _from_result(res: Any, i: int) -> tuple[pd.Series, np.ndarray, str | None]:
         name = estimand if isinstance(estimand, str) else "estimate"
         return pd.Series({name: float(est)}), np.array([[float(se) ** 2]]), name
     raise TypeError(
-        f"`results[{i}]` must have `params` and `vcov_matrix` (a fit result) or scalar `estimate` and "
+        f"`results[{i}]` must have `params` and `vcov_matrix` (a fit result) or scalar "
+        "`estimate` and "
         f"`std_error`; got {type(res).__name__}."
     )
 
 
-def _pool_iv(results: Any, estimates: Any, variances: Any, std_errors: Any, terms: Any
-             ) -> tuple[list[str], np.ndarray, np.ndarray, bool, str | None]:
+def _pool_iv(
+    results: Any, estimates: Any, variances: Any, std_errors: Any, terms: Any
+) -> tuple[list[str], np.ndarray, np.ndarray, bool, str | None]:
     """Return (terms, Q (m, p), U (m, p, p) or (m, p), full_cov, estimand)."""
     if results is not None:
         if estimates is not None or variances is not None or std_errors is not None:
-            raise ValueError("pass either `results` or `estimates` with `variances`/`std_errors`, not both.")
+            raise ValueError(
+                "pass either `results` or `estimates` with `variances`/`std_errors`, not both."
+            )
         if isinstance(results, (str, bytes)) or not isinstance(results, Sequence):
-            raise TypeError(f"`results` must be a list of fit results; got {type(results).__name__}.")
+            raise TypeError(
+                f"`results` must be a list of fit results; got {type(results).__name__}."
+            )
         parts = [_from_result(r, i) for i, r in enumerate(results)]
         names = list(parts[0][0].index) if parts else []
         for i, (p, _, _) in enumerate(parts):
             if list(p.index) != names:
                 raise ValueError(
-                    f"`results[{i}]` has terms {list(p.index)}, but `results[0]` has {names}: every fit must "
+                    f"`results[{i}]` has terms {list(p.index)}, but `results[0]` has {names}: "
+                    "every fit must "
                     "estimate the same terms (same model on each imputed dataset)."
                 )
-        q = np.array([p.to_numpy() for p, _, _ in parts], dtype=np.float64).reshape(len(parts), len(names))
-        u = np.array([v for _, v, _ in parts], dtype=np.float64).reshape(len(parts), len(names), len(names))
+        q = np.array([p.to_numpy() for p, _, _ in parts], dtype=np.float64).reshape(
+            len(parts), len(names)
+        )
+        u_all: np.ndarray = np.array([v for _, v, _ in parts], dtype=np.float64)
+        u_all = u_all.reshape(len(parts), len(names), len(names))
         est_names = {e for _, _, e in parts}
         estimand = parts[0][2] if len(est_names) == 1 and parts else None
-        return [str(n) for n in names], q, u, True, estimand
+        return [str(n) for n in names], q, u_all, True, estimand
     if estimates is None:
         raise TypeError("`pool` needs `results`, or `estimates` with `variances` or `std_errors`.")
     q = np.asarray(estimates, dtype=np.float64)
@@ -264,19 +311,24 @@ def _pool_iv(results: Any, estimates: Any, variances: Any, std_errors: Any, term
     if std_errors is not None:
         se = np.asarray(std_errors, dtype=np.float64).reshape(m, -1)
         if se.shape != (m, p):
-            raise ValueError(f"`std_errors` must have the shape of `estimates` {(m, p)}; got {se.shape}.")
-        u = se**2
+            raise ValueError(
+                f"`std_errors` must have the shape of `estimates` {(m, p)}; got {se.shape}."
+            )
+        u: np.ndarray = np.asarray(se**2, dtype=np.float64)
         full = False
     else:
-        u = np.asarray(variances, dtype=np.float64)
-        if u.shape in ((m,), (m, p)):
+        u = np.asarray(variances, dtype=np.float64).copy()
+        shape: tuple[int, ...] = u.shape
+        if shape in ((m,), (m, p)):
             u = u.reshape(m, p)
             full = False
-        elif u.shape == (m, p, p):
+        elif shape == (m, p, p):
             full = True
         else:
-            raise ValueError(f"`variances` must have shape (m,), (m, p) or (m, p, p) with (m, p) = {(m, p)}; "
-                             f"got {u.shape}.")
+            raise ValueError(
+                f"`variances` must have shape (m,), (m, p) or (m, p, p) with (m, p) = {(m, p)}; "
+                f"got {u.shape}."
+            )
     if terms is None:
         names = ["estimate"] if p == 1 else [f"x{j}" for j in range(p)]
     else:
@@ -398,5 +450,18 @@ def pool(
     def s(x: np.ndarray) -> pd.Series:
         return pd.Series(np.asarray(x, dtype=np.float64), index=idx)
 
-    return PooledResult(params=s(qbar), ubar=s(ubar), b=s(b), t=s(t), df=s(df), riv=s(riv), lambda_=s(lam),
-                        fmi=s(fmi), m=m, dfcom=dfcom, estimand=target, rule=rule, vcov_matrix=vcov)
+    return PooledResult(
+        params=s(qbar),
+        ubar=s(ubar),
+        b=s(b),
+        t=s(t),
+        df=s(df),
+        riv=s(riv),
+        lambda_=s(lam),
+        fmi=s(fmi),
+        m=m,
+        dfcom=dfcom,
+        estimand=target,
+        rule=rule,
+        vcov_matrix=vcov,
+    )

@@ -51,19 +51,19 @@ _DENSE_LIMIT = 150
 # --------------------------------------------------------------------------------------
 def _inv_link(family: str, eta: np.ndarray) -> np.ndarray:
     if family == "binomial":
-        return np.asarray(special.expit(eta))
+        return np.asarray(special.expit(eta), dtype=np.float64)
     if family == "poisson":
-        return np.exp(eta)
-    return eta
+        return np.asarray(np.exp(eta), dtype=np.float64)
+    return np.asarray(eta, dtype=np.float64)
 
 
 def _mu_eta(family: str, eta: np.ndarray) -> np.ndarray:
     if family == "binomial":
         p = special.expit(eta)
-        return np.asarray(p * (1.0 - p))
+        return np.asarray(p * (1.0 - p), dtype=np.float64)
     if family == "poisson":
-        return np.exp(eta)
-    return np.ones_like(eta)
+        return np.asarray(np.exp(eta), dtype=np.float64)
+    return np.ones_like(eta, dtype=np.float64)
 
 
 def _variance(family: str, mu: np.ndarray) -> np.ndarray:
@@ -87,8 +87,15 @@ def _deviance(family: str, y: np.ndarray, mu: np.ndarray) -> float:
     return float(np.sum((y - mu) ** 2))
 
 
-def _irls(family: str, x: np.ndarray, y: np.ndarray, offset: np.ndarray, *, tol: float = 1e-13,
-          maxit: int = 100) -> tuple[np.ndarray, bool, int]:
+def _irls(
+    family: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    offset: np.ndarray,
+    *,
+    tol: float = 1e-13,
+    maxit: int = 100,
+) -> tuple[np.ndarray, bool, int]:
     """Fisher scoring (IRLS) as R's glm.fit, started like R (mustart)."""
     if family == "gaussian":
         beta = np.linalg.lstsq(x, y - offset, rcond=None)[0]
@@ -133,7 +140,8 @@ def _sqrt_pinv_dense(g: np.ndarray) -> np.ndarray:
 def _cr2_y_dense(z: np.ndarray, theta: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Y = G^{+1/2} Z with G = diag(theta) (I - Z M Z') diag(theta), by eigendecomposition."""
     g = theta[:, None] * (np.eye(len(theta)) - z @ m @ z.T) * theta[None, :]
-    return _sqrt_pinv_dense(g) @ z
+    out: np.ndarray = _sqrt_pinv_dense(g) @ z
+    return out
 
 
 def _cr2_y_quadrature(z: np.ndarray, theta: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -187,7 +195,8 @@ def _cr2_y_quadrature(z: np.ndarray, theta: np.ndarray, m: np.ndarray) -> np.nda
     wk = ws[:, None] * inv  # (K, n)
     agg = (wk.T @ c_all.reshape(len(xs), -1)).reshape(n, r, rhs.shape[1])
     y += np.einsum("na,naq->nq", bt, agg)
-    return y
+    out: np.ndarray = np.asarray(y, dtype=np.float64)
+    return out
 
 
 @dataclass(frozen=True)
@@ -201,8 +210,15 @@ class _Robust:
     m: np.ndarray
 
 
-def _robust(kind: str, xt: np.ndarray, omega: np.ndarray, resid: np.ndarray, groups: list[np.ndarray],
-            m: np.ndarray, dense_limit: int) -> _Robust:
+def _robust(
+    kind: str,
+    xt: np.ndarray,
+    omega: np.ndarray,
+    resid: np.ndarray,
+    groups: list[np.ndarray],
+    m: np.ndarray,
+    dense_limit: int,
+) -> _Robust:
     n_cl = len(groups)
     lm = np.linalg.cholesky(m)
     meat = np.zeros_like(m)
@@ -211,7 +227,11 @@ def _robust(kind: str, xt: np.ndarray, omega: np.ndarray, resid: np.ndarray, gro
         theta = 1.0 / omega[idx]
         z = xt[idx] * np.sqrt(omega[idx])[:, None]
         if kind == "cr2":
-            y = (_cr2_y_dense(z, theta, m) if len(idx) <= dense_limit else _cr2_y_quadrature(z, theta, m))
+            y = (
+                _cr2_y_dense(z, theta, m)
+                if len(idx) <= dense_limit
+                else _cr2_y_quadrature(z, theta, m)
+            )
         else:
             a = np.sqrt(n_cl / (n_cl - 1.0)) if kind == "cr1" else 1.0
             y = a * z / theta[:, None]
@@ -224,9 +244,11 @@ def _robust(kind: str, xt: np.ndarray, omega: np.ndarray, resid: np.ndarray, gro
 
 
 def _satterthwaite(rob: _Robust, c: np.ndarray) -> float:
-    """clubSandwich's Satterthwaite df for the contrast c' beta (a coefficient when c = e_k)."""
+    """ClubSandwich's Satterthwaite df for the contrast c' beta (a coefficient when c = e_k)."""
     # G_j = c' M E_j Theta_j^{1/2} = (c' M Y_j') * theta_j ;  H_j = c' M E_j X~_j L
-    g_ss = np.array([float(np.sum(((c @ me) * th) ** 2)) for me, th in zip(rob.mey, rob.theta, strict=True)])
+    g_ss = np.array(
+        [float(np.sum(((c @ me) * th) ** 2)) for me, th in zip(rob.mey, rob.theta, strict=True)]
+    )
     h = np.array([(c @ me) @ zl for me, zl in zip(rob.mey, rob.zl, strict=True)])  # (J, p)
     p_mat = -h @ h.T
     p_mat[np.diag_indices_from(p_mat)] += g_ss
@@ -324,10 +346,15 @@ class FixedEffectsResult(ResultMixin):
 
         The df follows :attr:`dof` (Satterthwaite for the contrast with ``"satterthwaite"``).
         """
-        c = (pd.Series(weights, dtype=float).reindex(self.params.index, fill_value=0.0).to_numpy()
-             if isinstance(weights, (pd.Series, dict)) else np.asarray(weights, dtype=float))
+        c = (
+            pd.Series(weights, dtype=float).reindex(self.params.index, fill_value=0.0).to_numpy()
+            if isinstance(weights, (pd.Series, dict))
+            else np.asarray(weights, dtype=float)
+        )
         if c.shape != (len(self.params),):
-            raise ValueError(f"`weights` must have one value per estimable term ({len(self.params)}).")
+            raise ValueError(
+                f"`weights` must have one value per estimable term ({len(self.params)})."
+            )
         est = float(c @ self.params.to_numpy())
         se = float(np.sqrt(c @ self.vcov_matrix.to_numpy() @ c))
         return est, se, self._df_for(c)
@@ -342,7 +369,10 @@ class FixedEffectsResult(ResultMixin):
         return float("inf")
 
     def tidy(self, confidence_level: float = 0.95) -> pd.DataFrame:
-        """Every estimable coefficient: ``term, estimate, std_error, statistic, df, p_value, conf_low, conf_high``."""
+        """Every estimable coefficient, the treatment terms first.
+
+        Columns: ``term, estimate, std_error, statistic, df, p_value, conf_low, conf_high``.
+        """
         rows = []
         for r in self.terms.itertuples(index=False):
             stat = r.estimate / r.std_error if r.std_error > 0 else float("nan")
@@ -356,24 +386,48 @@ class FixedEffectsResult(ResultMixin):
         link = {"binomial": "logit", "poisson": "log", "gaussian": "identity"}[self.family]
         header = [
             ("Outcome", self.outcome),
-            ("Model", f"{self.family} GLM ({link} link), cluster and period fixed effects, effect={self.effect!r}"),
+            (
+                "Model",
+                f"{self.family} GLM ({link} link), cluster and period fixed effects, "
+                f"effect={self.effect!r}",
+            ),
             ("Covariates", self.covariates or "none"),
-            ("Observations", f"{self.n_obs} in {self.n_clusters} clusters x {self.n_periods} periods"),
-            ("Inference", f"vcov: {self.vcov.upper() if self.vcov != 'model' else 'model'}; df: {self.dof}"),
-            ("Estimand", f"{self.estimand} = {_fmt(self.estimate)} (SE {_fmt(self.std_error)}, df {_fmt(self.df, 2)}, "
-                         f"p {_fmt(self.pvalue)}; 95% CI {_fmt(lo)} to {_fmt(hi)})"),
+            (
+                "Observations",
+                f"{self.n_obs} in {self.n_clusters} clusters x {self.n_periods} periods",
+            ),
+            (
+                "Inference",
+                f"vcov: {self.vcov.upper() if self.vcov != 'model' else 'model'}; df: {self.dof}",
+            ),
+            (
+                "Estimand",
+                f"{self.estimand} = {_fmt(self.estimate)} (SE {_fmt(self.std_error)}, "
+                f"df {_fmt(self.df, 2)}, "
+                f"p {_fmt(self.pvalue)}; 95% CI {_fmt(lo)} to {_fmt(hi)})",
+            ),
         ]
         if self.ratio is not None:
             name = "Odds ratio" if self.family == "binomial" else "Rate ratio"
-            header.append((name, f"{_fmt(self.ratio[0])} (95% CI {_fmt(self.ratio[1])} to {_fmt(self.ratio[2])})"))
+            header.append(
+                (
+                    name,
+                    f"{_fmt(self.ratio[0])} "
+                    f"(95% CI {_fmt(self.ratio[1])} to {_fmt(self.ratio[2])})",
+                )
+            )
         header.append(("Converged", f"{_fmt(self.converged)} ({self.iterations} iterations)"))
         tables = [("Coefficients", self.tidy())]
         if len(self.marginal):
             tables.append(("Average marginal effects (response scale)", self.marginal))
         if len(self.aliased):
             tables.append(("Not estimable (dropped)", self.aliased))
-        return Summary(title="Stepped-wedge fixed-effects GLM", header=tuple(header), tables=tuple(tables),
-                       notes=self.messages)
+        return Summary(
+            title="Stepped-wedge fixed-effects GLM",
+            header=tuple(header),
+            tables=tuple(tables),
+            notes=self.messages,
+        )
 
     def plot(self, ax: Any = None) -> Any:
         """Forest plot of the treatment terms (or all coefficients); returns the Axes."""
@@ -385,16 +439,23 @@ class FixedEffectsResult(ResultMixin):
         keep = tab["term"].str.startswith("treatment")
         tab = tab[keep] if keep.any() else tab
         yy = np.arange(len(tab))[::-1]
-        ax.errorbar(tab["estimate"], yy, xerr=[tab["estimate"] - tab["conf_low"], tab["conf_high"] - tab["estimate"]],
-                    fmt="o", capsize=3)
+        ax.errorbar(
+            tab["estimate"],
+            yy,
+            xerr=[tab["estimate"] - tab["conf_low"], tab["conf_high"] - tab["estimate"]],
+            fmt="o",
+            capsize=3,
+        )
         ax.set_yticks(yy, tab["term"])
         ax.axvline(0.0, color="grey", lw=0.8)
         ax.set_xlabel("estimate (link scale)")
         return ax
 
     def __repr__(self) -> str:
-        return (f"FixedEffectsResult(estimand={self.estimand!r}, estimate={self.estimate:.4g}, "
-                f"std_error={self.std_error:.4g}, df={self.df:.4g}, p={self.pvalue:.3g})")
+        return (
+            f"FixedEffectsResult(estimand={self.estimand!r}, estimate={self.estimate:.4g}, "
+            f"std_error={self.std_error:.4g}, df={self.df:.4g}, p={self.pvalue:.3g})"
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -532,15 +593,40 @@ def fit_fixed_effects(  # noqa: C901 - one linear sequence of steps
     from .._parallel import _single_threaded_blas
 
     with _single_threaded_blas():
-        return _fit_fixed_effects(data, outcome=outcome, cluster=cluster, period=period, treatment=treatment,
-                                  family=family, covariates=covariates, offset=offset, exposure=exposure,
-                                  effect=effect, vcov=vcov, dof=dof, missing=missing, dense_limit=_dense_limit)
+        return _fit_fixed_effects(
+            data,
+            outcome=outcome,
+            cluster=cluster,
+            period=period,
+            treatment=treatment,
+            family=family,
+            covariates=covariates,
+            offset=offset,
+            exposure=exposure,
+            effect=effect,
+            vcov=vcov,
+            dof=dof,
+            missing=missing,
+            dense_limit=_dense_limit,
+        )
 
 
 def _fit_fixed_effects(  # noqa: C901 - one linear sequence of steps
-    data: Any, *, outcome: str | None, cluster: str | None, period: str | None, treatment: str | None,
-    family: str, covariates: str | None, offset: str | None, exposure: str | None, effect: str, vcov: str,
-    dof: str | None, missing: str, dense_limit: int,
+    data: Any,
+    *,
+    outcome: str | None,
+    cluster: str | None,
+    period: str | None,
+    treatment: str | None,
+    family: str,
+    covariates: str | None,
+    offset: str | None,
+    exposure: str | None,
+    effect: str,
+    vcov: str,
+    dof: str | None,
+    missing: str,
+    dense_limit: int,
 ) -> FixedEffectsResult:
     # ---------------------------------------------------------------- options and data
     td_frame = None
@@ -562,16 +648,20 @@ def _fit_fixed_effects(  # noqa: C901 - one linear sequence of steps
     elif isinstance(data, pd.DataFrame):
         frame = data
     else:
-        raise TypeError(f"`data` must be a pandas DataFrame or TrialData; got {type(data).__name__}.")
-    family = check_option("family", family, ("binomial", "gaussian", "poisson"))  # type: ignore[assignment]
-    effect = check_option("effect", effect, ("immediate", "period-interaction"))  # type: ignore[assignment]
-    vcov = check_option("vcov", vcov, ("cr2", "cr1", "cr0", "model"))  # type: ignore[assignment]
+        raise TypeError(
+            f"`data` must be a pandas DataFrame or TrialData; got {type(data).__name__}."
+        )
+    family = check_option("family", family, ("binomial", "gaussian", "poisson"))
+    effect = check_option("effect", effect, ("immediate", "period-interaction"))
+    vcov = check_option("vcov", vcov, ("cr2", "cr1", "cr0", "model"))
     if dof is None:
         dof = "satterthwaite" if vcov != "model" else ("residual" if family == "gaussian" else "z")
-    dof = check_option("dof", dof, ("satterthwaite", "naive-t", "z", "residual"))  # type: ignore[assignment]
+    dof = check_option("dof", dof, ("satterthwaite", "naive-t", "z", "residual"))
     if dof == "satterthwaite" and vcov == "model":
-        raise ValueError("`dof='satterthwaite'` needs a cluster-robust `vcov` ('cr2', 'cr1' or 'cr0'); "
-                         "use dof='z' or 'residual' with vcov='model'.")
+        raise ValueError(
+            "`dof='satterthwaite'` needs a cluster-robust `vcov` ('cr2', 'cr1' or 'cr0'); "
+            "use dof='z' or 'residual' with vcov='model'."
+        )
     check_option("missing", missing, ("raise", "drop"))
     if offset is not None and exposure is not None:
         raise ValueError("give at most one of `offset` and `exposure`.")
@@ -582,7 +672,10 @@ def _fit_fixed_effects(  # noqa: C901 - one linear sequence of steps
         if col is None:
             raise TypeError(f"`{arg}` is required (a column name).")
         if col not in frame.columns:
-            raise DataError(f"`{arg}` must name a column of `data`; got {col!r} (columns: {list(frame.columns)}).")
+            raise DataError(
+                f"`{arg}` must name a column of `data`; got {col!r} "
+                f"(columns: {list(frame.columns)})."
+            )
     for arg, col in (("offset", offset), ("exposure", exposure)):
         if col is not None and col not in frame.columns:
             raise DataError(f"`{arg}` must name a column of `data`; got {col!r}.")
@@ -603,11 +696,17 @@ def _fit_fixed_effects(  # noqa: C901 - one linear sequence of steps
     if na.any():
         bad = [c for c in sub.columns if sub[c].isna().any()]
         if missing == "raise":
-            raise DataError(f"{int(na.sum())} row(s) have missing values in column(s) {bad}; pass "
-                            "`missing='drop'` to drop them (counted in a warning), or impute and use `pool`.")
+            raise DataError(
+                f"{int(na.sum())} row(s) have missing values in column(s) {bad}; pass "
+                "`missing='drop'` to drop them (counted in a warning), or impute and use `pool`."
+            )
         from ..exceptions import MissingDataWarning
-        warnings.warn(f"dropped {int(na.sum())} row(s) with missing values in column(s) {bad}.",
-                      MissingDataWarning, stacklevel=3)
+
+        warnings.warn(
+            f"dropped {int(na.sum())} row(s) with missing values in column(s) {bad}.",
+            MissingDataWarning,
+            stacklevel=3,
+        )
         messages.append(f"{int(na.sum())} row(s) with missing values dropped.")
         frame = frame.loc[~na]
     n = len(frame)
@@ -617,7 +716,9 @@ def _fit_fixed_effects(  # noqa: C901 - one linear sequence of steps
     if family == "binomial" and not np.all((y == 0) | (y == 1)):
         raise DataError(f"`outcome` column {outcome!r} must be 0/1 for family='binomial'.")
     if family == "poisson" and (np.any(y < 0) or np.any(y != np.round(y))):
-        raise DataError(f"`outcome` column {outcome!r} must hold non-negative counts for family='poisson'.")
+        raise DataError(
+            f"`outcome` column {outcome!r} must hold non-negative counts for family='poisson'."
+        )
     trt = pd.to_numeric(frame[treatment], errors="coerce").to_numpy(dtype=np.float64)
     if not np.all((trt == 0) | (trt == 1)):
         raise DataError(f"`treatment` column {treatment!r} must be 0/1 per row.")
@@ -634,8 +735,10 @@ def _fit_fixed_effects(  # noqa: C901 - one linear sequence of steps
     cl_lab = pd.Index(sorted(pd.unique(frame[cluster]), key=_sort_key))
     pe_lab = pd.Index(sorted(pd.unique(frame[period]), key=_sort_key))
     if len(cl_lab) < 2:
-        raise DataError(f"cluster-robust inference needs at least 2 clusters; `cluster` column {cluster!r} has "
-                        f"{len(cl_lab)}.")
+        raise DataError(
+            f"cluster-robust inference needs at least 2 clusters; `cluster` column {cluster!r} has "
+            f"{len(cl_lab)}."
+        )
     cl_code = cl_lab.get_indexer(frame[cluster])
     pe_code = pe_lab.get_indexer(frame[period])
     # ---------------------------------------------------------------- design matrix
@@ -672,15 +775,21 @@ def _fit_fixed_effects(  # noqa: C901 - one linear sequence of steps
         if j < n_nontrt:
             reason = "collinear with earlier terms (covariate, period or cluster effects)"
         elif effect == "immediate":
-            reason = ("no treated observations" if not trt.any() else
-                      "collinear with the period/cluster effects (treatment is confounded with time)")
+            reason = (
+                "no treated observations"
+                if not trt.any()
+                else "collinear with the period/cluster effects (treatment is confounded with time)"
+            )
         else:
             k = j - n_nontrt
             in_p = pe_code == k
             if not (trt[in_p] == 1).any():
                 reason = f"no treated observations in period {_lab(pe_lab[k])}"
             elif (trt[in_p] == 1).all():
-                reason = f"every observation in period {_lab(pe_lab[k])} is treated (aliased with the period effect)"
+                reason = (
+                    f"every observation in period {_lab(pe_lab[k])} is treated "
+                    "(aliased with the period effect)"
+                )
             else:
                 reason = "collinear with the other terms"
         aliased_rows.append((term, reason))
@@ -688,11 +797,14 @@ def _fit_fixed_effects(  # noqa: C901 - one linear sequence of steps
     trt_kept = [names[j] for j in range(n_nontrt, len(names)) if keep[j]]
     if not trt_kept:
         listing = "; ".join(f"{t}: {r}" for t, r in aliased_rows if t.startswith("treatment"))
-        raise DataError(f"the treatment effect is not estimable: every treatment term is aliased ({listing}).")
+        raise DataError(
+            f"the treatment effect is not estimable: every treatment term is aliased ({listing})."
+        )
     dropped_trt = [t for t, _ in aliased_rows if t.startswith("treatment")]
     if dropped_trt:
-        msg = ("not estimable, dropped: " + "; ".join(f"{t} ({r})" for t, r in aliased_rows
-                                                         if t.startswith("treatment")))
+        msg = "not estimable, dropped: " + "; ".join(
+            f"{t} ({r})" for t, r in aliased_rows if t.startswith("treatment")
+        )
         warnings.warn(msg, SmallSampleWarning, stacklevel=3)
         messages.append(msg)
     other_dropped = [t for t, _ in aliased_rows if not t.startswith("treatment")]
@@ -703,7 +815,9 @@ def _fit_fixed_effects(  # noqa: C901 - one linear sequence of steps
     # ---------------------------------------------------------------- fit
     beta, converged, iters = _irls(family, x, y, off)
     if not converged:
-        warnings.warn(f"IRLS did not converge in {iters} iterations.", ConvergenceWarning, stacklevel=3)
+        warnings.warn(
+            f"IRLS did not converge in {iters} iterations.", ConvergenceWarning, stacklevel=3
+        )
         messages.append("IRLS did not converge.")
     eta = x @ beta + off
     mu = _inv_link(family, eta)
@@ -712,9 +826,13 @@ def _fit_fixed_effects(  # noqa: C901 - one linear sequence of steps
         if sep.any():
             pairs = zip(cl_code[sep], pe_code[sep], strict=True)
             cells = sorted({(_lab(cl_lab[a]), _lab(pe_lab[b])) for a, b in pairs})
-            msg = (f"fitted probabilities of 0 or 1 (separation) in {int(sep.sum())} row(s), cluster-periods "
-                   f"{cells[:6]}{' ...' if len(cells) > 6 else ''}; the estimates of the affected terms are not "
-                   "finite in the limit.")
+            msg = (
+                f"fitted probabilities of 0 or 1 (separation) in {int(sep.sum())} row(s), "
+                f"cluster-periods {cells[:6]}{' ...' if len(cells) > 6 else ''}; "
+                "the estimates of the "
+                "affected terms are not "
+                "finite in the limit."
+            )
             warnings.warn(msg, SmallSampleWarning, stacklevel=3)
             messages.append(msg)
     dmu = _mu_eta(family, eta)
@@ -798,15 +916,39 @@ def _fit_fixed_effects(  # noqa: C901 - one linear sequence of steps
         est, s_e, d_f, estimand = float(beta[k]), float(se[k]), float(dfs[k]), "treatment"
     else:
         r0 = marginal.iloc[0]
-        est, s_e, d_f, estimand = float(r0["estimate"]), float(r0["std_error"]), float(r0["df"]), "AME(treatment)"
+        est, s_e, d_f, estimand = (
+            float(r0["estimate"]),
+            float(r0["std_error"]),
+            float(r0["df"]),
+            "AME(treatment)",
+        )
     idx = pd.Index(kept_names)
     return FixedEffectsResult(
-        estimand=estimand, estimate=est, std_error=s_e, df=d_f,
-        params=pd.Series(beta, index=idx), vcov_matrix=pd.DataFrame(v, index=idx, columns=idx),
-        vcov_model=pd.DataFrame(vmodel, index=idx, columns=idx), terms=terms, aliased=aliased, marginal=marginal,
-        family=family, effect=effect, vcov=vcov, dof=dof, n_obs=n, n_clusters=len(cl_lab), n_periods=len(pe_lab),
-        converged=converged, iterations=iters, deviance=_deviance(family, y, mu), dispersion=dispersion,
-        outcome=str(outcome), covariates=cov_formula, messages=tuple(messages), _robust=rob,
+        estimand=estimand,
+        estimate=est,
+        std_error=s_e,
+        df=d_f,
+        params=pd.Series(beta, index=idx),
+        vcov_matrix=pd.DataFrame(v, index=idx, columns=idx),
+        vcov_model=pd.DataFrame(vmodel, index=idx, columns=idx),
+        terms=terms,
+        aliased=aliased,
+        marginal=marginal,
+        family=family,
+        effect=effect,
+        vcov=vcov,
+        dof=dof,
+        n_obs=n,
+        n_clusters=len(cl_lab),
+        n_periods=len(pe_lab),
+        converged=converged,
+        iterations=iters,
+        deviance=_deviance(family, y, mu),
+        dispersion=dispersion,
+        outcome=str(outcome),
+        covariates=cov_formula,
+        messages=tuple(messages),
+        _robust=rob,
     )
 
 
