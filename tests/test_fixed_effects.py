@@ -239,3 +239,14 @@ def test_bad_input() -> None:
             fit_fixed_effects(allt, outcome="y", effect="period-interaction", **ROLES)
     with pytest.raises(DataError, match="treatment is confounded with time"):
         fit_fixed_effects(allt, outcome="y", **ROLES)
+
+
+def test_large_counts_dense_and_quadrature_agree() -> None:
+    # council-period counts in the thousands: G = theta (I - H) theta has entries ~1e7, so a
+    # null eigenvalue rounds to ~1e-9; both paths must still treat it as zero
+    big = COUNTS.assign(events=COUNTS["events"] * 400 + 7, pop=COUNTS["pop"] * 400)
+    kw = dict(outcome="events", family="poisson", exposure="pop", **ROLES)
+    dense = fit_fixed_effects(big, _dense_limit=10**6, **kw)
+    quad = fit_fixed_effects(big, _dense_limit=1, **kw)
+    np.testing.assert_allclose(quad.vcov_matrix.to_numpy(), dense.vcov_matrix.to_numpy(), rtol=1e-8)
+    np.testing.assert_allclose(quad.terms["df"], dense.terms["df"], rtol=1e-8)

@@ -128,10 +128,12 @@ def _irls(
 # CR2 machinery
 # --------------------------------------------------------------------------------------
 def _sqrt_pinv_dense(g: np.ndarray) -> np.ndarray:
-    """Symmetric G^{+1/2} as clubSandwich's matrix_power(G, -1/2) (eigenvalues <= 1e-12 -> 0)."""
+    """Symmetric G^{+1/2} as clubSandwich's matrix_power(G, -1/2) (null eigenvalues -> 0)."""
     vals, vecs = np.linalg.eigh((g + g.T) / 2.0)
     pw = np.zeros_like(vals)
-    ok = vals > 1e-12
+    # clubSandwich zeroes eigenvalues <= 1e-12; the relative floor also catches the rounding
+    # of a null eigenvalue when G is large (e.g. Poisson counts in the thousands)
+    ok = vals > max(1e-12, 1e-10 * float(np.max(np.abs(vals))))
     pw[ok] = vals[ok] ** -0.5
     out: np.ndarray = (vecs * pw) @ vecs.T
     return out
