@@ -265,6 +265,9 @@ def invert_test(
     """
     if not np.isfinite(scale) or scale <= 0:
         scale = max(abs(estimate), 1.0)
+    # p-values are ratios of integers: 1 - 0.9 = 0.09999999999999998 must still reject
+    # p = 9/90, so compare with a little slack
+    alpha = alpha + 1e-12
     ends = []
     for sign in (-1.0, 1.0):
         inside = estimate

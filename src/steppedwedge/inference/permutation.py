@@ -342,6 +342,8 @@ def _label_key(x: Any) -> str:
 
 def _completed_rows(treat: np.ndarray) -> np.ndarray:
     """Fill unobserved cells with the cluster's previous (else next) observed value."""
+    if not np.isnan(treat).any():
+        return treat.copy()
     frame = pd.DataFrame(treat)
     return frame.ffill(axis=1).bfill(axis=1).to_numpy(dtype=np.float64)
 
@@ -723,6 +725,7 @@ def permutation_test(
                 y,
                 np.nan_to_num(treat),
                 stat,
+                name == "twfe" or wts == "clusters",
                 space,
                 assignments,
                 observed_x,
@@ -805,6 +808,7 @@ def _make_inverter(
     y: np.ndarray,
     x_obs: np.ndarray,
     stat: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    linear: bool,
     space: _Space,
     assignments: np.ndarray,
     observed_x: np.ndarray,
@@ -813,28 +817,24 @@ def _make_inverter(
     obs: float,
     null: np.ndarray,
 ) -> Callable[[float], tuple[float, float]]:
-    """Confidence interval by inverting the test of ``Y - theta0 X``."""
-    # Both statistics are linear in Y except the inverse-variance vertical one; for a
-    # linear statistic T(Y - t X) = T(Y) - t T(X), computed once.
-    probe = np.nan_to_num(y) + 1.2345 * x_obs
-    lin_obs = float(stat(probe, observed_x)[0])
-    linear = abs(lin_obs - (obs + 1.2345 * float(stat(x_obs, observed_x)[0]))) <= 1e-9 * (
-        1 + abs(lin_obs)
-    )
-    null_x = _batched(lambda x: stat(x_obs, x), space, assignments)
-    obs_x = float(stat(x_obs, observed_x)[0])
-    if linear:
-        null_probe = _batched(lambda x: stat(probe, x), space, assignments)
-        ref = null + 1.2345 * null_x
-        fin = np.isfinite(ref)
-        linear = bool(np.allclose(null_probe[fin], ref[fin], rtol=1e-9, atol=1e-12))
+    """Confidence interval by inverting the test of ``Y - theta0 X`` (computed on demand).
+
+    For a statistic linear in ``Y`` (``"twfe"``; ``"cluster-period"`` with cluster-count
+    weights) ``T(Y - t X) = T(Y) - t T(X)``, so ``T(X)`` over the re-randomisations is
+    computed once; otherwise every evaluation recomputes the statistic.
+    """
+    y0 = np.nan_to_num(y)
+    cache: dict[str, Any] = {}
 
     def pfun(theta: float) -> float:
         if linear:
-            t_obs = obs - theta * obs_x
-            t_null = null - theta * null_x
+            if "null_x" not in cache:
+                cache["null_x"] = _batched(lambda x: stat(x_obs, x), space, assignments)
+                cache["obs_x"] = float(stat(x_obs, observed_x)[0])
+            t_obs = obs - theta * cache["obs_x"]
+            t_null = null - theta * cache["null_x"]
         else:
-            yy = np.nan_to_num(y) - theta * x_obs
+            yy = y0 - theta * x_obs
             t_obs = float(stat(yy, observed_x)[0])
             t_null = _batched(lambda x: stat(yy, x), space, assignments)
         return permutation_pvalue(t_obs, t_null, alternative, exact=exact)  # type: ignore[arg-type]
