@@ -58,6 +58,13 @@ def agq_value_grad(data: UnitData, fam: Family, beta: np.ndarray, sigma: np.ndar
     ``dW/deta``), so the gradient is that of the computed approximation, not of the exact
     integral.
     """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        return _agq_value_grad(data, fam, beta, sigma, alpha, n_quadrature, v0)
+
+
+def _agq_value_grad(data: UnitData, fam: Family, beta: np.ndarray, sigma: np.ndarray, alpha: float,
+                    n_quadrature: int, v0: np.ndarray | None
+                    ) -> tuple[float, np.ndarray, np.ndarray, float, LaplaceState]:
     st = modes(data, fam, beta, sigma, alpha, v0)
     if data.z.shape[2] != 1:
         raise ValueError("adaptive Gauss-Hermite quadrature needs exactly one random effect per cluster.")

@@ -139,7 +139,17 @@ def _inv_logdet(h: np.ndarray, tail_start: int | None) -> tuple[np.ndarray, np.n
 
 def modes(data: UnitData, fam: Family, beta: np.ndarray, sigma: np.ndarray, alpha: float = 0.0,
           v0: np.ndarray | None = None, *, tol: float = 1e-10, max_iter: int = 60) -> LaplaceState:
-    """Conditional modes by vectorised Newton iterations and the Laplace log-likelihood."""
+    """Conditional modes by vectorised Newton iterations and the Laplace log-likelihood.
+
+    Trial points far from the optimum may overflow; they give a non-finite value, which the
+    step-halving here and the outer line search reject, so floating-point warnings are muted.
+    """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        return _modes(data, fam, beta, sigma, alpha, v0, tol=tol, max_iter=max_iter)
+
+
+def _modes(data: UnitData, fam: Family, beta: np.ndarray, sigma: np.ndarray, alpha: Any,
+           v0: np.ndarray | None, *, tol: float, max_iter: int) -> LaplaceState:
     n_i, _, q = data.z.shape
     beta = np.asarray(beta, dtype=float)
     sigma = np.asarray(sigma, dtype=float)
@@ -208,6 +218,13 @@ def laplace(data: UnitData, fam: Family, beta: np.ndarray, sigma: np.ndarray, al
 
 def laplace_grad(data: UnitData, fam: Family, st: LaplaceState, sigma: np.ndarray, alpha: Any = 0.0,
                  want_hessian: bool = False, per_cluster: bool = False) -> tuple[Any, ...]:
+    """Exact gradient (see :func:`_laplace_grad`), floating-point warnings muted as in :func:`modes`."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        return _laplace_grad(data, fam, st, sigma, alpha, want_hessian, per_cluster)
+
+
+def _laplace_grad(data: UnitData, fam: Family, st: LaplaceState, sigma: np.ndarray, alpha: Any = 0.0,
+                  want_hessian: bool = False, per_cluster: bool = False) -> tuple[Any, ...]:
     """Exact gradient of the Laplace log-likelihood: ``(d/d beta, d/d sigma, d/d alpha)``.
 
     With ``per_cluster`` the cluster contributions, shapes ``(I, p), (I, k), (I,)``.  With
