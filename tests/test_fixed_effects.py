@@ -250,3 +250,14 @@ def test_large_counts_dense_and_quadrature_agree() -> None:
     quad = fit_fixed_effects(big, _dense_limit=1, **kw)
     np.testing.assert_allclose(quad.vcov_matrix.to_numpy(), dense.vcov_matrix.to_numpy(), rtol=1e-8)
     np.testing.assert_allclose(quad.terms["df"], dense.terms["df"], rtol=1e-8)
+
+
+def test_plot_returns_axes() -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    with pytest.warns(SmallSampleWarning):
+        res = fit_fixed_effects(BINARY, outcome="y", effect="period-interaction", **ROLES)
+    ax = res.plot()
+    assert len(ax.get_yticklabels()) == 5  # the five estimable period effects
+    plt.close("all")

@@ -163,3 +163,17 @@ def test_bad_input() -> None:
         pool(estimates=[1.0, 2.0], std_errors=[1, 1], dfcom=0)
     with pytest.raises(ValueError, match="non-negative"):
         pool(estimates=[1.0, 2.0], variances=[1, -1])
+
+
+def test_plot_returns_axes() -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    res = pool(
+        estimates=[[0.1, 1.0], [0.2, 1.1], [0.15, 0.9]],
+        std_errors=[[0.1, 0.2]] * 3,
+        terms=["treatment", "age"],
+    )
+    ax = res.plot()
+    assert sorted(t.get_text() for t in ax.get_yticklabels()) == ["age", "treatment"]
+    plt.close("all")

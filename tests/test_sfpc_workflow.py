@@ -44,6 +44,7 @@ def test_fs_like_facts_and_sizes() -> None:
     )
 
 
+@pytest.mark.slow
 def test_fs_like_control_risk_near_published_baseline() -> None:
     fs = make_fs_like(n_children=60_000, rng=5)
     d = Design.from_start_dates(fs.start_dates, "starts", window=fs.window)
@@ -64,6 +65,7 @@ def test_fs_like_control_risk_near_published_baseline() -> None:
         assert abs(p - base) < MC_K * np.sqrt(base * (1 - base) / n) + 0.08 * base, council
 
 
+@pytest.mark.slow
 def test_odds_ratio_is_applied() -> None:
     fs = make_fs_like(n_children=40_000, odds_ratio=0.5, rng=8)
     d = Design.from_start_dates(fs.start_dates, "starts", window=fs.window)
