@@ -241,3 +241,19 @@ def test_boundary_flagged() -> None:
                  family=sm.families.Binomial()).fit(tol=1e-12)
     assert res.estimate == pytest.approx(glm.params[-1], rel=1e-6)
     assert res.std_error == pytest.approx(glm.bse[-1], rel=1e-5)
+
+
+# ---------------------------------------------------------------- routing through sw.fit
+
+
+def test_sw_fit_routes_to_fit_glmm() -> None:
+    from steppedwedge.models.fit import fit
+
+    d = _binary()
+    a = fit(d, outcome="y", cluster="c", period="t", treatment="x", family="binomial", random="cluster",
+            method="agq", n_quadrature=5)
+    b = fit_glmm(d, **BIN, random="cluster", method="agq", n_quadrature=5)
+    assert isinstance(a, GLMMResult) and a.n_quadrature == 5
+    assert a.estimate == b.estimate and a.loglik == b.loglik
+    c = fit(_counts(), outcome="y", cluster="la", period="q", treatment="arm", family="poisson", exposure="pop")
+    assert isinstance(c, GLMMResult) and c.random == "nested" and c.method == "laplace"
