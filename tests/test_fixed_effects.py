@@ -261,3 +261,15 @@ def test_plot_returns_axes() -> None:
     ax = res.plot()
     assert len(ax.get_yticklabels()) == 5  # the five estimable period effects
     plt.close("all")
+
+
+def test_separation_is_named() -> None:
+    # the only control council in period 6 (LA6) has no events there: the period-6 effect is
+    # then fitted by that cell alone, whose fitted probability goes to 0
+    sep = BINARY.copy()
+    sep.loc[(sep["council"] == "LA6") & (sep["period"] == 6), "y"] = 0
+    with pytest.warns(SmallSampleWarning) as record:
+        res = fit_fixed_effects(sep, outcome="y", effect="period-interaction", **ROLES)
+    text = " ".join(str(w.message) for w in record)
+    assert "separation" in text and "('LA6', '6')" in text
+    assert any("separation" in m for m in res.messages)
