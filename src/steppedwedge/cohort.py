@@ -649,12 +649,8 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
         if age_limit is not None:
             whole = float(age_limit).is_integer()
             if whole:
-                bday = pd.DatetimeIndex(
-                    [
-                        x + pd.DateOffset(years=int(age_limit)) if x is not pd.NaT else pd.NaT
-                        for x in b
-                    ]
-                )
+                # calendar birthday (29 February -> 28 February in common years), NaT kept
+                bday = pd.DatetimeIndex(b + pd.DateOffset(years=int(age_limit))).as_unit("ns")
             else:
                 bday = b + pd.to_timedelta(np.round(age_limit * 365.25), unit="D")
             cut = ~bday.isna() & (bday < end)
