@@ -257,3 +257,69 @@ def test_sw_fit_routes_to_fit_glmm() -> None:
     assert a.estimate == b.estimate and a.loglik == b.loglik
     c = fit(_counts(), outcome="y", cluster="la", period="q", treatment="arm", family="poisson", exposure="pop")
     assert isinstance(c, GLMMResult) and c.random == "nested" and c.method == "laplace"
+
+
+# ---------------------------------------------------------------- core algebra
+
+
+@pytest.mark.parametrize("head", [1, 2])
+def test_arrowhead_inverse_equals_dense(head: int) -> None:
+    """Closed-form inverse/log-determinant of the cluster-period arrowhead vs numpy."""
+    from steppedwedge._core.laplace import _inv_logdet
+
+    rng = np.random.default_rng(head)
+    n_i, n_t = 5, 7
+    w = rng.uniform(0.5, 30, (n_i, n_t))
+    lam = np.r_[rng.uniform(0.1, 1, head), np.full(n_t, 0.3)]
+    z = np.concatenate([np.ones((n_t, 1)), rng.integers(0, 2, (n_t, head - 1)), np.eye(n_t)], axis=1)
+    a = z[None] * lam
+    h = (a.transpose(0, 2, 1) * w[:, None, :]) @ a + np.eye(head + n_t)
+    hinv, logdet = _inv_logdet(h, head)
+    np.testing.assert_allclose(hinv, np.linalg.inv(h), rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(logdet, np.linalg.slogdet(h)[1], rtol=1e-12)
+
+
+def test_exact_gradient_matches_differences() -> None:
+    """Exact Laplace and AGQ gradients vs central differences of the log-likelihood."""
+    from steppedwedge._core.agq import agq_value, agq_value_grad
+    from steppedwedge._core.families import make_family
+    from steppedwedge._core.laplace import UnitData, laplace_grad, modes
+
+    rng = np.random.default_rng(2)
+    n_i, n_t = 6, 5
+    trt = (np.arange(n_t)[None, :] > np.arange(n_i)[:, None] % (n_t - 1)).astype(float)
+    x = np.concatenate([np.ones((n_i, n_t, 1)), np.broadcast_to(np.eye(n_t)[:, 1:], (n_i, n_t, n_t - 1)),
+                        trt[:, :, None]], axis=2)
+    for fam_name, link in [("poisson", "log"), ("binomial", "probit"), ("negative_binomial", "log")]:
+        fam = make_family(fam_name, link)
+        n = rng.integers(5, 30, (n_i, n_t)).astype(float)
+        if fam_name == "binomial":
+            y, off = rng.binomial(n.astype(int), 0.3).astype(float), np.zeros((n_i, n_t))
+        else:
+            y, off, n = rng.poisson(20, (n_i, n_t)).astype(float), np.log(n), np.ones((n_i, n_t))
+        z = np.concatenate([np.ones((n_i, n_t, 1)), trt[:, :, None], np.broadcast_to(np.eye(n_t), (n_i, n_t, n_t))],
+                           axis=2)
+        d = UnitData(y=y, n=n, offset=off, weight=np.ones((n_i, n_t)), x=x, z=z,
+                     comp=np.array([0, 1] + [2] * n_t), n_comp=3, tail_start=2)
+        beta = np.r_[-0.8 if fam_name == "binomial" else 1.0, rng.normal(0, 0.2, x.shape[2] - 1)]
+        sig, al, h = np.array([0.4, 0.2, 0.3]), 1.2, 1e-5
+        gb, gs, ga = laplace_grad(d, fam, modes(d, fam, beta, sig, al), sig, al)
+        num = [(modes(d, fam, beta + h * e, sig, al).value - modes(d, fam, beta - h * e, sig, al).value) / (2 * h)
+               for e in np.eye(beta.size)]
+        nums = [(modes(d, fam, beta, sig + h * e, al).value - modes(d, fam, beta, sig - h * e, al).value) / (2 * h)
+                for e in np.eye(3)]
+        np.testing.assert_allclose(gb, num, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(gs, nums, rtol=1e-6, atol=1e-6)
+        if fam.has_dispersion:
+            na = (modes(d, fam, beta, sig, al + h).value - modes(d, fam, beta, sig, al - h).value) / (2 * h)
+            assert ga == pytest.approx(na, rel=1e-6, abs=1e-6)
+        # AGQ (cluster intercept only)
+        d1 = UnitData(y=y, n=n, offset=off, weight=np.ones((n_i, n_t)), x=x, z=np.ones((n_i, n_t, 1)),
+                      comp=np.array([0]), n_comp=1)
+        s1 = np.array([0.4])
+        _, gb1, gs1, ga1, _ = agq_value_grad(d1, fam, beta, s1, al, 7)
+        num1 = [(agq_value(d1, fam, beta + h * e, s1, al, 7)[0] - agq_value(d1, fam, beta - h * e, s1, al, 7)[0])
+                / (2 * h) for e in np.eye(beta.size)]
+        np.testing.assert_allclose(gb1, num1, rtol=1e-6, atol=1e-6)
+        ns1 = (agq_value(d1, fam, beta, s1 + h, al, 7)[0] - agq_value(d1, fam, beta, s1 - h, al, 7)[0]) / (2 * h)
+        assert gs1[0] == pytest.approx(ns1, rel=1e-6, abs=1e-6)

@@ -78,6 +78,9 @@ add("pois_nb2_tmb", glmmTMB(f_c, family = nbinom2, data = cc, control = tmb_ctrl
 f_s <- count ~ period + treatment + offset(log(pop)) + (1 | council) + (0 + treatment | council)
 add("pois_slope_tmb", glmmTMB(f_s, family = poisson, data = cc, control = tmb_ctrl), "glmmTMB",
     "council_counts", kwa(kw, random = "random-slope"))
+f_ns <- count ~ period + treatment + offset(log(pop)) + (1 | council) + (0 + treatment | council) + (1 | cp)
+add("pois_nested_slope_tmb", glmmTMB(f_ns, family = poisson, data = cc, control = tmb_ctrl), "glmmTMB",
+    "council_counts", kwa(kw, random = "nested+random-slope"))
 add("pois_cluster_glmer", glmer(f_c, family = poisson, data = cc, nAGQ = 1, control = glmer_ctrl), "glmer",
     "council_counts", kwa(kw, random = "cluster"))
 sat <- sat_ll("poisson", cc$count)
