@@ -562,3 +562,19 @@ def test_interval_covers_the_true_effect_at_the_nominal_rate(statistic: str) -> 
         hits += lo <= effect <= hi
     se = np.sqrt(0.9 * 0.1 / n_sims)
     assert abs(hits / n_sims - 0.9) <= MC_K * se
+
+
+def test_space_from_data_with_a_missing_cell_matches_brute_force() -> None:
+    """Without a design, sequences come from the treatment rows (unobserved cells filled)."""
+    d = Design.stepped_wedge(5)
+    m = d.matrix.copy()
+    m[2, 4] = np.nan  # cluster 2 has no rows in period 5
+    m[3, 0] = np.nan  # cluster 3 has none in period 1
+    clusters = list(range(5))
+    df = _individual_data(m, clusters, np.random.default_rng(40), effect=0.4)
+    for statistic, ref in (("twfe", _ref_twfe), ("cluster-period", _ref_vertical)):
+        obs, null = _brute_force(df, d.matrix, clusters, ref)
+        res = permutation_test(df, **ROLES, statistic=statistic)
+        assert res.exact and res.n_admissible == 120
+        np.testing.assert_allclose(res.statistic, obs, **LINALG)
+        np.testing.assert_allclose(res.pvalue, _p(obs, null), **EXACT)

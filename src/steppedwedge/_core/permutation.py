@@ -62,7 +62,8 @@ def treatment_batch(
     a = np.asarray(assignments, dtype=np.intp)
     if a.ndim == 1:
         a = a[None, :]
-    return np.asarray(sequence_matrix, dtype=np.float64)[a[:, columns]]
+    out: FloatArray = np.asarray(sequence_matrix, dtype=np.float64)[a[:, columns]]
+    return out
 
 
 def twfe_annihilator(mask: npt.NDArray[np.bool_], weights: FloatArray) -> FloatArray:
@@ -82,8 +83,9 @@ def twfe_annihilator(mask: npt.NDArray[np.bool_], weights: FloatArray) -> FloatA
     wd = d * w[:, None]
     gram = d.T @ wd
     proj = wd @ np.linalg.pinv(gram, rcond=1e-12, hermitian=True) @ wd.T
-    k = np.diag(w) - proj
-    return 0.5 * (k + k.T)
+    k: FloatArray = np.diag(w) - proj
+    sym: FloatArray = 0.5 * (k + k.T)
+    return sym
 
 
 def _pattern_groups(

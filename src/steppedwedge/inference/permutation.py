@@ -122,6 +122,21 @@ class PermutationResult(ResultMixin):
         NaN: a randomisation test has neither (kept for the shared result protocol).
     n_failed : int
         Re-randomisations whose statistic could not be computed (left out).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from steppedwedge.inference.permutation import permutation_test
+    >>> rng = np.random.default_rng(4)
+    >>> rows = [(i, j, float(j > i % 4), 0.8 * (j > i % 4) + rng.normal())
+    ...         for i in range(8) for j in range(5)]
+    >>> df = pd.DataFrame(rows, columns=["c", "t", "x", "y"])
+    >>> res = permutation_test(df, outcome="y", cluster="c", period="t", treatment="x",
+    ...                        n_permutations=999, rng=1, confidence_level=0.9)
+    >>> res.exact, res.n_permutations, res.n_admissible
+    (False, 999, 2520)
+    >>> res.tidy()[["term", "p_value"]].shape
+    (1, 2)
     """
 
     statistic: float
@@ -308,6 +323,15 @@ class NullDistribution:
         ``(R, B)`` statistic under each re-randomised allocation.
     exact : bool
         Whether ``null`` covers the whole admissible space.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from steppedwedge.inference.permutation import NullDistribution
+    >>> nd = NullDistribution(observed=np.array([2.0]), null=np.array([[0.5, -2.5, 1.0]]),
+    ...                       exact=False)
+    >>> nd.pvalues().round(3)  # (1 + 1) / (1 + 3)
+    array([0.5])
     """
 
     observed: np.ndarray
@@ -342,10 +366,15 @@ def _label_key(x: Any) -> str:
 
 def _completed_rows(treat: np.ndarray) -> np.ndarray:
     """Fill unobserved cells with the cluster's previous (else next) observed value."""
-    if not np.isnan(treat).any():
-        return treat.copy()
-    frame = pd.DataFrame(treat)
-    return frame.ffill(axis=1).bfill(axis=1).to_numpy(dtype=np.float64)
+    out = np.array(treat, dtype=np.float64)
+    n_t = out.shape[1]
+    for j in range(1, n_t):  # forward fill
+        gap = np.isnan(out[:, j])
+        out[gap, j] = out[gap, j - 1]
+    for j in range(n_t - 2, -1, -1):  # backward fill what is left at the start
+        gap = np.isnan(out[:, j])
+        out[gap, j] = out[gap, j + 1]
+    return out
 
 
 def _space_iv(td: TrialData, treat: np.ndarray, allocation: Any, design: Any) -> _Space:
