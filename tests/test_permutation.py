@@ -578,3 +578,31 @@ def test_space_from_data_with_a_missing_cell_matches_brute_force() -> None:
         assert res.exact and res.n_admissible == 120
         np.testing.assert_allclose(res.statistic, obs, **LINALG)
         np.testing.assert_allclose(res.pvalue, _p(obs, null), **EXACT)
+
+
+def test_constrained_allocation_with_integer_labels_matches_its_admissible_set() -> None:
+    """Covariate-constrained space; integer labels whose text order differs from their order."""
+    d = Design.stepped_wedge(3, 4)
+    labels = list(range(1, 13))  # text order 1, 10, 11, 12, 2, ... differs from numeric order
+    size = np.random.default_rng(3).normal(size=12)
+    frame = pd.DataFrame({"cluster": labels, "size": size})
+    alloc = randomise(d, frame, balance="size", cutoff=0.01, rng=2, alpha=None)
+    assert alloc.constrained and alloc.n_admissible < alloc.n_possible
+    df = _individual_data(
+        alloc.design.matrix, list(alloc.design.clusters), np.random.default_rng(6), effect=0.5
+    )
+    res = permutation_test(df, **ROLES, allocation=alloc, statistic="twfe", alpha=None)
+    assert res.exact and res.n_permutations == alloc.n_admissible
+    assert res.allocation_method == "simple + constrained"
+    # independent: the statistic under each admissible row (0-based sequences by label)
+    sm = d.sequence_matrix
+    cells = _cell_means(df)
+    null = []
+    for row in alloc.admissible:
+        seq = dict(zip(alloc.clusters, row.tolist(), strict=True))
+        x = [sm[seq[c]][t - 1] for c, t in zip(cells["c"], cells["t"], strict=True)]
+        null.append(_ref_twfe(cells.assign(x=x)))
+    obs = _ref_twfe(cells)
+    np.testing.assert_allclose(res.statistic, obs, **LINALG)
+    np.testing.assert_allclose(np.sort(res.null_distribution), np.sort(null), **LINALG)
+    np.testing.assert_allclose(res.pvalue, _p(obs, np.array(null)), **EXACT)

@@ -653,7 +653,19 @@ def permutation_test(
     cluster actually has; a cell that the drawn sequence marks unobserved is left out for
     that draw.  Without ``allocation``/``design``, a cluster's sequence is its treatment
     row with unobserved cells filled from its previous (else next) observed period.  The
-    cluster-period statistic compares fully treated (1) with control (0) cells only.
+    cluster-period statistic compares fully treated (1) with control (0) cells only.  An
+    allocation under which the statistic is undefined (e.g. treatment collinear with the
+    fixed effects once cells are dropped) is left out of the null distribution; the
+    allocation is independent of the outcomes, so the test stays valid.
+
+    **Matching data to the allocation.**  Clusters are matched by label (as text); periods
+    by label text, else, when the numbers agree, in order (the data's sorted periods to the
+    design's columns).
+
+    **Cost.**  ``"twfe"`` and ``"cluster-period"`` are vectorised over re-randomisations
+    (9999 take well under a second for tens of clusters); ``"lmm"`` and callables cost one
+    call per re-randomisation (an LMM fit takes tens of milliseconds), so use fewer
+    re-randomisations, e.g. ``n_permutations=999``.
 
     References
     ----------
