@@ -38,7 +38,9 @@ def _binary(seed: int = 2, n_clusters: int = 8, n_periods: int = 5, m: int = 12)
     return pd.DataFrame(rows, columns=["c", "t", "x", "y"])
 
 
-COUNT = dict(outcome="y", cluster="la", period="q", treatment="arm", family="poisson", exposure="pop")
+COUNT = dict(
+    outcome="y", cluster="la", period="q", treatment="arm", family="poisson", exposure="pop"
+)
 BIN = dict(outcome="y", cluster="c", period="t", treatment="x", family="binomial")
 
 
@@ -73,7 +75,9 @@ def test_rates_per_10000() -> None:
     b = res.params
     first = r.iloc[0]
     assert first["rate_control"] == pytest.approx(1e4 * math.exp(b["(Intercept)"]), rel=1e-12)
-    assert first["rate_treated"] / first["rate_control"] == pytest.approx(math.exp(b["treatment"]), rel=1e-12)
+    assert first["rate_treated"] / first["rate_control"] == pytest.approx(
+        math.exp(b["treatment"]), rel=1e-12
+    )
     assert first["low_control"] < first["rate_control"] < first["high_control"]
     with pytest.raises(ValueError, match="per"):
         res.rates(per=0)
@@ -102,7 +106,9 @@ def test_eti_pte_and_window() -> None:
     idx = [k for k, n in enumerate(tate.params.index) if n.startswith("exposure[")]
     c[idx] = 1.0 / len(idx)
     assert tate.estimate == pytest.approx(float(c @ tate.params.to_numpy()), rel=1e-12)
-    assert tate.std_error == pytest.approx(math.sqrt(c @ tate.vcov_matrix.to_numpy() @ c), rel=1e-12)
+    assert tate.std_error == pytest.approx(
+        math.sqrt(c @ tate.vcov_matrix.to_numpy() @ c), rel=1e-12
+    )
     assert tate.effect_curve is not None and len(tate.effect_curve) == len(idx)
 
 
@@ -117,13 +123,18 @@ def test_agq_equals_numerical_integration() -> None:
     sd = math.sqrt(res.variance_components["tau2"])
     total = 0.0
     for _, g in d.groupby("c"):
-        eta0 = (b["(Intercept)"] + g["t"].map(lambda t: b.get(f"period[{t}]", 0.0)).to_numpy()
-                + b["treatment"] * g["x"].to_numpy())
+        eta0 = (
+            b["(Intercept)"]
+            + g["t"].map(lambda t: b.get(f"period[{t}]", 0.0)).to_numpy()
+            + b["treatment"] * g["x"].to_numpy()
+        )
         y = g["y"].to_numpy()
 
         def f(u: float, eta0: np.ndarray = eta0, y: np.ndarray = y) -> float:
             p = special.expit(eta0 + u)
-            return float(np.exp(np.sum(y * np.log(p) + (1 - y) * np.log1p(-p))) * stats.norm.pdf(u, 0, sd))
+            return float(
+                np.exp(np.sum(y * np.log(p) + (1 - y) * np.log1p(-p))) * stats.norm.pdf(u, 0, sd)
+            )
 
         val, _ = integrate.quad(f, -8 * sd, 8 * sd, epsabs=0, epsrel=1e-12, limit=200)
         total += math.log(val)
@@ -139,14 +150,14 @@ def test_laplace_is_agq_with_one_point() -> None:
 
 
 def test_individual_count_rows_equal_cells() -> None:
-    """Poisson rows per person-period sum to cell counts: same fit, log-likelihood differs by a constant."""
+    """Poisson rows per person-period sum to cell counts: same fit, log-likelihood + constant."""
     d = _counts()
     rng = np.random.default_rng(5)
     rows = []
     for r in d.itertuples(index=False):
         parts = rng.multinomial(r.y, [0.5, 0.3, 0.2])
         share = np.array([0.5, 0.3, 0.2]) * r.pop
-        rows += [(r.la, r.q, r.arm, s, k) for s, k in zip(share, parts)]
+        rows += [(r.la, r.q, r.arm, s, k) for s, k in zip(share, parts, strict=True)]
     ind = pd.DataFrame(rows, columns=["la", "q", "arm", "pop", "y"])
     a = fit_glmm(d, **COUNT, random="nested")
     b = fit_glmm(ind, **COUNT, random="nested")
@@ -187,7 +198,9 @@ def test_events_exceed_trials() -> None:
     d = _binary().groupby(["c", "t", "x"], as_index=False).agg(ev=("y", "sum"), n=("y", "size"))
     d.loc[0, "ev"] = d.loc[0, "n"] + 1
     with pytest.raises(DataError, match="exceed trials"):
-        fit_glmm(d, outcome="ev", trials="n", cluster="c", period="t", treatment="x", family="binomial")
+        fit_glmm(
+            d, outcome="ev", trials="n", cluster="c", period="t", treatment="x", family="binomial"
+        )
 
 
 def test_binary_not_01() -> None:
@@ -204,11 +217,21 @@ def test_complete_separation() -> None:
         fit_glmm(d, **BIN)
 
 
-@pytest.mark.parametrize(("family", "link"), [("poisson", "logit"), ("binomial", "inverse"),
-                                               ("negative_binomial", "identity")])
+@pytest.mark.parametrize(
+    ("family", "link"),
+    [("poisson", "logit"), ("binomial", "inverse"), ("negative_binomial", "identity")],
+)
 def test_family_link_nonsense(family: str, link: str) -> None:
     with pytest.raises(ValueError, match="makes no sense"):
-        fit_glmm(_counts(), outcome="y", cluster="la", period="q", treatment="arm", family=family, link=link)
+        fit_glmm(
+            _counts(),
+            outcome="y",
+            cluster="la",
+            period="q",
+            treatment="arm",
+            family=family,
+            link=link,
+        )
 
 
 def test_bad_options() -> None:
@@ -235,10 +258,16 @@ def test_boundary_flagged() -> None:
     import statsmodels.api as sm
 
     cells = d.groupby(["c", "t", "x"], as_index=False).agg(ev=("y", "sum"), n=("y", "size"))
-    x = np.column_stack([np.ones(len(cells)), pd.get_dummies(cells["t"], drop_first=True).to_numpy(float),
-                         cells["x"].to_numpy(float)])
-    glm = sm.GLM(np.column_stack([cells["ev"], cells["n"] - cells["ev"]]), x,
-                 family=sm.families.Binomial()).fit(tol=1e-12)
+    x = np.column_stack(
+        [
+            np.ones(len(cells)),
+            pd.get_dummies(cells["t"], drop_first=True).to_numpy(float),
+            cells["x"].to_numpy(float),
+        ]
+    )
+    glm = sm.GLM(
+        np.column_stack([cells["ev"], cells["n"] - cells["ev"]]), x, family=sm.families.Binomial()
+    ).fit(tol=1e-12)
     assert res.estimate == pytest.approx(glm.params[-1], rel=1e-6)
     assert res.std_error == pytest.approx(glm.bse[-1], rel=1e-5)
 
@@ -250,12 +279,29 @@ def test_sw_fit_routes_to_fit_glmm() -> None:
     from steppedwedge.models.fit import fit
 
     d = _binary()
-    a = fit(d, outcome="y", cluster="c", period="t", treatment="x", family="binomial", random="cluster",
-            method="agq", n_quadrature=5)
+    a = fit(
+        d,
+        outcome="y",
+        cluster="c",
+        period="t",
+        treatment="x",
+        family="binomial",
+        random="cluster",
+        method="agq",
+        n_quadrature=5,
+    )
     b = fit_glmm(d, **BIN, random="cluster", method="agq", n_quadrature=5)
     assert isinstance(a, GLMMResult) and a.n_quadrature == 5
     assert a.estimate == b.estimate and a.loglik == b.loglik
-    c = fit(_counts(), outcome="y", cluster="la", period="q", treatment="arm", family="poisson", exposure="pop")
+    c = fit(
+        _counts(),
+        outcome="y",
+        cluster="la",
+        period="q",
+        treatment="arm",
+        family="poisson",
+        exposure="pop",
+    )
     assert isinstance(c, GLMMResult) and c.random == "nested" and c.method == "laplace"
 
 
@@ -271,7 +317,9 @@ def test_arrowhead_inverse_equals_dense(head: int) -> None:
     n_i, n_t = 5, 7
     w = rng.uniform(0.5, 30, (n_i, n_t))
     lam = np.r_[rng.uniform(0.1, 1, head), np.full(n_t, 0.3)]
-    z = np.concatenate([np.ones((n_t, 1)), rng.integers(0, 2, (n_t, head - 1)), np.eye(n_t)], axis=1)
+    z = np.concatenate(
+        [np.ones((n_t, 1)), rng.integers(0, 2, (n_t, head - 1)), np.eye(n_t)], axis=1
+    )
     a = z[None] * lam
     h = (a.transpose(0, 2, 1) * w[:, None, :]) @ a + np.eye(head + n_t)
     hinv, logdet = _inv_logdet(h, head)
@@ -288,38 +336,93 @@ def test_exact_gradient_matches_differences() -> None:
     rng = np.random.default_rng(2)
     n_i, n_t = 6, 5
     trt = (np.arange(n_t)[None, :] > np.arange(n_i)[:, None] % (n_t - 1)).astype(float)
-    x = np.concatenate([np.ones((n_i, n_t, 1)), np.broadcast_to(np.eye(n_t)[:, 1:], (n_i, n_t, n_t - 1)),
-                        trt[:, :, None]], axis=2)
-    for fam_name, link in [("poisson", "log"), ("binomial", "probit"), ("negative_binomial", "log")]:
+    x = np.concatenate(
+        [
+            np.ones((n_i, n_t, 1)),
+            np.broadcast_to(np.eye(n_t)[:, 1:], (n_i, n_t, n_t - 1)),
+            trt[:, :, None],
+        ],
+        axis=2,
+    )
+    for fam_name, link in [
+        ("poisson", "log"),
+        ("binomial", "probit"),
+        ("negative_binomial", "log"),
+    ]:
         fam = make_family(fam_name, link)
         n = rng.integers(5, 30, (n_i, n_t)).astype(float)
         if fam_name == "binomial":
             y, off = rng.binomial(n.astype(int), 0.3).astype(float), np.zeros((n_i, n_t))
         else:
             y, off, n = rng.poisson(20, (n_i, n_t)).astype(float), np.log(n), np.ones((n_i, n_t))
-        z = np.concatenate([np.ones((n_i, n_t, 1)), trt[:, :, None], np.broadcast_to(np.eye(n_t), (n_i, n_t, n_t))],
-                           axis=2)
-        d = UnitData(y=y, n=n, offset=off, weight=np.ones((n_i, n_t)), x=x, z=z,
-                     comp=np.array([0, 1] + [2] * n_t), n_comp=3, tail_start=2)
+        z = np.concatenate(
+            [
+                np.ones((n_i, n_t, 1)),
+                trt[:, :, None],
+                np.broadcast_to(np.eye(n_t), (n_i, n_t, n_t)),
+            ],
+            axis=2,
+        )
+        d = UnitData(
+            y=y,
+            n=n,
+            offset=off,
+            weight=np.ones((n_i, n_t)),
+            x=x,
+            z=z,
+            comp=np.array([0, 1] + [2] * n_t),
+            n_comp=3,
+            tail_start=2,
+        )
         beta = np.r_[-0.8 if fam_name == "binomial" else 1.0, rng.normal(0, 0.2, x.shape[2] - 1)]
         sig, al, h = np.array([0.4, 0.2, 0.3]), 1.2, 1e-5
         gb, gs, ga = laplace_grad(d, fam, modes(d, fam, beta, sig, al), sig, al)
-        num = [(modes(d, fam, beta + h * e, sig, al).value - modes(d, fam, beta - h * e, sig, al).value) / (2 * h)
-               for e in np.eye(beta.size)]
-        nums = [(modes(d, fam, beta, sig + h * e, al).value - modes(d, fam, beta, sig - h * e, al).value) / (2 * h)
-                for e in np.eye(3)]
+        num = [
+            (
+                modes(d, fam, beta + h * e, sig, al).value
+                - modes(d, fam, beta - h * e, sig, al).value
+            )
+            / (2 * h)
+            for e in np.eye(beta.size)
+        ]
+        nums = [
+            (
+                modes(d, fam, beta, sig + h * e, al).value
+                - modes(d, fam, beta, sig - h * e, al).value
+            )
+            / (2 * h)
+            for e in np.eye(3)
+        ]
         np.testing.assert_allclose(gb, num, rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(gs, nums, rtol=1e-6, atol=1e-6)
         if fam.has_dispersion:
-            na = (modes(d, fam, beta, sig, al + h).value - modes(d, fam, beta, sig, al - h).value) / (2 * h)
+            na = (
+                modes(d, fam, beta, sig, al + h).value - modes(d, fam, beta, sig, al - h).value
+            ) / (2 * h)
             assert ga == pytest.approx(na, rel=1e-6, abs=1e-6)
         # AGQ (cluster intercept only)
-        d1 = UnitData(y=y, n=n, offset=off, weight=np.ones((n_i, n_t)), x=x, z=np.ones((n_i, n_t, 1)),
-                      comp=np.array([0]), n_comp=1)
+        d1 = UnitData(
+            y=y,
+            n=n,
+            offset=off,
+            weight=np.ones((n_i, n_t)),
+            x=x,
+            z=np.ones((n_i, n_t, 1)),
+            comp=np.array([0]),
+            n_comp=1,
+        )
         s1 = np.array([0.4])
         _, gb1, gs1, ga1, _ = agq_value_grad(d1, fam, beta, s1, al, 7)
-        num1 = [(agq_value(d1, fam, beta + h * e, s1, al, 7)[0] - agq_value(d1, fam, beta - h * e, s1, al, 7)[0])
-                / (2 * h) for e in np.eye(beta.size)]
+        num1 = [
+            (
+                agq_value(d1, fam, beta + h * e, s1, al, 7)[0]
+                - agq_value(d1, fam, beta - h * e, s1, al, 7)[0]
+            )
+            / (2 * h)
+            for e in np.eye(beta.size)
+        ]
         np.testing.assert_allclose(gb1, num1, rtol=1e-6, atol=1e-6)
-        ns1 = (agq_value(d1, fam, beta, s1 + h, al, 7)[0] - agq_value(d1, fam, beta, s1 - h, al, 7)[0]) / (2 * h)
+        ns1 = (
+            agq_value(d1, fam, beta, s1 + h, al, 7)[0] - agq_value(d1, fam, beta, s1 - h, al, 7)[0]
+        ) / (2 * h)
         assert gs1[0] == pytest.approx(ns1, rel=1e-6, abs=1e-6)

@@ -14,8 +14,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from _tolerances import MC_K
+
 from steppedwedge.models.glmm import fit_glmm
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,9 @@ pytestmark = pytest.mark.slow
 N_SIM = 200
 
 
-def _simulate(rng: np.random.Generator, n_clusters: int, n_periods: int, log_rr: float) -> pd.DataFrame:
+def _simulate(
+    rng: np.random.Generator, n_clusters: int, n_periods: int, log_rr: float
+) -> pd.DataFrame:
     cl = np.repeat(np.arange(n_clusters), n_periods)
     per = np.tile(np.arange(n_periods), n_clusters)
     start = 1 + np.arange(n_clusters) % (n_periods - 1)
@@ -39,8 +41,15 @@ def _rates(n_clusters: int, n_periods: int, log_rr: float, seed: int) -> tuple[f
     reject = cover = 0
     for _ in range(N_SIM):
         d = _simulate(rng, n_clusters, n_periods, log_rr)
-        res = fit_glmm(d, outcome="y", cluster="la", period="q", treatment="x", family="poisson",
-                       exposure="pop")
+        res = fit_glmm(
+            d,
+            outcome="y",
+            cluster="la",
+            period="q",
+            treatment="x",
+            family="poisson",
+            exposure="pop",
+        )
         lo, hi = res.conf_int()
         reject += res.pvalue < 0.05
         cover += lo <= log_rr <= hi
@@ -52,6 +61,9 @@ def test_type_one_error_and_coverage(n_clusters: int, n_periods: int) -> None:
     alpha_hat, _ = _rates(n_clusters, n_periods, 0.0, seed=100 + n_clusters)
     _, cover_hat = _rates(n_clusters, n_periods, math.log(0.85), seed=200 + n_clusters)
     se_a = math.sqrt(0.05 * 0.95 / N_SIM)
-    print(f"\n{n_clusters} clusters: type-I error {alpha_hat:.3f}, coverage {cover_hat:.3f} ({N_SIM} replicates)")
+    print(
+        f"\n{n_clusters} clusters: type-I error {alpha_hat:.3f}, "
+        f"coverage {cover_hat:.3f} ({N_SIM} replicates)"
+    )
     assert abs(alpha_hat - 0.05) <= MC_K * se_a, alpha_hat
     assert abs(cover_hat - 0.95) <= MC_K * se_a, cover_hat

@@ -1,4 +1,4 @@
-"""GLMM fits against lme4::glmer and glmmTMB (fixtures in tests/reference/glmm/, made by generate.R)."""
+"""GLMM fits against lme4::glmer and glmmTMB (fixtures and generate.R in tests/reference/glmm/)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from _tolerances import (
     GLMER_EST_SE_UNITS,
     GLMER_LOGLIK_ATOL,
@@ -18,6 +17,7 @@ from _tolerances import (
     GLMM_LOGLIK_ATOL,
     GLMM_SE,
 )
+
 from steppedwedge.models.glmm import fit_glmm
 
 pytestmark = pytest.mark.reference
@@ -37,7 +37,8 @@ def load(name: str) -> pd.DataFrame:
     if name.endswith("_agg"):
         d = pd.read_csv(data / f"{name[:-4]}.csv")
         return d.groupby(["cluster", "period", "treatment"], as_index=False).agg(
-            events=("y", "sum"), trials=("y", "size"))
+            events=("y", "sum"), trials=("y", "size")
+        )
     return pd.read_csv(data / f"{name}.csv")
 
 
@@ -104,18 +105,24 @@ def test_against_r(case: dict, fits: dict) -> None:
 
 
 def test_individual_rows_and_events_trials_agree(fits: dict) -> None:
-    """Same estimates either way; the log-likelihoods differ by sum(log choose(n, y)) as in glmer."""
+    """Same estimates either way; log-likelihoods differ by sum(log choose(n, y)), as in glmer."""
     from scipy.special import gammaln
 
     rows, agg = fits["bin_cluster_glmer_rows"], fits["bin_cluster_glmer_agg"]
     np.testing.assert_allclose(rows.params.to_numpy(), agg.params.to_numpy(), rtol=1e-8, atol=1e-10)
     a = load("binary_trial_agg")
-    lchoose = float(np.sum(gammaln(a["trials"] + 1) - gammaln(a["events"] + 1)
-                           - gammaln(a["trials"] - a["events"] + 1)))
+    lchoose = float(
+        np.sum(
+            gammaln(a["trials"] + 1)
+            - gammaln(a["events"] + 1)
+            - gammaln(a["trials"] - a["events"] + 1)
+        )
+    )
     assert agg.loglik - rows.loglik == pytest.approx(lchoose, abs=1e-8)
     case = {c["name"]: c for c in CASES}
-    assert case["bin_cluster_glmer_agg"]["loglik"] - case["bin_cluster_glmer_rows"]["loglik"] == pytest.approx(
-        lchoose, abs=1e-4)
+    assert case["bin_cluster_glmer_agg"]["loglik"] - case["bin_cluster_glmer_rows"][
+        "loglik"
+    ] == pytest.approx(lchoose, abs=1e-4)
 
 
 def test_exposure_and_log_offset_agree(fits: dict) -> None:

@@ -29,28 +29,43 @@ def gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
     return t, w / w.sum()
 
 
-def agq_value(data: UnitData, fam: Family, beta: np.ndarray, sigma: np.ndarray, alpha: float,
-              n_quadrature: int, v0: np.ndarray | None = None) -> tuple[float, LaplaceState]:
+def agq_value(
+    data: UnitData,
+    fam: Family,
+    beta: np.ndarray,
+    sigma: np.ndarray,
+    alpha: float,
+    n_quadrature: int,
+    v0: np.ndarray | None = None,
+) -> tuple[float, LaplaceState]:
     """AGQ log-likelihood (with the data constant) and the Laplace state at the modes."""
     st = modes(data, fam, beta, sigma, alpha, v0)
     if data.z.shape[2] != 1:
-        raise ValueError("adaptive Gauss-Hermite quadrature needs exactly one random effect per cluster.")
+        raise ValueError(
+            "adaptive Gauss-Hermite quadrature needs exactly one random effect per cluster."
+        )
     t, w = gauss_hermite(n_quadrature)
     hh = st.h[:, 0, 0]
     scale = 1.0 / np.sqrt(hh)
-    a = st.a[:, :, 0]                                     # (I, U)
-    fixed = st.eta - a * st.v                             # eta without the random effect
-    vk = st.v + scale[:, None] * t[None, :]               # (I, K)
-    eta = fixed[:, :, None] + a[:, :, None] * vk[:, None, :]   # (I, U, K)
+    a = st.a[:, :, 0]  # (I, U)
+    fixed = st.eta - a * st.v  # eta without the random effect
+    vk = st.v + scale[:, None] * t[None, :]  # (I, K)
+    eta = fixed[:, :, None] + a[:, :, None] * vk[:, None, :]  # (I, U, K)
     ll = fam.derivs(data.y[:, :, None], data.n[:, :, None], eta, alpha)[0] * data.weight[:, :, None]
     f = ll.sum(axis=1) - 0.5 * vk * vk + 0.5 * t[None, :] ** 2
     li = logsumexp(f, b=w[None, :], axis=1) - 0.5 * np.log(hh)
     return float(li.sum() + data.const), st
 
 
-def agq_value_grad(data: UnitData, fam: Family, beta: np.ndarray, sigma: np.ndarray, alpha: float,
-                   n_quadrature: int, v0: np.ndarray | None = None
-                   ) -> tuple[float, np.ndarray, np.ndarray, float, LaplaceState]:
+def agq_value_grad(
+    data: UnitData,
+    fam: Family,
+    beta: np.ndarray,
+    sigma: np.ndarray,
+    alpha: float,
+    n_quadrature: int,
+    v0: np.ndarray | None = None,
+) -> tuple[float, np.ndarray, np.ndarray, float, LaplaceState]:
     """AGQ log-likelihood and its exact gradient ``(value, d/d beta, d/d sigma, d/d alpha, state)``.
 
     The nodes ``v_k = v + t_k / sqrt(H)`` move with the parameters through the mode ``v``
@@ -62,12 +77,20 @@ def agq_value_grad(data: UnitData, fam: Family, beta: np.ndarray, sigma: np.ndar
         return _agq_value_grad(data, fam, beta, sigma, alpha, n_quadrature, v0)
 
 
-def _agq_value_grad(data: UnitData, fam: Family, beta: np.ndarray, sigma: np.ndarray, alpha: float,
-                    n_quadrature: int, v0: np.ndarray | None
-                    ) -> tuple[float, np.ndarray, np.ndarray, float, LaplaceState]:
+def _agq_value_grad(
+    data: UnitData,
+    fam: Family,
+    beta: np.ndarray,
+    sigma: np.ndarray,
+    alpha: float,
+    n_quadrature: int,
+    v0: np.ndarray | None,
+) -> tuple[float, np.ndarray, np.ndarray, float, LaplaceState]:
     st = modes(data, fam, beta, sigma, alpha, v0)
     if data.z.shape[2] != 1:
-        raise ValueError("adaptive Gauss-Hermite quadrature needs exactly one random effect per cluster.")
+        raise ValueError(
+            "adaptive Gauss-Hermite quadrature needs exactly one random effect per cluster."
+        )
     t, wq = gauss_hermite(n_quadrature)
     x = data.x
     z = data.z[:, :, 0]
@@ -78,32 +101,36 @@ def _agq_value_grad(data: UnitData, fam: Family, beta: np.ndarray, sigma: np.nda
     w, w1, s = st.w, st.w1, st.s
     rs = 1.0 / np.sqrt(hh)
     fixed = st.eta - a * v[:, None]
-    vk = v[:, None] + rs[:, None] * t[None, :]                      # (I, K)
-    eta = fixed[:, :, None] + a[:, :, None] * vk[:, None, :]        # (I, U, K)
+    vk = v[:, None] + rs[:, None] * t[None, :]  # (I, K)
+    eta = fixed[:, :, None] + a[:, :, None] * vk[:, None, :]  # (I, U, K)
     ll_k, s_k, _w_k, _w1_k = fam.derivs(data.y[:, :, None], data.n[:, :, None], eta, alpha)
     ll_k = ll_k * wt[:, :, None]
     s_k = s_k * wt[:, :, None]
     f = ll_k.sum(axis=1) - 0.5 * vk * vk + 0.5 * t[None, :] ** 2
     li = logsumexp(f, b=wq[None, :], axis=1) - 0.5 * np.log(hh)
     value = float(li.sum() + data.const)
-    pi = wq[None, :] * np.exp(f - logsumexp(f, b=wq[None, :], axis=1)[:, None])   # (I, K), rows sum to 1
-    fprime = (s_k * a[:, :, None]).sum(axis=1) - vk                  # f'(v_k)  (I, K)
+    pi = wq[None, :] * np.exp(
+        f - logsumexp(f, b=wq[None, :], axis=1)[:, None]
+    )  # (I, K), rows sum to 1
+    fprime = (s_k * a[:, :, None]).sum(axis=1) - vk  # f'(v_k)  (I, K)
     # mode derivatives
-    awx = ((a * w)[:, None, :] @ x)[:, 0, :]                         # (I, p)
+    awx = ((a * w)[:, None, :] @ x)[:, 0, :]  # (I, p)
     dv_db = -awx / hh[:, None]
     zs = (z * s).sum(axis=1)
     awz = (a * w * z).sum(axis=1)
     dv_ds = (zs - awz * v) / hh
     a2w1 = a * a * w1
-    deta_db = x + a[:, :, None] * dv_db[:, None, :]                  # (I, U, p)
-    dh_db = (a2w1[:, None, :] @ deta_db)[:, 0, :]                    # (I, p)
+    deta_db = x + a[:, :, None] * dv_db[:, None, :]  # (I, U, p)
+    dh_db = (a2w1[:, None, :] @ deta_db)[:, 0, :]  # (I, p)
     dh_ds = 2.0 * awz + (a2w1 * (z * v[:, None] + a * dv_ds[:, None])).sum(axis=1)
     # d v_k = dv - t_k H^{-3/2} dH / 2
-    c3 = 0.5 * t[None, :] * (rs**3)[:, None]                         # (I, K)
+    c3 = 0.5 * t[None, :] * (rs**3)[:, None]  # (I, K)
     # beta
-    dfk_db = np.einsum("iuk,iup->ikp", s_k, x)                       # partial at fixed v
+    dfk_db = np.einsum("iuk,iup->ikp", s_k, x)  # partial at fixed v
     dvk_db = dv_db[:, None, :] - c3[:, :, None] * dh_db[:, None, :]
-    g_beta = np.einsum("ik,ikp->p", pi, dfk_db + fprime[:, :, None] * dvk_db) - 0.5 * (dh_db / hh[:, None]).sum(0)
+    g_beta = np.einsum("ik,ikp->p", pi, dfk_db + fprime[:, :, None] * dvk_db) - 0.5 * (
+        dh_db / hh[:, None]
+    ).sum(0)
     # sigma (single component)
     dfk_ds = (s_k * z[:, :, None]).sum(axis=1) * vk
     dvk_ds = dv_ds[:, None] - c3 * dh_ds[:, None]
@@ -116,5 +143,7 @@ def _agq_value_grad(data: UnitData, fam: Family, beta: np.ndarray, sigma: np.nda
         dv_da = (a * ds_).sum(axis=1) / hh
         dh_da = ((dw + w1 * a * dv_da[:, None]) * a * a).sum(axis=1)
         dvk_da = dv_da[:, None] - c3 * dh_da[:, None]
-        g_alpha = float((pi * (dll_k.sum(axis=1) + fprime * dvk_da)).sum() - 0.5 * (dh_da / hh).sum())
+        g_alpha = float(
+            (pi * (dll_k.sum(axis=1) + fprime * dvk_da)).sum() - 0.5 * (dh_da / hh).sum()
+        )
     return value, g_beta, g_sigma, g_alpha, st

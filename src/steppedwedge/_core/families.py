@@ -18,6 +18,7 @@ Non-canonical links combine the family's derivatives in ``mu`` with the link's
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import special
@@ -97,8 +98,9 @@ class Family:
             return bool(np.all(mu > 0) and np.all(muc > 0))
         return bool(np.all(np.isfinite(eta)))
 
-    def derivs(self, y: FloatArray, n: FloatArray, eta: FloatArray, alpha: float = 0.0,
-               order: int = 3) -> tuple[FloatArray, ...]:
+    def derivs(
+        self, y: FloatArray, n: FloatArray, eta: FloatArray, alpha: Any = 0.0, order: int = 3
+    ) -> tuple[FloatArray, ...]:
         """``(ll, s, w, w1)`` per unit (``w1`` only when ``order == 3``).
 
         ``n`` is the number of trials (binomial) and ignored otherwise.
@@ -112,7 +114,7 @@ class Family:
             mu = np.exp(eta)
             # log(k + mu) stably; ll = y log mu + k log k - (y + k) log(k + mu) + lgamma terms
             lkm = np.logaddexp(alpha, eta)
-            ll = (special.gammaln(y + k) - special.gammaln(k) + y * eta + k * alpha - (y + k) * lkm)
+            ll = special.gammaln(y + k) - special.gammaln(k) + y * eta + k * alpha - (y + k) * lkm
             r = np.exp(eta - lkm)  # mu / (k + mu)
             q = np.exp(alpha - lkm)  # k / (k + mu)
             s = (y - mu) * q
@@ -150,17 +152,22 @@ class Family:
             d2 = -y * a1 * a1 - f * b1 * b1 + s * r2
             r3 = m3 / m1 if self.link != "identity" else np.zeros_like(eta)
             # l3 m1^3 + 3 l2 m1 m2 + l1 m3
-            d3 = (2.0 * y * a1**3 - 2.0 * f * b1**3) + 3.0 * (-y * a1 * a1 - f * b1 * b1) * r2 + s * r3
+            d3 = (
+                (2.0 * y * a1**3 - 2.0 * f * b1**3)
+                + 3.0 * (-y * a1 * a1 - f * b1 * b1) * r2
+                + s * r3
+            )
         return ll, s, -d2, -d3
 
-    def dalpha(self, y: FloatArray, eta: FloatArray, alpha: float) -> tuple[FloatArray, ...]:
+    def dalpha(self, y: FloatArray, eta: FloatArray, alpha: Any) -> tuple[FloatArray, ...]:
         """NB2: ``(d ll, d s, d w)`` w.r.t. ``alpha = log k`` at fixed ``eta``."""
         k = np.exp(alpha)
         mu = np.exp(eta)
         lkm = np.logaddexp(alpha, eta)
         r = np.exp(eta - lkm)
-        q = np.exp(alpha - lkm)
-        dll_dk = special.digamma(y + k) - special.digamma(k) + alpha + 1.0 - lkm - (y + k) / (k + mu)
+        dll_dk = (
+            special.digamma(y + k) - special.digamma(k) + alpha + 1.0 - lkm - (y + k) / (k + mu)
+        )
         ds_dk = (y - mu) * r / (k + mu)
         dw_dk = r * (y * mu + 2.0 * k * mu - k * y) / (k + mu) ** 2
         return k * dll_dk, k * ds_dk, k * dw_dk
@@ -173,14 +180,19 @@ def make_family(name: str, link: str | None = None) -> Family:
     allowed = FAMILY_LINKS[name]
     link = allowed[0] if link is None else link
     if link not in allowed:
-        raise ValueError(f"link {link!r} is not available for family {name!r}; use one of {list(allowed)}.")
+        raise ValueError(
+            f"link {link!r} is not available for family {name!r}; use one of {list(allowed)}."
+        )
     return Family(name, link)
 
 
-def log_constant(family: str, y: FloatArray, n: FloatArray, binomial_coefficient: bool) -> FloatArray:
+def log_constant(
+    family: str, y: FloatArray, n: FloatArray, binomial_coefficient: bool
+) -> FloatArray:
     """Data-only part of the log-likelihood per row (``log choose(n, y)`` or ``-log y!``)."""
     if family == "binomial":
         if not binomial_coefficient:
             return np.zeros_like(y, dtype=float)
-        return special.gammaln(n + 1.0) - special.gammaln(y + 1.0) - special.gammaln(n - y + 1.0)
-    return -special.gammaln(y + 1.0)
+        out = special.gammaln(n + 1.0) - special.gammaln(y + 1.0) - special.gammaln(n - y + 1.0)
+        return np.asarray(out, dtype=float)
+    return np.asarray(-special.gammaln(y + 1.0), dtype=float)

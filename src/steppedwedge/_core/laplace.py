@@ -64,30 +64,33 @@ class UnitData:
     comp: np.ndarray
     n_comp: int
     const: float = 0.0
-    tail_start: int | None = None  # random-effect columns from here on are one-hot (<= 1 nonzero per unit)
+    tail_start: int | None = (
+        None  # random-effect columns from here on are one-hot (<= 1 nonzero per unit)
+    )
 
 
 @dataclass
 class LaplaceState:
     """Conditional modes and the pieces of the Laplace approximation at one parameter value."""
 
-    v: np.ndarray          # (I, q) modes (spherical scale)
-    eta: np.ndarray        # (I, U)
-    ll: np.ndarray         # (I, U) weighted unit log-likelihoods
+    v: np.ndarray  # (I, q) modes (spherical scale)
+    eta: np.ndarray  # (I, U)
+    ll: np.ndarray  # (I, U) weighted unit log-likelihoods
     s: np.ndarray
     w: np.ndarray
     w1: np.ndarray
-    a: np.ndarray          # (I, U, q)  Z Lambda
-    h: np.ndarray          # (I, q, q)
-    hinv: np.ndarray       # (I, q, q)
-    logdet: np.ndarray     # (I,)
+    a: np.ndarray  # (I, U, q)  Z Lambda
+    h: np.ndarray  # (I, q, q)
+    hinv: np.ndarray  # (I, q, q)
+    logdet: np.ndarray  # (I,)
     converged: bool
     value: float
-    per_cluster: np.ndarray | None = None   # (I,) cluster contributions (without the constant)
+    per_cluster: np.ndarray | None = None  # (I,) cluster contributions (without the constant)
 
 
-def _pieces(data: UnitData, fam: Family, eta: np.ndarray, alpha: Any, order: int = 3
-            ) -> tuple[np.ndarray, ...]:
+def _pieces(
+    data: UnitData, fam: Family, eta: np.ndarray, alpha: Any, order: int = 3
+) -> tuple[np.ndarray, ...]:
     ll, s, w, w1 = fam.derivs(data.y, data.n, eta, alpha)
     wt = data.weight
     return ll * wt, s * wt, w * wt, w1 * wt
@@ -114,7 +117,7 @@ def _inv_logdet(h: np.ndarray, tail_start: int | None) -> tuple[np.ndarray, np.n
     if np.any(dd <= 0):
         return np.full_like(h, np.nan), np.full(h.shape[0], np.inf)
     dinv = 1.0 / dd
-    e = b * dinv[:, None, :]                              # (I, m, T)
+    e = b * dinv[:, None, :]  # (I, m, T)
     schur = a - e @ b.transpose(0, 2, 1)
     if m == 1:
         sv = schur[:, 0, 0]
@@ -125,7 +128,7 @@ def _inv_logdet(h: np.ndarray, tail_start: int | None) -> tuple[np.ndarray, np.n
         sign, logdet_s = np.linalg.slogdet(schur)
         logdet_s = np.where(sign > 0, logdet_s, np.inf)
         sinv = np.linalg.inv(schur)
-    se = sinv @ e                                         # (I, m, T)
+    se = sinv @ e  # (I, m, T)
     hinv = np.empty_like(h)
     hinv[:, :m, :m] = sinv
     hinv[:, :m, m:] = -se
@@ -137,8 +140,17 @@ def _inv_logdet(h: np.ndarray, tail_start: int | None) -> tuple[np.ndarray, np.n
     return hinv, np.log(dd).sum(axis=1) + logdet_s
 
 
-def modes(data: UnitData, fam: Family, beta: np.ndarray, sigma: np.ndarray, alpha: float = 0.0,
-          v0: np.ndarray | None = None, *, tol: float = 1e-10, max_iter: int = 60) -> LaplaceState:
+def modes(
+    data: UnitData,
+    fam: Family,
+    beta: np.ndarray,
+    sigma: np.ndarray,
+    alpha: float = 0.0,
+    v0: np.ndarray | None = None,
+    *,
+    tol: float = 1e-10,
+    max_iter: int = 60,
+) -> LaplaceState:
     """Conditional modes by vectorised Newton iterations and the Laplace log-likelihood.
 
     Trial points far from the optimum may overflow; they give a non-finite value, which the
@@ -148,8 +160,17 @@ def modes(data: UnitData, fam: Family, beta: np.ndarray, sigma: np.ndarray, alph
         return _modes(data, fam, beta, sigma, alpha, v0, tol=tol, max_iter=max_iter)
 
 
-def _modes(data: UnitData, fam: Family, beta: np.ndarray, sigma: np.ndarray, alpha: Any,
-           v0: np.ndarray | None, *, tol: float, max_iter: int) -> LaplaceState:
+def _modes(
+    data: UnitData,
+    fam: Family,
+    beta: np.ndarray,
+    sigma: np.ndarray,
+    alpha: Any,
+    v0: np.ndarray | None,
+    *,
+    tol: float,
+    max_iter: int,
+) -> LaplaceState:
     n_i, _, q = data.z.shape
     beta = np.asarray(beta, dtype=float)
     sigma = np.asarray(sigma, dtype=float)
@@ -160,7 +181,7 @@ def _modes(data: UnitData, fam: Family, beta: np.ndarray, sigma: np.ndarray, alp
     lam = sigma[..., data.comp]
     a = data.z * (lam if lam.ndim == 1 else lam[:, None, :])
     if np.ndim(alpha) > 0:
-        alpha = np.asarray(alpha, dtype=float)[:, None]  # type: ignore[assignment]
+        alpha = np.asarray(alpha, dtype=float)[:, None]
     v = np.zeros((n_i, q)) if v0 is None else v0.copy()
     eye = np.eye(q)
     converged = False
@@ -206,25 +227,58 @@ def _modes(data: UnitData, fam: Family, beta: np.ndarray, sigma: np.ndarray, alp
         hinv, logdet = _inv_logdet(h, data.tail_start)
     per_cluster = ll.sum(axis=1) - 0.5 * (v * v).sum(axis=1) - 0.5 * logdet
     value = float(per_cluster.sum() + data.const)
-    return LaplaceState(v=v, eta=eta, ll=ll, s=s, w=w, w1=w1, a=a, h=h, hinv=hinv, logdet=logdet,
-                        converged=converged, value=value, per_cluster=per_cluster)
+    return LaplaceState(
+        v=v,
+        eta=eta,
+        ll=ll,
+        s=s,
+        w=w,
+        w1=w1,
+        a=a,
+        h=h,
+        hinv=hinv,
+        logdet=logdet,
+        converged=converged,
+        value=value,
+        per_cluster=per_cluster,
+    )
 
 
-def laplace(data: UnitData, fam: Family, beta: np.ndarray, sigma: np.ndarray, alpha: float = 0.0,
-            v0: np.ndarray | None = None) -> LaplaceState:
+def laplace(
+    data: UnitData,
+    fam: Family,
+    beta: np.ndarray,
+    sigma: np.ndarray,
+    alpha: float = 0.0,
+    v0: np.ndarray | None = None,
+) -> LaplaceState:
     """Laplace log-likelihood (``.value``) at ``(beta, sigma, alpha)``."""
     return modes(data, fam, beta, sigma, alpha, v0)
 
 
-def laplace_grad(data: UnitData, fam: Family, st: LaplaceState, sigma: np.ndarray, alpha: Any = 0.0,
-                 want_hessian: bool = False, per_cluster: bool = False) -> tuple[Any, ...]:
-    """Exact gradient (see :func:`_laplace_grad`), floating-point warnings muted as in :func:`modes`."""
+def laplace_grad(
+    data: UnitData,
+    fam: Family,
+    st: LaplaceState,
+    sigma: np.ndarray,
+    alpha: Any = 0.0,
+    want_hessian: bool = False,
+    per_cluster: bool = False,
+) -> tuple[Any, ...]:
+    """Exact gradient (see :func:`_laplace_grad`); floating-point warnings muted as in modes."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         return _laplace_grad(data, fam, st, sigma, alpha, want_hessian, per_cluster)
 
 
-def _laplace_grad(data: UnitData, fam: Family, st: LaplaceState, sigma: np.ndarray, alpha: Any = 0.0,
-                  want_hessian: bool = False, per_cluster: bool = False) -> tuple[Any, ...]:
+def _laplace_grad(
+    data: UnitData,
+    fam: Family,
+    st: LaplaceState,
+    sigma: np.ndarray,
+    alpha: Any = 0.0,
+    want_hessian: bool = False,
+    per_cluster: bool = False,
+) -> tuple[Any, ...]:
     """Exact gradient of the Laplace log-likelihood: ``(d/d beta, d/d sigma, d/d alpha)``.
 
     With ``per_cluster`` the cluster contributions, shapes ``(I, p), (I, k), (I,)``.  With
@@ -236,23 +290,23 @@ def _laplace_grad(data: UnitData, fam: Family, st: LaplaceState, sigma: np.ndarr
     hinv = st.hinv
     n_i = x.shape[0]
     # leverages d_u = a_u' H^-1 a_u
-    ah = a @ hinv                                        # (I, U, q)
+    ah = a @ hinv  # (I, U, q)
     d = (ah * a).sum(axis=2)
-    c = w1 * d                                           # d(log|H|)/d eta_u
-    at_w = a.transpose(0, 2, 1) * w[:, None, :]          # (I, q, U)
+    c = w1 * d  # d(log|H|)/d eta_u
+    at_w = a.transpose(0, 2, 1) * w[:, None, :]  # (I, q, U)
     # beta: envelope + log-det term with deta/dbeta = X - A H^-1 A' W X
-    atwx = at_w @ x                                      # (I, q, p)
-    deta_db = x - ah @ atwx                              # (I, U, p)
+    atwx = at_w @ x  # (I, q, p)
+    deta_db = x - ah @ atwx  # (I, U, p)
     g_beta = (s[:, None, :] @ x)[:, 0, :] - 0.5 * (c[:, None, :] @ deta_db)[:, 0, :]
     # sigma_k
     n_comp = data.n_comp
     g_sigma = np.zeros((n_i, n_comp))
-    m = at_w @ z                                         # A' W Z  (I, q, q)
+    m = at_w @ z  # A' W Z  (I, q, q)
     hm_diag = (hinv * m.transpose(0, 2, 1)).sum(axis=2)  # diag(H^-1 A'WZ)
     zts = (s[:, None, :] @ z)[:, 0, :]
     for k in range(n_comp):
         ek = (data.comp == k).astype(float)
-        ck = z @ (st.v * ek)[:, :, None]                 # (I, U, 1)  Z E_k v
+        ck = z @ (st.v * ek)[:, :, None]  # (I, U, 1)  Z E_k v
         env = (s * ck[:, :, 0]).sum(axis=1)
         dg = (zts * ek)[:, :, None] - at_w @ ck
         deta = ck + a @ (hinv @ dg)
@@ -265,7 +319,7 @@ def _laplace_grad(data: UnitData, fam: Family, st: LaplaceState, sigma: np.ndarr
         dll, ds, dw = fam.dalpha(data.y, st.eta, al)
         wt = data.weight
         dll, ds, dw = dll * wt, ds * wt, dw * wt
-        atds = (ds[:, None, :] @ a).transpose(0, 2, 1)   # (I, q, 1)
+        atds = (ds[:, None, :] @ a).transpose(0, 2, 1)  # (I, q, 1)
         deta = (a @ (hinv @ atds))[:, :, 0]
         g_alpha = dll.sum(axis=1) - 0.5 * ((dw + w1 * deta) * d).sum(axis=1)
     if per_cluster:
@@ -290,10 +344,10 @@ class CoreFit:
     sigma: np.ndarray
     alpha: float
     loglik: float
-    hessian: np.ndarray        # (P, P) Hessian of -loglik over (beta, sigma, [alpha])
-    free: np.ndarray           # (P,) bool: parameters not on a boundary
-    grad: np.ndarray           # gradient of loglik at the optimum
-    v: np.ndarray              # conditional modes (spherical scale)
+    hessian: np.ndarray  # (P, P) Hessian of -loglik over (beta, sigma, [alpha])
+    free: np.ndarray  # (P,) bool: parameters not on a boundary
+    grad: np.ndarray  # gradient of loglik at the optimum
+    v: np.ndarray  # conditional modes (spherical scale)
     converged: bool
     message: str
     n_eval: int
@@ -317,15 +371,19 @@ class _Objective:
     def split(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         p, k = self.p, self.k
         alpha = float(theta[p + k]) if self.fam.has_dispersion else 0.0
-        return theta[:p], np.abs(theta[p:p + k]), alpha
+        return theta[:p], np.abs(theta[p : p + k]), alpha
 
-    def state(self, theta: np.ndarray, want_hessian: bool = True) -> tuple[float, np.ndarray, np.ndarray | None]:
+    def state(
+        self, theta: np.ndarray, want_hessian: bool = True
+    ) -> tuple[float, np.ndarray, np.ndarray | None]:
         beta, sigma, alpha = self.split(theta)
         self.n_eval += 1
         if self.nq > 1:
             from .agq import agq_value_grad
 
-            val, gb, gs, ga, st = agq_value_grad(self.data, self.fam, beta, sigma, alpha, self.nq, self.v0)
+            val, gb, gs, ga, st = agq_value_grad(
+                self.data, self.fam, beta, sigma, alpha, self.nq, self.v0
+            )
             hb = _envelope_hessian(self.data, st) if want_hessian else None
         else:
             st = modes(self.data, self.fam, beta, sigma, alpha, self.v0)
@@ -338,7 +396,7 @@ class _Objective:
             return -np.inf, np.zeros_like(theta), np.zeros((beta.size, beta.size))
         if st.converged:
             self.v0 = st.v
-        sgn = np.where(theta[self.p:self.p + self.k] < 0, -1.0, 1.0)
+        sgn = np.where(theta[self.p : self.p + self.k] < 0, -1.0, 1.0)
         g = np.concatenate([gb, gs * sgn] + ([np.array([ga])] if self.fam.has_dispersion else []))
         return val, g, hb
 
@@ -350,9 +408,17 @@ class _Objective:
         if getattr(self, "_tile_r", None) != r:
             d = self.data
             self._tile_data = UnitData(
-                y=np.tile(d.y, (r, 1)), n=np.tile(d.n, (r, 1)), offset=np.tile(d.offset, (r, 1)),
-                weight=np.tile(d.weight, (r, 1)), x=np.tile(d.x, (r, 1, 1)), z=np.tile(d.z, (r, 1, 1)),
-                comp=d.comp, n_comp=d.n_comp, const=0.0, tail_start=d.tail_start)
+                y=np.tile(d.y, (r, 1)),
+                n=np.tile(d.n, (r, 1)),
+                offset=np.tile(d.offset, (r, 1)),
+                weight=np.tile(d.weight, (r, 1)),
+                x=np.tile(d.x, (r, 1, 1)),
+                z=np.tile(d.z, (r, 1, 1)),
+                comp=d.comp,
+                n_comp=d.n_comp,
+                const=0.0,
+                tail_start=d.tail_start,
+            )
             self._tile_r = r
         return self._tile_data
 
@@ -369,7 +435,7 @@ class _Objective:
         p, k = self.p, self.k
         td = self._tiled(r)
         beta = np.repeat(thetas[:, :p], n_i, axis=0)
-        sigma = np.repeat(np.abs(thetas[:, p:p + k]), n_i, axis=0)
+        sigma = np.repeat(np.abs(thetas[:, p : p + k]), n_i, axis=0)
         alpha: Any = np.repeat(thetas[:, p + k], n_i) if self.fam.has_dispersion else 0.0
         v0 = None if self.v0 is None else np.tile(self.v0, (r, 1))
         self.n_eval += 1
@@ -378,14 +444,14 @@ class _Objective:
             return None
         gb, gs, ga = laplace_grad(td, self.fam, st, sigma, alpha, per_cluster=True)
         gb = gb.reshape(r, n_i, p).sum(axis=1)
-        gs = gs.reshape(r, n_i, k).sum(axis=1) * np.where(thetas[:, p:p + k] < 0, -1.0, 1.0)
+        gs = gs.reshape(r, n_i, k).sum(axis=1) * np.where(thetas[:, p : p + k] < 0, -1.0, 1.0)
         parts = [gb, gs]
         if self.fam.has_dispersion:
             parts.append(ga.reshape(r, n_i).sum(axis=1)[:, None])
         return np.concatenate(parts, axis=1)
 
     def jacobian_columns(self, theta: np.ndarray, g0: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """Forward differences (step ``1e-6``) of the exact gradient: ``-dg/dtheta_j`` for ``j in cols``."""
+        """Forward differences (step ``1e-6``) of the exact gradient: ``-dg/dtheta_j``."""
         n = theta.size
         hs = 1e-6 * np.maximum(1.0, np.abs(theta[cols]))
         thetas = np.repeat(theta[None, :], len(cols), axis=0)
@@ -397,8 +463,13 @@ class _Objective:
         out[:, :] = (-(grads - g0[None, :]) / hs[:, None]).T
         return out
 
-    def hessian(self, theta: np.ndarray, free: np.ndarray, g0: np.ndarray | None = None,
-                columns: np.ndarray | None = None) -> np.ndarray:
+    def hessian(
+        self,
+        theta: np.ndarray,
+        free: np.ndarray,
+        g0: np.ndarray | None = None,
+        columns: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Hessian of ``-loglik``: forward differences (step ``1e-6``) of the exact gradient.
 
         ``columns``: indices to difference (default all free ones); others are left 0.
@@ -418,11 +489,13 @@ def _envelope_hessian(data: UnitData, st: LaplaceState) -> np.ndarray:
     x = data.x
     xt_w = x.transpose(0, 2, 1) * st.w[:, None, :]
     atwx = (st.a.transpose(0, 2, 1) * st.w[:, None, :]) @ x
-    return (xt_w @ x).sum(axis=0) - (atwx.transpose(0, 2, 1) @ (st.hinv @ atwx)).sum(axis=0)
+    out = (xt_w @ x).sum(axis=0) - (atwx.transpose(0, 2, 1) @ (st.hinv @ atwx)).sum(axis=0)
+    return np.asarray(out)
 
 
-def _newton(obj: _Objective, theta: np.ndarray, max_iter: int) -> tuple[np.ndarray, float, np.ndarray,
-                                                                         np.ndarray | None, bool, str]:
+def _newton(
+    obj: _Objective, theta: np.ndarray, max_iter: int
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray | None, bool, str]:
     """Damped Newton on ``-L`` with the envelope beta block and differenced variance columns.
 
     Returns ``(theta, value, gradient, last variance columns or None, converged, message)``.
@@ -475,9 +548,19 @@ def _newton(obj: _Objective, theta: np.ndarray, max_iter: int) -> tuple[np.ndarr
     return theta, val, g, None, False, "maximum number of iterations reached"
 
 
-def fit_glmm_core(data: UnitData, fam: Family, beta0: np.ndarray, sigma0: np.ndarray, alpha0: float = 0.0,
-                  *, n_quadrature: int = 1, max_iter: int = 200) -> CoreFit:
-    """Maximise the Laplace (``n_quadrature == 1``) or AGQ log-likelihood over ``(beta, sigma, alpha)``.
+def fit_glmm_core(
+    data: UnitData,
+    fam: Family,
+    beta0: np.ndarray,
+    sigma0: np.ndarray,
+    alpha0: float = 0.0,
+    *,
+    n_quadrature: int = 1,
+    max_iter: int = 200,
+) -> CoreFit:
+    """Maximise the Laplace (``n_quadrature == 1``) or AGQ log-likelihood.
+
+    Parameters are ``(beta, sigma, alpha)``.
 
     Damped Newton iterations whose matrix combines the envelope ``beta`` block
     (``X'WX - X'WA H^-1 A'WX``) with forward differences of the exact gradient in the
@@ -494,13 +577,13 @@ def fit_glmm_core(data: UnitData, fam: Family, beta0: np.ndarray, sigma0: np.nda
     theta, val, g, cols, converged, message = _newton(obj, theta, max_iter)
     n_eval = obj.n_eval
     if n_quadrature > 1:
-        theta[p:p + k] = np.abs(theta[p:p + k])
+        theta[p : p + k] = np.abs(theta[p : p + k])
         v0 = obj.v0
         obj = _Objective(data, fam, n_quadrature)
         obj.v0 = v0
         theta, val, g, cols, converged, message = _newton(obj, theta, max_iter)
         n_eval += obj.n_eval
-    theta[p:p + k] = np.abs(theta[p:p + k])
+    theta[p : p + k] = np.abs(theta[p : p + k])
     free = np.ones(n_par, dtype=bool)
     sig_idx = np.arange(p, p + k)
     free[sig_idx[theta[sig_idx] < 1e-5]] = False
@@ -519,7 +602,14 @@ def fit_glmm_core(data: UnitData, fam: Family, beta0: np.ndarray, sigma0: np.nda
     hess[~free, :] = 0.0
     hess[:, ~free] = 0.0
     n_eval = n_eval + obj.n_eval if obj.nq > 1 else obj.n_eval
-    st = modes(data, fam, theta[:p], theta[p:p + k], float(theta[p + k]) if fam.has_dispersion else 0.0, obj.v0)
+    st = modes(
+        data,
+        fam,
+        theta[:p],
+        theta[p : p + k],
+        float(theta[p + k]) if fam.has_dispersion else 0.0,
+        obj.v0,
+    )
     converged = converged and st.converged
     try:
         if np.linalg.eigvalsh(hess[np.ix_(free, free)]).min() <= 0:
@@ -527,6 +617,16 @@ def fit_glmm_core(data: UnitData, fam: Family, beta0: np.ndarray, sigma0: np.nda
             message += "; Hessian not positive definite"
     except np.linalg.LinAlgError:
         converged = False
-    return CoreFit(beta=theta[:p].copy(), sigma=theta[p:p + k].copy(),
-                   alpha=float(theta[p + k]) if fam.has_dispersion else 0.0, loglik=float(val), hessian=hess,
-                   free=free, grad=g, v=st.v, converged=converged, message=message, n_eval=n_eval)
+    return CoreFit(
+        beta=theta[:p].copy(),
+        sigma=theta[p : p + k].copy(),
+        alpha=float(theta[p + k]) if fam.has_dispersion else 0.0,
+        loglik=float(val),
+        hessian=hess,
+        free=free,
+        grad=g,
+        v=st.v,
+        converged=converged,
+        message=message,
+        n_eval=n_eval,
+    )

@@ -1,9 +1,9 @@
-"""Generalised linear mixed models (binomial, Poisson, negative binomial) for stepped-wedge trials.
+r"""Generalised linear mixed models (binomial, Poisson, negative binomial) for stepped-wedge trials.
 
 The model for cluster ``i``, period ``j`` is
 
-.. math::  g(\\mu_{ij}) = \\beta_0 + \\text{time}_j + \\theta X_{ij} + z'\\gamma + \\log E_{ij}
-           + \\alpha_i + \\gamma_{ij} + \\eta_i X_{ij}
+.. math::  g(\mu_{ij}) = \beta_0 + \text{time}_j + \theta X_{ij} + z'\gamma + \log E_{ij}
+           + \alpha_i + \gamma_{ij} + \eta_i X_{ij}
 
 with a cluster intercept ``alpha_i ~ N(0, tau2)``, optional cluster-period effects
 ``gamma_ij ~ N(0, gamma2)`` (for counts with one row per cell these are observation-level
@@ -38,7 +38,7 @@ from .._formula import covariate_matrix
 from .._validation import check_option, check_positive_int
 from ..data import TrialData
 from ..exceptions import ConvergenceWarning, DataError, SteppedWedgeWarning
-from ..results import FitResult, Summary, _fmt, t_interval, t_pvalue
+from ..results import FitResult, Summary, _fmt
 from .mixed import (
     EFFECT_TYPES,
     TIME_EFFECTS,
@@ -104,7 +104,9 @@ class GLMMResult(FitResult):
             Columns ``term, estimate, std_error, statistic, df, p_value, conf_low, conf_high``.
         """
         if exponentiate and self.link not in ("log", "logit", "cloglog"):
-            raise ValueError(f"`exponentiate=True` needs a log or logit link; this fit uses link={self.link!r}.")
+            raise ValueError(
+                f"`exponentiate=True` needs a log or logit link; this fit uses link={self.link!r}."
+            )
         out = FitResult.tidy(self, confidence_level)
         if exponentiate:
             for c in ("estimate", "conf_low", "conf_high"):
@@ -146,8 +148,15 @@ class GLMMResult(FitResult):
             out[f"rate_{lab}"] = per * np.exp(eta)
             out[f"low_{lab}"] = per * np.exp(eta - z * se)
             out[f"high_{lab}"] = per * np.exp(eta + z * se)
-        cols = ["period", "rate_control", "rate_treated", "low_control", "high_control", "low_treated",
-                "high_treated"]
+        cols = [
+            "period",
+            "rate_control",
+            "rate_treated",
+            "low_control",
+            "high_control",
+            "low_treated",
+            "high_treated",
+        ]
         return pd.DataFrame(out)[cols]
 
     _rate_design: Any = field(default=None, repr=False)
@@ -157,42 +166,87 @@ class GLMMResult(FitResult):
         lo, hi = self.conf_int()
         if exponentiate is None:
             exponentiate = self.link in ("log", "logit")
-        ratio_name = {"logit": "odds ratio", "log": "risk ratio" if self.family == "binomial" else "rate ratio",
-                      "cloglog": "hazard ratio"}.get(self.link, "ratio")
-        est_line = (f"{self.estimand} = {_fmt(self.estimate)} (SE {_fmt(self.std_error)}, z test p "
-                    f"{_fmt(self.pvalue)}; 95% CI {_fmt(lo)} to {_fmt(hi)})")
+        ratio_name = {
+            "logit": "odds ratio",
+            "log": "risk ratio" if self.family == "binomial" else "rate ratio",
+            "cloglog": "hazard ratio",
+        }.get(self.link, "ratio")
+        est_line = (
+            f"{self.estimand} = {_fmt(self.estimate)} (SE {_fmt(self.std_error)}, z test p "
+            f"{_fmt(self.pvalue)}; 95% CI {_fmt(lo)} to {_fmt(hi)})"
+        )
         header = [
             ("Outcome", self.outcome),
-            ("Model", f"{self.family} GLMM, link={self.link!r}, random={self.random!r}, time={self.time!r}, "
-                      f"effect={self.effect!r}"),
+            (
+                "Model",
+                f"{self.family} GLMM, link={self.link!r}, random={self.random!r}, "
+                f"time={self.time!r}, "
+                f"effect={self.effect!r}",
+            ),
             ("Covariates", self.covariates or "none"),
-            ("Estimation", ("Laplace approximation" if self.n_quadrature == 1 else
-                            f"adaptive Gauss-Hermite quadrature ({self.n_quadrature} points)")
-             + f"; log-likelihood {_fmt(self.loglik)}"),
-            ("Observations", f"{self.n_obs} in {self.n_clusters} clusters x {self.n_periods} periods"),
+            (
+                "Estimation",
+                (
+                    "Laplace approximation"
+                    if self.n_quadrature == 1
+                    else f"adaptive Gauss-Hermite quadrature ({self.n_quadrature} points)"
+                )
+                + f"; log-likelihood {_fmt(self.loglik)}",
+            ),
+            (
+                "Observations",
+                f"{self.n_obs} in {self.n_clusters} clusters x {self.n_periods} periods",
+            ),
             ("Estimand", est_line),
         ]
         if exponentiate:
-            header.append((ratio_name.capitalize(), f"{_fmt(np.exp(self.estimate))} (95% CI "
-                                                    f"{_fmt(np.exp(lo))} to {_fmt(np.exp(hi))})"))
+            header.append(
+                (
+                    ratio_name.capitalize(),
+                    f"{_fmt(np.exp(self.estimate))} (95% CI "
+                    f"{_fmt(np.exp(lo))} to {_fmt(np.exp(hi))})",
+                )
+            )
         header += [("Converged", _fmt(self.converged)), ("Singular", _fmt(self.singular))]
-        vc = pd.DataFrame({"component": list(self.variance_components),
-                           "estimate": list(self.variance_components.values())})
-        tables = [("Fixed effects" + (" (exponentiated estimates and limits)" if exponentiate else ""),
-                   self.tidy(exponentiate=exponentiate)), ("Variance components (link scale)", vc)]
+        vc = pd.DataFrame(
+            {
+                "component": list(self.variance_components),
+                "estimate": list(self.variance_components.values()),
+            }
+        )
+        tables = [
+            (
+                "Fixed effects" + (" (exponentiated estimates and limits)" if exponentiate else ""),
+                self.tidy(exponentiate=exponentiate),
+            ),
+            ("Variance components (link scale)", vc),
+        ]
         if self.correlations:
-            tables.append(("Correlations, latent scale (95% CI)" if self.family == "binomial"
-                           else "Correlations (95% CI)", pd.DataFrame(
-                               [(k, *v) for k, v in self.correlations.items()],
-                               columns=["name", "estimate", "low", "high"])))
+            tables.append(
+                (
+                    "Correlations, latent scale (95% CI)"
+                    if self.family == "binomial"
+                    else "Correlations (95% CI)",
+                    pd.DataFrame(
+                        [(k, *v) for k, v in self.correlations.items()],
+                        columns=["name", "estimate", "low", "high"],
+                    ),
+                )
+            )
         if self.effect_curve is not None:
             tables.append(("Exposure-time effects (link scale)", self.effect_curve))
-        return Summary(title="Stepped-wedge generalised linear mixed model", header=tuple(header),
-                       tables=tuple(tables), notes=self.messages)
+        return Summary(
+            title="Stepped-wedge generalised linear mixed model",
+            header=tuple(header),
+            tables=tuple(tables),
+            notes=self.messages,
+        )
 
     def __repr__(self) -> str:
-        return (f"GLMMResult(family={self.family!r}, link={self.link!r}, estimand={self.estimand!r}, "
-                f"estimate={self.estimate:.4g}, std_error={self.std_error:.4g}, p={self.pvalue:.3g})")
+        return (
+            f"GLMMResult(family={self.family!r}, link={self.link!r}, estimand={self.estimand!r}, "
+            f"estimate={self.estimate:.4g}, std_error={self.std_error:.4g}, p={self.pvalue:.3g})"
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -209,29 +263,49 @@ def _pad(values: list[np.ndarray], width: int, fill: float = 0.0) -> np.ndarray:
     return out
 
 
-def _glmm_iv(family: str, link: str | None, random: str, time: str, effect: str, method: str,
-             n_quadrature: int | None, dof: str | None, exposure_time: int | None) -> tuple[str, int]:
+def _glmm_iv(
+    family: str,
+    link: str | None,
+    random: str,
+    time: str,
+    effect: str,
+    method: str,
+    n_quadrature: int | None,
+    dof: str | None,
+    exposure_time: int | None,
+) -> tuple[str, int]:
     check_option("family", family, _GLMM_FAMILIES)
     allowed = FAMILY_LINKS[family]
     if link is None:
         link = allowed[0]
     if link not in allowed:
-        hint = {"poisson": "counts use the log link", "negative_binomial": "counts use the log link",
-                "binomial": "binary outcomes use logit, probit, cloglog, log or identity"}[family]
-        raise ValueError(f"`link={link!r}` makes no sense with family={family!r} ({hint}); "
-                         f"use one of {list(allowed)}.")
+        hint = {
+            "poisson": "counts use the log link",
+            "negative_binomial": "counts use the log link",
+            "binomial": "binary outcomes use logit, probit, cloglog, log or identity",
+        }[family]
+        raise ValueError(
+            f"`link={link!r}` makes no sense with family={family!r} ({hint}); "
+            f"use one of {list(allowed)}."
+        )
     check_option("random", random, GLMM_RANDOM)
     check_option("time", time, TIME_EFFECTS)
     check_option("effect", effect, EFFECT_TYPES)
     check_option("method", method, _METHODS)
     if dof not in (None, "normal"):
-        raise ValueError(f"`dof={dof!r}` is not available for GLMMs: inference uses Wald z tests (dof='normal').")
+        raise ValueError(
+            f"`dof={dof!r}` is not available for GLMMs: inference uses Wald z tests (dof='normal')."
+        )
     if effect == "pte" and exposure_time is None:
-        raise ValueError("`effect='pte'` needs `exposure_time=` (the exposure time e of the point effect).")
+        raise ValueError(
+            "`effect='pte'` needs `exposure_time=` (the exposure time e of the point effect)."
+        )
     if method == "agq":
         if random != "cluster":
-            raise ValueError("`method='agq'` (adaptive Gauss-Hermite quadrature) needs a single scalar random "
-                             f"effect per cluster: use random='cluster'; got random={random!r}.")
+            raise ValueError(
+                "`method='agq'` (adaptive Gauss-Hermite quadrature) needs a single scalar random "
+                f"effect per cluster: use random='cluster'; got random={random!r}."
+            )
         nq = 7 if n_quadrature is None else check_positive_int("n_quadrature", n_quadrature)
         if nq > 50:
             raise ValueError(f"`n_quadrature` must be at most 50; got {nq}.")
@@ -344,27 +418,52 @@ def fit_glmm(
     >>> round(res.estimate, 3), round(res.ratio, 3)
     (-0.318, 0.728)
     """
-    link, nq = _glmm_iv(family, link, random, time, effect, method, n_quadrature, dof, exposure_time)
+    link, nq = _glmm_iv(
+        family, link, random, time, effect, method, n_quadrature, dof, exposure_time
+    )
     fam = make_family(family, link)
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"`data` must be a pandas DataFrame; got {type(data).__name__}.")
     if individual is not None:
-        raise ValueError("`individual=` (closed-cohort random effects) is not available for GLMMs yet; omit it "
-                         "to analyse the rows as cross-sectional.")
+        raise ValueError(
+            "`individual=` (closed-cohort random effects) is not available for GLMMs yet; omit it "
+            "to analyse the rows as cross-sectional."
+        )
     if time == "none":
-        warnings.warn("`time='none'` fits no period effects: this assumes there is no secular trend; the "
-                      "treatment effect is confounded with time if there is one.", SteppedWedgeWarning,
-                      stacklevel=3)
-    roles = [c for c in (outcome, cluster, period, treatment, trials, exposure, offset) if c is not None]
+        warnings.warn(
+            "`time='none'` fits no period effects: this assumes there is no secular trend; the "
+            "treatment effect is confounded with time if there is one.",
+            SteppedWedgeWarning,
+            stacklevel=3,
+        )
+    roles = [
+        c for c in (outcome, cluster, period, treatment, trials, exposure, offset) if c is not None
+    ]
     cov_cols = _covariate_columns(covariates, data, roles) if covariates else []
     kind = None
-    if family != "binomial" and cluster in data.columns and period in data.columns \
-            and data.duplicated([cluster, period]).any():
-        kind = "individual"  # several count rows per cell (e.g. per person or per area): summed exactly
-    td = TrialData.from_frame(data, outcome=outcome, cluster=cluster, period=period, treatment=treatment,
-                              family=family, trials=trials, exposure=exposure, offset=offset,
-                              covariates=cov_cols or None, kind=kind, design=design,
-                              missing=missing)  # type: ignore[arg-type]
+    if (
+        family != "binomial"
+        and cluster in data.columns
+        and period in data.columns
+        and data.duplicated([cluster, period]).any()
+    ):
+        # several count rows per cell (e.g. per person or per area): summed exactly
+        kind = "individual"
+    td = TrialData.from_frame(
+        data,
+        outcome=outcome,
+        cluster=cluster,
+        period=period,
+        treatment=treatment,
+        family=family,
+        trials=trials,
+        exposure=exposure,
+        offset=offset,
+        covariates=cov_cols or None,
+        kind=kind,  # type: ignore[arg-type]
+        design=design,
+        missing=missing,  # type: ignore[arg-type]
+    )
     cells = td.cells()
     n_i, n_t = cells.shape
     observed = np.asarray(cells.observed)
@@ -380,8 +479,10 @@ def fit_glmm(
         eff_names = ["treatment"]
     else:
         if np.any(observed & (trt > 0) & (trt < 1)):
-            raise DataError("Exposure-time (ETI) effects cannot be combined with fractional treatment values; "
-                            "use effect='immediate'.")
+            raise DataError(
+                "Exposure-time (ETI) effects cannot be combined with fractional treatment values; "
+                "use effect='immediate'."
+            )
         expo = np.where(observed, _exposure_times(trt, observed), 0)
         max_e = int(expo.max())
         if max_e == 0:
@@ -400,7 +501,9 @@ def fit_glmm(
     pi = np.asarray(td.period_codes)
     y_rows = frame["outcome"].to_numpy(dtype=float)
     if family == "binomial":
-        n_rows = frame["trials"].to_numpy(dtype=float) if td.kind == "aggregate" else np.ones(len(frame))
+        n_rows = (
+            frame["trials"].to_numpy(dtype=float) if td.kind == "aggregate" else np.ones(len(frame))
+        )
     else:
         n_rows = np.ones(len(frame))
     off_rows = np.zeros(len(frame))
@@ -418,8 +521,11 @@ def fit_glmm(
         names += list(cm.names)
     p = xr.shape[1]
     # group rows with identical (cell, covariates); NB rows only when one row per cell
-    key_cols = np.column_stack([td.cell_index.astype(float), xr[:, p0:]]) if p > p0 else \
-        td.cell_index.astype(float)[:, None]
+    key_cols = (
+        np.column_stack([td.cell_index.astype(float), xr[:, p0:]])
+        if p > p0
+        else td.cell_index.astype(float)[:, None]
+    )
     if family == "negative_binomial" and np.any(np.bincount(td.cell_index) > 1):
         group = np.arange(len(frame))
     elif p == p0:
@@ -434,7 +540,7 @@ def fit_glmm(
     g_n = np.bincount(group, weights=n_rows, minlength=n_g)
     g_e = np.bincount(group, weights=np.exp(off_rows), minlength=n_g)
     g_off = np.log(g_e) if family != "binomial" else np.zeros(n_g)
-    g_const = np.bincount(group, weights=const_rows, minlength=n_g)
+    g_const: np.ndarray = np.bincount(group, weights=const_rows, minlength=n_g)
     if family != "binomial":
         g_const = g_const - g_y * g_off
     g_x = xr[first]
@@ -446,14 +552,23 @@ def fit_glmm(
     if dep is not None:
         bad = names[dep]
         if dep in eff_idx:
-            raise DataError(f"The treatment effect term {bad!r} is not identifiable: it is collinear with the period "
-                            "effects (or earlier terms). Check that some periods contain both control and treated "
-                            "clusters and that every exposure time is observed.")
+            raise DataError(
+                f"The treatment effect term {bad!r} is not identifiable: it is collinear with the "
+                "period "
+                "effects (or earlier terms). Check that some periods contain both control and "
+                "treated "
+                "clusters and that every exposure time is observed."
+            )
         if dep >= p0:
-            raise DataError(f"Covariate column {bad!r} is collinear with the treatment, period or other covariate "
-                            "columns; remove it from `covariates`.")
-        raise DataError(f"Fixed-effect column {bad!r} is collinear with earlier columns; the time model "
-                        f"`time={time!r}` cannot be estimated with these periods.")
+            raise DataError(
+                f"Covariate column {bad!r} is collinear with the treatment, period or other "
+                "covariate "
+                "columns; remove it from `covariates`."
+            )
+        raise DataError(
+            f"Fixed-effect column {bad!r} is collinear with earlier columns; the time model "
+            f"`time={time!r}` cannot be estimated with these periods."
+        )
     if family == "binomial":
         _check_separation(g_y, g_n, g_t, treatment, effect)
 
@@ -486,7 +601,10 @@ def fit_glmm(
         weight=_pad([np.ones((len(s), 1)) for s in splits], width)[:, :, 0],
         x=_pad([g_x[s] for s in splits], width),
         z=_pad([g_z[s] for s in splits], width),
-        comp=np.asarray(comp), n_comp=len(comp_names), const=float(g_const.sum()), tail_start=tail_start,
+        comp=np.asarray(comp),
+        n_comp=len(comp_names),
+        const=float(g_const.sum()),
+        tail_start=tail_start,
     )
 
     # -------------------------------------------------------------- start and fit
@@ -495,13 +613,19 @@ def fit_glmm(
     core = fit_glmm_core(ud, fam, beta0, sigma0, alpha0, n_quadrature=nq)
     messages: list[str] = []
     if not core.converged:
-        warnings.warn(f"The {method} optimiser did not converge ({core.message}); estimates may be unreliable.",
-                      ConvergenceWarning, stacklevel=3)
+        warnings.warn(
+            f"The {method} optimiser did not converge ({core.message}); estimates may be "
+            "unreliable.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
         messages.append(f"The optimiser did not converge ({core.message}).")
     at_bound = [comp_names[k] for k in range(len(comp_names)) if core.sigma[k] == 0.0]
     singular = bool(at_bound)
     if singular:
-        messages.append(f"Singular fit: {', '.join(at_bound)} estimated as 0 (boundary of the parameter space).")
+        messages.append(
+            f"Singular fit: {', '.join(at_bound)} estimated as 0 (boundary of the parameter space)."
+        )
 
     # -------------------------------------------------------------- inference
     free = core.free
@@ -520,16 +644,23 @@ def fit_glmm(
     elif effect == "pte":
         e = int(exposure_time)  # type: ignore[arg-type]
         if e not in exp_levels:
-            raise ValueError(f"`exposure_time` must be one of the observed exposure times {exp_levels}; got {e}.")
+            raise ValueError(
+                f"`exposure_time` must be one of the observed exposure times {exp_levels}; got {e}."
+            )
         contrast[eff_idx[e - 1]] = 1.0
         estimand = f"PTE[{e}]"
     else:
-        e1, e2 = (1, exp_levels[-1]) if exposure_window is None else (int(exposure_window[0]),
-                                                                      int(exposure_window[1]))
+        e1, e2 = (
+            (1, exp_levels[-1])
+            if exposure_window is None
+            else (int(exposure_window[0]), int(exposure_window[1]))
+        )
         if not (1 <= e1 <= e2 <= exp_levels[-1]):
-            raise ValueError(f"`exposure_window` must satisfy 1 <= e1 <= e2 <= {exp_levels[-1]}; "
-                             f"got {exposure_window!r}.")
-        contrast[eff_idx[e1 - 1:e2]] = 1.0 / (e2 - e1 + 1)
+            raise ValueError(
+                f"`exposure_window` must satisfy 1 <= e1 <= e2 <= {exp_levels[-1]}; "
+                f"got {exposure_window!r}."
+            )
+        contrast[eff_idx[e1 - 1 : e2]] = 1.0 / (e2 - e1 + 1)
         estimand = f"TATE[{e1},{e2}]"
     est = float(contrast @ core.beta)
     se = float(np.sqrt(contrast @ vb @ contrast))
@@ -557,7 +688,7 @@ def fit_glmm(
     if family != "binomial":
         base = np.concatenate([np.ones((n_t, 1)), tcols], axis=1)
         x0 = np.zeros((n_t, p))
-        x0[:, :base.shape[1]] = base
+        x0[:, : base.shape[1]] = base
         x1 = x0.copy()
         x1[:, eff_idx] = contrast[eff_idx] if effect != "pte" else contrast[eff_idx]
         if effect == "immediate":
@@ -566,17 +697,39 @@ def fit_glmm(
 
     n_obs = int(round(float(np.sum(n_rows)))) if family == "binomial" else len(frame)
     return GLMMResult(
-        estimand=estimand, estimate=est, std_error=se, df=math.inf,
+        estimand=estimand,
+        estimate=est,
+        std_error=se,
+        df=math.inf,
         params=pd.Series(core.beta, index=names, name="estimate"),
         vcov_matrix=pd.DataFrame(vb, index=names, columns=names),
         vcov_model=pd.DataFrame(vb, index=names, columns=names),
-        variance_components=vc, loglik=core.loglik, converged=core.converged, singular=singular,
-        method=method if nq == 1 else f"agq({nq})", dof="normal (Wald z)", vcov="model", random=random,
-        time=time if knots_used is None else f"spline (knots {knots_used})", effect=effect,
-        n_obs=n_obs, n_clusters=n_i, n_periods=n_t, terms=terms, correlations=correlations,
-        effect_curve=curve, contrast=contrast, outcome=outcome, covariates=covariates,
-        messages=tuple(messages), family=family, link=link, dispersion=dispersion, n_quadrature=nq,
-        n_units=n_g, _rate_design=rate_design,
+        variance_components=vc,
+        loglik=core.loglik,
+        converged=core.converged,
+        singular=singular,
+        method=method if nq == 1 else f"agq({nq})",
+        dof="normal (Wald z)",
+        vcov="model",
+        random=random,
+        time=time if knots_used is None else f"spline (knots {knots_used})",
+        effect=effect,
+        n_obs=n_obs,
+        n_clusters=n_i,
+        n_periods=n_t,
+        terms=terms,
+        correlations=correlations,
+        effect_curve=curve,
+        contrast=contrast,
+        outcome=outcome,
+        covariates=covariates,
+        messages=tuple(messages),
+        family=family,
+        link=link,
+        dispersion=dispersion,
+        n_quadrature=nq,
+        n_units=n_g,
+        _rate_design=rate_design,
     )
 
 
@@ -585,25 +738,33 @@ def fit_glmm(
 # --------------------------------------------------------------------------------------
 
 
-def _check_separation(y: np.ndarray, n: np.ndarray, trt: np.ndarray, treatment: str, effect: str) -> None:
+def _check_separation(
+    y: np.ndarray, n: np.ndarray, trt: np.ndarray, treatment: str, effect: str
+) -> None:
     """Raise when the treatment completely separates the binary outcome (or it never varies)."""
     tot_y, tot_n = y.sum(), n.sum()
     if tot_y == 0 or tot_y == tot_n:
-        raise DataError(f"The binary outcome is {'always 0' if tot_y == 0 else 'always 1'}: a binomial model "
-                        "cannot be fitted (complete separation).")
+        raise DataError(
+            f"The binary outcome is {'always 0' if tot_y == 0 else 'always 1'}: a binomial model "
+            "cannot be fitted (complete separation)."
+        )
     treated = trt > 0
     for arm, mask in (("treated", treated), ("control", ~treated)):
         ya, na = y[mask].sum(), n[mask].sum()
         if na > 0 and (ya == 0 or ya == na):
             raise DataError(
-                f"Complete separation: every {arm} observation (treatment column {treatment!r}) has outcome "
-                f"{'0' if ya == 0 else '1'}, so the treatment effect is infinite on the link scale and the "
-                "model cannot be estimated; consider an exact or penalised (Firth) analysis.")
+                f"Complete separation: every {arm} observation (treatment column {treatment!r}) "
+                "has outcome "
+                f"{'0' if ya == 0 else '1'}, so the treatment effect is infinite on the link scale "
+                "and the "
+                "model cannot be estimated; consider an exact or penalised (Firth) analysis."
+            )
 
 
-def _glm_start(fam: Any, y: np.ndarray, n: np.ndarray, off: np.ndarray, x: np.ndarray
-               ) -> tuple[np.ndarray, float]:
-    """Fixed-effect start from a GLM fit by IRLS (random effects ignored); NB log-size by moments."""
+def _glm_start(
+    fam: Any, y: np.ndarray, n: np.ndarray, off: np.ndarray, x: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Fixed-effect start from a GLM fit by IRLS (no random effects); NB log-size by moments."""
     if fam.name == "binomial":
         pbar = (y + 0.5) / (n + 1.0)
         if fam.link == "logit":
@@ -642,19 +803,33 @@ def _glm_start(fam: Any, y: np.ndarray, n: np.ndarray, off: np.ndarray, x: np.nd
         excess = np.sum((y - mu) ** 2 - mu) / max(np.sum(mu * mu), 1e-300)
         alpha = float(np.log(1.0 / excess)) if excess > 1e-3 else float(np.log(1e3))
     if fam.name == "binomial" and fam.link in ("log", "identity") and not fam.valid(x @ beta + off):
-        raise DataError(f"No valid starting values for link={fam.link!r}: fitted probabilities fall outside (0, 1). "
-                        "Use link='logit'.")
+        raise DataError(
+            f"No valid starting values for link={fam.link!r}: fitted probabilities fall outside "
+            "(0, 1). "
+            "Use link='logit'."
+        )
     return beta, alpha
 
 
-def _sigma_start(fam: Any, beta: np.ndarray, alpha: float, y: np.ndarray, n: np.ndarray, off: np.ndarray,
-                 x: np.ndarray, c: np.ndarray, per: np.ndarray, comp_names: list[str], n_i: int, n_t: int
-                 ) -> np.ndarray:
+def _sigma_start(
+    fam: Any,
+    beta: np.ndarray,
+    alpha: float,
+    y: np.ndarray,
+    n: np.ndarray,
+    off: np.ndarray,
+    x: np.ndarray,
+    c: np.ndarray,
+    per: np.ndarray,
+    comp_names: list[str],
+    n_i: int,
+    n_t: int,
+) -> np.ndarray:
     """Moment starting values for the random-effect SDs from GLM working residuals."""
     eta = x @ beta + off
     _ll, s, w, _w1 = fam.derivs(y, n, eta, alpha)
     w = np.maximum(w, 1e-8)
-    r = s / w                                   # working residual, sampling variance 1 / w
+    r = s / w  # working residual, sampling variance 1 / w
     cell = c * n_t + per
     wc = np.bincount(cell, weights=w, minlength=n_i * n_t)
     rc = np.bincount(cell, weights=w * r, minlength=n_i * n_t)
@@ -669,16 +844,17 @@ def _sigma_start(fam: Any, beta: np.ndarray, alpha: float, y: np.ndarray, n: np.
     tau2 = min(max(tau2, 0.01), 4.0)
     gam2 = min(max(tot - tau2, 0.01), 4.0)
     start = {"tau2": tau2, "gamma2": gam2, "eta2": 0.01}
-    return np.sqrt(np.array([start[nm] for nm in comp_names]))
+    return np.asarray(np.sqrt(np.array([start[nm] for nm in comp_names])))
 
 
-def _latent_correlations(link: str | None, core: CoreFit, comp_names: list[str], p: int
-                         ) -> dict[str, tuple[float, float, float]]:
-    """Latent-scale ICC (logit: residual pi^2/3; probit: 1) and CAC with delta-method logit intervals."""
+def _latent_correlations(
+    link: str | None, core: CoreFit, comp_names: list[str], p: int
+) -> dict[str, tuple[float, float, float]]:
+    """Latent-scale ICC (logit: residual pi^2/3; probit: 1) and CAC, delta-method logit CIs."""
     names = comp_names
     if "eta2" in names:
         return {}
-    sig = dict(zip(names, core.sigma))
+    sig = dict(zip(names, core.sigma, strict=True))
     tau, gam = float(sig.get("tau2", 0.0)), float(sig.get("gamma2", 0.0))
     idx = {nm: p + k for k, nm in enumerate(names)}
     free = core.free
@@ -702,7 +878,11 @@ def _latent_correlations(link: str | None, core: CoreFit, comp_names: list[str],
             return (value, float("nan"), float("nan"))
         se = np.sqrt(var) / (value * (1 - value))
         eta = math.log(value / (1 - value))
-        return (value, float(1 / (1 + math.exp(-(eta - z * se)))), float(1 / (1 + math.exp(-(eta + z * se)))))
+        return (
+            value,
+            float(1 / (1 + math.exp(-(eta - z * se)))),
+            float(1 / (1 + math.exp(-(eta + z * se)))),
+        )
 
     out: dict[str, tuple[float, float, float]] = {}
     if link in _LATENT_RESIDUAL:
@@ -718,5 +898,7 @@ def _latent_correlations(link: str | None, core: CoreFit, comp_names: list[str],
         b = tau**2 + gam**2
         if b > 0:
             cac = tau**2 / b
-            out["cac"] = wald(cac, {"tau2": 2 * tau * gam**2 / b**2, "gamma2": -2 * gam * tau**2 / b**2})
+            out["cac"] = wald(
+                cac, {"tau2": 2 * tau * gam**2 / b**2, "gamma2": -2 * gam * tau**2 / b**2}
+            )
     return out

@@ -60,8 +60,16 @@ def council_nb() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["council", "quarter", "treatment", "pop", "count"])
 
 
-def binary(seed: int, n_clusters: int, n_periods: int, m: tuple[int, int], sd_c: float, sd_cp: float,
-           log_or: float, base: float) -> pd.DataFrame:
+def binary(
+    seed: int,
+    n_clusters: int,
+    n_periods: int,
+    m: tuple[int, int],
+    sd_c: float,
+    sd_cp: float,
+    log_or: float,
+    base: float,
+) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     n_seq = n_periods - 1
     per_seq = n_clusters // n_seq
