@@ -174,7 +174,16 @@ class Family:
 
 
 def make_family(name: str, link: str | None = None) -> Family:
-    """Return the :class:`Family` ``name`` with ``link`` (default: the canonical link)."""
+    """Return the :class:`Family` ``name`` with ``link`` (default: the canonical link).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fam = make_family("binomial")
+    >>> ll, s, w, w1 = fam.derivs(np.array([3.0]), np.array([10.0]), np.array([0.0]))
+    >>> float(s[0]), float(w[0])
+    (-2.0, 2.5)
+    """
     if name not in FAMILY_LINKS:
         raise ValueError(f"unknown family {name!r}")
     allowed = FAMILY_LINKS[name]

@@ -78,6 +78,22 @@ class GLMMResult(FitResult):
         Negative-binomial size ``k`` (variance ``mu + mu^2 / k``; glmmTMB's ``sigma``).
     n_quadrature : int
         Quadrature points (1 = Laplace).
+    n_units : int
+        Number of likelihood units after aggregation (cells, or cell x covariate groups).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from steppedwedge.models.glmm import fit_glmm
+    >>> rng = np.random.default_rng(4)
+    >>> rows = [(i, j, int(j > i % 3), 40, rng.binomial(40, 0.3 if j <= i % 3 else 0.2))
+    ...         for i in range(9) for j in range(4)]
+    >>> df = pd.DataFrame(rows, columns=["ward", "month", "arm", "n", "falls"])
+    >>> res = fit_glmm(df, outcome="falls", trials="n", cluster="ward", period="month",
+    ...                treatment="arm", family="binomial", random="cluster")
+    >>> t = res.tidy(exponentiate=True)
+    >>> round(float(t["estimate"].iloc[0]), 3), round(float(t["std_error"].iloc[0]), 3)
+    (0.621, 0.178)
     """
 
     family: str = "binomial"
@@ -124,11 +140,38 @@ class GLMMResult(FitResult):
         Conditional on zero random effects (a typical cluster) and zero covariates; Poisson
         and negative-binomial fits only.  Intervals by the delta method on the log scale.
 
+        For exposure-time fits the treated rate applies the estimand's contrast (the TATE
+        or PTE) to every period.
+
+        Parameters
+        ----------
+        per : float
+            Rates per this much exposure (default 10,000 population).
+        confidence_level : float
+            Level of the intervals.
+
         Returns
         -------
         pandas.DataFrame
             Columns ``period, rate_control, rate_treated, low_control, high_control,
             low_treated, high_treated``.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> from steppedwedge.models.glmm import fit_glmm
+        >>> rng = np.random.default_rng(2)
+        >>> rows = [(i, j, int(j > i % 3), 50_000, rng.poisson(50 * (0.8 if j > i % 3 else 1.0)))
+        ...         for i in range(9) for j in range(4)]
+        >>> df = pd.DataFrame(rows, columns=["la", "q", "arm", "pop", "referrals"])
+        >>> res = fit_glmm(df, outcome="referrals", cluster="la", period="q", treatment="arm",
+        ...                family="poisson", exposure="pop", random="cluster")
+        >>> res.rates(per=10_000)[["period", "rate_control", "rate_treated"]].round(2)
+           period  rate_control  rate_treated
+        0       0          9.71          7.58
+        1       1         10.07          7.86
+        2       2         10.90          8.51
+        3       3         10.27          8.02
         """
         if self.family not in ("poisson", "negative_binomial"):
             raise ValueError("`rates()` needs a count family (poisson or negative_binomial).")
