@@ -51,6 +51,11 @@ def test_public_api_snapshot() -> None:
         "TrialData", "VarianceComponents", "__version__", "assurance", "cell_weights",
         "datasets", "design_effect", "expected_power", "information_content", "power",
         "power_curve", "power_grid", "randomise", "search_designs", "solve_power",
+        # analysis, simulation, design-based inference, real-trial workflow
+        "ClusterSummaryResult", "CohortFrame", "FitResult", "FixedEffectsResult", "GEEResult",
+        "GLMMResult", "PermutationResult", "PooledResult", "SimulatedPowerResult",
+        "cohort_from_events", "compare", "fit", "permutation_test", "pool", "simulate",
+        "simulate_power",
     }
     assert set(sw.__all__) == expected
 

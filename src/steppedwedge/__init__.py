@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from . import datasets
 from ._version import __version__
+from .cohort import CohortFrame, cohort_from_events
+from .compare import compare
 from .data import CellSummary, TrialData
 from .design import Design
 from .exceptions import (
@@ -42,7 +44,17 @@ from .power import (
     search_designs,
     solve_power,
 )
+from .inference.permutation import PermutationResult, permutation_test
+from .inference.pooling import PooledResult, pool
+from .models import fit
+from .models.cluster_level import ClusterSummaryResult
+from .models.fixed_effects import FixedEffectsResult
+from .models.gee import GEEResult
+from .models.glmm import GLMMResult
+from .power.simulation import SimulatedPowerResult, simulate_power
 from .randomise import Allocation, randomise
+from .results import FitResult
+from .simulate import simulate
 from .variance import VarianceComponents
 
 __all__ = [
@@ -50,6 +62,8 @@ __all__ = [
     "AssuranceResult",
     "CellMap",
     "CellSummary",
+    "ClusterSummaryResult",
+    "CohortFrame",
     "ConvergenceWarning",
     "DataError",
     "Design",
@@ -57,9 +71,16 @@ __all__ = [
     "DesignError",
     "DesignSearchResult",
     "ExpectedPowerResult",
+    "FitResult",
+    "FixedEffectsResult",
+    "GEEResult",
+    "GLMMResult",
     "MissingDataWarning",
+    "PermutationResult",
+    "PooledResult",
     "PowerCurve",
     "PowerResult",
+    "SimulatedPowerResult",
     "SmallSampleWarning",
     "SolveError",
     "SteppedWedgeError",
@@ -69,14 +90,21 @@ __all__ = [
     "__version__",
     "assurance",
     "cell_weights",
+    "cohort_from_events",
+    "compare",
     "datasets",
     "design_effect",
     "expected_power",
+    "fit",
     "information_content",
+    "permutation_test",
+    "pool",
     "power",
     "power_curve",
     "power_grid",
     "randomise",
     "search_designs",
+    "simulate",
+    "simulate_power",
     "solve_power",
 ]
