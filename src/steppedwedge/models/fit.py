@@ -13,7 +13,7 @@ from .mixed import fit_gaussian
 __all__ = ["fit"]
 
 _FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial")
-_METHODS = ("reml", "ml", "laplace", "agq", "gee", "cluster-summary")
+_METHODS = ("reml", "ml", "laplace", "agq", "gee", "cluster-summary", "fixed-effects")
 
 
 def fit(
@@ -89,10 +89,14 @@ def fit(
         ``(e1, e2)`` for the TATE.
     exposure_time : int, optional
         ``e`` for the PTE.
-    method : {"reml", "ml", "laplace", "agq", "gee", "cluster-summary"}, optional
+    method : {"reml", "ml", "laplace", "agq", "gee", "cluster-summary", "fixed-effects"}, optional
         ``"reml"`` (Gaussian default) or ``"ml"``; ``"laplace"`` (GLMM default) or ``"agq"``;
-        ``"gee"`` (:func:`steppedwedge.models.gee.fit_gee_frame`) or ``"cluster-summary"``
-        (:func:`steppedwedge.models.cluster_level.fit_cluster_summary_frame`).
+        ``"gee"`` (:func:`steppedwedge.models.gee.fit_gee_frame`), ``"cluster-summary"``
+        (:func:`steppedwedge.models.cluster_level.fit_cluster_summary_frame`) or
+        ``"fixed-effects"``: a GLM with cluster and period fixed effects and CR2
+        cluster-robust errors with Satterthwaite df, as R clubSandwich
+        (:func:`steppedwedge.models.fixed_effects.fit_fixed_effects`; ``effect`` may also be
+        ``"period-interaction"``).
     dof : {"kenward-roger", "satterthwaite", "between-within", "normal"}, optional
         Denominator df rule; default Kenward-Roger for REML and Satterthwaite for ML.  With
         Kenward-Roger the standard error is the adjusted one (pbkrtest ``vcovAdj``).
@@ -179,6 +183,39 @@ def fit(
             dof=dof,
             vcov=vcov,
             **common,
+            **options,
+        )
+    if method == "fixed-effects":
+        from .fixed_effects import fit_fixed_effects
+
+        if individual is not None or design is not None:
+            raise ValueError(
+                "`individual` and `design` are not used by method='fixed-effects'; drop them."
+            )
+        if link not in (None, "logit" if family == "binomial" else "log", "identity"):
+            raise ValueError(
+                f"method='fixed-effects' uses the canonical link of family={family!r}; "
+                f"got link={link!r}."
+            )
+        if trials is not None:
+            raise ValueError(
+                "method='fixed-effects' needs individual binary rows; `trials` (aggregated "
+                "events/trials) is not supported there: use method='laplace' or 'gee'."
+            )
+        return fit_fixed_effects(
+            data,
+            outcome=outcome,
+            cluster=cluster,
+            period=period,
+            treatment=treatment,
+            family=family,  # type: ignore[arg-type]
+            covariates=covariates,
+            offset=offset,
+            exposure=exposure,
+            effect=effect,  # type: ignore[arg-type]
+            vcov="cr2" if vcov is None else vcov,  # type: ignore[arg-type]
+            dof=dof,  # type: ignore[arg-type]
+            missing=missing,  # type: ignore[arg-type]
             **options,
         )
     if method == "cluster-summary":
