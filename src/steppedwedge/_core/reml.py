@@ -824,17 +824,28 @@ def fit_lmm(
             x = np.asarray(best["x"] if best["x"] is not None else res.x, dtype=float)
             message = "projected Newton failed; L-BFGS-B: " + str(res.message)
             x = _newton_polish(x, lo, hi, cells, structure, reml)
-        if structure.decay and start is None:
-            # the profile in the decay r can have more than one local optimum: restart from
-            # a low and a high r and keep the best
+        if start is None and (structure.decay or structure.slope == "correlated"):
+            # these likelihoods can have several local optima (the decay r; the sign of the
+            # intercept-slope covariance): restart from other basins and keep the best
             f_best = fun(x)[0]
-            for r0 in (0.1, 0.9):
-                xs = x0.copy()
-                xs[-1] = r0
+            for xs, label in _extra_starts(x0, structure):
                 xr, ok_r, msg_r = projected_newton(fun, xs, lo, hi)
                 fr = fun(xr)[0]
-                if ok_r and fr < f_best - 1e-9 * max(1.0, abs(f_best)):
-                    x, f_best, message = xr, fr, msg_r + f" (restart from decay {r0})"
+                if fr < f_best - 1e-9 * max(1.0, abs(f_best)):
+                    x, f_best, message = xr, fr, f"{msg_r} (restart from {label})"
+            if structure.slope == "correlated":
+                # at tau2 = 0 the sign of l21 is arbitrary for G but not for the gradient in
+                # l11: flip it and continue, which leaves a spurious boundary optimum
+                for _ in range(3):
+                    if x[0] > 1e-8 or abs(x[1]) <= 1e-12:
+                        break
+                    xs = x.copy()
+                    xs[1] = -xs[1]
+                    xr, ok_r, msg_r = projected_newton(fun, xs, lo, hi)
+                    fr = fun(xr)[0]
+                    if not (ok_r and fr < f_best - 1e-9 * max(1.0, abs(f_best))):
+                        break
+                    x, f_best, message = xr, fr, f"{msg_r} (after flipping the slope covariance)"
     else:
         x = np.zeros(0)
     f, g, extras = profiled_deviance(x, cells, structure, reml)
@@ -863,6 +874,24 @@ def fit_lmm(
         message=message,
         structure=structure,
     )
+
+
+def _extra_starts(x0: FloatArray, structure: CovarianceStructure) -> list[tuple[FloatArray, str]]:
+    """Alternative start values for multimodal structures (decay, correlated slope)."""
+    out: list[tuple[FloatArray, str]] = []
+    if structure.decay:
+        for r0 in (0.1, 0.9, -0.5):
+            xs = x0.copy()
+            xs[-1] = r0
+            out.append((xs, f"decay {r0}"))
+    if structure.slope == "correlated":
+        c = 0.5 * float(np.sqrt(max(x0[0] * x0[2], 1e-8)))
+        for sign in (1.0, -1.0):
+            xs = x0.copy()
+            xs[1] = sign * c
+            xs[2] = float(np.sqrt(max(x0[2] ** 2 - c * c, 1e-8)))
+            out.append((xs, f"intercept-slope covariance sign {sign:+.0f}"))
+    return out
 
 
 def projected_newton(
