@@ -5,7 +5,7 @@ cell means ``ybar_i ~ N(X_i beta, tau2 J + gamma2 I + sigma2/m I)`` and the pool
 within-cell sum of squares ``sigma2 * chi2(N - C)``, which have exactly the distribution that
 individual rows would give.  Each replicate is fitted with the same engine and inference
 code that :func:`steppedwedge.fit` uses (nested REML + Kenward-Roger), without building a
-DataFrame, so that 2,400 fits take well under two minutes.
+DataFrame, so that 3,000 fits take well under two minutes.
 
 Checks: type-I error at theta = 0 and 95% CI coverage at theta = 0.3, for 8, 12 and 24
 clusters (4 sequences, 5 periods, m = 10), each within ``MC_K`` Monte-Carlo standard errors
@@ -26,7 +26,7 @@ from steppedwedge.inference.dof import InferenceEngine
 
 pytestmark = pytest.mark.slow
 
-N_SIMS = 400
+N_SIMS = 500
 N_PERIODS = 5
 M = 10
 TAU2, GAMMA2, SIGMA2 = 0.05, 0.025, 1.0
