@@ -48,7 +48,7 @@ def simulate(
     cluster_size: ArrayLike,
     family: str = "gaussian",
     link: str | None = None,
-    baseline: float | None = None,
+    baseline: float | ArrayLike | None = None,
     time_effects: ArrayLike | Callable[[FloatArray], ArrayLike] | None = None,
     effect_curve: ArrayLike | Callable[[FloatArray], ArrayLike] | None = None,
     sampling: str = "cross-sectional",
@@ -79,10 +79,14 @@ def simulate(
     link : str, optional
         Default: identity (Gaussian), logit (binomial), log (counts).  Binomial also takes
         ``"identity"`` and ``"log"``; a draw whose probability leaves [0, 1] raises.
-    baseline : float, optional
+    baseline : float or array-like of shape (I,), optional
         Control mean (Gaussian, default 0), probability (binomial) or rate per unit of
         population (counts) in the first period, for a cluster with zero random effects.
-        Required for binomial and counts.
+        Required for binomial and counts.  One value per cluster (in the rows' order) gives
+        each cluster its own control level, e.g. the published baseline risks of real
+        councils; the random effects of ``variance`` are added on top of it (a per-cluster
+        baseline already encodes fixed between-cluster differences, so set ``tau2=0`` when
+        it should be the only source of them).
     time_effects : array-like of shape (T,) or callable, optional
         Period effects on the link scale, added to every cluster (secular trend).  A
         callable gets the period positions ``0..T-1`` and returns ``T`` values, e.g.
@@ -383,20 +387,8 @@ def _simulate_iv(
     else:
         churn_f = 0.0 if churn is None else check_unit_interval("churn", churn)
 
-    # baseline on the link scale
-    if family == "gaussian":
-        base = 0.0 if baseline is None else check_finite("baseline", baseline)
-    elif baseline is None:
-        what = "probability" if family == "binomial" else "rate per unit of population"
-        raise ValueError(f"`baseline` (the control {what}) is required for family='{family}'.")
-    elif family == "binomial":
-        p0 = check_unit_interval("baseline", baseline, closed=False)
-        base = {"logit": math.log(p0 / (1 - p0)), "log": math.log(p0), "identity": p0}[link]
-    else:
-        rate = check_nonnegative("baseline", baseline)
-        if rate <= 0:
-            raise ValueError(f"`baseline` (the control rate) must be > 0; got {baseline!r}.")
-        base = math.log(rate)
+    # baseline on the link scale: a scalar, or one value per cluster (I,)
+    base = _baseline_iv(baseline, family, link, clusters)
 
     # dispersion
     if dispersion is not None:
@@ -420,7 +412,7 @@ def _simulate_iv(
         if time_effects is None
         else _period_vector("time_effects", time_effects, shape[1])
     )
-    eta = base + beta[None, :] + effect * xc
+    eta = np.reshape(base, (-1, 1)) + beta[None, :] + effect * xc
 
     n_stay = np.zeros(shape[0], dtype=np.int64)
     if sampling == "cohort":
@@ -467,6 +459,43 @@ def _simulate_iv(
     for arr in (spec.treatment, spec.xc, spec.exposure_time, spec.size, spec.observed, spec.eta):
         arr.flags.writeable = False
     return spec
+
+
+def _baseline_iv(
+    baseline: Any, family: str, link: str, clusters: tuple[Any, ...]
+) -> FloatArray:
+    """Baseline on the link scale, as an ``(I,)`` array (a scalar is repeated)."""
+    n_clusters = len(clusters)
+    if family != "gaussian" and baseline is None:
+        what = "probability" if family == "binomial" else "rate per unit of population"
+        raise ValueError(f"`baseline` (the control {what}) is required for family='{family}'.")
+    if baseline is None:
+        return np.zeros(n_clusters)
+    arr = np.asarray(baseline, dtype=object)
+    if arr.ndim == 0:
+        values = [baseline]
+        name = ["baseline"]
+    elif arr.shape == (n_clusters,):
+        values = list(arr.tolist())
+        name = [f"baseline` of cluster `{c!r}" for c in clusters]
+    else:
+        raise ValueError(
+            f"`baseline` must be a number or one value per cluster ({n_clusters}); got shape "
+            f"{arr.shape}."
+        )
+    out = np.empty(len(values))
+    for k, (nm, v) in enumerate(zip(name, values, strict=True)):
+        if family == "gaussian":
+            out[k] = check_finite(nm, v)
+        elif family == "binomial":
+            p0 = check_unit_interval(nm, v, closed=False)
+            out[k] = {"logit": math.log(p0 / (1 - p0)), "log": math.log(p0), "identity": p0}[link]
+        else:
+            rate = check_nonnegative(nm, v)
+            if rate <= 0:
+                raise ValueError(f"`{nm}` (the control rate) must be > 0; got {v!r}.")
+            out[k] = math.log(rate)
+    return np.resize(out, n_clusters) if arr.ndim == 0 else out
 
 
 def check_finite(name: str, value: Any) -> float:

@@ -14,7 +14,8 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +31,13 @@ from .._typing import ArrayLike, RNGLike
 from .._validation import check_positive_int, check_probability
 from ..exceptions import ConvergenceWarning, SteppedWedgeWarning
 from ..results import Summary
-from ..simulate import Level, _simulate_iv, arrays_to_frame
+from ..simulate import Level, _curve, _period_vector, _simulate_iv, _sizes, arrays_to_frame
 from ..variance import VarianceComponents
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
+
+    from ..randomise import Allocation
 
 __all__ = ["SimulatedPowerResult", "simulate_power"]
 
@@ -82,6 +85,59 @@ class _Job:
     analysis: Any
     alpha: float
     fit_roles: Mapping[str, Any] = field(default_factory=dict)
+    redraw: _Redraw | None = None  # re-randomise every replicate (``allocation=``)
+    cache: dict[bytes, _Job] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, eq=False)
+class _Redraw:
+    """How a replicate re-randomises: draw an allocation, rebuild the spec and analysis."""
+
+    allocation: Any  # steppedwedge.randomise.Allocation (draw(1, rng))
+    column_of_row: np.ndarray  # (I,) column of allocation.draw() for each design row
+    sequence_matrix: np.ndarray  # (S, T) rows of the treatment matrix by sequence index
+    clusters: tuple[Any, ...]  # design row labels
+    periods: Any
+    spec_inputs: Mapping[str, Any]  # _simulate_iv keywords except the design
+    fit_options: Mapping[str, Any] | None  # sw.fit options (to rebuild a fast-path plan)
+    index_of: Mapping[bytes, int] | None  # admissible row -> index (None if not enumerable)
+
+
+#: Re-randomised replicates cache the spec and analysis of at most this many allocations
+#: per task (a restricted space has few; a large one is rarely drawn twice anyway).
+_CACHE_SIZE = 512
+
+
+def _job_for_allocation(job: _Job, sequences: np.ndarray) -> _Job:
+    """The job of one drawn allocation: the design's rows get their drawn sequences."""
+    redraw = job.redraw
+    assert redraw is not None
+    key = sequences.tobytes()
+    hit = job.cache.get(key)
+    if hit is not None:
+        return hit
+    x = redraw.sequence_matrix[sequences[redraw.column_of_row]]
+    rows = SimpleNamespace(matrix=x, clusters=redraw.clusters, periods=redraw.periods)
+    spec = _simulate_iv(rows, **redraw.spec_inputs)
+    kind, payload = job.kind, job.analysis
+    if kind == "known-variance":
+        payload = _known_variance_analysis(spec, job.alpha)
+    elif kind == "fast-lmm":
+        payload = fast_lmm_plan(spec, redraw.fit_options or {}, job.alpha)
+        if payload is None:  # pragma: no cover - the same options qualified for the design
+            kind, payload = "fit", dict(redraw.fit_options or {})
+    out = replace(job, spec=spec, kind=kind, analysis=payload, redraw=None, cache={})
+    if len(job.cache) < _CACHE_SIZE:
+        job.cache[key] = out
+    return out
+
+
+def _prepare(job: _Job, rng: np.random.Generator) -> tuple[_Job, np.ndarray | None]:
+    """Draw the replicate's allocation first (when re-randomising), from its own stream."""
+    if job.redraw is None:
+        return job, None
+    sequences = np.asarray(job.redraw.allocation.draw(1, rng)[0], dtype=np.int64)
+    return _job_for_allocation(job, sequences), sequences
 
 
 def _known_variance_analysis(spec: SimulationSpec, alpha: float) -> _KnownVarianceGLS:
@@ -219,17 +275,21 @@ def _extract(result: Any, alpha: float) -> tuple[dict[str, float], bool | None, 
 def _replicate(job: _Job, seed: np.random.SeedSequence) -> tuple[Any, ...]:
     """Run one replicate.
 
-    Returns ``(estimate, std_error, df, p_value, conf_low, conf_high, status, message)``.
+    Returns ``(estimate, std_error, df, p_value, conf_low, conf_high, status, message,
+    sequences)``; ``sequences`` is the drawn allocation (None without re-randomisation).
     """
     rng = np.random.default_rng(seed)
     nan6 = (math.nan,) * 6
+    sequences: np.ndarray | None = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            data = _generate(job, rng)
-            values, converged, singular = _extract(_analyse(job, data), job.alpha)
+            work, sequences = _prepare(job, rng)
+            data = _generate(work, rng)
+            values, converged, singular = _extract(_analyse(work, data), job.alpha)
         except Exception as exc:  # classified, never raised: one bad replicate is data
-            return (*nan6, "error", f"{type(exc).__name__}: {exc}")
+            drawn = None if sequences is None else tuple(int(v) for v in sequences)
+            return (*nan6, "error", f"{type(exc).__name__}: {exc}", drawn)
     messages = "; ".join(sorted({str(w.message) for w in caught}))[:300]
     conv_warned = any(issubclass(w.category, ConvergenceWarning) for w in caught)
     row = tuple(values[c] for c in _COLUMNS)
@@ -241,7 +301,8 @@ def _replicate(job: _Job, seed: np.random.SeedSequence) -> tuple[Any, ...]:
         status = "singular"
     else:
         status = "ok"
-    return (*row, status, messages)
+    drawn = None if sequences is None else tuple(int(v) for v in sequences)
+    return (*row, status, messages, drawn)
 
 
 # ======================================================================================
@@ -289,6 +350,12 @@ class SimulatedPowerResult:
         Errors of the executor (empty when every batch finished).
     elapsed : float
         Wall-clock seconds of the run (not part of summaries).
+    allocation_clusters : tuple or None
+        With ``allocation=``: the cluster labels that the ``sequences`` column of
+        :attr:`estimates` follows (``Allocation.clusters``); None otherwise.
+    n_admissible : int or None
+        With ``allocation=``: the size of the admissible set the allocations were re-drawn
+        from.
     """
 
     replicates: pd.DataFrame = field(repr=False)
@@ -299,6 +366,8 @@ class SimulatedPowerResult:
     analysis: str
     executor_errors: tuple[str, ...] = ()
     elapsed: float = field(default=math.nan, compare=False)
+    allocation_clusters: tuple[Any, ...] | None = None
+    n_admissible: int | None = None
 
     # ---------------------------------------------------------------- per replicate
     @property
@@ -306,7 +375,10 @@ class SimulatedPowerResult:
         """Per-replicate results (a copy).
 
         Columns ``replicate, estimate, std_error, df, p_value, conf_low, conf_high,
-        rejected, status, message``.
+        rejected, status, message``; with ``allocation=`` also ``allocation`` (the row of
+        ``Allocation.admissible`` drawn, <NA> when the admissible set is too large to
+        enumerate) and ``sequences`` (the drawn 0-based sequence of each cluster, in
+        :attr:`allocation_clusters` order).
         """
         return self.replicates.copy()
 
@@ -608,7 +680,7 @@ def simulate_power(
     cluster_size: ArrayLike | None = None,
     family: str = "gaussian",
     link: str | None = None,
-    baseline: float | None = None,
+    baseline: float | ArrayLike | None = None,
     time_effects: Any = None,
     effect_curve: Any = None,
     sampling: str = "cross-sectional",
@@ -617,6 +689,7 @@ def simulate_power(
     level: Level | None = None,
     dgp: Callable[[np.random.Generator], pd.DataFrame] | None = None,
     analysis: Mapping[str, Any] | Callable[[Any], Any] | str | None = None,
+    allocation: Allocation | None = None,
     true_value: float | None = None,
     n_sims: int = 1000,
     alpha: float = 0.05,
@@ -637,7 +710,12 @@ def simulate_power(
     effect, variance, cluster_size, family, link, baseline, time_effects, effect_curve, \
 sampling, churn, dispersion, level
         The data-generating model, as in :func:`steppedwedge.simulate` (``effect`` on the
-        link scale).  Not needed when ``dgp`` is given.
+        link scale).  Not needed when ``dgp`` is given.  ``cluster_size`` may be an
+        ``(I, T)`` matrix of real per-cluster, per-period sizes (0 = no data) and
+        ``baseline`` one control level per cluster (e.g. each council's published risk);
+        the random effects of ``variance`` are added on top of a per-cluster baseline, so
+        use ``tau2=0`` (and ``gamma2=0``) when the baselines should be the only
+        between-cluster differences.
     dgp : callable, optional
         A user's data-generating function ``dgp(rng) -> DataFrame`` replacing
         :func:`~steppedwedge.simulate`; for :func:`steppedwedge.fit` analyses it must return
@@ -654,6 +732,20 @@ sampling, churn, dispersion, level
         keys, or a tuple ``(estimate, std_error, p_value[, conf_low, conf_high])``.
         ``"known-variance"``: GLS of the cell means with the true variance components and a
         z-test (Gaussian only; the exact analysis analytic power describes).
+    allocation : Allocation, optional
+        Re-randomise every replicate under the trial's real scheme: replicate ``b`` first
+        draws its own allocation, ``allocation.draw(1, rng_b)``, uniformly from the admissible
+        set of :func:`steppedwedge.randomise` (stratified, restricted to permitted sequences
+        or covariate-constrained), from its own stream ``rng_b`` (so the draw does not depend
+        on workers or batch size), and then simulates the data with each cluster in its
+        drawn sequence.  ``design`` must then be ``allocation.design`` (or a Design with the
+        same cluster labels and sequences).  A cluster's characteristics travel with it:
+        row ``i`` of ``cluster_size`` and entry ``i`` of ``baseline`` belong to the cluster
+        labelled ``design.clusters[i]`` whatever sequence it draws; only its treatment
+        pattern changes.  :attr:`SimulatedPowerResult.estimates` records each replicate's
+        allocation (columns ``allocation`` and ``sequences``).  This is the null simulation
+        of a trial "as randomised": with ``effect=0`` the rejection rate is the type-I error
+        of the analysis under the real randomisation.
     true_value : float, optional
         True value of the estimand, for bias, RMSE and coverage.  Default ``effect`` (times
         the mean of ``effect_curve`` over the exposure times, i.e. the time-averaged
@@ -762,6 +854,7 @@ sampling, churn, dispersion, level
         n_sims=n_sims,
         alpha=alpha,
         fast=bool(fast),
+        allocation=allocation,
     )
     if executor is not None and not isinstance(executor, Executor):
         raise ValueError(
@@ -792,9 +885,15 @@ sampling, churn, dispersion, level
             desc="simulate_power",
             timeout=timeout,
         )
-    rows = [r if r is not None else (*(math.nan,) * 6, "not-run", "") for r in outcome.results]
-    frame = pd.DataFrame(rows, columns=[*_COLUMNS, "status", "message"])
+    rows = [
+        r if r is not None else (*(math.nan,) * 6, "not-run", "", None) for r in outcome.results
+    ]
+    frame = pd.DataFrame(rows, columns=[*_COLUMNS, "status", "message", "sequences"])
     frame.insert(0, "replicate", np.arange(n_sims))
+    if job.redraw is None:
+        frame = frame.drop(columns="sequences")
+    else:
+        frame.insert(frame.columns.get_loc("sequences"), "allocation", _allocation_index(job, frame))
     usable = frame["status"].isin(USABLE)
     frame.insert(frame.columns.get_loc("status"), "rejected", usable & (frame["p_value"] < alpha))
     errors = tuple(
@@ -819,7 +918,22 @@ sampling, churn, dispersion, level
         analysis=label,
         executor_errors=errors,
         elapsed=time.perf_counter() - t0,
+        allocation_clusters=None if job.redraw is None else tuple(job.redraw.allocation.clusters),
+        n_admissible=None if job.redraw is None else int(job.redraw.allocation.n_admissible),
     )
+
+
+def _allocation_index(job: _Job, frame: pd.DataFrame) -> pd.Series:
+    """Row of ``allocation.admissible`` drawn by each replicate (<NA> if not enumerable)."""
+    assert job.redraw is not None
+    index_of = job.redraw.index_of
+    out = [
+        pd.NA
+        if seq is None or index_of is None
+        else index_of.get(np.asarray(seq, dtype=np.int8).tobytes(), pd.NA)
+        for seq in frame["sequences"]
+    ]
+    return pd.Series(out, index=frame.index, dtype="Int64")
 
 
 def _check_first(job: _Job, seed: np.random.SeedSequence) -> None:
@@ -827,6 +941,7 @@ def _check_first(job: _Job, seed: np.random.SeedSequence) -> None:
     rng = np.random.default_rng(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        job, _ = _prepare(job, rng)
         try:
             data = _generate(job, rng)
         except Exception as exc:
@@ -904,6 +1019,7 @@ def _simulate_power_iv(
     n_sims: Any,
     alpha: Any,
     fast: bool = True,
+    allocation: Any = None,
 ) -> tuple[_Job, int, float, float | None, str]:
     """Validate :func:`simulate_power` inputs; return the worker job and run settings."""
     n_sims = check_positive_int("n_sims", n_sims)
@@ -1003,5 +1119,118 @@ def _simulate_power_iv(
             "`analysis` must be a dict of sw.fit options, a callable analysis(data) or "
             f"'known-variance'; got {analysis!r}."
         )
-    job = _Job(spec=spec, dgp=dgp, kind=kind, analysis=payload, alpha=alpha, fit_roles=fit_roles)
+    redraw = None
+    if allocation is not None:
+        if spec is None:
+            raise ValueError(
+                "`allocation` re-randomises the built-in data-generating model; it cannot be "
+                "combined with a `dgp` (draw the allocation inside your `dgp` instead)."
+            )
+        redraw = _redraw_iv(
+            allocation,
+            design,
+            spec,
+            kind=kind,
+            fit_options=dict(analysis or {}) if kind in ("fast-lmm", "fit") else None,
+            spec_inputs=dict(
+                effect=effect,
+                variance=variance,
+                cluster_size=_sizes(cluster_size, spec.shape, spec.family not in _GAUSS_BIN),
+                family=family,
+                link=link,
+                baseline=baseline,
+                time_effects=None
+                if time_effects is None
+                else _period_vector("time_effects", time_effects, spec.shape[1]),
+                effect_curve=_curve_values(effect_curve, spec),
+                sampling=sampling,
+                churn=churn,
+                dispersion=dispersion,
+                level=spec.level,
+            ),
+        )
+        label += f"; allocations re-drawn from {allocation.n_admissible} admissible"
+    job = _Job(
+        spec=spec,
+        dgp=dgp,
+        kind=kind,
+        analysis=payload,
+        alpha=alpha,
+        fit_roles=fit_roles,
+        redraw=redraw,
+    )
     return job, n_sims, alpha, truth, label
+
+
+_GAUSS_BIN = ("gaussian", "binomial")
+
+
+def _curve_values(effect_curve: Any, spec: SimulationSpec) -> np.ndarray | None:
+    """``effect_curve`` evaluated once at the design's exposure times 1..max (picklable)."""
+    if effect_curve is None:
+        return None
+    max_e = int(spec.exposure_time.max())
+    if max_e == 0:
+        return None
+    values: np.ndarray = _curve(effect_curve, np.arange(max_e + 1))[1:]
+    return values
+
+
+def _redraw_iv(
+    allocation: Any,
+    design: Any,
+    spec: SimulationSpec,
+    *,
+    kind: str,
+    fit_options: Any,
+    spec_inputs: dict[str, Any],
+) -> _Redraw:
+    """Check that ``allocation`` randomised ``design``'s clusters; map rows to its columns."""
+    from ..design import Design  # noqa: PLC0415 - avoid an import cycle at module load
+    from ..randomise import Allocation  # noqa: PLC0415
+
+    if not isinstance(allocation, Allocation):
+        raise ValueError(
+            "`allocation` must be an Allocation from sw.randomise(...); got "
+            f"{type(allocation).__name__}."
+        )
+    if not isinstance(design, Design):
+        raise ValueError(
+            "with `allocation`, `design` must be a Design whose rows are the randomised "
+            "clusters: pass `design=allocation.design`."
+        )
+    labels = list(spec.clusters)
+    position = {c: k for k, c in enumerate(allocation.clusters)}
+    unknown = [c for c in labels if c not in position]
+    if unknown or len(labels) != len(position):
+        raise ValueError(
+            f"the rows of `design` must be the clusters `allocation` randomised "
+            f"({', '.join(map(repr, allocation.clusters))}); got "
+            f"{', '.join(map(repr, labels))}. Pass `design=allocation.design`."
+        )
+    ref = allocation.design
+    same = (
+        design.n_periods == ref.n_periods
+        and design.n_sequences == ref.n_sequences
+        and np.array_equal(design.sequence_matrix, ref.sequence_matrix, equal_nan=True)
+        and np.array_equal(design.sequence_sizes, ref.sequence_sizes)
+    )
+    if not same:
+        raise ValueError(
+            "`design` does not have the sequences `allocation` was drawn for: pass "
+            "`design=allocation.design`."
+        )
+    index_of: dict[bytes, int] | None = None
+    if allocation.n_admissible <= int(allocation.options["max_enumerate"]):
+        adm = np.asarray(allocation.admissible, dtype=np.int8)
+        index_of = {row.tobytes(): k for k, row in enumerate(adm)}
+    return _Redraw(
+        allocation=allocation,
+        column_of_row=np.array([position[c] for c in labels], dtype=np.intp),
+        sequence_matrix=np.array(ref.sequence_matrix, dtype=float),
+        clusters=tuple(labels),
+        periods=spec.periods,
+        spec_inputs=spec_inputs,
+        fit_options=None if fit_options is None else dict(fit_options),
+        index_of=index_of,
+    )
