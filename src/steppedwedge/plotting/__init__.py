@@ -7,5 +7,14 @@ matplotlib is imported only when a plot is drawn, never at import time.
 from __future__ import annotations
 
 from .design import cell_codes, plot_design
+from .effects import plot_effects
+from .power import plot_cell_map, plot_power_curve, plot_sensitivity
 
-__all__ = ["cell_codes", "plot_design"]
+__all__ = [
+    "cell_codes",
+    "plot_cell_map",
+    "plot_design",
+    "plot_effects",
+    "plot_power_curve",
+    "plot_sensitivity",
+]
