@@ -100,3 +100,70 @@ def test_descriptives_match_direct_computation() -> None:
     treated = q[q["treated"] == 1]
     rate = 1e4 * treated["entries_into_care"].sum() / treated["population_0_17"].sum()
     assert f"{rate:.4g}" in desc.markdown
+
+
+def test_power_and_analysis_sections_match_the_library() -> None:
+    import math
+
+    cfg = council_example()
+    report = build_report(cfg)
+    titles = [s.title for s in report.sections]
+    assert {"Power justification", "Primary analysis", "Sensitivity analyses"} <= set(titles)
+    # power: the number shown is sw.power on the same inputs
+    spec = cfg.power
+    assert spec is not None
+    from steppedwedge.report.build import planned_design
+
+    res = sw.power(
+        planned_design(cfg),
+        effect=spec.effect,
+        variance=sw.VarianceComponents(tau2=spec.tau2, gamma2=spec.gamma2, decay=spec.decay),
+        cluster_size=1.0,
+        family="poisson",
+        baseline=spec.baseline,
+        exposure=float(cfg.clusters["population_0_17"].mean()),
+    )
+    power_md = next(s for s in report.sections if s.title == "Power justification").markdown
+    assert f"**Power {res.power:.3f}**" in power_md
+    # primary analysis: the rate ratio shown is sw.fit's
+    fit = sw.fit(
+        load_councils(), family="poisson", random="nested", outcome="entries_into_care",
+        cluster="council", period="quarter", treatment="treated", exposure="population_0_17",
+    )
+    primary_md = next(s for s in report.sections if s.title == "Primary analysis").markdown
+    assert f"rate ratio {math.exp(fit.estimate):.3f}" in primary_md
+    sens = next(s for s in report.sections if s.title == "Sensitivity analyses").markdown
+    assert "randomisation test" in sens and "cluster-period summaries" in sens
+
+
+def test_toml_power_and_analysis_tables(tmp_path: Path) -> None:
+    path = _write_config(tmp_path)
+    load_councils().to_csv(tmp_path / "councils.csv", index=False)
+    extra = """
+[data]
+file = "councils.csv"
+cluster = "council"
+period = "quarter"
+treatment = "treated"
+outcome = "entries_into_care"
+exposure = "population_0_17"
+
+[power]
+family = "poisson"
+effect = -0.1625
+baseline = 6.6e-4
+exposure_column = "population_0_17"
+tau2 = 0.1
+gamma2 = 0.02
+
+[analysis]
+family = "poisson"
+random = "cluster"
+sensitivity = ["cluster-summary"]
+"""
+    path.write_text(path.read_text() + extra)
+    cfg = TrialConfig.from_toml(path)
+    assert cfg.power is not None and cfg.power.tau2 == 0.1 and cfg.power.decay is None
+    assert cfg.analysis is not None and cfg.analysis.sensitivity == ("cluster-summary",)
+    titles = [s.title for s in build_report(cfg).sections]
+    assert "Power justification" in titles and "Sensitivity analyses" in titles

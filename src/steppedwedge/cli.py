@@ -162,7 +162,8 @@ def _randomise(args: argparse.Namespace) -> int:
             raise SteppedWedgeError("give `--waves` or `--clusters-per-wave`.")
         if sum(sizes) != n:
             raise SteppedWedgeError(
-                f"`--clusters-per-wave` adds up to {sum(sizes)} but {args.clusters} has {n} clusters."
+                f"`--clusters-per-wave` adds up to {sum(sizes)} but {args.clusters} has "
+                f"{n} clusters."
             )
         template = Design.stepped_wedge(len(sizes), sizes)
         strata, balance, cutoff = args.strata, _split(args.balance), args.cutoff

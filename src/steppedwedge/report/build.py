@@ -57,7 +57,7 @@ class Report:
     design: Design
 
     def to_markdown(self) -> str:
-        """The report as Markdown (figures referenced as PNG files beside it)."""
+        """Return the report as Markdown (figures referenced as PNG files beside it)."""
         out = [f"# {self.title}", ""]
         for sec in self.sections:
             out += [f"## {sec.title}", "", sec.markdown.rstrip(), ""]
@@ -66,7 +66,7 @@ class Report:
         return "\n".join(out)
 
     def to_html(self) -> str:
-        """The report as one self-contained HTML page (figures embedded as data URIs)."""
+        """Return the report as one self-contained HTML page (figures embedded as data URIs)."""
         parts = [
             "<!DOCTYPE html>",
             '<html lang="en"><head><meta charset="utf-8">',
@@ -174,10 +174,17 @@ def _hash_frame(frame: pd.DataFrame) -> str:
 
 # ---------------------------------------------------------------------- sections
 def planned_design(config: TrialConfig) -> Design:
-    """The design template: one row per slot, built from the wave start dates."""
+    """Build the design template: one row per slot, from the wave start dates."""
     return Design.from_start_dates(
         config.slot_start_dates(), config.periods, transition=config.transition
     )
+
+
+def _first_treated(design: Design, sequence: int) -> str:
+    members = np.flatnonzero(design.sequences == sequence)
+    if members.size == 0 or design.start_period[members[0]] < 0:
+        return "never"
+    return str(design.periods[design.start_period[members[0]]])
 
 
 def _design_section(template: Design, allocated: Design, config: TrialConfig) -> Section:
@@ -190,17 +197,13 @@ def _design_section(template: Design, allocated: Design, config: TrialConfig) ->
     fig, ax = plt.subplots(figsize=(9.0, height))
     allocated.plot(ax=ax)
     png = _png(fig)
+    n_waves = len(config.wave_starts)
     waves = pd.DataFrame(
         {
             "wave": range(1, len(config.wave_starts) + 1),
             "start date": list(config.wave_starts),
             "clusters": list(config.clusters_per_wave),
-            "first treated period": [
-                str(template.periods[template.start_period[template.sequences == s][0]])
-                if (template.sequences == s).any() and template.start_period[template.sequences == s][0] >= 0
-                else "never"
-                for s in range(len(config.wave_starts))
-            ],
+            "first treated period": [_first_treated(template, s) for s in range(n_waves)],
         }
     )
     md = "\n\n".join(
@@ -255,6 +258,186 @@ def _descriptive_section(config: TrialConfig) -> Section | None:
     return Section("Descriptive statistics", md)
 
 
+def _figure(draw: Any, name: str, caption: str, size: tuple[float, float] = (7.0, 4.0)) -> Figure:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=size)
+    draw(ax)
+    return Figure(name, _png(fig), caption)
+
+
+def _power_section(config: TrialConfig, template: Design) -> Section | None:
+    spec = config.power
+    if spec is None:
+        return None
+    from ..power import power as analytic_power
+    from ..power import power_curve
+    from ..variance import VarianceComponents
+
+    vc = VarianceComponents(
+        sigma2=spec.sigma2, tau2=spec.tau2, gamma2=spec.gamma2, decay=spec.decay
+    )
+    kwargs: dict[str, Any] = dict(
+        variance=vc,
+        cluster_size=spec.cluster_size,
+        family=spec.family,
+        alpha=spec.alpha,
+    )
+    if spec.baseline is not None:
+        kwargs["baseline"] = spec.baseline
+    if spec.dispersion is not None:
+        kwargs["dispersion"] = spec.dispersion
+    if spec.exposure_column is not None:
+        # every slot gets the mean exposure: before randomisation the slot is not yet a
+        # council; the expected power over allocations is shown by `expected_power`.
+        mean_expo = float(config.clusters[spec.exposure_column].mean())
+        kwargs["exposure"] = mean_expo
+    res = analytic_power(template, effect=spec.effect, **kwargs)
+    ratio = spec.family in ("poisson", "negative_binomial", "binomial")
+    effects = np.linspace(spec.effect * 0.25, spec.effect * 1.75, 13)
+    curve = power_curve(template, vary="effect", values=effects, **kwargs)
+
+    def draw(ax: Any) -> None:
+        xs = np.exp(effects) if ratio else effects
+        ax.plot(xs, curve.power, marker="o", color="#1f5f8b")
+        ax.axhline(0.8, color="grey", lw=0.8, ls="--")
+        ax.axvline(np.exp(spec.effect) if ratio else spec.effect, color="#c0392b", lw=0.8)
+        ax.set_xlabel("rate ratio" if ratio else "effect")
+        ax.set_ylabel("power")
+        ax.set_ylim(0, 1)
+        ax.set_title("Power of the planned design")
+
+    table = pd.DataFrame(
+        {
+            ("rate ratio" if ratio else "effect"): np.exp(effects) if ratio else effects,
+            "power": curve.power,
+        }
+    )
+    expo_text = (
+        f" Counts are modelled with exposure `{spec.exposure_column}` "
+        f"(mean {kwargs['exposure']:.0f} per cluster-period)."
+        if "exposure" in kwargs
+        else ""
+    )
+    md = "\n\n".join(
+        [
+            f"Planned analysis: {spec.family} mixed model, two-sided alpha {spec.alpha}. "
+            f"Effect {spec.effect:.4g} on the link scale"
+            + (f" (ratio {np.exp(spec.effect):.3f})" if ratio else "")
+            + f"; baseline {spec.baseline}."
+            + expo_text,
+            (
+                "Assumed variance components (link scale): "
+                if spec.family != "gaussian"
+                else "Assumed variance components: "
+            )
+            + f"between-cluster tau2 = {vc.tau2:.4g} (SD {np.sqrt(vc.tau2):.3g}), "
+            + f"cluster-period gamma2 = {vc.gamma2:.4g} (SD {np.sqrt(vc.gamma2):.3g})"
+            + (f" decaying by {vc.decay:.3g} per period" if vc.decay is not None else "")
+            + (f", residual sigma2 = {vc.sigma2:.4g}" if spec.family == "gaussian" else "")
+            + ".",
+            f"**Power {res.power:.3f}** (standard error of the estimator {res.std_error:.4g}).",
+            _md_table(table, floatfmt="{:.3f}"),
+            "```\n" + str(res.summary()) + "\n```",
+        ]
+    )
+    fig = _figure(lambda ax: draw(ax), "power_curve", "Power over the size of the effect")
+    return Section("Power justification", md, (fig,))
+
+
+def _analysis_sections(config: TrialConfig, allocation: Allocation) -> list[Section]:
+    spec, data = config.analysis, config.data
+    if spec is None or data is None:
+        return []
+    from ..compare import compare
+    from ..inference.permutation import permutation_test
+    from ..models import fit
+
+    roles: dict[str, Any] = dict(
+        outcome=data.outcome, cluster=data.cluster, period=data.period, treatment=data.treatment
+    )
+    if data.exposure is not None:
+        roles["exposure"] = data.exposure
+    frame = data.frame
+    primary = fit(frame, family=spec.family, random=spec.random, **roles)
+    ratio = spec.family in ("poisson", "negative_binomial", "binomial")
+    tidy = primary.tidy(exponentiate=ratio) if ratio else primary.tidy()
+    row = tidy.iloc[[0]]
+    label = "rate ratio" if spec.family != "binomial" else "odds ratio"
+    md_primary = "\n\n".join(
+        [
+            f"Primary analysis: {spec.family} mixed model with random structure "
+            f"`{spec.random}` and categorical period effects (`sw.fit`).",
+            (
+                f"**{label} {row['estimate'].iloc[0]:.3f} "
+                f"(95% CI {row['conf_low'].iloc[0]:.3f} to {row['conf_high'].iloc[0]:.3f}), "
+                f"p = {row['p_value'].iloc[0]:.4f}.**"
+                if ratio
+                else f"**effect {row['estimate'].iloc[0]:.4g} (95% CI "
+                f"{row['conf_low'].iloc[0]:.4g} to {row['conf_high'].iloc[0]:.4g}), "
+                f"p = {row['p_value'].iloc[0]:.4f}.**"
+            ),
+            "```\n" + str(primary.summary()) + "\n```",
+        ]
+    )
+    sections = [Section("Primary analysis", md_primary)]
+
+    results: dict[str, Any] = {"mixed model (primary)": primary}
+    notes: list[str] = []
+    for kind in spec.sensitivity:
+        if kind == "gee":
+            try:
+                results["GEE, MD-corrected"] = fit(
+                    frame, family=spec.family, method="gee", random=spec.random, **roles
+                )
+            except ValueError as exc:
+                notes.append(f"GEE with categorical period effects not estimable: {exc}")
+                results["GEE, MD-corrected, linear time"] = fit(
+                    frame,
+                    family=spec.family,
+                    method="gee",
+                    random=spec.random,
+                    time="linear",
+                    **roles,
+                )
+        elif kind == "cluster-summary":
+            results["cluster-period summaries"] = fit(
+                frame, family=spec.family, method="cluster-summary", **roles
+            )
+        elif kind == "permutation":
+            results["randomisation test"] = permutation_test(
+                frame,
+                family=spec.family,
+                allocation=allocation,
+                statistic="twfe",
+                n_permutations=spec.n_permutations,
+                rng=config.seed,
+                **roles,
+            )
+        else:
+            notes.append(f"unknown sensitivity analysis {kind!r} skipped")
+    table = compare(results)
+    columns = ["model", "estimate", "std_error", "conf_low", "conf_high", "p_value", "df"]
+    shown = table[columns].copy()
+    if ratio:
+        for col in ("estimate", "conf_low", "conf_high"):
+            shown[col] = np.exp(shown[col])
+        shown = shown.rename(columns={"estimate": label})
+    md = "\n\n".join(
+        [
+            "The same treatment effect estimated by methods with different assumptions"
+            + (" (ratios; standard errors on the log scale)." if ratio else "."),
+            _md_table(shown, floatfmt="{:.4g}"),
+        ]
+        + ["\n".join(f"- {n}" for n in notes)] * bool(notes)
+    )
+    sections.append(Section("Sensitivity analyses", md))
+    return sections
+
+
 def _provenance_section(config: TrialConfig, allocation: Allocation) -> Section:
     import matplotlib
 
@@ -299,8 +482,12 @@ def build_report(config: TrialConfig) -> Report:
         _design_section(template, allocated, config),
         _randomisation_section(allocation),
     ]
+    pw = _power_section(config, template)
+    if pw is not None:
+        sections.append(pw)
     desc = _descriptive_section(config)
     if desc is not None:
         sections.append(desc)
+    sections.extend(_analysis_sections(config, allocation))
     sections.append(_provenance_section(config, allocation))
     return Report(config.title, tuple(sections), allocation, allocated)

@@ -30,6 +30,22 @@ A minimal ``trial.toml``::
     treatment = "treated"
     outcome = "entries_into_care"
     exposure = "population_0_17"
+
+    [power]                            # optional: the power justification
+    family = "poisson"                 # gaussian | binomial | poisson | negative_binomial
+    effect = -0.1625                   # on the link scale (here log rate ratio 0.85)
+    baseline = 6.6e-4                  # control mean / probability / rate per unit exposure
+    cluster_size = 1.0                 # individuals per cluster-period (counts: 1)
+    exposure_column = "population_0_17"  # counts: exposure column of the clusters table
+    tau2 = 0.109                       # variance components (link scale for GLMMs)
+    gamma2 = 0.0225
+    decay = 0.908
+
+    [analysis]                         # optional: primary and sensitivity analyses of [data]
+    family = "poisson"
+    random = "nested"
+    sensitivity = ["gee", "cluster-summary", "permutation"]
+    n_permutations = 999
 """
 
 from __future__ import annotations
@@ -49,7 +65,7 @@ if sys.version_info >= (3, 11):  # pragma: no cover - depends on the interpreter
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["TrialConfig", "DataSpec"]
+__all__ = ["AnalysisSpec", "DataSpec", "PowerSpec", "TrialConfig"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,33 @@ class DataSpec:
     outcome: str
     exposure: str | None = None
     source: str = ""
+
+
+@dataclass(frozen=True)
+class PowerSpec:
+    """Inputs of the power justification (see the ``[power]`` table)."""
+
+    family: str
+    effect: float
+    baseline: float | None
+    cluster_size: float
+    exposure_column: str | None
+    tau2: float
+    gamma2: float
+    decay: float | None
+    sigma2: float = 1.0
+    alpha: float = 0.05
+    dispersion: float | None = None
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """The primary analysis and the sensitivity analyses (see the ``[analysis]`` table)."""
+
+    family: str = "gaussian"
+    random: str = "nested"
+    sensitivity: tuple[str, ...] = ("gee", "cluster-summary", "permutation")
+    n_permutations: int = 999
 
 
 @dataclass(frozen=True)
@@ -91,7 +134,11 @@ class TrialConfig:
         Rule for the period containing a start date (see
         :meth:`steppedwedge.Design.from_start_dates`).
     data : DataSpec, optional
-        Observed data for the descriptive (and later analysis) sections.
+        Observed data for the descriptive and analysis sections.
+    power : PowerSpec, optional
+        Inputs of the power justification.
+    analysis : AnalysisSpec, optional
+        Primary and sensitivity analyses of ``data``.
     source : str
         Where the configuration came from (file path or ``"example:councils"``).
     """
@@ -108,6 +155,8 @@ class TrialConfig:
     cutoff: float | None = None
     transition: str = "first-treated"
     data: DataSpec | None = None
+    power: PowerSpec | None = None
+    analysis: AnalysisSpec | None = None
     source: str = ""
 
     @classmethod
@@ -163,6 +212,31 @@ class TrialConfig:
                 exposure=d.get("exposure"),
                 source=rel,
             )
+        power = None
+        if "power" in raw:
+            pw = raw["power"]
+            power = PowerSpec(
+                family=str(pw.get("family", "gaussian")),
+                effect=float(need("power", "effect")),
+                baseline=None if pw.get("baseline") is None else float(pw["baseline"]),
+                cluster_size=float(pw.get("cluster_size", 1.0)),
+                exposure_column=pw.get("exposure_column"),
+                tau2=float(pw.get("tau2", 0.0)),
+                gamma2=float(pw.get("gamma2", 0.0)),
+                decay=None if pw.get("decay") is None else float(pw["decay"]),
+                sigma2=float(pw.get("sigma2", 1.0)),
+                alpha=float(pw.get("alpha", 0.05)),
+                dispersion=None if pw.get("dispersion") is None else float(pw["dispersion"]),
+            )
+        analysis = None
+        if "analysis" in raw:
+            an = raw["analysis"]
+            analysis = AnalysisSpec(
+                family=str(an.get("family", "gaussian")),
+                random=str(an.get("random", "nested")),
+                sensitivity=tuple(an.get("sensitivity", AnalysisSpec.sensitivity)),
+                n_permutations=int(an.get("n_permutations", 999)),
+            )
         balance = rand.get("balance", ())
         if isinstance(balance, str):
             balance = (balance,)
@@ -179,6 +253,8 @@ class TrialConfig:
             cutoff=rand.get("cutoff"),
             seed=int(need("randomisation", "seed")),
             data=data,
+            power=power,
+            analysis=analysis,
             source=source,
         )
 
@@ -195,7 +271,9 @@ class TrialConfig:
                 f"{len(self.wave_starts)} and {len(self.clusters_per_wave)}."
             )
         slots: dict[str, str] = {}
-        for w, (start, n) in enumerate(zip(self.wave_starts, self.clusters_per_wave), start=1):
+        for w, (start, n) in enumerate(
+            zip(self.wave_starts, self.clusters_per_wave, strict=True), start=1
+        ):
             for k in range(1, n + 1):
                 slots[f"wave {w}, slot {k}"] = start
         return slots

@@ -8,11 +8,13 @@ example's report reproduces exactly the allocation that generated the bundled da
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from ..design import Design
 from ..randomise import Allocation, randomise
-from .config import DataSpec, TrialConfig
+from .config import AnalysisSpec, DataSpec, PowerSpec, TrialConfig
 
 __all__ = [
     "COUNCIL_BALANCE",
@@ -50,7 +52,9 @@ COUNCIL_CUTOFF = 0.2
 def _template() -> Design:
     slots = {
         f"wave {w}, slot {k}": start
-        for w, (start, n) in enumerate(zip(COUNCIL_WAVE_STARTS, COUNCIL_WAVE_SIZES), start=1)
+        for w, (start, n) in enumerate(
+            zip(COUNCIL_WAVE_STARTS, COUNCIL_WAVE_SIZES, strict=True), start=1
+        )
         for k in range(1, n + 1)
     }
     return Design.from_start_dates(slots, COUNCIL_PERIODS)
@@ -85,7 +89,7 @@ def council_randomisation(characteristics: pd.DataFrame) -> Allocation:
 
 
 def council_example() -> TrialConfig:
-    """Configuration of the synthetic 17-council trial shipped with the package.
+    """Return the configuration of the synthetic 17-council trial shipped with the package.
 
     Seven waves start every six months from 2023Q1 on a quarterly grid 2022Q1-2026Q4;
     councils are randomised to waves stratified by region and balanced on child population
@@ -124,5 +128,19 @@ def council_example() -> TrialConfig:
         cutoff=COUNCIL_CUTOFF,
         seed=COUNCIL_SEED,
         data=data,
+        power=PowerSpec(
+            family="poisson",
+            effect=math.log(0.85),
+            # about 26 entries into care per 10,000 children a year (DfE, England)
+            baseline=6.6e-4,
+            cluster_size=1.0,
+            exposure_column="population_0_17",
+            # between-council SD of log rates ~0.33, council-quarter SD ~0.15 decaying
+            # 0.68 a year (real-trials.md section 4.3)
+            tau2=0.33**2,
+            gamma2=0.15**2,
+            decay=0.68**0.25,
+        ),
+        analysis=AnalysisSpec(family="poisson", random="nested"),
         source="example:councils",
     )
