@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..randomise import Allocation
 
-__all__ = ["SimulatedPowerResult", "simulate_power"]
+__all__ = ["NullSimulationPlan", "SimulatedPowerResult", "null_simulation_plan", "simulate_power"]
 
 #: Replicate statuses. "ok" and "singular" replicates are usable; the rest are failures,
 #: except "not-run" (the executor failed before the replicate finished).
@@ -1233,4 +1233,191 @@ def _redraw_iv(
         spec_inputs=spec_inputs,
         fit_options=None if fit_options is None else dict(fit_options),
         index_of=index_of,
+    )
+
+
+# ======================================================================================
+# the real trials' null simulation
+# ======================================================================================
+
+
+@dataclass(frozen=True, eq=False)
+class NullSimulationPlan:
+    """Inputs of a simulation of a real trial under its real randomisation scheme.
+
+    Built by :func:`null_simulation_plan`.  Everything is aligned with the rows of
+    :attr:`design` (``allocation.design``): row ``i`` of :attr:`cluster_size` and entry ``i``
+    of :attr:`baseline` belong to cluster ``design.clusters[i]``.
+
+    Attributes
+    ----------
+    design : Design
+        The design with the real cluster labels (``allocation.design``).
+    allocation : Allocation
+        The restricted (stratified) randomisation; replicates re-draw from its admissible set.
+    cluster_size : numpy.ndarray
+        ``(I, T)`` individuals per cluster and period (0 = none).
+    baseline : numpy.ndarray
+        ``(I,)`` control probability of each cluster.
+    """
+
+    design: Any
+    allocation: Any
+    cluster_size: np.ndarray = field(repr=False)
+    baseline: np.ndarray = field(repr=False)
+
+    def simulate_power(
+        self,
+        analysis: Mapping[str, Any] | Callable[[Any], Any] | None = None,
+        *,
+        odds_ratio: float = 1.0,
+        tau2: float = 0.0,
+        n_sims: int = 1000,
+        rng: RNGLike = None,
+        **options: Any,
+    ) -> SimulatedPowerResult:
+        """Run :func:`simulate_power` with the plan's allocation, sizes and baselines.
+
+        Parameters
+        ----------
+        analysis : dict or callable, optional
+            Default ``{"random": "cluster"}``: the random-intercept logistic GLMM with period
+            effects (``glmer(y ~ treatment + period + (1 | cluster))``), Wald z test.
+        odds_ratio : float, default 1.0
+            True treatment odds ratio (1: the null, so the rejection rate is the type-I error).
+        tau2 : float, default 0.0
+            Cluster random-intercept variance added on top of the per-cluster baselines
+            (logit scale).  0: the baselines are the only between-cluster differences.
+        n_sims : int, default 1000
+        rng : int, Generator, SeedSequence or None
+        **options
+            Other :func:`simulate_power` options (``n_jobs``, ``executor``, ``progress``,
+            ``batch_size``, ``alpha``, ``time_effects``...).
+
+        Returns
+        -------
+        SimulatedPowerResult
+        """
+        if not (isinstance(odds_ratio, (int, float)) and odds_ratio > 0):
+            raise ValueError(f"`odds_ratio` must be a positive number; got {odds_ratio!r}.")
+        return simulate_power(
+            self.design,
+            effect=math.log(odds_ratio),
+            variance=VarianceComponents(sigma2=1.0, tau2=tau2),
+            cluster_size=self.cluster_size,
+            family="binomial",
+            baseline=self.baseline,
+            level="cluster-period",
+            allocation=self.allocation,
+            analysis={"random": "cluster"} if analysis is None else analysis,
+            n_sims=n_sims,
+            rng=rng,
+            **options,
+        )
+
+
+def null_simulation_plan(
+    trial: Any,
+    *,
+    counts: pd.DataFrame | None = None,
+    follow_up: str = "18M",
+    rng: RNGLike = 0,
+) -> NullSimulationPlan:
+    """Allocation, per-cluster per-period sizes and baselines of a council trial's null simulation.
+
+    The evaluators of the Family Safeguarding trial checked their random-intercept GLMM by
+    simulating 10,000 trials under the null: councils re-drawn to waves within the readiness
+    strata, outcomes Bernoulli with each council's baseline probability, the real numbers of
+    children per council and period.  This gathers those inputs from a
+    :class:`~steppedwedge.datasets.SyntheticTrial` (or any object with the same
+    ``start_dates``, ``window``, ``readiness``, ``allowed_waves``, ``baseline_risk``,
+    ``age_range`` and ``events``).
+
+    Parameters
+    ----------
+    trial : SyntheticTrial
+        E.g. :func:`steppedwedge.datasets.make_fs_like`.
+    counts : pandas.DataFrame, optional
+        Children per council and period, columns ``cluster, period, children`` (as
+        :meth:`~steppedwedge.cohort.ReferralCohort.counts` returns, periods labelled as in
+        the design from the start dates).  Default: the referral cohort of ``trial.events``
+        (first referral per child in the window, aged up to the trial's upper age; unborn
+        children included when the age range starts at 0).
+    follow_up : str, default "18M"
+        Follow-up of the default referral cohort.
+    rng : int, Generator or None, default 0
+        Seed of the one allocation the plan holds (it fixes only the order of the design's
+        rows: every replicate re-draws its own allocation).
+
+    Returns
+    -------
+    NullSimulationPlan
+
+    Examples
+    --------
+    >>> import steppedwedge as sw
+    >>> from steppedwedge.power.simulation import null_simulation_plan
+    >>> fs = sw.datasets.make_fs_like(n_children=3000, rng=1)
+    >>> plan = null_simulation_plan(fs)
+    >>> plan.allocation.n_admissible, plan.cluster_size.shape
+    (12, (5, 6))
+    >>> bool(2900 < plan.cluster_size.sum() <= 3000)  # children in the referral cohort
+    True
+    >>> res = plan.simulate_power(n_sims=4, rng=2, progress=False)
+    >>> res.n_sims, sorted(res.estimates.columns)[:2]
+    (4, ['allocation', 'conf_high'])
+    """
+    from ..cohort import cohort_from_events  # noqa: PLC0415 - keeps module import light
+    from ..design import Design  # noqa: PLC0415
+    from ..randomise import randomise  # noqa: PLC0415
+
+    needed = ("start_dates", "window", "readiness", "allowed_waves", "baseline_risk")
+    missing = [a for a in needed if not hasattr(trial, a)]
+    if missing:
+        raise ValueError(
+            f"`trial` must describe a council trial (a SyntheticTrial); it lacks {missing}."
+        )
+    design = Design.from_start_dates(dict(trial.start_dates), "starts", window=trial.window)
+    names = list(design.clusters)
+    councils = pd.DataFrame({"cluster": names, "readiness": [trial.readiness[c] for c in names]})
+    allocation = randomise(
+        design,
+        councils,
+        strata="readiness",
+        allowed_sequences={k: list(v) for k, v in trial.allowed_waves.items()},
+        rng=rng,
+        alpha=None,
+    )
+    if counts is None:
+        low, high = getattr(trial, "age_range", (None, None))
+        cohort = cohort_from_events(
+            trial.events,
+            design=design,
+            child="child_id",
+            council="council",
+            referral="referral_date",
+            outcome_date="looked_after_date",
+            birth_date="birth_date",
+            follow_up=follow_up,
+            age_range=(None if not low else low, high),
+        )
+        counts = cohort.counts()
+    if not isinstance(counts, pd.DataFrame) or not {"cluster", "period", "children"} <= set(
+        counts.columns
+    ):
+        raise ValueError("`counts` must be a DataFrame with columns cluster, period, children.")
+    table = counts.pivot_table(index="cluster", columns="period", values="children", aggfunc="sum")
+    final = allocation.design
+    unknown = [c for c in table.index if c not in set(final.clusters)]
+    if unknown:
+        raise ValueError(f"`counts` has clusters not in the trial: {unknown}.")
+    bad_periods = [p for p in table.columns if p not in set(final.periods)]
+    if bad_periods:
+        raise ValueError(f"`counts` has periods not in the design: {bad_periods}.")
+    size = table.reindex(index=list(final.clusters), columns=list(final.periods)).fillna(0.0)
+    return NullSimulationPlan(
+        design=final,
+        allocation=allocation,
+        cluster_size=size.to_numpy(dtype=float),
+        baseline=np.array([float(trial.baseline_risk[c]) for c in final.clusters]),
     )
