@@ -62,3 +62,17 @@ ax.set_title(
     "Family Safeguarding trial: periods bounded by go-live dates", loc="left", pad=24, fontsize=10
 )
 ax.figure.savefig("docs/_static/design_family_safeguarding.png", dpi=110)
+
+# 4. The bundled council example: the allocation made by its own randomisation.
+from steppedwedge.datasets import load_council_characteristics  # noqa: E402
+from steppedwedge.report.example import council_randomisation  # noqa: E402
+
+allocation = council_randomisation(load_council_characteristics())
+ax = allocation.design.plot()
+ax.set_title(
+    "The bundled example: 17 councils randomised to 7 waves (stratified by region, balanced)",
+    loc="left",
+    pad=24,
+    fontsize=10,
+)
+ax.figure.savefig("docs/_static/design_council_example.png", dpi=110)
