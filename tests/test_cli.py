@@ -90,3 +90,14 @@ def test_report_example_is_deterministic(tmp_path: Path) -> None:
     assert "data:image/png;base64," in html  # self-contained
     record = json.loads((first / "allocation.json").read_text())
     assert len(record["assignment"]) == 17
+
+
+def test_python_dash_m_entry_point() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "steppedwedge", "--version"], capture_output=True, text=True
+    )
+    assert out.returncode == 0
+    assert out.stdout.strip() == f"steppedwedge {sw.__version__}"
