@@ -426,3 +426,13 @@ def test_exact_gradient_matches_differences() -> None:
             agq_value(d1, fam, beta, s1 + h, al, 7)[0] - agq_value(d1, fam, beta, s1 - h, al, 7)[0]
         ) / (2 * h)
         assert gs1[0] == pytest.approx(ns1, rel=1e-6, abs=1e-6)
+
+
+def test_negative_binomial_without_overdispersion_hits_poisson_limit() -> None:
+    """Poisson data: the NB size runs to its bound, flagged, and the estimates are Poisson's."""
+    d = _counts(seed=1, n_clusters=10, n_periods=6)
+    nb = fit_glmm(d, **{**COUNT, "family": "negative_binomial"}, random="cluster")
+    po = fit_glmm(d, **COUNT, random="cluster")
+    assert nb.singular and nb.dispersion == pytest.approx(1e6)
+    assert any("upper bound" in m for m in nb.messages)
+    assert nb.estimate == pytest.approx(po.estimate, abs=1e-4 * po.std_error)

@@ -503,16 +503,29 @@ def _newton(
     p = obj.p
     n_par = theta.size
     var_idx = np.arange(p, n_par)
+    # NB log-size: capped at ALPHA_MAX (size 1e6: the Poisson limit); held there when the
+    # likelihood still increases towards it
+    ia = p + obj.k if obj.fam.has_dispersion else None
+    if ia is not None:
+        theta[ia] = min(theta[ia], ALPHA_MAX)
     val, g, hb = obj.state(theta)
     if not np.isfinite(val):
         raise FloatingPointError("the log-likelihood is not finite at the starting values")
     last_cols = None
     for _it in range(max_iter):
+        held = np.zeros(n_par, dtype=bool)
+        if ia is not None and theta[ia] >= ALPHA_MAX - 1e-9 and g[ia] > 0:
+            held[ia] = True
         hess = np.zeros((n_par, n_par))
         hess[:p, :p] = hb
         cols = obj.jacobian_columns(theta, g, var_idx)
         hess[:, var_idx] = cols
         hess[var_idx, :] = cols.T
+        if held.any():
+            hess[held, :] = 0.0
+            hess[:, held] = 0.0
+            hess[held, held] = 1.0
+        g_use = np.where(held, 0.0, g)
         lam = 0.0
         diag = np.abs(np.diag(hess)) + 1e-8
         chol = None
@@ -524,8 +537,8 @@ def _newton(
                 lam = 1e-4 if lam == 0.0 else lam * 10.0
         if chol is None:
             return theta, val, g, None, False, "no positive-definite Newton matrix"
-        step = np.linalg.solve(chol.T, np.linalg.solve(chol, g))
-        decrement = float(g @ step)
+        step = np.linalg.solve(chol.T, np.linalg.solve(chol, g_use))
+        decrement = float(g_use @ step)
         if decrement < 1e-16 * max(1.0, abs(val)) or np.max(np.abs(step)) < 1e-10:
             return theta, val, g, hess[:, var_idx], True, "converged"
         final = lam == 0.0 and decrement < 1e-9 and np.max(np.abs(step)) < 1e-5
@@ -533,6 +546,8 @@ def _newton(
         moved = False
         for _ in range(30):
             cand = theta + t * step
+            if ia is not None:
+                cand[ia] = min(cand[ia], ALPHA_MAX)
             v2, g2, hb2 = obj.state(cand, want_hessian=not final)
             if np.isfinite(v2) and v2 >= val - 1e-12 * max(1.0, abs(val)):
                 theta, val, g, hb = cand, v2, g2, hb2
@@ -540,12 +555,17 @@ def _newton(
                 break
             t *= 0.5
         if not moved:
-            return theta, val, g, None, bool(np.max(np.abs(g)) < 1e-4), "line search failed"
+            ok = bool(np.max(np.abs(g_use)) < 1e-4)
+            return theta, val, g, None, ok, "line search failed"
         if final and t == 1.0:
             # the last, quadratically convergent, Newton step has been taken
             last_cols = hess[:, var_idx]
             return theta, val, g, last_cols, True, "converged"
     return theta, val, g, None, False, "maximum number of iterations reached"
+
+
+#: Upper bound of the NB log-size ``alpha = log k`` (k = 1e6: indistinguishable from Poisson).
+ALPHA_MAX = float(np.log(1e6))
 
 
 def fit_glmm_core(
@@ -584,12 +604,16 @@ def fit_glmm_core(
         theta, val, g, cols, converged, message = _newton(obj, theta, max_iter)
         n_eval += obj.n_eval
     theta[p : p + k] = np.abs(theta[p : p + k])
-    free = np.ones(n_par, dtype=bool)
     sig_idx = np.arange(p, p + k)
-    free[sig_idx[theta[sig_idx] < 1e-5]] = False
-    if not free.all():
-        theta[~free] = 0.0
+    zero = np.zeros(n_par, dtype=bool)
+    zero[sig_idx[theta[sig_idx] < 1e-5]] = True
+    free = ~zero
+    if fam.has_dispersion and theta[p + k] >= ALPHA_MAX - 1e-9:
+        free[p + k] = False  # NB size at its upper bound (Poisson limit): held fixed
+    if zero.any():
+        theta[zero] = 0.0
         val, g = obj.value_grad(theta)
+    if not free.all():
         cols = None
     if cols is not None:
         # variance columns from the last Newton iteration (taken < 1e-5 away); beta by differences

@@ -669,6 +669,12 @@ def fit_glmm(
         messages.append(
             f"Singular fit: {', '.join(at_bound)} estimated as 0 (boundary of the parameter space)."
         )
+    if fam.has_dispersion and not core.free[-1]:
+        singular = True
+        messages.append(
+            "The negative-binomial size k is at its upper bound (1e6): no overdispersion beyond "
+            "Poisson (and the random effects); a Poisson model gives the same estimates."
+        )
 
     # -------------------------------------------------------------- inference
     free = core.free
