@@ -461,9 +461,7 @@ def _simulate_iv(
     return spec
 
 
-def _baseline_iv(
-    baseline: Any, family: str, link: str, clusters: tuple[Any, ...]
-) -> FloatArray:
+def _baseline_iv(baseline: Any, family: str, link: str, clusters: tuple[Any, ...]) -> FloatArray:
     """Baseline on the link scale, as an ``(I,)`` array (a scalar is repeated)."""
     n_clusters = len(clusters)
     if family != "gaussian" and baseline is None:

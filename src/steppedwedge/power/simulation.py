@@ -15,8 +15,8 @@ import warnings
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
-from types import SimpleNamespace
 from functools import cached_property
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -109,7 +109,7 @@ _CACHE_SIZE = 512
 
 
 def _job_for_allocation(job: _Job, sequences: np.ndarray) -> _Job:
-    """The job of one drawn allocation: the design's rows get their drawn sequences."""
+    """Return the job of one drawn allocation (the design's rows in their drawn sequences)."""
     redraw = job.redraw
     assert redraw is not None
     key = sequences.tobytes()
@@ -893,7 +893,9 @@ sampling, churn, dispersion, level
     if job.redraw is None:
         frame = frame.drop(columns="sequences")
     else:
-        frame.insert(frame.columns.get_loc("sequences"), "allocation", _allocation_index(job, frame))
+        frame.insert(
+            frame.columns.get_loc("sequences"), "allocation", _allocation_index(job, frame)
+        )
     usable = frame["status"].isin(USABLE)
     frame.insert(frame.columns.get_loc("status"), "rejected", usable & (frame["p_value"] < alpha))
     errors = tuple(
