@@ -251,3 +251,25 @@ def test_fs_like_null_type_i_error_of_random_intercept_glmm() -> None:
     assert abs(res.type_i_error - FS_ALPHA_HAT) <= MC_K * se, res.summary().as_text()
     # coverage of the Wald 95% interval is 1 - type-I error at the null
     assert abs(res.coverage - (1 - FS_ALPHA_HAT)) <= MC_K * se, res.summary().as_text()
+
+
+def test_space_too_large_to_enumerate_records_sequences_only() -> None:
+    design = Design.stepped_wedge(4, 3)  # 12! / (3!)^4 = 369,600 allocations
+    allocation = sw.randomise(design, [f"c{k:02d}" for k in range(12)], rng=1, alpha=None)
+    assert allocation.n_admissible == math.factorial(12) // math.factorial(3) ** 4
+    res = simulate_power(
+        allocation.design,
+        effect=0.0,
+        variance=sw.VarianceComponents(sigma2=1.0, tau2=0.1),
+        cluster_size=5,
+        allocation=allocation,
+        analysis=_constant,
+        n_sims=6,
+        rng=3,
+        progress=False,
+    )
+    est = res.estimates
+    assert est["allocation"].isna().all()
+    for seq in est["sequences"]:
+        assert sorted(np.bincount(seq).tolist()) == [3, 3, 3, 3]
+    assert len(set(est["sequences"])) == 6  # distinct draws from a space of 369,600

@@ -100,7 +100,6 @@ class _Redraw:
     periods: Any
     spec_inputs: Mapping[str, Any]  # _simulate_iv keywords except the design
     fit_options: Mapping[str, Any] | None  # sw.fit options (to rebuild a fast-path plan)
-    index_of: Mapping[bytes, int] | None  # admissible row -> index (None if not enumerable)
 
 
 #: Re-randomised replicates cache the spec and analysis of at most this many allocations
@@ -928,7 +927,11 @@ sampling, churn, dispersion, level
 def _allocation_index(job: _Job, frame: pd.DataFrame) -> pd.Series:
     """Row of ``allocation.admissible`` drawn by each replicate (<NA> if not enumerable)."""
     assert job.redraw is not None
-    index_of = job.redraw.index_of
+    allocation = job.redraw.allocation
+    index_of: dict[bytes, int] | None = None
+    if allocation.n_admissible <= int(allocation.options["max_enumerate"]):
+        adm = np.asarray(allocation.admissible, dtype=np.int8)
+        index_of = {row.tobytes(): k for k, row in enumerate(adm)}
     out = [
         pd.NA
         if seq is None or index_of is None
@@ -1222,10 +1225,6 @@ def _redraw_iv(
             "`design` does not have the sequences `allocation` was drawn for: pass "
             "`design=allocation.design`."
         )
-    index_of: dict[bytes, int] | None = None
-    if allocation.n_admissible <= int(allocation.options["max_enumerate"]):
-        adm = np.asarray(allocation.admissible, dtype=np.int8)
-        index_of = {row.tobytes(): k for k, row in enumerate(adm)}
     return _Redraw(
         allocation=allocation,
         column_of_row=np.array([position[c] for c in labels], dtype=np.intp),
@@ -1234,7 +1233,6 @@ def _redraw_iv(
         periods=spec.periods,
         spec_inputs=spec_inputs,
         fit_options=None if fit_options is None else dict(fit_options),
-        index_of=index_of,
     )
 
 
