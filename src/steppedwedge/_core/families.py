@@ -114,7 +114,9 @@ class Family:
             mu = np.exp(eta)
             # log(k + mu) stably; ll = y log mu + k log k - (y + k) log(k + mu) + lgamma terms
             lkm = np.logaddexp(alpha, eta)
-            ll = special.gammaln(y + k) - special.gammaln(k) + y * eta + k * alpha - (y + k) * lkm
+            # ll = log G(y+k) - log G(k) + y eta + k alpha - (y+k) log(k+mu), rearranged so that
+            # nothing cancels for large k: D(y, k) + y eta - (y+k) log1p(mu/k)
+            ll = _lgamma_ratio(y, k) + y * eta - (y + k) * np.log1p(np.exp(eta - alpha))
             r = np.exp(eta - lkm)  # mu / (k + mu)
             q = np.exp(alpha - lkm)  # k / (k + mu)
             s = (y - mu) * q
@@ -171,6 +173,29 @@ class Family:
         ds_dk = (y - mu) * r / (k + mu)
         dw_dk = r * (y * mu + 2.0 * k * mu - k * y) / (k + mu) ** 2
         return k * dll_dk, k * ds_dk, k * dw_dk
+
+
+def _lgamma_ratio(y: FloatArray, k: Any) -> FloatArray:
+    """``log G(y + k) - log G(k) - y log k`` without cancellation for large ``k``.
+
+    Direct differences for ``k < 1e3``; for larger ``k`` Stirling's series,
+    ``(k + y - 1/2) log1p(y/k) - y`` plus the ``1/(12x)`` and ``1/(360x^3)`` corrections
+    (truncation error below ``1e-15`` there).
+    """
+    y = np.asarray(y, dtype=float)
+    k = np.asarray(k, dtype=float)
+    small = k < 1e3
+    ks = np.where(small, k, 1.0)
+    direct = special.gammaln(y + ks) - special.gammaln(ks) - y * np.log(ks)
+    kl = np.where(small, 1e3, k)
+    kly = kl + y
+    stirling = (
+        (kly - 0.5) * np.log1p(y / kl)
+        - y
+        + (1.0 / kly - 1.0 / kl) / 12.0
+        - (1.0 / kly**3 - 1.0 / kl**3) / 360.0
+    )
+    return np.asarray(np.where(small, direct, stirling))
 
 
 def make_family(name: str, link: str | None = None) -> Family:

@@ -514,6 +514,14 @@ def _newton(
     last_cols = None
     for _it in range(max_iter):
         held = np.zeros(n_par, dtype=bool)
+        if ia is not None and ALPHA_SNAP < theta[ia] < ALPHA_MAX and g[ia] > 0:
+            # size beyond 1e4 and still increasing: the likelihood is flat towards the Poisson
+            # limit, so go straight to the cap instead of creeping along the plateau
+            cand = theta.copy()
+            cand[ia] = ALPHA_MAX
+            v2, g2, hb2 = obj.state(cand)
+            if np.isfinite(v2) and v2 >= val - 1e-9 * max(1.0, abs(val)):
+                theta, val, g, hb = cand, v2, g2, hb2
         if ia is not None and theta[ia] >= ALPHA_MAX - 1e-9 and g[ia] > 0:
             held[ia] = True
         hess = np.zeros((n_par, n_par))
@@ -555,7 +563,8 @@ def _newton(
                 break
             t *= 0.5
         if not moved:
-            ok = bool(np.max(np.abs(g_use)) < 1e-4)
+            # no further increase possible: accept if the predicted gain is negligible
+            ok = bool(decrement < 1e-8 * max(1.0, abs(val)) or np.max(np.abs(g_use)) < 1e-4)
             return theta, val, g, None, ok, "line search failed"
         if final and t == 1.0:
             # the last, quadratically convergent, Newton step has been taken
@@ -566,6 +575,8 @@ def _newton(
 
 #: Upper bound of the NB log-size ``alpha = log k`` (k = 1e6: indistinguishable from Poisson).
 ALPHA_MAX = float(np.log(1e6))
+#: Beyond ``k = 1e4`` with the likelihood still increasing in ``k``, jump to ALPHA_MAX.
+ALPHA_SNAP = float(np.log(1e4))
 
 
 def fit_glmm_core(
