@@ -464,6 +464,7 @@ class _Objective:
         beta = np.repeat(thetas[:, :p], n_i, axis=0)
         sigma = np.repeat(np.abs(thetas[:, p : p + k]), n_i, axis=0)
         alpha: Any = np.repeat(thetas[:, p + k], n_i) if self.fam.has_dispersion else 0.0
+        v0: np.ndarray | None
         if v_start is not None:
             v0 = v_start.reshape(r * n_i, -1)
         else:
