@@ -64,6 +64,8 @@ def test_planning(script: Path, tmp_path: Path) -> None:
     assert step2 == sorted(step2)
     assert (tmp_path / "planning_power_curve.png").exists()
     assert (tmp_path / "planning_heatmap.png").exists()
+    assert (tmp_path / "planning_assurance.png").exists()
+    assert 0 < _number(r"assurance, 14 councils \(2 per wave\): ([\d.]+)", out) < 1
 
 
 @pytest.mark.parametrize("script", ["plot_analysis_gaussian.py"], indirect=True)
