@@ -167,6 +167,14 @@ def simulate(
     >>> cells = simulate(x, effect=0.5, variance=vc, cluster_size=3, level="cluster-period", rng=1)
     >>> list(cells.columns)
     ['cluster', 'period', 'treatment', 'exposure_time', 'size', 'outcome', 'within_ss']
+
+    One control risk per cluster (its own baseline, no random intercept on top):
+
+    >>> vc0 = sw.VarianceComponents(sigma2=1.0, tau2=0.0)
+    >>> counts = simulate(x, effect=0.0, variance=vc0, cluster_size=[[5000, 5000, 5000]] * 2,
+    ...                   family="binomial", baseline=[0.05, 0.2], level="cluster-period", rng=1)
+    >>> (counts.groupby("cluster")["outcome"].sum() / 15000).round(2).tolist()
+    [0.05, 0.2]
     """
     spec = _simulate_iv(
         design,
