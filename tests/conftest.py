@@ -30,3 +30,8 @@ def rng() -> np.random.Generator:
 def _matplotlib_agg(monkeypatch: pytest.MonkeyPatch) -> None:
     """Use a non-interactive backend whenever a test imports matplotlib."""
     monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+# Reference-generating scripts (numpy scripts beside the R scripts) are not test modules;
+# several share a basename (make_data.py), which --doctest-modules would collide on.
+collect_ignore_glob = ["reference/*"]

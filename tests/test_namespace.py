@@ -55,7 +55,7 @@ def test_public_api_snapshot() -> None:
         "ClusterSummaryResult", "CohortFrame", "FitResult", "FixedEffectsResult", "GEEResult",
         "GLMMResult", "PermutationResult", "PooledResult", "SimulatedPowerResult",
         "cohort_from_events", "compare", "fit", "permutation_test", "pool", "simulate",
-        "simulate_power",
+        "simulate_power", "NullSimulationPlan", "null_simulation_plan",
     }
     assert set(sw.__all__) == expected
 

@@ -51,7 +51,12 @@ from .models.cluster_level import ClusterSummaryResult
 from .models.fixed_effects import FixedEffectsResult
 from .models.gee import GEEResult
 from .models.glmm import GLMMResult
-from .power.simulation import SimulatedPowerResult, simulate_power
+from .power.simulation import (
+    NullSimulationPlan,
+    SimulatedPowerResult,
+    null_simulation_plan,
+    simulate_power,
+)
 from .randomise import Allocation, randomise
 from .results import FitResult
 from .simulate import simulate
@@ -76,6 +81,7 @@ __all__ = [
     "GEEResult",
     "GLMMResult",
     "MissingDataWarning",
+    "NullSimulationPlan",
     "PermutationResult",
     "PooledResult",
     "PowerCurve",
@@ -97,6 +103,7 @@ __all__ = [
     "expected_power",
     "fit",
     "information_content",
+    "null_simulation_plan",
     "permutation_test",
     "pool",
     "power",
