@@ -17,15 +17,20 @@ import numpy as np  # noqa: E402
 
 import steppedwedge as sw  # noqa: E402
 
-OUT = Path(os.environ.get("STEPPEDWEDGE_FIGURES", Path(__file__).resolve().parents[1] / "docs" / "_static"))
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "_static"
+OUT = Path(os.environ.get("STEPPEDWEDGE_FIGURES", DEFAULT_OUT))
 OUT.mkdir(parents=True, exist_ok=True)
 
 # One row per council-quarter.  The outcome is the log of the quarterly rate of entries
 # into care per 10,000 children: a council-level summary, not a child-level measurement.
 df = sw.datasets.load_councils()
 df["log_rate"] = np.log(1e4 * df["entries_into_care"] / df["population_0_17"])
-print(df[["council", "quarter", "treated", "entries_into_care", "population_0_17", "log_rate"]]
-      .head(3).round(3).to_string(index=False))
+print(
+    df[["council", "quarter", "treated", "entries_into_care", "population_0_17", "log_rate"]]
+    .head(3)
+    .round(3)
+    .to_string(index=False)
+)
 
 args = dict(outcome="log_rate", cluster="council", period="quarter", treatment="treated")
 
@@ -39,14 +44,18 @@ print("nested: singular =", nested.singular, nested.variance_components)
 fit = sw.fit(df, random="nested+decay", **args)
 print(fit.summary())
 low, high = fit.conf_int()
-print(f"rate ratio {np.exp(fit.estimate):.3f} (95% CI {np.exp(low):.3f} to {np.exp(high):.3f}), "
-      f"KR df {fit.df:.1f}")
+print(
+    f"rate ratio {np.exp(fit.estimate):.3f} (95% CI {np.exp(low):.3f} to {np.exp(high):.3f}), "
+    f"KR df {fit.df:.1f}"
+)
 
 # 3. Variance components and correlations, to feed the next power calculation.
 vc = fit.variance_components
 print({k: round(v, 4) for k, v in vc.items()})
-print("mean Poisson variance of a log count, 1/count:",
-      round(float(np.mean(1 / df["entries_into_care"])), 4))
+print(
+    "mean Poisson variance of a log count, 1/count:",
+    round(float(np.mean(1 / df["entries_into_care"])), 4),
+)
 for name, (est, lo, hi) in fit.correlations.items():
     print(f"{name}: {est:.3f} (95% CI {lo:.3f} to {hi:.3f})")
 
@@ -55,8 +64,14 @@ for name, (est, lo, hi) in fit.correlations.items():
 councils = sw.datasets.load_council_characteristics()
 design = sw.Design.from_start_dates(councils.set_index("council")["start_date"], "2022Q1/2026Q4")
 planning = sw.VarianceComponents(tau2=vc["tau2"], gamma2=vc["gamma2"], decay=vc["decay"])
-again = sw.power(design, effect=np.log(0.85), variance=planning, family="poisson",
-                 baseline=6.6e-4, cluster_size=councils["population_0_17"].to_numpy())
+again = sw.power(
+    design,
+    effect=np.log(0.85),
+    variance=planning,
+    family="poisson",
+    baseline=6.6e-4,
+    cluster_size=councils["population_0_17"].to_numpy(),
+)
 print(f"power for RR 0.85 with the estimated components: {again.power:.3f}")
 
 # 4. Exposure-time indicators (ETI): one effect per quarter since the start.

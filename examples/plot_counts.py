@@ -18,13 +18,20 @@ import pandas as pd  # noqa: E402
 
 import steppedwedge as sw  # noqa: E402
 
-OUT = Path(os.environ.get("STEPPEDWEDGE_FIGURES", Path(__file__).resolve().parents[1] / "docs" / "_static"))
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "_static"
+OUT = Path(os.environ.get("STEPPEDWEDGE_FIGURES", DEFAULT_OUT))
 OUT.mkdir(parents=True, exist_ok=True)
 pd.set_option("display.width", 120)
 
 df = sw.datasets.load_councils()
-counts = dict(outcome="entries_into_care", exposure="population_0_17", family="poisson",
-              cluster="council", period="quarter", treatment="treated")
+counts = dict(
+    outcome="entries_into_care",
+    exposure="population_0_17",
+    family="poisson",
+    cluster="council",
+    period="quarter",
+    treatment="treated",
+)
 
 # Poisson GLMM (Laplace): council effect + council-quarter effect (the overdispersion).
 glmm = sw.fit(df, random="nested", **counts)
@@ -47,20 +54,25 @@ fixed = sw.fit(df, method="fixed-effects", **counts)
 perm = sw.permutation_test(df, statistic="twfe", n_permutations=4999, rng=2023, **counts)
 print(f"permutation test: estimate {perm.estimate:.3f}, p = {perm.pvalue:.4f}")
 
-table = sw.compare({
-    "GLMM nested (Laplace)": glmm,
-    "GLMM council only": glmm_cluster,
-    "GEE, MD correction": gee_md,
-    "GEE, KC correction": gee_kc,
-    "cluster-period summaries": summary,
-    "council fixed effects, CR2": fixed,
-    "permutation (TWFE)": perm,
-})
+table = sw.compare(
+    {
+        "GLMM nested (Laplace)": glmm,
+        "GLMM council only": glmm_cluster,
+        "GEE, MD correction": gee_md,
+        "GEE, KC correction": gee_kc,
+        "cluster-period summaries": summary,
+        "council fixed effects, CR2": fixed,
+        "permutation (TWFE)": perm,
+    }
+)
 table["rate_ratio"] = np.exp(table["estimate"])
 table["rr_low"] = np.exp(table["conf_low"])
 table["rr_high"] = np.exp(table["conf_high"])
-print(table[["model", "rate_ratio", "rr_low", "rr_high", "p_value", "df"]]
-      .round(3).to_string(index=False))
+print(
+    table[["model", "rate_ratio", "rr_low", "rr_high", "p_value", "df"]]
+    .round(3)
+    .to_string(index=False)
+)
 for row in table.dropna(subset=["rr_low"]).itertuples():
     print(f"{row.model}: 95% CI covers the true 0.85: {row.rr_low <= 0.85 <= row.rr_high}")
 
@@ -68,9 +80,13 @@ for row in table.dropna(subset=["rr_low"]).itertuples():
 shown = table.dropna(subset=["rr_low"]).iloc[::-1]
 fig, ax = plt.subplots(figsize=(6.4, 3.6))
 y = np.arange(len(shown))
-ax.errorbar(shown["rate_ratio"], y,
-            xerr=[shown["rate_ratio"] - shown["rr_low"], shown["rr_high"] - shown["rate_ratio"]],
-            fmt="o", capsize=3)
+ax.errorbar(
+    shown["rate_ratio"],
+    y,
+    xerr=[shown["rate_ratio"] - shown["rr_low"], shown["rr_high"] - shown["rate_ratio"]],
+    fmt="o",
+    capsize=3,
+)
 ax.axvline(0.85, color="black", ls="--", lw=1)
 ax.text(0.853, len(shown) - 0.6, "truth 0.85", fontsize=8)
 ax.axvline(1.0, color="grey", lw=0.8)

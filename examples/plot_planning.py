@@ -17,26 +17,33 @@ import numpy as np  # noqa: E402
 
 import steppedwedge as sw  # noqa: E402
 
-OUT = Path(os.environ.get("STEPPEDWEDGE_FIGURES", Path(__file__).resolve().parents[1] / "docs" / "_static"))
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "_static"
+OUT = Path(os.environ.get("STEPPEDWEDGE_FIGURES", DEFAULT_OUT))
 OUT.mkdir(parents=True, exist_ok=True)
 
-# --- Assumptions (real-trials.md section 4: English council data, log rates) -----------------
-rate_ratio = 0.85                      # the effect we want to detect: 15% fewer entries
-effect = np.log(rate_ratio)            # log rate ratio (link scale of the Poisson model)
-baseline = 6.6 / 10_000                # entries into care per child per quarter (26 a year)
-population = 55_000                    # children aged 0-17 in a typical council
-variance = sw.VarianceComponents(      # on the log-rate (linear predictor) scale
-    tau2=0.33**2,                      # persistent council effect, SD 0.33
-    gamma2=0.15**2,                    # council-quarter effect, SD 0.15 ...
-    decay=0.68 ** (1 / 4),             # ... whose correlation falls to 0.68 after a year
+# --- Assumptions (English council data 2021-2025, DfE and ONS; on the log-rate scale) -------
+rate_ratio = 0.85  # the effect we want to detect: 15% fewer entries
+effect = np.log(rate_ratio)  # log rate ratio (link scale of the Poisson model)
+baseline = 6.6 / 10_000  # entries into care per child per quarter (26 a year)
+population = 55_000  # children aged 0-17 in a typical council
+variance = sw.VarianceComponents(  # on the log-rate (linear predictor) scale
+    tau2=0.33**2,  # persistent council effect, SD 0.33
+    gamma2=0.15**2,  # council-quarter effect, SD 0.15 ...
+    decay=0.68 ** (1 / 4),  # ... whose correlation falls to 0.68 after a year
 )
-print(f"council SD {np.sqrt(variance.tau2):.2f}, council-quarter SD {np.sqrt(variance.gamma2):.2f}, "
-      f"decay {variance.decay:.3f} per quarter")
+print(
+    f"council SD {np.sqrt(variance.tau2):.2f}, council-quarter SD {np.sqrt(variance.gamma2):.2f},"
+    f" decay {variance.decay:.3f} per quarter"
+)
+
 
 # --- The planned design: 7 waves of councils, 4 baseline quarters, a wave every 2 quarters ---
 def council_design(per_wave: int = 1, quarters_per_step: int = 2) -> sw.Design:
     return sw.Design.stepped_wedge(
-        7, per_wave, baseline_periods=4, periods_per_step=quarters_per_step,
+        7,
+        per_wave,
+        baseline_periods=4,
+        periods_per_step=quarters_per_step,
         extra_treated_periods=2,
     )
 
@@ -46,43 +53,77 @@ planned = sw.Design.from_start_dates(councils.set_index("council")["start_date"]
 print(planned.n_clusters, "councils x", planned.n_periods, "quarters")
 
 poisson = sw.power(
-    planned, effect=effect, variance=variance, family="poisson",
-    baseline=baseline, cluster_size=councils["population_0_17"].to_numpy(),
+    planned,
+    effect=effect,
+    variance=variance,
+    family="poisson",
+    baseline=baseline,
+    cluster_size=councils["population_0_17"].to_numpy(),
 )
-print(f"Poisson GLMM power, the 17 councils: {poisson.power:.3f} (SE of log RR {poisson.std_error:.4f})")
+print(
+    f"Poisson GLMM power, the 17 councils: {poisson.power:.3f}"
+    f" (SE of log RR {poisson.std_error:.4f})"
+)
 
 # Negative binomial: extra-Poisson variation of each council-quarter count (theta = 50),
 # here on top of the council-quarter random effect, so a deliberately pessimistic check.
 negbin = sw.power(
-    planned, effect=effect, variance=variance, family="negative_binomial",
-    baseline=baseline, cluster_size=1, exposure=councils["population_0_17"].to_numpy(),
+    planned,
+    effect=effect,
+    variance=variance,
+    family="negative_binomial",
+    baseline=baseline,
+    cluster_size=1,
+    exposure=councils["population_0_17"].to_numpy(),
     dispersion=50.0,
 )
 print(f"negative-binomial power (theta = 50 per council-quarter): {negbin.power:.3f}")
 
 # --- How many councils per wave?  solve_power on the idealised design -----------------------
-common = dict(effect=effect, variance=variance, family="poisson", baseline=baseline,
-              cluster_size=population)
+common = dict(
+    effect=effect, variance=variance, family="poisson", baseline=baseline, cluster_size=population
+)
 for rr in (0.85, 0.90):
     for target in (0.8, 0.9):
         solved = sw.solve_power(council_design(), power=target, **{**common, "effect": np.log(rr)})
-        print(f"RR {rr:.2f}, {target:.0%} power: {solved.solution:.0f} councils per wave "
-              f"({7 * solved.solution:.0f} councils, power {solved.power:.3f})")
-mdes = sw.solve_power(council_design(), power=0.8, solve_for="effect", effect=-0.1,
-                      **{k: v for k, v in common.items() if k != "effect"})
-print(f"smallest rate ratio detectable with 80% power, 1 council per wave: "
-      f"{np.exp(mdes.solution):.3f}")
+        print(
+            f"RR {rr:.2f}, {target:.0%} power: {solved.solution:.0f} councils per wave "
+            f"({7 * solved.solution:.0f} councils, power {solved.power:.3f})"
+        )
+mdes = sw.solve_power(
+    council_design(),
+    power=0.8,
+    solve_for="effect",
+    effect=-0.1,
+    **{k: v for k, v in common.items() if k != "effect"},
+)
+print(
+    f"smallest rate ratio detectable with 80% power, 1 council per wave: "
+    f"{np.exp(mdes.solution):.3f}"
+)
 
 # --- Power curves: more councils, more quarters ---------------------------------------------
 fig, ax = plt.subplots(figsize=(6.4, 4.2))
 per_wave = np.arange(1, 7)
 for step, style in [(1, ":"), (2, "-"), (4, "--")]:
-    curve = sw.power_curve(council_design(quarters_per_step=step), vary="clusters_per_sequence",
-                           values=per_wave, **common)
+    curve = sw.power_curve(
+        council_design(quarters_per_step=step),
+        vary="clusters_per_sequence",
+        values=per_wave,
+        **common,
+    )
     n_q = 4 + 7 * step + 2
-    ax.plot(7 * per_wave, curve.power, style, marker="o",
-            label=f"a wave every {step} quarter{'s' if step > 1 else ''} ({n_q} quarters)")
-    print(f"step {step}: " + ", ".join(f"{7 * k}: {p:.2f}" for k, p in zip(per_wave, curve.power)))
+    ax.plot(
+        7 * per_wave,
+        curve.power,
+        style,
+        marker="o",
+        label=f"a wave every {step} quarter{'s' if step > 1 else ''} ({n_q} quarters)",
+    )
+    print(
+        f"step {step}: "
+        + ", ".join(f"{7 * k}: {p:.2f}" for k, p in zip(per_wave, curve.power, strict=True))
+    )
 ax.axhline(0.8, color="grey", lw=0.8)
 ax.axvline(17, color="grey", lw=0.8, ls=":")
 ax.set_xlabel("councils (7 waves)")
@@ -98,11 +139,22 @@ plt.close(fig)
 # (The persistent council SD hardly matters: each council is compared with itself.)
 yearly_r = np.array([0.3, 0.5, 0.6, 0.68, 0.8, 0.9, 0.95])
 gamma_sd = np.array([0.05, 0.08, 0.11, 0.14, 0.17, 0.20, 0.23])
-grid = np.array([[sw.power(planned, effect=effect, family="poisson", baseline=baseline,
-                           cluster_size=councils["population_0_17"].to_numpy(),
-                           variance=sw.VarianceComponents(tau2=0.33**2, gamma2=g**2,
-                                                          decay=r ** (1 / 4))).power
-                  for r in yearly_r] for g in gamma_sd])
+grid = np.array(
+    [
+        [
+            sw.power(
+                planned,
+                effect=effect,
+                family="poisson",
+                baseline=baseline,
+                cluster_size=councils["population_0_17"].to_numpy(),
+                variance=sw.VarianceComponents(tau2=0.33**2, gamma2=g**2, decay=r ** (1 / 4)),
+            ).power
+            for r in yearly_r
+        ]
+        for g in gamma_sd
+    ]
+)
 print(f"power over the grid: {grid.min():.2f} to {grid.max():.2f}")
 
 print(f"mean power over the grid (equal weights): {grid.mean():.3f}")
@@ -113,8 +165,15 @@ ax.set_xticks(range(len(yearly_r)), [f"{r:.2f}" for r in yearly_r])
 ax.set_yticks(range(len(gamma_sd)), [f"{g:.2f}" for g in gamma_sd])
 for i in range(len(gamma_sd)):
     for j in range(len(yearly_r)):
-        ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                color="white" if grid[i, j] < 0.85 else "black")
+        ax.text(
+            j,
+            i,
+            f"{grid[i, j]:.2f}",
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if grid[i, j] < 0.85 else "black",
+        )
 ax.set_xlabel("correlation of the council-quarter effects one year apart")
 ax.set_ylabel("council-quarter SD of log rate (decaying)")
 ax.set_title("Power, 17 councils x 20 quarters, rate ratio 0.85")
@@ -128,18 +187,25 @@ plt.close(fig)
 # model of log rates: the 'individuals' are the m expected entries of a council-quarter,
 # each with variance 1 (a log count has variance about 1/m), plus tau2 + gamma2 = s2.  Then
 # icc = s2 / (1 + s2), cac = tau2 / s2 and the total variance is 1 + s2.
-m = baseline * population                           # expected entries per council-quarter
-s2 = np.array([0.06, 0.09, 0.13, 0.18, 0.24])       # tau2 + gamma2 on the log scale
+m = baseline * population  # expected entries per council-quarter
+s2 = np.array([0.06, 0.09, 0.13, 0.18, 0.24])  # tau2 + gamma2 on the log scale
 cac = np.array([0.5, 0.6, 0.7, 0.8, 0.9])
-prior_s2 = np.array([0.1, 0.2, 0.4, 0.2, 0.1])      # most weight on the real-data values
+prior_s2 = np.array([0.1, 0.2, 0.4, 0.2, 0.1])  # most weight on the real-data values
 prior_cac = np.array([0.1, 0.2, 0.3, 0.3, 0.1])
 assured = sw.assurance(
-    council_design(2), effect=effect, icc=s2 / (1 + s2), cac=cac, decay=0.68 ** (1 / 4),
-    cluster_size=m, total_variance=(1 + s2)[:, None],
+    council_design(2),
+    effect=effect,
+    icc=s2 / (1 + s2),
+    cac=cac,
+    decay=0.68 ** (1 / 4),
+    cluster_size=m,
+    total_variance=(1 + s2)[:, None],
     probabilities={"icc": prior_s2, "cac": prior_cac},
 )
-print(f"assurance, 14 councils (2 per wave): {assured.assurance:.3f}; "
-      f"power over the grid {assured.power.min():.2f} to {assured.power.max():.2f}")
+print(
+    f"assurance, 14 councils (2 per wave): {assured.assurance:.3f}; "
+    f"power over the grid {assured.power.min():.2f} to {assured.power.max():.2f}"
+)
 ax = assured.plot()
 ax.set_title("Power, rate ratio 0.85, 14 councils (2 per wave)")
 ax.set_xlabel("ICC: council share of the variance of a log council-quarter rate")

@@ -21,10 +21,15 @@ pytestmark = pytest.mark.examples
 
 
 def _run(script: Path, tmp_path: Path, nsims: int = 20) -> str:
-    env = dict(os.environ, MPLBACKEND="Agg", STEPPEDWEDGE_FIGURES=str(tmp_path),
-               STEPPEDWEDGE_NSIMS=str(nsims))
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          env=env, timeout=300)
+    env = dict(
+        os.environ,
+        MPLBACKEND="Agg",
+        STEPPEDWEDGE_FIGURES=str(tmp_path),
+        STEPPEDWEDGE_NSIMS=str(nsims),
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     pngs = list(tmp_path.glob("*.png"))
     assert pngs and all(p.stat().st_size > 5000 for p in pngs)
@@ -41,8 +46,12 @@ def test_all_scripts_are_covered() -> None:
     if not SCRIPTS:  # pragma: no cover - e.g. an installed wheel
         pytest.skip("examples/ not present")
     names = {s.name for s in SCRIPTS}
-    assert names >= {"plot_planning.py", "plot_analysis_gaussian.py", "plot_counts.py",
-                     "plot_simulation.py"}
+    assert names >= {
+        "plot_planning.py",
+        "plot_analysis_gaussian.py",
+        "plot_counts.py",
+        "plot_simulation.py",
+    }
 
 
 @pytest.fixture
