@@ -54,10 +54,10 @@ def test_result_protocol_and_ratios() -> None:
     assert tuple(tidy.columns) == TIDY_COLUMNS
     assert tidy["term"].iloc[0] == "treatment"
     assert tidy["estimate"].iloc[0] == res.estimate
-    assert math.isinf(res.df)
+    assert res.df == 8 - 2  # default dof="clusters": I - 2 without cluster-level covariates
     lo, hi = res.conf_int()
-    z = stats.norm.ppf(0.975)
-    assert lo == pytest.approx(res.estimate - z * res.std_error, rel=1e-12)
+    q = stats.t.ppf(0.975, 6)
+    assert lo == pytest.approx(res.estimate - q * res.std_error, rel=1e-12)
     ex = res.tidy(exponentiate=True)
     assert ex["estimate"].iloc[0] == pytest.approx(math.exp(res.estimate), rel=1e-12)
     assert ex["conf_low"].iloc[0] == pytest.approx(math.exp(lo), rel=1e-12)
@@ -66,7 +66,44 @@ def test_result_protocol_and_ratios() -> None:
     text = str(res.summary())
     assert "Rate ratio" in text and "poisson GLMM" in text and "Laplace" in text
     assert res.summary().as_html().startswith("<div")
-    assert res.pvalue == pytest.approx(2 * stats.norm.sf(abs(res.estimate / res.std_error)))
+    assert res.pvalue == pytest.approx(2 * stats.t.sf(abs(res.estimate / res.std_error), 6))
+    assert "t test, df 6" in text
+
+
+def test_dof_rules() -> None:
+    """df of each rule from the design's counts (I, N, p, r_b), t vs z p-values and CIs."""
+    d = _counts(n_clusters=8, n_periods=5)  # N = 40 cells, p = 1 + 4 periods + treatment = 6
+    z = fit_glmm(d, **COUNT, random="cluster", dof="normal")
+    assert math.isinf(z.df)
+    assert z.pvalue == pytest.approx(2 * stats.norm.sf(abs(z.estimate / z.std_error)), rel=1e-12)
+    assert z.conf_int()[1] == pytest.approx(
+        z.estimate + stats.norm.ppf(0.975) * z.std_error, rel=1e-12
+    )
+    assert "z test" in str(z.summary())
+    expected = {"clusters": 8 - 1 - 1, "between-within": 40 - 8 - (6 - 1), "residual": 40 - 6}
+    for rule, df in expected.items():
+        r = fit_glmm(d, **COUNT, random="cluster", dof=rule)
+        assert r.estimate == z.estimate and r.std_error == z.std_error
+        assert r.df == df, rule
+        t = r.tidy()
+        assert t["df"].iloc[0] == df
+        assert r.pvalue == pytest.approx(2 * stats.t.sf(abs(r.estimate / r.std_error), df))
+    # between-within: the intercept and a cluster-level covariate are between-cluster terms
+    d2 = d.assign(dep=d["la"].map(dict(enumerate(np.linspace(-1, 1, 8)))))
+    bw = fit_glmm(d2, **COUNT, random="cluster", dof="between-within", covariates="dep")
+    t = bw.tidy().set_index("term")
+    assert t.loc["dep", "df"] == 8 - 2 and t.loc["(Intercept)", "df"] == 8 - 2
+    assert t.loc["treatment", "df"] == 40 - 8 - (7 - 2)
+    cl = fit_glmm(d2, **COUNT, random="cluster", covariates="dep")
+    assert cl.df == 8 - 2 - 1
+    num = fit_glmm(d, **COUNT, random="cluster", dof=3.5)
+    assert num.df == 3.5
+    # 0/1 rows: N counts individuals
+    b = fit_glmm(_binary(), **BIN, random="cluster", dof="residual")
+    assert b.df == 8 * 5 * 12 - 6
+    for bad in ("kenward-roger", 0, -1.0, True):
+        with pytest.raises(ValueError, match="dof"):
+            fit_glmm(d, **COUNT, random="cluster", dof=bad)
 
 
 def test_rates_per_10000() -> None:

@@ -48,12 +48,14 @@ from .mixed import (
     _time_columns,
 )
 
-__all__ = ["GLMM_RANDOM", "GLMMResult", "fit_glmm"]
+__all__ = ["GLMM_DOF", "GLMM_RANDOM", "GLMMResult", "fit_glmm"]
 
 #: Random-effect structures available for GLMMs.
 GLMM_RANDOM = ("nested", "cluster", "random-slope", "nested+random-slope")
 _GLMM_FAMILIES = tuple(FAMILY_LINKS)
 _METHODS = ("laplace", "agq")
+#: Denominator df rules for GLMM Wald tests (a positive number is also accepted).
+GLMM_DOF = ("clusters", "between-within", "residual", "normal")
 _LATENT_RESIDUAL = {"logit": math.pi**2 / 3.0, "probit": 1.0}
 
 
@@ -138,7 +140,8 @@ class GLMMResult(FitResult):
         """Model rates per ``per`` units of exposure, by period, without and with treatment.
 
         Conditional on zero random effects (a typical cluster) and zero covariates; Poisson
-        and negative-binomial fits only.  Intervals by the delta method on the log scale.
+        and negative-binomial fits only.  Intervals by the delta method on the log scale,
+        with the fit's t (``df``) or normal quantile.
 
         For exposure-time fits the treated rate applies the estimand's contrast (the TATE
         or PTE) to every period.
@@ -183,7 +186,8 @@ class GLMMResult(FitResult):
         x0, x1, periods = info
         b = self.params.to_numpy()
         v = self.vcov_matrix.to_numpy()
-        z = stats.norm.ppf(0.5 + confidence_level / 2)
+        q = 0.5 + confidence_level / 2
+        z = stats.norm.ppf(q) if not np.isfinite(self.df) else stats.t.ppf(q, self.df)
         out: dict[str, Any] = {"period": list(periods)}
         for lab, xm in (("control", x0), ("treated", x1)):
             eta = xm @ b
@@ -215,8 +219,9 @@ class GLMMResult(FitResult):
             "cloglog": "hazard ratio",
         }.get(self.link, "ratio")
         est_line = (
-            f"{self.estimand} = {_fmt(self.estimate)} (SE {_fmt(self.std_error)}, z test p "
-            f"{_fmt(self.pvalue)}; 95% CI {_fmt(lo)} to {_fmt(hi)})"
+            f"{self.estimand} = {_fmt(self.estimate)} (SE {_fmt(self.std_error)}, "
+            + ("z test" if not np.isfinite(self.df) else f"t test, df {_fmt(self.df)},")
+            + f" p {_fmt(self.pvalue)}; 95% CI {_fmt(lo)} to {_fmt(hi)})"
         )
         header = [
             ("Outcome", self.outcome),
@@ -314,7 +319,7 @@ def _glmm_iv(
     effect: str,
     method: str,
     n_quadrature: int | None,
-    dof: str | None,
+    dof: str | float | None,
     exposure_time: int | None,
 ) -> tuple[str, int]:
     check_option("family", family, _GLMM_FAMILIES)
@@ -335,9 +340,14 @@ def _glmm_iv(
     check_option("time", time, TIME_EFFECTS)
     check_option("effect", effect, EFFECT_TYPES)
     check_option("method", method, _METHODS)
-    if dof not in (None, "normal"):
+    if isinstance(dof, bool) or not (
+        dof is None
+        or dof in GLMM_DOF
+        or (isinstance(dof, (int, float, np.integer, np.floating)) and dof > 0)
+    ):
         raise ValueError(
-            f"`dof={dof!r}` is not available for GLMMs: inference uses Wald z tests (dof='normal')."
+            f"`dof` must be one of {list(GLMM_DOF)} or a positive number of degrees of freedom "
+            f"for GLMMs; got {dof!r}."
         )
     if effect == "pte" and exposure_time is None:
         raise ValueError(
@@ -381,7 +391,7 @@ def fit_glmm(
     exposure_time: int | None = None,
     method: str = "laplace",
     n_quadrature: int | None = None,
-    dof: str | None = None,
+    dof: str | float | None = None,
     missing: str = "raise",
     design: Any = None,
 ) -> GLMMResult:
@@ -422,8 +432,33 @@ def fit_glmm(
         Laplace approximation (default) or adaptive Gauss-Hermite quadrature with
         ``n_quadrature`` points (default 7; ``random="cluster"`` only, like lme4's
         ``nAGQ``).
-    dof : {"normal"}, optional
-        Wald z inference (as lme4 and glmmTMB).
+    dof : {"clusters", "between-within", "residual", "normal"} or float, optional
+        Reference distribution of the Wald statistics (t with the df below, or normal).
+        ``I`` = clusters with data, ``N`` = observations as given (rows: individuals for
+        0/1 or count rows, cluster-periods for events/trials or one-row-per-cell counts),
+        ``p`` = fixed-effect columns, ``r_b`` = rank of the cluster-level columns (those
+        constant within every cluster: the intercept and any cluster-level covariates;
+        ``r_b = 1`` without covariates).
+
+        * ``"clusters"`` (default): t with ``I - r_b - 1`` df for every term, i.e. ``I - 2``
+          without cluster-level covariates (the clusters-minus-cluster-level-parameters
+          rule of cluster randomised trials, with the treatment counted as one).  In the
+          Monte-Carlo check of the test suite (Poisson-lognormal, 400 null replicates) the
+          5% test rejected 5.3% with 12 clusters (z: 7.8%) and 3.3% with 17 clusters
+          (z: 5.0%): slightly conservative once the variance components are well estimated.
+        * ``"between-within"``: SAS ``DDFM=BW``, the same rule as the Gaussian LMM
+          (:mod:`steppedwedge.inference.dof`): a contrast of cluster-level columns only gets
+          ``I - r_b``; any other contrast gets the within-cluster df ``N - I - (p - r_b)``.
+          In a stepped wedge the treatment changes within clusters, so it gets the within
+          df (e.g. 84 cells - 12 - 7 = 65 for 12 councils x 7 quarters of counts, tens of
+          thousands for individual rows): close to the normal rule.
+        * ``"residual"``: ``N - p`` for every term (SAS ``DDFM=RESIDUAL``).
+        * ``"normal"``: Wald z (as lme4's ``summary`` and glmmTMB).
+        * a positive number: that df for every term (e.g. ``I - (T + 1)``).
+
+        The default changed from ``"normal"`` to ``"clusters"``: with 10-20 clusters the
+        z test is anti-conservative because the maximum-likelihood (Laplace) variance
+        components are biased downwards.
     missing : {"raise", "drop"}
         Missing values: raise (default) or drop with a warning.
     design : Design, optional
@@ -714,10 +749,15 @@ def fit_glmm(
     est = float(contrast @ core.beta)
     se = float(np.sqrt(contrast @ vb @ contrast))
     ses = np.sqrt(np.diag(vb))
+    dof_rule = "clusters" if dof is None else dof
+    df_of = _df_rule(dof_rule, g_x, g_c, n_i, len(frame))
+    df_est = df_of(contrast)
     rows = []
     if effect != "immediate":
-        rows.append((estimand, est, se, math.inf))
-    rows += [(nm, float(core.beta[k]), float(ses[k]), math.inf) for k, nm in enumerate(names)]
+        rows.append((estimand, est, se, df_est))
+    rows += [
+        (nm, float(core.beta[k]), float(ses[k]), df_of(np.eye(p)[k])) for k, nm in enumerate(names)
+    ]
     terms = pd.DataFrame(rows, columns=["term", "estimate", "std_error", "df"])
     if effect == "immediate":
         k_t = names.index("treatment")
@@ -749,7 +789,7 @@ def fit_glmm(
         estimand=estimand,
         estimate=est,
         std_error=se,
-        df=math.inf,
+        df=df_est,
         params=pd.Series(core.beta, index=names, name="estimate"),
         vcov_matrix=pd.DataFrame(vb, index=names, columns=names),
         vcov_model=pd.DataFrame(vb, index=names, columns=names),
@@ -758,7 +798,7 @@ def fit_glmm(
         converged=core.converged,
         singular=singular,
         method=method if nq == 1 else f"agq({nq})",
-        dof="normal (Wald z)",
+        dof=_df_label(dof_rule, df_est),
         vcov="model",
         random=random,
         time=time if knots_used is None else f"spline (knots {knots_used})",
@@ -785,6 +825,60 @@ def fit_glmm(
 # --------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------
+
+
+def _cluster_level_rank(g_x: np.ndarray, g_c: np.ndarray, n_i: int) -> tuple[np.ndarray, int]:
+    """Columns of ``X`` constant within every cluster, and the rank of those columns."""
+    p = g_x.shape[1]
+    lo = np.full((n_i, p), np.inf)
+    hi = np.full((n_i, p), -np.inf)
+    np.minimum.at(lo, g_c, g_x)
+    np.maximum.at(hi, g_c, g_x)
+    seen = np.isfinite(lo[:, 0])
+    scale = 1.0 + np.abs(g_x).max(axis=0)
+    level = np.all((hi - lo)[seen] <= 1e-12 * scale, axis=0)
+    xb = lo[seen][:, level]
+    r_b = int(np.linalg.matrix_rank(xb)) if xb.size else 0
+    return level, r_b
+
+
+def _df_rule(
+    dof: str | float, g_x: np.ndarray, g_c: np.ndarray, n_i: int, n_obs: int
+) -> Any:
+    """Return ``contrast -> df`` for a GLMM df rule (see :func:`fit_glmm`, ``dof``)."""
+    p = g_x.shape[1]
+    if not isinstance(dof, str):
+        value = float(dof)
+        return lambda c: value
+    if dof == "normal":
+        return lambda c: math.inf
+    if dof == "residual":
+        value = float(max(n_obs - p, 1))
+        return lambda c: value
+    level, r_b = _cluster_level_rank(g_x, g_c, n_i)
+    if dof == "clusters":
+        value = float(max(n_i - r_b - 1, 1))
+        return lambda c: value
+
+    def between_within(c: np.ndarray) -> float:
+        if np.all(level[np.abs(c) > 0]):
+            return float(max(n_i - r_b, 1))
+        return float(max(n_obs - n_i - (p - r_b), 1))
+
+    return between_within
+
+
+def _df_label(dof: str | float, df: float) -> str:
+    if not isinstance(dof, str):
+        return f"t({_fmt(float(dof))}) (user-supplied df)"
+    if dof == "normal":
+        return "normal (Wald z)"
+    rule = {
+        "clusters": "I - r_b - 1",
+        "between-within": "between-within",
+        "residual": "N - p",
+    }[dof]
+    return f"{dof}: t({_fmt(df)}), {rule}"
 
 
 def _check_separation(
