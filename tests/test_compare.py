@@ -133,3 +133,10 @@ def test_compare_rejects_bad_input(gaussian: pd.DataFrame) -> None:
         compare([object()])
     with pytest.raises(ValueError, match="confidence_level"):
         compare([lmm], confidence_level=1.5)
+
+
+def test_fixed_effects_row_is_described(gaussian: pd.DataFrame) -> None:
+    res = fit(gaussian, method="fixed-effects", **ROLES)
+    table = compare({"fe": res})
+    _check_row(table.iloc[0], res)
+    assert table["method"].iloc[0] == "cluster fixed-effects GLM (CR2, df: satterthwaite)"

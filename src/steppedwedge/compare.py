@@ -51,6 +51,9 @@ def _method_label(result: Any) -> str:
         return f"pooled over {result.m} imputations (Rubin)"
     if name == "GLMMResult":
         return f"GLMM ({method})"
+    if name == "FixedEffectsResult":
+        vcov = "model" if result.vcov == "model" else result.vcov.upper()
+        return f"cluster fixed-effects GLM ({vcov}, df: {result.dof})"
     if name == "FitResult":
         return f"LMM ({str(method).upper()}, df: {result.dof})"
     return str(method) if method is not None else name

@@ -388,7 +388,11 @@ def _analysis_sections(config: TrialConfig, allocation: Allocation) -> list[Sect
     results: dict[str, Any] = {"mixed model (primary)": primary}
     notes: list[str] = []
     for kind in spec.sensitivity:
-        if kind == "gee":
+        if kind == "fixed-effects":
+            results["cluster fixed effects, CR2"] = fit(
+                frame, family=spec.family, method="fixed-effects", **roles
+            )
+        elif kind == "gee":
             try:
                 results["GEE, MD-corrected"] = fit(
                     frame, family=spec.family, method="gee", random=spec.random, **roles
@@ -429,7 +433,11 @@ def _analysis_sections(config: TrialConfig, allocation: Allocation) -> list[Sect
     md = "\n\n".join(
         [
             "The same treatment effect estimated by methods with different assumptions"
-            + (" (ratios; standard errors on the log scale)." if ratio else "."),
+            + (" (ratios; standard errors on the log scale)." if ratio else ".")
+            + " The mixed model's standard error is right only if its random effects describe"
+            " the correlation over time; cluster fixed effects with CR2 errors and"
+            " Satterthwaite df, and the randomisation test over the trial's own allocation"
+            " space, do not rely on that.",
             _md_table(shown, floatfmt="{:.4g}"),
         ]
         + ["\n".join(f"- {n}" for n in notes)] * bool(notes)

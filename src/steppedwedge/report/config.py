@@ -44,7 +44,7 @@ A minimal ``trial.toml``::
     [analysis]                         # optional: primary and sensitivity analyses of [data]
     family = "poisson"
     random = "nested"
-    sensitivity = ["gee", "cluster-summary", "permutation"]
+    sensitivity = ["fixed-effects", "gee", "cluster-summary", "permutation"]
     n_permutations = 999
 """
 
@@ -104,7 +104,7 @@ class AnalysisSpec:
 
     family: str = "gaussian"
     random: str = "nested"
-    sensitivity: tuple[str, ...] = ("gee", "cluster-summary", "permutation")
+    sensitivity: tuple[str, ...] = ("fixed-effects", "gee", "cluster-summary", "permutation")
     n_permutations: int = 999
 
 
