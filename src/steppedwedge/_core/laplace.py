@@ -328,7 +328,9 @@ def _laplace_grad(
         out = (g_beta.sum(axis=0), g_sigma.sum(axis=0), float(g_alpha.sum()))
     if not want_hessian:
         return out
-    xtwx = ((x.transpose(0, 2, 1) * w[:, None, :]) @ x).sum(axis=0)
+    # one GEMM over all units (a batched product of transposed views falls off BLAS)
+    xf = x.reshape(-1, x.shape[2])
+    xtwx = (xf * w.reshape(-1)[:, None]).T @ xf
     hb = xtwx - (atwx.transpose(0, 2, 1) @ (hinv @ atwx)).sum(axis=0)
     return (*out, hb)
 

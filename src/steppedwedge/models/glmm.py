@@ -608,8 +608,9 @@ def fit_glmm(
         group = np.arange(len(frame))
     elif p == p0:
         _, group = np.unique(td.cell_index, return_inverse=True)
-    else:
-        _, group = np.unique(key_cols, axis=0, return_inverse=True)
+    else:  # hash-grouped, numbered in sorted (lexicographic) order as np.unique(axis=0)
+        keys = pd.DataFrame(key_cols)
+        group = keys.groupby(list(keys.columns), sort=True).ngroup().to_numpy()
     group = np.asarray(group).ravel()
     n_g = int(group.max()) + 1 if len(group) else 0
     first = np.full(n_g, -1)
@@ -625,8 +626,7 @@ def fit_glmm(
     g_c = ci[first]
     g_p = pi[first]
     g_t = trt[g_c, g_p]
-    sv = np.linalg.svd(g_x / np.maximum(np.sqrt((g_x * g_x).sum(axis=0)), 1e-300), compute_uv=False)
-    dep = _first_dependent_column(g_x) if sv[-1] < 1e-9 * max(1.0, sv[0]) else None
+    dep = _first_dependent_column(g_x) if _nearly_collinear(g_x) else None
     if dep is not None:
         bad = names[dep]
         if dep in eff_idx:
@@ -827,17 +827,29 @@ def fit_glmm(
 # --------------------------------------------------------------------------------------
 
 
+def _nearly_collinear(x: np.ndarray) -> bool:
+    """Whether the column-scaled ``x`` has singular-value ratio below 1e-9.
+
+    A well-conditioned Gram matrix (eigenvalue ratio above 1e-12, so singular values above
+    ~1e-6 relative) settles it without a LAPACK call on the tall matrix; otherwise the
+    singular values of ``x`` decide.
+    """
+    xs = x / np.maximum(np.sqrt((x * x).sum(axis=0)), 1e-300)
+    ev = np.linalg.eigvalsh(xs.T @ xs)
+    if ev[0] > 1e-12 * max(ev[-1], 1.0):
+        return False
+    sv = np.linalg.svd(xs, compute_uv=False)
+    return bool(sv[-1] < 1e-9 * max(1.0, sv[0]))
+
+
 def _cluster_level_rank(g_x: np.ndarray, g_c: np.ndarray, n_i: int) -> tuple[np.ndarray, int]:
     """Columns of ``X`` constant within every cluster, and the rank of those columns."""
-    p = g_x.shape[1]
-    lo = np.full((n_i, p), np.inf)
-    hi = np.full((n_i, p), -np.inf)
-    np.minimum.at(lo, g_c, g_x)
-    np.maximum.at(hi, g_c, g_x)
-    seen = np.isfinite(lo[:, 0])
+    clusters, first = np.unique(g_c, return_index=True)
+    ref = np.zeros((n_i, g_x.shape[1]))
+    ref[clusters] = g_x[first]
     scale = 1.0 + np.abs(g_x).max(axis=0)
-    level = np.all((hi - lo)[seen] <= 1e-12 * scale, axis=0)
-    xb = lo[seen][:, level]
+    level = np.all(np.abs(g_x - ref[g_c]) <= 1e-12 * scale, axis=0)
+    xb = g_x[first][:, level]
     r_b = int(np.linalg.matrix_rank(xb)) if xb.size else 0
     return level, r_b
 
@@ -922,7 +934,10 @@ def _glm_start(
             eta = pbar
     else:
         eta = np.log(y + 0.5) - 0.0
-    beta = np.linalg.lstsq(x, eta - off, rcond=None)[0]
+    try:  # normal equations: x has full column rank here (checked by the caller)
+        beta = np.linalg.solve(x.T @ x, x.T @ (eta - off))
+    except np.linalg.LinAlgError:  # pragma: no cover - defensive
+        beta = np.linalg.lstsq(x, eta - off, rcond=None)[0]
     w0 = n if fam.name == "binomial" else np.exp(eta)
     for _ in range(25):
         e = x @ beta + off
