@@ -473,3 +473,19 @@ def test_negative_binomial_without_overdispersion_hits_poisson_limit() -> None:
     assert nb.singular and nb.dispersion == pytest.approx(1e6)
     assert any("upper bound" in m for m in nb.messages)
     assert nb.estimate == pytest.approx(po.estimate, abs=1e-4 * po.std_error)
+
+
+def test_negative_binomial_nested_one_row_per_cell_warns() -> None:
+    """NB size and an observation-level cluster-period effect: weakly identified, warned."""
+    from steppedwedge.exceptions import SteppedWedgeWarning
+
+    d = _counts(n_clusters=8, n_periods=5)
+    kw = {**COUNT, "family": "negative_binomial"}
+    with pytest.warns(SteppedWedgeWarning, match="weakly identified"):
+        fit_glmm(d, **kw, random="nested")
+    # two rows per cell (e.g. two areas): the cluster-period effect is shared, so no warning
+    # (filterwarnings = error would fail the fit)
+    half = d.assign(pop=d["pop"] // 2, y=d["y"] // 2)
+    rest = d.assign(pop=d["pop"] - d["pop"] // 2, y=d["y"] - d["y"] // 2)
+    res = fit_glmm(pd.concat([half, rest]), **kw, random="nested")
+    assert res.n_units == 2 * len(d)

@@ -422,7 +422,9 @@ def fit_glmm(
     random : {"nested", "cluster", "random-slope", "nested+random-slope"}
         Cluster intercept plus cluster-period effects (default; for counts with one row per
         cell this is the Poisson-lognormal overdispersion), cluster intercept only, or
-        cluster intercept plus an independent random treatment effect.
+        cluster intercept plus an independent random treatment effect.  A negative binomial
+        with cluster-period effects and one row per cell warns (``SteppedWedgeWarning``):
+        both terms are overdispersion of the same count, weakly identified.
     time : {"categorical", "linear", "spline", "none"}
         Secular trend as in :func:`steppedwedge.fit`; ``knots`` for splines.
     effect : {"immediate", "eti", "tate", "pte"}
@@ -649,6 +651,21 @@ def fit_glmm(
         )
     if family == "binomial":
         _check_separation(g_y, g_n, g_t, treatment, effect)
+
+    if (
+        family == "negative_binomial"
+        and random in ("nested", "nested+random-slope")
+        and not np.any(np.bincount(td.cell_index) > 1)
+    ):
+        warnings.warn(
+            "Negative binomial with random='nested' and one row per cluster-period: the "
+            "cluster-period effect and the NB size both describe extra-Poisson variation of "
+            "the same single count, so they are only weakly identified (the fit may put all "
+            "overdispersion in one of them). Use random='cluster' with the negative binomial, "
+            "or family='poisson' with random='nested' (Poisson-lognormal).",
+            SteppedWedgeWarning,
+            stacklevel=3,
+        )
 
     # -------------------------------------------------------------- random-effect design
     zcols: list[np.ndarray] = []
