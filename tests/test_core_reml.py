@@ -270,3 +270,25 @@ def test_cohort_engine_equals_dense_likelihood(rng, name, reml):
             - profiled_deviance_rows(phi - e, rows, st, reml)[0]
         ) / (2 * h)
         assert g[k] == pytest.approx(fd, rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["cluster", "nested"])
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("incomplete", [False, True])
+def test_closed_form_path_equals_general_path(rng, name, reml, incomplete):
+    """Sherman-Morrison deviance/gradient (cluster, nested) equal the batched-LAPACK path."""
+    cells, *_ = _simulate(rng, n_clusters=9, covariate=True, incomplete=incomplete)
+    st = STRUCTURES[name]
+    for _ in range(4):
+        phi = rng.uniform(0.0, 2.0, st.n_phi)
+        f1, g1, e1 = profiled_deviance(phi, cells, st, reml)
+        f2, g2, e2 = profiled_deviance(phi, cells, st, reml, closed_form=False)
+        assert f1 == pytest.approx(f2, rel=1e-12)
+        np.testing.assert_allclose(g1, g2, rtol=1e-10, atol=1e-12 * abs(f2))
+        np.testing.assert_allclose(e1["beta"], e2["beta"], rtol=1e-10, atol=1e-12)
+    # the whole fit: the closed-form fit is stationary for the general gradient
+    fit = fit_lmm(cells, st, reml=reml)
+    f2, g2, _ = profiled_deviance(fit.phi, cells, st, reml, closed_form=False)
+    assert -0.5 * f2 == pytest.approx(fit.loglik, rel=1e-12)
+    free = fit.phi > 1e-8
+    assert np.all(np.abs(g2[free]) <= 1e-4 * max(1.0, abs(f2)))
