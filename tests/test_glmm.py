@@ -96,11 +96,16 @@ def test_dof_rules() -> None:
     assert t.loc["treatment", "df"] == 40 - 8 - (7 - 2)
     cl = fit_glmm(d2, **COUNT, random="cluster", covariates="dep")
     assert cl.df == 8 - 2 - 1
+    assert (cl.tidy()["df"] == 8 - 2 - 1).all()  # every column constant within cells
     num = fit_glmm(d, **COUNT, random="cluster", dof=3.5)
     assert num.df == 3.5
-    # 0/1 rows: N counts individuals
+    # 0/1 rows: N counts individuals; an individual-level covariate gets the within df
     b = fit_glmm(_binary(), **BIN, random="cluster", dof="residual")
     assert b.df == 8 * 5 * 12 - 6
+    bx = _binary().assign(age=lambda f: np.arange(len(f)) % 7)
+    t = fit_glmm(bx, **BIN, random="cluster", covariates="age").tidy().set_index("term")
+    assert t.loc["treatment", "df"] == 8 - 2
+    assert t.loc["age", "df"] == 8 * 5 * 12 - 8 - (7 - 1)
     for bad in ("kenward-roger", 0, -1.0, True):
         with pytest.raises(ValueError, match="dof"):
             fit_glmm(d, **COUNT, random="cluster", dof=bad)

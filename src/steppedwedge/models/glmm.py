@@ -442,12 +442,18 @@ def fit_glmm(
         constant within every cluster: the intercept and any cluster-level covariates;
         ``r_b = 1`` without covariates).
 
-        * ``"clusters"`` (default): t with ``I - r_b - 1`` df for every term, i.e. ``I - 2``
-          without cluster-level covariates (the clusters-minus-cluster-level-parameters
-          rule of cluster randomised trials, with the treatment counted as one).  In the
-          Monte-Carlo check of the test suite (Poisson-lognormal, 400 null replicates) the
-          5% test rejected 5.3% with 12 clusters (z: 7.8%) and 3.3% with 17 clusters
-          (z: 5.0%): slightly conservative once the variance components are well estimated.
+        * ``"clusters"`` (default): t with ``I - r_b - 1`` df for the treatment effect and
+          every other term constant within cluster-periods (intercept, period effects,
+          cluster- or cell-level covariates), i.e. ``I - 2`` without cluster-level
+          covariates: the clusters-minus-cluster-level-parameters rule of cluster
+          randomised trials, with the treatment counted as one.  Terms of individual-level
+          covariates (varying within cluster-periods) get the within df of
+          ``"between-within"``.  In the Monte-Carlo check of the test suite
+          (Poisson-lognormal, 400 null replicates) the 5% test rejected 5.3% with 12
+          clusters (z: 7.8%) and 3.3% with 17 clusters (z: 5.0%): slightly conservative
+          once the variance components are well estimated, and more so with
+          ``random="cluster"`` and large cells, where the treatment contrast is almost
+          entirely within clusters (use ``"normal"`` there if that is preferred).
         * ``"between-within"``: SAS ``DDFM=BW``, the same rule as the Gaussian LMM
           (:mod:`steppedwedge.inference.dof`): a contrast of cluster-level columns only gets
           ``I - r_b``; any other contrast gets the within-cluster df ``N - I - (p - r_b)``.
@@ -767,7 +773,7 @@ def fit_glmm(
     se = float(np.sqrt(contrast @ vb @ contrast))
     ses = np.sqrt(np.diag(vb))
     dof_rule = "clusters" if dof is None else dof
-    df_of = _df_rule(dof_rule, g_x, g_c, n_i, len(frame))
+    df_of = _df_rule(dof_rule, g_x, g_c, g_p, n_i, n_t, len(frame))
     df_est = df_of(contrast)
     rows = []
     if effect != "immediate":
@@ -859,20 +865,30 @@ def _nearly_collinear(x: np.ndarray) -> bool:
     return bool(sv[-1] < 1e-9 * max(1.0, sv[0]))
 
 
-def _cluster_level_rank(g_x: np.ndarray, g_c: np.ndarray, n_i: int) -> tuple[np.ndarray, int]:
-    """Columns of ``X`` constant within every cluster, and the rank of those columns."""
-    clusters, first = np.unique(g_c, return_index=True)
-    ref = np.zeros((n_i, g_x.shape[1]))
-    ref[clusters] = g_x[first]
+def _constant_within(g_x: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Columns of ``X`` constant within every group, and each group's first unit."""
+    _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
     scale = 1.0 + np.abs(g_x).max(axis=0)
-    level = np.all(np.abs(g_x - ref[g_c]) <= 1e-12 * scale, axis=0)
+    level = np.all(np.abs(g_x - g_x[first][np.ravel(inverse)]) <= 1e-12 * scale, axis=0)
+    return level, first
+
+
+def _cluster_level_rank(g_x: np.ndarray, g_c: np.ndarray) -> tuple[np.ndarray, int]:
+    """Columns of ``X`` constant within every cluster, and the rank of those columns."""
+    level, first = _constant_within(g_x, g_c)
     xb = g_x[first][:, level]
     r_b = int(np.linalg.matrix_rank(xb)) if xb.size else 0
     return level, r_b
 
 
 def _df_rule(
-    dof: str | float, g_x: np.ndarray, g_c: np.ndarray, n_i: int, n_obs: int
+    dof: str | float,
+    g_x: np.ndarray,
+    g_c: np.ndarray,
+    g_p: np.ndarray,
+    n_i: int,
+    n_t: int,
+    n_obs: int,
 ) -> Any:
     """Return ``contrast -> df`` for a GLMM df rule (see :func:`fit_glmm`, ``dof``)."""
     p = g_x.shape[1]
@@ -884,15 +900,21 @@ def _df_rule(
     if dof == "residual":
         value = float(max(n_obs - p, 1))
         return lambda c: value
-    level, r_b = _cluster_level_rank(g_x, g_c, n_i)
+    level, r_b = _cluster_level_rank(g_x, g_c)
+    within = float(max(n_obs - n_i - (p - r_b), 1))
     if dof == "clusters":
-        value = float(max(n_i - r_b - 1, 1))
-        return lambda c: value
+        cell_level, _ = _constant_within(g_x, g_c * n_t + g_p)
+        between = float(max(n_i - r_b - 1, 1))
+
+        def clusters(c: np.ndarray) -> float:
+            return between if np.all(cell_level[np.abs(c) > 0]) else within
+
+        return clusters
 
     def between_within(c: np.ndarray) -> float:
         if np.all(level[np.abs(c) > 0]):
             return float(max(n_i - r_b, 1))
-        return float(max(n_obs - n_i - (p - r_b), 1))
+        return within
 
     return between_within
 
@@ -903,7 +925,7 @@ def _df_label(dof: str | float, df: float) -> str:
     if dof == "normal":
         return "normal (Wald z)"
     rule = {
-        "clusters": "I - r_b - 1",
+        "clusters": "I - r_b - 1 (within df for individual-level covariates)",
         "between-within": "between-within",
         "residual": "N - p",
     }[dof]

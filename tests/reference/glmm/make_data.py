@@ -13,6 +13,13 @@ Writes ``data/*.csv``:
   0.6; 4 sequences of 3 clusters.
   Column ``age``: an individual covariate (seed 99), unrelated to ``y``.
   ``council_counts.csv`` also has ``deprivation``, a council-level covariate (seed 98).
+* ``children_covariates.csv``: 5 councils x 6 periods, 1,000 children per council-period
+  (30,000 rows), stepped wedge (council c starts in period c + 1, c = 1..5), 0/1 ``y``
+  (e.g. a referral) from a logistic model with a council effect (SD 0.3), period effects, an
+  odds ratio of 0.75 and five child-level covariates: ``age`` (years, continuous, 0-18),
+  ``sex`` (0/1), ``disability`` (0/1), ``imd`` (deprivation score, continuous) and
+  ``prior_referral`` (0/1, more likely with deprivation).  Continuous covariates make every
+  row its own likelihood unit (no aggregation to cells).
 * ``binary_small.csv``: 10 clusters x 4 periods, 8-20 individuals per cell, cluster effect SD
   0.5 only (for AGQ, where the quadrature rule matters).
 
@@ -87,6 +94,49 @@ def binary(
     return pd.DataFrame(rows, columns=["cluster", "period", "treatment", "y"])
 
 
+def children_covariates() -> pd.DataFrame:
+    rng = np.random.default_rng(20261130)
+    n_per = 1000
+    frames = []
+    for c in range(5):
+        u = rng.normal(0.0, 0.3)
+        for t in range(1, 7):
+            x = int(t >= c + 2)
+            age = np.round(rng.uniform(0.0, 18.0, n_per), 3)
+            sex = rng.integers(0, 2, n_per)
+            disability = (rng.random(n_per) < 0.12).astype(int)
+            imd = np.round(rng.normal(0.0, 1.0, n_per), 3)
+            prior = (rng.random(n_per) < 1.0 / (1.0 + np.exp(1.5 - 0.5 * imd))).astype(int)
+            eta = (
+                -1.6
+                + 0.08 * t
+                + np.log(0.75) * x
+                + u
+                - 0.04 * (age - 9.0)
+                + 0.15 * sex
+                + 0.5 * disability
+                + 0.25 * imd
+                + 0.6 * prior
+            )
+            y = (rng.random(n_per) < 1.0 / (1.0 + np.exp(-eta))).astype(int)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "council": f"C{c + 1}",
+                        "period": t,
+                        "treatment": x,
+                        "y": y,
+                        "age": age,
+                        "sex": sex,
+                        "disability": disability,
+                        "imd": imd,
+                        "prior_referral": prior,
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     council_nb().to_csv(OUT / "council_nb.csv", index=False)
@@ -100,6 +150,7 @@ def main() -> None:
     cc["deprivation"] = np.round(dep[cc["council"].str[2:].astype(int) - 1], 3)
     cc.to_csv(OUT / "council_counts.csv", index=False)
     binary(11, 10, 4, (8, 20), 0.5, 0.0, -0.5, -0.5).to_csv(OUT / "binary_small.csv", index=False)
+    children_covariates().to_csv(OUT / "children_covariates.csv", index=False)
 
 
 if __name__ == "__main__":
