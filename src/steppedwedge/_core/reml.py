@@ -32,6 +32,7 @@ a few projected Newton steps.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -42,6 +43,7 @@ from scipy import optimize
 from scipy.linalg.lapack import dpotrf as _dpotrf
 from scipy.linalg.lapack import dpotri as _dpotri
 from scipy.linalg.lapack import dpotrs as _dpotrs
+from scipy.linalg.lapack import dsyevd as _dsyevd
 
 from .covariance import decay_matrix
 
@@ -522,7 +524,8 @@ def profiled_deviance(
         logdet = float(ws.count @ (np.log(d).sum(axis=1) + np.log(denom)))
         coef = lam_t / denom
         sinv = (-coef[:, None] * do)[:, :, None] * do[:, None, :]
-        sinv[:, ws.idx, ws.idx] += dinv
+        n_t = sinv.shape[1]
+        sinv.reshape(sinv.shape[0], n_t * n_t)[:, :: n_t + 1] += dinv
     else:
         g, dg = structure.blocks_phi(phi, cells)
         s = ws.base + g
@@ -545,8 +548,8 @@ def profiled_deviance(
     if q <= 0 or dfn <= 0:
         raise np.linalg.LinAlgError("non-positive residual sum of squares")
     sigma2 = q / dfn
-    dev = dfn * (1.0 + _LOG2PI + np.log(sigma2)) + logdet + cells.sum_log_m
-    logdet_m = 2.0 * float(np.log(np.diagonal(chol_m)).sum())
+    dev = dfn * (1.0 + _LOG2PI + math.log(sigma2)) + logdet + cells.sum_log_m
+    logdet_m = 2.0 * float(np.log(chol_m.diagonal()).sum())
     if reml:
         dev += logdet_m
     grad = np.zeros(len(phi))
@@ -586,6 +589,7 @@ def profiled_deviance(
         "sigma2": sigma2,
         "m_tilde": m_t,
         "logdet_m": logdet_m,
+        "chol_m": chol_m,
     }
     return float(dev), grad, extras
 
@@ -810,14 +814,19 @@ def fit_lmm(
     bounds = structure.phi_bounds()
     n_eval = 0
     best: dict[str, object] = {"f": np.inf, "x": None}
+    last: dict[bytes, tuple[float, FloatArray, dict[str, object]]] = {}
 
     def fun(x: FloatArray) -> tuple[float, FloatArray]:
         nonlocal n_eval
         n_eval += 1
         try:
-            f, g, _ = profiled_deviance(x, cells, structure, reml)
+            f, g, extras = profiled_deviance(x, cells, structure, reml)
         except np.linalg.LinAlgError:
             return 1e300, np.zeros_like(x)
+        # keep the latest evaluations: the final point is usually one of them
+        if len(last) > 8:
+            last.clear()
+        last[np.asarray(x, dtype=float).tobytes()] = (f, g, extras)
         if f < best["f"]:  # type: ignore[operator]
             best["f"], best["x"] = f, x.copy()
         return f, g
@@ -865,15 +874,20 @@ def fit_lmm(
                     x, f_best, message = xr, fr, f"{msg_r} (after flipping the slope covariance)"
     else:
         x = np.zeros(0)
-    f, g, extras = profiled_deviance(x, cells, structure, reml)
+    cached = last.get(np.asarray(x, dtype=float).tobytes())
+    f, g, extras = cached if cached is not None else profiled_deviance(x, cells, structure, reml)
     free = _free_mask(x, lo, hi, g)
     scale = max(1.0, abs(f))
     converged = bool(np.all(np.abs(g[free]) <= 1e-4 * scale)) if x.size else True
     sigma2 = float(extras["sigma2"])  # type: ignore[arg-type]
     natural = structure.phi_to_natural(x, sigma2)
-    m_t = np.asarray(extras["m_tilde"])
-    cov_beta = sigma2 * np.linalg.inv(m_t)
-    cov_beta = 0.5 * (cov_beta + cov_beta.T)
+    # (X'V~^{-1}X)^{-1} from its Cholesky factor (dpotri fills the lower triangle)
+    low, info = _dpotri(np.asarray(extras["chol_m"]), lower=1)
+    if info != 0:  # pragma: no cover - the factor came from a successful dpotrf
+        raise np.linalg.LinAlgError("X'V^{-1}X is singular")
+    m_inv = low + low.T
+    m_inv.flat[:: m_inv.shape[0] + 1] *= 0.5
+    cov_beta = sigma2 * m_inv
     at_bound = _boundary_names(x, structure)
     return LMMFit(
         beta=np.asarray(extras["beta"]),
@@ -928,7 +942,7 @@ def projected_newton(
     value; steps are projected on the box and backtracked (Armijo).  Returns
     ``(x, converged, message)``; the caller falls back to L-BFGS-B when not converged.
     """
-    x = np.clip(np.asarray(x0, dtype=float), lo, hi)
+    x = np.minimum(np.maximum(np.asarray(x0, dtype=float), lo), hi)
     f, g = fun(x)
     if not np.isfinite(f):
         return x, False, "non-finite start"
@@ -937,27 +951,26 @@ def projected_newton(
     x_prev, g_prev = x, g
     for it in range(maxiter):
         active = ((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0))
-        free = ~active
-        gf = g[free]
+        idx = np.flatnonzero(~active)
+        gf = g[idx]
         # scaled gradient |g_k| * max(|x_k|, 1e-3): the first-order change of f for a
         # relative change of x_k; below ~1e-10 |f| the parameters are accurate to ~1e-8.
-        scaled = np.abs(gf) * np.maximum(np.abs(x[free]), 1e-3)
+        agf = np.abs(gf)
         if (
             gf.size == 0
-            or np.max(scaled) <= 1e-3 * gtol * max(1.0, abs(f))
-            or np.max(np.abs(gf)) < gtol
+            or (agf * np.maximum(np.abs(x[idx]), 1e-3)).max() <= 1e-3 * gtol * max(1.0, abs(f))
+            or agf.max() < gtol
         ):
             return x, True, f"projected Newton converged in {it} iterations"
-        idx = np.flatnonzero(free)
-        if h_prev is not None and np.array_equal(idx, idx_prev):
+        if h_prev is not None and idx.size == idx_prev.size and bool((idx == idx_prev).all()):
             # BFGS update of the previous (finite-difference) Hessian on the same free set
             s_k = x[idx] - x_prev[idx]
             y_k = g[idx] - g_prev[idx]
             sy = float(s_k @ y_k)
             hs = h_prev @ s_k
             shs = float(s_k @ hs)
-            if sy > 1e-12 * np.linalg.norm(s_k) * np.linalg.norm(y_k) and shs > 0:
-                h = h_prev + np.outer(y_k, y_k) / sy - np.outer(hs, hs) / shs
+            if sy > 1e-12 * np.sqrt(float(s_k @ s_k) * float(y_k @ y_k)) and shs > 0:
+                h = h_prev + (y_k[:, None] * y_k[None, :]) / sy - (hs[:, None] * hs[None, :]) / shs
             else:
                 h = None
         else:
@@ -976,23 +989,29 @@ def projected_newton(
                 h[:, a] = (gs[idx] - g[idx]) / step
         h = 0.5 * (h + h.T)
         h_prev, idx_prev = h, idx
-        w, v = np.linalg.eigh(h)
-        w = np.maximum(np.abs(w), 1e-10 * max(1.0, float(np.max(np.abs(w)))))
+        # LAPACK syevd directly (what numpy.linalg.eigh calls, without its overhead)
+        w, v, info = _dsyevd(h)
+        if info != 0:
+            w, v = np.linalg.eigh(h)
+        aw = np.abs(w)
+        w = np.maximum(aw, 1e-10 * max(1.0, float(aw.max())))
         d = -(v @ ((v.T @ gf) / w))
         t = 1.0
         accepted = False
+        x_i, lo_i, hi_i = x[idx], lo[idx], hi[idx]
+        slack = 1e-12 * max(1.0, abs(f))  # rounding of f near the optimum
         for _ in range(40):
             xn = x.copy()
-            xn[idx] = np.clip(x[idx] + t * d, lo[idx], hi[idx])
+            xn_i = np.minimum(np.maximum(x_i + t * d, lo_i), hi_i)
+            xn[idx] = xn_i
             fn, gn = fun(xn)
-            slack = 1e-12 * max(1.0, abs(f))  # rounding of f near the optimum
-            if np.isfinite(fn) and fn <= f + 1e-4 * float(g[idx] @ (xn[idx] - x[idx])) + slack:
+            if np.isfinite(fn) and fn <= f + 1e-4 * float(gf @ (xn_i - x_i)) + slack:
                 accepted = True
                 break
             t *= 0.5
         if not accepted:
             # at the optimum the objective is flat to rounding; accept a tiny gradient
-            return x, bool(np.max(np.abs(gf)) < 1e-5), "line search could not improve"
+            return x, bool(agf.max() < 1e-5), "line search could not improve"
         x_prev, g_prev = x, g
         x, f, g = xn, fn, gn
     active = ((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0))
