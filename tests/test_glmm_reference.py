@@ -165,4 +165,5 @@ def test_children_covariates_row_units(fits: dict) -> None:
     # N - I - (p - r_b) for the child-level covariates
     t = res.tidy().set_index("term")
     assert res.df == t.loc["treatment", "df"] == t.loc["period[2]", "df"] == 5 - 2
-    assert (t.loc[["age", "sex", "disability", "imd", "prior_referral"], "df"] == 30_000 - 5 - 11).all()
+    covs = ["age", "sex", "disability", "imd", "prior_referral"]
+    assert (t.loc[covs, "df"] == 30_000 - 5 - 11).all()
