@@ -292,3 +292,17 @@ def test_closed_form_path_equals_general_path(rng, name, reml, incomplete):
     assert -0.5 * f2 == pytest.approx(fit.loglik, rel=1e-12)
     free = fit.phi > 1e-8
     assert np.all(np.abs(g2[free]) <= 1e-4 * max(1.0, abs(f2)))
+
+
+@pytest.mark.parametrize("name", list(STRUCTURES))
+def test_vectorised_kr_df_equals_one_contrast_at_a_time(rng, name):
+    """``kr_unit_df`` (all coefficients at once) equals ``kr_test`` with ``L = e_k'``."""
+    from steppedwedge._core.kenward_roger import kr_adjust, kr_test, kr_unit_df
+
+    cells, *_ = _simulate(rng, n_clusters=10, covariate=True, incomplete=True)
+    st = STRUCTURES[name]
+    fit = fit_lmm(cells, st)
+    adj = kr_adjust(variance_derivatives(fit.natural, fit.sigma2, cells, st))
+    p = fit.beta.size
+    one_at_a_time = [kr_test(adj, np.eye(p)[k])[0] for k in range(p)]
+    np.testing.assert_allclose(kr_unit_df(adj), one_at_a_time, rtol=1e-10)

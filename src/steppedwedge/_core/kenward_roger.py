@@ -33,7 +33,7 @@ from .reml import CellData, CovarianceStructure, VarianceDerivatives, reml_gradi
 
 FloatArray = npt.NDArray[np.float64]
 
-__all__ = ["KRAdjustment", "kr_adjust", "kr_test", "satterthwaite_df", "reml_hessian"]
+__all__ = ["KRAdjustment", "kr_adjust", "kr_test", "kr_unit_df", "satterthwaite_df", "reml_hessian"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,25 @@ def kr_test(adj: KRAdjustment, contrast: FloatArray) -> tuple[float, float]:
     flat = us.reshape(k_n, -1)
     flat_t = us.transpose(0, 2, 1).reshape(k_n, -1)
     a2 = float(np.sum(adj.w * (flat @ flat_t.T)))
+    return _kr_df_scaling(a1, a2, q)
+
+
+def kr_unit_df(adj: KRAdjustment) -> FloatArray:
+    """KR df of every single coefficient ``beta_k`` at once (``kr_test`` with ``L = e_k'``).
+
+    For ``L = e_k'``, ``U_r = Theta Phi P_r Phi`` has the single non-zero row ``k``, so
+    ``tr(U_r) = (Phi P_r Phi)_kk / Phi_kk`` and ``tr(U_r U_s) = tr(U_r) tr(U_s)``.
+    """
+    phi = adj.phi
+    diag = np.diagonal(phi)
+    # t[r, k] = phi_k' P_r phi_k / phi_kk with phi_k the k-th column of phi
+    t = np.einsum("ik,rij,jk->rk", phi, adj.p_list, phi) / diag
+    a = np.einsum("rk,rs,sk->k", t, adj.w, t)
+    return np.array([_kr_df_scaling(float(ak), float(ak), 1)[0] for ak in a])
+
+
+def _kr_df_scaling(a1: float, a2: float, q: int) -> tuple[float, float]:
+    """KR df and F scaling from ``A1``, ``A2`` and the number of rows ``q`` (pbkrtest)."""
     b = (a1 + 6.0 * a2) / (2.0 * q)
     g = ((q + 1) * a1 - (q + 4) * a2) / ((q + 2) * a2) if a2 != 0 else 0.0
     den = 3 * q + 2 * (1 - g)

@@ -23,7 +23,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._core.kenward_roger import KRAdjustment, kr_adjust, kr_test, reml_hessian, satterthwaite_df
+from .._core.kenward_roger import (
+    KRAdjustment,
+    kr_adjust,
+    kr_test,
+    kr_unit_df,
+    reml_hessian,
+    satterthwaite_df,
+)
 from .._core.reml import (
     CellData,
     CovarianceStructure,
@@ -147,6 +154,26 @@ class InferenceEngine:
         else:
             df = float("inf")
         return ContrastInference(est, se, df)
+
+    def unit_contrasts(self) -> list[ContrastInference]:
+        """Inference for every coefficient ``beta_k`` (the rows of the coefficient table).
+
+        Equals ``[self.contrast(e_k) for k]``; under Kenward-Roger the df of all
+        coefficients come from one vectorised computation.
+        """
+        p = self.fit.beta.size
+        if self.robust_cov is None and self.dof == "kenward-roger":
+            vmat = self.vcov
+            dfs = kr_unit_df(self.kr)
+            return [
+                ContrastInference(
+                    float(self.fit.beta[k]),
+                    float(np.sqrt(max(vmat[k, k], 0.0))),
+                    float(dfs[k]),
+                )
+                for k in range(p)
+            ]
+        return [self.contrast(np.eye(p)[k]) for k in range(p)]
 
     def _between_within(self, c: np.ndarray) -> float:
         cells = self.cells

@@ -443,10 +443,9 @@ def fit_gaussian(
     table: list[tuple[str, float, float, float]] = []
     if effect != "immediate":
         table.append((estimand, main.estimate, main.std_error, main.df))
-    for k, nm in enumerate(names):
-        e_k = np.zeros(p)
-        e_k[k] = 1.0
-        ci_k = engine.contrast(e_k)
+    for k, (nm, ci_k) in enumerate(zip(names, engine.unit_contrasts(), strict=True)):
+        if contrast[k] == 1.0 and np.count_nonzero(contrast) == 1:
+            ci_k = main  # the estimand's own row: the very same numbers
         table.append((nm, ci_k.estimate, ci_k.std_error, ci_k.df))
     terms = pd.DataFrame(table, columns=["term", "estimate", "std_error", "df"])
     if effect == "immediate":
