@@ -617,14 +617,16 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
     clash = {c: f"{c}_" for c in data.columns if c not in rename and c in given and c not in covs}
     frame = data.copy(deep=True)
     if clash or rename:
-        frame = frame.rename(columns={**clash, **rename})
+        # relabel the columns of our own copy in place (``rename`` would copy again)
+        mapping = {**clash, **rename}
+        frame.columns = pd.Index([mapping.get(c, c) for c in frame.columns])
     cols = ("cluster", "period")
 
     # ---- structural columns: never missing -----------------------------------------
     for role in ("cluster", "period", "treatment", "individual"):
         if role not in roles:
             continue
-        na = frame[role].isna().to_numpy()
+        na = _isna(frame[role])
         if na.any():
             idx = np.flatnonzero(na)
             raise DataError(
@@ -833,9 +835,10 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
             )
 
     # ---- store canonical numeric columns ---------------------------------------------
-    frame["treatment"] = tr
-    for role, values in num.items():
-        frame[role] = values
+    # (a float64 column already holds exactly these values: no need to re-assign it)
+    for role, values in (("treatment", tr), *num.items()):
+        if frame[role].dtype != np.float64:
+            frame[role] = values
 
     return cls(
         frame=frame,
@@ -851,8 +854,31 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
     )
 
 
+def _isna(values: pd.Series) -> BoolArray:
+    """Missing-value mask of a column (numpy integer/bool columns cannot hold any)."""
+    dtype = values.dtype
+    if isinstance(dtype, np.dtype):
+        if dtype.kind in "iub":
+            return np.zeros(len(values), dtype=bool)
+        if dtype.kind == "f":
+            return np.isnan(values.to_numpy())
+    return np.asarray(values.isna().to_numpy(), dtype=bool)
+
+
 def _sorted_codes(values: pd.Series) -> tuple[list[Hashable], IntArray]:
     """Factorise ``values`` with sorted unique labels (order of appearance if unsortable)."""
+    dtype = values.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "iu" and len(values):
+        # integer labels with a moderate range: O(n) table look-up instead of a sort
+        v = values.to_numpy()
+        lo, hi = int(v.min()), int(v.max())
+        if hi - lo <= 4 * len(v) + 1024:
+            off = (v - lo).astype(np.int64)
+            present = np.zeros(hi - lo + 1, dtype=bool)
+            present[off] = True
+            code_of = np.cumsum(present, dtype=np.int64) - 1
+            uniq = (np.flatnonzero(present) + lo).astype(dtype)
+            return uniq.tolist(), code_of[off]
     try:
         codes, uniques = pd.factorize(values, sort=True)
     except TypeError:
