@@ -447,10 +447,11 @@ def fit_gaussian(
         if contrast[k] == 1.0 and np.count_nonzero(contrast) == 1:
             ci_k = main  # the estimand's own row: the very same numbers
         table.append((nm, ci_k.estimate, ci_k.std_error, ci_k.df))
-    terms = pd.DataFrame(table, columns=["term", "estimate", "std_error", "df"])
     if effect == "immediate":
+        # the treatment row first (ordered before building the table: no reindexing)
         order = [names.index("treatment")] + [k for k in range(p) if names[k] != "treatment"]
-        terms = terms.iloc[order].reset_index(drop=True)
+        table = [table[k] for k in order]
+    terms = pd.DataFrame(table, columns=["term", "estimate", "std_error", "df"])
     curve = None
     if effect != "immediate":
         curve = terms[terms["term"].str.startswith("exposure[")].copy()
@@ -510,7 +511,7 @@ def _correlations(
     expected information); either way the covariance of the kept parameters is
     ``2 hess^{-1}``.
     """
-    from scipy import stats
+    from scipy import special
 
     names = list(fit.names) + ["sigma2"]
     v = dict(zip(names, list(fit.natural) + [fit.sigma2], strict=True))
@@ -524,7 +525,7 @@ def _correlations(
             cov[np.ix_(keep, keep)] = 2.0 * np.linalg.inv(hess[np.ix_(keep, keep)])
         except np.linalg.LinAlgError:
             cov = None
-    z = stats.norm.ppf(0.975)
+    z = float(special.ndtri(0.975))  # = scipy.stats.norm.ppf(0.975), without its overhead
     out: dict[str, tuple[float, float, float]] = {}
 
     def wald(value: float, grad: dict[str, float], scale: str) -> tuple[float, float, float]:
