@@ -97,9 +97,13 @@ def fit(
         cluster-robust errors with Satterthwaite df, as R clubSandwich
         (:func:`steppedwedge.models.fixed_effects.fit_fixed_effects`; ``effect`` may also be
         ``"period-interaction"``).
-    dof : {"kenward-roger", "satterthwaite", "between-within", "normal"}, optional
-        Denominator df rule; default Kenward-Roger for REML and Satterthwaite for ML.  With
-        Kenward-Roger the standard error is the adjusted one (pbkrtest ``vcovAdj``).
+    dof : str or float, optional
+        Denominator df rule.  Gaussian mixed models: ``"kenward-roger"`` (default for REML;
+        the standard error is then the adjusted one, as pbkrtest ``vcovAdj``),
+        ``"satterthwaite"`` (default for ML), ``"between-within"`` or ``"normal"``.  GLMMs:
+        ``"clusters"`` (default: t with I - 2 df for the treatment effect, clusters minus
+        cluster-level parameters), ``"between-within"``, ``"residual"``, ``"normal"`` (Wald z,
+        as glmer) or a number.  GEE: ``"residual"`` (I - p, default) or ``"normal"``.
     vcov : str, optional
         Gaussian mixed models: ``"model"`` (default) or CR2 cluster-robust (``"robust"`` =
         ``"cr2"``, t with I-1 df).  GEE: ``"lz"``, ``"kc"``, ``"md"`` (default), ``"fg"``...

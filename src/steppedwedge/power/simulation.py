@@ -1281,8 +1281,10 @@ class NullSimulationPlan:
         Parameters
         ----------
         analysis : dict or callable, optional
-            Default ``{"random": "cluster"}``: the random-intercept logistic GLMM with period
-            effects (``glmer(y ~ treatment + period + (1 | cluster))``), Wald z test.
+            Default ``{"random": "cluster", "dof": "normal"}``: the random-intercept logistic
+            GLMM with period effects and a Wald z test, as the evaluators' ``glmer(y ~ treatment
+            + period + (1 | cluster))`` (``sw.fit``'s own GLMM default is a t test with
+            I - 2 df, which is conservative with 5 clusters).
         odds_ratio : float, default 1.0
             True treatment odds ratio (1: the null, so the rejection rate is the type-I error).
         tau2 : float, default 0.0
@@ -1309,7 +1311,7 @@ class NullSimulationPlan:
             baseline=self.baseline,
             level="cluster-period",
             allocation=self.allocation,
-            analysis={"random": "cluster"} if analysis is None else analysis,
+            analysis={"random": "cluster", "dof": "normal"} if analysis is None else analysis,
             n_sims=n_sims,
             rng=rng,
             **options,
