@@ -53,24 +53,23 @@ def kr_adjust(d: VarianceDerivatives) -> KRAdjustment:
     phi = d.phi
     p_list = -d.xgx
     k_n = p_list.shape[0]
-    ie = np.empty((k_n, k_n))
-    for r in range(k_n):
-        phi_pr = phi @ p_list[r]
-        for s in range(r, k_n):
-            val = (
-                d.ktrace[r, s]
-                - 2.0 * float(np.sum(phi * d.q[r, s]))
-                + float(np.sum(phi_pr * (p_list[s] @ phi)))
-            )
-            ie[r, s] = ie[s, r] = val
+    p = phi.shape[0]
+    # IE_rs = tr(V^-1 G_r V^-1 G_s) - 2 tr(Phi Q_rs) + tr(Phi P_r Phi P_s), all pairs at once
+    phi_p = phi @ p_list  # (K, p, p): Phi P_r
+    p_phi = p_list @ phi  # (K, p, p): P_s Phi
+    ie = (
+        d.ktrace
+        - 2.0 * (d.q.reshape(k_n, k_n, p * p) @ phi.reshape(-1))
+        + phi_p.reshape(k_n, -1) @ p_phi.reshape(k_n, -1).T
+    )
+    ie = np.triu(ie) + np.triu(ie, 1).T  # the (r <= s) values, mirrored
     eig = np.linalg.eigvalsh(ie)
     condition = float(np.min(np.abs(eig)))
     w = 2.0 * (np.linalg.inv(ie) if condition > 1e-10 else np.linalg.pinv(ie))
     w = 0.5 * (w + w.T)
-    u = np.zeros_like(phi)
-    for r in range(k_n):
-        for s in range(k_n):
-            u += w[r, s] * (d.q[r, s] - p_list[r] @ phi @ p_list[s])
+    # U = sum_rs W_rs (Q_rs - P_r Phi P_s) = sum_rs W_rs Q_rs - sum_r (P_r Phi) (sum_s W_rs P_s)
+    wp = np.tensordot(w, p_list, axes=(1, 0))  # (K, p, p): sum_s W_rs P_s
+    u = np.tensordot(w, d.q, axes=([0, 1], [0, 1])) - np.einsum("rij,rjk->ik", p_phi, wp)
     u = 0.5 * (u + u.T)
     phi_adj = phi + 2.0 * phi @ u @ phi
     phi_adj = 0.5 * (phi_adj + phi_adj.T)
