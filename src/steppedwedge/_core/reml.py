@@ -475,6 +475,31 @@ def _inv_logdet(s: FloatArray) -> tuple[FloatArray, float]:
     return sinv, logdet
 
 
+def _closed_form_sinv(
+    structure: CovarianceStructure, natural: FloatArray, sigma2: float, cells: CellData
+) -> FloatArray:
+    """Inverse of ``tau2 o o' + diag(gamma2 o + sigma2/m)`` per cluster (Sherman-Morrison).
+
+    Unobserved rows/columns hold the identity, as in :func:`_masked_cov`.
+    """
+    nat = np.asarray(natural, dtype=float)
+    tau2 = float(nat[0]) if structure.intercept else 0.0
+    gamma2 = float(nat[int(structure.intercept)]) if structure.cluster_period else 0.0
+    obs = cells.observed
+    d = np.where(obs, sigma2 * cells.inv_m + gamma2, 1.0)
+    if d.min() <= 0:
+        raise np.linalg.LinAlgError("covariance block not positive definite")
+    dinv = 1.0 / d
+    do = np.where(obs, dinv, 0.0)
+    denom = 1.0 + tau2 * do.sum(axis=1)
+    if denom.min() <= 0:
+        raise np.linalg.LinAlgError("covariance block not positive definite")
+    sinv = (-(tau2 / denom)[:, None] * do)[:, :, None] * do[:, None, :]
+    t = sinv.shape[1]
+    sinv.reshape(sinv.shape[0], t * t)[:, :: t + 1] += dinv
+    return sinv
+
+
 def _masked_cov(cells: CellData, g: FloatArray, diag_scale: float) -> FloatArray:
     """``g + diag_scale * diag(1/m)`` with unobserved rows/cols replaced by the identity."""
     s = g.copy()
@@ -621,8 +646,10 @@ def variance_derivatives(
     """
     p = cells.n_fixed
     g, dg_nat = structure.blocks_natural(natural, cells)
-    s = _masked_cov(cells, g, sigma2)
-    sinv, _ = _inv_logdet(s)
+    if structure.slope == "none" and not structure.decay:
+        sinv = _closed_form_sinv(structure, natural, sigma2, cells)
+    else:
+        sinv, _ = _inv_logdet(_masked_cov(cells, g, sigma2))
     i_n, t = cells.n.shape
     d_sig = np.zeros((i_n, t, t))
     idx = np.arange(t)
