@@ -62,6 +62,7 @@ __all__ = [
 ]
 
 _LOG2PI = float(np.log(2.0 * np.pi))
+_TRIU: dict[int, tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] = {}  # upper-triangle pairs
 _DECAY_BOUND = 1.0 - 1e-6
 
 
@@ -517,6 +518,7 @@ def profiled_deviance(
     gradient: bool = True,
     *,
     closed_form: bool = True,
+    hessian: bool = False,
 ) -> tuple[float, FloatArray, dict[str, object]]:
     """Profiled ``-2 log L`` (sigma2 profiled out) and its gradient in ``phi``.
 
@@ -616,7 +618,71 @@ def profiled_deviance(
         "logdet_m": logdet_m,
         "chol_m": chol_m,
     }
+    if hessian and len(phi):
+        if structure.decay or structure.slope == "correlated":
+            raise ValueError("the analytic Hessian needs a structure linear in phi")
+        extras["hessian"] = _closed_form_hessian(
+            sinv, ws, structure, chol_m, beta, q, dfn, reml, p
+        )
     return float(dev), grad, extras
+
+
+def _closed_form_hessian(
+    sinv: FloatArray,
+    ws: _Workspace,
+    structure: CovarianceStructure,
+    chol_m: FloatArray,
+    beta: FloatArray,
+    q: float,
+    dfn: float,
+    reml: bool,
+    p: int,
+) -> FloatArray:
+    """Exact Hessian of the profiled deviance in ``phi`` for structures linear in ``phi``.
+
+    With ``A_k = dS/dphi_k`` (constant), ``B_k = C[S^-1 A_k S^-1]`` and
+    ``F_kl = C[S^-1 A_k S^-1 A_l S^-1 + (k <-> l)]`` (``C[E] = sum_g sum_st E_st C_g,st``),
+    ``a = C[S^-1] + W`` has ``da_k = -B_k`` and ``d2a_kl = F_kl``; ``q = w'a w`` (``w = [-beta, 1]``)
+    then has ``q_k = -w'B_k w`` and ``q_kl = w'F_kl w - 2 (B_k w)_x' M^-1 (B_l w)_x``, and
+    ``D_kl = dfn (q_kl/q - q_k q_l/q^2) - sum_g n_g tr(S^-1 A_k S^-1 A_l)
+    [+ tr(M^-1 F_kl,xx) - tr(M^-1 B_l,xx M^-1 B_k,xx)]``.
+    """
+    basis = ws.linear_basis(structure)  # (K, G, T, T)
+    k_n = basis.shape[0]
+    sa = sinv[None] @ basis  # (K, G, T, T): S^-1 A_k
+    e = sa @ sinv[None]  # S^-1 A_k S^-1
+    pair_idx = _TRIU.get(k_n)
+    if pair_idx is None:
+        pair_idx = _TRIU[k_n] = np.triu_indices(k_n)
+    ks, ls = pair_idx
+    f_blocks = sa[ks] @ e[ls] + sa[ls] @ e[ks]  # (pairs, G, T, T)
+    n_pairs = ks.size
+    stack = np.concatenate([e.reshape(k_n, -1), f_blocks.reshape(n_pairs, -1)])
+    big = ws.big
+    mats = (stack @ ws.c_flat).reshape(-1, big, big)
+    b_m, f_m = mats[:k_n], mats[k_n:]
+    w = np.empty(p + 1)
+    w[:p] = -beta
+    w[p] = 1.0
+    bw = b_m @ w  # (K, big)
+    q_k = -(bw @ w)
+    low = _dpotri(chol_m, lower=1)[0]
+    m_inv = low + low.T
+    m_inv.flat[:: p + 1] *= 0.5
+    bwx = bw[:, :p]
+    cross = bwx @ m_inv @ bwx.T  # (K, K)
+    sa_c = sa * ws.count[None, :, None, None]
+    trace_ss = sa_c.reshape(k_n, -1) @ sa.transpose(0, 1, 3, 2).reshape(k_n, -1).T
+    q_kl = (f_m @ w) @ w - 2.0 * cross[ks, ls]
+    vals = dfn * (q_kl / q - q_k[ks] * q_k[ls] / (q * q)) - trace_ss[ks, ls]
+    if reml:
+        mb = m_inv @ b_m[:, :p, :p]  # (K, p, p): M^-1 B_k,xx
+        tr_mb = mb.reshape(k_n, -1) @ mb.transpose(0, 2, 1).reshape(k_n, -1).T
+        vals = vals + f_m[:, :p, :p].reshape(n_pairs, -1) @ m_inv.reshape(-1) - tr_mb[ks, ls]
+    hess = np.empty((k_n, k_n))
+    hess[ks, ls] = vals
+    hess[ls, ks] = vals
+    return hess
 
 
 @dataclass(frozen=True)
@@ -843,11 +909,14 @@ def fit_lmm(
     best: dict[str, object] = {"f": np.inf, "x": None}
     last: dict[bytes, tuple[float, FloatArray, dict[str, object]]] = {}
 
+    # cluster / nested: exact Newton with the closed-form Hessian (fewer evaluations)
+    exact = structure.slope == "none" and not structure.decay
+
     def fun(x: FloatArray) -> tuple[float, FloatArray]:
         nonlocal n_eval
         n_eval += 1
         try:
-            f, g, extras = profiled_deviance(x, cells, structure, reml)
+            f, g, extras = profiled_deviance(x, cells, structure, reml, hessian=exact)
         except np.linalg.LinAlgError:
             return 1e300, np.zeros_like(x)
         # keep the latest evaluations: the final point is usually one of them
@@ -858,13 +927,19 @@ def fit_lmm(
             best["f"], best["x"] = f, x.copy()
         return f, g
 
+    def hess(x: FloatArray) -> FloatArray | None:
+        cached = last.get(np.asarray(x, dtype=float).tobytes())
+        if cached is None:
+            return None  # projected_newton falls back to finite differences
+        return np.asarray(cached[2]["hessian"])
+
     x0 = _start_values(cells, structure) if start is None else np.asarray(start, dtype=float)
     lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
     hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
     x0 = np.clip(x0, lo, hi)
     message = ""
     if structure.n_phi:
-        x, ok, message = projected_newton(fun, x0, lo, hi)
+        x, ok, message = projected_newton(fun, x0, lo, hi, hess=hess if exact else None)
         if not ok:
             res = optimize.minimize(
                 fun,
@@ -960,12 +1035,13 @@ def projected_newton(
     *,
     gtol: float = 1e-7,
     maxiter: int = 60,
+    hess: Callable[[FloatArray], FloatArray | None] | None = None,
 ) -> tuple[FloatArray, bool, str]:
     """Minimise a smooth function with box bounds by projected Newton steps.
 
     The Hessian of the free (not actively bounded) parameters comes from forward
     differences of the analytic gradient, then BFGS updates while the free set stays the
-    same (re-computed when it changes); non-positive curvature is replaced by its absolute
+    same (re-computed when it changes), or ``hess(x)`` (exact Newton) when given; non-positive curvature is replaced by its absolute
     value; steps are projected on the box and backtracked (Armijo).  Returns
     ``(x, converged, message)``; the caller falls back to L-BFGS-B when not converged.
     """
@@ -989,7 +1065,11 @@ def projected_newton(
             or agf.max() < gtol
         ):
             return x, True, f"projected Newton converged in {it} iterations"
-        if h_prev is not None and idx.size == idx_prev.size and bool((idx == idx_prev).all()):
+        h_exact = hess(x) if hess is not None else None
+        if h_exact is not None:
+            # exact Newton: the analytic Hessian of the free parameters
+            h = h_exact[np.ix_(idx, idx)]
+        elif h_prev is not None and idx.size == idx_prev.size and bool((idx == idx_prev).all()):
             # BFGS update of the previous (finite-difference) Hessian on the same free set
             s_k = x[idx] - x_prev[idx]
             y_k = g[idx] - g_prev[idx]
