@@ -861,7 +861,7 @@ def _isna(values: pd.Series) -> BoolArray:
         if dtype.kind in "iub":
             return np.zeros(len(values), dtype=bool)
         if dtype.kind == "f":
-            return np.isnan(values.to_numpy())
+            return np.asarray(np.isnan(values.to_numpy()), dtype=bool)
     return np.asarray(values.isna().to_numpy(), dtype=bool)
 
 

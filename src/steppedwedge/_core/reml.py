@@ -621,9 +621,7 @@ def profiled_deviance(
     if hessian and len(phi):
         if structure.decay or structure.slope == "correlated":
             raise ValueError("the analytic Hessian needs a structure linear in phi")
-        extras["hessian"] = _closed_form_hessian(
-            sinv, ws, structure, chol_m, beta, q, dfn, reml, p
-        )
+        extras["hessian"] = _closed_form_hessian(sinv, ws, structure, chol_m, beta, q, dfn, reml, p)
     return float(dev), grad, extras
 
 
@@ -642,8 +640,9 @@ def _closed_form_hessian(
 
     With ``A_k = dS/dphi_k`` (constant), ``B_k = C[S^-1 A_k S^-1]`` and
     ``F_kl = C[S^-1 A_k S^-1 A_l S^-1 + (k <-> l)]`` (``C[E] = sum_g sum_st E_st C_g,st``),
-    ``a = C[S^-1] + W`` has ``da_k = -B_k`` and ``d2a_kl = F_kl``; ``q = w'a w`` (``w = [-beta, 1]``)
-    then has ``q_k = -w'B_k w`` and ``q_kl = w'F_kl w - 2 (B_k w)_x' M^-1 (B_l w)_x``, and
+    ``a = C[S^-1] + W`` has ``da_k = -B_k`` and ``d2a_kl = F_kl``; ``q = w'a w``
+    (``w = [-beta, 1]``) then has ``q_k = -w'B_k w`` and
+    ``q_kl = w'F_kl w - 2 (B_k w)_x' M^-1 (B_l w)_x``, and
     ``D_kl = dfn (q_kl/q - q_k q_l/q^2) - sum_g n_g tr(S^-1 A_k S^-1 A_l)
     [+ tr(M^-1 F_kl,xx) - tr(M^-1 B_l,xx M^-1 B_k,xx)]``.
     """
@@ -1041,8 +1040,9 @@ def projected_newton(
 
     The Hessian of the free (not actively bounded) parameters comes from forward
     differences of the analytic gradient, then BFGS updates while the free set stays the
-    same (re-computed when it changes), or ``hess(x)`` (exact Newton) when given; non-positive curvature is replaced by its absolute
-    value; steps are projected on the box and backtracked (Armijo).  Returns
+    same (re-computed when it changes), or ``hess(x)`` (exact Newton) when given;
+    non-positive curvature is replaced by its absolute value; steps are projected on the
+    box and backtracked (Armijo).  Returns
     ``(x, converged, message)``; the caller falls back to L-BFGS-B when not converged.
     """
     x = np.minimum(np.maximum(np.asarray(x0, dtype=float), lo), hi)
