@@ -863,6 +863,25 @@ def _start_values(cells: CellData, structure: CovarianceStructure) -> FloatArray
         0.05 * sigma2 * float(np.mean(cells.inv_m[cells.observed])) + 1e-3 * sigma2,
     )
     nat: list[float] = []
+    if structure.intercept and structure.slope == "none" and not structure.decay:
+        # cluster / nested: ANOVA-type split of the cell-mean residuals into between-cluster
+        # and within-cluster (cluster-period + sampling) parts
+        obs = cells.observed
+        r = np.where(obs, (y - x @ coef).reshape(obs.shape), 0.0)
+        t_i = obs.sum(axis=1)
+        keep = t_i > 0
+        if int(keep.sum()) >= 2:
+            rbar = r[keep].sum(axis=1) / t_i[keep]
+            dev = np.where(obs[keep], r[keep] - rbar[:, None], 0.0)
+            n_w = float((t_i[keep] - 1).sum())
+            samp = sigma2 * float(np.mean(cells.inv_m[obs]))
+            within_cl = float((dev**2).sum()) / n_w if n_w > 0 else samp
+            floor = 0.05 * samp + 1e-3 * sigma2
+            tau = max(float(np.var(rbar, ddof=1)) - within_cl / float(np.mean(t_i[keep])), floor)
+            nat.append(tau)
+            if structure.cluster_period:
+                nat.append(max(within_cl - samp, floor))
+            return structure.natural_to_phi(np.array(nat), sigma2)
     if structure.intercept:
         nat.append(share)
     if structure.slope == "correlated":
