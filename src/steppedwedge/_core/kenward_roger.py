@@ -108,7 +108,7 @@ def kr_unit_df(adj: KRAdjustment) -> FloatArray:
     # t[r, k] = phi_k' P_r phi_k / phi_kk with phi_k the k-th column of phi
     t = np.einsum("ik,rij,jk->rk", phi, adj.p_list, phi) / diag
     a = np.einsum("rk,rs,sk->k", t, adj.w, t)
-    return np.array([_kr_df_scaling(float(ak), float(ak), 1)[0] for ak in a])
+    return np.array([_kr_df_scaling(float(ak), float(ak), 1)[0] for ak in a], dtype=np.float64)
 
 
 def _kr_df_scaling(a1: float, a2: float, q: int) -> tuple[float, float]:

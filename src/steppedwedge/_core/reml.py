@@ -495,7 +495,7 @@ def _closed_form_sinv(
     denom = 1.0 + tau2 * do.sum(axis=1)
     if denom.min() <= 0:
         raise np.linalg.LinAlgError("covariance block not positive definite")
-    sinv = (-(tau2 / denom)[:, None] * do)[:, :, None] * do[:, None, :]
+    sinv: FloatArray = (-(tau2 / denom)[:, None] * do)[:, :, None] * do[:, None, :]
     t = sinv.shape[1]
     sinv.reshape(sinv.shape[0], t * t)[:, :: t + 1] += dinv
     return sinv
