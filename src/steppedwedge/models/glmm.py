@@ -43,6 +43,7 @@ from .mixed import (
     EFFECT_TYPES,
     TIME_EFFECTS,
     _covariate_columns,
+    _estimand_contrast,
     _exposure_times,
     _first_dependent_column,
     _time_columns,
@@ -744,31 +745,9 @@ def fit_glmm(
     except np.linalg.LinAlgError:
         messages.append("The Hessian is singular: standard errors are not available.")
     vb = cov_full[:p, :p]
-    contrast = np.zeros(p)
-    if effect == "immediate":
-        contrast[eff_idx[0]] = 1.0
-        estimand = "treatment"
-    elif effect == "pte":
-        e = int(exposure_time)  # type: ignore[arg-type]
-        if e not in exp_levels:
-            raise ValueError(
-                f"`exposure_time` must be one of the observed exposure times {exp_levels}; got {e}."
-            )
-        contrast[eff_idx[e - 1]] = 1.0
-        estimand = f"PTE[{e}]"
-    else:
-        e1, e2 = (
-            (1, exp_levels[-1])
-            if exposure_window is None
-            else (int(exposure_window[0]), int(exposure_window[1]))
-        )
-        if not (1 <= e1 <= e2 <= exp_levels[-1]):
-            raise ValueError(
-                f"`exposure_window` must satisfy 1 <= e1 <= e2 <= {exp_levels[-1]}; "
-                f"got {exposure_window!r}."
-            )
-        contrast[eff_idx[e1 - 1 : e2]] = 1.0 / (e2 - e1 + 1)
-        estimand = f"TATE[{e1},{e2}]"
+    contrast, estimand = _estimand_contrast(
+        effect, p, eff_idx, exp_levels, exposure_time, exposure_window
+    )
     est = float(contrast @ core.beta)
     se = float(np.sqrt(contrast @ vb @ contrast))
     ses = np.sqrt(np.diag(vb))

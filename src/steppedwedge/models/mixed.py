@@ -168,6 +168,46 @@ def _covariate_columns(formula: str, data: pd.DataFrame, roles: Sequence[str]) -
 # ------------------------------------------------------------------------------ fit
 
 
+
+def _estimand_contrast(
+    effect: str,
+    p: int,
+    eff_idx: Sequence[int],
+    exp_levels: Sequence[int],
+    exposure_time: int | None,
+    exposure_window: tuple[int, int] | None,
+) -> tuple[np.ndarray, str]:
+    """Contrast over the ``p`` fixed effects that defines the estimand, and its name.
+
+    ``eff_idx`` are the positions of the treatment columns (one, or one per exposure time
+    ``1..L`` listed in ``exp_levels``).  Shared by the Gaussian and GLMM fitters.
+    """
+    contrast = np.zeros(p)
+    if effect == "immediate":
+        contrast[eff_idx[0]] = 1.0
+        return contrast, "treatment"
+    if effect == "pte":
+        e = int(exposure_time)  # type: ignore[arg-type]
+        if e not in exp_levels:
+            raise ValueError(
+                f"`exposure_time` must be one of the observed exposure times {exp_levels}; got {e}."
+            )
+        contrast[eff_idx[e - 1]] = 1.0
+        return contrast, f"PTE[{e}]"
+    e1, e2 = (
+        (1, exp_levels[-1])
+        if exposure_window is None
+        else (int(exposure_window[0]), int(exposure_window[1]))
+    )
+    if not (1 <= e1 <= e2 <= exp_levels[-1]):
+        raise ValueError(
+            f"`exposure_window` must satisfy 1 <= e1 <= e2 <= {exp_levels[-1]}; "
+            f"got {exposure_window!r}."
+        )
+    for e in range(e1, e2 + 1):
+        contrast[eff_idx[e - 1]] = 1.0 / (e2 - e1 + 1)
+    return contrast, f"TATE[{e1},{e2}]"
+
 def fit_gaussian(
     data: pd.DataFrame,
     *,
@@ -362,32 +402,9 @@ def fit_gaussian(
 
     # -------------------------------------------------------------- estimand contrast
     p = len(names)
-    contrast = np.zeros(p)
-    if effect == "immediate":
-        contrast[eff_idx[0]] = 1.0
-        estimand = "treatment"
-    elif effect == "pte":
-        e = int(exposure_time)  # type: ignore[arg-type]
-        if e not in exp_levels:
-            raise ValueError(
-                f"`exposure_time` must be one of the observed exposure times {exp_levels}; got {e}."
-            )
-        contrast[eff_idx[e - 1]] = 1.0
-        estimand = f"PTE[{e}]"
-    else:
-        e1, e2 = (
-            (1, exp_levels[-1])
-            if exposure_window is None
-            else (int(exposure_window[0]), int(exposure_window[1]))
-        )
-        if not (1 <= e1 <= e2 <= exp_levels[-1]):
-            raise ValueError(
-                f"`exposure_window` must satisfy 1 <= e1 <= e2 <= {exp_levels[-1]}; "
-                f"got {exposure_window!r}."
-            )
-        for e in range(e1, e2 + 1):
-            contrast[eff_idx[e - 1]] = 1.0 / (e2 - e1 + 1)
-        estimand = f"TATE[{e1},{e2}]"
+    contrast, estimand = _estimand_contrast(
+        effect, p, eff_idx, exp_levels, exposure_time, exposure_window
+    )
 
     # -------------------------------------------------------------- fit
     structure = _structure(random)
