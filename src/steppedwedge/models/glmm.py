@@ -44,9 +44,9 @@ from .mixed import (
     TIME_EFFECTS,
     _covariate_columns,
     _estimand_contrast,
-    _exposure_times,
     _first_dependent_column,
     _time_columns,
+    _treatment_columns,
 )
 
 __all__ = ["GLMM_DOF", "GLMM_RANDOM", "GLMMResult", "fit_glmm"]
@@ -560,23 +560,8 @@ def fit_glmm(
     tcols, tnames, knots_used = _time_columns(time, list(td.periods), knots)
     xcell = [np.ones((n_i, n_t, 1)), np.broadcast_to(tcols, (n_i, n_t, tcols.shape[1]))]
     names = ["(Intercept)"] + tnames
-    exp_levels: list[int] = []
-    if effect == "immediate":
-        xcell.append(trt[:, :, None])
-        eff_names = ["treatment"]
-    else:
-        if np.any(observed & (trt > 0) & (trt < 1)):
-            raise DataError(
-                "Exposure-time (ETI) effects cannot be combined with fractional treatment values; "
-                "use effect='immediate'."
-            )
-        expo = np.where(observed, _exposure_times(trt, observed), 0)
-        max_e = int(expo.max())
-        if max_e == 0:
-            raise DataError("No treated cells: exposure-time effects are not identifiable.")
-        exp_levels = list(range(1, max_e + 1))
-        xcell.append(np.stack([(expo == e).astype(float) for e in exp_levels], axis=2))
-        eff_names = [f"exposure[{e}]" for e in exp_levels]
+    eff_cols, eff_names, exp_levels = _treatment_columns(effect, trt, observed)
+    xcell.append(eff_cols)
     names += eff_names
     xbar = np.concatenate(xcell, axis=2)
     p0 = xbar.shape[2]

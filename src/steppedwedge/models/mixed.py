@@ -168,6 +168,30 @@ def _covariate_columns(formula: str, data: pd.DataFrame, roles: Sequence[str]) -
 # ------------------------------------------------------------------------------ fit
 
 
+def _treatment_columns(
+    effect: str, trt: np.ndarray, observed: np.ndarray
+) -> tuple[np.ndarray, list[str], list[int]]:
+    """Cell-level treatment columns ``(I, T, k)``, their names and the exposure times.
+
+    One column (the treatment intensity) for the immediate effect; one indicator per
+    observed exposure time ``1..L`` otherwise (Kenny et al. 2022).  Shared by the Gaussian
+    and GLMM fitters.
+    """
+    if effect == "immediate":
+        return trt[:, :, None], ["treatment"], []
+    if np.any(observed & (trt > 0) & (trt < 1)):
+        raise DataError(
+            "Exposure-time (ETI) effects cannot be combined with fractional treatment "
+            "values; use effect='immediate' for partial or delayed (fractional) effects."
+        )
+    expo = np.where(observed, _exposure_times(trt, observed), 0)
+    max_e = int(expo.max())
+    if max_e == 0:
+        raise DataError("No treated cells: exposure-time effects are not identifiable.")
+    exp_levels = list(range(1, max_e + 1))
+    cols = np.stack([(expo == e).astype(float) for e in exp_levels], axis=2)
+    return cols, [f"exposure[{e}]" for e in exp_levels], exp_levels
+
 
 def _estimand_contrast(
     effect: str,
@@ -207,6 +231,7 @@ def _estimand_contrast(
     for e in range(e1, e2 + 1):
         contrast[eff_idx[e - 1]] = 1.0 / (e2 - e1 + 1)
     return contrast, f"TATE[{e1},{e2}]"
+
 
 def fit_gaussian(
     data: pd.DataFrame,
@@ -302,24 +327,8 @@ def fit_gaussian(
     xcell = [np.ones((n_i, n_t, 1)), np.broadcast_to(tcols, (n_i, n_t, tcols.shape[1]))]
     names = ["(Intercept)"] + tnames
     eff_names: list[str]
-    exp_levels: list[int] = []
-    if effect == "immediate":
-        xcell.append(trt[:, :, None])
-        eff_names = ["treatment"]
-    else:
-        frac = observed & (trt > 0) & (trt < 1)
-        if frac.any():
-            raise DataError(
-                "Exposure-time (ETI) effects cannot be combined with fractional treatment "
-                "values; use effect='immediate' for partial or delayed (fractional) effects."
-            )
-        expo = np.where(observed, _exposure_times(trt, observed), 0)
-        max_e = int(expo.max())
-        if max_e == 0:
-            raise DataError("No treated cells: exposure-time effects are not identifiable.")
-        exp_levels = list(range(1, max_e + 1))
-        xcell.append(np.stack([(expo == e).astype(float) for e in exp_levels], axis=2))
-        eff_names = [f"exposure[{e}]" for e in exp_levels]
+    eff_cols, eff_names, exp_levels = _treatment_columns(effect, trt, observed)
+    xcell.append(eff_cols)
     names += eff_names
     xbar = np.concatenate(xcell, axis=2)
     p0 = xbar.shape[2]
