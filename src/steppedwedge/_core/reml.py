@@ -801,7 +801,14 @@ def reml_gradient_natural(
     reml: bool = True,
 ) -> FloatArray:
     """Gradient of ``-2 log L`` in the natural parameters followed by ``sigma2``."""
-    d = variance_derivatives(natural, sigma2, cells, structure)
+    return gradient_from_derivatives(variance_derivatives(natural, sigma2, cells, structure), reml)
+
+
+def gradient_from_derivatives(d: VarianceDerivatives, reml: bool) -> FloatArray:
+    """Gradient of ``-2 log L`` from its derivative pieces (cell-level or row-level).
+
+    ``tr(V^-1 dV) - y'P dV P y``, less ``tr(Phi X'V^-1 dV V^-1 X)`` for REML.
+    """
     if reml:
         return d.trace - np.einsum("pq,kqp->k", d.phi, d.xgx) - d.rgr
     return d.trace - d.rgr

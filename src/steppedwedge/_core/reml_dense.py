@@ -28,6 +28,7 @@ from .reml import (
     _boundary_names,
     _free_mask,
     _start_values,
+    gradient_from_derivatives,
     projected_newton,
 )
 
@@ -332,7 +333,6 @@ def gradient_natural_rows(
     reml: bool = True,
 ) -> FloatArray:
     """Gradient of ``-2 log L`` in (natural parameters, psi2, sigma2)."""
-    d = variance_derivatives_rows(natural, sigma2, data, structure)
-    if reml:
-        return d.trace - np.einsum("pq,kqp->k", d.phi, d.xgx) - d.rgr
-    return d.trace - d.rgr
+    return gradient_from_derivatives(
+        variance_derivatives_rows(natural, sigma2, data, structure), reml
+    )
