@@ -1,14 +1,14 @@
-"""Covariance blocks of cluster-period means, vectorised over clusters.
+r"""Covariance blocks of cluster-period means, vectorised over clusters.
 
 A stepped-wedge model with Gaussian random effects implies, for cluster ``i``, a ``T x T``
 covariance of its cluster-period means ``Ybar_i``:
 
 .. math::
 
-    \\Sigma_i = \\tau^2 J + \\gamma^2 R(r) + \\eta^2 x_i x_i^\\top
-              + \\rho\\tau\\eta (1 x_i^\\top + x_i 1^\\top)
-              + \\psi^2_{\\text{between}} / m_i \\, J
-              + \\operatorname{diag}(\\sigma^2 / m_{ij} + \\psi^2_{\\text{within}} / m_i)
+    \Sigma_i = \tau^2 J + \gamma^2 R(r) + \eta^2 x_i x_i^\top
+              + \rho\tau\eta (1 x_i^\top + x_i 1^\top)
+              + \psi^2_{\text{between}} / m_i \, J
+              + \operatorname{diag}(\sigma^2 / m_{ij} + \psi^2_{\text{within}} / m_i)
 
 with ``R(r)_{jk} = r^{|t_j - t_k|}`` (identity when there is no decay), ``x_i`` the cluster's
 treatment row and the ``psi`` terms present only for cohorts (closed: all of ``psi^2`` is
