@@ -17,6 +17,7 @@ __all__ = [
     "DataError",
     "DesignError",
     "MissingDataWarning",
+    "OptionError",
     "SmallSampleWarning",
     "SolveError",
     "SteppedWedgeError",
@@ -45,6 +46,15 @@ class DataError(SteppedWedgeError, ValueError):
     counts, non-positive exposure, events greater than trials, rows in unobserved
     cells and treatment columns that disagree with the design.  The message names
     the column, cluster or period at fault.
+    """
+
+
+class OptionError(SteppedWedgeError, ValueError):
+    """An option (keyword argument, config key or CLI flag) has an invalid or conflicting value.
+
+    Raised for an unknown choice (``random="decay2"``), options that cannot be combined
+    (``exposure=`` with ``offset=``) and values out of range.  The message names the option
+    and lists the accepted values.
     """
 
 
