@@ -21,7 +21,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def caller_stacklevel() -> int:
-    """The ``stacklevel`` that makes :func:`warnings.warn` point at the first non-library frame.
+    """Return the ``stacklevel`` that points :func:`warnings.warn` at the first non-library frame.
 
     To be passed by the library function that calls :func:`warnings.warn` itself
     (``warnings.warn(msg, cat, stacklevel=caller_stacklevel())``).  Test files are outside the
