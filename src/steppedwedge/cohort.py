@@ -122,7 +122,8 @@ class CohortFrame:
         order = {c: i for i, c in enumerate(self.design.clusters)}
         porder = {p: i for i, p in enumerate(self.design.periods)}
         out = out.iloc[np.lexsort((out["period"].map(porder), out["cluster"].map(order)))]
-        return out.reset_index(drop=True)
+        table: pd.DataFrame = out.reset_index(drop=True)
+        return table
 
     def trial_data(self, *, covariates: Any = None) -> Any:
         """Return the cohort as binomial individual-level :class:`~steppedwedge.data.TrialData`.
@@ -257,7 +258,8 @@ def _dates(frame: pd.DataFrame, col: str, arg: str) -> pd.Series:
             )
     if getattr(out.dt, "tz", None) is not None:
         out = out.dt.tz_localize(None)
-    return out.dt.normalize().astype("datetime64[ns]")
+    dates: pd.Series = out.dt.normalize().astype("datetime64[ns]")
+    return dates
 
 
 def _completed_years(ref: pd.Series, dob: pd.Series) -> pd.Series:
@@ -265,7 +267,8 @@ def _completed_years(ref: pd.Series, dob: pd.Series) -> pd.Series:
     before_birthday = (ref.dt.month < dob.dt.month) | (
         (ref.dt.month == dob.dt.month) & (ref.dt.day < dob.dt.day)
     )
-    return years - before_birthday.astype("float64")
+    completed: pd.Series = years - before_birthday.astype("float64")
+    return completed
 
 
 # --------------------------------------------------------------------------------------
@@ -710,7 +713,7 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
             "days_treated": days_treated,
             "contaminated": contaminated,
             "outcome": outcome,
-            "outcome_date": pd.DatetimeIndex(np.where(has_ev, ev, pd.NaT)),
+            "outcome_date": pd.DatetimeIndex(np.where(has_ev, ev, np.datetime64("NaT"))),
             "follow_up_end": end,
             "time_at_risk_days": tar,
             "censored": censored,

@@ -74,7 +74,8 @@ def _estimand_row(result: Any, confidence_level: float) -> pd.Series:
         )
     estimand = getattr(result, "estimand", None)
     hit = table.index[table["term"] == estimand] if estimand is not None else []
-    return table.loc[hit[0]] if len(hit) else table.iloc[0]
+    row: pd.Series = table.loc[hit[0]] if len(hit) else table.iloc[0]
+    return row
 
 
 def compare(
@@ -163,4 +164,5 @@ def compare(
                 _method_label(res),
             )
         )
-    return pd.DataFrame(rows, columns=list(COMPARE_COLUMNS))
+    out: pd.DataFrame = pd.DataFrame(rows, columns=list(COMPARE_COLUMNS))
+    return out

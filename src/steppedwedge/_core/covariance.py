@@ -110,7 +110,8 @@ def mean_covariance(
         if rho:
             cross = float(rho) * np.sqrt(float(tau2) * float(eta2))
             cov += cross * (x[:, None, :] + x[:, :, None])
-    return cov
+    out: FloatArray = cov
+    return out
 
 
 def mask_unobserved(cov: FloatArray, observed: npt.NDArray[np.bool_]) -> FloatArray:

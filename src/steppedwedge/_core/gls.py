@@ -33,7 +33,8 @@ def whiten(cov: FloatArray, arrays: FloatArray) -> FloatArray:
 def gls_information(design: FloatArray, cov: FloatArray) -> FloatArray:
     """Return ``sum_i Z_i' V_i^{-1} Z_i`` for ``design`` ``(I, T, p)`` and ``cov`` ``(I, T, T)``."""
     wz = whiten(cov, design)
-    return np.einsum("itp,itq->pq", wz, wz)
+    info: FloatArray = np.einsum("itp,itq->pq", wz, wz)
+    return info
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,5 +67,5 @@ def cell_weights(design: FloatArray, cov: FloatArray, contrast: FloatArray) -> F
     info = gls_information(design, cov)
     a = np.linalg.solve(info, contrast)
     za = design @ a  # (I, T)
-    vinv_za = np.linalg.solve(cov, za[:, :, None])[:, :, 0]
+    vinv_za: FloatArray = np.asarray(np.linalg.solve(cov, za[:, :, None])[:, :, 0], dtype=float)
     return vinv_za

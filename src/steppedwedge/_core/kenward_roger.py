@@ -167,7 +167,8 @@ def reml_hessian(
         gu = grad_fn(up[:-1], up[-1], source, structure, reml=reml)
         gd = grad_fn(dn[:-1], dn[-1], source, structure, reml=reml)
         h[:, k] = (gu - gd) / (2 * step)
-    return 0.5 * (h + h.T)
+    sym: FloatArray = 0.5 * (h + h.T)
+    return sym
 
 
 def satterthwaite_df(

@@ -401,7 +401,7 @@ class _Workspace:
         for i in range(i_n):
             inverse[i] = first.setdefault(keys[i].tobytes(), len(first))
         n_g = len(first)
-        uniq = keys[[list(inverse).index(g) for g in range(n_g)]]
+        uniq = keys[[inverse.tolist().index(g) for g in range(n_g)]]
         self.count = np.bincount(inverse, minlength=n_g).astype(float)
         obs = uniq[:, :t] > 0.5
         inv_m = uniq[:, t : 2 * t]
@@ -445,7 +445,8 @@ class _Workspace:
             if structure.cluster_period:
                 d.append(self.eye)
             cache[key] = np.ascontiguousarray(np.stack(d)) if d else np.zeros((0,) + self.jm.shape)
-        return cache[key]
+        out: FloatArray = cache[key]
+        return out
 
     def decay(self, r: float) -> tuple[FloatArray, FloatArray]:
         lag = self.lag
@@ -507,7 +508,8 @@ def _masked_cov(cells: CellData, g: FloatArray, diag_scale: float) -> FloatArray
     t = s.shape[1]
     idx = np.arange(t)
     s[:, idx, idx] += np.where(cells.observed, diag_scale * cells.inv_m, 1.0)
-    return s
+    out: FloatArray = s
+    return out
 
 
 def profiled_deviance(
@@ -809,9 +811,12 @@ def gradient_from_derivatives(d: VarianceDerivatives, reml: bool) -> FloatArray:
 
     ``tr(V^-1 dV) - y'P dV P y``, less ``tr(Phi X'V^-1 dV V^-1 X)`` for REML.
     """
+    grad: FloatArray
     if reml:
-        return d.trace - np.einsum("pq,kqp->k", d.phi, d.xgx) - d.rgr
-    return d.trace - d.rgr
+        grad = d.trace - np.einsum("pq,kqp->k", d.phi, d.xgx) - d.rgr
+    else:
+        grad = d.trace - d.rgr
+    return grad
 
 
 # ---------------------------------------------------------------------------- fitting

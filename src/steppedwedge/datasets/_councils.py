@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
 import pandas as pd
 
 __all__ = ["load_council_characteristics", "load_councils", "load_dfe_panel"]
 
-_PANEL_DTYPES = {
+_PANEL_DTYPES: dict[str, Any] = {
     "council": str,
     "quarter": str,
     "period": "int64",
@@ -20,7 +21,7 @@ _PANEL_DTYPES = {
     "cpp": "int64",
     "cin": "int64",
 }
-_CHAR_DTYPES = {
+_CHAR_DTYPES: dict[str, Any] = {
     "council": str,
     "region": str,
     "population_0_17": "int64",
@@ -30,7 +31,7 @@ _CHAR_DTYPES = {
 }
 
 
-def _read(name: str, dtypes: dict[str, object]) -> pd.DataFrame:
+def _read(name: str, dtypes: dict[str, Any]) -> pd.DataFrame:
     source = resources.files("steppedwedge.datasets").joinpath("data").joinpath(name)
     with source.open("r", encoding="utf-8") as fh:
         frame = pd.read_csv(fh, dtype=dtypes, keep_default_na=False, na_values=[""])
@@ -156,7 +157,7 @@ def load_council_characteristics() -> pd.DataFrame:
     return _read("council_characteristics.csv", _CHAR_DTYPES)
 
 
-_DFE_DTYPES = {
+_DFE_DTYPES: dict[str, Any] = {
     "la_code": str,
     "la_name": str,
     "region_name": str,

@@ -103,7 +103,8 @@ class PooledResult(ResultMixin):
     @property
     def std_errors(self) -> pd.Series:
         """Pooled standard errors ``sqrt(t)`` of every term."""
-        return np.sqrt(self.t)
+        se: pd.Series = np.sqrt(self.t)
+        return se
 
     @property
     def estimate(self) -> float:
@@ -156,12 +157,13 @@ class PooledResult(ResultMixin):
             stat = q / s if s > 0 else float("nan")
             lo, hi = t_interval(q, s, d, confidence_level)
             rows.append((str(term), q, s, stat, d, t_pvalue(stat, d), lo, hi))
-        return pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
+        out: pd.DataFrame = pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
+        return out
 
     def diagnostics(self) -> pd.DataFrame:
         """Per term, the estimand first: ``m, ubar, b, t, dfcom, df, riv, lambda, fmi``."""
         o = self._order()
-        return pd.DataFrame(
+        out: pd.DataFrame = pd.DataFrame(
             {
                 "term": [str(x) for x in o],
                 "m": self.m,
@@ -175,6 +177,7 @@ class PooledResult(ResultMixin):
                 "fmi": self.fmi[o].to_numpy(),
             }
         )
+        return out
 
     def _order(self) -> list[str]:
         return [self.estimand, *[t for t in self.params.index if t != self.estimand]]
@@ -283,14 +286,14 @@ def _pool_iv(
             )
         parts = [_from_result(r, i) for i, r in enumerate(results)]
         names = list(parts[0][0].index) if parts else []
-        for i, (p, _, _) in enumerate(parts):
-            if list(p.index) != names:
+        for i, (params_i, _, _) in enumerate(parts):
+            if list(params_i.index) != names:
                 raise ValueError(
-                    f"`results[{i}]` has terms {list(p.index)}, but `results[0]` has {names}: "
-                    "every fit must "
-                    "estimate the same terms (same model on each imputed dataset)."
+                    f"`results[{i}]` has terms {list(params_i.index)}, but `results[0]` has "
+                    f"{names}: every fit must estimate the same terms (same model on each "
+                    "imputed dataset)."
                 )
-        q = np.array([p.to_numpy() for p, _, _ in parts], dtype=np.float64).reshape(
+        q = np.array([pr.to_numpy() for pr, _, _ in parts], dtype=np.float64).reshape(
             len(parts), len(names)
         )
         u_all: np.ndarray = np.array([v for _, v, _ in parts], dtype=np.float64)

@@ -129,7 +129,8 @@ class _WaldTable(ResultMixin):
             p = 2.0 * stats.norm.sf(z)
         else:
             p = 2.0 * stats.t.sf(z, self.df)
-        return pd.Series(p, index=self.params.index)
+        out: pd.Series = pd.Series(p, index=self.params.index)
+        return out
 
     @property
     def variance_components(self) -> None:
@@ -180,7 +181,7 @@ class _WaldTable(ResultMixin):
         est = self.params.to_numpy()
         se = self.std_errors.to_numpy()
         low, high = est - t * se, est + t * se
-        out = pd.DataFrame(
+        out: pd.DataFrame = pd.DataFrame(
             {
                 "term": list(self.params.index),
                 "estimate": np.exp(est) if exponentiate else est,
@@ -357,7 +358,8 @@ def _vcov(M: np.ndarray, u: np.ndarray, phi: float, kind: str, terms: list[str])
             f"cluster has leverage 1 ({err}); use vcov='fg' or 'robust', or a simpler "
             "mean model."
         ) from None
-    return pd.DataFrame(V, index=terms, columns=terms)
+    out: pd.DataFrame = pd.DataFrame(V, index=terms, columns=terms)
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -594,9 +596,8 @@ def _units(td: TrialData, spec: _Spec) -> tuple[_gee.GEEUnits, list[str]]:
                     "period."
                 )
             person = codes
-        cluster, period, treat, w, ysum, yss, offset, cov = (
-            a[keep] for a in (cluster, period, treat, w, ysum, yss, offset, cov)
-        )
+        cluster, period, treat = cluster[keep], period[keep], treat[keep]
+        w, ysum, yss, offset, cov = w[keep], ysum[keep], yss[keep], offset[keep], cov[keep]
         if person is not None:
             person = person[keep]
 
