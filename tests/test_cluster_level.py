@@ -1,15 +1,21 @@
-"""Cluster-level (cluster-period summary) analysis against statsmodels WLS / brute force."""
+"""Cluster-level (cluster-period summary) analysis against statsmodels WLS, clubSandwich and
+brute force."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from _tolerances import LINALG
+from _tolerances import CLOSED_FORM_REF, LINALG
 
 from steppedwedge.data import TrialData
-from steppedwedge.exceptions import DataError
+from steppedwedge.exceptions import DataError, OptionError
 from steppedwedge.models.cluster_level import ClusterSummaryResult, fit_cluster_summary
+
+REF = Path(__file__).parent / "reference" / "cluster_summary"
 
 sm = pytest.importorskip("statsmodels.api")
 
@@ -64,23 +70,32 @@ def _brute_summary(df: pd.DataFrame, kind: str) -> pd.Series:
 
 
 @pytest.mark.parametrize("weights", ["none", "size", "inverse-variance"])
-@pytest.mark.parametrize("vcov", ["model", "robust"])
+@pytest.mark.parametrize("vcov", ["model", "hc2"])
 @pytest.mark.parametrize("kind", ["gaussian", "logit", "poisson"])
 def test_against_statsmodels_wls(rng, weights, vcov, kind) -> None:
     if kind == "poisson":
         df = _counts(rng)
-        td = TrialData.from_frame(df, outcome="y", exposure="pop", family="poisson",
-                                  cluster="cl", period="per", treatment="trt")
+        td = TrialData.from_frame(
+            df,
+            outcome="y",
+            exposure="pop",
+            family="poisson",
+            cluster="cl",
+            period="per",
+            treatment="trt",
+        )
         res = fit_cluster_summary(td, weights=weights, vcov=vcov)
         brute = np.log((df["y"] + 0.5) / df["pop"]).to_numpy()
         np.testing.assert_allclose(np.sort(res.cells["summary"]), np.sort(brute), **LINALG)
     else:
         df = _individual(rng, binary=kind == "logit")
         fam = "binomial" if kind == "logit" else "gaussian"
-        td = TrialData.from_frame(df, outcome="y", family=fam, cluster="cl", period="per",
-                                  treatment="trt")
-        res = fit_cluster_summary(td, weights=weights, vcov=vcov,
-                                  link="logit" if kind == "logit" else None)
+        td = TrialData.from_frame(
+            df, outcome="y", family=fam, cluster="cl", period="per", treatment="trt"
+        )
+        res = fit_cluster_summary(
+            td, weights=weights, vcov=vcov, link="logit" if kind == "logit" else None
+        )
         brute = _brute_summary(df, "logit" if kind == "logit" else "mean")
         got = res.cells.set_index(["cluster", "period"])["summary"]
         np.testing.assert_allclose(got.loc[brute.index].to_numpy(), brute.to_numpy(), **LINALG)
@@ -92,18 +107,29 @@ def test_against_statsmodels_wls(rng, weights, vcov, kind) -> None:
     lo, hi = res.conf_int()
     ref_ci = ref.conf_int()  # normal-based in statsmodels for HC; recompute with t
     from scipy import stats
+
     q = stats.t.ppf(0.975, ref.df_resid)
-    np.testing.assert_allclose([lo, hi], [ref.params["treatment"] - q * ref.bse["treatment"],
-                                          ref.params["treatment"] + q * ref.bse["treatment"]],
-                               **LINALG)
+    np.testing.assert_allclose(
+        [lo, hi],
+        [
+            ref.params["treatment"] - q * ref.bse["treatment"],
+            ref.params["treatment"] + q * ref.bse["treatment"],
+        ],
+        **LINALG,
+    )
     assert ref_ci is not None
 
 
 def test_unweighted_two_period_identity() -> None:
     """Two periods, fixed effects: theta-hat = difference in mean changes (exact algebra)."""
-    df = pd.DataFrame({"cl": [1, 1, 2, 2, 3, 3, 4, 4], "per": [1, 2] * 4,
-                       "trt": [0, 1, 0, 1, 0, 0, 0, 0],
-                       "y": [1.0, 4.0, 2.0, 4.5, 0.5, 1.0, 1.5, 2.5]})
+    df = pd.DataFrame(
+        {
+            "cl": [1, 1, 2, 2, 3, 3, 4, 4],
+            "per": [1, 2] * 4,
+            "trt": [0, 1, 0, 1, 0, 0, 0, 0],
+            "y": [1.0, 4.0, 2.0, 4.5, 0.5, 1.0, 1.5, 2.5],
+        }
+    )
     td = TrialData.from_frame(df, outcome="y", cluster="cl", period="per", treatment="trt")
     res = fit_cluster_summary(td)
     change = df.groupby("cl")["y"].apply(lambda y: y.iloc[1] - y.iloc[0])
@@ -112,32 +138,49 @@ def test_unweighted_two_period_identity() -> None:
 
 
 def test_not_identifiable() -> None:
-    df = pd.DataFrame({"cl": [1, 1, 2, 2, 3, 3], "per": [1, 2] * 3,
-                       "trt": [0, 1] * 3, "y": [1.0, 2, 3, 4, 5, 7]})
+    df = pd.DataFrame(
+        {"cl": [1, 1, 2, 2, 3, 3], "per": [1, 2] * 3, "trt": [0, 1] * 3, "y": [1.0, 2, 3, 4, 5, 7]}
+    )
     td = TrialData.from_frame(df, outcome="y", cluster="cl", period="per", treatment="trt")
     with pytest.raises(DataError, match="not identifiable"):
         fit_cluster_summary(td)
 
 
 def test_bad_options(rng) -> None:
-    td = TrialData.from_frame(_individual(rng), outcome="y", cluster="cl", period="per",
-                              treatment="trt")
+    td = TrialData.from_frame(
+        _individual(rng), outcome="y", cluster="cl", period="per", treatment="trt"
+    )
     with pytest.raises(ValueError, match="`link` must be one of 'identity'"):
         fit_cluster_summary(td, link="logit")
     with pytest.raises(ValueError, match="weights"):
         fit_cluster_summary(td, weights="cells")
-    with pytest.raises(ValueError, match="vcov"):
+    with pytest.raises(OptionError, match="vcov"):
         fit_cluster_summary(td, vcov="kc")
+    with pytest.raises(OptionError, match="vcov='robust'.*'hc2'"):
+        fit_cluster_summary(td, vcov="robust")
+    with pytest.raises(OptionError, match="dof='satterthwaite'.*vcov='cr2'"):
+        fit_cluster_summary(td, vcov="model", dof="satterthwaite")
+    with pytest.raises(OptionError, match="dof"):
+        fit_cluster_summary(td, dof="kenward-roger")
 
 
 def test_protocol(rng) -> None:
     df = _individual(rng, binary=True)
-    td = TrialData.from_frame(df, outcome="y", family="binomial", cluster="cl", period="per",
-                              treatment="trt")
+    td = TrialData.from_frame(
+        df, outcome="y", family="binomial", cluster="cl", period="per", treatment="trt"
+    )
     res = fit_cluster_summary(td, link="logit", weights="size")
     tidy = res.tidy(exponentiate=True)
-    assert list(tidy.columns) == ["term", "estimate", "std_error", "statistic", "df",
-                                  "p_value", "conf_low", "conf_high"]
+    assert list(tidy.columns) == [
+        "term",
+        "estimate",
+        "std_error",
+        "statistic",
+        "df",
+        "p_value",
+        "conf_low",
+        "conf_high",
+    ]
     s = res.summary()
     assert "cluster[" not in s.as_text() and "treatment" in s.as_markdown()
     assert "treatment" in repr(res) and "<table>" in res._repr_html_()
@@ -147,9 +190,135 @@ def test_frame_entry_equals_trialdata(rng) -> None:
     from steppedwedge.models.cluster_level import fit_cluster_summary_frame
 
     df = _individual(rng)
-    a = fit_cluster_summary_frame(df, outcome="y", cluster="cl", period="per", treatment="trt",
-                                  weights="size", vcov="robust")
+    a = fit_cluster_summary_frame(
+        df, outcome="y", cluster="cl", period="per", treatment="trt", weights="size", vcov="hc2"
+    )
     td = TrialData.from_frame(df, outcome="y", cluster="cl", period="per", treatment="trt")
-    b = fit_cluster_summary(td, weights="size", vcov="robust")
+    b = fit_cluster_summary(td, weights="size", vcov="hc2")
     np.testing.assert_allclose(a.params, b.params, rtol=0, atol=0)
     np.testing.assert_allclose(a.std_error, b.std_error, rtol=0, atol=0)
+
+
+# --------------------------------------------------------------------------------------
+# cluster-robust default against clubSandwich and an independent CR2
+# --------------------------------------------------------------------------------------
+def _council_td(file: str) -> TrialData:
+    d = pd.read_csv(REF / file)
+    return TrialData.from_frame(
+        d,
+        outcome="entries_into_care",
+        exposure="population_0_17",
+        family="poisson",
+        cluster="council",
+        period="quarter",
+        treatment="treated",
+    )
+
+
+CASES = json.loads((REF / "cluster_summary.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['file']}-{c['weights']}")
+def test_cr2_matches_clubsandwich(case) -> None:
+    """lm(log rate ~ treated + quarter + council, weights) with vcovCR(CR2) + coef_test.
+
+    The R values are printed with 15 significant digits and both sides are closed-form
+    linear algebra on 17 x 20 cells: CLOSED_FORM_REF (1e-8) with a wide margin (~1e-14 seen).
+    """
+    td = _council_td(case["file"])
+    sat = fit_cluster_summary(td, weights=case["weights"], dof="satterthwaite")
+    np.testing.assert_allclose(sat.estimate, case["estimate"], **CLOSED_FORM_REF)
+    np.testing.assert_allclose(sat.std_error, case["se_cr2"], **CLOSED_FORM_REF)
+    np.testing.assert_allclose(sat.df, case["df_satterthwaite"], **CLOSED_FORM_REF)
+    np.testing.assert_allclose(sat.pvalue, case["p_satterthwaite"], **CLOSED_FORM_REF)
+    default = fit_cluster_summary(td, weights=case["weights"])
+    assert default.vcov == "cr2" and default.dof == "clusters"
+    assert default.df == case["n_clusters"] - 2
+    np.testing.assert_allclose(default.std_error, case["se_cr2"], **CLOSED_FORM_REF)
+    old = fit_cluster_summary(td, weights=case["weights"], vcov="model")
+    np.testing.assert_allclose(old.std_error, case["se_model"], **CLOSED_FORM_REF)
+    assert old.df == case["df_residual"]
+
+
+def test_unweighted_cr2_equals_fixed_effects_gaussian_cr2() -> None:
+    """Without weights the summary regression is a Gaussian fixed-effects GLM of the summaries:
+    its CR2 and Satterthwaite df (an independent implementation, fixed_effects.py) agree."""
+    from steppedwedge.models.fixed_effects import fit_fixed_effects
+
+    td = _council_td("councils8.csv")
+    res = fit_cluster_summary(td, dof="satterthwaite")
+    cells = res.cells.assign(treatment=res.cells["treatment"].astype(int))
+    fe = fit_fixed_effects(
+        cells,
+        outcome="summary",
+        cluster="cluster",
+        period="period",
+        treatment="treatment",
+        family="gaussian",
+    )
+    np.testing.assert_allclose(res.estimate, fe.estimate, **LINALG)
+    np.testing.assert_allclose(res.std_error, fe.std_error, **LINALG)
+    np.testing.assert_allclose(res.df, fe.df, **LINALG)
+
+
+def test_cr2_is_larger_than_cell_level_under_decay_and_keeps_data() -> None:
+    """The council-clustered SE exceeds the cell-level one on decaying-correlation data (the
+    reason for the default), the caller's frame is untouched, and the summary says CR2."""
+    d = pd.read_csv(REF / "councils17.csv")
+    before = d.copy()
+    from steppedwedge import fit
+
+    res = fit(
+        d,
+        outcome="entries_into_care",
+        cluster="council",
+        period="quarter",
+        treatment="treated",
+        exposure="population_0_17",
+        family="poisson",
+        method="cluster-summary",
+    )
+    pd.testing.assert_frame_equal(d, before)
+    old = fit(
+        d,
+        outcome="entries_into_care",
+        cluster="council",
+        period="quarter",
+        treatment="treated",
+        exposure="population_0_17",
+        family="poisson",
+        method="cluster-summary",
+        vcov="model",
+        dof="residual",
+    )
+    assert res.std_error > 1.1 * old.std_error
+    assert res.df == 15.0 and old.df == 303.0
+    sat = fit(
+        d,
+        outcome="entries_into_care",
+        cluster="council",
+        period="quarter",
+        treatment="treated",
+        exposure="population_0_17",
+        family="poisson",
+        method="cluster-summary",
+        dof="satterthwaite",
+    )
+    assert 1.0 < sat.df < 16.0
+    text = res.summary().as_text()
+    assert "CR2" in text and "clusters - 2" in text
+
+
+def test_cr2_needs_three_clusters() -> None:
+    df = pd.DataFrame(
+        {
+            "c": [1, 1, 1, 2, 2, 2],
+            "t": [1, 2, 3] * 2,
+            "x": [0, 1, 1, 0, 0, 1],
+            "y": [1.0, 2.0, 2.5, 0.5, 1.0, 2.0],
+        }
+    )
+    td = TrialData.from_frame(df, outcome="y", cluster="c", period="t", treatment="x")
+    with pytest.raises(DataError, match="at least 3 clusters"):
+        fit_cluster_summary(td)
+    assert np.isfinite(fit_cluster_summary(td, vcov="model").std_error)

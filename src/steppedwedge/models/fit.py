@@ -104,9 +104,12 @@ def fit(
         ``"clusters"`` (default: t with I - 2 df for the treatment effect, clusters minus
         cluster-level parameters), ``"between-within"``, ``"residual"``, ``"normal"`` (Wald z,
         as glmer) or a number.  GEE: ``"residual"`` (I - p, default) or ``"normal"``.
+        Cluster summaries: ``"clusters"`` (I - 2, default), ``"satterthwaite"`` or
+        ``"residual"``.
     vcov : str, optional
         Gaussian mixed models: ``"model"`` (default) or CR2 cluster-robust (``"robust"`` =
         ``"cr2"``, t with I-1 df).  GEE: ``"lz"``, ``"kc"``, ``"md"`` (default), ``"fg"``...
+        Cluster summaries: ``"cr2"`` (default, clustered by cluster), ``"model"``, ``"hc2"``.
     missing : {"raise", "drop"}
         Missing outcomes/covariates: raise (default) or drop with a warning.
     design : Design, optional
@@ -233,6 +236,7 @@ def fit(
             offset=offset,
             trials=trials,
             vcov=vcov,  # type: ignore[arg-type]
+            dof=dof,  # type: ignore[arg-type]
             **common,
             **options,
         )
