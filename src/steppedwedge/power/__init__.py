@@ -14,7 +14,7 @@ from .curves import PowerCurve, power_curve
 from .diagnostics import CellMap, DesignEffect, cell_weights, design_effect, information_content
 from .expected import AssuranceResult, ExpectedPowerResult, assurance, expected_power
 from .grid import power_grid
-from .result import PowerResult, PowerSummary
+from .result import PowerResult
 from .search import DesignSearchResult, search_designs
 
 __all__ = [
@@ -25,7 +25,6 @@ __all__ = [
     "ExpectedPowerResult",
     "PowerCurve",
     "PowerResult",
-    "PowerSummary",
     "assurance",
     "cell_weights",
     "design_effect",

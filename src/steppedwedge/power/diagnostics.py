@@ -12,9 +12,11 @@ from .._core import power_kernels as pk
 from .._validation import check_nonnegative, check_option, check_unit_interval
 from ..design import Design
 from ..exceptions import DesignError
+from ..results import Summary
 from ..variance import VarianceComponents
 from .analytic import _as_design
 from .analytic import power as _power
+from .result import PlanningResultMixin, _number
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -24,8 +26,11 @@ __all__ = ["CellMap", "DesignEffect", "cell_weights", "design_effect", "informat
 
 
 @dataclass(frozen=True)
-class CellMap:
+class CellMap(PlanningResultMixin):
     """A cluster x period map of a per-cell diagnostic (information content, cell weights).
+
+    Returned by :func:`steppedwedge.information_content` and
+    :func:`steppedwedge.cell_weights`.
 
     Attributes
     ----------
@@ -34,6 +39,7 @@ class CellMap:
     kind : str
         ``"information content"`` or ``"cell weights"``.
     design : Design
+        The design the map belongs to.
     variance : float
         Variance of the estimator with every cell present.
     exposure_weights : ndarray or None
@@ -48,7 +54,13 @@ class CellMap:
     exposure_weights: np.ndarray | None = None
 
     def to_frame(self) -> pd.DataFrame:
-        """Long DataFrame with columns ``cluster, period, value``."""
+        """Return the map as a long DataFrame.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``cluster, period, value``, one row per cell (clusters outer).
+        """
         import pandas as pd
 
         d = self.design
@@ -60,8 +72,76 @@ class CellMap:
             }
         )
 
+    def tidy(self) -> pd.DataFrame:
+        """Return one row per cluster-period cell with its design coordinates.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``cluster, period, treatment, exposure_time, observed, value``
+            (clusters outer; ``treatment`` the design matrix entry, NaN if unobserved).
+        """
+        out = self.to_frame()
+        d = self.design
+        out.insert(2, "treatment", np.asarray(d.matrix, dtype=float).ravel())
+        out.insert(3, "exposure_time", np.asarray(d.exposure_time).ravel())
+        out.insert(4, "observed", np.asarray(d.observed).ravel())
+        return out
+
+    def summary(self) -> Summary:
+        """Return the summary of the map (its range and, for cell weights, exposure weights).
+
+        Returns
+        -------
+        steppedwedge.results.Summary
+            Renders with ``as_text()``, ``as_html()``, ``as_markdown()``, ``as_latex()``.
+        """
+        finite = self.values[np.isfinite(self.values)]
+        d = self.design
+        header = [
+            ("diagnostic", self.kind),
+            ("design", f"{d.n_clusters} clusters x {d.n_periods} periods"),
+            ("variance (all cells)", _number(self.variance, 6)),
+            (
+                "range over observed cells",
+                "NA" if finite.size == 0 else f"{_number(finite.min())} to {_number(finite.max())}",
+            ),
+        ]
+        if self.kind == "information content":
+            header.append(
+                (
+                    "cells whose loss makes the effect non-estimable",
+                    str(int(np.isposinf(self.values).sum())),
+                )
+            )
+        tables: list[tuple[str, pd.DataFrame]] = [("Cells", self.tidy())]
+        if self.exposure_weights is not None:
+            import pandas as pd
+
+            ew = pd.DataFrame(
+                {
+                    "exposure_time": np.arange(1, self.exposure_weights.size + 1),
+                    "weight": self.exposure_weights,
+                }
+            )
+            tables.append(("Weight on each exposure time (immediate-effect estimand)", ew))
+        return Summary(title=self.kind.capitalize(), header=tuple(header), tables=tuple(tables))
+
     def plot(self, ax: Axes | None = None, **kwargs: Any) -> Axes:
-        """Heat map (see :func:`steppedwedge.plotting.power.plot_cell_map`)."""
+        """Draw the map as a heat map.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on (a new figure when None).
+        **kwargs
+            Passed to :func:`steppedwedge.plotting.power.plot_cell_map`.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The Axes drawn on.
+        """
         from ..plotting.power import plot_cell_map
 
         return plot_cell_map(
@@ -122,9 +202,7 @@ def information_content(design: Design | Any, **kwargs: Any) -> CellMap:
     kwargs.setdefault("effect", 1.0)
     res = _power(design, **kwargs)
     assert res._fixed is not None and res._cov is not None and res._contrast is not None
-    var_full, ic = pk.information_content(
-        res._fixed, res._cov, res.design.observed, res._contrast
-    )
+    var_full, ic = pk.information_content(res._fixed, res._cov, res.design.observed, res._contrast)
     return CellMap(values=ic, kind="information content", design=res.design, variance=var_full)
 
 
@@ -164,13 +242,16 @@ def cell_weights(design: Design | Any, **kwargs: Any) -> CellMap:
         n_exp = int(e.max())
         ww = np.nan_to_num(w)
         ew = np.array([ww[e == k].sum() for k in range(1, n_exp + 1)])
-    return CellMap(values=w, kind="cell weights", design=res.design, variance=res.variance,
-                   exposure_weights=ew)
+    return CellMap(
+        values=w, kind="cell weights", design=res.design, variance=res.variance, exposure_weights=ew
+    )
 
 
 @dataclass(frozen=True, slots=True)
-class DesignEffect:
+class DesignEffect(PlanningResultMixin):
     """A design effect and its components.
+
+    Returned by :func:`steppedwedge.design_effect`.
 
     Attributes
     ----------
@@ -180,11 +261,11 @@ class DesignEffect:
         measured in one period).
     method : str
         ``"hooper"``, ``"woertman"`` or ``"gls"``.
-    clustering, cluster_mean_correlation, repeated_measures : float or None
-        Hooper's ``DE_C``, ``r`` and ``DE_R`` (``value = DE_C * DE_R``).
     n_periods : int
         Periods ``T`` of the design; the whole-trial sample size is
         ``T * N_ind * value`` (methods.md section 13.1).
+    clustering, cluster_mean_correlation, repeated_measures : float or None
+        Hooper's ``DE_C``, ``r`` and ``DE_R`` (``value = DE_C * DE_R``).
     """
 
     value: float
@@ -195,19 +276,122 @@ class DesignEffect:
     repeated_measures: float | None = None
 
     def variance(self, n_clusters: int, cluster_size: float, total_variance: float = 1.0) -> float:
-        """``4 sigma_tot^2 DE / (I m)``."""
+        """Return the variance of the treatment estimator implied by the design effect.
+
+        Parameters
+        ----------
+        n_clusters : int
+            Clusters ``I``.
+        cluster_size : float
+            Individuals per cluster-period ``m``.
+        total_variance : float, default 1.0
+            Total variance ``sigma_tot^2`` of an individual outcome.
+
+        Returns
+        -------
+        float
+            ``4 sigma_tot^2 DE / (I m)``.
+        """
         return 4.0 * total_variance * self.value / (n_clusters * cluster_size)
 
     def total_sample_size(self, n_individual: float) -> float:
-        """Individuals over the whole trial: ``T * n_individual * DE``.
+        """Return the individuals needed over the whole trial.
 
-        ``n_individual`` is the total size of an individually randomised trial with the same
-        power; ``n_individual * DE`` is the number measured per period.
+        Parameters
+        ----------
+        n_individual : float
+            Total size of an individually randomised trial with the same power.
+
+        Returns
+        -------
+        float
+            ``T * n_individual * DE`` (``n_individual * DE`` are measured per period).
         """
         return self.n_periods * n_individual * self.value
 
+    def tidy(self) -> pd.DataFrame:
+        """Return the design effect and its components as a one-row DataFrame.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``method, design_effect, clustering, cluster_mean_correlation,
+            repeated_measures, n_periods`` (components NaN where the method has none).
+        """
+        import pandas as pd
+
+        def nan(x: float | None) -> float:
+            return np.nan if x is None else float(x)
+
+        return pd.DataFrame(
+            {
+                "method": [self.method],
+                "design_effect": [self.value],
+                "clustering": [nan(self.clustering)],
+                "cluster_mean_correlation": [nan(self.cluster_mean_correlation)],
+                "repeated_measures": [nan(self.repeated_measures)],
+                "n_periods": [self.n_periods],
+            }
+        )
+
+    def summary(self) -> Summary:
+        """Return the summary of the design effect.
+
+        Returns
+        -------
+        steppedwedge.results.Summary
+            Renders with ``as_text()``, ``as_html()``, ``as_markdown()``, ``as_latex()``.
+        """
+        header = [
+            ("method", self.method),
+            ("design effect", _number(self.value, 6)),
+            ("periods", str(self.n_periods)),
+        ]
+        if self.clustering is not None:
+            header += [
+                ("clustering DE_C", _number(self.clustering, 6)),
+                ("cluster-mean correlation r", _number(self.cluster_mean_correlation, 6)),
+                ("repeated measures DE_R", _number(self.repeated_measures, 6)),
+            ]
+        notes = (
+            "Var = 4 sigma_tot^2 DE / (I m); the whole trial needs T * N_ind * DE "
+            "individuals (methods.md section 13).",
+        )
+        return Summary(title="Design effect", header=tuple(header), notes=notes)
+
+    def plot(self, ax: Axes | None = None, **kwargs: Any) -> Axes:
+        """Draw the design effect and its factors as horizontal bars.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on (a new figure when None).
+        **kwargs
+            Passed to ``Axes.barh``.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The Axes drawn on; a dashed line marks 1 (an individually randomised trial).
+        """
+        from ..plotting.power import _axes
+
+        ax = _axes(ax)
+        labels, vals = ["design effect"], [self.value]
+        if self.clustering is not None and self.repeated_measures is not None:
+            labels = ["clustering DE_C", "repeated measures DE_R", *labels]
+            vals = [self.clustering, self.repeated_measures, *vals]
+        ax.barh(labels, vals, **kwargs)
+        ax.axvline(1.0, color="grey", ls="--", lw=0.8)
+        ax.set_xlabel("factor (1 = individually randomised trial)")
+        ax.set_title(f"Design effect ({self.method})")
+        return ax
+
     def __float__(self) -> float:
         return float(self.value)
+
+    def __repr__(self) -> str:
+        return f"DesignEffect(value={self.value:.6g}, method={self.method!r})"
 
 
 def _standard_layout(design: Design) -> tuple[int, int, int, int] | None:
@@ -334,8 +518,11 @@ def design_effect(
             )
         de_c, r, de_r = cf.hooper_design_effect(k, m, icc, cac, iac)
         return DesignEffect(
-            value=float(de_c * de_r), method="hooper", n_periods=k + 1,
-            clustering=float(de_c), cluster_mean_correlation=float(r),
+            value=float(de_c * de_r),
+            method="hooper",
+            n_periods=k + 1,
+            clustering=float(de_c),
+            cluster_mean_correlation=float(r),
             repeated_measures=float(de_r),
         )
     if cac != 1.0 or iac != 0.0:

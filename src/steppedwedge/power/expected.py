@@ -9,14 +9,18 @@ import numpy as np
 
 from .._core import power_kernels as pk
 from .._typing import RNGLike
-from .._validation import check_positive_int, check_probability, normalise_rng
+from .._validation import check_option, check_positive_int, check_probability, normalise_rng
 from ..design import Design
+from ..exceptions import OptionError
+from ..results import Summary
 from ..variance import VarianceComponents
 from .analytic import _as_design
 from .analytic import power as _power
 from .grid import power_grid
+from .result import PlanningResultMixin, _number
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
     from matplotlib.axes import Axes
 
 __all__ = ["AssuranceResult", "ExpectedPowerResult", "assurance", "expected_power"]
@@ -48,8 +52,10 @@ def _is_distribution(value: Any) -> bool:
 
 
 @dataclass(frozen=True)
-class AssuranceResult:
+class AssuranceResult(PlanningResultMixin):
     """Expected power over a grid and/or distribution of uncertain inputs.
+
+    Returned by :func:`steppedwedge.assurance`.
 
     Attributes
     ----------
@@ -75,26 +81,148 @@ class AssuranceResult:
     draws: dict[str, np.ndarray] = field(default_factory=dict)
     mc_std_error: float | None = None
 
-    def plot(self, ax: Axes | None = None, **kwargs: Any) -> Axes:
-        """Sensitivity heat map over the first two grid parameters (power curve if one)."""
-        from ..plotting.power import plot_power_curve, plot_sensitivity
+    def _weights(self) -> np.ndarray:
+        """Prior weight of every entry of :attr:`power` (sums to 1)."""
+        n_draws = next(iter(self.draws.values())).size if self.draws else 0
+        w = np.asarray(self.probabilities, dtype=float)
+        if n_draws:
+            w = np.multiply.outer(w, np.full(n_draws, 1.0 / n_draws))
+        return np.broadcast_to(w, self.power.shape)
 
+    def tidy(self) -> pd.DataFrame:
+        """Return the distribution of power under the design prior, one row per scenario.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One column per grid parameter and per sampled parameter (the scenario's
+            values), then ``probability`` (its prior weight; the column sums to 1) and
+            ``power``; ``(probability * power).sum()`` equals :attr:`assurance`.  Rows run
+            over the grid in C order, draws innermost.
+        """
+        import pandas as pd
+
+        shape = self.power.shape
+        n_grid = len(self.grid)
+        cols: dict[str, np.ndarray] = {}
+        for k, (name, vals) in enumerate(self.grid.items()):
+            idx = [1] * len(shape)
+            idx[k] = -1
+            cols[name] = np.broadcast_to(vals.reshape(idx), shape).ravel()
+        for name, vals in self.draws.items():
+            idx = [1] * n_grid + [-1]
+            cols[name] = np.broadcast_to(vals.reshape(idx), shape).ravel()
+        cols["probability"] = self._weights().ravel()
+        cols["power"] = self.power.ravel()
+        return pd.DataFrame(cols)
+
+    def prob_power_at_least(self, target: float = 0.8) -> float:
+        """Return the prior probability that the power reaches ``target``.
+
+        Parameters
+        ----------
+        target : float, default 0.8
+            Power to reach.
+
+        Returns
+        -------
+        float
+            Sum of the prior weights of the scenarios whose power is at least ``target``.
+        """
+        return float(self._weights()[self.power >= target].sum())
+
+    def summary(self) -> Summary:
+        """Return the summary: assurance, the spread of power and the uncertain inputs.
+
+        Returns
+        -------
+        steppedwedge.results.Summary
+            Renders with ``as_text()``, ``as_html()``, ``as_markdown()``, ``as_latex()``.
+        """
+        header = [
+            ("assurance", _number(self.assurance)),
+            (
+                "Monte-Carlo s.e.",
+                "exact over the grid"
+                if self.mc_std_error is None
+                else _number(self.mc_std_error, 3),
+            ),
+        ]
+        header += [
+            (f"grid: {k}", ", ".join(_number(v) for v in vals)) for k, vals in self.grid.items()
+        ]
+        header += [
+            (f"draws: {k}", f"{vals.size} values, mean {_number(vals.mean())}")
+            for k, vals in self.draws.items()
+        ]
+        header += [
+            ("power over scenarios", f"{_number(self.power.min())} to {_number(self.power.max())}"),
+            ("P(power >= 0.8)", _number(self.prob_power_at_least(0.8))),
+        ]
+        tables = (("Scenarios", self.tidy()),) if not self.draws else ()
+        return Summary(
+            title="Assurance",
+            header=tuple(header),
+            tables=tables,
+            notes=("Assurance = prior-weighted mean power (O'Hagan, Stevens & Campbell 2005).",),
+        )
+
+    def plot(self, ax: Axes | None = None, *, kind: str = "auto", **kwargs: Any) -> Axes:
+        """Draw the sensitivity of power to the uncertain inputs, or its distribution.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on (a new figure when None).
+        kind : {"auto", "sensitivity", "distribution"}, default "auto"
+            ``"sensitivity"``: heat map over the first two grid parameters (averaged over
+            the others and the draws), or the power curve over a single grid parameter.
+            ``"distribution"``: prior-weighted histogram of power with the assurance
+            marked.  ``"auto"``: sensitivity when there is a grid, else distribution.
+        **kwargs
+            Passed to the plotting function (``Axes.hist`` for the distribution).
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The Axes drawn on.
+        """
+        from ..plotting.power import _axes, plot_power_curve, plot_sensitivity
+
+        kind = check_option("kind", kind, ("auto", "sensitivity", "distribution"))
         names = list(self.grid)
+        if kind == "auto":
+            kind = "sensitivity" if names else "distribution"
+        if kind == "sensitivity" and not names:
+            raise OptionError("kind='sensitivity' needs at least one grid parameter.")
+        if kind == "distribution":
+            ax = _axes(ax)
+            ax.hist(
+                np.ravel(self.power),
+                bins=kwargs.pop("bins", 30),
+                range=(0, 1),
+                weights=np.ravel(self._weights()),
+                **kwargs,
+            )
+            ax.axvline(self.assurance, color="k", ls="--", lw=1, label="assurance")
+            ax.set_xlabel("power")
+            ax.set_ylabel("prior probability")
+            ax.legend()
+            return ax
         pw = self.power if not self.draws else self.power.mean(axis=-1)
         if len(names) >= 2:
             extra = tuple(range(2, pw.ndim))
             vals = pw.mean(axis=extra) if extra else pw
-            return plot_sensitivity(vals.T, x=self.grid[names[0]], y=self.grid[names[1]],
-                                    xlabel=names[0], ylabel=names[1], ax=ax, **kwargs)
-        if len(names) == 1:
-            return plot_power_curve(self.grid[names[0]], pw, xlabel=names[0], ax=ax, **kwargs)
-        from ..plotting.power import _axes
-
-        ax = _axes(ax)
-        ax.hist(np.ravel(self.power), bins=30, range=(0, 1))
-        ax.set_xlabel("power")
-        ax.set_ylabel("draws")
-        return ax
+            return plot_sensitivity(
+                vals.T,
+                x=self.grid[names[0]],
+                y=self.grid[names[1]],
+                xlabel=names[0],
+                ylabel=names[1],
+                ax=ax,
+                **kwargs,
+            )
+        return plot_power_curve(self.grid[names[0]], pw, xlabel=names[0], ax=ax, **kwargs)
 
     def __repr__(self) -> str:
         return f"AssuranceResult(assurance={self.assurance:.4f}, grid={list(self.grid)})"
@@ -198,8 +326,16 @@ def assurance(
         args[name] = vals.reshape([1] * n_grid + [-1])
     for name, v in fixed.items():
         args[name] = v
-    pw = power_grid(d, effect=args["effect"], icc=args["icc"], cac=args["cac"],
-                    decay=args["decay"], cluster_size=cluster_size, alpha=alpha, **kwargs)
+    pw = power_grid(
+        d,
+        effect=args["effect"],
+        icc=args["icc"],
+        cac=args["cac"],
+        decay=args["decay"],
+        cluster_size=cluster_size,
+        alpha=alpha,
+        **kwargs,
+    )
     full_shape = tuple(g.size for g in grid.values()) + ((n_draws,) if draws else ())
     pw = np.broadcast_to(pw, full_shape).copy()
     prob = np.ones(())
@@ -212,13 +348,16 @@ def assurance(
     if draws:
         per_draw = (pw * prob[..., None]).reshape(-1, n_draws).sum(axis=0)
         mc_se = float(per_draw.std(ddof=1) / np.sqrt(n_draws))
-    return AssuranceResult(assurance=value, power=pw, grid=grid, probabilities=prob,
-                           draws=draws, mc_std_error=mc_se)
+    return AssuranceResult(
+        assurance=value, power=pw, grid=grid, probabilities=prob, draws=draws, mc_std_error=mc_se
+    )
 
 
 @dataclass(frozen=True)
-class ExpectedPowerResult:
+class ExpectedPowerResult(PlanningResultMixin):
     """Power over random allocations of clusters of unequal size to sequences.
+
+    Returned by :func:`steppedwedge.expected_power`.
 
     Attributes
     ----------
@@ -242,11 +381,88 @@ class ExpectedPowerResult:
     mc_std_error: float | None
 
     def quantile(self, q: Any) -> Any:
-        """Quantiles of power over allocations."""
+        """Return quantiles of power over the allocations.
+
+        Parameters
+        ----------
+        q : float or array_like
+            Probabilities in [0, 1].
+
+        Returns
+        -------
+        float or ndarray
+            :func:`numpy.quantile` of :attr:`powers`.
+        """
         return np.quantile(self.powers, q)
 
+    def tidy(self) -> pd.DataFrame:
+        """Return one row per evaluated allocation.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``allocation`` (0-based, evaluation order), ``power``, then
+            ``cluster_0 .. cluster_{I-1}``: the sequence (0-based) each cluster (in
+            ``cluster_sizes`` order) gets in that allocation.
+        """
+        import pandas as pd
+
+        out = pd.DataFrame({"allocation": np.arange(self.powers.size), "power": self.powers})
+        for j in range(self.allocations.shape[1]):
+            out[f"cluster_{j}"] = self.allocations[:, j]
+        return out
+
+    def summary(self) -> Summary:
+        """Return the summary: expected power and its spread over allocations.
+
+        Returns
+        -------
+        steppedwedge.results.Summary
+            Renders with ``as_text()``, ``as_html()``, ``as_markdown()``, ``as_latex()``.
+        """
+        q05, q50, q95 = self.quantile([0.05, 0.5, 0.95])
+        header = (
+            ("expected power", _number(self.power)),
+            (
+                "allocations",
+                f"{self.powers.size} "
+                + ("(all, enumerated)" if self.exhaustive else "(random sample)"),
+            ),
+            (
+                "Monte-Carlo s.e.",
+                "exact" if self.mc_std_error is None else _number(self.mc_std_error, 3),
+            ),
+            ("median power", _number(q50)),
+            ("90% of allocations", f"{_number(q05)} to {_number(q95)}"),
+            (
+                "worst, best allocation",
+                f"{_number(self.powers.min())}, {_number(self.powers.max())}",
+            ),
+        )
+        return Summary(
+            title="Expected power over the randomisation",
+            header=header,
+            notes=(
+                "Unequal cluster sizes make power depend on which cluster gets "
+                "which sequence (Kristunas et al. 2019).",
+            ),
+        )
+
     def plot(self, ax: Axes | None = None, **kwargs: Any) -> Axes:
-        """Histogram of power over allocations with the mean marked."""
+        """Draw the histogram of power over allocations with the mean marked.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on (a new figure when None).
+        **kwargs
+            Passed to ``Axes.hist`` (``bins`` defaults to 30).
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The Axes drawn on.
+        """
         from ..plotting.power import _axes
 
         ax = _axes(ax)
@@ -258,8 +474,10 @@ class ExpectedPowerResult:
 
     def __repr__(self) -> str:
         lo, hi = np.quantile(self.powers, [0.05, 0.95])
-        return (f"ExpectedPowerResult(power={self.power:.4f}, 90% of allocations in "
-                f"[{lo:.4f}, {hi:.4f}])")
+        return (
+            f"ExpectedPowerResult(power={self.power:.4f}, 90% of allocations in "
+            f"[{lo:.4f}, {hi:.4f}])"
+        )
 
 
 def expected_power(
@@ -322,8 +540,9 @@ def expected_power(
     gen = normalise_rng(rng)
     n_alloc = check_positive_int("n_allocations", n_allocations)
     if _is_distribution(cluster_sizes):
-        return _expected_power_random_sizes(d, effect, variance, cluster_sizes, n_alloc, gen,
-                                            alpha, kwargs)
+        return _expected_power_random_sizes(
+            d, effect, variance, cluster_sizes, n_alloc, gen, alpha, kwargs
+        )
     sizes = np.asarray(cluster_sizes, dtype=float)
     if sizes.ndim == 1 and sizes.shape[0] == d.n_clusters:
         sizes = np.repeat(sizes[:, None], d.n_periods, axis=1)
@@ -344,17 +563,29 @@ def expected_power(
     n_distinct = factorial(n_clusters) // prod(factorial(int(c)) for c in counts)
     # information of every (sequence, cluster) pair through the public power path
     seq_rows = np.array([np.flatnonzero(seq_of_row == s)[0] for s in range(n_seq)])
-    pair_design = Design.from_matrix(np.repeat(d.matrix[seq_rows], n_clusters, axis=0),
-                                     allow_reversal=True, check_identifiable=False)
+    pair_design = Design.from_matrix(
+        np.repeat(d.matrix[seq_rows], n_clusters, axis=0),
+        allow_reversal=True,
+        check_identifiable=False,
+    )
     pair_sizes = np.tile(sizes, (n_seq, 1))
-    res = _power(pair_design, effect=effect, variance=variance, cluster_size=pair_sizes,
-                 alpha=alpha, **kwargs)
+    res = _power(
+        pair_design,
+        effect=effect,
+        variance=variance,
+        cluster_size=pair_sizes,
+        alpha=alpha,
+        **kwargs,
+    )
     assert res._fixed is not None and res._cov is not None and res._contrast is not None
     if res.variance_null != res.variance:
-        raise ValueError("expected_power supports models whose variance does not depend on the "
-                         "means (Gaussian, identity-scale binary, GEE).")
+        raise ValueError(
+            "expected_power supports models whose variance does not depend on the "
+            "means (Gaussian, identity-scale binary, GEE)."
+        )
     info = pk.per_cluster_information(res._fixed, res._cov).reshape(
-        n_seq, n_clusters, *res._fixed.shape[2:], res._fixed.shape[2])
+        n_seq, n_clusters, *res._fixed.shape[2:], res._fixed.shape[2]
+    )
     if n_distinct <= n_alloc:
         exhaustive = True
         seq_of_cluster = np.array(list(_multiset_permutations(list(counts))))
@@ -365,32 +596,50 @@ def expected_power(
     c = res._contrast
     sol = np.linalg.solve(total, np.broadcast_to(c, (total.shape[0], c.size))[..., None])[..., 0]
     var = sol @ c
-    p2, _ = pk.normal_power(effect, np.sqrt(var), alpha) if res.df is None else pk.t_power(
-        effect, np.sqrt(var), alpha, res.df)
+    p2, _ = (
+        pk.normal_power(effect, np.sqrt(var), alpha)
+        if res.df is None
+        else pk.t_power(effect, np.sqrt(var), alpha, res.df)
+    )
     allocations = seq_of_cluster
     mean = float(np.mean(p2))
     se = None if exhaustive else float(np.std(p2, ddof=1) / np.sqrt(p2.size))
-    return ExpectedPowerResult(power=mean, powers=np.asarray(p2), allocations=allocations,
-                               exhaustive=exhaustive, mc_std_error=se)
+    return ExpectedPowerResult(
+        power=mean,
+        powers=np.asarray(p2),
+        allocations=allocations,
+        exhaustive=exhaustive,
+        mc_std_error=se,
+    )
 
 
 def _expected_power_random_sizes(
-    d: Design, effect: float, variance: VarianceComponents, dist: Any, n_rep: int,
-    gen: np.random.Generator, alpha: float, kwargs: dict[str, Any],
+    d: Design,
+    effect: float,
+    variance: VarianceComponents,
+    dist: Any,
+    n_rep: int,
+    gen: np.random.Generator,
+    alpha: float,
+    kwargs: dict[str, Any],
 ) -> ExpectedPowerResult:
     """Compute expected power when each cluster's size is drawn from ``dist``."""
     n_i, n_t = d.n_clusters, d.n_periods
     draws = np.asarray(dist.rvs(size=(n_rep, n_i), random_state=gen), dtype=float)
     draws = np.maximum(np.round(draws), 1.0)
-    stacked = Design.from_matrix(np.tile(d.matrix, (n_rep, 1)), allow_reversal=True,
-                                 check_identifiable=False)
+    stacked = Design.from_matrix(
+        np.tile(d.matrix, (n_rep, 1)), allow_reversal=True, check_identifiable=False
+    )
     sizes = np.repeat(draws.reshape(-1, 1), n_t, axis=1)
-    res = _power(stacked, effect=effect, variance=variance, cluster_size=sizes, alpha=alpha,
-                 **kwargs)
+    res = _power(
+        stacked, effect=effect, variance=variance, cluster_size=sizes, alpha=alpha, **kwargs
+    )
     assert res._fixed is not None and res._cov is not None and res._contrast is not None
     if res.variance_null != res.variance:
-        raise ValueError("expected_power supports models whose variance does not depend on the "
-                         "means (Gaussian, identity-scale binary, GEE).")
+        raise ValueError(
+            "expected_power supports models whose variance does not depend on the "
+            "means (Gaussian, identity-scale binary, GEE)."
+        )
     p = res._fixed.shape[2]
     info = pk.per_cluster_information(res._fixed, res._cov).reshape(n_rep, n_i, p, p).sum(axis=1)
     c = res._contrast
@@ -402,7 +651,9 @@ def _expected_power_random_sizes(
         p2, _ = pk.t_power(effect, np.sqrt(var), alpha, res.df)
     p2 = np.asarray(p2)
     return ExpectedPowerResult(
-        power=float(p2.mean()), powers=p2,
+        power=float(p2.mean()),
+        powers=p2,
         allocations=np.broadcast_to(np.asarray(d.sequences), (n_rep, n_i)).copy(),
-        exhaustive=False, mc_std_error=float(p2.std(ddof=1) / np.sqrt(n_rep)),
+        exhaustive=False,
+        mc_std_error=float(p2.std(ddof=1) / np.sqrt(n_rep)),
     )

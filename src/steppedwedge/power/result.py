@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from .._core.gls import cell_weights as _cell_weights
-from ..results import Summary
+from ..results import Summary, _fmt
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -19,63 +18,118 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..design import Design
     from ..variance import VarianceComponents
 
-__all__ = ["PowerResult", "PowerSummary"]
+__all__ = ["PlanningResult", "PlanningResultMixin", "PowerResult"]
 
 
-@dataclass(frozen=True)
-class PowerSummary:
-    """A small table of labelled values with text, HTML, Markdown and LaTeX renderings."""
+@runtime_checkable
+class PlanningResult(Protocol):
+    """The presentation protocol every planning result follows.
 
-    title: str
-    rows: tuple[tuple[str, str], ...]
-    notes: tuple[str, ...] = ()
+    A planning result (:class:`PowerResult`, :class:`~steppedwedge.SimulatedPowerResult`,
+    :class:`~steppedwedge.ExpectedPowerResult`, :class:`~steppedwedge.AssuranceResult`,
+    :class:`~steppedwedge.DesignSearchResult`, :class:`~steppedwedge.PowerCurve`,
+    :class:`~steppedwedge.DesignEffect`, :class:`~steppedwedge.CellMap`) answers four calls:
 
-    def as_text(self) -> str:
-        """Plain-text rendering."""
-        width = max(len(k) for k, _ in self.rows)
-        lines = [self.title, "=" * len(self.title)]
-        lines += [f"{k.ljust(width)}  {v}" for k, v in self.rows]
-        lines += [f"Note: {n}" for n in self.notes]
-        return "\n".join(lines)
+    * ``summary()`` -- a :class:`steppedwedge.results.Summary` (``str()`` is its text form,
+      ``as_html()``, ``as_markdown()``, ``as_latex()`` the others);
+    * ``tidy()`` -- a :class:`pandas.DataFrame` with documented snake_case columns, built
+      from the result's attributes (the single source of truth of the summary tables);
+    * ``_repr_html_()`` -- the HTML summary, shown by Jupyter, with every value escaped;
+    * ``plot(ax=None)`` -- draws on ``ax`` (a new figure when None) and returns the Axes;
+      matplotlib is imported only then.
 
-    def as_markdown(self) -> str:
-        """Markdown table."""
-        lines = [f"**{self.title}**", "", "| quantity | value |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in self.rows]
-        lines += ["", *[f"*Note:* {n}" for n in self.notes]]
-        return "\n".join(lines).rstrip() + "\n"
+    The protocol is structural (:class:`typing.Protocol`, checkable with ``isinstance``);
+    :class:`PlanningResultMixin` supplies ``__str__`` and ``_repr_html_`` from ``summary()``.
+    The layout follows the result objects of statsmodels and linearmodels (Seabold &
+    Perktold 2010).
 
-    def as_html(self) -> str:
-        """HTML table."""
-        body = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-            f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
-            for k, v in self.rows
-        )
-        notes = "".join(f"<p><em>Note:</em> {html.escape(n)}</p>" for n in self.notes)
-        return f"<div><strong>{html.escape(self.title)}</strong><table>{body}</table>{notes}</div>"
+    Examples
+    --------
+    >>> import steppedwedge as sw
+    >>> from steppedwedge.power.result import PlanningResult
+    >>> res = sw.power(sw.Design.stepped_wedge(3, 2), effect=0.3,
+    ...                variance=sw.VarianceComponents.from_correlations(0.05), cluster_size=10)
+    >>> isinstance(res, PlanningResult)
+    True
+    >>> list(res.tidy().columns)[:3]
+    ['term', 'effect', 'std_error']
+    """
 
-    def as_latex(self) -> str:
-        """LaTeX tabular."""
+    def summary(self) -> Summary:
+        """Return the printable summary of the result."""
 
-        def esc(s: str) -> str:
-            for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&")):
-                s = s.replace(a, b)
-            return s
+    def tidy(self) -> pd.DataFrame:
+        """Return the result as a DataFrame with documented columns."""
 
-        rows = "\n".join(f"{esc(k)} & {esc(v)} \\\\" for k, v in self.rows)
-        head = f"\\multicolumn{{2}}{{l}}{{{esc(self.title)}}} \\\\"
-        return f"\\begin{{tabular}}{{ll}}\n{head}\n\\hline\n{rows}\n\\end{{tabular}}"
-
-    def __str__(self) -> str:
-        return self.as_text()
+    def plot(self, ax: Axes | None = None) -> Axes:
+        """Draw the result on ``ax`` and return the Axes."""
 
     def _repr_html_(self) -> str:
-        return self.as_html()
+        """Return the HTML summary."""
+
+
+class PlanningResultMixin:
+    """Shared presentation of planning results: ``__str__`` and ``_repr_html_``.
+
+    Subclasses implement :meth:`summary`, :meth:`tidy` and :meth:`plot`; the text and HTML
+    renderings are derived from :meth:`summary` here, once (see :class:`PlanningResult`).
+    """
+
+    __slots__ = ()
+
+    def summary(self) -> Summary:  # pragma: no cover - abstract
+        """Return the printable summary of the result.
+
+        Returns
+        -------
+        steppedwedge.results.Summary
+            Renders with ``as_text()``, ``as_html()``, ``as_markdown()``, ``as_latex()``.
+        """
+        raise NotImplementedError
+
+    def tidy(self) -> pd.DataFrame:  # pragma: no cover - abstract
+        """Return the result as a DataFrame.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The documented columns of the result type.
+        """
+        raise NotImplementedError
+
+    def plot(self, ax: Axes | None = None, **kwargs: Any) -> Axes:  # pragma: no cover
+        """Draw the result.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on (a new figure when None).
+        **kwargs
+            Plot options of the result type.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The Axes drawn on.
+        """
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return self.summary().as_text()
+
+    def _repr_html_(self) -> str:
+        return self.summary().as_html()
+
+
+def _number(x: float | None, digits: int = 4) -> str:
+    """Format a number for a summary header (``"NA"`` for None or NaN)."""
+    if x is None or not np.isfinite(x):
+        return "NA" if x is None or np.isnan(x) else _fmt(float(x))
+    return f"{float(x):.{digits}g}"
 
 
 @dataclass(frozen=True)
-class PowerResult:
+class PowerResult(PlanningResultMixin):
     """Analytic power of a stepped-wedge (or other longitudinal cluster) design.
 
     Returned by :func:`steppedwedge.power` and :func:`steppedwedge.solve_power`.
@@ -143,6 +197,21 @@ class PowerResult:
     def with_(self, **changes: Any) -> PowerResult:
         """Recompute power with some inputs changed.
 
+        Parameters
+        ----------
+        **changes
+            Arguments of :func:`steppedwedge.power` to replace (``design`` included).
+
+        Returns
+        -------
+        PowerResult
+            The power at the changed inputs.
+
+        Raises
+        ------
+        AttributeError
+            If the result does not record its inputs.
+
         Examples
         --------
         >>> from steppedwedge.design import Design
@@ -177,7 +246,7 @@ class PowerResult:
 
     # ------------------------------------------------------------------ presentation
     def summary(self) -> Summary:
-        """Summary of the calculation (inputs in the header, the power table below).
+        """Return the summary of the calculation (inputs in the header, power below).
 
         Returns
         -------
@@ -187,15 +256,23 @@ class PowerResult:
         vc = self.variance_components
         ref = "normal" if self.df is None else f"t with {self.df:.4g} df"
         rows = [
-            ("design", f"{self.design.n_clusters} clusters x {self.design.n_periods} periods, "
-                       f"{self.design.n_sequences} sequences"),
+            (
+                "design",
+                f"{self.design.n_clusters} clusters x {self.design.n_periods} periods, "
+                f"{self.design.n_sequences} sequences",
+            ),
             ("cluster-period size", _describe_sizes(self.cluster_size)),
             ("outcome", f"{self.family} ({self.link} link), {self.analysis} analysis"),
-            ("sampling", self.sampling
-             + (f" (churn {self.churn:.3g})" if self.sampling == "cohort" else "")),
-            ("variance components", f"sigma2={vc.sigma2:.4g}, tau2={vc.tau2:.4g}, "
-                                    f"gamma2={vc.gamma2:.4g}, "
-                                    f"eta2={vc.eta2:.4g}, psi2={vc.psi2:.4g}, decay={vc.decay}"),
+            (
+                "sampling",
+                self.sampling + (f" (churn {self.churn:.3g})" if self.sampling == "cohort" else ""),
+            ),
+            (
+                "variance components",
+                f"sigma2={vc.sigma2:.4g}, tau2={vc.tau2:.4g}, "
+                f"gamma2={vc.gamma2:.4g}, "
+                f"eta2={vc.eta2:.4g}, psi2={vc.psi2:.4g}, decay={vc.decay}",
+            ),
             ("estimand", self.estimand),
             ("effect", f"{self.effect:.6g}"),
             ("std. error", f"{self.std_error:.6g}"),
@@ -214,10 +291,14 @@ class PowerResult:
         )
 
     def tidy(self) -> pd.DataFrame:
-        """One-row DataFrame with stable snake_case columns.
+        """Return the power calculation as a one-row DataFrame.
 
-        Columns: ``term, effect, std_error, statistic, df, alpha, power, power_one_tail``
-        (``statistic = effect / std_error``).
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``term, effect, std_error, statistic, df, alpha, power,
+            power_one_tail`` (``term`` is the estimand, ``statistic = effect / std_error``,
+            ``df`` NaN for the normal reference).
         """
         import pandas as pd
 
@@ -235,9 +316,19 @@ class PowerResult:
         )
 
     def plot(self, ax: Axes | None = None, **kwargs: Any) -> Axes:
-        """Heat map of the GLS cell weights.
+        """Draw the heat map of the GLS cell weights.
 
-        See :func:`steppedwedge.plotting.power.plot_cell_map`.
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on (a new figure when None).
+        **kwargs
+            Passed to :func:`steppedwedge.plotting.power.plot_cell_map`.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The Axes drawn on.
         """
         from ..plotting.power import plot_cell_map
 
@@ -256,12 +347,6 @@ class PowerResult:
             f"PowerResult(power={self.power:.4f}, effect={self.effect:.4g}, "
             f"std_error={self.std_error:.4g}, df={self.df})"
         )
-
-    def __str__(self) -> str:
-        return self.summary().as_text()
-
-    def _repr_html_(self) -> str:
-        return self.summary().as_html()
 
 
 def _describe_sizes(size: np.ndarray) -> str:

@@ -10,10 +10,12 @@ import numpy as np
 
 from .._core import power_kernels as pk
 from .._typing import RNGLike
-from .._validation import check_positive_int, normalise_rng
+from .._validation import check_option, check_positive_int, normalise_rng
 from ..design import Design
+from ..results import Summary
 from .analytic import _covariance, _power_iv
 from .analytic import power as _power
+from .result import PlanningResultMixin, _number
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -22,9 +24,14 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["DesignSearchResult", "search_designs"]
 
 
+_COSTS = ("treated_cells", "measured_cells", "n_sequences")
+
+
 @dataclass(frozen=True)
-class DesignSearchResult:
+class DesignSearchResult(PlanningResultMixin):
     """Candidate designs ranked by the variance of the treatment estimator.
+
+    Returned by :func:`steppedwedge.search_designs`.
 
     Attributes
     ----------
@@ -50,7 +57,18 @@ class DesignSearchResult:
     _power_kwargs: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def design(self, rank: int = 0) -> Design:
-        """Return the candidate of the given rank (0 = best) as a :class:`Design`."""
+        """Return the candidate of the given rank as a :class:`Design`.
+
+        Parameters
+        ----------
+        rank : int, default 0
+            Rank of the candidate (0 = smallest variance).
+
+        Returns
+        -------
+        Design
+            One row per cluster, the patterns repeated as allocated.
+        """
         rows = np.repeat(self.patterns, self.allocations[rank], axis=0)
         return Design.from_matrix(rows)
 
@@ -59,41 +77,173 @@ class DesignSearchResult:
         """The most efficient candidate."""
         return self.design(0)
 
-    def table(self, top: int = 10) -> pd.DataFrame:
-        """Tabulate the ``top`` candidates: allocation, sequences used, variance, power."""
+    def costs(self) -> dict[str, np.ndarray]:
+        """Return the resource counts of every candidate (ranked order).
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``treated_cells``: cluster-periods under treatment (partial exposure counted
+            by its fraction; the intervention-delivery cost); ``measured_cells``: observed
+            cluster-periods (the data-collection cost); ``n_sequences``: distinct switch
+            patterns used (rollout waves to organise).
+        """
+        pat = np.asarray(self.patterns, dtype=float)
+        alloc = self.allocations.astype(float)
+        return {
+            "treated_cells": alloc @ np.nansum(pat, axis=1),
+            "measured_cells": alloc @ np.isfinite(pat).sum(axis=1).astype(float),
+            "n_sequences": (self.allocations > 0).sum(axis=1).astype(float),
+        }
+
+    def tidy(self) -> pd.DataFrame:
+        """Return every evaluated candidate, ranked by variance (best first).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``rank``, ``pattern_0 .. pattern_{K-1}`` (clusters allocated to each
+            pattern), ``n_sequences``, ``treated_cells``, ``measured_cells``, ``variance``,
+            ``std_error``, ``power``, ``power_one_tail``.
+        """
         import pandas as pd
 
-        k = min(top, self.allocations.shape[0])
-        cols = {f"pattern_{j}": self.allocations[:k, j] for j in range(self.patterns.shape[0])}
+        n = self.allocations.shape[0]
+        cols = {f"pattern_{j}": self.allocations[:, j] for j in range(self.patterns.shape[0])}
+        cost = self.costs()
         return pd.DataFrame(
             {
-                "rank": np.arange(k),
+                "rank": np.arange(n),
                 **cols,
-                "n_sequences": (self.allocations[:k] > 0).sum(axis=1),
-                "variance": self.variance[:k],
-                "std_error": np.sqrt(self.variance[:k]),
-                "power": self.power[:k],
+                "n_sequences": cost["n_sequences"].astype(np.int64),
+                "treated_cells": cost["treated_cells"],
+                "measured_cells": cost["measured_cells"],
+                "variance": self.variance,
+                "std_error": np.sqrt(self.variance),
+                "power": self.power,
+                "power_one_tail": self.power_one_tail,
             }
         )
 
-    def plot(self, ax: Axes | None = None, *, top: int = 5, effects: Any = None) -> Axes:
-        """Power curves over the effect for the ``top`` candidates."""
-        from ..plotting.power import _axes, plot_power_curve
+    def table(self, top: int = 10) -> pd.DataFrame:
+        """Tabulate the ``top`` candidates.
 
+        Parameters
+        ----------
+        top : int, default 10
+            Number of candidates (best first).
+
+        Returns
+        -------
+        pandas.DataFrame
+            The first ``top`` rows of :meth:`tidy`.
+        """
+        return self.tidy().head(top).reset_index(drop=True)
+
+    def summary(self) -> Summary:
+        """Return the summary: the search space and the ten best candidates.
+
+        Returns
+        -------
+        steppedwedge.results.Summary
+            Renders with ``as_text()``, ``as_html()``, ``as_markdown()``, ``as_latex()``.
+        """
+        n_pat, n_t = self.patterns.shape
+        header = (
+            ("patterns", f"{n_pat} candidate sequences over {n_t} periods"),
+            ("clusters", str(int(self.allocations[0].sum()))),
+            (
+                "candidates evaluated",
+                f"{self.n_evaluated} " + ("(all)" if self.exhaustive else "(random sample)"),
+            ),
+            ("best allocation", ", ".join(str(int(a)) for a in self.allocations[0])),
+            ("best power", _number(float(self.power[0]))),
+            ("best std. error", _number(float(np.sqrt(self.variance[0])))),
+        )
+        return Summary(
+            title="Design search",
+            header=header,
+            tables=(("Best candidates", self.table(10)),),
+            notes=(
+                "Ranked by the GLS variance of the treatment estimator "
+                "(Watson, Girling & Hemming 2023).",
+            ),
+        )
+
+    def plot(
+        self,
+        ax: Axes | None = None,
+        *,
+        kind: str = "frontier",
+        cost: str = "treated_cells",
+        top: int = 5,
+        effects: Any = None,
+    ) -> Axes:
+        """Draw power against cost with the efficient frontier, or power curves.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on (a new figure when None).
+        kind : {"frontier", "curves"}, default "frontier"
+            ``"frontier"``: every candidate's power against its ``cost``, with the frontier
+            (the most powerful candidate at each cost or less) drawn as a step line and the
+            best candidate marked.  ``"curves"``: power over the effect for the ``top``
+            candidates.
+        cost : {"treated_cells", "measured_cells", "n_sequences"}, default "treated_cells"
+            The cost axis of the frontier (see :meth:`costs`).
+        top : int, default 5
+            Candidates drawn by ``kind="curves"``.
+        effects : array_like, optional
+            Effects of the curves (default 0 to twice the planned effect).
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The Axes drawn on.
+        """
+        from ..plotting.power import _axes
+
+        kind = check_option("kind", kind, ("frontier", "curves"))
+        cost = check_option("cost", cost, _COSTS)
         ax = _axes(ax)
+        if kind == "curves":
+            return self._plot_curves(ax, top, effects)
+        c = self.costs()[cost]
+        ax.scatter(c, self.power, s=10, alpha=0.5, label="candidates")
+        order = np.lexsort((-self.power, c))
+        front = np.maximum.accumulate(self.power[order])
+        ax.step(c[order], front, where="post", color="C1", label="frontier")
+        ax.scatter([c[0]], [self.power[0]], color="C3", zorder=3, label="best (rank 0)")
+        ax.set_xlabel(cost.replace("_", " "))
+        ax.set_ylabel("power")
+        ax.legend()
+        return ax
+
+    def _plot_curves(self, ax: Axes, top: int, effects: Any) -> Axes:
+        from ..plotting.power import plot_power_curve
+
         eff0 = float(self._power_kwargs.get("effect", 1.0))
         xs = np.linspace(0, 2 * abs(eff0), 41) if effects is None else np.asarray(effects)
         alpha = float(self._power_kwargs.get("alpha", 0.05))
         for r in range(min(top, self.variance.size)):
             p2, _ = pk.normal_power(xs, math.sqrt(self.variance[r]), alpha)
             alloc = ",".join(str(int(a)) for a in self.allocations[r])
-            plot_power_curve(xs, p2, xlabel="effect", label=f"#{r} ({alloc})", ax=ax,
-                             target=0.8 if r == 0 else None)
+            plot_power_curve(
+                xs,
+                p2,
+                xlabel="effect",
+                label=f"#{r} ({alloc})",
+                ax=ax,
+                target=0.8 if r == 0 else None,
+            )
         return ax
 
     def __repr__(self) -> str:
-        return (f"DesignSearchResult(n_evaluated={self.n_evaluated}, best_power="
-                f"{self.power[0]:.4f}, best_allocation={self.allocations[0].tolist()})")
+        return (
+            f"DesignSearchResult(n_evaluated={self.n_evaluated}, best_power="
+            f"{self.power[0]:.4f}, best_allocation={self.allocations[0].tolist()})"
+        )
 
 
 def _compositions(total: int, parts: int) -> np.ndarray:
@@ -208,7 +358,7 @@ def search_designs(
         patterns = np.array([[1.0 if j >= p else 0.0 for j in range(n_t)] for p in starts])
         for row, p in zip(patterns, starts, strict=True):
             if 0 < p < n_t:
-                row[p:min(p + k_tr, n_t)] = np.nan
+                row[p : min(p + k_tr, n_t)] = np.nan
     else:
         patterns = np.asarray(patterns, dtype=float)
         if patterns.ndim != 2 or patterns.shape[1] != n_t or patterns.shape[0] < 2:
@@ -220,19 +370,37 @@ def search_designs(
     max_s = n_pat if max_sequences is None else check_positive_int("max_sequences", max_sequences)
     # per-pattern information at the alternative (and null), via the power code path
     probe = Design.from_matrix(patterns, check_identifiable=False)
-    spec = _power_iv(probe, effect, variance, cluster_size, kwargs.get("family", "gaussian"),
-                     kwargs.get("link"), kwargs.get("baseline"), kwargs.get("alpha", 0.05),
-                     None, None, kwargs.get("sampling", "cross-sectional"), kwargs.get("churn"),
-                     kwargs.get("individual_decay"), kwargs.get("time", "categorical"),
-                     kwargs.get("analysis", "mixed"), kwargs.get("exposure", 1.0),
-                     kwargs.get("dispersion"), kwargs.get("binary_variance", "mean"),
-                     kwargs.get("glmm_variance", "null-alternative"))
+    spec = _power_iv(
+        probe,
+        effect,
+        variance,
+        cluster_size,
+        kwargs.get("family", "gaussian"),
+        kwargs.get("link"),
+        kwargs.get("baseline"),
+        kwargs.get("alpha", 0.05),
+        None,
+        None,
+        kwargs.get("sampling", "cross-sectional"),
+        kwargs.get("churn"),
+        kwargs.get("individual_decay"),
+        kwargs.get("time", "categorical"),
+        kwargs.get("analysis", "mixed"),
+        kwargs.get("exposure", 1.0),
+        kwargs.get("dispersion"),
+        kwargs.get("binary_variance", "mean"),
+        kwargs.get("glmm_variance", "null-alternative"),
+    )
     if spec.variance.eta2 > 0:
         raise ValueError("search_designs does not support a random treatment effect (eta2 > 0).")
     z1, cov1, _ = _covariance(spec, spec.effect)
     info1 = pk.per_cluster_information(z1, cov1)
-    link_scale = (spec.family != "gaussian" and spec.link != "identity"
-                  and spec.analysis == "mixed" and spec.glmm_variance == "null-alternative")
+    link_scale = (
+        spec.family != "gaussian"
+        and spec.link != "identity"
+        and spec.analysis == "mixed"
+        and spec.glmm_variance == "null-alternative"
+    )
     if link_scale:
         z0, cov0, _ = _covariance(spec, 0.0)
         info0 = pk.per_cluster_information(z0, cov0)
@@ -281,8 +449,13 @@ def search_designs(
     cand, v1, v0 = cand[order], v1[order], v0[order]
     p2, p1 = pk.wald_power_null_alt(spec.effect, np.sqrt(v0), np.sqrt(v1), spec.alpha, None)
     return DesignSearchResult(
-        patterns=patterns, allocations=cand, variance=v1, power=np.asarray(p2),
-        power_one_tail=np.asarray(p1), n_evaluated=int(cand.shape[0]), exhaustive=exhaustive,
+        patterns=patterns,
+        allocations=cand,
+        variance=v1,
+        power=np.asarray(p2),
+        power_one_tail=np.asarray(p1),
+        n_evaluated=int(cand.shape[0]),
+        exhaustive=exhaustive,
         _power_kwargs=dict(effect=effect, alpha=spec.alpha),
     )
 
