@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .exceptions import DesignError, SteppedWedgeWarning
+from ._validation import parse_date_text
+from .exceptions import DesignError, OptionError, SteppedWedgeWarning
 
 __all__ = [
     "check_cells",
@@ -166,8 +167,14 @@ def check_cells(
 # --------------------------------------------------------------------------------------
 # dates
 # --------------------------------------------------------------------------------------
-def _to_timestamp(value: Any, what: str) -> pd.Timestamp | None:
-    """Parse one date; None/NaT/NaN -> None; anything unparseable -> DesignError."""
+def _to_timestamp(
+    value: Any, what: str, dayfirst: bool | None = None, date_format: str | None = None
+) -> pd.Timestamp | None:
+    """Parse one date; None/NaT/NaN -> None; anything unparseable -> DesignError.
+
+    Text must be ISO 8601 unless ``dayfirst`` or ``date_format`` says how to read it
+    (:func:`steppedwedge._validation.parse_date_text`): ``"01/07/2024"`` is never guessed.
+    """
     if value is None:
         return None
     if isinstance(value, float) and math.isnan(value):
@@ -176,7 +183,14 @@ def _to_timestamp(value: Any, what: str) -> pd.Timestamp | None:
         return None
     if isinstance(value, pd.Period):
         return value.start_time.normalize()
-    if isinstance(value, (str, _dt.date, _dt.datetime, pd.Timestamp, np.datetime64)):
+    if isinstance(value, str):
+        if not value.strip() or value.strip().lower() in ("nat", "nan", "none"):
+            return None if value.strip() else _raise_blank(what)
+        try:
+            value = parse_date_text(value, what, dayfirst=dayfirst, date_format=date_format)
+        except OptionError as exc:
+            raise DesignError(str(exc)) from None
+    if isinstance(value, (_dt.date, _dt.datetime, pd.Timestamp, np.datetime64)):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -191,7 +205,13 @@ def _to_timestamp(value: Any, what: str) -> pd.Timestamp | None:
     raise DesignError(f"{what} is not a date; got {value!r} ({type(value).__name__}).")
 
 
-def parse_start_dates(start_dates: Any) -> tuple[tuple[Hashable, ...], list[pd.Timestamp | None]]:
+def _raise_blank(what: str) -> None:
+    raise DesignError(f"{what} is an empty string; use None (never treated) or a date.")
+
+
+def parse_start_dates(
+    start_dates: Any, dayfirst: bool | None = None, date_format: str | None = None
+) -> tuple[tuple[Hashable, ...], list[pd.Timestamp | None]]:
     """Normalise ``start_dates`` to (labels, timestamps) preserving order."""
     if isinstance(start_dates, pd.DataFrame):
         if start_dates.shape[1] != 2:
@@ -216,7 +236,7 @@ def parse_start_dates(start_dates: Any) -> tuple[tuple[Hashable, ...], list[pd.T
         raise DesignError("`start_dates` must name at least one cluster; got none.")
     clusters = check_labels(labels, "start_dates")
     dates = [
-        _to_timestamp(v, f"the start date of cluster {_fmt(c)}")
+        _to_timestamp(v, f"the start date of cluster {_fmt(c)}", dayfirst, date_format)
         for c, v in zip(clusters, raw, strict=True)
     ]
     for c, d in zip(clusters, dates, strict=True):
@@ -267,7 +287,9 @@ def parse_period_grid(periods: Any) -> pd.PeriodIndex:
     return out
 
 
-def parse_window(window: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
+def parse_window(
+    window: Any, dayfirst: bool | None = None, date_format: str | None = None
+) -> tuple[pd.Timestamp, pd.Timestamp]:
     """Parse ``window=(start, end)`` (end inclusive)."""
     if window is None:
         raise DesignError(
@@ -279,8 +301,8 @@ def parse_window(window: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
         raise DesignError(
             f"`window` must be a pair (first_day, last_day); got {window!r}."
         ) from None
-    start = _to_timestamp(a, "`window[0]`")
-    end = _to_timestamp(b, "`window[1]`")
+    start = _to_timestamp(a, "`window[0]`", dayfirst, date_format)
+    end = _to_timestamp(b, "`window[1]`", dayfirst, date_format)
     if start is None or end is None:
         raise DesignError(f"`window` must be two dates; got {window!r}.")
     if end < start:

@@ -55,6 +55,27 @@ def _parser() -> argparse.ArgumentParser:
         choices=("first-treated", "partial", "exclude"),
         help="value of the period containing a start date (default: first-treated)",
     )
+    order = d.add_mutually_exclusive_group()
+    order.add_argument(
+        "--dayfirst",
+        dest="dayfirst",
+        action="store_const",
+        const=True,
+        help="read non-ISO dates day first: 01/07/2024 is 1 July (UK)",
+    )
+    order.add_argument(
+        "--monthfirst",
+        dest="dayfirst",
+        action="store_const",
+        const=False,
+        help="read non-ISO dates month first: 07/01/2024 is 1 July (US)",
+    )
+    order.add_argument(
+        "--date-format",
+        metavar="FMT",
+        help="exact strptime format of the start dates, e.g. %%d/%%m/%%Y "
+        "(default: ISO 8601, YYYY-MM-DD)",
+    )
     d.add_argument("--plot", metavar="PNG", help="write the design diagram to this PNG file")
     d.add_argument("--csv", metavar="CSV", help="write the design in long format to this CSV")
 
@@ -96,13 +117,19 @@ def _design(args: argparse.Namespace) -> int:
     else:
         if not args.periods:
             raise SteppedWedgeError("`--periods` is required with `--start-dates`.")
-        frame = pd.read_csv(args.start_dates)
+        frame = _read_csv(args.start_dates, "--start-dates")
         if frame.shape[1] != 2:
             raise SteppedWedgeError(
                 f"{args.start_dates} must have two columns (cluster, start date); "
                 f"got {list(frame.columns)}."
             )
-        design = Design.from_start_dates(frame, args.periods, transition=args.transition)
+        design = Design.from_start_dates(
+            frame,
+            args.periods,
+            transition=args.transition,
+            dayfirst=args.dayfirst,
+            date_format=args.date_format,
+        )
     print(design.summary())
     if args.csv:
         design.to_frame().to_csv(args.csv, index=False)
@@ -111,6 +138,25 @@ def _design(args: argparse.Namespace) -> int:
         _save_plot(design, args.plot)
         print(f"wrote {args.plot}")
     return 0
+
+
+def _read_csv(path: str, flag: str, *, text: bool = True) -> pd.DataFrame:
+    """Read a CSV named on the command line, with messages that say what is wrong."""
+    file = Path(path)
+    if file.is_dir():
+        raise SteppedWedgeError(f"`{flag}` {path!r} is a folder; give the path of a CSV file.")
+    if not file.exists():
+        raise SteppedWedgeError(f"`{flag}` file {path!r} does not exist.")
+    try:
+        # dates are read as text, so that the library (not pandas) decides how to read them
+        frame = pd.read_csv(file, dtype=str) if text else pd.read_csv(file)
+    except pd.errors.EmptyDataError:
+        raise SteppedWedgeError(f"`{flag}` file {path!r} is empty.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise SteppedWedgeError(f"`{flag}` file {path!r} is not a readable CSV: {exc}") from None
+    if frame.empty:
+        raise SteppedWedgeError(f"`{flag}` file {path!r} has a header but no rows.")
+    return frame
 
 
 def _save_plot(design: object, path: str) -> None:
@@ -145,7 +191,7 @@ def _randomise(args: argparse.Namespace) -> int:
         balance = _split(args.balance) or list(cfg.balance)
         cutoff = args.cutoff if args.cutoff is not None else cfg.cutoff
     else:
-        frame = pd.read_csv(args.clusters)
+        frame = _read_csv(args.clusters, "--clusters", text=False)
         if args.cluster_column not in frame.columns:
             raise SteppedWedgeError(
                 f"{args.clusters} has no column {args.cluster_column!r}; columns are "

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import _design_validation as _dv
-from ._validation import check_option, check_positive_int
+from ._validation import check_dayfirst, check_option, check_positive_int
 from .exceptions import DesignError
 
 if TYPE_CHECKING:
@@ -518,6 +518,8 @@ class Design:
         window: Any = None,
         allow_outside: bool = False,
         check_identifiable: bool = True,
+        dayfirst: bool | None = None,
+        date_format: str | None = None,
     ) -> Design:
         """Build a design from each cluster's calendar start date.
 
@@ -552,6 +554,14 @@ class Design:
             clusters contribute no within-cluster contrast.
         check_identifiable : bool, default True
             See :class:`Design`.
+        dayfirst : bool, optional
+            How to read dates written as text in any form other than ISO 8601
+            (``"2024-07-01"``): ``True`` reads ``"01/07/2024"`` as 1 July (UK), ``False`` as
+            7 January (US).  Without it (or ``date_format``) such dates raise, because the
+            order of day and month cannot be guessed safely.
+        date_format : str, optional
+            An exact :func:`datetime.datetime.strptime` format for text dates, e.g.
+            ``"%d/%m/%Y"``; cannot be combined with ``dayfirst``.
 
         Returns
         -------
@@ -563,9 +573,10 @@ class Design:
         Raises
         ------
         DesignError
-            For unparseable dates (naming the cluster and value), start dates before the
-            first period (unless ``allow_outside``), a period grid that is not increasing
-            or has gaps, duplicate clusters, or an unidentifiable design.
+            For unparseable dates (naming the cluster and value), non-ISO text dates without
+            ``dayfirst``/``date_format`` (``"01/07/2024"``: 1 July or 7 January?), start
+            dates before the first period (unless ``allow_outside``), a period grid that is
+            not increasing or has gaps, duplicate clusters, or an unidentifiable design.
 
         Warns
         -----
@@ -609,10 +620,11 @@ class Design:
         """
         rule = check_option("transition", transition, ("first-treated", "partial", "exclude"))
         k = _int_arg("transition_periods", transition_periods, 0)
-        clusters, dates = _dv.parse_start_dates(start_dates)
+        check_dayfirst(dayfirst, date_format)
+        clusters, dates = _dv.parse_start_dates(start_dates, dayfirst, date_format)
         lengths: np.ndarray | None
         if isinstance(periods, str) and periods.strip().lower() == "starts":
-            w0, w1 = _dv.parse_window(window)
+            w0, w1 = _dv.parse_window(window, dayfirst, date_format)
             inner = sorted({d for d in dates if d is not None and w0 < d <= w1})
             bounds = [w0, *inner, w1 + pd.Timedelta(days=1)]
             first = pd.DatetimeIndex(bounds[:-1])

@@ -11,7 +11,9 @@ A minimal ``trial.toml``::
 
     [design]
     periods = "2022Q1/2026Q4"          # a pandas Period range "first/last"
-    wave_starts = ["2023-01-01", "2023-07-01", "2024-01-01"]
+    wave_starts = ["2023-01-01", "2023-07-01", "2024-01-01"]   # ISO 8601 (or TOML dates)
+    # dayfirst = true                  # only for non-ISO dates: 01/07/2023 is 1 July
+    # date_format = "%d/%m/%Y"         # or an exact strptime format instead of dayfirst
     clusters_per_wave = [3, 2, 3]
     transition = "first-treated"       # or "partial" / "exclude"
 
@@ -58,7 +60,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..exceptions import DesignError
+from .._validation import parse_date_text
+from ..exceptions import DesignError, OptionError
 
 if sys.version_info >= (3, 11):  # pragma: no cover - depends on the interpreter
     import tomllib
@@ -170,8 +173,13 @@ class TrialConfig:
             names the table and key.
         """
         path = Path(path)
+        if path.is_dir():
+            raise DesignError(
+                f"trial configuration {str(path)!r} is a folder; give the path of its "
+                "trial.toml file."
+            )
         if not path.is_file():
-            raise DesignError(f"trial configuration file not found: {path}")
+            raise DesignError(f"trial configuration file {str(path)!r} does not exist.")
         with path.open("rb") as fh:
             raw = tomllib.load(fh)
         return cls.from_mapping(raw, base=path.parent, source=str(path))
@@ -193,8 +201,15 @@ class TrialConfig:
         def read_csv(table: str, key: str) -> tuple[pd.DataFrame, str]:
             rel = need(table, key)
             file = base / str(rel)
+            if file.is_dir():
+                raise DesignError(
+                    f"trial configuration: [{table}] {key} = {rel!r} is a folder ({file}); "
+                    "give the path of a CSV file."
+                )
             if not file.is_file():
-                raise DesignError(f"trial configuration: [{table}] {key} = {rel!r} not found.")
+                raise DesignError(
+                    f"trial configuration: [{table}] {key} = {rel!r}: no such file ({file})."
+                )
             return pd.read_csv(file), str(rel)
 
         clusters, _ = read_csv("randomisation", "clusters")
@@ -243,7 +258,7 @@ class TrialConfig:
         return cls(
             title=str(raw.get("trial", {}).get("title", "Stepped-wedge trial")),
             periods=str(need("design", "periods")),
-            wave_starts=tuple(str(s) for s in need("design", "wave_starts")),
+            wave_starts=_wave_starts(need("design", "wave_starts"), raw["design"]),
             clusters_per_wave=tuple(int(n) for n in need("design", "clusters_per_wave")),
             transition=str(raw["design"].get("transition", "first-treated")),
             clusters=clusters,
@@ -277,3 +292,33 @@ class TrialConfig:
             for k in range(1, n + 1):
                 slots[f"wave {w}, slot {k}"] = start
         return slots
+
+
+def _wave_starts(values: Any, design: Mapping[str, Any]) -> tuple[str, ...]:
+    """Read ``[design] wave_starts`` as ISO dates, honouring ``dayfirst``/``date_format``."""
+    dayfirst = design.get("dayfirst")
+    date_format = design.get("date_format")
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise DesignError(
+            f"trial configuration: [design] wave_starts must be a list of dates; got {values!r}."
+        )
+    out = []
+    for k, value in enumerate(values):
+        what = f"trial configuration: [design] wave_starts[{k}]"
+        if isinstance(value, str):
+            try:
+                value = parse_date_text(value, what, dayfirst=dayfirst, date_format=date_format)
+            except OptionError as exc:
+                raise DesignError(
+                    str(exc)
+                    .replace("pass dayfirst=", "set dayfirst = ")
+                    .replace("date_format=", "date_format = ")
+                    + " (keys of the [design] table)"
+                ) from None
+        if not hasattr(value, "isoformat"):
+            raise DesignError(f"{what} must be a date; got {value!r}.")
+        ts = pd.Timestamp(value)
+        if ts != ts.normalize():
+            raise DesignError(f"{what} must be a calendar day without a time of day; got {ts}.")
+        out.append(ts.date().isoformat())
+    return tuple(out)
