@@ -232,9 +232,14 @@ def test_cr2_matches_clubsandwich(case) -> None:
     np.testing.assert_allclose(sat.df, case["df_satterthwaite"], **CLOSED_FORM_REF)
     np.testing.assert_allclose(sat.pvalue, case["p_satterthwaite"], **CLOSED_FORM_REF)
     default = fit_cluster_summary(td, weights=case["weights"])
-    assert default.vcov == "cr2" and default.dof == "clusters"
-    assert default.df == case["n_clusters"] - 2
+    assert default.vcov == "cr2"
+    if case["weights"] == "none":  # calibrated defaults: I - 2 unweighted, else Satterthwaite
+        assert default.dof == "clusters" and default.df == case["n_clusters"] - 2
+    else:
+        assert default.dof == "satterthwaite" and default.df == sat.df
     np.testing.assert_allclose(default.std_error, case["se_cr2"], **CLOSED_FORM_REF)
+    i2 = fit_cluster_summary(td, weights=case["weights"], dof="clusters")
+    assert i2.df == case["n_clusters"] - 2
     old = fit_cluster_summary(td, weights=case["weights"], vcov="model")
     np.testing.assert_allclose(old.std_error, case["se_model"], **CLOSED_FORM_REF)
     assert old.df == case["df_residual"]
