@@ -9,6 +9,15 @@ variance component ``comp[j]`` (cluster intercept, cluster-period, treatment slo
 standard deviation ``sigma`` is an outer parameter (``sigma >= 0``, lme4's spherical
 parametrisation, so a zero variance is an ordinary boundary point).
 
+An optional AR(1) block (``UnitData.ar1 = (start, T)``: columns ``start .. start+T-1``, one
+per period) makes ``Lambda`` lower triangular there: ``Lambda_block = gamma * L(r)`` with
+``L(r)`` the Cholesky factor of the AR(1) correlation matrix ``R_jk = r^|j-k|``, in closed
+form ``L[j, 0] = r^j``, ``L[j, k] = r^(j-k) sqrt(1 - r^2)`` (``1 <= k <= j``), so that the
+block's effects ``b = gamma L v`` have covariance ``gamma^2 R(r)`` (glmmTMB's
+``ar1(period + 0 | cluster)``).  The correlation is an extra outer parameter on an unbounded
+scale, ``r = tanh(phi)`` (``-1 < r < 1``: negative correlations allowed, as in glmmTMB), the
+last entry of the variance-parameter vector ``sigma``.
+
 For given ``(beta, sigma, alpha)`` the conditional modes ``v_i`` maximise the penalised
 log-likelihood ``f_i(v) = sum_u ll_iu - v'v / 2`` (Newton with step halving, all clusters
 at once on ``(I, q, q)`` arrays).  The Laplace log-likelihood is
@@ -19,7 +28,15 @@ with ``W`` the observed information (so the approximation is the one glmmTMB/TMB
 for canonical links it is also lme4's).  Its gradient with respect to ``beta``, ``sigma``
 and the NB log-size ``alpha`` is exact: the envelope theorem for the first term and the
 implicit-function derivative of the modes for ``log|H|``, which brings in the third
-derivative ``w1 = dW/deta``.  Numpy only.
+derivative ``w1 = dW/deta``.  For a variance parameter ``t`` with ``D = dLambda/dt`` the
+derivative is
+
+    dL/dt = s' Z D v - [ 2 tr(H^-1 A'W Z D) + sum_u w1_u d_u deta_u ] / 2,
+    deta = Z D v + A dv,   dv = H^-1 (D' Z' s - A' W Z D v),   d_u = a_u' H^-1 a_u,
+
+(``D = E_k``, the indicator of component ``k``, for a standard deviation; ``D = L(r)`` for
+the AR(1) SD and ``gamma dL/dphi`` for its correlation, with ``dL/dphi = (1 - r^2) dL/dr``
+in closed form).  Numpy only.
 """
 
 from __future__ import annotations
@@ -31,7 +48,7 @@ import numpy as np
 
 from .families import Family
 
-__all__ = ["UnitData", "LaplaceState", "modes", "laplace", "laplace_grad"]
+__all__ = ["UnitData", "LaplaceState", "ar1_factor", "modes", "laplace", "laplace_grad"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +70,13 @@ class UnitData:
         Number of variance components.
     const : float
         Data-only log-likelihood constant (summed over units).
+    tail_start : int or None
+        Random-effect columns from here on are one-hot (at most one nonzero per unit) and
+        uncorrelated: the Laplace Hessian is an arrowhead.
+    ar1 : (int, int) or None
+        ``(start, T)``: columns ``start .. start + T - 1`` (one per period, all of
+        component ``comp[start]``) form an AR(1) block; the variance-parameter vector then
+        has ``n_comp + 1`` entries, the last being ``phi`` with ``r = tanh(phi)``.
     """
 
     y: np.ndarray
@@ -64,9 +88,13 @@ class UnitData:
     comp: np.ndarray
     n_comp: int
     const: float = 0.0
-    tail_start: int | None = (
-        None  # random-effect columns from here on are one-hot (<= 1 nonzero per unit)
-    )
+    tail_start: int | None = None
+    ar1: tuple[int, int] | None = None
+
+    @property
+    def n_var(self) -> int:
+        """Number of variance parameters: the SDs, plus ``phi`` with an AR(1) block."""
+        return self.n_comp + (1 if self.ar1 is not None else 0)
 
 
 @dataclass
@@ -86,6 +114,63 @@ class LaplaceState:
     converged: bool
     value: float
     per_cluster: np.ndarray | None = None  # (I,) cluster contributions (without the constant)
+
+
+def ar1_factor(r: Any, t: int, deriv: bool = False) -> Any:
+    """Cholesky factor of the AR(1) correlation matrix ``R_jk = r^|j-k|`` (and ``dL/dphi``).
+
+    ``r`` is a scalar or an array of shape ``(I,)`` (one factor per cluster).  Closed form:
+    ``L[j, 0] = r^j``, ``L[j, k] = r^(j-k) s`` for ``1 <= k <= j`` with ``s = sqrt(1 - r^2)``;
+    with ``deriv`` also ``dL/dphi`` for ``r = tanh(phi)`` (``dr/dphi = s^2``):
+    ``j r^(j-1) s^2`` in column 0 and ``(j-k) r^(j-k-1) s^3 - r^(j-k+1) s`` elsewhere.
+
+    Parameters
+    ----------
+    r : float or numpy.ndarray
+        Lag-1 correlation(s), ``-1 < r < 1``.
+    t : int
+        Number of periods.
+    deriv : bool
+        Also return the derivative with respect to ``phi = atanh(r)``.
+
+    Returns
+    -------
+    numpy.ndarray or tuple of numpy.ndarray
+        ``L`` with shape ``(t, t)`` (or ``(I, t, t)``), and ``dL/dphi`` with ``deriv``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lo = ar1_factor(0.6, 4)
+    >>> bool(np.allclose(lo @ lo.T, 0.6 ** np.abs(np.subtract.outer(range(4), range(4)))))
+    True
+    """
+    r = np.asarray(r, dtype=float)[..., None, None]
+    j = np.arange(t)
+    e = j[:, None] - j[None, :]
+    low = e >= 0
+    ee = np.where(low, e, 0)
+    pw = r**ee
+    s = np.sqrt(np.maximum(1.0 - r * r, 0.0))
+    first = j[None, :] == 0
+    lo = np.where(low, np.where(first, pw, pw * s), 0.0)
+    if not deriv:
+        return lo
+    epw = np.where(ee >= 1, ee * r ** np.maximum(ee - 1, 0), 0.0)  # e r^(e-1), 0 at e = 0
+    s2 = s * s
+    dlo = np.where(low, np.where(first, epw * s2, epw * s2 * s - pw * r * s), 0.0)
+    return lo, dlo
+
+
+def _design_a(data: UnitData, sigma: np.ndarray) -> np.ndarray:
+    """Return ``A = Z Lambda`` for variance parameters ``sigma`` ((n_var,) or (I, n_var))."""
+    lam = sigma[..., data.comp]
+    a = data.z * (lam if lam.ndim == 1 else lam[:, None, :])
+    if data.ar1 is not None:
+        s0, t = data.ar1
+        lo = ar1_factor(np.tanh(sigma[..., data.n_comp]), t)
+        a[:, :, s0 : s0 + t] = a[:, :, s0 : s0 + t] @ lo
+    return a
 
 
 def _pieces(
@@ -178,8 +263,7 @@ def _modes(
         fixed = data.x @ beta + data.offset
     else:  # one beta per cluster (batched evaluation of several parameter values)
         fixed = (data.x @ beta[:, :, None])[:, :, 0] + data.offset
-    lam = sigma[..., data.comp]
-    a = data.z * (lam if lam.ndim == 1 else lam[:, None, :])
+    a = _design_a(data, sigma)
     if np.ndim(alpha) > 0:
         alpha = np.asarray(alpha, dtype=float)[:, None]
     v = np.zeros((n_i, q)) if v0 is None else v0.copy()
@@ -244,6 +328,32 @@ def _modes(
     )
 
 
+def _var_terms(
+    data: UnitData, sigma: np.ndarray, k: int, v: np.ndarray, zts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pieces of the derivative in variance parameter ``k``, with ``D = dLambda / d sigma_k``.
+
+    Returns ``Z D v`` ``(I, U)``, ``D' Z's`` ``(I, q)`` and ``D``: the 0/1 column mask of
+    component ``k`` (``(q,)``) for a standard deviation, or the ``(T, T)`` (or ``(I, T, T)``)
+    AR(1) block ``L(r)`` (its SD) or ``gamma dL/dphi`` (its correlation).
+    """
+    if data.ar1 is not None:
+        s0, t = data.ar1
+        kg = int(data.comp[s0])
+        if k in (kg, data.n_comp):
+            lo, dlo = ar1_factor(np.tanh(sigma[..., data.n_comp]), t, deriv=True)
+            dd = lo if k == kg else dlo * np.asarray(sigma[..., kg])[..., None, None]
+            blk = slice(s0, s0 + t)
+            dv = (dd @ v[:, blk, None])[:, :, 0]
+            ck = (data.z[:, :, blk] @ dv[:, :, None])[:, :, 0]
+            dzs = np.zeros_like(v)
+            dzs[:, blk] = (np.swapaxes(dd, -1, -2) @ zts[:, blk, None])[:, :, 0]
+            return ck, dzs, dd
+    ek = (data.comp == k).astype(float)
+    ck = (data.z @ (v * ek)[:, :, None])[:, :, 0]
+    return ck, zts * ek, ek
+
+
 def laplace(
     data: UnitData,
     fam: Family,
@@ -281,7 +391,9 @@ def _laplace_grad(
 ) -> tuple[Any, ...]:
     """Exact gradient of the Laplace log-likelihood: ``(d/d beta, d/d sigma, d/d alpha)``.
 
-    With ``per_cluster`` the cluster contributions, shapes ``(I, p), (I, k), (I,)``.  With
+    ``sigma`` is the variance-parameter vector (the SDs, then ``phi = atanh(r)`` when the
+    data have an AR(1) block), as passed to :func:`modes`.  With ``per_cluster`` the cluster
+    contributions of every outer parameter, shapes ``(I, p), (I, n_var), (I,)``.  With
     ``want_hessian`` also the envelope part of the ``beta`` Hessian of ``-L``,
     ``X'WX - X'WA H^-1 A'WX`` (the third-derivative terms left out).
     """
@@ -298,19 +410,24 @@ def _laplace_grad(
     atwx = at_w @ x  # (I, q, p)
     deta_db = x - ah @ atwx  # (I, U, p)
     g_beta = (s[:, None, :] @ x)[:, 0, :] - 0.5 * (c[:, None, :] @ deta_db)[:, 0, :]
-    # sigma_k
-    n_comp = data.n_comp
-    g_sigma = np.zeros((n_i, n_comp))
+    # variance parameters: SDs (columns of comp k), then the AR(1) phi
+    n_var = data.n_var
+    g_sigma = np.zeros((n_i, n_var))
     m = at_w @ z  # A' W Z  (I, q, q)
     hm_diag = (hinv * m.transpose(0, 2, 1)).sum(axis=2)  # diag(H^-1 A'WZ)
     zts = (s[:, None, :] @ z)[:, 0, :]
-    for k in range(n_comp):
-        ek = (data.comp == k).astype(float)
-        ck = z @ (st.v * ek)[:, :, None]  # (I, U, 1)  Z E_k v
-        env = (s * ck[:, :, 0]).sum(axis=1)
-        dg = (zts * ek)[:, :, None] - at_w @ ck
-        deta = ck + a @ (hinv @ dg)
-        tr1 = 2.0 * (hm_diag * ek).sum(axis=1)
+    for k in range(n_var):
+        ck, dzs, dd = _var_terms(data, sigma, k, st.v, zts)
+        env = (s * ck).sum(axis=1)
+        dg = dzs[:, :, None] - at_w @ ck[:, :, None]
+        deta = ck[:, :, None] + a @ (hinv @ dg)
+        if dd.ndim == 1:
+            tr1 = 2.0 * (hm_diag * dd).sum(axis=1)
+        else:  # tr(H^-1 A'WZ D) over the AR(1) block
+            assert data.ar1 is not None
+            blk = slice(data.ar1[0], data.ar1[0] + data.ar1[1])
+            mbb = hinv[:, blk, :] @ m[:, :, blk]
+            tr1 = 2.0 * (mbb * np.swapaxes(dd, -1, -2)).sum(axis=(-2, -1))
         tr2 = (c * deta[:, :, 0]).sum(axis=1)
         g_sigma[:, k] = env - 0.5 * (tr1 + tr2)
     g_alpha = np.zeros(n_i)
@@ -343,7 +460,7 @@ class CoreFit:
     """Maximum (approximate) likelihood fit of a GLMM."""
 
     beta: np.ndarray
-    sigma: np.ndarray
+    sigma: np.ndarray  # variance parameters: SDs, then phi = atanh(r) with an AR(1) block
     alpha: float
     loglik: float
     hessian: np.ndarray  # (P, P) Hessian of -loglik over (beta, sigma, [alpha])
@@ -358,14 +475,16 @@ class CoreFit:
 class _Objective:
     """``theta -> (loglik, exact gradient, envelope beta-Hessian)`` with warm-started modes.
 
-    ``theta = (beta, sigma, [alpha])``; ``sigma`` enters through ``|sigma|`` (the likelihood is
-    even in it), so the optimiser may work without bounds.
+    ``theta = (beta, sigma, [alpha])``; the SDs in ``sigma`` enter through ``|sigma|`` (the
+    likelihood is even in them), so the optimiser may work without bounds; an AR(1) ``phi``
+    (last entry of ``sigma``) is used as it is.
     """
 
     def __init__(self, data: UnitData, fam: Family, n_quadrature: int) -> None:
         self.data, self.fam, self.nq = data, fam, n_quadrature
         self.p = data.x.shape[2]
-        self.k = data.n_comp
+        self.k = data.n_var
+        self.even = np.arange(self.k) < data.n_comp  # SDs: the likelihood is even in them
         self.v0: np.ndarray | None = None
         self.n_eval = 0
         self.batch = True  # vectorised finite differences (faster than sequential evaluations)
@@ -373,7 +492,11 @@ class _Objective:
     def split(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         p, k = self.p, self.k
         alpha = float(theta[p + k]) if self.fam.has_dispersion else 0.0
-        return theta[:p], np.abs(theta[p : p + k]), alpha
+        return theta[:p], np.where(self.even, np.abs(theta[p : p + k]), theta[p : p + k]), alpha
+
+    def signs(self, var: np.ndarray) -> np.ndarray:
+        """``d|sigma|/d sigma`` for the variance parameters ``var`` (``(k,)`` or ``(R, k)``)."""
+        return np.where(self.even & (var < 0), -1.0, 1.0)
 
     def state(
         self, theta: np.ndarray, want_hessian: bool = True
@@ -399,7 +522,7 @@ class _Objective:
         if st.converged:
             self.v0 = st.v
             self._last = (theta.copy(), st, alpha)
-        sgn = np.where(theta[self.p : self.p + self.k] < 0, -1.0, 1.0)
+        sgn = self.signs(theta[self.p : self.p + self.k])
         g = np.concatenate([gb, gs * sgn] + ([np.array([ga])] if self.fam.has_dispersion else []))
         return val, g, hb
 
@@ -417,10 +540,10 @@ class _Objective:
             if j < p:
                 rhs = -(at_w @ d.x[:, :, j : j + 1])[:, :, 0]
             elif j < p + self.k:
-                ek = (d.comp == j - p).astype(float)
-                ck = d.z @ (st.v * ek)[:, :, None]
-                rhs = zts * ek - (at_w @ ck)[:, :, 0]
-                rhs = rhs * (-1.0 if theta[j] < 0 else 1.0)
+                sig = self.split(theta)[1]
+                ck, dzs, _ = _var_terms(d, sig, j - p, st.v, zts)
+                rhs = dzs - (at_w @ ck[:, :, None])[:, :, 0]
+                rhs = rhs * self.signs(theta[p : p + self.k])[j - p]
             else:
                 ds = self.fam.dalpha(d.y, st.eta, alpha)[1] * d.weight
                 rhs = (ds[:, None, :] @ st.a)[:, 0, :]
@@ -445,6 +568,7 @@ class _Objective:
                 n_comp=d.n_comp,
                 const=0.0,
                 tail_start=d.tail_start,
+                ar1=d.ar1,
             )
             self._tile_r = r
         return self._tile_data
@@ -464,7 +588,8 @@ class _Objective:
         p, k = self.p, self.k
         td = self._tiled(r)
         beta = np.repeat(thetas[:, :p], n_i, axis=0)
-        sigma = np.repeat(np.abs(thetas[:, p : p + k]), n_i, axis=0)
+        var = thetas[:, p : p + k]
+        sigma = np.repeat(np.where(self.even, np.abs(var), var), n_i, axis=0)
         alpha: Any = np.repeat(thetas[:, p + k], n_i) if self.fam.has_dispersion else 0.0
         v0: np.ndarray | None
         if v_start is not None:
@@ -477,7 +602,7 @@ class _Objective:
             return None
         gb, gs, ga = laplace_grad(td, self.fam, st, sigma, alpha, per_cluster=True)
         gb = gb.reshape(r, n_i, p).sum(axis=1)
-        gs = gs.reshape(r, n_i, k).sum(axis=1) * np.where(thetas[:, p : p + k] < 0, -1.0, 1.0)
+        gs = gs.reshape(r, n_i, k).sum(axis=1) * self.signs(var)
         parts = [gb, gs]
         if self.fam.has_dispersion:
             parts.append(ga.reshape(r, n_i).sum(axis=1)[:, None])
@@ -544,14 +669,19 @@ def _newton(
     # NB log-size: capped at ALPHA_MAX (size 1e6: the Poisson limit); held there when the
     # likelihood still increases towards it
     ia = p + obj.k if obj.fam.has_dispersion else None
+    # box bounds: the NB log-size above, the AR(1) phi within +-PHI_MAX (|r| < 1 - 1e-6)
+    lower = np.full(n_par, -np.inf)
+    upper = np.full(n_par, np.inf)
     if ia is not None:
-        theta[ia] = min(theta[ia], ALPHA_MAX)
+        upper[ia] = ALPHA_MAX
+    if obj.data.ar1 is not None:
+        lower[p + obj.data.n_comp], upper[p + obj.data.n_comp] = -PHI_MAX, PHI_MAX
+    theta = np.clip(theta, lower, upper)
     val, g, hb = obj.state(theta)
     if not np.isfinite(val):
-        raise FloatingPointError("the log-likelihood is not finite at the starting values")
+        raise _NonFinite("the log-likelihood is not finite at the starting values")
     last_cols = None
     for _it in range(max_iter):
-        held = np.zeros(n_par, dtype=bool)
         if ia is not None and ALPHA_SNAP < theta[ia] < ALPHA_MAX and g[ia] > 0:
             # size beyond 1e4 and still increasing: the likelihood is flat towards the Poisson
             # limit, so go straight to the cap instead of creeping along the plateau
@@ -560,8 +690,8 @@ def _newton(
             v2, g2, hb2 = obj.state(cand)
             if np.isfinite(v2) and v2 >= val - 1e-9 * max(1.0, abs(val)):
                 theta, val, g, hb = cand, v2, g2, hb2
-        if ia is not None and theta[ia] >= ALPHA_MAX - 1e-9 and g[ia] > 0:
-            held[ia] = True
+        # parameters at a bound with the likelihood still increasing beyond it: held there
+        held = ((theta >= upper - 1e-9) & (g > 0)) | ((theta <= lower + 1e-9) & (g < 0))
         hess = np.zeros((n_par, n_par))
         hess[:p, :p] = hb
         cols = obj.jacobian_columns(theta, g, var_idx)
@@ -591,9 +721,7 @@ def _newton(
         t = 1.0
         moved = False
         for _ in range(30):
-            cand = theta + t * step
-            if ia is not None:
-                cand[ia] = min(cand[ia], ALPHA_MAX)
+            cand = np.clip(theta + t * step, lower, upper)
             v2, g2, hb2 = obj.state(cand, want_hessian=not final)
             if np.isfinite(v2) and v2 >= val - 1e-12 * max(1.0, abs(val)):
                 theta, val, g, hb = cand, v2, g2, hb2
@@ -611,6 +739,12 @@ def _newton(
     return theta, val, g, None, False, "maximum number of iterations reached"
 
 
+class _NonFinite(ArithmeticError):
+    """The Laplace log-likelihood is not finite at the starting values (caught by callers)."""
+
+
+#: Bound of the AR(1) working parameter ``|phi| = |atanh(r)|``: ``|r| <= 1 - 1e-6``.
+PHI_MAX = float(np.arctanh(1.0 - 1e-6))
 #: Upper bound of the NB log-size ``alpha = log k`` (k = 1e6: indistinguishable from Poisson).
 ALPHA_MAX = float(np.log(1e6))
 #: Beyond ``k = 1e4`` with the likelihood still increasing in ``k``, jump to ALPHA_MAX.
@@ -638,10 +772,11 @@ def fit_glmm_core(
     Jacobian of the exact gradient at the optimum, over the parameters not on the boundary
     (a standard deviation below ``1e-5`` is set to 0 and flagged).
     """
-    p, k = data.x.shape[2], data.n_comp
+    p, k, kv = data.x.shape[2], data.n_comp, data.n_var
     theta = np.concatenate([beta0, sigma0, [alpha0] if fam.has_dispersion else []]).astype(float)
     n_par = theta.size
     var_idx = np.arange(p, n_par)
+    ia = p + kv if fam.has_dispersion else None
     obj = _Objective(data, fam, 1)
     theta, val, g, cols, converged, message = _newton(obj, theta, max_iter)
     n_eval = obj.n_eval
@@ -657,8 +792,12 @@ def fit_glmm_core(
     zero = np.zeros(n_par, dtype=bool)
     zero[sig_idx[theta[sig_idx] < 1e-5]] = True
     free = ~zero
-    if fam.has_dispersion and theta[p + k] >= ALPHA_MAX - 1e-9:
-        free[p + k] = False  # NB size at its upper bound (Poisson limit): held fixed
+    if ia is not None and theta[ia] >= ALPHA_MAX - 1e-9:
+        free[ia] = False  # NB size at its upper bound (Poisson limit): held fixed
+    if data.ar1 is not None:
+        i_phi = p + k
+        if zero[p + int(data.comp[data.ar1[0]])] or abs(theta[i_phi]) >= PHI_MAX - 1e-9:
+            free[i_phi] = False  # no AR(1) variance (r unidentified) or |r| at its bound
     if zero.any():
         theta[zero] = 0.0
         val, g = obj.value_grad(theta)
@@ -675,25 +814,20 @@ def fit_glmm_core(
     hess[~free, :] = 0.0
     hess[:, ~free] = 0.0
     n_eval = n_eval + obj.n_eval if obj.nq > 1 else obj.n_eval
-    st = modes(
-        data,
-        fam,
-        theta[:p],
-        theta[p : p + k],
-        float(theta[p + k]) if fam.has_dispersion else 0.0,
-        obj.v0,
-    )
-    converged = converged and st.converged
+    alpha = float(theta[ia]) if ia is not None else 0.0
+    st = modes(data, fam, theta[:p], theta[p : p + kv], alpha, obj.v0)
+    converged = converged and st.converged and bool(np.all(np.isfinite(hess)))
     try:
         if np.linalg.eigvalsh(hess[np.ix_(free, free)]).min() <= 0:
             converged = False
             message += "; Hessian not positive definite"
     except np.linalg.LinAlgError:
         converged = False
+        message += "; Hessian not available"
     return CoreFit(
         beta=theta[:p].copy(),
-        sigma=theta[p : p + k].copy(),
-        alpha=float(theta[p + k]) if fam.has_dispersion else 0.0,
+        sigma=theta[p : p + kv].copy(),
+        alpha=alpha,
         loglik=float(val),
         hessian=hess,
         free=free,

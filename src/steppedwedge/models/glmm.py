@@ -30,14 +30,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 from .._core.families import FAMILY_LINKS, log_constant, make_family
-from .._core.laplace import CoreFit, UnitData, fit_glmm_core
+from .._core.laplace import PHI_MAX, CoreFit, UnitData, fit_glmm_core
 from .._formula import covariate_matrix
 from .._validation import check_option, check_positive_int
+from .._warnings import warn
 from ..data import TrialData
-from ..exceptions import ConvergenceWarning, DataError, SteppedWedgeWarning
+from ..exceptions import ConvergenceWarning, DataError, DesignError, SteppedWedgeWarning
 from ..results import FitResult, Summary, _fmt
 from .mixed import (
     EFFECT_TYPES,
@@ -52,7 +53,15 @@ from .mixed import (
 __all__ = ["GLMM_DOF", "GLMM_RANDOM", "GLMMResult", "fit_glmm"]
 
 #: Random-effect structures available for GLMMs.
-GLMM_RANDOM = ("nested", "cluster", "random-slope", "nested+random-slope")
+GLMM_RANDOM = (
+    "nested",
+    "cluster",
+    "random-slope",
+    "nested+random-slope",
+    "decay",
+    "nested+decay",
+)
+_DECAY = ("decay", "nested+decay")
 _GLMM_FAMILIES = tuple(FAMILY_LINKS)
 _METHODS = ("laplace", "agq")
 #: Denominator df rules for GLMM Wald tests (a positive number is also accepted).
@@ -83,6 +92,13 @@ class GLMMResult(FitResult):
         Quadrature points (1 = Laplace).
     n_units : int
         Number of likelihood units after aggregation (cells, or cell x covariate groups).
+    variance_intervals : dict
+        ``name -> (estimate, low, high)``: 95% Wald intervals of the variance components
+        from the Hessian of the Laplace log-likelihood, computed on a transformed scale and
+        mapped back: log scale for the variances ``tau2``, ``gamma2``, ``eta2`` and the NB
+        size ``nb_size``, Fisher z (``atanh``) for the AR(1) correlation ``decay``.
+        Components on a boundary (estimated as 0, ``|decay|`` at 1, size at its cap) have
+        ``nan`` limits.
 
     Examples
     --------
@@ -104,6 +120,7 @@ class GLMMResult(FitResult):
     dispersion: float | None = None
     n_quadrature: int = 1
     n_units: int = 0
+    variance_intervals: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
     def tidy(self, confidence_level: float = 0.95, *, exponentiate: bool = False) -> pd.DataFrame:
         """One row per term: the estimand first, then the other fixed effects.
@@ -263,12 +280,26 @@ class GLMMResult(FitResult):
                 "estimate": list(self.variance_components.values()),
             }
         )
+        if self.variance_intervals:
+            ci = self.variance_intervals
+            nan = (math.nan, math.nan, math.nan)
+            vc["low"] = [ci.get(c, nan)[1] for c in vc["component"]]
+            vc["high"] = [ci.get(c, nan)[2] for c in vc["component"]]
         tables = [
             (
                 "Fixed effects" + (" (exponentiated estimates and limits)" if exponentiate else ""),
                 self.tidy(exponentiate=exponentiate),
             ),
-            ("Variance components (link scale)", vc),
+            (
+                "Variance components (link scale)"
+                + (
+                    "; 95% Wald CI on the log scale (variances, NB size) and the atanh scale "
+                    "(decay)"
+                    if self.variance_intervals
+                    else ""
+                ),
+                vc,
+            ),
         ]
         if self.correlations:
             tables.append(
@@ -553,6 +584,8 @@ def fit_glmm(
     )
     cells = td.cells()
     n_i, n_t = cells.shape
+    if random in _DECAY:
+        _check_decay_periods(data[period], period, design, random, n_t)
     observed = np.asarray(cells.observed)
     trt = np.where(observed, np.asarray(cells.treatment, dtype=float), 0.0)
 
@@ -663,9 +696,10 @@ def fit_glmm(
     zcols: list[np.ndarray] = []
     comp: list[int] = []
     comp_names: list[str] = []
-    zcols.append(np.ones((n_g, 1)))
-    comp.append(0)
-    comp_names.append("tau2")
+    if random != "decay":
+        zcols.append(np.ones((n_g, 1)))
+        comp.append(0)
+        comp_names.append("tau2")
     if random in ("random-slope", "nested+random-slope"):
         zcols.append(g_t[:, None])
         comp.append(len(comp_names))
@@ -673,6 +707,13 @@ def fit_glmm(
     tail_start = None
     if random in ("nested", "nested+random-slope"):
         tail_start = len(comp)  # one-hot cluster-period columns last: arrowhead Laplace Hessian
+        zcols.append(np.eye(n_t)[g_p])
+        comp += [len(comp_names)] * n_t
+        comp_names.append("gamma2")
+    ar1 = None
+    if random in _DECAY:
+        # AR(1) cluster-period effects, one column per period (position in td.periods)
+        ar1 = (len(comp), n_t)
         zcols.append(np.eye(n_t)[g_p])
         comp += [len(comp_names)] * n_t
         comp_names.append("gamma2")
@@ -692,19 +733,21 @@ def fit_glmm(
         n_comp=len(comp_names),
         const=float(g_const.sum()),
         tail_start=tail_start,
+        ar1=ar1,
     )
 
     # -------------------------------------------------------------- start and fit
     beta0, alpha0 = _glm_start(fam, g_y, g_n, g_off, g_x)
     sigma0 = _sigma_start(fam, beta0, alpha0, g_y, g_n, g_off, g_x, g_c, g_p, comp_names, n_i, n_t)
+    if ar1 is not None:
+        sigma0 = np.append(sigma0, np.arctanh(0.8 if random == "decay" else 0.5))
     core = fit_glmm_core(ud, fam, beta0, sigma0, alpha0, n_quadrature=nq)
     messages: list[str] = []
     if not core.converged:
-        warnings.warn(
+        warn(
             f"The {method} optimiser did not converge ({core.message}); estimates may be "
             "unreliable.",
             ConvergenceWarning,
-            stacklevel=3,
         )
         messages.append(f"The optimiser did not converge ({core.message}).")
     at_bound = [comp_names[k] for k in range(len(comp_names)) if core.sigma[k] == 0.0]
@@ -713,6 +756,8 @@ def fit_glmm(
         messages.append(
             f"Singular fit: {', '.join(at_bound)} estimated as 0 (boundary of the parameter space)."
         )
+    if ar1 is not None:
+        singular = _decay_boundary(core, comp_names, random, messages) or singular
     if fam.has_dispersion and not core.free[-1]:
         singular = True
         messages.append(
@@ -755,10 +800,15 @@ def fit_glmm(
         curve.insert(0, "exposure_time", exp_levels)
         curve = curve.drop(columns="term").reset_index(drop=True)
     vc = {nm: float(core.sigma[k] ** 2) for k, nm in enumerate(comp_names)}
+    if ar1 is not None:
+        vc["decay"] = float(np.tanh(core.sigma[len(comp_names)]))
     dispersion = float(np.exp(core.alpha)) if fam.has_dispersion else None
     if dispersion is not None:
         vc["nb_size"] = dispersion
     correlations = _latent_correlations(link if family == "binomial" else None, core, comp_names, p)
+    intervals = _variance_intervals(core, comp_names, p, ar1 is not None)
+    if ar1 is not None:
+        correlations["decay"] = intervals["decay"]
 
     rate_design = None
     if family != "binomial":
@@ -805,6 +855,7 @@ def fit_glmm(
         dispersion=dispersion,
         n_quadrature=nq,
         n_units=n_g,
+        variance_intervals=intervals,
         _rate_design=rate_design,
     )
 
@@ -812,6 +863,41 @@ def fit_glmm(
 # --------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------
+
+
+def _check_decay_periods(
+    values: pd.Series, period: str, design: Any, random: str, n_t: int
+) -> None:
+    """Decay needs enough periods and a meaningful period order (distance = index distance)."""
+    need = 3 if random == "nested+decay" else 2
+    if n_t < need:
+        raise DesignError(
+            f"random={random!r} needs at least {need} periods (it estimates "
+            + ("tau2, gamma2 and r" if need == 3 else "gamma2 and r")
+            + f" from the covariances between a cluster's periods); the data have {n_t}. "
+            "Use random='cluster'."
+        )
+    if design is not None:
+        return  # the design's periods are in time order
+    dtype = values.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        if dtype.ordered:
+            return
+        how = "an unordered categorical"
+    elif (
+        pd.api.types.is_numeric_dtype(dtype)
+        or pd.api.types.is_datetime64_any_dtype(dtype)
+        or isinstance(dtype, pd.PeriodDtype)
+    ):
+        return
+    else:
+        how = "labels without a time order (e.g. strings)"
+    raise DataError(
+        f"random={random!r} makes the cluster-period correlation decay with the distance "
+        f"between periods, but column {period!r} holds {how}, which would be sorted "
+        "alphabetically ('Q10' before 'Q2'). Give numeric, date (datetime or pandas Period) "
+        "or ordered-categorical periods, or pass `design=`."
+    )
 
 
 def _nearly_collinear(x: np.ndarray) -> bool:
@@ -1004,6 +1090,8 @@ def _sigma_start(
     tau2 = float(np.mean(m_i[k_i > 0] ** 2) - np.mean(samp_c[obs]) / max(np.mean(k_i), 1.0))
     tau2 = min(max(tau2, 0.01), 4.0)
     gam2 = min(max(tot - tau2, 0.01), 4.0)
+    if "tau2" not in comp_names:  # decay alone: the AR(1) term carries the persistent part too
+        gam2 = min(tau2 + gam2, 4.0)
     start = {"tau2": tau2, "gamma2": gam2, "eta2": 0.01}
     return np.asarray(np.sqrt(np.array([start[nm] for nm in comp_names])))
 
@@ -1015,7 +1103,7 @@ def _latent_correlations(
     names = comp_names
     if "eta2" in names:
         return {}
-    sig = dict(zip(names, core.sigma, strict=True))
+    sig = dict(zip(names, core.sigma[: len(names)], strict=True))
     tau, gam = float(sig.get("tau2", 0.0)), float(sig.get("gamma2", 0.0))
     idx = {nm: p + k for k, nm in enumerate(names)}
     free = core.free
@@ -1031,7 +1119,8 @@ def _latent_correlations(
             return (value, float("nan"), float("nan"))
         g = np.zeros(core.hessian.shape[0])
         for nm, d in grad.items():
-            g[idx[nm]] = d
+            if nm in idx:
+                g[idx[nm]] = d
         if np.any(~free & (g != 0)):
             return (value, float("nan"), float("nan"))
         var = float(g @ np.nan_to_num(cov) @ g)
@@ -1039,11 +1128,9 @@ def _latent_correlations(
             return (value, float("nan"), float("nan"))
         se = np.sqrt(var) / (value * (1 - value))
         eta = math.log(value / (1 - value))
-        return (
-            value,
-            float(1 / (1 + math.exp(-(eta - z * se)))),
-            float(1 / (1 + math.exp(-(eta + z * se)))),
-        )
+        # expit, not 1 / (1 + math.exp(.)): a huge SE (weakly identified fit) must give limits
+        # 0 and 1, not an OverflowError
+        return (value, float(special.expit(eta - z * se)), float(special.expit(eta + z * se)))
 
     out: dict[str, tuple[float, float, float]] = {}
     if link in _LATENT_RESIDUAL:
@@ -1055,7 +1142,7 @@ def _latent_correlations(
         if "gamma2" in names:
             grad["gamma2"] = 2 * gam * r / tot**2
         out["icc"] = wald(icc, grad)
-    if "gamma2" in names:
+    if "gamma2" in names and "tau2" in names:
         b = tau**2 + gam**2
         if b > 0:
             cac = tau**2 / b
@@ -1063,3 +1150,93 @@ def _latent_correlations(
                 cac, {"tau2": 2 * tau * gam**2 / b**2, "gamma2": -2 * gam * tau**2 / b**2}
             )
     return out
+
+
+def _decay_boundary(core: CoreFit, comp_names: list[str], random: str, messages: list[str]) -> bool:
+    """Warn about a decay estimate on (or beyond) a boundary; return whether the fit is singular.
+
+    The decay model's natural range is ``0 <= r <= 1`` (methods.md 3.2); like glmmTMB's
+    ``ar1`` the fit allows ``-1 < r < 1``, so ``r <= 0`` lies at or outside the ``r = 0``
+    boundary.
+    """
+    k_g = comp_names.index("gamma2")
+    r = float(np.tanh(core.sigma[len(comp_names)]))
+    if core.sigma[k_g] == 0.0:
+        text = (
+            "The decaying cluster-period variance gamma2 is estimated as 0, so its correlation "
+            f"r (reported {r:.3g}) is not identified"
+            + (
+                "; the fit is the random='cluster' model."
+                if random == "nested+decay"
+                else "; the fit has no random effects (a GLM)."
+            )
+        )
+    elif abs(r) >= math.tanh(PHI_MAX) - 1e-12:
+        text = (
+            f"The decay r is at its bound ({r:.7f}): the cluster-period effect does not decay, "
+            + (
+                "so it is a second persistent cluster effect, not separable from tau2; use "
+                "random='nested' or random='cluster'."
+                if random == "nested+decay"
+                else "i.e. it is a persistent cluster effect; random='cluster' is the same model."
+            )
+        )
+    elif r <= 1e-4:
+        text = (
+            f"The decay r is estimated as {r:.3g} <= 0 (at or beyond the boundary r = 0 of the "
+            "decay model; negative r is allowed as in glmmTMB): the cluster-period effects of "
+            "neighbouring periods are not positively correlated, so random='nested' (r = 0) "
+            "describes them as well."
+        )
+    else:
+        return False
+    warn(text, ConvergenceWarning)
+    messages.append(text)
+    return True
+
+
+def _variance_intervals(
+    core: CoreFit, comp_names: list[str], p: int, decay: bool
+) -> dict[str, tuple[float, float, float]]:
+    """95% Wald intervals of the variance components (see ``GLMMResult.variance_intervals``).
+
+    The covariance of the outer parameters is the inverse Hessian over the free ones; the
+    SD ``s`` maps to ``log s^2`` (SE ``2 se(s) / s``), ``phi = atanh(r)`` and ``alpha = log k``
+    are already on the working scale.
+    """
+    z = float(stats.norm.ppf(0.975))
+    free = core.free
+    cov = np.full_like(core.hessian, np.nan)
+    try:
+        cov[np.ix_(free, free)] = np.linalg.inv(core.hessian[np.ix_(free, free)])
+    except np.linalg.LinAlgError:
+        pass
+    var = np.diag(cov)
+    out: dict[str, tuple[float, float, float]] = {}
+    nan = math.nan
+    for k, nm in enumerate(comp_names):
+        sd = float(core.sigma[k])
+        v = float(var[p + k])
+        if sd > 0 and v > 0:
+            se = 2.0 * math.sqrt(v) / sd
+            out[nm] = (sd * sd, sd * sd * _exp(-z * se), sd * sd * _exp(z * se))
+        else:
+            out[nm] = (sd * sd, nan, nan)
+    n_var = len(comp_names) + (1 if decay else 0)
+    if decay:
+        phi = float(core.sigma[len(comp_names)])
+        v = float(var[p + len(comp_names)])
+        se = math.sqrt(v) if v > 0 else nan
+        out["decay"] = (math.tanh(phi), math.tanh(phi - z * se), math.tanh(phi + z * se))
+    if core.hessian.shape[0] > p + n_var:  # NB log-size
+        v = float(var[p + n_var])
+        se = math.sqrt(v) if v > 0 else nan
+        k = _exp(core.alpha)
+        out["nb_size"] = (k, k * _exp(-z * se), k * _exp(z * se))
+    return out
+
+
+def _exp(x: float) -> float:
+    """``exp`` that saturates at ``inf`` (0) instead of raising ``OverflowError``."""
+    with np.errstate(over="ignore"):
+        return float(np.exp(x))
