@@ -203,6 +203,13 @@ class FitResult(ResultMixin):
     correlations : dict
         ``name -> (estimate, low, high)`` for ``icc``, ``cac`` and ``decay`` where defined
         (Wald intervals on the logit / atanh scale; NaN bounds on the boundary).
+    vcov : str
+        ``"model"`` or the cluster-robust estimator (``"cr0"``, ``"cr2"``, ``"cr3"``, ``"kc"``,
+        ``"md"``, ``"fg"``, ``"mbn"``; :mod:`steppedwedge.inference.sandwich`).
+    std_error_model : float or None
+        With a robust ``vcov``: the model-based standard error of the estimand, reported
+        beside the robust :attr:`std_error` (``tidy()`` then has a ``std_error_model``
+        column); ``None`` otherwise.
     """
 
     estimand: str
@@ -232,6 +239,7 @@ class FitResult(ResultMixin):
     outcome: str = "outcome"
     covariates: str | None = None
     messages: tuple[str, ...] = ()
+    std_error_model: float | None = None
 
     # ------------------------------------------------------------------ inference
     @property
@@ -263,14 +271,19 @@ class FitResult(ResultMixin):
     def tidy(self, confidence_level: float = 0.95) -> pd.DataFrame:
         """One row per reported term: the estimand first, then the other fixed effects.
 
-        Columns: ``term, estimate, std_error, statistic, df, p_value, conf_low, conf_high``.
+        Columns: ``term, estimate, std_error, statistic, df, p_value, conf_low, conf_high``;
+        with a cluster-robust ``vcov`` the inference columns are robust and a last column
+        ``std_error_model`` holds the model-based standard errors beside them.
         """
         rows = []
         for r in self.terms.itertuples(index=False):
             stat = r.estimate / r.std_error if r.std_error > 0 else float("nan")
             lo, hi = t_interval(r.estimate, r.std_error, r.df, confidence_level)
             rows.append((r.term, r.estimate, r.std_error, stat, r.df, t_pvalue(stat, r.df), lo, hi))
-        return pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
+        out = pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
+        if "std_error_model" in self.terms.columns:
+            out["std_error_model"] = self.terms["std_error_model"].to_numpy(dtype=float)
+        return out
 
     def summary(self) -> Summary:
         """Text/HTML summary: model, estimand with df rule, fixed effects, variance components."""
@@ -290,8 +303,15 @@ class FitResult(ResultMixin):
             ("Inference", f"df: {self.dof}; vcov: {self.vcov}"),
             (
                 "Estimand",
-                f"{self.estimand} = {_fmt(self.estimate)} (SE {_fmt(self.std_error)}, "
+                f"{self.estimand} = {_fmt(self.estimate)} ("
+                + ("robust " if self.std_error_model is not None else "")
+                + f"SE {_fmt(self.std_error)}, "
                 f"df {_fmt(self.df, 2)}, p {_fmt(self.pvalue)}; 95% CI {_fmt(lo)} to {_fmt(hi)})",
+            ),
+            *(
+                (("Model-based SE", _fmt(self.std_error_model)),)
+                if self.std_error_model is not None
+                else ()
             ),
             ("Converged", _fmt(self.converged)),
             ("Singular", _fmt(self.singular)),

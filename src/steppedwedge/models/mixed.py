@@ -21,10 +21,17 @@ from .._core.reml import CellData, CovarianceStructure, LMMFit, fit_lmm
 from .._core.reml_dense import RowData, fit_lmm_rows
 from .._formula import covariate_matrix
 from .._validation import check_option
+from .._warnings import warn
 from ..data import TrialData
-from ..exceptions import ConvergenceWarning, DataError, SmallSampleWarning, SteppedWedgeWarning
+from ..exceptions import (
+    ConvergenceWarning,
+    DataError,
+    OptionError,
+    SmallSampleWarning,
+    SteppedWedgeWarning,
+)
 from ..inference.dof import DOF_METHODS, InferenceEngine
-from ..inference.vcov import VCOV_TYPES, cr2_vcov
+from ..inference.sandwich import check_vcov, gls_cluster_pieces, robust_df, sandwich_vcov
 from ..results import FitResult
 
 __all__ = ["RANDOM_STRUCTURES", "TIME_EFFECTS", "EFFECT_TYPES", "fit_gaussian"]
@@ -260,7 +267,10 @@ def fit_gaussian(
     check_option("time", time, TIME_EFFECTS)
     check_option("effect", effect, EFFECT_TYPES)
     check_option("method", method, METHODS)
-    check_option("vcov", vcov, VCOV_TYPES)
+    vcov = check_vcov(vcov)
+    robust_dof = _robust_dof_option(vcov, dof)
+    if vcov != "model":
+        dof = None
     if dof is None:
         dof = "kenward-roger" if method == "reml" else "satterthwaite"
     check_option("dof", dof, DOF_METHODS)
@@ -299,8 +309,8 @@ def fit_gaussian(
         missing=missing,  # type: ignore[arg-type]
     )
     if individual is not None and vcov != "model":
-        raise ValueError(
-            "`vcov='robust'` is not available with `individual=` (cohort) fits yet; "
+        raise OptionError(
+            f"`vcov={vcov!r}` is not available with `individual=` (cohort) fits yet; "
             "use vcov='model'."
         )
     if td.kind != "individual" and "size" in td.roles:
@@ -336,6 +346,7 @@ def fit_gaussian(
 
     # -------------------------------------------------------------- covariates
     rows = None
+    rows_for_sandwich = None  # (cluster, period, X, y) rows when covariates vary within cells
     if individual is not None:
         ci = np.asarray(td.cluster_codes)
         pi = np.asarray(td.period_codes)
@@ -358,6 +369,7 @@ def fit_gaussian(
         )
         cd = rows.cells
         stacked = x_rows
+        stacked_clusters = ci
     elif covariates:
         cm = covariate_matrix(covariates, td.frame)
         ci = np.asarray(td.cluster_codes)
@@ -376,6 +388,8 @@ def fit_gaussian(
         )
         names += list(cm.names)
         stacked = np.concatenate([x_rows], axis=0)
+        stacked_clusters = ci
+        rows_for_sandwich = (ci, pi, x_rows, y_rows)
     else:
         p = xbar.shape[2]
         within = np.zeros((p + 1, p + 1))
@@ -389,6 +403,7 @@ def fit_gaussian(
             times=np.arange(n_t, dtype=float),
         )
         stacked = xbar[observed]
+        stacked_clusters = np.nonzero(observed)[0]
     dep = _first_dependent_column(stacked)
     if dep is not None:
         bad = names[dep]
@@ -437,32 +452,27 @@ def fit_gaussian(
         )
 
     robust_cov = None
-    robust_df = None
-    if vcov in ("robust", "cr2"):
-        if np.any(np.diag(cd.within)[:p] > 0):
-            raise ValueError(
-                "`vcov='robust'` is available only for covariates constant within "
-                "cluster-period cells."
-            )
-        seq_keys = {tuple(np.round(np.where(observed[i], trt[i], -1.0), 12)) for i in range(n_i)}
-        counts = {k: 0 for k in seq_keys}
-        for i in range(n_i):
-            counts[tuple(np.round(np.where(observed[i], trt[i], -1.0), 12))] += 1
-        if min(counts.values()) < 2:
-            warnings.warn(
-                "Cluster-robust variance with fewer than 2 clusters in some sequence: the "
-                "sandwich is unreliable (it cannot see between-cluster variation within that "
-                "sequence).",
-                SmallSampleWarning,
-                stacklevel=3,
-            )
-        robust_cov = cr2_vcov(fit, cd, structure)
-        robust_df = float(n_i - 1)
-        dof_label = f"t(I-1 = {n_i - 1}) with CR2 robust variance"
+    robust_df_value = None
+    robust_se: np.ndarray | None = None  # model-based SEs, reported beside the robust ones
+    if vcov != "model":
+        robust_cov, robust_df_value, dof_label = _gls_robust(
+            vcov,
+            robust_dof,
+            fit,
+            cd,
+            structure,
+            observed,
+            trt,
+            stacked,
+            stacked_clusters,
+            rows_for_sandwich,
+            list(cells.clusters),
+        )
+        robust_se = np.sqrt(np.maximum(np.diag(fit.cov_beta), 0.0))
     else:
         dof_label = dof
     engine = InferenceEngine(
-        fit, cd, structure, dof, robust_cov=robust_cov, robust_df=robust_df, rows=rows
+        fit, cd, structure, dof, robust_cov=robust_cov, robust_df=robust_df_value, rows=rows
     )
     main = engine.contrast(contrast)
 
@@ -478,6 +488,12 @@ def fit_gaussian(
         order = [names.index("treatment")] + [k for k in range(p) if names[k] != "treatment"]
         table = [table[k] for k in order]
     terms = pd.DataFrame(table, columns=["term", "estimate", "std_error", "df"])
+    se_model_est = None
+    if robust_se is not None:
+        se_model_est = float(np.sqrt(max(contrast @ fit.cov_beta @ contrast, 0.0)))
+        model_se = dict(zip(names, robust_se, strict=True))
+        model_se[estimand] = se_model_est
+        terms["std_error_model"] = terms["term"].map(model_se).astype(float)
     curve = None
     if effect != "immediate":
         curve = terms[terms["term"].str.startswith("exposure[")].copy()
@@ -511,7 +527,7 @@ def fit_gaussian(
         singular=fit.singular,
         method=method,
         dof=dof_label,
-        vcov="model" if vcov == "model" else "cr2",
+        vcov=vcov,
         random=random,
         time=time if knots_used is None else f"spline (knots {knots_used})",
         effect=effect,
@@ -525,7 +541,80 @@ def fit_gaussian(
         outcome=outcome,
         covariates=covariates,
         messages=tuple(messages),
+        std_error_model=se_model_est,
     )
+
+
+def _robust_dof_option(vcov: str, dof: Any) -> str | float | None:
+    """Return the df rule of a robust fit: ``"clusters"`` (``I - p_c``), ``"normal"``, a number."""
+    if vcov == "model":
+        return None
+    if dof is None or dof == "clusters":
+        return "clusters"
+    if dof == "normal":
+        return "normal"
+    if isinstance(dof, (int, float, np.integer, np.floating)) and not isinstance(dof, bool):
+        if dof > 0:
+            return float(dof)
+    raise OptionError(
+        f"With vcov={vcov!r}, `dof` must be 'clusters' (t with I - p_c df, the default), "
+        f"'normal' or a positive number; got {dof!r}. Kenward-Roger and Satterthwaite df "
+        "belong to the model-based covariance (vcov='model')."
+    )
+
+
+def _n_cluster_level(x: np.ndarray, clusters: np.ndarray) -> int:
+    """Rank of the fixed-effect columns constant within every cluster (intercept included)."""
+    _, first, inverse = np.unique(clusters, return_index=True, return_inverse=True)
+    scale = 1.0 + np.abs(x).max(axis=0)
+    level = np.all(np.abs(x - x[first][np.ravel(inverse)]) <= 1e-12 * scale, axis=0)
+    xb = x[first][:, level]
+    return int(np.linalg.matrix_rank(xb)) if xb.size else 0
+
+
+def _gls_robust(
+    vcov: str,
+    dof_rule: str | float | None,
+    fit: LMMFit,
+    cd: CellData,
+    structure: CovarianceStructure,
+    observed: np.ndarray,
+    trt: np.ndarray,
+    stacked: np.ndarray,
+    stacked_clusters: np.ndarray,
+    rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None,
+    labels: list[Any],
+) -> tuple[np.ndarray, float, str]:
+    """Cluster-robust covariance of the GLS fixed effects, its df and the df label.
+
+    See :mod:`steppedwedge.inference.sandwich`; the pieces are exact on cell statistics
+    (:func:`~steppedwedge.inference.sandwich.gls_cluster_pieces`).
+    """
+    n_i = int(observed.shape[0])
+    keys = [tuple(np.round(np.where(observed[i], trt[i], -1.0), 12)) for i in range(n_i)]
+    counts: dict[tuple[float, ...], int] = {}
+    for k in keys:
+        counts[k] = counts.get(k, 0) + 1
+    if min(counts.values()) < 2:
+        warn(
+            "Cluster-robust variance with fewer than 2 clusters in some sequence: the "
+            "sandwich is unreliable (it cannot see between-cluster variation within that "
+            "sequence).",
+            SmallSampleWarning,
+        )
+    p_c = _n_cluster_level(stacked, stacked_clusters) + 1
+    n_data = int(np.sum(observed.any(axis=1)))
+    if vcov in ("cr2", "cr3", "kc", "md") or dof_rule == "clusters":
+        df_clusters = robust_df(n_data, p_c, vcov)
+    g, _ = structure.blocks_natural(fit.natural, cd)
+    pieces = gls_cluster_pieces(cd, g, fit.sigma2, fit.beta, rows=rows, labels=labels)
+    cov = sandwich_vcov(pieces, vcov)
+    name = f"{vcov.upper()} cluster-robust variance"
+    if dof_rule == "clusters":
+        return cov, df_clusters, f"t(I - p_c = {n_data} - {p_c} = {n_data - p_c}) with {name}"
+    if dof_rule == "normal":
+        return cov, float("inf"), f"normal (Wald z) with {name}"
+    return cov, float(dof_rule), f"t({float(dof_rule):g}) (user-supplied df) with {name}"  # type: ignore[arg-type]
 
 
 def _correlations(

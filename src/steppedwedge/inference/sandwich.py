@@ -1,0 +1,557 @@
+r"""Cluster-robust (sandwich) covariance for every model, written once on per-cluster pieces.
+
+Every estimator ``theta-hat`` of the library solves ``sum_i u_i(theta) = 0`` over clusters
+``i = 1..I``: the GLS score of a linear mixed model, the Laplace score of a GLMM, a GEE.  The
+sandwich needs only two per-cluster pieces, collected in :class:`ClusterPieces`:
+
+* the **scores** ``u_i`` (``I x P``) at the estimate, and
+* the cluster's own **Hessian contributions** ``H_i`` (``I x P x P``) of the objective,
+  ``H = sum_i H_i`` (the inverse of the bread).
+
+With ``B = H^{-1}``, the estimators are ``V = B [sum_i (A_i u_i)(A_i u_i)'] B`` with
+
+=========  =======================================================  ============================
+``kind``   correction ``A_i`` (``Q_i = H_i H^{-1}``)                 source
+=========  =======================================================  ============================
+``cr0``    ``I`` (Liang-Zeger)                                       Liang & Zeger 1986
+``cr2``    ``(I - Q_i)^{-1/2}`` (principal square root)              Bell & McCaffrey 2002
+``kc``     the same as ``cr2`` (see below)                           Kauermann & Carroll 2001
+``cr3``    ``(I - Q_i)^{-1}``                                        Bell & McCaffrey 2002
+``md``     the same as ``cr3``                                       Mancl & DeRouen 2001
+``fg``     ``diag{(1 - min(b, [Q_i]_jj))^{-1/2}}``, ``b = 0.75``     Fay & Graubard 2001
+``mbn``    ``c B M B + delta_m phi B`` (below)                       Morel, Bokossa & Neerchal 2003
+=========  =======================================================  ============================
+
+**Why parameter space.**  In the observation space these corrections act on the residuals,
+``e_i -> (I - H_ii)^{-a} e_i`` with the cluster's leverage block ``H_ii = X_i B X_i' W_i``.  The
+push-through identity ``X_i' W_i f(H_ii) = f(Q_i) X_i' W_i`` (for any power series ``f``,
+since ``Q_i = X_i' W_i X_i B``) moves them to the ``P x P`` matrix ``Q_i``, so the same code
+serves cell means, individual rows and likelihood scores.  For GLS with the working model as
+the weights (``W_i = V_i^{-1}``, as clubSandwich's ``vcovCR`` for ``lmer``), the CR2 adjustment
+of Pustejovsky & Tipton (2018), ``V_i^{-1/2} (I - V_i^{-1/2} X_i B X_i' V_i^{-1/2})^{-1/2}
+V_i^{-1/2}``, equals ``(I - Q_i)^{-1/2}`` with the principal root, which is also
+Kauermann-Carroll's ``(I - H_ii)^{-1/2}``; and CR3's ``(I - H_ii)^{-1}`` is Mancl-DeRouen's.
+``Q_i`` is similar to the symmetric ``S_i = L^{-1} H_i L^{-T}`` (``H = L L'``), whose
+eigen-decomposition gives both roots: ``(I - Q_i)^{-a} = L (I - S_i)^{-a} L^{-1}``.  geeCRT's
+one-sided Kauermann-Carroll ``B [1/2 sum (u_i^MD u_i' + u_i u_i^MD')] B`` is ``kind="kc-geecrt"``
+(used by the GEE literature; ~1e-4 relative from ``kc`` on geeCRT's data).
+
+**MBN** (Morel, Bokossa & Neerchal 2003, as SAS PROC GLIMMIX ``EMPIRICAL=MBN`` with its
+defaults ``d = 2``, ``r = 1``): ``V = c B M B + delta_m phi B`` with ``M = sum_i u_i u_i'``,
+``c = (N - 1)/(N - k) * I/(I - 1)``, ``k = P``, ``phi = max(r, tr(B M)/k*)`` (``k* = k`` if
+``I >= k``, else the rank of ``B M``) and ``delta_m = k/(I - k)`` if ``I > (d + 1) k``, else
+``1/d`` (that is ``min(1/2, k/(I - k))`` for ``I > k``).
+
+The corrections ``cr2``, ``kc``, ``cr3``, ``md`` and ``kc-geecrt`` need every ``I - Q_i`` to be
+invertible (eigenvalues of ``S_i`` below 1): a cluster that alone determines a combination of
+the parameters has leverage 1 and raises :class:`~steppedwedge.exceptions.DataError` naming it.
+
+References
+----------
+Liang KY, Zeger SL (1986). Biometrika 73:13-22.
+Bell RM, McCaffrey DF (2002). Survey Methodology 28:169-181.
+Kauermann G, Carroll RJ (2001). JASA 96:1387-1396.
+Mancl LA, DeRouen TA (2001). Biometrics 57:126-134.
+Fay MP, Graubard BI (2001). Biometrics 57:1198-1206.
+Morel JG, Bokossa MC, Neerchal NK (2003). Biometrical Journal 45:395-409.
+Pustejovsky JE, Tipton E (2018). J Bus Econ Stat 36:672-683.
+Ouyang Y, Taljaard M, Forbes AB, Li F (2024). Stat Methods Med Res 33:1497-1516.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import DataError, OptionError
+
+__all__ = [
+    "ClusterPieces",
+    "ROBUST_VCOV",
+    "VCOV_CHOICES",
+    "check_vcov",
+    "gls_cluster_pieces",
+    "laplace_cluster_pieces",
+    "robust_df",
+    "sandwich_vcov",
+]
+
+#: ``vcov=`` choices of the mixed-model fits (``"robust"`` is accepted as ``"cr2"``).
+VCOV_CHOICES = ("model", "cr0", "cr2", "cr3", "kc", "md", "fg", "mbn")
+#: The cluster-robust choices.
+ROBUST_VCOV = VCOV_CHOICES[1:]
+_ALIASES = {"robust": "cr2"}
+#: Corrections that invert ``I - Q_i`` (need ``I - Q_i`` non-singular).
+_LEVERAGE_KINDS = ("cr2", "kc", "cr3", "md", "kc-geecrt")
+#: ``1 - eigenvalue`` of ``S_i`` below this counts as leverage 1 (singular ``I - Q_i``).
+_SINGULAR_TOL = 1e-10
+
+
+def check_vcov(vcov: Any) -> str:
+    """Validate a mixed model's ``vcov=`` option and resolve the ``"robust"`` alias.
+
+    Parameters
+    ----------
+    vcov : str
+        ``"model"`` or one of :data:`ROBUST_VCOV` (``"robust"`` means ``"cr2"``).
+
+    Returns
+    -------
+    str
+        The canonical name.
+
+    Raises
+    ------
+    OptionError
+        If ``vcov`` is not one of the choices; the message lists them.
+
+    Examples
+    --------
+    >>> from steppedwedge.inference.sandwich import check_vcov
+    >>> check_vcov("robust")
+    'cr2'
+    """
+    if isinstance(vcov, str) and vcov.lower() in _ALIASES:
+        return _ALIASES[vcov.lower()]
+    if not isinstance(vcov, str) or vcov.lower() not in VCOV_CHOICES:
+        listed = ", ".join(repr(v) for v in VCOV_CHOICES)
+        raise OptionError(
+            f"`vcov` must be one of {listed} (or 'robust' = 'cr2') for mixed models; got {vcov!r}."
+        )
+    return vcov.lower()
+
+
+@dataclass(frozen=True)
+class ClusterPieces:
+    """Per-cluster scores and Hessian contributions of an estimator (see the module notes).
+
+    Attributes
+    ----------
+    scores : ndarray, shape (I, P)
+        ``u_i``, the cluster's contribution to the estimating function at the estimate.
+    hessians : ndarray, shape (I, P, P)
+        ``H_i``, the cluster's contribution to the Hessian of the objective (minus the
+        Jacobian of the estimating function); ``sum_i H_i`` is the inverse bread.
+    n_obs : int
+        Observations (``N`` of the MBN factor ``c``).
+    labels : sequence, optional
+        Cluster labels for error messages (default ``0..I-1``).
+    obs_x, obs_e, obs_cov : ndarray, optional
+        GLS models only: each cluster's design ``(I, d, p)``, residuals ``(I, d)`` and
+        working covariance ``(I, d, d)`` in an orthonormal basis of the observations that
+        carries all of ``X_i`` (padding: zero ``X``/``e``, unit variance).  They give CR2 in
+        clubSandwich's observation-space form (:func:`sandwich_vcov`).
+    """
+
+    scores: np.ndarray
+    hessians: np.ndarray
+    n_obs: int
+    labels: Sequence[Any] | None = None
+    obs_x: np.ndarray | None = None
+    obs_e: np.ndarray | None = None
+    obs_cov: np.ndarray | None = None
+
+    @property
+    def n_clusters(self) -> int:
+        """Number of clusters ``I``."""
+        return int(self.scores.shape[0])
+
+    def label(self, i: int) -> Any:
+        """Label of cluster ``i``."""
+        return self.labels[i] if self.labels is not None else i
+
+
+def _whitened(pieces: ClusterPieces, hessian: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``L`` (``H = L L'``), whitened scores ``L^{-1} u_i`` and ``S_i = L^{-1} H_i L^{-T}``."""
+    chol = np.linalg.cholesky(0.5 * (hessian + hessian.T))
+    uw = np.linalg.solve(chol, pieces.scores.T).T
+    tmp = np.linalg.solve(chol[None], pieces.hessians)  # L^{-1} H_i
+    s = np.linalg.solve(chol[None], tmp.transpose(0, 2, 1)).transpose(0, 2, 1)
+    return chol, uw, 0.5 * (s + s.transpose(0, 2, 1))
+
+
+def _leverage_power(pieces: ClusterPieces, s: np.ndarray, power: float) -> np.ndarray:
+    """``(I - S_i)^{-power}`` for every cluster; DataError for a cluster with leverage 1."""
+    w, q = np.linalg.eigh(s)
+    gap = 1.0 - w
+    bad = np.flatnonzero(gap.min(axis=1) <= _SINGULAR_TOL)
+    if bad.size:
+        raise DataError(
+            f"Cluster {pieces.label(int(bad[0]))!r} has leverage 1 (I - H_ii is singular): it "
+            "alone determines a combination of the fixed effects, so the bias-corrected "
+            "sandwich cannot be formed. Use vcov='cr0' or 'mbn', or a model with fewer "
+            "cluster-specific terms."
+        )
+    return np.asarray((q * gap[:, None, :] ** (-power)) @ q.transpose(0, 2, 1))
+
+
+def _inv_sqrt_psd(a: np.ndarray, pieces: ClusterPieces) -> np.ndarray:
+    """Symmetric ``a_i^{-1/2}`` of ``(I, d, d)`` PSD blocks; DataError if one is singular."""
+    w, q = np.linalg.eigh(0.5 * (a + a.transpose(0, 2, 1)))
+    scale = np.maximum(w.max(axis=1, keepdims=True), 1e-300)
+    bad = np.flatnonzero((w / scale).min(axis=1) <= _SINGULAR_TOL)
+    if bad.size:
+        raise DataError(
+            f"Cluster {pieces.label(int(bad[0]))!r} has leverage 1 (I - H_ii is singular): it "
+            "alone determines a combination of the fixed effects, so the CR2 adjustment "
+            "cannot be formed. Use vcov='cr0' or 'mbn', or a model with fewer "
+            "cluster-specific terms."
+        )
+    return np.asarray((q / np.sqrt(w)[:, None, :]) @ q.transpose(0, 2, 1))
+
+
+def _cr2_observation_space(pieces: ClusterPieces, bread: np.ndarray) -> np.ndarray:
+    """CR2 as clubSandwich's ``vcovCR`` for ``lmer`` (Pustejovsky & Tipton 2018, W = Phi^-1).
+
+    ``A_i = Phi_i^{1/2} G_i^{-1/2} Phi_i^{1/2}`` with ``G_i = Phi_i^{1/2} (Phi_i - X_i B X_i')
+    Phi_i^{1/2}`` and scores ``X_i' Phi_i^{-1} A_i e_i``: clubSandwich uses the Cholesky factor
+    of ``Phi_i`` where the symmetric root is used here, which gives the same scores.
+    """
+    x, e, phi = pieces.obs_x, pieces.obs_e, pieces.obs_cov
+    assert x is not None and e is not None and phi is not None
+    w, q = np.linalg.eigh(0.5 * (phi + phi.transpose(0, 2, 1)))
+    root = (q * np.sqrt(w)[:, None, :]) @ q.transpose(0, 2, 1)
+    inv_root = (q / np.sqrt(w)[:, None, :]) @ q.transpose(0, 2, 1)
+    g = root @ (phi - x @ bread @ x.transpose(0, 2, 1)) @ root
+    g_inv_root = _inv_sqrt_psd(g, pieces)
+    # X' Phi^-1 A e = X' Phi^{-1/2} G^{-1/2} Phi^{1/2} e
+    v = (g_inv_root @ (root @ e[:, :, None]))[:, :, 0]
+    u = np.einsum("idp,id->ip", inv_root @ x, v)
+    out = bread @ (u.T @ u) @ bread
+    return np.asarray(0.5 * (out + out.T))
+
+
+def _mbn(pieces: ClusterPieces, bread: np.ndarray, d: float, r: float) -> np.ndarray:
+    """Morel-Bokossa-Neerchal: ``c B M B + delta_m phi B`` (module notes)."""
+    m_i, k = pieces.scores.shape
+    meat = pieces.scores.T @ pieces.scores
+    bm = bread @ meat
+    k_star = k if m_i >= k else int(np.linalg.matrix_rank(bm))
+    phi = max(r, float(np.trace(bm)) / k_star)
+    delta = k / (m_i - k) if m_i > (d + 1) * k else 1.0 / d
+    n = pieces.n_obs
+    c = (n - 1) / (n - k) * m_i / (m_i - 1) if n > k and m_i > 1 else 1.0
+    out = c * bread @ meat @ bread + delta * phi * bread
+    return np.asarray(out)
+
+
+def sandwich_vcov(
+    pieces: ClusterPieces,
+    kind: str,
+    *,
+    hessian: np.ndarray | None = None,
+    fg_bound: float = 0.75,
+    mbn_d: float = 2.0,
+    mbn_r: float = 1.0,
+) -> np.ndarray:
+    """Cluster-robust covariance ``B [sum_i (A_i u_i)(A_i u_i)'] B`` of all ``P`` parameters.
+
+    Parameters
+    ----------
+    pieces : ClusterPieces
+        Per-cluster scores and Hessian contributions.
+    kind : {"cr0", "cr2", "cr3", "kc", "md", "fg", "mbn", "kc-geecrt"}
+        The estimator (module notes).
+    hessian : ndarray, shape (P, P), optional
+        The full Hessian ``H`` (inverse bread); default ``sum_i H_i``.  Pass the model's own
+        Hessian so that the bread equals the model-based covariance exactly.
+    fg_bound : float
+        Fay-Graubard bound ``b`` on the diagonal leverages (default 0.75).
+    mbn_d, mbn_r : float
+        MBN constants ``d >= 1`` and ``0 <= r <= 1`` (SAS defaults 2 and 1).
+
+    Returns
+    -------
+    ndarray, shape (P, P)
+        Symmetric covariance matrix.
+
+    Raises
+    ------
+    DataError
+        A cluster with leverage 1 (``I - H_ii`` singular) for the leverage corrections.
+    OptionError
+        An unknown ``kind``.
+
+    References
+    ----------
+    Mancl LA, DeRouen TA (2001). Biometrics 57:126-134.
+    Pustejovsky JE, Tipton E (2018). J Bus Econ Stat 36:672-683.
+
+    Examples
+    --------
+    Ordinary least squares with two clusters of two observations (``H_i = X_i'X_i``,
+    ``u_i = X_i'e_i``): CR0 is the textbook cluster sandwich.
+
+    >>> import numpy as np
+    >>> from steppedwedge.inference.sandwich import ClusterPieces, sandwich_vcov
+    >>> x = np.array([[[1.0], [1.0]], [[1.0], [1.0]]])
+    >>> e = np.array([[0.5, 1.0], [-1.0, -0.5]])
+    >>> pieces = ClusterPieces(scores=np.einsum("itp,it->ip", x, e),
+    ...                        hessians=np.einsum("itp,itq->ipq", x, x), n_obs=4)
+    >>> float(sandwich_vcov(pieces, "cr0")[0, 0])
+    0.28125
+    >>> float(sandwich_vcov(pieces, "cr3")[0, 0])  # jackknife-like: (1 - 1/2)^-2 = 4 times
+    1.125
+    """
+    h = pieces.hessians.sum(axis=0) if hessian is None else np.asarray(hessian, dtype=float)
+    bread = np.linalg.inv(0.5 * (h + h.T))
+    bread = 0.5 * (bread + bread.T)
+    u = pieces.scores
+    if kind == "cr0":
+        meat = u.T @ u
+    elif kind == "mbn":
+        out = _mbn(pieces, bread, mbn_d, mbn_r)
+        return 0.5 * (out + out.T)
+    elif kind == "fg":
+        q_diag = np.einsum("ijk,kj->ij", pieces.hessians, bread)  # diag(H_i H^{-1})
+        uc = u / np.sqrt(1.0 - np.minimum(fg_bound, q_diag))
+        meat = uc.T @ uc
+    elif kind == "cr2" and pieces.obs_cov is not None:
+        return _cr2_observation_space(pieces, bread)
+    elif kind in _LEVERAGE_KINDS:
+        chol, uw, s = _whitened(pieces, h)
+        power = 0.5 if kind in ("cr2", "kc") else 1.0
+        a = _leverage_power(pieces, s, power)
+        adj = (a @ uw[:, :, None])[:, :, 0]
+        if kind == "kc-geecrt":
+            cross = adj.T @ uw
+            meat_w = 0.5 * (cross + cross.T)
+        else:
+            meat_w = adj.T @ adj
+        linv = np.linalg.inv(chol)
+        out = linv.T @ meat_w @ linv
+        return np.asarray(0.5 * (out + out.T))
+    else:
+        raise OptionError(
+            f"`kind` must be one of {', '.join(map(repr, ROBUST_VCOV + ('kc-geecrt',)))}; "
+            f"got {kind!r}."
+        )
+    out = bread @ meat @ bread
+    return np.asarray(0.5 * (out + out.T))
+
+
+def robust_df(n_clusters: int, n_cluster_level: int, kind: str) -> float:
+    """Default df of a robust Wald t test: ``I - p_c`` (clusters minus cluster-level terms).
+
+    ``p_c`` counts the cluster-level fixed-effect parameters: the rank ``r_b`` of the columns
+    constant within every cluster (the intercept and cluster-level covariates) plus one for
+    the treatment, so ``I - 2`` without cluster-level covariates, the df Ouyang et al. (2024)
+    recommend with CR3 for linear mixed models of stepped-wedge trials.
+
+    Raises
+    ------
+    DataError
+        If ``I <= p_c``: too few clusters for a cluster-robust variance (the bias corrections
+        then cannot be formed either).
+
+    Examples
+    --------
+    >>> from steppedwedge.inference.sandwich import robust_df
+    >>> robust_df(12, 2, "cr3")
+    10.0
+    """
+    if n_clusters <= n_cluster_level:
+        raise DataError(
+            f"vcov={kind!r} needs more clusters than cluster-level fixed-effect parameters "
+            f"(p_c = {n_cluster_level}: intercept, cluster-level covariates and the treatment); "
+            f"got {n_clusters} clusters."
+        )
+    return float(n_clusters - n_cluster_level)
+
+
+# ------------------------------------------------------------------------------ LMM pieces
+
+
+def gls_cluster_pieces(
+    cells: Any,
+    g: np.ndarray,
+    sigma2: float,
+    beta: np.ndarray,
+    *,
+    rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+    labels: Sequence[Any] | None = None,
+) -> ClusterPieces:
+    """Per-cluster GLS pieces of a Gaussian LMM from cluster-period cell statistics.
+
+    On the rows, ``u_i = X_i' V_i^{-1} e_i`` and ``H_i = X_i' V_i^{-1} X_i`` with ``V_i =
+    Z_i G Z_i' + sigma2 I``.  Split the rows of a cell into their mean and the deviations
+    from it: ``V_i`` maps both subspaces to themselves, acting as ``Sigma_i = G_i +
+    sigma2 diag(1/m_ij)`` on the cell means and as ``sigma2`` on the deviations, so
+
+    ``u_i = Xbar_i' Sigma_i^{-1} ebar_i + Xdev_i' edev_i / sigma2`` and
+    ``H_i = Xbar_i' Sigma_i^{-1} Xbar_i + Xdev_i' Xdev_i / sigma2``
+
+    exactly, with the deviation terms zero when no covariate varies within cells.
+
+    Parameters
+    ----------
+    cells : CellData
+        Cell statistics (``n``, ``xbar``, ``ybar``, ``observed``, ``inv_m``).
+    g : ndarray, shape (I, T, T)
+        Cluster-period random-effect covariance ``G_i`` (masked to observed cells).
+    sigma2 : float
+        Residual variance.
+    beta : ndarray, shape (p,)
+        GLS estimate.
+    rows : tuple of arrays, optional
+        ``(cluster codes, period codes, X rows, y rows)`` when covariates vary within cells.
+    labels : sequence, optional
+        Cluster labels (error messages).
+
+    Returns
+    -------
+    ClusterPieces
+    """
+    i_n, t = cells.n.shape
+    obs = cells.observed
+    idx = np.arange(t)
+    sig = g.copy()
+    sig[:, idx, idx] += np.where(obs, sigma2 * cells.inv_m, 1.0)
+    resid = np.where(obs, cells.ybar - cells.xbar @ beta, 0.0)
+    sx = np.linalg.solve(sig, cells.xbar)  # Sigma_i^{-1} Xbar_i
+    hess = np.einsum("itp,itq->ipq", cells.xbar, sx)
+    scores = np.einsum("itp,it->ip", sx, resid)
+    # orthonormal cell-mean coordinates: sqrt(m_ij) * (cell mean); covariance D G D + sigma2 I
+    root_m = np.sqrt(np.where(obs, cells.n, 0.0))
+    obs_x = root_m[:, :, None] * cells.xbar
+    obs_e = root_m * resid
+    obs_cov = root_m[:, :, None] * g * root_m[:, None, :]
+    obs_cov[:, idx, idx] += np.where(obs, sigma2, 1.0)
+    if rows is not None:
+        ci, pi, x_rows, y_rows = rows
+        xdev = x_rows - cells.xbar[ci, pi]
+        edev = (y_rows - cells.ybar[ci, pi]) - xdev @ beta
+        p = x_rows.shape[1]
+        hess_w = np.zeros((i_n, p, p))
+        np.add.at(hess_w, ci, xdev[:, :, None] * xdev[:, None, :])
+        score_w = np.zeros((i_n, p))
+        np.add.at(score_w, ci, xdev * edev[:, None])
+        hess = hess + hess_w / sigma2
+        scores = scores + score_w / sigma2
+        wx, we = _within_coordinates(ci, xdev, edev, i_n)
+        pad = np.zeros((i_n, p, p))
+        pad[:, np.arange(p), np.arange(p)] = sigma2
+        obs_x = np.concatenate([obs_x, wx], axis=1)
+        obs_e = np.concatenate([obs_e, we], axis=1)
+        top = np.concatenate([obs_cov, np.zeros((i_n, t, p))], axis=2)
+        bottom = np.concatenate([np.zeros((i_n, p, t)), pad], axis=2)
+        obs_cov = np.concatenate([top, bottom], axis=1)
+    return ClusterPieces(
+        scores=scores,
+        hessians=hess,
+        n_obs=int(round(cells.n_total)),
+        labels=labels,
+        obs_x=obs_x,
+        obs_e=obs_e,
+        obs_cov=obs_cov,
+    )
+
+
+def _within_coordinates(
+    ci: np.ndarray, xdev: np.ndarray, edev: np.ndarray, i_n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates of the within-cell deviations in an orthonormal basis of their ``X`` span.
+
+    Per cluster, ``S_i`` = left singular vectors of the deviation rows ``Xdev_i`` (non-zero
+    singular values; a subspace of the within-cell space, orthogonal to the cell means).  The
+    residual component outside ``span(S_i)`` meets neither ``X_i`` nor the leverage, so it
+    drops out of every score.  Padded to ``p`` coordinates with zeros.
+    """
+    p = xdev.shape[1]
+    wx = np.zeros((i_n, p, p))
+    we = np.zeros((i_n, p))
+    order = np.argsort(ci, kind="stable")
+    bounds = np.searchsorted(ci[order], np.arange(i_n + 1))
+    for i in range(i_n):
+        sel = order[bounds[i] : bounds[i + 1]]
+        if sel.size == 0:
+            continue
+        u, sv, _ = np.linalg.svd(xdev[sel], full_matrices=False)
+        keep = sv > 1e-12 * max(1.0, float(sv.max(initial=0.0)))
+        basis = u[:, keep]
+        r = basis.shape[1]
+        wx[i, :r] = basis.T @ xdev[sel]
+        we[i, :r] = basis.T @ edev[sel]
+    return wx, we
+
+
+# ------------------------------------------------------------------------------ GLMM pieces
+
+
+def _laplace_cluster_grads(data: Any, fam: Any, theta: np.ndarray, p: int, k: int, v0: Any):
+    """Per-cluster exact Laplace gradients ``(I, P)`` of ``log L`` at ``theta``."""
+    from .._core.laplace import laplace_grad, modes
+
+    beta, sigma = theta[:p], theta[p : p + k]
+    alpha = float(theta[p + k]) if fam.has_dispersion else 0.0
+    st = modes(data, fam, beta, sigma, alpha, v0)
+    gb, gs, ga = laplace_grad(data, fam, st, sigma, alpha, per_cluster=True)
+    parts = [gb, gs] + ([np.asarray(ga)[:, None]] if fam.has_dispersion else [])
+    return np.concatenate(parts, axis=1)
+
+
+def laplace_cluster_pieces(
+    data: Any,
+    fam: Any,
+    core: Any,
+    *,
+    labels: Sequence[Any] | None = None,
+    n_obs: int | None = None,
+    step: float = 1e-4,
+) -> ClusterPieces:
+    """Per-cluster scores and Hessians of the Laplace log-likelihood of a GLMM.
+
+    The parameters are the free outer parameters ``(beta, sigma, [log NB size])`` of
+    :class:`~steppedwedge._core.laplace.CoreFit` (those not on a boundary).  ``u_i`` is the
+    exact gradient of cluster ``i``'s Laplace log-likelihood (envelope theorem plus the
+    implicit derivative of the modes, :func:`~steppedwedge._core.laplace.laplace_grad`);
+    ``H_i = -d u_i / d theta`` by central differences of those exact per-cluster gradients
+    with step ``h_j = step * max(1, |theta_j|)`` (at most half a standard deviation):
+    truncation error ``O(h^2) ~ 1e-8`` relative, and the modes are re-solved to Newton
+    tolerance ``1e-10`` at every point, whose error enters divided by ``h`` (``~1e-8``).
+
+    Parameters
+    ----------
+    data : UnitData
+        The fitted units.
+    fam : Family
+        Outcome family.
+    core : CoreFit
+        The Laplace fit (``beta``, ``sigma``, ``alpha``, ``free``, ``v``).
+    labels : sequence, optional
+        Cluster labels (error messages).
+    n_obs : int, optional
+        Observations for the MBN factor (default: real units).
+    step : float
+        Relative finite-difference step.
+
+    Returns
+    -------
+    ClusterPieces
+        Over the free parameters, in the order of ``core.free``.
+    """
+    p, k = data.x.shape[2], data.n_comp
+    theta = np.concatenate(
+        [core.beta, core.sigma, [core.alpha] if fam.has_dispersion else []]
+    ).astype(float)
+    free = np.flatnonzero(core.free)
+    g0 = _laplace_cluster_grads(data, fam, theta, p, k, core.v)[:, free]
+    i_n = g0.shape[0]
+    hess = np.zeros((i_n, free.size, free.size))
+    for c, j in enumerate(free):
+        h = step * max(1.0, abs(theta[j]))
+        if p <= j < p + k:
+            h = min(h, 0.5 * theta[j])
+        tp, tm = theta.copy(), theta.copy()
+        tp[j] += h
+        tm[j] -= h
+        gp = _laplace_cluster_grads(data, fam, tp, p, k, core.v)[:, free]
+        gm = _laplace_cluster_grads(data, fam, tm, p, k, core.v)[:, free]
+        hess[:, :, c] = -(gp - gm) / (2.0 * h)
+    hess = 0.5 * (hess + hess.transpose(0, 2, 1))
+    if n_obs is None:
+        n_obs = int(np.sum(data.weight))
+    return ClusterPieces(scores=g0, hessians=hess, n_obs=n_obs, labels=labels)
