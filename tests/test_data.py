@@ -20,7 +20,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from tests._tolerances import EXACT
 
 from steppedwedge.data import CellSummary, TrialData
-from steppedwedge.exceptions import DataError, MissingDataWarning
+from steppedwedge.exceptions import DataError, MissingDataWarning, OptionError
 
 ROLES = dict(outcome="y", cluster="site", period="time", treatment="arm")
 
@@ -711,13 +711,24 @@ def test_aggregation_matches_brute_force_property(n_rows, n_clusters, n_periods,
     assert_allclose(shuffled.within_ss, cells.within_ss, rtol=1e-12, atol=1e-20 * scale**2 * n_rows)
 
 
-def test_exposure_and_offset_together() -> None:
+def test_exposure_and_offset_together_is_refused() -> None:
+    # issue 14: both were applied (log exposure + offset), doubling an offset that repeats
+    # the exposure; now an OptionError naming both columns
     df = counts_frame()
     df["off"] = np.log([2.0, 1.0, 0.5, 1.0])
+    with pytest.raises(OptionError, match=r"`exposure` \('pop'\) and `offset` \('off'\)"):
+        TrialData.from_frame(
+            df, outcome="k", exposure="pop", offset="off", family="poisson", **COUNT_ROLES
+        )
+
+
+def test_offset_alone_gives_exp_offset_exposure() -> None:
+    df = counts_frame()
+    df["off"] = np.log(df["pop"].to_numpy(dtype=float) * [2.0, 1.0, 0.5, 1.0])
     cells = TrialData.from_frame(
-        df, outcome="k", exposure="pop", offset="off", family="poisson", **COUNT_ROLES
+        df, outcome="k", offset="off", family="poisson", **COUNT_ROLES
     ).cells()
-    assert_allclose(cells.exposure, [[200.0, 110.0], [125.0, 260.0]], **EXACT)
+    assert_allclose(cells.exposure, [[200.0, 110.0], [125.0, 260.0]], rtol=1e-12)
     assert "exposure" in cells.to_frame().columns
 
 

@@ -33,9 +33,15 @@ import pandas as pd
 
 from ._typing import BoolArray, FloatArray, IntArray
 from ._validation import check_option
-from .exceptions import DataError, MissingDataWarning
+from .exceptions import DataError, MissingDataWarning, OptionError
 
-__all__ = ["CellSummary", "TrialData"]
+__all__ = [
+    "CellSummary",
+    "TrialData",
+    "apply_period_order",
+    "check_period_order",
+    "ordered_periods",
+]
 
 DataKind = Literal["individual", "aggregate"]
 _FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial")
@@ -204,6 +210,12 @@ class TrialData:
         its period in :attr:`periods`.
     design : Design or None
         The design the rows were checked against.
+    periods_ordered : bool
+        True when :attr:`periods` are in a known natural order (numbers, dates, pandas
+        ``Period`` labels, an ordered categorical, ``period_order=`` or a design); False for
+        plain text labels, which are then sorted alphabetically ("P10" before "P4"): fine
+        for categorical period effects, refused by anything that uses period distance
+        (:meth:`require_period_order`).
     """
 
     frame: pd.DataFrame
@@ -216,6 +228,7 @@ class TrialData:
     cluster_codes: IntArray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
     period_codes: IntArray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
     design: Any = field(default=None, repr=False)
+    periods_ordered: bool = True
 
     # ---------------------------------------------------------------- constructor
     @classmethod
@@ -237,6 +250,8 @@ class TrialData:
         kind: DataKind | None = None,
         design: Any = None,
         missing: Literal["raise", "drop"] = "raise",
+        period_order: Sequence[Hashable] | None = None,
+        allow_reversal: bool = False,
     ) -> TrialData:
         """Validate trial rows and record which column plays which role.
 
@@ -278,6 +293,14 @@ class TrialData:
             covariates: raise :class:`DataError` (default) or drop the rows with a
             :class:`MissingDataWarning` saying how many and where.  Missing cluster,
             period, treatment or individual values always raise.
+        period_order : sequence, optional
+            The periods in calendar order, e.g. ``["Jan-20", "Feb-20", ...]``; every period
+            label of the data must be listed.  Needed for text labels when the analysis uses
+            period distance (linear or spline time, decay, exposure time); numbers, dates,
+            ``pd.Period`` and ordered categoricals carry their own order.
+        allow_reversal : bool, default False
+            Accept a cluster whose treatment decreases over time (a crossover or withdrawal);
+            by default that is a :class:`DataError`, as in :class:`~steppedwedge.Design`.
 
         Returns
         -------
@@ -286,7 +309,14 @@ class TrialData:
         Raises
         ------
         DataError
-            For any inconsistency; the message names the column, row, cluster or period.
+            For any inconsistency; the message names the column, row, cluster or period:
+            no rows; duplicated cluster-period rows of aggregate data (and rows repeated
+            verbatim among several count rows of one cell); labels that differ only by
+            surrounding whitespace or case; a treatment that goes back from treated to
+            control; an outcome with no variation (all zero counts, all 0 or all 1, one
+            constant value).
+        OptionError
+            For conflicting options (``exposure`` with ``offset``) or a bad ``period_order``.
         TypeError
             If ``data`` is not a DataFrame.
 
@@ -330,6 +360,8 @@ class TrialData:
             kind=kind,
             design=design,
             missing=missing,
+            period_order=period_order,
+            allow_reversal=allow_reversal,
         )
 
     # ---------------------------------------------------------------- properties
@@ -347,6 +379,29 @@ class TrialData:
     def n_rows(self) -> int:
         """Number of rows in :attr:`frame`."""
         return len(self.frame)
+
+    def require_period_order(self, why: str) -> None:
+        """Raise :class:`DataError` if the period order is not known (text labels).
+
+        Parameters
+        ----------
+        why : str
+            What needs the order, e.g. ``"time='linear'"``.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from steppedwedge.data import TrialData
+        >>> df = pd.DataFrame({"c": [1, 1, 2, 2], "t": ["P9", "P10"] * 2, "x": [0, 1, 0, 0],
+        ...                    "y": [1.0, 2.0, 3.0, 5.0]})
+        >>> td = TrialData.from_frame(df, outcome="y", cluster="c", period="t", treatment="x")
+        >>> td.require_period_order("time='linear'")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        steppedwedge.exceptions.DataError: time='linear' needs the order of the periods, ...
+        """
+        if not self.periods_ordered:
+            raise DataError(_order_message(why, self.roles["period"], list(self.periods)))
 
     @cached_property
     def cell_index(self) -> IntArray:
@@ -536,6 +591,8 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
     kind: DataKind | None,
     design: Any,
     missing: str,
+    period_order: Sequence[Hashable] | None = None,
+    allow_reversal: bool = False,
 ) -> TrialData:
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"`data` must be a pandas DataFrame; got {type(data).__name__}.")
@@ -599,6 +656,23 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
         )
     if size is not None and family != "gaussian":
         raise DataError(f"`size` is only used with family='gaussian'; got family={family!r}.")
+    if exposure is not None and offset is not None:
+        raise OptionError(
+            f"`exposure` ({exposure!r}) and `offset` ({offset!r}) cannot be combined: both "
+            "would enter the model as log(exposure) + offset, which doubles the offset if they "
+            "carry the same information. Give one: `exposure=` (logged for you) or `offset=` "
+            "(already on the log scale); combine them into one column yourself if both apply."
+        )
+    if period_order is not None and design is not None:
+        raise OptionError(
+            "`period_order` and `design` cannot be combined: the design fixes the periods and "
+            "their order."
+        )
+    if len(data) == 0:
+        raise DataError(
+            f"`data` has no rows (columns: {_list([str(c) for c in data.columns], 20)}); "
+            "nothing to analyse."
+        )
 
     if kind is None:
         if individual is not None:
@@ -668,6 +742,11 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
             stacklevel=3,
         )
         keep = ~miss
+        if not keep.any():
+            raise DataError(
+                f"every row has a missing value (by column: {counts}); no rows are left to "
+                "analyse after missing='drop'."
+            )
         frame = frame.loc[keep].copy()
         num = {k: v[keep] for k, v in num.items()}
 
@@ -741,6 +820,9 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
         )
 
     # ---- labels and codes -----------------------------------------------------------
+    for role in ("cluster", "period"):
+        _check_near_duplicate_labels(frame[role], role, roles[role])
+    periods_ordered = True
     if design is not None:
         d_clusters = pd.Index(list(design.clusters))
         d_periods = (
@@ -757,8 +839,12 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
         periods = d_periods
     else:
         cl_labels, c_codes = _sorted_codes(frame["cluster"])
-        per_labels, p_codes = _sorted_codes(frame["period"])
-        periods = _as_index(frame["period"], per_labels)
+        if period_order is not None:
+            periods, p_codes = _codes_in_order(frame["period"], period_order, roles["period"])
+        else:
+            per_labels, p_codes = _sorted_codes(frame["period"])
+            periods = _as_index(frame["period"], per_labels)
+            periods_ordered = ordered_periods(frame["period"])
         clusters = tuple(cl_labels)
     n_i, n_t = len(clusters), len(periods)
     cell = c_codes * n_t + p_codes
@@ -774,6 +860,9 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
                 f"(cluster, period): {_list(names)}. Pass kind='individual' if rows are "
                 "individual observations."
             )
+
+    elif family in _COUNT_FAMILIES and individual is None:
+        _check_repeated_count_rows(frame, cell)
 
     # ---- individual ids within one cluster --------------------------------------------
     if individual is not None:
@@ -834,6 +923,11 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
                 stacklevel=3,
             )
 
+    # ---- treatment never goes back; the outcome varies -----------------------------------
+    if design is None and periods_ordered and not allow_reversal:
+        _check_no_reversal(tr, cell, clusters, periods, roles["treatment"])
+    _check_outcome_varies(y, num.get("trials"), family, kind, roles)
+
     # ---- store canonical numeric columns ---------------------------------------------
     # (a float64 column already holds exactly these values: no need to re-assign it)
     for role, values in (("treatment", tr), *num.items()):
@@ -851,6 +945,7 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
         cluster_codes=_readonly(np.ascontiguousarray(c_codes, dtype=np.int64)),
         period_codes=_readonly(np.ascontiguousarray(p_codes, dtype=np.int64)),
         design=design,
+        periods_ordered=periods_ordered,
     )
 
 
@@ -890,6 +985,268 @@ def _as_index(values: pd.Series, labels: list[Hashable]) -> pd.Index:
     if isinstance(values.dtype, pd.PeriodDtype):
         return pd.PeriodIndex(labels, freq=values.dtype.freq)
     return pd.Index(labels)
+
+
+# --------------------------------------------------------------------------------------
+# integrity checks (labels, period order, repeated rows, reversal, degenerate outcomes)
+# --------------------------------------------------------------------------------------
+
+
+def _check_near_duplicate_labels(values: pd.Series, role: str, user: str) -> None:
+    """Refuse text labels that differ only by surrounding whitespace or letter case."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        uniq = list(values.cat.categories[pd.unique(values.cat.codes[values.cat.codes >= 0])])
+    else:
+        dtype = values.dtype
+        if isinstance(dtype, np.dtype) and dtype.kind in "iufbmM":
+            return
+        uniq = list(pd.unique(values))
+    seen: dict[str, Any] = {}
+    clashes: list[str] = []
+    for lab in uniq:
+        if not isinstance(lab, str):
+            continue
+        key = " ".join(lab.split()).casefold()
+        if key in seen and seen[key] != lab:
+            clashes.append(f"{seen[key]!r} and {lab!r}")
+        else:
+            seen.setdefault(key, lab)
+    if clashes:
+        raise DataError(
+            f"`{role}` column {user!r} has labels that differ only by surrounding or repeated "
+            f"whitespace or by letter case: {_list(clashes)}. They would be analysed as "
+            f"different {role}s; clean the labels (e.g. str.strip()) or make them distinct."
+        )
+
+
+def ordered_periods(values: pd.Series) -> bool:
+    """Return True if period labels carry a natural order (not plain text).
+
+    Numbers, booleans, datetimes, timedeltas, :class:`pandas.Period`, ordered categoricals
+    (and categoricals of numbers) are ordered; strings and mixed objects are not.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from steppedwedge.data import ordered_periods
+    >>> ordered_periods(pd.Series([1, 2, 10])), ordered_periods(pd.Series(["P1", "P10"]))
+    (True, False)
+    >>> ordered_periods(pd.Series(pd.Categorical(["b", "a"], categories=["b", "a"],
+    ...                                          ordered=True)))
+    True
+    """
+    dtype = values.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return bool(dtype.ordered) or ordered_periods(pd.Series(dtype.categories))
+    if isinstance(dtype, (pd.PeriodDtype, pd.DatetimeTZDtype)):
+        return True
+    if isinstance(dtype, np.dtype) and dtype.kind in "iufbmM":
+        return True
+    if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+        return True
+    kinds = {type(v) for v in pd.unique(values)}
+    ordered_types = (int, float, np.integer, np.floating, pd.Period, pd.Timestamp)
+    return bool(kinds) and all(issubclass(k, ordered_types) for k in kinds)
+
+
+def _order_message(why: str, user: str, labels: Sequence[Any]) -> str:
+    shown = _list([str(x) for x in labels], 6)
+    return (
+        f"{why} needs the order of the periods, but the `period` column {user!r} holds text "
+        f"labels ({shown}), which would be sorted alphabetically (e.g. 'P10' before 'P4', "
+        "'Apr' before 'Jan'). Give the order: `period_order=[...]` listing the periods in "
+        "calendar order, or make the column an ordered categorical "
+        "(pd.Categorical(..., categories=[...], ordered=True)), numbers or pandas Periods."
+    )
+
+
+def check_period_order(
+    data: pd.DataFrame, period: str, why: str, period_order: Sequence[Hashable] | None = None
+) -> None:
+    """Raise :class:`DataError` if ``why`` needs period order and ``data[period]`` lacks one.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        The rows (not modified).
+    period : str
+        The period column.
+    why : str
+        What needs the order (for the message), e.g. ``"time='linear'"``.
+    period_order : sequence, optional
+        An explicit order; if given, no check is needed.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from steppedwedge.data import check_period_order
+    >>> check_period_order(pd.DataFrame({"t": [1, 2]}), "t", "time='linear'")  # numbers: fine
+    """
+    if period_order is not None or period not in data.columns:
+        return
+    col = data[period]
+    if not ordered_periods(col):
+        raise DataError(_order_message(why, period, sorted(map(str, pd.unique(col)))))
+
+
+def apply_period_order(
+    data: pd.DataFrame, period: str, period_order: Sequence[Hashable]
+) -> pd.DataFrame:
+    """Return a copy of ``data`` whose ``period`` column is ordered as ``period_order``.
+
+    The column becomes an ordered :class:`pandas.Categorical`; the caller's frame is not
+    modified.
+
+    Raises
+    ------
+    OptionError
+        If ``period_order`` repeats a period, misses a period of the data or lists one
+        with no rows.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from steppedwedge.data import apply_period_order
+    >>> df = pd.DataFrame({"t": ["Feb", "Jan", "Mar"]})
+    >>> apply_period_order(df, "t", ["Jan", "Feb", "Mar"])["t"].cat.codes.tolist()
+    [1, 0, 2]
+    """
+    if period not in data.columns:
+        raise DataError(f"column {period!r} given as `period` is not in `data`.")
+    order, _ = _codes_in_order(data[period], period_order, period)
+    out = data.copy(deep=False)
+    out[period] = pd.Categorical(data[period], categories=list(order), ordered=True)
+    return out
+
+
+def _codes_in_order(
+    values: pd.Series, period_order: Sequence[Hashable], user: str
+) -> tuple[pd.Index, IntArray]:
+    """Codes of ``values`` in the user's ``period_order``."""
+    listlike = isinstance(period_order, (Sequence, pd.Index, np.ndarray, pd.Series))
+    if isinstance(period_order, (str, bytes)) or not listlike:
+        raise OptionError(f"`period_order` must be a list of period labels; got {period_order!r}.")
+    order = pd.Index(list(period_order))
+    if order.has_duplicates:
+        repeated = _list(list(order[order.duplicated()]))
+        raise OptionError(f"`period_order` lists periods more than once: {repeated}.")
+    codes = np.asarray(order.get_indexer(pd.Index(pd.unique(values))), dtype=np.int64)
+    uniq = pd.unique(values)
+    if (codes < 0).any():
+        raise OptionError(
+            f"`period_order` does not list the period(s) {_list(list(uniq[codes < 0]))} of "
+            f"column {user!r}; it must list every period of the data."
+        )
+    unused = sorted(set(range(len(order))) - set(codes.tolist()))
+    if unused:
+        raise OptionError(
+            f"`period_order` lists period(s) with no rows in column {user!r}: "
+            f"{_list([order[k] for k in unused])}; list only the periods of the data."
+        )
+    row_codes = np.asarray(order.get_indexer(values), dtype=np.int64)
+    return order, row_codes
+
+
+def _check_repeated_count_rows(frame: pd.DataFrame, cell: IntArray) -> None:
+    """Refuse a repeated row in otherwise one-row-per-cell count data (counted twice).
+
+    Count rows of one cluster-period are added up (several areas or people per cell).  When
+    the rows beyond the first in every cell are verbatim copies of it, the data are one row
+    per cell with duplicates -- typically a row appended twice -- and summing would count
+    them twice.  Data with genuinely several rows per cell (some differing) are accepted.
+    """
+    dup = frame.duplicated(keep="first").to_numpy()
+    if not dup.any():
+        return
+    per_cell = np.bincount(cell[~dup])
+    if per_cell.max(initial=0) > 1:
+        return  # genuinely several rows per cell: equal rows are distinct units
+    rows = frame.duplicated(keep=False).to_numpy()
+    raise DataError(
+        f"{int(dup.sum())} row(s) repeat another row exactly (same cluster, period, counts and "
+        f"every other column): {_where(frame, rows, ('cluster', 'period'))}. Apart from these "
+        "the data have one row per cluster-period, and count rows of one cell are added up, "
+        "so the repeated rows would be counted twice. Drop them (DataFrame.drop_duplicates()), "
+        "or, if they are distinct units (areas, people) that happen to agree, add a column "
+        "that tells them apart."
+    )
+
+
+def _check_no_reversal(
+    tr: FloatArray,
+    cell: IntArray,
+    clusters: Sequence[Hashable],
+    periods: pd.Index,
+    user: str,
+) -> None:
+    """Refuse a cluster whose treatment decreases from one observed period to a later one."""
+    n_i, n_t = len(clusters), len(periods)
+    k = n_i * n_t
+    hi = np.full(k, -np.inf)
+    np.maximum.at(hi, cell, tr)
+    lo = np.full(k, np.inf)
+    np.minimum.at(lo, cell, tr)
+    hi = hi.reshape(n_i, n_t)
+    lo = lo.reshape(n_i, n_t)
+    # running maximum of the earlier observed periods against each period's minimum
+    run = np.maximum.accumulate(hi, axis=1)
+    prev = np.concatenate([np.full((n_i, 1), -np.inf), run[:, :-1]], axis=1)
+    bad = np.isfinite(lo) & (lo < prev - 1e-9)
+    if not bad.any():
+        return
+    parts = []
+    for i, j in zip(*np.nonzero(bad), strict=True):
+        if len(parts) == _MAX_LISTED:
+            parts.append("...")
+            break
+        j0 = int(np.flatnonzero(hi[i, :j] >= prev[i, j] - 1e-9)[0])
+        parts.append(
+            f"cluster {_lab(clusters[i])}: {hi[i, j0]:g} in period {_lab(periods[j0])}, then "
+            f"{lo[i, j]:g} in period {_lab(periods[j])}"
+        )
+    raise DataError(
+        f"`treatment` column {user!r} goes back from treated to control: {'; '.join(parts)}. "
+        "A stepped wedge never withdraws the intervention; check the rows and the period order "
+        "(pass `period_order=` if the labels do not sort in calendar order), or pass a Design "
+        "built with allow_reversal=True (or allow_reversal=True here) for a crossover."
+    )
+
+
+def _check_outcome_varies(
+    y: FloatArray,
+    trials: FloatArray | None,
+    family: str,
+    kind: str,
+    roles: Mapping[str, str],
+) -> None:
+    """Refuse outcomes with no variation: nothing can be estimated from them."""
+    col = roles["outcome"]
+    if family in _COUNT_FAMILIES:
+        if not np.any(y > 0):
+            raise DataError(
+                f"`outcome` column {col!r} is 0 in every row (no events at all): a rate ratio "
+                "cannot be estimated. Check the column, or the period/cluster filter."
+            )
+        return
+    if family == "binomial":
+        n = trials if trials is not None else np.ones_like(y)
+        if not np.any(y > 0):
+            raise DataError(
+                f"`outcome` column {col!r} has no events (0 in every row): an odds ratio or "
+                "risk difference cannot be estimated."
+            )
+        if not np.any(y < n):
+            what = "equals the trials in every row" if trials is not None else "is 1 in every row"
+            raise DataError(
+                f"`outcome` column {col!r} {what} (no non-events): an odds ratio or risk "
+                "difference cannot be estimated."
+            )
+        return
+    if len(y) > 1 and np.all(y == y[0]):
+        raise DataError(
+            f"`outcome` column {col!r} takes the single value {y[0]:g} in every row: there is "
+            "no variation to analyse."
+        )
 
 
 # --------------------------------------------------------------------------------------

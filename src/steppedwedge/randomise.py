@@ -32,7 +32,7 @@ from ._typing import RNGLike
 from ._validation import check_positive_int, check_probability, normalise_rng
 from ._version import __version__
 from .design import Design
-from .exceptions import DesignError, SmallSampleWarning
+from .exceptions import DesignError, OptionError, SmallSampleWarning
 
 __all__ = ["Allocation", "randomise"]
 
@@ -135,13 +135,31 @@ class _Inputs:
     seed: Any
 
 
-def _labels_iv(clusters: Any) -> tuple[list[Hashable], pd.DataFrame | None]:
+def _labels_iv(clusters: Any, cluster: Any = None) -> tuple[list[Hashable], pd.DataFrame | None]:
     if isinstance(clusters, pd.DataFrame):
+        if cluster is not None:
+            if not isinstance(cluster, str) or cluster not in clusters.columns:
+                raise OptionError(
+                    f"`cluster` names column {_fmt(cluster)}, which is not in `clusters`; "
+                    f"available columns: {_fmt_list([str(c) for c in clusters.columns]) or 'none'}."
+                )
+            return list(clusters[cluster].tolist()), clusters
         if "cluster" in clusters.columns:
-            labels = list(clusters["cluster"].tolist())
-        else:
-            labels = list(clusters.index.tolist())
-        return labels, clusters
+            return list(clusters["cluster"].tolist()), clusters
+        if isinstance(clusters.index, pd.RangeIndex):
+            raise OptionError(
+                "`clusters` has no 'cluster' column and its index is the default 0, 1, 2, ... "
+                "(a RangeIndex), so it does not say which column holds the cluster ids; pass "
+                "`cluster=` naming it (columns: "
+                f"{_fmt_list([str(c) for c in clusters.columns]) or 'none'}), or set it as the "
+                "index."
+            )
+        return list(clusters.index.tolist()), clusters
+    if cluster is not None:
+        raise OptionError(
+            "`cluster` names the id column of a `clusters` DataFrame; `clusters` is a plain "
+            f"sequence of labels ({type(clusters).__name__}), so drop `cluster=`."
+        )
     if isinstance(clusters, (str, bytes)) or not isinstance(clusters, Iterable):
         raise DesignError(
             "`clusters` must be a DataFrame (one row per cluster, labels in a 'cluster' column "
@@ -282,6 +300,7 @@ def _allowed_iv(
 def _randomise_iv(
     design: Any,
     clusters: Any,
+    cluster: Any,
     strata: Any,
     balance: Any,
     cutoff: Any,
@@ -294,7 +313,7 @@ def _randomise_iv(
 ) -> _Inputs:
     if not isinstance(design, Design):
         raise DesignError(f"`design` must be a steppedwedge Design; got {type(design).__name__}.")
-    raw_labels, frame = _labels_iv(clusters)
+    raw_labels, frame = _labels_iv(clusters, cluster)
     labels = _canonical_labels(raw_labels, design)
 
     columns: dict[str, dict[Hashable, Any]] = {}
@@ -1009,6 +1028,7 @@ def randomise(
     alpha: float | None = 0.05,
     max_enumerate: int = 200_000,
     n_candidates: int = 10_000,
+    cluster: str | None = None,
 ) -> Allocation:
     r"""Randomly allocate clusters to the sequences of a design.
 
@@ -1017,8 +1037,10 @@ def randomise(
     design : Design
         Its rows are slots; its sequences and their sizes are kept.
     clusters : pandas.DataFrame or sequence of hashable
-        One row per cluster, labelled by a ``cluster`` column (else the index), with any
-        strata/balance columns; or just the labels.  Exactly ``design.n_clusters`` of them.
+        One row per cluster, with any strata/balance columns, labelled by the ``cluster=``
+        column, else a column named ``cluster``, else a non-default index; or just the
+        labels.  Exactly ``design.n_clusters`` of them.  A frame with none of these (no
+        ``cluster`` column and a default 0, 1, 2, ... index) is refused rather than numbered.
     strata : str, optional
         Column of the stratum of each cluster.  Without ``allowed_sequences`` each stratum is
         spread over the sequences as evenly as possible (see Notes).
@@ -1045,6 +1067,10 @@ def randomise(
     n_candidates : int, default 10000
         Covariate constraints on a larger space: score this many distinct allocations drawn
         uniformly at random; the admissible set is then the kept part of that sample.
+    cluster : str, optional
+        The column of ``clusters`` holding the cluster ids (e.g. ``"council"``); required
+        when the frame has no ``cluster`` column and a default RangeIndex.  The allocation
+        and its audit record carry these ids.
 
     Returns
     -------
@@ -1056,6 +1082,9 @@ def randomise(
         Wrong number of or duplicated labels; missing columns or missing values in the
         strata/balance columns; strata that their permitted sequences cannot hold; no
         allocation within ``max_score``.
+    OptionError
+        ``cluster=`` naming a missing column, or a frame that does not say which column
+        holds the ids.
 
     Warns
     -----
@@ -1121,6 +1150,7 @@ def randomise(
     inp = _randomise_iv(
         design,
         clusters,
+        cluster,
         strata,
         balance,
         cutoff,
