@@ -8,9 +8,45 @@ from typing import Any
 import pandas as pd
 
 from .._validation import check_option
+from ..data import apply_period_order, check_period_order
+from ..exceptions import OptionError
 from .mixed import fit_gaussian
 
 __all__ = ["fit"]
+
+
+def _ordered_periods(
+    data: Any,
+    period: str,
+    period_order: Sequence[Any] | None,
+    design: Any,
+    time: str,
+    random: str,
+    effect: str,
+    options: dict[str, Any],
+) -> Any:
+    """Apply ``period_order``; refuse text periods where the analysis uses period distance."""
+    if not isinstance(data, pd.DataFrame):
+        return data
+    if period_order is not None:
+        if design is not None:
+            raise OptionError(
+                "`period_order` and `design` cannot be combined: the design fixes the order."
+            )
+        return apply_period_order(data, period, period_order)
+    if design is not None:
+        return data
+    corstr = str(options.get("corstr") or "")
+    needs = [
+        f"time={time!r}" if time in ("linear", "spline") else "",
+        f"random={random!r}" if "decay" in str(random) else "",
+        f"effect={effect!r}" if effect in ("eti", "tate", "pte") else "",
+        f"corstr={corstr!r}" if any(k in corstr for k in ("decay", "ar1")) else "",
+    ]
+    why = " and ".join(n for n in needs if n)
+    if why:
+        check_period_order(data, period, why)
+    return data
 
 _FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial")
 _METHODS = ("reml", "ml", "laplace", "agq", "gee", "cluster-summary", "fixed-effects")
@@ -41,6 +77,7 @@ def fit(
     vcov: str | None = None,
     missing: str = "raise",
     design: Any = None,
+    period_order: Sequence[Any] | None = None,
     **options: Any,
 ) -> Any:
     """Analyse a stepped-wedge trial: mixed models (Gaussian, GLMM), GEE or cluster summaries.
@@ -107,13 +144,22 @@ def fit(
         Cluster summaries: ``"clusters"`` (I - 2, default), ``"satterthwaite"`` or
         ``"residual"``.
     vcov : str, optional
-        Gaussian mixed models: ``"model"`` (default) or CR2 cluster-robust (``"robust"`` =
-        ``"cr2"``, t with I-1 df).  GEE: ``"lz"``, ``"kc"``, ``"md"`` (default), ``"fg"``...
+        Mixed models (Gaussian and GLMM): ``"model"`` (default) or a cluster-robust sandwich,
+        ``"cr0"``, ``"cr2"`` (= ``"robust"``), ``"cr3"``, ``"kc"``, ``"md"``, ``"fg"``,
+        ``"mbn"`` (:mod:`steppedwedge.inference.sandwich`), with t on ``I - p_c`` df by
+        default (``p_c`` = cluster-level parameters: ``I - 2`` without cluster-level
+        covariates; Ouyang et al. 2024 recommend CR3/MD with ``I - 2``); ``dof=`` overrides.
+        GEE: ``"lz"``, ``"kc"``, ``"md"`` (default), ``"fg"``...
         Cluster summaries: ``"cr2"`` (default, clustered by cluster), ``"model"``, ``"hc2"``.
     missing : {"raise", "drop"}
         Missing outcomes/covariates: raise (default) or drop with a warning.
     design : Design, optional
-        Check the rows against a design.
+        Check the rows against a design (it also fixes the period order).
+    period_order : sequence, optional
+        The period labels in calendar order.  Text labels (``"P4"``, ``"Jan-20"``) sort
+        alphabetically, so linear or spline time, decay structures and exposure-time effects
+        refuse them (:class:`~steppedwedge.exceptions.DataError`) unless the order is given
+        here, by an ordered categorical column or by ``design``.
 
     **options
         Passed to the GEE, cluster-summary or GLMM fitter (e.g. ``corstr``, ``weights``,
@@ -164,6 +210,7 @@ def fit(
     if method is None:
         method = "reml" if family == "gaussian" else "laplace"
     check_option("method", method, _METHODS)
+    data = _ordered_periods(data, period, period_order, design, time, random, effect, options)
     common = dict(
         outcome=outcome,
         cluster=cluster,
