@@ -145,7 +145,14 @@ def ar1_factor(r: Any, t: int, deriv: bool = False) -> Any:
     >>> bool(np.allclose(lo @ lo.T, 0.6 ** np.abs(np.subtract.outer(range(4), range(4)))))
     True
     """
-    r = np.asarray(r, dtype=float)[..., None, None]
+    r = np.asarray(r, dtype=float)
+    if r.ndim == 1 and r.size > 1:
+        # batched evaluations repeat each r once per cluster: build each distinct factor once
+        uniq, inverse = np.unique(r, return_inverse=True)
+        if uniq.size < r.size:
+            out = ar1_factor(uniq, t, deriv)
+            return tuple(o[inverse] for o in out) if deriv else out[inverse]
+    r = r[..., None, None]
     j = np.arange(t)
     e = j[:, None] - j[None, :]
     low = e >= 0
@@ -181,6 +188,27 @@ def _pieces(
     return ll * wt, s * wt, w * wt, w1 * wt
 
 
+def _chol_inv_logdet(h: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Inverse and log-determinant of SPD blocks by a batched Cholesky factorisation.
+
+    ``H = C C'``: ``log|H| = 2 sum log diag C``; ``C^-1`` by vectorised forward substitution
+    (one step per row), ``H^-1 = C^-T C^-1``.  ``None`` when some block is not positive
+    definite (the caller falls back to LU, which reports it).
+    """
+    try:
+        c = np.linalg.cholesky(h)
+    except np.linalg.LinAlgError:
+        return None
+    q = h.shape[1]
+    diag = np.diagonal(c, axis1=1, axis2=2)
+    cinv = np.zeros_like(h)
+    for i in range(q):
+        row = -(c[:, i : i + 1, :i] @ cinv[:, :i, :])[:, 0, :]
+        row[:, i] += 1.0
+        cinv[:, i, :] = row / diag[:, i : i + 1]
+    return cinv.transpose(0, 2, 1) @ cinv, 2.0 * np.log(diag).sum(axis=1)
+
+
 def _inv_logdet(h: np.ndarray, tail_start: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Inverse and log-determinant of the SPD blocks ``h``; closed form for an arrowhead.
 
@@ -189,6 +217,10 @@ def _inv_logdet(h: np.ndarray, tail_start: int | None) -> tuple[np.ndarray, np.n
     Returns ``logdet = inf`` where a block is not positive definite.
     """
     if tail_start is None or tail_start == 0 or tail_start >= h.shape[1]:
+        if h.shape[1] >= 8:  # dense blocks (AR(1) periods): Cholesky beats LU inv + slogdet
+            out = _chol_inv_logdet(h)
+            if out is not None:
+                return out
         sign, logdet = np.linalg.slogdet(h)
         logdet = np.where(sign > 0, logdet, np.inf)
         try:
@@ -329,19 +361,28 @@ def _modes(
 
 
 def _var_terms(
-    data: UnitData, sigma: np.ndarray, k: int, v: np.ndarray, zts: np.ndarray
+    data: UnitData,
+    sigma: np.ndarray,
+    k: int,
+    v: np.ndarray,
+    zts: np.ndarray,
+    cache: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pieces of the derivative in variance parameter ``k``, with ``D = dLambda / d sigma_k``.
 
     Returns ``Z D v`` ``(I, U)``, ``D' Z's`` ``(I, q)`` and ``D``: the 0/1 column mask of
     component ``k`` (``(q,)``) for a standard deviation, or the ``(T, T)`` (or ``(I, T, T)``)
-    AR(1) block ``L(r)`` (its SD) or ``gamma dL/dphi`` (its correlation).
+    AR(1) block ``L(r)`` (its SD) or ``gamma dL/dphi`` (its correlation).  ``cache`` keeps
+    the AR(1) factor between the calls of one gradient.
     """
     if data.ar1 is not None:
         s0, t = data.ar1
         kg = int(data.comp[s0])
         if k in (kg, data.n_comp):
-            lo, dlo = ar1_factor(np.tanh(sigma[..., data.n_comp]), t, deriv=True)
+            cache = {} if cache is None else cache
+            if "ar1" not in cache:  # the factor and its derivative, shared by both parameters
+                cache["ar1"] = ar1_factor(np.tanh(sigma[..., data.n_comp]), t, deriv=True)
+            lo, dlo = cache["ar1"]
             dd = lo if k == kg else dlo * np.asarray(sigma[..., kg])[..., None, None]
             blk = slice(s0, s0 + t)
             dv = (dd @ v[:, blk, None])[:, :, 0]
@@ -408,26 +449,28 @@ def _laplace_grad(
     at_w = a.transpose(0, 2, 1) * w[:, None, :]  # (I, q, U)
     # beta: envelope + log-det term with deta/dbeta = X - A H^-1 A' W X
     atwx = at_w @ x  # (I, q, p)
-    deta_db = x - ah @ atwx  # (I, U, p)
-    g_beta = (s[:, None, :] @ x)[:, 0, :] - 0.5 * (c[:, None, :] @ deta_db)[:, 0, :]
+    # c' deta/dbeta = c'X - (c' A H^-1) A'WX: no (I, U, p) intermediate
+    cx = (c[:, None, :] @ x)[:, 0, :] - ((c[:, None, :] @ ah) @ atwx)[:, 0, :]
+    g_beta = (s[:, None, :] @ x)[:, 0, :] - 0.5 * cx
     # variance parameters: SDs (columns of comp k), then the AR(1) phi
     n_var = data.n_var
     g_sigma = np.zeros((n_i, n_var))
-    m = at_w @ z  # A' W Z  (I, q, q)
-    hm_diag = (hinv * m.transpose(0, 2, 1)).sum(axis=2)  # diag(H^-1 A'WZ)
+    ahw = ah * w[:, :, None]  # rows w_u a_u' H^-1
+    # diag(H^-1 A'WZ)_j = sum_u (H^-1 a_u)_j w_u z_uj (H^-1 symmetric)
+    hm_diag = (ahw * z).sum(axis=1)
     zts = (s[:, None, :] @ z)[:, 0, :]
+    cache: dict[str, Any] = {}
     for k in range(n_var):
-        ck, dzs, dd = _var_terms(data, sigma, k, st.v, zts)
+        ck, dzs, dd = _var_terms(data, sigma, k, st.v, zts, cache)
         env = (s * ck).sum(axis=1)
         dg = dzs[:, :, None] - at_w @ ck[:, :, None]
         deta = ck[:, :, None] + a @ (hinv @ dg)
         if dd.ndim == 1:
             tr1 = 2.0 * (hm_diag * dd).sum(axis=1)
-        else:  # tr(H^-1 A'WZ D) over the AR(1) block
+        else:  # tr(H^-1 A'W Z D) = sum_u w_u (z_u' D) H^-1 a_u over the AR(1) block
             assert data.ar1 is not None
             blk = slice(data.ar1[0], data.ar1[0] + data.ar1[1])
-            mbb = hinv[:, blk, :] @ m[:, :, blk]
-            tr1 = 2.0 * (mbb * np.swapaxes(dd, -1, -2)).sum(axis=(-2, -1))
+            tr1 = 2.0 * ((z[:, :, blk] @ dd) * ahw[:, :, blk]).sum(axis=(1, 2))
         tr2 = (c * deta[:, :, 0]).sum(axis=1)
         g_sigma[:, k] = env - 0.5 * (tr1 + tr2)
     g_alpha = np.zeros(n_i)

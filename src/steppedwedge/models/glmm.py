@@ -38,7 +38,14 @@ from .._formula import covariate_matrix
 from .._validation import check_option, check_positive_int
 from .._warnings import warn
 from ..data import TrialData
-from ..exceptions import ConvergenceWarning, DataError, DesignError, SteppedWedgeWarning
+from ..exceptions import (
+    ConvergenceWarning,
+    DataError,
+    DesignError,
+    OptionError,
+    SteppedWedgeWarning,
+)
+from ..inference.sandwich import check_vcov, laplace_cluster_pieces, robust_df, sandwich_vcov
 from ..results import FitResult, Summary, _fmt
 from .mixed import (
     EFFECT_TYPES,
@@ -424,6 +431,7 @@ def fit_glmm(
     method: str = "laplace",
     n_quadrature: int | None = None,
     dof: str | float | None = None,
+    vcov: str = "model",
     missing: str = "raise",
     design: Any = None,
 ) -> GLMMResult:
@@ -499,6 +507,16 @@ def fit_glmm(
         The default changed from ``"normal"`` to ``"clusters"``: with 10-20 clusters the
         z test is anti-conservative because the maximum-likelihood (Laplace) variance
         components are biased downwards.
+    vcov : {"model", "cr0", "cr2", "cr3", "kc", "md", "fg", "mbn"}
+        ``"model"`` (default): the inverse Hessian of the Laplace log-likelihood.  Otherwise
+        a cluster-robust sandwich ``H^{-1} [sum_i A_i g_i g_i' A_i'] H^{-1}`` over all free
+        outer parameters (``beta``, variance parameters, NB log-size), with ``g_i`` the
+        exact per-cluster Laplace scores and the leverage corrections ``A_i`` built from
+        each cluster's own Hessian contribution (:mod:`steppedwedge.inference.sandwich`;
+        ``cr2`` and ``kc`` coincide here, as do ``cr3`` and ``md``).  With a robust ``vcov``
+        and ``dof=None`` every term gets t with ``I - r_b - 1`` df (``I - 2`` without
+        cluster-level covariates); the model-based SEs are reported beside the robust ones.
+        Laplace only (not ``method="agq"``).
     missing : {"raise", "drop"}
         Missing values: raise (default) or drop with a warning.
     design : Design, optional
@@ -536,9 +554,15 @@ def fit_glmm(
     >>> round(res.estimate, 3), round(res.ratio, 3)
     (-0.318, 0.728)
     """
+    vcov = check_vcov(vcov)
     link, nq = _glmm_iv(
         family, link, random, time, effect, method, n_quadrature, dof, exposure_time
     )
+    if vcov != "model" and nq > 1:
+        raise OptionError(
+            f"vcov={vcov!r} needs the Laplace fit (method='laplace'); per-cluster scores of the "
+            "adaptive quadrature likelihood are not available."
+        )
     fam = make_family(family, link)
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"`data` must be a pandas DataFrame; got {type(data).__name__}.")
@@ -738,9 +762,9 @@ def fit_glmm(
 
     # -------------------------------------------------------------- start and fit
     beta0, alpha0 = _glm_start(fam, g_y, g_n, g_off, g_x)
-    sigma0 = _sigma_start(fam, beta0, alpha0, g_y, g_n, g_off, g_x, g_c, g_p, comp_names, n_i, n_t)
-    if ar1 is not None:
-        sigma0 = np.append(sigma0, np.arctanh(0.8 if random == "decay" else 0.5))
+    sigma0 = _sigma_start(
+        fam, beta0, alpha0, g_y, g_n, g_off, g_x, g_c, g_p, comp_names, n_i, n_t, ar1 is not None
+    )
     core = fit_glmm_core(ud, fam, beta0, sigma0, alpha0, n_quadrature=nq)
     messages: list[str] = []
     if not core.converged:
@@ -775,14 +799,24 @@ def fit_glmm(
     except np.linalg.LinAlgError:
         messages.append("The Hessian is singular: standard errors are not available.")
     vb = cov_full[:p, :p]
+    vb_model = vb
     contrast, estimand = _estimand_contrast(
         effect, p, eff_idx, exp_levels, exposure_time, exposure_window
     )
+    dof_rule = "clusters" if dof is None else dof
+    df_of = _df_rule(dof_rule, g_x, g_c, g_p, n_i, n_t, len(frame))
+    robust_label = ""
+    if vcov != "model":
+        vb, df_of, robust_label = _laplace_robust(
+            vcov, dof, ud, fam, core, hf, g_x, g_c, n_i, df_of, list(cells.clusters), len(frame)
+        )
+        messages.append(
+            f"Standard errors: {vcov.upper()} cluster-robust sandwich of the Laplace "
+            f"likelihood, {robust_label}; model-based SEs in column std_error_model."
+        )
     est = float(contrast @ core.beta)
     se = float(np.sqrt(contrast @ vb @ contrast))
     ses = np.sqrt(np.diag(vb))
-    dof_rule = "clusters" if dof is None else dof
-    df_of = _df_rule(dof_rule, g_x, g_c, g_p, n_i, n_t, len(frame))
     df_est = df_of(contrast)
     rows = []
     if effect != "immediate":
@@ -791,6 +825,12 @@ def fit_glmm(
         (nm, float(core.beta[k]), float(ses[k]), df_of(np.eye(p)[k])) for k, nm in enumerate(names)
     ]
     terms = pd.DataFrame(rows, columns=["term", "estimate", "std_error", "df"])
+    se_model_est = None
+    if vcov != "model":
+        se_model_est = float(np.sqrt(contrast @ vb_model @ contrast))
+        model_se = dict(zip(names, np.sqrt(np.diag(vb_model)), strict=True))
+        model_se[estimand] = se_model_est
+        terms["std_error_model"] = terms["term"].map(model_se).astype(float)
     if effect == "immediate":
         k_t = names.index("treatment")
         terms = terms.iloc[[k_t] + [k for k in range(p) if k != k_t]].reset_index(drop=True)
@@ -801,7 +841,7 @@ def fit_glmm(
         curve = curve.drop(columns="term").reset_index(drop=True)
     vc = {nm: float(core.sigma[k] ** 2) for k, nm in enumerate(comp_names)}
     if ar1 is not None:
-        vc["decay"] = float(np.tanh(core.sigma[len(comp_names)]))
+        vc["decay"] = math.tanh(float(core.sigma[len(comp_names)]))
     dispersion = float(np.exp(core.alpha)) if fam.has_dispersion else None
     if dispersion is not None:
         vc["nb_size"] = dispersion
@@ -829,14 +869,14 @@ def fit_glmm(
         df=df_est,
         params=pd.Series(core.beta, index=names, name="estimate"),
         vcov_matrix=pd.DataFrame(vb, index=names, columns=names),
-        vcov_model=pd.DataFrame(vb, index=names, columns=names),
+        vcov_model=pd.DataFrame(vb_model, index=names, columns=names),
         variance_components=vc,
         loglik=core.loglik,
         converged=core.converged,
         singular=singular,
         method=method if nq == 1 else f"agq({nq})",
-        dof=_df_label(dof_rule, df_est),
-        vcov="model",
+        dof=_df_label(dof_rule, df_est) if vcov == "model" else robust_label,
+        vcov=vcov,
         random=random,
         time=time if knots_used is None else f"spline (knots {knots_used})",
         effect=effect,
@@ -857,7 +897,41 @@ def fit_glmm(
         n_units=n_g,
         variance_intervals=intervals,
         _rate_design=rate_design,
+        std_error_model=se_model_est,
     )
+
+
+def _laplace_robust(
+    vcov: str,
+    dof: str | float | None,
+    ud: UnitData,
+    fam: Any,
+    core: CoreFit,
+    hf: np.ndarray,
+    g_x: np.ndarray,
+    g_c: np.ndarray,
+    n_i: int,
+    df_of: Any,
+    labels: list[Any],
+    n_obs: int,
+) -> tuple[np.ndarray, Any, str]:
+    """Cluster-robust beta covariance of a Laplace fit, its df rule and label (``vcov=``)."""
+    _, r_b = _cluster_level_rank(g_x, g_c)
+    p_c = r_b + 1
+    df_robust = float("nan")
+    if vcov in ("cr2", "cr3", "kc", "md") or dof is None:
+        df_robust = robust_df(n_i, p_c, vcov)
+    pieces = laplace_cluster_pieces(ud, fam, core, labels=labels, n_obs=n_obs)
+    cov = sandwich_vcov(pieces, vcov, hessian=hf)
+    p = g_x.shape[1]
+    name = f"{vcov.upper()} cluster-robust variance"
+    if dof is None:
+        return (
+            cov[:p, :p],
+            lambda c: df_robust,
+            f"t(I - p_c = {n_i} - {p_c} = {n_i - p_c}) with {name}",
+        )
+    return cov[:p, :p], df_of, f"{_df_label(dof, df_of(np.eye(p)[0]))} with {name}"
 
 
 # --------------------------------------------------------------------------------------
@@ -1071,8 +1145,13 @@ def _sigma_start(
     comp_names: list[str],
     n_i: int,
     n_t: int,
+    decay: bool = False,
 ) -> np.ndarray:
-    """Moment starting values for the random-effect SDs from GLM working residuals."""
+    """Moment starting values for the random-effect SDs from GLM working residuals.
+
+    With ``decay`` the SDs and ``phi = atanh(r)`` of the AR(1) structures from the lag
+    covariances of the cell residuals (:func:`_decay_moments`).
+    """
     eta = x @ beta + off
     _ll, s, w, _w1 = fam.derivs(y, n, eta, alpha)
     w = np.maximum(w, 1e-8)
@@ -1090,10 +1169,47 @@ def _sigma_start(
     tau2 = float(np.mean(m_i[k_i > 0] ** 2) - np.mean(samp_c[obs]) / max(np.mean(k_i), 1.0))
     tau2 = min(max(tau2, 0.01), 4.0)
     gam2 = min(max(tot - tau2, 0.01), 4.0)
-    if "tau2" not in comp_names:  # decay alone: the AR(1) term carries the persistent part too
-        gam2 = min(tau2 + gam2, 4.0)
+    if decay:
+        return _decay_moments(
+            rbar_c.reshape(n_i, n_t), samp_c.reshape(n_i, n_t), obs.reshape(n_i, n_t), comp_names
+        )
     start = {"tau2": tau2, "gamma2": gam2, "eta2": 0.01}
     return np.asarray(np.sqrt(np.array([start[nm] for nm in comp_names])))
+
+
+def _decay_moments(
+    res: np.ndarray, samp: np.ndarray, obs: np.ndarray, comp_names: list[str]
+) -> np.ndarray:
+    """Start ``(tau, gamma, phi)`` (or ``(gamma, phi)``) from lag covariances of cell residuals.
+
+    ``C_k`` = mean product of a cluster's residuals ``k`` periods apart (``C_0`` less the
+    sampling variance) is matched to ``tau2 + gamma2 r^k`` (``gamma2 r^k`` without ``tau2``)
+    by least squares over a grid of ``r`` (weights: number of pairs).
+    """
+    n_t = res.shape[1]
+    cov = np.zeros(n_t)
+    cnt = np.zeros(n_t)
+    for k in range(n_t):
+        both = obs[:, : n_t - k] & obs[:, k:]
+        cnt[k] = both.sum()
+        if cnt[k]:
+            cov[k] = (res[:, : n_t - k] * res[:, k:])[both].sum() / cnt[k]
+    cov[0] -= samp[obs].mean() if obs.any() else 0.0
+    lags = np.flatnonzero(cnt > 0)
+    sw = np.sqrt(cnt[lags])
+    persistent = "tau2" in comp_names
+    best = (np.inf, 0.01, 0.01, 0.5)
+    for r in np.linspace(0.05, 0.97, 47):
+        cols = [r ** lags.astype(float)] + ([np.ones(lags.size)] if persistent else [])
+        design = np.column_stack(cols) * sw[:, None]
+        coef = np.linalg.lstsq(design, cov[lags] * sw, rcond=None)[0]
+        coef = np.clip(coef, 0.005, 4.0)
+        sse = float(np.sum((design @ coef - cov[lags] * sw) ** 2))
+        if sse < best[0]:
+            best = (sse, float(coef[0]), float(coef[1]) if persistent else 0.0, float(r))
+    _, gam2, tau2, r = best
+    sds = [math.sqrt(tau2)] if persistent else []
+    return np.array(sds + [math.sqrt(gam2), math.atanh(r)])
 
 
 def _latent_correlations(
@@ -1171,7 +1287,13 @@ def _decay_boundary(core: CoreFit, comp_names: list[str], random: str, messages:
                 else "; the fit has no random effects (a GLM)."
             )
         )
-    elif abs(r) >= math.tanh(PHI_MAX) - 1e-12:
+    elif r <= -(math.tanh(PHI_MAX) - 1e-12):
+        text = (
+            f"The decay r is at its bound ({r:.7f}): the cluster-period effects alternate in sign "
+            "from one period to the next, which is not a decaying correlation; the decaying "
+            "variance gamma2 is not interpretable. Use random='nested' or random='cluster'."
+        )
+    elif r >= math.tanh(PHI_MAX) - 1e-12:
         text = (
             f"The decay r is at its bound ({r:.7f}): the cluster-period effect does not decay, "
             + (

@@ -1,0 +1,315 @@
+"""Decaying (AR(1)) cluster-period effects in the GLMMs: glmmTMB parity, engine algebra, errors.
+
+Reference fits: ``tests/reference/glmm_decay/`` (``make_data.py`` simulates / extracts the
+data, ``generate.R`` fits glmmTMB ``(1 | cluster) + ar1(period_f + 0 | cluster)`` and
+``ar1(...)`` alone, Newton-polishes its optimum, and writes ``cases.json``).  No R needed here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from _tolerances import GLMM_EST, GLMM_LOGLIK_ATOL, GLMM_SE
+from scipy import stats
+from scipy.special import gammaln
+
+from steppedwedge._core.families import make_family
+from steppedwedge._core.laplace import UnitData, ar1_factor, laplace_grad, modes
+from steppedwedge.exceptions import ConvergenceWarning, DataError, DesignError
+from steppedwedge.models.glmm import fit_glmm
+
+REF = Path(__file__).parent / "reference" / "glmm_decay"
+CASES = json.loads((REF / "cases.json").read_text())
+BY_NAME = {c["name"]: c for c in CASES}
+
+#: Variance components, the decay r and the NB size against glmmTMB: both optima are
+#: Newton-polished to gradients ~1e-10, where they agree to ~1e-7 relative; 1e-4 is the contract.
+VC = 1e-4
+#: Wald SEs of the variance components on the working scale (log variance, atanh r, log k):
+#: ours from forward differences (step 1e-6) of the exact gradient, glmmTMB's from its exact
+#: Hessian, so ~1e-5 relative; 1e-3 allows for the delta-method products.
+VC_SE = 1e-3
+#: Analytic gradient against central differences (step 1e-6) of the Laplace value, whose
+#: inner modes are solved to 1e-10: differencing error ~1e-6 relative.
+FD_GRAD = dict(rtol=1e-5, atol=1e-5)
+
+
+def load(name: str) -> pd.DataFrame:
+    if name.endswith("_agg"):
+        d = pd.read_csv(REF / "data" / f"{name[:-4]}.csv")
+        return d.groupby(["cluster", "period", "treatment"], as_index=False).agg(
+            events=("y", "sum"), trials=("y", "size")
+        )
+    return pd.read_csv(REF / "data" / f"{name}.csv")
+
+
+def _canonical(name: str) -> str:
+    import re
+
+    m = re.fullmatch(r"(?:period|qf|yf|pf)\[?(\d+)\]?", name)
+    if m:
+        return f"period {m.group(1)}"
+    m = re.fullmatch(r"(?:exposure\[|ef)(\d+)\]?", name)
+    if m:
+        return f"exposure {m.group(1)}"
+    return name
+
+
+@pytest.fixture(scope="module")
+def fits() -> dict:
+    return {c["name"]: fit_glmm(load(c["dataset"]), **c["kwargs"]) for c in CASES}
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_against_glmmtmb(case: dict, fits: dict) -> None:
+    res = fits[case["name"]]
+    ours = {_canonical(n): k for k, n in enumerate(res.params.index)}
+    idx = [ours[_canonical(n)] for n in case["fixef_names"]]
+    assert sorted(idx) == list(range(len(ours)))
+    est = res.params.to_numpy()[idx]
+    se = np.sqrt(np.diag(res.vcov_matrix.to_numpy()))[idx]
+    assert res.converged and not res.singular
+    np.testing.assert_allclose(est, case["fixef"], **GLMM_EST)
+    np.testing.assert_allclose(se, case["fixef_se"], **GLMM_SE)
+    # both log-likelihoods include the full Poisson / NB / binomial constants
+    assert abs(res.loglik - case["loglik"]) < GLMM_LOGLIK_ATOL
+    vc = res.variance_components
+    persistent = case["kwargs"]["random"] == "nested+decay"
+    assert ("tau2" in vc) == persistent
+    if persistent:
+        assert vc["tau2"] == pytest.approx(case["tau2"], rel=VC)
+    assert vc["gamma2"] == pytest.approx(case["gamma2"], rel=VC)
+    assert vc["decay"] == pytest.approx(case["decay"], rel=VC)
+    if case["nb_size"] is not None:
+        assert vc["nb_size"] == pytest.approx(case["nb_size"], rel=VC)
+        assert res.dispersion == pytest.approx(case["nb_size"], rel=VC)
+    if "contrast" in case:  # TATE over exposure times 1..L
+        assert res.estimand.startswith("TATE[1,")
+        assert res.estimate == pytest.approx(case["contrast"]["estimate"], rel=GLMM_EST["rtol"])
+        assert res.std_error == pytest.approx(case["contrast"]["se"], rel=GLMM_SE["rtol"])
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_variance_intervals_match_glmmtmb_wald(case: dict, fits: dict) -> None:
+    """95% Wald limits: log scale for variances and k, atanh for r, SEs from glmmTMB's Hessian."""
+    res = fits[case["name"]]
+    z = stats.norm.ppf(0.975)
+    ci = res.variance_intervals
+    pairs = [("gamma2", "se_log_gamma2", math.log), ("decay", "se_atanh_decay", math.atanh)]
+    if case["kwargs"]["random"] == "nested+decay":
+        pairs.append(("tau2", "se_log_tau2", math.log))
+    if case["nb_size"] is not None:
+        pairs.append(("nb_size", "se_log_nb_size", math.log))
+    for name, key, f in pairs:
+        est, lo, hi = ci[name]
+        assert est == res.variance_components[name]
+        assert (f(hi) - f(lo)) / (2 * z) == pytest.approx(case[key], rel=VC_SE)
+        assert f(est) == pytest.approx((f(lo) + f(hi)) / 2, rel=1e-9)
+    assert res.correlations["decay"] == ci["decay"]
+    text = str(res.summary())
+    assert "atanh scale (decay)" in text and "decay" in text
+
+
+def test_rows_and_events_trials_agree(fits: dict) -> None:
+    """0/1 rows and events/trials: same fit; log-likelihoods differ by sum log choose(n, y)."""
+    rows, agg = fits["bin_rows_nested_decay"], fits["bin_agg_nested_decay"]
+    np.testing.assert_allclose(rows.params.to_numpy(), agg.params.to_numpy(), rtol=1e-7)
+    a = load("binary_decay_agg")
+    lchoose = float(
+        np.sum(
+            gammaln(a["trials"] + 1)
+            - gammaln(a["events"] + 1)
+            - gammaln(a["trials"] - a["events"] + 1)
+        )
+    )
+    assert agg.loglik - rows.loglik == pytest.approx(lchoose, abs=1e-7)
+
+
+# ------------------------------------------------------------------------------ engine algebra
+
+
+def test_ar1_factor_is_the_cholesky_factor_and_its_derivative() -> None:
+    t = 7
+    lag = np.abs(np.subtract.outer(np.arange(t), np.arange(t)))
+    for r in (-0.6, 0.0, 0.35, 0.97):
+        lo = ar1_factor(r, t)
+        np.testing.assert_allclose(lo @ lo.T, r**lag, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(lo, np.linalg.cholesky(r**lag), rtol=1e-10, atol=1e-12)
+        phi, h = math.atanh(r), 1e-6
+        num = (ar1_factor(math.tanh(phi + h), t) - ar1_factor(math.tanh(phi - h), t)) / (2 * h)
+        np.testing.assert_allclose(ar1_factor(r, t, deriv=True)[1], num, rtol=1e-7, atol=1e-9)
+    # one factor per cluster (batched evaluations) equals the scalar ones
+    rs = np.array([0.2, 0.8, 0.2])
+    batch = ar1_factor(rs, t)
+    for i, r in enumerate(rs):
+        np.testing.assert_array_equal(batch[i], ar1_factor(r, t))
+
+
+def _units(family: str) -> tuple[UnitData, np.ndarray, np.ndarray]:
+    d = load("council_decay")
+    n_i, n_t = 17, 20
+    c = d["council"].str[2:].astype(int).to_numpy() - 1
+    q = d["quarter"].to_numpy() - 1
+    x = np.column_stack([np.ones(len(d)), np.eye(n_t)[q][:, 1:], d["treatment"]])
+    z = np.column_stack([np.ones(len(d)), np.eye(n_t)[q]])
+    y = d["count" if family == "poisson" else "count_nb"].to_numpy(float)
+    order = np.lexsort((q, c))
+
+    def sh(a: np.ndarray) -> np.ndarray:
+        return a[order].reshape(n_i, n_t, *a.shape[1:])
+
+    ud = UnitData(
+        y=sh(y),
+        n=np.ones((n_i, n_t)),
+        offset=sh(np.log(d["pop"].to_numpy(float))),
+        weight=np.ones((n_i, n_t)),
+        x=sh(x),
+        z=sh(z),
+        comp=np.array([0] + [1] * n_t),
+        n_comp=2,
+        ar1=(1, n_t),
+    )
+    beta = np.linalg.lstsq(x, np.log(y + 0.5) - np.log(d["pop"]), rcond=None)[0]
+    return ud, beta, np.array([0.3, 0.2, math.atanh(0.7)])
+
+
+@pytest.mark.parametrize("family", ["poisson", "negative_binomial"])
+def test_exact_gradient_matches_finite_differences(family: str) -> None:
+    """d/d(beta, tau, gamma, phi, alpha) of the Laplace value, and per-cluster contributions."""
+    fam = make_family(family)
+    ud, beta, sig = _units(family)
+    alpha = math.log(20.0) if fam.has_dispersion else 0.0
+    st = modes(ud, fam, beta, sig, alpha)
+    gb, gs, ga = laplace_grad(ud, fam, st, sig, alpha)
+
+    def val(b: np.ndarray, s: np.ndarray, a: float) -> float:
+        return modes(ud, fam, b, s, a, st.v).value
+
+    h = 1e-6
+    e3 = np.eye(3)
+    num_s = [(val(beta, sig + h * e3[j], alpha) - val(beta, sig - h * e3[j], alpha)) / (2 * h)
+             for j in range(3)]  # fmt: skip
+    np.testing.assert_allclose(gs, num_s, **FD_GRAD)
+    eb = np.eye(beta.size)
+    num_b = [(val(beta + h * eb[j], sig, alpha) - val(beta - h * eb[j], sig, alpha)) / (2 * h)
+             for j in (0, 7, beta.size - 1)]  # fmt: skip
+    np.testing.assert_allclose(gb[[0, 7, beta.size - 1]], num_b, **FD_GRAD)
+    if fam.has_dispersion:
+        num_a = (val(beta, sig, alpha + h) - val(beta, sig, alpha - h)) / (2 * h)
+        assert ga == pytest.approx(num_a, rel=1e-5)
+    # per-cluster contract: (I, p), (I, n_var), (I,) summing to the totals
+    pb, ps, pa = laplace_grad(ud, fam, st, sig, alpha, per_cluster=True)
+    assert pb.shape == (17, beta.size) and ps.shape == (17, 3) and pa.shape == (17,)
+    np.testing.assert_allclose(ps.sum(axis=0), gs, rtol=1e-12)
+    np.testing.assert_allclose(pb.sum(axis=0), gb, rtol=1e-12)
+
+
+# ------------------------------------------------------------------------------ options, errors
+
+KW = dict(
+    outcome="count",
+    cluster="council",
+    period="quarter",
+    treatment="treatment",
+    family="poisson",
+    exposure="pop",
+)
+
+
+def test_caller_frame_not_modified() -> None:
+    d = load("council_decay")
+    before = d.copy()
+    fit_glmm(d, random="decay", **KW)
+    pd.testing.assert_frame_equal(d, before)
+
+
+def test_string_periods_are_refused_ordered_categorical_accepted() -> None:
+    d = load("council_decay")
+    d["quarter"] = "Q" + d["quarter"].astype(str)  # 'Q10' < 'Q2' alphabetically
+    with pytest.raises(DataError, match="'quarter'.*alphabetically"):
+        fit_glmm(d, random="nested+decay", **KW)
+    order = [f"Q{j}" for j in range(1, 21)]
+    d["quarter"] = pd.Categorical(d["quarter"], categories=order, ordered=True)
+    res = fit_glmm(d, random="nested+decay", **KW)
+    ref = BY_NAME["pois_nested_decay"]
+    assert res.estimate == pytest.approx(ref["estimate"], rel=GLMM_EST["rtol"])
+
+
+def test_too_few_periods() -> None:
+    d = load("council_decay")
+    one = d[d["quarter"] == 5].copy()
+    with pytest.raises(DesignError, match="at least 2 periods"):
+        fit_glmm(one, random="decay", **KW)
+    two = d[d["quarter"].isin([1, 20])].copy()
+    with pytest.raises(DesignError, match="at least 3 periods"):
+        fit_glmm(two, random="nested+decay", **KW)
+
+
+def test_eti_with_a_non_identifiable_exposure_time_names_it() -> None:
+    """Every council switches in quarter 5: exposure times are collinear with quarters."""
+    d = load("council_decay").head(17 * 20)
+    d = d[d["quarter"] <= 8].copy()
+    d["treatment"] = (d["quarter"] >= 5).astype(int)
+    with pytest.raises(DataError, match=r"'exposure\[1\]' is not identifiable"):
+        fit_glmm(d, random="nested+decay", effect="eti", **KW)
+
+
+# ------------------------------------------------------------------------------ boundaries
+
+
+def _poisson_panel(seed: int, tau: float, gamma: float, r: float) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in range(12):
+        u = rng.normal(0, tau)
+        e = np.empty(8)
+        e[0] = rng.normal(0, gamma)
+        for j in range(1, 8):
+            e[j] = r * e[j - 1] + rng.normal(0, gamma * math.sqrt(1 - r * r))
+        for j in range(8):
+            x = int(j > c % 7)
+            mu = 30_000 * 2e-3 * math.exp(u + e[j] - 0.1 * x)
+            rows.append((c, j, x, 30_000, int(rng.poisson(mu))))
+    return pd.DataFrame(rows, columns=["council", "quarter", "treatment", "pop", "count"])
+
+
+def test_no_decaying_variance_warns_and_flags_singular() -> None:
+    """Data with a persistent council effect only: gamma2 -> 0 and r is not identified."""
+    d = _poisson_panel(8, 0.3, 0.0, 0.0)
+    with pytest.warns(ConvergenceWarning, match="gamma2 is estimated as 0"):
+        res = fit_glmm(d, random="nested+decay", **KW)
+    assert res.singular
+    assert res.variance_components["gamma2"] == 0.0
+    assert any("not identified" in m for m in res.messages)
+    assert math.isnan(res.variance_intervals["decay"][1])
+    # the fit is then the random='cluster' model
+    ref = fit_glmm(d, random="cluster", **KW)
+    assert res.loglik == pytest.approx(ref.loglik, abs=1e-6)
+    assert res.estimate == pytest.approx(ref.estimate, rel=1e-5)
+
+
+def test_decay_at_one_warns() -> None:
+    """A persistent council effect fitted by random='decay': r goes to 1 (= random='cluster')."""
+    d = _poisson_panel(4, 0.3, 0.0, 0.0)
+    with pytest.warns(ConvergenceWarning, match="random='cluster' is the same model"):
+        res = fit_glmm(d, random="decay", **KW)
+    assert res.singular
+    assert res.variance_components["decay"] > 0.9999
+    ref = fit_glmm(d, random="cluster", **KW)
+    assert res.loglik == pytest.approx(ref.loglik, abs=1e-3)
+
+
+def test_well_identified_decay_fit_is_quiet() -> None:
+    d = load("council_decay")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = fit_glmm(d, random="nested+decay", **KW)
+    assert not res.singular and res.converged
