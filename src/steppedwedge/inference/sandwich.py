@@ -481,16 +481,46 @@ def _within_coordinates(
 # ------------------------------------------------------------------------------ GLMM pieces
 
 
-def _laplace_cluster_grads(data: Any, fam: Any, theta: np.ndarray, p: int, k: int, v0: Any):
-    """Per-cluster exact Laplace gradients ``(I, P)`` of ``log L`` at ``theta``."""
+_UNIT_ARRAYS = ("y", "n", "offset", "weight", "x", "z")  # UnitData arrays with clusters first
+
+
+def _tile_units(data: Any, r: int) -> Any:
+    """Repeat the clusters of ``data`` ``r`` times (replicate-major), dropping the constant."""
+    import dataclasses
+
+    tiled = {
+        f: np.tile(getattr(data, f), (r,) + (1,) * (getattr(data, f).ndim - 1))
+        for f in _UNIT_ARRAYS
+    }
+    return dataclasses.replace(data, const=0.0, **tiled)
+
+
+def _laplace_cluster_grads(
+    data: Any, fam: Any, thetas: np.ndarray, p: int, k: int, v0: Any
+) -> np.ndarray:
+    """Per-cluster exact Laplace gradients ``(R, I, P)`` of ``log L`` at ``R`` parameter vectors.
+
+    One vectorised evaluation: the clusters are replicated once per parameter vector and every
+    replicate gets its own ``beta`` (the variance parameters are shared when they agree).
+    """
     from .._core.laplace import laplace_grad, modes
 
-    beta, sigma = theta[:p], theta[p : p + k]
-    alpha = float(theta[p + k]) if fam.has_dispersion else 0.0
-    st = modes(data, fam, beta, sigma, alpha, v0)
-    gb, gs, ga = laplace_grad(data, fam, st, sigma, alpha, per_cluster=True)
-    parts = [gb, gs] + ([np.asarray(ga)[:, None]] if fam.has_dispersion else [])
-    return np.concatenate(parts, axis=1)
+    r = thetas.shape[0]
+    n_i = data.x.shape[0]
+    td = _tile_units(data, r) if r > 1 else data
+    beta = np.repeat(thetas[:, :p], n_i, axis=0) if r > 1 else thetas[0, :p]
+    var = thetas[:, p : p + k]
+    sigma = var[0] if np.all(var == var[0]) else np.repeat(var, n_i, axis=0)
+    if fam.has_dispersion:
+        al = thetas[:, p + k]
+        alpha: Any = float(al[0]) if np.all(al == al[0]) else np.repeat(al, n_i)
+    else:
+        alpha = 0.0
+    v_start = None if v0 is None else np.tile(v0, (r, 1))
+    st = modes(td, fam, beta, sigma, alpha, v_start)
+    gb, gs, ga = laplace_grad(td, fam, st, sigma, alpha, per_cluster=True)
+    parts = [gb, gs] + ([np.asarray(ga).reshape(-1, 1)] if fam.has_dispersion else [])
+    return np.concatenate(parts, axis=1).reshape(r, n_i, -1)
 
 
 def laplace_cluster_pieces(
@@ -501,17 +531,27 @@ def laplace_cluster_pieces(
     labels: Sequence[Any] | None = None,
     n_obs: int | None = None,
     step: float = 1e-4,
+    leverage: str = "fixed",
 ) -> ClusterPieces:
     """Per-cluster scores and Hessians of the Laplace log-likelihood of a GLMM.
 
-    The parameters are the free outer parameters ``(beta, sigma, [log NB size])`` of
+    The parameters are the free outer parameters ``(beta, sigma, [atanh r], [log NB size])`` of
     :class:`~steppedwedge._core.laplace.CoreFit` (those not on a boundary).  ``u_i`` is the
     exact gradient of cluster ``i``'s Laplace log-likelihood (envelope theorem plus the
     implicit derivative of the modes, :func:`~steppedwedge._core.laplace.laplace_grad`);
     ``H_i = -d u_i / d theta`` by central differences of those exact per-cluster gradients
-    with step ``h_j = step * max(1, |theta_j|)`` (at most half a standard deviation):
+    with step ``h_j = step * max(1, |theta_j|)`` (at most half an SD ``sigma_j``):
     truncation error ``O(h^2) ~ 1e-8`` relative, and the modes are re-solved to Newton
     tolerance ``1e-10`` at every point, whose error enters divided by ``h`` (``~1e-8``).
+
+    With ``leverage="fixed"`` (default) only the fixed-effect block ``H_i,beta beta`` is
+    kept (the rest of ``H_i`` is zero), so the leverage corrections measure each cluster's
+    pull on the mean model while the bread (the full Hessian) still carries the
+    uncertainty of the variance parameters.  A single cluster's curvature in a variance
+    parameter is indefinite and noisy: with a small cluster-period variance the full-space
+    ``S_i`` reached eigenvalues 0.95 (leverage ~1, no correction possible) in 6% of
+    simulated Poisson trials with 12 clusters, against at most 0.3 for the fixed-effect
+    block.  ``leverage="all"`` keeps the full ``H_i``.
 
     Parameters
     ----------
@@ -533,24 +573,31 @@ def laplace_cluster_pieces(
     ClusterPieces
         Over the free parameters, in the order of ``core.free``.
     """
-    p, k = data.x.shape[2], data.n_comp
+    p, k = data.x.shape[2], int(getattr(data, "n_var", data.n_comp))
+    n_sd = data.n_comp  # variance parameters 0..n_comp-1 are SDs (>= 0); then an AR(1) atanh(r)
     theta = np.concatenate(
         [core.beta, core.sigma, [core.alpha] if fam.has_dispersion else []]
     ).astype(float)
+    if leverage not in ("fixed", "all"):
+        raise OptionError(f"`leverage` must be 'fixed' or 'all'; got {leverage!r}.")
     free = np.flatnonzero(core.free)
-    g0 = _laplace_cluster_grads(data, fam, theta, p, k, core.v)[:, free]
+    cols = free[free < p] if leverage == "fixed" else free
+    steps = np.array([step * max(1.0, abs(theta[j])) for j in cols])
+    for c, j in enumerate(cols):
+        if p <= j < p + n_sd:
+            steps[c] = min(steps[c], 0.5 * theta[j])
+    thetas = np.repeat(theta[None, :], 1 + 2 * cols.size, axis=0)
+    thetas[1 + np.arange(cols.size), cols] += steps
+    thetas[1 + cols.size + np.arange(cols.size), cols] -= steps
+    grads = _laplace_cluster_grads(data, fam, thetas, p, k, core.v)[:, :, free]
+    g0 = grads[0]
     i_n = g0.shape[0]
     hess = np.zeros((i_n, free.size, free.size))
-    for c, j in enumerate(free):
-        h = step * max(1.0, abs(theta[j]))
-        if p <= j < p + k:
-            h = min(h, 0.5 * theta[j])
-        tp, tm = theta.copy(), theta.copy()
-        tp[j] += h
-        tm[j] -= h
-        gp = _laplace_cluster_grads(data, fam, tp, p, k, core.v)[:, free]
-        gm = _laplace_cluster_grads(data, fam, tm, p, k, core.v)[:, free]
-        hess[:, :, c] = -(gp - gm) / (2.0 * h)
+    for c, j in enumerate(cols):
+        diff = grads[1 + c] - grads[1 + cols.size + c]
+        hess[:, :, int(np.searchsorted(free, j))] = -diff / (2.0 * steps[c])
+    if leverage == "fixed":
+        hess[:, p:, :] = 0.0
     hess = 0.5 * (hess + hess.transpose(0, 2, 1))
     if n_obs is None:
         n_obs = int(np.sum(data.weight))

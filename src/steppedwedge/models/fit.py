@@ -325,10 +325,6 @@ def fit(
             f"method={method!r} is for Gaussian outcomes; family={family!r} mixed models use "
             "method='laplace' (default) or 'agq', or method='gee' / 'cluster-summary'."
         )
-    if vcov not in (None, "model"):
-        raise ValueError(
-            f"vcov={vcov!r} is not available for GLMMs; use vcov='model' or method='gee'."
-        )
     from .glmm import fit_glmm
 
     return fit_glmm(
@@ -347,6 +343,7 @@ def fit(
         exposure_time=exposure_time,
         method=method,
         dof=dof,
+        vcov="model" if vcov is None else vcov,
         **common,
         **options,
     )
