@@ -97,21 +97,32 @@ def test_solve_errors() -> None:
     with pytest.raises(SolveError, match="not reached"):
         solve_power(D, effect=1e-4, variance=VC(tau2=0.1), cluster_size=10, max_value=4)
     with pytest.raises(ValueError, match="n_sequences"):
-        solve_power(Design.parallel(2, 2), effect=0.3, variance=VC(), cluster_size=3,
-                    solve_for="n_sequences")
+        solve_power(
+            Design.parallel(2, 2),
+            effect=0.3,
+            variance=VC(),
+            cluster_size=3,
+            solve_for="n_sequences",
+        )
 
 
 def test_t_dof_rules() -> None:
     base = call()
     assert base.df is None
-    for rule in ("residual", "between-within", "containment"):
+    rules = ("residual", "between-within", "containment")
+    for rule in (*rules, *(f"{r}-individuals" for r in rules)):
         res = call(dof=rule)
         assert res.df is not None and res.df >= 1
         assert res.power < base.power
-    # residual df: 6 clusters x 4 periods x 10 individuals - (4 periods + 1)
-    assert call(dof="residual").df == 240 - 5
-    # containment with a random treatment effect: I - 2
-    assert call(dof="containment", variance=VC(tau2=0.1, eta2=0.05)).df == 4
+    # SteppedPower's rules on cluster-period means (6 clusters x 4 periods, p = 4 + 1):
+    # residual I*T - p, containment I*T - I, between-within I - p
+    assert call(dof="residual").df == 24 - 5
+    assert call(dof="containment").df == 24 - 6
+    assert call(dof="between-within").df == 6 - 5
+    # individual-level counts: 6 x 4 x 10 individuals - (4 periods + 1)
+    assert call(dof="residual-individuals").df == 240 - 5
+    # containment-individuals with a random treatment effect: I - 2
+    assert call(dof="containment-individuals", variance=VC(tau2=0.1, eta2=0.05)).df == 4
     assert call(dof=12).df == 12.0
     # t power with huge df tends to normal power
     assert abs(call(dof=1e9).power - base.power) < 1e-7

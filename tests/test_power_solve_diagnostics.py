@@ -228,7 +228,7 @@ def test_power_curves_match_power() -> None:
 
 def test_summary_renderings() -> None:
     res = power(Design.stepped_wedge(3, 3), effect=0.2, variance=VC(tau2=0.01), cluster_size=50,
-                dof="residual")
+                dof="residual-individuals")
     text = str(res)
     assert "t with 1795 df" in text and "power" in text
     assert "<table" in res._repr_html_()

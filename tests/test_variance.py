@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
+from tests._tolerances import EXACT
 
 import steppedwedge as sw
 from steppedwedge._core.covariance import decay_matrix
-from tests._tolerances import EXACT
 
 unit = st.floats(0.0, 0.99, allow_nan=False)
 
@@ -21,9 +21,31 @@ def test_from_correlations_round_trip(icc: float, cac: float, iac: float, total:
     vc = sw.VarianceComponents.from_correlations(icc, cac=cac, iac=iac, total_variance=total)
     assert_allclose(vc.total_variance, total, rtol=1e-12)
     assert_allclose(vc.icc, icc, rtol=1e-12, atol=1e-15)
-    if icc > 0:
+    if icc * total >= np.finfo(float).tiny:  # a normal cluster variance keeps its split
         assert_allclose(vc.cac, cac, rtol=1e-12, atol=1e-15)
+    else:  # subnormal: taken as exactly zero (see the test below)
+        assert vc.tau2 == vc.gamma2 == 0.0
     assert_allclose(vc.iac, iac, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("icc", [5e-324, 1e-310, 2e-308])
+def test_from_correlations_subnormal_icc_is_zero(icc: float) -> None:
+    # issue 14: icc=5e-324 gave tau2 = 0.5 * 5e-324 = 0 but gamma2 = 5e-324, so cac came back
+    # as 0 instead of 0.5 (the hypothesis test failed at random).  A cluster variance below
+    # the smallest normal double cannot hold a split; it is exactly 0, and cac reads 1.
+    vc = sw.VarianceComponents.from_correlations(icc, cac=0.5, total_variance=1.0)
+    assert vc.tau2 == 0.0 and vc.gamma2 == 0.0
+    assert vc.icc == 0.0 and vc.cac == 1.0
+    assert vc.total_variance == 1.0
+
+
+def test_sigma2_zero_is_accepted_where_it_has_no_role() -> None:
+    # issue 14: count families have no residual variance on the link scale
+    vc = sw.VarianceComponents(sigma2=0.0, tau2=0.04, gamma2=0.01)
+    assert vc.sigma2 == 0.0
+    assert vc.icc == pytest.approx(1.0)
+    assert vc.iac == 0.0
+    assert np.isnan(sw.VarianceComponents(sigma2=0.0).icc)
 
 
 def test_from_correlations_matches_swcrtdesign_conversion() -> None:
@@ -71,7 +93,6 @@ def test_cluster_correlation_is_cac_plus_decay() -> None:
     ("kwargs", "match"),
     [
         ({"sigma2": -1.0}, "sigma2"),
-        ({"sigma2": 0.0}, "sigma2"),
         ({"tau2": -0.1}, "tau2"),
         ({"gamma2": float("nan")}, "gamma2"),
         ({"rho": 1.5}, "rho"),

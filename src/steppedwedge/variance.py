@@ -19,6 +19,8 @@ from ._validation import check_nonnegative, check_unit_interval
 
 __all__ = ["VarianceComponents"]
 
+_TINY = float(np.finfo(np.float64).tiny)  # smallest normal double, 2.2e-308
+
 
 @dataclass(frozen=True, slots=True)
 class VarianceComponents:
@@ -42,7 +44,9 @@ class VarianceComponents:
     Parameters
     ----------
     sigma2 : float, default 1.0
-        Residual variance (within cluster-period, within individual).  Must be > 0.
+        Residual variance (within cluster-period, within individual), >= 0.  It may be 0
+        where it has no role (Poisson and negative-binomial power and simulation, whose
+        variance comes from the counts); Gaussian analyses refuse 0.
     tau2 : float, default 0.0
         Variance of the persistent cluster effect.
     gamma2 : float, default 0.0
@@ -102,10 +106,9 @@ class VarianceComponents:
     def __post_init__(self) -> None:
         for name in ("sigma2", "tau2", "gamma2", "eta2", "psi2"):
             object.__setattr__(self, name, check_nonnegative(name, getattr(self, name)))
-        if self.sigma2 <= 0:
-            raise ValueError(
-                "`sigma2` must be > 0 (the residual variance of individual outcomes); got 0."
-            )
+        # sigma2 = 0 is allowed: count-family and latent-scale GLMM components have no
+        # residual variance on the link scale.  Analyses that need sigma2 > 0 (Gaussian
+        # power, ICC-preserving binary rescaling) check it themselves.
         rho = float(self.rho)
         if not -1.0 <= rho <= 1.0 or math.isnan(rho):
             raise ValueError(f"`rho` must lie in [-1, 1]; got {self.rho!r}.")
@@ -161,6 +164,11 @@ class VarianceComponents:
         if total <= 0:
             raise ValueError(f"`total_variance` must be > 0; got {total_variance!r}.")
         cluster = icc * total
+        if cluster < _TINY:
+            # a subnormal (or underflowing) cluster variance cannot be split by `cac` without
+            # losing every significant digit (5e-324 * 0.5 rounds to 0): it is zero in all
+            # but name, so the ICC is taken as exactly 0
+            icc, cluster = 0.0, 0.0
         individual = (1.0 - icc) * total
         return cls(
             sigma2=(1.0 - iac) * individual,
@@ -172,6 +180,17 @@ class VarianceComponents:
 
     def with_(self, **changes: Any) -> VarianceComponents:
         """Return a copy with some components changed (validated again).
+
+        Parameters
+        ----------
+        **changes
+            Components to replace (``sigma2``, ``tau2``, ``gamma2``, ``eta2``, ``rho``,
+            ``psi2``, ``decay``, ...).
+
+        Returns
+        -------
+        VarianceComponents
+            The changed copy.
 
         Examples
         --------
@@ -189,8 +208,12 @@ class VarianceComponents:
 
     @property
     def icc(self) -> float:
-        """Within-period intracluster correlation ``(tau2 + gamma2) / total_variance``."""
-        return (self.tau2 + self.gamma2) / self.total_variance
+        """Within-period intracluster correlation ``(tau2 + gamma2) / total_variance``.
+
+        NaN when every component is zero (no variance: the ICC is undefined).
+        """
+        total = self.total_variance
+        return math.nan if total == 0 else (self.tau2 + self.gamma2) / total
 
     @property
     def cac(self) -> float:
@@ -200,8 +223,9 @@ class VarianceComponents:
 
     @property
     def iac(self) -> float:
-        """Individual autocorrelation ``psi2 / (psi2 + sigma2)``."""
-        return self.psi2 / (self.psi2 + self.sigma2)
+        """Individual autocorrelation ``psi2 / (psi2 + sigma2)`` (0 when both are zero)."""
+        within = self.psi2 + self.sigma2
+        return 0.0 if within == 0 else self.psi2 / within
 
     @property
     def between_period_icc(self) -> float:
@@ -217,6 +241,16 @@ class VarianceComponents:
 
         Equals ``cac + (1 - cac) * decay**lag`` (``decay = 0`` when there is no decay, so
         the correlation is ``cac`` at every non-zero lag and 1 at lag 0).
+
+        Parameters
+        ----------
+        lag : float or ndarray
+            Distance in periods (``>= 0``).
+
+        Returns
+        -------
+        float or ndarray
+            The correlation, of the shape of ``lag``.
 
         Examples
         --------
@@ -297,10 +331,16 @@ class VarianceComponents:
     def describe(self) -> str:
         """Say in words what these numbers mean.
 
+        Returns
+        -------
+        str
+            A few sentences: the components, the total variance, ICC and CAC.
+
         Examples
         --------
         >>> import steppedwedge as sw
-        >>> print(sw.VarianceComponents.from_correlations(0.05, cac=0.8).describe())  # doctest: +NORMALIZE_WHITESPACE
+        >>> vc = sw.VarianceComponents.from_correlations(0.05, cac=0.8)
+        >>> print(vc.describe())  # doctest: +NORMALIZE_WHITESPACE
         Variance components (variances, not SDs): residual sigma2 = 0.95, cluster tau2 = 0.04,
         cluster-period gamma2 = 0.01.
         Total variance 1 (excluding any random treatment effect).
@@ -316,7 +356,9 @@ class VarianceComponents:
         if self.psi2:
             parts.append(f"individual psi2 = {self.psi2:.4g}")
         lines = ["Variance components (variances, not SDs): " + ", ".join(parts) + "."]
-        lines.append(f"Total variance {self.total_variance:.4g} (excluding any random treatment effect).")
+        lines.append(
+            f"Total variance {self.total_variance:.4g} (excluding any random treatment effect)."
+        )
         lines.append(
             f"ICC {self.icc:.4g}: two individuals of one cluster in the same period correlate "
             f"{self.icc:.4g}."

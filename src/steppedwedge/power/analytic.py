@@ -19,7 +19,7 @@ from .._core import power_kernels as pk
 from .._core.covariance import mask_unobserved
 from .._validation import check_option, check_probability, check_unit_interval
 from ..design import Design
-from ..exceptions import DesignError
+from ..exceptions import DesignError, OptionError
 from ..variance import VarianceComponents
 from .result import PowerResult
 
@@ -32,10 +32,24 @@ LINKS = {
     "poisson": ("log",),
     "negative_binomial": ("log",),
 }
-DEFAULT_LINK = {"gaussian": "identity", "binomial": "logit", "poisson": "log",
-                "negative_binomial": "log"}
-DOF_RULES = ("between-within", "containment", "residual")
-BINARY_VARIANCE = ("mean", "average", "control")
+DEFAULT_LINK = {
+    "gaussian": "identity",
+    "binomial": "logit",
+    "poisson": "log",
+    "negative_binomial": "log",
+}
+#: SteppedPower's rules on cluster-period means (I clusters, n_cells observed cells, p fixed
+#: effects), then the individual-level counts under their own names
+DOF_RULES = (
+    "between-within",
+    "containment",
+    "residual",
+    "between-within-individuals",
+    "containment-individuals",
+    "residual-individuals",
+)
+#: ICC-preserving rescalings (mean / average / control), then the two peers' conventions
+BINARY_VARIANCE = ("mean", "average", "control", "swcrtdesign", "steppedpower")
 
 Analysis = Literal["mixed", "gee"]
 
@@ -150,6 +164,7 @@ def _power_iv(
     glmm_variance = check_option(
         "glmm_variance", glmm_variance, ("null-alternative", "alternative")
     )
+    _check_sigma2(variance, family, link, analysis, binary_variance)
     a = check_probability("alpha", alpha)
     if churn is None:
         churn_f = 0.0 if sampling == "cohort" else 1.0
@@ -327,6 +342,28 @@ def _check_means(spec: _Spec) -> None:
             )
 
 
+def _check_sigma2(
+    variance: Any, family: str, link: str, analysis: str, binary_variance: str
+) -> None:
+    """``sigma2 = 0`` is fine where it has no role; refuse it where it would be used."""
+    if not isinstance(variance, VarianceComponents) or variance.sigma2 > 0:
+        return
+    vc = variance
+    if family == "gaussian" and vc.gamma2 == 0 and (analysis == "gee" or vc.psi2 == 0):
+        raise OptionError(
+            "`variance.sigma2` is 0 and there is no cluster-period (gamma2) or individual "
+            "(psi2) variance: a Gaussian outcome needs within-cluster variation; give sigma2 > 0."
+        )
+    rescaled = binary_variance in ("mean", "average", "control")
+    if family == "binomial" and link == "identity" and rescaled and vc.total_variance == 0:
+        raise OptionError(
+            f"binary_variance={binary_variance!r} rescales the components to keep their ICC, "
+            "but every component of `variance` is 0 (no ICC to keep); give sigma2 > 0, or use "
+            "binary_variance='swcrtdesign' or 'steppedpower' (components on the probability "
+            "scale, sigma2 not used)."
+        )
+
+
 # --------------------------------------------------------------------------- computation
 def _fixed_and_contrast(spec: _Spec) -> tuple[np.ndarray, np.ndarray]:
     if spec.weights is None:
@@ -347,8 +384,8 @@ def _fixed_and_contrast(spec: _Spec) -> tuple[np.ndarray, np.ndarray]:
     return z, c
 
 
-def _gaussian_components(spec: _Spec) -> tuple[float, VarianceComponents, str | None]:
-    """Residual variance and (possibly rescaled) components for identity-scale analyses."""
+def _gaussian_components(spec: _Spec) -> tuple[Any, VarianceComponents, str | None]:
+    """Residual variance (scalar, or ``(I, T)`` per cell) and components on the identity scale."""
     vc = spec.variance
     if spec.family == "gaussian":
         return vc.sigma2, vc, None
@@ -356,10 +393,30 @@ def _gaussian_components(spec: _Spec) -> tuple[float, VarianceComponents, str | 
     assert spec.baseline is not None
     p0 = float(np.mean(spec.baseline))
     p1 = p0 + spec.effect
+    if spec.binary_variance == "swcrtdesign":
+        pbar = (p0 + p1) / 2
+        v = pbar * (1 - pbar)
+        note = (
+            "Binary outcome on the risk-difference scale, swCRTdesign swPwr convention: "
+            f"residual variance p(1-p) = {v:.6g} at p = (p0 + p1)/2 = {pbar:.6g}; tau2, gamma2 "
+            "(and eta2, psi2) used as given, on the probability scale (sigma2 of `variance` "
+            "is not used)."
+        )
+        return v, vc.with_(sigma2=v), note
+    if spec.binary_variance == "steppedpower":
+        mu = _cell_means(spec, spec.effect)
+        v_cells = np.where(spec.observed, mu * (1 - mu), 1.0)
+        note = (
+            "Binary outcome on the risk-difference scale, SteppedPower glsPower convention: "
+            "cell-specific residual variance mu_ij(1 - mu_ij) at the expected cell "
+            "probability (control or treated); tau2, gamma2 (and eta2, psi2) used as given, on "
+            "the probability scale (sigma2 of `variance` is not used)."
+        )
+        return v_cells, vc, note
     if spec.binary_variance == "mean":
         pbar = (p0 + p1) / 2
         v = pbar * (1 - pbar)
-        rule = "p(1-p) at p = (p0 + p1)/2 (swCRTdesign)"
+        rule = "p(1-p) at p = (p0 + p1)/2"
     elif spec.binary_variance == "average":
         v = (p0 * (1 - p0) + p1 * (1 - p1)) / 2
         rule = "[p0(1-p0) + p1(1-p1)]/2 (SWSamp, Harrison & Wang)"
@@ -377,9 +434,10 @@ def _gaussian_components(spec: _Spec) -> tuple[float, VarianceComponents, str | 
         decay=vc.decay,
     )
     note = (
-        f"Binary outcome on the risk-difference scale (linear approximation): the variance "
-        f"components were rescaled so that the total variance equals the Bernoulli variance "
-        f"{v:.6g} = {rule}; ICC, CAC and IAC keep their values."
+        f"Binary outcome on the risk-difference scale (linear approximation), ICC-preserving "
+        f"rescaling: the variance components were rescaled so that the total variance equals "
+        f"the Bernoulli variance {v:.6g} = {rule}; ICC, CAC and IAC keep their values "
+        "(binary_variance='swcrtdesign' or 'steppedpower' use the components as given)."
     )
     return scaled.sigma2, scaled, note
 
@@ -411,12 +469,17 @@ def _covariance(spec: _Spec, effect: float) -> tuple[np.ndarray, np.ndarray, lis
         # correlation structure of individual outcomes -> covariance of cell means (unit var)
         resid_share = (vc.sigma2 + (vc.psi2 if cross else 0.0)) / tot
         norm = VarianceComponents(
-            sigma2=max(resid_share, 1e-300), tau2=vc.tau2 / tot, gamma2=vc.gamma2 / tot,
-            psi2=vc.psi2 / tot, decay=vc.decay,
+            sigma2=max(resid_share, 1e-300),
+            tau2=vc.tau2 / tot,
+            gamma2=vc.gamma2 / tot,
+            psi2=vc.psi2 / tot,
+            decay=vc.decay,
         )
         if spec.treatment_correlation is None:
             corr = pk.cluster_mean_covariance(
-                inv_m, spec.observed, resid_share * inv_m,
+                inv_m,
+                spec.observed,
+                resid_share * inv_m,
                 **_re_kwargs(norm, spec, cross_psi=cross),
             )
         else:
@@ -486,27 +549,37 @@ def _dof(spec: _Spec, n_params: int) -> float | None:
         return float(spec.dof)
     n_clusters = spec.design.n_clusters
     n_cells = int(spec.observed.sum())
-    n_obs = float(np.nansum(spec.size)) if spec.family != "negative_binomial" else float(n_cells)
-    x = np.where(spec.observed, spec.matrix, np.nan)
-    varies = bool(np.any(np.nanmax(x, axis=1) > np.nanmin(x, axis=1)))
-    if spec.dof == "residual":
-        df = n_obs - n_params
-    elif spec.dof == "between-within":
-        df = n_obs - (n_params + n_clusters - 1) if varies else n_clusters - 2
-    else:  # containment
-        vc = spec.variance
-        if vc.eta2 > 0 or not varies:
-            df = n_clusters - 2
-        elif vc.gamma2 > 0:
-            df = n_cells - (n_params + n_clusters - 1)
-        else:
-            df = n_obs - n_params
+    if spec.dof == "residual":  # SteppedPower: cluster-period means minus rank(X)
+        df = n_cells - n_params
+    elif spec.dof == "between-within":  # SteppedPower: clusters minus rank(X)
+        df = n_clusters - n_params
+    elif spec.dof == "containment":  # SteppedPower: cluster-period means minus clusters
+        df = n_cells - n_clusters
+    else:
+        df = _dof_individuals(spec, n_params, n_clusters, n_cells)
     if df < 1:
-        raise ValueError(
+        raise OptionError(
             f"`dof={spec.dof!r}` gives {df:g} degrees of freedom for this design; use a number "
             "or None (normal reference)."
         )
     return float(df)
+
+
+def _dof_individuals(spec: _Spec, n_params: int, n_clusters: int, n_cells: int) -> float:
+    """Return the df of the ``*-individuals`` rules (counting ``N`` individuals)."""
+    n_obs = float(np.nansum(spec.size)) if spec.family != "negative_binomial" else float(n_cells)
+    x = np.where(spec.observed, spec.matrix, np.nan)
+    varies = bool(np.any(np.nanmax(x, axis=1) > np.nanmin(x, axis=1)))
+    if spec.dof == "residual-individuals":
+        return n_obs - n_params
+    if spec.dof == "between-within-individuals":
+        return n_obs - (n_params + n_clusters - 1) if varies else n_clusters - 2
+    vc = spec.variance  # containment-individuals
+    if vc.eta2 > 0 or not varies:
+        return n_clusters - 2
+    if vc.gamma2 > 0:
+        return n_cells - (n_params + n_clusters - 1)
+    return n_obs - n_params
 
 
 def _compute(spec: _Spec) -> PowerResult:
@@ -639,8 +712,12 @@ def power(
         value per period (period effects).  Required for non-Gaussian families.
     alpha : float, default 0.05
         Size of the two-sided test.
-    dof : {None, "between-within", "containment", "residual"} or float
-        None: normal reference.  Otherwise a central ``t`` reference (see Notes).
+    dof : str or float, optional
+        None: normal reference.  Otherwise a central ``t`` reference with SteppedPower's
+        rules on cluster-period means, ``"between-within"`` (``I - p``), ``"containment"``
+        (``n_cells - I``), ``"residual"`` (``n_cells - p``), or the individual-level
+        counts ``"between-within-individuals"``, ``"containment-individuals"``,
+        ``"residual-individuals"``, or a number (see Notes).
     weights : array_like, optional
         Exposure-time (ETI) weights over exposure times ``1..L`` summing to 1: the estimand
         is ``sum_e w_e delta_e`` in the ETI model (TATE: equal weights; PTE: a single 1).
@@ -665,8 +742,12 @@ def power(
         the expected count of a unit is ``exposure * rate``.
     dispersion : float, optional
         Negative binomial size ``theta`` (``Var = mu + mu^2/theta`` per unit).
-    binary_variance : {"mean", "average", "control"}
-        Bernoulli variance plug-in for a binomial outcome with identity link (see Notes).
+    binary_variance : {"mean", "average", "control", "swcrtdesign", "steppedpower"}
+        Bernoulli variance for a binomial outcome with identity link (see Notes):
+        ICC-preserving rescalings of ``variance`` (``"mean"``, the default; ``"average"``;
+        ``"control"``), or the peers' conventions with ``tau2``/``gamma2`` on the probability
+        scale as given: ``"swcrtdesign"`` (``sigma2 = pbar(1 - pbar)``, as swPwr) or
+        ``"steppedpower"`` (cell-specific ``mu_ij(1 - mu_ij)``, as glsPower).
     glmm_variance : {"null-alternative", "alternative"}
         Link-scale GLMMs only: ``"null-alternative"`` (default, swCRTdesign ``swGlmPwr``)
         takes the critical value from the variance at the null means and the spread from
@@ -685,8 +766,11 @@ def power(
 
     Raises
     ------
+    OptionError
+        Invalid or conflicting options (the message names the argument), a ``dof`` rule
+        giving fewer than 1 df, ``sigma2 = 0`` where it is used.
     ValueError
-        Invalid inputs (the message names the argument).
+        Other invalid inputs (the message names the argument).
     DesignError
         The estimand is not estimable in the design.
 
@@ -705,11 +789,16 @@ def power(
     ``1 - alpha/2`` quantile of ``F`` (normal, or central ``t_df``); ``power_one_tail`` keeps
     only the first term (Hussey & Hughes 2007).
 
-    **Binary, identity link** (linear approximation): the variance components are rescaled
-    so that their total equals a Bernoulli variance ``v`` (ICC/CAC/IAC are kept):
-    ``"mean"`` ``v = pbar(1 - pbar)``, ``pbar = (p0 + p1)/2`` (swCRTdesign); ``"average"``
-    ``v = [p0(1-p0) + p1(1-p1)]/2`` (SWSamp, Harrison & Wang 2021); ``"control"``
-    ``v = p0(1-p0)``.  With a per-period baseline, ``p0`` is its mean.
+    **Binary, identity link** (linear approximation).  ICC-preserving rules: the variance
+    components are rescaled so that their total equals a Bernoulli variance ``v``
+    (ICC/CAC/IAC are kept): ``"mean"`` ``v = pbar(1 - pbar)``, ``pbar = (p0 + p1)/2``;
+    ``"average"`` ``v = [p0(1-p0) + p1(1-p1)]/2`` (SWSamp, Harrison & Wang 2021);
+    ``"control"`` ``v = p0(1-p0)``.  Peer conventions, with ``tau2``, ``gamma2``, ``eta2``
+    and ``psi2`` on the probability scale as given and ``variance.sigma2`` unused:
+    ``"swcrtdesign"`` residual variance ``pbar(1 - pbar)`` (swPwr, Hughes); ``"steppedpower"``
+    ``mu_ij(1 - mu_ij)`` with ``mu_ij = p0_j + theta X_ij`` per cell (glsPower).  With a
+    per-period baseline, ``p0`` is its mean (the cell rule uses each period's value).  Both
+    reproduce the packages to 1e-6 (``tests/reference/peer_parity``).
 
     **Link scale** (logit/log GLMMs, Poisson and negative-binomial counts): the GLMM is
     linearised at the cell means ``mu_ij`` (random effects at 0), giving the working
@@ -733,11 +822,17 @@ def power(
     ``icc``, ``cac``, ``decay`` and, for cohorts, ``iac``; the individual-level model-based
     variance equals the GLS variance of cell means used here.
 
-    **Degrees of freedom**: ``"residual"`` ``N - p`` (``N`` individual observations, ``p``
-    fixed effects); ``"between-within"`` ``N - (p + I - 1)`` when treatment varies within
-    clusters, else ``I - 2``; ``"containment"`` ``I - 2`` with a random treatment effect (or
-    treatment constant within clusters), ``n_cells - (p + I - 1)`` with a cluster-period
-    effect, else residual.  The t-power is the central-t analogue (SteppedPower).
+    **Degrees of freedom** (``p`` fixed effects, ``I`` clusters, ``n_cells`` observed
+    cluster-period cells): SteppedPower's rules for an analysis of cluster-period means,
+    ``"between-within"`` ``I - p``, ``"containment"`` ``n_cells - I``, ``"residual"``
+    ``n_cells - p`` (SteppedPower counts every cell of the grid, observed or not; here only
+    observed cells count, so the two differ for incomplete designs).  Individual-level
+    counts (``N`` individuals): ``"residual-individuals"`` ``N - p``;
+    ``"between-within-individuals"`` ``N - (p + I - 1)`` when treatment varies within
+    clusters, else ``I - 2``; ``"containment-individuals"`` ``I - 2`` with a random treatment
+    effect (or treatment constant within clusters), ``n_cells - (p + I - 1)`` with a
+    cluster-period effect, else ``N - p``.  The t-power is the central-t analogue
+    (SteppedPower's ``tTestPwr``).
 
     References
     ----------
@@ -762,17 +857,48 @@ def power(
     0.8074
     """
     spec = _power_iv(
-        design, effect, variance, cluster_size, family, link, baseline, alpha, dof, weights,
-        sampling, churn, individual_decay, time, analysis, exposure, dispersion, binary_variance,
-        glmm_variance, treatment_correlation,
+        design,
+        effect,
+        variance,
+        cluster_size,
+        family,
+        link,
+        baseline,
+        alpha,
+        dof,
+        weights,
+        sampling,
+        churn,
+        individual_decay,
+        time,
+        analysis,
+        exposure,
+        dispersion,
+        binary_variance,
+        glmm_variance,
+        treatment_correlation,
     )
     res = _compute(spec)
     inputs = dict(
-        design=spec.design, effect=effect, variance=variance, cluster_size=cluster_size,
-        family=family, link=link, baseline=baseline, alpha=alpha, dof=dof, weights=weights,
-        sampling=sampling, churn=churn, individual_decay=individual_decay, time=time,
-        analysis=analysis, exposure=exposure, dispersion=dispersion,
-        binary_variance=binary_variance, glmm_variance=glmm_variance,
+        design=spec.design,
+        effect=effect,
+        variance=variance,
+        cluster_size=cluster_size,
+        family=family,
+        link=link,
+        baseline=baseline,
+        alpha=alpha,
+        dof=dof,
+        weights=weights,
+        sampling=sampling,
+        churn=churn,
+        individual_decay=individual_decay,
+        time=time,
+        analysis=analysis,
+        exposure=exposure,
+        dispersion=dispersion,
+        binary_variance=binary_variance,
+        glmm_variance=glmm_variance,
         treatment_correlation=treatment_correlation,
     )
     object.__setattr__(res, "_inputs", inputs)
