@@ -152,7 +152,13 @@ class CohortFrame:
         )
 
     def summary(self) -> Summary:
-        """Text/HTML summary: the options, the exclusion flow and counts by cluster x period."""
+        """Text/HTML summary: the options, the exclusion flow and counts by cluster x period.
+
+        Returns
+        -------
+        Summary
+            Renders with ``as_text()``, ``as_html()``, ``as_markdown()``, ``as_latex()``.
+        """
         o = self.options
         n_in = int(self.exclusions["rows"].iloc[0]) if len(self.exclusions) else 0
         header = (

@@ -127,8 +127,11 @@ class CellSummary:
     def to_frame(self) -> pd.DataFrame:
         """Return the cells as a long DataFrame, one row per cluster-period.
 
-        Columns: ``cluster, period, n, total, mean, within_ss, [exposure,] treatment,
-        observed``; rows ordered by cluster, then period.
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``cluster, period, n, total, mean, within_ss, [exposure,] treatment,
+            observed``; rows ordered by cluster, then period.
 
         Examples
         --------

@@ -1005,6 +1005,12 @@ class Design:
         A shortcut for :func:`steppedwedge.information_content` with this design; keyword
         arguments (``variance``, ``cluster_size``, ...) are passed on.
 
+        Parameters
+        ----------
+        **kwargs
+            Arguments of :func:`steppedwedge.information_content` (``variance`` and
+            ``cluster_size`` required).
+
         Returns
         -------
         steppedwedge.CellMap

@@ -624,6 +624,9 @@ class Allocation:
     balance : Mapping
         Covariate -> standardised within-period treated - control difference achieved
         (empty when unconstrained); ``balance_score`` is the sum of their squares.
+    balance_score : float or None
+        Sum of the squared standardised differences in :attr:`balance` (None when
+        unconstrained).
     balance_reference : Mapping
         Covariate -> mean absolute difference over the candidate (unconstrained) allocations.
     seed : int or dict
@@ -975,6 +978,18 @@ class Allocation:
 
     def to_json(self, *, include_admissible: bool = False, indent: int | None = 2) -> str:
         """Return the audit record (:meth:`to_dict`) as a JSON string.
+
+        Parameters
+        ----------
+        include_admissible : bool, default False
+            Also list the admissible allocations (see :meth:`to_dict`).
+        indent : int or None, default 2
+            Indentation of the JSON text (None: one line).
+
+        Returns
+        -------
+        str
+            The JSON text.
 
         Examples
         --------

@@ -210,6 +210,29 @@ class FitResult(ResultMixin):
         With a robust ``vcov``: the model-based standard error of the estimand, reported
         beside the robust :attr:`std_error` (``tidy()`` then has a ``std_error_model``
         column); ``None`` otherwise.
+    method : str
+        Estimation method (``"reml"``, ``"ml"``; ``"laplace"``, ``"agq"`` for GLMMs).
+    dof : str
+        The degrees-of-freedom rule that gave :attr:`df`.
+    random, time, effect : str
+        The random-effects structure, the model of the periods and the treatment-effect
+        model of the fit (as given to :func:`steppedwedge.fit`).
+    n_obs, n_clusters, n_periods : int
+        Observations, clusters and periods in the fit.
+    terms : pandas.DataFrame
+        Every reported fixed effect, ``term, estimate, std_error, df`` (plus
+        ``std_error_model`` with a robust ``vcov``): the source of :meth:`tidy`.
+    effect_curve : pandas.DataFrame or None
+        With an exposure-time effect model, one row per exposure time
+        (``exposure_time, estimate, std_error, df``); None for the immediate effect.
+    contrast : ndarray or None
+        Weights of the estimand over :attr:`params` (``estimate = contrast @ params``).
+    outcome : str
+        Name of the outcome column.
+    covariates : str or None
+        The adjustment covariates as given (None without adjustment).
+    messages : tuple of str
+        Notes on the fit (convergence, boundary estimates) shown in the summary.
     """
 
     estimand: str
@@ -271,9 +294,17 @@ class FitResult(ResultMixin):
     def tidy(self, confidence_level: float = 0.95) -> pd.DataFrame:
         """One row per reported term: the estimand first, then the other fixed effects.
 
-        Columns: ``term, estimate, std_error, statistic, df, p_value, conf_low, conf_high``;
-        with a cluster-robust ``vcov`` the inference columns are robust and a last column
-        ``std_error_model`` holds the model-based standard errors beside them.
+        Parameters
+        ----------
+        confidence_level : float, default 0.95
+            Coverage of the ``conf_low``, ``conf_high`` interval, in (0, 1).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``term, estimate, std_error, statistic, df, p_value, conf_low,
+            conf_high``; with a cluster-robust ``vcov`` the inference columns are robust and
+            a last column ``std_error_model`` holds the model-based standard errors.
         """
         rows = []
         for r in self.terms.itertuples(index=False):
@@ -286,7 +317,13 @@ class FitResult(ResultMixin):
         return out
 
     def summary(self) -> Summary:
-        """Text/HTML summary: model, estimand with df rule, fixed effects, variance components."""
+        """Text/HTML summary: model, estimand with df rule, fixed effects, variance components.
+
+        Returns
+        -------
+        Summary
+            Renders with ``as_text()``, ``as_html()``, ``as_markdown()``, ``as_latex()``.
+        """
         lo, hi = self.conf_int()
         header = (
             ("Outcome", self.outcome),
@@ -345,7 +382,17 @@ class FitResult(ResultMixin):
     def plot(self, ax: Any = None, *, confidence_level: float = 0.95) -> Any:
         """Plot the estimates: the exposure-time effect curve for ETI fits, else a forest plot.
 
-        Returns the matplotlib Axes.
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on (a new figure when None).
+        confidence_level : float, default 0.95
+            Coverage of the error bars.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The Axes drawn on.
         """
         from .plotting.effects import plot_effects
 

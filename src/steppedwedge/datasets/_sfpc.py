@@ -39,6 +39,8 @@ class SyntheticTrial:
 
     Attributes
     ----------
+    name : str
+        The programme the data imitate (``"Family Safeguarding"``, ``"No Wrong Door"``).
     events : pandas.DataFrame
         One row per referral: ``child_id, council, referral_date, birth_date,
         looked_after_date`` (NaT if never looked after in the data), ``sex``, ``disability``.

@@ -122,6 +122,16 @@ class PermutationResult(ResultMixin):
         NaN: a randomisation test has neither (kept for the shared result protocol).
     n_failed : int
         Re-randomisations whose statistic could not be computed (left out).
+    outcome : str
+        Name of the outcome column.
+    n_clusters, n_periods : int
+        Clusters and periods of the trial.
+    estimand : str
+        Name of the tested term (``"treatment"``).
+    method : str
+        ``"permutation"``.
+    messages : tuple of str
+        Notes shown in the summary.
 
     Examples
     --------
@@ -204,8 +214,17 @@ class PermutationResult(ResultMixin):
     def tidy(self, confidence_level: float | None = None) -> pd.DataFrame:
         """One row (``term="treatment"``): estimate, statistic, p-value and the interval.
 
-        ``std_error`` and ``df`` are NaN; ``conf_low``/``conf_high`` are NaN unless an
-        interval is available (stored, or computable by inversion).
+        Parameters
+        ----------
+        confidence_level : float, optional
+            Level of the interval (default as :meth:`conf_int`).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``term, estimate, std_error, statistic, df, p_value, conf_low,
+            conf_high``; ``std_error`` and ``df`` are NaN; ``conf_low``/``conf_high`` are
+            NaN unless an interval is available (stored, or computable by inversion).
         """
         try:
             lo, hi = self.conf_int(confidence_level)
@@ -224,7 +243,13 @@ class PermutationResult(ResultMixin):
         return pd.DataFrame([row], columns=list(TIDY_COLUMNS))
 
     def summary(self) -> Summary:
-        """Text/HTML/Markdown/LaTeX summary."""
+        """Text/HTML/Markdown/LaTeX summary.
+
+        Returns
+        -------
+        Summary
+            Renders with ``as_text()``, ``as_html()``, ``as_markdown()``, ``as_latex()``.
+        """
         kind = (
             f"exact: all {self.n_permutations} admissible allocations"
             if self.exact

@@ -83,6 +83,8 @@ class PooledResult(ResultMixin):
         Complete-data degrees of freedom used.
     estimand : str
         The term reported by :attr:`estimate`, :attr:`std_error` and :attr:`pvalue`.
+    rule : str
+        The pooling rule, ``"rubin1987"`` (Rubin's rules with Barnard-Rubin df).
     """
 
     params: pd.Series
@@ -143,13 +145,33 @@ class PooledResult(ResultMixin):
         )
 
     def conf_int(self, confidence_level: float = 0.95) -> tuple[float, float]:
-        """T interval of :attr:`estimand` with the Barnard-Rubin df."""
+        """T interval of :attr:`estimand` with the Barnard-Rubin df.
+
+        Parameters
+        ----------
+        confidence_level : float, default 0.95
+            Coverage, in (0, 1).
+
+        Returns
+        -------
+        tuple of float
+            ``(low, high)``.
+        """
         return t_interval(self.estimate, self.std_error, self.df_estimand, confidence_level)
 
     def tidy(self, confidence_level: float = 0.95) -> pd.DataFrame:
         """One row per term, the estimand first.
 
-        Columns: ``term, estimate, std_error, statistic, df, p_value, conf_low, conf_high``.
+        Parameters
+        ----------
+        confidence_level : float, default 0.95
+            Coverage of the ``conf_low``, ``conf_high`` interval, in (0, 1).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``term, estimate, std_error, statistic, df, p_value, conf_low,
+            conf_high``.
         """
         rows = []
         for term in self._order():
@@ -161,7 +183,13 @@ class PooledResult(ResultMixin):
         return out
 
     def diagnostics(self) -> pd.DataFrame:
-        """Per term, the estimand first: ``m, ubar, b, t, dfcom, df, riv, lambda, fmi``."""
+        """Per term, the estimand first: ``m, ubar, b, t, dfcom, df, riv, lambda, fmi``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``term, m, ubar, b, t, dfcom, df, riv, lambda, fmi`` (see Attributes).
+        """
         o = self._order()
         out: pd.DataFrame = pd.DataFrame(
             {
@@ -183,7 +211,13 @@ class PooledResult(ResultMixin):
         return [self.estimand, *[t for t in self.params.index if t != self.estimand]]
 
     def summary(self) -> Summary:
-        """Text/HTML summary: the pooled table and the missing-information diagnostics."""
+        """Text/HTML summary: the pooled table and the missing-information diagnostics.
+
+        Returns
+        -------
+        Summary
+            Renders with ``as_text()``, ``as_html()``, ``as_markdown()``, ``as_latex()``.
+        """
         lo, hi = self.conf_int()
         header = (
             ("Imputations", str(self.m)),
@@ -202,7 +236,18 @@ class PooledResult(ResultMixin):
         )
 
     def plot(self, ax: Any = None) -> Any:
-        """Forest plot of the pooled estimates with 95% intervals; returns the Axes."""
+        """Forest plot of the pooled estimates with 95% intervals; returns the Axes.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on (a new figure when None).
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The Axes drawn on.
+        """
         import matplotlib.pyplot as plt
 
         if ax is None:

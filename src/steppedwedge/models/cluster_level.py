@@ -99,6 +99,12 @@ class ClusterSummaryResult(_WaldTable):
         The analysed cells: cluster, period, treatment, summary, weight.
     dof : {"clusters", "satterthwaite", "residual"}
         Rule that gave :attr:`df`.
+    estimand : str
+        Name of the term reported by :attr:`estimate` (``"treatment"``).
+    method : str
+        ``"cluster-summary"``.
+    converged : bool
+        Always True (a closed-form least-squares fit).
     """
 
     params: pd.Series
@@ -119,7 +125,13 @@ class ClusterSummaryResult(_WaldTable):
     converged: bool = True
 
     def summary(self) -> Summary:
-        """Text/HTML/Markdown/LaTeX summary."""
+        """Text/HTML/Markdown/LaTeX summary.
+
+        Returns
+        -------
+        Summary
+            Renders with ``as_text()``, ``as_html()``, ``as_markdown()``, ``as_latex()``.
+        """
         info = (
             ("Method", "cluster-period summaries, cluster + period fixed effects"),
             ("Summary per cell", self.summary_statistic),

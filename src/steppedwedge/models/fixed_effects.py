@@ -290,6 +290,27 @@ class FixedEffectsResult(ResultMixin):
         (one row overall, plus one per period for the interaction model).  Delta-method
         SEs from :attr:`vcov_matrix`; df by the same rule as the coefficients, for the
         gradient contrast.
+    family, effect : str
+        Outcome family (``"gaussian"``, ``"binomial"``, ``"poisson"``) and treatment-effect
+        model (``"immediate"``, ``"period-interaction"``).
+    vcov, dof : str
+        Covariance estimator and degrees-of-freedom rule used for inference.
+    n_obs, n_clusters, n_periods : int
+        Observations, clusters and periods in the fit.
+    converged : bool
+        IRLS convergence.
+    iterations : int
+        IRLS iterations used.
+    deviance : float
+        Deviance of the fitted GLM.
+    dispersion : float
+        Residual variance for the Gaussian family (``RSS / (n - p)``); 1 otherwise.
+    outcome : str
+        Name of the outcome column.
+    covariates : str or None
+        The adjustment covariates as given (None without adjustment).
+    messages : tuple of str
+        Notes on the fit shown in the summary.
     """
 
     estimand: str
@@ -329,7 +350,18 @@ class FixedEffectsResult(ResultMixin):
         return t_pvalue(self.statistic, self.df)
 
     def conf_int(self, confidence_level: float = 0.95) -> tuple[float, float]:
-        """Confidence interval of the estimand (t with :attr:`df`, or normal)."""
+        """Confidence interval of the estimand (t with :attr:`df`, or normal).
+
+        Parameters
+        ----------
+        confidence_level : float, default 0.95
+            Coverage, in (0, 1).
+
+        Returns
+        -------
+        tuple of float
+            ``(low, high)``.
+        """
         return t_interval(self.estimate, self.std_error, self.df, confidence_level)
 
     @property
@@ -346,7 +378,22 @@ class FixedEffectsResult(ResultMixin):
     def contrast(self, weights: Any) -> tuple[float, float, float]:
         """Estimate, SE and df of ``weights @ params`` (a Series aligned by term, or an array).
 
-        The df follows :attr:`dof` (Satterthwaite for the contrast with ``"satterthwaite"``).
+        Parameters
+        ----------
+        weights : pandas.Series, dict or array_like
+            Contrast weights: by term name (missing terms get 0), or one per estimable term
+            in :attr:`params` order.
+
+        Returns
+        -------
+        tuple of float
+            ``(estimate, std_error, df)``; the df follows :attr:`dof` (Satterthwaite for the
+            contrast with ``"satterthwaite"``).
+
+        Raises
+        ------
+        ValueError
+            If an array of weights does not have one value per estimable term.
         """
         c = (
             pd.Series(weights, dtype=float).reindex(self.params.index, fill_value=0.0).to_numpy()
@@ -373,7 +420,16 @@ class FixedEffectsResult(ResultMixin):
     def tidy(self, confidence_level: float = 0.95) -> pd.DataFrame:
         """Every estimable coefficient, the treatment terms first.
 
-        Columns: ``term, estimate, std_error, statistic, df, p_value, conf_low, conf_high``.
+        Parameters
+        ----------
+        confidence_level : float, default 0.95
+            Coverage of the ``conf_low``, ``conf_high`` interval, in (0, 1).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``term, estimate, std_error, statistic, df, p_value, conf_low,
+            conf_high``.
         """
         rows = []
         t = self.terms
@@ -387,7 +443,13 @@ class FixedEffectsResult(ResultMixin):
         return out
 
     def summary(self) -> Summary:
-        """Text/HTML summary: model, estimand, coefficients, marginal effects, aliased terms."""
+        """Text/HTML summary: model, estimand, coefficients, marginal effects, aliased terms.
+
+        Returns
+        -------
+        Summary
+            Renders with ``as_text()``, ``as_html()``, ``as_markdown()``, ``as_latex()``.
+        """
         lo, hi = self.conf_int()
         link = {"binomial": "logit", "poisson": "log", "gaussian": "identity"}[self.family]
         header = [
@@ -436,7 +498,18 @@ class FixedEffectsResult(ResultMixin):
         )
 
     def plot(self, ax: Any = None) -> Any:
-        """Forest plot of the treatment terms (or all coefficients); returns the Axes."""
+        """Forest plot of the treatment terms (or all coefficients); returns the Axes.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on (a new figure when None).
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The Axes drawn on.
+        """
         import matplotlib.pyplot as plt
 
         if ax is None:

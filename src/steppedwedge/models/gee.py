@@ -261,6 +261,16 @@ class GEEResult(_WaldTable):
         exchangeable correlation estimates (moment or symmetric-MAEE estimators, the scale
         held fixed), computed on first access; None for other structures and for fixed
         correlations.
+    scale_method : str
+        How :attr:`scale` was obtained: ``"geepack"``, ``"residual"``, ``"bias-corrected"``
+        or ``"fixed"`` (given by the user).
+    nb_theta : float or None
+        Negative-binomial shape (variance ``mu + mu^2 / nb_theta``); None for other families.
+    maee : bool or str
+        Whether the correlations were bias-corrected by MAEE (``True``, or ``"geecrt"`` for
+        geeCRT's form).
+    method : str
+        ``"gee"``.
     """
 
     params: pd.Series
@@ -315,7 +325,13 @@ class GEEResult(_WaldTable):
         return replace(self, vcov=vcov, vcov_matrix=V)
 
     def summary(self) -> Summary:
-        """Text/HTML/Markdown/LaTeX summary."""
+        """Text/HTML/Markdown/LaTeX summary.
+
+        Returns
+        -------
+        Summary
+            Renders with ``as_text()``, ``as_html()``, ``as_markdown()``, ``as_latex()``.
+        """
         df = "normal (z)" if math.isinf(self.df) else f"t, {self.df:g}"
         info = (
             ("Method", "GEE (marginal model)"),

@@ -234,7 +234,18 @@ class GLMMResult(FitResult):
     _rate_design: Any = field(default=None, repr=False)
 
     def summary(self, *, exponentiate: bool | None = None) -> Summary:
-        """Summary with the estimand on the link scale and as a ratio (log/logit links)."""
+        """Summary with the estimand on the link scale and as a ratio (log/logit links).
+
+        Parameters
+        ----------
+        exponentiate : bool, optional
+            Also report the ratio scale (``exp``); default True for log and logit links.
+
+        Returns
+        -------
+        Summary
+            Renders with ``as_text()``, ``as_html()``, ``as_markdown()``, ``as_latex()``.
+        """
         lo, hi = self.conf_int()
         if exponentiate is None:
             exponentiate = self.link in ("log", "logit")

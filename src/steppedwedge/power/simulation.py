@@ -355,6 +355,9 @@ class SimulatedPowerResult:
     n_admissible : int or None
         With ``allocation=``: the size of the admissible set the allocations were re-drawn
         from.
+    replicates : pandas.DataFrame
+        The per-replicate table behind every other attribute (read it through
+        :attr:`estimates`, which returns a copy).
     """
 
     replicates: pd.DataFrame = field(repr=False)
@@ -459,6 +462,11 @@ class SimulatedPowerResult:
         failures : {"exclude", "count"}
             ``"exclude"``: interval for :attr:`power` (usable replicates); ``"count"``: for
             :attr:`power_all` (failures as non-rejections).
+
+        Returns
+        -------
+        tuple of float
+            ``(low, high)``.
         """
         level = check_probability("confidence_level", confidence_level)
         if failures not in ("exclude", "count"):
@@ -528,7 +536,13 @@ class SimulatedPowerResult:
 
     # ---------------------------------------------------------------- presentation
     def summary(self) -> Summary:
-        """Summary table (``as_text()``, ``as_html()``, ``as_markdown()``, ``as_latex()``)."""
+        """Summary table (``as_text()``, ``as_html()``, ``as_markdown()``, ``as_latex()``).
+
+        Returns
+        -------
+        Summary
+            Power with its Monte-Carlo error, failures, bias, RMSE and coverage.
+        """
         label = "type-I error" if self.true_value == 0 else "power"
         low, high = self.conf_int()
         low_all, high_all = self.conf_int(failures="count")
@@ -581,6 +595,11 @@ class SimulatedPowerResult:
         df, p_value, conf_low, conf_high``, plus ``n`` (replicates used).  ``statistic``,
         ``df`` and ``p_value`` are NaN (nothing is tested); ``std_error`` is the Monte-Carlo
         SE; the power intervals are Clopper-Pearson, the others normal (95%).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per quantity, the columns above.
         """
         low, high = self.conf_int()
         low_all, high_all = self.conf_int(failures="count")
