@@ -45,16 +45,20 @@ def plot_cell_map(
     clusters, periods : sequence, optional
         Tick labels.
     title : str, optional
+        Axes title.
     centre : float, optional
         Centre a diverging colour map on this value (e.g. 0 for cell weights).
     annotate : bool, optional
         Write the values in the cells (default when the map has at most 200 cells).
     cmap : str, optional
-    ax : matplotlib Axes, optional
+        matplotlib colour map (default ``"RdBu_r"`` when centred, else ``"viridis"``).
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on (a new figure when None).
 
     Returns
     -------
     matplotlib.axes.Axes
+        The Axes drawn on (with a colour bar).
 
     Examples
     --------
@@ -112,15 +116,18 @@ def plot_power_curve(
     x, power : array_like
         Values of the input and the power at each.
     xlabel : str
+        Label of the x axis.
     target : float, optional
         Draw a horizontal reference line at this power (None: no line).
     label : str, optional
         Legend label of the curve.
-    ax : matplotlib Axes, optional
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on (a new figure when None).
 
     Returns
     -------
     matplotlib.axes.Axes
+        The Axes drawn on.
 
     Examples
     --------
@@ -161,13 +168,16 @@ def plot_sensitivity(
     x, y : array_like
         Grid values along columns and rows.
     xlabel, ylabel, title : str
+        Axis labels and title.
     contour : float, optional
         Draw the contour at this level (None: none).
-    ax : matplotlib Axes, optional
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on (a new figure when None).
 
     Returns
     -------
     matplotlib.axes.Axes
+        The Axes drawn on (with a colour bar).
 
     Examples
     --------

@@ -178,6 +178,7 @@ def power_curve(design: Design | Any, *, vary: str, values: Any, **kwargs: Any) 
     Parameters
     ----------
     design : Design or array_like
+        The design, or an ``I x T`` treatment matrix (0/1, fractions, NaN unobserved).
     vary : {"effect", "cluster_size", "clusters_per_sequence"}
         ``clusters_per_sequence`` rebuilds the design with ``n`` clusters in every sequence
         of ``design.sequence_matrix`` (as :func:`solve_power` does).
@@ -189,6 +190,7 @@ def power_curve(design: Design | Any, *, vary: str, values: Any, **kwargs: Any) 
     Returns
     -------
     PowerCurve
+        Power, one-tailed power and standard error at every value.
 
     Examples
     --------

@@ -166,6 +166,7 @@ def information_content(design: Design | Any, **kwargs: Any) -> CellMap:
     Parameters
     ----------
     design : Design or array_like
+        The design, or an ``I x T`` treatment matrix (0/1, fractions, NaN unobserved).
     **kwargs
         As for :func:`steppedwedge.power` (``variance`` and ``cluster_size`` are required;
         ``effect`` defaults to 1 and matters only for non-Gaussian families).
@@ -212,6 +213,7 @@ def cell_weights(design: Design | Any, **kwargs: Any) -> CellMap:
     Parameters
     ----------
     design : Design or array_like
+        The design, or an ``I x T`` treatment matrix (0/1, fractions, NaN unobserved).
     **kwargs
         As for :func:`steppedwedge.power` (``effect`` defaults to 1).
 
@@ -451,6 +453,7 @@ def design_effect(
     Returns
     -------
     DesignEffect
+        The design effect with its components (Hooper) and the number of periods.
 
     Notes
     -----

@@ -247,6 +247,7 @@ def assurance(
     Parameters
     ----------
     design : Design or array_like
+        The design, or an ``I x T`` treatment matrix (0/1, fractions, NaN unobserved).
     effect, icc, cac, decay : float, array_like or scipy.stats frozen distribution
         A scalar is fixed; a 1-D array is a grid of plausible values (all combinations are
         evaluated); a frozen distribution (anything with ``.rvs``) is sampled ``n_draws``
@@ -259,13 +260,16 @@ def assurance(
         Monte-Carlo draws when any input is a distribution.
     rng : int, Generator or None
         Seed for the draws.
-    alpha : float
+    alpha : float, default 0.05
+        Two-sided size of the test.
     **kwargs
         ``iac``, ``churn``, ``total_variance`` for :func:`power_grid`.
 
     Returns
     -------
     AssuranceResult
+        The assurance, the power of every scenario and the prior weights; ``tidy()`` is
+        the prior distribution of power.
 
     Notes
     -----
@@ -498,7 +502,9 @@ def expected_power(
     design : Design or array_like
         The design; its rows are the slots clusters are randomised to.
     effect : float
+        Treatment effect on the link scale.
     variance : VarianceComponents
+        Variance components of the outcome model.
     cluster_sizes : array_like, shape (I,) or (I, T), or a scipy.stats frozen distribution
         Cluster-period sizes of the ``I`` actual clusters (per cluster, or per cluster and
         period), before randomisation: allocations permute the clusters over the rows.
@@ -510,13 +516,16 @@ def expected_power(
         Random allocations to evaluate; if the number of distinct allocations
         ``I! / prod(g_s!)`` is at most this, all are enumerated.
     rng : int, Generator or None
-    alpha : float
+        Seed for the random allocations (and sizes drawn from a distribution).
+    alpha : float, default 0.05
+        Two-sided size of the test.
     **kwargs
         Passed to :func:`power` (``family``, ``baseline``, ``sampling``, ``dof``, ...).
 
     Returns
     -------
     ExpectedPowerResult
+        The mean power and the power of every evaluated allocation.
 
     Notes
     -----

@@ -301,6 +301,7 @@ def search_designs(
     effect : float
         Effect for the power column.
     variance : VarianceComponents
+        Variance components of the outcome model.
     cluster_size : float
         Individuals per cluster-period (the same everywhere).
     include_parallel : bool, default False
@@ -322,12 +323,14 @@ def search_designs(
         If the constrained space is larger, this many allocations are sampled uniformly
         (``rng``), plus the equally spaced balanced designs.
     rng : int, Generator or None
+        Seed for sampling allocations when the space exceeds ``max_candidates``.
     **kwargs
         Passed to :func:`power` (``family``, ``baseline``, ``sampling``, ``alpha``, ...).
 
     Returns
     -------
     DesignSearchResult
+        The candidates ranked by variance, best first.
 
     Notes
     -----
