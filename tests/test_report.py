@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 import steppedwedge as sw
@@ -16,20 +15,20 @@ from steppedwedge.report.example import council_randomisation
 def test_example_allocation_is_the_one_that_generated_the_data() -> None:
     chars = load_council_characteristics()
     allocation = council_randomisation(chars)
-    waves = {c: w for c, w in zip(chars["council"], chars["wave"])}
+    waves = {c: w for c, w in zip(chars["council"], chars["wave"], strict=True)}
     assert {c: s + 1 for c, s in allocation.assignment.items()} == waves
     # and the panel's treatment column is the allocated design
     panel = load_councils()
     wide = panel.pivot(index="council", columns="quarter", values="treated")
     design = allocation.design
-    for cluster, row in zip(design.clusters, design.matrix):
+    for cluster, row in zip(design.clusters, design.matrix, strict=True):
         assert wide.loc[cluster].tolist() == row.astype(int).tolist()
 
 
 def test_report_sections_and_allocation(tmp_path: Path) -> None:
     report = build_report(council_example())
     titles = [s.title for s in report.sections]
-    assert titles[:2] == ["Design", "Randomisation"]
+    assert titles[:3] == ["Summary", "Design", "Randomisation"]
     assert "Provenance" in titles
     md = report.to_markdown()
     assert "20230101" in md  # the seed is recorded
@@ -45,7 +44,8 @@ title = "Test trial"
 
 [design]
 periods = "2022Q1/2026Q4"
-wave_starts = ["2023-01-01", "2023-07-01", "2024-01-01", "2024-07-01", "2025-01-01", "2025-07-01", "2026-01-01"]
+wave_starts = ["2023-01-01", "2023-07-01", "2024-01-01", "2024-07-01", "2025-01-01",
+               "2025-07-01", "2026-01-01"]
 clusters_per_wave = [3, 2, 3, 3, 2, 2, 2]
 
 [randomisation]
@@ -114,6 +114,8 @@ def test_power_and_analysis_sections_match_the_library() -> None:
     assert spec is not None
     from steppedwedge.report.build import planned_design
 
+    # the power of the analysis the report runs: nested+decay components, t(I - 2)
+    assert cfg.analysis is not None and cfg.analysis.random == "nested+decay"
     res = sw.power(
         planned_design(cfg),
         effect=spec.effect,
@@ -122,18 +124,66 @@ def test_power_and_analysis_sections_match_the_library() -> None:
         family="poisson",
         baseline=spec.baseline,
         exposure=float(cfg.clusters["population_0_17"].mean()),
+        dof=15,
     )
     power_md = next(s for s in report.sections if s.title == "Power justification").markdown
     assert f"**Power {res.power:.3f}**" in power_md
-    # primary analysis: the rate ratio shown is sw.fit's
-    fit = sw.fit(
-        load_councils(), family="poisson", random="nested", outcome="entries_into_care",
-        cluster="council", period="quarter", treatment="treated", exposure="population_0_17",
+    assert "`nested+decay`, t test with 15 df" in power_md
+    # primary analysis: the pre-specified nested+decay GLMM, model-based and CR2
+    roles = dict(
+        outcome="entries_into_care",
+        cluster="council",
+        period="quarter",
+        treatment="treated",
+        exposure="population_0_17",
+        period_order=[str(p) for p in planned_design(cfg).periods],
     )
+    panel = load_councils()
+    fit = sw.fit(panel, family="poisson", random="nested+decay", **roles)
+    robust = sw.fit(panel, family="poisson", random="nested+decay", vcov="cr2", **roles)
     primary_md = next(s for s in report.sections if s.title == "Primary analysis").markdown
     assert f"rate ratio {math.exp(fit.estimate):.3f}" in primary_md
+    assert f"SE {robust.std_error:.4g} against {fit.std_error:.4g} model-based" in primary_md
+    # the model comparison: log-likelihood, AIC and decay of each structure, from sw.fit
+    for random in ("cluster", "nested", "decay", "nested+decay"):
+        other = sw.fit(panel, family="poisson", random=random, **roles)
+        k = len(other.params) + len(other.variance_components)
+        line = next(x for x in primary_md.splitlines() if x.startswith(f"| {random} |"))
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert float(cells[1]) == pytest.approx(other.loglik, abs=0.5)
+        assert int(cells[2]) == k
+        assert float(cells[3]) == pytest.approx(-2 * other.loglik + 2 * k, abs=0.5)
+        if "decay" in random:
+            assert float(cells[4]) == pytest.approx(other.variance_components["decay"], abs=5e-4)
     sens = next(s for s in report.sections if s.title == "Sensitivity analyses").markdown
     assert "randomisation test" in sens and "cluster-period summaries" in sens
+    assert "CR2 variance" in sens
+
+
+def test_report_opens_with_the_primary_result_and_any_disagreement() -> None:
+    """The bundled example: the GLMMs and GEE reject at 5%, CR2 fixed effects, cluster
+    summaries and the randomisation test do not; the first paragraph says so."""
+    report = build_report(council_example())
+    first = report.sections[0]
+    assert first.title == "Summary"
+    paragraph = first.markdown.split("\n\n")[0]
+    assert "nested+decay" in paragraph and "rate ratio" in paragraph
+    assert "disagree about significance at alpha 0.05" in paragraph
+    sig, not_sig = paragraph.split("p < 0.05: ")[1].split("p >= 0.05: ")
+    assert "mixed model (primary)" in sig and "randomisation test" in not_sig
+    assert "cluster-period summaries" in not_sig
+
+
+def test_significance_note_is_absent_when_analyses_agree() -> None:
+    from types import SimpleNamespace
+
+    from steppedwedge.report.build import _significance_note
+
+    agree = {"a": SimpleNamespace(pvalue=0.01), "b": SimpleNamespace(pvalue=0.02)}
+    assert _significance_note(agree, 0.05) is None
+    split = {"a": SimpleNamespace(pvalue=0.01), "b": SimpleNamespace(pvalue=0.2)}
+    note = _significance_note(split, 0.05)
+    assert note is not None and "p < 0.05: a." in note and "p >= 0.05: b." in note
 
 
 def test_toml_power_and_analysis_tables(tmp_path: Path) -> None:

@@ -317,7 +317,10 @@ def fit_cluster_summary(
     X, names = _fixed_effects_matrix(trial_data, ci, pj, x)
     sw = np.sqrt(w)
     Xw = X * sw[:, None]
-    rank = np.linalg.matrix_rank(Xw)
+    Q, R = np.linalg.qr(Xw)
+    # R has the singular values of Xw: rank from the small p x p factor, numpy's tolerance
+    sv = np.linalg.svd(R, compute_uv=False)
+    rank = int(np.sum(sv > sv.max() * max(Xw.shape) * np.finfo(float).eps))
     if rank < X.shape[1]:
         raise DataError(
             "the treatment effect is not identifiable from cluster-period summaries with "
@@ -331,7 +334,6 @@ def fit_cluster_summary(
             f"no residual degrees of freedom: {len(s)} cells and {rank} parameters; a "
             "cluster-level analysis needs more cells than clusters + periods."
         )
-    Q, R = np.linalg.qr(Xw)
     beta = np.linalg.solve(R, Q.T @ (s * sw))
     resid = s - X @ beta
     resid_w = resid * sw

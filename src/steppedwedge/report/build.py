@@ -290,6 +290,9 @@ def _power_section(config: TrialConfig, template: Design) -> Section | None:
         kwargs["baseline"] = spec.baseline
     if spec.dispersion is not None:
         kwargs["dispersion"] = spec.dispersion
+    if spec.family in _RATIO_FAMILIES:
+        # the GLMM the report runs tests with t on I - 2 df (sw.fit's dof="clusters")
+        kwargs["dof"] = float(config.n_clusters - 2)
     if spec.exposure_column is not None:
         # every slot gets the mean exposure: before randomisation the slot is not yet a
         # council; the expected power over allocations is shown by `expected_power`.
@@ -324,7 +327,14 @@ def _power_section(config: TrialConfig, template: Design) -> Section | None:
     )
     md = "\n\n".join(
         [
-            f"Planned analysis: {spec.family} mixed model, two-sided alpha {spec.alpha}. "
+            f"Planned analysis: {spec.family} mixed model"
+            + (
+                f" with random structure `{config.analysis.random}`"
+                if config.analysis is not None
+                else ""
+            )
+            + (f", t test with {kwargs['dof']:g} df" if "dof" in kwargs else "")
+            + f", two-sided alpha {spec.alpha}. "
             f"Effect {spec.effect:.4g} on the link scale"
             + (f" (ratio {np.exp(spec.effect):.3f})" if ratio else "")
             + f"; baseline {spec.baseline}."
@@ -348,13 +358,154 @@ def _power_section(config: TrialConfig, template: Design) -> Section | None:
     return Section("Power justification", md, (fig,))
 
 
-def _analysis_sections(config: TrialConfig, allocation: Allocation) -> list[Section]:
+_RATIO_FAMILIES = ("poisson", "negative_binomial", "binomial")
+#: Random-effect structures compared for a GLMM primary analysis, simplest first.
+_COMPARED = ("cluster", "nested", "decay", "nested+decay")
+
+
+def _period_order(frame: pd.DataFrame, column: str, design: Design) -> list[str] | None:
+    """Return the design's period order for text period labels (decay and linear time need it)."""
+    col = frame[column]
+    if pd.api.types.is_numeric_dtype(col) or isinstance(col.dtype, pd.PeriodDtype):
+        return None
+    labels = [str(p) for p in design.periods]
+    present = set(col.astype(str))
+    if not present <= set(labels):
+        return None
+    return [p for p in labels if p in present]
+
+
+def _quiet_fit(notes: list[str], what: str, frame: pd.DataFrame, **kwargs: Any) -> Any:
+    """``sw.fit`` with its warnings recorded as report notes instead of raised."""
+    import warnings
+
+    from ..models import fit
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = fit(frame, **kwargs)
+    for w in caught:
+        first = str(w.message).splitlines()[0]
+        notes.append(f"{what}: {first}")
+    return res
+
+
+def _model_comparison(
+    frame: pd.DataFrame, family: str, fit_kw: dict[str, Any], notes: list[str]
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Log-likelihood, AIC and decay of the cluster, nested, decay and nested+decay GLMMs."""
+    rows, fits = [], {}
+    for random in _COMPARED:
+        try:
+            res = _quiet_fit(
+                notes, f"GLMM `{random}`", frame, family=family, random=random, **fit_kw
+            )
+        except ValueError as exc:
+            notes.append(f"GLMM `{random}` not fitted: {str(exc).splitlines()[0]}")
+            continue
+        fits[random] = res
+        vc = dict(res.variance_components)
+        k = len(res.params) + len(vc)
+        rows.append(
+            {
+                "random": random,
+                "log-likelihood": float(res.loglik),
+                "parameters": k,
+                "AIC": -2.0 * float(res.loglik) + 2.0 * k,
+                "decay": float(vc.get("decay", np.nan)),
+                "ratio": float(np.exp(res.estimate)),
+                "p_value": float(res.pvalue),
+            }
+        )
+    return pd.DataFrame(rows), fits
+
+
+def _significance_note(results: dict[str, Any], alpha: float) -> str | None:
+    """Name the analyses on each side when they disagree about significance at ``alpha``."""
+    sig, not_sig = [], []
+    for name, res in results.items():
+        p = float(res.pvalue)
+        if np.isfinite(p):
+            (sig if p < alpha else not_sig).append(name)
+    if not sig or not not_sig:
+        return None
+    return (
+        f"**The analyses disagree about significance at alpha {alpha:g}.** "
+        f"p < {alpha:g}: {'; '.join(sig)}. p >= {alpha:g}: {'; '.join(not_sig)}. "
+        "Read the primary analysis with its sensitivity analyses below."
+    )
+
+
+def _effect_text(res: Any, ratio: bool, label: str) -> str:
+    tidy = res.tidy(exponentiate=ratio) if ratio else res.tidy()
+    row = tidy.iloc[0]
+    if ratio:
+        return (
+            f"{label} {row['estimate']:.3f} (95% CI {row['conf_low']:.3f} to "
+            f"{row['conf_high']:.3f}), p = {row['p_value']:.4f}"
+        )
+    return (
+        f"effect {row['estimate']:.4g} (95% CI {row['conf_low']:.4g} to "
+        f"{row['conf_high']:.4g}), p = {row['p_value']:.4f}"
+    )
+
+
+def _sensitivity_results(
+    config: TrialConfig,
+    allocation: Allocation,
+    frame: pd.DataFrame,
+    roles: dict[str, Any],
+    notes: list[str],
+) -> dict[str, Any]:
+    from ..inference.permutation import permutation_test
+
+    spec = config.analysis
+    assert spec is not None
+    results: dict[str, Any] = {}
+    fam = spec.family
+    for kind in spec.sensitivity:
+        if kind == "fixed-effects":
+            results["cluster fixed effects, CR2"] = _quiet_fit(
+                notes, kind, frame, family=fam, method="fixed-effects", **roles
+            )
+        elif kind == "gee":
+            try:
+                results["GEE, MD-corrected"] = _quiet_fit(
+                    notes, kind, frame, family=fam, method="gee", **roles
+                )
+            except ValueError as exc:
+                notes.append(f"GEE with categorical period effects not estimable: {exc}")
+                results["GEE, MD-corrected, linear time"] = _quiet_fit(
+                    notes, kind, frame, family=fam, method="gee", time="linear", **roles
+                )
+        elif kind == "cluster-summary":
+            results["cluster-period summaries"] = _quiet_fit(
+                notes, kind, frame, family=fam, method="cluster-summary", **roles
+            )
+        elif kind == "permutation":
+            perm_roles = {k: v for k, v in roles.items() if k != "period_order"}
+            results["randomisation test"] = permutation_test(
+                frame,
+                family=fam,
+                allocation=allocation,
+                statistic="twfe",
+                n_permutations=spec.n_permutations,
+                rng=config.seed,
+                **perm_roles,
+            )
+        else:
+            notes.append(f"unknown sensitivity analysis {kind!r} skipped")
+    return results
+
+
+def _analysis_sections(
+    config: TrialConfig, allocation: Allocation
+) -> tuple[list[Section], str | None]:
+    """Primary and sensitivity analyses, and the summary paragraph that opens the report."""
     spec, data = config.analysis, config.data
     if spec is None or data is None:
-        return []
+        return [], None
     from ..compare import compare
-    from ..inference.permutation import permutation_test
-    from ..models import fit
 
     roles: dict[str, Any] = dict(
         outcome=data.outcome, cluster=data.cluster, period=data.period, treatment=data.treatment
@@ -362,68 +513,92 @@ def _analysis_sections(config: TrialConfig, allocation: Allocation) -> list[Sect
     if data.exposure is not None:
         roles["exposure"] = data.exposure
     frame = data.frame
-    primary = fit(frame, family=spec.family, random=spec.random, **roles)
-    ratio = spec.family in ("poisson", "negative_binomial", "binomial")
-    tidy = primary.tidy(exponentiate=ratio) if ratio else primary.tidy()
-    row = tidy.iloc[[0]]
+    order = _period_order(frame, data.period, allocation.design)
+    if order is not None:
+        roles["period_order"] = order
+    alpha = config.power.alpha if config.power is not None else 0.05
+    ratio = spec.family in _RATIO_FAMILIES
     label = "rate ratio" if spec.family != "binomial" else "odds ratio"
-    md_primary = "\n\n".join(
-        [
-            f"Primary analysis: {spec.family} mixed model with random structure "
-            f"`{spec.random}` and categorical period effects (`sw.fit`).",
-            (
-                f"**{label} {row['estimate'].iloc[0]:.3f} "
-                f"(95% CI {row['conf_low'].iloc[0]:.3f} to {row['conf_high'].iloc[0]:.3f}), "
-                f"p = {row['p_value'].iloc[0]:.4f}.**"
-                if ratio
-                else f"**effect {row['estimate'].iloc[0]:.4g} (95% CI "
-                f"{row['conf_low'].iloc[0]:.4g} to {row['conf_high'].iloc[0]:.4g}), "
-                f"p = {row['p_value'].iloc[0]:.4f}.**"
-            ),
-            "```\n" + str(primary.summary()) + "\n```",
-        ]
-    )
-    sections = [Section("Primary analysis", md_primary)]
-
-    results: dict[str, Any] = {"mixed model (primary)": primary}
     notes: list[str] = []
-    for kind in spec.sensitivity:
-        if kind == "fixed-effects":
-            results["cluster fixed effects, CR2"] = fit(
-                frame, family=spec.family, method="fixed-effects", **roles
-            )
-        elif kind == "gee":
-            try:
-                results["GEE, MD-corrected"] = fit(
-                    frame, family=spec.family, method="gee", random=spec.random, **roles
-                )
-            except ValueError as exc:
-                notes.append(f"GEE with categorical period effects not estimable: {exc}")
-                results["GEE, MD-corrected, linear time"] = fit(
-                    frame,
-                    family=spec.family,
-                    method="gee",
-                    random=spec.random,
-                    time="linear",
-                    **roles,
-                )
-        elif kind == "cluster-summary":
-            results["cluster-period summaries"] = fit(
-                frame, family=spec.family, method="cluster-summary", **roles
-            )
-        elif kind == "permutation":
-            results["randomisation test"] = permutation_test(
+    comparison = None
+    if ratio:
+        comparison, fits = _model_comparison(frame, spec.family, roles, notes)
+    primary = (
+        fits[spec.random]
+        if ratio and spec.random in fits
+        else _quiet_fit(notes, "primary", frame, family=spec.family, random=spec.random, **roles)
+    )
+    robust = None
+    if ratio:
+        try:
+            robust = _quiet_fit(
+                notes,
+                "primary, CR2",
                 frame,
                 family=spec.family,
-                allocation=allocation,
-                statistic="twfe",
-                n_permutations=spec.n_permutations,
-                rng=config.seed,
+                random=spec.random,
+                vcov="cr2",
                 **roles,
             )
-        else:
-            notes.append(f"unknown sensitivity analysis {kind!r} skipped")
-    table = compare(results)
+        except (ValueError, TypeError) as exc:
+            notes.append(f"cluster-robust variance of the primary model not available: {exc}")
+    results: dict[str, Any] = {"mixed model (primary)": primary}
+    if robust is not None:
+        results["mixed model (primary), CR2 variance"] = robust
+    results.update(_sensitivity_results(config, allocation, frame, roles, notes))
+    disagree = _significance_note(results, alpha)
+    summary = " ".join(
+        [
+            f"Primary analysis (pre-specified): {spec.family} mixed model with random "
+            f"structure `{spec.random}`: **{_effect_text(primary, ratio, label)}**.",
+        ]
+        + (
+            [disagree]
+            if disagree
+            else [f"All analyses agree about significance at alpha {alpha:g}."]
+        )
+    )
+    sections = [_primary_section(spec, primary, robust, comparison, ratio, label, disagree)]
+    sections.append(_sensitivity_section(compare(results), ratio, label, notes))
+    return sections, summary
+
+
+def _primary_section(
+    spec: Any,
+    primary: Any,
+    robust: Any,
+    comparison: pd.DataFrame | None,
+    ratio: bool,
+    label: str,
+    disagree: str | None,
+) -> Section:
+    parts = [
+        f"Primary analysis (pre-specified): {spec.family} mixed model with random structure "
+        f"`{spec.random}` and categorical period effects (`sw.fit`), t test with "
+        f"{primary.df:g} df." + (f" {disagree}" if disagree else ""),
+        f"**{_effect_text(primary, ratio, label)}** (model-based variance).",
+    ]
+    if robust is not None:
+        parts.append(
+            f"With the CR2 cluster-robust variance of the same fit: "
+            f"{_effect_text(robust, ratio, label)} (SE {robust.std_error:.4g} against "
+            f"{primary.std_error:.4g} model-based)."
+        )
+    if comparison is not None and len(comparison):
+        shown = comparison.rename(columns={"ratio": label})
+        best = str(comparison.loc[comparison["AIC"].idxmin(), "random"])
+        parts.append(
+            "Random-effect structures compared (Laplace log-likelihoods of the same fixed "
+            "effects; AIC = -2 log-likelihood + 2 parameters; decay = estimated correlation "
+            f"of a cluster's period effects one period apart). Lowest AIC: `{best}`; the "
+            "primary analysis is the pre-specified one whatever the comparison shows.\n\n"
+            + _md_table(shown, floatfmt="{:.4g}")
+        )
+    parts.append("```\n" + str(primary.summary()) + "\n```")
+    return Section("Primary analysis", "\n\n".join(parts))
+
+
+def _sensitivity_section(table: pd.DataFrame, ratio: bool, label: str, notes: list[str]) -> Section:
     columns = ["model", "estimate", "std_error", "conf_low", "conf_high", "p_value", "df"]
     shown = table[columns].copy()
     if ratio:
@@ -435,15 +610,15 @@ def _analysis_sections(config: TrialConfig, allocation: Allocation) -> list[Sect
             "The same treatment effect estimated by methods with different assumptions"
             + (" (ratios; standard errors on the log scale)." if ratio else ".")
             + " The mixed model's standard error is right only if its random effects describe"
-            " the correlation over time; cluster fixed effects with CR2 errors and"
-            " Satterthwaite df, and the randomisation test over the trial's own allocation"
-            " space, do not rely on that.",
+            " the correlation over time; the CR2 variance of the same model, cluster fixed"
+            " effects with CR2 errors and Satterthwaite df, cluster-period summaries with"
+            " council-clustered CR2 errors and the randomisation test over the trial's own"
+            " allocation space do not rely on that.",
             _md_table(shown, floatfmt="{:.4g}"),
         ]
         + ["\n".join(f"- {n}" for n in notes)] * bool(notes)
     )
-    sections.append(Section("Sensitivity analyses", md))
-    return sections
+    return Section("Sensitivity analyses", md)
 
 
 def _provenance_section(config: TrialConfig, allocation: Allocation) -> Section:
@@ -496,6 +671,9 @@ def build_report(config: TrialConfig) -> Report:
     desc = _descriptive_section(config)
     if desc is not None:
         sections.append(desc)
-    sections.extend(_analysis_sections(config, allocation))
+    analyses, summary = _analysis_sections(config, allocation)
+    if summary is not None:
+        sections.insert(0, Section("Summary", summary))
+    sections.extend(analyses)
     sections.append(_provenance_section(config, allocation))
     return Report(config.title, tuple(sections), allocation, allocated)

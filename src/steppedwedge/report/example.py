@@ -141,6 +141,6 @@ def council_example() -> TrialConfig:
             gamma2=0.15**2,
             decay=0.68**0.25,
         ),
-        analysis=AnalysisSpec(family="poisson", random="nested"),
+        analysis=AnalysisSpec(family="poisson", random="nested+decay"),
         source="example:councils",
     )
