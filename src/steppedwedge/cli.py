@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from ._version import __version__
-from .exceptions import SteppedWedgeError, SteppedWedgeWarning
+from .exceptions import DesignError, SteppedWedgeError, SteppedWedgeWarning
 
 __all__ = ["main"]
 
@@ -123,13 +123,20 @@ def _design(args: argparse.Namespace) -> int:
                 f"{args.start_dates} must have two columns (cluster, start date); "
                 f"got {list(frame.columns)}."
             )
-        design = Design.from_start_dates(
-            frame,
-            args.periods,
-            transition=args.transition,
-            dayfirst=args.dayfirst,
-            date_format=args.date_format,
-        )
+        try:
+            design = Design.from_start_dates(
+                frame,
+                args.periods,
+                transition=args.transition,
+                dayfirst=args.dayfirst,
+                date_format=args.date_format,
+            )
+        except DesignError as exc:
+            if "dayfirst" not in str(exc):
+                raise
+            raise DesignError(
+                f"{exc} On the command line: --dayfirst, --monthfirst or --date-format FMT."
+            ) from None
     print(design.summary())
     if args.csv:
         design.to_frame().to_csv(args.csv, index=False)

@@ -647,7 +647,7 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
             )
     if data.columns.duplicated().any():
         dup = data.columns[data.columns.duplicated()].unique()
-        raise DataError(f"`data` has duplicated column names: {_list(list(dup))}.")
+        raise DataError(f"`data` has duplicated column names: {_list([repr(c) for c in dup])}.")
 
     if trials is not None and family != "binomial":
         raise DataError(f"`trials` is only used with family='binomial'; got family={family!r}.")
@@ -736,6 +736,11 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
                 f"{int(miss.sum())} row(s) have missing values (by column: {counts}): {where}. "
                 "Pass missing='drop' to drop them."
             )
+        if miss.all():
+            raise DataError(
+                f"every row has a missing value (by column: {counts}); no rows are left to "
+                "analyse after missing='drop'."
+            )
         cl = frame.loc[miss, "cluster"].value_counts(sort=False)
         per_cluster = ", ".join(f"{_lab(k)} ({v})" for k, v in cl.items())
         warnings.warn(
@@ -745,11 +750,6 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
             stacklevel=3,
         )
         keep = ~miss
-        if not keep.any():
-            raise DataError(
-                f"every row has a missing value (by column: {counts}); no rows are left to "
-                "analyse after missing='drop'."
-            )
         frame = frame.loc[keep].copy()
         num = {k: v[keep] for k, v in num.items()}
 
@@ -1131,20 +1131,21 @@ def _codes_in_order(
         raise OptionError(f"`period_order` must be a list of period labels; got {period_order!r}.")
     order = pd.Index(list(period_order))
     if order.has_duplicates:
-        repeated = _list(list(order[order.duplicated()]))
+        repeated = _list([_lab(x) for x in order[order.duplicated()]])
         raise OptionError(f"`period_order` lists periods more than once: {repeated}.")
     codes = np.asarray(order.get_indexer(pd.Index(pd.unique(values))), dtype=np.int64)
     uniq = pd.unique(values)
     if (codes < 0).any():
+        absent = _list([_lab(x) for x in uniq[codes < 0]])
         raise OptionError(
-            f"`period_order` does not list the period(s) {_list(list(uniq[codes < 0]))} of "
-            f"column {user!r}; it must list every period of the data."
+            f"`period_order` does not list the period(s) {absent} of column {user!r}; it must "
+            "list every period of the data."
         )
     unused = sorted(set(range(len(order))) - set(codes.tolist()))
     if unused:
         raise OptionError(
             f"`period_order` lists period(s) with no rows in column {user!r}: "
-            f"{_list([order[k] for k in unused])}; list only the periods of the data."
+            f"{_list([_lab(order[k]) for k in unused])}; list only the periods of the data."
         )
     row_codes = np.asarray(order.get_indexer(values), dtype=np.int64)
     return order, row_codes

@@ -16,6 +16,7 @@ import numpy as np
 from ._core.covariance import mean_covariance
 from ._typing import FloatArray
 from ._validation import check_nonnegative, check_unit_interval
+from .exceptions import OptionError
 
 __all__ = ["VarianceComponents"]
 
@@ -111,7 +112,7 @@ class VarianceComponents:
         # power, ICC-preserving binary rescaling) check it themselves.
         rho = float(self.rho)
         if not -1.0 <= rho <= 1.0 or math.isnan(rho):
-            raise ValueError(f"`rho` must lie in [-1, 1]; got {self.rho!r}.")
+            raise OptionError(f"`rho` must lie in [-1, 1]; got {self.rho!r}.")
         object.__setattr__(self, "rho", rho)
         if self.decay is not None:
             object.__setattr__(self, "decay", check_unit_interval("decay", self.decay))
@@ -155,14 +156,14 @@ class VarianceComponents:
         """
         icc = check_unit_interval("icc", icc)
         if icc >= 1.0:
-            raise ValueError("`icc` must be < 1 (some variation must be within clusters); got 1.")
+            raise OptionError("`icc` must be < 1 (some variation must be within clusters); got 1.")
         cac = check_unit_interval("cac", cac)
         iac = check_unit_interval("iac", iac)
         if iac >= 1.0:
-            raise ValueError("`iac` must be < 1 (some residual variation must remain); got 1.")
+            raise OptionError("`iac` must be < 1 (some residual variation must remain); got 1.")
         total = check_nonnegative("total_variance", total_variance)
         if total <= 0:
-            raise ValueError(f"`total_variance` must be > 0; got {total_variance!r}.")
+            raise OptionError(f"`total_variance` must be > 0; got {total_variance!r}.")
         cluster = icc * total
         if cluster < _TINY:
             # a subnormal (or underflowing) cluster variance cannot be split by `cac` without
