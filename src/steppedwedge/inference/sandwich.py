@@ -14,8 +14,8 @@ With ``B = H^{-1}``, the estimators are ``V = B [sum_i (A_i u_i)(A_i u_i)'] B`` 
 ``kind``   correction ``A_i`` (``Q_i = H_i H^{-1}``)                 source
 =========  =======================================================  ============================
 ``cr0``    ``I`` (Liang-Zeger)                                       Liang & Zeger 1986
-``cr2``    ``(I - Q_i)^{-1/2}`` (principal square root)              Bell & McCaffrey 2002
-``kc``     the same as ``cr2`` (see below)                           Kauermann & Carroll 2001
+``cr2``    clubSandwich's adjustment (below)                         Bell & McCaffrey 2002
+``kc``     ``(I - Q_i)^{-1/2}`` (principal square root)              Kauermann & Carroll 2001
 ``cr3``    ``(I - Q_i)^{-1}``                                        Bell & McCaffrey 2002
 ``md``     the same as ``cr3``                                       Mancl & DeRouen 2001
 ``fg``     ``diag{(1 - min(b, [Q_i]_jj))^{-1/2}}``, ``b = 0.75``     Fay & Graubard 2001
@@ -26,15 +26,20 @@ With ``B = H^{-1}``, the estimators are ``V = B [sum_i (A_i u_i)(A_i u_i)'] B`` 
 ``e_i -> (I - H_ii)^{-a} e_i`` with the cluster's leverage block ``H_ii = X_i B X_i' W_i``.  The
 push-through identity ``X_i' W_i f(H_ii) = f(Q_i) X_i' W_i`` (for any power series ``f``,
 since ``Q_i = X_i' W_i X_i B``) moves them to the ``P x P`` matrix ``Q_i``, so the same code
-serves cell means, individual rows and likelihood scores.  For GLS with the working model as
-the weights (``W_i = V_i^{-1}``, as clubSandwich's ``vcovCR`` for ``lmer``), the CR2 adjustment
-of Pustejovsky & Tipton (2018), ``V_i^{-1/2} (I - V_i^{-1/2} X_i B X_i' V_i^{-1/2})^{-1/2}
-V_i^{-1/2}``, equals ``(I - Q_i)^{-1/2}`` with the principal root, which is also
-Kauermann-Carroll's ``(I - H_ii)^{-1/2}``; and CR3's ``(I - H_ii)^{-1}`` is Mancl-DeRouen's.
-``Q_i`` is similar to the symmetric ``S_i = L^{-1} H_i L^{-T}`` (``H = L L'``), whose
-eigen-decomposition gives both roots: ``(I - Q_i)^{-a} = L (I - S_i)^{-a} L^{-1}``.  geeCRT's
-one-sided Kauermann-Carroll ``B [1/2 sum (u_i^MD u_i' + u_i u_i^MD')] B`` is ``kind="kc-geecrt"``
-(used by the GEE literature; ~1e-4 relative from ``kc`` on geeCRT's data).
+serves cell means, individual rows and likelihood scores.  ``Q_i`` is similar to the
+symmetric ``S_i = L^{-1} H_i L^{-T}`` (``H = L L'``), whose eigen-decomposition gives the
+roots: ``(I - Q_i)^{-a} = L (I - S_i)^{-a} L^{-1}``.  Hence CR3 and Mancl-DeRouen are one
+estimator, and ``kc`` is Kauermann-Carroll's ``(I - H_ii)^{-1/2}`` with the principal root.
+
+**CR2** of a GLS fit with the working model as the weights (``W_i = Phi_i^{-1}``) is
+clubSandwich's ``vcovCR`` for ``lmer`` (Pustejovsky & Tipton 2018), computed in the
+observation space when :class:`ClusterPieces` carries it: ``A_i = Phi_i^{1/2} G_i^{-1/2}
+Phi_i^{1/2}`` with ``G_i = Phi_i^{1/2} (Phi_i - X_i B X_i') Phi_i^{1/2}``, scores ``X_i'
+Phi_i^{-1} A_i e_i`` (clubSandwich writes the Cholesky factor of ``Phi_i`` for the symmetric
+root; the scores are the same).  It is not the principal root ``kc`` (about 1% apart on the
+reference data).  Without observation-space pieces (GLMMs) ``cr2`` falls back to ``kc``.
+geeCRT's one-sided Kauermann-Carroll ``B [1/2 sum (u_i^MD u_i' + u_i u_i^MD')] B`` is
+``kind="kc-geecrt"`` (for the GEE code; ~1e-4 relative from ``kc`` on geeCRT's data).
 
 **MBN** (Morel, Bokossa & Neerchal 2003, as SAS PROC GLIMMIX ``EMPIRICAL=MBN`` with its
 defaults ``d = 2``, ``r = 1``): ``V = c B M B + delta_m phi B`` with ``M = sum_i u_i u_i'``,
@@ -55,7 +60,7 @@ Mancl LA, DeRouen TA (2001). Biometrics 57:126-134.
 Fay MP, Graubard BI (2001). Biometrics 57:1198-1206.
 Morel JG, Bokossa MC, Neerchal NK (2003). Biometrical Journal 45:395-409.
 Pustejovsky JE, Tipton E (2018). J Bus Econ Stat 36:672-683.
-Ouyang Y, Taljaard M, Forbes AB, Li F (2024). Stat Methods Med Res 33:1497-1516.
+Ouyang Y, Taljaard M, Forbes AB, Li F (2024). Stat Methods Med Res, doi:10.1177/09622802241248382.
 """
 
 from __future__ import annotations
