@@ -36,19 +36,26 @@ def _rebuild_stepped_wedge(design: Design) -> Callable[[int], Design] | None:
     g = int(sizes[0])
     target = np.nan_to_num(np.sort(np.asarray(design.matrix), axis=0), nan=-1.0)
     frac = np.nan_to_num(design.matrix, nan=0.0)
-    rules: tuple[Any, ...] = ("exclude", "partial") if np.any((frac > 0) & (frac < 1)) else (
-        "exclude",)
+    rules: tuple[Any, ...] = (
+        ("exclude", "partial") if np.any((frac > 0) & (frac < 1)) else ("exclude",)
+    )
     for b in range(0, n_periods):
         for t in range(1, (n_periods - b) // n_seq + 1):
             e = n_periods - b - n_seq * t
             for k in range(0, n_periods - b + 1):
                 for rule in rules if k else ("exclude",):
 
-                    def build(s: int, b: int = b, t: int = t, k: int = k, e: int = e,
-                              rule: Any = rule) -> Design:
+                    def build(
+                        s: int, b: int = b, t: int = t, k: int = k, e: int = e, rule: Any = rule
+                    ) -> Design:
                         return Design.stepped_wedge(
-                            s, g, baseline_periods=b, periods_per_step=t, transition_periods=k,
-                            extra_treated_periods=e, transition=rule,
+                            s,
+                            g,
+                            baseline_periods=b,
+                            periods_per_step=t,
+                            transition_periods=k,
+                            extra_treated_periods=e,
+                            transition=rule,
                         )
 
                     try:
@@ -210,7 +217,12 @@ def solve_power(
             raise ValueError("leave `cluster_size` unset when solving for it.")
         hi = int(max_value or 1_000_000)
         n, res = _smallest_integer(
-            lambda m: call(d, m, float(effect)), target, 1, hi, value, "cluster size",  # type: ignore[arg-type]
+            lambda m: call(d, m, float(effect)),  # type: ignore[arg-type]
+            target,
+            1,
+            hi,
+            value,
+            "cluster size",
             "With a positive ICC power plateaus as the cluster size grows: add clusters, "
             "sequences or periods instead.",
         )
@@ -224,32 +236,54 @@ def solve_power(
             seq = np.asarray(d.sequence_matrix)
 
             def build(n: int) -> Design:
-                return Design.from_matrix(np.repeat(seq, n, axis=0), periods=d.periods,
-                                          period_lengths=d.period_lengths,
-                                          check_identifiable=d.check_identifiable,
-                                          allow_reversal=d.allow_reversal)
+                return Design.from_matrix(
+                    np.repeat(seq, n, axis=0),
+                    periods=d.periods,
+                    period_lengths=d.period_lengths,
+                    check_identifiable=d.check_identifiable,
+                    allow_reversal=d.allow_reversal,
+                )
 
             n, res = _smallest_integer(
                 lambda n: call(build(n), float(size), float(effect)),  # type: ignore[arg-type]
-                target, 1, hi, value, "number of clusters per sequence",
+                target,
+                1,
+                hi,
+                value,
+                "number of clusters per sequence",
                 "Check the effect and variance components, or raise `max_value`.",
             )
             return finish(res, "clusters_per_sequence", n)
         mat = np.asarray(d.matrix)
-        size_arr = size if size.ndim == 2 else (
-            np.repeat(size[:, None], d.n_periods, axis=1) if size.ndim == 1 else
-            np.full(mat.shape, float(size)))
+        size_arr = (
+            size
+            if size.ndim == 2
+            else (
+                np.repeat(size[:, None], d.n_periods, axis=1)
+                if size.ndim == 1
+                else np.full(mat.shape, float(size))
+            )
+        )
 
         def build_rep(k: int) -> tuple[Design, np.ndarray]:
-            return (Design.from_matrix(np.repeat(mat, k, axis=0), periods=d.periods,
-                                       period_lengths=d.period_lengths,
-                                       check_identifiable=d.check_identifiable,
-                                       allow_reversal=d.allow_reversal),
-                    np.repeat(size_arr, k, axis=0))
+            return (
+                Design.from_matrix(
+                    np.repeat(mat, k, axis=0),
+                    periods=d.periods,
+                    period_lengths=d.period_lengths,
+                    check_identifiable=d.check_identifiable,
+                    allow_reversal=d.allow_reversal,
+                ),
+                np.repeat(size_arr, k, axis=0),
+            )
 
         k, res = _smallest_integer(
             lambda k: call(*build_rep(k), float(effect)),  # type: ignore[arg-type]
-            target, 1, hi, value, "number of design replicates",
+            target,
+            1,
+            hi,
+            value,
+            "number of design replicates",
             "Check the effect and variance components, or raise `max_value`.",
         )
         return finish(res, "design_replicates", k)
@@ -273,7 +307,11 @@ def solve_power(
                 lo += 1
         n, res = _smallest_integer(
             lambda s: call(build_sw(s), cluster_size, float(effect)),  # type: ignore[arg-type]
-            target, lo, hi, value, "number of sequences (steps)",
+            target,
+            lo,
+            hi,
+            value,
+            "number of sequences (steps)",
             "Add clusters per sequence or raise `max_value`.",
         )
         return finish(res, "n_sequences", n)

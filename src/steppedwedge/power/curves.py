@@ -62,7 +62,7 @@ class PowerCurve(PlanningResultMixin):
         """
         import pandas as pd
 
-        return pd.DataFrame(
+        out: pd.DataFrame = pd.DataFrame(
             {
                 self.vary: self.values,
                 "power": self.power,
@@ -70,6 +70,7 @@ class PowerCurve(PlanningResultMixin):
                 "std_error": self.std_error,
             }
         )
+        return out
 
     def tidy(self) -> pd.DataFrame:
         """Return one row per point of the curve.
@@ -84,7 +85,7 @@ class PowerCurve(PlanningResultMixin):
 
         n = self.values.size
         nan = np.full(n, np.nan)
-        return pd.DataFrame(
+        out: pd.DataFrame = pd.DataFrame(
             {
                 "vary": [self.vary] * n,
                 "value": self.values,
@@ -96,6 +97,7 @@ class PowerCurve(PlanningResultMixin):
                 "power_one_tail": self.power_one_tail,
             }
         )
+        return out
 
     def first_reaching(self, target: float = 0.8) -> float | None:
         """Return the first value of the curve whose power reaches ``target``.

@@ -64,13 +64,14 @@ class CellMap(PlanningResultMixin):
         import pandas as pd
 
         d = self.design
-        return pd.DataFrame(
+        out: pd.DataFrame = pd.DataFrame(
             {
                 "cluster": np.repeat(np.asarray(d.clusters, dtype=object), d.n_periods),
                 "period": np.tile(np.asarray(list(d.periods), dtype=object), d.n_clusters),
                 "value": self.values.ravel(),
             }
         )
+        return out
 
     def tidy(self) -> pd.DataFrame:
         """Return one row per cluster-period cell with its design coordinates.
@@ -325,7 +326,7 @@ class DesignEffect(PlanningResultMixin):
         def nan(x: float | None) -> float:
             return np.nan if x is None else float(x)
 
-        return pd.DataFrame(
+        out: pd.DataFrame = pd.DataFrame(
             {
                 "method": [self.method],
                 "design_effect": [self.value],
@@ -335,6 +336,7 @@ class DesignEffect(PlanningResultMixin):
                 "n_periods": [self.n_periods],
             }
         )
+        return out
 
     def summary(self) -> Summary:
         """Return the summary of the design effect.

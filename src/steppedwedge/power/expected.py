@@ -114,7 +114,8 @@ class AssuranceResult(PlanningResultMixin):
             cols[name] = np.broadcast_to(vals.reshape(idx), shape).ravel()
         cols["probability"] = self._weights().ravel()
         cols["power"] = self.power.ravel()
-        return pd.DataFrame(cols)
+        out: pd.DataFrame = pd.DataFrame(cols)
+        return out
 
     def prob_power_at_least(self, target: float = 0.8) -> float:
         """Return the prior probability that the power reaches ``target``.
@@ -411,7 +412,9 @@ class ExpectedPowerResult(PlanningResultMixin):
         """
         import pandas as pd
 
-        out = pd.DataFrame({"allocation": np.arange(self.powers.size), "power": self.powers})
+        out: pd.DataFrame = pd.DataFrame(
+            {"allocation": np.arange(self.powers.size), "power": self.powers}
+        )
         for j in range(self.allocations.shape[1]):
             out[f"cluster_{j}"] = self.allocations[:, j]
         return out

@@ -124,10 +124,13 @@ def power_grid(
         var = np.broadcast_to(var, np.broadcast_shapes(var.shape, eff.shape, alpha_a.shape))
     else:
         r = _unit("decay", 0.0 if decay is None else decay)
-        shape = np.broadcast_shapes(icc_a.shape, cac_a.shape, iac_a.shape, churn_a.shape,
-                                    m.shape, tot.shape, r.shape)
-        args = [np.broadcast_to(v, shape).ravel() for v in
-                (icc_a, cac_a, within, psi_m, churn_a, tot, r)]
+        shape = np.broadcast_shapes(
+            icc_a.shape, cac_a.shape, iac_a.shape, churn_a.shape, m.shape, tot.shape, r.shape
+        )
+        args = [
+            np.broadcast_to(v, shape).ravel()
+            for v in (icc_a, cac_a, within, psi_m, churn_a, tot, r)
+        ]
         icc_f, cac_f, within_f, psi_f, churn_f, tot_f, r_f = args
         lag = np.abs(np.arange(n_periods)[:, None] - np.arange(n_periods)[None, :])
         with np.errstate(divide="ignore", invalid="ignore"):

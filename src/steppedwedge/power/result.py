@@ -71,7 +71,8 @@ class PlanningResult(Protocol):
 class PlanningResultMixin:
     """Shared presentation of planning results: ``__str__`` and ``_repr_html_``.
 
-    Subclasses implement :meth:`summary`, :meth:`tidy` and :meth:`plot`; the text and HTML
+    Subclasses implement :meth:`summary`, :meth:`tidy` and ``plot(ax=None, ...)`` (each with
+    its own keyword options, so the mixin does not fix its signature); the text and HTML
     renderings are derived from :meth:`summary` here, once (see :class:`PlanningResult`).
     """
 
@@ -94,23 +95,6 @@ class PlanningResultMixin:
         -------
         pandas.DataFrame
             The documented columns of the result type.
-        """
-        raise NotImplementedError
-
-    def plot(self, ax: Axes | None = None, **kwargs: Any) -> Axes:  # pragma: no cover
-        """Draw the result.
-
-        Parameters
-        ----------
-        ax : matplotlib.axes.Axes, optional
-            Axes to draw on (a new figure when None).
-        **kwargs
-            Plot options of the result type.
-
-        Returns
-        -------
-        matplotlib.axes.Axes
-            The Axes drawn on.
         """
         raise NotImplementedError
 
@@ -302,7 +286,7 @@ class PowerResult(PlanningResultMixin):
         """
         import pandas as pd
 
-        return pd.DataFrame(
+        out: pd.DataFrame = pd.DataFrame(
             {
                 "term": [self.estimand],
                 "effect": [self.effect],
@@ -314,6 +298,7 @@ class PowerResult(PlanningResultMixin):
                 "power_one_tail": [self.power_one_tail],
             }
         )
+        return out
 
     def plot(self, ax: Axes | None = None, **kwargs: Any) -> Axes:
         """Draw the heat map of the GLS cell weights.

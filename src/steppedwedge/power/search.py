@@ -111,7 +111,7 @@ class DesignSearchResult(PlanningResultMixin):
         n = self.allocations.shape[0]
         cols = {f"pattern_{j}": self.allocations[:, j] for j in range(self.patterns.shape[0])}
         cost = self.costs()
-        return pd.DataFrame(
+        out: pd.DataFrame = pd.DataFrame(
             {
                 "rank": np.arange(n),
                 **cols,
@@ -124,6 +124,7 @@ class DesignSearchResult(PlanningResultMixin):
                 "power_one_tail": self.power_one_tail,
             }
         )
+        return out
 
     def table(self, top: int = 10) -> pd.DataFrame:
         """Tabulate the ``top`` candidates.
@@ -138,7 +139,8 @@ class DesignSearchResult(PlanningResultMixin):
         pandas.DataFrame
             The first ``top`` rows of :meth:`tidy`.
         """
-        return self.tidy().head(top).reset_index(drop=True)
+        out: pd.DataFrame = self.tidy().head(top).reset_index(drop=True)
+        return out
 
     def summary(self) -> Summary:
         """Return the summary: the search space and the ten best candidates.
