@@ -313,3 +313,57 @@ def test_well_identified_decay_fit_is_quiet() -> None:
         warnings.simplefilter("error")
         res = fit_glmm(d, random="nested+decay", **KW)
     assert not res.singular and res.converged
+
+
+def _fd_beta_hessian(ud: UnitData, fam, beta, sig, alpha, v0) -> np.ndarray:
+    h = 1e-5
+    out = np.zeros((beta.size, beta.size))
+    for j in range(beta.size):
+        e = np.eye(beta.size)[j]
+        gp = laplace_grad(ud, fam, modes(ud, fam, beta + h * e, sig, alpha, v0), sig, alpha)[0]
+        gm = laplace_grad(ud, fam, modes(ud, fam, beta - h * e, sig, alpha, v0), sig, alpha)[0]
+        out[:, j] = -(gp - gm) / (2 * h)
+    return out
+
+
+@pytest.mark.parametrize("family", ["poisson", "negative_binomial"])
+def test_exact_beta_hessian_matches_differenced_gradient(family: str) -> None:
+    """Closed-form beta Hessian of -L (cells: the P o P branch) vs central differences."""
+    fam = make_family(family)
+    ud, beta, sig = _units(family)
+    alpha = math.log(20.0) if fam.has_dispersion else 0.0
+    st = modes(ud, fam, beta, sig, alpha)
+    exact = laplace_grad(ud, fam, st, sig, alpha, want_hessian=True, exact_hessian=True)[3]
+    num = _fd_beta_hessian(ud, fam, beta, sig, alpha, st.v)
+    # central differences (step 1e-5) of a gradient exact to ~1e-12: error ~1e-9 of the scale
+    np.testing.assert_allclose(exact, num, rtol=0, atol=1e-7 * np.abs(num).max())
+    envelope = laplace_grad(ud, fam, st, sig, alpha, want_hessian=True)[3]
+    assert np.abs(envelope - num).max() > 1e-5 * np.abs(num).max()  # the terms matter
+
+
+@pytest.mark.parametrize("link", ["logit", "probit"])
+def test_exact_beta_hessian_many_rows_per_cluster(link: str) -> None:
+    """0/1 rows with a continuous covariate (U > q^2: the Khatri-Rao branch), cluster + slope."""
+    rng = np.random.default_rng(11)
+    n_i, n_u = 6, 40
+    xc = rng.normal(size=(n_i, n_u))
+    trt = (rng.random((n_i, n_u)) < 0.5).astype(float)
+    x = np.stack([np.ones((n_i, n_u)), xc, trt], axis=2)
+    z = np.stack([np.ones((n_i, n_u)), trt], axis=2)
+    y = (rng.random((n_i, n_u)) < 0.4).astype(float)
+    ud = UnitData(
+        y=y,
+        n=np.ones((n_i, n_u)),
+        offset=np.zeros((n_i, n_u)),
+        weight=np.ones((n_i, n_u)),
+        x=x,
+        z=z,
+        comp=np.array([0, 1]),
+        n_comp=2,
+    )
+    fam = make_family("binomial", link)
+    beta, sig = np.array([-0.3, 0.2, 0.1]), np.array([0.5, 0.3])
+    st = modes(ud, fam, beta, sig)
+    exact = laplace_grad(ud, fam, st, sig, 0.0, want_hessian=True, exact_hessian=True)[3]
+    num = _fd_beta_hessian(ud, fam, beta, sig, 0.0, st.v)
+    np.testing.assert_allclose(exact, num, rtol=0, atol=1e-7 * np.abs(num).max())

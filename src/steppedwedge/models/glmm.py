@@ -776,6 +776,8 @@ def fit_glmm(
     sigma0 = _sigma_start(
         fam, beta0, alpha0, g_y, g_n, g_off, g_x, g_c, g_p, comp_names, n_i, n_t, ar1 is not None
     )
+    if ar1 is not None and fam.has_dispersion:
+        sigma0, alpha0 = sigma0[:-1], float(sigma0[-1])
     core = fit_glmm_core(ud, fam, beta0, sigma0, alpha0, n_quadrature=nq)
     messages: list[str] = []
     if not core.converged:
@@ -1161,10 +1163,13 @@ def _sigma_start(
     """Moment starting values for the random-effect SDs from GLM working residuals.
 
     With ``decay`` the SDs and ``phi = atanh(r)`` of the AR(1) structures from the lag
-    covariances of the cell residuals (:func:`_decay_moments`).
+    covariances of the cell residuals (:func:`_decay_moments`), then for the negative
+    binomial a new log-size start (residuals on the Poisson scale; ``1/k`` = the lag-0
+    excess over the random effects' variance).
     """
     eta = x @ beta + off
-    _ll, s, w, _w1 = fam.derivs(y, n, eta, alpha)
+    nb_decay = decay and fam.has_dispersion
+    _ll, s, w, _w1 = fam.derivs(y, n, eta, math.log(1e6) if nb_decay else alpha)
     w = np.maximum(w, 1e-8)
     r = s / w  # working residual, sampling variance 1 / w
     cell = c * n_t + per
@@ -1182,20 +1187,26 @@ def _sigma_start(
     gam2 = min(max(tot - tau2, 0.01), 4.0)
     if decay:
         return _decay_moments(
-            rbar_c.reshape(n_i, n_t), samp_c.reshape(n_i, n_t), obs.reshape(n_i, n_t), comp_names
+            rbar_c.reshape(n_i, n_t),
+            samp_c.reshape(n_i, n_t),
+            obs.reshape(n_i, n_t),
+            comp_names,
+            nb_decay,
         )
     start = {"tau2": tau2, "gamma2": gam2, "eta2": 0.01}
     return np.asarray(np.sqrt(np.array([start[nm] for nm in comp_names])))
 
 
 def _decay_moments(
-    res: np.ndarray, samp: np.ndarray, obs: np.ndarray, comp_names: list[str]
+    res: np.ndarray, samp: np.ndarray, obs: np.ndarray, comp_names: list[str], nb: bool = False
 ) -> np.ndarray:
     """Start ``(tau, gamma, phi)`` (or ``(gamma, phi)``) from lag covariances of cell residuals.
 
     ``C_k`` = mean product of a cluster's residuals ``k`` periods apart (``C_0`` less the
     sampling variance) is matched to ``tau2 + gamma2 r^k`` (``gamma2 r^k`` without ``tau2``)
-    by least squares over a grid of ``r`` (weights: number of pairs).
+    by least squares over a grid of ``r`` (weights: number of pairs).  With ``nb`` the lag 0
+    (which also holds the NB overdispersion ``1/k``) is left out of the match and
+    ``alpha = log k`` from ``C_0 - tau2 - gamma2`` is appended.
     """
     n_t = res.shape[1]
     cov = np.zeros(n_t)
@@ -1206,7 +1217,7 @@ def _decay_moments(
         if cnt[k]:
             cov[k] = (res[:, : n_t - k] * res[:, k:])[both].sum() / cnt[k]
     cov[0] -= samp[obs].mean() if obs.any() else 0.0
-    lags = np.flatnonzero(cnt > 0)
+    lags = np.flatnonzero((cnt > 0) & ((np.arange(n_t) > 0) | (not nb)))
     sw = np.sqrt(cnt[lags])
     persistent = "tau2" in comp_names
     best = (np.inf, 0.01, 0.01, 0.5)
@@ -1220,7 +1231,11 @@ def _decay_moments(
             best = (sse, float(coef[0]), float(coef[1]) if persistent else 0.0, float(r))
     _, gam2, tau2, r = best
     sds = [math.sqrt(tau2)] if persistent else []
-    return np.array(sds + [math.sqrt(gam2), math.atanh(r)])
+    out = sds + [math.sqrt(gam2), math.atanh(r)]
+    if nb:
+        inv_k = min(max(cov[0] - tau2 - gam2, 1e-3), 10.0)
+        out.append(-math.log(inv_k))
+    return np.array(out)
 
 
 def _latent_correlations(
