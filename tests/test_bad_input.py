@@ -1490,3 +1490,141 @@ def test_no_error_is_a_bare_exception() -> None:
     # every class the catalogue expects is ours (or a ValueError/TypeError of a misuse)
     for c in CASES:
         assert issubclass(c.error, (SteppedWedgeError, ValueError, TypeError))
+
+
+# ------------------------------------------------------------------------------ what is accepted
+# The other half of each rule: the ways to say what was meant, each checked against an
+# independent statement of the same input (ISO dates, numeric periods, a renamed column).
+
+
+@pytest.mark.parametrize(
+    ("text", "kw"),
+    [
+        ("01/07/2024", {"dayfirst": True}),
+        ("07/01/2024", {"dayfirst": False}),
+        ("1.7.2024", {"dayfirst": True}),
+        ("01/07/24", {"dayfirst": True}),
+        ("01/07/2024", {"date_format": "%d/%m/%Y"}),
+        ("1 July 2024", {}),
+        ("July 1, 2024", {}),
+        ("20240701", {}),
+    ],
+)
+def test_dates_read_as_stated(text: str, kw: dict[str, Any]) -> None:
+    iso = Design.from_start_dates({"Leeds": "2024-07-01", "York": "2024-10-01"}, **SD)
+    other = {"Leeds": text, "York": "2024-10-01"}
+    if kw:  # the second date must be readable under the same rule
+        other["York"] = {True: "01/10/2024", False: "10/01/2024", "%d/%m/%Y": "01/10/2024"}[
+            kw.get("dayfirst", kw.get("date_format"))
+        ]
+    assert Design.from_start_dates(other, **SD, **kw) == iso
+
+
+def test_cli_dayfirst_gives_the_iso_design(tmp_path: Path) -> None:
+    pd.DataFrame({"cluster": ["Leeds", "York"], "start": ["01/07/2024", "13/01/2025"]}).to_csv(
+        tmp_path / "uk.csv", index=False
+    )
+    pd.DataFrame({"cluster": ["Leeds", "York"], "start": ["2024-07-01", "2025-01-13"]}).to_csv(
+        tmp_path / "iso.csv", index=False
+    )
+    for name, extra in (("uk", ["--dayfirst"]), ("iso", [])):
+        cli(
+            "design",
+            "--start-dates",
+            str(tmp_path / f"{name}.csv"),
+            "--periods",
+            "2024Q1/2025Q4",
+            "--csv",
+            str(tmp_path / f"{name}-out.csv"),
+            *extra,
+        )
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "uk-out.csv"), pd.read_csv(tmp_path / "iso-out.csv")
+    )
+    # the two councils start in 2024Q3 and 2025Q1, not in 2024Q1 (the misreading)
+    wide = pd.read_csv(tmp_path / "uk-out.csv").pivot(
+        index="cluster", columns="period", values="treatment"
+    )
+    assert wide.loc["Leeds"].tolist() == [0, 0, 1, 1, 1, 1, 1, 1]
+    assert wide.loc["York"].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+def test_config_dayfirst_reads_wave_starts() -> None:
+    assert cfg({"wave_starts": ["01/07/2023", "13/01/2024"], "dayfirst": True}).wave_starts == (
+        "2023-07-01",
+        "2024-01-13",
+    )
+    assert cfg({"wave_starts": ["2023-07-01", "2024-01-13"]}).wave_starts == (
+        "2023-07-01",
+        "2024-01-13",
+    )
+
+
+@pytest.mark.parametrize("how", ["period_order", "ordered_categorical"])
+def test_text_periods_with_an_order_match_numbers(how: str) -> None:
+    # issue 14: P4 ... P8 with time="linear" sorted as P4, P5, ..., but P10 would come first;
+    # with the order given the fit equals the fit on the numbers 4..8
+    numeric = sw_rows(n_clusters=6, n_periods=5, n=4, seed=7)
+    numeric["period"] = numeric["period"] + 3
+    text = numeric.assign(period="P" + numeric["period"].astype(str))
+    text.loc[text["period"] == "P8", "period"] = "P10"  # sorts before P4 alphabetically
+    order = ["P4", "P5", "P6", "P7", "P10"]
+    kw: dict[str, Any] = {"time": "linear"}
+    if how == "period_order":
+        kw["period_order"] = order
+    else:
+        text["period"] = pd.Categorical(text["period"], categories=order, ordered=True)
+    before = text.copy()
+    a = fit_g(
+        numeric.replace({"period": {8: 9}}).assign(
+            period=lambda d: d["period"].map({4: 1, 5: 2, 6: 3, 7: 4, 9: 5})
+        ),
+        time="linear",
+    )
+    b = fit_g(text, **kw)
+    assert b.estimate == pytest.approx(a.estimate, rel=1e-9)
+    assert b.std_error == pytest.approx(a.std_error, rel=1e-7)
+    pd.testing.assert_frame_equal(text, before)  # the caller's frame is untouched
+
+
+def test_text_periods_are_fine_for_categorical_time() -> None:
+    numeric = sw_rows(n_clusters=6, n_periods=5, n=4, seed=8)
+    text = numeric.assign(period=numeric["period"].map(dict(enumerate(P10, start=1))))
+    assert fit_g(text).estimate == pytest.approx(fit_g(numeric).estimate, rel=1e-9)
+
+
+def test_randomise_cluster_column_carries_the_real_ids() -> None:
+    # issue 14: without a 'cluster' column the councils were named 0..3 in the record
+    a = randomise(SW4, CL, cluster="council", rng=5, alpha=None)
+    b = randomise(SW4, CLC, rng=5, alpha=None)
+    assert set(a.clusters) == set(CL["council"])
+    assert dict(a.assignment) == dict(b.assignment)
+    record = a.to_dict()
+    assert "Leeds" in str(record) and a.input_hash == b.input_hash
+    assert list(a.to_frame()["cluster"]) == list(b.to_frame()["cluster"])
+    indexed = randomise(SW4, CL.set_index("council"), rng=5, alpha=None)  # a named index
+    assert dict(indexed.assignment) == dict(b.assignment)
+
+
+def test_reversal_allowed_when_asked() -> None:
+    df = sw_rows().assign(arm=lambda d: np.where((d.site == "C1") & (d.period == 5), 0.0, d.arm))
+    t = td(df, allow_reversal=True)
+    assert t.cells().treatment[1].tolist() == [0.0, 0.0, 1.0, 1.0, 0.0]
+
+
+def test_several_count_rows_per_cell_are_summed() -> None:
+    # distinct areas of one council-quarter (not verbatim repeats) are still added up
+    cells = count_cells()
+    half = cells.assign(pop=cells["pop"] // 2, entries=cells["entries"] // 2)
+    rest = cells.assign(pop=cells["pop"] - half["pop"], entries=cells["entries"] - half["entries"])
+    rest.loc[0, "pop"] += 1  # at least one pair differs, so these are areas, not duplicates
+    half.loc[0, "pop"] -= 1
+    t = TrialData.from_frame(pd.concat([half, rest]), **P, exposure="pop", kind="individual")
+    assert t.cells().total.sum() == cells["entries"].sum()
+
+
+def test_sigma2_zero_for_counts_changes_nothing() -> None:
+    kw = dict(effect=-0.2, cluster_size=1, family="poisson", baseline=6e-3, exposure=10_000)
+    a = power(SWD, variance=VC(sigma2=0.0, tau2=0.05, gamma2=0.01), **kw)
+    b = power(SWD, variance=VC(sigma2=1.0, tau2=0.05, gamma2=0.01), **kw)
+    assert a.power == b.power
