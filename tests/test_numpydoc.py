@@ -156,7 +156,7 @@ def _undocumented_fields(cls: type) -> set[str]:
     inherits the fields of ``FitResult`` and their documentation).
     """
     documented: set[str] = set()
-    for owner in filter(_is_package_class, cls.__mro__):
+    for owner in [cls, *filter(_is_package_class, cls.__mro__[1:])]:
         documented |= _class_attributes(owner)
         for item in NumpyDocString(inspect.getdoc(owner) or "")["Parameters"]:
             documented.update(n.strip().lstrip("*") for n in item.name.split(","))
@@ -186,6 +186,26 @@ def test_the_check_can_fail() -> None:
     globals()["undocumented"] = undocumented
     codes = {c for c, _ in _findings(f"{__name__}.undocumented", "function", undocumented)}
     assert {"SS02", "SS03", "PR01", "RT01", "EX01"} <= codes
+
+
+def test_undocumented_dataclass_field_is_caught() -> None:
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Result:
+        """A result.
+
+        Attributes
+        ----------
+        power : float
+            Documented.
+        """
+
+        power: float
+        variance: float
+        _private: float = 0.0
+
+    assert _undocumented_fields(Result) == {"variance"}
 
 
 @pytest.mark.parametrize("path", sorted(TARGETS))
