@@ -9,14 +9,20 @@ exact size whatever the correlation structure (Wang & DeGruttola 2017; Ji et al.
 
 Statistics
 ----------
+``"twfe"`` (default)
+    Least-squares coefficient of treatment in the regression of the cell summaries on
+    cluster and period dummies (unweighted, or weighted by cell size with ``weights="size"``).
+    It uses the within-cluster (horizontal) as well as the within-period (vertical)
+    contrasts, so it has far more power than ``"cluster-period"`` when clusters differ
+    persistently: 84.8% against 18.2% at rate ratio 0.85 in the 17-council count audit
+    scenario (500 trials; size 4.9% and 5.4% in 1,000 null trials), see
+    :doc:`/explanation/calibration`.  Weighting by cell size (``weights="size"``) gave
+    86.0%, within Monte-Carlo error of the unweighted default.
 ``"cluster-period"``
     Thompson et al. (2018) within-period ("vertical") comparison: in each period the mean
     cell summary of treated clusters minus that of control clusters, combined over periods
     with weights ``n1 n0 / (n1 + n0)`` (``weights="clusters"``, default) or inverse-variance
-    weights (``weights="inverse-variance"``).
-``"twfe"``
-    Least-squares coefficient of treatment in the regression of the cell summaries on
-    cluster and period dummies (unweighted, or weighted by cell size with ``weights="size"``).
+    weights (``weights="inverse-variance"``).  The default before 0.1.0.
 ``"lmm"``
     The treatment estimate (``use="estimate"``) or Wald t statistic (``use="t"``) of
     :func:`steppedwedge.fit` (default Gaussian nested-exchangeable REML; ``lmm_options`` are
@@ -582,7 +588,7 @@ def permutation_test(
     treatment: str,
     allocation: Allocation | None = None,
     design: Design | None = None,
-    statistic: StatisticName | Callable[[pd.DataFrame], float] = "cluster-period",
+    statistic: StatisticName | Callable[[pd.DataFrame], float] = "twfe",
     family: str = "gaussian",
     link: str | None = None,
     exposure: str | None = None,
@@ -613,9 +619,11 @@ def permutation_test(
     design : Design, optional
         Without ``allocation``: the sequences the clusters were allocated to (simple
         randomisation, sequence sizes kept).  Default: the sequences seen in the data.
-    statistic : {"cluster-period", "twfe", "lmm"} or callable
-        See the module notes.  A callable receives a copy of ``data`` with the treatment
-        column re-randomised and returns a float.
+    statistic : {"twfe", "cluster-period", "lmm"} or callable
+        See the module notes.  Default ``"twfe"``: the statistic with the most power at the
+        (exact) nominal size in the calibration of :doc:`/explanation/calibration`.  A
+        callable receives a copy of ``data`` with the treatment column re-randomised and
+        returns a float.
     family : {"gaussian", "binomial", "poisson", "negative_binomial"}
     link : str, optional
         Scale of the cell summaries: identity for Gaussian; ``"logit"`` (default) or
