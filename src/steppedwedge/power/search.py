@@ -117,7 +117,7 @@ class DesignSearchResult(PlanningResultMixin):
                 **cols,
                 "n_sequences": cost["n_sequences"].astype(np.int64),
                 "treated_cells": cost["treated_cells"],
-                "measured_cells": cost["measured_cells"],
+                "measured_cells": cost["measured_cells"].astype(np.int64),
                 "variance": self.variance,
                 "std_error": np.sqrt(self.variance),
                 "power": self.power,
