@@ -811,6 +811,8 @@ def _newton(
             hess[:, held] = 0.0
             hess[held, held] = 1.0
         g_use = np.where(held, 0.0, g)
+        if not (np.all(np.isfinite(hess)) and np.all(np.isfinite(g_use))):
+            return theta, val, g, None, False, "non-finite derivatives"
         lam = 0.0
         diag = np.abs(np.diag(hess)) + 1e-8
         chol = None

@@ -33,7 +33,7 @@ import pandas as pd
 from scipy import special, stats
 
 from .._core.families import FAMILY_LINKS, log_constant, make_family
-from .._core.laplace import PHI_MAX, CoreFit, UnitData, fit_glmm_core
+from .._core.laplace import PHI_MAX, CoreFit, UnitData, _NonFinite, fit_glmm_core
 from .._formula import covariate_matrix
 from .._validation import check_option, check_positive_int
 from .._warnings import warn
@@ -45,6 +45,7 @@ from ..exceptions import (
     OptionError,
     SteppedWedgeWarning,
 )
+from ..inference.marginal import marginal_ratio
 from ..inference.sandwich import check_vcov, laplace_cluster_pieces, robust_df, sandwich_vcov
 from ..results import FitResult, Summary, _fmt
 from .mixed import (
@@ -712,20 +713,13 @@ def fit_glmm(
     if family == "binomial":
         _check_separation(g_y, g_n, g_t, treatment, effect)
 
-    if (
+    # NB size and an observation-level cluster-period effect: weakly identified (said after
+    # the fit: warned when it actually put all overdispersion in one of them, noted otherwise)
+    nb_weak = (
         family == "negative_binomial"
         and random in ("nested", "nested+random-slope")
         and not np.any(np.bincount(td.cell_index) > 1)
-    ):
-        warnings.warn(
-            "Negative binomial with random='nested' and one row per cluster-period: the "
-            "cluster-period effect and the NB size both describe extra-Poisson variation of "
-            "the same single count, so they are only weakly identified (the fit may put all "
-            "overdispersion in one of them). Use random='cluster' with the negative binomial, "
-            "or family='poisson' with random='nested' (Poisson-lognormal).",
-            SteppedWedgeWarning,
-            stacklevel=3,
-        )
+    )
 
     # -------------------------------------------------------------- random-effect design
     zcols: list[np.ndarray] = []
@@ -778,7 +772,7 @@ def fit_glmm(
     )
     if ar1 is not None and fam.has_dispersion:
         sigma0, alpha0 = sigma0[:-1], float(sigma0[-1])
-    core = fit_glmm_core(ud, fam, beta0, sigma0, alpha0, n_quadrature=nq)
+    core = _robust_core(ud, fam, beta0, sigma0, alpha0, nq)
     messages: list[str] = []
     if not core.converged:
         warn(
@@ -801,6 +795,21 @@ def fit_glmm(
             "The negative-binomial size k is at its upper bound (1e6): no overdispersion beyond "
             "Poisson (and the random effects); a Poisson model gives the same estimates."
         )
+    if nb_weak:
+        text = (
+            "Negative binomial with random='nested' and one row per cluster-period: the "
+            "cluster-period effect and the NB size both describe extra-Poisson variation of "
+            "the same single count, so they are only weakly identified"
+        )
+        advice = (
+            "Use random='cluster' with the negative binomial, family='poisson' with "
+            "random='nested' (Poisson-lognormal), or random='nested+decay', whose "
+            "cluster-period effects are told apart from the NB noise by their correlation "
+            "over time."
+        )
+        if singular:
+            warn(text + "; this fit put all overdispersion in one of them (singular). " + advice)
+        messages.append(text + ". " + advice)
 
     # -------------------------------------------------------------- inference
     free = core.free
@@ -820,13 +829,34 @@ def fit_glmm(
     df_of = _df_rule(dof_rule, g_x, g_c, g_p, n_i, n_t, len(frame))
     robust_label = ""
     if vcov != "model":
-        vb, df_of, robust_label = _laplace_robust(
-            vcov, dof, ud, fam, core, hf, g_x, g_c, n_i, df_of, list(cells.clusters), len(frame)
+        vb, df_of, robust_label, marginal = _laplace_robust(
+            vcov,
+            dof,
+            ud,
+            fam,
+            core,
+            hf,
+            g_x,
+            g_c,
+            n_i,
+            df_of,
+            list(cells.clusters),
+            len(frame),
+            names,
         )
         messages.append(
             f"Standard errors: {vcov.upper()} cluster-robust sandwich of the Laplace "
             f"likelihood, {robust_label}; model-based SEs in column std_error_model."
         )
+        if marginal is not None and effect == "immediate" and link in ("log", "logit"):
+            messages.append(
+                f"marginal[treatment]: population-averaged (marginal) {marginal.kind} by "
+                "g-computation over the observed cluster-periods, random effects integrated "
+                "out, with a CR0-type sandwich SE (Wang, Wang & Li 2024): a different "
+                "estimand from the conditional 'treatment' coefficient."
+            )
+        else:
+            marginal = None
     est = float(contrast @ core.beta)
     se = float(np.sqrt(contrast @ vb @ contrast))
     ses = np.sqrt(np.diag(vb))
@@ -847,19 +877,23 @@ def fit_glmm(
     if effect == "immediate":
         k_t = names.index("treatment")
         terms = terms.iloc[[k_t] + [k for k in range(p) if k != k_t]].reset_index(drop=True)
+    if vcov != "model" and marginal is not None:
+        extra = {"term": "marginal[treatment]", "estimate": marginal.log_ratio}
+        extra.update(std_error=marginal.std_error, df=df_of(contrast), std_error_model=np.nan)
+        terms = pd.concat([terms, pd.DataFrame([extra])], ignore_index=True)
     curve = None
     if effect != "immediate":
         curve = terms[terms["term"].str.startswith("exposure[")].copy()
         curve.insert(0, "exposure_time", exp_levels)
         curve = curve.drop(columns="term").reset_index(drop=True)
     vc = {nm: float(core.sigma[k] ** 2) for k, nm in enumerate(comp_names)}
-    if ar1 is not None:
-        vc["decay"] = math.tanh(float(core.sigma[len(comp_names)]))
+    intervals = _variance_intervals(core, comp_names, p, ar1 is not None)
+    if ar1 is not None:  # r = tanh(phi); nan when gamma2 = 0 (r not identified)
+        vc["decay"] = intervals["decay"][0]
     dispersion = float(np.exp(core.alpha)) if fam.has_dispersion else None
     if dispersion is not None:
         vc["nb_size"] = dispersion
     correlations = _latent_correlations(link if family == "binomial" else None, core, comp_names, p)
-    intervals = _variance_intervals(core, comp_names, p, ar1 is not None)
     if ar1 is not None:
         correlations["decay"] = intervals["decay"]
 
@@ -927,8 +961,14 @@ def _laplace_robust(
     df_of: Any,
     labels: list[Any],
     n_obs: int,
-) -> tuple[np.ndarray, Any, str]:
-    """Cluster-robust beta covariance of a Laplace fit, its df rule and label (``vcov=``)."""
+    names: Sequence[str] = (),
+) -> tuple[np.ndarray, Any, str, Any]:
+    """Cluster-robust beta covariance of a Laplace fit, df rule, label and marginal ratio.
+
+    The marginal (population-averaged) ratio by g-computation
+    (:mod:`steppedwedge.inference.marginal`) is computed for log and logit links when the
+    model has an immediate ``treatment`` column, else ``None``.
+    """
     _, r_b = _cluster_level_rank(g_x, g_c)
     p_c = r_b + 1
     df_robust = float("nan")
@@ -937,19 +977,53 @@ def _laplace_robust(
     pieces = laplace_cluster_pieces(ud, fam, core, labels=labels, n_obs=n_obs)
     cov = sandwich_vcov(pieces, vcov, hessian=hf)
     p = g_x.shape[1]
+    marginal = None
+    if fam.link in ("log", "logit") and "treatment" in names:
+        marginal = marginal_ratio(ud, fam, core, pieces, hf, names.index("treatment"), fam.link)
     name = f"{vcov.upper()} cluster-robust variance"
     if dof is None:
-        return (
-            cov[:p, :p],
-            lambda c: df_robust,
-            f"t(I - p_c = {n_i} - {p_c} = {n_i - p_c}) with {name}",
-        )
-    return cov[:p, :p], df_of, f"{_df_label(dof, df_of(np.eye(p)[0]))} with {name}"
+        label = f"t(I - p_c = {n_i} - {p_c} = {n_i - p_c}) with {name}"
+        return cov[:p, :p], lambda c: df_robust, label, marginal
+    return cov[:p, :p], df_of, f"{_df_label(dof, df_of(np.eye(p)[0]))} with {name}", marginal
 
 
 # --------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------
+
+
+def _robust_core(
+    ud: UnitData, fam: Any, beta0: np.ndarray, sigma0: np.ndarray, alpha0: float, nq: int
+) -> CoreFit:
+    """Run the optimiser; numerical failures become a retry or a :class:`DataError`.
+
+    A log-likelihood that cannot be evaluated at the moment start (extreme counts or
+    exposures overflow) is retried from random-effect SDs a tenth as large; arithmetic or
+    linear-algebra failures inside the optimiser (overflow, a singular system) are reported
+    as a :class:`~steppedwedge.exceptions.DataError` that says what to try, never as a bare
+    numpy or math exception.
+    """
+    start = sigma0.copy()
+    for attempt in range(2):
+        try:
+            return fit_glmm_core(ud, fam, beta0, start, alpha0, n_quadrature=nq)
+        except _NonFinite:
+            if attempt == 0:
+                start = sigma0.copy()
+                start[: ud.n_comp] *= 0.1
+                continue
+            raise DataError(
+                "The GLMM log-likelihood is not finite at the starting values (the counts, "
+                "trials or exposures are too extreme for the model: e.g. rates that overflow "
+                "on the log scale). Check the outcome and exposure columns."
+            ) from None
+        except (np.linalg.LinAlgError, FloatingPointError, OverflowError, ZeroDivisionError) as e:
+            raise DataError(
+                f"The GLMM fit failed numerically ({type(e).__name__}: {e}). The model is "
+                "probably too rich for these data (e.g. variance components that are not "
+                "identified); try a simpler `random=` structure or family='poisson'."
+            ) from e
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _check_decay_periods(
@@ -1306,7 +1380,7 @@ def _decay_boundary(core: CoreFit, comp_names: list[str], random: str, messages:
     if core.sigma[k_g] == 0.0:
         text = (
             "The decaying cluster-period variance gamma2 is estimated as 0, so its correlation "
-            f"r (reported {r:.3g}) is not identified"
+            "r is not identified (reported as nan)"
             + (
                 "; the fit is the random='cluster' model."
                 if random == "nested+decay"
@@ -1376,6 +1450,8 @@ def _variance_intervals(
         v = float(var[p + len(comp_names)])
         se = math.sqrt(v) if v > 0 else nan
         out["decay"] = (math.tanh(phi), math.tanh(phi - z * se), math.tanh(phi + z * se))
+        if core.sigma[comp_names.index("gamma2")] == 0.0:  # no decaying variance: r unidentified
+            out["decay"] = (nan, nan, nan)
     if core.hessian.shape[0] > p + n_var:  # NB log-size
         v = float(var[p + n_var])
         se = math.sqrt(v) if v > 0 else nan
