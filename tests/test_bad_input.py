@@ -549,6 +549,26 @@ add(
     "cluster 'C0'",
 )
 
+QD = Design.from_start_dates({"LA0": "2023-04-01", "LA1": "2023-07-01"}, "2023Q1/2023Q4")
+
+
+def monthly_counts() -> pd.DataFrame:
+    rows = []
+    for i, c in enumerate(QD.clusters):
+        for m in pd.period_range("2023-01", "2023-12", freq="M"):
+            x = float(QD.matrix[i, list(QD.periods).index(m.asfreq("Q"))])
+            rows.append((c, str(m), x, 5, 1000))
+    return pd.DataFrame(rows, columns=["council", "quarter", "treated", "entries", "pop"])
+
+
+add(
+    "data-monthly-rows-quarterly-design",  # issue 14: was blamed on a council as duplicates
+    lambda: TrialData.from_frame(monthly_counts(), **P, exposure="pop", design=QD),
+    DataError,
+    "'2023-01', '2023-02', '2023-03'",
+    "2023Q1",
+)
+
 # period order
 add(
     "data-period-order-missing-label",

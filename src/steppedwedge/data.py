@@ -551,7 +551,9 @@ def _numeric(frame: pd.DataFrame, col: str, user: str, role: str) -> FloatArray:
     return np.asarray(conv.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
 
 
-def _codes_for(values: pd.Series, labels: pd.Index, role: str, user: str) -> IntArray:
+def _codes_for(
+    values: pd.Series, labels: pd.Index, role: str, user: str, one_label: bool = False
+) -> IntArray:
     """Map ``values`` onto ``labels``; strings/dates are read as Periods if labels are Periods."""
     row_codes, uniques = pd.factorize(values)
     uniq = pd.Index(uniques)
@@ -567,6 +569,8 @@ def _codes_for(values: pd.Series, labels: pd.Index, role: str, user: str) -> Int
                 codes = codes2
         except (TypeError, ValueError, AttributeError):
             pass
+    if one_label:  # aggregate rows: one period label per design period
+        _check_one_label_per_period(uniq, codes, labels, user)
     if (codes < 0).any():
         extra = list(uniq[codes < 0])
         raise DataError(
@@ -574,6 +578,28 @@ def _codes_for(values: pd.Series, labels: pd.Index, role: str, user: str) -> Int
             f"The design's {role}s are: {_list(list(labels), 10)}."
         )
     return np.asarray(codes[row_codes], dtype=np.int64)
+
+
+def _check_one_label_per_period(
+    uniq: pd.Index, codes: IntArray, labels: pd.Index, user: str
+) -> None:
+    """Refuse several distinct data labels read into one design period (a grid mismatch)."""
+    ok = codes >= 0
+    if not ok.any():
+        return
+    per = np.bincount(codes[ok], minlength=len(labels))
+    clash = np.flatnonzero(per > 1)
+    if not clash.size:
+        return
+    k = int(clash[0])
+    shared = [_lab(v) for v, c in zip(uniq, codes, strict=True) if c == k]
+    freq = f" (frequency {labels.freqstr})" if isinstance(labels, pd.PeriodIndex) else ""
+    raise DataError(
+        f"period labels {_list(shared)} in column {user!r} all fall in the design's period "
+        f"{labels[k]}{freq}: the data are on a finer or shifted grid "
+        f"than the design. Aggregate the rows to the design's periods, or build the design "
+        f"on the data's grid ({len(clash)} design period(s) affected)."
+    )
 
 
 def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
@@ -834,7 +860,9 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
             else pd.Index(list(design.periods))
         )
         c_codes = _codes_for(frame["cluster"], d_clusters, "cluster", roles["cluster"])
-        p_codes = _codes_for(frame["period"], d_periods, "period", roles["period"])
+        p_codes = _codes_for(
+            frame["period"], d_periods, "period", roles["period"], one_label=kind == "aggregate"
+        )
         # hold the design's labels (e.g. Periods for "2023Q1" strings)
         frame["cluster"] = np.asarray(d_clusters.take(c_codes), dtype=object)
         frame["period"] = d_periods.take(p_codes)
