@@ -471,12 +471,36 @@ def fit_glmm(
         Not available for GLMMs (raises ``ValueError``).
     covariates : str, optional
         Right-hand-side formula of covariates (patsy), e.g. ``"deprivation + C(region)"``.
-    random : {"nested", "cluster", "random-slope", "nested+random-slope"}
-        Cluster intercept plus cluster-period effects (default; for counts with one row per
-        cell this is the Poisson-lognormal overdispersion), cluster intercept only, or
-        cluster intercept plus an independent random treatment effect.  A negative binomial
-        with cluster-period effects and one row per cell warns (``SteppedWedgeWarning``):
-        both terms are overdispersion of the same count, weakly identified.
+    random : {"nested", "cluster", "random-slope", "nested+random-slope", "decay", \
+"nested+decay"}
+        What each structure is for:
+
+        * ``"nested"`` (default): cluster intercept ``tau2`` plus independent cluster-period
+          effects ``gamma2`` (exchangeable within a cluster; for counts with one row per cell
+          this is the Poisson-lognormal overdispersion).  glmmTMB/lme4
+          ``(1 | cluster) + (1 | cluster:period)``.
+        * ``"cluster"``: cluster intercept only (Hussey & Hughes): every pair of a cluster's
+          periods equally correlated, no extra cell-level variation.
+        * ``"random-slope"``, ``"nested+random-slope"``: plus an independent random treatment
+          effect ``eta2`` (effect heterogeneity between clusters).
+        * ``"decay"``: cluster-period effects whose correlation decays with the distance in
+          periods, ``cov(b_ij, b_ik) = gamma2 * r^|j-k|`` (Kasza et al. 2019's discrete-time
+          decay; glmmTMB ``ar1(period_f + 0 | cluster)``), no persistent term.
+        * ``"nested+decay"``: a persistent cluster intercept ``tau2`` plus the decaying
+          effect (glmmTMB ``(1 | cluster) + ar1(period_f + 0 | cluster)``), the structure of
+          real council rates (a persistent council level and council-period deviations
+          that fade); an exchangeable model fitted to such data gives too small standard
+          errors.
+
+        Decay uses the period index distance (positions in the sorted periods), so periods
+        must be numeric, dates or an ordered categorical (or come from ``design=``);
+        ``r = tanh(phi)`` is estimated on the unbounded ``phi`` scale, so ``-1 < r < 1`` as
+        in glmmTMB.  ``variance_components`` then holds ``tau2`` (nested+decay),
+        ``gamma2`` and ``decay`` (= r; nan when ``gamma2`` is 0).  Estimates on a boundary
+        (``gamma2 = 0``, ``r`` at 1 or -1, ``r <= 0``) warn (``ConvergenceWarning``) and set
+        ``singular``.  A negative binomial with ``"nested"`` effects and one row per cell is
+        weakly identified (both terms are overdispersion of the same count): noted in
+        ``messages``, and warned (``SteppedWedgeWarning``) when the fit is singular.
     time : {"categorical", "linear", "spline", "none"}
         Secular trend as in :func:`steppedwedge.fit`; ``knots`` for splines.
     effect : {"immediate", "eti", "tate", "pte"}
@@ -544,9 +568,19 @@ def fit_glmm(
     DataError
         Invalid data (non-integer or negative counts, non-positive exposure, events >
         trials, non-0/1 binary outcomes, a missing offset), complete separation of the
-        outcome by treatment, a non-identifiable effect.
+        outcome by treatment, a non-identifiable effect (named), unordered (string) periods
+        with a decay structure, or a fit that fails numerically.
+    DesignError
+        A decay structure with too few periods (2 for ``"decay"``, 3 for
+        ``"nested+decay"``).
     ValueError
         Invalid options, or a family/link combination that makes no sense.
+
+    References
+    ----------
+    Kasza J, Hemming K, Hooper R, Matthews JNS, Forbes AB (2019). Impact of non-uniform
+    correlation structure on sample size and power in multiple-period cluster randomised
+    trials. *Stat Methods Med Res* 28:703-716.
 
     Examples
     --------
@@ -565,6 +599,15 @@ def fit_glmm(
     ...                family="poisson", exposure="pop", random="cluster")
     >>> round(res.estimate, 3), round(res.ratio, 3)
     (-0.318, 0.728)
+
+    A persistent council effect plus council-quarter effects that decay over time
+    (glmmTMB's ``(1 | la) + ar1(quarter_f + 0 | la)``):
+
+    >>> dec = fit_glmm(df, outcome="referrals", cluster="la", period="quarter",
+    ...                treatment="arm", family="poisson", exposure="pop",
+    ...                random="nested+decay")
+    >>> sorted(dec.variance_components)
+    ['decay', 'gamma2', 'tau2']
     """
     vcov = check_vcov(vcov)
     link, nq = _glmm_iv(
