@@ -56,6 +56,8 @@ def test_public_api_snapshot() -> None:
         "GLMMResult", "PermutationResult", "PooledResult", "SimulatedPowerResult",
         "cohort_from_events", "compare", "fit", "permutation_test", "pool", "simulate",
         "simulate_power", "NullSimulationPlan", "null_simulation_plan",
+        # errors of options (keyword arguments, config keys, CLI flags)
+        "OptionError",
     }
     assert set(sw.__all__) == expected
 
