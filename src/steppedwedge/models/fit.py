@@ -112,7 +112,13 @@ def fit(
         Kasza et al. 2019, as glmmTMB ``ar1(period + 0 | cluster)``), ``"nested+decay"``,
         ``"random-slope"`` (cluster intercept and an independent cluster treatment effect,
         Hughes, Granston & Heagerty 2015), ``"random-slope-corr"`` (correlated), and the
-        ``"nested+..."`` variants adding cluster-period effects.
+        ``"nested+..."`` variants adding cluster-period effects.  ``"nested+decay"`` is a
+        persistent cluster effect plus the decaying one (glmmTMB ``(1 | cluster) +
+        ar1(period + 0 | cluster)``), the structure of real council rates.  Gaussian models
+        accept all of them; GLMMs (binomial, Poisson, negative binomial) accept
+        ``"cluster"``, ``"nested"``, ``"decay"``, ``"nested+decay"``, ``"random-slope"`` and
+        ``"nested+random-slope"`` (see :func:`steppedwedge.models.glmm.fit_glmm` for what each
+        is for).
     time : {"categorical", "linear", "spline", "none"}
         Secular trend: one effect per period (default), linear, natural cubic spline with
         interior ``knots`` (period units), or none (warns: assumes no secular trend).
