@@ -17,6 +17,12 @@ Run ``python benchmarks/bench_glmm.py`` (not a test).  Prints:
    (``tests/reference/glmm/data/children_covariates.csv``): every row is its own likelihood
    unit.  ``fit_glmm`` end to end (wall and CPU time) vs glmer's elapsed time recorded in
    the fixture (``cases.json``, case ``children_cov_glmer``).  Target <= 1 s.
+4. Poisson GLMM with decaying council-quarter correlation, 17 councils x 20 quarters with a
+   population offset (``tests/reference/glmm_decay/data/council_decay.csv``),
+   ``random="nested+decay"`` and ``"decay"``: ``fit_glmm`` end to end (wall and CPU), and
+   glmmTMB ``count ~ qf + treatment + offset(log(pop)) + (1 | council) + ar1(qf + 0 |
+   council)`` timed in the same run (``Rscript``, best of 3 ``system.time``) when R and
+   glmmTMB are installed.  Target <= 50 ms per fit.
 
 Timings are the best of several repeats; the ratio is statsmodels / steppedwedge.
 """
@@ -172,7 +178,81 @@ def covariates_section() -> None:
     )
 
 
+_TMB_SCRIPT = """
+suppressMessages(library(glmmTMB))
+cc <- read.csv("{csv}"); cc$qf <- factor(cc$quarter)
+f <- list(
+  `nested+decay` = count ~ qf + treatment + offset(log(pop)) + (1 | council) +
+    ar1(qf + 0 | council),
+  decay = count ~ qf + treatment + offset(log(pop)) + ar1(qf + 0 | council))
+for (nm in names(f)) {{
+  t <- min(sapply(1:3, function(i)
+    system.time(glmmTMB(f[[nm]], family = poisson, data = cc))[["elapsed"]]))
+  cat(nm, t, "\\n")
+}}
+"""
+
+
+def glmmtmb_times(csv: Path) -> dict[str, float]:
+    """glmmTMB elapsed seconds per structure (best of 3), or {} without R/glmmTMB."""
+    import shutil
+    import subprocess
+
+    if shutil.which("Rscript") is None:
+        return {}
+    try:
+        out = subprocess.run(
+            ["Rscript", "-e", _TMB_SCRIPT.format(csv=csv.as_posix())],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        ).stdout
+    except (subprocess.SubprocessError, OSError):
+        return {}
+    return {line.split()[0]: float(line.split()[1]) for line in out.splitlines() if line.strip()}
+
+
+def decay_section() -> None:
+    from steppedwedge.models.glmm import fit_glmm
+
+    csv = ROOT / "tests/reference/glmm_decay/data/council_decay.csv"
+    df = pd.read_csv(csv)
+    kw = dict(
+        outcome="count",
+        cluster="council",
+        period="quarter",
+        treatment="treatment",
+        family="poisson",
+        exposure="pop",
+    )
+    print("4. Poisson GLMM with decaying council-quarter correlation, 17 councils x 20 quarters")
+    tmb = glmmtmb_times(csv)
+    for random in ("nested+decay", "decay"):
+        res = fit_glmm(df, random=random, **kw)
+        t_wall = best_of(lambda r=random: fit_glmm(df, random=r, **kw), 15)
+
+        def cpu(r: str = random) -> None:
+            c0 = time.process_time()
+            fit_glmm(df, random=r, **kw)
+            cpu.t = min(getattr(cpu, "t", np.inf), time.process_time() - c0)  # type: ignore[attr-defined]
+
+        best_of(cpu, 15)
+        vc = res.variance_components
+        line = (
+            f"   random={random!r:15s} fit_glmm {t_wall * 1e3:6.1f} ms wall, "
+            f"{cpu.t * 1e3:6.1f} ms CPU | RR {res.ratio:.4f} (SE {res.std_error:.4f}), "  # type: ignore[attr-defined]
+            f"r {vc['decay']:.4f}, logLik {res.loglik:.4f}"
+        )
+        if random in tmb:
+            line += f" | glmmTMB {tmb[random] * 1e3:.0f} ms = {tmb[random] / t_wall:.0f}x"
+        print(line)
+    if not tmb:
+        print("   (glmmTMB timing skipped: Rscript or glmmTMB not available)")
+
+
 if __name__ == "__main__":
     counts_section()
     binary_section()
     covariates_section()
+    decay_section()
