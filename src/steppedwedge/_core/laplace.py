@@ -199,6 +199,12 @@ def _chol_inv_logdet(h: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         c = np.linalg.cholesky(h)
     except np.linalg.LinAlgError:
         return None
+    return _chol_inverse(c)
+
+
+def _chol_inverse(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(H^-1, log|H|)`` from the batched lower Cholesky factors ``c`` of ``H``."""
+    h = c
     q = h.shape[1]
     diag = np.diagonal(c, axis1=1, axis2=2)
     cinv = np.zeros_like(h)
@@ -207,6 +213,39 @@ def _chol_inv_logdet(h: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         row[:, i] += 1.0
         cinv[:, i, :] = row / diag[:, i : i + 1]
     return cinv.transpose(0, 2, 1) @ cinv, 2.0 * np.log(diag).sum(axis=1)
+
+
+def _dense(h: np.ndarray, tail_start: int | None) -> bool:
+    """Whether the blocks are dense and large enough for the Cholesky path."""
+    return (tail_start is None or tail_start == 0 or tail_start >= h.shape[1]) and h.shape[1] >= 8
+
+
+def _newton_step(
+    h: np.ndarray, g: np.ndarray, tail_start: int | None
+) -> tuple[np.ndarray | None, Any]:
+    """Newton step ``H^-1 g`` for the modes and the factorisation it used (``None``: not PD).
+
+    Dense blocks: Cholesky and two vectorised triangular solves (the inverse is formed only
+    once the modes have converged); otherwise the inverse of :func:`_inv_logdet`.
+    """
+    if _dense(h, tail_start):
+        try:
+            c = np.linalg.cholesky(h)
+        except np.linalg.LinAlgError:
+            c = None
+        if c is not None:
+            q = h.shape[1]
+            y = np.empty_like(g)
+            for i in range(q):  # C y = g
+                y[:, i] = (g[:, i] - (c[:, i, :i] * y[:, :i]).sum(axis=1)) / c[:, i, i]
+            x = np.empty_like(g)
+            for i in range(q - 1, -1, -1):  # C' x = y
+                x[:, i] = (y[:, i] - (c[:, i + 1 :, i] * x[:, i + 1 :]).sum(axis=1)) / c[:, i, i]
+            return x, ("chol", c)
+    hinv, logdet = _inv_logdet(h, tail_start)
+    if np.all(np.isfinite(logdet)):
+        return (hinv @ g[:, :, None])[:, :, 0], ("inv", hinv, logdet)
+    return None, None
 
 
 def _inv_logdet(h: np.ndarray, tail_start: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -317,15 +356,12 @@ def _modes(
         g = (s[:, None, :] @ a)[:, 0, :] - v
         at_w = a.transpose(0, 2, 1) * w[:, None, :]
         h = at_w @ a + eye
-        hinv, logdet = _inv_logdet(h, data.tail_start)
-        if np.all(np.isfinite(logdet)):
-            step = (hinv @ g[:, :, None])[:, :, 0]
-        else:
-            hinv = None
-            step = g
+        newton, fact = _newton_step(h, g, data.tail_start)
+        step = g if newton is None else newton
         dec = np.abs(step).max() if step.size else 0.0
-        if dec < tol and hinv is not None:
+        if dec < tol and fact is not None:
             converged = True
+            hinv, logdet = _chol_inverse(fact[1]) if fact[0] == "chol" else fact[1:]
             break
         t = np.ones(n_i)
         for _half in range(30):
