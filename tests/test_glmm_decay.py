@@ -241,6 +241,11 @@ def test_string_periods_are_refused_ordered_categorical_accepted() -> None:
     res = fit_glmm(d, random="nested+decay", **KW)
     ref = BY_NAME["pois_nested_decay"]
     assert res.estimate == pytest.approx(ref["estimate"], rel=GLMM_EST["rtol"])
+    # ISO-like quarter labels ("2020Q1"): their text order is their calendar order
+    q = load("council_decay")["quarter"] - 1
+    d["quarter"] = (2020 + q // 4).astype(str) + "Q" + (q % 4 + 1).astype(str)
+    res = fit_glmm(d, random="nested+decay", **KW)
+    assert res.estimate == pytest.approx(ref["estimate"], rel=GLMM_EST["rtol"])
 
 
 def test_too_few_periods() -> None:

@@ -664,7 +664,7 @@ def fit_glmm(
     cells = td.cells()
     n_i, n_t = cells.shape
     if random in _DECAY:
-        _check_decay_periods(data[period], period, design, random, n_t)
+        _check_decay_periods(td, random, n_t)
     observed = np.asarray(cells.observed)
     trt = np.where(observed, np.asarray(cells.treatment, dtype=float), 0.0)
 
@@ -1069,10 +1069,13 @@ def _robust_core(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _check_decay_periods(
-    values: pd.Series, period: str, design: Any, random: str, n_t: int
-) -> None:
-    """Decay needs enough periods and a meaningful period order (distance = index distance)."""
+def _check_decay_periods(td: TrialData, random: str, n_t: int) -> None:
+    """Decay needs enough periods and a known period order (distance = index distance).
+
+    The order is known for numbers, dates, pandas Periods, ordered categoricals, ISO-like
+    text labels and a design's periods (:attr:`TrialData.periods_ordered`); other text labels
+    would be sorted alphabetically and raise :class:`DataError`.
+    """
     need = 3 if random == "nested+decay" else 2
     if n_t < need:
         raise DesignError(
@@ -1081,27 +1084,7 @@ def _check_decay_periods(
             + f" from the covariances between a cluster's periods); the data have {n_t}. "
             "Use random='cluster'."
         )
-    if design is not None:
-        return  # the design's periods are in time order
-    dtype = values.dtype
-    if isinstance(dtype, pd.CategoricalDtype):
-        if dtype.ordered:
-            return
-        how = "an unordered categorical"
-    elif (
-        pd.api.types.is_numeric_dtype(dtype)
-        or pd.api.types.is_datetime64_any_dtype(dtype)
-        or isinstance(dtype, pd.PeriodDtype)
-    ):
-        return
-    else:
-        how = "labels without a time order (e.g. strings)"
-    raise DataError(
-        f"random={random!r} makes the cluster-period correlation decay with the distance "
-        f"between periods, but column {period!r} holds {how}, which would be sorted "
-        "alphabetically ('Q10' before 'Q2'). Give numeric, date (datetime or pandas Period) "
-        "or ordered-categorical periods, or pass `design=`."
-    )
+    td.require_period_order(f"random={random!r} (decay with the distance between periods)")
 
 
 def _nearly_collinear(x: np.ndarray) -> bool:
