@@ -37,12 +37,14 @@ KW = {
     "nested": dict(random="nested"),
     "cluster": dict(random="cluster"),
     "nested_age": dict(random="nested", covariates="age"),
+    "nested_cohort": dict(random="nested", individual="individual"),
 }
+COHORT = pd.read_csv(REF_DIR.parent / "lmm" / "data" / "cohort.csv")
 
 
 def _fit(case: str, **kw):
     return sw.fit(
-        DATA,
+        COHORT if case == "nested_cohort" else DATA,
         outcome="y",
         cluster="cluster",
         period="period",

@@ -78,6 +78,7 @@ __all__ = [
     "ROBUST_VCOV",
     "VCOV_CHOICES",
     "check_vcov",
+    "dense_cluster_pieces",
     "gls_cluster_pieces",
     "laplace_cluster_pieces",
     "robust_df",
@@ -148,16 +149,17 @@ class ClusterPieces:
         GLS models only: each cluster's design ``(I, d, p)``, residuals ``(I, d)`` and
         working covariance ``(I, d, d)`` in an orthonormal basis of the observations that
         carries all of ``X_i`` (padding: zero ``X``/``e``, unit variance).  They give CR2 in
-        clubSandwich's observation-space form (:func:`sandwich_vcov`).
+        clubSandwich's observation-space form (:func:`sandwich_vcov`); sequences of
+        per-cluster arrays (ragged) are accepted.
     """
 
     scores: np.ndarray
     hessians: np.ndarray
     n_obs: int
     labels: Sequence[Any] | None = None
-    obs_x: np.ndarray | None = None
-    obs_e: np.ndarray | None = None
-    obs_cov: np.ndarray | None = None
+    obs_x: Any = None
+    obs_e: Any = None
+    obs_cov: Any = None
 
     @property
     def n_clusters(self) -> int:
@@ -193,15 +195,19 @@ def _leverage_power(pieces: ClusterPieces, s: np.ndarray, power: float) -> np.nd
     return np.asarray((q * gap[:, None, :] ** (-power)) @ q.transpose(0, 2, 1))
 
 
-def _inv_sqrt_psd(a: np.ndarray, pieces: ClusterPieces) -> np.ndarray:
-    """Symmetric ``a_i^{-1/2}`` of ``(I, d, d)`` PSD blocks; DataError if one is singular."""
+def _inv_sqrt_psd(a: np.ndarray, pieces: ClusterPieces, first: int = 0) -> np.ndarray:
+    """Symmetric ``a_i^{-1/2}`` of ``(I, d, d)`` PSD blocks; DataError if one is singular.
+
+    ``first`` is the index of the first block's cluster (for the message).
+    """
     w, q = np.linalg.eigh(0.5 * (a + a.transpose(0, 2, 1)))
     scale = np.maximum(w.max(axis=1, keepdims=True), 1e-300)
     bad = np.flatnonzero((w / scale).min(axis=1) <= _SINGULAR_TOL)
     if bad.size:
         raise DataError(
-            f"Cluster {pieces.label(int(bad[0]))!r} has leverage 1 (I - H_ii is singular): it "
-            "alone determines a combination of the fixed effects, so the CR2 adjustment "
+            f"Cluster {pieces.label(first + int(bad[0]))!r} has leverage 1 (I - H_ii is "
+            "singular): it alone determines a combination of the fixed effects, so the CR2 "
+            "adjustment "
             "cannot be formed. Use vcov='cr0' or 'mbn', or a model with fewer "
             "cluster-specific terms."
         )
@@ -213,18 +219,19 @@ def _cr2_observation_space(pieces: ClusterPieces, bread: np.ndarray) -> np.ndarr
 
     ``A_i = Phi_i^{1/2} G_i^{-1/2} Phi_i^{1/2}`` with ``G_i = Phi_i^{1/2} (Phi_i - X_i B X_i')
     Phi_i^{1/2}`` and scores ``X_i' Phi_i^{-1} A_i e_i``: clubSandwich uses the Cholesky factor
-    of ``Phi_i`` where the symmetric root is used here, which gives the same scores.
+    of ``Phi_i`` where the symmetric root is used here, which gives the same scores.  The
+    observation-space arrays may be ragged (sequences of per-cluster arrays).
     """
-    x, e, phi = pieces.obs_x, pieces.obs_e, pieces.obs_cov
-    assert x is not None and e is not None and phi is not None
-    w, q = np.linalg.eigh(0.5 * (phi + phi.transpose(0, 2, 1)))
-    root = (q * np.sqrt(w)[:, None, :]) @ q.transpose(0, 2, 1)
-    inv_root = (q / np.sqrt(w)[:, None, :]) @ q.transpose(0, 2, 1)
-    g = root @ (phi - x @ bread @ x.transpose(0, 2, 1)) @ root
-    g_inv_root = _inv_sqrt_psd(g, pieces)
-    # X' Phi^-1 A e = X' Phi^{-1/2} G^{-1/2} Phi^{1/2} e
-    v = (g_inv_root @ (root @ e[:, :, None]))[:, :, 0]
-    u = np.einsum("idp,id->ip", inv_root @ x, v)
+    xs, es, phis = pieces.obs_x, pieces.obs_e, pieces.obs_cov
+    assert xs is not None and es is not None and phis is not None
+    u = np.zeros((len(phis), bread.shape[0]))
+    for i, (x, e, phi) in enumerate(zip(xs, es, phis, strict=True)):
+        w, q = np.linalg.eigh(0.5 * (phi + phi.T))
+        root = (q * np.sqrt(w)) @ q.T
+        g = root @ (phi - x @ bread @ x.T) @ root
+        g_inv_root = _inv_sqrt_psd(g[None], pieces, first=i)[0]
+        # X' Phi^-1 A e = X' Phi^{-1/2} G^{-1/2} Phi^{1/2} e
+        u[i] = ((q / np.sqrt(w)) @ q.T @ x).T @ (g_inv_root @ (root @ e))
     out = bread @ (u.T @ u) @ bread
     return np.asarray(0.5 * (out + out.T))
 
@@ -481,6 +488,50 @@ def _within_coordinates(
         wx[i, :r] = basis.T @ xdev[sel]
         we[i, :r] = basis.T @ edev[sel]
     return wx, we
+
+
+def dense_cluster_pieces(
+    x: Sequence[np.ndarray],
+    e: Sequence[np.ndarray],
+    v: Sequence[np.ndarray],
+    *,
+    labels: Sequence[Any] | None = None,
+) -> ClusterPieces:
+    """GLS pieces from each cluster's rows: ``X_i`` (n_i x p), residuals and covariance ``V_i``.
+
+    ``u_i = X_i' V_i^{-1} e_i``, ``H_i = X_i' V_i^{-1} X_i``, and the rows themselves as the
+    observation space of CR2 (any working covariance: cohorts, GEE working correlations).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from steppedwedge.inference.sandwich import dense_cluster_pieces, sandwich_vcov
+    >>> x = [np.ones((2, 1)), np.ones((3, 1))]
+    >>> e = [np.array([0.5, 1.0]), np.array([-0.5, -0.25, -0.75])]
+    >>> v = [np.eye(2), np.eye(3)]
+    >>> pieces = dense_cluster_pieces(x, e, v)
+    >>> round(float(sandwich_vcov(pieces, "cr0")[0, 0]), 12)  # (1.5^2 + 1.5^2) / 5^2
+    0.18
+    """
+    p = x[0].shape[1]
+    scores = np.zeros((len(x), p))
+    hess = np.zeros((len(x), p, p))
+    for i, (xi, ei, vi) in enumerate(zip(x, e, v, strict=True)):
+        if xi.shape[0] == 0:
+            continue
+        sol = np.linalg.solve(vi, np.column_stack([xi, ei]))
+        hess[i] = xi.T @ sol[:, :p]
+        scores[i] = xi.T @ sol[:, p]
+    n_obs = int(sum(xi.shape[0] for xi in x))
+    return ClusterPieces(
+        scores=scores,
+        hessians=hess,
+        n_obs=n_obs,
+        labels=labels,
+        obs_x=list(x),
+        obs_e=list(e),
+        obs_cov=list(v),
+    )
 
 
 # ------------------------------------------------------------------------------ GLMM pieces

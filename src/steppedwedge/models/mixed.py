@@ -31,7 +31,13 @@ from ..exceptions import (
     SteppedWedgeWarning,
 )
 from ..inference.dof import DOF_METHODS, InferenceEngine
-from ..inference.sandwich import check_vcov, gls_cluster_pieces, robust_df, sandwich_vcov
+from ..inference.sandwich import (
+    check_vcov,
+    dense_cluster_pieces,
+    gls_cluster_pieces,
+    robust_df,
+    sandwich_vcov,
+)
 from ..results import FitResult
 
 __all__ = ["RANDOM_STRUCTURES", "TIME_EFFECTS", "EFFECT_TYPES", "fit_gaussian"]
@@ -308,11 +314,6 @@ def fit_gaussian(
         design=design,
         missing=missing,  # type: ignore[arg-type]
     )
-    if individual is not None and vcov != "model":
-        raise OptionError(
-            f"`vcov={vcov!r}` is not available with `individual=` (cohort) fits yet; "
-            "use vcov='model'."
-        )
     if td.kind != "individual" and "size" in td.roles:
         raise DataError(
             "Gaussian fits need individual rows (or one row per cell without a size column)."
@@ -467,6 +468,7 @@ def fit_gaussian(
             stacked_clusters,
             rows_for_sandwich,
             list(cells.clusters),
+            rows,
         )
         robust_se = np.sqrt(np.maximum(np.diag(fit.cov_beta), 0.0))
     else:
@@ -584,11 +586,13 @@ def _gls_robust(
     stacked_clusters: np.ndarray,
     rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None,
     labels: list[Any],
+    cohort: RowData | None = None,
 ) -> tuple[np.ndarray, float, str]:
     """Cluster-robust covariance of the GLS fixed effects, its df and the df label.
 
     See :mod:`steppedwedge.inference.sandwich`; the pieces are exact on cell statistics
-    (:func:`~steppedwedge.inference.sandwich.gls_cluster_pieces`).
+    (:func:`~steppedwedge.inference.sandwich.gls_cluster_pieces`), or from each cluster's
+    rows and dense marginal covariance for cohort fits (individual effects cross the cells).
     """
     n_i = int(observed.shape[0])
     keys = [tuple(np.round(np.where(observed[i], trt[i], -1.0), 12)) for i in range(n_i)]
@@ -606,8 +610,11 @@ def _gls_robust(
     n_data = int(np.sum(observed.any(axis=1)))
     if vcov in ("cr2", "cr3", "kc", "md") or dof_rule == "clusters":
         df_clusters = robust_df(n_data, p_c, vcov)
-    g, _ = structure.blocks_natural(fit.natural, cd)
-    pieces = gls_cluster_pieces(cd, g, fit.sigma2, fit.beta, rows=rows, labels=labels)
+    if cohort is not None:
+        pieces = _cohort_pieces(fit, cohort, structure, labels)
+    else:
+        g, _ = structure.blocks_natural(fit.natural, cd)
+        pieces = gls_cluster_pieces(cd, g, fit.sigma2, fit.beta, rows=rows, labels=labels)
     cov = sandwich_vcov(pieces, vcov)
     name = f"{vcov.upper()} cluster-robust variance"
     if dof_rule == "clusters":
@@ -615,6 +622,24 @@ def _gls_robust(
     if dof_rule == "normal":
         return cov, float("inf"), f"normal (Wald z) with {name}"
     return cov, float(dof_rule), f"t({float(dof_rule):g}) (user-supplied df) with {name}"  # type: ignore[arg-type]
+
+
+def _cohort_pieces(
+    fit: LMMFit, data: RowData, structure: CovarianceStructure, labels: list[Any]
+) -> Any:
+    """Dense per-cluster GLS pieces of a cohort fit: ``V_i = G_i + psi2 S_i + sigma2 I``."""
+    k_s = structure.n_phi
+    g_cell, _ = structure.blocks_natural(fit.natural[:k_s], data.cells)
+    psi2 = float(fit.natural[k_s])
+    xs, es, vs = [], [], []
+    for i in range(len(data.y)):
+        per, ind = data.period[i], data.individual[i]
+        same = (ind[:, None] == ind[None, :]).astype(float)
+        v = g_cell[i][np.ix_(per, per)] + psi2 * same + fit.sigma2 * np.eye(len(per))
+        xs.append(data.x[i])
+        es.append(data.y[i] - data.x[i] @ fit.beta)
+        vs.append(v)
+    return dense_cluster_pieces(xs, es, vs, labels=labels)
 
 
 def _correlations(

@@ -2,7 +2,8 @@
 # Usage (from this directory):  Rscript generate.R
 # Writes sw_lmm.csv (the simulated data) and sandwich_mixed.json (15 significant digits).
 #
-# * lmer (REML, bobyqa with rhoend 1e-12) fits of a stepped-wedge data set whose true
+# * lmer (REML, bobyqa with rhoend 1e-12) fits (and a closed-cohort fit of
+#   ../lmm/data/cohort.csv with (1|cluster:individual)) of a stepped-wedge data set whose true
 #   correlation decays with the lag between periods (so both working models are misspecified):
 #   nested (1|cluster) + (1|cluster:period), cluster-only (1|cluster), and nested with an
 #   individual-level covariate `age`.
@@ -44,14 +45,17 @@ dat <- do.call(rbind, rows)
 write.csv(dat, file.path(here, "sw_lmm.csv"), row.names = FALSE)
 dat <- read.csv(file.path(here, "sw_lmm.csv"))   # exactly the committed numbers
 
+cohort <- read.csv(file.path(here, "..", "lmm", "data", "cohort.csv"))
+cohort <- cohort[order(cohort$cluster), ]   # rows grouped by cluster, as the hand computation needs
+
 CTRL <- lmerControl(optimizer = "bobyqa", optCtrl = list(maxfun = 1e5, rhoend = 1e-12))
 
 mat <- function(m) unname(lapply(seq_len(nrow(m)), function(r) as.numeric(m[r, ])))
 
-hand <- function(fit) {
+hand <- function(fit, d) {
   X <- getME(fit, "X"); y <- getME(fit, "y"); Z <- getME(fit, "Z")
   L <- getME(fit, "Lambda"); s2 <- sigma(fit)^2
-  cl <- dat$cluster
+  cl <- d$cluster
   beta <- fixef(fit)
   e <- as.numeric(y - X %*% beta)
   Vs <- list(); Vinv <- list()
@@ -92,17 +96,18 @@ hand <- function(fit) {
   out
 }
 
-one <- function(name, formula) {
-  fit <- lmer(formula, data = dat, REML = TRUE, control = CTRL)
+one <- function(name, formula, d = dat) {
+  fit <- lmer(formula, data = d, REML = TRUE, control = CTRL)
   vc <- as.data.frame(VarCorr(fit))
   comps <- list()
   for (k in seq_len(nrow(vc))) {
-    nm <- switch(vc$grp[k], "Residual" = "sigma2", "cluster:period" = "gamma2", "cluster" = "tau2")
+    nm <- switch(vc$grp[k], "Residual" = "sigma2", "cluster:period" = "gamma2", "cluster" = "tau2",
+                 "cluster:individual" = "psi2")
     comps[[nm]] <- vc$vcov[k]
   }
-  h <- hand(fit)
+  h <- hand(fit, d)
   cs <- lapply(c(CR0 = "CR0", CR2 = "CR2", CR3 = "CR3"),
-               function(t) as.matrix(vcovCR(fit, cluster = dat$cluster, type = t)))
+               function(t) as.matrix(vcovCR(fit, cluster = d$cluster, type = t)))
   list(name = name, formula = deparse(formula), reml_criterion = as.numeric(REMLcrit(fit)),
        variance_components = comps, beta = unname(fixef(fit)), terms = names(fixef(fit)),
        vcov_model = mat(as.matrix(vcov(fit))),
@@ -113,7 +118,10 @@ one <- function(name, formula) {
 cases <- list(
   one("nested", y ~ factor(period) + treatment + (1 | cluster) + (1 | cluster:period)),
   one("cluster", y ~ factor(period) + treatment + (1 | cluster)),
-  one("nested_age", y ~ factor(period) + treatment + age + (1 | cluster) + (1 | cluster:period))
+  one("nested_age", y ~ factor(period) + treatment + age + (1 | cluster) + (1 | cluster:period)),
+  # closed cohort (tests/reference/lmm/data/cohort.csv): individual effects cross the cells
+  one("nested_cohort", y ~ factor(period) + treatment + (1 | cluster) + (1 | cluster:period) +
+        (1 | cluster:individual), d = cohort)
 )
 out <- list(
   versions = list(R = R.version.string, lme4 = as.character(packageVersion("lme4")),
