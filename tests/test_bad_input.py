@@ -1648,3 +1648,13 @@ def test_sigma2_zero_for_counts_changes_nothing() -> None:
     a = power(SWD, variance=VC(sigma2=0.0, tau2=0.05, gamma2=0.01), **kw)
     b = power(SWD, variance=VC(sigma2=1.0, tau2=0.05, gamma2=0.01), **kw)
     assert a.power == b.power
+
+
+def test_iso_like_text_periods_carry_their_order() -> None:
+    # "2023Q1" ... sort alphabetically in calendar order, so linear time accepts them
+    numeric = sw_rows(n_clusters=6, n_periods=5, n=4, seed=9)
+    labels = {1: "2023Q3", 2: "2023Q4", 3: "2024Q1", 4: "2024Q2", 5: "2024Q3"}
+    text = numeric.assign(period=numeric["period"].map(labels))
+    a = fit_g(numeric, time="linear")
+    b = fit_g(text, time="linear")
+    assert b.estimate == pytest.approx(a.estimate, rel=1e-9)

@@ -22,6 +22,7 @@ loops), so a million individual rows aggregate in a fraction of a second.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -1050,11 +1051,18 @@ def _check_near_duplicate_labels(values: pd.Series, role: str, user: str) -> Non
         )
 
 
+_ISO_PERIOD_TEXT = tuple(
+    re.compile(p) for p in (r"\d{4}-\d{2}-\d{2}", r"\d{4}-\d{2}", r"\d{4}Q[1-4]", r"\d{4}")
+)
+
+
 def ordered_periods(values: pd.Series) -> bool:
     """Return True if period labels carry a natural order (not plain text).
 
     Numbers, booleans, datetimes, timedeltas, :class:`pandas.Period`, ordered categoricals
-    (and categoricals of numbers) are ordered; strings and mixed objects are not.
+    (and categoricals of numbers) are ordered, and so is text in one fixed-width ISO-8601-like
+    form (``"2023-01-31"``, ``"2023-01"``, ``"2023Q1"``, ``"2023"``), whose alphabetical order
+    is its calendar order; other strings and mixed objects are not.
 
     Examples
     --------
@@ -1062,6 +1070,8 @@ def ordered_periods(values: pd.Series) -> bool:
     >>> from steppedwedge.data import ordered_periods
     >>> ordered_periods(pd.Series([1, 2, 10])), ordered_periods(pd.Series(["P1", "P10"]))
     (True, False)
+    >>> ordered_periods(pd.Series(["2023Q4", "2024Q1"]))
+    True
     >>> ordered_periods(pd.Series(pd.Categorical(["b", "a"], categories=["b", "a"],
     ...                                          ordered=True)))
     True
@@ -1075,9 +1085,16 @@ def ordered_periods(values: pd.Series) -> bool:
         return True
     if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
         return True
-    kinds = {type(v) for v in pd.unique(values)}
+    uniq = pd.unique(values)
+    kinds = {type(v) for v in uniq}
     ordered_types = (int, float, np.integer, np.floating, pd.Period, pd.Timestamp)
-    return bool(kinds) and all(issubclass(k, ordered_types) for k in kinds)
+    if bool(kinds) and all(issubclass(k, ordered_types) for k in kinds):
+        return True
+    if kinds and all(issubclass(k, str) for k in kinds):
+        # ISO-8601-like labels of one fixed-width form ("2023-01-31", "2023-01", "2023Q1",
+        # "2023"): their text order is their calendar order
+        return any(all(pat.fullmatch(v) for v in uniq) for pat in _ISO_PERIOD_TEXT)
+    return False
 
 
 def _order_message(why: str, user: str, labels: Sequence[Any]) -> str:
