@@ -19,10 +19,11 @@ rate or risk ratio ``m(1) / m(0)`` (log link) or the marginal odds ratio
 
 Standard error: each cluster's influence on ``F = h(m(1)) - h(m(0))`` (``h`` = log or
 logit) is ``tau_i = [psi_i(1) - psi_i(0)] + g' H^{-1} u_i``: ``psi_i`` the cluster's share of
-the g-computation averages (clusters as the sampled units), ``g = dF/dtheta`` (central
-differences, step ``1e-6 max(1, |theta|)``) over the free parameters, ``u_i`` the per-cluster
-Laplace scores and ``H`` the Hessian; ``Var F = sum_i tau_i^2`` (the CR0-type estimator of
-Wang, Wang & Li 2024, whose ``sd(IF) sqrt((I - 1)/I) / sqrt(I)`` is the same number).
+the g-computation averages (clusters as the sampled units), ``g = dF/dtheta`` (analytic:
+derivatives of the closed form or of the quadrature sum) over the free parameters, ``u_i`` the
+per-cluster Laplace scores and ``H`` the Hessian; ``Var F = sum_i tau_i^2`` (the CR0-type
+estimator of Wang, Wang & Li 2024, whose ``sd(IF) sqrt((I - 1)/I) / sqrt(I)`` is the same
+number).
 
 References
 ----------
@@ -69,30 +70,45 @@ def _slope_columns(data: Any, t_col: int) -> np.ndarray:
 
 
 def _unit_means(data: Any, link: str, theta: np.ndarray, p: int, t_col: int, a: float):
-    """Marginal means ``mu_iu(a)`` of every unit (random effects integrated out)."""
+    """Marginal means ``mu_iu(a)`` of every unit and their derivatives in ``(beta, sd)``.
+
+    Returns ``mu`` (I, U), ``dmu/dbeta`` (I, U, p) and ``dmu/dsd`` (I, U, n_comp).
+    """
     beta = theta[:p]
-    sd = np.abs(theta[p : p + data.n_comp])[data.comp]  # (q,)
+    sd_comp = np.abs(theta[p : p + data.n_comp])
     x = data.x.copy()
     x[:, :, t_col] = a
     z = data.z.copy()
-    slope = _slope_columns(data, t_col)
-    z[:, :, slope] = a
+    z[:, :, _slope_columns(data, t_col)] = a
     eta = x @ beta + data.offset
-    s2 = ((z * sd) ** 2).sum(axis=2)
+    z2 = np.stack([(z[:, :, data.comp == c] ** 2).sum(axis=2) for c in range(data.n_comp)], -1)
+    s2 = (z2 * sd_comp**2).sum(axis=2)
     if link == "log":
-        return np.exp(eta + 0.5 * s2)
-    s = np.sqrt(s2)[..., None]
-    return (special.expit(eta[..., None] + s * _GH_T) * _GH_W).sum(axis=-1)
+        mu = np.exp(eta + 0.5 * s2)
+        d_eta = mu
+        d_sd = mu[..., None] * z2 * sd_comp  # d mu / d sd_c = mu * sd_c * sum_q z_q^2
+    else:
+        s = np.sqrt(s2)
+        arg = eta[..., None] + s[..., None] * _GH_T
+        pr = special.expit(arg)
+        dens = pr * (1.0 - pr) * _GH_W
+        mu = (pr * _GH_W).sum(axis=-1)
+        d_eta = dens.sum(axis=-1)
+        d_s = (dens * _GH_T).sum(axis=-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ds_dsd = np.where(s[..., None] > 0, z2 * sd_comp / s[..., None], 0.0)
+        d_sd = d_s[..., None] * ds_dsd
+    return mu, d_eta[..., None] * x, d_sd
 
 
-def _cluster_sums(data: Any, fam: Any, link: str, theta, p, t_col):
-    """Per-cluster expected totals ``M_i(0), M_i(1)`` and weights ``W_i``."""
+def _cluster_sums(data: Any, fam: Any, link: str, theta, p, t_col, a: float):
+    """Per-cluster expected totals ``M_i(a)``, weights ``W_i`` and ``dM_i/d(beta, sd)``."""
     real = data.weight > 0
     w = np.where(real, data.n if fam.name == "binomial" else np.exp(data.offset), 0.0)
     mult = np.where(real, data.n if fam.name == "binomial" else 1.0, 0.0)
-    m0 = (mult * _unit_means(data, link, theta, p, t_col, 0.0)).sum(axis=1)
-    m1 = (mult * _unit_means(data, link, theta, p, t_col, 1.0)).sum(axis=1)
-    return m0, m1, w.sum(axis=1)
+    mu, d_beta, d_sd = _unit_means(data, link, theta, p, t_col, a)
+    grad = np.concatenate([d_beta, d_sd], axis=2)
+    return (mult * mu).sum(axis=1), w.sum(axis=1), (mult[..., None] * grad).sum(axis=1)
 
 
 def _contrast(m0: float, m1: float, odds: bool) -> float:
@@ -160,21 +176,22 @@ def marginal_ratio(
     ).astype(float)
     free = np.flatnonzero(core.free)
 
-    def functional(th: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-        m0_i, m1_i, w_i = _cluster_sums(data, fam, link, th, p, t_col)
-        m0, m1 = m0_i.sum() / w_i.sum(), m1_i.sum() / w_i.sum()
-        return _contrast(m0, m1, odds), m0_i, m1_i, w_i
-
-    value, m0_i, m1_i, w_i = functional(theta)
-    grad = np.zeros(free.size)
-    for c, j in enumerate(free):
-        h = 1e-6 * max(1.0, abs(theta[j]))
-        tp, tm = theta.copy(), theta.copy()
-        tp[j] += h
-        tm[j] -= h
-        grad[c] = (functional(tp)[0] - functional(tm)[0]) / (2.0 * h)
+    m0_i, w_i, dm0_i = _cluster_sums(data, fam, link, theta, p, t_col, 0.0)
+    m1_i, _, dm1_i = _cluster_sums(data, fam, link, theta, p, t_col, 1.0)
     big_w = w_i.sum()
     m0, m1 = m0_i.sum() / big_w, m1_i.sum() / big_w
+    value = _contrast(m0, m1, odds)
+    # dF/d(beta, sd); the AR(1) correlation and the NB size do not move the marginal means
+    dm0, dm1 = dm0_i.sum(axis=0) / big_w, dm1_i.sum(axis=0) / big_w
+    if odds:
+        g_all = dm1 / (m1 * (1.0 - m1)) - dm0 / (m0 * (1.0 - m0))
+    else:
+        g_all = dm1 / m1 - dm0 / m0
+    full = np.zeros(theta.size)
+    full[: g_all.size] = g_all * np.where(
+        np.arange(g_all.size) < p, 1.0, np.sign(theta[: g_all.size]) + (theta[: g_all.size] == 0)
+    )
+    grad = full[free]
     if odds:
         psi1 = (m1_i - m1 * w_i) / (big_w * m1 * (1.0 - m1))
         psi0 = (m0_i - m0 * w_i) / (big_w * m0 * (1.0 - m0))
