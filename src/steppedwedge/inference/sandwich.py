@@ -552,12 +552,20 @@ def _tile_units(data: Any, r: int) -> Any:
 
 
 def _laplace_cluster_grads(
-    data: Any, fam: Any, thetas: np.ndarray, p: int, k: int, v0: Any
-) -> np.ndarray:
+    data: Any,
+    fam: Any,
+    thetas: np.ndarray,
+    p: int,
+    k: int,
+    v0: Any,
+    *,
+    return_state: bool = False,
+) -> Any:
     """Per-cluster exact Laplace gradients ``(R, I, P)`` of ``log L`` at ``R`` parameter vectors.
 
     One vectorised evaluation: the clusters are replicated once per parameter vector and every
     replicate gets its own ``beta`` (the variance parameters are shared when they agree).
+    ``v0``: starting modes, ``(I, q)`` for every replicate or ``(R, I, q)``.
     """
     from .._core.laplace import laplace_grad, modes
 
@@ -572,11 +580,15 @@ def _laplace_cluster_grads(
         alpha: Any = float(al[0]) if np.all(al == al[0]) else np.repeat(al, n_i)
     else:
         alpha = 0.0
-    v_start = None if v0 is None else np.tile(v0, (r, 1))
+    v_start = None
+    if v0 is not None:
+        v0 = np.asarray(v0)
+        v_start = v0.reshape(r * n_i, -1) if v0.ndim == 3 else np.tile(v0, (r, 1))
     st = modes(td, fam, beta, sigma, alpha, v_start)
     gb, gs, ga = laplace_grad(td, fam, st, sigma, alpha, per_cluster=True)
     parts = [gb, gs] + ([np.asarray(ga).reshape(-1, 1)] if fam.has_dispersion else [])
-    return np.concatenate(parts, axis=1).reshape(r, n_i, -1)
+    out = np.concatenate(parts, axis=1).reshape(r, n_i, -1)
+    return (out, st) if return_state else out
 
 
 def laplace_cluster_pieces(
@@ -609,7 +621,8 @@ def laplace_cluster_pieces(
     parameter is indefinite and noisy: with a small cluster-period variance the full-space
     ``S_i`` reached eigenvalues 0.95 (leverage ~1, no correction possible) in 6% of
     simulated Poisson trials with 12 clusters, against at most 0.3 for the fixed-effect
-    block.  ``leverage="all"`` keeps the full ``H_i``.
+    block.  ``leverage="all"`` keeps the full ``H_i``; ``leverage="none"`` skips the
+    Hessians (zeros: enough for ``cr0`` and ``mbn``, which use only the bread).
 
     Parameters
     ----------
@@ -636,22 +649,30 @@ def laplace_cluster_pieces(
     theta = np.concatenate(
         [core.beta, core.sigma, [core.alpha] if fam.has_dispersion else []]
     ).astype(float)
-    if leverage not in ("fixed", "all"):
-        raise OptionError(f"`leverage` must be 'fixed' or 'all'; got {leverage!r}.")
+    if leverage not in ("fixed", "all", "none"):
+        raise OptionError(f"`leverage` must be 'fixed', 'all' or 'none'; got {leverage!r}.")
     free = np.flatnonzero(core.free)
-    cols = free[free < p] if leverage == "fixed" else free
-    steps = np.array([step * max(1.0, abs(theta[j])) for j in cols])
-    for c, j in enumerate(cols):
-        if p <= j < p + n_sd:
-            steps[c] = min(steps[c], 0.5 * theta[j])
-    thetas = np.repeat(theta[None, :], 1 + cols.size, axis=0)
-    thetas[1 + np.arange(cols.size), cols] += steps
-    grads = _laplace_cluster_grads(data, fam, thetas, p, k, core.v)[:, :, free]
-    g0 = grads[0]
+    g_opt, st = _laplace_cluster_grads(data, fam, theta[None], p, k, core.v, return_state=True)
+    g0 = g_opt[0][:, free]
     i_n = g0.shape[0]
     hess = np.zeros((i_n, free.size, free.size))
-    for c, j in enumerate(cols):
-        hess[:, :, int(np.searchsorted(free, j))] = -(grads[1 + c] - g0) / steps[c]
+    cols = {"fixed": free[free < p], "all": free, "none": free[:0]}[leverage]
+    if cols.size:
+        steps = np.array([step * max(1.0, abs(theta[j])) for j in cols])
+        for c, j in enumerate(cols):
+            if p <= j < p + n_sd:
+                steps[c] = min(steps[c], 0.5 * theta[j])
+        thetas = np.repeat(theta[None, :], cols.size, axis=0)
+        thetas[np.arange(cols.size), cols] += steps
+        # warm start: modes moved to first order, dv/dbeta_j = -H^-1 A'W x_j
+        v_start = np.repeat(st.v[None], cols.size, axis=0)
+        at_w = st.a.transpose(0, 2, 1) * st.w[:, None, :]
+        for c, j in enumerate(cols):
+            if j < p:
+                v_start[c] -= steps[c] * (st.hinv @ (at_w @ data.x[:, :, j : j + 1]))[:, :, 0]
+        grads = _laplace_cluster_grads(data, fam, thetas, p, k, v_start)[:, :, free]
+        for c, j in enumerate(cols):
+            hess[:, :, int(np.searchsorted(free, j))] = -(grads[c] - g0) / steps[c]
     if leverage == "fixed":
         hess[:, p:, :] = 0.0
     hess = 0.5 * (hess + hess.transpose(0, 2, 1))

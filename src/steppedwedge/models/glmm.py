@@ -1017,7 +1017,8 @@ def _laplace_robust(
     df_robust = float("nan")
     if vcov in ("cr2", "cr3", "kc", "md") or dof is None:
         df_robust = robust_df(n_i, p_c, vcov)
-    pieces = laplace_cluster_pieces(ud, fam, core, labels=labels, n_obs=n_obs)
+    leverage = "none" if vcov in ("cr0", "mbn") else "fixed"
+    pieces = laplace_cluster_pieces(ud, fam, core, labels=labels, n_obs=n_obs, leverage=leverage)
     cov = sandwich_vcov(pieces, vcov, hessian=hf)
     p = g_x.shape[1]
     marginal = None
