@@ -182,10 +182,13 @@ def _to_timestamp(
     if value is pd.NaT:
         return None
     if isinstance(value, pd.Period):
-        return value.start_time.normalize()
+        start: pd.Timestamp = value.start_time.normalize()
+        return start
     if isinstance(value, str):
-        if not value.strip() or value.strip().lower() in ("nat", "nan", "none"):
-            return None if value.strip() else _raise_blank(what)
+        if not value.strip():
+            raise DesignError(f"{what} is an empty string; use None (never treated) or a date.")
+        if value.strip().lower() in ("nat", "nan", "none"):
+            return None
         try:
             value = parse_date_text(value, what, dayfirst=dayfirst, date_format=date_format)
         except OptionError as exc:
@@ -201,12 +204,9 @@ def _to_timestamp(
             return None
         if ts.tzinfo is not None:
             ts = ts.tz_localize(None)
-        return ts
+        out: pd.Timestamp = ts
+        return out
     raise DesignError(f"{what} is not a date; got {value!r} ({type(value).__name__}).")
-
-
-def _raise_blank(what: str) -> None:
-    raise DesignError(f"{what} is an empty string; use None (never treated) or a date.")
 
 
 def parse_start_dates(

@@ -1027,7 +1027,8 @@ def _as_index(values: pd.Series, labels: list[Hashable]) -> pd.Index:
 def _check_near_duplicate_labels(values: pd.Series, role: str, user: str) -> None:
     """Refuse text labels that differ only by surrounding whitespace or letter case."""
     if isinstance(values.dtype, pd.CategoricalDtype):
-        uniq = list(values.cat.categories[pd.unique(values.cat.codes[values.cat.codes >= 0])])
+        codes = np.asarray(values.cat.codes, dtype=np.int64)
+        uniq = list(values.cat.categories.take(np.unique(codes[codes >= 0])))
     else:
         dtype = values.dtype
         if isinstance(dtype, np.dtype) and dtype.kind in "iufbmM":
@@ -1162,7 +1163,7 @@ def apply_period_order(
     if period not in data.columns:
         raise DataError(f"column {period!r} given as `period` is not in `data`.")
     order, _ = _codes_in_order(data[period], period_order, period)
-    out = data.copy(deep=False)
+    out: pd.DataFrame = data.copy(deep=False)
     out[period] = pd.Categorical(data[period], categories=list(order), ordered=True)
     return out
 
@@ -1231,19 +1232,19 @@ def _check_no_reversal(
     """Refuse a cluster whose treatment decreases from one observed period to a later one."""
     n_i, n_t = len(clusters), len(periods)
     k = n_i * n_t
-    hi = np.full(k, -np.inf)
-    np.maximum.at(hi, cell, tr)
-    lo = np.full(k, np.inf)
-    np.minimum.at(lo, cell, tr)
-    hi = hi.reshape(n_i, n_t)
-    lo = lo.reshape(n_i, n_t)
+    hi_flat = np.full(k, -np.inf)
+    np.maximum.at(hi_flat, cell, tr)
+    lo_flat = np.full(k, np.inf)
+    np.minimum.at(lo_flat, cell, tr)
+    hi = hi_flat.reshape(n_i, n_t)
+    lo = lo_flat.reshape(n_i, n_t)
     # running maximum of the earlier observed periods against each period's minimum
     run = np.maximum.accumulate(hi, axis=1)
     prev = np.concatenate([np.full((n_i, 1), -np.inf), run[:, :-1]], axis=1)
     bad = np.isfinite(lo) & (lo < prev - 1e-9)
     if not bad.any():
         return
-    parts = []
+    parts: list[str] = []
     for i, j in zip(*np.nonzero(bad), strict=True):
         if len(parts) == _MAX_LISTED:
             parts.append("...")

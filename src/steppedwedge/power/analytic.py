@@ -549,6 +549,7 @@ def _dof(spec: _Spec, n_params: int) -> float | None:
         return float(spec.dof)
     n_clusters = spec.design.n_clusters
     n_cells = int(spec.observed.sum())
+    df: float
     if spec.dof == "residual":  # SteppedPower: cluster-period means minus rank(X)
         df = n_cells - n_params
     elif spec.dof == "between-within":  # SteppedPower: clusters minus rank(X)
