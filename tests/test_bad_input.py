@@ -771,6 +771,37 @@ add(
     "'LA0'",
     "'la0'",
 )
+add(
+    "fit-fixed-effects-trailing-space-label",
+    lambda: sw.fit(
+        with_row(count_cells(), 2, council="LA0 "), **P, exposure="pop", method="fixed-effects"
+    ),
+    DataError,
+    "'LA0'",
+    "'LA0 '",
+)
+add(
+    "fit-fixed-effects-repeated-row",
+    lambda: sw.fit(
+        pd.concat([count_cells(), count_cells().iloc[[7]]], ignore_index=True),
+        **P,
+        exposure="pop",
+        method="fixed-effects",
+    ),
+    DataError,
+    "'LA1'",
+    "counted twice",
+)
+add(
+    "fit-fixed-effects-reversal",
+    lambda: fit_g(
+        sw_rows().assign(arm=lambda d: np.where((d.site == "C1") & (d.period == 5), 0.0, d.arm)),
+        method="fixed-effects",
+    ),
+    DataError,
+    "cluster 'C1'",
+    "period 5",
+)
 add("fit-bad-family", lambda: fit_g(sw_rows(), family="gamma"), OptionError, "family", "'gamma'")
 add("fit-bad-method", lambda: fit_g(sw_rows(), method="bayes"), OptionError, "method", "'bayes'")
 add(

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
 from .._validation import check_option
-from ..data import apply_period_order, check_period_order
-from ..exceptions import OptionError
+from ..data import TrialData, apply_period_order, check_period_order
+from ..exceptions import MissingDataWarning, OptionError
 from .mixed import fit_gaussian
 
 __all__ = ["fit"]
@@ -47,6 +48,47 @@ def _ordered_periods(
     if why:
         check_period_order(data, period, why)
     return data
+
+
+def _check_rows(
+    data: Any,
+    outcome: str,
+    cluster: str,
+    period: str,
+    treatment: str,
+    family: str,
+    exposure: str | None,
+    offset: str | None,
+    missing: str,
+) -> None:
+    """Run the data-integrity checks of ``TrialData.from_frame`` for a fitter that reads rows.
+
+    The fixed-effects GLM reads the rows itself; the same refusals (repeated rows, reversal,
+    near-duplicate labels, ``exposure`` with ``offset``, no variation) apply to it.  Only the
+    checks run here: the fitter's numbers are computed from the rows as before.
+    """
+    if not isinstance(data, pd.DataFrame):
+        return
+    several = (
+        family != "binomial"
+        and {cluster, period} <= set(data.columns)
+        and bool(data.duplicated([cluster, period]).any())
+    )
+    with warnings.catch_warnings():  # the fitter issues its own missing-data warnings
+        warnings.simplefilter("ignore", MissingDataWarning)
+        TrialData.from_frame(
+            data,
+            outcome=outcome,
+            cluster=cluster,
+            period=period,
+            treatment=treatment,
+            family=family,
+            exposure=exposure,
+            offset=offset,
+            kind="individual" if several or family in ("gaussian", "binomial") else None,
+            missing=missing,  # type: ignore[arg-type]
+        )
+
 
 _FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial")
 _METHODS = ("reml", "ml", "laplace", "agq", "gee", "cluster-summary", "fixed-effects")
@@ -262,6 +304,7 @@ def fit(
                 "method='fixed-effects' needs individual binary rows; `trials` (aggregated "
                 "events/trials) is not supported there: use method='laplace' or 'gee'."
             )
+        _check_rows(data, outcome, cluster, period, treatment, family, exposure, offset, missing)
         return fit_fixed_effects(
             data,
             outcome=outcome,
