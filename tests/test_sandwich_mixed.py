@@ -563,6 +563,9 @@ def test_marginal_rate_ratio_log_link_equals_conditional():
     assert "different estimand" in str(res.summary())
     # not reported with the model-based variance
     assert "marginal[treatment]" not in set(_glmm(df).tidy()["term"])
+    # with a leverage correction its SE is the corrected SE of beta_t (same algebra)
+    md = _glmm(df, vcov="md")
+    assert _marginal_row(md)["std_error"] == pytest.approx(md.std_error, rel=1e-6)
 
 
 def test_marginal_rate_ratio_with_random_slope():
@@ -580,7 +583,8 @@ def test_marginal_odds_ratio_against_quadrature():
     df = _poisson_frame(seed=8).assign(n=200)
     df["y"] = np.minimum(df["y"] // 2, 200)
     res, seen = _capture_marginal(df, family="binomial", random="nested", vcov="md")
-    data, fam, core, pieces, hf, t_col, _ = seen["args"]
+    data, fam, core, pieces, hf, t_col, _, kind = seen["args"]
+    assert kind == "md"
     p = data.x.shape[2]
     real = data.weight > 0
 
@@ -626,7 +630,12 @@ def test_marginal_odds_ratio_against_quadrature():
         grad[c] = (fp - fm) / (2 * h)
     w_i = np.where(real, data.n, 0.0).sum(axis=1)
     psi = (c1 - m1 * w_i) / (w * m1 * (1 - m1)) - (c0 - m0 * w_i) / (w * m0 * (1 - m0))
-    tau = psi + pieces.scores @ np.linalg.solve(hf, grad)
+    # MD: the parameter part uses (I - Q_i)^{-1} u_i, Q_i = H_i H^{-1}
+    bread = np.linalg.inv(hf)
+    eye = np.eye(free.size)
+    pairs = zip(pieces.scores, pieces.hessians, strict=True)
+    u_md = np.array([np.linalg.solve(eye - h_i @ bread, u) for u, h_i in pairs])
+    tau = psi + u_md @ np.linalg.solve(hf, grad)
     assert row["std_error"] == pytest.approx(float(np.sqrt(tau @ tau)), rel=1e-5)
 
 

@@ -78,6 +78,7 @@ __all__ = [
     "ROBUST_VCOV",
     "VCOV_CHOICES",
     "check_vcov",
+    "corrected_scores",
     "dense_cluster_pieces",
     "gls_cluster_pieces",
     "laplace_cluster_pieces",
@@ -343,6 +344,39 @@ def sandwich_vcov(
         )
     out = bread @ meat @ bread
     return np.asarray(0.5 * (out + out.T))
+
+
+def corrected_scores(
+    pieces: ClusterPieces, kind: str, hessian: np.ndarray, *, fg_bound: float = 0.75
+) -> np.ndarray:
+    """Per-cluster scores after the parameter-space correction of ``kind``: ``A_i u_i``.
+
+    ``(I - Q_i)^{-1} u_i`` for ``cr3``/``md``, the principal root ``(I - Q_i)^{-1/2} u_i`` for
+    ``cr2``/``kc``, the Fay-Graubard diagonal for ``fg``, and ``u_i`` itself for ``cr0`` and
+    ``mbn`` (whose correction is not per cluster).  For functionals of the parameters whose
+    own influence adds to ``B A_i u_i`` (e.g. the marginal ratio of
+    :mod:`steppedwedge.inference.marginal`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from steppedwedge.inference.sandwich import ClusterPieces, corrected_scores
+    >>> pieces = ClusterPieces(scores=np.array([[1.5], [-1.5]]),
+    ...                        hessians=np.array([[[2.0]], [[2.0]]]), n_obs=4)
+    >>> corrected_scores(pieces, "md", np.array([[4.0]]))[:, 0].tolist()
+    [3.0, -3.0]
+    """
+    h = np.asarray(hessian, dtype=float)
+    if kind in ("cr0", "mbn"):
+        return np.asarray(pieces.scores, dtype=float)
+    if kind == "fg":
+        bread = np.linalg.inv(0.5 * (h + h.T))
+        q_diag = np.einsum("ijk,kj->ij", pieces.hessians, bread)
+        return np.asarray(pieces.scores / np.sqrt(1.0 - np.minimum(fg_bound, q_diag)))
+    chol, uw, s = _whitened(pieces, h)
+    a = _leverage_power(pieces, s, 0.5 if kind in ("cr2", "kc") else 1.0)
+    adj = (a @ uw[:, :, None])[:, :, 0]
+    return np.asarray(adj @ chol.T)
 
 
 def robust_df(n_clusters: int, n_cluster_level: int, kind: str) -> float:

@@ -895,7 +895,8 @@ def fit_glmm(
             messages.append(
                 f"marginal[treatment]: population-averaged (marginal) {marginal.kind} by "
                 "g-computation over the observed cluster-periods, random effects integrated "
-                "out, with a CR0-type sandwich SE (Wang, Wang & Li 2024): a different "
+                f"out, with a sandwich SE ({vcov.upper()} scores; Wang, Wang & Li 2024): a "
+                "different "
                 "estimand from the conditional 'treatment' coefficient."
             )
         else:
@@ -1023,7 +1024,8 @@ def _laplace_robust(
     p = g_x.shape[1]
     marginal = None
     if fam.link in ("log", "logit") and "treatment" in names:
-        marginal = marginal_ratio(ud, fam, core, pieces, hf, names.index("treatment"), fam.link)
+        t_col = names.index("treatment")
+        marginal = marginal_ratio(ud, fam, core, pieces, hf, t_col, fam.link, vcov)
     name = f"{vcov.upper()} cluster-robust variance"
     if dof is None:
         label = f"t(I - p_c = {n_i} - {p_c} = {n_i - p_c}) with {name}"
