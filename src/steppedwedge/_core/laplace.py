@@ -371,6 +371,13 @@ def _modes(
             if not bad.any():
                 break
             t = np.where(bad, t * 0.5, t)
+        else:
+            # no ascent along the step for some clusters even at 2^-30 of it: they stay put
+            # (rounding-level stall or a useless step); stop if none can move
+            if bad.all():
+                break
+            v_new = np.where(bad[:, None], v, v_new)
+            eta_n, ll_n, s_n, w_n, w1_n, f_n = evaluate(v_new)
         v, eta, ll, s, w, w1, f = v_new, eta_n, ll_n, s_n, w_n, w1_n, f_n
         h = None
     if h is None or hinv is None:
@@ -925,8 +932,22 @@ def fit_glmm_core(
     variance parameters (``sigma`` is free in sign: the likelihood is even in it); AGQ
     starts from the Laplace optimum.  The reported Hessian is the forward-difference
     Jacobian of the exact gradient at the optimum, over the parameters not on the boundary
-    (a standard deviation below ``1e-5`` is set to 0 and flagged).
+    (a standard deviation below ``1e-5`` is set to 0 and flagged).  Trial points that
+    overflow are rejected by finiteness checks, so floating-point warnings are muted.
     """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        return _fit_glmm_core(data, fam, beta0, sigma0, alpha0, n_quadrature, max_iter)
+
+
+def _fit_glmm_core(
+    data: UnitData,
+    fam: Family,
+    beta0: np.ndarray,
+    sigma0: np.ndarray,
+    alpha0: float,
+    n_quadrature: int,
+    max_iter: int,
+) -> CoreFit:
     p, k, kv = data.x.shape[2], data.n_comp, data.n_var
     theta = np.concatenate([beta0, sigma0, [alpha0] if fam.has_dispersion else []]).astype(float)
     n_par = theta.size

@@ -815,7 +815,7 @@ def fit_glmm(
     )
     if ar1 is not None and fam.has_dispersion:
         sigma0, alpha0 = sigma0[:-1], float(sigma0[-1])
-    core = _robust_core(ud, fam, beta0, sigma0, alpha0, nq)
+    core = _robust_core(ud, fam, [beta0, _ls_start(fam, g_y, g_n, g_off, g_x)], sigma0, alpha0, nq)
     messages: list[str] = []
     if not core.converged:
         warn(
@@ -860,7 +860,12 @@ def fit_glmm(
     cov_full = np.full_like(core.hessian, np.nan)
     try:
         cov_f = np.linalg.inv(hf)
-        cov_full[np.ix_(free, free)] = cov_f
+        if np.all(np.diag(cov_f) > 0):
+            cov_full[np.ix_(free, free)] = cov_f
+        else:  # a saddle point or worse (non-converged fit): no meaningful SEs
+            messages.append(
+                "The Hessian is not positive definite: standard errors are not available."
+            )
     except np.linalg.LinAlgError:
         messages.append("The Hessian is singular: standard errors are not available.")
     vb = cov_full[:p, :p]
@@ -1039,24 +1044,42 @@ def _laplace_robust(
 
 
 def _robust_core(
-    ud: UnitData, fam: Any, beta0: np.ndarray, sigma0: np.ndarray, alpha0: float, nq: int
+    ud: UnitData,
+    fam: Any,
+    betas: list[np.ndarray],
+    sigma0: np.ndarray,
+    alpha0: float,
+    nq: int,
 ) -> CoreFit:
     """Run the optimiser; numerical failures become a retry or a :class:`DataError`.
 
-    A log-likelihood that cannot be evaluated at the moment start (extreme counts or
-    exposures overflow) is retried from random-effect SDs a tenth as large; arithmetic or
-    linear-algebra failures inside the optimiser (overflow, a singular system) are reported
-    as a :class:`~steppedwedge.exceptions.DataError` that says what to try, never as a bare
-    numpy or math exception.
+    A log-likelihood that cannot be evaluated at the start (extreme counts or exposures
+    overflow, e.g. a GLM start driven far out by all-zero periods) is retried from
+    random-effect SDs a tenth as large, then from the other fixed-effect starts in ``betas``
+    (the log-linear least-squares start); arithmetic or linear-algebra failures inside the
+    optimiser (overflow, a singular system) are reported as a
+    :class:`~steppedwedge.exceptions.DataError` that says what to try, never as a bare numpy
+    or math exception.
     """
-    start = sigma0.copy()
-    for attempt in range(2):
+    small = sigma0.copy()
+    small[: ud.n_comp] *= 0.1
+    starts = [(b, s) for b in betas for s in (sigma0, small)]
+    for attempt, (beta0, start) in enumerate(starts):
         try:
-            return fit_glmm_core(ud, fam, beta0, start, alpha0, n_quadrature=nq)
+            core = fit_glmm_core(ud, fam, beta0, start, alpha0, n_quadrature=nq)
+            if not core.converged and ud.ar1 is not None:
+                # moment starts can be far off on extreme data: one conservative restart
+                # (SDs 0.3, r = 0.5, NB size 10), kept if its log-likelihood is higher
+                safe = np.append(np.full(ud.n_comp, 0.3), math.atanh(0.5))
+                try:
+                    alt = fit_glmm_core(ud, fam, beta0, safe, math.log(10.0), n_quadrature=nq)
+                except _NonFinite:
+                    alt = None
+                if alt is not None and alt.loglik > core.loglik:
+                    core = alt
+            return core
         except _NonFinite:
-            if attempt == 0:
-                start = sigma0.copy()
-                start[: ud.n_comp] *= 0.1
+            if attempt < len(starts) - 1:
                 continue
             raise DataError(
                 "The GLMM log-likelihood is not finite at the starting values (the counts, "
@@ -1195,10 +1218,10 @@ def _check_separation(
             )
 
 
-def _glm_start(
-    fam: Any, y: np.ndarray, n: np.ndarray, off: np.ndarray, x: np.ndarray
-) -> tuple[np.ndarray, float]:
-    """Fixed-effect start from a GLM fit by IRLS (no random effects); NB log-size by moments."""
+def _ls_start(
+    fam: Any, y: np.ndarray, n: np.ndarray, off: np.ndarray, x: np.ndarray, with_eta: bool = False
+) -> Any:
+    """Least-squares fixed-effect start on the link scale of the smoothed outcome."""
     if fam.name == "binomial":
         pbar = (y + 0.5) / (n + 1.0)
         if fam.link == "logit":
@@ -1217,28 +1240,67 @@ def _glm_start(
         beta = np.linalg.solve(x.T @ x, x.T @ (eta - off))
     except np.linalg.LinAlgError:  # pragma: no cover - defensive
         beta = np.linalg.lstsq(x, eta - off, rcond=None)[0]
-    w0 = n if fam.name == "binomial" else np.exp(eta)
+    return (beta, eta) if with_eta else beta
+
+
+def _irls(
+    fam: Any,
+    y: np.ndarray,
+    n: np.ndarray,
+    off: np.ndarray,
+    x: np.ndarray,
+    beta: np.ndarray,
+    w0: np.ndarray,
+) -> np.ndarray:
+    """GLM IRLS from ``beta``; a step whose log-likelihood overflows is halved (up to 30x).
+
+    Stops where a coefficient has moved more than 30 (link scale) from the start: the GLM
+    MLE is then off at infinity (a period or arm with no events), useless as a start.
+    """
+    alpha = 0.0 if fam.name != "negative_binomial" else 5.0
+    beta_ls = beta
     for _ in range(25):
         e = x @ beta + off
         if not fam.valid(e):
             break
-        ll, s, w, _w1 = fam.derivs(y, n, e, 0.0 if fam.name != "negative_binomial" else 5.0)
+        _ll, s, w, _w1 = fam.derivs(y, n, e, alpha)
         w = np.maximum(w, 1e-10 * (1 + w0.max()))
         try:
             step = np.linalg.solve((x * w[:, None]).T @ x, x.T @ s)
         except np.linalg.LinAlgError:
             break
-        new = beta + step
-        if not fam.valid(x @ new + off):
+        if not np.all(np.isfinite(step)):
+            break
+        for _half in range(30):
+            new = beta + step
+            if fam.valid(x @ new + off) and np.isfinite(
+                fam.derivs(y, n, x @ new + off, alpha)[0].sum()
+            ):
+                break
+            step = step / 2.0
+        else:
+            break
+        if np.abs(new - beta_ls).max() > 30.0:
             break
         beta = new
         if np.abs(step).max() < 1e-10:
             break
+    return beta
+
+
+def _glm_start(
+    fam: Any, y: np.ndarray, n: np.ndarray, off: np.ndarray, x: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Fixed-effect start from a GLM fit by IRLS (no random effects); NB log-size by moments."""
+    beta, eta = _ls_start(fam, y, n, off, x, with_eta=True)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        beta = _irls(fam, y, n, off, x, beta, n if fam.name == "binomial" else np.exp(eta))
     alpha = 0.0
     if fam.has_dispersion:
-        mu = np.exp(x @ beta + off)
-        excess = np.sum((y - mu) ** 2 - mu) / max(np.sum(mu * mu), 1e-300)
-        alpha = float(np.log(1.0 / excess)) if excess > 1e-3 else float(np.log(1e3))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            mu = np.exp(np.minimum(x @ beta + off, 700.0))
+            excess = np.sum((y - mu) ** 2 - mu) / max(np.sum(mu * mu), 1e-300)
+        alpha = float(np.log(1.0 / excess)) if 1e-3 < excess < np.inf else float(np.log(1e3))
     if fam.name == "binomial" and fam.link in ("log", "identity") and not fam.valid(x @ beta + off):
         raise DataError(
             f"No valid starting values for link={fam.link!r}: fitted probabilities fall outside "
@@ -1272,9 +1334,11 @@ def _sigma_start(
     """
     eta = x @ beta + off
     nb_decay = decay and fam.has_dispersion
-    _ll, s, w, _w1 = fam.derivs(y, n, eta, math.log(1e6) if nb_decay else alpha)
-    w = np.maximum(w, 1e-8)
+    with np.errstate(over="ignore", invalid="ignore"):
+        _ll, s, w, _w1 = fam.derivs(y, n, eta, math.log(1e6) if nb_decay else alpha)
+    w = np.nan_to_num(np.maximum(w, 1e-8), nan=1e-8)
     r = s / w  # working residual, sampling variance 1 / w
+    r = np.where(np.isfinite(r), r, 0.0)  # overflowed start (extreme data): no information
     cell = c * n_t + per
     wc = np.bincount(cell, weights=w, minlength=n_i * n_t)
     rc = np.bincount(cell, weights=w * r, minlength=n_i * n_t)
