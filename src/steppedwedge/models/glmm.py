@@ -1067,9 +1067,12 @@ def _robust_core(
     for attempt, (beta0, start) in enumerate(starts):
         try:
             core = fit_glmm_core(ud, fam, beta0, start, alpha0, n_quadrature=nq)
-            if not core.converged and ud.ar1 is not None:
-                # moment starts can be far off on extreme data: one conservative restart
-                # (SDs 0.3, r = 0.5, NB size 10), kept if its log-likelihood is higher
+            at_bound = bool(np.any(core.sigma[: ud.n_comp] == 0.0)) or not np.all(core.free)
+            if ud.ar1 is not None and (not core.converged or at_bound):
+                # moment starts can be far off on extreme data, and boundary optima of the
+                # decay structures (tau2 = 0 with r near 1, gamma2 = 0) are often local: one
+                # conservative restart (SDs 0.3, r = 0.5, NB size 10), kept if its
+                # log-likelihood is higher
                 safe = np.append(np.full(ud.n_comp, 0.3), math.atanh(0.5))
                 try:
                     alt = fit_glmm_core(ud, fam, beta0, safe, math.log(10.0), n_quadrature=nq)
