@@ -461,3 +461,10 @@ def test_extreme_data_give_a_flagged_fit_or_a_library_error(family: str, random:
         ]
         assert res.converged or any("did not converge" in m for m in res.messages)
         assert np.isfinite(res.loglik)
+
+
+def test_agq_with_decay_is_an_option_error() -> None:
+    from steppedwedge.exceptions import OptionError
+
+    with pytest.raises(OptionError, match="random='nested\\+decay'"):
+        fit_glmm(load("council_decay"), random="nested+decay", method="agq", **KW)

@@ -383,7 +383,7 @@ def _glmm_iv(
             "negative_binomial": "counts use the log link",
             "binomial": "binary outcomes use logit, probit, cloglog, log or identity",
         }[family]
-        raise ValueError(
+        raise OptionError(
             f"`link={link!r}` makes no sense with family={family!r} ({hint}); "
             f"use one of {list(allowed)}."
         )
@@ -396,26 +396,26 @@ def _glmm_iv(
         or dof in GLMM_DOF
         or (isinstance(dof, (int, float, np.integer, np.floating)) and dof > 0)
     ):
-        raise ValueError(
+        raise OptionError(
             f"`dof` must be one of {list(GLMM_DOF)} or a positive number of degrees of freedom "
             f"for GLMMs; got {dof!r}."
         )
     if effect == "pte" and exposure_time is None:
-        raise ValueError(
+        raise OptionError(
             "`effect='pte'` needs `exposure_time=` (the exposure time e of the point effect)."
         )
     if method == "agq":
         if random != "cluster":
-            raise ValueError(
+            raise OptionError(
                 "`method='agq'` (adaptive Gauss-Hermite quadrature) needs a single scalar random "
                 f"effect per cluster: use random='cluster'; got random={random!r}."
             )
         nq = 7 if n_quadrature is None else check_positive_int("n_quadrature", n_quadrature)
         if nq > 50:
-            raise ValueError(f"`n_quadrature` must be at most 50; got {nq}.")
+            raise OptionError(f"`n_quadrature` must be at most 50; got {nq}.")
     else:
         if n_quadrature not in (None, 1):
-            raise ValueError("`n_quadrature` is used only with method='agq'.")
+            raise OptionError("`n_quadrature` is used only with method='agq'.")
         nq = 1
     return link, nq
 
@@ -573,8 +573,10 @@ def fit_glmm(
     DesignError
         A decay structure with too few periods (2 for ``"decay"``, 3 for
         ``"nested+decay"``).
-    ValueError
-        Invalid options, or a family/link combination that makes no sense.
+    OptionError
+        Invalid options (a ``ValueError``), or a family/link combination that makes no sense,
+        e.g. ``method="agq"`` with a decay structure (quadrature needs one random effect per
+        cluster).
 
     References
     ----------
@@ -622,7 +624,7 @@ def fit_glmm(
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"`data` must be a pandas DataFrame; got {type(data).__name__}.")
     if individual is not None:
-        raise ValueError(
+        raise OptionError(
             "`individual=` (closed-cohort random effects) is not available for GLMMs yet; omit it "
             "to analyse the rows as cross-sectional."
         )
