@@ -1392,16 +1392,19 @@ def _decay_moments(
     lags = np.flatnonzero((cnt > 0) & ((np.arange(n_t) > 0) | (not nb)))
     sw = np.sqrt(cnt[lags])
     persistent = "tau2" in comp_names
-    best = (np.inf, 0.01, 0.01, 0.5)
-    for r in np.linspace(0.05, 0.97, 47):
-        cols = [r ** lags.astype(float)] + ([np.ones(lags.size)] if persistent else [])
-        design = np.column_stack(cols) * sw[:, None]
-        coef = np.linalg.lstsq(design, cov[lags] * sw, rcond=None)[0]
-        coef = np.clip(coef, 0.005, 4.0)
-        sse = float(np.sum((design @ coef - cov[lags] * sw) ** 2))
-        if sse < best[0]:
-            best = (sse, float(coef[0]), float(coef[1]) if persistent else 0.0, float(r))
-    _, gam2, tau2, r = best
+    grid = np.linspace(0.05, 0.97, 47)
+    yw = cov[lags] * sw
+    cols = [grid[:, None] ** lags.astype(float)[None, :] * sw]  # (G, L) per r
+    if persistent:
+        cols.append(np.broadcast_to(sw, cols[0].shape))
+    design = np.stack(cols, axis=2)  # (G, L, m): all grid points in one batched solve
+    gram = design.transpose(0, 2, 1) @ design
+    rhs = design.transpose(0, 2, 1) @ yw
+    gram = gram + 1e-12 * np.trace(gram, axis1=1, axis2=2)[:, None, None] * np.eye(len(cols))
+    coef = np.clip(np.linalg.solve(gram, rhs[:, :, None])[:, :, 0], 0.005, 4.0)
+    sse = (((design @ coef[:, :, None])[:, :, 0] - yw) ** 2).sum(axis=1)
+    g = int(np.argmin(sse))
+    gam2, tau2, r = float(coef[g, 0]), float(coef[g, 1]) if persistent else 0.0, float(grid[g])
     sds = [math.sqrt(tau2)] if persistent else []
     out = sds + [math.sqrt(gam2), math.atanh(r)]
     if nb:
