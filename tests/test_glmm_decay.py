@@ -407,15 +407,15 @@ def _null_council_panel(rng: np.random.Generator) -> pd.DataFrame:
 
 @pytest.mark.slow
 def test_nested_decay_holds_its_size_where_nested_does_not() -> None:
-    """Type-I error under decaying council-quarter correlation (300 null trials, fixed seed).
+    """Type-I error under decaying council-quarter correlation (200 null trials, fixed seed).
 
     With t(I - 2) tests the exchangeable ``nested`` GLMM rejects far too often (15.0% in a
     400-trial run of this scenario) and ``nested+decay`` holds 5% (5.25% in that run).  Bounds:
-    4 Monte-Carlo SEs around 5% (+-5.0 points at 300 trials) for ``nested+decay``; ``nested``
-    above 8%.  About 20-30 s on an idle 2-core machine.
+    4 Monte-Carlo SEs around 5% (+-6.2 points at 200 trials) for ``nested+decay``; ``nested``
+    above 8%.  About 15-25 s on an idle 2-core machine (45 s under a load average of 7).
     """
     rng = np.random.default_rng(20261201)
-    n = 300
+    n = 200
     rej = {"nested": 0, "nested+decay": 0}
     for _ in range(n):
         d = _null_council_panel(rng)
@@ -448,7 +448,7 @@ def test_extreme_data_give_a_flagged_fit_or_a_library_error(family: str, random:
     """No bare numpy/math exception or RuntimeWarning: a (flagged) fit or a DataError."""
     from steppedwedge.exceptions import SteppedWedgeError, SteppedWedgeWarning
 
-    for seed in (1, 2, 3):
+    for seed in (1, 3):
         d = _extreme_panel(seed, family)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
