@@ -92,6 +92,7 @@ def _check_rows(
 
 _FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial")
 _METHODS = ("reml", "ml", "laplace", "agq", "gee", "cluster-summary", "fixed-effects")
+_STAGGERED = ("efficient-staggered", "callaway-santanna", "sun-abraham", "imputation")
 
 
 def fit(
@@ -181,7 +182,10 @@ def fit(
         ``"fixed-effects"``: a GLM with cluster and period fixed effects and CR2
         cluster-robust errors with Satterthwaite df, as R clubSandwich
         (:func:`steppedwedge.models.fixed_effects.fit_fixed_effects`; ``effect`` may also be
-        ``"period-interaction"``).
+        ``"period-interaction"``).  Staggered-rollout estimators: ``"efficient-staggered"``,
+        ``"callaway-santanna"``, ``"sun-abraham"``, ``"imputation"``
+        (:func:`steppedwedge.models.staggered.fit_staggered`; options ``estimand``,
+        ``event_times``, ``beta``, ``n_permutations``, ``rng``, ...).
     dof : str or float, optional
         Denominator df rule.  Gaussian mixed models: ``"kenward-roger"`` (default for REML;
         the standard error is then the adjusted one, as pbkrtest ``vcovAdj``),
@@ -257,7 +261,7 @@ def fit(
     check_option("family", family, _FAMILIES)
     if method is None:
         method = "reml" if family == "gaussian" else "laplace"
-    check_option("method", method, _METHODS)
+    check_option("method", method, _METHODS + _STAGGERED)
     data = _ordered_periods(data, period, period_order, design, time, random, effect, options)
     common = dict(
         outcome=outcome,
@@ -268,6 +272,25 @@ def fit(
         missing=missing,
         design=design,
     )
+    if method in _STAGGERED:
+        from .staggered import fit_staggered
+
+        return fit_staggered(
+            data,
+            outcome=outcome,
+            cluster=cluster,
+            period=period,
+            treatment=treatment,
+            method=method,
+            family=family,
+            link=link,
+            exposure=exposure,
+            offset=offset,
+            trials=trials,
+            missing=missing,
+            design=design,
+            **options,
+        )
     if method == "gee":
         from .gee import fit_gee_frame
 
