@@ -468,3 +468,46 @@ def test_agq_with_decay_is_an_option_error() -> None:
 
     with pytest.raises(OptionError, match="random='nested\\+decay'"):
         fit_glmm(load("council_decay"), random="nested+decay", method="agq", **KW)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(time="linear"),
+        dict(effect="pte", exposure_time=3),
+        dict(dof="normal"),
+        dict(covariates="deprivation"),
+    ],
+    ids=["time-linear", "pte", "dof-normal", "covariate"],
+)
+def test_options_combine_with_decay(options: dict) -> None:
+    """Time, effect, df and covariate options work with decay (cell-level covariate)."""
+    d = load("council_decay")
+    d["deprivation"] = d["council"].str[2:].astype(int) % 5  # council-level, made up
+    res = fit_glmm(d, random="nested+decay", **KW, **options)
+    assert res.converged and np.isfinite(res.std_error) and res.std_error > 0
+    assert 0 < res.variance_components["decay"] < 1
+    if "dof" in options:
+        assert res.df == math.inf
+    if "effect" in options:
+        assert res.estimand == "PTE[3]"
+
+
+def test_binary_rows_with_an_individual_covariate_and_decay() -> None:
+    """Several likelihood units per cell (rows grouped by cell and covariate): z still one-hot."""
+    d = load("binary_decay")
+    d["older"] = (np.arange(len(d)) % 3 == 0).astype(int)
+    res = fit_glmm(
+        d,
+        outcome="y",
+        cluster="cluster",
+        period="period",
+        treatment="treatment",
+        family="binomial",
+        random="nested+decay",
+        covariates="older",
+    )
+    assert res.n_units > 12 * 8 and res.converged
+    ref = BY_NAME["bin_rows_nested_decay"]
+    # an unrelated covariate barely moves the fit
+    assert res.estimate == pytest.approx(ref["estimate"], abs=0.05)
