@@ -52,6 +52,7 @@ from .models.cluster_level import ClusterSummaryResult
 from .models.fixed_effects import FixedEffectsResult
 from .models.gee import GEEResult
 from .models.glmm import GLMMResult
+from .models.staggered import StaggeredResult
 from .power.simulation import (
     NullSimulationPlan,
     SimulatedPowerResult,
@@ -91,6 +92,7 @@ __all__ = [
     "SimulatedPowerResult",
     "SmallSampleWarning",
     "SolveError",
+    "StaggeredResult",
     "SteppedWedgeError",
     "SteppedWedgeWarning",
     "TrialData",

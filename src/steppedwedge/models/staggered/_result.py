@@ -61,6 +61,17 @@ class StaggeredResult(ResultMixin):
     cohorts : pandas.DataFrame
         One row per cohort: first treated period (label; None if never treated in the panel),
         number of clusters, role.
+    n_clusters, n_periods : int
+        Clusters and periods analysed.
+    outcome : str
+        The outcome column.
+    messages : tuple of str
+        Notes on the data (e.g. the last cohort serves only as a comparison).
+    effect_curve : pandas.DataFrame or None
+        Event-time fits: the event-time effects (``exposure_time, estimate, std_error,
+        df``) drawn by :meth:`plot`.
+    converged : bool
+        Always True (closed-form estimators).
 
     References
     ----------
@@ -129,8 +140,16 @@ class StaggeredResult(ResultMixin):
     def tidy(self, confidence_level: float = 0.95) -> pd.DataFrame:
         """Tabulate the headline estimand first, then the rows of :attr:`table`.
 
-        Columns: ``term, estimate, std_error, statistic, df, p_value, conf_low, conf_high,
-        std_error_neyman``.
+        Parameters
+        ----------
+        confidence_level : float
+            Coverage of ``conf_low``/``conf_high``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``term, estimate, std_error, statistic, df, p_value, conf_low,
+            conf_high, std_error_neyman`` (normal reference; design-based ``std_error``).
         """
         rows = [(self.estimand, self.estimate, self.std_error, self.std_error_neyman)]
         rows += list(
@@ -146,7 +165,13 @@ class StaggeredResult(ResultMixin):
         return pd.DataFrame(out, columns=[*TIDY_COLUMNS, "std_error_neyman"])
 
     def summary(self) -> Summary:
-        """Text/HTML/Markdown/LaTeX summary."""
+        """Summarise the fit: method, scale, estimand, randomisation test, cohorts, effects.
+
+        Returns
+        -------
+        Summary
+            Text/HTML/Markdown/LaTeX renderings.
+        """
         lo, hi = self.conf_int()
         header = [
             ("Method", _METHOD_LABEL[self.method]),
@@ -188,9 +213,18 @@ class StaggeredResult(ResultMixin):
         )
 
     def plot(self, ax: Any = None, *, confidence_level: float = 0.95) -> Any:
-        """Event-time effects against event time (event-time fits), else a forest plot.
+        """Plot event-time effects against event time (event-time fits), else a forest plot.
 
-        Returns the matplotlib Axes.
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on (a new figure when None).
+        confidence_level : float
+            Coverage of the intervals.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
         """
         from ...plotting.effects import plot_effects
 
