@@ -204,10 +204,9 @@ def _chol_inv_logdet(h: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _chol_inverse(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(H^-1, log|H|)`` from the batched lower Cholesky factors ``c`` of ``H``."""
-    h = c
-    q = h.shape[1]
+    q = c.shape[1]
     diag = np.diagonal(c, axis1=1, axis2=2)
-    cinv = np.zeros_like(h)
+    cinv = np.zeros_like(c)
     for i in range(q):
         row = -(c[:, i : i + 1, :i] @ cinv[:, :i, :])[:, 0, :]
         row[:, i] += 1.0
@@ -225,8 +224,10 @@ def _newton_step(
 ) -> tuple[np.ndarray | None, Any]:
     """Newton step ``H^-1 g`` for the modes and the factorisation it used (``None``: not PD).
 
-    Dense blocks: Cholesky and two vectorised triangular solves (the inverse is formed only
-    once the modes have converged); otherwise the inverse of :func:`_inv_logdet`.
+    Dense blocks: Cholesky (the positive-definiteness check and, later, the inverse), with
+    the step from one batched LAPACK solve for up to 100 blocks or two vectorised triangular
+    solves for more (the inverse is formed only once the modes have converged); otherwise
+    the inverse of :func:`_inv_logdet`.
     """
     if _dense(h, tail_start):
         try:
