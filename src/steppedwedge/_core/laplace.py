@@ -177,7 +177,7 @@ def _design_a(data: UnitData, sigma: np.ndarray) -> np.ndarray:
         s0, t = data.ar1
         lo = ar1_factor(np.tanh(sigma[..., data.n_comp]), t)
         a[:, :, s0 : s0 + t] = a[:, :, s0 : s0 + t] @ lo
-    return a
+    return np.asarray(a)
 
 
 def _pieces(
@@ -216,7 +216,9 @@ def _chol_inverse(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _dense(h: np.ndarray, tail_start: int | None) -> bool:
     """Whether the blocks are dense and large enough for the Cholesky path."""
-    return (tail_start is None or tail_start == 0 or tail_start >= h.shape[1]) and h.shape[1] >= 8
+    return bool(
+        (tail_start is None or tail_start == 0 or tail_start >= h.shape[1]) and h.shape[1] >= 8
+    )
 
 
 def _newton_step(

@@ -230,7 +230,8 @@ class GLMMResult(FitResult):
             "low_treated",
             "high_treated",
         ]
-        return pd.DataFrame(out)[cols]
+        table: pd.DataFrame = pd.DataFrame(out)[cols]
+        return table
 
     _rate_design: Any = field(default=None, repr=False)
 
@@ -1556,8 +1557,8 @@ def _variance_intervals(
     if core.hessian.shape[0] > p + n_var:  # NB log-size
         v = float(var[p + n_var])
         se = math.sqrt(v) if v > 0 else nan
-        k = _exp(core.alpha)
-        out["nb_size"] = (k, k * _exp(-z * se), k * _exp(z * se))
+        size = _exp(core.alpha)
+        out["nb_size"] = (size, size * _exp(-z * se), size * _exp(z * se))
     return out
 
 
