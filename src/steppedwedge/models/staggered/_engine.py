@@ -244,7 +244,8 @@ def _psd_pinv(a: FloatArray) -> FloatArray:
     """Moore-Penrose inverse of a symmetric PSD matrix (``MASS::ginv`` tolerance)."""
     w, v = np.linalg.eigh(a)
     keep = w > _GINV_TOL * max(float(w[-1]), 0.0)
-    return (v[:, keep] / w[keep]) @ v[:, keep].T
+    out: FloatArray = (v[:, keep] / w[keep]) @ v[:, keep].T
+    return out
 
 
 def _refinement(cs: CohortSummaries, a_theta: FloatArray) -> FloatArray:

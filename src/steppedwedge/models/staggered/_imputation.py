@@ -30,8 +30,10 @@ class ImputationFit:
     tau: np.ndarray
 
 
-def _two_way_solve(d0: np.ndarray, r_unit: np.ndarray, r_period: np.ndarray) -> tuple:
-    """Minimum-norm-free solve of the untreated-cell normal equations (``lambda_0 = 0``).
+def _two_way_solve(
+    d0: np.ndarray, r_unit: np.ndarray, r_period: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Solve the untreated-cell normal equations (``lambda_0 = 0``).
 
     ``d0`` (I, T) marks the untreated cells; ``r_unit`` (I,) and ``r_period`` (T,) are the
     right-hand sides ``Z_0' y`` split by unit and period.  Returns ``(alpha, lambda)``.
@@ -47,7 +49,9 @@ def _two_way_solve(d0: np.ndarray, r_unit: np.ndarray, r_period: np.ndarray) -> 
     return alpha, lam
 
 
-def imputation(y: np.ndarray, cohort: np.ndarray, weights_gt: np.ndarray, glist) -> ImputationFit:
+def imputation(
+    y: np.ndarray, cohort: np.ndarray, weights_gt: np.ndarray, glist: np.ndarray
+) -> ImputationFit:
     """Imputation estimate of ``sum_gt W[g, t] ATT(g, t)`` and its conservative SE.
 
     ``weights_gt`` (G, T) are the estimand's weights on the group-time effects (rows in the

@@ -162,7 +162,8 @@ class StaggeredResult(ResultMixin):
             stat = est / se if se > 0 else float("nan")
             lo, hi = t_interval(est, se, self.df, confidence_level)
             out.append((term, est, se, stat, self.df, t_pvalue(stat, self.df), lo, hi, se_n))
-        return pd.DataFrame(out, columns=[*TIDY_COLUMNS, "std_error_neyman"])
+        table: pd.DataFrame = pd.DataFrame(out, columns=[*TIDY_COLUMNS, "std_error_neyman"])
+        return table
 
     def summary(self) -> Summary:
         """Summarise the fit: method, scale, estimand, randomisation test, cohorts, effects.
@@ -241,7 +242,7 @@ def _curve(table: pd.DataFrame) -> pd.DataFrame | None:
     """Return the event-time rows as an ``effect_curve`` for :func:`plot_effects`."""
     if "event_time" not in table or table["event_time"].isna().any():
         return None
-    return pd.DataFrame(
+    curve: pd.DataFrame = pd.DataFrame(
         {
             "exposure_time": table["event_time"].to_numpy(dtype=float),
             "estimate": table["estimate"].to_numpy(dtype=float),
@@ -249,3 +250,4 @@ def _curve(table: pd.DataFrame) -> pd.DataFrame | None:
             "df": np.inf,
         }
     )
+    return curve

@@ -14,6 +14,7 @@ without exposure), and none reproduces the design-based (Roth & Sant'Anna) stand
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,7 +48,7 @@ def _lab(x: Any) -> str:
     return str(x.item() if isinstance(x, np.generic) else x)
 
 
-def _panel(td: TrialData, link: str, unbalanced: str) -> tuple[np.ndarray, np.ndarray, list]:
+def _panel(td: TrialData, link: str, unbalanced: str) -> tuple[np.ndarray, np.ndarray, list[Any]]:
     """Build the balanced cluster-by-period summaries, treatment matrix and kept clusters."""
     cells = td.cells()
     ci, pj, _, s, _ = _cell_summaries(td, link, "none")
@@ -89,11 +90,12 @@ def _cohorts(x: np.ndarray) -> np.ndarray:
     """First treated period index of each cluster (``T`` if never treated)."""
     n_t = x.shape[1]
     on = x.astype(bool)
-    return np.where(on.any(axis=1), on.argmax(axis=1), n_t)
+    out: np.ndarray = np.where(on.any(axis=1), on.argmax(axis=1), n_t)
+    return out
 
 
 def _check_cohorts(
-    cohort: np.ndarray, clusters: list, periods: pd.Index, method: str, control: str
+    cohort: np.ndarray, clusters: list[Any], periods: pd.Index, method: str, control: str
 ) -> list[str]:
     """Refuse rollouts the estimator cannot use; return notes on the cohorts."""
     n_t = len(periods)
@@ -147,7 +149,7 @@ def _many(
     y: np.ndarray,
     cohort: np.ndarray,
     chunk: int = 4096,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Any]]:
     """(estimates, SEs, Neyman SEs, betas) of several estimands (weights on ATT(g, t))."""
     if spec["method"] == "imputation":
         fits = [imputation(y, cohort, w, cs.g) for w in weights]
@@ -167,7 +169,7 @@ def _many(
         else:
             a_0 = np.broadcast_to(full, (len(cons), *full.shape))
         fit = eng.efficient(cs, a_theta, a_0, spec["beta"])
-        if fit.negative_variance:
+        if fit.negative_variance and not spec.get("quiet"):
             warn(
                 "The refined (design-based) variance estimate is negative; its standard "
                 "error is set to 0. Use std_error_neyman.",
@@ -179,7 +181,13 @@ def _many(
     return np.array(out[0]), np.array(out[1]), np.array(out[2]), out[3]
 
 
-def _one(cs, weights, spec, y, cohort) -> tuple[float, float, float, np.ndarray | None]:
+def _one(
+    cs: eng.CohortSummaries,
+    weights: np.ndarray,
+    spec: dict[str, Any],
+    y: np.ndarray,
+    cohort: np.ndarray,
+) -> tuple[float, float, float, np.ndarray | None]:
     """(estimate, SE, Neyman SE, beta) of one estimand."""
     est, se, se_n, b = _many(cs, [weights], spec, y, cohort)
     return float(est[0]), float(se[0]), float(se_n[0]), b[0]
@@ -363,7 +371,15 @@ def fit_staggered(
         return _fit_panel(td, link, unbalanced, method, estimand, event_times, spec_args)
 
 
-def _fit_panel(td, link, unbalanced, method, estimand, event_times, spec_args):
+def _fit_panel(
+    td: TrialData,
+    link: str,
+    unbalanced: str,
+    method: str,
+    estimand: str,
+    event_times: Sequence[int] | None,
+    spec_args: tuple[Any, ...],
+) -> StaggeredResult:
     """Everything after validation: the panel, cohorts, estimates and the result."""
     (control_group, base_period, beta, use_did_a0, n_permutations, rng, outcome) = spec_args
     y, x, clusters = _panel(td, link, unbalanced)
@@ -383,7 +399,7 @@ def _fit_panel(td, link, unbalanced, method, estimand, event_times, spec_args):
     head_w, rows = _estimands(cs, n_t, estimand, event_times, method, periods, base_period)
     est, se, se_n, b = _one(cs, head_w, spec, y, cohort)
     table = _table(cs, rows, spec, y, cohort)
-    fisher = (None, None)
+    fisher: tuple[float | None, float | None] = (None, None)
     if n_permutations:
         fisher = _fisher(cs, head_w, spec, y, cohort, est, se, se_n, int(n_permutations), rng)
     return StaggeredResult(
@@ -408,7 +424,9 @@ def _fit_panel(td, link, unbalanced, method, estimand, event_times, spec_args):
     )
 
 
-def _check_singletons(cs, clusters, cohort, periods, method) -> None:
+def _check_singletons(
+    cs: eng.CohortSummaries, clusters: list[Any], cohort: np.ndarray, periods: pd.Index, method: str
+) -> None:
     single = [int(g) for g, n in zip(cs.g, cs.n, strict=True) if n < 2]
     if not single:
         return
@@ -430,7 +448,15 @@ def _check_singletons(cs, clusters, cohort, periods, method) -> None:
     )
 
 
-def _estimands(cs, n_t, estimand, event_times, method, periods, base):
+def _estimands(
+    cs: eng.CohortSummaries,
+    n_t: int,
+    estimand: str,
+    event_times: Sequence[int] | None,
+    method: str,
+    periods: pd.Index,
+    base: str,
+) -> tuple[np.ndarray, list[tuple[str, np.ndarray, dict[str, Any]]]]:
     """Headline weights and the further rows ``(term, weights, extra columns)``."""
     rows: list[tuple[str, np.ndarray, dict[str, Any]]] = []
     if estimand == "event-time":
@@ -463,7 +489,9 @@ def _estimands(cs, n_t, estimand, event_times, method, periods, base):
     return head, rows
 
 
-def _aggregate_rows(cs, head, estimand, periods):
+def _aggregate_rows(
+    cs: eng.CohortSummaries, head: np.ndarray, estimand: str, periods: pd.Index
+) -> list[tuple[str, np.ndarray, dict[str, Any]]]:
     """List the parts of a cohort (``cohort[g]``) or calendar (``period[t]``) aggregate."""
     rows = []
     if estimand == "cohort":
@@ -476,11 +504,14 @@ def _aggregate_rows(cs, head, estimand, periods):
         for t in np.nonzero(head.any(axis=0))[0]:
             w = np.zeros_like(head)
             w[:, t] = head[:, t] / head[:, t].sum()
-            rows.append((f"period[{_lab(periods[t])}]", w, {"period": periods[t]}))
+            p = periods[int(t)]
+            rows.append((f"period[{_lab(p)}]", w, {"period": p}))
     return rows
 
 
-def _group_time_rows(cs, n_t, periods, method):
+def _group_time_rows(
+    cs: eng.CohortSummaries, n_t: int, periods: pd.Index, method: str
+) -> list[tuple[str, np.ndarray, dict[str, Any]]]:
     gmax = int(cs.g.max())
     rows = []
     for k, g in enumerate(cs.g):
@@ -499,35 +530,61 @@ def _group_time_rows(cs, n_t, periods, method):
     return rows
 
 
-def _table(cs, rows, spec, y, cohort) -> pd.DataFrame:
+def _table(
+    cs: eng.CohortSummaries,
+    rows: list[tuple[str, np.ndarray, dict[str, Any]]],
+    spec: dict[str, Any],
+    y: np.ndarray,
+    cohort: np.ndarray,
+) -> pd.DataFrame:
     est, se, se_n, _ = _many(cs, [r[1] for r in rows], spec, y, cohort)
     out = [
         {"term": term, **extra, "estimate": e, "std_error": s, "std_error_neyman": s_n}
         for (term, _, extra), e, s, s_n in zip(rows, est, se, se_n, strict=True)
     ]
     cols = ["term", "estimate", "std_error", "std_error_neyman"]
-    return pd.DataFrame(out) if out else pd.DataFrame(columns=cols)
+    table: pd.DataFrame = pd.DataFrame(out) if out else pd.DataFrame(columns=cols)
+    return table
 
 
-def _fisher(cs, w, spec, y, cohort, est, se, se_n, n_perm, rng):
+def _fisher(
+    cs: eng.CohortSummaries,
+    w: np.ndarray,
+    spec: dict[str, Any],
+    y: np.ndarray,
+    cohort: np.ndarray,
+    est: float,
+    se: float,
+    se_n: float,
+    n_perm: int,
+    rng: Any,
+) -> tuple[float, float]:
     """Randomisation p-values of ``|estimate / SE|`` (design-based and Neyman)."""
     gen = np.random.default_rng(rng)
-    t_obs = (abs(est / se) if se > 0 else abs(est), abs(est / se_n) if se_n > 0 else abs(est))
+    spec = {**spec, "quiet": True}  # a zero SE in a permutation is handled by _studentised
+    t_obs = np.array([_studentised(est, se), _studentised(est, se_n)])
     hits = np.zeros(2)
     for _ in range(n_perm):
         perm = gen.permutation(cohort)
         cs_p = eng.cohort_summaries(y, perm)
         e_p, s_p, sn_p, _ = _one(cs_p, w, spec, y, perm)
-        t_p = (abs(e_p / s_p) if se > 0 else abs(e_p), abs(e_p / sn_p) if se_n > 0 else abs(e_p))
-        hits += np.greater_equal(t_p, np.array(t_obs) - 1e-12 * np.abs(t_obs))
+        t_p = np.array([_studentised(e_p, s_p), _studentised(e_p, sn_p)])
+        hits += t_p >= t_obs * (1.0 - 1e-12)
     p = (1.0 + hits) / (1.0 + n_perm)
     return float(p[0]), float(p[1])
 
 
-def _cohort_table(cs, periods) -> pd.DataFrame:
+def _studentised(estimate: float, std_error: float) -> float:
+    """``|estimate| / std_error``; infinite for a zero standard error and non-zero estimate."""
+    if std_error > 0:
+        return abs(estimate) / std_error
+    return math.inf if estimate != 0 else 0.0
+
+
+def _cohort_table(cs: eng.CohortSummaries, periods: pd.Index) -> pd.DataFrame:
     n_t = len(periods)
     gmax = int(cs.g.max())
-    return pd.DataFrame(
+    table: pd.DataFrame = pd.DataFrame(
         {
             "start": [periods[int(g)] if g < n_t else None for g in cs.g],
             "clusters": cs.n.astype(int),
@@ -536,3 +593,4 @@ def _cohort_table(cs, periods) -> pd.DataFrame:
             ],
         }
     )
+    return table
