@@ -383,6 +383,14 @@ def test_option_errors():
         _fit(df, method="imputation", estimand="event-time", event_times=[-1, 0])
     with pytest.raises(OptionError, match="event_times"):
         _fit(df, method="imputation", event_times=[0])
+    with pytest.raises(OptionError, match="`random`"):
+        _fit(df, method="imputation", random="cluster")
+    text = df.assign(period="P" + (df["period"] * 5).astype(str))  # P0 P5 P10 ... sort wrongly
+    with pytest.raises(DataError, match="needs the order of the periods"):
+        _fit(text, method="callaway-santanna")
+    order = [f"P{5 * j}" for j in range(5)]
+    ok = _fit(text, method="callaway-santanna", period_order=order)
+    assert ok.estimate == pytest.approx(_fit(df, method="callaway-santanna").estimate)
     single = df[~df["uid"].isin([f"c{i}" for i in range(4, 24, 4)])]
     with pytest.raises(DataError, match="at least 2 clusters per cohort"):
         _fit(single, method="efficient-staggered")
@@ -444,3 +452,17 @@ def test_fisher_test_holds_size_with_4_clusters_per_cohort():
             res = _fit(_null_trial(rng, 4), method="callaway-santanna", n_permutations=49, rng=r)
             hits += res.fisher_pvalue <= 0.05
     assert 0.005 <= hits / 200 <= 0.08
+
+
+def test_individual_rows_are_reduced_to_cluster_period_means():
+    df = _toy()
+    rng = np.random.default_rng(4)
+    rows = pd.concat([df.assign(complaints=df["complaints"] + rng.normal(0, 1, len(df)))
+                      for _ in range(3)], ignore_index=True)  # fmt: skip
+    means = rows.groupby(["uid", "period"], as_index=False).agg(
+        trained=("trained", "first"), complaints=("complaints", "mean")
+    )
+    for m in ("efficient-staggered", "imputation"):
+        a, b = _fit(rows, method=m), _fit(means, method=m)
+        assert a.estimate == pytest.approx(b.estimate, rel=1e-12)
+        assert a.std_error == pytest.approx(b.std_error, rel=1e-12)

@@ -275,6 +275,21 @@ def fit(
     if method in _STAGGERED:
         from .staggered import fit_staggered
 
+        ignored = {
+            "individual": individual is None,
+            "covariates": covariates is None,
+            "random": random == "nested",
+            "time": time == "categorical",
+            "effect": effect == "immediate",
+            "dof": dof is None,
+            "vcov": vcov is None,
+        }
+        if not all(ignored.values()):
+            bad = ", ".join(f"`{k}`" for k, ok in ignored.items() if not ok)
+            raise OptionError(
+                f"{bad} do(es) not apply to method={method!r} (a design-based estimator on "
+                "cluster-period summaries); use `estimand=` / `event_times=` instead."
+            )
         return fit_staggered(
             data,
             outcome=outcome,

@@ -365,6 +365,7 @@ def fit_staggered(
         design=design,
         period_order=period_order,
     )
+    td.require_period_order(f"method={method!r}")
     spec_args = (control_group, base_period, beta, use_did_a0, n_permutations, rng, outcome)
     # small dense algebra in loops: multi-threaded BLAS only oversubscribes the cores
     with _single_threaded_blas():
