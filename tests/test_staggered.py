@@ -247,6 +247,16 @@ def test_mpdta_group_time_effects(mpdta):
         assert got[k] == pytest.approx(v, abs=5e-5), k
 
 
+def test_mpdta_sun_abraham_is_never_treated_did(mpdta):
+    # with never-treated counties the last "cohort" is them: the post-period effects of
+    # Sun-Abraham and Callaway-Sant'Anna (never-treated) are the same contrasts
+    sa = sw.fit(mpdta, outcome="lemp", cluster="countyreal", period="year", treatment="treated",
+                method="sun-abraham")  # fmt: skip
+    cs = _mp(mpdta)
+    assert sa.estimate == pytest.approx(cs.estimate, rel=1e-12)
+    assert sa.std_error == pytest.approx(cs.std_error, rel=1e-12)
+
+
 def test_mpdta_aggregations(mpdta):
     grp = _mp(mpdta, estimand="cohort")
     assert grp.estimate == pytest.approx(-0.031, abs=5e-4)  # printed to 3 decimals

@@ -231,7 +231,8 @@ def fit_staggered(
         ``"efficient-staggered"``: Roth & Sant'Anna (2023), as R ``staggered::staggered``;
         ``"callaway-santanna"``: ``beta = 1`` with not-yet-treated (or never-treated)
         comparisons, as ``staggered_cs`` and ``did::att_gt``; ``"sun-abraham"``: ``beta = 1``
-        with the last-treated cohort as the only comparison, as ``staggered_sa``;
+        with the last-treated cohort (the never-treated clusters, if any) as the only
+        comparison, as ``staggered_sa``;
         ``"imputation"``: Borusyak, Jaravel & Spiess (2024).
     estimand : {"simple", "cohort", "calendar", "event-time"}
         Aggregation of the group-time effects ``ATT(g, t)`` (Roth & Sant'Anna section 2.3):
