@@ -476,3 +476,13 @@ def test_individual_rows_are_reduced_to_cluster_period_means():
         a, b = _fit(rows, method=m), _fit(means, method=m)
         assert a.estimate == pytest.approx(b.estimate, rel=1e-12)
         assert a.std_error == pytest.approx(b.std_error, rel=1e-12)
+
+
+@pytest.mark.parametrize("key", ["efficient", "cs"])
+def test_event_study_joint_covariance_matches_staggered(small, key):
+    want = json.loads((REF / "vcv_reference.json").read_text())[key]
+    r = _fit(small, method=_METHOD[key], estimand="event-time", event_times=range(4),
+             base_period="universal")  # fmt: skip
+    np.testing.assert_allclose(r.table["estimate"], want["estimate"], rtol=RTOL)
+    np.testing.assert_allclose(r.vcov_event_time, want["vcv"], rtol=RTOL, atol=1e-14)
+    np.testing.assert_allclose(r.vcov_event_time_neyman, want["vcv_neyman"], rtol=RTOL)

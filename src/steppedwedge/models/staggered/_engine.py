@@ -275,3 +275,34 @@ def _refinement(cs: CohortSummaries, a_theta: FloatArray) -> FloatArray:
         msm /= len(keep)
         out[rows] = np.einsum("rm,mn,rn->r", b, msm, b) / cs.n.sum()
     return out
+
+
+def joint_vcov(
+    cs: CohortSummaries, a_theta: FloatArray, a_0: FloatArray, beta: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Joint design-based and Neyman covariance of ``R`` estimators (e.g. an event study).
+
+    ``beta`` (R, K) are the rows' own ``beta``.  The refinement uses one ``g_min`` for all
+    rows (the earliest), as ``staggered(..., return_full_vcv = TRUE)``; a negative variance
+    sets its rows and columns to zero there too.
+    """
+    c = a_theta - np.einsum("rk,rkgt->rgt", beta, a_0)
+    inv_n = 1.0 / cs.n
+    vcv_n = sum(inv_n[j] * c[:, j, :] @ s_j @ c[:, j, :].T for j, s_j in enumerate(cs.s))
+    vcv_n = np.asarray(vcv_n, dtype=float)
+    nonzero = np.abs(a_theta).max(axis=2).max(axis=0) > 0
+    g_min = int(cs.g[int(nonzero.argmax())]) if nonzero.any() else int(cs.g[0])
+    m = min(g_min, a_theta.shape[2])
+    vcv = vcv_n.copy()
+    if m > 0:
+        keep = np.nonzero(cs.g >= g_min)[0]
+        b = np.zeros((a_theta.shape[0], m))
+        msm = np.zeros((m, m))
+        for j in keep:
+            pre = cs.s[j, :m, :m]
+            b += a_theta[:, j, :] @ (_psd_pinv(pre) @ cs.s[j, :m, :]).T
+            msm += pre
+        vcv -= b @ (msm / len(keep)) @ b.T / cs.n.sum()
+    neg = np.diag(vcv) < 0
+    vcv[np.ix_(neg, neg)] = 0.0
+    return vcv, vcv_n

@@ -72,6 +72,11 @@ class StaggeredResult(ResultMixin):
         df``) drawn by :meth:`plot`.
     converged : bool
         Always True (closed-form estimators).
+    vcov_event_time, vcov_event_time_neyman : pandas.DataFrame or None
+        Event-time fits (not imputation): the joint design-based and Neyman covariance of
+        the event-time estimates, as ``staggered(..., return_full_vcv = TRUE)`` (for a joint
+        test of the pre-treatment placebos; the design-based one uses one ``g_min`` for all
+        rows, so its diagonal can differ slightly from ``std_error**2``).
 
     References
     ----------
@@ -111,6 +116,8 @@ class StaggeredResult(ResultMixin):
     messages: tuple[str, ...] = ()
     effect_curve: pd.DataFrame | None = field(default=None, repr=False)
     converged: bool = True
+    vcov_event_time: pd.DataFrame | None = field(default=None, repr=False)
+    vcov_event_time_neyman: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def statistic(self) -> float:

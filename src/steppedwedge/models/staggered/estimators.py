@@ -181,6 +181,31 @@ def _many(
     return np.array(out[0]), np.array(out[1]), np.array(out[2]), out[3]
 
 
+def _event_vcov(
+    cs: eng.CohortSummaries,
+    rows: list[tuple[str, np.ndarray, dict[str, Any]]],
+    spec: dict[str, Any],
+    betas: list[Any],
+) -> tuple[pd.DataFrame, pd.DataFrame] | tuple[None, None]:
+    """Joint (design-based, Neyman) covariance of the event-time rows (not for imputation)."""
+    if spec["method"] == "imputation" or not rows:
+        return None, None
+    n_t = cs.ybar.shape[1]
+    cons = [eng.contrast_for(cs.g, cs.n, w, spec["rule"], spec["base"]) for _, w, _ in rows]
+    a_theta = np.stack([c.a_theta for c in cons])
+    if spec["use_did_a0"]:
+        a_0 = np.stack([c.a_0 for c in cons])
+    else:
+        full = eng.full_a0(cs.g, n_t)
+        a_0 = np.broadcast_to(full, (len(cons), *full.shape))
+    vcv, vcv_n = eng.joint_vcov(cs, a_theta, a_0, np.array(betas, dtype=float))
+    names = [r[0] for r in rows]
+    return (
+        pd.DataFrame(vcv, index=names, columns=names),
+        pd.DataFrame(vcv_n, index=names, columns=names),
+    )
+
+
 def _one(
     cs: eng.CohortSummaries,
     weights: np.ndarray,
@@ -400,7 +425,10 @@ def _fit_panel(
     )
     head_w, rows = _estimands(cs, n_t, estimand, event_times, method, periods, base_period)
     est, se, se_n, b = _one(cs, head_w, spec, y, cohort)
-    table = _table(cs, rows, spec, y, cohort)
+    table, betas = _table(cs, rows, spec, y, cohort)
+    vcv: tuple[pd.DataFrame | None, pd.DataFrame | None] = (None, None)
+    if estimand == "event-time":
+        vcv = _event_vcov(cs, rows, spec, betas)
     fisher: tuple[float | None, float | None] = (None, None)
     if n_permutations:
         fisher = _fisher(cs, head_w, spec, y, cohort, est, se, se_n, int(n_permutations), rng)
@@ -423,6 +451,8 @@ def _fit_panel(
         n_permutations=int(n_permutations),
         messages=tuple(notes),
         effect_curve=_curve(table) if estimand == "event-time" else None,
+        vcov_event_time=vcv[0],
+        vcov_event_time_neyman=vcv[1],
     )
 
 
@@ -538,15 +568,15 @@ def _table(
     spec: dict[str, Any],
     y: np.ndarray,
     cohort: np.ndarray,
-) -> pd.DataFrame:
-    est, se, se_n, _ = _many(cs, [r[1] for r in rows], spec, y, cohort)
+) -> tuple[pd.DataFrame, list[Any]]:
+    est, se, se_n, betas = _many(cs, [r[1] for r in rows], spec, y, cohort)
     out = [
         {"term": term, **extra, "estimate": e, "std_error": s, "std_error_neyman": s_n}
         for (term, _, extra), e, s, s_n in zip(rows, est, se, se_n, strict=True)
     ]
     cols = ["term", "estimate", "std_error", "std_error_neyman"]
     table: pd.DataFrame = pd.DataFrame(out) if out else pd.DataFrame(columns=cols)
-    return table
+    return table, betas
 
 
 def _fisher(
