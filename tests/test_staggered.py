@@ -486,3 +486,21 @@ def test_event_study_joint_covariance_matches_staggered(small, key):
     np.testing.assert_allclose(r.table["estimate"], want["estimate"], rtol=RTOL)
     np.testing.assert_allclose(r.vcov_event_time, want["vcv"], rtol=RTOL, atol=1e-14)
     np.testing.assert_allclose(r.vcov_event_time_neyman, want["vcv_neyman"], rtol=RTOL)
+
+
+def test_binary_rows_use_proportions_or_empirical_log_odds():
+    df = _toy()
+    rng = np.random.default_rng(8)
+    rows = pd.concat([df.assign(complaints=rng.random(len(df)) < 0.3 + 0.1 * df["trained"])
+                      for _ in range(20)], ignore_index=True)  # fmt: skip
+    rows["complaints"] = rows["complaints"].astype(int)
+    cells = rows.groupby(["uid", "period"], as_index=False).agg(
+        trained=("trained", "first"), y=("complaints", "sum"), n=("complaints", "size")
+    )
+    for link, value in [
+        ("identity", cells["y"] / cells["n"]),
+        ("logit", np.log((cells["y"] + 0.5) / (cells["n"] - cells["y"] + 0.5))),
+    ]:
+        r = _fit(rows, method="callaway-santanna", family="binomial", link=link)
+        g = _fit(cells.assign(complaints=value), method="callaway-santanna")
+        assert r.estimate == pytest.approx(g.estimate, rel=1e-12) and r.link == link
