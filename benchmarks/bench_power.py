@@ -68,13 +68,26 @@ def time_councils() -> None:
 
 def time_grid() -> None:
     d = Design.stepped_wedge(5, 4)
-    power_grid(d, effect=0.2, icc=np.linspace(0.001, 0.3, 1000)[:, None],
-               cac=np.linspace(0, 1, 100)[None, :], cluster_size=20)
+    power_grid(
+        d,
+        effect=0.2,
+        icc=np.linspace(0.001, 0.3, 1000)[:, None],
+        cac=np.linspace(0, 1, 100)[None, :],
+        cluster_size=20,
+    )
 
 
 def time_search() -> None:
-    search_designs(n_clusters=40, n_periods=9, effect=0.2, variance=VC, cluster_size=20,
-                   include_parallel=True, max_candidates=10_000, rng=1)
+    search_designs(
+        n_clusters=40,
+        n_periods=9,
+        effect=0.2,
+        variance=VC,
+        cluster_size=20,
+        include_parallel=True,
+        max_candidates=10_000,
+        rng=1,
+    )
 
 
 def main() -> None:
@@ -83,29 +96,60 @@ def main() -> None:
     dense = _best_of(lambda: _dense_variance(d, sizes), repeat=2)
     v_ours = power(d, effect=0.1, variance=VC, cluster_size=sizes).variance
     assert abs(v_ours / _dense_variance(d, sizes) - 1) < 1e-8
-    print(f"152 x 9 power evaluation: {1e3 * ours:.2f} ms (target <= 20 ms); dense GLS "
-          f"{1e3 * dense:.1f} ms; ratio {dense / ours:.0f}x")
+    print(
+        f"152 x 9 power evaluation: {1e3 * ours:.2f} ms (target <= 20 ms); dense GLS "
+        f"{1e3 * dense:.1f} ms; ratio {dense / ours:.0f}x"
+    )
 
     n_scen = 100_000
     grid_t = _best_of(time_grid)
     std = Design.stepped_wedge(5, 4)
     loop_n = 200
-    loop_t = _best_of(lambda: [power(std, effect=0.2, variance=VarianceComponents
-                                     .from_correlations(0.001 + 0.3 * k / loop_n),
-                                     cluster_size=20) for k in range(loop_n)], repeat=1)
+    loop_t = _best_of(
+        lambda: [
+            power(
+                std,
+                effect=0.2,
+                variance=VarianceComponents.from_correlations(0.001 + 0.3 * k / loop_n),
+                cluster_size=20,
+            )
+            for k in range(loop_n)
+        ],
+        repeat=1,
+    )
     rate = n_scen / grid_t
-    print(f"power_grid: {rate:,.0f} scenarios/s (target >= 100,000); loop over power(): "
-          f"{loop_n / loop_t:,.0f}/s; ratio {rate / (loop_n / loop_t):.0f}x")
+    print(
+        f"power_grid: {rate:,.0f} scenarios/s (target >= 100,000); loop over power(): "
+        f"{loop_n / loop_t:,.0f}/s; ratio {rate / (loop_n / loop_t):.0f}x"
+    )
 
     search_t = _best_of(time_search, repeat=1)
-    res = search_designs(n_clusters=40, n_periods=9, effect=0.2, variance=VC, cluster_size=20,
-                         include_parallel=True, max_candidates=10_000, rng=1)
+    res = search_designs(
+        n_clusters=40,
+        n_periods=9,
+        effect=0.2,
+        variance=VC,
+        cluster_size=20,
+        include_parallel=True,
+        max_candidates=10_000,
+        rng=1,
+    )
     sample = 50
-    one_t = _best_of(lambda: [power(res.design(k), effect=0.2, variance=VC, cluster_size=20)
-                              for k in range(sample)], repeat=1) / sample
-    print(f"design search: {res.n_evaluated} candidates in {search_t:.2f} s (target <= 10 s); "
-          f"loop over power() would take {one_t * res.n_evaluated:.1f} s; ratio "
-          f"{one_t * res.n_evaluated / search_t:.0f}x")
+    one_t = (
+        _best_of(
+            lambda: [
+                power(res.design(k), effect=0.2, variance=VC, cluster_size=20)
+                for k in range(sample)
+            ],
+            repeat=1,
+        )
+        / sample
+    )
+    print(
+        f"design search: {res.n_evaluated} candidates in {search_t:.2f} s (target <= 10 s); "
+        f"loop over power() would take {one_t * res.n_evaluated:.1f} s; ratio "
+        f"{one_t * res.n_evaluated / search_t:.0f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,17 @@ def test_design_from_start_dates_csv(tmp_path: Path, capsys: pytest.CaptureFixtu
     ).to_csv(csv, index=False)
     png, out_csv = tmp_path / "d.png", tmp_path / "d.csv"
     code = main(
-        ["design", "--start-dates", str(csv), "--periods", "2023Q1/2023Q4",
-         "--plot", str(png), "--csv", str(out_csv)]
+        [
+            "design",
+            "--start-dates",
+            str(csv),
+            "--periods",
+            "2023Q1/2023Q4",
+            "--plot",
+            str(png),
+            "--csv",
+            str(out_csv),
+        ]
     )
     assert code == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -59,8 +68,21 @@ def test_randomise_writes_a_reproducible_record(tmp_path: Path) -> None:
     for k in range(2):
         out = tmp_path / f"alloc{k}.json"
         code = main(
-            ["randomise", "--clusters", str(csv), "--cluster-column", "council", "--waves", "7",
-             "--strata", "region", "--seed", "7", "-o", str(out)]
+            [
+                "randomise",
+                "--clusters",
+                str(csv),
+                "--cluster-column",
+                "council",
+                "--waves",
+                "7",
+                "--strata",
+                "region",
+                "--seed",
+                "7",
+                "-o",
+                str(out),
+            ]
         )
         assert code == 0
         outs.append(json.loads(out.read_text()))

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
+from tests._tolerances import EXACT
 
 import steppedwedge as sw
 from steppedwedge.models.fixed_effects import fit_fixed_effects
-from tests._tolerances import EXACT
 
 
 @pytest.fixture
@@ -28,8 +28,9 @@ def binary_trial() -> pd.DataFrame:
 
 
 def test_fixed_effects_route_equals_direct_call(binary_trial: pd.DataFrame) -> None:
-    kw = dict(outcome="y", cluster="cluster", period="period", treatment="treated",
-              covariates="age")
+    kw = dict(
+        outcome="y", cluster="cluster", period="period", treatment="treated", covariates="age"
+    )
     routed = sw.fit(binary_trial, family="binomial", method="fixed-effects", **kw)
     direct = fit_fixed_effects(binary_trial, family="binomial", **kw)
     assert isinstance(routed, sw.FixedEffectsResult)
@@ -42,11 +43,25 @@ def test_fixed_effects_route_equals_direct_call(binary_trial: pd.DataFrame) -> N
 
 def test_fixed_effects_route_rejects_trials(binary_trial: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match="trials"):
-        sw.fit(binary_trial, outcome="y", cluster="cluster", period="period",
-               treatment="treated", family="binomial", method="fixed-effects", trials="n")
+        sw.fit(
+            binary_trial,
+            outcome="y",
+            cluster="cluster",
+            period="period",
+            treatment="treated",
+            family="binomial",
+            method="fixed-effects",
+            trials="n",
+        )
 
 
 def test_unknown_method_lists_choices(binary_trial: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match="fixed-effects"):
-        sw.fit(binary_trial, outcome="y", cluster="cluster", period="period",
-               treatment="treated", method="bayes")
+        sw.fit(
+            binary_trial,
+            outcome="y",
+            cluster="cluster",
+            period="period",
+            treatment="treated",
+            method="bayes",
+        )

@@ -21,8 +21,13 @@ from steppedwedge.models.gee import GEEResult, fit_gee
 # --------------------------------------------------------------------------------------
 
 
-def _sw_rows(rng: np.random.Generator, I: int = 9, T: int = 4, binary: bool = False,  # noqa: E741
-             missing_cell: bool = True) -> pd.DataFrame:
+def _sw_rows(
+    rng: np.random.Generator,
+    I: int = 9,  # noqa: E741
+    T: int = 4,
+    binary: bool = False,
+    missing_cell: bool = True,
+) -> pd.DataFrame:
     rows = []
     for i in range(I):
         a = rng.normal(0, 0.4)
@@ -49,15 +54,22 @@ def _units_rows(df: pd.DataFrame, T: int, with_age: bool = True) -> G.GEEUnits:
     if with_age:
         cols.append(df["age"].to_numpy(float))
     return G.GEEUnits(
-        cluster=df["cluster"].to_numpy(np.int64), period=df["period"].to_numpy(np.int64),
-        X=np.column_stack(cols), w=np.ones(len(df)), ysum=df["y"].to_numpy(float),
-        yss=np.zeros(len(df)), offset=np.zeros(len(df)), n_clusters=int(df["cluster"].max()) + 1,
-        n_periods=T, times=np.arange(T, dtype=float),
+        cluster=df["cluster"].to_numpy(np.int64),
+        period=df["period"].to_numpy(np.int64),
+        X=np.column_stack(cols),
+        w=np.ones(len(df)),
+        ysum=df["y"].to_numpy(float),
+        yss=np.zeros(len(df)),
+        offset=np.zeros(len(df)),
+        n_clusters=int(df["cluster"].max()) + 1,
+        n_periods=T,
+        times=np.arange(T, dtype=float),
     )
 
 
-def _dense(units: G.GEEUnits, fam: G.LinkFunctions, beta: np.ndarray, corstr: str,
-           params: np.ndarray):
+def _dense(
+    units: G.GEEUnits, fam: G.LinkFunctions, beta: np.ndarray, corstr: str, params: np.ndarray
+):
     """Per-cluster n_i x n_i matrices, straight from the definitions (rows with w = 1)."""
     eta = units.X @ beta + units.offset
     mu, dmu, v = fam.linkinv(eta), fam.mu_eta(eta), fam.variance(fam.linkinv(eta))
@@ -82,8 +94,12 @@ def _dense(units: G.GEEUnits, fam: G.LinkFunctions, beta: np.ndarray, corstr: st
 
 @pytest.mark.parametrize(
     "corstr,params",
-    [("exchangeable", [0.2]), ("nested-exchangeable", [0.3, 0.1]), ("decay", [0.35, 0.6]),
-     ("independence", [])],
+    [
+        ("exchangeable", [0.2]),
+        ("nested-exchangeable", [0.3, 0.1]),
+        ("decay", [0.35, 0.6]),
+        ("independence", []),
+    ],
 )
 @pytest.mark.parametrize("binary", [False, True])
 def test_woodbury_pieces_equal_dense(rng, corstr, params, binary) -> None:
@@ -106,12 +122,18 @@ def test_cells_as_units_equal_rows(rng) -> None:
     agg = g.agg(n=("y", "size"), s=("y", "sum"), x=("treatment", "first")).reset_index()
     ss = g["y"].apply(lambda y: float(((y - y.mean()) ** 2).sum())).to_numpy()
     cells = G.GEEUnits(
-        cluster=agg["cluster"].to_numpy(np.int64), period=agg["period"].to_numpy(np.int64),
+        cluster=agg["cluster"].to_numpy(np.int64),
+        period=agg["period"].to_numpy(np.int64),
         X=np.column_stack(
             [(agg["period"] == t).to_numpy(float) for t in range(T)] + [agg["x"].to_numpy(float)]
         ),
-        w=agg["n"].to_numpy(float), ysum=agg["s"].to_numpy(float), yss=ss,
-        offset=np.zeros(len(agg)), n_clusters=rows.n_clusters, n_periods=T, times=rows.times,
+        w=agg["n"].to_numpy(float),
+        ysum=agg["s"].to_numpy(float),
+        yss=ss,
+        offset=np.zeros(len(agg)),
+        n_clusters=rows.n_clusters,
+        n_periods=T,
+        times=rows.times,
     )
     fam = G.link_functions("binomial", "logit")
     a = G.fit_gee_core(rows, fam, "nested-exchangeable", beta0=np.zeros(5))
@@ -170,8 +192,14 @@ def test_bias_corrected_scale_equals_dense(rng) -> None:
     df = _sw_rows(rng)
     units = _units_rows(df, 4)
     fam = G.link_functions("gaussian", "identity")
-    core = G.fit_gee_core(units, fam, "exchangeable", beta0=np.zeros(units.X.shape[1]),
-                          params=np.array([0.15]), scale_method="bias-corrected")
+    core = G.fit_gee_core(
+        units,
+        fam,
+        "exchangeable",
+        beta0=np.zeros(units.X.shape[1]),
+        params=np.array([0.15]),
+        scale_method="bias-corrected",
+    )
     parts = _dense(units, fam, core.beta, "exchangeable", np.array([0.15]))
     Oi = np.linalg.inv(sum(D.T @ Vi @ D for D, Vi, _ in parts))
     total = sum(e @ np.linalg.solve(np.eye(len(e)) - D @ Oi @ D.T @ Vi, e) for D, Vi, e in parts)
@@ -193,7 +221,8 @@ def test_moment_estimators_brute_force(rng) -> None:
         for a in range(len(ix)):
             for b in range(a + 1, len(ix)):
                 (same if units.period[ix[a]] == units.period[ix[b]] else diff).append(
-                    r[ix[a]] * r[ix[b]] / phi)
+                    r[ix[a]] * r[ix[b]] / phi
+                )
     np.testing.assert_allclose(core.phi, phi, **LINALG)
     np.testing.assert_allclose(core.params, [np.mean(same), np.mean(diff)], **LINALG)
 
@@ -204,8 +233,9 @@ def test_moment_estimators_brute_force(rng) -> None:
 
 
 def _td(df: pd.DataFrame, **kw) -> TrialData:
-    return TrialData.from_frame(df, outcome="y", cluster="cluster", period="period",
-                                treatment="treatment", **kw)
+    return TrialData.from_frame(
+        df, outcome="y", cluster="cluster", period="period", treatment="treatment", **kw
+    )
 
 
 @pytest.fixture
@@ -235,8 +265,15 @@ def test_offset_with_nan() -> None:
         _td(df, family="poisson", offset="off")
 
 
-@pytest.mark.parametrize("family,link", [("gaussian", "logit"), ("poisson", "logit"),
-                                         ("negative_binomial", "identity"), ("binomial", "probit")])
+@pytest.mark.parametrize(
+    "family,link",
+    [
+        ("gaussian", "logit"),
+        ("poisson", "logit"),
+        ("negative_binomial", "identity"),
+        ("binomial", "probit"),
+    ],
+)
 def test_family_link_nonsense(gaussian_df, family, link) -> None:
     td = _td(gaussian_df.assign(y=(gaussian_df["y"] > 0).astype(int)))
     with pytest.raises(ValueError, match="`link` must be one of"):
@@ -293,15 +330,25 @@ def test_result_protocol(gaussian_df) -> None:
     res = fit_gee(_td(df, family="binomial"), corstr="nested-exchangeable", vcov="kc")
     assert isinstance(res, GEEResult)
     tidy = res.tidy()
-    assert list(tidy.columns) == ["term", "estimate", "std_error", "statistic", "df",
-                                  "p_value", "conf_low", "conf_high"]
+    assert list(tidy.columns) == [
+        "term",
+        "estimate",
+        "std_error",
+        "statistic",
+        "df",
+        "p_value",
+        "conf_low",
+        "conf_high",
+    ]
     row = tidy.set_index("term").loc["treatment"]
     np.testing.assert_allclose(row["estimate"], res.estimate, **EXACT)
     lo, hi = res.conf_int(0.9)
     from scipy import stats
+
     q = stats.t.ppf(0.95, res.df)
-    np.testing.assert_allclose([lo, hi], [res.estimate - q * res.std_error,
-                                          res.estimate + q * res.std_error], **EXACT)
+    np.testing.assert_allclose(
+        [lo, hi], [res.estimate - q * res.std_error, res.estimate + q * res.std_error], **EXACT
+    )
     np.testing.assert_allclose(res.pvalue, 2 * stats.t.sf(abs(res.statistic), res.df), **EXACT)
     ex = res.tidy(exponentiate=True).set_index("term").loc["treatment"]
     np.testing.assert_allclose(ex["estimate"], np.exp(res.estimate), **EXACT)
@@ -312,8 +359,15 @@ def test_result_protocol(gaussian_df) -> None:
     assert res.df == res.n_clusters - len(res.params)
     assert np.isinf(fit_gee(_td(df, family="binomial"), dof="normal").df)
     s = res.summary()
-    for text in (s.as_text(), s.as_markdown(), s.as_html(), s.as_latex(), str(res),
-                 res._repr_html_(), repr(res)):
+    for text in (
+        s.as_text(),
+        s.as_markdown(),
+        s.as_html(),
+        s.as_latex(),
+        str(res),
+        res._repr_html_(),
+        repr(res),
+    ):
         assert "treatment" in text
     ax = res.plot()
     assert ax.get_xlabel().startswith("estimate")
@@ -339,24 +393,39 @@ from steppedwedge.models.gee import fit_gee_frame  # noqa: E402
 
 
 def test_frame_entry_equals_trialdata_fit(gaussian_df) -> None:
-    a = fit_gee_frame(gaussian_df, outcome="y", cluster="cluster", period="period",
-                      treatment="treatment", random="cluster", vcov="kc")
+    a = fit_gee_frame(
+        gaussian_df,
+        outcome="y",
+        cluster="cluster",
+        period="period",
+        treatment="treatment",
+        random="cluster",
+        vcov="kc",
+    )
     b = fit_gee(_td(gaussian_df), corstr="exchangeable", vcov="kc")
     assert a.corstr == "exchangeable"
     np.testing.assert_allclose(a.params, b.params, **EXACT)
     np.testing.assert_allclose(a.std_error, b.std_error, **EXACT)
-    c = fit_gee_frame(gaussian_df, outcome="y", cluster="cluster", period="period",
-                      treatment="treatment")
+    c = fit_gee_frame(
+        gaussian_df, outcome="y", cluster="cluster", period="period", treatment="treatment"
+    )
     assert c.corstr == "nested-exchangeable" and c.vcov == "md"
 
 
 def test_frame_entry_covariate_formula(gaussian_df) -> None:
     df = gaussian_df.assign(sex=np.where(np.arange(len(gaussian_df)) % 3 == 0, "f", "m"))
-    res = fit_gee_frame(df, outcome="y", cluster="cluster", period="period",
-                        treatment="treatment", covariates="age + C(sex)")
+    res = fit_gee_frame(
+        df,
+        outcome="y",
+        cluster="cluster",
+        period="period",
+        treatment="treatment",
+        covariates="age + C(sex)",
+    )
     df2 = df.assign(m=(df["sex"] == "m").astype(float))
-    ref = fit_gee(_td(df2, covariates=["age", "m"]), corstr="nested-exchangeable",
-                  covariates=["m", "age"])
+    ref = fit_gee(
+        _td(df2, covariates=["age", "m"]), corstr="nested-exchangeable", covariates=["m", "age"]
+    )
     np.testing.assert_allclose(res.estimate, ref.estimate, **LINALG)
     np.testing.assert_allclose(res.std_error, ref.std_error, **LINALG)
 
@@ -365,8 +434,7 @@ def test_frame_entry_counts_map_to_single_observation_structures() -> None:
     rng = np.random.default_rng(3)
     rows = [(i, t, int(t > i % 3), 1000, rng.poisson(20)) for i in range(10) for t in range(4)]
     df = pd.DataFrame(rows, columns=["c", "t", "x", "pop", "y"])
-    kw = dict(outcome="y", cluster="c", period="t", treatment="x", family="poisson",
-              exposure="pop")
+    kw = dict(outcome="y", cluster="c", period="t", treatment="x", family="poisson", exposure="pop")
     assert fit_gee_frame(df, **kw).corstr == "exchangeable"
     assert fit_gee_frame(df, random="decay", **kw).corstr == "ar1"
     with pytest.raises(ValueError, match="no GEE working-correlation analogue"):
@@ -393,9 +461,7 @@ def _cohort_rows(rng: np.random.Generator, I: int = 8, T: int = 4) -> pd.DataFra
 def test_block_pieces_equal_dense(rng) -> None:
     df = _cohort_rows(rng).sort_values("cluster", kind="stable")
     units = _units_rows(df.assign(age=0.0), 4, with_age=False)
-    units = dataclasses.replace(
-        units, individual=pd.factorize(df["person"])[0].astype(np.int64)
-    )
+    units = dataclasses.replace(units, individual=pd.factorize(df["person"])[0].astype(np.int64))
     fam = G.link_functions("gaussian", "identity")
     beta = rng.normal(0, 0.3, units.X.shape[1])
     a0, a1, a2 = 0.2, 0.1, 0.45
@@ -418,8 +484,14 @@ def test_block_exchangeable_needs_individual(gaussian_df) -> None:
 
 def test_frame_entry_cohort_uses_block_exchangeable(rng) -> None:
     df = _cohort_rows(rng, I=12)
-    res = fit_gee_frame(df, outcome="y", cluster="cluster", period="period",
-                        treatment="treatment", individual="person")
+    res = fit_gee_frame(
+        df,
+        outcome="y",
+        cluster="cluster",
+        period="period",
+        treatment="treatment",
+        individual="person",
+    )
     assert res.corstr == "block-exchangeable"
     assert set(res.correlation) == {"alpha0", "alpha1", "alpha2"}
 
@@ -429,8 +501,14 @@ def test_maee_symmetric_equals_dense(rng) -> None:
     df = _sw_rows(rng)
     units = _units_rows(df, 4)
     fam = G.link_functions("gaussian", "identity")
-    core = G.fit_gee_core(units, fam, "nested-exchangeable", beta0=np.zeros(units.X.shape[1]),
-                          maee=True, scale_method="residual")
+    core = G.fit_gee_core(
+        units,
+        fam,
+        "nested-exchangeable",
+        beta0=np.zeros(units.X.shape[1]),
+        maee=True,
+        scale_method="residual",
+    )
     # one more moment step at the solution must reproduce the parameters (fixed point)
     parts = _dense(units, fam, core.beta, "nested-exchangeable", core.params)
     Oi = np.linalg.inv(sum(D.T @ Vi @ D for D, Vi, _ in parts))
@@ -447,8 +525,9 @@ def test_maee_symmetric_equals_dense(rng) -> None:
         diff += S[iu][~sp].sum()
         n_same += int(sp.sum())
         n_diff += int((~sp).sum())
-    np.testing.assert_allclose(core.params, np.array([same / n_same, diff / n_diff]) / core.phi,
-                               **GEE_FIXED_POINT)
+    np.testing.assert_allclose(
+        core.params, np.array([same / n_same, diff / n_diff]) / core.phi, **GEE_FIXED_POINT
+    )
 
 
 def test_maee_bad_combinations(gaussian_df) -> None:
@@ -462,12 +541,18 @@ def test_cluster_period_estimator_brute_force(rng) -> None:
     """Cluster-period-mean correlation estimates from explicit cell means (nested)."""
     df = _sw_rows(rng, binary=True)
     td = _td(df, family="binomial")
-    res = fit_gee(td, corstr="nested-exchangeable", corr_method="cluster-period", scale=1.0,
-                  dof=4)  # explicit df: no small-sample warning
-    cells = df.groupby(["cluster", "period"]).agg(m=("y", "size"), ybar=("y", "mean"),
-                                                  x=("treatment", "first")).reset_index()
-    eta = res.params[[f"period[{t}]" for t in cells["period"]]].to_numpy() + \
-        res.params["treatment"] * cells["x"].to_numpy()
+    res = fit_gee(
+        td, corstr="nested-exchangeable", corr_method="cluster-period", scale=1.0, dof=4
+    )  # explicit df: no small-sample warning
+    cells = (
+        df.groupby(["cluster", "period"])
+        .agg(m=("y", "size"), ybar=("y", "mean"), x=("treatment", "first"))
+        .reset_index()
+    )
+    eta = (
+        res.params[[f"period[{t}]" for t in cells["period"]]].to_numpy()
+        + res.params["treatment"] * cells["x"].to_numpy()
+    )
     mu = special.expit(eta)
     v = mu * (1 - mu)
     g = cells["ybar"].to_numpy() - mu
@@ -487,12 +572,15 @@ def test_cluster_period_estimator_bad_combinations(gaussian_df) -> None:
     with pytest.raises(ValueError, match="cluster-period"):
         fit_gee(_td(gaussian_df), corstr="decay", corr_method="cluster-period")
     with pytest.raises(DataError, match="covariates"):
-        fit_gee(_td(gaussian_df, covariates=["age"]), covariates=["age"],
-                corr_method="cluster-period")
+        fit_gee(
+            _td(gaussian_df, covariates=["age"]), covariates=["age"], corr_method="cluster-period"
+        )
 
 
-@pytest.mark.parametrize("corstr,maee", [("nested-exchangeable", False),
-                                         ("exchangeable", False), ("nested-exchangeable", True)])
+@pytest.mark.parametrize(
+    "corstr,maee",
+    [("nested-exchangeable", False), ("exchangeable", False), ("nested-exchangeable", True)],
+)
 def test_correlation_std_errors_brute_force(rng, corstr, maee) -> None:
     """Stacked (beta, alpha) sandwich from explicit row-level pairs and a numerical Jacobian."""
     df = _sw_rows(rng, I=12)

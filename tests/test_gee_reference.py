@@ -44,8 +44,12 @@ def _trial(kind: str) -> TrialData:
     fname, roles = _DATA[kind]
     df = pd.read_csv(REF / "geepack" / fname)
     return TrialData.from_frame(
-        df, cluster="cluster", period="period", treatment="treatment",
-        covariates=["age"] if "age" in df else None, **roles,
+        df,
+        cluster="cluster",
+        period="period",
+        treatment="treatment",
+        covariates=["age"] if "age" in df else None,
+        **roles,
     )
 
 
@@ -94,8 +98,12 @@ def test_fg_geepack_coding(case: str) -> None:
         dummies.append(f"p{j}")
     extra = ["age"] if case.endswith("_age") else []
     td = TrialData.from_frame(
-        df, cluster="cluster", period="period", treatment="treatment",
-        covariates=dummies + extra, **roles,
+        df,
+        cluster="cluster",
+        period="period",
+        treatment="treatment",
+        covariates=dummies + extra,
+        **roles,
     )
     res = _quiet_fit(td, corstr=ref["corstr"], vcov="fg", time="none", covariates=dummies + extra)
     # ours: (Intercept), treatment, p2..p5[, age]; geepack: (Intercept), p2..p5, treatment[, age]
@@ -118,7 +126,11 @@ def test_fg_geepack_coding(case: str) -> None:
 def _geecrt_trial(outcome: str, family: str) -> TrialData:
     df = pd.read_csv(REF / "geecrt" / "geecrt_sampleSWCRTSmall.csv")
     return TrialData.from_frame(
-        df, outcome=outcome, cluster="id", period="period", treatment="treatment",
+        df,
+        outcome=outcome,
+        cluster="id",
+        period="period",
+        treatment="treatment",
         family=family,
     )
 
@@ -181,8 +193,12 @@ def _statsmodels_fit(df: pd.DataFrame, y: str, family: object, offset: np.ndarra
     X = pd.get_dummies(df["period"], prefix="period", dtype=float)
     X["treatment"] = df["treatment"].astype(float)
     mod = sm.GEE(
-        df[y].astype(float), X, groups=df["cluster"], family=family,
-        cov_struct=sm.cov_struct.Exchangeable(), offset=offset,
+        df[y].astype(float),
+        X,
+        groups=df["cluster"],
+        family=family,
+        cov_struct=sm.cov_struct.Exchangeable(),
+        offset=offset,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -209,7 +225,11 @@ def test_against_statsmodels_exchangeable(kind: str) -> None:
     td = _trial(key)
     extra = {"family": "negative_binomial", "nb_theta": 1 / 0.05} if kind == "negbin" else {}
     ours = _quiet_fit(
-        td, corstr="exchangeable", corr_params=[alpha], scale=float(ref.scale), vcov="robust",
+        td,
+        corstr="exchangeable",
+        corr_params=[alpha],
+        scale=float(ref.scale),
+        vcov="robust",
         **extra,
     )
     np.testing.assert_allclose(ours.params.to_numpy(), ref.params.to_numpy(), **GEE_REF)
@@ -218,11 +238,13 @@ def test_against_statsmodels_exchangeable(kind: str) -> None:
     )
     np.testing.assert_allclose(
         ours.with_vcov("md").std_errors.to_numpy(),
-        ref.standard_errors(cov_type="bias_reduced"), **GEE_REF,
+        ref.standard_errors(cov_type="bias_reduced"),
+        **GEE_REF,
     )
     np.testing.assert_allclose(
         ours.with_vcov("model").std_errors.to_numpy(),
-        ref.standard_errors(cov_type="naive"), **GEE_REF,
+        ref.standard_errors(cov_type="naive"),
+        **GEE_REF,
     )
 
 
@@ -236,8 +258,14 @@ COHORT = json.loads((REF / "geepack" / "geepack_cohort_reference.json").read_tex
 @pytest.mark.parametrize("vcov", ["model", "robust"])
 def test_block_exchangeable_against_geepack(vcov: str) -> None:
     df = pd.read_csv(REF / "geepack" / "sw_cohort.csv")
-    td = TrialData.from_frame(df, outcome="y", cluster="cluster", period="period",
-                              treatment="treatment", individual="person")
+    td = TrialData.from_frame(
+        df,
+        outcome="y",
+        cluster="cluster",
+        period="period",
+        treatment="treatment",
+        individual="person",
+    )
     res = _quiet_fit(td, corstr="block-exchangeable", vcov=vcov)
     t = COHORT["terms"].index("treatment")
     np.testing.assert_allclose(res.estimate, COHORT["coef"][t], **GEE_REF)
@@ -252,8 +280,9 @@ def test_geecrt_vignette_maee(vcov: str) -> None:
     """GEE-4: geeCRT's MAEE (alpadj=TRUE) correlation estimates and the SEs that follow."""
     ref = GEECRT["GEE-4"]
     td = _geecrt_trial("y_con", "gaussian")
-    res = _quiet_fit(td, corstr="nested-exchangeable", scale="bias-corrected", maee="geecrt",
-                     vcov=vcov)
+    res = _quiet_fit(
+        td, corstr="nested-exchangeable", scale="bias-corrected", maee="geecrt", vcov=vcov
+    )
     # geeCRT stops when the alpha step is below 1e-3: alpha agrees to ~1.3e-3 relative
     np.testing.assert_allclose(list(res.correlation.values()), ref["alpha"], **GEECRT_ALPHA)
     assert abs(res.estimate - ref["treatment"]) < GEECRT_BETA_ATOL
@@ -265,8 +294,7 @@ def test_geecrt_vignette_cluster_period_gee(vcov: str) -> None:
     """GEE-5: geeCRT cpgeeSWD (cluster-period means) reproduced from the cell summaries."""
     ref = GEECRT["GEE-5"]
     td = _geecrt_trial("y_bin", "binomial")
-    res = _quiet_fit(td, corstr="exchangeable", corr_method="cluster-period", scale=1.0,
-                     vcov=vcov)
+    res = _quiet_fit(td, corstr="exchangeable", corr_method="cluster-period", scale=1.0, vcov=vcov)
     np.testing.assert_allclose(list(res.correlation.values()), ref["alpha"], **GEECRT_LOOSE)
     assert abs(res.estimate - ref["treatment"]) < GEECRT_BETA_ATOL
     np.testing.assert_allclose(res.std_error, ref["se"][vcov], **GEECRT_SE)
@@ -275,16 +303,28 @@ def test_geecrt_vignette_cluster_period_gee(vcov: str) -> None:
 def test_linear_time_against_statsmodels() -> None:
     sm = pytest.importorskip("statsmodels.api")
     df = pd.read_csv(REF / "geepack" / "sw_binary.csv")
-    X = pd.DataFrame({"const": 1.0, "period": df["period"] - 1.0,
-                      "treatment": df["treatment"].astype(float)})
-    mod = sm.GEE(df["y_bin"].astype(float), X, groups=df["cluster"],
-                 family=sm.families.Binomial(), cov_struct=sm.cov_struct.Exchangeable())
+    X = pd.DataFrame(
+        {"const": 1.0, "period": df["period"] - 1.0, "treatment": df["treatment"].astype(float)}
+    )
+    mod = sm.GEE(
+        df["y_bin"].astype(float),
+        X,
+        groups=df["cluster"],
+        family=sm.families.Binomial(),
+        cov_struct=sm.cov_struct.Exchangeable(),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = mod.fit(maxiter=200, ctol=1e-12, cov_type="bias_reduced")
     td = _trial("binary")
-    ours = _quiet_fit(td, time="linear", corstr="exchangeable", vcov="md",
-                      corr_params=[float(ref.cov_struct.dep_params)], scale=float(ref.scale))
+    ours = _quiet_fit(
+        td,
+        time="linear",
+        corstr="exchangeable",
+        vcov="md",
+        corr_params=[float(ref.cov_struct.dep_params)],
+        scale=float(ref.scale),
+    )
     np.testing.assert_allclose(ours.params.to_numpy(), ref.params.to_numpy(), **GEE_REF)
     np.testing.assert_allclose(ours.std_errors.to_numpy(), ref.bse.to_numpy(), **GEE_REF)
 
@@ -295,8 +335,9 @@ def test_negative_binomial_theta_moment_estimate() -> None:
     df = pd.read_csv(REF / "geepack" / "sw_count.csv")
     X = pd.get_dummies(df["period"], prefix="p", dtype=float)
     X["treatment"] = df["treatment"].astype(float)
-    glm = sm.GLM(df["count"], X, family=sm.families.Poisson(),
-                 offset=np.log(df["population"])).fit(tol=1e-12)
+    glm = sm.GLM(df["count"], X, family=sm.families.Poisson(), offset=np.log(df["population"])).fit(
+        tol=1e-12
+    )
     mu = glm.fittedvalues.to_numpy()
     k = np.sum((df["count"].to_numpy() - mu) ** 2 - mu) / np.sum(mu**2)
     res = _quiet_fit(_trial("count"), family="negative_binomial", corstr="exchangeable")

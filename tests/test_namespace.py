@@ -23,7 +23,8 @@ def test_core_imports_only_numpy_and_scipy() -> None:
     code = (
         "import sys, importlib, pkgutil, steppedwedge._core as c\n"
         "before = set(sys.modules)\n"
-        "for m in pkgutil.iter_modules(c.__path__): importlib.import_module('steppedwedge._core.' + m.name)\n"
+        "for m in pkgutil.iter_modules(c.__path__):\n"
+        "    importlib.import_module('steppedwedge._core.' + m.name)\n"
         "bad = [n for n in ('pandas', 'statsmodels', 'matplotlib') if n in sys.modules]\n"
         "print(','.join(bad))\n"
     )
@@ -36,7 +37,15 @@ def test_core_imports_only_numpy_and_scipy() -> None:
     core = pathlib.Path(sw.__file__).parent / "_core"
     for path in core.glob("*.py"):
         text = path.read_text()
-        for forbidden in ("import pandas", "import statsmodels", "import matplotlib", "from pandas", "from statsmodels", "from matplotlib", "from .."):
+        for forbidden in (
+            "import pandas",
+            "import statsmodels",
+            "import matplotlib",
+            "from pandas",
+            "from statsmodels",
+            "from matplotlib",
+            "from ..",
+        ):
             assert forbidden not in text, f"{path.name} must not contain {forbidden!r}"
     assert out.returncode == 0
 
@@ -44,20 +53,62 @@ def test_core_imports_only_numpy_and_scipy() -> None:
 def test_public_api_snapshot() -> None:
     # A deliberate change to the public API must update this list (and CHANGELOG.md).
     expected = {
-        "Allocation", "AssuranceResult", "CellMap", "CellSummary", "ConvergenceWarning",
-        "DataError", "Design", "DesignEffect", "DesignError", "DesignSearchResult",
-        "ExpectedPowerResult", "MissingDataWarning", "PowerCurve", "PowerResult",
-        "SmallSampleWarning", "SolveError", "SteppedWedgeError", "SteppedWedgeWarning",
-        "TrialData", "VarianceComponents", "__version__", "assurance", "cell_weights",
-        "datasets", "design_effect", "expected_power", "information_content", "power",
-        "power_curve", "power_grid", "randomise", "search_designs", "solve_power",
+        "Allocation",
+        "AssuranceResult",
+        "CellMap",
+        "CellSummary",
+        "ConvergenceWarning",
+        "DataError",
+        "Design",
+        "DesignEffect",
+        "DesignError",
+        "DesignSearchResult",
+        "ExpectedPowerResult",
+        "MissingDataWarning",
+        "PowerCurve",
+        "PowerResult",
+        "SmallSampleWarning",
+        "SolveError",
+        "SteppedWedgeError",
+        "SteppedWedgeWarning",
+        "TrialData",
+        "VarianceComponents",
+        "__version__",
+        "assurance",
+        "cell_weights",
+        "datasets",
+        "design_effect",
+        "expected_power",
+        "information_content",
+        "power",
+        "power_curve",
+        "power_grid",
+        "randomise",
+        "search_designs",
+        "solve_power",
         # analysis, simulation, design-based inference, real-trial workflow
-        "ClusterSummaryResult", "CohortFrame", "FitResult", "FixedEffectsResult", "GEEResult",
-        "GLMMResult", "PermutationResult", "PooledResult", "SimulatedPowerResult",
-        "cohort_from_events", "compare", "fit", "permutation_test", "pool", "simulate",
-        "simulate_power", "NullSimulationPlan", "null_simulation_plan",
+        "ClusterSummaryResult",
+        "CohortFrame",
+        "FitResult",
+        "FixedEffectsResult",
+        "GEEResult",
+        "GLMMResult",
+        "PermutationResult",
+        "PooledResult",
+        "SimulatedPowerResult",
+        "cohort_from_events",
+        "compare",
+        "fit",
+        "permutation_test",
+        "pool",
+        "simulate",
+        "simulate_power",
+        "NullSimulationPlan",
+        "null_simulation_plan",
         # errors of options (keyword arguments, config keys, CLI flags)
         "OptionError",
+        # staggered-rollout estimators (method="efficient-staggered", ...)
+        "StaggeredResult",
     }
     assert set(sw.__all__) == expected
 

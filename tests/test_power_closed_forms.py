@@ -88,8 +88,7 @@ def test_id6_li_decay_cohort_equals_gls() -> None:
     tot = tau2 + psi2
     v_li = cf.li_decay_cohort_variance(d.matrix, m=m, total_variance=tot, icc=tau2 / tot, decay=r)
     vc = VC(sigma2=1e-14, gamma2=tau2, decay=r, psi2=psi2)
-    res = power(d, effect=0.018, variance=vc, cluster_size=m, sampling="cohort",
-                individual_decay=r)
+    res = power(d, effect=0.018, variance=vc, cluster_size=m, sampling="cohort", individual_decay=r)
     np.testing.assert_allclose(res.variance, v_li, rtol=1e-9)
     # SteppedPower vignette SP-07 (published): 0.7870855
     assert abs(res.power - 0.7870855) <= 5e-8
@@ -101,14 +100,21 @@ def test_id6_kasza_open_cohort_equals_gls(churn: float) -> None:
     s2, tau2, k2, psi2, m = 0.041 * 0.959, 0.025**2, 0.01**2, 0.1**2, 100
     tot = s2 + tau2 + k2 + psi2
     v_k = cf.kasza_open_cohort_variance(
-        d.matrix, m=m, total_variance=tot, rho_w=(tau2 + k2) / tot, rho_b=tau2 / tot,
-        rho_a=(tau2 + psi2) / tot, churn=churn,
+        d.matrix,
+        m=m,
+        total_variance=tot,
+        rho_w=(tau2 + k2) / tot,
+        rho_b=tau2 / tot,
+        rho_a=(tau2 + psi2) / tot,
+        churn=churn,
     )
-    v = gls_var(d, VC(sigma2=s2, tau2=tau2, gamma2=k2, psi2=psi2), m, sampling="cohort",
-                churn=churn)
+    v = gls_var(
+        d, VC(sigma2=s2, tau2=tau2, gamma2=k2, psi2=psi2), m, sampling="cohort", churn=churn
+    )
     np.testing.assert_allclose(v, v_k, **LINALG)
-    v_ne = cf.nested_exchangeable_variance(d.matrix, m=m, sigma2=s2, tau2=tau2, gamma2=k2,
-                                           psi2=psi2, churn=churn)
+    v_ne = cf.nested_exchangeable_variance(
+        d.matrix, m=m, sigma2=s2, tau2=tau2, gamma2=k2, psi2=psi2, churn=churn
+    )
     np.testing.assert_allclose(v, v_ne, **LINALG)
 
 
@@ -119,9 +125,16 @@ def test_id10_sample_size_step() -> None:
 
 def test_id9_swdpwr_inputs_with_period_effects() -> None:
     d = Design.from_matrix(np.repeat(np.array([[0, 1, 1, 1], [0, 0, 1, 1]]), 6, axis=0))
-    res = power(d, effect=0.05, variance=VC(sigma2=0.98, tau2=0.015, gamma2=0.005),
-                cluster_size=100, family="binomial", link="identity", baseline=0.15,
-                analysis="gee")
+    res = power(
+        d,
+        effect=0.05,
+        variance=VC(sigma2=0.98, tau2=0.015, gamma2=0.005),
+        cluster_size=100,
+        family="binomial",
+        link="identity",
+        baseline=0.15,
+        analysis="gee",
+    )
     np.testing.assert_allclose(res.variance, 8.887847e-4, rtol=1e-6)
     assert abs(res.power_one_tail - 0.38866) <= 5e-6
 
@@ -141,14 +154,34 @@ def test_harrison_wang_closed_forms_equal_gls_and_gee(t_periods: int, rho: float
     n_i, n = d.n_clusters, 20
     vc = VC.from_correlations(rho, total_variance=2.0)
     for period_effects in (False, True):
-        v_cf = cf.harrison_wang_variance(n_clusters=n_i, n_periods=t_periods, m=n, icc=rho,
-                                         total_variance=2.0, period_effects=period_effects)
-        v = power(d, effect=0.1, variance=vc, cluster_size=n,
-                  time="categorical" if period_effects else "none").variance
+        v_cf = cf.harrison_wang_variance(
+            n_clusters=n_i,
+            n_periods=t_periods,
+            m=n,
+            icc=rho,
+            total_variance=2.0,
+            period_effects=period_effects,
+        )
+        v = power(
+            d,
+            effect=0.1,
+            variance=vc,
+            cluster_size=n,
+            time="categorical" if period_effects else "none",
+        ).variance
         np.testing.assert_allclose(v, v_cf, **LINALG)
     p0, p1 = 0.08, 0.064
-    v_cf = cf.harrison_wang_variance(n_clusters=n_i, n_periods=t_periods, m=n, icc=rho, p0=p0,
-                                     p1=p1, model="logistic")
-    v = power(d, effect=float(logit(p1) - logit(p0)), variance=VC.from_correlations(rho),
-              cluster_size=n, family="binomial", baseline=p0, analysis="gee", time="none").variance
+    v_cf = cf.harrison_wang_variance(
+        n_clusters=n_i, n_periods=t_periods, m=n, icc=rho, p0=p0, p1=p1, model="logistic"
+    )
+    v = power(
+        d,
+        effect=float(logit(p1) - logit(p0)),
+        variance=VC.from_correlations(rho),
+        cluster_size=n,
+        family="binomial",
+        baseline=p0,
+        analysis="gee",
+        time="none",
+    ).variance
     np.testing.assert_allclose(v, v_cf, **LINALG)

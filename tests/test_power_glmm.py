@@ -21,8 +21,14 @@ def test_logit_no_random_effects_closed_form() -> None:
     # parallel, one period: Var(log OR) = 1/(m p0 q0 n0) + 1/(m p1 q1 n1)
     p0, lor, m = 0.2, 0.5, 30
     p1 = expit(logit(p0) + lor)
-    res = power(Design.parallel(3, 4), effect=lor, variance=VC(), cluster_size=m,
-                family="binomial", baseline=p0)
+    res = power(
+        Design.parallel(3, 4),
+        effect=lor,
+        variance=VC(),
+        cluster_size=m,
+        family="binomial",
+        baseline=p0,
+    )
     v = 1 / (3 * m * p1 * (1 - p1)) + 1 / (4 * m * p0 * (1 - p0))
     np.testing.assert_allclose(res.variance, v, **LINALG)
     v0 = 1 / (3 * m * p0 * (1 - p0)) + 1 / (4 * m * p0 * (1 - p0))
@@ -33,13 +39,27 @@ def test_poisson_offset_closed_form() -> None:
     # Var(log RR) = 1/E[count treated] + 1/E[count control]; only total exposure matters
     rate, lrr = 0.02, np.log(0.8)
     pop = np.array([1000.0, 2000.0, 1500.0, 500.0])
-    res = power(Design.parallel(2, 2), effect=lrr, variance=VC(), cluster_size=1,
-                family="poisson", baseline=rate, exposure=pop)
+    res = power(
+        Design.parallel(2, 2),
+        effect=lrr,
+        variance=VC(),
+        cluster_size=1,
+        family="poisson",
+        baseline=rate,
+        exposure=pop,
+    )
     v = 1 / (rate * np.exp(lrr) * (1000 + 2000)) + 1 / (rate * (1500 + 500))
     np.testing.assert_allclose(res.variance, v, **LINALG)
     # same total exposure split over 10 units per cell gives the same variance
-    res10 = power(Design.parallel(2, 2), effect=lrr, variance=VC(), cluster_size=10,
-                  family="poisson", baseline=rate, exposure=pop / 10)
+    res10 = power(
+        Design.parallel(2, 2),
+        effect=lrr,
+        variance=VC(),
+        cluster_size=10,
+        family="poisson",
+        baseline=rate,
+        exposure=pop / 10,
+    )
     np.testing.assert_allclose(res10.variance, v, **LINALG)
 
 
@@ -47,21 +67,47 @@ def test_negative_binomial_closed_form() -> None:
     # m units with mean mu and size theta: Var(log mu_hat) = (1/mu + 1/theta)/m per arm
     mu0, lrr, theta, m = 3.0, np.log(1.5), 2.0, 25
     mu1 = mu0 * np.exp(lrr)
-    res = power(Design.parallel(2, 3), effect=lrr, variance=VC(), cluster_size=m,
-                family="negative_binomial", baseline=mu0, dispersion=theta)
+    res = power(
+        Design.parallel(2, 3),
+        effect=lrr,
+        variance=VC(),
+        cluster_size=m,
+        family="negative_binomial",
+        baseline=mu0,
+        dispersion=theta,
+    )
     v = (1 / mu1 + 1 / theta) / (2 * m) + (1 / mu0 + 1 / theta) / (3 * m)
     np.testing.assert_allclose(res.variance, v, **LINALG)
     # theta -> infinity recovers Poisson
-    big = power(Design.parallel(2, 3), effect=lrr, variance=VC(), cluster_size=m,
-                family="negative_binomial", baseline=mu0, dispersion=1e12)
-    pois = power(Design.parallel(2, 3), effect=lrr, variance=VC(), cluster_size=m,
-                 family="poisson", baseline=mu0)
+    big = power(
+        Design.parallel(2, 3),
+        effect=lrr,
+        variance=VC(),
+        cluster_size=m,
+        family="negative_binomial",
+        baseline=mu0,
+        dispersion=1e12,
+    )
+    pois = power(
+        Design.parallel(2, 3),
+        effect=lrr,
+        variance=VC(),
+        cluster_size=m,
+        family="poisson",
+        baseline=mu0,
+    )
     np.testing.assert_allclose(big.variance, pois.variance, rtol=1e-9)
 
 
 def _brute_force_linearised(
-    x: np.ndarray, m: np.ndarray, mu_unit: np.ndarray, wfun, tau2: float, gamma2: float,
-    decay: float | None, eta2: float = 0.0,
+    x: np.ndarray,
+    m: np.ndarray,
+    mu_unit: np.ndarray,
+    wfun,
+    tau2: float,
+    gamma2: float,
+    decay: float | None,
+    eta2: float = 0.0,
 ) -> float:
     """Unit-level linearised GLMM: V_i = diag(1/w_u) + Z G Z', X = [period dummies, trt]."""
     n_i, n_t = x.shape
@@ -104,23 +150,30 @@ def test_linearised_glmm_matches_unit_level_brute_force(family: str) -> None:
         inv = expit if link == "logit" else np.exp
         mu = inv(eta0 + effect * np.nan_to_num(x))
         if link == "logit":
+
             def wfun(u: float) -> float:
                 return u * (1 - u)
         else:
+
             def wfun(u: float) -> float:
                 return u / (1 - u)
+
         kw = dict(family="binomial", link=link, baseline=base)
     else:
         expo = 3.0
         mu = expo * base[None, :] * np.exp(effect * np.nan_to_num(x))
         theta = 1.7
         if family == "poisson":
+
             def wfun(u: float) -> float:
                 return u
+
             kw = dict(family="poisson", baseline=base, exposure=expo)
         else:
+
             def wfun(u: float) -> float:
                 return u * theta / (theta + u)
+
             kw = dict(family="negative_binomial", baseline=base, exposure=expo, dispersion=theta)
     res = power(x, effect=effect, variance=vc, cluster_size=np.where(np.isnan(x), 1, m), **kw)
     v = _brute_force_linearised(x, m, mu, wfun, vc.tau2, vc.gamma2, vc.decay, vc.eta2)
@@ -131,12 +184,19 @@ def test_null_alternative_power_formula() -> None:
     # swGlmPwr: power = Phi((|b| - z sqrt(V0))/sqrt(Va)) + Phi((-|b| - z sqrt(V0))/sqrt(Va))
     from scipy.stats import norm
 
-    res = power(Design.stepped_wedge(4, 3), effect=np.log(0.6), variance=VC(tau2=0.05),
-                cluster_size=50, family="binomial", baseline=0.3)
+    res = power(
+        Design.stepped_wedge(4, 3),
+        effect=np.log(0.6),
+        variance=VC(tau2=0.05),
+        cluster_size=50,
+        family="binomial",
+        baseline=0.3,
+    )
     z = norm.ppf(0.975)
     b = abs(np.log(0.6))
     p = norm.cdf((b - z * np.sqrt(res.variance_null)) / res.std_error) + norm.cdf(
-        (-b - z * np.sqrt(res.variance_null)) / res.std_error)
+        (-b - z * np.sqrt(res.variance_null)) / res.std_error
+    )
     assert abs(res.power - p) < 1e-12
     assert res.variance != res.variance_null
 
@@ -146,10 +206,22 @@ def test_binary_identity_plugins(rule: str) -> None:
     p0, rd = 0.3, 0.1
     v = {"mean": 0.35 * 0.65, "average": (0.3 * 0.7 + 0.4 * 0.6) / 2, "control": 0.21}[rule]
     d = Design.stepped_wedge(3, 2)
-    res = power(d, effect=rd, variance=VC.from_correlations(0.05, cac=0.5), cluster_size=20,
-                family="binomial", link="identity", baseline=p0, binary_variance=rule)
-    ref = power(d, effect=rd, variance=VC.from_correlations(0.05, cac=0.5, total_variance=v),
-                cluster_size=20)
+    res = power(
+        d,
+        effect=rd,
+        variance=VC.from_correlations(0.05, cac=0.5),
+        cluster_size=20,
+        family="binomial",
+        link="identity",
+        baseline=p0,
+        binary_variance=rule,
+    )
+    ref = power(
+        d,
+        effect=rd,
+        variance=VC.from_correlations(0.05, cac=0.5, total_variance=v),
+        cluster_size=20,
+    )
     np.testing.assert_allclose(res.variance, ref.variance, **LINALG)
 
 
@@ -193,8 +265,9 @@ def test_bad_family_inputs(kwargs: dict[str, object], match: str) -> None:
 def test_glmm_variance_alternative_is_wald() -> None:
     from scipy.stats import norm
 
-    kw = dict(effect=np.log(0.6), variance=VC(tau2=0.05), cluster_size=50, family="binomial",
-              baseline=0.3)
+    kw = dict(
+        effect=np.log(0.6), variance=VC(tau2=0.05), cluster_size=50, family="binomial", baseline=0.3
+    )
     a = power(Design.stepped_wedge(4, 3), glmm_variance="alternative", **kw)
     z = abs(np.log(0.6)) / a.std_error
     q = norm.ppf(0.975)
@@ -215,8 +288,17 @@ def test_gee_cell_mean_reduction_equals_individual_level(link: str, cohort: bool
     vc = VC.from_correlations(0.1, cac=0.6, iac=0.4 if cohort else 0.0, decay=0.5)
     base = np.array([0.2, 0.22, 0.25, 0.27])
     effect = 0.3 if link != "identity" else 0.05
-    res = power(x, effect=effect, variance=vc, cluster_size=n, family="binomial", link=link,
-                baseline=base, analysis="gee", sampling="cohort" if cohort else "cross-sectional")
+    res = power(
+        x,
+        effect=effect,
+        variance=vc,
+        cluster_size=n,
+        family="binomial",
+        link=link,
+        baseline=base,
+        analysis="gee",
+        sampling="cohort" if cohort else "cross-sectional",
+    )
     g = {"identity": lambda p: p, "logit": logit, "log": np.log}[link]
     ginv = {"identity": lambda e: e, "logit": expit, "log": np.exp}[link]
     tot = vc.total_variance

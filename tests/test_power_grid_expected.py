@@ -25,9 +25,18 @@ def test_grid_equals_power(decay: float | None, churn: float, transition: str) -
     else:
         d = Design.stepped_wedge(4, [2, 1, 3, 2])
     iccs = np.array([0.01, 0.07, 0.2])
-    grid = power_grid(d, effect=0.3, icc=iccs[:, None], cac=np.array([0.3, 1.0]), iac=0.4,
-                      churn=churn, cluster_size=12, total_variance=2.0, decay=decay,
-                      output="variance")
+    grid = power_grid(
+        d,
+        effect=0.3,
+        icc=iccs[:, None],
+        cac=np.array([0.3, 1.0]),
+        iac=0.4,
+        churn=churn,
+        cluster_size=12,
+        total_variance=2.0,
+        decay=decay,
+        output="variance",
+    )
     assert grid.shape == (3, 2)
     for (a, icc), (b, cac) in itertools.product(enumerate(iccs), enumerate([0.3, 1.0])):
         vc = VC.from_correlations(icc, cac=cac, iac=0.4, total_variance=2.0, decay=decay)
@@ -61,10 +70,18 @@ def test_grid_power_outputs_and_errors() -> None:
 def test_assurance_grid_is_weighted_mean() -> None:
     d = Design.stepped_wedge(4, 2)
     iccs, cacs = [0.01, 0.05, 0.1], [0.5, 1.0]
-    res = assurance(d, effect=0.3, icc=iccs, cac=cacs, cluster_size=20,
-                    probabilities={"icc": [1, 2, 1]})
-    ref = np.array([[power(d, effect=0.3, variance=VC.from_correlations(i, cac=c),
-                           cluster_size=20).power for c in cacs] for i in iccs])
+    res = assurance(
+        d, effect=0.3, icc=iccs, cac=cacs, cluster_size=20, probabilities={"icc": [1, 2, 1]}
+    )
+    ref = np.array(
+        [
+            [
+                power(d, effect=0.3, variance=VC.from_correlations(i, cac=c), cluster_size=20).power
+                for c in cacs
+            ]
+            for i in iccs
+        ]
+    )
     np.testing.assert_allclose(res.power, ref, **LINALG)
     w = np.array([0.25, 0.5, 0.25])[:, None] * np.array([0.5, 0.5])[None, :]
     np.testing.assert_allclose(res.assurance, (ref * w).sum(), **LINALG)
@@ -98,15 +115,17 @@ def test_expected_power_enumerates_and_matches_power() -> None:
         for c, s in enumerate(alloc):
             per_row[rows[s].pop(0)] = sizes[c]
         np.testing.assert_allclose(
-            p, power(d, effect=0.5, variance=vc, cluster_size=per_row).power, **LINALG)
+            p, power(d, effect=0.5, variance=vc, cluster_size=per_row).power, **LINALG
+        )
     assert res.power == pytest.approx(res.powers.mean())
 
 
 def test_expected_power_sampled_and_equal_sizes() -> None:
     d = Design.stepped_wedge(5, 3)
     vc = VC.from_correlations(0.05)
-    res = expected_power(d, effect=0.3, variance=vc, cluster_sizes=np.full(15, 10.0),
-                         n_allocations=50, rng=1)
+    res = expected_power(
+        d, effect=0.3, variance=vc, cluster_sizes=np.full(15, 10.0), n_allocations=50, rng=1
+    )
     assert not res.exhaustive
     ref = power(d, effect=0.3, variance=vc, cluster_size=10).power
     np.testing.assert_allclose(res.powers, ref, **LINALG)
@@ -118,8 +137,7 @@ def test_expected_power_random_sizes() -> None:
     d = Design.stepped_wedge(3, 2)
     vc = VC.from_correlations(0.05, cac=0.8)
     dist = stats.gamma(a=4.0, scale=5.0)  # mean 20, CV 0.5
-    res = expected_power(d, effect=0.3, variance=vc, cluster_sizes=dist, n_allocations=200,
-                         rng=4)
+    res = expected_power(d, effect=0.3, variance=vc, cluster_sizes=dist, n_allocations=200, rng=4)
     # brute force: redraw the same sizes and evaluate power() replicate by replicate
     gen = np.random.default_rng(4)
     draws = np.maximum(np.round(dist.rvs(size=(200, 6), random_state=gen)), 1.0)
@@ -138,11 +156,15 @@ def test_assurance_plot() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    res = assurance(Design.stepped_wedge(4, 2), effect=0.3, icc=[0.01, 0.05, 0.1],
-                    cac=[0.3, 0.6, 1.0], cluster_size=20)
+    res = assurance(
+        Design.stepped_wedge(4, 2),
+        effect=0.3,
+        icc=[0.01, 0.05, 0.1],
+        cac=[0.3, 0.6, 1.0],
+        cluster_size=20,
+    )
     ax = res.plot()
     assert ax.get_xlabel() == "icc" and ax.get_ylabel() == "cac"
-    one = assurance(Design.stepped_wedge(4, 2), effect=[0.1, 0.2, 0.3], icc=0.05,
-                    cluster_size=20)
+    one = assurance(Design.stepped_wedge(4, 2), effect=[0.1, 0.2, 0.3], icc=0.05, cluster_size=20)
     assert one.plot().get_xlabel() == "effect"
     plt.close("all")

@@ -29,8 +29,15 @@ variances = st.builds(
 )
 
 
-def dense_variance(design: Design, vc: VC, m: np.ndarray, *, cohort: bool, churn: float,
-                   contrast_cols: np.ndarray | None = None) -> np.ndarray:
+def dense_variance(
+    design: Design,
+    vc: VC,
+    m: np.ndarray,
+    *,
+    cohort: bool,
+    churn: float,
+    contrast_cols: np.ndarray | None = None,
+) -> np.ndarray:
     """Stack every observed cell, build the full covariance entry by entry, invert densely."""
     x = design.matrix
     n_i, n_t = x.shape
@@ -70,10 +77,16 @@ def dense_variance(design: Design, vc: VC, m: np.ndarray, *, cohort: bool, churn
 
 
 @settings(max_examples=25, deadline=None)
-@given(design=designs(), vc=variances, seed=st.integers(0, 2**31 - 1),
-       cohort=st.booleans(), churn=st.floats(0.0, 1.0))
-def test_gls_equals_dense_brute_force(design: Design, vc: VC, seed: int, cohort: bool,
-                                      churn: float) -> None:
+@given(
+    design=designs(),
+    vc=variances,
+    seed=st.integers(0, 2**31 - 1),
+    cohort=st.booleans(),
+    churn=st.floats(0.0, 1.0),
+)
+def test_gls_equals_dense_brute_force(
+    design: Design, vc: VC, seed: int, cohort: bool, churn: float
+) -> None:
     rng = np.random.default_rng(seed)
     m = rng.integers(1, 30, size=design.matrix.shape).astype(float)
     kw = dict(sampling="cohort", churn=churn) if cohort else {}
@@ -97,14 +110,21 @@ def test_relabelling_and_reordering_change_nothing(design: Design, seed: int) ->
 
 
 @settings(max_examples=20, deadline=None)
-@given(design=designs(), icc=st.floats(0.0, 0.3), cac=st.floats(0.0, 1.0),
-       m=st.integers(1, 50), effect=st.floats(0.05, 1.0))
-def test_power_rises_with_clusters_size_and_effect(design: Design, icc: float, cac: float,
-                                                   m: int, effect: float) -> None:
+@given(
+    design=designs(),
+    icc=st.floats(0.0, 0.3),
+    cac=st.floats(0.0, 1.0),
+    m=st.integers(1, 50),
+    effect=st.floats(0.05, 1.0),
+)
+def test_power_rises_with_clusters_size_and_effect(
+    design: Design, icc: float, cac: float, m: int, effect: float
+) -> None:
     vc = VC.from_correlations(icc, cac=cac)
     base = power(design, effect=effect, variance=vc, cluster_size=m).power
-    more_clusters = Design.from_matrix(np.vstack([design.matrix, design.matrix]),
-                                       allow_reversal=True)
+    more_clusters = Design.from_matrix(
+        np.vstack([design.matrix, design.matrix]), allow_reversal=True
+    )
     assert power(more_clusters, effect=effect, variance=vc, cluster_size=m).power >= base - 1e-12
     assert power(design, effect=effect, variance=vc, cluster_size=m + 5).power >= base - 1e-12
     assert power(design, effect=effect * 1.2, variance=vc, cluster_size=m).power >= base - 1e-12
@@ -121,17 +141,24 @@ def _r_star(k: int) -> float:
 
 
 @settings(max_examples=20, deadline=None)
-@given(n_seq=st.integers(2, 6), g=st.integers(1, 3), icc=st.floats(0.01, 0.3),
-       cac=st.floats(0.0, 0.9), m=st.integers(1, 50))
-def test_power_rises_with_cac_in_stepped_wedge(n_seq: int, g: int, icc: float, cac: float,
-                                               m: int) -> None:
+@given(
+    n_seq=st.integers(2, 6),
+    g=st.integers(1, 3),
+    icc=st.floats(0.01, 0.3),
+    cac=st.floats(0.0, 0.9),
+    m=st.integers(1, 50),
+)
+def test_power_rises_with_cac_in_stepped_wedge(
+    n_seq: int, g: int, icc: float, cac: float, m: int
+) -> None:
     # Power rises with CAC once the cluster-mean autocorrelation r = m icc cac / DE_C passes
     # the maximiser r* of Hooper's DE_R(r); below r* it falls (DE_R rises), which is exact:
     # Var = 4 sigma^2 DE_C DE_R(r) / (I m) with DE_C free of the CAC.
     d = Design.stepped_wedge(n_seq, g)
     lo = power(d, effect=0.2, variance=VC.from_correlations(icc, cac=cac), cluster_size=m).power
-    hi = power(d, effect=0.2, variance=VC.from_correlations(icc, cac=cac + 0.1),
-               cluster_size=m).power
+    hi = power(
+        d, effect=0.2, variance=VC.from_correlations(icc, cac=cac + 0.1), cluster_size=m
+    ).power
     r = m * icc * cac / (1 + (m - 1) * icc)
     if r >= _r_star(n_seq):
         assert hi >= lo - 1e-12

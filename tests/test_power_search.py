@@ -34,8 +34,9 @@ def brute_force(n_i: int, n_t: int, vc: VC, m: float, **kw: object) -> dict[tupl
     return out
 
 
-@pytest.mark.parametrize("vc", [VC.from_correlations(0.05), VC.from_correlations(0.1, cac=0.6,
-                                                                                 decay=0.5)])
+@pytest.mark.parametrize(
+    "vc", [VC.from_correlations(0.05), VC.from_correlations(0.1, cac=0.6, decay=0.5)]
+)
 def test_exhaustive_search_matches_brute_force(vc: VC) -> None:
     res = search_designs(n_clusters=6, n_periods=4, effect=0.3, variance=vc, cluster_size=10)
     ref = brute_force(6, 4, vc, 10)
@@ -44,14 +45,16 @@ def test_exhaustive_search_matches_brute_force(vc: VC) -> None:
         np.testing.assert_allclose(v, ref[tuple(alloc)], **LINALG)
     assert min(ref.values()) == pytest.approx(res.variance[0], rel=1e-10)
     np.testing.assert_allclose(
-        power(res.best, effect=0.3, variance=vc, cluster_size=10).power, res.power[0], **LINALG)
+        power(res.best, effect=0.3, variance=vc, cluster_size=10).power, res.power[0], **LINALG
+    )
 
 
 def test_hussey_hughes_optimum_favours_outer_sequences() -> None:
     # Lawrie, Carlin & Forbes (2015): under HH the optimal allocation puts more clusters in
     # the first and last sequences
-    res = search_designs(n_clusters=8, n_periods=5, effect=0.3,
-                         variance=VC.from_correlations(0.05), cluster_size=20)
+    res = search_designs(
+        n_clusters=8, n_periods=5, effect=0.3, variance=VC.from_correlations(0.05), cluster_size=20
+    )
     g = res.allocations[0]
     assert g[0] > g[1] and g[-1] > g[-2]
 
@@ -59,8 +62,9 @@ def test_hussey_hughes_optimum_favours_outer_sequences() -> None:
 def test_link_scale_search_uses_null_and_alternative() -> None:
     vc = VC(tau2=0.1)
     kw = dict(family="poisson", baseline=0.5, exposure=10.0)
-    res = search_designs(n_clusters=6, n_periods=4, effect=np.log(1.4), variance=vc,
-                         cluster_size=1, **kw)
+    res = search_designs(
+        n_clusters=6, n_periods=4, effect=np.log(1.4), variance=vc, cluster_size=1, **kw
+    )
     for r in range(3):
         p = power(res.design(r), effect=np.log(1.4), variance=vc, cluster_size=1, **kw)
         np.testing.assert_allclose(res.power[r], p.power, **LINALG)
@@ -68,39 +72,61 @@ def test_link_scale_search_uses_null_and_alternative() -> None:
 
 def test_constraints_and_sampling() -> None:
     vc = VC.from_correlations(0.05)
-    res = search_designs(n_clusters=12, n_periods=6, effect=0.3, variance=vc, cluster_size=10,
-                         min_per_sequence=2, max_sequences=3)
+    res = search_designs(
+        n_clusters=12,
+        n_periods=6,
+        effect=0.3,
+        variance=vc,
+        cluster_size=10,
+        min_per_sequence=2,
+        max_sequences=3,
+    )
     used = res.allocations > 0
     assert np.all(used.sum(axis=1) <= 3)
     assert np.all(res.allocations[used] >= 2)
-    big = search_designs(n_clusters=30, n_periods=8, effect=0.3, variance=vc, cluster_size=10,
-                         max_candidates=500, rng=3, include_parallel=True)
+    big = search_designs(
+        n_clusters=30,
+        n_periods=8,
+        effect=0.3,
+        variance=vc,
+        cluster_size=10,
+        max_candidates=500,
+        rng=3,
+        include_parallel=True,
+    )
     assert not big.exhaustive and big.n_evaluated <= 500 + 8
     assert np.all(np.diff(big.variance) >= 0)
     with pytest.raises(ValueError, match="constraints"):
-        search_designs(n_clusters=3, n_periods=3, effect=0.3, variance=vc, cluster_size=10,
-                       min_per_sequence=2)
+        search_designs(
+            n_clusters=3, n_periods=3, effect=0.3, variance=vc, cluster_size=10, min_per_sequence=2
+        )
     tab = res.table(3)
     assert list(tab["rank"]) == [0, 1, 2]
 
 
 def test_transition_and_custom_patterns() -> None:
     vc = VC.from_correlations(0.05, cac=0.8)
-    res = search_designs(n_clusters=6, n_periods=5, effect=0.3, variance=vc, cluster_size=10,
-                         transition_periods=1)
+    res = search_designs(
+        n_clusters=6, n_periods=5, effect=0.3, variance=vc, cluster_size=10, transition_periods=1
+    )
     assert np.isnan(res.patterns).any()
     for r in range(3):
         np.testing.assert_allclose(
             res.variance[r],
-            power(res.design(r), effect=0.3, variance=vc, cluster_size=10).variance, **LINALG)
+            power(res.design(r), effect=0.3, variance=vc, cluster_size=10).variance,
+            **LINALG,
+        )
     nan = np.nan
     pats = np.array([[0, 1, 1, 1], [0, 0, 1, 1], [0, 0, 0, 1], [0, 0.5, 1, 1], [nan, 0, 0, 1]])
-    own = search_designs(n_clusters=5, n_periods=4, effect=0.3, variance=vc, cluster_size=10,
-                         patterns=pats)
+    own = search_designs(
+        n_clusters=5, n_periods=4, effect=0.3, variance=vc, cluster_size=10, patterns=pats
+    )
     assert own.exhaustive
     best = own.design(0)
     np.testing.assert_allclose(
-        own.variance[0], power(best, effect=0.3, variance=vc, cluster_size=10).variance, **LINALG)
+        own.variance[0], power(best, effect=0.3, variance=vc, cluster_size=10).variance, **LINALG
+    )
     with pytest.raises(ValueError, match="patterns"):
-        search_designs(n_clusters=5, n_periods=5, effect=0.3, variance=vc, cluster_size=10,
-                       patterns=pats)
+        search_designs(
+            n_clusters=5, n_periods=5, effect=0.3, variance=vc, cluster_size=10, patterns=pats
+        )

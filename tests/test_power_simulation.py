@@ -28,8 +28,14 @@ from steppedwedge.variance import VarianceComponents as VC
 pytestmark = pytest.mark.slow
 
 
-def pql_known_variance(y: np.ndarray, expo: np.ndarray, x: np.ndarray, tau2: float,
-                       theta: float | None, iters: int = 50) -> tuple[float, float]:
+def pql_known_variance(
+    y: np.ndarray,
+    expo: np.ndarray,
+    x: np.ndarray,
+    tau2: float,
+    theta: float | None,
+    iters: int = 50,
+) -> tuple[float, float]:
     n_i, n_t = y.shape
     z_design = pk.fixed_effects(x, np.ones_like(x, dtype=bool))
     beta = np.zeros(z_design.shape[2])
@@ -51,16 +57,18 @@ def pql_known_variance(y: np.ndarray, expo: np.ndarray, x: np.ndarray, tau2: flo
     return float(beta[-1]), float(np.sqrt(fit.cov[-1, -1]))
 
 
-@pytest.mark.parametrize(("family", "theta", "seed"), [("poisson", None, 11),
-                                                       ("negative_binomial", 30.0, 12)])
+@pytest.mark.parametrize(
+    ("family", "theta", "seed"), [("poisson", None, 11), ("negative_binomial", 30.0, 12)]
+)
 def test_count_power_against_simulation(family: str, theta: float | None, seed: int) -> None:
     d = Design.stepped_wedge(4, 3)
     x = d.matrix
     n_i, n_t = x.shape
     tau2, lrr, pop = 0.05, 0.15, 3000.0
     base = 0.01 * np.exp(0.05 * np.arange(n_t))
-    kw: dict[str, object] = dict(family=family, baseline=base, exposure=pop, cluster_size=1,
-                                 glmm_variance="alternative")
+    kw: dict[str, object] = dict(
+        family=family, baseline=base, exposure=pop, cluster_size=1, glmm_variance="alternative"
+    )
     if theta is not None:
         kw["dispersion"] = theta
     res = power(d, effect=lrr, variance=VC(tau2=tau2), **kw)
@@ -88,8 +96,9 @@ def test_count_power_against_simulation(family: str, theta: float | None, seed: 
     assert abs(sd - res.std_error) < MC_K * sd / np.sqrt(2 * (n_sims - 1))
 
 
-def pql_logit_known_variance(y: np.ndarray, n: np.ndarray, x: np.ndarray, tau2: float,
-                             iters: int = 50) -> tuple[float, float]:
+def pql_logit_known_variance(
+    y: np.ndarray, n: np.ndarray, x: np.ndarray, tau2: float, iters: int = 50
+) -> tuple[float, float]:
     n_i, n_t = y.shape
     z_design = pk.fixed_effects(x, np.ones_like(x, dtype=bool))
     beta = np.zeros(z_design.shape[2])
@@ -118,8 +127,15 @@ def test_logit_power_against_simulation() -> None:
     n_i, n_t = x.shape
     tau2, lor, m = 0.05, 0.3, 60
     base = np.linspace(0.2, 0.25, n_t)
-    res = power(d, effect=lor, variance=VC(tau2=tau2), cluster_size=m, family="binomial",
-                baseline=base, glmm_variance="alternative")
+    res = power(
+        d,
+        effect=lor,
+        variance=VC(tau2=tau2),
+        cluster_size=m,
+        family="binomial",
+        baseline=base,
+        glmm_variance="alternative",
+    )
     rng = np.random.default_rng(13)
     n_sims = 2000
     z = ndtri(0.975)

@@ -23,8 +23,9 @@ from steppedwedge.variance import VarianceComponents as VC
 @pytest.mark.reference
 def test_sp01_solve_cluster_size() -> None:
     # SteppedPower vignette SP-01: smallest m = 50, power 0.8074
-    res = solve_power(Design.stepped_wedge(3, 3), effect=0.2, variance=VC(sigma2=1.0),
-                      solve_for="cluster_size")
+    res = solve_power(
+        Design.stepped_wedge(3, 3), effect=0.2, variance=VC(sigma2=1.0), solve_for="cluster_size"
+    )
     assert res.solution == 50 and res.solved_for == "cluster_size"
     assert abs(res.power - 0.8074) <= 5e-5
 
@@ -42,8 +43,9 @@ def test_cp1_hooper_clusters_per_step() -> None:
     # exact GLS with one cluster per sequence scales as 1/g
     v1 = power(Design.stepped_wedge(5), effect=1.5, variance=vc, cluster_size=50).variance
     assert abs(v1 * zz / 1.5**2 - 1.288772) <= 2e-4
-    res = solve_power(Design.stepped_wedge(5), effect=1.5, variance=vc, cluster_size=50,
-                      one_tail=True)
+    res = solve_power(
+        Design.stepped_wedge(5), effect=1.5, variance=vc, cluster_size=50, one_tail=True
+    )
     assert res.solution == 2 and res.design.n_clusters == 10
     below = power(Design.stepped_wedge(5), effect=1.5, variance=vc, cluster_size=50)
     assert below.power_one_tail < 0.8 <= res.power_one_tail
@@ -64,8 +66,16 @@ def test_solve_effect_inverts_power() -> None:
 def test_solve_effect_binary_unreachable() -> None:
     d = Design.stepped_wedge(2)
     with pytest.raises(SolveError, match="not reachable"):
-        solve_power(d, variance=VC.from_correlations(0.3), cluster_size=2, family="binomial",
-                    link="identity", baseline=0.5, solve_for="effect", power=0.99)
+        solve_power(
+            d,
+            variance=VC.from_correlations(0.3),
+            cluster_size=2,
+            family="binomial",
+            link="identity",
+            baseline=0.5,
+            solve_for="effect",
+            power=0.99,
+        )
 
 
 def test_solve_clusters_minimal_integer() -> None:
@@ -96,15 +106,21 @@ def test_solve_n_sequences() -> None:
     res = solve_power(d, effect=0.25, variance=vc, cluster_size=10, solve_for="n_sequences")
     s = int(res.solution)
     assert res.power >= 0.8
-    assert power(Design.stepped_wedge(s - 1, 2), effect=0.25, variance=vc,
-                 cluster_size=10).power < 0.8
+    assert (
+        power(Design.stepped_wedge(s - 1, 2), effect=0.25, variance=vc, cluster_size=10).power < 0.8
+    )
 
 
 def test_solve_cluster_size_plateau_raises() -> None:
     d = Design.parallel(2, 2)
     with pytest.raises(SolveError, match="not reached"):
-        solve_power(d, effect=0.1, variance=VC.from_correlations(0.3), solve_for="cluster_size",
-                    max_value=10_000)
+        solve_power(
+            d,
+            effect=0.1,
+            variance=VC.from_correlations(0.3),
+            solve_for="cluster_size",
+            max_value=10_000,
+        )
 
 
 def test_solve_effect_zero_rejected() -> None:
@@ -131,8 +147,7 @@ def test_design_effect_from_design_and_conventions() -> None:
     np.testing.assert_allclose(de.variance(12, 20), v, **LINALG)
     assert de.total_sample_size(100) == pytest.approx(5 * 100 * de.value)
     with pytest.raises(DesignError):
-        design_effect(Design.stepped_wedge(3, 1, extra_treated_periods=1), cluster_size=5,
-                      icc=0.1)
+        design_effect(Design.stepped_wedge(3, 1, extra_treated_periods=1), cluster_size=5, icc=0.1)
     with pytest.raises(ValueError, match="icc"):
         design_effect(n_sequences=3, cluster_size=5, icc=1.5)
 
@@ -143,12 +158,14 @@ def test_id8_information_content() -> None:
     # published-cases.md Part B ID-8 (Kasza & Forbes 2019 definition)
     vc = VC(sigma2=1.0, tau2=0.05 / 0.95)
     ic = information_content(Design.stepped_wedge(4), variance=vc, cluster_size=10)
-    expected = np.array([
-        [1.0433, 1.3318, 1.0754, 1.0009, 1.0433],
-        [1.0046, 1.1005, 1.1912, 1.0285, 1.0046],
-        [1.0046, 1.0285, 1.1912, 1.1005, 1.0046],
-        [1.0433, 1.0009, 1.0754, 1.3318, 1.0433],
-    ])
+    expected = np.array(
+        [
+            [1.0433, 1.3318, 1.0754, 1.0009, 1.0433],
+            [1.0046, 1.1005, 1.1912, 1.0285, 1.0046],
+            [1.0046, 1.0285, 1.1912, 1.1005, 1.0046],
+            [1.0433, 1.0009, 1.0754, 1.3318, 1.0433],
+        ]
+    )
     np.testing.assert_allclose(ic.variance, 0.0563265306, rtol=1e-9)
     np.testing.assert_allclose(ic.values, expected, atol=5e-5)
 
@@ -163,16 +180,23 @@ def test_information_content_brute_force_incomplete() -> None:
     for i, j in [(0, 0), (1, 2), (3, 3), (2, 1)]:
         y = x.copy()
         y[i, j] = nan
-        np.testing.assert_allclose(ic.values[i, j],
-                                   power(y, effect=1, variance=vc, cluster_size=7).variance / full,
-                                   **LINALG)
+        np.testing.assert_allclose(
+            ic.values[i, j],
+            power(y, effect=1, variance=vc, cluster_size=7).variance / full,
+            **LINALG,
+        )
     assert np.isnan(ic.values[2, 2])
 
 
 @pytest.mark.reference
-@pytest.mark.parametrize(("icc", "expected"), [(0.0, (0.6, 0.3, 0.1, 0.0)),
-                                               (0.05, (0.9762, 0.3, -0.0881, -0.1881)),
-                                               (0.2, (0.9947, 0.3, -0.0974, -0.1974))])
+@pytest.mark.parametrize(
+    ("icc", "expected"),
+    [
+        (0.0, (0.6, 0.3, 0.1, 0.0)),
+        (0.05, (0.9762, 0.3, -0.0881, -0.1881)),
+        (0.2, (0.9947, 0.3, -0.0974, -0.1974)),
+    ],
+)
 def test_id7_exposure_time_weights(icc: float, expected: tuple[float, ...]) -> None:
     vc = VC(sigma2=1.0, tau2=icc / (1 - icc))
     cw = cell_weights(Design.stepped_wedge(4), variance=vc, cluster_size=100)
@@ -202,21 +226,37 @@ def test_power_curves_match_power() -> None:
     from steppedwedge.power import power_curve
 
     vc = VC.from_correlations(0.05, cac=0.8)
-    c = power_curve(Design.stepped_wedge(4), vary="clusters_per_sequence", values=[1, 2, 3],
-                    effect=0.3, variance=vc, cluster_size=10)
+    c = power_curve(
+        Design.stepped_wedge(4),
+        vary="clusters_per_sequence",
+        values=[1, 2, 3],
+        effect=0.3,
+        variance=vc,
+        cluster_size=10,
+    )
     for n, p in zip([1, 2, 3], c.power, strict=True):
-        assert p == pytest.approx(power(Design.stepped_wedge(4, n), effect=0.3, variance=vc,
-                                        cluster_size=10).power, rel=1e-12)
+        assert p == pytest.approx(
+            power(Design.stepped_wedge(4, n), effect=0.3, variance=vc, cluster_size=10).power,
+            rel=1e-12,
+        )
     assert np.all(np.diff(c.power) > 0)
-    e = power_curve(Design.stepped_wedge(4), vary="effect", values=[0.1, 0.2], variance=vc,
-                    cluster_size=10)
+    e = power_curve(
+        Design.stepped_wedge(4), vary="effect", values=[0.1, 0.2], variance=vc, cluster_size=10
+    )
     assert e.to_frame().shape == (2, 4)
-    m = power_curve(Design.stepped_wedge(4), vary="cluster_size", values=[5, 50], effect=0.3,
-                    variance=vc)
+    m = power_curve(
+        Design.stepped_wedge(4), vary="cluster_size", values=[5, 50], effect=0.3, variance=vc
+    )
     assert m.power[1] > m.power[0]
     with pytest.raises(ValueError, match="positive integers"):
-        power_curve(Design.stepped_wedge(4), vary="clusters_per_sequence", values=[1.5],
-                    effect=0.3, variance=vc, cluster_size=10)
+        power_curve(
+            Design.stepped_wedge(4),
+            vary="clusters_per_sequence",
+            values=[1.5],
+            effect=0.3,
+            variance=vc,
+            cluster_size=10,
+        )
     import matplotlib
 
     matplotlib.use("Agg")
@@ -227,31 +267,56 @@ def test_power_curves_match_power() -> None:
 
 
 def test_summary_renderings() -> None:
-    res = power(Design.stepped_wedge(3, 3), effect=0.2, variance=VC(tau2=0.01), cluster_size=50,
-                dof="residual-individuals")
+    res = power(
+        Design.stepped_wedge(3, 3),
+        effect=0.2,
+        variance=VC(tau2=0.01),
+        cluster_size=50,
+        dof="residual-individuals",
+    )
     text = str(res)
     assert "t with 1795 df" in text and "power" in text
     assert "<table" in res._repr_html_()
     assert res.summary().as_markdown().startswith("**Analytic power**")
     assert "tabular" in res.summary().as_latex()
     tidy = res.tidy()
-    assert list(tidy.columns) == ["term", "effect", "std_error", "statistic", "df", "alpha",
-                                  "power", "power_one_tail"]
+    assert list(tidy.columns) == [
+        "term",
+        "effect",
+        "std_error",
+        "statistic",
+        "df",
+        "alpha",
+        "power",
+        "power_one_tail",
+    ]
     assert repr(res).startswith("PowerResult(power=")
 
 
-@pytest.mark.parametrize("kw", [dict(transition_periods=1),
-                                dict(baseline_periods=2, periods_per_step=2,
-                                     extra_treated_periods=1),
-                                dict(transition_periods=1, transition="partial")])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(transition_periods=1),
+        dict(baseline_periods=2, periods_per_step=2, extra_treated_periods=1),
+        dict(transition_periods=1, transition="partial"),
+    ],
+)
 def test_solve_n_sequences_keeps_layout(kw: dict[str, object]) -> None:
     vc = VC.from_correlations(0.05)
-    res = solve_power(Design.stepped_wedge(4, 2, **kw), effect=0.2, variance=vc,
-                      cluster_size=20, solve_for="n_sequences")
+    res = solve_power(
+        Design.stepped_wedge(4, 2, **kw),
+        effect=0.2,
+        variance=vc,
+        cluster_size=20,
+        solve_for="n_sequences",
+    )
     s = int(res.solution)
     again = Design.stepped_wedge(s, 2, **kw)
-    np.testing.assert_array_equal(np.nan_to_num(res.design.matrix, nan=-1),
-                                  np.nan_to_num(again.matrix, nan=-1))
+    np.testing.assert_array_equal(
+        np.nan_to_num(res.design.matrix, nan=-1), np.nan_to_num(again.matrix, nan=-1)
+    )
     assert res.power >= 0.8
-    assert power(Design.stepped_wedge(s - 1, 2, **kw), effect=0.2, variance=vc,
-                 cluster_size=20).power < 0.8
+    assert (
+        power(Design.stepped_wedge(s - 1, 2, **kw), effect=0.2, variance=vc, cluster_size=20).power
+        < 0.8
+    )

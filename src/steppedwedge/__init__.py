@@ -26,6 +26,14 @@ from .exceptions import (
     SteppedWedgeError,
     SteppedWedgeWarning,
 )
+from .inference.permutation import PermutationResult, permutation_test
+from .inference.pooling import PooledResult, pool
+from .models import fit
+from .models.cluster_level import ClusterSummaryResult
+from .models.fixed_effects import FixedEffectsResult
+from .models.gee import GEEResult
+from .models.glmm import GLMMResult
+from .models.staggered import StaggeredResult
 from .power import (
     AssuranceResult,
     CellMap,
@@ -45,14 +53,6 @@ from .power import (
     search_designs,
     solve_power,
 )
-from .inference.permutation import PermutationResult, permutation_test
-from .inference.pooling import PooledResult, pool
-from .models import fit
-from .models.cluster_level import ClusterSummaryResult
-from .models.fixed_effects import FixedEffectsResult
-from .models.gee import GEEResult
-from .models.glmm import GLMMResult
-from .models.staggered import StaggeredResult
 from .power.simulation import (
     NullSimulationPlan,
     SimulatedPowerResult,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -13,7 +13,7 @@ BoolArray = npt.NDArray[np.bool_]
 ArrayLike = npt.ArrayLike
 
 #: Anything accepted as ``rng=``: an integer seed, a Generator, a SeedSequence or None.
-RNGLike = Union[int, np.integer[Any], np.random.Generator, np.random.SeedSequence, None]
+RNGLike = int | np.integer[Any] | np.random.Generator | np.random.SeedSequence | None
 
 Family = Literal["gaussian", "binomial", "poisson", "negative_binomial"]
 RandomStructure = Literal["cluster", "nested", "decay", "nested+decay", "random-slope"]

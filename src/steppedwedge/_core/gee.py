@@ -485,9 +485,7 @@ def _corr_pieces(
     return (rs.DD - SGS) / a, (rs.De - SGe) / a
 
 
-def _block_pieces(
-    units: GEEUnits, rs: _Resid, params: FloatArray
-) -> tuple[FloatArray, FloatArray]:
+def _block_pieces(units: GEEUnits, rs: _Resid, params: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Closed-cohort block-exchangeable structure, one cluster at a time.
 
     ``R_i = a I + U_i C U_i'`` with ``U_i = [Z_period, Z_person]``, ``C = blockdiag((alpha0 -
@@ -662,7 +660,9 @@ def _estimate_params(
         return float(np.sum(nL * (mL - a0 * f) ** 2)), a0
 
     res = optimize.minimize_scalar(
-        lambda r: profile(r)[0], bounds=(0.0, 1.0), method="bounded",
+        lambda r: profile(r)[0],
+        bounds=(0.0, 1.0),
+        method="bounded",
         options={"xatol": 1e-13},
     )
     r = float(res.x)
@@ -673,7 +673,11 @@ def _estimate_params(
 
 
 def _block_params(
-    rs: _Resid, phi: float, units: GEEUnits, lags: FloatArray, sums: FloatArray,
+    rs: _Resid,
+    phi: float,
+    units: GEEUnits,
+    lags: FloatArray,
+    sums: FloatArray,
     counts: FloatArray,
 ) -> FloatArray:
     """Pair-type means: same period (alpha0), neither (alpha1), same person (alpha2)."""
@@ -806,9 +810,7 @@ def fit_gee_core(
         # correlation of the previous step), then M_i, u_i at the new parameters
         rs = _residuals(units, fam, beta)
         ph_ = ph
-        need_old = (phi is None and scale_method == "bias-corrected") or (
-            maee and not fixed_params
-        )
+        need_old = (phi is None and scale_method == "bias-corrected") or (maee and not fixed_params)
         M0, u0 = _corr_pieces(units, rs, corstr, par, dense=dense) if need_old else (None, None)
         if phi is None:
             ph_ = _scale(rs, M0, u0, n_obs, scale_method, p)

@@ -149,9 +149,7 @@ class _WaldTable(ResultMixin):
 
     def _crit(self, confidence_level: float) -> float:
         if not 0.0 < confidence_level < 1.0:
-            raise ValueError(
-                f"`confidence_level` must lie in (0, 1); got {confidence_level!r}."
-            )
+            raise ValueError(f"`confidence_level` must lie in (0, 1); got {confidence_level!r}.")
         q = 0.5 + confidence_level / 2.0
         return float(stats.norm.ppf(q) if math.isinf(self.df) else stats.t.ppf(q, self.df))
 
@@ -214,15 +212,15 @@ class _WaldTable(ResultMixin):
         t = t[~t["term"].str.startswith("period") & (t["term"] != "(Intercept)")]
         y = np.arange(len(t))
         ax.errorbar(
-            t["estimate"], y, xerr=[t["estimate"] - t["conf_low"], t["conf_high"] - t["estimate"]],
+            t["estimate"],
+            y,
+            xerr=[t["estimate"] - t["conf_low"], t["conf_high"] - t["estimate"]],
             fmt="o",
         )
         ax.axvline(0.0, color="grey", lw=0.8)
         ax.set_yticks(y, list(t["term"]))
         ax.set_xlabel(f"estimate ({self.link} scale)")
         return ax
-
-
 
 
 @dataclass(frozen=True)
@@ -429,9 +427,7 @@ def _fit_gee_iv(
                 f"`family='binomial'` needs a 0/1 outcome; column "
                 f"{td.roles['outcome']!r} has {_vals(y[bad])}."
             )
-        if fam in ("poisson", "negative_binomial") and not np.all(
-            (y >= 0) & (y == np.round(y))
-        ):
+        if fam in ("poisson", "negative_binomial") and not np.all((y >= 0) & (y == np.round(y))):
             bad = np.flatnonzero((y < 0) | (y != np.round(y)))[:5]
             raise DataError(
                 f"`family={fam!r}` needs non-negative integer counts; column "
@@ -442,9 +438,7 @@ def _fit_gee_iv(
     else:
         if not isinstance(link, str) or link not in _LINKS[fam]:
             listed = ", ".join(repr(x) for x in _LINKS[fam])
-            raise ValueError(
-                f"`link` must be one of {listed} for family {fam!r}; got {link!r}."
-            )
+            raise ValueError(f"`link` must be one of {listed} for family {fam!r}; got {link!r}.")
         lk = link
     cs = check_option("corstr", corstr, tuple(_gee.CORSTRS))
     if cs == "block-exchangeable" and "individual" not in td.roles:
@@ -686,9 +680,7 @@ def _start(units: _gee.GEEUnits, fam: _gee.LinkFunctions, spec: _Spec) -> np.nda
 def _nb_theta(units: _gee.GEEUnits, spec: _Spec) -> float:
     """Moment estimate of the negative-binomial shape from a Poisson working fit."""
     fam = _gee.link_functions("poisson", spec.link)
-    core = _gee.fit_gee_core(
-        units, fam, "independence", beta0=_start(units, fam, spec), phi=1.0
-    )
+    core = _gee.fit_gee_core(units, fam, "independence", beta0=_start(units, fam, spec), phi=1.0)
     mu = fam.linkinv(units.X @ core.beta + units.offset)
     resid2 = units.yss + (units.ysum - units.w * mu) ** 2 / units.w
     num = float(np.sum(units.w * mu * mu))
@@ -857,8 +849,19 @@ def fit_gee(
     (0.713, 0.138, 6.0)
     """
     spec = _fit_gee_iv(
-        trial_data, family, link, corstr, vcov, dof, time, covariates, corr_params, scale,
-        nb_theta, maee, corr_method,
+        trial_data,
+        family,
+        link,
+        corstr,
+        vcov,
+        dof,
+        time,
+        covariates,
+        corr_params,
+        scale,
+        nb_theta,
+        maee,
+        corr_method,
     )
     units, names = _units(trial_data, spec)
     I = trial_data.n_clusters  # noqa: E741
@@ -941,9 +944,7 @@ def fit_gee(
         and spec.maee != "geecrt"
         and not units.single
     ):
-        corr_inputs = (
-            units, fam, core.beta, spec.corstr, core.params, core.phi, bool(spec.maee)
-        )
+        corr_inputs = (units, fam, core.beta, spec.corstr, core.params, core.phi, bool(spec.maee))
     V = _vcov(core.M, core.u, core.phi, spec.vcov, names)
     return GEEResult(
         params=pd.Series(core.beta, index=names),
@@ -1063,8 +1064,7 @@ def fit_gee_frame(
     """
     if effect != "immediate":
         raise ValueError(
-            f"`effect={effect!r}` is not available with method='gee'; only "
-            "effect='immediate' is."
+            f"`effect={effect!r}` is not available with method='gee'; only effect='immediate' is."
         )
     if corstr is None and random not in RANDOM_TO_CORSTR:
         listed = ", ".join(repr(k) for k in RANDOM_TO_CORSTR)
@@ -1084,9 +1084,19 @@ def fit_gee_frame(
             frame[col] = cm.values[:, q]
             cov_names.append(col)
     td = TrialData.from_frame(
-        frame, outcome=outcome, cluster=cluster, period=period, treatment=treatment,
-        individual=individual, family=family, trials=trials, exposure=exposure,
-        offset=offset, covariates=cov_names or None, design=design, missing=missing,
+        frame,
+        outcome=outcome,
+        cluster=cluster,
+        period=period,
+        treatment=treatment,
+        individual=individual,
+        family=family,
+        trials=trials,
+        exposure=exposure,
+        offset=offset,
+        covariates=cov_names or None,
+        design=design,
+        missing=missing,
     )
     cs: str | None = corstr
     if cs is None:
@@ -1104,7 +1114,13 @@ def fit_gee_frame(
             "or 'model'."
         )
     return fit_gee(
-        td, family=family, link=link, corstr=cs, vcov="md" if vcov is None else vcov,  # type: ignore[arg-type]
-        dof=dof, time=time, covariates=cov_names or None,  # type: ignore[arg-type]
+        td,
+        family=family,
+        link=link,
+        corstr=cs,
+        vcov="md" if vcov is None else vcov,  # type: ignore[arg-type]
+        dof=dof,
+        time=time,
+        covariates=cov_names or None,  # type: ignore[arg-type]
         **options,
     )
