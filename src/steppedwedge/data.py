@@ -165,7 +165,8 @@ class CellSummary:
         # typed label columns (ints, Periods, strings) where the labels allow it
         frame["cluster"] = pd.Index(list(self.clusters)).take(np.repeat(np.arange(n_i), n_t))
         frame["period"] = pd.Index(list(self.periods)).take(np.tile(np.arange(n_t), n_i))
-        return frame
+        out_frame: pd.DataFrame = frame
+        return out_frame
 
     def __repr__(self) -> str:
         n_i, n_t = self.shape
@@ -507,7 +508,7 @@ def _lab(value: Any) -> str:
     return repr(value)
 
 
-def _list(items: Sequence[Any], limit: int = _MAX_LISTED) -> str:
+def _list(items: Sequence[Any] | np.ndarray, limit: int = _MAX_LISTED) -> str:
     items = list(items)
     shown = ", ".join(str(x.item() if isinstance(x, np.generic) else x) for x in items[:limit])
     if len(items) > limit:
@@ -562,9 +563,10 @@ def _codes_for(
     if (codes < 0).any() and isinstance(labels, pd.PeriodIndex):
         try:
             if isinstance(uniq, pd.DatetimeIndex):
-                conv = uniq.to_period(labels.freq)
+                conv = uniq.to_period(labels.freq)  # type: ignore[arg-type]
             else:
-                conv = pd.PeriodIndex([pd.Period(v, freq=labels.freq) for v in uniq])
+                freq: Any = labels.freq
+                conv = pd.PeriodIndex([pd.Period(v, freq=freq) for v in uniq])
             codes2 = np.asarray(labels.get_indexer(conv), dtype=np.int64)
             if (codes2 >= 0).sum() > (codes >= 0).sum():
                 codes = codes2
@@ -1014,9 +1016,12 @@ def _sorted_codes(values: pd.Series) -> tuple[list[Hashable], IntArray]:
 
 
 def _as_index(values: pd.Series, labels: list[Hashable]) -> pd.Index:
+    index: pd.Index
     if isinstance(values.dtype, pd.PeriodDtype):
-        return pd.PeriodIndex(labels, freq=values.dtype.freq)
-    return pd.Index(labels)
+        index = pd.PeriodIndex(labels, freq=values.dtype.freq)
+    else:
+        index = pd.Index(labels)
+    return index
 
 
 # --------------------------------------------------------------------------------------

@@ -269,7 +269,7 @@ class Design:
         return cls(
             matrix=matrix,
             clusters=() if clusters is None else tuple(clusters),
-            periods=None if periods is None else pd.Index(periods),
+            periods=cast("pd.Index", None if periods is None else pd.Index(periods)),
             period_lengths=period_lengths,
             allow_reversal=allow_reversal,
             check_identifiable=check_identifiable,
@@ -763,13 +763,13 @@ class Design:
             values = pd.to_numeric(frame[treatment], errors="raise").astype(np.float64)
         except (TypeError, ValueError):
             raise DesignError(f"column `{treatment}` of `frame` must be numeric.") from None
-        values = values.to_numpy(copy=True)
+        values_arr = values.to_numpy(copy=True)
         if "observed" in frame.columns:
-            values[~frame["observed"].astype(bool).to_numpy()] = np.nan
+            values_arr[~frame["observed"].astype(bool).to_numpy()] = np.nan
         row_pos = pd.Index(clusters).get_indexer(frame[cluster])
         col_pos = period_labels.get_indexer(pcol)
         matrix = np.full((len(clusters), len(period_labels)), np.nan)
-        matrix[row_pos, col_pos] = values
+        matrix[row_pos, col_pos] = values_arr
         lengths = None
         if "period_length" in frame.columns:
             per = frame.groupby(col_pos)["period_length"].agg(["min", "max"])
@@ -784,7 +784,7 @@ class Design:
         return cls(
             matrix=matrix,
             clusters=tuple(clusters),
-            periods=periods_out,
+            periods=cast("pd.Index", periods_out),  # None: __post_init__ numbers the periods
             period_lengths=lengths,
             allow_reversal=allow_reversal,
             check_identifiable=check_identifiable,
@@ -996,7 +996,8 @@ class Design:
         )
         if all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in self.clusters):
             out["cluster"] = out["cluster"].astype(np.int64)
-        return out
+        table: pd.DataFrame = out
+        return table
 
     # ---------------------------------------------------------------- diagnostics
     def information_content(self, **kwargs: Any) -> Any:

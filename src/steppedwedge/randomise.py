@@ -808,7 +808,8 @@ class Allocation:
         for name in self.covariates.columns:
             values = self.covariates[name].to_numpy()
             frame[name] = values[[position[c] for c in labels]]
-        return frame
+        out: pd.DataFrame = frame
+        return out
 
     def _method_text(self) -> str:
         if self.method == "simple":

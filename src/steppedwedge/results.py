@@ -307,11 +307,14 @@ class FitResult(ResultMixin):
             a last column ``std_error_model`` holds the model-based standard errors.
         """
         rows = []
-        for r in self.terms.itertuples(index=False):
-            stat = r.estimate / r.std_error if r.std_error > 0 else float("nan")
-            lo, hi = t_interval(r.estimate, r.std_error, r.df, confidence_level)
-            rows.append((r.term, r.estimate, r.std_error, stat, r.df, t_pvalue(stat, r.df), lo, hi))
-        out = pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
+        t = self.terms
+        columns = (t["estimate"], t["std_error"], t["df"])
+        arrays = [c.to_numpy(dtype=float).tolist() for c in columns]
+        for term, est, se, df in zip(t["term"].tolist(), *arrays, strict=True):
+            stat = est / se if se > 0 else float("nan")
+            lo, hi = t_interval(est, se, df, confidence_level)
+            rows.append((term, est, se, stat, df, t_pvalue(stat, df), lo, hi))
+        out: pd.DataFrame = pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
         if "std_error_model" in self.terms.columns:
             out["std_error_model"] = self.terms["std_error_model"].to_numpy(dtype=float)
         return out

@@ -235,7 +235,7 @@ class VarianceComponents:
         Without decay this is ``icc * cac``; with decay it depends on the lag (see
         :meth:`cluster_correlation`) and this property gives its value at lag 1.
         """
-        return self.cluster_correlation(1) * self.icc
+        return float(self.cluster_correlation(1)) * self.icc
 
     def cluster_correlation(self, lag: float | FloatArray) -> float | FloatArray:
         """Correlation of a cluster's true period means ``lag`` periods apart.

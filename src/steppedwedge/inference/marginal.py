@@ -72,7 +72,9 @@ def _slope_columns(data: Any, t_col: int) -> np.ndarray:
     )
 
 
-def _unit_means(data: Any, link: str, theta: np.ndarray, p: int, t_col: int, a: float):
+def _unit_means(
+    data: Any, link: str, theta: np.ndarray, p: int, t_col: int, a: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Marginal means ``mu_iu(a)`` of every unit and their derivatives in ``(beta, sd)``.
 
     Returns ``mu`` (I, U), ``dmu/dbeta`` (I, U, p) and ``dmu/dsd`` (I, U, n_comp).
@@ -104,7 +106,9 @@ def _unit_means(data: Any, link: str, theta: np.ndarray, p: int, t_col: int, a: 
     return mu, d_eta[..., None] * x, d_sd
 
 
-def _cluster_sums(data: Any, fam: Any, link: str, theta, p, t_col, a: float):
+def _cluster_sums(
+    data: Any, fam: Any, link: str, theta: np.ndarray, p: int, t_col: int, a: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-cluster expected totals ``M_i(a)``, weights ``W_i`` and ``dM_i/d(beta, sd)``."""
     real = data.weight > 0
     w = np.where(real, data.n if fam.name == "binomial" else np.exp(data.offset), 0.0)

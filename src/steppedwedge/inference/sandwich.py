@@ -317,7 +317,8 @@ def sandwich_vcov(
         meat = u.T @ u
     elif kind == "mbn":
         out = _mbn(pieces, bread, mbn_d, mbn_r)
-        return 0.5 * (out + out.T)
+        sym: np.ndarray = 0.5 * (out + out.T)
+        return sym
     elif kind == "fg":
         q_diag = np.einsum("ijk,kj->ij", pieces.hessians, bread)  # diag(H_i H^{-1})
         uc = u / np.sqrt(1.0 - np.minimum(fg_bound, q_diag))

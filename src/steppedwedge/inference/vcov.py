@@ -30,7 +30,8 @@ VCOV_TYPES = ("model", "robust", "cr2")
 def _inv_sqrt_sym(a: np.ndarray) -> np.ndarray:
     w, v = np.linalg.eigh(0.5 * (a + a.T))
     w = np.clip(w, 1e-12, None)
-    return (v / np.sqrt(w)) @ v.T
+    root: np.ndarray = (v / np.sqrt(w)) @ v.T
+    return root
 
 
 def cr2_vcov(fit: LMMFit, cells: CellData, structure: CovarianceStructure) -> np.ndarray:
@@ -61,4 +62,5 @@ def cr2_vcov(fit: LMMFit, cells: CellData, structure: CovarianceStructure) -> np
         u = xi.T @ (a @ ei)
         meat += np.outer(u, u)
     out = m_inv @ meat @ m_inv
-    return 0.5 * (out + out.T)
+    sym: np.ndarray = 0.5 * (out + out.T)
+    return sym

@@ -1117,10 +1117,10 @@ def fit_gee_frame(
         td,
         family=family,
         link=link,
-        corstr=cs,
+        corstr=cs,  # type: ignore[arg-type]
         vcov="md" if vcov is None else vcov,  # type: ignore[arg-type]
         dof=dof,
-        time=time,
-        covariates=cov_names or None,  # type: ignore[arg-type]
+        time=time,  # type: ignore[arg-type]
+        covariates=cov_names or None,
         **options,
     )

@@ -104,9 +104,9 @@ def natural_spline_basis(
     k_n = xi.size
 
     def d(k: int) -> np.ndarray:
-        return (np.clip(x - xi[k], 0, None) ** 3 - np.clip(x - xi[-1], 0, None) ** 3) / (
-            xi[-1] - xi[k]
-        )
+        cubes = np.clip(x - xi[k], 0, None) ** 3 - np.clip(x - xi[-1], 0, None) ** 3
+        out: np.ndarray = cubes / (xi[-1] - xi[k])
+        return out
 
     cols = [x.astype(float)]
     for k in range(k_n - 2):
