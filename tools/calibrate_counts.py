@@ -164,6 +164,7 @@ def analyses(scenario: CountScenario, n_permutations: int) -> dict[str, Any]:
         "Poisson GLMM, decay": {"family": "poisson", "random": "decay"},
         "Poisson GLMM, nested+decay": {"family": "poisson", "random": "nested+decay"},
         "Poisson GLMM, nested, CR2": {"family": "poisson", "random": "nested", "vcov": "cr2"},
+        "Poisson GLMM, decay, CR2": {"family": "poisson", "random": "decay", "vcov": "cr2"},
         "Poisson GLMM, nested+decay, CR2": {
             "family": "poisson",
             "random": "nested+decay",
