@@ -169,10 +169,10 @@ def _cell_summaries(
     fam = td.family
     if fam == "gaussian":
         if td.kind == "aggregate":
-            s = td.frame.groupby([td.cluster_codes, td.period_codes])["outcome"].mean()
-            s = s.reindex(list(zip(ci, pj, strict=False))).to_numpy(float)
+            means = td.frame.groupby([td.cluster_codes, td.period_codes])["outcome"].mean()
+            s = means.reindex(list(zip(ci, pj, strict=False))).to_numpy(float)
         else:
-            s = c.mean[ci, pj].astype(float)
+            s = np.asarray(c.mean[ci, pj], dtype=float)
         if weights == "inverse-variance":
             if td.kind != "individual":
                 raise DataError(

@@ -176,7 +176,9 @@ def _hash_frame(frame: pd.DataFrame) -> str:
 def planned_design(config: TrialConfig) -> Design:
     """Build the design template: one row per slot, from the wave start dates."""
     return Design.from_start_dates(
-        config.slot_start_dates(), config.periods, transition=config.transition
+        config.slot_start_dates(),
+        config.periods,
+        transition=config.transition,  # type: ignore[arg-type]  # checked by from_start_dates
     )
 
 
@@ -422,7 +424,8 @@ def _model_comparison(
 
 def _significance_note(results: dict[str, Any], alpha: float) -> str | None:
     """Name the analyses on each side when they disagree about significance at ``alpha``."""
-    sig, not_sig = [], []
+    sig: list[str] = []
+    not_sig: list[str] = []
     for name, res in results.items():
         p = float(res.pvalue)
         if np.isfinite(p):
@@ -586,7 +589,7 @@ def _primary_section(
         )
     if comparison is not None and len(comparison):
         shown = comparison.rename(columns={"ratio": label})
-        best = str(comparison.loc[comparison["AIC"].idxmin(), "random"])
+        best = str(comparison["random"].iloc[int(np.argmin(comparison["AIC"].to_numpy()))])
         parts.append(
             "Random-effect structures compared (Laplace log-likelihoods of the same fixed "
             "effects; AIC = -2 log-likelihood + 2 parameters; decay = estimated correlation "
