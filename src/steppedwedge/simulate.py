@@ -218,7 +218,8 @@ def arrays_to_frame(spec: SimulationSpec, arrays: dict[str, Any]) -> pd.DataFram
         if arrays["individual"] is not None:
             cols["individual"] = arrays["individual"]
         cols["outcome"] = arrays["outcome"]
-        return pd.DataFrame(cols)
+        rows: pd.DataFrame = pd.DataFrame(cols)
+        return rows
     ci, pj = np.nonzero(spec.observed)
     cols = {
         "cluster": _labels(clusters, ci),
@@ -236,7 +237,8 @@ def arrays_to_frame(spec: SimulationSpec, arrays: dict[str, Any]) -> pd.DataFram
     else:
         cols["outcome"] = arrays["outcome"][ci, pj]
         cols["population"] = arrays["population"][ci, pj]
-    return pd.DataFrame(cols)
+    frame: pd.DataFrame = pd.DataFrame(cols)
+    return frame
 
 
 def _labels(labels: np.ndarray, codes: np.ndarray) -> Any:

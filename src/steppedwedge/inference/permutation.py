@@ -246,7 +246,8 @@ class PermutationResult(ResultMixin):
             lo,
             hi,
         )
-        return pd.DataFrame([row], columns=list(TIDY_COLUMNS))
+        out: pd.DataFrame = pd.DataFrame([row], columns=list(TIDY_COLUMNS))
+        return out
 
     def summary(self) -> Summary:
         """Text/HTML/Markdown/LaTeX summary.
@@ -927,7 +928,8 @@ def _permuted_frame(
 ) -> pd.DataFrame:
     frame = data.copy()
     frame[treatment] = x[td.cluster_codes, td.period_codes]
-    return frame
+    out: pd.DataFrame = frame
+    return out
 
 
 def _refit_statistics(

@@ -382,13 +382,15 @@ class SimulatedPowerResult:
         enumerate) and ``sequences`` (the drawn 0-based sequence of each cluster, in
         :attr:`allocation_clusters` order).
         """
-        return self.replicates.copy()
+        table: pd.DataFrame = self.replicates.copy()
+        return table
 
     @cached_property
     def status_counts(self) -> pd.Series:
         """Number of replicates by status (every status listed, zeros included)."""
         counts = self.replicates["status"].value_counts()
-        return pd.Series({s: int(counts.get(s, 0)) for s in STATUSES}, name="replicates")
+        out: pd.Series = pd.Series({s: int(counts.get(s, 0)) for s in STATUSES}, name="replicates")
+        return out
 
     @property
     def failures(self) -> pd.Series:
@@ -412,7 +414,8 @@ class SimulatedPowerResult:
 
     @cached_property
     def _usable(self) -> pd.DataFrame:
-        return self.replicates[self.replicates["status"].isin(USABLE)]
+        usable: pd.DataFrame = self.replicates[self.replicates["status"].isin(USABLE)]
+        return usable
 
     @property
     def n_rejected(self) -> int:
@@ -635,7 +638,8 @@ class SimulatedPowerResult:
         )
         for pos, col in ((3, "statistic"), (4, "df"), (5, "p_value")):
             out.insert(pos, col, math.nan)
-        return out
+        table: pd.DataFrame = out
+        return table
 
     def plot(self, ax: Axes | None = None, *, kind: str = "estimates", **kwargs: Any) -> Axes:
         """Histogram of the usable estimates (``kind="estimates"``) or p-values.
