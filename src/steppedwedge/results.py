@@ -54,6 +54,28 @@ def t_interval(
     return float(estimate - crit * std_error), float(estimate + crit * std_error)
 
 
+def wald_table(
+    terms: Sequence[Any],
+    estimates: Sequence[float] | np.ndarray,
+    std_errors: Sequence[float] | np.ndarray,
+    dfs: Sequence[float] | np.ndarray,
+    confidence_level: float,
+) -> pd.DataFrame:
+    """Build the ``tidy()`` table of Wald statistics: one row per term, ``TIDY_COLUMNS``.
+
+    The t (finite ``df``) or z (infinite ``df``) statistic, two-sided p-value and symmetric
+    interval of every term; the statistic is NaN where the standard error is not positive.
+    """
+    rows = []
+    for term, est, se, df in zip(terms, estimates, std_errors, dfs, strict=True):
+        est, se, df = float(est), float(se), float(df)
+        stat = est / se if se > 0 else float("nan")
+        lo, hi = t_interval(est, se, df, confidence_level)
+        rows.append((term, est, se, stat, df, t_pvalue(stat, df), lo, hi))
+    out: pd.DataFrame = pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
+    return out
+
+
 def _fmt(x: Any, digits: int = 4) -> str:
     if isinstance(x, (bool, np.bool_)):
         return "yes" if x else "no"
@@ -306,15 +328,9 @@ class FitResult(ResultMixin):
             conf_high``; with a cluster-robust ``vcov`` the inference columns are robust and
             a last column ``std_error_model`` holds the model-based standard errors.
         """
-        rows = []
         t = self.terms
-        columns = (t["estimate"], t["std_error"], t["df"])
-        arrays = [c.to_numpy(dtype=float).tolist() for c in columns]
-        for term, est, se, df in zip(t["term"].tolist(), *arrays, strict=True):
-            stat = est / se if se > 0 else float("nan")
-            lo, hi = t_interval(est, se, df, confidence_level)
-            rows.append((term, est, se, stat, df, t_pvalue(stat, df), lo, hi))
-        out: pd.DataFrame = pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
+        est, se, df = (t[c].to_numpy(dtype=float) for c in ("estimate", "std_error", "df"))
+        out = wald_table(t["term"].tolist(), est, se, df, confidence_level)
         if "std_error_model" in self.terms.columns:
             out["std_error_model"] = self.terms["std_error_model"].to_numpy(dtype=float)
         return out

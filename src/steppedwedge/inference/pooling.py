@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ..results import TIDY_COLUMNS, ResultMixin, Summary, _fmt, t_interval, t_pvalue
+from ..results import ResultMixin, Summary, _fmt, t_interval, t_pvalue, wald_table
 
 __all__ = ["PooledResult", "pool", "barnard_rubin_df"]
 
@@ -173,14 +173,11 @@ class PooledResult(ResultMixin):
             Columns ``term, estimate, std_error, statistic, df, p_value, conf_low,
             conf_high``.
         """
-        rows = []
-        for term in self._order():
-            q, s, d = float(self.params[term]), float(np.sqrt(self.t[term])), float(self.df[term])
-            stat = q / s if s > 0 else float("nan")
-            lo, hi = t_interval(q, s, d, confidence_level)
-            rows.append((str(term), q, s, stat, d, t_pvalue(stat, d), lo, hi))
-        out: pd.DataFrame = pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
-        return out
+        order = self._order()
+        estimates = [float(self.params[term]) for term in order]
+        std_errors = [float(np.sqrt(self.t[term])) for term in order]
+        dfs = [float(self.df[term]) for term in order]
+        return wald_table([str(t) for t in order], estimates, std_errors, dfs, confidence_level)
 
     def diagnostics(self) -> pd.DataFrame:
         """Per term, the estimand first: ``m, ubar, b, t, dfcom, df, riv, lambda, fmi``.

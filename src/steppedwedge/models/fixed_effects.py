@@ -33,7 +33,7 @@ from scipy import linalg, special
 
 from .._validation import check_option
 from ..exceptions import ConvergenceWarning, DataError, SmallSampleWarning
-from ..results import TIDY_COLUMNS, ResultMixin, Summary, _fmt, t_interval, t_pvalue
+from ..results import TIDY_COLUMNS, ResultMixin, Summary, _fmt, t_interval, t_pvalue, wald_table
 
 __all__ = ["FixedEffectsResult", "fit_fixed_effects"]
 
@@ -431,15 +431,9 @@ class FixedEffectsResult(ResultMixin):
             Columns ``term, estimate, std_error, statistic, df, p_value, conf_low,
             conf_high``.
         """
-        rows = []
         t = self.terms
-        columns = (t["estimate"], t["std_error"], t["df"])
-        arrays = [c.to_numpy(dtype=float).tolist() for c in columns]
-        for term, est, se, df in zip(t["term"].tolist(), *arrays, strict=True):
-            stat = est / se if se > 0 else float("nan")
-            lo, hi = t_interval(est, se, df, confidence_level)
-            rows.append((term, est, se, stat, df, t_pvalue(stat, df), lo, hi))
-        out: pd.DataFrame = pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
+        est, se, df = (t[c].to_numpy(dtype=float) for c in ("estimate", "std_error", "df"))
+        out = wald_table(t["term"].tolist(), est, se, df, confidence_level)
         return out
 
     def summary(self) -> Summary:
