@@ -870,6 +870,53 @@ class Design:
             return None
         return _readonly(self.period_lengths / DAYS_PER_MONTH)
 
+    def period_midpoints(self) -> np.ndarray:
+        """Mid-point of each period in years since the start of the first period.
+
+        The times that continuous-time decay (``VarianceComponents(decay_scale="time")``)
+        measures distances on: ``t_j = (L_1 + ... + L_{j-1} + L_j / 2) / 365.25`` for period
+        lengths ``L`` in days, taken from :attr:`period_lengths` (designs built by
+        :meth:`from_start_dates` with ``periods="starts"``, or given lengths) or else from a
+        calendar :class:`pandas.PeriodIndex` of :attr:`periods` (actual days per period).
+
+        Returns
+        -------
+        ndarray, shape (T,)
+            Read-only, increasing.
+
+        Raises
+        ------
+        DesignError
+            If the design has neither :attr:`period_lengths` nor calendar periods.
+
+        References
+        ----------
+        .. [1] Grantham KL, Kasza J, Heritier S, Hemming K, Forbes AB (2019). Accounting for a
+           decaying correlation structure in cluster randomized trials with continuous
+           recruitment. Stat Med 38:1918-1934.
+
+        Examples
+        --------
+        >>> from steppedwedge.design import Design
+        >>> d = Design.from_matrix([[0, 1, 1], [0, 0, 1]], period_lengths=[365.25, 730.5, 365.25])
+        >>> d.period_midpoints().tolist()
+        [0.5, 2.0, 3.5]
+        """
+        lengths = self.period_lengths
+        if lengths is None and isinstance(self.periods, pd.PeriodIndex):
+            first = self.periods.start_time.normalize()
+            last = self.periods.end_time.normalize()
+            lengths = np.asarray((last - first).days + 1, dtype=np.float64)
+        if lengths is None:
+            raise DesignError(
+                "this design has no period lengths or dates, so period mid-points in calendar "
+                "time are unknown (needed by decay_scale='time'). Build it with "
+                "Design.from_start_dates(..., 'starts', window=...) or a calendar PeriodIndex, "
+                "or pass `period_lengths` (days) to Design.from_matrix."
+            )
+        ends = np.cumsum(lengths)
+        return _readonly((ends - lengths / 2.0) / (DAYS_PER_MONTH * 12))
+
     # ---------------------------------------------------------------- variants
     def relabel(self, clusters: Sequence[Hashable]) -> Design:
         """Return the same design with new cluster labels.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -59,7 +59,14 @@ class VarianceComponents:
     psi2 : float, default 0.0
         Variance of the individual random effect (closed or open cohorts).
     decay : float or None, default None
-        Decay ``r`` in [0, 1] of the cluster-period effect per period of separation.
+        Decay ``r`` in [0, 1] of the cluster-period effect per period of separation (per year
+        with ``decay_scale="time"``).
+    decay_scale : {"period", "time"}, default "period"
+        What the decay distance counts.  ``"period"``: the period index,
+        ``R_jk = decay**|j - k|`` (discrete-time decay).  ``"time"``: calendar time in years
+        between period mid-points, ``R_jk = decay**|t_j - t_k|`` (continuous-time
+        exponential decay, Grantham et al. 2019), for designs with unequal period lengths;
+        the mid-points come from :meth:`Design.period_midpoints`.  Needs ``decay``.
 
     See Also
     --------
@@ -85,6 +92,9 @@ class VarianceComponents:
     .. [3] Kasza J, Hemming K, Hooper R, Matthews JNS, Forbes AB (2019). Impact of non-uniform
        correlation structure on sample size and power in multiple-period cluster randomised
        trials. Stat Methods Med Res 28:703-716.
+    .. [4] Grantham KL, Kasza J, Heritier S, Hemming K, Forbes AB (2019). Accounting for a
+       decaying correlation structure in cluster randomized trials with continuous
+       recruitment. Stat Med 38:1918-1934.
 
     Examples
     --------
@@ -103,6 +113,7 @@ class VarianceComponents:
     rho: float = 0.0
     psi2: float = 0.0
     decay: float | None = None
+    decay_scale: Literal["period", "time"] = "period"
 
     def __post_init__(self) -> None:
         for name in ("sigma2", "tau2", "gamma2", "eta2", "psi2"):
@@ -116,6 +127,15 @@ class VarianceComponents:
         object.__setattr__(self, "rho", rho)
         if self.decay is not None:
             object.__setattr__(self, "decay", check_unit_interval("decay", self.decay))
+        if self.decay_scale not in ("period", "time"):
+            raise OptionError(
+                f"`decay_scale` must be 'period' or 'time'; got {self.decay_scale!r}."
+            )
+        if self.decay_scale == "time" and self.decay is None:
+            raise OptionError(
+                "`decay_scale='time'` needs a `decay` (the correlation of the cluster-period "
+                "effect one year apart); got decay=None."
+            )
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -126,6 +146,7 @@ class VarianceComponents:
         iac: float = 0.0,
         decay: float | None = None,
         total_variance: float = 1.0,
+        decay_scale: Literal["period", "time"] = "period",
     ) -> VarianceComponents:
         """Build variance components from intracluster correlations.
 
@@ -142,6 +163,8 @@ class VarianceComponents:
             Decay of the non-persistent cluster-period component per period, in [0, 1].
         total_variance : float, default 1.0
             ``tau2 + gamma2 + psi2 + sigma2``.
+        decay_scale : {"period", "time"}, default "period"
+            Decay per period, or per year between period mid-points (see the class).
 
         Returns
         -------
@@ -177,6 +200,7 @@ class VarianceComponents:
             gamma2=(1.0 - cac) * cluster,
             psi2=iac * individual,
             decay=decay,
+            decay_scale=decay_scale,
         )
 
     def with_(self, **changes: Any) -> VarianceComponents:
@@ -370,11 +394,18 @@ class VarianceComponents:
                 f"time; individuals of one cluster in different periods correlate "
                 f"{self.icc * self.cac:.4g}."
             )
+        elif self.decay_scale == "time":
+            lines.append(
+                f"CAC {self.cac:.4g} with decay {self.decay:.4g} per year (decay_scale='time', "
+                f"continuous-time decay): a cluster's true period means whose mid-points are t "
+                f"years apart correlate {self.cac:.4g} + {1 - self.cac:.4g} x "
+                f"{self.decay:.4g}^t."
+            )
         else:
             lines.append(
-                f"CAC {self.cac:.4g} with decay {self.decay:.4g}: a cluster's true period means "
-                f"k periods apart correlate {self.cac:.4g} + {1 - self.cac:.4g} x "
-                f"{self.decay:.4g}^k."
+                f"CAC {self.cac:.4g} with decay {self.decay:.4g} per period (decay_scale="
+                f"'period'): a cluster's true period means k periods apart correlate "
+                f"{self.cac:.4g} + {1 - self.cac:.4g} x {self.decay:.4g}^k."
             )
         if self.psi2:
             lines.append(
