@@ -75,3 +75,134 @@ def test_period_midpoints_missing_is_design_error() -> None:
     d = Design.from_matrix([[0, 1], [0, 0]], periods=pd.Index(["a", "b"]))
     with pytest.raises(DesignError, match="decay_scale='time'"):
         d.period_midpoints()
+
+
+# ---------------------------------------------------------------- step 2: power, simulate
+def _gls_se(design: Design, vc: sw.VarianceComponents, m: float, times: np.ndarray) -> float:
+    """SE of the GLS treatment estimator from explicit per-cluster covariance matrices.
+
+    Fixed effects: one mean per period plus the treatment effect; cluster-period means with
+    ``V = sigma2 / m I + tau2 J + gamma2 R``, ``R_jk = r**|t_j - t_k|`` written out here.
+    """
+    x = design.matrix
+    n_periods = x.shape[1]
+    lag = np.abs(times[:, None] - times[None, :])
+    assert vc.decay is not None
+    v = vc.sigma2 / m * np.eye(n_periods) + vc.tau2 + vc.gamma2 * vc.decay**lag
+    v_inv = np.linalg.inv(v)
+    info = np.zeros((n_periods + 1, n_periods + 1))
+    for row in x:
+        z = np.column_stack([np.eye(n_periods), row])
+        info += z.T @ v_inv @ z
+    return float(np.sqrt(np.linalg.inv(info)[-1, -1]))
+
+
+def _normal_power(effect: float, se: float, alpha: float = 0.05) -> float:
+    from scipy import stats
+
+    z = stats.norm.ppf(1 - alpha / 2)
+    return float(stats.norm.cdf(abs(effect) / se - z) + stats.norm.cdf(-abs(effect) / se - z))
+
+
+def test_power_one_year_periods_equal_index_scale() -> None:
+    base = Design.stepped_wedge(4, 2)
+    d = Design.from_matrix(base.matrix, period_lengths=[365.25] * base.n_periods)
+    vc = sw.VarianceComponents(sigma2=1.0, tau2=0.02, gamma2=0.03, decay=0.6)
+    by_index = sw.power(d, effect=0.3, variance=vc, cluster_size=20)
+    by_time = sw.power(d, effect=0.3, variance=vc.with_(decay_scale="time"), cluster_size=20)
+    assert abs(by_time.std_error - by_index.std_error) < 1e-12
+    assert abs(by_time.power - by_index.power) < 1e-12
+
+
+@pytest.mark.parametrize("tau2", [0.0, 0.02])
+def test_power_unequal_lengths_matches_explicit_gls(tau2: float) -> None:
+    d = fs_design()
+    vc = sw.VarianceComponents(sigma2=1.0, tau2=tau2, gamma2=0.05, decay=0.4, decay_scale="time")
+    res = sw.power(d, effect=0.25, variance=vc, cluster_size=30)
+    se = _gls_se(d, vc, 30.0, d.period_midpoints())
+    # tolerance: one GLS solve of a 7 x 7 system either way, condition number < 1e4
+    assert res.std_error == pytest.approx(se, rel=1e-10)
+    assert res.power == pytest.approx(_normal_power(0.25, se), rel=1e-10)
+    # and it is a different number from the period-index scale
+    se_index = _gls_se(d, vc, 30.0, np.arange(d.n_periods, dtype=float))
+    assert abs(se - se_index) > 1e-3
+    assert "decay_scale='time'" in str(res.summary())
+
+
+def test_power_time_scale_needs_dates() -> None:
+    vc = sw.VarianceComponents(gamma2=0.05, decay=0.5, decay_scale="time")
+    with pytest.raises(DesignError, match="no period lengths or dates"):
+        sw.power(Design.stepped_wedge(3, 1), effect=0.3, variance=vc, cluster_size=10)
+    with pytest.raises(OptionError, match="needs `times`"):
+        vc.covariance(np.full((2, 4), 10.0))
+
+
+def test_simulate_one_year_periods_equal_index_scale() -> None:
+    base = Design.stepped_wedge(3, 1)
+    d = Design.from_matrix(base.matrix, period_lengths=[365.25] * base.n_periods)
+    vc = sw.VarianceComponents(sigma2=1.0, tau2=0.1, gamma2=0.2, decay=0.5)
+    a = sw.simulate(d, effect=0.5, variance=vc, cluster_size=5, rng=11)
+    b = sw.simulate(d, effect=0.5, variance=vc.with_(decay_scale="time"), cluster_size=5, rng=11)
+    np.testing.assert_allclose(b["outcome"].to_numpy(), a["outcome"].to_numpy(), rtol=0, atol=1e-12)
+
+
+def test_simulate_latent_covariance_continuous_time() -> None:
+    from steppedwedge._simulate_draw import draw_cluster_effects
+    from steppedwedge.simulate import _simulate_iv
+
+    d = fs_design()
+    gamma2, r = 0.5, 0.3
+    vc = sw.VarianceComponents(sigma2=1.0, gamma2=gamma2, decay=r, decay_scale="time")
+    spec = _simulate_iv(
+        d,
+        effect=0.0,
+        variance=vc,
+        cluster_size=1,
+        family="gaussian",
+        link=None,
+        baseline=0.0,
+        time_effects=None,
+        effect_curve=None,
+        sampling="cross-sectional",
+        churn=None,
+        dispersion=None,
+        level="individual",
+    )
+    rng = np.random.default_rng(20261201)
+    draws = np.concatenate([draw_cluster_effects(spec, rng) for _ in range(4000)])  # 20000 x 6
+    n = draws.shape[0]
+    t = d.period_midpoints()
+    target = gamma2 * r ** np.abs(t[:, None] - t[None, :])
+    emp = draws.T @ draws / n  # mean zero by construction
+    # MC SE of a product-moment of bivariate normals: sqrt((s_jj s_kk + s_jk^2) / n)
+    mcse = np.sqrt((np.outer(np.diag(target), np.diag(target)) + target**2) / n)
+    assert np.all(np.abs(emp - target) < 4 * mcse)
+    # the index scale is rejected by the same test (distances differ by up to 0.5 year)
+    index = gamma2 * r ** np.abs(np.subtract.outer(np.arange(6.0), np.arange(6.0)))
+    assert np.any(np.abs(emp - index) > 4 * mcse)
+
+
+def test_simulate_time_scale_needs_design_with_dates() -> None:
+    vc = sw.VarianceComponents(gamma2=0.1, decay=0.5, decay_scale="time")
+    with pytest.raises(DesignError, match="bare ndarray"):
+        sw.simulate(Design.stepped_wedge(2, 1).matrix, effect=0.0, variance=vc, cluster_size=2)
+    with pytest.raises(DesignError, match="no period lengths or dates"):
+        sw.simulate(Design.stepped_wedge(2, 1), effect=0.0, variance=vc, cluster_size=2, rng=1)
+
+
+def test_simulate_power_known_variance_uses_times() -> None:
+    d = fs_design()
+    vc = sw.VarianceComponents(sigma2=1.0, tau2=0.02, gamma2=0.05, decay=0.4, decay_scale="time")
+    res = sw.simulate_power(
+        d,
+        effect=0.25,
+        variance=vc,
+        cluster_size=30,
+        level="cluster-period",
+        analysis="known-variance",
+        n_sims=5,
+        rng=1,
+        progress=False,
+    )
+    se = _gls_se(d, vc, 30.0, d.period_midpoints())
+    np.testing.assert_allclose(res.replicates["std_error"].to_numpy(), se, rtol=1e-10)

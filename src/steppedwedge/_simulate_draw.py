@@ -54,6 +54,7 @@ class SimulationSpec:
     n_stay: IntArray  # (I,) cohort individuals present in every period
     clusters: tuple[Any, ...]
     periods: Any  # period labels (pandas Index), used only when building frames
+    times: FloatArray | None = None  # (T,) decay positions (years) for decay_scale="time"
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -23,6 +23,8 @@ from ._core.covariance import decay_matrix
 from ._simulate_draw import SimulationSpec, draw_arrays
 from ._typing import ArrayLike, FloatArray, RNGLike
 from ._validation import check_nonnegative, check_option, check_unit_interval, normalise_rng
+from .design import Design
+from .exceptions import DesignError
 from .variance import VarianceComponents
 
 __all__ = ["simulate"]
@@ -438,7 +440,10 @@ def _simulate_iv(
                 n_stay[i] = int(round((1.0 - churn_f) * m_i[0]))
 
     # a square root of gamma2 * R(decay) (eigen-based: R is singular when decay = 1)
-    decay_r = variance.gamma2 * decay_matrix(variance.decay, np.arange(shape[1], dtype=float))
+    times = _decay_times(design, variance, shape[1])
+    decay_r = variance.gamma2 * decay_matrix(
+        variance.decay, np.arange(shape[1], dtype=float) if times is None else times
+    )
     evals, evecs = np.linalg.eigh(decay_r)
     chol = evecs * np.sqrt(np.clip(evals, 0.0, None))[None, :]
     spec = SimulationSpec(
@@ -465,10 +470,25 @@ def _simulate_iv(
         n_stay=n_stay,
         clusters=clusters,
         periods=periods,
+        times=times,
     )
     for arr in (spec.treatment, spec.xc, spec.exposure_time, spec.size, spec.observed, spec.eta):
         arr.flags.writeable = False
     return spec
+
+
+def _decay_times(design: Any, variance: VarianceComponents, n_periods: int) -> FloatArray | None:
+    """Period mid-points in years for ``decay_scale="time"`` (None on the period scale)."""
+    if variance.decay_scale != "time":
+        return None
+    if not isinstance(design, Design):
+        raise DesignError(
+            "variance.decay_scale='time' needs a steppedwedge Design with period lengths or "
+            "dates (its period mid-points give the decay distances); got a bare "
+            f"{type(design).__name__} treatment matrix."
+        )
+    times: FloatArray = np.asarray(design.period_midpoints(), dtype=float)
+    return times
 
 
 def _baseline_iv(baseline: Any, family: str, link: str, clusters: tuple[Any, ...]) -> FloatArray:

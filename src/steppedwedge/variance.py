@@ -270,7 +270,7 @@ class VarianceComponents:
         Parameters
         ----------
         lag : float or ndarray
-            Distance in periods (``>= 0``).
+            Distance in periods (``>= 0``); in years with ``decay_scale="time"``.
 
         Returns
         -------
@@ -312,11 +312,18 @@ class VarianceComponents:
         churn : float, default 1.0
             For cohorts: share of individuals replaced between periods (0 = closed cohort).
         times : ndarray, shape (T,), optional
-            Period positions used for decay distances (default ``0..T-1``).
+            Period positions used for decay distances (default ``0..T-1``).  Required with
+            ``decay_scale="time"``: the period mid-points in years,
+            :meth:`Design.period_midpoints`.
 
         Returns
         -------
         ndarray, shape (I, T, T)
+
+        Raises
+        ------
+        OptionError
+            With ``decay_scale="time"`` and no ``times``.
 
         Examples
         --------
@@ -331,6 +338,11 @@ class VarianceComponents:
         """
         from ._core.covariance import mask_unobserved
 
+        if self.decay_scale == "time" and times is None:
+            raise OptionError(
+                "decay_scale='time' needs `times`, the period mid-points in years "
+                "(design.period_midpoints())."
+            )
         size = np.asarray(cluster_size, dtype=float)
         observed = size > 0
         with np.errstate(divide="ignore"):

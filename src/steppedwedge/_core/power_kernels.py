@@ -266,6 +266,7 @@ def cluster_mean_covariance(
     psi2: float = 0.0,
     churn: float = 1.0,
     individual_decay: float | None = None,
+    times: FloatArray | None = None,
 ) -> FloatArray:
     """Masked covariance of cluster-period means for every structure power supports.
 
@@ -290,6 +291,7 @@ def cluster_mean_covariance(
         treatment=x,
         psi2=0.0 if use_psi_decay else psi2,
         churn=churn,
+        times=times,
     )
     idx = np.arange(inv_m.shape[1])
     cov[:, idx, idx] += np.where(observed, residual_diag, 0.0)

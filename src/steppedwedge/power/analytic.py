@@ -78,6 +78,7 @@ class _Spec:
     binary_variance: str
     glmm_variance: str = "null-alternative"
     treatment_correlation: tuple[float, float, float] | None = None
+    times: np.ndarray | None = None  # (T,) period mid-points in years, decay_scale="time"
 
 
 # --------------------------------------------------------------------------- validation
@@ -303,6 +304,7 @@ def _power_iv(
         dispersion=disp,
         binary_variance=binary_variance,
         glmm_variance=glmm_variance,
+        times=d.period_midpoints() if vc.decay_scale == "time" else None,
         treatment_correlation=tcorr,  # type: ignore[arg-type]
     )
     _check_means(spec)
@@ -454,6 +456,7 @@ def _re_kwargs(vc: VarianceComponents, spec: _Spec, *, cross_psi: bool) -> dict[
         psi2=0.0 if cross_psi else psi2,
         churn=spec.churn,
         individual_decay=spec.individual_decay,
+        times=spec.times,
     )
 
 

@@ -255,7 +255,8 @@ class PowerResult(PlanningResultMixin):
                 "variance components",
                 f"sigma2={vc.sigma2:.4g}, tau2={vc.tau2:.4g}, "
                 f"gamma2={vc.gamma2:.4g}, "
-                f"eta2={vc.eta2:.4g}, psi2={vc.psi2:.4g}, decay={vc.decay}",
+                f"eta2={vc.eta2:.4g}, psi2={vc.psi2:.4g}, decay={vc.decay}"
+                + (f" (decay_scale={vc.decay_scale!r})" if vc.decay is not None else ""),
             ),
             ("estimand", self.estimand),
             ("effect", f"{self.effect:.6g}"),

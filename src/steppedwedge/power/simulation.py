@@ -156,7 +156,7 @@ def _known_variance_analysis(spec: SimulationSpec, alpha: float) -> _KnownVarian
         psi2=spec.psi2,
         decay=spec.decay,
     )
-    cov = vc.covariance(spec.size, treatment=spec.xc, churn=spec.churn)
+    cov = vc.covariance(spec.size, treatment=spec.xc, churn=spec.churn, times=spec.times)
     info = gls_information(z, cov)
     contrast = np.zeros(n_periods + 1)
     contrast[-1] = 1.0
