@@ -255,6 +255,9 @@ class FitResult(ResultMixin):
         The adjustment covariates as given (None without adjustment).
     messages : tuple of str
         Notes on the fit (convergence, boundary estimates) shown in the summary.
+    decay_scale : {"period", "time"}
+        What the decay of ``random="decay"`` / ``"nested+decay"`` counts: periods, or years
+        between period mid-points (continuous-time decay).
     """
 
     estimand: str
@@ -285,6 +288,7 @@ class FitResult(ResultMixin):
     covariates: str | None = None
     messages: tuple[str, ...] = ()
     std_error_model: float | None = None
+    decay_scale: str = "period"
 
     # ------------------------------------------------------------------ inference
     @property
@@ -348,7 +352,8 @@ class FitResult(ResultMixin):
             ("Outcome", self.outcome),
             (
                 "Model",
-                f"Gaussian LMM, random={self.random!r}, time={self.time!r}, effect={self.effect!r}",
+                f"Gaussian LMM, random={self.random!r}, time={self.time!r}, effect={self.effect!r}"
+                + (f", decay_scale={self.decay_scale!r}" if "decay" in self.random else ""),
             ),
             ("Covariates", self.covariates or "none"),
             ("Estimation", f"{self.method.upper()}; log-likelihood {_fmt(self.loglik)}"),

@@ -64,6 +64,8 @@ __all__ = [
 _LOG2PI = float(np.log(2.0 * np.pi))
 _TRIU: dict[int, tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] = {}  # upper-triangle pairs
 _DECAY_BOUND = 1.0 - 1e-6
+#: Lower bound of a decay on fractional distances (continuous time): r**t needs r > 0.
+_DECAY_FLOOR = 1e-6
 
 
 @dataclass(frozen=True)
@@ -190,13 +192,17 @@ class CovarianceStructure:
 
     Natural parameters (order): ``tau2`` (if ``intercept``), ``cov_te`` (if the slope is
     correlated), ``eta2`` (if any slope), ``gamma2`` (if ``cluster_period``), ``decay``
-    (if ``decay``); ``sigma2`` is always last and handled separately.
+    (if ``decay``); ``sigma2`` is always last and handled separately.  ``positive_decay``
+    confines the decay to ``(0, 1)``: needed when the distances ``|t_j - t_k|`` are not
+    whole numbers (continuous-time decay, ``decay_scale="time"``), where ``r**t`` is not
+    real for ``r < 0``.
     """
 
     intercept: bool = True
     cluster_period: bool = True
     decay: bool = False
     slope: SlopeKind = "none"
+    positive_decay: bool = False
 
     def __post_init__(self) -> None:
         if self.decay and not self.cluster_period:
@@ -239,7 +245,7 @@ class CovarianceStructure:
         if self.cluster_period:
             out.append((0.0, None))
         if self.decay:
-            out.append((-_DECAY_BOUND, _DECAY_BOUND))
+            out.append((_DECAY_FLOOR if self.positive_decay else -_DECAY_BOUND, _DECAY_BOUND))
         return out
 
     # ------------------------------------------------------- conversions
@@ -333,7 +339,7 @@ class CovarianceStructure:
                 lag = np.abs(cells.times[:, None] - cells.times[None, :])
                 assert r is not None
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    dr = np.where(lag == 0, 0.0, lag * np.power(r, np.maximum(lag - 1.0, 0.0)))
+                    dr = np.where(lag == 0, 0.0, lag * np.power(r, lag - 1.0))
                 d.append(np.broadcast_to(gamma2 * dr, (i_n, t, t)))
         mask = cells.obs2
         dg = np.stack(d) * mask[None] if d else np.zeros((0, i_n, t, t))
@@ -452,7 +458,7 @@ class _Workspace:
         lag = self.lag
         with np.errstate(divide="ignore", invalid="ignore"):
             rmat = np.where(lag == 0, 1.0, np.power(r, lag))
-            dr = np.where(lag == 0, 0.0, lag * np.power(r, np.maximum(lag - 1.0, 0.0)))
+            dr = np.where(lag == 0, 0.0, lag * np.power(r, lag - 1.0))
         return rmat * self.mask, dr * self.mask
 
 
@@ -1043,7 +1049,7 @@ def _extra_starts(x0: FloatArray, structure: CovarianceStructure) -> list[tuple[
     """Alternative start values for multimodal structures (decay, correlated slope)."""
     out: list[tuple[FloatArray, str]] = []
     if structure.decay:
-        for r0 in (0.1, 0.9, -0.5):
+        for r0 in (0.1, 0.9) if structure.positive_decay else (0.1, 0.9, -0.5):
             xs = x0.copy()
             xs[-1] = r0
             out.append((xs, f"decay {r0}"))
@@ -1192,7 +1198,10 @@ def _boundary_names(x: FloatArray, structure: CovarianceStructure) -> tuple[str,
         if x[k] < tol:
             out.append("gamma2")
         k += 1
-    if structure.decay and abs(x[k]) >= _DECAY_BOUND - 1e-9:
+    if structure.decay and (
+        abs(x[k]) >= _DECAY_BOUND - 1e-9
+        or (structure.positive_decay and x[k] <= _DECAY_FLOOR + 1e-9)
+    ):
         out.append("decay")
     return tuple(out)
 

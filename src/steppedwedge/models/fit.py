@@ -11,7 +11,7 @@ import pandas as pd
 from .._validation import check_option
 from ..data import TrialData, apply_period_order, check_period_order
 from ..exceptions import MissingDataWarning, OptionError
-from .mixed import fit_gaussian
+from .mixed import check_decay_scale, fit_gaussian
 
 __all__ = ["fit"]
 
@@ -121,6 +121,7 @@ def fit(
     missing: str = "raise",
     design: Any = None,
     period_order: Sequence[Any] | None = None,
+    decay_scale: str = "period",
     **options: Any,
 ) -> Any:
     """Analyse a stepped-wedge trial: mixed models (Gaussian, GLMM), GEE or cluster summaries.
@@ -212,6 +213,12 @@ def fit(
         alphabetically, so linear or spline time, decay structures and exposure-time effects
         refuse them (:class:`~steppedwedge.exceptions.DataError`) unless the order is given
         here, by an ordered categorical column or by ``design``.
+    decay_scale : {"period", "time"}, default "period"
+        For ``random="decay"`` / ``"nested+decay"``: the decay counts periods
+        (``r**|j - k|``), or years between period mid-points (``"time"``, ``r**|t_j - t_k|``,
+        continuous-time decay, Grantham et al. 2019) taken from ``design``
+        (:meth:`Design.period_midpoints`), which is then required.  Gaussian mixed models
+        only.
 
     **options
         Passed to the GEE, cluster-summary or GLMM fitter (e.g. ``corstr``, ``weights``,
@@ -262,6 +269,13 @@ def fit(
     if method is None:
         method = "reml" if family == "gaussian" else "laplace"
     check_option("method", method, _METHODS + _STAGGERED)
+    check_option("decay_scale", decay_scale, ("period", "time"))
+    if decay_scale != "period" and (family != "gaussian" or method not in ("reml", "ml")):
+        raise OptionError(
+            f"`decay_scale={decay_scale!r}` is available for Gaussian mixed models "
+            f"(method='reml' or 'ml') only; got family={family!r}, method={method!r}."
+        )
+    check_decay_scale(decay_scale, random, design)
     data = _ordered_periods(data, period, period_order, design, time, random, effect, options)
     common = dict(
         outcome=outcome,
@@ -405,6 +419,7 @@ def fit(
             method=method,
             dof=dof,
             vcov="model" if vcov is None else vcov,
+            decay_scale=decay_scale,
             **common,
         )
     if method in ("reml", "ml"):

@@ -9,6 +9,7 @@ algebra and :mod:`steppedwedge.inference.dof` for the df rules.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from ..data import TrialData
 from ..exceptions import (
     ConvergenceWarning,
     DataError,
+    DesignError,
     OptionError,
     SmallSampleWarning,
     SteppedWedgeWarning,
@@ -266,6 +268,7 @@ def fit_gaussian(
     vcov: str = "model",
     missing: str = "raise",
     design: Any = None,
+    decay_scale: str = "period",
 ) -> FitResult:
     """Fit a Gaussian linear mixed model to stepped-wedge data (see :func:`steppedwedge.fit`)."""
     # -------------------------------------------------------------- options
@@ -273,6 +276,7 @@ def fit_gaussian(
     check_option("time", time, TIME_EFFECTS)
     check_option("effect", effect, EFFECT_TYPES)
     check_option("method", method, METHODS)
+    check_decay_scale(decay_scale, random, design)
     vcov = check_vcov(vcov)
     robust_dof = _robust_dof_option(vcov, dof)
     if vcov != "model":
@@ -320,6 +324,7 @@ def fit_gaussian(
         )
     cells = td.cells()
     n_i, n_t = cells.shape
+    times = _decay_times(decay_scale, design, n_t)
     observed = np.asarray(cells.observed)
     trt = np.where(observed, np.asarray(cells.treatment, dtype=float), 0.0)
 
@@ -366,7 +371,7 @@ def fit_gaussian(
             n_clusters=n_i,
             n_periods=n_t,
             treatment=trt,
-            times=np.arange(n_t, dtype=float),
+            times=times,
         )
         cd = rows.cells
         stacked = x_rows
@@ -385,7 +390,7 @@ def fit_gaussian(
             n_clusters=n_i,
             n_periods=n_t,
             treatment=trt,
-            times=np.arange(n_t, dtype=float),
+            times=times,
         )
         names += list(cm.names)
         stacked = np.concatenate([x_rows], axis=0)
@@ -401,7 +406,7 @@ def fit_gaussian(
             ybar=np.nan_to_num(np.asarray(cells.mean)),
             within=within,
             treatment=trt,
-            times=np.arange(n_t, dtype=float),
+            times=times,
         )
         stacked = xbar[observed]
         stacked_clusters = np.nonzero(observed)[0]
@@ -433,6 +438,8 @@ def fit_gaussian(
 
     # -------------------------------------------------------------- fit
     structure = _structure(random)
+    if decay_scale == "time":
+        structure = dataclasses.replace(structure, positive_decay=True)
     if rows is not None:
         fit = fit_lmm_rows(rows, structure, reml=(method == "reml"))
     else:
@@ -446,6 +453,11 @@ def fit_gaussian(
             stacklevel=3,
         )
         messages.append("The optimiser did not converge.")
+    if decay_scale == "time":
+        messages.append(
+            "Continuous-time decay (decay_scale='time'): cluster-period effects whose period "
+            "mid-points are t years apart correlate decay**t; the decay is per year."
+        )
     if fit.singular:
         messages.append(
             f"Singular fit: {', '.join(fit.at_bound)} estimated on the boundary of the "
@@ -544,7 +556,37 @@ def fit_gaussian(
         covariates=covariates,
         messages=tuple(messages),
         std_error_model=se_model_est,
+        decay_scale=decay_scale,
     )
+
+
+def check_decay_scale(decay_scale: Any, random: str, design: Any) -> None:
+    """Refuse a ``decay_scale`` that is unknown, has no decay to scale, or has no dates."""
+    check_option("decay_scale", decay_scale, ("period", "time"))
+    if decay_scale == "time" and "decay" not in random:
+        raise OptionError(
+            f"`decay_scale='time'` scales a decaying correlation; random={random!r} has none. "
+            "Use random='decay' or 'nested+decay'."
+        )
+    if decay_scale == "time" and design is None:
+        raise OptionError(
+            "`decay_scale='time'` needs `design=`, a Design with period lengths or dates "
+            "(e.g. Design.from_start_dates(..., 'starts', window=...)): its period mid-points "
+            "give the decay distances."
+        )
+
+
+def _decay_times(decay_scale: str, design: Any, n_periods: int) -> np.ndarray:
+    """Positions of the periods for the decay distance: indices, or mid-points in years."""
+    if decay_scale != "time":
+        return np.arange(n_periods, dtype=float)
+    times = np.asarray(design.period_midpoints(), dtype=float)
+    if times.shape != (n_periods,):  # pragma: no cover - TrialData fixes the design's periods
+        raise DesignError(
+            f"the design has {times.shape[0]} periods but the data {n_periods}; period "
+            "mid-points cannot be matched."
+        )
+    return times
 
 
 def _robust_dof_option(vcov: str, dof: Any) -> str | float | None:
@@ -704,7 +746,9 @@ def _correlations(
             cac, {"tau2": gamma2 / b**2, "gamma2": -tau2 / b**2} if b > 0 else {}, "logit"
         )
     if structure.decay:
-        out["decay"] = wald(v["decay"], {"decay": 1.0}, "atanh")
+        # continuous-time decay lives in (0, 1): its interval on the logit scale
+        scale = "logit" if structure.positive_decay else "atanh"
+        out["decay"] = wald(v["decay"], {"decay": 1.0}, scale)
     if "psi2" in v:
         iac = psi2 / (psi2 + s2)
         b = psi2 + s2
