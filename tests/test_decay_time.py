@@ -361,3 +361,15 @@ def test_lmm_time_decay_bad_options() -> None:
     )
     with pytest.raises(DesignError, match="no period lengths or dates"):
         sw.fit(df2, **kw, random="decay", design=plain, decay_scale="time")
+
+
+def test_docs_example_is_true() -> None:
+    """The worked example of docs/explanation/variance_components.rst runs as printed."""
+    import doctest
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs/explanation/variance_components.rst"
+    if not page.exists():  # pragma: no cover - an installed wheel without docs
+        pytest.skip("docs/ not present")
+    result = doctest.testfile(str(page), module_relative=False, verbose=False)
+    assert result.attempted >= 5 and result.failed == 0
