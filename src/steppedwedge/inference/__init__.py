@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from .dof import DOF_METHODS
-from .vcov import VCOV_TYPES
+from .sandwich import VCOV_CHOICES
 
-__all__ = ["DOF_METHODS", "VCOV_TYPES"]
+__all__ = ["DOF_METHODS", "VCOV_CHOICES"]
