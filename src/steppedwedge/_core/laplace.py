@@ -77,6 +77,10 @@ class UnitData:
         ``(start, T)``: columns ``start .. start + T - 1`` (one per period, all of
         component ``comp[start]``) form an AR(1) block; the variance-parameter vector then
         has ``n_comp + 1`` entries, the last being ``phi`` with ``r = tanh(phi)``.
+    ar1_times : (T,) array or None
+        Positions of the AR(1) block's periods (continuous-time decay,
+        ``R_jk = r^|t_j - t_k|``); None for ``0 .. T-1``.  With fractional gaps ``r`` must be
+        positive, and the fitter bounds ``phi`` below by :data:`PHI_MIN_TIME`.
     """
 
     y: np.ndarray
@@ -90,6 +94,7 @@ class UnitData:
     const: float = 0.0
     tail_start: int | None = None
     ar1: tuple[int, int] | None = None
+    ar1_times: np.ndarray | None = None
 
     @property
     def n_var(self) -> int:
@@ -116,7 +121,7 @@ class LaplaceState:
     per_cluster: np.ndarray | None = None  # (I,) cluster contributions (without the constant)
 
 
-def ar1_factor(r: Any, t: int, deriv: bool = False) -> Any:
+def ar1_factor(r: Any, t: int, deriv: bool = False, times: Any = None) -> Any:
     """Cholesky factor of the AR(1) correlation matrix ``R_jk = r^|j-k|`` (and ``dL/dphi``).
 
     ``r`` is a scalar or an array of shape ``(I,)`` (one factor per cluster).  Closed form:
@@ -124,14 +129,23 @@ def ar1_factor(r: Any, t: int, deriv: bool = False) -> Any:
     with ``deriv`` also ``dL/dphi`` for ``r = tanh(phi)`` (``dr/dphi = s^2``):
     ``j r^(j-1) s^2`` in column 0 and ``(j-k) r^(j-k-1) s^3 - r^(j-k+1) s`` elsewhere.
 
+    With ``times`` (unequal gaps ``d_k = t_k - t_{k-1}``: continuous-time decay
+    ``R_jk = r^|t_j - t_k|``) the factor is that of ``b_0 = e_0``,
+    ``b_j = rho_j b_{j-1} + sqrt(1 - rho_j^2) e_j`` with ``rho_j = r^(d_j)``:
+    ``L[j, k] = r^(t_j - t_k) s_k`` with ``s_0 = 1``, ``s_k = sqrt(1 - r^(2 d_k))``, and
+    ``dL/dr = e r^(e-1) s_k - r^e d_k r^(2 d_k - 1) / s_k`` (``e = t_j - t_k``), times
+    ``dr/dphi = 1 - r^2``.
+
     Parameters
     ----------
     r : float or numpy.ndarray
-        Lag-1 correlation(s), ``-1 < r < 1``.
+        Lag-1 correlation(s), ``-1 < r < 1`` (``0 < r < 1`` with fractional ``times``).
     t : int
         Number of periods.
     deriv : bool
         Also return the derivative with respect to ``phi = atanh(r)``.
+    times : array_like of shape (t,), optional
+        Increasing period positions; None for ``0 .. t-1`` (the closed form above).
 
     Returns
     -------
@@ -150,8 +164,10 @@ def ar1_factor(r: Any, t: int, deriv: bool = False) -> Any:
         # batched evaluations repeat each r once per cluster: build each distinct factor once
         uniq, inverse = np.unique(r, return_inverse=True)
         if uniq.size < r.size:
-            out = ar1_factor(uniq, t, deriv)
+            out = ar1_factor(uniq, t, deriv, times)
             return tuple(o[inverse] for o in out) if deriv else out[inverse]
+    if times is not None:
+        return _ar1_factor_times(r, np.asarray(times, dtype=float), deriv)
     r = r[..., None, None]
     j = np.arange(t)
     e = j[:, None] - j[None, :]
@@ -169,13 +185,34 @@ def ar1_factor(r: Any, t: int, deriv: bool = False) -> Any:
     return lo, dlo
 
 
+def _ar1_factor_times(r: np.ndarray, times: np.ndarray, deriv: bool) -> Any:
+    """:func:`ar1_factor` on increasing positions ``times`` (any positive gaps, ``r > 0``)."""
+    r = r[..., None, None]
+    e = times[:, None] - times[None, :]
+    low = e >= 0
+    ee = np.where(low, e, 0.0)
+    gap = np.r_[0.0, np.diff(times)]  # d_k, column-wise; column 0 has s_0 = 1
+    first = np.arange(times.size)[None, :] == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pw = np.where(ee == 0, 1.0, r**ee)
+        rho2 = r ** (2.0 * gap)
+        s = np.where(first, 1.0, np.sqrt(np.maximum(1.0 - rho2, 0.0)))
+        lo = np.where(low, pw * s, 0.0)
+        if not deriv:
+            return lo
+        dpw = np.where(ee == 0, 0.0, ee * r ** (ee - 1.0))
+        ds = np.where(first, 0.0, -gap * r ** (2.0 * gap - 1.0) / s)
+        dlo = np.where(low, (dpw * s + pw * ds) * (1.0 - r * r), 0.0)
+    return lo, dlo
+
+
 def _design_a(data: UnitData, sigma: np.ndarray) -> np.ndarray:
     """Return ``A = Z Lambda`` for variance parameters ``sigma`` ((n_var,) or (I, n_var))."""
     lam = sigma[..., data.comp]
     a = data.z * (lam if lam.ndim == 1 else lam[:, None, :])
     if data.ar1 is not None:
         s0, t = data.ar1
-        lo = ar1_factor(np.tanh(sigma[..., data.n_comp]), t)
+        lo = ar1_factor(np.tanh(sigma[..., data.n_comp]), t, times=data.ar1_times)
         a[:, :, s0 : s0 + t] = a[:, :, s0 : s0 + t] @ lo
     return np.asarray(a)
 
@@ -429,7 +466,9 @@ def _var_terms(
         if k in (kg, data.n_comp):
             cache = {} if cache is None else cache
             if "ar1" not in cache:  # the factor and its derivative, shared by both parameters
-                cache["ar1"] = ar1_factor(np.tanh(sigma[..., data.n_comp]), t, deriv=True)
+                cache["ar1"] = ar1_factor(
+                    np.tanh(sigma[..., data.n_comp]), t, deriv=True, times=data.ar1_times
+                )
             lo, dlo = cache["ar1"]
             dd = lo if k == kg else dlo * np.asarray(sigma[..., kg])[..., None, None]
             blk = slice(s0, s0 + t)
@@ -726,6 +765,7 @@ class _Objective:
                 const=0.0,
                 tail_start=d.tail_start,
                 ar1=d.ar1,
+                ar1_times=d.ar1_times,
             )
             self._tile_r = r
         return self._tile_data
@@ -832,7 +872,8 @@ def _newton(
     if ia is not None:
         upper[ia] = ALPHA_MAX
     if obj.data.ar1 is not None:
-        lower[p + obj.data.n_comp], upper[p + obj.data.n_comp] = -PHI_MAX, PHI_MAX
+        lower[p + obj.data.n_comp] = -PHI_MAX if obj.data.ar1_times is None else PHI_MIN_TIME
+        upper[p + obj.data.n_comp] = PHI_MAX
     theta = np.clip(theta, lower, upper)
     val, g, hb = obj.state(theta)
     if not np.isfinite(val):
@@ -912,6 +953,9 @@ class _NonFinite(ArithmeticError):
 
 #: Bound of the AR(1) working parameter ``|phi| = |atanh(r)|``: ``|r| <= 1 - 1e-6``.
 PHI_MAX = float(np.arctanh(1.0 - 1e-6))
+#: Lower bound of ``phi`` for continuous-time decay (``r = tanh(phi) >= 1e-6``: ``r^t`` needs
+#: ``r > 0`` at fractional ``t``).
+PHI_MIN_TIME = float(np.arctanh(1e-6))
 #: Upper bound of the NB log-size ``alpha = log k`` (k = 1e6: indistinguishable from Poisson).
 ALPHA_MAX = float(np.log(1e6))
 #: Beyond ``k = 1e4`` with the likelihood still increasing in ``k``, jump to ALPHA_MAX.
@@ -977,7 +1021,8 @@ def _fit_glmm_core(
         free[ia] = False  # NB size at its upper bound (Poisson limit): held fixed
     if data.ar1 is not None:
         i_phi = p + k
-        if zero[p + int(data.comp[data.ar1[0]])] or abs(theta[i_phi]) >= PHI_MAX - 1e-9:
+        low_phi = data.ar1_times is not None and theta[i_phi] <= PHI_MIN_TIME + 1e-9
+        if zero[p + int(data.comp[data.ar1[0]])] or abs(theta[i_phi]) >= PHI_MAX - 1e-9 or low_phi:
             free[i_phi] = False  # no AR(1) variance (r unidentified) or |r| at its bound
     if zero.any():
         theta[zero] = 0.0

@@ -218,7 +218,7 @@ def fit(
         (``r**|j - k|``), or years between period mid-points (``"time"``, ``r**|t_j - t_k|``,
         continuous-time decay, Grantham et al. 2019) taken from ``design``
         (:meth:`Design.period_midpoints`), which is then required.  Gaussian mixed models
-        only.
+        and GLMMs (``method="laplace"``).
 
     **options
         Passed to the GEE, cluster-summary or GLMM fitter (e.g. ``corstr``, ``weights``,
@@ -270,10 +270,10 @@ def fit(
         method = "reml" if family == "gaussian" else "laplace"
     check_option("method", method, _METHODS + _STAGGERED)
     check_option("decay_scale", decay_scale, ("period", "time"))
-    if decay_scale != "period" and (family != "gaussian" or method not in ("reml", "ml")):
+    if decay_scale != "period" and method not in ("reml", "ml", "laplace", "agq"):
         raise OptionError(
-            f"`decay_scale={decay_scale!r}` is available for Gaussian mixed models "
-            f"(method='reml' or 'ml') only; got family={family!r}, method={method!r}."
+            f"`decay_scale={decay_scale!r}` is available for mixed models (method='reml', "
+            f"'ml', 'laplace' or 'agq') only; got method={method!r}."
         )
     check_decay_scale(decay_scale, random, design)
     data = _ordered_periods(data, period, period_order, design, time, random, effect, options)
@@ -446,6 +446,7 @@ def fit(
         method=method,
         dof=dof,
         vcov="model" if vcov is None else vcov,
+        decay_scale=decay_scale,
         **common,
         **options,
     )

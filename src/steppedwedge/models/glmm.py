@@ -52,10 +52,12 @@ from .mixed import (
     EFFECT_TYPES,
     TIME_EFFECTS,
     _covariate_columns,
+    _decay_times,
     _estimand_contrast,
     _first_dependent_column,
     _time_columns,
     _treatment_columns,
+    check_decay_scale,
 )
 
 __all__ = ["GLMM_DOF", "GLMM_RANDOM", "GLMMResult", "fit_glmm"]
@@ -267,7 +269,8 @@ class GLMMResult(FitResult):
                 "Model",
                 f"{self.family} GLMM, link={self.link!r}, random={self.random!r}, "
                 f"time={self.time!r}, "
-                f"effect={self.effect!r}",
+                f"effect={self.effect!r}"
+                + (f", decay_scale={self.decay_scale!r}" if "decay" in self.random else ""),
             ),
             ("Covariates", self.covariates or "none"),
             (
@@ -447,6 +450,7 @@ def fit_glmm(
     vcov: str = "model",
     missing: str = "raise",
     design: Any = None,
+    decay_scale: str = "period",
 ) -> GLMMResult:
     """Fit a binomial, Poisson or negative-binomial GLMM to stepped-wedge data.
 
@@ -558,6 +562,11 @@ def fit_glmm(
         Missing values: raise (default) or drop with a warning.
     design : Design, optional
         Check the rows against a design.
+    decay_scale : {"period", "time"}, default "period"
+        For the decay structures: the AR(1) correlation counts periods (``r^|j-k|``) or years
+        between period mid-points of ``design`` (``r^|t_j - t_k|``, continuous-time decay,
+        Grantham et al. 2019; glmmTMB ``ou(times + 0 | cluster)`` with ``r = exp(-theta)``),
+        with ``0 < r < 1``.  ``"time"`` needs ``design=``.
 
     Returns
     -------
@@ -664,10 +673,12 @@ def fit_glmm(
         design=design,
         missing=missing,  # type: ignore[arg-type]
     )
+    check_decay_scale(decay_scale, random, design)
     cells = td.cells()
     n_i, n_t = cells.shape
     if random in _DECAY:
         _check_decay_periods(td, random, n_t)
+    ar1_times = _decay_times(decay_scale, design, n_t) if decay_scale == "time" else None
     observed = np.asarray(cells.observed)
     trt = np.where(observed, np.asarray(cells.treatment, dtype=float), 0.0)
 
@@ -809,6 +820,7 @@ def fit_glmm(
         const=float(g_const.sum()),
         tail_start=tail_start,
         ar1=ar1,
+        ar1_times=ar1_times,
     )
 
     # -------------------------------------------------------------- start and fit
@@ -820,6 +832,11 @@ def fit_glmm(
         sigma0, alpha0 = sigma0[:-1], float(sigma0[-1])
     core = _robust_core(ud, fam, [beta0, _ls_start(fam, g_y, g_n, g_off, g_x)], sigma0, alpha0, nq)
     messages: list[str] = []
+    if ar1_times is not None:
+        messages.append(
+            "Continuous-time decay (decay_scale='time'): cluster-period effects whose period "
+            "mid-points are t years apart correlate decay**t; the decay is per year."
+        )
     if not core.converged:
         warn(
             f"The {method} optimiser did not converge ({core.message}); estimates may be "
@@ -997,6 +1014,7 @@ def fit_glmm(
         variance_intervals=intervals,
         _rate_design=rate_design,
         std_error_model=se_model_est,
+        decay_scale=decay_scale,
     )
 
 
