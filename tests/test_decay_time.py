@@ -479,3 +479,24 @@ def test_glmm_time_decay_matches_glmmtmb_ou(random: str) -> None:
     assert vc["decay"] == pytest.approx(ref["decay"], rel=1e-4)
     assert vc.get("tau2", 0.0) == pytest.approx(ref["tau2"], abs=1e-8)
     assert "decay_scale='time'" in str(res.summary())
+
+
+def test_simulate_power_rerandomised_keeps_calendar() -> None:
+    d = _ten_cluster_design()
+    alloc = sw.randomise(d, list(d.clusters), rng=3, alpha=None)
+    vc = sw.VarianceComponents(sigma2=1.0, tau2=0.02, gamma2=0.05, decay=0.4, decay_scale="time")
+    res = sw.simulate_power(
+        d,
+        effect=0.25,
+        variance=vc,
+        cluster_size=30,
+        level="cluster-period",
+        analysis="known-variance",
+        allocation=alloc,
+        n_sims=4,
+        rng=1,
+        progress=False,
+    )
+    # two clusters per sequence in every draw: the same GLS SE on the calendar scale
+    se = _gls_se(d, vc, 30.0, d.period_midpoints())
+    np.testing.assert_allclose(res.replicates["std_error"].to_numpy(), se, rtol=1e-10)

@@ -481,7 +481,7 @@ def _decay_times(design: Any, variance: VarianceComponents, n_periods: int) -> F
     """Period mid-points in years for ``decay_scale="time"`` (None on the period scale)."""
     if variance.decay_scale != "time":
         return None
-    if not isinstance(design, Design):
+    if not isinstance(design, Design) and not callable(getattr(design, "period_midpoints", None)):
         raise DesignError(
             "variance.decay_scale='time' needs a steppedwedge Design with period lengths or "
             "dates (its period mid-points give the decay distances); got a bare "

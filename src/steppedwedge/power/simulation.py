@@ -117,6 +117,9 @@ def _job_for_allocation(job: _Job, sequences: np.ndarray) -> _Job:
         return hit
     x = redraw.sequence_matrix[sequences[redraw.column_of_row]]
     rows = SimpleNamespace(matrix=x, clusters=redraw.clusters, periods=redraw.periods)
+    times = None if job.spec is None else job.spec.times
+    if times is not None:  # continuous-time decay: the drawn allocation keeps the calendar
+        rows.period_midpoints = lambda: times
     spec = _simulate_iv(rows, **redraw.spec_inputs)
     kind, payload = job.kind, job.analysis
     if kind == "known-variance":
