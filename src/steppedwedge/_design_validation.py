@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ._validation import parse_date_text
+from ._warnings import caller_stacklevel
 from .exceptions import DesignError, OptionError, SteppedWedgeWarning
 
 __all__ = [
@@ -314,4 +315,4 @@ def parse_window(
 
 def warn_design(message: str) -> None:
     """Issue a :class:`SteppedWedgeWarning` attributed to the caller of the constructor."""
-    warnings.warn(message, SteppedWedgeWarning, stacklevel=4)
+    warnings.warn(message, SteppedWedgeWarning, stacklevel=caller_stacklevel())

@@ -34,6 +34,7 @@ import pandas as pd
 
 from ._typing import BoolArray, FloatArray, IntArray
 from ._validation import check_option
+from ._warnings import caller_stacklevel
 from .exceptions import DataError, MissingDataWarning, OptionError
 
 __all__ = [
@@ -776,7 +777,7 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
             f"dropped {int(miss.sum())} of {len(frame)} rows with missing values "
             f"(by column: {counts}); by cluster: {per_cluster}.",
             MissingDataWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
         keep = ~miss
         frame = frame.loc[keep].copy()
@@ -954,7 +955,7 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
                 f"{empty.size} cell(s) the design marks observed have no rows "
                 f"(cluster, period): {_list(names)}.",
                 MissingDataWarning,
-                stacklevel=3,
+                stacklevel=caller_stacklevel(),
             )
 
     # ---- treatment never goes back; the outcome varies -----------------------------------

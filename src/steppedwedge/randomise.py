@@ -31,6 +31,7 @@ from ._allocation_space import AllocationSpace, randbelow
 from ._typing import RNGLike
 from ._validation import check_positive_int, check_probability, normalise_rng
 from ._version import __version__
+from ._warnings import caller_stacklevel
 from .design import Design
 from .exceptions import DesignError, OptionError, SmallSampleWarning
 
@@ -1287,6 +1288,6 @@ def randomise(
             f"allocations (smallest attainable p = 1/{n_admissible} = {result.min_pvalue:.3g}); "
             "use model-based small-sample inference or more clusters/allocations.",
             SmallSampleWarning,
-            stacklevel=2,
+            stacklevel=caller_stacklevel(),
         )
     return result

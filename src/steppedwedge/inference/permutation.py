@@ -57,6 +57,7 @@ from .._core.permutation import (
 )
 from .._typing import RNGLike
 from .._validation import check_option, check_positive_int, normalise_rng
+from .._warnings import caller_stacklevel
 from ..data import TrialData
 from ..design import Design
 from ..exceptions import DataError, DesignError, SmallSampleWarning
@@ -845,7 +846,7 @@ def permutation_test(
             + ("" if exact else f", {n_used} re-randomisations")
             + "); interpret p with that in mind or use model-based small-sample inference.",
             SmallSampleWarning,
-            stacklevel=2,
+            stacklevel=caller_stacklevel(),
         )
     interval = None
     if confidence_level is not None and invert is not None:

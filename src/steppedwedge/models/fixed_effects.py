@@ -32,6 +32,7 @@ import pandas as pd
 from scipy import linalg, special
 
 from .._validation import check_option
+from .._warnings import caller_stacklevel
 from ..exceptions import ConvergenceWarning, DataError, SmallSampleWarning
 from ..results import TIDY_COLUMNS, ResultMixin, Summary, _fmt, t_interval, t_pvalue, wald_table
 
@@ -778,7 +779,7 @@ def _fit_fixed_effects(  # noqa: C901 - one linear sequence of steps
         warnings.warn(
             f"dropped {int(na.sum())} row(s) with missing values in column(s) {bad}.",
             MissingDataWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
         messages.append(f"{int(na.sum())} row(s) with missing values dropped.")
         frame = frame.loc[~na]
@@ -878,7 +879,7 @@ def _fit_fixed_effects(  # noqa: C901 - one linear sequence of steps
         msg = "not estimable, dropped: " + "; ".join(
             f"{t} ({r})" for t, r in aliased_rows if t.startswith("treatment")
         )
-        warnings.warn(msg, SmallSampleWarning, stacklevel=3)
+        warnings.warn(msg, SmallSampleWarning, stacklevel=caller_stacklevel())
         messages.append(msg)
     other_dropped = [t for t, _ in aliased_rows if not t.startswith("treatment")]
     if other_dropped:
@@ -889,7 +890,9 @@ def _fit_fixed_effects(  # noqa: C901 - one linear sequence of steps
     beta, converged, iters = _irls(family, x, y, off)
     if not converged:
         warnings.warn(
-            f"IRLS did not converge in {iters} iterations.", ConvergenceWarning, stacklevel=3
+            f"IRLS did not converge in {iters} iterations.",
+            ConvergenceWarning,
+            stacklevel=caller_stacklevel(),
         )
         messages.append("IRLS did not converge.")
     eta = x @ beta + off
@@ -906,7 +909,7 @@ def _fit_fixed_effects(  # noqa: C901 - one linear sequence of steps
                 "affected terms are not "
                 "finite in the limit."
             )
-            warnings.warn(msg, SmallSampleWarning, stacklevel=3)
+            warnings.warn(msg, SmallSampleWarning, stacklevel=caller_stacklevel())
             messages.append(msg)
     dmu = _mu_eta(family, eta)
     var = _variance(family, mu)

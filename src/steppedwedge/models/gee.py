@@ -27,6 +27,7 @@ from scipy import stats
 
 from .._core import gee as _gee
 from .._validation import check_option
+from .._warnings import caller_stacklevel
 from ..data import TrialData
 from ..exceptions import ConvergenceWarning, DataError, SmallSampleWarning
 from ..results import ResultMixin, Summary
@@ -889,14 +890,14 @@ def fit_gee(
             f"vcov='robust' (uncorrected Liang-Zeger) with only {I} clusters underestimates "
             "the variance; prefer vcov='md', 'kc' or 'fg'.",
             SmallSampleWarning,
-            stacklevel=2,
+            stacklevel=caller_stacklevel(),
         )
     if I - p < 5 and spec.dof is None:
         warnings.warn(
             f"only {I - p} degrees of freedom (I = {I} clusters, p = {p} mean parameters): "
             "inference is fragile; consider time='linear' or a permutation test.",
             SmallSampleWarning,
-            stacklevel=2,
+            stacklevel=caller_stacklevel(),
         )
 
     nbt = spec.nb_theta
@@ -933,7 +934,7 @@ def fit_gee(
         warnings.warn(
             f"GEE did not converge in {maxiter} iterations; results may be unreliable.",
             ConvergenceWarning,
-            stacklevel=2,
+            stacklevel=caller_stacklevel(),
         )
     corr = dict(zip(_gee.CORSTRS[spec.corstr], map(float, core.params), strict=False))
     corr_inputs: tuple[Any, ...] | None = None

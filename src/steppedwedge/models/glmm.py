@@ -36,7 +36,7 @@ from .._core.families import FAMILY_LINKS, log_constant, make_family
 from .._core.laplace import PHI_MAX, CoreFit, UnitData, _NonFinite, fit_glmm_core
 from .._formula import covariate_matrix
 from .._validation import check_option, check_positive_int
-from .._warnings import warn
+from .._warnings import caller_stacklevel, warn
 from ..data import TrialData
 from ..exceptions import (
     ConvergenceWarning,
@@ -643,7 +643,7 @@ def fit_glmm(
             "`time='none'` fits no period effects: this assumes there is no secular trend; the "
             "treatment effect is confounded with time if there is one.",
             SteppedWedgeWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
     roles = [
         c for c in (outcome, cluster, period, treatment, trials, exposure, offset) if c is not None

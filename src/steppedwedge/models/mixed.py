@@ -22,7 +22,7 @@ from .._core.reml import CellData, CovarianceStructure, LMMFit, fit_lmm
 from .._core.reml_dense import RowData, fit_lmm_rows
 from .._formula import covariate_matrix
 from .._validation import check_option
-from .._warnings import warn
+from .._warnings import caller_stacklevel, warn
 from ..data import TrialData
 from ..exceptions import (
     ConvergenceWarning,
@@ -299,7 +299,7 @@ def fit_gaussian(
             "which stepped-wedge analyses rarely can; the treatment effect is confounded with "
             "time if there is one.",
             SteppedWedgeWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"`data` must be a pandas DataFrame; got {type(data).__name__}.")
@@ -450,7 +450,7 @@ def fit_gaussian(
             f"The {method.upper()} optimiser did not converge ({fit.message}); estimates may be "
             "unreliable.",
             ConvergenceWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
         messages.append("The optimiser did not converge.")
     if decay_scale == "time":

@@ -29,6 +29,7 @@ from .._simulate_draw import SimulationSpec, draw_arrays, draw_cells
 from .._simulate_lmm import fast_lmm_analyse, fast_lmm_plan
 from .._typing import ArrayLike, RNGLike
 from .._validation import check_positive_int, check_probability
+from .._warnings import caller_stacklevel
 from ..exceptions import ConvergenceWarning, SteppedWedgeWarning
 from ..results import Summary
 from ..simulate import Level, _curve, _period_vector, _simulate_iv, _sizes, arrays_to_frame
@@ -932,7 +933,7 @@ sampling, churn, dispersion, level
             f"the executor failed: {n_lost} of {n_sims} replicates did not run "
             f"({errors[0]}); the result uses the {n_sims - n_lost} that finished.",
             SteppedWedgeWarning,
-            stacklevel=2,
+            stacklevel=caller_stacklevel(),
         )
     entropy = root.entropy
     seed = tuple(int(e) for e in np.atleast_1d(entropy)) if entropy is not None else ()
