@@ -24,7 +24,7 @@ from ._simulate_draw import SimulationSpec, draw_arrays
 from ._typing import ArrayLike, FloatArray, RNGLike
 from ._validation import check_nonnegative, check_option, check_unit_interval, normalise_rng
 from .design import Design
-from .exceptions import DesignError
+from .exceptions import DesignError, OptionError
 from .variance import VarianceComponents
 
 __all__ = ["simulate"]
@@ -257,15 +257,15 @@ def design_arrays(design: Any) -> tuple[FloatArray, tuple[Any, ...], Any]:
     try:
         x = np.array(matrix, dtype=float)
     except (TypeError, ValueError):
-        raise ValueError(
+        raise DesignError(
             f"`design` must be a steppedwedge Design or an (I, T) treatment matrix; got "
             f"{type(design).__name__}."
         ) from None
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
-        raise ValueError(f"`design` must have an (I, T) treatment matrix; got shape {x.shape}.")
+        raise DesignError(f"`design` must have an (I, T) treatment matrix; got shape {x.shape}.")
     finite = x[~np.isnan(x)]
     if finite.size and (np.any(finite < 0) or np.any(finite > 1) or np.any(np.isinf(finite))):
-        raise ValueError("`design` treatment values must lie in [0, 1] (NaN = unobserved).")
+        raise DesignError("`design` treatment values must lie in [0, 1] (NaN = unobserved).")
     clusters = tuple(getattr(design, "clusters", range(x.shape[0])))
     periods = getattr(design, "periods", None)
     if periods is None:
@@ -285,17 +285,17 @@ def _period_vector(name: str, value: Any, n_periods: int) -> FloatArray:
         value = value(np.arange(n_periods, dtype=float))
     arr = np.asarray(value, dtype=float)
     if arr.ndim == 0:
-        raise ValueError(
+        raise OptionError(
             f"`{name}` must have one value per period ({n_periods}) or be a callable of the "
             f"period positions 0..{n_periods - 1}; got a scalar. For a linear trend pass "
             "e.g. `lambda t: 0.1 * t`."
         )
     if arr.shape != (n_periods,):
-        raise ValueError(
+        raise OptionError(
             f"`{name}` must have {n_periods} values (one per period); got shape {arr.shape}."
         )
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"`{name}` must be finite.")
+        raise OptionError(f"`{name}` must be finite.")
     return arr
 
 
@@ -308,12 +308,12 @@ def _curve(value: Any, exposure: np.ndarray) -> FloatArray:
     else:
         c = np.asarray(value(e) if callable(value) else value, dtype=float)
         if c.ndim != 1 or c.shape[0] < max_e:
-            raise ValueError(
+            raise OptionError(
                 f"`effect_curve` must give a multiplier for each exposure time 1..{max_e}; "
                 f"got {c.shape[0] if c.ndim == 1 else 'shape ' + str(c.shape)} value(s)."
             )
         if not np.all(np.isfinite(c[:max_e])):
-            raise ValueError("`effect_curve` must be finite.")
+            raise OptionError("`effect_curve` must be finite.")
     full = np.concatenate([[0.0], c[:max_e]])
     out: FloatArray = full[exposure]
     return out
@@ -327,14 +327,14 @@ def _sizes(cluster_size: Any, shape: tuple[int, int], counts: bool) -> FloatArra
     elif arr.shape == (n_clusters,):
         arr = np.repeat(arr[:, None], n_periods, axis=1)
     elif arr.shape != shape:
-        raise ValueError(
+        raise OptionError(
             f"`cluster_size` must be a scalar, one value per cluster ({n_clusters}) or an "
             f"{n_clusters} x {n_periods} matrix; got shape {arr.shape}."
         )
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError("`cluster_size` must be finite and >= 0.")
+        raise OptionError("`cluster_size` must be finite and >= 0.")
     if not counts and np.any(arr != np.round(arr)):
-        raise ValueError(
+        raise OptionError(
             "`cluster_size` must be whole numbers of individuals (only counts take a "
             "non-integer population)."
         )
@@ -365,33 +365,33 @@ def _simulate_iv(
     link = _LINKS[family][0] if link is None else link
     check_option("link", link, _LINKS[family])
     if not isinstance(variance, VarianceComponents):
-        raise ValueError(
+        raise OptionError(
             f"`variance` must be a VarianceComponents; got {type(variance).__name__}. Build one "
             "with sw.VarianceComponents(...) or sw.VarianceComponents.from_correlations(...)."
         )
     try:
         effect = float(effect)
     except (TypeError, ValueError):
-        raise ValueError(f"`effect` must be a number; got {effect!r}.") from None
+        raise OptionError(f"`effect` must be a number; got {effect!r}.") from None
     if not math.isfinite(effect):
-        raise ValueError(f"`effect` must be finite; got {effect!r}.")
+        raise OptionError(f"`effect` must be finite; got {effect!r}.")
     sampling = check_option("sampling", sampling, _SAMPLINGS)
     if level is None:
         level = "cluster-period" if counts else "individual"
     level = check_option("level", level, _LEVELS)
     if counts and level == "individual":
-        raise ValueError(
+        raise OptionError(
             "`level` must be 'cluster-period' for counts: they are simulated as counts of a "
             "population (with `cluster_size` the population) per cluster-period."
         )
     if counts and (sampling == "cohort" or variance.psi2):
-        raise ValueError(
+        raise OptionError(
             "counts of a population have no individuals: use sampling='cross-sectional' and "
             f"psi2=0 for family='{family}'."
         )
     if sampling == "cross-sectional":
         if churn not in (None, 1, 1.0):
-            raise ValueError(
+            raise OptionError(
                 "`churn` applies to sampling='cohort' only; got a churn with "
                 "cross-sectional sampling."
             )
@@ -405,10 +405,10 @@ def _simulate_iv(
     # dispersion
     if dispersion is not None:
         if not counts:
-            raise ValueError("`dispersion` applies to counts (poisson, negative_binomial) only.")
+            raise OptionError("`dispersion` applies to counts (poisson, negative_binomial) only.")
         dispersion = check_nonnegative("dispersion", dispersion)
     if family == "negative_binomial" and not dispersion:
-        raise ValueError(
+        raise OptionError(
             "`dispersion` (the NB2 alpha, Var = mu + alpha mu^2) must be > 0 for "
             "family='negative_binomial'; use family='poisson' for no overdispersion."
         )
@@ -416,7 +416,7 @@ def _simulate_iv(
     size = _sizes(cluster_size, shape, counts)
     observed = ~np.isnan(x) & (size > 0)
     if not observed.any():
-        raise ValueError("no cell has data: every cell is unobserved or has `cluster_size` 0.")
+        raise DesignError("no cell has data: every cell is unobserved or has `cluster_size` 0.")
     exposure = exposure_times(x)
     xc = np.where(observed, np.nan_to_num(x) * _curve(effect_curve, exposure), 0.0)
     beta = (
@@ -431,7 +431,7 @@ def _simulate_iv(
         for i in range(shape[0]):
             m_i = np.unique(size[i, observed[i]])
             if m_i.size > 1:
-                raise ValueError(
+                raise OptionError(
                     f"`cluster_size` must be constant over the observed periods of cluster "
                     f"{clusters[i]!r} for sampling='cohort' (the cohort is followed over time); "
                     f"got {sorted(m_i.tolist())}."
@@ -496,7 +496,7 @@ def _baseline_iv(baseline: Any, family: str, link: str, clusters: tuple[Any, ...
     n_clusters = len(clusters)
     if family != "gaussian" and baseline is None:
         what = "probability" if family == "binomial" else "rate per unit of population"
-        raise ValueError(f"`baseline` (the control {what}) is required for family='{family}'.")
+        raise OptionError(f"`baseline` (the control {what}) is required for family='{family}'.")
     if baseline is None:
         return np.zeros(n_clusters)
     arr = np.asarray(baseline, dtype=object)
@@ -507,7 +507,7 @@ def _baseline_iv(baseline: Any, family: str, link: str, clusters: tuple[Any, ...
         values = list(arr.tolist())
         name = [f"baseline` of cluster `{c!r}" for c in clusters]
     else:
-        raise ValueError(
+        raise OptionError(
             f"`baseline` must be a number or one value per cluster ({n_clusters}); got shape "
             f"{arr.shape}."
         )
@@ -521,7 +521,7 @@ def _baseline_iv(baseline: Any, family: str, link: str, clusters: tuple[Any, ...
         else:
             rate = check_nonnegative(nm, v)
             if rate <= 0:
-                raise ValueError(f"`{nm}` (the control rate) must be > 0; got {v!r}.")
+                raise OptionError(f"`{nm}` (the control rate) must be > 0; got {v!r}.")
             out[k] = math.log(rate)
     return np.resize(out, n_clusters) if arr.ndim == 0 else out
 
@@ -531,7 +531,7 @@ def check_finite(name: str, value: Any) -> float:
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a number; got {value!r}.") from None
+        raise OptionError(f"`{name}` must be a number; got {value!r}.") from None
     if not math.isfinite(out):
-        raise ValueError(f"`{name}` must be finite; got {value!r}.")
+        raise OptionError(f"`{name}` must be finite; got {value!r}.")
     return out
