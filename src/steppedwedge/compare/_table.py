@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .results import TIDY_COLUMNS
+from ..results import TIDY_COLUMNS
 
 __all__ = ["COMPARE_COLUMNS", "compare"]
 
