@@ -24,7 +24,7 @@ import pandas as pd
 from . import _design_validation as _dv
 from ._validation import check_nonnegative, check_option, check_positive_int, check_unit_interval
 from .design import Design
-from .exceptions import DataError, DesignError
+from .exceptions import DataError, DesignError, OptionError
 from .results import Summary
 
 __all__ = ["CohortFrame", "cohort_from_events"]
@@ -210,7 +210,7 @@ def _period_bounds(design: Design) -> tuple[pd.DatetimeIndex, pd.DatetimeIndex]:
         parts = str(p).split("/")
         try:
             if len(parts) != 2:
-                raise ValueError
+                raise OptionError
             firsts.append(pd.Timestamp(parts[0]))
             lasts.append(pd.Timestamp(parts[1]))
         except (ValueError, TypeError):
@@ -227,7 +227,7 @@ def _follow_up(value: Any) -> tuple[pd.DateOffset | pd.Timedelta, str]:
         return pd.Timedelta(days=days), f"{days} days"
     if isinstance(value, pd.Timedelta):
         if value <= pd.Timedelta(0):
-            raise ValueError(f"`follow_up` must be positive; got {value}.")
+            raise OptionError(f"`follow_up` must be positive; got {value}.")
         return value, str(value)
     if isinstance(value, str):
         m = re.fullmatch(r"\s*(\d+)\s*([DWMYdwmy])\s*", value)
@@ -240,7 +240,7 @@ def _follow_up(value: Any) -> tuple[pd.DateOffset | pd.Timedelta, str]:
             if unit == "M":
                 return pd.DateOffset(months=n), f"{n} months"
             return pd.DateOffset(years=n), f"{n} years"
-    raise ValueError(
+    raise OptionError(
         "`follow_up` must be a positive number of days or a string such as '18M', '2Y', '26W' or "
         f"'540D'; got {value!r}."
     )
@@ -459,11 +459,13 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
             )
     if age_range is not None:
         if birth_date is None:
-            raise ValueError("`age_range` needs `birth_date` (a column of dates of birth).")
+            raise DataError("`age_range` needs `birth_date` (a column of dates of birth).")
         try:
             lo_age, hi_age = age_range
         except (TypeError, ValueError):
-            raise ValueError(f"`age_range` must be a pair (min, max); got {age_range!r}.") from None
+            raise OptionError(
+                f"`age_range` must be a pair (min, max); got {age_range!r}."
+            ) from None
     first, last = _period_bounds(design)
     span0, span1 = first[0], last[-1]
     if window is None:
@@ -472,9 +474,9 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
         try:
             w0, w1 = _dv.parse_window(window)
         except DesignError as err:
-            raise ValueError(str(err)) from None
+            raise OptionError(str(err)) from None
         if w0 < span0 or w1 > span1:
-            raise ValueError(
+            raise OptionError(
                 f"`window` ({w0.date()} to {w1.date()}) must lie inside the design's periods "
                 f"({span0.date()} to {span1.date()})."
             )
@@ -483,7 +485,7 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
         try:
             end_data = _dv._to_timestamp(data_end, "`data_end`")
         except DesignError as err:
-            raise ValueError(str(err)) from None
+            raise OptionError(str(err)) from None
     # start dates per cluster
     starts: dict[Hashable, pd.Timestamp | None] = {}
     if start_dates is None:
@@ -494,11 +496,11 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
         try:
             labs, ds = _dv.parse_start_dates(start_dates)
         except DesignError as err:
-            raise ValueError(str(err)) from None
+            raise OptionError(str(err)) from None
         given = dict(zip(labs, ds, strict=True))
         missing = [c for c in design.clusters if c not in given]
         if missing:
-            raise ValueError(
+            raise DesignError(
                 f"`start_dates` has no date for council(s) {_list(missing)} of the design."
             )
         starts = {c: given[c] for c in design.clusters}

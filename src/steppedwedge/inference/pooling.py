@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from ..exceptions import OptionError
 from ..results import ResultMixin, Summary, _fmt, t_interval, t_pvalue, wald_table
 
 __all__ = ["PooledResult", "pool", "barnard_rubin_df"]
@@ -283,7 +284,7 @@ def _from_result(res: Any, i: int) -> tuple[pd.Series, np.ndarray, str | None]:
         else:
             v = np.asarray(vcov, dtype=np.float64)
             if v.shape != (len(p), len(p)):
-                raise ValueError(
+                raise OptionError(
                     f"`results[{i}].vcov_matrix` must be {len(p)} x {len(p)}; got {v.shape}."
                 )
         est = getattr(res, "estimate", None)
@@ -319,7 +320,7 @@ def _pool_iv(
     """Return (terms, Q (m, p), U (m, p, p) or (m, p), full_cov, estimand)."""
     if results is not None:
         if estimates is not None or variances is not None or std_errors is not None:
-            raise ValueError(
+            raise OptionError(
                 "pass either `results` or `estimates` with `variances`/`std_errors`, not both."
             )
         if isinstance(results, (str, bytes)) or not isinstance(results, Sequence):
@@ -330,7 +331,7 @@ def _pool_iv(
         names = list(parts[0][0].index) if parts else []
         for i, (params_i, _, _) in enumerate(parts):
             if list(params_i.index) != names:
-                raise ValueError(
+                raise OptionError(
                     f"`results[{i}]` has terms {list(params_i.index)}, but `results[0]` has "
                     f"{names}: every fit must estimate the same terms (same model on each "
                     "imputed dataset)."
@@ -349,14 +350,14 @@ def _pool_iv(
     if q.ndim == 1:
         q = q[:, None]
     if q.ndim != 2:
-        raise ValueError(f"`estimates` must have shape (m,) or (m, p); got {np.shape(estimates)}.")
+        raise OptionError(f"`estimates` must have shape (m,) or (m, p); got {np.shape(estimates)}.")
     m, p = q.shape
     if (variances is None) == (std_errors is None):
-        raise ValueError("give exactly one of `variances` and `std_errors` with `estimates`.")
+        raise OptionError("give exactly one of `variances` and `std_errors` with `estimates`.")
     if std_errors is not None:
         se = np.asarray(std_errors, dtype=np.float64).reshape(m, -1)
         if se.shape != (m, p):
-            raise ValueError(
+            raise OptionError(
                 f"`std_errors` must have the shape of `estimates` {(m, p)}; got {se.shape}."
             )
         u: np.ndarray = np.asarray(se**2, dtype=np.float64)
@@ -370,7 +371,7 @@ def _pool_iv(
         elif shape == (m, p, p):
             full = True
         else:
-            raise ValueError(
+            raise OptionError(
                 f"`variances` must have shape (m,), (m, p) or (m, p, p) with (m, p) = {(m, p)}; "
                 f"got {u.shape}."
             )
@@ -379,7 +380,7 @@ def _pool_iv(
     else:
         names = [str(t) for t in terms]
         if len(names) != p:
-            raise ValueError(f"`terms` must name the {p} estimated terms; got {len(names)} names.")
+            raise OptionError(f"`terms` must name the {p} estimated terms; got {len(names)} names.")
     return names, q, u, full, None
 
 
@@ -457,22 +458,22 @@ def pool(
     0.27
     """
     if rule != "rubin1987":
-        raise ValueError(f"`rule` must be 'rubin1987'; got {rule!r}.")
+        raise OptionError(f"`rule` must be 'rubin1987'; got {rule!r}.")
     try:
         dfcom = float(dfcom)
     except (TypeError, ValueError):
-        raise ValueError(f"`dfcom` must be a positive number or inf; got {dfcom!r}.") from None
+        raise OptionError(f"`dfcom` must be a positive number or inf; got {dfcom!r}.") from None
     if not dfcom > 0:
-        raise ValueError(f"`dfcom` must be a positive number or inf; got {dfcom!r}.")
+        raise OptionError(f"`dfcom` must be a positive number or inf; got {dfcom!r}.")
     names, q, u, full, own = _pool_iv(results, estimates, variances, std_errors, terms)
     m = q.shape[0]
     if m < 2:
-        raise ValueError(f"Rubin's rules need at least 2 imputed datasets; got {m}.")
+        raise OptionError(f"Rubin's rules need at least 2 imputed datasets; got {m}.")
     if not np.all(np.isfinite(q)) or not np.all(np.isfinite(u)):
-        raise ValueError("the estimates and variances must be finite numbers.")
+        raise OptionError("the estimates and variances must be finite numbers.")
     diag_u = np.diagonal(u, axis1=1, axis2=2) if full else u
     if np.any(diag_u < 0):
-        raise ValueError("the variances must be non-negative.")
+        raise OptionError("the variances must be non-negative.")
     qbar = q.mean(axis=0)
     ubar = diag_u.mean(axis=0)
     b = q.var(axis=0, ddof=1)
@@ -489,7 +490,7 @@ def pool(
         vcov = pd.DataFrame(u.mean(axis=0) + (1.0 + 1.0 / m) * bmat, index=names, columns=names)
     target = estimand if estimand is not None else (own if own is not None else names[0])
     if target not in names:
-        raise ValueError(f"`estimand` must be one of the terms {names}; got {target!r}.")
+        raise OptionError(f"`estimand` must be one of the terms {names}; got {target!r}.")
     idx = pd.Index(names, name="term")
 
     def s(x: np.ndarray) -> pd.Series:

@@ -29,7 +29,7 @@ from .._core import gee as _gee
 from .._validation import check_option
 from .._warnings import caller_stacklevel
 from ..data import TrialData
-from ..exceptions import ConvergenceWarning, DataError, SmallSampleWarning
+from ..exceptions import ConvergenceWarning, DataError, OptionError, SmallSampleWarning
 from ..results import ResultMixin, Summary
 
 __all__ = ["GEEResult", "RANDOM_TO_CORSTR", "fit_gee", "fit_gee_frame"]
@@ -150,7 +150,7 @@ class _WaldTable(ResultMixin):
 
     def _crit(self, confidence_level: float) -> float:
         if not 0.0 < confidence_level < 1.0:
-            raise ValueError(f"`confidence_level` must lie in (0, 1); got {confidence_level!r}.")
+            raise OptionError(f"`confidence_level` must lie in (0, 1); got {confidence_level!r}.")
         q = 0.5 + confidence_level / 2.0
         return float(stats.norm.ppf(q) if math.isinf(self.df) else stats.t.ppf(q, self.df))
 
@@ -173,7 +173,7 @@ class _WaldTable(ResultMixin):
             conf_high``.
         """
         if exponentiate and self.link not in ("log", "logit"):
-            raise ValueError(
+            raise OptionError(
                 f"`exponentiate=True` needs a log or logit link; this fit uses {self.link!r}."
             )
         t = self._crit(confidence_level)
@@ -439,7 +439,7 @@ def _fit_gee_iv(
     else:
         if not isinstance(link, str) or link not in _LINKS[fam]:
             listed = ", ".join(repr(x) for x in _LINKS[fam])
-            raise ValueError(f"`link` must be one of {listed} for family {fam!r}; got {link!r}.")
+            raise OptionError(f"`link` must be one of {listed} for family {fam!r}; got {link!r}.")
         lk = link
     cs = check_option("corstr", corstr, tuple(_gee.CORSTRS))
     if cs == "block-exchangeable" and "individual" not in td.roles:
@@ -457,10 +457,10 @@ def _fit_gee_iv(
         d = math.inf
     elif isinstance(dof, (int, float, np.integer, np.floating)) and not isinstance(dof, bool):
         if not dof > 0:
-            raise ValueError(f"`dof` must be positive; got {dof!r}.")
+            raise OptionError(f"`dof` must be positive; got {dof!r}.")
         d = float(dof)
     else:
-        raise ValueError(
+        raise OptionError(
             f"`dof` must be 'residual' (I - p), 'normal' or a positive number; got {dof!r}."
         )
 
@@ -491,12 +491,12 @@ def _fit_gee_iv(
         cp = np.atleast_1d(np.asarray(corr_params, dtype=float))
         if cp.shape != (n_par,) or not np.all(np.isfinite(cp)):
             names = ", ".join(_gee.CORSTRS[cs]) or "none"
-            raise ValueError(
+            raise OptionError(
                 f"`corr_params` for corstr={cs!r} must be {n_par} finite number(s) "
                 f"({names}); got {corr_params!r}."
             )
         if cs in ("decay", "ar1") and not 0.0 <= cp[-1] <= 1.0:
-            raise ValueError(f"the decay parameter must lie in [0, 1]; got {cp[-1]!r}.")
+            raise OptionError(f"the decay parameter must lie in [0, 1]; got {cp[-1]!r}.")
 
     sc: float | None = None
     sm = "geepack"
@@ -505,32 +505,32 @@ def _fit_gee_iv(
     elif scale is not None:
         sc = float(scale)
         if not (math.isfinite(sc) and sc > 0):
-            raise ValueError(f"`scale` must be a positive number or a method name; got {scale!r}.")
+            raise OptionError(f"`scale` must be a positive number or a method name; got {scale!r}.")
 
     nbt: float | None = None
     if nb_theta is not None:
         nbt = float(nb_theta)
         if not (math.isfinite(nbt) and nbt > 0):
-            raise ValueError(f"`nb_theta` must be a positive number; got {nb_theta!r}.")
+            raise OptionError(f"`nb_theta` must be a positive number; got {nb_theta!r}.")
     elif fam != "negative_binomial":
         nbt = None
     if maee not in (False, True, "geecrt"):
-        raise ValueError(f"`maee` must be False, True or 'geecrt'; got {maee!r}.")
+        raise OptionError(f"`maee` must be False, True or 'geecrt'; got {maee!r}.")
     if maee and cs in ("independence", "block-exchangeable"):
-        raise ValueError(f"`maee` is not available with corstr={cs!r}.")
+        raise OptionError(f"`maee` is not available with corstr={cs!r}.")
     if maee and cp is not None:
-        raise ValueError("`maee` adjusts estimated correlations; drop `corr_params` or `maee`.")
+        raise OptionError("`maee` adjusts estimated correlations; drop `corr_params` or `maee`.")
     if maee == "geecrt" and td.kind != "individual":
         raise DataError("`maee='geecrt'` needs individual rows (its pairs follow row order).")
     cm = check_option("corr_method", corr_method, ("moment", "cluster-period"))
     if cm == "cluster-period":
         if cs not in ("exchangeable", "nested-exchangeable"):
-            raise ValueError(
+            raise OptionError(
                 "`corr_method='cluster-period'` is available for corstr='exchangeable' and "
                 f"'nested-exchangeable'; got corstr={cs!r}."
             )
         if maee:
-            raise ValueError("`corr_method='cluster-period'` cannot be combined with `maee`.")
+            raise OptionError("`corr_method='cluster-period'` cannot be combined with `maee`.")
         if covs or (td.kind == "aggregate" and not (fam == "binomial" and "trials" in td.roles)):
             raise DataError(
                 "`corr_method='cluster-period'` works on whole cluster-period cells: it needs "
@@ -1064,12 +1064,12 @@ def fit_gee_frame(
     ('exchangeable', 0.609)
     """
     if effect != "immediate":
-        raise ValueError(
+        raise OptionError(
             f"`effect={effect!r}` is not available with method='gee'; only effect='immediate' is."
         )
     if corstr is None and random not in RANDOM_TO_CORSTR:
         listed = ", ".join(repr(k) for k in RANDOM_TO_CORSTR)
-        raise ValueError(
+        raise OptionError(
             f"`random={random!r}` has no GEE working-correlation analogue; use one of "
             f"{listed} or pass `corstr`."
         )
@@ -1110,7 +1110,7 @@ def fit_gee_frame(
         elif single and cs == "decay":
             cs = "ar1"
     if vcov == "cr2":
-        raise ValueError(
+        raise OptionError(
             "`vcov='cr2'` is a mixed-model option; for GEE use 'md', 'kc', 'fg', 'robust' "
             "or 'model'."
         )

@@ -30,7 +30,13 @@ from .._simulate_lmm import fast_lmm_analyse, fast_lmm_plan
 from .._typing import ArrayLike, RNGLike
 from .._validation import check_positive_int, check_probability
 from .._warnings import caller_stacklevel
-from ..exceptions import ConvergenceWarning, SteppedWedgeWarning
+from ..exceptions import (
+    ConvergenceWarning,
+    DataError,
+    DesignError,
+    OptionError,
+    SteppedWedgeWarning,
+)
 from ..results import Summary
 from ..simulate import Level, _curve, _period_vector, _simulate_iv, _sizes, arrays_to_frame
 from ..variance import VarianceComponents
@@ -477,7 +483,7 @@ class SimulatedPowerResult:
         """
         level = check_probability("confidence_level", confidence_level)
         if failures not in ("exclude", "count"):
-            raise ValueError(f"`failures` must be one of 'exclude', 'count'; got {failures!r}.")
+            raise OptionError(f"`failures` must be one of 'exclude', 'count'; got {failures!r}.")
         n = self.n_usable if failures == "exclude" else self.n_completed
         return _clopper_pearson(self.n_rejected, n, level)
 
@@ -662,7 +668,7 @@ class SimulatedPowerResult:
         import matplotlib.pyplot as plt
 
         if kind not in ("estimates", "p_values"):
-            raise ValueError(f"`kind` must be one of 'estimates', 'p_values'; got {kind!r}.")
+            raise OptionError(f"`kind` must be one of 'estimates', 'p_values'; got {kind!r}.")
         if ax is None:
             _, ax = plt.subplots()
         u = self._usable
@@ -883,20 +889,20 @@ sampling, churn, dispersion, level
         allocation=allocation,
     )
     if executor is not None and not isinstance(executor, Executor):
-        raise ValueError(
+        raise OptionError(
             "`executor` must be a concurrent.futures.Executor or None; got "
             f"{type(executor).__name__}."
         )
     if n_jobs is not None:
         n_jobs = check_positive_int("n_jobs", n_jobs)
         if executor is not None and n_jobs > 1:
-            raise ValueError("give either `executor` or `n_jobs`, not both.")
+            raise OptionError("give either `executor` or `n_jobs`, not both.")
     if batch_size is not None:
         batch_size = check_positive_int("batch_size", batch_size)
     if timeout is not None:
         timeout = float(timeout)
         if not timeout > 0:
-            raise ValueError(f"`timeout` must be a positive number of seconds; got {timeout!r}.")
+            raise OptionError(f"`timeout` must be a positive number of seconds; got {timeout!r}.")
     root = root_seed_sequence(rng)
     seeds = spawn_seeds(root, n_sims)
     _check_first(job, seeds[0])
@@ -977,7 +983,7 @@ def _check_first(job: _Job, seed: np.random.SeedSequence) -> None:
         try:
             data = _generate(job, rng)
         except Exception as exc:
-            raise ValueError(
+            raise DataError(
                 f"the data-generating function failed on the first replicate: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
@@ -987,7 +993,7 @@ def _check_first(job: _Job, seed: np.random.SeedSequence) -> None:
             result = _analyse(job, data)
             _extract(result, job.alpha)
         except (ValueError, TypeError, KeyError, AttributeError, ImportError) as exc:
-            raise ValueError(
+            raise OptionError(
                 f"the analysis rejected the first simulated dataset, so the run was not "
                 f"started: {type(exc).__name__}: {exc}"
             ) from exc
@@ -997,12 +1003,12 @@ def _check_first(job: _Job, seed: np.random.SeedSequence) -> None:
 
 def _check_dgp_frame(job: _Job, data: Any) -> None:
     if not isinstance(data, pd.DataFrame):
-        raise ValueError(f"`dgp` must return a pandas DataFrame; got {type(data).__name__}.")
+        raise DataError(f"`dgp` must return a pandas DataFrame; got {type(data).__name__}.")
     if job.kind == "fit":
         needed = [v for k, v in job.fit_roles.items() if k in _FRAME_ROLES and isinstance(v, str)]
         missing = [c for c in needed if c not in data.columns]
         if missing:
-            raise ValueError(
+            raise DataError(
                 f"`dgp` returned a DataFrame without the column(s) {missing} that the "
                 f"analysis needs; it has {list(data.columns)}."
             )
@@ -1059,7 +1065,7 @@ def _simulate_power_iv(
     spec: SimulationSpec | None = None
     if dgp is not None:
         if not callable(dgp):
-            raise ValueError(
+            raise OptionError(
                 f"`dgp` must be a callable dgp(rng) -> DataFrame; got {type(dgp).__name__}."
             )
     else:
@@ -1069,7 +1075,7 @@ def _simulate_power_iv(
             if v is None
         ]
         if missing:
-            raise ValueError(
+            raise OptionError(
                 f"{', '.join('`' + m + '`' for m in missing)} must be given (or a `dgp`)."
             )
         spec = _simulate_iv(
@@ -1092,7 +1098,7 @@ def _simulate_power_iv(
     if true_value is not None:
         truth = float(true_value)
         if not math.isfinite(truth):
-            raise ValueError(f"`true_value` must be finite; got {true_value!r}.")
+            raise OptionError(f"`true_value` must be finite; got {true_value!r}.")
     elif effect is None:
         truth = None
     elif spec is not None and effect_curve is not None:
@@ -1110,13 +1116,13 @@ def _simulate_power_iv(
     payload: Any
     if analysis == "known-variance":
         if spec is None:
-            raise ValueError(
+            raise OptionError(
                 "analysis='known-variance' needs the built-in data-generating model, not a `dgp`."
             )
         if spec.family != "gaussian":
-            raise ValueError("analysis='known-variance' is for family='gaussian' only.")
+            raise OptionError("analysis='known-variance' is for family='gaussian' only.")
         if spec.level != "cluster-period":
-            raise ValueError(
+            raise OptionError(
                 "analysis='known-variance' works on cluster-period means; leave `level` unset."
             )
         kind, payload = "known-variance", _known_variance_analysis(spec, alpha)
@@ -1125,7 +1131,7 @@ def _simulate_power_iv(
         options = dict(analysis or {})
         reserved = [k for k in options if k in _FRAME_ROLES]
         if reserved:
-            raise ValueError(
+            raise OptionError(
                 f"`analysis` must not set the column roles {reserved}: simulated data use "
                 "fixed column names."
             )
@@ -1147,14 +1153,14 @@ def _simulate_power_iv(
         kind, payload = "callable", analysis
         label = getattr(analysis, "__name__", type(analysis).__name__)
     else:
-        raise ValueError(
+        raise OptionError(
             "`analysis` must be a dict of sw.fit options, a callable analysis(data) or "
             f"'known-variance'; got {analysis!r}."
         )
     redraw = None
     if allocation is not None:
         if spec is None:
-            raise ValueError(
+            raise OptionError(
                 "`allocation` re-randomises the built-in data-generating model; it cannot be "
                 "combined with a `dgp` (draw the allocation inside your `dgp` instead)."
             )
@@ -1222,12 +1228,12 @@ def _redraw_iv(
     from ..randomise import Allocation  # noqa: PLC0415
 
     if not isinstance(allocation, Allocation):
-        raise ValueError(
+        raise OptionError(
             "`allocation` must be an Allocation from sw.randomise(...); got "
             f"{type(allocation).__name__}."
         )
     if not isinstance(design, Design):
-        raise ValueError(
+        raise DesignError(
             "with `allocation`, `design` must be a Design whose rows are the randomised "
             "clusters: pass `design=allocation.design`."
         )
@@ -1235,7 +1241,7 @@ def _redraw_iv(
     position = {c: k for k, c in enumerate(allocation.clusters)}
     unknown = [c for c in labels if c not in position]
     if unknown or len(labels) != len(position):
-        raise ValueError(
+        raise DesignError(
             f"the rows of `design` must be the clusters `allocation` randomised "
             f"({', '.join(map(repr, allocation.clusters))}); got "
             f"{', '.join(map(repr, labels))}. Pass `design=allocation.design`."
@@ -1248,7 +1254,7 @@ def _redraw_iv(
         and np.array_equal(design.sequence_sizes, ref.sequence_sizes)
     )
     if not same:
-        raise ValueError(
+        raise DesignError(
             "`design` does not have the sequences `allocation` was drawn for: pass "
             "`design=allocation.design`."
         )
@@ -1328,7 +1334,7 @@ class NullSimulationPlan:
         SimulatedPowerResult
         """
         if not (isinstance(odds_ratio, (int, float)) and odds_ratio > 0):
-            raise ValueError(f"`odds_ratio` must be a positive number; got {odds_ratio!r}.")
+            raise OptionError(f"`odds_ratio` must be a positive number; got {odds_ratio!r}.")
         return simulate_power(
             self.design,
             effect=math.log(odds_ratio),
@@ -1403,7 +1409,7 @@ def null_simulation_plan(
     needed = ("start_dates", "window", "readiness", "allowed_waves", "baseline_risk")
     missing = [a for a in needed if not hasattr(trial, a)]
     if missing:
-        raise ValueError(
+        raise OptionError(
             f"`trial` must describe a council trial (a SyntheticTrial); it lacks {missing}."
         )
     design = Design.from_start_dates(dict(trial.start_dates), "starts", window=trial.window)
@@ -1434,15 +1440,15 @@ def null_simulation_plan(
     if not isinstance(counts, pd.DataFrame) or not {"cluster", "period", "children"} <= set(
         counts.columns
     ):
-        raise ValueError("`counts` must be a DataFrame with columns cluster, period, children.")
+        raise DataError("`counts` must be a DataFrame with columns cluster, period, children.")
     table = counts.pivot_table(index="cluster", columns="period", values="children", aggfunc="sum")
     final = allocation.design
     unknown = [c for c in table.index if c not in set(final.clusters)]
     if unknown:
-        raise ValueError(f"`counts` has clusters not in the trial: {unknown}.")
+        raise DataError(f"`counts` has clusters not in the trial: {unknown}.")
     bad_periods = [p for p in table.columns if p not in set(final.periods)]
     if bad_periods:
-        raise ValueError(f"`counts` has periods not in the design: {bad_periods}.")
+        raise DataError(f"`counts` has periods not in the design: {bad_periods}.")
     size = table.reindex(index=list(final.clusters), columns=list(final.periods)).fillna(0.0)
     return NullSimulationPlan(
         design=final,
