@@ -37,6 +37,8 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
+from .exceptions import DesignError, OptionError
+
 __all__ = ["AllocationSpace", "randbelow"]
 
 #: Refuse to build the counting table beyond this many (stratum, capacity) states.
@@ -52,7 +54,7 @@ def randbelow(rng: np.random.Generator, n: int, size: int) -> list[int]:
     32-bit words with rejection, so that huge spaces are sampled exactly.
     """
     if n < 1:
-        raise ValueError(f"`n` must be >= 1; got {n}.")
+        raise OptionError(f"`n` must be >= 1; got {n}.")
     if n <= _INT64_MAX:
         return [int(v) for v in rng.integers(0, n, size=size, dtype=np.int64)]
     bits = (n - 1).bit_length()
@@ -421,7 +423,7 @@ class AllocationSpace:
     def sample_distinct(self, n: int, rng: np.random.Generator) -> npt.NDArray[np.int8]:
         """Return ``n`` distinct allocations drawn uniformly without replacement (n <= size)."""
         if n > self.size:
-            raise ValueError(f"cannot draw {n} distinct allocations from {self.size}.")
+            raise DesignError(f"cannot draw {n} distinct allocations from {self.size}.")
         seen: dict[bytes, None] = {}
         rows: list[npt.NDArray[np.int8]] = []
         while len(rows) < n:

@@ -26,6 +26,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from ._typing import RNGLike
+from .exceptions import OptionError
 
 __all__ = [
     "BatchOutcome",
@@ -61,7 +62,7 @@ def root_seed_sequence(rng: RNGLike) -> np.random.SeedSequence:
             f"got {type(rng).__name__}."
         )
     if rng < 0:
-        raise ValueError(f"`rng` must be a non-negative integer seed; got {rng}.")
+        raise OptionError(f"`rng` must be a non-negative integer seed; got {rng}.")
     return np.random.SeedSequence(int(rng))
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ._typing import BoolArray, FloatArray, IntArray
+from .exceptions import OptionError
 
 __all__ = ["SimulationSpec", "draw_cells", "draw_cluster_effects", "draw_arrays"]
 
@@ -136,7 +137,7 @@ def _check_probability(spec: SimulationSpec, prob: FloatArray, ci: Any, pj: Any)
         first = int(np.flatnonzero(bad)[0])
         cluster = spec.clusters[int(np.asarray(ci).ravel()[first])]
         period = spec.periods[int(np.asarray(pj).ravel()[first])]
-        raise ValueError(
+        raise OptionError(
             f"the `{spec.link}` link gave a probability of {float(prob.ravel()[first]):.4g} in "
             f"cluster {cluster!r}, period {period!r} (outside [0, 1]); lower `baseline`, "
             "`effect` or the random-effect variances, or use link='logit'."

@@ -39,7 +39,7 @@ def normalise_rng(rng: RNGLike) -> np.random.Generator:
         return rng
     if rng is None or isinstance(rng, (int, np.integer, np.random.SeedSequence)):
         if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) and rng < 0:
-            raise ValueError(f"`rng` must be a non-negative integer seed; got {rng}.")
+            raise OptionError(f"`rng` must be a non-negative integer seed; got {rng}.")
         return np.random.default_rng(rng)
     raise TypeError(
         "`rng` must be an int seed, a numpy.random.Generator, a SeedSequence or None; "

@@ -441,7 +441,7 @@ class TrialData:
         """
         arr = np.asarray(values, dtype=np.float64)
         if arr.ndim not in (1, 2) or arr.shape[0] != self.n_rows:
-            raise ValueError(
+            raise OptionError(
                 f"`values` must have shape ({self.n_rows},) or ({self.n_rows}, p); got {arr.shape}."
             )
         k = self.n_clusters * self.n_periods

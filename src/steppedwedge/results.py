@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .exceptions import OptionError
+
 __all__ = ["FitResult", "ResultMixin", "Summary", "TIDY_COLUMNS", "t_pvalue", "t_interval"]
 
 #: Columns of every ``tidy()`` table, in order.
@@ -48,7 +50,7 @@ def t_interval(
 ) -> tuple[float, float]:
     """Symmetric t (or normal) interval."""
     if not 0.0 < confidence_level < 1.0:
-        raise ValueError(f"`confidence_level` must lie in (0, 1); got {confidence_level!r}.")
+        raise OptionError(f"`confidence_level` must lie in (0, 1); got {confidence_level!r}.")
     q = 0.5 + confidence_level / 2.0
     crit = stats.norm.ppf(q) if (df is None or not np.isfinite(df)) else stats.t.ppf(q, df)
     return float(estimate - crit * std_error), float(estimate + crit * std_error)

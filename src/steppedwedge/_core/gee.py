@@ -43,6 +43,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import optimize, special
 
+from ..exceptions import OptionError
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -134,7 +136,7 @@ def link_functions(family: str, link: str, *, nb_theta: float | None = None) -> 
     elif link == "logit":
         linkinv, mu_eta, linkfun = _expit, _logistic_deriv, _logit
     else:  # pragma: no cover - validated upstream
-        raise ValueError(f"unknown link {link!r}")
+        raise OptionError(f"unknown link {link!r}")
 
     if family == "gaussian":
         variance: Callable[[FloatArray], FloatArray] = _ones
@@ -158,7 +160,7 @@ def link_functions(family: str, link: str, *, nb_theta: float | None = None) -> 
 
     elif family == "negative_binomial":
         if nb_theta is None or not nb_theta > 0:  # pragma: no cover - validated upstream
-            raise ValueError("negative_binomial needs nb_theta > 0")
+            raise OptionError("negative_binomial needs nb_theta > 0")
         theta = float(nb_theta)
 
         def variance(mu: FloatArray) -> FloatArray:
@@ -168,7 +170,7 @@ def link_functions(family: str, link: str, *, nb_theta: float | None = None) -> 
             return bool(np.all(mu > 0.0))
 
     else:  # pragma: no cover - validated upstream
-        raise ValueError(f"unknown family {family!r}")
+        raise OptionError(f"unknown family {family!r}")
     return LinkFunctions(linkinv, mu_eta, variance, valid, linkfun)
 
 
@@ -239,7 +241,7 @@ class GEEUnits:
     def block_design(self) -> list[tuple[slice, FloatArray, FloatArray, int]]:
         """Per cluster: row slice, ``U = [Z_period, Z_person]``, ``U'U`` and the person count."""
         if self.individual is None:
-            raise ValueError("block-exchangeable needs individual codes")
+            raise OptionError("block-exchangeable needs individual codes")
         out = []
         bounds = np.append(self.starts, self.cluster.shape[0])
         T = self.n_periods
@@ -286,7 +288,7 @@ def between_correlation(corstr: str, params: FloatArray, times: FloatArray) -> F
         return float(params[0]) * _power(float(params[1]), lag)
     if corstr == "ar1":
         return _power(float(params[0]), lag)
-    raise ValueError(f"unknown corstr {corstr!r}")  # pragma: no cover
+    raise OptionError(f"unknown corstr {corstr!r}")  # pragma: no cover
 
 
 def _fbincount(codes: IntArray, weights: FloatArray, size: int) -> FloatArray:
@@ -892,7 +894,7 @@ def sandwich(
         uc = u * c
         meat = uc.T @ uc
     else:  # pragma: no cover - validated upstream
-        raise ValueError(f"unknown vcov {kind!r}")
+        raise OptionError(f"unknown vcov {kind!r}")
     out: FloatArray = Oinv @ meat @ Oinv
     sym: FloatArray = 0.5 * (out + out.T)
     return sym

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special, stats
 
+from ..exceptions import OptionError
 from .covariance import decay_matrix, mask_unobserved, mean_covariance
 from .gls import gls_information, whiten
 
@@ -69,7 +70,7 @@ def fixed_effects(
         t = np.arange(n_periods, dtype=float)
         base = np.stack([obs, obs * t[None, :]], axis=2)
     else:  # pragma: no cover - validated upstream
-        raise ValueError(f"unknown time model {time!r}")
+        raise OptionError(f"unknown time model {time!r}")
     if exposure_time is None:
         treat = x[:, :, None]
     else:

@@ -24,6 +24,7 @@ from scipy import special
 
 from .._typing import RNGLike
 from .._validation import check_positive_int, normalise_rng
+from ..exceptions import OptionError
 
 __all__ = ["SyntheticTrial", "make_fs_like", "make_nwd_like"]
 
@@ -101,9 +102,9 @@ def _generate(
     try:
         odds_ratio = float(odds_ratio)
     except (TypeError, ValueError):
-        raise ValueError(f"`odds_ratio` must be a positive number; got {odds_ratio!r}.") from None
+        raise OptionError(f"`odds_ratio` must be a positive number; got {odds_ratio!r}.") from None
     if not (np.isfinite(odds_ratio) and odds_ratio > 0):
-        raise ValueError(f"`odds_ratio` must be a positive number; got {odds_ratio!r}.")
+        raise OptionError(f"`odds_ratio` must be a positive number; got {odds_ratio!r}.")
     names = list(councils)
     shares = np.array([councils[c][2] for c in names], dtype=float)
     shares /= shares.sum()

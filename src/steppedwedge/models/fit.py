@@ -343,16 +343,16 @@ def fit(
         from .fixed_effects import fit_fixed_effects
 
         if individual is not None or design is not None:
-            raise ValueError(
+            raise OptionError(
                 "`individual` and `design` are not used by method='fixed-effects'; drop them."
             )
         if link not in (None, "logit" if family == "binomial" else "log", "identity"):
-            raise ValueError(
+            raise OptionError(
                 f"method='fixed-effects' uses the canonical link of family={family!r}; "
                 f"got link={link!r}."
             )
         if trials is not None:
-            raise ValueError(
+            raise OptionError(
                 "method='fixed-effects' needs individual binary rows; `trials` (aggregated "
                 "events/trials) is not supported there: use method='laplace' or 'gee'."
             )
@@ -390,15 +390,15 @@ def fit(
         )
     if family == "gaussian":
         if method not in ("reml", "ml"):
-            raise ValueError(
+            raise OptionError(
                 f"method={method!r} is for non-Gaussian mixed models; Gaussian outcomes use "
                 "method='reml' (default) or 'ml', or method='gee' / 'cluster-summary'."
             )
         if link not in (None, "identity"):
-            raise ValueError(f"Gaussian mixed models use the identity link; got link={link!r}.")
+            raise OptionError(f"Gaussian mixed models use the identity link; got link={link!r}.")
         for name, value in (("exposure", exposure), ("offset", offset), ("trials", trials)):
             if value is not None:
-                raise ValueError(
+                raise OptionError(
                     f"`{name}` is for count or binomial outcomes; it cannot be used with "
                     "family='gaussian'."
                 )
@@ -423,7 +423,7 @@ def fit(
             **common,
         )
     if method in ("reml", "ml"):
-        raise ValueError(
+        raise OptionError(
             f"method={method!r} is for Gaussian outcomes; family={family!r} mixed models use "
             "method='laplace' (default) or 'agq', or method='gee' / 'cluster-summary'."
         )

@@ -33,7 +33,7 @@ from scipy import linalg, special
 
 from .._validation import check_option
 from .._warnings import caller_stacklevel
-from ..exceptions import ConvergenceWarning, DataError, SmallSampleWarning
+from ..exceptions import ConvergenceWarning, DataError, OptionError, SmallSampleWarning
 from ..results import TIDY_COLUMNS, ResultMixin, Summary, _fmt, t_interval, t_pvalue, wald_table
 
 __all__ = ["FixedEffectsResult", "fit_fixed_effects"]
@@ -402,7 +402,7 @@ class FixedEffectsResult(ResultMixin):
             else np.asarray(weights, dtype=float)
         )
         if c.shape != (len(self.params),):
-            raise ValueError(
+            raise OptionError(
                 f"`weights` must have one value per estimable term ({len(self.params)})."
             )
         est = float(c @ self.params.to_numpy())
@@ -732,15 +732,15 @@ def _fit_fixed_effects(  # noqa: C901 - one linear sequence of steps
         dof = "satterthwaite" if vcov != "model" else ("residual" if family == "gaussian" else "z")
     dof = check_option("dof", dof, ("satterthwaite", "naive-t", "z", "residual"))
     if dof == "satterthwaite" and vcov == "model":
-        raise ValueError(
+        raise OptionError(
             "`dof='satterthwaite'` needs a cluster-robust `vcov` ('cr2', 'cr1' or 'cr0'); "
             "use dof='z' or 'residual' with vcov='model'."
         )
     check_option("missing", missing, ("raise", "drop"))
     if offset is not None and exposure is not None:
-        raise ValueError("give at most one of `offset` and `exposure`.")
+        raise OptionError("give at most one of `offset` and `exposure`.")
     if (offset is not None or exposure is not None) and family != "poisson":
-        raise ValueError("`offset`/`exposure` are for family='poisson'.")
+        raise OptionError("`offset`/`exposure` are for family='poisson'.")
     roles = {"outcome": outcome, "cluster": cluster, "period": period, "treatment": treatment}
     for arg, col in roles.items():
         if col is None:

@@ -142,7 +142,7 @@ def _time_columns(
             knots = [float(np.median(pos))] if n_t >= 4 else []
         knots = [float(k) for k in knots]
         if any(k <= pos.min() or k >= pos.max() for k in knots):
-            raise ValueError(
+            raise OptionError(
                 "`knots` must lie strictly inside the period range "
                 f"({pos.min():g}, {pos.max():g}); "
                 f"got {knots}."
@@ -228,7 +228,7 @@ def _estimand_contrast(
     if effect == "pte":
         e = int(exposure_time)  # type: ignore[arg-type]
         if e not in exp_levels:
-            raise ValueError(
+            raise OptionError(
                 f"`exposure_time` must be one of the observed exposure times {exp_levels}; got {e}."
             )
         contrast[eff_idx[e - 1]] = 1.0
@@ -239,7 +239,7 @@ def _estimand_contrast(
         else (int(exposure_window[0]), int(exposure_window[1]))
     )
     if not (1 <= e1 <= e2 <= exp_levels[-1]):
-        raise ValueError(
+        raise OptionError(
             f"`exposure_window` must satisfy 1 <= e1 <= e2 <= {exp_levels[-1]}; "
             f"got {exposure_window!r}."
         )
@@ -285,12 +285,12 @@ def fit_gaussian(
         dof = "kenward-roger" if method == "reml" else "satterthwaite"
     check_option("dof", dof, DOF_METHODS)
     if dof == "kenward-roger" and method == "ml":
-        raise ValueError(
+        raise OptionError(
             "`dof='kenward-roger'` needs a REML fit; use method='reml' or "
             "dof='satterthwaite' with method='ml'."
         )
     if effect == "pte" and exposure_time is None:
-        raise ValueError(
+        raise OptionError(
             "`effect='pte'` needs `exposure_time=` (the exposure time e of the point effect)."
         )
     if time == "none":

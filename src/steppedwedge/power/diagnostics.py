@@ -11,7 +11,7 @@ from .._core import closed_forms as cf
 from .._core import power_kernels as pk
 from .._validation import check_nonnegative, check_option, check_unit_interval
 from ..design import Design
-from ..exceptions import DesignError
+from ..exceptions import DesignError, OptionError
 from ..results import Summary
 from ..variance import VarianceComponents
 from .analytic import _as_design
@@ -485,7 +485,7 @@ def design_effect(
     method = check_option("method", method, ("hooper", "woertman", "gls"))
     m = check_nonnegative("cluster_size", cluster_size)
     if m <= 0:
-        raise ValueError(f"`cluster_size` must be > 0; got {cluster_size!r}.")
+        raise OptionError(f"`cluster_size` must be > 0; got {cluster_size!r}.")
     icc = check_unit_interval("icc", icc)
     cac = check_unit_interval("cac", cac)
     iac = check_unit_interval("iac", iac)
@@ -511,10 +511,10 @@ def design_effect(
             raise DesignError(f"method={method!r} does not cover extra treated periods; use 'gls'.")
     else:
         if n_sequences is None:
-            raise ValueError("give `design` or `n_sequences`.")
+            raise OptionError("give `design` or `n_sequences`.")
         k, b, t = int(n_sequences), int(baseline_periods), int(periods_per_step)
     if k < 2:
-        raise ValueError(f"the design effect needs at least 2 sequences; got {k}.")
+        raise DesignError(f"the design effect needs at least 2 sequences; got {k}.")
     if method == "hooper":
         if b != 1 or t != 1:
             raise DesignError(
@@ -531,7 +531,7 @@ def design_effect(
             repeated_measures=float(de_r),
         )
     if cac != 1.0 or iac != 0.0:
-        raise ValueError(
+        raise DesignError(
             "Woertman's design effect assumes the Hussey-Hughes model (cac=1, iac=0); use "
             "method='hooper' or 'gls'."
         )
