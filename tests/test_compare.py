@@ -11,12 +11,13 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from _tolerances import EXACT
+from _tolerances import EXACT, LINALG
 
-from steppedwedge.compare import COMPARE_COLUMNS, compare
+from steppedwedge.compare import ANALYSES, COMPARE_COLUMNS, PANEL_COLUMNS, compare
 from steppedwedge.inference.permutation import permutation_test
 from steppedwedge.inference.pooling import pool
 from steppedwedge.models.fit import fit
+from steppedwedge.results import TIDY_COLUMNS
 
 ROLES = dict(outcome="y", cluster="c", period="t", treatment="x")
 
@@ -140,3 +141,182 @@ def test_fixed_effects_row_is_described(gaussian: pd.DataFrame) -> None:
     table = compare({"fe": res})
     _check_row(table.iloc[0], res)
     assert table["method"].iloc[0] == "cluster fixed-effects GLM (CR2, df: satterthwaite)"
+
+
+# --------------------------------------------------------------------------- implied weights
+def _irregular_design() -> np.ndarray:
+    """6 clusters x 6 periods, uneven steps, one unobserved (NaN) cell."""
+    starts = [1, 1, 2, 3, 5, 5]
+    x = np.array([[float(j >= s) for j in range(6)] for s in starts])
+    x[2, 4] = np.nan
+    return x
+
+
+def _long(y: np.ndarray, x: np.ndarray) -> pd.DataFrame:
+    i, j = np.nonzero(~np.isnan(x))
+    return pd.DataFrame({"c": i, "t": j, "x": x[i, j], "y": y[i, j]})
+
+
+def test_twfe_weights_match_a_brute_force_regression_of_unit_effect_data() -> None:
+    """omega_e is the TWFE estimate on data whose only 'effect' is 1 at exposure time e."""
+    import statsmodels.formula.api as smf
+
+    from steppedwedge.compare import implied_weights
+
+    x = _irregular_design()
+    w = implied_weights(x, clusters=range(6), periods=range(6), kind="twfe")
+    on = np.nan_to_num(x).astype(bool)
+    start = on.argmax(axis=1)
+    e = np.where(on, np.arange(6)[None, :] - start[:, None] + 1, 0)
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(6, 1)) + rng.normal(size=(1, 6))  # absorbed by the fixed effects
+    for k, omega in zip(w.exposure["exposure_time"], w.exposure["weight"], strict=True):
+        frame = _long((e == k) + noise, x)
+        brute = smf.ols("y ~ C(c) + C(t) + x", frame).fit().params["x"]
+        np.testing.assert_allclose(omega, brute, rtol=1e-9, atol=1e-12)
+    for t, omega in zip(w.calendar["period"], w.calendar["weight"], strict=True):
+        unit = np.zeros((6, 6))
+        unit[:, t] = np.nan_to_num(x[:, t])
+        brute = smf.ols("y ~ C(c) + C(t) + x", _long(unit, x)).fit().params["x"]
+        np.testing.assert_allclose(omega, brute, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(w.exposure["weight"].sum(), 1.0, **EXACT)
+    assert w.negative_exposure_times  # late exposure times are weighted negatively
+    assert np.isnan(w.cells.to_numpy()[2, 4])
+
+
+def test_gls_weights_match_a_brute_force_gls_regression() -> None:
+    """GLS with period effects and nested+decay covariance, against statsmodels GLS."""
+    import statsmodels.api as sm
+    from scipy.linalg import block_diag
+
+    from steppedwedge.compare import implied_weights
+
+    x = _irregular_design()
+    inv_m = np.linspace(0.05, 0.2, 36).reshape(6, 6)
+    vc = {"sigma2": 2.0, "tau2": 0.3, "gamma2": 0.2, "decay": 0.6}
+    w = implied_weights(
+        x, clusters=range(6), periods=range(6), kind="gls", inv_size=inv_m, components=vc
+    )
+    lag = np.abs(np.subtract.outer(np.arange(6), np.arange(6)))
+    blocks = []
+    for i in range(6):
+        keep = ~np.isnan(x[i])
+        v = vc["tau2"] + vc["gamma2"] * vc["decay"] ** lag + np.diag(vc["sigma2"] * inv_m[i])
+        blocks.append(v[np.ix_(keep, keep)])
+    sigma = block_diag(*blocks)
+    frame = _long(np.zeros((6, 6)), x)
+    design = np.column_stack([pd.get_dummies(frame["t"]).to_numpy(float), frame["x"]])
+    on = np.nan_to_num(x).astype(bool)
+    e = np.where(on, np.arange(6)[None, :] - on.argmax(axis=1)[:, None] + 1, 0)
+    for k, omega in zip(w.exposure["exposure_time"], w.exposure["weight"], strict=True):
+        y = (e == k).astype(float)[~np.isnan(x)]
+        brute = sm.GLS(y, design, sigma=sigma).fit().params[-1]
+        np.testing.assert_allclose(omega, brute, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(w.calendar["weight"].sum(), 1.0, **LINALG)
+
+
+def test_implied_weights_refuse_fractional_treatment() -> None:
+    from steppedwedge.compare import implied_weights
+    from steppedwedge.exceptions import DataError
+
+    with pytest.raises(DataError, match="0/1"):
+        implied_weights(np.array([[0, 0.5], [0, 1]]), clusters=[0, 1], periods=[0, 1])
+    with pytest.raises(DataError, match="treated cell"):
+        implied_weights(np.zeros((2, 2)), clusters=[0, 1], periods=[0, 1])
+
+
+# --------------------------------------------------------------------------- compare_analyses
+@pytest.fixture(scope="module")
+def councils_panel():
+    import steppedwedge as sw
+
+    df = sw.datasets.load_councils()
+    roles = dict(
+        outcome="entries_into_care",
+        cluster="council",
+        period="period",
+        treatment="treated",
+        exposure="population_0_17",
+    )
+    before = df.copy()
+    panel = sw.compare_analyses(df, **roles, family="poisson", rng=1, n_permutations=199)
+    pd.testing.assert_frame_equal(df, before)  # the caller's frame is not modified
+    return df, roles, panel
+
+
+def test_compare_analyses_rows_are_the_fits_they_name(councils_panel) -> None:
+    import steppedwedge as sw
+
+    df, roles, panel = councils_panel
+    assert tuple(panel.table.columns) == PANEL_COLUMNS
+    keys = panel.table["analysis"].tolist()
+    assert keys[0] == "primary"
+    assert set(keys) | set(panel.failures["analysis"]) == set(ANALYSES)
+    # every row reproduces the fit it names, run by hand
+    by_hand = {
+        "primary": sw.fit(df, **roles, family="poisson"),
+        "robust": sw.fit(df, **roles, family="poisson", vcov="cr2"),
+        "eti": sw.fit(df, **roles, family="poisson", effect="eti"),
+        "decay": sw.fit(df, **roles, family="poisson", random="nested+decay"),
+        "callaway-santanna": sw.fit(df, **roles, family="poisson", method="callaway-santanna"),
+        "imputation": sw.fit(df, **roles, family="poisson", method="imputation"),
+        "fixed-effects": sw.fit(df, **roles, family="poisson", method="fixed-effects"),
+    }
+    rows = panel.table.set_index("analysis")
+    for key, res in by_hand.items():
+        _check_row(rows.loc[key], res)
+    # GEE with 21 mean parameters and 17 clusters falls back to linear time, with a note
+    assert "linear time" in " ".join(panel.notes)
+    tidy = panel.tidy()
+    assert list(tidy.columns[:8]) == list(TIDY_COLUMNS)
+    np.testing.assert_allclose(tidy["estimate"], panel.table["estimate"], **EXACT)
+    t90 = panel.tidy(confidence_level=0.9)
+    assert (t90["conf_high"] - t90["conf_low"] < tidy["conf_high"] - tidy["conf_low"]).all()
+    assert panel.conf_int() == by_hand["primary"].conf_int()
+
+
+def test_compare_analyses_diagnostics_explain_the_eti_disagreement(councils_panel) -> None:
+    _, _, panel = councils_panel
+    eti = panel.results["eti"]
+    pd.testing.assert_frame_equal(panel.effect_curve, eti.effect_curve)
+    gls = panel.weights["gls"]
+    np.testing.assert_allclose(gls.exposure["weight"].sum(), 1.0, **LINALG)
+    assert gls.negative_exposure_times  # the IT estimator weights late exposures negatively
+    text = " ".join(panel.explain())
+    assert "negative at" in text and "TATE" in text and "CR2" in text
+    summary = panel.summary()
+    assert "Implied weights" in summary.as_text()
+    assert "<table" in panel._repr_html_()
+
+
+def test_compare_analyses_forest_plot(councils_panel) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    _, _, panel = councils_panel
+    ax = panel.plot()
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == panel.table["model"].tolist()
+    assert ax.get_xscale() == "log"
+    # the drawn points are the exponentiated estimates, first row on top
+    xs = np.concatenate([ln.get_xdata() for ln in ax.lines if ln.get_marker() == "o"])
+    np.testing.assert_allclose(np.sort(xs), np.sort(np.exp(panel.table["estimate"])), **EXACT)
+
+
+def test_compare_analyses_bad_input(gaussian: pd.DataFrame) -> None:
+    import steppedwedge as sw
+    from steppedwedge.exceptions import OptionError
+
+    with pytest.raises(OptionError, match="`analyses` must be one of"):
+        sw.compare_analyses(gaussian, **ROLES, analyses=["bayes"])
+    with pytest.raises(OptionError, match="twice"):
+        sw.compare_analyses(gaussian, **ROLES, analyses=["eti", "eti"])
+    with pytest.raises(ValueError, match="zzz"):  # the primary's own error reaches the caller
+        sw.compare_analyses(gaussian, **{**ROLES, "outcome": "zzz"})
+    # an alternative that cannot be fitted is reported, not dropped silently
+    panel = sw.compare_analyses(gaussian, **ROLES, analyses=["fixed-effects", "gee"], rng=1)
+    assert set(panel.table["analysis"]) | set(panel.failures["analysis"]) == {
+        "primary",
+        "fixed-effects",
+        "gee",
+    }

@@ -54,6 +54,7 @@ def test_public_api_snapshot() -> None:
     # A deliberate change to the public API must update this list (and CHANGELOG.md).
     expected = {
         "Allocation",
+        "AnalysisComparison",
         "AssuranceResult",
         "CellMap",
         "CellSummary",
@@ -98,6 +99,7 @@ def test_public_api_snapshot() -> None:
         "SimulatedPowerResult",
         "cohort_from_events",
         "compare",
+        "compare_analyses",
         "fit",
         "permutation_test",
         "pool",

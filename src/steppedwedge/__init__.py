@@ -12,7 +12,7 @@ from __future__ import annotations
 from . import datasets
 from ._version import __version__
 from .cohort import CohortFrame, cohort_from_events
-from .compare import compare
+from .compare import AnalysisComparison, compare, compare_analyses
 from .data import CellSummary, TrialData
 from .design import Design
 from .exceptions import (
@@ -66,6 +66,7 @@ from .variance import VarianceComponents
 
 __all__ = [
     "Allocation",
+    "AnalysisComparison",
     "AssuranceResult",
     "CellMap",
     "CellSummary",
@@ -102,6 +103,7 @@ __all__ = [
     "cell_weights",
     "cohort_from_events",
     "compare",
+    "compare_analyses",
     "datasets",
     "design_effect",
     "expected_power",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .design import cell_codes, plot_design
 from .effects import plot_effects
+from .forest import plot_forest
 from .power import plot_cell_map, plot_power_curve, plot_sensitivity
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "plot_cell_map",
     "plot_design",
     "plot_effects",
+    "plot_forest",
     "plot_power_curve",
     "plot_sensitivity",
 ]
