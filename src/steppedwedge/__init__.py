@@ -53,6 +53,7 @@ from .power import (
     search_designs,
     solve_power,
 )
+from .power.history import EstimatedVariance, estimate_variance
 from .power.simulation import (
     NullSimulationPlan,
     SimulatedPowerResult,
@@ -78,6 +79,7 @@ __all__ = [
     "DesignEffect",
     "DesignError",
     "DesignSearchResult",
+    "EstimatedVariance",
     "ExpectedPowerResult",
     "FitResult",
     "FixedEffectsResult",
@@ -107,6 +109,7 @@ __all__ = [
     "datasets",
     "design_effect",
     "expected_power",
+    "estimate_variance",
     "fit",
     "information_content",
     "null_simulation_plan",

@@ -1,0 +1,826 @@
+r"""Variance components for planning, estimated from a historical panel of the clusters.
+
+:func:`estimate_variance` fits the time-only GLMM of a panel (one row per cluster and period,
+no intervention) with each random-effect structure, keeps the chosen one as a
+:class:`~steppedwedge.VarianceComponents` on the link scale, and measures its sampling
+uncertainty by a parametric bootstrap.  :class:`EstimatedVariance` carries the estimate, the
+draws, the comparison of structures and the provenance sentence a protocol needs, and converts
+the components to the trial's period length (:meth:`EstimatedVariance.for_period`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .._validation import check_option, normalise_rng
+from .._warnings import warn
+from ..exceptions import ConvergenceWarning, OptionError
+from ..results import Summary
+from ..variance import VarianceComponents
+from . import _period
+from ._history_fit import STRUCTURES, HistoryFit, fit_structure
+from ._panel import PanelRows, prepare_panel
+from .result import PlanningResultMixin
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+__all__ = ["EstimatedVariance", "estimate_variance"]
+
+FAMILIES = ("poisson", "negative_binomial", "binomial")
+_TIME = ("categorical", "linear")
+_TERMS = ("tau2", "gamma2", "decay", "nb_size")
+
+
+@dataclass(frozen=True, eq=False)
+class EstimatedVariance(PlanningResultMixin):
+    """Variance components estimated from a historical panel (:func:`estimate_variance`).
+
+    Attributes
+    ----------
+    variance : VarianceComponents
+        Point estimate on the link scale (log rate for counts, log odds for binomial):
+        ``tau2`` the persistent cluster variance, ``gamma2`` the cluster-period variance
+        (decaying by ``decay`` per period for the decay structures), ``sigma2 = 0`` (counts and
+        binomial outcomes have no residual variance on the link scale).
+    draws : tuple of VarianceComponents
+        Parametric-bootstrap draws (empty when ``n_boot=0``), the sampling uncertainty of
+        ``variance``; :func:`steppedwedge.assurance` averages power over them.
+    nb_size, nb_size_draws : float or None, tuple of float
+        Negative binomial size ``k`` (variance ``mu + mu^2 / k``) and its draws.
+    loglik : float
+        Maximised Laplace log-likelihood of the chosen structure, constants included (as
+        glmmTMB's ``logLik``).
+    structures : pandas.DataFrame
+        One row per structure fitted: ``structure, loglik, n_par, aic, delta_aic, tau2, gamma2,
+        decay, nb_size, converged``.
+    structure, family, outcome, cluster, period, exposure, time : str or None
+        What was fitted.
+    period_months : float
+        Length of one period of the components, in months.
+    conversion : str
+        How the components were converted from the panel's periods ("" when not converted).
+    n_obs, n_clusters, n_periods : int
+        Rows, clusters and periods used.
+    periods : tuple
+        Period labels of the panel used.
+    excluded, exclude_reason : tuple, str
+        Clusters left out by ``exclude``, and why.
+    n_missing, missing_note : int, str
+        Rows dropped for a missing value, and which.
+    source : str
+        Where the panel comes from (as given to :func:`estimate_variance`).
+    subset : tuple
+        The ``councils=`` asked for (empty for the whole panel).
+    correlation_by_lag : pandas.DataFrame
+        ``lag, n_pairs, observed, fitted``: correlation of a cluster's log rates (log odds)
+        ``lag`` periods apart, observed in the panel (after removing period means) and implied
+        by the fit (delta method: the sampling variance of a log count ``1/y`` added at lag 0).
+    n_boot, n_boot_failed : int
+        Bootstrap replicates requested, and those whose fit failed (left out of ``draws``).
+    national : EstimatedVariance or None
+        With ``councils=``: the same fit to the whole (selected) panel, for comparison.
+    messages : tuple of str
+        Notes on the fit (boundary estimates, non-convergence, exclusions).
+    """
+
+    variance: VarianceComponents
+    draws: tuple[VarianceComponents, ...]
+    nb_size: float | None
+    nb_size_draws: tuple[float, ...]
+    loglik: float
+    structures: pd.DataFrame
+    structure: str
+    family: str
+    outcome: str
+    cluster: str
+    period: str
+    exposure: str | None
+    time: str
+    period_months: float
+    n_obs: int
+    n_clusters: int
+    n_periods: int
+    periods: tuple[Any, ...]
+    excluded: tuple[Any, ...]
+    exclude_reason: str
+    n_missing: int
+    missing_note: str
+    correlation_by_lag: pd.DataFrame
+    n_boot: int
+    n_boot_failed: int
+    source: str = ""
+    conversion: str = ""
+    subset: tuple[Any, ...] = ()
+    national: EstimatedVariance | None = None
+    messages: tuple[str, ...] = field(default=())
+
+    # ------------------------------------------------------------------ conversion
+    def for_period(
+        self, months: float = 3, *, gamma2: str | float | None = None
+    ) -> EstimatedVariance:
+        r"""Convert the components (and their draws) to periods of ``months`` months.
+
+        Parameters
+        ----------
+        months : float, default 3
+            Length of the trial's periods (3 = quarters, 1 = months).
+        gamma2 : {"same", "averaged"} or float
+            The council-period variance of the new period, which annual data cannot
+            identify: you must choose.
+
+            * ``"same"``: the council-period deviation of a quarter has the variance of a
+              year's (a deviation that moves slowly within the year).
+            * ``"averaged"``: the panel's deviation is the average over its period of a
+              stationary AR(1) (Ornstein-Uhlenbeck) process in calendar time, so a shorter
+              period averages less and varies more:
+              ``gamma2_new = gamma2 f(theta m / M) / f(theta)`` with ``theta = -log(decay)``,
+              ``f(x) = 2 (x - 1 + e^{-x}) / x^2``.  Needs a decay structure.
+            * a number: the variance you have from elsewhere (e.g. quarterly data of a few
+              councils).
+
+        Returns
+        -------
+        EstimatedVariance
+            A new result with ``decay**(months / period_months)`` per new period, ``tau2``
+            unchanged, ``gamma2`` by the chosen rule, the same conversion applied to every
+            bootstrap draw, and ``conversion`` describing it.
+
+        Notes
+        -----
+        Assumptions: the persistent council level is the same on the log-rate scale whatever
+        the period length; the decaying council-period effect is a stationary AR(1) process in
+        calendar time, so its correlation ``t`` years apart is ``r^t`` whatever the period
+        length (exact for point values of the process; for period averages, lags of one period
+        or more follow it up to a constant factor).  Rates per period scale with the period
+        length: the baseline rate of a quarter is a quarter of the annual rate (that is for
+        the caller's ``baseline`` or exposure).
+
+        References
+        ----------
+        .. [1] Grantham KL, Kasza J, Heritier S, Hemming K, Forbes AB (2019). Accounting for a
+           decaying correlation structure in cluster randomized trials with continuous
+           recruitment. Stat Med 38:1918-1934.
+
+        Examples
+        --------
+        >>> import steppedwedge as sw
+        >>> est = sw.EstimatedVariance.from_dict(sw.EstimatedVariance.example_dict())
+        >>> q = est.for_period(3, gamma2="same")
+        >>> round(q.variance.decay, 4), round(est.variance.decay ** 0.25, 4)
+        (0.8663, 0.8663)
+        """
+        if gamma2 is None:
+            raise OptionError(
+                "`for_period` needs `gamma2=`: annual data do not identify the council-period "
+                "variance of a shorter period. Choose 'same' (as the panel's period), "
+                "'averaged' (the panel's value is an average of a stationary AR(1) process, "
+                "so shorter periods vary more) or a number."
+            )
+        if isinstance(months, bool) or not (isinstance(months, (int, float)) and months > 0):
+            raise OptionError(f"`months` must be a positive number; got {months!r}.")
+        ratio = float(months) / self.period_months
+        vc = _period.convert(self.variance, ratio, gamma2)
+        draws = tuple(_period.convert(d, ratio, gamma2) for d in self.draws)
+        rule = gamma2 if isinstance(gamma2, str) else f"set to {float(gamma2):.4g}"
+        text = (
+            f"converted from {self.period_months:g}-month to {float(months):g}-month periods "
+            f"(decay {_f(self.variance.decay)} per {self.period_months:g} months -> "
+            f"{_f(vc.decay)} per {float(months):g} months, a stationary AR(1) in calendar "
+            f"time; tau2 unchanged; gamma2 {rule}: {_f(self.variance.gamma2)} -> {_f(vc.gamma2)})"
+        )
+        return replace(
+            self,
+            variance=vc,
+            draws=draws,
+            period_months=float(months),
+            conversion=text,
+            national=None
+            if self.national is None
+            else self.national.for_period(months, gamma2=gamma2),
+        )
+
+    # ------------------------------------------------------------------ presentation
+    def describe(self) -> str:
+        """Say in one paragraph for a protocol: inputs, source, structure, assumptions.
+
+        Returns
+        -------
+        str
+        """
+        v = self.variance
+        parts = [
+            f"Variance components were estimated from {self.source or 'a historical panel'}: "
+            f"{self.outcome!r} with {self.exposure!r} as exposure, "
+            if self.exposure
+            else f"Variance components were estimated from {self.source or 'a historical panel'}: "
+            f"{self.outcome!r}, ",
+            f"{self.n_obs} {self.cluster}-{self.period} rows of {self.n_clusters} clusters over "
+            f"{self.n_periods} periods ({_span(self.periods)})",
+        ]
+        if self.excluded:
+            parts.append(f", excluding {len(self.excluded)} clusters {self.exclude_reason}")
+        if self.n_missing:
+            parts.append(f", {self.n_missing} rows with missing values dropped")
+        fam = self.family.replace("_", " ")
+        parts.append(
+            f". A {fam} GLMM with {self.time} period effects and the '{self.structure}' "
+            f"random-effect structure (Laplace maximum likelihood"
+        )
+        best = self.structures.sort_values("aic").iloc[0]["structure"]
+        parts.append(
+            f"; the structure with the lowest AIC among {list(self.structures['structure'])} "
+            f"is '{best}') gave, on the log scale, a persistent between-cluster variance "
+            f"{_f(v.tau2)}, a cluster-period variance {_f(v.gamma2)}"
+        )
+        if v.decay is not None:
+            parts.append(f" with correlation {_f(v.decay)} per {self.period_months:g} months")
+        if self.nb_size is not None:
+            parts.append(f" and negative binomial size {_f(self.nb_size)}")
+        parts.append(".")
+        if self.conversion:
+            parts.append(f" Components {self.conversion}.")
+        if self.draws:
+            lo, hi = self._interval("tau2", 0.95), self._interval("gamma2", 0.95)
+            parts.append(
+                f" Their sampling uncertainty is a parametric bootstrap of {len(self.draws)} "
+                f"replicates (95% intervals: tau2 {_f(lo[0])} to {_f(lo[1])}, gamma2 "
+                f"{_f(hi[0])} to {_f(hi[1])})."
+            )
+        return "".join(parts)
+
+    def _values(self, term: str) -> tuple[float, np.ndarray]:
+        if term == "nb_size":
+            return (
+                np.nan if self.nb_size is None else self.nb_size,
+                np.asarray(self.nb_size_draws, dtype=float),
+            )
+        point = getattr(self.variance, term)
+        draws = [getattr(d, term) for d in self.draws]
+        return (
+            np.nan if point is None else float(point),
+            np.array([np.nan if x is None else x for x in draws], dtype=float),
+        )
+
+    def _interval(self, term: str, confidence_level: float) -> tuple[float, float]:
+        _, d = self._values(term)
+        d = d[np.isfinite(d)]
+        if not d.size:
+            return (np.nan, np.nan)
+        a = (1.0 - confidence_level) / 2.0
+        return (float(np.quantile(d, a)), float(np.quantile(d, 1.0 - a)))
+
+    def tidy(self, confidence_level: float = 0.95) -> pd.DataFrame:
+        """One row per component: ``term, estimate, std_error, conf_low, conf_high``.
+
+        ``std_error`` is the standard deviation of the bootstrap draws and the interval their
+        percentile interval (NaN without draws).
+
+        Parameters
+        ----------
+        confidence_level : float, default 0.95
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
+        rows = []
+        for term in _TERMS:
+            point, d = self._values(term)
+            if term == "nb_size" and self.nb_size is None:
+                continue
+            if term == "decay" and self.variance.decay is None:
+                continue
+            d = d[np.isfinite(d)]
+            sd = float(np.std(d, ddof=1)) if d.size > 1 else np.nan
+            lo, hi = self._interval(term, confidence_level)
+            rows.append((term, point, sd, lo, hi))
+        out: pd.DataFrame = pd.DataFrame(
+            rows, columns=["term", "estimate", "std_error", "conf_low", "conf_high"]
+        )
+        return out
+
+    def conf_int(self, confidence_level: float = 0.95) -> pd.DataFrame:
+        """Percentile bootstrap intervals of the components (``conf_low``, ``conf_high``).
+
+        Parameters
+        ----------
+        confidence_level : float, default 0.95
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by term.
+        """
+        out: pd.DataFrame = self.tidy(confidence_level).set_index("term")
+        ci: pd.DataFrame = out[["conf_low", "conf_high"]]
+        return ci
+
+    def summary(self) -> Summary:
+        """Printable summary: inputs, components, structures, the comparison, the sentence.
+
+        Returns
+        -------
+        steppedwedge.results.Summary
+        """
+        header = [
+            ("Outcome", f"{self.outcome} ({self.family}, exposure {self.exposure})"),
+            ("Source", self.source or "(not given)"),
+            ("Rows used", f"{self.n_obs} ({self.n_clusters} clusters x {self.n_periods} periods)"),
+            ("Structure", self.structure),
+            ("Period", f"{self.period_months:g} months"),
+            ("Log-likelihood", f"{self.loglik:.4f}"),
+            (
+                "Uncertainty",
+                f"parametric bootstrap, {len(self.draws)} draws ({self.n_boot_failed} failed)"
+                if self.n_boot
+                else "none (n_boot=0)",
+            ),
+        ]
+        if self.excluded:
+            header.append(("Excluded", f"{len(self.excluded)} clusters {self.exclude_reason}"))
+        if self.n_missing:
+            header.append(("Missing", self.missing_note))
+        tables = [
+            ("Variance components (link scale)", self.tidy()),
+            ("Structures", self.structures),
+            ("Correlation of log rates by lag", self.correlation_by_lag),
+        ]
+        if self.national is not None:
+            tables.append(("Trial councils vs national panel", self.comparison()))
+        notes = (*self.messages, self.describe())
+        return Summary(
+            title="Variance components estimated from history",
+            header=tuple(header),
+            tables=tuple(tables),
+            notes=notes,
+        )
+
+    def comparison(self) -> pd.DataFrame:
+        """With ``councils=``: ``term, subset, national, difference`` (else empty).
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
+        if self.national is None:
+            empty: pd.DataFrame = pd.DataFrame(columns=["term", "subset", "national", "difference"])
+            return empty
+        a = self.tidy().set_index("term")["estimate"]
+        b = self.national.tidy().set_index("term")["estimate"]
+        out = pd.DataFrame({"subset": a, "national": b.reindex(a.index)})
+        out["difference"] = out["subset"] - out["national"]
+        table: pd.DataFrame = out.reset_index()
+        return table
+
+    def plot(self, ax: Axes | None = None) -> Axes:
+        """Observed vs fitted correlation of log rates by lag.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+        """
+        from ..plotting.history import plot_correlation_by_lag
+
+        return plot_correlation_by_lag(self, ax=ax)
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dictionary (:meth:`from_dict` restores the result).
+
+        Returns
+        -------
+        dict
+        """
+        out: dict[str, Any] = {}
+        for f in self.__dataclass_fields__:
+            value = getattr(self, f)
+            if isinstance(value, VarianceComponents):
+                value = _vc_dict(value)
+            elif f == "draws":
+                value = [_vc_dict(d) for d in value]
+            elif isinstance(value, pd.DataFrame):
+                value = _records(value)
+            elif isinstance(value, EstimatedVariance):
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = [_scalar(v) for v in value]
+            out[f] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EstimatedVariance:
+        """Rebuild a result saved with :meth:`to_dict` (e.g. read back from JSON).
+
+        Parameters
+        ----------
+        data : dict
+
+        Returns
+        -------
+        EstimatedVariance
+        """
+        kw = dict(data)
+        kw["variance"] = VarianceComponents(**kw["variance"])
+        kw["draws"] = tuple(VarianceComponents(**d) for d in kw.get("draws", []))
+        for name in ("structures", "correlation_by_lag"):
+            kw[name] = _frame(kw.get(name, []))
+        for name in ("nb_size_draws", "periods", "excluded", "subset", "messages"):
+            kw[name] = tuple(kw.get(name, ()))
+        if kw.get("national") is not None:
+            kw["national"] = cls.from_dict(kw["national"])
+        return cls(**kw)
+
+    @staticmethod
+    def example_dict() -> dict[str, Any]:
+        """Return a small saved estimate (for examples and tests of the conversions).
+
+        Returns
+        -------
+        dict
+        """
+        vc = {"sigma2": 0.0, "tau2": 0.11, "gamma2": 0.031, "decay": 0.5633}
+        return {
+            "variance": vc,
+            "draws": [],
+            "nb_size": None,
+            "nb_size_draws": [],
+            "loglik": -3594.4,
+            "structures": [],
+            "structure": "nested+decay",
+            "family": "poisson",
+            "outcome": "cla_started_in_year",
+            "cluster": "la_code",
+            "period": "year",
+            "exposure": "population_0_17",
+            "time": "categorical",
+            "period_months": 12.0,
+            "n_obs": 715,
+            "n_clusters": 143,
+            "n_periods": 5,
+            "periods": [2021, 2022, 2023, 2024, 2025],
+            "excluded": [],
+            "exclude_reason": "",
+            "n_missing": 0,
+            "missing_note": "",
+            "correlation_by_lag": [],
+            "n_boot": 0,
+            "n_boot_failed": 0,
+            "source": "an example",
+        }
+
+
+def _f(x: float | None) -> str:
+    return "NA" if x is None or not np.isfinite(x) else f"{x:.4g}"
+
+
+def _span(periods: tuple[Any, ...]) -> str:
+    return f"{periods[0]}-{periods[-1]}" if periods else ""
+
+
+def _scalar(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _vc_dict(vc: VarianceComponents) -> dict[str, Any]:
+    return {"sigma2": vc.sigma2, "tau2": vc.tau2, "gamma2": vc.gamma2, "decay": vc.decay}
+
+
+def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rebuild a saved table: ``None`` (JSON null) back to NaN in numeric columns."""
+    out: pd.DataFrame = pd.DataFrame(records)
+    for col in out.columns:
+        if out[col].map(lambda v: v is None or isinstance(v, (int, float))).all():
+            out[col] = out[col].astype(float) if out[col].dtype == object else out[col]
+    return out
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [
+        {
+            str(k): (None if isinstance(v, float) and math.isnan(v) else _scalar(v))
+            for k, v in r.items()
+        }
+        for r in df.to_dict(orient="records")
+    ]
+
+
+def estimate_variance(
+    panel: pd.DataFrame,
+    *,
+    outcome: str,
+    cluster: str,
+    period: str,
+    exposure: str | None = None,
+    trials: str | None = None,
+    family: str = "poisson",
+    structure: str = "nested+decay",
+    time: str = "categorical",
+    exclude: str | Sequence[Hashable] | None = None,
+    councils: Sequence[Hashable] | None = None,
+    missing: str = "drop",
+    n_boot: int = 0,
+    rng: Any = None,
+    period_months: float = 12.0,
+    compare: bool = True,
+    source: str = "",
+) -> EstimatedVariance:
+    r"""Estimate the variance components of a planned trial from a historical panel.
+
+    Fits the GLMM of the panel without an intervention,
+    ``g(E y_ij) = beta_0 + beta_j + log(exposure_ij) + a_i + c_ij``, with ``a_i ~ N(0, tau2)``
+    (persistent cluster effect) and the cluster-period effects ``c_ij`` of ``structure``, by
+    Laplace maximum likelihood (the engine of :func:`steppedwedge.fit`; glmmTMB's
+    approximation, constants included).
+
+    Parameters
+    ----------
+    panel : pandas.DataFrame
+        One row per cluster and period (e.g. :func:`steppedwedge.datasets.load_dfe_panel`).
+        Never modified.
+    outcome, cluster, period : str
+        Columns: the count (events), the cluster label and the period (numeric, dates,
+        pandas periods or an ordered categorical; the lag between periods is the distance in
+        their sorted positions).
+    exposure : str, optional
+        Counts: positive exposure (e.g. ``population_0_17``), logged internally.
+    trials : str, optional
+        Binomial: the column of denominators.
+    family : {"poisson", "negative_binomial", "binomial"}, default "poisson"
+        NB2 for the negative binomial; logit link for the binomial.
+    structure : {"nested+decay", "nested", "decay", "cluster"}, default "nested+decay"
+        Random effects (glmmTMB terms): ``"cluster"`` ``(1 | cluster)``; ``"nested"`` plus
+        ``(1 | cluster:period)``; ``"decay"`` ``ar1(period_f + 0 | cluster)`` only;
+        ``"nested+decay"`` ``(1 | cluster) + ar1(period_f + 0 | cluster)``: a persistent
+        level (``tau2``) plus deviations (``gamma2``) whose correlation decays by ``decay``
+        per period.
+    time : {"categorical", "linear"}, default "categorical"
+        Period effects: one per period, or a linear trend.
+    exclude : str or sequence, optional
+        Clusters to leave out: ``None`` (default) leaves out every cluster flagged in a
+        ``boundary_change`` column when the panel has one (a council whose boundaries changed
+        is a different area before and after); a column name (boolean flag; a cluster with any
+        flagged row is left out); a list of cluster labels; ``()`` keeps every cluster.
+    councils : sequence, optional
+        Fit only these clusters (e.g. the trial's councils); the same model is also fitted
+        to the whole selected panel (``national``) and the difference shown.
+    missing : {"drop", "raise"}, default "drop"
+        Rows with a missing outcome or exposure (``<NA>``: suppressed or not published): drop
+        them with a :class:`~steppedwedge.MissingDataWarning` saying how many and where, or
+        raise.
+    n_boot : int, default 0
+        Parametric-bootstrap replicates (simulate the fitted model, refit): the sampling
+        uncertainty in ``draws``.  Needs ``rng``.
+    rng : int, numpy.random.Generator or None
+        Seed of the bootstrap; each replicate has its own spawned stream.
+    period_months : float, default 12
+        Length of one panel period in months (12 for annual data), used by ``for_period``.
+    compare : bool, default True
+        Also fit the other structures (log-likelihood and AIC in ``structures``).
+    source : str, optional
+        Where the panel comes from, for :meth:`EstimatedVariance.describe`.
+
+    Returns
+    -------
+    EstimatedVariance
+
+    Raises
+    ------
+    DataError
+        A missing column, fewer than 2 periods (3 for ``"nested+decay"``), duplicated rows,
+        non-integer or negative counts, a zero or negative exposure, missing values with
+        ``missing="raise"``, or a requested council that the exclusion rule leaves out.
+    OptionError
+        An unknown family, structure or time model, or ``n_boot > 0`` without ``rng``.
+
+    Warns
+    -----
+    MissingDataWarning
+        When rows with missing values are dropped.
+    ConvergenceWarning
+        When the chosen structure does not converge (the message says what to try), or its
+        decay is estimated as negative.
+
+    Notes
+    -----
+    The parametric bootstrap draws the random effects from the estimated components and the
+    counts from the family given the exposures, and refits the same structure; the draws of
+    maximum-likelihood variance components are biased downwards with few clusters, as the
+    estimate is.
+
+    References
+    ----------
+    .. [1] Kasza J, Hemming K, Hooper R, Matthews JNS, Forbes AB (2019). Impact of
+       non-uniform correlation structure on sample size and power in multiple-period cluster
+       randomised trials. Stat Methods Med Res 28:703-716.
+    .. [2] Brooks ME, Kristensen K, van Benthem KJ, et al. (2017). glmmTMB balances speed and
+       flexibility among packages for zero-inflated generalized linear mixed modeling.
+       R Journal 9:378-400.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import steppedwedge as sw
+    >>> panel = sw.datasets.load_dfe_panel()
+    >>> panel = panel[panel["year"] >= 2021]
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", sw.MissingDataWarning)
+    ...     est = sw.estimate_variance(panel, outcome="cla_started_in_year", cluster="la_code",
+    ...                                period="year", exposure="population_0_17")
+    >>> est.n_clusters, len(est.excluded)
+    (143, 13)
+    >>> round(est.variance.tau2, 3), round(est.variance.gamma2, 3), round(est.variance.decay, 2)
+    (0.11, 0.031, 0.56)
+    """
+    check_option("family", family, FAMILIES)
+    check_option("structure", structure, STRUCTURES)
+    check_option("time", time, _TIME)
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
+        raise OptionError(f"`n_boot` must be a non-negative integer; got {n_boot!r}.")
+    if n_boot and rng is None:
+        raise OptionError("`n_boot > 0` needs `rng=` (a seed) so that the draws are reproducible.")
+    if not (isinstance(period_months, (int, float)) and period_months > 0):
+        raise OptionError(f"`period_months` must be positive; got {period_months!r}.")
+    common = dict(
+        outcome=outcome,
+        cluster=cluster,
+        period=period,
+        exposure=exposure,
+        trials=trials,
+        family=family,
+        exclude=exclude,
+        missing=missing,
+    )
+    rows = prepare_panel(panel, councils=councils, **common)  # type: ignore[arg-type]
+    national = None
+    if councils is not None:
+        national = estimate_variance(
+            panel,
+            **common,  # type: ignore[arg-type]
+            structure=structure,
+            time=time,
+            n_boot=0,
+            rng=None,
+            period_months=period_months,
+            compare=False,
+            source=source,
+        )
+    return _estimate(
+        rows,
+        structure,
+        time,
+        family,
+        int(n_boot),
+        rng,
+        compare,
+        dict(
+            outcome=outcome,
+            cluster=cluster,
+            period=period,
+            exposure=exposure,
+            period_months=float(period_months),
+            source=source,
+            subset=tuple(councils) if councils is not None else (),
+            national=national,
+        ),
+    )
+
+
+def _estimate(
+    rows: PanelRows,
+    structure: str,
+    time: str,
+    family: str,
+    n_boot: int,
+    rng: Any,
+    compare: bool,
+    meta: dict[str, Any],
+) -> EstimatedVariance:
+    from ._history_boot import bootstrap, correlation_by_lag
+
+    if structure == "nested+decay" and len(rows.periods) < 3:
+        from ..exceptions import DataError
+
+        raise DataError(
+            f"structure='nested+decay' needs at least 3 periods; the panel has {len(rows.periods)}."
+        )
+    fits = {structure: fit_structure(rows, structure, time, family)}
+    if compare:
+        for s in STRUCTURES:
+            if s != structure and not (s == "nested+decay" and len(rows.periods) < 3):
+                fits[s] = fit_structure(rows, s, time, family)
+    main = fits[structure]
+    messages = _check_fit(main, family)
+    draws, sizes, failed = (
+        bootstrap(rows, main, time, family, n_boot, normalise_rng(rng)) if n_boot else ((), (), 0)
+    )
+    return EstimatedVariance(
+        variance=_components(main),
+        draws=draws,
+        nb_size=main.nb_size,
+        nb_size_draws=sizes,
+        loglik=main.loglik,
+        structures=_structures_table(fits),
+        structure=structure,
+        family=family,
+        time=time,
+        n_obs=len(rows.y),
+        n_clusters=len(rows.clusters),
+        n_periods=len(rows.periods),
+        periods=tuple(_scalar(p) for p in rows.periods),
+        excluded=tuple(_scalar(c) for c in rows.excluded),
+        exclude_reason=rows.exclude_reason,
+        n_missing=rows.n_missing,
+        missing_note=rows.missing_note,
+        correlation_by_lag=correlation_by_lag(rows, main, family),
+        n_boot=n_boot,
+        n_boot_failed=failed,
+        messages=tuple(messages),
+        **meta,
+    )
+
+
+def _components(fit: HistoryFit) -> VarianceComponents:
+    decay = fit.decay
+    if decay is not None and decay < 0.0:
+        decay = 0.0
+    return VarianceComponents(sigma2=0.0, tau2=fit.tau2, gamma2=fit.gamma2, decay=decay)
+
+
+def _check_fit(fit: HistoryFit, family: str) -> list[str]:
+    out = []
+    if not fit.converged:
+        text = (
+            f"structure={fit.structure!r} did not converge ({fit.message}); try "
+            "structure='nested' or 'decay', time='linear', "
+            + (
+                "family='poisson' (the NB size may be unidentified), "
+                if family == "negative_binomial"
+                else ""
+            )
+            + "or leave out clusters with very few periods."
+        )
+        warn(text, ConvergenceWarning)
+        out.append(text)
+    if fit.decay is not None and fit.decay < 0.0:
+        text = (
+            f"The decay is estimated as negative ({fit.decay:.4g}): the components use decay 0 "
+            "(no correlation of the cluster-period effects beyond the persistent level)."
+        )
+        warn(text, ConvergenceWarning)
+        out.append(text)
+    if fit.structure != "cluster" and fit.gamma2 == 0.0:
+        out.append(
+            "gamma2 is estimated as 0 (boundary): no cluster-period variation beyond the family's."
+        )
+    if fit.nb_size is not None and fit.nb_size >= 9.99e5:
+        out.append(
+            "The negative binomial size is at its upper bound (1e6): no overdispersion beyond "
+            "the random effects; the Poisson fit is the same model."
+        )
+    return out
+
+
+def _structures_table(fits: dict[str, HistoryFit]) -> pd.DataFrame:
+    rows = [
+        (
+            s,
+            f.loglik,
+            f.n_par,
+            f.aic,
+            f.tau2,
+            f.gamma2,
+            np.nan if f.decay is None else f.decay,
+            np.nan if f.nb_size is None else f.nb_size,
+            f.converged,
+        )
+        for s, f in fits.items()
+    ]
+    out = pd.DataFrame(
+        rows,
+        columns=[
+            "structure",
+            "loglik",
+            "n_par",
+            "aic",
+            "tau2",
+            "gamma2",
+            "decay",
+            "nb_size",
+            "converged",
+        ],
+    )
+    out.insert(4, "delta_aic", out["aic"] - out["aic"].min())
+    order = [s for s in STRUCTURES if s in fits]
+    table: pd.DataFrame = out.set_index("structure").loc[order].reset_index()
+    return table

@@ -1,0 +1,367 @@
+"""sw.estimate_variance: variance components for planning from a historical council panel.
+
+References: glmmTMB fits of the same rows of the bundled DfE panel
+(``tests/reference/estimate_variance/``, Laplace likelihood with constants), exact algebra for
+the period conversion, and a Monte-Carlo check of the parametric bootstrap (slow).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from _tolerances import EXACT, MC_K
+
+import steppedwedge as sw
+from steppedwedge.exceptions import DataError, MissingDataWarning, OptionError
+from steppedwedge.power._period import mean_variance_factor
+
+REF = Path(__file__).resolve().parent / "reference" / "estimate_variance"
+CASES = json.loads((REF / "cases.json").read_text())
+#: Variance components and decay against glmmTMB (both optima Newton-polished to gradients
+#: < 1e-6 nats per unit parameter; agreement is ~1e-7 relative, the issue's contract is 1e-4).
+COMPONENTS = dict(rtol=1e-4, atol=1e-10)
+#: Log-likelihoods (nats, constants included) at the same optimum.
+LOGLIK_ATOL = 1e-6
+#: entries_nb_nested+decay: the NB size is not identified (glmmTMB stops at k = 7e4; the
+#: likelihood rises by only 2.6e-6 nats from k = 1e6, our cap, to there, while tau2 moves by
+#: 1.0e-4 and the decay by 7e-4 relative), so this case is compared with 1e-5 nats, 1e-3 on
+#: the components and not on the size: both fits say "no overdispersion beyond the random
+#: effects".  The NB case of the 13-year panel (cpp_nb_nested+decay, k = 133) is held to the
+#: contract.
+FLAT_SIZE = {"entries_nb_nested+decay"}
+KW = dict(cluster="la_code", period="year", exposure="population_0_17")
+
+
+@pytest.fixture(scope="module")
+def panel() -> pd.DataFrame:
+    return sw.datasets.load_dfe_panel()
+
+
+@pytest.fixture(scope="module")
+def entries(panel: pd.DataFrame) -> pd.DataFrame:
+    out: pd.DataFrame = panel[panel["year"] >= 2021]
+    return out
+
+
+def _fit(panel: pd.DataFrame, **kw: Any) -> sw.EstimatedVariance:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingDataWarning)
+        return sw.estimate_variance(panel, **{**KW, **kw})
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_matches_glmmtmb(panel: pd.DataFrame, case: dict[str, Any]) -> None:
+    est = _fit(
+        panel,
+        outcome=case["outcome"],
+        family=case["family"],
+        structure=case["structure"],
+        compare=False,
+    )
+    assert (est.n_obs, est.n_clusters, est.n_periods) == (
+        case["n_obs"],
+        case["n_clusters"],
+        case["n_periods"],
+    )
+    v = est.variance
+    tol = dict(rtol=1e-3, atol=1e-10) if case["name"] in FLAT_SIZE else COMPONENTS
+    np.testing.assert_allclose(v.tau2, case["tau2"], **tol)
+    np.testing.assert_allclose(v.gamma2, case["gamma2"], **tol)
+    if case["decay"] is None:
+        assert v.decay is None
+    else:
+        np.testing.assert_allclose(v.decay, case["decay"], **tol)
+    atol = 1e-5 if case["name"] in FLAT_SIZE else LOGLIK_ATOL
+    np.testing.assert_allclose(est.loglik, case["loglik"], rtol=0, atol=atol)
+    if case["nb_size"] is not None and case["name"] not in FLAT_SIZE:
+        # the size is estimated less sharply (its curvature is small): 1e-3
+        np.testing.assert_allclose(est.nb_size, case["nb_size"], rtol=1e-3)
+
+
+def test_structures_table_matches_glmmtmb_aic(panel: pd.DataFrame) -> None:
+    """The comparison of structures: glmmTMB's log-likelihood and AIC for each of the four."""
+    est = _fit(panel, outcome="cla_started_in_year")
+    ref = {c["structure"]: c for c in CASES if c["name"].startswith("entries_pois_")}
+    tab = est.structures.set_index("structure")
+    assert sorted(tab.index) == sorted(ref)
+    for s, c in ref.items():
+        np.testing.assert_allclose(tab.loc[s, "loglik"], c["loglik"], rtol=0, atol=LOGLIK_ATOL)
+        np.testing.assert_allclose(tab.loc[s, "aic"], c["aic"], rtol=0, atol=2 * LOGLIK_ATOL)
+    assert tab["delta_aic"].min() == 0.0
+    assert tab["delta_aic"].idxmin() == "nested+decay"
+
+
+def test_boundary_councils_excluded_by_default(panel: pd.DataFrame) -> None:
+    flagged = set(panel.loc[panel["boundary_change"], "la_code"])
+    est = _fit(panel, outcome="cpp_31_march", structure="nested", compare=False)
+    assert set(est.excluded) == flagged and len(flagged) == 17
+    assert "boundary_change" in est.exclude_reason
+    assert f"excluding {len(flagged)} clusters" in est.describe()
+    keep = _fit(panel, outcome="cpp_31_march", structure="nested", compare=False, exclude=())
+    # flagged councils with any cpp value come back (some exist only in years without one)
+    assert keep.excluded == () and est.n_clusters < keep.n_clusters <= est.n_clusters + 17
+    by_list = _fit(
+        panel, outcome="cpp_31_march", structure="nested", compare=False, exclude=sorted(flagged)
+    )
+    assert by_list.variance == est.variance
+
+
+def test_councils_subset_against_national(panel: pd.DataFrame) -> None:
+    """A subset is fitted as its own panel (same as slicing the rows), beside the national fit."""
+    north_west = panel[(panel["region_name"] == "North West") & ~panel["boundary_change"]]
+    codes = sorted(set(north_west["la_code"]))
+    sub = _fit(panel, outcome="cpp_31_march", councils=codes, compare=False)
+    alone = _fit(
+        panel[panel["la_code"].isin(codes)], outcome="cpp_31_march", exclude=(), compare=False
+    )
+    np.testing.assert_allclose(sub.variance.tau2, alone.variance.tau2, **EXACT)
+    assert sub.national is not None and sub.national.n_clusters == 144
+    comp = sub.comparison().set_index("term")
+    np.testing.assert_allclose(
+        comp.loc["tau2", "difference"], sub.variance.tau2 - sub.national.variance.tau2, **EXACT
+    )
+    assert "Trial councils vs national panel" in str(sub.summary())
+
+
+def test_missing_values_dropped_with_a_count_or_refused(panel: pd.DataFrame) -> None:
+    with pytest.warns(MissingDataWarning, match=r"1157 rows with a missing value") as rec:
+        est = sw.estimate_variance(panel, outcome="cla_started_in_year", **KW, compare=False)
+    assert "not published" in str(rec[0].message) and "5 suppressed" in str(rec[0].message)
+    assert rec[0].filename == __file__
+    assert est.n_missing == 1157 and est.n_obs == 715
+    with pytest.raises(DataError, match="missing value"):
+        sw.estimate_variance(panel, outcome="cla_started_in_year", **KW, missing="raise")
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "match"),
+    [
+        (lambda d: d[d["year"] == 2022], DataError, "at least 2"),
+        (lambda d: d.assign(population_0_17=d["population_0_17"] * 0), DataError, "positive"),
+        (lambda d: d.assign(cpp_31_march=d["cpp_31_march"] - 10_000), DataError, "non-negative"),
+        (lambda d: pd.concat([d, d.iloc[:1]]), DataError, "one row per cluster"),
+        (lambda d: d.assign(year=d["year"].astype(str)), DataError, "numeric"),
+        (lambda d: d.drop(columns="population_0_17"), DataError, "not a column"),
+    ],
+    ids=["one-period", "zero-population", "negative-count", "duplicate", "text-period", "column"],
+)
+def test_bad_panels_are_refused(panel: pd.DataFrame, change: Any, error: Any, match: str) -> None:
+    data = change(panel[panel["year"] >= 2019].dropna(subset=["cpp_31_march", "population_0_17"]))
+    with pytest.raises(error, match=match):
+        sw.estimate_variance(data, outcome="cpp_31_march", **KW)
+
+
+def test_bad_options_are_refused(panel: pd.DataFrame) -> None:
+    flagged = panel.loc[panel["boundary_change"], "la_code"].iloc[0]
+    with pytest.raises(DataError, match="boundary change"):
+        _fit(panel, outcome="cpp_31_march", councils=[flagged, "E06000001"])
+    with pytest.raises(DataError, match="not in the panel"):
+        _fit(panel, outcome="cpp_31_march", councils=["nowhere"])
+    with pytest.raises(OptionError, match="rng"):
+        _fit(panel, outcome="cpp_31_march", n_boot=5)
+    with pytest.raises(OptionError, match="structure"):
+        _fit(panel, outcome="cpp_31_march", structure="ar1")
+    with pytest.raises(OptionError, match="flag column"):
+        _fit(panel, outcome="cpp_31_march", exclude="no_such_column")
+    two = panel[panel["year"] >= 2024]
+    with pytest.raises(DataError, match="at least 3 periods"):
+        _fit(two, outcome="cpp_31_march", structure="nested+decay")
+
+
+def test_caller_frame_is_not_modified(panel: pd.DataFrame) -> None:
+    data = panel.copy()
+    _fit(data, outcome="cpp_31_march", structure="nested", compare=False)
+    pd.testing.assert_frame_equal(data, panel)
+
+
+def test_non_convergence_says_what_to_try(entries: pd.DataFrame) -> None:
+    """Two periods of one council each cannot identify a decay: the fit warns with advice."""
+    few = entries[entries["la_code"].isin(sorted(set(entries["la_code"]))[:4])]
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        est = sw.estimate_variance(
+            few, outcome="cla_started_in_year", **KW, family="negative_binomial", compare=False
+        )
+    conv = [w for w in rec if issubclass(w.category, sw.ConvergenceWarning)]
+    if conv:  # the fit may also succeed at a boundary; if it warns, the advice is there
+        assert "structure='nested'" in str(conv[0].message)
+        assert est.messages
+
+
+# ---------------------------------------------------------------- period conversion
+def test_for_period_is_the_documented_algebra() -> None:
+    est = sw.EstimatedVariance.from_dict(sw.EstimatedVariance.example_dict())
+    v = est.variance
+    same = est.for_period(3, gamma2="same")
+    assert same.variance.decay == pytest.approx(v.decay**0.25, rel=1e-12)
+    assert same.variance.tau2 == v.tau2 and same.variance.gamma2 == v.gamma2
+    assert same.period_months == 3.0 and "12-month to 3-month" in same.conversion
+    avg = est.for_period(3, gamma2="averaged")
+    theta = -math.log(v.decay)
+    expected = v.gamma2 * mean_variance_factor(theta / 4) / mean_variance_factor(theta)
+    assert avg.variance.gamma2 == pytest.approx(expected, rel=1e-12)
+    assert avg.variance.gamma2 > v.gamma2  # a quarter averages less than a year
+    back = avg.for_period(12, gamma2="averaged")
+    assert back.variance.gamma2 == pytest.approx(v.gamma2, rel=1e-12)
+    assert back.variance.decay == pytest.approx(v.decay, rel=1e-12)
+    given = est.for_period(1, gamma2=0.05)
+    assert given.variance.gamma2 == 0.05 and given.variance.decay == pytest.approx(
+        v.decay ** (1 / 12)
+    )
+    with pytest.raises(OptionError, match="annual data do not identify"):
+        est.for_period(3)
+    with pytest.raises(OptionError, match="one of"):
+        est.for_period(3, gamma2="half")
+
+
+def test_mean_variance_factor_is_the_ou_average() -> None:
+    """f(x): variance of the mean of a unit OU process over x time constants, by quadrature."""
+    for x in (0.05, 0.6, 3.0):
+        t = np.linspace(0.0, x, 2001)
+        cov = np.exp(-np.abs(t[:, None] - t[None, :]))
+        w = np.full(t.size, t[1] - t[0])
+        w[[0, -1]] /= 2
+        brute = float(w @ cov @ w) / x**2
+        assert mean_variance_factor(x) == pytest.approx(brute, rel=1e-6)
+
+
+def test_for_period_converts_every_draw(entries: pd.DataFrame) -> None:
+    est = _fit(entries, outcome="cla_started_in_year", compare=False, n_boot=4, rng=3)
+    q = est.for_period(3, gamma2="same")
+    assert len(q.draws) == len(est.draws) > 0
+    for a, b in zip(est.draws, q.draws, strict=True):
+        assert b.decay == pytest.approx(a.decay**0.25, rel=1e-12)
+
+
+# ---------------------------------------------------------------- bootstrap and protocol
+def test_bootstrap_is_reproducible_and_prefix_stable(entries: pd.DataFrame) -> None:
+    a = _fit(entries, outcome="cla_started_in_year", compare=False, n_boot=3, rng=11)
+    b = _fit(entries, outcome="cla_started_in_year", compare=False, n_boot=3, rng=11)
+    assert a.draws == b.draws and len(a.draws) + a.n_boot_failed == 3
+    tab = a.tidy()
+    assert list(tab.columns) == ["term", "estimate", "std_error", "conf_low", "conf_high"]
+    row = tab.set_index("term").loc["tau2"]
+    assert row["conf_low"] <= row["conf_high"]
+    assert row["std_error"] == pytest.approx(np.std([d.tau2 for d in a.draws], ddof=1), rel=1e-12)
+
+
+def test_simulator_draws_the_fitted_covariance() -> None:
+    """The bootstrap's random effects have covariance tau2 J + gamma2 R(decay) (Monte Carlo)."""
+    from steppedwedge.power._history_fit import HistoryFit, simulate_counts
+    from steppedwedge.power._panel import PanelRows
+
+    n_i, n_t = 4000, 4
+    rows = PanelRows(
+        y=np.zeros(n_i * n_t),
+        trials=np.ones(n_i * n_t),
+        offset=np.full(n_i * n_t, math.log(1e6)),
+        cluster_codes=np.repeat(np.arange(n_i), n_t),
+        period_codes=np.tile(np.arange(n_t), n_i),
+        clusters=tuple(range(n_i)),
+        periods=tuple(range(n_t)),
+        excluded=(),
+        exclude_reason="",
+        n_missing=0,
+        missing_note="",
+    )
+    beta = np.zeros(n_t)
+    fit = HistoryFit(
+        "nested+decay",
+        0.1,
+        0.05,
+        0.6,
+        None,
+        0.0,
+        0,
+        True,
+        "",
+        beta,
+        core=None,  # type: ignore[arg-type]
+    )
+    y = simulate_counts(rows, fit, "categorical", "poisson", np.random.default_rng(2))
+    eta = np.log(y.reshape(n_i, n_t) / 1e6)
+    cov = np.cov(eta, rowvar=False)
+    lag = np.abs(np.subtract.outer(range(n_t), range(n_t)))
+    target = 0.1 + 0.05 * 0.6**lag + np.eye(n_t) * 1e-6  # Poisson noise of 1e6 counts: 1e-6
+    # SE of a sample covariance ~ sqrt((s_jj s_kk + s_jk^2) / n)
+    se = np.sqrt((np.outer(np.diag(target), np.diag(target)) + target**2) / n_i)
+    assert np.all(np.abs(cov - target) < MC_K * se)
+
+
+def test_result_protocol_and_round_trip(entries: pd.DataFrame) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    est = _fit(entries, outcome="cla_started_in_year", n_boot=2, rng=1, source="DfE CLA 2021-25")
+    text = str(est.summary())
+    assert "Structures" in text and "nested+decay" in text and "DfE CLA 2021-25" in text
+    assert "<table" in est._repr_html_()
+    lag = est.correlation_by_lag
+    assert list(lag.columns) == ["lag", "n_pairs", "observed", "fitted"]
+    assert lag.loc[0, "observed"] == 1.0 and lag["lag"].tolist() == [0, 1, 2, 3, 4]
+    # fitted lag-1 correlation is (tau2 + gamma2 r) / (tau2 + gamma2 + s2) < 1
+    assert 0 < lag.loc[1, "fitted"] < 1
+    ax = est.plot()
+    assert ax.get_ylabel() == "correlation"
+    saved = json.loads(json.dumps(est.to_dict()))
+    back = sw.EstimatedVariance.from_dict(saved)
+    assert back.variance == est.variance and back.draws == est.draws
+    assert back.describe() == est.describe()
+    pd.testing.assert_frame_equal(back.structures, est.structures, check_dtype=False)
+    sentence = est.describe()
+    for bit in ("cla_started_in_year", "143 clusters", "2021-2025", "nested+decay", "bootstrap"):
+        assert bit in sentence
+
+
+@pytest.mark.slow
+def test_bootstrap_intervals_cover_the_true_components() -> None:
+    """Percentile intervals of the parametric bootstrap cover tau2, gamma2 and decay.
+
+    40 simulated panels of 40 councils x 6 years from known components (Poisson, nested+decay,
+    populations of 20,000-80,000 at 30 per 10,000), 30 bootstrap refits each: the 90% interval
+    of each component must cover in 90% +- MC_K x binomial SE (about 0.19, a wide band: the
+    test catches a bootstrap that is badly off, e.g. draws not refitted or from the wrong
+    model, within the CPU budget of a slow test).
+    """
+    rng = np.random.default_rng(20261201)
+    n_i, n_t, n_rep, n_boot = 40, 6, 40, 30
+    truth = dict(tau2=0.1, gamma2=0.04, decay=0.6)
+    pop = rng.integers(20_000, 80_000, n_i)
+    lo = np.linalg.cholesky(0.6 ** np.abs(np.subtract.outer(range(n_t), range(n_t))))
+    hits = {k: 0 for k in truth}
+    for r in range(n_rep):
+        a = rng.normal(0, math.sqrt(truth["tau2"]), n_i)[:, None]
+        c = (rng.standard_normal((n_i, n_t)) @ lo.T) * math.sqrt(truth["gamma2"])
+        y = rng.poisson(pop[:, None] * 30e-4 * np.exp(a + c))
+        frame = pd.DataFrame(
+            {
+                "la": np.repeat(np.arange(n_i), n_t),
+                "year": np.tile(np.arange(n_t), n_i),
+                "pop": np.repeat(pop, n_t),
+                "y": y.ravel(),
+            }
+        )
+        est = sw.estimate_variance(
+            frame,
+            outcome="y",
+            cluster="la",
+            period="year",
+            exposure="pop",
+            compare=False,
+            n_boot=n_boot,
+            rng=r,
+        )
+        ci = est.conf_int(0.90)
+        for k, v in truth.items():
+            hits[k] += int(ci.loc[k, "conf_low"] <= v <= ci.loc[k, "conf_high"])
+    se = math.sqrt(0.9 * 0.1 / n_rep)
+    for k, h in hits.items():
+        assert abs(h / n_rep - 0.9) < MC_K * se, (k, h)
