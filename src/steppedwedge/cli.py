@@ -15,34 +15,72 @@ Commands
     with strata and balance options; write the allocation record (``-o``, JSON or CSV).
 ``steppedwedge report``
     Build the trial report (Markdown, self-contained HTML, figures, allocation record) from
-    a ``trial.toml`` or ``--example councils`` into a folder (``-o``).
+    a ``trial.toml`` or ``--example councils`` into a folder (``-o``); ``--init data.csv``
+    writes a commented ``trial.toml`` template for the data instead.
+``steppedwedge validate``
+    Check a ``trial.toml`` (keys, types, values, files, columns, allocation record) without
+    running anything; every problem is printed on its own line.
+
+Every user error (a bad option, file, column or configuration key) prints one line starting
+``steppedwedge COMMAND: error:`` and exits with status 2; an internal error exits with
+status 1, with its traceback only under ``--debug``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from ._version import __version__
-from .exceptions import DesignError, SteppedWedgeError, SteppedWedgeWarning
+from .exceptions import DesignError, OptionError, SteppedWedgeError, SteppedWedgeWarning
 
 __all__ = ["main"]
 
 EXAMPLES = ("councils",)
 
 
+class _UsageError(Exception):
+    """A command-line usage error (exit status 2, one line)."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors raised instead of printed."""
+
+    def error(self, message: str) -> Any:
+        raise _UsageError(self.prog, f"{message} (see `{self.prog} --help`)")
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"the seed must be a non-negative integer; got {text!r}"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"the seed must be a non-negative integer; got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="steppedwedge",
         description="Design, randomise, power and analyse stepped-wedge cluster randomised trials.",
     )
     p.add_argument("--version", action="version", version=f"steppedwedge {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     d = sub.add_parser("design", help="build and show a design from start dates")
     src = d.add_mutually_exclusive_group(required=True)
@@ -93,14 +131,27 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--strata", help="column to stratify by")
     r.add_argument("--balance", metavar="COL,COL", help="covariates to balance on")
     r.add_argument("--cutoff", type=float, help="keep this best fraction of allocations (0, 1]")
-    r.add_argument("--seed", type=int, required=True, help="random seed (recorded)")
+    r.add_argument("--seed", type=_seed, required=True, help="random seed (recorded)")
     r.add_argument("-o", "--output", metavar="FILE", help="write the record (.json or .csv)")
 
     rep = sub.add_parser("report", help="build the trial report")
     src = rep.add_mutually_exclusive_group(required=True)
     src.add_argument("config", nargs="?", metavar="TRIAL.toml", help="trial configuration")
     src.add_argument("--example", choices=EXAMPLES, help="use a bundled example")
-    rep.add_argument("-o", "--output", default="report", metavar="DIR", help="output folder")
+    src.add_argument(
+        "--init",
+        metavar="DATA.csv",
+        help="write a commented trial.toml template for this CSV (to -o, default trial.toml)",
+    )
+    rep.add_argument(
+        "-o",
+        "--output",
+        metavar="DIR",
+        help="output folder (default: report); with --init the template file",
+    )
+
+    val = sub.add_parser("validate", help="check a trial.toml without running it")
+    val.add_argument("config", metavar="TRIAL.toml", help="trial configuration")
     return p
 
 
@@ -239,23 +290,83 @@ def _randomise(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    if args.init:
+        return _init(args)
     from .report import TrialConfig, build_report, council_example
 
+    output = Path(args.output or "report")
+    if output.exists() and not output.is_dir():
+        raise OptionError(f"`-o` {str(output)!r} is a file; give a folder for the report.")
     cfg = council_example() if args.example else TrialConfig.from_toml(args.config)
     report = build_report(cfg)
-    written = report.write(args.output)
+    try:
+        written = report.write(output)
+    except OSError as exc:
+        raise OptionError(
+            f"cannot write the report to {str(output)!r}: {exc.strerror or exc}."
+        ) from None
     print(f"{report.title}")
     for sec in report.sections:
         print(f"  - {sec.title}")
-    print(f"wrote {len(written)} files to {args.output}/ (open {args.output}/report.html)")
+    print(f"wrote {len(written)} files to {output}/ (open {output / 'report.html'})")
     return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    from .report.template import init_template
+
+    out = Path(args.output or "trial.toml")
+    if out.is_dir():
+        raise OptionError(f"`-o` {str(out)!r} is a folder; give the path of the new trial.toml.")
+    if out.exists():
+        raise OptionError(f"{str(out)!r} exists; remove it or give another file with `-o`.")
+    try:
+        text = init_template(args.init, relative_to=out.parent)
+    except OptionError as exc:
+        raise OptionError(f"`--init` {exc}") from None
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise OptionError(f"cannot write {str(out)!r}: {exc.strerror or exc}.") from None
+    print(f"wrote {out}: check it, then `steppedwedge validate {out}`")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .report import TrialConfig
+    from .report.schema import ConfigError
+
+    try:
+        cfg = TrialConfig.from_toml(args.config)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(f"steppedwedge validate: error: {_one_line(str(issue))}", file=sys.stderr)
+        return 2
+    parts = [f"{cfg.n_clusters} clusters in {len(cfg.wave_starts)} waves"]
+    if cfg.record is not None:
+        parts.append(f"allocation record {cfg.record_source} verified")
+    if cfg.data is not None:
+        parts.append(f"data {cfg.data.source}: {len(cfg.data.frame)} rows")
+    if cfg.analysis is not None:
+        parts.append(
+            f"primary {cfg.analysis.family} `{cfg.analysis.random}` + "
+            f"{len(cfg.analysis.sensitivity)} sensitivity analyses"
+        )
+    print(f"{args.config}: valid ({'; '.join(parts)})")
+    return 0
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code.
 
-    Errors of the library (bad input) print a one-line message to stderr and return 2;
-    library warnings are printed as ``warning: ...`` lines.
+    User errors (a bad option, file, column or configuration key: any
+    :class:`~steppedwedge.SteppedWedgeError`) print one line naming what to fix to stderr and
+    return 2; an internal error returns 1, with its traceback only under ``--debug``.
+    Library warnings are printed as ``warning: ...`` lines.
 
     Examples
     --------
@@ -263,18 +374,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     >>> main(["--version"])  # doctest: +SKIP
     steppedwedge 0.1.0.dev0
     """
-    args = _parser().parse_args(argv)
-    handler = {"design": _design, "randomise": _randomise, "report": _report}[args.command]
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser().parse_args(argv)
+    except _UsageError as exc:
+        print(f"{exc.prog}: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+    handlers = {"design": _design, "randomise": _randomise, "report": _report}
+    handlers["validate"] = _validate
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SteppedWedgeWarning)
         try:
-            code = handler(args)
+            code = handlers[args.command](args)
         except (SteppedWedgeError, FileNotFoundError) as exc:
-            print(f"steppedwedge {args.command}: error: {exc}", file=sys.stderr)
+            print(f"steppedwedge {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
             code = 2
+        except Exception as exc:  # an internal error: a bug to report, not a user error
+            if args.debug:
+                traceback.print_exc()
+            print(
+                f"steppedwedge {args.command}: internal error: {type(exc).__name__}: "
+                f"{_one_line(str(exc))[:300]} (rerun with --debug for the traceback, and "
+                "please report it)",
+                file=sys.stderr,
+            )
+            code = 1
     for w in caught:
         if issubclass(w.category, SteppedWedgeWarning):
-            print(f"warning: {w.message}", file=sys.stderr)
+            print(f"warning: {_one_line(str(w.message))}", file=sys.stderr)
         else:  # pass on anything that is not ours unchanged
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return code

@@ -1,7 +1,70 @@
 """Reproducible trial reports (Markdown + self-contained HTML) from a trial configuration."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
 from .build import Report, build_report
 from .config import TrialConfig
 from .example import council_example
 
-__all__ = ["Report", "TrialConfig", "build_report", "council_example"]
+__all__ = ["ConfigError", "Report", "TrialConfig", "build_report", "council_example", "report"]
+
+
+def report(config: TrialConfig | str | Path, folder: str | Path = "report") -> Report:
+    """Build the trial report and write it to a folder (the Python side of ``steppedwedge report``).
+
+    Parameters
+    ----------
+    config : TrialConfig, str or pathlib.Path
+        A configuration (e.g. :func:`council_example`) or the path of a ``trial.toml``
+        (read with :meth:`TrialConfig.from_toml`).
+    folder : str or pathlib.Path, default "report"
+        Where ``report.html``, ``report.md``, the figures and the allocation record go.
+
+    Returns
+    -------
+    Report
+        The built report (its sections and allocation), already written to ``folder``.
+
+    Raises
+    ------
+    ConfigError
+        For an invalid ``trial.toml`` (the message names the key and its line).
+
+    See Also
+    --------
+    steppedwedge.report.build_report : build without writing.
+
+    References
+    ----------
+    Hemming K, Taljaard M, McKenzie JE, et al. (2018). Reporting of stepped wedge cluster
+    randomised trials: extension of the CONSORT 2010 statement with explanation and
+    elaboration. *BMJ* 363:k1614.
+
+    Examples
+    --------
+    The bundled example (a full analysis: about half a minute, so not run here; the
+    notebook ``examples/own_trial_report.ipynb`` runs it in the test suite):
+
+    >>> import tempfile
+    >>> import steppedwedge as sw
+    >>> from steppedwedge.report import council_example
+    >>> rep = sw.report(council_example(), tempfile.mkdtemp())  # doctest: +SKIP
+    >>> rep.sections[0].title  # doctest: +SKIP
+    'Summary'
+    """
+    cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_toml(config)
+    built = build_report(cfg)
+    built.write(folder)
+    return built
+
+
+def __getattr__(name: str) -> Any:
+    # the schema needs pydantic (the `report` extra): imported only when asked for
+    if name == "ConfigError":
+        from .schema import ConfigError
+
+        return ConfigError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

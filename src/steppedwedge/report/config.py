@@ -1,92 +1,108 @@
 """The trial configuration read from ``trial.toml`` (or built for the bundled example).
 
-A :class:`TrialConfig` says everything the report needs: the period grid and wave start
-dates, the clusters and how to randomise them, and (optionally) the observed data.  Paths
-in a TOML file are relative to the file's folder.
+A :class:`TrialConfig` says everything the report needs: the period grid and the waves, the
+clusters and how they were randomised (or the allocation record to reproduce), when each
+cluster actually started, the observed data and the role of each column, the inputs of the
+power justification and every option of the primary and sensitivity analyses.  The rest of
+the report only consumes it, through the methods that do the work:
+:meth:`TrialConfig.allocation` (imported or randomised), :meth:`TrialConfig.analysis_frame`
+(the data with the intention-to-treat or as-treated treatment),
+:meth:`TrialConfig.fit_options` (keyword arguments of :func:`steppedwedge.fit` for the
+primary and each sensitivity analysis) and :meth:`TrialConfig.rollout` (planned against
+actual start of each cluster).
 
-A minimal ``trial.toml``::
+The file layout is version 1 of the schema in :mod:`steppedwedge.report.schema`
+(``docs/reference/config.rst`` is rendered from it).  A minimal ``trial.toml``::
+
+    schema_version = 1
 
     [trial]
-    title = "Family support model: stepped-wedge trial in 17 councils"
+    title = "Family support model: a stepped-wedge cluster randomised trial in 17 councils"
 
     [design]
-    periods = "2022Q1/2026Q4"          # a pandas Period range "first/last"
-    wave_starts = ["2023-01-01", "2023-07-01", "2024-01-01"]   # ISO 8601 (or TOML dates)
-    # dayfirst = true                  # only for non-ISO dates: 01/07/2023 is 1 July
-    # date_format = "%d/%m/%Y"         # or an exact strptime format instead of dayfirst
+    periods = "2022Q1/2026Q4"
+    wave_starts = [2023-01-01, 2023-07-01, 2024-01-01]
     clusters_per_wave = [3, 2, 3]
-    transition = "first-treated"       # or "partial" / "exclude"
 
     [randomisation]
-    clusters = "clusters.csv"          # one row per cluster
+    clusters = "clusters.csv"
     cluster_column = "council"
-    strata = "region"                  # optional
-    balance = ["population_0_17"]      # optional, with cutoff
-    cutoff = 0.2
+    strata = "region"
     seed = 20230101
 
-    [data]                             # optional: observed cluster-period data
-    file = "councils.csv"
-    cluster = "council"
-    period = "quarter"
-    treatment = "treated"
-    outcome = "entries_into_care"
-    exposure = "population_0_17"
-
-    [power]                            # optional: the power justification
-    family = "poisson"                 # gaussian | binomial | poisson | negative_binomial
-    effect = -0.1625                   # on the link scale (here log rate ratio 0.85)
-    baseline = 6.6e-4                  # control mean / probability / rate per unit exposure
-    cluster_size = 1.0                 # individuals per cluster-period (counts: 1)
-    exposure_column = "population_0_17"  # counts: exposure column of the clusters table
-    tau2 = 0.109                       # variance components (link scale for GLMMs)
-    gamma2 = 0.0225
-    decay = 0.908
-
-    [analysis]                         # optional: primary and sensitivity analyses of [data]
-    family = "poisson"
-    random = "nested"
-    sensitivity = ["fixed-effects", "gee", "cluster-summary", "permutation"]
-    n_permutations = 999
+The primary-analysis defaults (family, random structure, variance estimator) are the fields
+of :class:`AnalysisSpec`; the bundled example sets its own in
+:func:`steppedwedge.report.council_example`.
 """
 
 from __future__ import annotations
 
-import sys
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from .._validation import parse_date_text
-from ..exceptions import DesignError, OptionError
+from ..exceptions import DataError, DesignError, OptionError
 
-if sys.version_info >= (3, 11):  # pragma: no cover - depends on the interpreter
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+if TYPE_CHECKING:  # pragma: no cover
+    from ..design import Design
+    from ..randomise import Allocation
 
 __all__ = ["AnalysisSpec", "DataSpec", "PowerSpec", "TrialConfig"]
+
+#: Options of [analysis] that every sensitivity analysis shares with the primary one.
+_SHARED = ("time", "knots", "effect", "exposure_window", "exposure_time", "covariates", "missing")
+#: sw.fit method of each sensitivity analysis run by sw.fit.
+_METHOD = {"fixed-effects": "fixed-effects", "gee": "gee", "cluster-summary": "cluster-summary"}
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Where the observed data are and which column plays which role."""
+    """Where the observed data are and which column plays which role (``[data]``)."""
 
     frame: pd.DataFrame = field(repr=False)
     cluster: str
     period: str
-    treatment: str
+    treatment: str | None
     outcome: str
     exposure: str | None = None
+    offset: str | None = None
+    trials: str | None = None
     source: str = ""
+
+    @property
+    def treatment_column(self) -> str:
+        """Column of :meth:`TrialConfig.analysis_frame` holding the analysis treatment."""
+        return self.treatment if self.treatment is not None else "treatment"
+
+    def roles(self) -> dict[str, str]:
+        """Column roles as keyword arguments of :func:`steppedwedge.fit`."""
+        out = {
+            "outcome": self.outcome,
+            "cluster": self.cluster,
+            "period": self.period,
+            "treatment": self.treatment_column,
+        }
+        for key in ("exposure", "offset", "trials"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
 
 
 @dataclass(frozen=True)
 class PowerSpec:
-    """Inputs of the power justification (see the ``[power]`` table)."""
+    """Inputs of the power justification (``[power]``, and ``[planning]`` when cited).
+
+    ``variance_source`` says where the variance components come from in a sentence the
+    report prints (a cited :func:`steppedwedge.estimate_variance` result describes itself;
+    hand-typed numbers say so); ``estimate`` is that result (None for typed numbers).
+    """
 
     family: str
     effect: float
@@ -99,16 +115,36 @@ class PowerSpec:
     sigma2: float = 1.0
     alpha: float = 0.05
     dispersion: float | None = None
+    variance_source: str = "Variance components as given in the trial configuration."
+    estimate: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
 class AnalysisSpec:
-    """The primary analysis and the sensitivity analyses (see the ``[analysis]`` table)."""
+    """The pre-specified primary analysis and the sensitivity analyses (``[analysis]``).
+
+    The defaults below are the primary analysis of a configuration that does not say
+    otherwise.
+    """
 
     family: str = "gaussian"
     random: str = "nested"
     sensitivity: tuple[str, ...] = ("fixed-effects", "gee", "cluster-summary", "permutation")
     n_permutations: int = 999
+    time: str = "categorical"
+    knots: tuple[float, ...] | None = None
+    effect: str = "immediate"
+    exposure_window: tuple[int, int] | None = None
+    exposure_time: int | None = None
+    covariates: str | None = None
+    method: str | None = None
+    dof: str | float | None = None
+    vcov: str | None = None
+    missing: str = "raise"
+    decay_scale: str = "period"
+    analysis_population: str = "itt"
+    #: ``{"gee": {"time": "linear"}, ...}``: options of one sensitivity analysis.
+    sensitivity_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -122,17 +158,17 @@ class TrialConfig:
     periods : str
         Period grid as ``"first/last"`` (e.g. ``"2022Q1/2026Q4"``).
     wave_starts : sequence of str
-        First day of each wave (sequence), in order.
+        Planned first day of each wave (sequence), ISO dates in order.
     clusters_per_wave : sequence of int
         Number of clusters starting in each wave.
     clusters : pandas.DataFrame
         One row per cluster with the label column and any strata/balance covariates.
     cluster_column : str
         Column of ``clusters`` holding the labels.
-    strata, balance, cutoff : optional
-        Randomisation options passed to :func:`steppedwedge.randomise`.
     seed : int
         Randomisation seed (recorded in the report).
+    strata, balance, cutoff : optional
+        Randomisation options passed to :func:`steppedwedge.randomise`.
     transition : str
         Rule for the period containing a start date (see
         :meth:`steppedwedge.Design.from_start_dates`).
@@ -144,6 +180,25 @@ class TrialConfig:
         Primary and sensitivity analyses of ``data``.
     source : str
         Where the configuration came from (file path or ``"example:councils"``).
+    question : str, optional
+        The question the trial answers, in one sentence.
+    start_dates : mapping, optional
+        Actual start date of clusters that did not start as allocated: label -> ISO date,
+        or None for a cluster that never started.
+    record : mapping, optional
+        An imported allocation record (:meth:`steppedwedge.Allocation.to_dict`) that
+        :meth:`allocation` reproduces and verifies instead of drawing a new allocation.
+    record_source : str
+        Where the record came from.
+
+    Examples
+    --------
+    >>> from steppedwedge.report import council_example
+    >>> cfg = council_example()
+    >>> cfg.allocation().assignment["Council A"] + 1     # the wave of Council A
+    2
+    >>> sorted(cfg.fit_options("primary"))[:4]
+    ['cluster', 'exposure', 'family', 'outcome']
     """
 
     title: str
@@ -161,118 +216,62 @@ class TrialConfig:
     power: PowerSpec | None = None
     analysis: AnalysisSpec | None = None
     source: str = ""
+    question: str | None = None
+    start_dates: Mapping[str, str | None] | None = None
+    record: Mapping[str, Any] | None = field(default=None, repr=False)
+    record_source: str = ""
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
+    # ------------------------------------------------------------------ constructors
     @classmethod
     def from_toml(cls, path: str | Path) -> TrialConfig:
-        """Read a configuration file (see the module docstring for its layout).
+        """Read and validate a configuration file (schema: :mod:`steppedwedge.report.schema`).
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The ``trial.toml`` file; paths inside it are relative to its folder.
+
+        Returns
+        -------
+        TrialConfig
 
         Raises
         ------
-        DesignError
-            If a required key is missing or a referenced file does not exist; the message
-            names the table and key.
+        ConfigError
+            (an :class:`~steppedwedge.OptionError`) for an unreadable file, a TOML syntax
+            error, an unknown key or table, a wrong type or value, a missing file or column,
+            or an allocation record that its inputs do not reproduce; the message names the
+            key and its line.
         """
-        path = Path(path)
-        if path.is_dir():
-            raise DesignError(
-                f"trial configuration {str(path)!r} is a folder; give the path of its "
-                "trial.toml file."
-            )
-        if not path.is_file():
-            raise DesignError(f"trial configuration file {str(path)!r} does not exist.")
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
-        return cls.from_mapping(raw, base=path.parent, source=str(path))
+        from ._loader import load_toml
+
+        return load_toml(Path(path))
 
     @classmethod
     def from_mapping(
         cls, raw: Mapping[str, Any], *, base: Path = Path("."), source: str = ""
     ) -> TrialConfig:
-        """Build from an already-parsed mapping with the TOML layout."""
+        """Build from an already-parsed mapping with the TOML layout (validated the same way).
 
-        def need(table: str, key: str) -> Any:
-            try:
-                return raw[table][key]
-            except KeyError:
-                raise DesignError(
-                    f"trial configuration: missing `{key}` in the [{table}] table."
-                ) from None
+        Parameters
+        ----------
+        raw : mapping
+            The parsed tables.
+        base : pathlib.Path
+            Folder that relative paths refer to.
+        source : str
+            Name of the configuration, for messages and the report.
 
-        def read_csv(table: str, key: str) -> tuple[pd.DataFrame, str]:
-            rel = need(table, key)
-            file = base / str(rel)
-            if file.is_dir():
-                raise DesignError(
-                    f"trial configuration: [{table}] {key} = {rel!r} is a folder ({file}); "
-                    "give the path of a CSV file."
-                )
-            if not file.is_file():
-                raise DesignError(
-                    f"trial configuration: [{table}] {key} = {rel!r}: no such file ({file})."
-                )
-            return pd.read_csv(file), str(rel)
+        Returns
+        -------
+        TrialConfig
+        """
+        from ._loader import load_mapping
 
-        clusters, _ = read_csv("randomisation", "clusters")
-        rand = raw["randomisation"]
-        data = None
-        if "data" in raw:
-            frame, rel = read_csv("data", "file")
-            d = raw["data"]
-            data = DataSpec(
-                frame=frame,
-                cluster=need("data", "cluster"),
-                period=need("data", "period"),
-                treatment=need("data", "treatment"),
-                outcome=need("data", "outcome"),
-                exposure=d.get("exposure"),
-                source=rel,
-            )
-        power = None
-        if "power" in raw:
-            pw = raw["power"]
-            power = PowerSpec(
-                family=str(pw.get("family", "gaussian")),
-                effect=float(need("power", "effect")),
-                baseline=None if pw.get("baseline") is None else float(pw["baseline"]),
-                cluster_size=float(pw.get("cluster_size", 1.0)),
-                exposure_column=pw.get("exposure_column"),
-                tau2=float(pw.get("tau2", 0.0)),
-                gamma2=float(pw.get("gamma2", 0.0)),
-                decay=None if pw.get("decay") is None else float(pw["decay"]),
-                sigma2=float(pw.get("sigma2", 1.0)),
-                alpha=float(pw.get("alpha", 0.05)),
-                dispersion=None if pw.get("dispersion") is None else float(pw["dispersion"]),
-            )
-        analysis = None
-        if "analysis" in raw:
-            an = raw["analysis"]
-            analysis = AnalysisSpec(
-                family=str(an.get("family", "gaussian")),
-                random=str(an.get("random", "nested")),
-                sensitivity=tuple(an.get("sensitivity", AnalysisSpec.sensitivity)),
-                n_permutations=int(an.get("n_permutations", 999)),
-            )
-        balance = rand.get("balance", ())
-        if isinstance(balance, str):
-            balance = (balance,)
-        return cls(
-            title=str(raw.get("trial", {}).get("title", "Stepped-wedge trial")),
-            periods=str(need("design", "periods")),
-            wave_starts=_wave_starts(need("design", "wave_starts"), raw["design"]),
-            clusters_per_wave=tuple(int(n) for n in need("design", "clusters_per_wave")),
-            transition=str(raw["design"].get("transition", "first-treated")),
-            clusters=clusters,
-            cluster_column=str(rand.get("cluster_column", "cluster")),
-            strata=rand.get("strata"),
-            balance=tuple(balance),
-            cutoff=rand.get("cutoff"),
-            seed=int(need("randomisation", "seed")),
-            data=data,
-            power=power,
-            analysis=analysis,
-            source=source,
-        )
+        return load_mapping(raw, base=base, source=source or "trial configuration")
 
+    # ------------------------------------------------------------------ design
     @property
     def n_clusters(self) -> int:
         """Number of clusters in the trial."""
@@ -293,32 +292,323 @@ class TrialConfig:
                 slots[f"wave {w}, slot {k}"] = start
         return slots
 
+    def planned_design(self) -> Design:
+        """Return the design template: one row per slot, from the planned wave start dates."""
+        from ..design import Design
 
-def _wave_starts(values: Any, design: Mapping[str, Any]) -> tuple[str, ...]:
-    """Read ``[design] wave_starts`` as ISO dates, honouring ``dayfirst``/``date_format``."""
-    dayfirst = design.get("dayfirst")
-    date_format = design.get("date_format")
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise DesignError(
-            f"trial configuration: [design] wave_starts must be a list of dates; got {values!r}."
+        return Design.from_start_dates(
+            self.slot_start_dates(),
+            self.periods,
+            transition=self.transition,  # type: ignore[arg-type]  # validated by the schema
         )
-    out = []
-    for k, value in enumerate(values):
-        what = f"trial configuration: [design] wave_starts[{k}]"
-        if isinstance(value, str):
-            try:
-                value = parse_date_text(value, what, dayfirst=dayfirst, date_format=date_format)
-            except OptionError as exc:
-                raise DesignError(
-                    str(exc)
-                    .replace("pass dayfirst=", "set dayfirst = ")
-                    .replace("date_format=", "date_format = ")
-                    + " (keys of the [design] table)"
-                ) from None
-        if not hasattr(value, "isoformat"):
-            raise DesignError(f"{what} must be a date; got {value!r}.")
-        ts = pd.Timestamp(value)
-        if ts != ts.normalize():
-            raise DesignError(f"{what} must be a calendar day without a time of day; got {ts}.")
-        out.append(ts.date().isoformat())
-    return tuple(out)
+
+    # ------------------------------------------------------------------ allocation
+    def allocation(self) -> Allocation:
+        """Return the allocation: the imported record reproduced and verified, else randomised.
+
+        Without a record, clusters are randomised to the waves of :meth:`planned_design`
+        with :attr:`seed` (the same inputs and seed always give the same allocation).  With
+        one, the allocation is rebuilt from the configured inputs and the record's seed and
+        options, and must reproduce the record's input hash (the same design, clusters,
+        covariates and constraints) and its assignment.
+
+        Returns
+        -------
+        Allocation
+
+        Raises
+        ------
+        DesignError
+            If the record's input hash or assignment is not reproduced (the message says
+            which inputs differ).
+        """
+        cached = self._cache.get("allocation")
+        if cached is None:
+            from ._allocation import reproduce_allocation
+
+            cached = reproduce_allocation(self)
+            self._cache["allocation"] = cached
+        out: Allocation = cached
+        return out
+
+    def rollout(self) -> pd.DataFrame:
+        """Planned and actual start of each cluster, for the cluster flow (CONSORT-SW 13a).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per cluster in allocation order: ``cluster``, ``wave`` (1-based),
+            ``planned_start`` and ``actual_start`` (ISO dates; None = never), ``status``:
+            ``"as allocated"``, ``"late"``, ``"early"`` or ``"never"``.
+        """
+        alloc = self.allocation()
+        rows = []
+        for label in alloc.design.clusters:
+            wave = int(alloc.assignment[label]) + 1
+            planned = self.wave_starts[wave - 1]
+            actual = planned
+            if self.start_dates is not None and str(label) in self.start_dates:
+                actual = self.start_dates[str(label)]  # type: ignore[assignment]
+            if actual is None:
+                status = "never"
+            elif actual == planned:
+                status = "as allocated"
+            else:
+                status = "late" if actual > planned else "early"
+            rows.append((label, wave, planned, actual, status))
+        out: pd.DataFrame = pd.DataFrame(
+            rows, columns=["cluster", "wave", "planned_start", "actual_start", "status"]
+        )
+        return out
+
+    def actual_design(self) -> Design:
+        """Return the design the clusters actually followed (actual start dates; None = never).
+
+        Equal to the allocated design when no ``start_dates`` are configured.
+        """
+        from ..design import Design
+
+        flow = self.rollout()
+        starts = dict(zip(flow["cluster"], flow["actual_start"], strict=True))
+        return Design.from_start_dates(
+            starts,
+            self.periods,
+            transition=self.transition,  # type: ignore[arg-type]
+            check_identifiable=False,
+        )
+
+    # ------------------------------------------------------------------ analysis
+    def analysis_frame(self, population: str | None = None) -> pd.DataFrame:
+        """Return the data with the analysis treatment in :attr:`DataSpec.treatment_column`.
+
+        Parameters
+        ----------
+        population : {"itt", "as-treated"}, optional
+            ``"itt"``: each cluster is treated from the start of the wave it was allocated
+            to (a cluster that started late or never is analysed as allocated).
+            ``"as-treated"``: from its actual start date (``[rollout] start_dates``), or as
+            the data's treatment column says when no start dates are given.  Default: the
+            configured ``analysis_population``.  The randomisation test always uses
+            ``"itt"``: it re-draws the allocation.
+
+        Returns
+        -------
+        pandas.DataFrame
+            A copy of the data (never the caller's frame).  Rows of cells the design does
+            not observe (``transition = "exclude"``) are left out with a
+            :class:`~steppedwedge.MissingDataWarning` saying how many.
+
+        Raises
+        ------
+        DataError
+            If a data row's cluster or period is not in the design.
+        """
+        data = self._need_data()
+        if population is None:
+            population = self.analysis.analysis_population if self.analysis else "itt"
+        if population not in ("itt", "as-treated"):
+            raise OptionError(f"`population` must be 'itt' or 'as-treated'; got {population!r}.")
+        frame = data.frame.copy()
+        if population == "as-treated" and self.start_dates is None:
+            if data.treatment is None:
+                raise OptionError(
+                    'analysis_population = "as-treated" needs [rollout] start_dates or a '
+                    "[data] treatment column."
+                )
+            out: pd.DataFrame = frame
+            return out
+        design = self.allocation().design if population == "itt" else self.actual_design()
+        return _with_design_treatment(frame, data, design, population)
+
+    def treatment_deviations(self) -> pd.DataFrame:
+        """Cells where the data's treatment column differs from the allocated design.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``cluster``, ``period``, ``allocated``, ``observed`` (empty when the data have
+            no treatment column or agree with the allocation).
+        """
+        data = self._need_data()
+        cols = ["cluster", "period", "allocated", "observed"]
+        if data.treatment is None:
+            empty: pd.DataFrame = pd.DataFrame(columns=cols)
+            return empty
+        itt = self.analysis_frame("itt")
+        observed = data.frame.loc[itt.index, data.treatment].to_numpy(dtype=float)
+        allocated = itt[data.treatment_column].to_numpy(dtype=float)
+        diff = ~np.isclose(observed, allocated)
+        out: pd.DataFrame = pd.DataFrame(
+            {
+                "cluster": itt[data.cluster].to_numpy()[diff],
+                "period": itt[data.period].to_numpy()[diff],
+                "allocated": allocated[diff],
+                "observed": observed[diff],
+            }
+        )
+        return out
+
+    def fit_options(self, name: str = "primary") -> dict[str, Any]:
+        """Keyword arguments of the primary or of one sensitivity analysis.
+
+        Parameters
+        ----------
+        name : str
+            ``"primary"``, or a sensitivity analysis of ``[analysis] sensitivity``
+            (``"fixed-effects"``, ``"gee"``, ``"cluster-summary"``: arguments of
+            :func:`steppedwedge.fit`; ``"permutation"``: of
+            :func:`steppedwedge.permutation_test`, without ``data`` and ``allocation``).
+
+        Returns
+        -------
+        dict
+            Column roles, the family and every configured option (options left at their
+            defaults are omitted, so the fitting function's own defaults apply), with the
+            period order of the design when the period labels are text.  Pass
+            :meth:`analysis_frame` as the data.
+
+        Raises
+        ------
+        OptionError
+            For a name that is not configured.
+        """
+        spec = self.analysis
+        data = self._need_data()
+        if spec is None:
+            raise OptionError("the configuration has no [analysis] table.")
+        if name != "primary" and name not in spec.sensitivity:
+            raise OptionError(
+                f"{name!r} is not an analysis of this configuration; choose 'primary' or one "
+                f"of {', '.join(map(repr, spec.sensitivity))}."
+            )
+        out: dict[str, Any] = {"family": spec.family, **data.roles()}
+        defaults = AnalysisSpec()
+        for key in _SHARED:
+            value = getattr(spec, key)
+            if value != getattr(defaults, key):
+                out[key] = list(value) if isinstance(value, tuple) else value
+        order = self._period_order()
+        if order is not None:
+            out["period_order"] = order
+        if name == "primary":
+            return self._primary_options(out, spec, defaults)
+        extra = dict(spec.sensitivity_options.get(name, {}))
+        if name == "permutation":
+            keep = {"outcome", "cluster", "period", "treatment", "exposure", "offset", "trials"}
+            perm = {k: v for k, v in out.items() if k in keep or k == "family"}
+            perm.update(
+                statistic=extra.pop("statistic", "twfe"),
+                n_permutations=spec.n_permutations,
+                rng=self.seed,
+            )
+            return perm
+        out["method"] = _METHOD[name]
+        out.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in extra.items()})
+        return out
+
+    # ------------------------------------------------------------------ helpers
+    def _primary_options(
+        self, out: dict[str, Any], spec: AnalysisSpec, defaults: AnalysisSpec
+    ) -> dict[str, Any]:
+        out["random"] = spec.random
+        for key in ("method", "dof", "vcov"):
+            value = getattr(spec, key)
+            if value is not None:
+                out[key] = value
+        if spec.decay_scale != defaults.decay_scale:
+            out["decay_scale"] = spec.decay_scale
+            pop = spec.analysis_population
+            out["design"] = self.allocation().design if pop == "itt" else self.actual_design()
+            out.pop("period_order", None)  # the design fixes the order
+        return out
+
+    def _need_data(self) -> DataSpec:
+        if self.data is None:
+            raise OptionError("the configuration has no [data] table.")
+        return self.data
+
+    def _period_order(self) -> list[str] | None:
+        """Return the design's order of text period labels (decay and linear time need it)."""
+        data = self._need_data()
+        col = data.frame[data.period]
+        if pd.api.types.is_numeric_dtype(col) or isinstance(col.dtype, pd.PeriodDtype):
+            return None
+        labels = [str(p) for p in self.planned_design().periods]
+        present = set(col.astype(str))
+        if not present <= set(labels):
+            return None
+        return [p for p in labels if p in present]
+
+
+def _with_design_treatment(
+    frame: pd.DataFrame, data: DataSpec, design: Design, population: str
+) -> pd.DataFrame:
+    """Put the design's treatment of each row's cell into the analysis treatment column."""
+    from .._warnings import warn
+    from ..exceptions import MissingDataWarning
+
+    long = design.to_frame()
+    cell = dict(
+        zip(
+            zip(long["cluster"].astype(str), long["period"].astype(str), strict=True),
+            long["treatment"].where(long["observed"]),
+            strict=True,
+        )
+    )
+    keys = list(zip(frame[data.cluster].astype(str), frame[data.period].astype(str), strict=True))
+    unknown = [k for k in keys if k not in cell]
+    if unknown:
+        clusters = {str(c) for c in design.clusters}
+        c, p = unknown[0]
+        what = (
+            f"cluster {c!r} is not one of the trial's clusters"
+            if c not in clusters
+            else f"period {p!r} is not a period of the design ({design.periods[0]} to "
+            f"{design.periods[-1]})"
+        )
+        raise DataError(
+            f"[data] row of cluster {c!r}, period {p!r}: {what} "
+            f"({len(unknown)} such row{'s' * (len(unknown) > 1)})."
+        )
+    values = np.array([cell[k] for k in keys], dtype=float)
+    frame[data.treatment_column] = values
+    excluded = np.isnan(values)
+    if excluded.any():
+        warn(
+            f"{int(excluded.sum())} data rows fall in cells the design does not observe "
+            f'(transition = "exclude"; {population}) and are left out of the analysis.',
+            MissingDataWarning,
+        )
+        frame = frame.loc[~excluded]
+    return frame
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """Read an allocation record (``allocation.json``) written by :meth:`Allocation.to_json`."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise OptionError(f"{path} is not an allocation record (JSON): {exc}") from None
+    need = ("seed", "input_hash", "assignment")
+    if not isinstance(record, dict) or any(k not in record for k in need):
+        raise OptionError(
+            f"{path} is not an allocation record: it needs the keys {', '.join(need)} "
+            "(write one with `steppedwedge randomise -o allocation.json` or a report)."
+        )
+    return record
+
+
+def parse_start_date(value: Any, what: str, design: Mapping[str, Any]) -> str | None:
+    """Read one actual start date (None for ``"never"`` or an empty cell) as an ISO date."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, str):
+        if value.strip().lower() in ("", "never", "none", "na"):
+            return None
+        value = parse_date_text(
+            value, what, dayfirst=design.get("dayfirst"), date_format=design.get("date_format")
+        )
+    if not hasattr(value, "isoformat"):
+        raise OptionError(f"{what} must be a date or 'never'; got {value!r}.")
+    iso: str = pd.Timestamp(value).date().isoformat()
+    return iso

@@ -118,6 +118,7 @@ def council_example() -> TrialConfig:
     )
     return TrialConfig(
         title="Synthetic council trial: a family-support model rolled out to 17 councils",
+        question="Does the family-support model reduce the rate of entries into care?",
         periods=COUNCIL_PERIODS,
         wave_starts=COUNCIL_WAVE_STARTS,
         clusters_per_wave=COUNCIL_WAVE_SIZES,
@@ -140,6 +141,9 @@ def council_example() -> TrialConfig:
             tau2=0.33**2,
             gamma2=0.15**2,
             decay=0.68**0.25,
+            variance_source="Variance components assumed from the between-council SD of log "
+            "rates (about 0.33) and a council-quarter SD of about 0.15 decaying 0.68 a year, "
+            "read from 13 years of DfE council data (real-trials.md section 4.3).",
         ),
         analysis=AnalysisSpec(family="poisson", random="nested+decay"),
         source="example:councils",
