@@ -75,6 +75,7 @@ def test_public_api_snapshot() -> None:
         "SteppedWedgeWarning",
         "TrialData",
         "VarianceComponents",
+        "VarianceEstimate",
         "__version__",
         "assurance",
         "cell_weights",

@@ -63,7 +63,7 @@ from .power.simulation import (
 from .randomise import Allocation, randomise
 from .results import FitResult
 from .simulate import simulate
-from .variance import VarianceComponents
+from .variance import VarianceComponents, VarianceEstimate
 
 __all__ = [
     "Allocation",
@@ -100,6 +100,7 @@ __all__ = [
     "SteppedWedgeWarning",
     "TrialData",
     "VarianceComponents",
+    "VarianceEstimate",
     "__version__",
     "assurance",
     "cell_weights",

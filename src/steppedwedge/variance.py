@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from ._typing import FloatArray
 from ._validation import check_nonnegative, check_unit_interval
 from .exceptions import OptionError
 
-__all__ = ["VarianceComponents"]
+__all__ = ["VarianceComponents", "VarianceEstimate"]
 
 _TINY = float(np.finfo(np.float64).tiny)  # smallest normal double, 2.2e-308
 
@@ -428,3 +429,52 @@ class VarianceComponents:
 
     def __str__(self) -> str:
         return self.describe()
+
+
+@runtime_checkable
+class VarianceEstimate(Protocol):
+    """Anything that carries an estimate of the variance components and its uncertainty.
+
+    The planning functions accept such an object wherever they take ``variance=``:
+    :func:`steppedwedge.power`, :func:`steppedwedge.solve_power`,
+    :func:`steppedwedge.power_curve` and :func:`steppedwedge.search_designs` use the point
+    estimate :attr:`variance`; :func:`steppedwedge.assurance` averages power over
+    :attr:`draws` (the sampling uncertainty of the components).  The
+    :class:`~steppedwedge.EstimatedVariance` returned by
+    :func:`steppedwedge.estimate_variance` is one; any object with these two attributes
+    (a small dataclass, say) is another.  The protocol is structural
+    (:class:`typing.Protocol`) and checkable with ``isinstance``.
+
+    Attributes
+    ----------
+    variance : VarianceComponents
+        The point estimate, on the link scale of the outcome model.
+    draws : sequence of VarianceComponents
+        Draws from the sampling distribution of the estimate (e.g. a parametric bootstrap),
+        on the same scale; empty when the uncertainty was not assessed.
+
+    References
+    ----------
+    .. [1] O'Hagan A, Stevens JW, Campbell MJ (2005). Assurance in clinical trial design.
+       Pharm Stat 4:187-201.
+
+    Examples
+    --------
+    >>> from dataclasses import dataclass
+    >>> import steppedwedge as sw
+    >>> @dataclass(frozen=True)
+    ... class MyEstimate:
+    ...     variance: sw.VarianceComponents
+    ...     draws: tuple[sw.VarianceComponents, ...] = ()
+    >>> est = MyEstimate(sw.VarianceComponents(tau2=0.1, gamma2=0.02))
+    >>> isinstance(est, sw.VarianceEstimate)
+    True
+    """
+
+    @property
+    def variance(self) -> VarianceComponents:
+        """The point estimate of the variance components."""
+
+    @property
+    def draws(self) -> Sequence[VarianceComponents]:
+        """Draws from the sampling distribution of the estimate."""

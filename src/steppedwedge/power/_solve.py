@@ -127,8 +127,8 @@ def solve_power(
         The design (for ``solve_for="clusters_per_sequence"`` its sequences are the pattern
         that is replicated; for ``"n_sequences"`` it must be a design built by
         :meth:`Design.stepped_wedge`).
-    variance : VarianceComponents
-        As in :func:`power`.
+    variance : VarianceComponents or VarianceEstimate
+        As in :func:`power` (an estimate contributes its point estimate ``.variance``).
     effect : float, optional
         Effect under the alternative; required unless ``solve_for="effect"`` (then its sign,
         if given, sets the direction searched; default positive).

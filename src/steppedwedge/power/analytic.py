@@ -20,7 +20,7 @@ from .._core.covariance import mask_unobserved
 from .._validation import check_option, check_probability, check_unit_interval
 from ..design import Design
 from ..exceptions import DesignError, OptionError
-from ..variance import VarianceComponents
+from ..variance import VarianceComponents, VarianceEstimate
 from .result import PowerResult
 
 __all__ = ["power"]
@@ -82,6 +82,25 @@ class _Spec:
 
 
 # --------------------------------------------------------------------------- validation
+def point_variance(variance: Any) -> VarianceComponents:
+    """Return the components to plan with: ``variance``, or an estimate's point estimate.
+
+    Accepts a :class:`VarianceComponents` or any :class:`VarianceEstimate` (an object with
+    ``.variance`` and ``.draws``, such as :class:`~steppedwedge.EstimatedVariance`).
+    """
+    if isinstance(variance, VarianceComponents):
+        return variance
+    point = getattr(variance, "variance", None)
+    if isinstance(variance, VarianceEstimate) and isinstance(point, VarianceComponents):
+        return point
+    raise TypeError(
+        "`variance` must be a steppedwedge.VarianceComponents (e.g. "
+        "VarianceComponents.from_correlations(icc=0.05)) or an estimate with `.variance` "
+        "and `.draws` (steppedwedge.estimate_variance); got "
+        f"{type(variance).__name__}."
+    )
+
+
 def _as_design(design: Any) -> Design:
     if isinstance(design, Design):
         return design
@@ -144,12 +163,7 @@ def _power_iv(
     treatment_correlation: Any = None,
 ) -> _Spec:
     d = _as_design(design)
-    if not isinstance(variance, VarianceComponents):
-        raise TypeError(
-            "`variance` must be a steppedwedge.VarianceComponents (e.g. "
-            "VarianceComponents.from_correlations(icc=0.05)); got "
-            f"{type(variance).__name__}."
-        )
+    variance = point_variance(variance)
     try:
         eff = float(effect)
     except (TypeError, ValueError):
@@ -668,7 +682,7 @@ def power(
     design: Design | Any,
     *,
     effect: float,
-    variance: VarianceComponents,
+    variance: VarianceComponents | VarianceEstimate,
     cluster_size: Any,
     family: str = "gaussian",
     link: str | None = None,
@@ -698,8 +712,11 @@ def power(
         Effect under the alternative, on the scale of the link: mean difference (Gaussian),
         risk difference (binomial, identity), log odds ratio (logit), log risk ratio (binomial
         log link) or log rate ratio (Poisson, negative binomial).
-    variance : VarianceComponents
-        Variance components.  For Gaussian outcomes on the outcome scale; for link-scale
+    variance : VarianceComponents or VarianceEstimate
+        Variance components, or an estimate of them (any object with ``.variance`` and
+        ``.draws``, e.g. from :func:`steppedwedge.estimate_variance`), whose point estimate
+        ``.variance`` is used (:func:`steppedwedge.assurance` averages over its ``.draws``).
+        For Gaussian outcomes on the outcome scale; for link-scale
         GLMMs on the linear-predictor scale (``sigma2`` is then unused: the within-cell
         variance comes from the outcome distribution); for ``analysis="gee"`` only the
         correlations ``icc``, ``cac``, ``iac`` and ``decay`` are used (and ``total_variance``
@@ -886,7 +903,7 @@ def power(
     inputs = dict(
         design=spec.design,
         effect=effect,
-        variance=variance,
+        variance=spec.variance,
         cluster_size=cluster_size,
         family=family,
         link=link,

@@ -14,6 +14,7 @@ from ..design import Design
 from ..exceptions import OptionError
 from ..results import Summary
 from ..variance import VarianceComponents
+from ._link_assurance import components_assurance
 from .analytic import _as_design
 from .analytic import power as _power
 from .grid import power_grid
@@ -69,9 +70,15 @@ class AssuranceResult(PlanningResultMixin):
     probabilities : ndarray
         Weight of each grid point (sums to 1 over the grid axes).
     draws : dict
-        Distribution parameter name -> drawn values.
+        Distribution parameter name -> drawn values.  With ``variance=`` draws, the drawn
+        value of every component that varies (``tau2``, ``gamma2``, ``decay``, ...) per
+        draw, and ``effect`` when the effect has a prior distribution.
     mc_std_error : float or None
         Monte-Carlo standard error of ``assurance`` when draws were used.
+    point_power : float or None
+        Power at the point estimate (``variance=`` an estimate, a fixed effect), else None.
+    family : str
+        Outcome family of the power calculation (``"gaussian"`` on the ICC path).
     """
 
     assurance: float
@@ -80,6 +87,8 @@ class AssuranceResult(PlanningResultMixin):
     probabilities: np.ndarray
     draws: dict[str, np.ndarray] = field(default_factory=dict)
     mc_std_error: float | None = None
+    point_power: float | None = None
+    family: str = "gaussian"
 
     def _weights(self) -> np.ndarray:
         """Prior weight of every entry of :attr:`power` (sums to 1)."""
@@ -140,8 +149,10 @@ class AssuranceResult(PlanningResultMixin):
         steppedwedge.results.Summary
             Renders with ``as_text()``, ``as_html()``, ``as_markdown()``, ``as_latex()``.
         """
-        header = [
-            ("assurance", _number(self.assurance)),
+        header = [("family", self.family), ("assurance", _number(self.assurance))]
+        if self.point_power is not None:
+            header.append(("power at the point estimate", _number(self.point_power)))
+        header += [
             (
                 "Monte-Carlo s.e.",
                 "exact over the grid"
@@ -233,38 +244,72 @@ def assurance(
     design: Design | Any,
     *,
     effect: Any,
-    icc: Any,
-    cluster_size: float,
+    cluster_size: Any,
+    icc: Any = None,
     cac: Any = 1.0,
     decay: Any = None,
+    variance: Any = None,
+    family: str = "gaussian",
+    baseline: Any = None,
+    exposure: Any = 1.0,
+    dispersion: float | None = None,
     probabilities: Any = None,
     n_draws: int = 2000,
     rng: RNGLike = None,
     alpha: float = 0.05,
     **kwargs: Any,
 ) -> AssuranceResult:
-    r"""Assurance: power averaged over uncertainty in the ICC, CAC, decay and effect.
+    r"""Assurance: power averaged over uncertainty in the variance components and the effect.
+
+    Two ways to describe the uncertain variance:
+
+    * ``variance=``: an estimate of the components (any :class:`VarianceEstimate`, e.g.
+      :func:`steppedwedge.estimate_variance`; power is averaged over its ``.draws``), an
+      explicit sequence of :class:`VarianceComponents` draws, or one
+      :class:`VarianceComponents` (then only the effect is uncertain).  Every family and
+      option of :func:`power` works: counts (Poisson, negative binomial, with ``exposure``)
+      and binary outcomes on the link scale, and Gaussian outcomes.
+    * ``icc=``, ``cac=``, ``decay=``: Gaussian outcomes on the ICC scale, each a value, a
+      grid or a distribution (the vectorised closed forms of :func:`power_grid`).
 
     Parameters
     ----------
     design : Design or array_like
         The design, or an ``I x T`` treatment matrix (0/1, fractions, NaN unobserved).
-    effect, icc, cac, decay : float, array_like or scipy.stats frozen distribution
-        A scalar is fixed; a 1-D array is a grid of plausible values (all combinations are
-        evaluated); a frozen distribution (anything with ``.rvs``) is sampled ``n_draws``
+    effect : float, array_like or scipy.stats frozen distribution
+        On the link scale of ``family`` (e.g. the log rate ratio for counts).  A scalar is
+        fixed; a 1-D array is a grid of plausible values (weighted by
+        ``probabilities["effect"]``); a frozen distribution (anything with ``.rvs``) is a
+        prior: one effect is drawn per draw of ``variance`` (independently of it), or
+        ``n_draws`` effects when the components are fixed or on the ICC path.
+    cluster_size : float or array_like
+        Individuals per cluster-period (with ``variance=``: any shape :func:`power`
+        takes; on the ICC path a scalar).
+    icc, cac, decay : float, array_like or scipy.stats frozen distribution, optional
+        The ICC path (Gaussian only): a scalar is fixed; a 1-D array is a grid of plausible
+        values (all combinations are evaluated); a distribution is sampled ``n_draws``
         times (independently of the other inputs).
-    cluster_size : float
-        Individuals per cluster-period.
+    variance : VarianceEstimate, sequence of VarianceComponents or VarianceComponents
+        The components path (instead of ``icc``): see above.  The draws are used as given
+        (each with weight ``1 / len(draws)``).
+    family : {"gaussian", "binomial", "poisson", "negative_binomial"}, default "gaussian"
+        Outcome family, as in :func:`power` (needs ``variance=`` unless Gaussian).
+    baseline, exposure, dispersion
+        As in :func:`power`: the control rate or probability, the person-time (population)
+        of each unit, the negative-binomial size ``theta``.
     probabilities : dict, optional
         Grid name -> prior weights of its values (normalised); default equal weights.
     n_draws : int, default 2000
-        Monte-Carlo draws when any input is a distribution.
+        Monte-Carlo draws of the distributions (not used for the draws of ``variance``).
     rng : int, Generator or None
         Seed for the draws.
     alpha : float, default 0.05
         Two-sided size of the test.
     **kwargs
-        ``iac``, ``churn``, ``total_variance`` for :func:`power_grid`.
+        ICC path: ``iac``, ``churn``, ``total_variance`` for :func:`power_grid`.
+        Components path: ``link``, ``dof``, ``weights``, ``sampling``, ``churn``,
+        ``individual_decay``, ``time``, ``analysis``, ``binary_variance``,
+        ``glmm_variance``, ``treatment_correlation`` for :func:`power`.
 
     Returns
     -------
@@ -272,12 +317,31 @@ def assurance(
         The assurance, the power of every scenario and the prior weights; ``tidy()`` is
         the prior distribution of power.
 
+    Raises
+    ------
+    OptionError
+        Both or neither of ``icc`` and ``variance``; a non-Gaussian family without
+        ``variance``; an estimate without draws; unknown options.
+
     Notes
     -----
     Assurance (O'Hagan, Stevens & Campbell 2005) is the unconditional probability of a
-    significant result, ``E[power(theta, rho, ...)]`` under the design prior.  Grids give
-    the sensitivity map; distributions give a Monte-Carlo expectation with its standard
-    error.  Uses the vectorised closed forms of :func:`power_grid` (complete designs).
+    significant result, ``E[power(theta, components)]`` under the design prior.  With
+    ``variance=`` draws ``V_1..V_B`` it is ``(1/B) sum_b power(theta, V_b)``, exactly the
+    mean of :func:`power` over the draws: every draw's covariance is built by the code
+    :func:`power` uses, and the GLS information of all draws is one batched solve (for
+    link-scale GLMMs at the null and the alternative means, as :func:`power`).  Draws from
+    the sampling distribution of an estimate (a parametric bootstrap) make this the
+    expected power given the data the components were estimated from; as the draws
+    concentrate on the point estimate it converges to the power at the estimate
+    (:attr:`AssuranceResult.point_power`).
+
+    References
+    ----------
+    .. [1] O'Hagan A, Stevens JW, Campbell MJ (2005). Assurance in clinical trial design.
+       Pharm Stat 4:187-201.
+    .. [2] Xia F, Hughes JP, Voldal EC, Heagerty PJ (2021). Power and sample size
+       calculation for stepped-wedge designs with discrete outcomes. Trials 22:598.
 
     Examples
     --------
@@ -288,11 +352,75 @@ def assurance(
     ...                 cac=[0.5, 0.8, 1.0], cluster_size=20)
     >>> res.power.shape, round(res.assurance, 4)
     ((3, 3), 0.82)
+
+    Counts on the link scale, averaged over draws of the components:
+
+    >>> import steppedwedge as sw
+    >>> gen = np.random.default_rng(1)
+    >>> draws = [sw.VarianceComponents(tau2=0.1, gamma2=g, decay=0.9)
+    ...          for g in gen.uniform(0.005, 0.03, size=200)]
+    >>> res = assurance(Design.stepped_wedge(5, 3, baseline_periods=2), effect=np.log(0.85),
+    ...                 variance=draws, family="poisson", baseline=6e-4,
+    ...                 cluster_size=50_000)
+    >>> res.power.shape, round(res.assurance, 2)
+    ((200,), 0.65)
     """
     d = _as_design(design)
     gen = normalise_rng(rng)
-    n_draws = check_positive_int("n_draws", n_draws)
     check_probability("alpha", alpha)
+    if variance is not None:
+        if icc is not None or decay is not None or np.any(np.asarray(cac, dtype=object) != 1.0):
+            raise OptionError(
+                "give either `variance=` (components, their draws or an estimate) or "
+                "`icc=`/`cac=`/`decay=` (the Gaussian ICC scale), not both."
+            )
+        fields = components_assurance(
+            d,
+            effect=effect,
+            variance=variance,
+            cluster_size=cluster_size,
+            probabilities=probabilities,
+            n_draws=n_draws,
+            gen=gen,
+            alpha=alpha,
+            options=dict(
+                kwargs, family=family, baseline=baseline, exposure=exposure, dispersion=dispersion
+            ),
+        )
+        return AssuranceResult(**fields)
+    if icc is None:
+        raise OptionError(
+            "give `variance=` (variance components, their draws or an estimate such as "
+            "steppedwedge.estimate_variance) or `icc=` (Gaussian ICC scale)."
+        )
+    if family != "gaussian" or baseline is not None or dispersion is not None:
+        raise OptionError(
+            f"the `icc=` path is Gaussian only (family={family!r} given): for counts and "
+            "binary outcomes on the link scale pass `variance=` (VarianceComponents on the "
+            "link scale, their draws or an estimate) with `family` and `baseline`."
+        )
+    if np.any(np.asarray(exposure, dtype=float) != 1.0):
+        raise OptionError("`exposure` applies to count families; pass `variance=` and `family`.")
+    return _icc_assurance(
+        d, effect, icc, cac, decay, cluster_size, probabilities, n_draws, gen, alpha, kwargs
+    )
+
+
+def _icc_assurance(
+    d: Design,
+    effect: Any,
+    icc: Any,
+    cac: Any,
+    decay: Any,
+    cluster_size: Any,
+    probabilities: Any,
+    n_draws: int,
+    gen: np.random.Generator,
+    alpha: float,
+    kwargs: dict[str, Any],
+) -> AssuranceResult:
+    """Compute the Gaussian ICC-scale path of :func:`assurance` (power_grid closed forms)."""
+    n_draws = check_positive_int("n_draws", n_draws)
     values = {"effect": effect, "icc": icc, "cac": cac, "decay": decay}
     grid: dict[str, np.ndarray] = {}
     draws: dict[str, np.ndarray] = {}

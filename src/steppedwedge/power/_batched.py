@@ -1,0 +1,178 @@
+"""Power of one design under many variance components (and effects) at once.
+
+:func:`steppedwedge.assurance` averages power over thousands of draws of the variance
+components.  Each draw changes only the covariance of the cluster-period means, so the
+covariances are built with the very code :func:`steppedwedge.power` uses
+(:func:`~steppedwedge.power.analytic._covariance`) and the GLS information
+``sum_i Z_i' Sigma_i^{-1} Z_i`` of a chunk of draws is one batched solve and one
+``einsum``: no Python loop over clusters or linear algebra per draw.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from .._core import power_kernels as pk
+from ..variance import VarianceComponents
+from .analytic import _covariance, _dof, _fixed_and_contrast, _Spec
+
+__all__ = ["batched_power", "is_link_scale"]
+
+#: draws per batched solve (bounds memory at about CHUNK * I * T * (T + p) doubles)
+CHUNK = 256
+
+
+def is_link_scale(spec: _Spec) -> bool:
+    """Return True for link-scale GLMMs (variance depends on the means: null vs alternative)."""
+    return spec.family != "gaussian" and spec.link != "identity" and spec.analysis == "mixed"
+
+
+def _fast(spec: _Spec, components: Sequence[VarianceComponents]) -> bool:
+    """Return True when every covariance is ``D(effect) + tau2 J + gamma2 R(decay)``.
+
+    Then the within-cell part ``D`` depends on the effect only (link scale) or is
+    ``sigma2 / m`` (Gaussian), and the random-effect part on the draw only, so both are
+    built once and added; other structures (random treatment effect, cohorts, GEE, the
+    binary identity-link rescaling) build each covariance with ``_covariance``.
+    """
+    if spec.analysis != "mixed" or not (spec.family == "gaussian" or is_link_scale(spec)):
+        return False
+    return all(vc.eta2 == 0 and vc.psi2 == 0 for vc in components)
+
+
+def _shared(spec: _Spec, components: Sequence[VarianceComponents]) -> np.ndarray:
+    """Random-effect covariances ``tau2 J + gamma2 R(decay)``, ``(n, T, T)``.
+
+    Element by element the arithmetic of ``mean_covariance`` and ``decay_matrix``.
+    """
+    n_t = spec.matrix.shape[1]
+    times = np.arange(n_t, dtype=float) if spec.times is None else spec.times
+    lag = np.abs(times[:, None] - times[None, :])
+    tau2 = np.array([vc.tau2 for vc in components], dtype=float)[:, None, None]
+    gamma2 = np.array([vc.gamma2 for vc in components], dtype=float)[:, None, None]
+    has = np.array([vc.decay is not None for vc in components])[:, None, None]
+    r = np.array([0.0 if vc.decay is None else vc.decay for vc in components])[:, None, None]
+    with np.errstate(divide="ignore"):
+        rmat = np.where(lag == 0, 1.0, np.power(r, lag))
+    rmat = np.where(has, rmat, np.eye(n_t))
+    return np.where(gamma2 != 0, tau2 + gamma2 * rmat, tau2 + np.zeros_like(rmat))
+
+
+def _within(spec: _Spec, effects: Sequence[float]) -> dict[float, np.ndarray]:
+    """Within-cell variance ``1 / w_ij`` of every cell, per effect (1 if unobserved).
+
+    Taken from the diagonal of ``_covariance`` with all random-effect variances zero, so
+    it is exactly the within-cell part :func:`steppedwedge.power` uses.
+    """
+    none = VarianceComponents(sigma2=0.0)
+    idx = np.arange(spec.matrix.shape[1])
+    out = {}
+    for e in effects:
+        out[e] = _covariance(dataclasses.replace(spec, variance=none), e)[1][:, idx, idx]
+    return out
+
+
+def _fast_information(
+    spec: _Spec,
+    jobs: Sequence[tuple[VarianceComponents, float]],
+    z0: np.ndarray,
+    within: dict[float, np.ndarray] | None,
+) -> np.ndarray:
+    """GLS information ``(n, p, p)`` of the jobs on the fast path (see ``_fast``).
+
+    Clusters whose covariance is the same in every job (same observed cells and
+    within-cell variances: the clusters of a sequence with equal sizes, or all clusters
+    under the null) share one inversion.
+    """
+    obs = spec.observed
+    n_t = obs.shape[1]
+    idx = np.arange(n_t)
+    if within is None:  # Gaussian: sigma2 / m_ij of each draw
+        inv_m = np.where(obs, 1.0 / np.where(obs, spec.size, 1.0), 0.0)
+        sigma2 = np.array([vc.sigma2 for vc, _ in jobs])[:, None, None]
+        diag = np.where(obs, sigma2 * inv_m, 1.0)  # (n, I, T)
+        key = np.concatenate([inv_m, obs], axis=1)
+    else:
+        diag = np.stack([within[e] for _, e in jobs])
+        key = np.concatenate([*within.values(), obs], axis=1)
+    _, first, group = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    both = (obs[first, :, None] & obs[first, None, :]).astype(float)
+    cov = _shared(spec, [vc for vc, _ in jobs])[:, None, :, :] * both[None]
+    cov[:, :, idx, idx] += diag[:, first]
+    vinv = np.linalg.inv(cov)[:, group.ravel()]  # (n, I, T, T)
+    n = len(jobs)
+    n_i, _, n_p = z0.shape
+    zf = z0.reshape(n_i * n_t, n_p)
+    sol = (vinv @ z0[None]).reshape(n, n_i * n_t, n_p)
+    out: np.ndarray = zf.T[None] @ sol  # sum_i Z_i' V_i^-1 Z_i
+    return out
+
+
+def _variances(spec: _Spec, jobs: Sequence[tuple[VarianceComponents, float]]) -> np.ndarray:
+    """``c' M^{-1} c`` for every (components, effect) job, in chunks of :data:`CHUNK`."""
+    z0, contrast = _fixed_and_contrast(spec)
+    fast = _fast(spec, [vc for vc, _ in jobs])
+    within = None
+    if fast and spec.family != "gaussian":
+        within = _within(spec, sorted({e for _, e in jobs}))
+    out = np.empty(len(jobs))
+    for start in range(0, len(jobs), CHUNK):
+        chunk = jobs[start : start + CHUNK]
+        if fast:
+            info = _fast_information(spec, chunk, z0, within)
+        else:
+            pairs = [_covariance(dataclasses.replace(spec, variance=vc), e) for vc, e in chunk]
+            z = np.stack([zc for zc, _, _ in pairs])  # (n, I, T, p)
+            n, n_i, n_t, n_p = z.shape
+            sol = np.linalg.solve(np.stack([c for _, c, _ in pairs]), z)
+            zr = z.reshape(n, n_i * n_t, n_p)
+            info = np.swapaxes(zr, 1, 2) @ sol.reshape(n, n_i * n_t, n_p)
+        rhs = np.broadcast_to(contrast, (info.shape[0], contrast.size))[..., None]
+        out[start : start + len(chunk)] = np.linalg.solve(info, rhs)[..., 0] @ contrast
+    return out
+
+
+def batched_power(
+    spec: _Spec,
+    components: Sequence[VarianceComponents],
+    effects: np.ndarray,
+    index: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided and one-tail power of job ``j``: ``effects[j]`` with ``components[index[j]]``.
+
+    ``spec`` is a validated power specification (its own effect and components are
+    ignored; its design, family, sizes, exposure and options are used).  The estimability
+    of the contrast is a property of the design, checked by the caller with
+    :func:`~steppedwedge.power.analytic._compute`.  Mirrors ``_compute``: for link-scale
+    GLMMs the variance at the null means sets the critical value (unless
+    ``glmm_variance="alternative"``), and ``dof`` rules are evaluated per draw.
+    """
+    effects = np.asarray(effects, dtype=float)
+    index = np.asarray(index, dtype=np.int64)
+    if spec.family == "gaussian" and spec.analysis == "mixed":
+        # the covariance does not depend on the effect: one variance per draw
+        per_vc = _variances(spec, [(vc, 0.0) for vc in components])
+        var_alt = per_vc[index]
+    else:
+        var_alt = _variances(
+            spec, [(components[k], float(e)) for e, k in zip(effects, index, strict=True)]
+        )
+    if is_link_scale(spec) and spec.glmm_variance == "null-alternative":
+        var_crit = _variances(spec, [(vc, 0.0) for vc in components])[index]
+    else:
+        var_crit = var_alt
+    n_params = _fixed_and_contrast(spec)[0].shape[2]
+    dfs = [_dof(dataclasses.replace(spec, variance=vc), n_params) for vc in components]
+    p2 = np.empty(effects.size)
+    p1 = np.empty(effects.size)
+    for df in set(dfs):
+        # one power evaluation per distinct df (a t reference needs a scalar df)
+        sel = np.isin(index, [k for k, d in enumerate(dfs) if d == df])
+        a, b = pk.wald_power_null_alt(
+            effects[sel], np.sqrt(var_crit[sel]), np.sqrt(var_alt[sel]), spec.alpha, df
+        )
+        p2[sel], p1[sel] = a, b
+    return p2, p1
