@@ -14,6 +14,8 @@ of shape ``(B, I, T)``, one per re-randomised allocation.
   al. (2018): per period the difference of the mean cell summary of treated and control
   clusters, combined over periods with weights ``n1 n0 / (n1 + n0)`` (numbers of clusters)
   or inverse-variance weights.
+* :func:`twfe_weights` and :func:`vertical_weights` -- the coefficients of those (linear)
+  statistics, so that a statistic recomputed for shifted outcomes costs one product.
 * :func:`permutation_pvalue` and :func:`invert_test` -- p-value conventions and the
   bracketing root search that inverts a test into a confidence interval.
 
@@ -34,7 +36,9 @@ __all__ = [
     "treatment_batch",
     "twfe_annihilator",
     "twfe_statistics",
+    "twfe_weights",
     "vertical_statistics",
+    "vertical_weights",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -159,6 +163,85 @@ def twfe_statistics(
     return out[0] if single else out
 
 
+def twfe_weights(
+    x: FloatArray,
+    mask: npt.NDArray[np.bool_],
+    weights: FloatArray | None = None,
+    *,
+    cache: dict[bytes, FloatArray] | None = None,
+) -> FloatArray:
+    r"""Coefficients ``A`` with ``twfe_statistics(y, x)[b] = sum(A[b] * y)`` for every ``y``.
+
+    For a fixed treatment matrix the two-way fixed-effects coefficient ``x' K y / x' K x``
+    is linear in the cell summaries, so once ``A`` is known the statistic of a batch of
+    allocations costs one ``(B, I T)`` product for any outcome (used to invert the test).
+
+    Parameters
+    ----------
+    x : (B, I, T) array
+        Treatment matrices (NaN = cell left out for that allocation).
+    mask : (I, T) bool array
+    weights : (I, T) array, optional
+    cache : dict, optional
+        Annihilators by observation pattern.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(B, I, T)``; a row of NaN where the treatment is collinear with the dummies.
+    """
+    w = np.ones(mask.shape) if weights is None else np.asarray(weights, dtype=np.float64)
+    out = np.zeros(x.shape)
+    for patt, idx in _pattern_groups(mask, x):
+        key = np.packbits(patt).tobytes() + patt.shape[0].to_bytes(4, "little")
+        k = None if cache is None else cache.get(key)
+        if k is None:
+            k = twfe_annihilator(patt, w)
+            if cache is not None:
+                cache[key] = k
+        xs = x[idx][:, patt]
+        xk = xs @ k
+        den = np.einsum("bn,bn->b", xk, xs)
+        scale = np.einsum("bn,bn->b", xs, xs * w[patt][None, :])
+        ok = den > 1e-10 * np.maximum(scale, 1e-300)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rows = np.where(ok[:, None], xk / den[:, None], np.nan)
+        block = np.zeros((idx.size, *mask.shape))
+        block[:, patt] = rows
+        block[~ok] = np.nan
+        out[idx] = block
+    return out
+
+
+def vertical_weights(x: FloatArray, mask: npt.NDArray[np.bool_]) -> FloatArray:
+    r"""Coefficients ``A`` of the cluster-weighted vertical statistic (``sum(A[b] * y)``).
+
+    With weights ``w_j = n1 n0 / (n1 + n0)`` the statistic of :func:`vertical_statistics`
+    is ``sum_j w_j (mean_{x=1} y_ij - mean_{x=0} y_ij) / sum_j w_j``, linear in ``y``.
+
+    Parameters
+    ----------
+    x : (B, I, T) array
+    mask : (I, T) bool array
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(B, I, T)``; NaN rows where no period has both conditions.
+    """
+    t1 = ((x == 1.0) & mask[None]).astype(np.float64)
+    t0 = ((x == 0.0) & mask[None]).astype(np.float64)
+    n1 = t1.sum(axis=1, keepdims=True)
+    n0 = t0.sum(axis=1, keepdims=True)
+    both = (n1 > 0) & (n0 > 0)
+    w = np.where(both, n1 * n0 / np.where(both, n1 + n0, 1.0), 0.0)  # (B, 1, T)
+    tot = w.sum(axis=2, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        coef = w * (t1 / np.where(n1 > 0, n1, 1.0) - t0 / np.where(n0 > 0, n0, 1.0))
+        out: FloatArray = np.where(tot > 0, coef / np.where(tot > 0, tot, 1.0), np.nan)
+    return out
+
+
 def vertical_statistics(
     y: FloatArray,
     x: FloatArray,
@@ -252,13 +335,16 @@ def invert_test(
     *,
     rtol: float = 1e-7,
     max_doublings: int = 60,
+    max_distance: float = np.inf,
 ) -> tuple[float, float]:
     r"""Confidence set ``{theta0 : p(theta0) > alpha}`` as an interval, by bracketing search.
 
     From ``estimate`` (where the test accepts) step outwards by ``scale``, doubling the step
     until ``p <= alpha``, then bisect to a width of ``rtol * scale``.  The bound returned is
     the outermost accepted point found (the set is assumed to be an interval; a step
-    function p-value makes its ends exact up to the bisection width).
+    function p-value makes its ends exact up to the bisection width).  An end is infinite
+    when no rejection is found within ``max_distance`` of ``estimate`` (or
+    ``max_doublings`` steps).
 
     Returns
     -------
@@ -276,11 +362,13 @@ def invert_test(
         step = scale
         outside = None
         for _ in range(max_doublings):
-            cand = estimate + sign * step
+            cand = estimate + sign * min(step, max_distance)
             if pvalue(cand) <= alpha:
                 outside = cand
                 break
             inside = cand
+            if step >= max_distance:
+                break
             step *= 2.0
         if outside is None:
             ends.append(sign * np.inf)

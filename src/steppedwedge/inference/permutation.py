@@ -25,8 +25,10 @@ Statistics
     weights (``weights="inverse-variance"``).  The default before 0.1.0.
 ``"lmm"``
     The treatment estimate (``use="estimate"``) or Wald t statistic (``use="t"``) of
-    :func:`steppedwedge.fit` (default Gaussian nested-exchangeable REML; ``lmm_options`` are
-    passed on).  Slow: one fit per re-randomisation.
+    :func:`steppedwedge.fit` for the outcome's family (Gaussian nested-exchangeable REML by
+    default; a GLMM for counts and binomial outcomes, e.g. ``lmm_options={"random":
+    "nested+decay"}``; ``lmm_options`` are passed on).  Slow: one fit per
+    re-randomisation, on any executor.
 callable
     ``f(frame) -> float`` called with a copy of ``data`` whose treatment column holds the
     re-randomised treatment.
@@ -39,8 +41,10 @@ as in :func:`steppedwedge.models.cluster_level.fit_cluster_summary`.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -49,7 +53,6 @@ import numpy.typing as npt
 import pandas as pd
 
 from .._core.permutation import (
-    invert_test,
     permutation_pvalue,
     treatment_batch,
     twfe_statistics,
@@ -57,12 +60,13 @@ from .._core.permutation import (
 )
 from .._typing import RNGLike
 from .._validation import check_option, check_positive_int, normalise_rng
-from .._warnings import caller_stacklevel
+from .._warnings import caller_stacklevel, warn
 from ..data import TrialData
 from ..design import Design
 from ..exceptions import DataError, DesignError, SmallSampleWarning
 from ..randomise import Allocation, randomise
 from ..results import TIDY_COLUMNS, ResultMixin, Summary, _fmt
+from . import _permutation_ci as ci
 
 __all__ = [
     "NullDistribution",
@@ -82,6 +86,21 @@ _DEFAULT_LINK = {
     "negative_binomial": "log",
 }
 _CHUNK = 2048  # allocations per batch (bounds the (B, I, T) treatment arrays)
+_INTERVAL_NOTE = {
+    "identity": "The interval inverts the test under a constant additive effect on the "
+    "cell-summary scale (Y - theta X are the control outcomes).",
+    "log": "The interval inverts the test under a constant rate ratio exp(theta) (a "
+    "multiplicative effect on the expected count): treated cells' counts are scaled by "
+    "exp(-theta) before the log rates are recomputed -- approximate, since a scaled count "
+    "has the control mean but not the control distribution.",
+    "logit": "The interval inverts the test under a constant odds ratio exp(theta): treated "
+    "cells' event odds are scaled by exp(-theta) before the log-odds are recomputed -- "
+    "approximate, since the scaled counts have the control odds but not the control "
+    "distribution.",
+    "model": "The interval inverts the test in the offset form: the model is refitted with "
+    "theta X added to the linear predictor's offset (log mu - theta X; Gaussian: Y - theta X) "
+    "and the re-randomised treatment as the tested term.",
+}
 
 
 # --------------------------------------------------------------------------------------
@@ -129,6 +148,9 @@ class PermutationResult(ResultMixin):
         NaN: a randomisation test has neither (kept for the shared result protocol).
     n_failed : int
         Re-randomisations whose statistic could not be computed (left out).
+    pvalue_mc_se : float
+        Monte-Carlo standard error of :attr:`pvalue`, ``sqrt(p (1 - p) / B)``; 0 when
+        :attr:`exact`.
     outcome : str
         Name of the outcome column.
     n_clusters, n_periods : int
@@ -176,6 +198,7 @@ class PermutationResult(ResultMixin):
     n_clusters: int
     n_periods: int
     n_failed: int = 0
+    pvalue_mc_se: float = 0.0
     estimand: str = "treatment"
     method: str = "permutation"
     std_error: float = float("nan")
@@ -185,7 +208,7 @@ class PermutationResult(ResultMixin):
 
     # ------------------------------------------------------------------ inference
     def conf_int(self, confidence_level: float | None = None) -> tuple[float, float]:
-        """Confidence interval by test inversion (constant additive effect).
+        """Confidence interval by test inversion (constant effect on the analysis scale).
 
         Parameters
         ----------
@@ -196,12 +219,13 @@ class PermutationResult(ResultMixin):
         Returns
         -------
         tuple of float
+            ``(low, high)`` on the scale of :attr:`link` (exponentiate for a rate or odds
+            ratio); ``(-inf, inf)`` when the space is too small for the level.
 
         Raises
         ------
         ValueError
-            When the statistic cannot be inverted (``"lmm"``, callables, non-identity
-            scales).
+            When the statistic cannot be inverted (callables).
         """
         level = confidence_level
         if level is None:
@@ -210,8 +234,8 @@ class PermutationResult(ResultMixin):
             return self.interval
         if self._invert is None:
             raise ValueError(
-                "a confidence interval by test inversion is available only for the "
-                "'twfe' and 'cluster-period' statistics on the identity scale."
+                "a confidence interval by test inversion is available for the 'twfe', "
+                "'cluster-period' and 'lmm' statistics, not for a callable."
             )
         if not 0.0 < level < 1.0:
             raise ValueError(f"`confidence_level` must lie in (0, 1); got {level!r}.")
@@ -279,7 +303,9 @@ class PermutationResult(ResultMixin):
             (
                 "p-value",
                 f"{_fmt(self.pvalue)} ({self.alternative}; smallest attainable "
-                f"{_fmt(self.min_pvalue)})",
+                f"{_fmt(self.min_pvalue)}"
+                + ("" if self.exact else f"; Monte-Carlo SE {_fmt(self.pvalue_mc_se)}")
+                + ")",
             ),
         ]
         if self.interval is not None:
@@ -289,16 +315,17 @@ class PermutationResult(ResultMixin):
                     f"{_fmt(self.interval[0])} to {_fmt(self.interval[1])}",
                 )
             )
+            if self.link in ("log", "logit"):
+                ratio = "rate ratio" if self.link == "log" else "odds ratio"
+                lo, hi = (math.exp(v) if v < 700 else math.inf for v in self.interval)
+                header.append((f"CI as {ratio}", f"{_fmt(lo)} to {_fmt(hi)}"))
         notes = [
             "p counts the observed allocation: exact proportion over the admissible space, "
             "or (1 + #{extreme}) / (1 + B) for B Monte-Carlo draws.",
             *self.messages,
         ]
         if self.interval is not None:
-            notes.append(
-                "The interval inverts the test under a constant additive effect on the "
-                "cell-summary scale."
-            )
+            notes.append(_INTERVAL_NOTE[self.link if self.statistic_name != "lmm" else "model"])
         return Summary(
             title="Stepped-wedge randomisation test",
             header=tuple(header),
@@ -604,6 +631,8 @@ def permutation_test(
     rng: RNGLike = None,
     confidence_level: float | None = None,
     alpha: float | None = 0.05,
+    executor: Executor | None = None,
+    n_jobs: int | None = None,
 ) -> PermutationResult:
     r"""Randomisation (permutation) test of no treatment effect, re-drawing the allocation.
 
@@ -646,11 +675,18 @@ def permutation_test(
     rng : int, numpy.random.Generator or None
         Source of the Monte-Carlo draws.
     confidence_level : float, optional
-        Also invert the test into a confidence interval (``"twfe"`` and
-        ``"cluster-period"`` on the identity scale).
+        Also invert the test into a confidence interval for the effect on the analysis
+        scale (difference; log rate ratio for counts; log odds ratio for binomial
+        outcomes), for ``"twfe"``, ``"cluster-period"`` and ``"lmm"`` (not binomial).
+        See Notes.
     alpha : float or None, default 0.05
         Warn (:class:`~steppedwedge.SmallSampleWarning`) when the smallest attainable
         p-value exceeds ``alpha``; ``None`` disables the check.
+    executor : concurrent.futures.Executor, optional
+        ``"lmm"`` only: where to run the refits (any executor: a process pool, dask's
+        ``Client.get_executor()``...).  Results do not depend on it.
+    n_jobs : int, optional
+        ``"lmm"`` only, without ``executor``: refit on a process pool of this size.
 
     Returns
     -------
@@ -678,11 +714,39 @@ def permutation_test(
     counts the observed allocation once and keeps the test valid (Phipson & Smyth 2010).
     Draws are uniform with replacement from the admissible set.
 
-    **Confidence interval.**  Under a constant additive effect ``theta`` on the cell-summary
-    scale, ``Y - theta X`` are the control outcomes whatever the allocation, so the interval
-    is ``{theta0 : p(Y - theta0 X) > 1 - confidence_level}`` computed over the same
-    re-randomisations; its ends are found by bracketing and bisection (relative precision
-    1e-7 of the null distribution's spread).
+    **Confidence interval.**  The interval is ``{theta0 : p(theta0) > 1 -
+    confidence_level}``, where ``p(theta0)`` is the test of the outcomes with the
+    hypothesised effect removed, computed over the *same* re-randomisations for every
+    ``theta0`` (so ``p`` is a step function and the ends are its jumps):
+
+    * identity scale: ``Y - theta0 X`` (exact under a constant additive effect);
+    * counts (log link): a constant rate ratio ``exp(theta0)``, i.e. a multiplicative
+      effect on the expected count.  ``"twfe"``/``"cluster-period"`` scale the treated
+      cells' counts back, ``y exp(-theta0 x)``, and recompute the log rates
+      ``log((y exp(-theta0 x) + 0.5) / exposure)``; binomial (logit): the treated cells'
+      odds are scaled by ``exp(-theta0 x)``.  This is an approximation: the scaled counts
+      have the control cells' expected value but not their distribution (a Poisson count
+      divided by a rate ratio is not Poisson), so the test at ``theta0 != 0`` is not exact
+      (its coverage is checked by simulation in ``tests/test_randomisation_ci.py``);
+    * ``"lmm"`` (a GLMM for counts, incl. ``random="nested+decay"``): the exact offset
+      form, the model refitted with ``log mu = offset + theta0 X_obs + beta X*`` (Gaussian:
+      ``Y - theta0 X_obs``) and ``beta`` (or its t) of the re-randomised ``X*`` as the
+      statistic.  Binomial GLMMs take no offset and are refused.
+
+    Cell statistics locate the ends by bracketing and bisection to 1e-7 of the null
+    distribution's spread (the statistics are linear in the cell summaries, so each
+    ``theta0`` costs one product).  Model statistics refit every re-randomisation at a few
+    ``theta0``: each allocation's statistic is smooth in ``theta0``, so the ends are found by
+    a secant iteration on the piecewise-linear interpolation through the refitted values
+    (to 1e-4 of the spread; typically 8-10 rounds of refits for both ends).  When the
+    smallest attainable p-value exceeds ``1 - confidence_level`` (e.g. Family
+    Safeguarding's 12 allocations at 95%) the interval is ``(-inf, inf)`` with a
+    :class:`~steppedwedge.SmallSampleWarning` naming the number of allocations; an end
+    with no rejection within a rate ratio of ``e^30`` (link scales) is infinite and said
+    so in :attr:`PermutationResult.messages`.
+
+    **Monte-Carlo error.**  Without enumeration the p-value has Monte-Carlo standard error
+    ``sqrt(p (1 - p) / B)`` (:attr:`PermutationResult.pvalue_mc_se`).
 
     **Missing cells and partial exposure.**  A re-drawn sequence is applied to the cells a
     cluster actually has; a cell that the drawn sequence marks unobserved is left out for
@@ -698,15 +762,19 @@ def permutation_test(
     design's columns).
 
     **Cost.**  ``"twfe"`` and ``"cluster-period"`` are vectorised over re-randomisations
-    (9999 take well under a second for tens of clusters); ``"lmm"`` and callables cost one
-    call per re-randomisation (an LMM fit takes tens of milliseconds), so use fewer
-    re-randomisations, e.g. ``n_permutations=999``.
+    (10,000 of ``"cluster-period"`` on 17 councils x 20 quarters take about 1.5 s,
+    ``benchmarks/bench_permutation.py``); ``"lmm"`` and callables cost one call per
+    re-randomisation (an LMM or GLMM fit takes tens of milliseconds), so use fewer
+    re-randomisations, e.g. ``n_permutations=999``, and ``executor``/``n_jobs``.
+    Re-randomisations whose statistic fails are counted (:attr:`PermutationResult.n_failed`)
+    and left out.
 
     References
     ----------
     Thompson JA et al. (2018) Stat Med 37:2487-2500.  Wang R, DeGruttola V (2017) Stat Med
     36:2831-2843.  Ji X et al. (2017) Ann Appl Stat 11:1-20.  Phipson B, Smyth GK (2010)
-    Stat Appl Genet Mol Biol 9:39.
+    Stat Appl Genet Mol Biol 9:39.  Rabideau DJ, Wang R (2021) Stat Med 40:4442-4456
+    (randomisation intervals from GLM statistics in the offset form).
 
     Examples
     --------
@@ -764,15 +832,21 @@ def permutation_test(
         if weights is not None:
             raise ValueError("`weights` applies to the 'twfe' and 'cluster-period' statistics.")
         wts = "n/a"
-    if confidence_level is not None and (
-        name not in ("twfe", "cluster-period") or lk != "identity"
-    ):
+    if confidence_level is not None and not isinstance(statistic, str):
         raise ValueError(
-            "`confidence_level` (test inversion) needs statistic='twfe' or 'cluster-period' "
-            "on the identity scale."
+            "`confidence_level` (test inversion) needs statistic='twfe', 'cluster-period' or "
+            "'lmm'; a callable statistic cannot be shifted by a hypothesised effect."
+        )
+    if confidence_level is not None and name == "lmm" and td.family == "binomial":
+        raise ValueError(
+            "`confidence_level` with statistic='lmm' inverts the test in the offset form, "
+            "which the binomial GLMM does not take; use statistic='twfe' or "
+            "'cluster-period' (empirical log-odds) for a binomial randomisation interval."
         )
     if name != "lmm" and (use != "estimate" or lmm_options):
         raise ValueError("`use` and `lmm_options` apply to statistic='lmm' only.")
+    if name != "lmm" and (executor is not None or n_jobs not in (None, 1)):
+        raise ValueError("`executor` and `n_jobs` apply to statistic='lmm' (one refit each).")
 
     cells = td.cells()
     treat = np.where(cells.observed, cells.treatment, np.nan)
@@ -784,6 +858,7 @@ def permutation_test(
 
     messages: list[str] = []
     invert: Callable[[float], tuple[float, float]] | None = None
+    ci_failures: list[int] = []
     estimate: float
     if name in ("twfe", "cluster-period"):
         y, wt, mask = _cell_arrays(td, lk, wts)
@@ -796,31 +871,24 @@ def permutation_test(
                 f"the {name} statistic is not defined for the observed allocation (no period "
                 "with both treated and control clusters, or treatment collinear with time)."
             )
-        if lk == "identity":
-            invert = _make_inverter(
-                y,
-                np.nan_to_num(treat),
-                stat,
-                name == "twfe" or wts == "clusters",
-                space,
-                assignments,
-                observed_x,
-                alternative,
-                exact,
-                obs,
-                null,
-            )
+        prob = ci.CellProblem(
+            name=name,
+            weights=wts,
+            mask=mask,
+            cell_weights=wt,
+            stat=stat,
+            batches=lambda: [
+                treatment_batch(space.seq_matrix, assignments[s : s + _CHUNK], space.columns)
+                for s in range(0, assignments.shape[0], _CHUNK)
+            ],
+            observed_x=observed_x,
+            alternative=alternative,
+            exact=exact,
+        )
+        shift, additive = ci.cell_shift(td, lk, y)
+        invert = ci.cell_inverter(prob, shift, additive, obs, null)
     else:
-        obs, estimate, null, msgs = _refit_statistics(
-            data,
-            td,
-            statistic,
-            name,
-            use,
-            lmm_options or {},
-            space,
-            assignments,
-            observed_x,
+        roles = dict(
             family=family,
             outcome=outcome,
             cluster=cluster,
@@ -830,11 +898,42 @@ def permutation_test(
             trials=trials,
             individual=individual,
         )
+        obs, estimate, null, msgs, job = _refit_statistics(
+            data,
+            td,
+            statistic,
+            name,
+            use,
+            lmm_options or {},
+            space,
+            assignments,
+            observed_x,
+            executor=executor,
+            n_jobs=n_jobs,
+            **roles,
+        )
         messages += msgs
+        if job is not None:
+            invert = ci.model_inverter(
+                job,
+                td.family,
+                outcome,
+                ci.treatment_matrices(space, assignments),
+                observed_x,
+                alternative,
+                exact,
+                obs,
+                estimate,
+                null,
+                executor,
+                n_jobs,
+                ci_failures,
+            )
     n_failed = int(np.count_nonzero(~np.isfinite(null)))
     if n_failed:
         messages.append(
-            f"{n_failed} re-randomisation(s) gave no finite statistic and were left out."
+            f"{n_failed} of {null.size} re-randomisation(s) gave no finite statistic and were "
+            "left out (the allocation does not depend on the outcomes, so the test stays valid)."
         )
     pval = permutation_pvalue(obs, null, alternative, exact=exact)
     n_used = int(null.size - n_failed)
@@ -848,12 +947,23 @@ def permutation_test(
             SmallSampleWarning,
             stacklevel=caller_stacklevel(),
         )
+    if invert is not None:
+        invert = _bounded_inverter(invert, min_p, alloc.n_admissible, exact, n_used)
     interval = None
     if confidence_level is not None and invert is not None:
-        interval = invert(float(confidence_level))
+        interval = _interval(invert, float(confidence_level), min_p, alloc.n_admissible, exact)
+        if not all(np.isfinite(interval)):
+            messages.append(_unbounded_note(interval, float(confidence_level), min_p, alloc))
+        worst = int(np.max(ci_failures)) if ci_failures else 0
+        if worst:
+            messages.append(
+                f"up to {worst} of the {null.size} refits failed at a hypothesised "
+                "effect while the interval was searched (left out of that p-value)."
+            )
     null = np.asarray(null, dtype=np.float64).copy()
     null.flags.writeable = False
     method = alloc.method + (" + constrained" if alloc.constrained else "")
+    mc_se = 0.0 if exact else math.sqrt(pval * (1.0 - pval) / max(n_used, 1))
     return PermutationResult(
         statistic=obs,
         estimate=float(estimate),
@@ -869,59 +979,68 @@ def permutation_test(
         confidence_level=None if confidence_level is None else float(confidence_level),
         interval=interval,
         family=td.family,
-        link=lk,
+        link=lk if name != "lmm" else _DEFAULT_LINK[td.family],
         weights=wts,
         outcome=outcome,
         n_clusters=td.n_clusters,
         n_periods=td.n_periods,
         n_failed=n_failed,
+        pvalue_mc_se=mc_se,
         messages=tuple(messages),
         _invert=invert,
     )
 
 
-def _make_inverter(
-    y: np.ndarray,
-    x_obs: np.ndarray,
-    stat: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    linear: bool,
-    space: _Space,
-    assignments: np.ndarray,
-    observed_x: np.ndarray,
-    alternative: str,
+def _bounded_inverter(
+    invert: Callable[[float], tuple[float, float]],
+    min_p: float,
+    n_admissible: int,
     exact: bool,
-    obs: float,
-    null: np.ndarray,
+    n_used: int,
 ) -> Callable[[float], tuple[float, float]]:
-    """Confidence interval by inverting the test of ``Y - theta0 X`` (computed on demand).
+    """``(-inf, inf)`` without a search when no p-value can fall to ``1 - level``."""
 
-    For a statistic linear in ``Y`` (``"twfe"``; ``"cluster-period"`` with cluster-count
-    weights) ``T(Y - t X) = T(Y) - t T(X)``, so ``T(X)`` over the re-randomisations is
-    computed once; otherwise every evaluation recomputes the statistic.
-    """
-    y0 = np.nan_to_num(y)
-    cache: dict[str, Any] = {}
+    def bounded(level: float) -> tuple[float, float]:
+        if min_p > 1.0 - level + 1e-12:
+            return (-math.inf, math.inf)
+        return invert(level)
 
-    def pfun(theta: float) -> float:
-        if linear:
-            if "null_x" not in cache:
-                cache["null_x"] = _batched(lambda x: stat(x_obs, x), space, assignments)
-                cache["obs_x"] = float(stat(x_obs, observed_x)[0])
-            t_obs = obs - theta * cache["obs_x"]
-            t_null = null - theta * cache["null_x"]
-        else:
-            yy = y0 - theta * x_obs
-            t_obs = float(stat(yy, observed_x)[0])
-            t_null = _batched(lambda x: stat(yy, x), space, assignments)
-        return permutation_pvalue(t_obs, t_null, alternative, exact=exact)  # type: ignore[arg-type]
+    return bounded
 
-    fin = null[np.isfinite(null)]
-    scale = float(np.std(fin)) if fin.size > 1 else 1.0
 
-    def invert(level: float) -> tuple[float, float]:
-        return invert_test(pfun, obs, scale, 1.0 - level)
+def _interval(
+    invert: Callable[[float], tuple[float, float]],
+    level: float,
+    min_p: float,
+    n_admissible: int,
+    exact: bool,
+) -> tuple[float, float]:
+    if min_p > 1.0 - level + 1e-12:
+        warn(
+            f"a {100 * level:g}% randomisation interval needs p-values down to "
+            f"{1 - level:.3g}, but with {n_admissible} admissible allocation(s) the smallest "
+            f"attainable p is {min_p:.3g}: the interval is unbounded (-inf, inf). The "
+            f"largest level with a bounded interval is {100 * (1 - min_p):.3g}%"
+            + ("" if exact else " (or draw more re-randomisations)")
+            + ".",
+            SmallSampleWarning,
+        )
+    return invert(level)
 
-    return invert
+
+def _unbounded_note(
+    interval: tuple[float, float], level: float, min_p: float, alloc: Allocation
+) -> str:
+    if min_p > 1.0 - level + 1e-12:
+        return (
+            f"The {100 * level:g}% interval is unbounded: {alloc.n_admissible} admissible "
+            f"allocations give a smallest attainable p of {min_p:.3g} > {1 - level:.3g}."
+        )
+    side = "lower" if not np.isfinite(interval[0]) else "upper"
+    return (
+        f"The {side} end of the {100 * level:g}% interval is unbounded: no effect that far "
+        "out (on the analysis scale) is rejected at this level."
+    )
 
 
 def _permuted_frame(
@@ -943,49 +1062,47 @@ def _refit_statistics(
     space: _Space,
     assignments: np.ndarray,
     observed_x: np.ndarray,
+    *,
+    executor: Executor | None,
+    n_jobs: int | None,
     **roles: Any,
-) -> tuple[float, float, np.ndarray, list[str]]:
-    """Observed value, estimate and null distribution of an ``"lmm"`` or callable statistic."""
+) -> tuple[float, float, np.ndarray, list[str], ci.RefitJob | None]:
+    """Observed value, estimate, null distribution and refit job of a refitted statistic."""
     if len(td.frame) != len(data):  # pragma: no cover - from_frame drops nothing here
         raise DataError("rows were dropped while validating `data`; remove them first.")
     messages: list[str] = []
+    xs = treatment_batch(space.seq_matrix, assignments, space.columns)
     if name == "lmm":
-        from ..models.fit import fit
-
         opts = dict(options)
         if use == "estimate":
             opts.setdefault("dof", "normal")
-        fit_args = {k: v for k, v in roles.items() if v is not None}
-        not_conv = 0
+        job = ci.RefitJob(
+            data=data,
+            cluster_codes=np.asarray(td.cluster_codes),
+            period_codes=np.asarray(td.period_codes),
+            treatment=roles["treatment"],
+            fit_args={k: v for k, v in roles.items() if v is not None},
+            options=opts,
+            use=use,
+        )
+        obs, est = ci.fit_observed(job, observed_x[0])  # errors propagate to the caller
+        null, _, not_conv, errors = ci.refit_many(job, xs, executor, n_jobs)
+        if not_conv:
+            messages.append(f"{not_conv} of the model fits did not converge (kept).")
+        messages += [f"executor failure ({e}); those re-randomisations are missing" for e in errors]
+        return obs, est, null, messages, job
 
-        def one(frame: pd.DataFrame) -> tuple[float, float]:
-            nonlocal not_conv
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                res = fit(frame, **fit_args, **opts)
-            if not getattr(res, "converged", True):
-                not_conv += 1
-            est = float(res.estimate)
-            return (est if use == "estimate" else float(res.statistic)), est
+    def one(frame: pd.DataFrame) -> float:
+        return float(statistic(frame))
 
-    else:
-
-        def one(frame: pd.DataFrame) -> tuple[float, float]:
-            value = float(statistic(frame))
-            return value, value
-
-    x0 = observed_x[0]
-    obs, est = one(_permuted_frame(data, td, roles["treatment"], np.nan_to_num(x0)))
+    obs = one(_permuted_frame(data, td, roles["treatment"], np.nan_to_num(observed_x[0])))
     null = np.full(assignments.shape[0], np.nan)
-    xs = treatment_batch(space.seq_matrix, assignments, space.columns)
     for k in range(assignments.shape[0]):
         try:
-            null[k] = one(_permuted_frame(data, td, roles["treatment"], np.nan_to_num(xs[k])))[0]
-        except (ValueError, RuntimeError, np.linalg.LinAlgError):
+            null[k] = one(_permuted_frame(data, td, roles["treatment"], np.nan_to_num(xs[k])))
+        except (ValueError, RuntimeError, ArithmeticError, np.linalg.LinAlgError):
             null[k] = np.nan
-    if name == "lmm" and not_conv:
-        messages.append(f"{not_conv} of the model fits did not converge (kept).")
-    return obs, est, null, messages
+    return obs, obs, null, messages, None
 
 
 # --------------------------------------------------------------------------------------
