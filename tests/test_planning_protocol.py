@@ -263,6 +263,7 @@ def test_design_search_tidy_ranks_candidates_and_counts_costs() -> None:
     assert list(t.columns) == [
         "rank",
         *[f"pattern_{j}" for j in range(n_pat)],
+        "n_clusters",
         "n_sequences",
         "treated_cells",
         "measured_cells",
@@ -283,6 +284,7 @@ def test_design_search_tidy_ranks_candidates_and_counts_costs() -> None:
         assert t["treated_cells"].iloc[r] == pytest.approx(np.nansum(d.matrix), **EXACT)
         assert t["measured_cells"].iloc[r] == d.observed.sum()
         assert t["n_sequences"].iloc[r] == d.n_sequences
+        assert t["n_clusters"].iloc[r] == d.n_clusters
     pd.testing.assert_frame_equal(res.table(3), t.head(3))
 
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 from _tolerances import LINALG
 
 from steppedwedge.design import Design
-from steppedwedge.exceptions import DesignError
-from steppedwedge.power import power, search_designs
+from steppedwedge.exceptions import DesignError, OptionError
+from steppedwedge.power import assurance, power, search_designs
 from steppedwedge.variance import VarianceComponents as VC
 
 
-def brute_force(n_i: int, n_t: int, vc: VC, m: float, **kw: object) -> dict[tuple, float]:
+def brute_force(
+    n_i: int, n_t: int, vc: VC, m: float, effect: float = 0.3, **kw: object
+) -> dict[tuple, float]:
     out = {}
     pats = np.array([[1.0 if j >= p else 0.0 for j in range(n_t)] for p in range(1, n_t)])
 
@@ -30,7 +34,7 @@ def brute_force(n_i: int, n_t: int, vc: VC, m: float, **kw: object) -> dict[tupl
             d = Design.from_matrix(np.repeat(pats, g, axis=0))
         except DesignError:
             continue
-        out[tuple(g)] = power(d, effect=0.3, variance=vc, cluster_size=m, **kw).variance
+        out[tuple(g)] = power(d, effect=effect, variance=vc, cluster_size=m, **kw).variance
     return out
 
 
@@ -130,3 +134,135 @@ def test_transition_and_custom_patterns() -> None:
         search_designs(
             n_clusters=5, n_periods=5, effect=0.3, variance=vc, cluster_size=10, patterns=pats
         )
+
+
+# --------------------------------------------------------------------------- count families
+COUNTS = dict(family="poisson", baseline=6.6e-4, exposure=55_000.0)
+VC_COUNTS = VC(sigma2=0.0, tau2=0.1, gamma2=0.02, decay=0.8)
+
+
+def test_count_search_over_cluster_numbers_matches_power() -> None:
+    res = search_designs(
+        n_clusters=range(4, 8),
+        n_periods=5,
+        effect=np.log(0.85),
+        variance=VC_COUNTS,
+        cluster_size=1,
+        **COUNTS,
+    )
+    assert res.exhaustive and res.family == "poisson"
+    sizes = res.allocations.sum(axis=1)
+    assert set(sizes) == {4, 5, 6, 7}
+    # every candidate of 6 councils is there: brute force over the same allocations
+    ref = brute_force(6, 5, VC_COUNTS, 1, effect=np.log(0.85), **COUNTS)
+    six = {tuple(a): v for a, v in zip(res.allocations, res.variance, strict=True) if a.sum() == 6}
+    assert set(six) == set(ref)
+    for alloc, v in six.items():
+        np.testing.assert_allclose(v, ref[alloc], **LINALG)
+    for r in (0, 5, res.n_evaluated - 1):
+        p = power(res.design(r), effect=np.log(0.85), variance=VC_COUNTS, cluster_size=1, **COUNTS)
+        np.testing.assert_allclose(res.power[r], p.power, **LINALG)
+    best = res.best_per_size()
+    assert best["n_clusters"].tolist() == [4, 5, 6, 7]
+    assert best.loc[best["n_clusters"] == 6, "variance"].item() == pytest.approx(
+        min(ref.values()), rel=1e-10
+    )
+    assert "Best candidate per number of clusters" in str(res)
+    assert res.costs()["n_clusters"].tolist() == sizes.tolist()
+
+
+def test_negative_binomial_search_with_exposure() -> None:
+    kw = dict(family="negative_binomial", baseline=6.6e-4, exposure=40_000.0, dispersion=30.0)
+    res = search_designs(
+        n_clusters=9,
+        n_periods=6,
+        effect=np.log(0.8),
+        variance=VC_COUNTS,
+        cluster_size=1,
+        max_candidates=300,
+        rng=2,
+        **kw,
+    )
+    assert not res.exhaustive
+    for r in (0, 1, 2):
+        p = power(res.design(r), effect=np.log(0.8), variance=VC_COUNTS, cluster_size=1, **kw)
+        np.testing.assert_allclose(res.variance[r], p.variance, **LINALG)
+        np.testing.assert_allclose(res.power[r], p.power, **LINALG)
+
+
+@dataclass(frozen=True)
+class _Estimate:
+    variance: VC
+    draws: tuple[VC, ...]
+
+
+def test_search_with_an_estimate_gives_assurance_of_the_best() -> None:
+    gen = np.random.default_rng(4)
+    draws = tuple(
+        VC(sigma2=0.0, tau2=t, gamma2=g, decay=r)
+        for t, g, r in zip(
+            gen.gamma(8, 0.1 / 8, 30), gen.gamma(6, 0.02 / 6, 30), gen.beta(16, 4, 30), strict=True
+        )
+    )
+    est = _Estimate(VC_COUNTS, draws)
+    res = search_designs(
+        n_clusters=7,
+        n_periods=5,
+        effect=np.log(0.85),
+        variance=est,
+        cluster_size=1,
+        n_assurance=3,
+        **COUNTS,
+    )
+    at_point = search_designs(
+        n_clusters=7,
+        n_periods=5,
+        effect=np.log(0.85),
+        variance=VC_COUNTS,
+        cluster_size=1,
+        **COUNTS,
+    )
+    np.testing.assert_array_equal(res.variance, at_point.variance)
+    assert res.assurance is not None and at_point.assurance is None
+    assert np.isnan(res.assurance[3:]).all()
+    for r in range(3):
+        ref = assurance(
+            res.design(r), effect=np.log(0.85), variance=list(draws), cluster_size=1, **COUNTS
+        )
+        np.testing.assert_allclose(res.assurance[r], ref.assurance, rtol=0, atol=1e-12)
+    assert "assurance" in res.tidy().columns and "best assurance" in str(res)
+
+
+def test_search_bad_input() -> None:
+    with pytest.raises(OptionError, match="one `exposure` for every cluster"):
+        search_designs(
+            n_clusters=4,
+            n_periods=4,
+            effect=-0.2,
+            variance=VC_COUNTS,
+            cluster_size=1,
+            family="poisson",
+            baseline=1e-3,
+            exposure=[1e4, 2e4, 3e4, 4e4],
+        )
+    with pytest.raises(OptionError, match="point estimate"):
+        search_designs(
+            n_clusters=4,
+            n_periods=4,
+            effect=-0.2,
+            variance=[VC_COUNTS],
+            cluster_size=1,
+            **COUNTS,
+        )
+    with pytest.raises(OptionError, match="n_clusters"):
+        search_designs(n_clusters=[4, 5.5], n_periods=4, effect=0.2, variance=VC(), cluster_size=1)
+
+
+def test_random_compositions_are_uniform() -> None:
+    from steppedwedge.power.search import _random_compositions
+
+    comp = _random_compositions(5, 3, 21_000, np.random.default_rng(0))
+    assert np.all(comp.sum(axis=1) == 5) and np.all(comp >= 0)
+    _, counts = np.unique(comp, axis=0, return_counts=True)
+    # 21 compositions, 1000 expected each: chi-square with 20 df, far below its 0.999 quantile
+    assert counts.size == 21 and ((counts - 1000) ** 2 / 1000).sum() < 45.3

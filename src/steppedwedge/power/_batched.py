@@ -11,7 +11,7 @@ covariances are built with the very code :func:`steppedwedge.power` uses
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from .._core import power_kernels as pk
 from ..variance import VarianceComponents
 from .analytic import _covariance, _dof, _fixed_and_contrast, _Spec
 
-__all__ = ["batched_power", "is_link_scale"]
+__all__ = ["batched_power", "is_link_scale", "iter_information"]
 
 #: draws per batched solve (bounds memory at about CHUNK * I * T * (T + p) doubles)
 CHUNK = 256
@@ -80,8 +80,11 @@ def _fast_information(
     jobs: Sequence[tuple[VarianceComponents, float]],
     z0: np.ndarray,
     within: dict[float, np.ndarray] | None,
+    per_cluster: bool,
 ) -> np.ndarray:
-    """GLS information ``(n, p, p)`` of the jobs on the fast path (see ``_fast``).
+    """GLS information of the jobs on the fast path (see ``_fast``).
+
+    ``(n, p, p)`` summed over clusters, or ``(n, I, p, p)`` per cluster.
 
     Clusters whose covariance is the same in every job (same observed cells and
     within-cell variances: the clusters of a sequence with equal sizes, or all clusters
@@ -105,33 +108,54 @@ def _fast_information(
     vinv = np.linalg.inv(cov)[:, group.ravel()]  # (n, I, T, T)
     n = len(jobs)
     n_i, _, n_p = z0.shape
+    sol = vinv @ z0[None]  # (n, I, T, p)
+    if per_cluster:
+        per: np.ndarray = np.swapaxes(z0, 1, 2)[None] @ sol
+        return per
     zf = z0.reshape(n_i * n_t, n_p)
-    sol = (vinv @ z0[None]).reshape(n, n_i * n_t, n_p)
-    out: np.ndarray = zf.T[None] @ sol  # sum_i Z_i' V_i^-1 Z_i
+    out: np.ndarray = zf.T[None] @ sol.reshape(n, n_i * n_t, n_p)  # sum_i Z_i' V_i^-1 Z_i
     return out
 
 
-def _variances(spec: _Spec, jobs: Sequence[tuple[VarianceComponents, float]]) -> np.ndarray:
-    """``c' M^{-1} c`` for every (components, effect) job, in chunks of :data:`CHUNK`."""
-    z0, contrast = _fixed_and_contrast(spec)
+def iter_information(
+    spec: _Spec,
+    jobs: Sequence[tuple[VarianceComponents, float]],
+    *,
+    per_cluster: bool = False,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(start, information)`` for consecutive chunks of :data:`CHUNK` jobs.
+
+    The information is ``sum_i Z_i' V_i^{-1} Z_i`` of each job, ``(n, p, p)``, or per
+    cluster, ``(n, I, p, p)``.
+    """
+    z0, _ = _fixed_and_contrast(spec)
     fast = _fast(spec, [vc for vc, _ in jobs])
     within = None
     if fast and spec.family != "gaussian":
         within = _within(spec, sorted({e for _, e in jobs}))
-    out = np.empty(len(jobs))
     for start in range(0, len(jobs), CHUNK):
         chunk = jobs[start : start + CHUNK]
         if fast:
-            info = _fast_information(spec, chunk, z0, within)
+            yield start, _fast_information(spec, chunk, z0, within, per_cluster)
+            continue
+        pairs = [_covariance(dataclasses.replace(spec, variance=vc), e) for vc, e in chunk]
+        z = np.stack([zc for zc, _, _ in pairs])  # (n, I, T, p)
+        n, n_i, n_t, n_p = z.shape
+        sol = np.linalg.solve(np.stack([c for _, c, _ in pairs]), z)
+        if per_cluster:
+            yield start, np.swapaxes(z, 2, 3) @ sol
         else:
-            pairs = [_covariance(dataclasses.replace(spec, variance=vc), e) for vc, e in chunk]
-            z = np.stack([zc for zc, _, _ in pairs])  # (n, I, T, p)
-            n, n_i, n_t, n_p = z.shape
-            sol = np.linalg.solve(np.stack([c for _, c, _ in pairs]), z)
             zr = z.reshape(n, n_i * n_t, n_p)
-            info = np.swapaxes(zr, 1, 2) @ sol.reshape(n, n_i * n_t, n_p)
+            yield start, np.swapaxes(zr, 1, 2) @ sol.reshape(n, n_i * n_t, n_p)
+
+
+def _variances(spec: _Spec, jobs: Sequence[tuple[VarianceComponents, float]]) -> np.ndarray:
+    """``c' M^{-1} c`` for every (components, effect) job, in chunks of :data:`CHUNK`."""
+    _, contrast = _fixed_and_contrast(spec)
+    out = np.empty(len(jobs))
+    for start, info in iter_information(spec, jobs):
         rhs = np.broadcast_to(contrast, (info.shape[0], contrast.size))[..., None]
-        out[start : start + len(chunk)] = np.linalg.solve(info, rhs)[..., 0] @ contrast
+        out[start : start + info.shape[0]] = np.linalg.solve(info, rhs)[..., 0] @ contrast
     return out
 
 

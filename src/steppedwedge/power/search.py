@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,11 @@ from .._core import power_kernels as pk
 from .._typing import RNGLike
 from .._validation import check_option, check_positive_int, normalise_rng
 from ..design import Design
+from ..exceptions import OptionError
 from ..results import Summary
+from ..variance import VarianceComponents
+from ._batched import is_link_scale, iter_information
+from ._link_assurance import resolve_draws
 from .analytic import _covariance, _power_iv
 from .analytic import power as _power
 from .result import PlanningResultMixin, _number
@@ -24,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["DesignSearchResult", "search_designs"]
 
 
-_COSTS = ("treated_cells", "measured_cells", "n_sequences")
+_COSTS = ("treated_cells", "measured_cells", "n_sequences", "n_clusters")
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,11 @@ class DesignSearchResult(PlanningResultMixin):
         Number of candidates evaluated.
     exhaustive : bool
         True when every allocation satisfying the constraints was evaluated.
+    assurance : ndarray, shape (n,) or None
+        With ``variance=`` an estimate with draws (or a sequence of draws): the mean power
+        over the draws of the ``n_assurance`` best candidates (NaN for the others).
+    family : str
+        Outcome family of the power calculation.
     """
 
     patterns: np.ndarray
@@ -54,6 +64,8 @@ class DesignSearchResult(PlanningResultMixin):
     power_one_tail: np.ndarray
     n_evaluated: int
     exhaustive: bool
+    assurance: np.ndarray | None = None
+    family: str = "gaussian"
     _power_kwargs: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def design(self, rank: int = 0) -> Design:
@@ -86,7 +98,7 @@ class DesignSearchResult(PlanningResultMixin):
             ``treated_cells``: cluster-periods under treatment (partial exposure counted
             by its fraction; the intervention-delivery cost); ``measured_cells``: observed
             cluster-periods (the data-collection cost); ``n_sequences``: distinct switch
-            patterns used (rollout waves to organise).
+            patterns used (rollout waves to organise); ``n_clusters``: clusters recruited.
         """
         pat = np.asarray(self.patterns, dtype=float)
         alloc = self.allocations.astype(float)
@@ -94,6 +106,7 @@ class DesignSearchResult(PlanningResultMixin):
             "treated_cells": alloc @ np.nansum(pat, axis=1),
             "measured_cells": alloc @ np.isfinite(pat).sum(axis=1).astype(float),
             "n_sequences": (self.allocations > 0).sum(axis=1).astype(float),
+            "n_clusters": self.allocations.sum(axis=1).astype(float),
         }
 
     def tidy(self) -> pd.DataFrame:
@@ -103,8 +116,9 @@ class DesignSearchResult(PlanningResultMixin):
         -------
         pandas.DataFrame
             Columns ``rank``, ``pattern_0 .. pattern_{K-1}`` (clusters allocated to each
-            pattern), ``n_sequences``, ``treated_cells``, ``measured_cells``, ``variance``,
-            ``std_error``, ``power``, ``power_one_tail``.
+            pattern), ``n_clusters``, ``n_sequences``, ``treated_cells``, ``measured_cells``,
+            ``variance``, ``std_error``, ``power``, ``power_one_tail``, and ``assurance``
+            when the search averaged power over draws of the variance components.
         """
         import pandas as pd
 
@@ -115,6 +129,7 @@ class DesignSearchResult(PlanningResultMixin):
             {
                 "rank": np.arange(n),
                 **cols,
+                "n_clusters": cost["n_clusters"].astype(np.int64),
                 "n_sequences": cost["n_sequences"].astype(np.int64),
                 "treated_cells": cost["treated_cells"],
                 "measured_cells": cost["measured_cells"].astype(np.int64),
@@ -124,6 +139,8 @@ class DesignSearchResult(PlanningResultMixin):
                 "power_one_tail": self.power_one_tail,
             }
         )
+        if self.assurance is not None:
+            out["assurance"] = self.assurance
         return out
 
     def table(self, top: int = 10) -> pd.DataFrame:
@@ -142,6 +159,23 @@ class DesignSearchResult(PlanningResultMixin):
         out: pd.DataFrame = self.tidy().head(top).reset_index(drop=True)
         return out
 
+    def best_per_size(self) -> pd.DataFrame:
+        """Tabulate the best candidate for each number of clusters searched.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The rows of :meth:`tidy` of the smallest-variance candidate of every
+            ``n_clusters``, fewest clusters first.
+        """
+        t = self.tidy()
+        out: pd.DataFrame = (
+            t.loc[t.groupby("n_clusters")["variance"].idxmin()]
+            .sort_values("n_clusters")
+            .reset_index(drop=True)
+        )
+        return out
+
     def summary(self) -> Summary:
         """Return the summary: the search space and the ten best candidates.
 
@@ -151,9 +185,14 @@ class DesignSearchResult(PlanningResultMixin):
             Renders with ``as_text()``, ``as_html()``, ``as_markdown()``, ``as_latex()``.
         """
         n_pat, n_t = self.patterns.shape
-        header = (
+        sizes = np.unique(self.allocations.sum(axis=1))
+        header = [
+            ("family", self.family),
             ("patterns", f"{n_pat} candidate sequences over {n_t} periods"),
-            ("clusters", str(int(self.allocations[0].sum()))),
+            (
+                "clusters",
+                str(int(sizes[0])) if sizes.size == 1 else f"{sizes[0]} to {sizes[-1]}",
+            ),
             (
                 "candidates evaluated",
                 f"{self.n_evaluated} " + ("(all)" if self.exhaustive else "(random sample)"),
@@ -161,11 +200,16 @@ class DesignSearchResult(PlanningResultMixin):
             ("best allocation", ", ".join(str(int(a)) for a in self.allocations[0])),
             ("best power", _number(float(self.power[0]))),
             ("best std. error", _number(float(np.sqrt(self.variance[0])))),
-        )
+        ]
+        if self.assurance is not None:
+            header.append(("best assurance", _number(float(np.nanmax(self.assurance)))))
+        tables = [("Best candidates", self.table(10))]
+        if sizes.size > 1:
+            tables.append(("Best candidate per number of clusters", self.best_per_size()))
         return Summary(
             title="Design search",
-            header=header,
-            tables=(("Best candidates", self.table(10)),),
+            header=tuple(header),
+            tables=tuple(tables),
             notes=(
                 "Ranked by the GLS variance of the treatment estimator "
                 "(Watson, Girling & Hemming 2023).",
@@ -192,8 +236,9 @@ class DesignSearchResult(PlanningResultMixin):
             (the most powerful candidate at each cost or less) drawn as a step line and the
             best candidate marked.  ``"curves"``: power over the effect for the ``top``
             candidates.
-        cost : {"treated_cells", "measured_cells", "n_sequences"}, default "treated_cells"
-            The cost axis of the frontier (see :meth:`costs`).
+        cost : str, default "treated_cells"
+            The cost axis of the frontier: ``"treated_cells"``, ``"measured_cells"``,
+            ``"n_sequences"`` or ``"n_clusters"`` (see :meth:`costs`).
         top : int, default 5
             Candidates drawn by ``kind="curves"``.
         effects : array_like, optional
@@ -264,152 +309,47 @@ def _compositions(total: int, parts: int) -> np.ndarray:
 
 
 def _random_compositions(total: int, parts: int, n: int, gen: np.random.Generator) -> np.ndarray:
-    """``n`` compositions drawn uniformly (stars and bars)."""
-    out = np.empty((n, parts), dtype=np.int64)
-    for k in range(n):
-        bars = np.sort(gen.choice(total + parts - 1, size=parts - 1, replace=False))
-        edges = np.concatenate([[-1], bars, [total + parts - 1]])
-        out[k] = np.diff(edges) - 1
+    """``n`` compositions drawn uniformly (stars and bars, vectorised).
+
+    The ``parts - 1`` bar positions are a uniform random subset of the ``total + parts - 1``
+    slots: the first ``parts - 1`` of a random permutation of every slot (row by row).
+    """
+    slots = total + parts - 1
+    bars = np.sort(np.argsort(gen.random((n, slots)), axis=1)[:, : parts - 1], axis=1)
+    edges = np.concatenate(
+        [np.full((n, 1), -1), bars, np.full((n, 1), slots)], axis=1, dtype=np.int64
+    )
+    out: np.ndarray = np.diff(edges, axis=1) - 1
     return out
 
 
-def search_designs(
-    *,
-    n_clusters: int,
-    n_periods: int,
-    effect: float,
-    variance: Any,
-    cluster_size: float,
-    include_parallel: bool = False,
-    transition_periods: int = 0,
-    patterns: Any = None,
-    min_per_sequence: int = 1,
-    max_sequences: int | None = None,
-    max_candidates: int = 10_000,
-    rng: RNGLike = None,
-    **kwargs: Any,
-) -> DesignSearchResult:
-    r"""Find the most efficient allocation of clusters to switch times.
+def _cluster_counts(n_clusters: Any) -> list[int]:
+    """Return the numbers of clusters to search (an int or a sequence of ints, >= 2)."""
+    values = [n_clusters] if np.ndim(n_clusters) == 0 else list(np.asarray(n_clusters).ravel())
+    if not values:
+        raise OptionError("`n_clusters` must be an integer >= 2 or a non-empty sequence of them.")
+    out = []
+    for v in values:
+        if isinstance(v, (bool, np.bool_)) or not float(v).is_integer():
+            raise OptionError(f"`n_clusters` must be integers >= 2; got {v!r}.")
+        out.append(check_positive_int("n_clusters", int(v), minimum=2))
+    return sorted(set(out))
 
-    Every candidate allocates ``n_clusters`` clusters to the patterns "control up to period
-    ``p``, treated from ``p + 1``" (``p = 1 .. T-1``; with ``include_parallel`` also
-    all-control and all-treated), subject to the constraints, and is scored by the GLS
-    variance of the treatment estimator (any covariance structure :func:`power` supports).
 
-    Parameters
-    ----------
-    n_clusters, n_periods : int
-        Clusters ``I`` and periods ``T`` (fixed).
-    effect : float
-        Effect for the power column.
-    variance : VarianceComponents
-        Variance components of the outcome model.
-    cluster_size : float
-        Individuals per cluster-period (the same everywhere).
-    include_parallel : bool, default False
-        Also allow never-treated and always-treated sequences (hybrid designs,
-        Girling & Hemming 2016).
-    transition_periods : int, default 0
-        Generated patterns leave this many cells from the switch unobserved (NaN), as
-        ``Design.stepped_wedge(..., transition_periods=k)``.
-    patterns : array_like, shape (K, T), optional
-        Your own candidate sequences (0/1, fractions, NaN for unobserved) instead of the
-        generated switch-time patterns; ``n_periods`` must equal ``T``.  Every period
-        should be observed in some used sequence of a candidate (candidates whose
-        information is singular are dropped).
-    min_per_sequence : int, default 1
-        Minimum clusters in a used sequence.
-    max_sequences : int, optional
-        Maximum number of sequences used.
-    max_candidates : int, default 10000
-        If the constrained space is larger, this many allocations are sampled uniformly
-        (``rng``), plus the equally spaced balanced designs.
-    rng : int, Generator or None
-        Seed for sampling allocations when the space exceeds ``max_candidates``.
-    **kwargs
-        Passed to :func:`power` (``family``, ``baseline``, ``sampling``, ``alpha``, ...).
+def _switch_patterns(n_t: int, include_parallel: bool, k_tr: int) -> np.ndarray:
+    """Rows "control up to period p, treated from p + 1" (``k_tr`` unobserved after)."""
+    starts = list(range(1, n_t)) + ([0, n_t] if include_parallel else [])
+    patterns = np.array([[1.0 if j >= p else 0.0 for j in range(n_t)] for p in starts])
+    for row, p in zip(patterns, starts, strict=True):
+        if 0 < p < n_t:
+            row[p : min(p + k_tr, n_t)] = np.nan
+    return patterns
 
-    Returns
-    -------
-    DesignSearchResult
-        The candidates ranked by variance, best first.
 
-    Notes
-    -----
-    A cluster's information ``Z_k' Sigma_k^{-1} Z_k`` depends only on its pattern ``k``,
-    so it is computed once per pattern with the shared GLS kernel; a candidate's
-    information is ``sum_k g_k Z_k' Sigma_k^{-1} Z_k`` and all candidates are solved in one
-    batched call (for link-scale GLMMs both the null and alternative informations are
-    used).  Watson, Girling & Hemming (2023) review such c-optimal designs.
-
-    Examples
-    --------
-    >>> from steppedwedge.variance import VarianceComponents
-    >>> from steppedwedge.power import search_designs
-    >>> res = search_designs(n_clusters=8, n_periods=5, effect=0.3,
-    ...                      variance=VarianceComponents.from_correlations(0.05),
-    ...                      cluster_size=20)
-    >>> res.exhaustive, res.allocations[0].tolist()
-    (True, [3, 1, 1, 3])
-    """
-    n_i = check_positive_int("n_clusters", n_clusters, minimum=2)
-    n_t = check_positive_int("n_periods", n_periods, minimum=2)
-    min_g = check_positive_int("min_per_sequence", min_per_sequence)
-    max_c = check_positive_int("max_candidates", max_candidates)
-    gen = normalise_rng(rng)
-    k_tr = check_positive_int("transition_periods", transition_periods, minimum=0)
-    if patterns is None:
-        starts = list(range(1, n_t)) + ([0, n_t] if include_parallel else [])
-        patterns = np.array([[1.0 if j >= p else 0.0 for j in range(n_t)] for p in starts])
-        for row, p in zip(patterns, starts, strict=True):
-            if 0 < p < n_t:
-                row[p : min(p + k_tr, n_t)] = np.nan
-    else:
-        patterns = np.asarray(patterns, dtype=float)
-        if patterns.ndim != 2 or patterns.shape[1] != n_t or patterns.shape[0] < 2:
-            raise ValueError(
-                f"`patterns` must be a (K, {n_t}) array with K >= 2 candidate sequences; got "
-                f"shape {patterns.shape}."
-            )
-    n_pat = patterns.shape[0]
-    max_s = n_pat if max_sequences is None else check_positive_int("max_sequences", max_sequences)
-    # per-pattern information at the alternative (and null), via the power code path
-    probe = Design.from_matrix(patterns, check_identifiable=False)
-    spec = _power_iv(
-        probe,
-        effect,
-        variance,
-        cluster_size,
-        kwargs.get("family", "gaussian"),
-        kwargs.get("link"),
-        kwargs.get("baseline"),
-        kwargs.get("alpha", 0.05),
-        None,
-        None,
-        kwargs.get("sampling", "cross-sectional"),
-        kwargs.get("churn"),
-        kwargs.get("individual_decay"),
-        kwargs.get("time", "categorical"),
-        kwargs.get("analysis", "mixed"),
-        kwargs.get("exposure", 1.0),
-        kwargs.get("dispersion"),
-        kwargs.get("binary_variance", "mean"),
-        kwargs.get("glmm_variance", "null-alternative"),
-    )
-    if spec.variance.eta2 > 0:
-        raise ValueError("search_designs does not support a random treatment effect (eta2 > 0).")
-    z1, cov1, _ = _covariance(spec, spec.effect)
-    info1 = pk.per_cluster_information(z1, cov1)
-    link_scale = (
-        spec.family != "gaussian"
-        and spec.link != "identity"
-        and spec.analysis == "mixed"
-        and spec.glmm_variance == "null-alternative"
-    )
-    if link_scale:
-        z0, cov0, _ = _covariance(spec, 0.0)
-        info0 = pk.per_cluster_information(z0, cov0)
-    # candidate allocations
+def _candidates(
+    n_i: int, n_pat: int, n_t: int, max_c: int, max_s: int, min_g: int, gen: np.random.Generator
+) -> tuple[np.ndarray, bool]:
+    """Allocations of ``n_i`` clusters to ``n_pat`` patterns meeting the constraints."""
     n_all = math.comb(n_i + n_pat - 1, n_pat - 1)
     exhaustive = n_all <= max_c
     cand = _compositions(n_i, n_pat) if exhaustive else _random_compositions(n_i, n_pat, max_c, gen)
@@ -427,32 +367,253 @@ def search_designs(
     used = cand > 0
     ok = (used.sum(axis=1) >= 2) & (used.sum(axis=1) <= max_s)
     ok &= np.all(~used | (cand >= min_g), axis=1)
-    cand = cand[ok]
-    if cand.shape[0] == 0:
-        raise ValueError("no candidate design satisfies the constraints; relax them.")
-    p = info1.shape[-1]
+    return cand[ok], exhaustive
+
+
+def _spec_for(probe: Design, effect: float, vc: Any, cluster_size: Any, kw: dict[str, Any]) -> Any:
+    """Return the validated power specification of the patterns (one cluster each)."""
+    for name, value in (("cluster_size", cluster_size), ("exposure", kw.get("exposure", 1.0))):
+        if np.ndim(value) != 0:
+            raise OptionError(
+                f"search_designs needs one `{name}` for every cluster (a scalar, e.g. the mean "
+                "population): the candidates allocate interchangeable clusters. Evaluate a "
+                "chosen design with the actual clusters' values with sw.power, or over "
+                "allocations with sw.expected_power."
+            )
+    return _power_iv(
+        probe,
+        effect,
+        vc,
+        cluster_size,
+        kw.get("family", "gaussian"),
+        kw.get("link"),
+        kw.get("baseline"),
+        kw.get("alpha", 0.05),
+        None,
+        None,
+        kw.get("sampling", "cross-sectional"),
+        kw.get("churn"),
+        kw.get("individual_decay"),
+        kw.get("time", "categorical"),
+        kw.get("analysis", "mixed"),
+        kw.get("exposure", 1.0),
+        kw.get("dispersion"),
+        kw.get("binary_variance", "mean"),
+        kw.get("glmm_variance", "null-alternative"),
+    )
+
+
+def _allocation_variances(cand: np.ndarray, info: np.ndarray) -> np.ndarray:
+    """Variance of the treatment estimator of every candidate (``inf`` if singular)."""
+    n_pat, p = info.shape[0], info.shape[-1]
     c = np.zeros(p)
     c[-1] = 1.0
+    m = (cand.astype(float) @ info.reshape(n_pat, -1)).reshape(-1, p, p)
+    with np.errstate(all="ignore"):
+        try:
+            v = np.linalg.solve(m, np.broadcast_to(c, (m.shape[0], p))[..., None])[:, -1, 0]
+        except np.linalg.LinAlgError:
+            v = np.array([_safe_var(mi, c) for mi in m])
+    return np.where(np.isfinite(v) & (v > 0), v, np.inf)
 
-    def variances(info: np.ndarray) -> np.ndarray:
-        m = (cand.astype(float) @ info.reshape(n_pat, -1)).reshape(-1, p, p)
-        # drop period columns never observed (all-zero) -- not possible: every pattern is
-        # complete -- but guard against singular candidates
-        with np.errstate(all="ignore"):
-            try:
-                sol = np.linalg.solve(m, np.broadcast_to(c, (m.shape[0], p))[..., None])[..., 0]
-                v = sol[:, -1]
-            except np.linalg.LinAlgError:
-                v = np.array([_safe_var(mi, c) for mi in m])
-        return np.where(np.isfinite(v) & (v > 0), v, np.inf)
 
-    v1 = variances(info1)
-    v0 = variances(info0) if link_scale else v1
+def _draw_assurance(
+    spec: Any, draws: Sequence[VarianceComponents], cand: np.ndarray, link_scale: bool
+) -> np.ndarray:
+    """Mean power over the draws of each candidate (rows of ``cand``)."""
+    total = np.zeros(cand.shape[0])
+
+    def variances(effect: float) -> Iterator[tuple[int, np.ndarray]]:
+        jobs = [(vc, effect) for vc in draws]
+        for start, info in iter_information(spec, jobs, per_cluster=True):
+            n, n_pat, p, _ = info.shape
+            m = np.einsum("kq,bqij->kbij", cand.astype(float), info)
+            e = np.zeros((p, 1))
+            e[-1, 0] = 1.0
+            yield start, np.linalg.solve(m, np.broadcast_to(e, (*m.shape[:2], p, 1)))[..., -1, 0]
+
+    alt = dict(variances(spec.effect))
+    null = dict(variances(0.0)) if link_scale else alt
+    for start, v1 in alt.items():
+        v0 = null[start]
+        p2, _ = pk.wald_power_null_alt(spec.effect, np.sqrt(v0), np.sqrt(v1), spec.alpha, None)
+        total += np.asarray(p2).sum(axis=1)
+    out: np.ndarray = total / len(draws)
+    return out
+
+
+def search_designs(
+    *,
+    n_clusters: int | Sequence[int],
+    n_periods: int,
+    effect: float,
+    variance: Any,
+    cluster_size: float,
+    include_parallel: bool = False,
+    transition_periods: int = 0,
+    patterns: Any = None,
+    min_per_sequence: int = 1,
+    max_sequences: int | None = None,
+    max_candidates: int = 10_000,
+    n_assurance: int = 10,
+    rng: RNGLike = None,
+    **kwargs: Any,
+) -> DesignSearchResult:
+    r"""Find the most efficient allocation of clusters to switch times.
+
+    Every candidate allocates ``n_clusters`` clusters to the patterns "control up to period
+    ``p``, treated from ``p + 1``" (``p = 1 .. T-1``; with ``include_parallel`` also
+    all-control and all-treated), subject to the constraints, and is scored by the GLS
+    variance of the treatment estimator (any covariance structure :func:`power` supports,
+    counts and binary outcomes on the link scale included).  The used patterns are the
+    rollout waves and the gaps between their switch periods the steps, so the search
+    covers how many waves, how long each step and, with a range of ``n_clusters``, how
+    many clusters.
+
+    Parameters
+    ----------
+    n_clusters : int or sequence of int
+        Clusters ``I`` (each >= 2); a sequence (e.g. ``range(10, 31)``) searches every
+        number of clusters in it (``max_candidates`` applies to each).
+    n_periods : int
+        Periods ``T`` (fixed).
+    effect : float
+        Effect for the power column, on the link scale of ``family``.
+    variance : VarianceComponents or VarianceEstimate
+        Variance components of the outcome model, or an estimate of them (any object with
+        ``.variance`` and ``.draws``, e.g. :func:`steppedwedge.estimate_variance`): the
+        candidates are ranked at its point estimate, and the ``n_assurance`` best also get
+        their assurance (mean power over ``.draws``).
+    cluster_size : float
+        Individuals per cluster-period (the same everywhere; for counts, the
+        ``exposure`` keyword is the person-time of each unit, also one value).
+    include_parallel : bool, default False
+        Also allow never-treated and always-treated sequences (hybrid designs,
+        Girling & Hemming 2016).
+    transition_periods : int, default 0
+        Generated patterns leave this many cells from the switch unobserved (NaN), as
+        ``Design.stepped_wedge(..., transition_periods=k)``.
+    patterns : array_like, shape (K, T), optional
+        Your own candidate sequences (0/1, fractions, NaN for unobserved) instead of the
+        generated switch-time patterns; ``n_periods`` must equal ``T``.  Every period
+        should be observed in some used sequence of a candidate (candidates whose
+        information is singular are dropped).
+    min_per_sequence : int, default 1
+        Minimum clusters in a used sequence.
+    max_sequences : int, optional
+        Maximum number of sequences used.
+    max_candidates : int, default 10000
+        If the constrained space (for one number of clusters) is larger, this many
+        allocations are sampled uniformly (``rng``), plus the equally spaced balanced
+        designs.
+    n_assurance : int, default 10
+        With draws in ``variance``: how many of the best candidates get an assurance.
+    rng : int, Generator or None
+        Seed for sampling allocations when the space exceeds ``max_candidates``.
+    **kwargs
+        Passed to :func:`power` (``family``, ``baseline``, ``exposure``, ``dispersion``,
+        ``sampling``, ``alpha``, ...).
+
+    Returns
+    -------
+    DesignSearchResult
+        The candidates ranked by variance, best first.
+
+    Raises
+    ------
+    OptionError
+        A per-cluster ``cluster_size`` or ``exposure`` (the candidates need
+        interchangeable clusters), or invalid ``n_clusters``.
+
+    Notes
+    -----
+    A cluster's information ``Z_k' Sigma_k^{-1} Z_k`` depends only on its pattern ``k``,
+    so it is computed once per pattern with the shared GLS kernel; a candidate's
+    information is ``sum_k g_k Z_k' Sigma_k^{-1} Z_k`` and all candidates are solved in one
+    batched call (for link-scale GLMMs both the null and alternative informations are
+    used).  With draws the per-pattern informations of every draw are batched the same
+    way.  Watson, Girling & Hemming (2023) review such c-optimal designs.
+
+    References
+    ----------
+    .. [1] Watson SI, Girling A, Hemming K (2023). Optimal study designs for cluster
+       randomised trials: an overview of methods and results. Stat Methods Med Res
+       32:2135-2157.
+    .. [2] Girling AJ, Hemming K (2016). Statistical efficiency and optimal design for
+       stepped cluster studies under linear mixed effects models. Stat Med 35:2149-2166.
+
+    Examples
+    --------
+    >>> from steppedwedge.variance import VarianceComponents
+    >>> from steppedwedge.power import search_designs
+    >>> res = search_designs(n_clusters=8, n_periods=5, effect=0.3,
+    ...                      variance=VarianceComponents.from_correlations(0.05),
+    ...                      cluster_size=20)
+    >>> res.exhaustive, res.allocations[0].tolist()
+    (True, [3, 1, 1, 3])
+
+    Counts (a Poisson GLMM with populations as exposure), 10 to 14 councils:
+
+    >>> import numpy as np
+    >>> res = search_designs(n_clusters=range(10, 15), n_periods=8, effect=np.log(0.85),
+    ...                      variance=VarianceComponents(tau2=0.1, gamma2=0.02, decay=0.8),
+    ...                      cluster_size=1, family="poisson", baseline=6.6e-4,
+    ...                      exposure=55_000, max_sequences=4, max_candidates=2000, rng=1)
+    >>> int(res.allocations[0].sum()), res.best_per_size()["n_clusters"].tolist()
+    (14, [10, 11, 12, 13, 14])
+    """
+    sizes = _cluster_counts(n_clusters)
+    n_t = check_positive_int("n_periods", n_periods, minimum=2)
+    min_g = check_positive_int("min_per_sequence", min_per_sequence)
+    max_c = check_positive_int("max_candidates", max_candidates)
+    n_top = check_positive_int("n_assurance", n_assurance)
+    gen = normalise_rng(rng)
+    k_tr = check_positive_int("transition_periods", transition_periods, minimum=0)
+    if patterns is None:
+        patterns = _switch_patterns(n_t, include_parallel, k_tr)
+    else:
+        patterns = np.asarray(patterns, dtype=float)
+        if patterns.ndim != 2 or patterns.shape[1] != n_t or patterns.shape[0] < 2:
+            raise ValueError(
+                f"`patterns` must be a (K, {n_t}) array with K >= 2 candidate sequences; got "
+                f"shape {patterns.shape}."
+            )
+    n_pat = patterns.shape[0]
+    max_s = n_pat if max_sequences is None else check_positive_int("max_sequences", max_sequences)
+    point, draws = resolve_draws(variance)
+    if point is None:
+        raise OptionError(
+            "search_designs ranks candidates at a point estimate: pass VarianceComponents or "
+            "an estimate with `.variance` and `.draws` (not a bare sequence of draws)."
+        )
+    # per-pattern information at the alternative (and null), via the power code path
+    probe = Design.from_matrix(patterns, check_identifiable=False)
+    spec = _spec_for(probe, effect, point, cluster_size, kwargs)
+    if spec.variance.eta2 > 0 or any(vc.eta2 > 0 for vc in draws):
+        raise ValueError("search_designs does not support a random treatment effect (eta2 > 0).")
+    link_scale = is_link_scale(spec) and spec.glmm_variance == "null-alternative"
+    z1, cov1, _ = _covariance(spec, spec.effect)
+    info1 = pk.per_cluster_information(z1, cov1)
+    info0 = info1
+    if link_scale:
+        z0, cov0, _ = _covariance(spec, 0.0)
+        info0 = pk.per_cluster_information(z0, cov0)
+    found = [_candidates(n_i, n_pat, n_t, max_c, max_s, min_g, gen) for n_i in sizes]
+    cand = np.vstack([c for c, _ in found])
+    if cand.shape[0] == 0:
+        raise ValueError("no candidate design satisfies the constraints; relax them.")
+    v1 = _allocation_variances(cand, info1)
+    v0 = _allocation_variances(cand, info0) if link_scale else v1
     finite = np.isfinite(v1)
     cand, v1, v0 = cand[finite], v1[finite], v0[finite]
     order = np.argsort(v1, kind="stable")
     cand, v1, v0 = cand[order], v1[order], v0[order]
     p2, p1 = pk.wald_power_null_alt(spec.effect, np.sqrt(v0), np.sqrt(v1), spec.alpha, None)
+    assured = None
+    if draws:
+        assured = np.full(cand.shape[0], np.nan)
+        k = min(n_top, cand.shape[0])
+        assured[:k] = _draw_assurance(spec, draws, cand[:k], link_scale)
     return DesignSearchResult(
         patterns=patterns,
         allocations=cand,
@@ -460,7 +621,9 @@ def search_designs(
         power=np.asarray(p2),
         power_one_tail=np.asarray(p1),
         n_evaluated=int(cand.shape[0]),
-        exhaustive=exhaustive,
+        exhaustive=all(ex for _, ex in found),
+        assurance=assured,
+        family=spec.family,
         _power_kwargs=dict(effect=effect, alpha=spec.alpha),
     )
 
