@@ -7,14 +7,16 @@ table, a bad value, ...); internal errors exit 1 with a traceback only under ``-
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
 
-import steppedwedge.report as report_pkg
 from steppedwedge.cli import main
 from steppedwedge.datasets import load_council_characteristics, load_councils
 
+# sw.report is the report function; the subpackage is reached through importlib
+report_pkg = importlib.import_module("steppedwedge.report")
 WAVES = '["2023-01-01", "2023-07-01", "2024-01-01", "2024-07-01", "2025-01-01", "2025-07-01", "2026-01-01"]'
 
 TRIAL = f"""schema_version = 1
@@ -82,7 +84,7 @@ def test_valid_config_validates(trial: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_toml_syntax_error(trial: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    edit(trial, 'seed = 99', 'seed = = 99')
+    edit(trial, "seed = 99", "seed = = 99")
     err = run(["report", str(trial)], capsys)
     assert f"{trial}:{line_of(trial, 'seed = =')}:" in err and "TOML syntax error" in err
 
@@ -200,7 +202,7 @@ def test_unknown_example_and_usage_errors(capsys: pytest.CaptureFixture[str]) ->
 
 def test_validate_lists_every_problem(trial: Path, capsys: pytest.CaptureFixture[str]) -> None:
     edit(trial, "seed = 99", 'seed = 99\nstratta = "region"')
-    edit(trial, 'outcome = "entries_into_care"', 'outcome = 3')
+    edit(trial, 'outcome = "entries_into_care"', "outcome = 3")
     assert main(["validate", str(trial)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2
@@ -213,8 +215,9 @@ def test_init_refuses_to_overwrite(trial: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_init_of_a_missing_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    err = run(["report", "--init", str(tmp_path / "nope.csv"), "-o", str(tmp_path / "t.toml")],
-              capsys)
+    err = run(
+        ["report", "--init", str(tmp_path / "nope.csv"), "-o", str(tmp_path / "t.toml")], capsys
+    )
     assert "--init" in err and "no such file" in err
 
 

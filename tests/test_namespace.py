@@ -88,6 +88,7 @@ def test_public_api_snapshot() -> None:
         "power_curve",
         "power_grid",
         "randomise",
+        "report",
         "search_designs",
         "solve_power",
         # analysis, simulation, design-based inference, real-trial workflow

@@ -4,7 +4,9 @@ The public API is listed in ``__all__``; everything else is private.  British sp
 throughout (``randomise``, ``analyse``) and no American aliases are provided.
 
 Note that ``steppedwedge.power`` is the power *function* (the analytic-power subpackage of the
-same name stays importable as ``import steppedwedge.power.analytic``).
+same name stays importable as ``import steppedwedge.power.analytic``), and likewise
+``steppedwedge.report`` is the function that writes a trial report (the subpackage's contents
+stay importable: ``from steppedwedge.report import TrialConfig``).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from .power.simulation import (
     simulate_power,
 )
 from .randomise import Allocation, randomise
+from .report import report
 from .results import FitResult
 from .simulate import simulate
 from .variance import VarianceComponents, VarianceEstimate
@@ -120,6 +123,7 @@ __all__ = [
     "power_curve",
     "power_grid",
     "randomise",
+    "report",
     "search_designs",
     "simulate",
     "simulate_power",

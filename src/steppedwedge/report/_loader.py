@@ -179,7 +179,7 @@ class _Context:
             if isinstance(value, str):
                 try:
                     value = parse_date_text(
-                        value, f"wave_starts[{k}]", dayfirst=d.dayfirst, date_format=d.date_format
+                        value, "the date", dayfirst=d.dayfirst, date_format=d.date_format
                     )
                 except OptionError as exc:
                     msg = str(exc).replace("pass dayfirst=", "set dayfirst = ")

@@ -67,7 +67,7 @@ def cited_variance(planning: Any, base: Path) -> dict[str, Any]:
     """``tau2``, ``gamma2``, ``decay``, ``sigma2``, ``variance_source`` and ``estimate``."""
     estimate = _estimate(planning.variance, base)
     if planning.period_months is not None:
-        estimate = estimate.for_period(months=planning.period_months)
+        estimate = estimate.for_period(planning.period_months, gamma2=planning.gamma2)
     vc = estimate.variance
     return {
         "tau2": float(vc.tau2),

@@ -20,7 +20,8 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -362,6 +363,13 @@ class PlanningTable(_Table):
         "period length, e.g. 3 for quarters) with EstimatedVariance.for_period.",
         examples=[3],
     )
+    gamma2: Annotated[str, _choice(("same", "averaged"))] | float | None = Field(
+        default=None,
+        description="With period_months: the cluster-period variance of the new period, which "
+        'the panel cannot identify: "same" (as the panel period\'s), "averaged" (an AR(1) in '
+        "calendar time averaged over the period) or a number (EstimatedVariance.for_period).",
+        examples=["same"],
+    )
 
 
 class AnalysisTable(_Table):
@@ -677,7 +685,15 @@ def _power_issues(cfg: TrialFile) -> list[tuple[tuple[str, ...], str]]:
                     "give the variance components here or cite an estimate in [planning], not both",
                 )
             )
-    elif p is not None and p.family != "gaussian" and p.baseline is None:
+        pl = cfg.planning
+        if pl.period_months is not None and pl.gamma2 is None:
+            out.append(
+                (
+                    ("planning", "gamma2"),
+                    'is required with period_months: "same", "averaged" or a number',
+                )
+            )
+    if p is not None and p.family != "gaussian" and p.baseline is None:
         out.append((("power", "baseline"), f"is required for family {p.family!r}"))
     return out
 
@@ -813,17 +829,36 @@ def validate_mapping(
 
 # ------------------------------------------------------------------------ documentation
 def _type_text(annotation: Any) -> str:
-    text = repr(annotation)
-    text = re.sub(r"typing\.|datetime\.|<class '|'>|Annotated\[|, FieldInfo\(.*?\)\]", "", text)
-    text = re.sub(r", AfterValidator\(.*?\)\]", "", text)
-    text = text.replace("NoneType", "none").replace("date | str", "date")
-    text = re.sub(r"steppedwedge\.report\.schema\.", "", text)
-    return text.replace("Optional[", "").replace("PanelVariance", "table")
+    """Name a field's type for readers: ``"list of date"``, ``"text or table"``..."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _type_text(args[0])
+    if origin in (Union, UnionType):
+        names = [_type_text(a) for a in args if a is not type(None)]
+        if set(names) == {"date", "text"}:
+            return "date"
+        return " or ".join(dict.fromkeys(names))
+    if origin is Literal:
+        return "one of " + ", ".join(f"``{_toml_value(a)}``" for a in args)
+    if origin is list:
+        return f"list of {_type_text(args[0])}"
+    if origin is dict:
+        return "table"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "table"
+    plain: dict[Any, str] = {
+        str: "text",
+        int: "integer",
+        float: "number",
+        bool: "true/false",
+        _dt.date: "date",
+    }
+    return plain.get(annotation, str(getattr(annotation, "__name__", annotation)))
 
 
 def _default_text(field: Any) -> str:
     if field.is_required():
-        return "required"
+        return ""
     if field.default_factory is not None:
         value = field.default_factory()
         return "" if isinstance(value, BaseModel) else _toml_value(value)
@@ -850,8 +885,10 @@ def table_fields(model: type[BaseModel]) -> list[tuple[str, str, str, str]]:
             continue
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
         kind = _type_text(field.annotation)
-        if extra.get("choices"):
-            kind = "one of " + ", ".join(f"``{c}``" for c in extra["choices"])  # type: ignore[union-attr]
+        choices = extra.get("choices")
+        if isinstance(choices, list):
+            kind = "one of " + ", ".join(f'``"{c}"``' for c in choices)
+            kind = f"list of {kind}" if get_origin(field.annotation) is list else kind
         rows.append((name, kind, _default_text(field), field.description or ""))
     return rows
 
@@ -891,10 +928,10 @@ def reference_rst() -> str:
     for name, model in TABLES:
         title = f"[{name}]"
         doc = (model.__doc__ or "").split(":", 1)[-1].strip()
-        out += [title, "-" * len(title), "", doc, ""]
+        out += [title, "-" * len(title), "", doc[:1].upper() + doc[1:], ""]
         for key, kind, default, desc in table_fields(model):
-            out.append(f"``{key}``")
-            detail = kind + (f"; default ``{default}``" if default else "")
-            out.append(f"   *{detail}*.  {desc}")
-            out.append("")
+            required = model.model_fields[key].is_required()
+            detail = kind + ("; required" if required else "")
+            detail += f"; default ``{default}``" if default else ""
+            out += [f"``{key}``", f"   {detail}.", "", f"   {desc}", ""]
     return "\n".join(out).rstrip() + "\n"
