@@ -533,9 +533,9 @@ def _capture_marginal(df, **kw):
     seen = {}
     real = glmm_mod.marginal_ratio
 
-    def spy(*args):
+    def spy(*args, **kwargs):
         seen["args"] = args
-        seen["out"] = real(*args)
+        seen["out"] = real(*args, **kwargs)
         return seen["out"]
 
     glmm_mod.marginal_ratio = spy

@@ -48,7 +48,15 @@ import numpy as np
 
 from .families import Family
 
-__all__ = ["UnitData", "LaplaceState", "ar1_factor", "modes", "laplace", "laplace_grad"]
+__all__ = [
+    "UnitData",
+    "LaplaceState",
+    "ar1_factor",
+    "cluster_beta_hessians",
+    "modes",
+    "laplace",
+    "laplace_grad",
+]
 
 
 @dataclass(frozen=True)
@@ -259,16 +267,22 @@ def _dense(h: np.ndarray, tail_start: int | None) -> bool:
 
 
 def _newton_step(
-    h: np.ndarray, g: np.ndarray, tail_start: int | None
+    h: np.ndarray, g: np.ndarray, tail_start: int | None, pd: bool = False
 ) -> tuple[np.ndarray | None, Any]:
     """Newton step ``H^-1 g`` for the modes and the factorisation it used (``None``: not PD).
 
     Dense blocks: Cholesky (the positive-definiteness check and, later, the inverse), with
     the step from one batched LAPACK solve for up to 100 blocks or two vectorised triangular
-    solves for more (the inverse is formed only once the modes have converged); otherwise
-    the inverse of :func:`_inv_logdet`.
+    solves for more (the inverse is formed only once the modes have converged); with ``pd``
+    (``H = I + A'WA`` with ``W >= 0``, positive definite by construction) up to 100 blocks
+    are solved directly, without the check.  Otherwise the inverse of :func:`_inv_logdet`.
     """
     if _dense(h, tail_start):
+        if pd and h.shape[0] <= 100:
+            try:
+                return np.linalg.solve(h, g[:, :, None])[:, :, 0], ("pd",)
+            except np.linalg.LinAlgError:  # singular in floating point (huge A): checked below
+                pass
         try:
             c = np.linalg.cholesky(h)
         except np.linalg.LinAlgError:
@@ -369,6 +383,14 @@ def _modes(
     tol: float,
     max_iter: int,
 ) -> LaplaceState:
+    """Newton iterations with per-cluster step halving (see :func:`modes`).
+
+    Converged when the largest Newton step is below ``tol``, or, without a further check
+    iteration, once a full Newton step of at most ``sqrt(tol) / 100`` has been taken (its
+    quadratic convergence leaves an error far below ``tol``).  A cluster whose step gives no
+    ascent even at ``2^-30`` of it (a rounding-level stall, or a useless step at a far-off
+    trial point) stays where it is from then on; the state is then flagged not converged.
+    """
     n_i, _, q = data.z.shape
     beta = np.asarray(beta, dtype=float)
     sigma = np.asarray(sigma, dtype=float)
@@ -382,6 +404,7 @@ def _modes(
     v = np.zeros((n_i, q)) if v0 is None else v0.copy()
     eye = np.eye(q)
     converged = False
+    quick = 0.01 * np.sqrt(tol)  # a full step this small: converged without a check
 
     def evaluate(vv: np.ndarray) -> tuple[np.ndarray, ...]:
         eta = fixed + (a @ vv[:, :, None])[:, :, 0]
@@ -393,17 +416,23 @@ def _modes(
     if not np.all(np.isfinite(f)):
         v = np.zeros((n_i, q))
         eta, ll, s, w, w1, f = evaluate(v)
+    stuck = np.zeros(n_i, dtype=bool)
     h = hinv = None
     for _ in range(max_iter):
         g = (s[:, None, :] @ a)[:, 0, :] - v
         at_w = a.transpose(0, 2, 1) * w[:, None, :]
         h = at_w @ a + eye
-        newton, fact = _newton_step(h, g, data.tail_start)
+        pd = bool(np.all(w >= 0.0))  # then H >= I: positive definite without a check
+        newton, fact = _newton_step(h, g, data.tail_start, pd)
         step = g if newton is None else newton
+        step[stuck] = 0.0
         dec = np.abs(step).max() if step.size else 0.0
         if dec < tol and fact is not None:
-            converged = True
-            hinv, logdet = _chol_inverse(fact[1]) if fact[0] == "chol" else fact[1:]
+            converged = not stuck.any()
+            if fact[0] == "chol":
+                hinv, logdet = _chol_inverse(fact[1])
+            elif fact[0] == "inv":
+                hinv, logdet = fact[1:]
             break
         t = np.ones(n_i)
         for _half in range(30):
@@ -415,17 +444,22 @@ def _modes(
             t = np.where(bad, t * 0.5, t)
         else:
             # no ascent along the step for some clusters even at 2^-30 of it: they stay put
-            # (rounding-level stall or a useless step); stop if none can move
-            if bad.all():
+            # from now on (rounding-level stall or a useless step); stop if none can move
+            stuck |= bad
+            if stuck.all():
                 break
             v_new = np.where(bad[:, None], v, v_new)
             eta_n, ll_n, s_n, w_n, w1_n, f_n = evaluate(v_new)
         v, eta, ll, s, w, w1, f = v_new, eta_n, ll_n, s_n, w_n, w1_n, f_n
         h = None
+        if fact is not None and dec <= quick and np.all(t == 1.0) and not stuck.any():
+            converged = True  # quadratic convergence: the remaining error is ~dec^2 << tol
+            break
     if h is None or hinv is None:
         at_w = a.transpose(0, 2, 1) * w[:, None, :]
         h = at_w @ a + eye
         hinv, logdet = _inv_logdet(h, data.tail_start)
+        converged = converged and bool(np.all(np.isfinite(logdet)))
     per_cluster = ll.sum(axis=1) - 0.5 * (v * v).sum(axis=1) - 0.5 * logdet
     value = float(per_cluster.sum() + data.const)
     return LaplaceState(
@@ -587,6 +621,42 @@ def _laplace_grad(
     return (*out, hb)
 
 
+def cluster_beta_hessians(
+    data: UnitData, fam: Family, st: LaplaceState, alpha: Any = 0.0
+) -> np.ndarray:
+    """Each cluster's exact ``beta`` Hessian of ``-L_i`` in closed form, shape ``(I, p, p)``.
+
+    The cluster's modes depend on ``beta`` only through its own units, so the exact Hessian
+    of :func:`laplace_grad` (``exact_hessian``) splits over clusters:
+    ``X_i'W_i X_i - X_i'W_i A_i H_i^-1 A_i'W_i X_i`` plus the cluster's log-determinant terms
+    (:func:`_beta_hessian_terms`).  Their sum is the fit's ``beta`` block.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from steppedwedge._core.families import make_family
+    >>> rng = np.random.default_rng(0)
+    >>> ud = UnitData(y=rng.poisson(5.0, (3, 4)).astype(float), n=np.ones((3, 4)),
+    ...               offset=np.zeros((3, 4)), weight=np.ones((3, 4)),
+    ...               x=np.ones((3, 4, 1)), z=np.ones((3, 4, 1)), comp=np.array([0]), n_comp=1)
+    >>> fam = make_family("poisson", "log")
+    >>> st = modes(ud, fam, np.array([1.5]), np.array([0.3]))
+    >>> hb = laplace_grad(ud, fam, st, np.array([0.3]), want_hessian=True, exact_hessian=True)[3]
+    >>> bool(np.allclose(cluster_beta_hessians(ud, fam, st).sum(axis=0), hb))
+    True
+    """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        x, a, w = data.x, st.a, st.w
+        ah = a @ st.hinv
+        d = (ah * a).sum(axis=2)
+        atwx = (a.transpose(0, 2, 1) * w[:, None, :]) @ x
+        xtwx = (x.transpose(0, 2, 1) * w[:, None, :]) @ x
+        env = xtwx - atwx.transpose(0, 2, 1) @ (st.hinv @ atwx)
+        return np.asarray(
+            env + _beta_hessian_terms(data, fam, st, alpha, ah, atwx, d, per_cluster=True)
+        )
+
+
 def _beta_hessian_terms(
     data: UnitData,
     fam: Family,
@@ -595,6 +665,7 @@ def _beta_hessian_terms(
     ah: np.ndarray,
     atwx: np.ndarray,
     d: np.ndarray,
+    per_cluster: bool = False,
 ) -> np.ndarray:
     """Return the log-determinant part of the exact ``beta`` Hessian of ``-L``.
 
@@ -625,18 +696,22 @@ def _beta_hessian_terms(
     pc = (ah @ (a.transpose(0, 2, 1) @ (w1 * d)[:, :, None]))[:, :, 0]
     diag_w = w2 * d - w1 * pc
     xw1 = xt * w1[:, :, None]
-    xf = xt.reshape(-1, xt.shape[2])
-    out = (xf * diag_w.reshape(-1)[:, None]).T @ xf
     n_u, q = a.shape[1], a.shape[2]
+    if per_cluster:  # (I, p, p): one cluster's terms each
+        out = (xt.transpose(0, 2, 1) * diag_w[:, None, :]) @ xt
+    else:
+        xf = xt.reshape(-1, xt.shape[2])
+        out = (xf * diag_w.reshape(-1)[:, None]).T @ xf
     if n_u <= q * q:  # small cells: P o P directly
         pm = ah @ a.transpose(0, 2, 1)  # P = A H^-1 A'  (I, U, U)
-        out = out - (xw1.transpose(0, 2, 1) @ ((pm * pm) @ xw1)).sum(axis=0)
+        pp = xw1.transpose(0, 2, 1) @ ((pm * pm) @ xw1)
     else:  # many units (rows): P_ut^2 = (ah_u (x) ah_u) . (a_t (x) a_t), Khatri-Rao rank q^2
         kh = (ah[:, :, :, None] * ah[:, :, None, :]).reshape(ah.shape[0], n_u, q * q)
         ka = (a[:, :, :, None] * a[:, :, None, :]).reshape(a.shape[0], n_u, q * q)
         k1 = kh.transpose(0, 2, 1) @ xw1  # (I, q^2, p)
         k2 = ka.transpose(0, 2, 1) @ xw1
-        out = out - (k1.transpose(0, 2, 1) @ k2).sum(axis=0)
+        pp = k1.transpose(0, 2, 1) @ k2
+    out = out - (pp if per_cluster else pp.sum(axis=0))
     return np.asarray(0.5 * out)
 
 
@@ -926,6 +1001,12 @@ def _newton(
         if decrement < 1e-16 * max(1.0, abs(val)) or np.max(np.abs(step)) < 1e-10:
             return theta, val, g, hess[:, var_idx], True, "converged"
         final = lam == 0.0 and decrement < 1e-9 and np.max(np.abs(step)) < 1e-5
+        big = float(np.max(np.abs(step[var_idx]))) if var_idx.size else 0.0
+        if big > STEP_MAX:
+            # trust region on the variance parameters: far from the optimum (an indefinite
+            # matrix, a flat direction) the Newton step can leave for points where the modes
+            # overflow; shorten it to STEP_MAX on the SD / atanh(r) scale
+            step = step * (STEP_MAX / big)
         t = 1.0
         moved = False
         for _ in range(30):
@@ -951,6 +1032,8 @@ class _NonFinite(ArithmeticError):
     """The Laplace log-likelihood is not finite at the starting values (caught by callers)."""
 
 
+#: Largest change of a variance parameter (an SD or ``atanh r``) in one outer Newton step.
+STEP_MAX = 1.0
 #: Bound of the AR(1) working parameter ``|phi| = |atanh(r)|``: ``|r| <= 1 - 1e-6``.
 PHI_MAX = float(np.arctanh(1.0 - 1e-6))
 #: Lower bound of ``phi`` for continuous-time decay (``r = tanh(phi) >= 1e-6``: ``r^t`` needs

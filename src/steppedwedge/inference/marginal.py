@@ -133,6 +133,7 @@ def marginal_ratio(
     t_col: int,
     link: str,
     kind_vcov: str | None = None,
+    scores: np.ndarray | None = None,
 ) -> MarginalRatio:
     """Marginal log rate/risk/odds ratio by g-computation and its sandwich SE (module notes).
 
@@ -154,6 +155,10 @@ def marginal_ratio(
         Link of the model.
     kind_vcov : str, optional
         Robust estimator whose per-cluster score correction to apply (default none: CR0).
+    scores : ndarray, shape (I, P), optional
+        The corrected scores already computed by the caller
+        (:func:`~steppedwedge.inference.sandwich.corrected_scores` of ``pieces``,
+        ``kind_vcov`` and ``hessian``); computed here when omitted.
 
     Returns
     -------
@@ -208,7 +213,10 @@ def marginal_ratio(
     else:
         psi1 = m1_i / m1_i.sum() - w_i / big_w
         psi0 = m0_i / m0_i.sum() - w_i / big_w
-    scores = pieces.scores if kind_vcov is None else corrected_scores(pieces, kind_vcov, hessian)
+    if scores is None:
+        scores = (
+            pieces.scores if kind_vcov is None else corrected_scores(pieces, kind_vcov, hessian)
+        )
     param = scores @ np.linalg.solve(hessian, grad)
     tau = (psi1 - psi0) + param
     kind = "odds ratio" if odds else ("risk ratio" if fam.name == "binomial" else "rate ratio")

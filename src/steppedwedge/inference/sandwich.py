@@ -641,23 +641,22 @@ def laplace_cluster_pieces(
     The parameters are the free outer parameters ``(beta, sigma, [atanh r], [log NB size])`` of
     :class:`~steppedwedge._core.laplace.CoreFit` (those not on a boundary).  ``u_i`` is the
     exact gradient of cluster ``i``'s Laplace log-likelihood (envelope theorem plus the
-    implicit derivative of the modes, :func:`~steppedwedge._core.laplace.laplace_grad`);
-    ``H_i = -d u_i / d theta`` by forward differences of those exact per-cluster gradients
-    (all perturbed parameter vectors in one vectorised evaluation) with step
-    ``h_j = step * max(1, |theta_j|)`` (at most half an SD ``sigma_j``): truncation error
-    ``O(h) ~ 1e-5`` relative; the modes are re-solved to Newton tolerance ``1e-10`` at every
-    point (quadratic convergence leaves far less), whose error enters divided by ``h``.  The
-    Hessians only set the leverage corrections, where ``1e-5`` relative is immaterial.
+    implicit derivative of the modes, :func:`~steppedwedge._core.laplace.laplace_grad`).
 
     With ``leverage="fixed"`` (default) only the fixed-effect block ``H_i,beta beta`` is
-    kept (the rest of ``H_i`` is zero), so the leverage corrections measure each cluster's
+    kept (the rest of ``H_i`` is zero), in closed form
+    (:func:`~steppedwedge._core.laplace.cluster_beta_hessians`: the cluster's share of the
+    exact Laplace ``beta`` Hessian), so the leverage corrections measure each cluster's
     pull on the mean model while the bread (the full Hessian) still carries the
     uncertainty of the variance parameters.  A single cluster's curvature in a variance
     parameter is indefinite and noisy: with a small cluster-period variance the full-space
     ``S_i`` reached eigenvalues 0.95 (leverage ~1, no correction possible) in 6% of
     simulated Poisson trials with 12 clusters, against at most 0.3 for the fixed-effect
-    block.  ``leverage="all"`` keeps the full ``H_i``; ``leverage="none"`` skips the
-    Hessians (zeros: enough for ``cr0`` and ``mbn``, which use only the bread).
+    block.  ``leverage="all"`` keeps the full ``H_i``, by forward differences of the exact
+    per-cluster gradients (all perturbed parameter vectors in one vectorised evaluation) with
+    step ``h_j = step * max(1, |theta_j|)`` (at most half an SD ``sigma_j``): truncation error
+    ``O(h) ~ 1e-5`` relative, immaterial in a leverage correction.  ``leverage="none"`` skips
+    the Hessians (zeros: enough for ``cr0`` and ``mbn``, which use only the bread).
 
     Parameters
     ----------
@@ -672,7 +671,7 @@ def laplace_cluster_pieces(
     n_obs : int, optional
         Observations for the MBN factor (default: real units).
     step : float
-        Relative finite-difference step.
+        Relative finite-difference step (``leverage="all"`` only).
 
     Returns
     -------
@@ -691,7 +690,13 @@ def laplace_cluster_pieces(
     g0 = g_opt[0][:, free]
     i_n = g0.shape[0]
     hess = np.zeros((i_n, free.size, free.size))
-    cols = {"fixed": free[free < p], "all": free, "none": free[:0]}[leverage]
+    cols = {"fixed": free[:0], "all": free, "none": free[:0]}[leverage]
+    if leverage == "fixed":  # the fixed-effect block in closed form (no differencing)
+        from .._core.laplace import cluster_beta_hessians
+
+        fb = free[free < p]
+        hb = cluster_beta_hessians(data, fam, st, core.alpha if fam.has_dispersion else 0.0)
+        hess[:, : fb.size, : fb.size] = hb[:, fb[:, None], fb[None, :]]
     if cols.size:
         steps = np.array([step * max(1.0, abs(theta[j])) for j in cols])
         for c, j in enumerate(cols):

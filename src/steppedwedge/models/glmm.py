@@ -46,7 +46,13 @@ from ..exceptions import (
     SteppedWedgeWarning,
 )
 from ..inference.marginal import marginal_ratio
-from ..inference.sandwich import check_vcov, laplace_cluster_pieces, robust_df, sandwich_vcov
+from ..inference.sandwich import (
+    check_vcov,
+    corrected_scores,
+    laplace_cluster_pieces,
+    robust_df,
+    sandwich_vcov,
+)
 from ..results import FitResult, Summary, _fmt
 from .mixed import (
     EFFECT_TYPES,
@@ -1046,12 +1052,20 @@ def _laplace_robust(
         df_robust = robust_df(n_i, p_c, vcov)
     leverage = "none" if vcov in ("cr0", "mbn") else "fixed"
     pieces = laplace_cluster_pieces(ud, fam, core, labels=labels, n_obs=n_obs, leverage=leverage)
-    cov = sandwich_vcov(pieces, vcov, hessian=hf)
+    scores = None
+    if vcov == "mbn":
+        cov = sandwich_vcov(pieces, vcov, hessian=hf)
+    else:  # B [sum_i c_i c_i'] B from the corrected scores, shared with the marginal ratio
+        scores = corrected_scores(pieces, vcov, hf)
+        bread = np.linalg.inv(0.5 * (hf + hf.T))
+        bread = 0.5 * (bread + bread.T)
+        cov = bread @ (scores.T @ scores) @ bread
+        cov = 0.5 * (cov + cov.T)
     p = g_x.shape[1]
     marginal = None
     if fam.link in ("log", "logit") and "treatment" in names:
         t_col = names.index("treatment")
-        marginal = marginal_ratio(ud, fam, core, pieces, hf, t_col, fam.link, vcov)
+        marginal = marginal_ratio(ud, fam, core, pieces, hf, t_col, fam.link, vcov, scores=scores)
     name = f"{vcov.upper()} cluster-robust variance"
     if dof is None:
         label = f"t(I - p_c = {n_i} - {p_c} = {n_i - p_c}) with {name}"
