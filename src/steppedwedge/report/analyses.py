@@ -8,8 +8,10 @@ function receives an :class:`AnalysisContext` and returns a result with the shar
 protocol (``tidy()``, ``pvalue``), or raises ``ValueError`` with a reason (the report then
 states it and goes on).
 
-**The primary analysis** is defined in :func:`primary_options` (family, random structure,
-period effects, degrees of freedom): one place to read and to change.
+**The primary analysis** is the one the configuration pre-specifies
+(:meth:`~steppedwedge.report.TrialConfig.fit_options` ``("primary")``: family, random
+structure, period effects, degrees of freedom, variance); the bundled example sets it in
+:func:`steppedwedge.report.council_example`.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ __all__ = [
     "AnalysisContext",
     "AnalysisRun",
     "SensitivitySpec",
-    "primary_options",
     "run_analyses",
+    "variance_label",
 ]
 
 RATIO_FAMILIES = ("poisson", "negative_binomial", "binomial")
@@ -43,18 +45,27 @@ COMPARED = ("cluster", "nested", "decay", "nested+decay")
 
 @dataclass
 class AnalysisContext:
-    """What a sensitivity analysis needs: the data, roles, allocation and a notes list."""
+    """What an analysis needs: the configuration, the allocation, the data and a notes list.
+
+    :meth:`fit` runs ``sw.fit`` with the options the configuration gives an analysis
+    (:meth:`~steppedwedge.report.TrialConfig.fit_options`) on the analysis data
+    (:meth:`~steppedwedge.report.TrialConfig.analysis_frame`: intention-to-treat or
+    as-treated).
+    """
 
     config: TrialConfig
     allocation: Allocation
     frame: pd.DataFrame
-    roles: dict[str, Any]
-    family: str
     notes: list[str] = field(default_factory=list)
 
-    def fit(self, what: str, **kwargs: Any) -> Any:
-        """``sw.fit`` on the trial data with its warnings recorded as report notes."""
-        return quiet_fit(self.notes, what, self.frame, family=self.family, **self.roles, **kwargs)
+    def options(self, name: str) -> dict[str, Any]:
+        """Keyword arguments of the analysis ``name`` (``"primary"`` or a sensitivity key)."""
+        return self.config.fit_options(name)
+
+    def fit(self, what: str, name: str, **override: Any) -> Any:
+        """``sw.fit`` of analysis ``name`` with ``override``; warnings become report notes."""
+        kwargs = {**self.options(name), **override}
+        return quiet_fit(self.notes, what, self.frame, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -81,27 +92,23 @@ def quiet_fit(notes: list[str], what: str, frame: pd.DataFrame, **kwargs: Any) -
 
 def _gee(ctx: AnalysisContext) -> Any:
     try:
-        return ctx.fit("GEE", method="gee")
+        return ctx.fit("GEE", "gee")
     except ValueError as exc:
-        ctx.notes.append(f"GEE with categorical period effects not estimable ({exc}); linear time.")
-        return ctx.fit("GEE, linear time", method="gee", time="linear")
+        if ctx.options("gee").get("time", "categorical") != "categorical":
+            raise
+        first = str(exc).splitlines()[0]
+        ctx.notes.append(
+            f"GEE with categorical period effects not estimable ({first}); linear time."
+        )
+        return ctx.fit("GEE, linear time", "gee", time="linear")
 
 
 def _permutation(ctx: AnalysisContext) -> Any:
+    """Run the randomisation test: it re-draws the allocation, so it uses the ITT data."""
     from ..inference.permutation import permutation_test
 
-    spec = ctx.config.analysis
-    assert spec is not None
-    roles = {k: v for k, v in ctx.roles.items() if k != "period_order"}
-    return permutation_test(
-        ctx.frame,
-        family=ctx.family,
-        allocation=ctx.allocation,
-        statistic="twfe",
-        n_permutations=spec.n_permutations,
-        rng=ctx.config.seed,
-        **roles,
-    )
+    itt = ctx.config.analysis_frame("itt")
+    return permutation_test(itt, allocation=ctx.allocation, **ctx.options("permutation"))
 
 
 #: The sensitivity analyses the report can run, in panel order (see the module docstring).
@@ -109,7 +116,7 @@ SENSITIVITY: tuple[SensitivitySpec, ...] = (
     SensitivitySpec(
         "fixed-effects",
         "cluster fixed effects, CR2",
-        lambda ctx: ctx.fit("cluster fixed effects", method="fixed-effects"),
+        lambda ctx: ctx.fit("cluster fixed effects", "fixed-effects"),
         "no model for the correlation over time; CR2 cluster-robust errors",
     ),
     SensitivitySpec(
@@ -121,7 +128,7 @@ SENSITIVITY: tuple[SensitivitySpec, ...] = (
     SensitivitySpec(
         "cluster-summary",
         "cluster-period summaries",
-        lambda ctx: ctx.fit("cluster-period summaries", method="cluster-summary"),
+        lambda ctx: ctx.fit("cluster-period summaries", "cluster-summary"),
         "one summary per cluster-period; cluster-clustered CR2 errors",
     ),
     SensitivitySpec(
@@ -133,19 +140,17 @@ SENSITIVITY: tuple[SensitivitySpec, ...] = (
 )
 
 
-def primary_options(config: TrialConfig) -> dict[str, Any]:
-    """Keyword arguments of ``sw.fit`` that define the pre-specified primary analysis."""
-    spec = config.analysis
-    assert spec is not None
-    return {"family": spec.family, "random": spec.random}
-
-
 @dataclass
 class AnalysisRun:
-    """Everything the analysis sections show (fits are kept for the planning comparison)."""
+    """Everything the analysis sections show (fits are kept for the planning comparison).
+
+    ``companion`` is the primary model with the other variance estimator (CR2 beside a
+    model-based primary, model-based beside a robust one), ``companion_label`` names it.
+    """
 
     primary: Any
-    robust: Any | None
+    companion: Any | None
+    companion_label: str
     comparison: list[dict[str, Any]]
     panel: dict[str, Any]
     assumptions: dict[str, str]
@@ -155,6 +160,7 @@ class AnalysisRun:
     ratio: bool
     label: str
     alpha: float
+    population: str = "itt"
 
 
 def _comparison(ctx: AnalysisContext) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -162,7 +168,7 @@ def _comparison(ctx: AnalysisContext) -> tuple[list[dict[str, Any]], dict[str, A
     rows, fits = [], {}
     for random in COMPARED:
         try:
-            res = ctx.fit(f"GLMM {random}", random=random)
+            res = ctx.fit(f"GLMM {random}", "primary", random=random, vcov="model")
         except ValueError as exc:
             ctx.notes.append(f"GLMM {random} not fitted: {str(exc).splitlines()[0]}")
             continue
@@ -184,40 +190,42 @@ def _comparison(ctx: AnalysisContext) -> tuple[list[dict[str, Any]], dict[str, A
     return rows, fits
 
 
+def _primary(ctx: AnalysisContext, fits: dict[str, Any], ratio: bool) -> tuple[Any, Any, str]:
+    """Fit the primary analysis and its companion with the other variance (model / CR2)."""
+    opts = ctx.options("primary")
+    vcov = str(opts.get("vcov", "model"))
+    primary = fits.get(str(opts.get("random"))) if vcov == "model" else None
+    if primary is None:
+        primary = ctx.fit("primary", "primary")
+    companion, label = None, ""
+    if ratio:
+        other = "cr2" if vcov == "model" else "model"
+        label = "CR2 variance" if other == "cr2" else "model-based variance"
+        try:
+            companion = ctx.fit(f"primary, {label}", "primary", vcov=other)
+        except (ValueError, TypeError) as exc:
+            ctx.notes.append(f"the primary model with {label} is not available: {exc}")
+    return primary, companion, label
+
+
 def run_analyses(config: TrialConfig, allocation: Allocation) -> AnalysisRun | None:
     """Fit the primary analysis, the structure comparison and the sensitivity panel."""
     spec, data = config.analysis, config.data
     if spec is None or data is None:
         return None
-    roles: dict[str, Any] = dict(
-        outcome=data.outcome, cluster=data.cluster, period=data.period, treatment=data.treatment
-    )
-    if data.exposure is not None:
-        roles["exposure"] = data.exposure
-    order = period_order(data.frame, data.period, allocation)
-    if order is not None:
-        roles["period_order"] = order
-    ctx = AnalysisContext(config, allocation, data.frame, roles, spec.family)
+    ctx = AnalysisContext(config, allocation, config.analysis_frame())
     ratio = spec.family in RATIO_FAMILIES
-    opts = {k: v for k, v in primary_options(config).items() if k != "family"}
     comparison: list[dict[str, Any]] = []
     fits: dict[str, Any] = {}
     if ratio:
         comparison, fits = _comparison(ctx)
-    primary = fits.get(opts.get("random", "")) if set(opts) == {"random"} else None
-    if primary is None:
-        primary = ctx.fit("primary", **opts)
-    robust = None
-    if ratio:
-        try:
-            robust = ctx.fit("primary, CR2", vcov="cr2", **opts)
-        except (ValueError, TypeError) as exc:
-            ctx.notes.append(f"cluster-robust variance of the primary model not available: {exc}")
+    primary, companion, companion_label = _primary(ctx, fits, ratio)
     panel: dict[str, Any] = {"mixed model (primary)": primary}
     assumptions = {"mixed model (primary)": "the random effects describe the correlation"}
-    if robust is not None:
-        panel["mixed model (primary), CR2 variance"] = robust
-        assumptions["mixed model (primary), CR2 variance"] = "same model; CR2 cluster-robust errors"
+    if companion is not None:
+        name = f"mixed model (primary), {companion_label}"
+        panel[name] = companion
+        assumptions[name] = f"same model; {companion_label}"
     registry = {s.key: s for s in SENSITIVITY}
     for key in spec.sensitivity:
         entry = registry.get(key)
@@ -233,26 +241,22 @@ def run_analyses(config: TrialConfig, allocation: Allocation) -> AnalysisRun | N
     label = "odds ratio" if spec.family == "binomial" else "rate ratio"
     return AnalysisRun(
         primary,
-        robust,
+        companion,
+        companion_label,
         comparison,
         panel,
         assumptions,
         ctx.notes,
         spec.family,
-        str(opts.get("random", spec.random)),
+        str(primary.random),
         ratio,
         label if ratio else "effect",
         alpha,
+        spec.analysis_population,
     )
 
 
-def period_order(frame: pd.DataFrame, column: str, allocation: Allocation) -> list[str] | None:
-    """Return the design's period order for text period labels (decay and linear time need it)."""
-    col = frame[column]
-    if pd.api.types.is_numeric_dtype(col) or isinstance(col.dtype, pd.PeriodDtype):
-        return None
-    labels = [str(p) for p in allocation.design.periods]
-    present = set(col.astype(str))
-    if not present <= set(labels):
-        return None
-    return [p for p in labels if p in present]
+def variance_label(res: Any) -> str:
+    """Name the variance estimator of a fit: ``"model-based variance"``, ``"CR2 variance"``."""
+    vcov = str(getattr(res, "vcov", "model"))
+    return "model-based variance" if vcov == "model" else f"{vcov.upper()} variance"

@@ -24,7 +24,7 @@ import pandas as pd
 
 from ..design import Design
 from ..exceptions import OptionError
-from ..randomise import Allocation, randomise
+from ..randomise import Allocation
 from .analyses import AnalysisRun, run_analyses
 from .config import TrialConfig
 from .document import Code, Document, Section, Strong, SummaryItem
@@ -143,12 +143,8 @@ def write_pdf(html_text: str, path: Path) -> Path:
 
 
 def planned_design(config: TrialConfig) -> Design:
-    """Build the design template: one row per slot, from the wave start dates."""
-    return Design.from_start_dates(
-        config.slot_start_dates(),
-        config.periods,
-        transition=config.transition,  # type: ignore[arg-type]  # checked by from_start_dates
-    )
+    """Return the design template: one row per slot, from the wave start dates."""
+    return config.planned_design()
 
 
 def hash_frame(frame: pd.DataFrame) -> str:
@@ -172,17 +168,6 @@ def significance_note(results: dict[str, Any], alpha: float) -> str | None:
         f"p < {alpha:g}: {'; '.join(sig)}. p >= {alpha:g}: {'; '.join(not_sig)}. "
         "Read the primary analysis with its sensitivity analyses."
     )
-
-
-def _allocate(config: TrialConfig, template: Design) -> Allocation:
-    clusters = config.clusters.rename(columns={config.cluster_column: "cluster"})
-    kwargs: dict[str, Any] = {}
-    if config.strata:
-        kwargs["strata"] = config.strata
-    if config.balance:
-        kwargs["balance"] = list(config.balance)
-        kwargs["cutoff"] = config.cutoff
-    return randomise(template, clusters, rng=config.seed, **kwargs)
 
 
 def _summary(
@@ -250,8 +235,8 @@ def build_report(config: TrialConfig) -> Report:
     >>> report.section("primary").values["estimates"][0]["ratio"]  # doctest: +SKIP
     0.87...
     """
-    template = planned_design(config)
-    allocation = _allocate(config, template)
+    template = config.planned_design()
+    allocation = config.allocation()
     allocated = allocation.design
     sections = [design_section(template, allocated, config), randomisation_section(allocation)]
     deviations: list[str] = []
@@ -260,20 +245,23 @@ def build_report(config: TrialConfig) -> Report:
         sections.append(planned[0])
     data = config.data
     data_hash = hash_frame(data.frame) if data is not None else None
+    cd = None
     if data is not None and data_hash is not None:
-        roles = dict(
-            cluster=data.cluster,
-            period=data.period,
-            treatment=data.treatment,
-            outcome=data.outcome,
-            exposure=data.exposure,
+        roles = data.roles()
+        cd = cell_data(config.analysis_frame(), roles, allocated, data.outcome)
+        # the roll-out the data record (the analysis frame may carry the ITT treatment)
+        observed = (
+            cell_data(data.frame, {**roles, "treatment": data.treatment}, allocated, data.outcome)
+            if data.treatment is not None
+            else cd
         )
-        cd = cell_data(data.frame, roles, allocated, data.outcome)
-        flow, deviations = flow_section(cd, allocation)
+        rollout = config.rollout() if config.start_dates else None
+        population = config.analysis.analysis_population if config.analysis else "itt"
+        flow, deviations = flow_section(observed, allocation, rollout, population)
         sections += [flow, outcome_section(cd, data.source, data_hash, data.outcome)]
     run = run_analyses(config, allocation)
     disagree = significance_note(run.panel, run.alpha) if run is not None else None
-    if run is not None and data is not None:
+    if run is not None and cd is not None and data is not None:
         from ..compare import compare
 
         sections.append(primary_section(run, data.exposure, disagree))

@@ -20,7 +20,6 @@ __all__ = [
     "CONTROL",
     "INTERVENTION",
     "draw",
-    "plot_forest",
     "plot_lag_correlation",
     "plot_rates_by_exposure_time",
     "plot_rates_by_period",
@@ -30,7 +29,6 @@ __all__ = [
 #: Colours of the two conditions (those of :func:`steppedwedge.plotting.plot_design`).
 CONTROL = "#b07d2b"
 INTERVENTION = "#1f5f8b"
-_RATIO_TICKS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0)
 _STYLE: dict[str, Any] = {
     "font.size": 9.0,
     "axes.titlesize": 9.5,
@@ -183,35 +181,3 @@ def plot_lag_correlation(fig: Any, table: pd.DataFrame) -> None:
     ax.set_ylabel("correlation")
     ax.set_ylim(min(0.0, float(np.nanmin(table["observed"])) - 0.05), 1.0)
     ax.legend(loc="best")
-
-
-def plot_forest(
-    fig: Any,
-    labels: Sequence[str],
-    estimate: Sequence[float],
-    low: Sequence[float],
-    high: Sequence[float],
-    *,
-    ratio: bool,
-    xlabel: str,
-) -> None:
-    """Draw a forest plot, first row (the primary analysis) highlighted; log axis for ratios."""
-    ax = fig.subplots()
-    y = np.arange(len(labels))[::-1]
-    est, lo, hi = (np.asarray(v, dtype=float) for v in (estimate, low, high))
-    colours = [INTERVENTION] + ["#333"] * (len(labels) - 1)
-    for k in range(len(labels)):
-        if np.isfinite(lo[k]) and np.isfinite(hi[k]):
-            ax.plot([lo[k], hi[k]], [y[k], y[k]], color=colours[k], lw=1.4)
-        ax.plot(est[k], y[k], "D" if k == 0 else "s", color=colours[k], ms=5.5)
-    ax.axvline(1.0 if ratio else 0.0, color="#888", lw=0.8, ls="--")
-    if ratio:
-        ax.set_xscale("log")
-        finite = np.concatenate([v[np.isfinite(v)] for v in (est, lo, hi)] + [np.ones(1)])
-        span = (float(finite.min()), float(finite.max()))
-        ticks = [t for t in _RATIO_TICKS if span[0] / 1.05 <= t <= span[1] * 1.05]
-        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-        ax.minorticks_off()
-    ax.set_yticks(y, list(labels))
-    ax.grid(axis="y", visible=False)
-    ax.set_xlabel(xlabel)

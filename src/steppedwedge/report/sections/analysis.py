@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..analyses import AnalysisRun
+from ...plotting.forest import plot_forest
+from ..analyses import AnalysisRun, variance_label
 from ..document import BulletList, Callout, Code, Paragraph, Section, Strong, table_from_records
-from ..figures import draw, plot_forest, plot_lag_correlation
+from ..figures import draw, plot_lag_correlation
 from ..formatting import fmt_ci, fmt_df, fmt_num, fmt_p
 from ..observed import CellData, lag_correlation
 
@@ -25,7 +26,8 @@ _METHODS = {
 
 
 def _five(value: Any) -> str:
-    return fmt_num(value, 5)
+    """Format a log-likelihood or AIC to one decimal (differences of 1 matter)."""
+    return fmt_ci(value, None, None, decimals=1)
 
 
 def _scale(run: AnalysisRun, x: float) -> float:
@@ -77,8 +79,8 @@ def _estimand_words(run: AnalysisRun, offset: str | None) -> str:
 def primary_section(run: AnalysisRun, offset: str | None, disagree: str | None) -> Section:
     """Estimate, CI, small-sample df, method and estimand of the primary analysis (12a, 17a)."""
     prim = run.primary
-    fits = [("model-based variance", prim)] + (
-        [("CR2 cluster-robust variance", run.robust)] if run.robust is not None else []
+    fits = [(variance_label(prim), prim)] + (
+        [(run.companion_label, run.companion)] if run.companion is not None else []
     )
     effect_rows = []
     for name, res in fits:
@@ -122,7 +124,7 @@ def primary_section(run: AnalysisRun, offset: str | None, disagree: str | None) 
         )
     )
     headline = effect_text(run, prim)
-    result = Paragraph((Strong(headline[0].upper() + headline[1:]), " (model-based variance)."))
+    result = Paragraph((Strong(headline[0].upper() + headline[1:]), f" ({variance_label(prim)})."))
     period_table = _period_effects(run)
     blocks: list[Any] = [method, result]
     if disagree:
@@ -188,15 +190,13 @@ def sensitivity_section(run: AnalysisRun, panel: pd.DataFrame) -> Section:
     fig = draw(
         "forest",
         f"Forest plot of the {run.label if run.ratio else 'effect'} and 95% CI by analysis "
-        "(diamond: the primary analysis).",
+        "(first row, in bold: the primary analysis; dotted line at its estimate).",
         lambda f: plot_forest(
-            f,
-            [r["analysis"] for r in records],
-            [r["estimate"] for r in records],
-            [r["low"] for r in records],
-            [r["high"] for r in records],
+            panel,
+            ax=f.subplots(),
             ratio=run.ratio,
-            xlabel=f"{run.label} (log scale)" if run.ratio else "effect",
+            label=f"{run.label} (log scale)" if run.ratio else "effect",
+            primary=0,
         ),
         size=(7.0, 0.45 * len(records) + 1.0),
     )

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ...design import Design
-from ..analyses import RATIO_FAMILIES, AnalysisRun
+from ..analyses import RATIO_FAMILIES, AnalysisRun, variance_label
 from ..config import PowerSpec, TrialConfig
 from ..document import Callout, Code, Paragraph, Section, Strong, table_from_records
 from ..figures import INTERVENTION, draw
@@ -123,10 +123,12 @@ def power_section(config: TrialConfig, template: Design) -> tuple[Section, Any] 
         )
     )
     table = table_from_records("inputs", rows, caption="Inputs of the sample-size calculation")
+    source = Paragraph((spec.variance_source,))
+    values["variance_source"] = spec.variance_source
     sec = Section(
         "sample_size",
         "Sample size",
-        (text, table, fig),
+        (text, source, table, fig),
         values,
         ("7a sample size with the assumed correlation structure",),
     )
@@ -197,8 +199,12 @@ def planning_comparison(
         Paragraph(
             (
                 f"Standard error of the treatment effect: planned {fmt_num(planned.std_error)}, "
-                f"achieved {fmt_num(prim.std_error)} (model-based)"
-                + (f" and {fmt_num(run.robust.std_error)} (CR2)" if run.robust is not None else "")
+                f"achieved {fmt_num(prim.std_error)} ({variance_label(prim)})"
+                + (
+                    f" and {fmt_num(run.companion.std_error)} ({run.companion_label})"
+                    if run.companion is not None
+                    else ""
+                )
                 + f"; ratio achieved / planned {fmt_ratio(se_ratio)}. Power at the planned "
                 f"effect with the fitted variance components: {fmt_num(achieved.power)} "
                 f"(planned {fmt_num(planned.power)}).",
@@ -211,7 +217,9 @@ def planning_comparison(
     values = {
         "planned_std_error": float(planned.std_error),
         "achieved_std_error": float(prim.std_error),
-        "achieved_std_error_cr2": None if run.robust is None else float(run.robust.std_error),
+        "achieved_std_error_companion": (
+            None if run.companion is None else float(run.companion.std_error)
+        ),
         "se_ratio": se_ratio,
         "planned_power": float(planned.power),
         "achieved_power": float(achieved.power),

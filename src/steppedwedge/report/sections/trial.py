@@ -167,13 +167,42 @@ def randomisation_section(allocation: Allocation) -> Section:
     )
 
 
-def flow_section(cd: CellData, allocation: Allocation) -> tuple[Section, list[str]]:
+_POPULATION = {
+    "itt": "intention to treat: every cluster is analysed in the arm of the wave it was "
+    "allocated to, whenever it actually started",
+    "as-treated": "as treated: every cluster is analysed in the arm it was actually in",
+}
+
+
+def _flow_status(flow: pd.DataFrame, rollout: pd.DataFrame | None, design: Design) -> pd.DataFrame:
+    """Replace the data-derived status by the configured start dates, where they are given."""
+    if rollout is None:
+        return flow
+    by = {str(r["cluster"]): r for r in rollout.to_dict("records")}
+    status = []
+    for r in flow.to_dict("records"):
+        given = by.get(str(r["cluster"]))
+        if given is None or given["status"] == "as allocated" or r["status"] == "no data":
+            status.append(r["status"])
+        elif given["status"] == "never":
+            status.append("never started")
+        else:
+            status.append(f"{given['status']} (started {given['actual_start']})")
+    out: pd.DataFrame = flow.assign(status=status)
+    return out
+
+
+def flow_section(
+    cd: CellData, allocation: Allocation, rollout: pd.DataFrame | None, population: str
+) -> tuple[Section, list[str]]:
     """Cluster flow by wave and exposure per arm and period (CONSORT-SW 13a, 13b, 16).
 
-    Returns the section and the deviations from the planned roll-out it found.
+    ``cd`` holds the data with the treatment the data record (the observed roll-out);
+    ``rollout`` the configured start dates (:meth:`TrialConfig.rollout`), which take
+    precedence.  Returns the section and the departures from the planned roll-out.
     """
     design = allocation.design
-    flow = cluster_flow(cd.cells, design)
+    flow = _flow_status(cluster_flow(cd.cells, design), rollout, design)
     rows = []
     for w, g in flow.groupby("wave", sort=True):
         rows.append(
@@ -191,7 +220,7 @@ def flow_section(cd: CellData, allocation: Allocation) -> tuple[Section, list[st
     table = table_from_records("cluster_flow", rows + [total], caption="Flow of clusters by wave")
     deviations = [
         f"{r['cluster']} (wave {r['wave']}): {r['status']}; allocated "
-        f"{_period_label(design, int(r['allocated_start']))}, observed "
+        f"{_period_label(design, int(r['allocated_start']))}, data show "
         + (
             _period_label(design, int(r["observed_start"]))
             if r["status"] != "no data"
@@ -204,9 +233,9 @@ def flow_section(cd: CellData, allocation: Allocation) -> tuple[Section, list[st
     blocks: list[Paragraph | Table | Callout | BulletList] = [
         Paragraph(
             (
-                f"All {len(flow)} randomised clusters, by wave: whether the data show them "
-                "starting the intervention in the period allocated, and how many were analysed "
-                "(every cluster with data is analysed in the arm its data record).",
+                f"All {len(flow)} randomised clusters, by wave: whether they started the "
+                "intervention in the period allocated, and how many were analysed. Analysis "
+                f"population: {_POPULATION.get(population, population)}.",
             )
         ),
         table,
@@ -223,6 +252,7 @@ def flow_section(cd: CellData, allocation: Allocation) -> tuple[Section, list[st
         "late_or_early": int(total["started late or early"]),
         "never_started": int(total["never started"]),
         "analysed": int(total["analysed"]),
+        "analysis_population": population,
         "deviations": list(deviations),
     }
     sec = Section(
