@@ -17,7 +17,10 @@ from steppedwedge.datasets import load_council_characteristics, load_councils
 
 # sw.report is the report function; the subpackage is reached through importlib
 report_pkg = importlib.import_module("steppedwedge.report")
-WAVES = '["2023-01-01", "2023-07-01", "2024-01-01", "2024-07-01", "2025-01-01", "2025-07-01", "2026-01-01"]'
+WAVES = (
+    '["2023-01-01", "2023-07-01", "2024-01-01", "2024-07-01", "2025-01-01", "2025-07-01", '
+    '"2026-01-01"]'
+)
 
 TRIAL = f"""schema_version = 1
 
