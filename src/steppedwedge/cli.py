@@ -149,6 +149,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="output folder (default: report); with --init the template file",
     )
+    rep.add_argument(
+        "--pdf",
+        action="store_true",
+        help="also write report.pdf (needs the pdf extra: pip install 'steppedwedge[pdf]')",
+    )
 
     val = sub.add_parser("validate", help="check a trial.toml without running it")
     val.add_argument("config", metavar="TRIAL.toml", help="trial configuration")
@@ -300,7 +305,7 @@ def _report(args: argparse.Namespace) -> int:
     cfg = council_example() if args.example else TrialConfig.from_toml(args.config)
     report = build_report(cfg)
     try:
-        written = report.write(output)
+        written = report.write(output, pdf=args.pdf)
     except OSError as exc:
         raise OptionError(
             f"cannot write the report to {str(output)!r}: {exc.strerror or exc}."
