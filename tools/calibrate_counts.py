@@ -28,6 +28,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -218,32 +219,48 @@ CANDIDATE_KINDS = ("cr0", "kc", "cr3", "fg", "mbn")
 
 
 class _EveryVcov:
-    """Stand-in for ``sandwich_vcov`` inside the GLMM module: computes every kind.
+    """Records every sandwich kind from the per-cluster pieces of one GLMM fit.
 
     The GLMM fit builds its per-cluster pieces once (``leverage="fixed"``, the pieces of
-    every leverage-corrected kind) and calls ``sandwich_vcov(pieces, vcov, hessian=...)``;
-    this records the covariance of every kind in :data:`CANDIDATE_KINDS` from those same
-    pieces, so one fit gives the standard errors of all candidates (identical to one fit
-    per ``vcov=``: checked to the last digit on an 8-council replicate for every kind).
+    every leverage-corrected kind) and hands them, with its Hessian, to ``corrected_scores``
+    (or ``sandwich_vcov`` for MBN).  :meth:`install` wraps both names inside the GLMM
+    module so that the covariance of every kind in :data:`CANDIDATE_KINDS` is computed
+    from those same pieces: one fit gives the standard errors of all candidates (identical
+    to one fit per ``vcov=``: checked to 1e-12 on an 8-council replicate for every kind).
     """
 
-    def __init__(self, original: Callable[..., np.ndarray]) -> None:
-        self.original = original
+    def __init__(self) -> None:
+        from steppedwedge.inference import sandwich
+
+        self.sandwich = sandwich
         self.last: dict[str, np.ndarray] = {}
 
-    def __call__(self, pieces: Any, kind: str, **kwargs: Any) -> np.ndarray:
-        self.last = {k: self.original(pieces, k, **kwargs) for k in CANDIDATE_KINDS}
-        return self.last[kind] if kind in self.last else self.original(pieces, kind, **kwargs)
+    def _record(self, pieces: Any, hessian: Any) -> None:
+        vcov = self.sandwich.sandwich_vcov
+        self.last = {k: vcov(pieces, k, hessian=hessian) for k in CANDIDATE_KINDS}
+
+    def install(self) -> None:
+        """Wrap ``corrected_scores`` and ``sandwich_vcov`` of the GLMM module."""
+        from steppedwedge.models import glmm
+
+        def scores(pieces: Any, kind: str, hessian: Any = None, **kw: Any) -> Any:
+            self._record(pieces, hessian)
+            return self.sandwich.corrected_scores(pieces, kind, hessian, **kw)
+
+        def vcov(pieces: Any, kind: str, **kw: Any) -> Any:
+            self._record(pieces, kw.get("hessian"))
+            return self.sandwich.sandwich_vcov(pieces, kind, **kw)
+
+        glmm.corrected_scores = scores  # type: ignore[attr-defined]
+        glmm.sandwich_vcov = vcov  # type: ignore[attr-defined]
 
 
 def _candidate_analysis(
-    random: str, records: list[dict[str, float]], spy: _EveryVcov
+    random: str, spy: _EveryVcov, sink: Callable[[dict[str, float]], None]
 ) -> Callable[[Any], Any]:
-    """One GLMM fit per replicate (``vcov="cr3"``); every candidate SE appended to records."""
+    """One GLMM fit per replicate (``vcov="cr3"``); every candidate SE passed to ``sink``."""
 
     def run(data: Any) -> Any:
-        row: dict[str, float] = {"estimate": math.nan}
-        records.append(row)
         res = sw.fit(
             data,
             outcome="outcome",
@@ -256,13 +273,15 @@ def _candidate_analysis(
             vcov="cr3",
         )
         k = list(res.params.index).index("treatment")
-        row.update(
-            estimate=res.estimate,
-            model=float(res.std_error_model),
-            converged=float(res.converged),
-            singular=float(res.singular),
-            **{kind: float(np.sqrt(cov[k, k])) for kind, cov in spy.last.items()},
-            **{f"vc_{n}": float(v) for n, v in res.variance_components.items()},
+        sink(
+            dict(
+                estimate=res.estimate,
+                model=float(res.std_error_model),
+                converged=float(res.converged),
+                singular=float(res.singular),
+                **{kind: float(np.sqrt(cov[k, k])) for kind, cov in spy.last.items()},
+                **{f"vc_{n}": float(v) for n, v in res.variance_components.items()},
+            )
         )
         return res
 
@@ -270,35 +289,49 @@ def _candidate_analysis(
 
 
 def run_candidates(args: argparse.Namespace) -> int:
-    """Per-replicate SEs of every variance candidate for one GLMM structure (CSV)."""
+    """Per-replicate SEs of every variance candidate for one GLMM structure (CSV).
+
+    Replicates run in chunks of ``--chunk``, alternating null and alternative, chunk ``c``
+    of scenario ``h`` (0 null, 1 alternative) seeded ``SeedSequence([seed, h, c])``; every
+    replicate is appended to ``--out`` as it finishes, so a partial run is usable.
+    """
+    import csv
+
     import pandas as pd
 
-    from steppedwedge.models import glmm
-
     scenario = council_scenario(args.councils)
-    spy = _EveryVcov(glmm.sandwich_vcov)
-    glmm.sandwich_vcov = spy  # type: ignore[assignment]
-    frames = []
-    for label, effect, n, seed in (
-        ("h0", 0.0, args.n_null, args.seed),
-        ("h1", math.log(0.85), args.n_alt, args.seed + 1),
-    ):
-        records: list[dict[str, float]] = []
-        res = run_one(
-            scenario, _candidate_analysis(args.candidates, records, spy), effect, n, seed, None
-        )
-        assert not isinstance(res, str), res
-        # simulate_power may call the analysis once more (a probe): match rows by estimate
-        by_estimate = {r["estimate"]: r for r in records if np.isfinite(r["estimate"])}
-        est = res.estimates["estimate"].to_numpy(float)
-        frame = pd.DataFrame([by_estimate.get(e, {"estimate": e}) for e in est])
-        frame.insert(0, "status", res.estimates["status"].to_numpy())
-        frame.insert(0, "true", effect)
-        frame.insert(0, "scenario", label)
-        frames.append(frame)
-    out = pd.concat(frames, ignore_index=True)
-    out.insert(0, "councils", args.councils)
-    out.to_csv(args.out, index=False)
+    spy = _EveryVcov()
+    spy.install()
+    fields = ["councils", "scenario", "true", "chunk", "estimate", "model", "converged"]
+    fields += ["singular", *CANDIDATE_KINDS, "vc_tau2", "vc_gamma2", "vc_decay"]
+    with open(args.out, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        seen: set[float] = set()
+        for c in range(math.ceil(max(args.n_null, args.n_alt) / args.chunk)):
+            for h, (label, effect, n) in enumerate(
+                (("h0", 0.0, args.n_null), ("h1", math.log(0.85), args.n_alt))
+            ):
+                m = min(args.chunk, n - c * args.chunk)
+                if m <= 0:
+                    continue
+
+                def sink(row: dict[str, float], head: dict[str, Any] | None = None) -> None:
+                    if row["estimate"] in seen:  # simulate_power's probe call
+                        return
+                    seen.add(row["estimate"])
+                    writer.writerow({**(head or {}), **row})
+                    fh.flush()
+
+                head = dict(councils=args.councils, scenario=label, true=effect, chunk=c)
+                sink = functools.partial(sink, head=head)
+
+                seed = np.random.SeedSequence([args.seed, h, c])
+                res = run_one(
+                    scenario, _candidate_analysis(args.candidates, spy, sink), effect, m, seed, None
+                )
+                assert not isinstance(res, str), res
+    out = pd.read_csv(args.out, keep_default_na=False, na_values=[""])
     print(f"wrote {len(out)} replicates to {args.out}\n")
     print(candidate_table(out, scenario.n_clusters - 2))
     return 0
@@ -308,7 +341,7 @@ def candidate_table(frame: Any, df: float) -> str:
     """Markdown table: type-I error and coverage of each SE with t(df) and with z."""
     from scipy import stats
 
-    usable = frame[frame["status"].isin(("ok", "singular"))]
+    usable = frame[frame["converged"] == 1]
     null, alt = usable[usable["scenario"] == "h0"], usable[usable["scenario"] == "h1"]
     lines = [
         "| SE | reference | type-I error (MC SE) | coverage (MC SE) | mean SE / SD of "
@@ -353,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         "Poisson GLMM with this random structure, written to --out (CSV)",
     )
     ap.add_argument("--out", default="candidates.csv")
+    ap.add_argument("--chunk", type=int, default=100)
     args = ap.parse_args(argv)
     if args.candidates:
         return run_candidates(args)
