@@ -83,6 +83,17 @@ def test_assurance_is_the_mean_of_power_over_the_draws(case: str) -> None:
     np.testing.assert_array_equal(res.draws["tau2"], [v.tau2 for v in draws])
 
 
+def test_gaussian_draws_with_unequal_clusters() -> None:
+    # sigma2 varies over the draws; clusters of unequal sizes share one eigendecomposition
+    gen = np.random.default_rng(9)
+    sigma2 = gen.uniform(0.5, 2, 25)
+    draws = [v.with_(sigma2=s) for v, s in zip(_draws(25, seed=6), sigma2, strict=True)]
+    sizes = np.array([5.0, 8, 12, 20, 30, 45, 60])
+    res = sw.assurance(_design(), effect=0.25, variance=draws, cluster_size=sizes)
+    ref = [sw.power(_design(), effect=0.25, variance=v, cluster_size=sizes).power for v in draws]
+    np.testing.assert_allclose(res.power, ref, rtol=0, atol=EXACT_ATOL)
+
+
 def test_general_structures_take_the_unbatched_covariance() -> None:
     # a random treatment effect, an unobserved cell and calendar-time decay: covariances
     # built one by one by power's own code, then batched

@@ -75,6 +75,58 @@ def _within(spec: _Spec, effects: Sequence[float]) -> dict[float, np.ndarray]:
     return out
 
 
+def _shape_groups(
+    d: np.ndarray, obs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Write each cluster's within-cell variances as ``d_i = c_i * C_g`` (``g`` its group).
+
+    Clusters with the same observed cells whose within-cell variances are proportional
+    (a sequence's clusters of any sizes; under the null, every cluster) form a group.
+    Returns ``(group of each cluster, C_g, c_i)``, or None when the factorisation does not
+    reproduce ``d`` to 1e-13 (then the clusters are inverted one by one).
+    """
+    j0 = np.argmax(obs, axis=1)
+    c = d[np.arange(d.shape[0]), j0]
+    shape = np.where(obs, d / c[:, None], 1.0)
+    key = np.concatenate([np.round(shape, 12), obs], axis=1)
+    _, first, group = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    group = group.ravel()
+    base = shape[first]
+    err = np.abs(c[:, None] * base[group] - d) / d
+    if np.any(np.where(obs, err, 0.0) > 1e-13):
+        return None
+    return group, base, c
+
+
+def _eigen_information(
+    shared: np.ndarray,
+    scale: np.ndarray,
+    groups: tuple[np.ndarray, np.ndarray, np.ndarray],
+    obs: np.ndarray,
+    z0: np.ndarray,
+) -> np.ndarray:
+    """Per-cluster information ``(n, I, p, p)`` from one eigendecomposition per group.
+
+    With ``V_i = S + s c_i C`` on the observed cells (``S`` the random-effect covariance of
+    the job, ``s`` its scale), ``C^{-1/2} S C^{-1/2} = U diag(lam) U'`` gives
+    ``Z_i' V_i^{-1} Z_i = Y_i' diag(1 / (lam + s c_i)) Y_i`` with ``Y_i = U' C^{-1/2} Z_i``.
+    """
+    group, base, c = groups
+    n, n_i, n_p = shared.shape[0], z0.shape[0], z0.shape[2]
+    out = np.zeros((n, n_i, n_p, n_p))
+    for g in range(base.shape[0]):
+        members = np.flatnonzero(group == g)
+        o = obs[members[0]]
+        root = np.sqrt(base[g, o])
+        k = shared[:, o][:, :, o] / root[:, None] / root[None, :]
+        lam, u = np.linalg.eigh(k)
+        w = z0[members][:, o] / root[None, :, None]  # (m, T_o, p)
+        y = np.swapaxes(u, 1, 2)[:, None] @ w[None]  # (n, m, T_o, p)
+        inv = 1.0 / (lam[:, None, :] + scale[:, None, None] * c[members][None, :, None])
+        out[:, members] = np.swapaxes(y * inv[..., None], 2, 3) @ y
+    return out
+
+
 def _fast_information(
     spec: _Spec,
     jobs: Sequence[tuple[VarianceComponents, float]],
@@ -102,8 +154,17 @@ def _fast_information(
         diag = np.stack([within[e] for _, e in jobs])
         key = np.concatenate([*within.values(), obs], axis=1)
     _, first, group = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    shared = _shared(spec, [vc for vc, _ in jobs])
+    if within is None or len(within) == 1:
+        # one within-cell pattern for every job: proportional clusters share an eigh
+        d1 = np.where(obs, inv_m, 1.0) if within is None else next(iter(within.values()))
+        scale = sigma2.ravel() if within is None else np.ones(len(jobs))
+        groups = _shape_groups(d1, obs)
+        if groups is not None and 4 * groups[1].shape[0] < first.size:
+            per_e = _eigen_information(shared, scale, groups, obs, z0)
+            return per_e if per_cluster else per_e.sum(axis=1)
     both = (obs[first, :, None] & obs[first, None, :]).astype(float)
-    cov = _shared(spec, [vc for vc, _ in jobs])[:, None, :, :] * both[None]
+    cov = shared[:, None, :, :] * both[None]
     cov[:, :, idx, idx] += diag[:, first]
     vinv = np.linalg.inv(cov)[:, group.ravel()]  # (n, I, T, T)
     n = len(jobs)
