@@ -491,3 +491,12 @@ def test_number_formatting() -> None:
     assert fmt_p(0.0004) == "<0.001" and fmt_p(0.0094) == "0.009" and fmt_p(0.53) == "0.53"
     assert fmt_short(0.0005) == "0.0005" and fmt_df(12.47) == "12.5"
     assert escape("a|b") == "a\\|b"
+
+
+def test_docs_list_every_consort_item_with_its_section(example: Report) -> None:
+    """docs/explanation/consort_sw.rst has a row "item | section" for every item a section
+    claims (Section.consort), and no row for an item no section claims."""
+    page = (Path(__file__).parents[1] / "docs" / "explanation" / "consort_sw.rst").read_text()
+    rows = re.findall(r"^   \* - (.+)\n     - (.+)$", page, flags=re.M)[1:]  # skip the header
+    claimed = {(item, s.title) for s in example.sections for item in s.consort}
+    assert set(rows) == claimed

@@ -260,7 +260,11 @@ def flow_section(
         "Participant flow and exposure",
         tuple(blocks),
         values,
-        ("13a clusters randomised and analysed, individuals per period", "13b losses", "16"),
+        (
+            "13a clusters randomised and analysed, exposure per period",
+            "13b losses and exclusions",
+            "16 numbers analysed",
+        ),
     )
     return sec, deviations
 
