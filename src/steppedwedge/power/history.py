@@ -233,10 +233,13 @@ class EstimatedVariance(PlanningResultMixin):
             f". A {fam} GLMM with {self.time} period effects and the '{self.structure}' "
             f"random-effect structure (Laplace maximum likelihood"
         )
-        best = self.structures.sort_values("aic").iloc[0]["structure"]
+        if len(self.structures) > 1:
+            best = self.structures.sort_values("aic").iloc[0]["structure"]
+            fitted = ", ".join(f"'{s}'" for s in self.structures["structure"])
+            parts.append(f"; of the structures {fitted}, '{best}' has the lowest AIC")
+        scale = "log-odds" if self.family == "binomial" else "log-rate"
         parts.append(
-            f"; the structure with the lowest AIC among {list(self.structures['structure'])} "
-            f"is '{best}') gave, on the log scale, a persistent between-cluster variance "
+            f") gave, on the {scale} scale, a persistent between-cluster variance "
             f"{_f(v.tau2)}, a cluster-period variance {_f(v.gamma2)}"
         )
         if v.decay is not None:
@@ -642,6 +645,12 @@ def estimate_variance(
     >>> round(est.variance.tau2, 3), round(est.variance.gamma2, 3), round(est.variance.decay, 2)
     (0.11, 0.031, 0.56)
     """
+    if family == "gaussian":
+        raise OptionError(
+            "family='gaussian' is not available in estimate_variance: the planning components of "
+            "counts live on the log-rate scale; use family='poisson' or 'negative_binomial' "
+            "(with `exposure=`), or 'binomial' (with `trials=`)."
+        )
     check_option("family", family, FAMILIES)
     check_option("structure", structure, STRUCTURES)
     check_option("time", time, _TIME)

@@ -13,8 +13,12 @@ cases <- list()
 
 # theta: (1 | la_code) SD first when present, then (1 | la_code:year) SD or the ar1 block (log SD, t);
 # glmmTMB's ar1 correlation is r = t / sqrt(1 + t^2)
-add <- function(name, outcome, structure, family, years = NULL) {
-  d <- panel[!is.na(panel[[outcome]]) & !is.na(panel$population_0_17), ]
+add <- function(name, outcome, structure, family, years = NULL, trials = NULL) {
+  d <- if (is.null(trials)) {
+    panel[!is.na(panel[[outcome]]) & !is.na(panel$population_0_17), ]
+  } else {
+    panel[!is.na(panel[[outcome]]) & !is.na(panel[[trials]]), ]
+  }
   if (!is.null(years)) d <- d[d$year %in% years, ]
   d$y <- d[[outcome]]; d$yf <- factor(d$year); d$la_code <- factor(d$la_code)
   rhs <- switch(structure,
@@ -23,6 +27,10 @@ add <- function(name, outcome, structure, family, years = NULL) {
     "decay" = "ar1(yf + 0 | la_code)",
     "nested+decay" = "(1 | la_code) + ar1(yf + 0 | la_code)")
   f <- as.formula(paste("y ~ yf + offset(log(population_0_17)) +", rhs))
+  if (!is.null(trials)) {
+    d$n <- d[[trials]]
+    f <- as.formula(paste("cbind(y, n - y) ~ yf +", rhs))
+  }
   elapsed <- system.time(m <- glmmTMB(f, family = family, data = d, control = tmb_ctrl))[["elapsed"]]
   # polish nlminb's optimum: Newton steps on TMB's exact gradient (Hessian by optimHess of it)
   obj <- m$obj; par <- m$fit$par
@@ -44,9 +52,11 @@ add <- function(name, outcome, structure, family, years = NULL) {
     gamma2 <- 0; decay <- NA
   }
   size <- if (stats::family(m)$family == "nbinom2") exp(par[names(par) == "betad"]) else NA
-  fam <- if (stats::family(m)$family == "nbinom2") "negative_binomial" else "poisson"
+  fam <- switch(stats::family(m)$family, nbinom2 = "negative_binomial", binomial = "binomial",
+                "poisson")
   conv <- max(abs(obj$gr(par))) < 1e-6
-  case <- list(name = name, outcome = outcome, structure = structure, family = fam,
+  case <- list(name = name, outcome = outcome, trials = if (is.null(trials)) NA else trials,
+               structure = structure, family = fam,
                years = if (is.null(years)) NULL else years,
                n_obs = nrow(d), n_clusters = nlevels(d$la_code), n_periods = nlevels(d$yf),
                fixef = unname(par[names(par) == "beta"]), loglik = ll, aic = 2 * length(par) - 2 * ll,
@@ -69,6 +79,8 @@ add("entries_nb_decay", "cla_started_in_year", "decay", nbinom2)
 add("cpp_pois_nested", "cpp_31_march", "nested", poisson)
 add("cpp_pois_nested+decay", "cpp_31_march", "nested+decay", poisson)
 add("cpp_nb_nested+decay", "cpp_31_march", "nested+decay", nbinom2)
+# binomial: the share of children in need who are on a protection plan (log choose(n, y) included)
+add("cpp_share_binom_nested+decay", "cpp_31_march", "nested+decay", binomial, trials = "cin_31_march")
 
 writeLines(toJSON(cases, auto_unbox = TRUE, digits = NA, pretty = TRUE, na = "null"), "cases.json")
 writeLines(toJSON(list(R = R.version.string, glmmTMB = as.character(packageVersion("glmmTMB")),
