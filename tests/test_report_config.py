@@ -697,3 +697,26 @@ def test_config_reference_page_is_up_to_date() -> None:
         assert f"[{name}]" in page.read_text(encoding="utf-8")
         for key, *_ in table_fields(model):
             assert f"``{key}``" in page.read_text(encoding="utf-8"), key
+
+
+@pytest.mark.slow
+def test_example_cites_the_saved_panel_estimate() -> None:
+    """The bundled example's power section cites sw.estimate_variance of the DfE panel."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import make_council_variance as tool
+    finally:
+        sys.path.pop(0)
+    fresh = tool.estimate()
+    saved = json.loads((ROOT / "src/steppedwedge/report/council_variance.json").read_text())
+    again = sw.EstimatedVariance.from_dict(saved)
+    for name in ("tau2", "gamma2", "decay"):  # refitting reproduces the saved file (ITERATIVE)
+        assert math.isclose(
+            getattr(again.variance, name), getattr(fresh.variance, name), rel_tol=1e-5
+        ), name
+    power = council_example().power
+    quarterly = fresh.for_period(3, gamma2="averaged").variance
+    assert math.isclose(power.tau2, quarterly.tau2, rel_tol=1e-5)
+    assert math.isclose(power.gamma2, quarterly.gamma2, rel_tol=1e-5)
+    assert math.isclose(power.decay, quarterly.decay, rel_tol=1e-5)
+    assert "estimated from DfE" in power.variance_source and power.estimate is not None

@@ -8,7 +8,9 @@ example's report reproduces exactly the allocation that generated the bundled da
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pandas as pd
 
@@ -22,9 +24,11 @@ __all__ = [
     "COUNCIL_PERIODS",
     "COUNCIL_SEED",
     "COUNCIL_STRATA",
+    "COUNCIL_VARIANCE",
     "COUNCIL_WAVE_SIZES",
     "COUNCIL_WAVE_STARTS",
     "council_example",
+    "council_power",
     "council_randomisation",
 ]
 
@@ -88,6 +92,52 @@ def council_randomisation(characteristics: pd.DataFrame) -> Allocation:
     )
 
 
+#: The example's planning variance: sw.estimate_variance on the bundled DfE panel, saved by
+#: tools/make_council_variance.py (read back here instead of refitting the panel).
+COUNCIL_VARIANCE = Path(__file__).with_name("council_variance.json")
+
+
+def council_power() -> PowerSpec:
+    """Return the power inputs of the example, citing the DfE panel's variance estimate.
+
+    The variance components are :func:`steppedwedge.estimate_variance` of entries into care
+    in the bundled DfE panel (2021-2025, persistent + decaying council effects), converted
+    from years to quarters with the council-quarter variance of a stationary AR(1) averaged
+    over the quarter (``for_period(3, gamma2="averaged")``).
+
+    Returns
+    -------
+    PowerSpec
+        A 15% fall in entries into care (rate ratio 0.85) from about 26 per 10,000 children a
+        year, with the cited components and the estimate's own description as
+        ``variance_source``.
+
+    Examples
+    --------
+    >>> spec = council_power()
+    >>> round(spec.tau2, 3), round(spec.decay, 3)
+    (0.11, 0.866)
+    """
+    from ..power.history import EstimatedVariance
+
+    record = json.loads(COUNCIL_VARIANCE.read_text(encoding="utf-8"))
+    quarterly = EstimatedVariance.from_dict(record).for_period(3, gamma2="averaged")
+    vc = quarterly.variance
+    return PowerSpec(
+        family="poisson",
+        effect=math.log(0.85),
+        # about 26 entries into care per 10,000 children a year (DfE, England)
+        baseline=6.6e-4,
+        cluster_size=1.0,
+        exposure_column="population_0_17",
+        tau2=float(vc.tau2),
+        gamma2=float(vc.gamma2),
+        decay=None if vc.decay is None else float(vc.decay),
+        variance_source=quarterly.describe(),
+        estimate=quarterly,
+    )
+
+
 def council_example() -> TrialConfig:
     """Return the configuration of the synthetic 17-council trial shipped with the package.
 
@@ -129,22 +179,7 @@ def council_example() -> TrialConfig:
         cutoff=COUNCIL_CUTOFF,
         seed=COUNCIL_SEED,
         data=data,
-        power=PowerSpec(
-            family="poisson",
-            effect=math.log(0.85),
-            # about 26 entries into care per 10,000 children a year (DfE, England)
-            baseline=6.6e-4,
-            cluster_size=1.0,
-            exposure_column="population_0_17",
-            # between-council SD of log rates ~0.33, council-quarter SD ~0.15 decaying
-            # 0.68 a year (real-trials.md section 4.3)
-            tau2=0.33**2,
-            gamma2=0.15**2,
-            decay=0.68**0.25,
-            variance_source="Variance components assumed from the between-council SD of log "
-            "rates (about 0.33) and a council-quarter SD of about 0.15 decaying 0.68 a year, "
-            "read from 13 years of DfE council data (real-trials.md section 4.3).",
-        ),
+        power=council_power(),
         analysis=AnalysisSpec(family="poisson", random="nested+decay"),
         source="example:councils",
     )
