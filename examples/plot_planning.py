@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from scipy import stats  # noqa: E402
 
 import steppedwedge as sw  # noqa: E402
 
@@ -182,35 +183,41 @@ fig.tight_layout()
 fig.savefig(OUT / "planning_heatmap.png", dpi=110)
 plt.close(fig)
 
-# --- Assurance: power averaged over a prior on the correlations -----------------------------
-# sw.assurance uses the Gaussian closed forms, so we write the count model as a Gaussian
-# model of log rates: the 'individuals' are the m expected entries of a council-quarter,
-# each with variance 1 (a log count has variance about 1/m), plus tau2 + gamma2 = s2.  Then
-# icc = s2 / (1 + s2), cac = tau2 / s2 and the total variance is 1 + s2.
-m = baseline * population  # expected entries per council-quarter
-s2 = np.array([0.06, 0.09, 0.13, 0.18, 0.24])  # tau2 + gamma2 on the log scale
-cac = np.array([0.5, 0.6, 0.7, 0.8, 0.9])
-prior_s2 = np.array([0.1, 0.2, 0.4, 0.2, 0.1])  # most weight on the real-data values
-prior_cac = np.array([0.1, 0.2, 0.3, 0.3, 0.1])
-assured = sw.assurance(
-    council_design(2),
-    effect=effect,
-    icc=s2 / (1 + s2),
-    cac=cac,
-    decay=0.68 ** (1 / 4),
-    cluster_size=m,
-    total_variance=(1 + s2)[:, None],
-    probabilities={"icc": prior_s2, "cac": prior_cac},
-)
+# --- Assurance: power averaged over the uncertainty in the variance components -----------
+# The components above are read off ranges seen in real councils, so they are uncertain.
+# Write that uncertainty as draws of the components on the log-rate scale and average the
+# link-scale Poisson power over them (sw.estimate_variance gives such draws, a parametric
+# bootstrap, from a historical panel: see the planning-from-history tutorial).
+gen = np.random.default_rng(2024)
+n_draws = 2000
+persistent_sd = gen.uniform(0.25, 0.41, n_draws)
+quarter_sd = np.exp(gen.normal(np.log(0.15), 0.3, n_draws))  # mostly 0.08 to 0.27
+yearly_r = gen.beta(6.8, 3.2, n_draws)  # correlation one year apart, mean 0.68
+draws = [
+    sw.VarianceComponents(tau2=a**2, gamma2=g**2, decay=r ** (1 / 4))
+    for a, g, r in zip(persistent_sd, quarter_sd, yearly_r, strict=True)
+]
+two_per_wave = dict(effect=effect, family="poisson", baseline=baseline, cluster_size=population)
+at_guess = sw.power(council_design(2), variance=variance, **two_per_wave)
+assured = sw.assurance(council_design(2), variance=draws, **two_per_wave)
 print(
-    f"assurance, 14 councils (2 per wave): {assured.assurance:.3f}; "
-    f"power over the grid {assured.power.min():.2f} to {assured.power.max():.2f}"
+    f"assurance, 14 councils (2 per wave): {assured.assurance:.3f} "
+    f"(power at the guessed components {at_guess.power:.3f}); power over the draws "
+    f"{assured.power.min():.2f} to {assured.power.max():.2f}; "
+    f"P(power >= 0.8) = {assured.prob_power_at_least(0.8):.2f}"
 )
-ax = assured.plot()
-ax.set_title("Power, rate ratio 0.85, 14 councils (2 per wave)")
-ax.set_xlabel("ICC: council share of the variance of a log council-quarter rate")
-ax.set_ylabel("CAC: persistent share of the council variance")
-ax.figure.set_size_inches(6.4, 4.6)
+# ... and over a prior on the effect too: one rate ratio drawn per draw of the components
+effect_prior = stats.norm(np.log(0.85), 0.05)  # rate ratio mostly 0.77 to 0.94
+both = sw.assurance(
+    council_design(2),
+    variance=draws,
+    **{**two_per_wave, "effect": effect_prior},
+    rng=1,
+)
+print(f"assurance with an effect prior as well: {both.assurance:.3f}")
+ax = assured.plot(kind="distribution", bins=40)
+ax.set_title("Power over the uncertain components, 14 councils, rate ratio 0.85")
+ax.figure.set_size_inches(6.4, 4.2)
 ax.figure.tight_layout()
 ax.figure.savefig(OUT / "planning_assurance.png", dpi=110)
 plt.close(ax.figure)
