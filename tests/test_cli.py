@@ -123,3 +123,39 @@ def test_python_dash_m_entry_point() -> None:
     )
     assert out.returncode == 0
     assert out.stdout.strip() == f"steppedwedge {sw.__version__}"
+
+
+def test_init_then_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    target = tmp_path / "trial.toml"
+    assert main(["report", "--init", str(examples / "council_counts.csv"), "-o", str(target)]) == 0
+    text = target.read_text(encoding="utf-8")
+    assert text.startswith("# trial.toml for council_counts.csv")
+    # the template is not valid until the seed is filled in, and says so on one line
+    assert main(["validate", str(target)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "[randomisation] seed: is required" in err and "\n" not in err
+    target.write_text(text.replace("# seed = 12345", "seed = 20230101"), encoding="utf-8")
+    assert main(["validate", str(target)]) == 0
+    assert "17 clusters in 7 waves" in capsys.readouterr().out
+
+
+def test_report_when_a_council_never_went_live(tmp_path: Path) -> None:
+    """A council that never started is analysed as allocated (ITT) or as it was (as-treated)."""
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    data = pd.read_csv(examples / "council_counts.csv")
+    data.loc[data["council"] == "Council A", "treated"] = 0
+    data.to_csv(tmp_path / "council_counts.csv", index=False)
+    (tmp_path / "council_characteristics.csv").write_bytes(
+        (examples / "council_characteristics.csv").read_bytes()
+    )
+    text = (examples / "trial.toml").read_text(encoding="utf-8")
+    text = text.replace('analysis_population = "itt"', 'analysis_population = "as-treated"')
+    text = text.replace(
+        'sensitivity = ["fixed-effects", "gee", "cluster-summary", "permutation"]',
+        'sensitivity = ["permutation"]',
+    ).replace("n_permutations = 999", "n_permutations = 99")
+    text += '\n[rollout]\nstart_dates = {"Council A" = "never"}\n'
+    (tmp_path / "trial.toml").write_text(text, encoding="utf-8")
+    assert main(["report", str(tmp_path / "trial.toml"), "-o", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep" / "report.html").is_file()
