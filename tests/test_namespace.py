@@ -115,6 +115,8 @@ def test_public_api_snapshot() -> None:
         "OptionError",
         # staggered-rollout estimators (method="efficient-staggered", ...)
         "StaggeredResult",
+        # design-based estimators (method="vertical", "hughes", ...)
+        "DesignBasedResult",
     }
     assert set(sw.__all__) == expected
 

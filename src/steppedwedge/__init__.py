@@ -32,6 +32,7 @@ from .inference.permutation import PermutationResult, permutation_test
 from .inference.pooling import PooledResult, pool
 from .models import fit
 from .models.cluster_level import ClusterSummaryResult
+from .models.design_based import DesignBasedResult
 from .models.fixed_effects import FixedEffectsResult
 from .models.gee import GEEResult
 from .models.glmm import GLMMResult
@@ -79,6 +80,7 @@ __all__ = [
     "ConvergenceWarning",
     "DataError",
     "Design",
+    "DesignBasedResult",
     "DesignEffect",
     "DesignError",
     "DesignSearchResult",

@@ -93,6 +93,7 @@ def _check_rows(
 _FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial")
 _METHODS = ("reml", "ml", "laplace", "agq", "gee", "cluster-summary", "fixed-effects")
 _STAGGERED = ("efficient-staggered", "callaway-santanna", "sun-abraham", "imputation")
+_DESIGN_BASED = ("vertical", "hughes", "synthetic-control", "crossover")
 
 
 def fit(
@@ -186,7 +187,10 @@ def fit(
         ``"period-interaction"``).  Staggered-rollout estimators: ``"efficient-staggered"``,
         ``"callaway-santanna"``, ``"sun-abraham"``, ``"imputation"``
         (:func:`steppedwedge.models.staggered.fit_staggered`; options ``estimand``,
-        ``event_times``, ``beta``, ``n_permutations``, ``rng``, ...).
+        ``event_times``, ``beta``, ``n_permutations``, ``rng``, ...).  Design-based
+        estimators with randomisation inference: ``"vertical"``, ``"hughes"``,
+        ``"synthetic-control"``, ``"crossover"``
+        (:func:`steppedwedge.models.design_based.fit_design_based`).
     dof : str or float, optional
         Denominator df rule.  Gaussian mixed models: ``"kenward-roger"`` (default for REML;
         the standard error is then the adjusted one, as pbkrtest ``vcovAdj``),
@@ -268,7 +272,7 @@ def fit(
     check_option("family", family, _FAMILIES)
     if method is None:
         method = "reml" if family == "gaussian" else "laplace"
-    check_option("method", method, _METHODS + _STAGGERED)
+    check_option("method", method, _METHODS + _STAGGERED + _DESIGN_BASED)
     check_option("decay_scale", decay_scale, ("period", "time"))
     if decay_scale != "period" and method not in ("reml", "ml", "laplace", "agq"):
         raise OptionError(
@@ -286,6 +290,15 @@ def fit(
         missing=missing,
         design=design,
     )
+    if method in _DESIGN_BASED:
+        from .design_based import check_unused, fit_design_based
+
+        check_unused(method, individual, covariates, random, time, effect, dof, vcov, offset)
+        return fit_design_based(
+            data, outcome=outcome, cluster=cluster, period=period, treatment=treatment,
+            method=method, family=family, link=link, exposure=exposure, trials=trials,
+            missing=missing, design=design, **options,
+        )  # fmt: skip
     if method in _STAGGERED:
         from .staggered import fit_staggered
 
