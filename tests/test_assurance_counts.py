@@ -237,3 +237,30 @@ def test_bad_input() -> None:
         sw.assurance(d, effect=0.2, variance=[VC(), VC(sigma2=0.0, tau2=0.1)], cluster_size=10)
     with pytest.raises(TypeError, match="estimate"):
         sw.power(d, effect=0.2, variance=0.1, cluster_size=10)
+
+
+def test_the_estimate_from_a_panel_is_a_variance_estimate() -> None:
+    # the real sw.estimate_variance result (a small bootstrap of the bundled DfE panel)
+    import warnings
+
+    panel = sw.datasets.load_dfe_panel()
+    recent = panel[panel["year"] >= 2021]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the suppressed rows are dropped with a warning
+        est = sw.estimate_variance(
+            recent,
+            outcome="cla_started_in_year",
+            cluster="la_code",
+            period="year",
+            exposure="population_0_17",
+            structure="nested",
+            n_boot=6,
+            rng=1,
+        )
+    assert isinstance(est, sw.VarianceEstimate)
+    kw = dict(family="poisson", baseline=6.6e-3 * 4, cluster_size=POP)
+    res = sw.assurance(_design(), effect=np.log(0.85), variance=est, **kw)
+    ref = [sw.power(_design(), effect=np.log(0.85), variance=v, **kw).power for v in est.draws]
+    assert res.assurance == pytest.approx(np.mean(ref), rel=0, abs=EXACT_ATOL)
+    at_point = sw.power(_design(), effect=np.log(0.85), variance=est.variance, **kw).power
+    assert res.point_power == at_point
