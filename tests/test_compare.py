@@ -271,7 +271,9 @@ def test_compare_analyses_rows_are_the_fits_they_name(councils_panel) -> None:
     assert list(tidy.columns[:8]) == list(TIDY_COLUMNS)
     np.testing.assert_allclose(tidy["estimate"], panel.table["estimate"], **EXACT)
     t90 = panel.tidy(confidence_level=0.9)
-    assert (t90["conf_high"] - t90["conf_low"] < tidy["conf_high"] - tidy["conf_low"]).all()
+    w90, w95 = t90["conf_high"] - t90["conf_low"], tidy["conf_high"] - tidy["conf_low"]
+    both = w90.notna() & w95.notna()  # a randomisation interval may not exist at a level
+    assert both.sum() >= 8 and (w90[both] < w95[both]).all()
     assert panel.conf_int() == by_hand["primary"].conf_int()
 
 

@@ -58,6 +58,7 @@ LAYERS: dict[str, int] = {
     "report": 5,
     "cli": 5,
     "datasets": 5,
+    "comparison": 5,  # comparison councils: its default panel is the bundled DfE data
     "__main__": 5,
     "__init__": 5,
 }

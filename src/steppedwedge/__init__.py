@@ -15,6 +15,7 @@ from . import datasets
 from ._version import __version__
 from .cohort import CohortFrame, cohort_from_events
 from .compare import AnalysisComparison, compare, compare_analyses
+from .comparison import ComparisonCouncils, comparison_councils
 from .data import CellSummary, TrialData
 from .design import Design
 from .exceptions import (
@@ -76,6 +77,7 @@ __all__ = [
     "CellMap",
     "CellSummary",
     "ClusterSummaryResult",
+    "ComparisonCouncils",
     "CohortFrame",
     "ConvergenceWarning",
     "DataError",
@@ -112,6 +114,7 @@ __all__ = [
     "cohort_from_events",
     "compare",
     "compare_analyses",
+    "comparison_councils",
     "datasets",
     "design_effect",
     "expected_power",

@@ -241,7 +241,12 @@ def efficient(
 
 
 def _psd_pinv(a: FloatArray) -> FloatArray:
-    """Moore-Penrose inverse of a symmetric PSD matrix (``MASS::ginv`` tolerance)."""
+    """Moore-Penrose inverse of a symmetric PSD matrix (``MASS::ginv`` tolerance).
+
+    NaN where ``a`` is not finite (the covariance of a single-cluster cohort).
+    """
+    if not np.isfinite(a).all():
+        return np.full(a.shape, np.nan)
     w, v = np.linalg.eigh(a)
     keep = w > _GINV_TOL * max(float(w[-1]), 0.0)
     out: FloatArray = (v[:, keep] / w[keep]) @ v[:, keep].T
