@@ -252,3 +252,34 @@ def test_internal_error_exit_1(
     assert "internal error: RuntimeError: boom" in err and "--debug" in err
     assert main(["--debug", "report", str(trial), "-o", str(trial.parent / "r")]) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_empty_and_header_only_csv(trial: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = trial.parent / "councils.csv"
+    data.write_text("", encoding="utf-8")
+    assert "is empty" in run(["validate", str(trial)], capsys)
+    data.write_text("council,quarter,treated\n", encoding="utf-8")
+    assert "header but no rows" in run(["validate", str(trial)], capsys)
+
+
+def test_data_file_is_a_folder(trial: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (trial.parent / "councils.csv").unlink()
+    (trial.parent / "councils.csv").mkdir()
+    assert "is a folder" in run(["validate", str(trial)], capsys)
+
+
+def test_clusters_do_not_add_up(trial: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    edit(
+        trial,
+        "clusters_per_wave = [3, 2, 3, 3, 2, 2, 2]",
+        "clusters_per_wave = [3, 2, 3, 3, 2, 2, 3]",
+    )
+    err = run(["validate", str(trial)], capsys)
+    assert "[design] clusters_per_wave: adds up to 18 clusters" in err
+
+
+def test_unknown_cluster_in_start_dates(trial: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trial.write_text(TRIAL + '\n[rollout]\nstart_dates = {"Councl A" = "never"}\n')
+    err = run(["validate", str(trial)], capsys)
+    assert f":{line_of(trial, 'Councl')}: [rollout] start_dates.Councl A:" in err
+    assert "did you mean 'Council A'" in err

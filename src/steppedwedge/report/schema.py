@@ -38,6 +38,7 @@ from ..inference.permutation import _STATISTICS as PERMUTATION_STATISTICS
 from ..inference.sandwich import VCOV_CHOICES
 from ..models.glmm import GLMM_DOF, GLMM_RANDOM
 from ..models.mixed import EFFECT_TYPES, RANDOM_STRUCTURES, TIME_EFFECTS
+from ..power._history_fit import STRUCTURES as PANEL_STRUCTURES
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -337,9 +338,12 @@ class PanelVariance(_Table):
         default=None, description="Exposure column (counts).", examples=["population_0_17"]
     )
     family: Family = Field(default="poisson", description="Family of the panel model.")
-    structure: str = Field(
+    structure: Annotated[str, _choice(PANEL_STRUCTURES)] = Field(
         default="nested+decay",
-        description="Correlation structure fitted to the panel (as sw.estimate_variance).",
+        description="Correlation structure fitted to the panel (as sw.estimate_variance): "
+        + ", ".join(PANEL_STRUCTURES)
+        + ".",
+        json_schema_extra=_choices_of("structure", PANEL_STRUCTURES),
     )
     councils: list[str] | None = Field(
         default=None, description="Restrict the panel to these clusters (optional)."
