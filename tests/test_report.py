@@ -209,7 +209,7 @@ def test_summary_box_states_question_design_result_and_agreement(
     assert s["sensitivity_agree"] is False
     lo, hi = (math.exp(v) for v in fit.conf_int())
     text = "".join(str(getattr(p, "text", p)) for p in example.document.summary[2].parts)
-    assert f"rate ratio {math.exp(fit.estimate):.2f} (95% CI {lo:.2f} to {hi:.2f})" in text
+    assert f"Rate ratio {math.exp(fit.estimate):.2f} (95% CI {lo:.2f} to {hi:.2f})" in text
     agree = "".join(str(getattr(p, "text", p)) for p in example.document.summary[3].parts)
     sig, not_sig = agree.split("p < 0.05: ")[1].split("p >= 0.05: ")
     assert "mixed model (primary)" in sig and "randomisation test" in not_sig

@@ -28,7 +28,7 @@ from ..randomise import Allocation
 from .analyses import AnalysisRun, run_analyses
 from .config import TrialConfig
 from .document import Code, Document, Section, Strong, SummaryItem
-from .formatting import fmt_df, fmt_num
+from .formatting import fmt_ci, fmt_df, fmt_num
 from .html import render_html
 from .markdown import render_markdown
 from .observed import cell_data
@@ -170,6 +170,20 @@ def significance_note(results: dict[str, Any], alpha: float) -> str | None:
     )
 
 
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _spread(run: AnalysisRun) -> str:
+    """Return `` Their rate ratios range from 0.87 to 0.88.`` (on the reported scale)."""
+    est = [float(r.estimate) for r in run.panel.values() if np.isfinite(float(r.estimate))]
+    if len(est) < 2:
+        return ""
+    lo, hi = (float(np.exp(v)) if run.ratio else v for v in (min(est), max(est)))
+    what = f"{run.label}s" if run.ratio else "estimates"
+    return f" Their {what} range from {fmt_ci(lo, None, None)} to {fmt_ci(hi, None, None)}."
+
+
 def _summary(
     config: TrialConfig, allocated: Design, run: AnalysisRun | None, disagree: str | None
 ) -> tuple[tuple[SummaryItem, ...], dict[str, Any]]:
@@ -194,7 +208,7 @@ def _summary(
             SummaryItem(
                 "Primary result",
                 (
-                    Strong(effect_text(run, prim)),
+                    Strong(_capital(effect_text(run, prim))),
                     f"; t test on {fmt_df(prim.df)} df ({run.family} mixed model, random "
                     "structure ",
                     Code(run.random),
@@ -205,7 +219,7 @@ def _summary(
         agree = disagree or (
             f"All {len(run.panel)} analyses agree about significance at alpha {run.alpha:g}."
         )
-        items.append(SummaryItem("Sensitivity analyses", (agree,)))
+        items.append(SummaryItem("Sensitivity analyses", (agree + _spread(run),)))
         values = {
             "estimate": float(prim.estimate),
             "std_error": float(prim.std_error),

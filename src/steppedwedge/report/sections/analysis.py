@@ -262,6 +262,14 @@ def checks_section(run: AnalysisRun, cd: CellData) -> Section:
         blocks.append(table_from_records("structures", recs, fm, "Random-effect structures"))
         values["lowest_aic"] = best
         values["structures"] = run.comparison
+    lag_blocks, lags = _lag_blocks(run, cd)
+    blocks += lag_blocks
+    values["lag_correlation"] = lags
+    return Section("checks", "Model checks", tuple(blocks), values, ("12a correlation structure",))
+
+
+def _lag_blocks(run: AnalysisRun, cd: CellData) -> tuple[list[Any], dict[str, list[Any]]]:
+    """Residual correlation by lag against the primary model's (paragraph, figure, table)."""
     prim = run.primary
     comps = dict(prim.variance_components)
     noise = (
@@ -278,16 +286,17 @@ def checks_section(run: AnalysisRun, cd: CellData) -> Section:
         components=comps,
         noise=noise,
     )
-    values["lag_correlation"] = lags.to_dict("list")
+    blocks: list[Any] = []
     if len(lags):
         blocks.append(
             Paragraph(
                 (
                     "Residual autocorrelation: the correlation of a cluster's residual "
-                    "outcomes k periods apart (log rates minus the period mean over clusters "
-                    "and the fitted treatment effect) against the correlation the primary model "
-                    "implies, with the sampling noise of a cell included. A steady fall with the "
-                    "lag that the model does not follow points to a missing decay term.",
+                    f"outcomes k periods apart ({'log rates' if run.ratio else 'means'} minus "
+                    "the period mean over clusters and the fitted treatment effect) against "
+                    "the correlation the primary model implies, with the sampling noise of a "
+                    "cell included. A steady fall with the lag that the model does not follow "
+                    "points to a missing decay term.",
                 )
             )
         )
@@ -307,4 +316,4 @@ def checks_section(run: AnalysisRun, cd: CellData) -> Section:
                 "Residual correlation by lag",
             )
         )
-    return Section("checks", "Model checks", tuple(blocks), values, ("12a correlation structure",))
+    return blocks, {str(k): v for k, v in lags.to_dict("list").items()}

@@ -62,42 +62,8 @@ def power_section(config: TrialConfig, template: Design) -> tuple[Section, Any] 
     xs = np.exp(effects) if ratio else effects
     xlabel = "rate ratio" if ratio else "effect"
 
-    def paint(fig: Any) -> None:
-        ax = fig.subplots()
-        ax.plot(xs, curve.power, marker="o", ms=3.5, color=INTERVENTION)
-        ax.axhline(0.8, color="#888", lw=0.8, ls="--")
-        ax.axvline(xs[6], color="#b03a2e", lw=0.8)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("power")
-        ax.set_ylim(0, 1.02)
-
-    fig = draw(
-        "power_curve",
-        f"Power of the planned design over the size of the effect (red line: the planned "
-        f"{xlabel} {fmt_short(xs[6])}; dashed: 80%).",
-        paint,
-        size=(6.0, 3.2),
-    )
-    rows = [
-        {"quantity": "family", "value": spec.family},
-        {"quantity": f"planned effect ({xlabel})", "value": fmt_short(xs[6])},
-        {"quantity": "baseline", "value": fmt_num(spec.baseline)},
-        {"quantity": "two-sided alpha", "value": fmt_short(spec.alpha)},
-        {"quantity": "between-cluster variance tau2", "value": fmt_num(vc.tau2)},
-        {"quantity": "cluster-period variance gamma2", "value": fmt_num(vc.gamma2)},
-        {"quantity": "decay per period", "value": fmt_num(vc.decay) if vc.decay else "none"},
-        {"quantity": "degrees of freedom", "value": fmt_df(kwargs.get("dof"))},
-        {"quantity": "standard error of the estimator", "value": fmt_num(res.std_error)},
-        {"quantity": "power", "value": fmt_num(res.power)},
-    ]
-    if "exposure" in kwargs:
-        rows.insert(
-            3,
-            {
-                "quantity": f"mean {spec.exposure_column} per cluster-period",
-                "value": fmt_num(kwargs["exposure"]),
-            },
-        )
+    fig = _curve_figure(xs, np.asarray(curve.power), xlabel)
+    table = _inputs_table(spec, vc, kwargs, res, xlabel, float(xs[6]))
     values = {
         "power": float(res.power),
         "std_error": float(res.std_error),
@@ -122,7 +88,6 @@ def power_section(config: TrialConfig, template: Design) -> tuple[Section, Any] 
             f"{fmt_num(res.std_error)} on the link scale).",
         )
     )
-    table = table_from_records("inputs", rows, caption="Inputs of the sample-size calculation")
     source = Paragraph((spec.variance_source,))
     values["variance_source"] = spec.variance_source
     sec = Section(
@@ -133,6 +98,61 @@ def power_section(config: TrialConfig, template: Design) -> tuple[Section, Any] 
         ("7a sample size with the assumed correlation structure",),
     )
     return sec, res
+
+
+def _curve_figure(xs: np.ndarray, power: np.ndarray, xlabel: str) -> Any:
+    def paint(fig: Any) -> None:
+        ax = fig.subplots()
+        ax.plot(xs, power, marker="o", ms=3.5, color=INTERVENTION)
+        ax.axhline(0.8, color="#888", lw=0.8, ls="--")
+        ax.axvline(xs[6], color="#b03a2e", lw=0.8)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("power")
+        ax.set_ylim(0, 1.02)
+
+    return draw(
+        "power_curve",
+        f"Power of the planned design over the size of the effect (red line: the planned "
+        f"{xlabel} {fmt_short(xs[6])}; dashed: 80%).",
+        paint,
+        size=(6.0, 3.2),
+    )
+
+
+def _short_or_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return "none" if value is None else fmt_short(value)
+
+
+def _inputs_table(
+    spec: PowerSpec, vc: Any, kwargs: dict[str, Any], res: Any, xlabel: str, planned: float
+) -> Any:
+    rows: list[dict[str, Any]] = [
+        {"quantity": "family", "value": spec.family},
+        {"quantity": f"planned effect ({xlabel})", "value": planned},
+        {"quantity": "baseline", "value": spec.baseline},
+        {"quantity": "two-sided alpha", "value": spec.alpha},
+        {"quantity": "between-cluster variance tau2", "value": vc.tau2},
+        {"quantity": "cluster-period variance gamma2", "value": vc.gamma2},
+        {"quantity": "decay per period", "value": vc.decay},
+        {"quantity": "degrees of freedom", "value": kwargs.get("dof")},
+        {"quantity": "standard error of the estimator", "value": res.std_error},
+        {"quantity": "power", "value": res.power},
+    ]
+    if "exposure" in kwargs:
+        label = f"mean {spec.exposure_column} per cluster-period"
+        rows.insert(3, {"quantity": label, "value": kwargs["exposure"]})
+    return table_from_records(
+        "inputs",
+        [{"quantity": r["quantity"], "value": _clean_value(r["value"])} for r in rows],
+        {"value": _short_or_text},
+        "Inputs of the sample-size calculation",
+    )
+
+
+def _clean_value(value: Any) -> Any:
+    return float(value) if isinstance(value, (int, float, np.floating)) else value
 
 
 def planning_comparison(
@@ -147,54 +167,15 @@ def planning_comparison(
 
     prim = run.primary
     est = dict(prim.variance_components)
-    intervals = dict(getattr(prim, "variance_intervals", {}) or {})
-    assumed = _planned_components(spec)
-    rows = []
-    for key, label in (
-        ("tau2", "between-cluster variance tau2"),
-        ("gamma2", "cluster-period variance gamma2"),
-        ("decay", "decay of the cluster-period effect, per period"),
-    ):
-        a = getattr(assumed, key)
-        e, lo, hi = intervals.get(key, (est.get(key, np.nan), np.nan, np.nan))
-        rows.append(
-            {"key": key, "quantity": label, "assumed": a, "estimate": e, "low": lo, "high": hi}
-        )
+    rows = _component_rows(prim, _planned_components(spec))
     t2, g2 = float(est.get("tau2", 0.0)), float(est.get("gamma2", 0.0))
-    cac_est = t2 / (t2 + g2) if t2 + g2 > 0 else np.nan
-    rows.append(
-        {
-            "key": "cac",
-            "quantity": "cluster autocorrelation CAC = tau2 / (tau2 + gamma2)",
-            "assumed": assumed.cac if assumed.tau2 + assumed.gamma2 > 0 else np.nan,
-            "estimate": cac_est,
-            "low": np.nan,
-            "high": np.nan,
-        }
-    )
+    cac_est = rows[3]["estimate"]
     fitted = VarianceComponents(sigma2=spec.sigma2, tau2=t2, gamma2=g2, decay=est.get("decay"))
     achieved = analytic_power(
         template, effect=spec.effect, variance=fitted, **power_kwargs(config, spec)
     )
     se_ratio = float(prim.std_error) / float(planned.std_error)
-    table = table_from_records(
-        "components",
-        [
-            {
-                "quantity": r["quantity"],
-                "assumed at planning": r["assumed"],
-                "estimated (95% CI)": fmt_ci(r["estimate"], r["low"], r["high"], decimals=3),
-                "estimate": r["estimate"],
-                "low": r["low"],
-                "high": r["high"],
-            }
-            for r in rows
-        ],
-        {"assumed at planning": fmt_num},
-        "Variance components on the link scale: planning values and the primary model's "
-        "estimates (Wald intervals from the Laplace likelihood)",
-        hidden=("estimate", "low", "high"),
-    )
+    table = _components_table(rows)
     blocks: list[Paragraph | Callout] = [
         Paragraph(
             (
@@ -231,6 +212,74 @@ def planning_comparison(
         (blocks[0], table, *blocks[1:]),
         values,
         ("7a assumed correlation structure", "17a estimated ICC/CAC and variance components"),
+    )
+
+
+def _component_rows(prim: Any, assumed: Any) -> list[dict[str, Any]]:
+    """Assumed and estimated tau2, gamma2, decay (with Wald intervals) and the CAC."""
+    est = dict(prim.variance_components)
+    intervals = dict(getattr(prim, "variance_intervals", {}) or {})
+    rows = []
+    for key, label in (
+        ("tau2", "between-cluster variance tau2"),
+        ("gamma2", "cluster-period variance gamma2"),
+        ("decay", "decay of the cluster-period effect, per period"),
+    ):
+        e, lo, hi = intervals.get(key, (est.get(key, np.nan), np.nan, np.nan))
+        rows.append(
+            {
+                "key": key,
+                "quantity": label,
+                "assumed": getattr(assumed, key),
+                "estimate": e,
+                "low": lo,
+                "high": hi,
+            }
+        )
+    t2, g2 = float(est.get("tau2", 0.0)), float(est.get("gamma2", 0.0))
+    rows.append(
+        {
+            "key": "cac",
+            "quantity": "cluster autocorrelation CAC = tau2 / (tau2 + gamma2), no interval",
+            "assumed": assumed.cac if assumed.tau2 + assumed.gamma2 > 0 else np.nan,
+            "estimate": t2 / (t2 + g2) if t2 + g2 > 0 else np.nan,
+            "low": np.nan,
+            "high": np.nan,
+        }
+    )
+    if "sigma2" in est:  # Gaussian: the within-period ICC on the outcome scale
+        s2 = float(est["sigma2"])
+        rows.append(
+            {
+                "key": "icc",
+                "quantity": "ICC = (tau2 + gamma2) / (tau2 + gamma2 + sigma2), no interval",
+                "assumed": assumed.icc,
+                "estimate": (t2 + g2) / (t2 + g2 + s2),
+                "low": np.nan,
+                "high": np.nan,
+            }
+        )
+    return rows
+
+
+def _components_table(rows: list[dict[str, Any]]) -> Any:
+    return table_from_records(
+        "components",
+        [
+            {
+                "quantity": r["quantity"],
+                "assumed at planning": r["assumed"],
+                "estimated (95% CI)": fmt_ci(r["estimate"], r["low"], r["high"], decimals=3),
+                "estimate": r["estimate"],
+                "low": r["low"],
+                "high": r["high"],
+            }
+            for r in rows
+        ],
+        {"assumed at planning": fmt_num},
+        "Variance components on the link scale: planning values and the primary model's "
+        "estimates (Wald intervals from the Laplace likelihood)",
+        hidden=("estimate", "low", "high"),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,10 @@ def _period_label(design: Design, index: int) -> str:
 
 
 def _plot_design(design: Design, fig: Any) -> None:
-    design.plot(ax=fig.subplots())
+    """Draw the design diagram with the brackets named as the report names them (waves)."""
+    ax = design.plot(ax=fig.subplots())
+    for text in ax.texts:
+        text.set_text(re.sub(r"^S(\d+)", r"wave \1", text.get_text()))
 
 
 def design_section(template: Design, allocated: Design, config: TrialConfig) -> Section:
