@@ -254,6 +254,10 @@ def test_search_bad_input() -> None:
             cluster_size=1,
             **COUNTS,
         )
+    with pytest.raises(OptionError, match=r"unknown option\(s\) \['dof'\]"):
+        search_designs(
+            n_clusters=4, n_periods=4, effect=0.2, variance=VC(), cluster_size=1, dof="residual"
+        )
     with pytest.raises(OptionError, match="n_clusters"):
         search_designs(n_clusters=[4, 5.5], n_periods=4, effect=0.2, variance=VC(), cluster_size=1)
 

@@ -634,8 +634,8 @@ def expected_power(
         The design; its rows are the slots clusters are randomised to.
     effect : float
         Treatment effect on the link scale.
-    variance : VarianceComponents
-        Variance components of the outcome model.
+    variance : VarianceComponents or VarianceEstimate
+        Variance components of the outcome model (of an estimate, its point estimate).
     cluster_sizes : array_like, shape (I,) or (I, T), or a scipy.stats frozen distribution
         Cluster-period sizes of the ``I`` actual clusters (per cluster, or per cluster and
         period), before randomisation: allocations permute the clusters over the rows.

@@ -29,6 +29,22 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["DesignSearchResult", "search_designs"]
 
 
+#: keywords of :func:`power` that the search honours
+_SEARCH_OPTIONS = (
+    "family",
+    "link",
+    "baseline",
+    "alpha",
+    "sampling",
+    "churn",
+    "individual_decay",
+    "time",
+    "analysis",
+    "exposure",
+    "dispersion",
+    "binary_variance",
+    "glmm_variance",
+)
 _COSTS = ("treated_cells", "measured_cells", "n_sequences", "n_clusters")
 
 
@@ -372,6 +388,13 @@ def _candidates(
 
 def _spec_for(probe: Design, effect: float, vc: Any, cluster_size: Any, kw: dict[str, Any]) -> Any:
     """Return the validated power specification of the patterns (one cluster each)."""
+    unknown = set(kw) - set(_SEARCH_OPTIONS)
+    if unknown:
+        raise OptionError(
+            f"unknown option(s) {sorted(unknown)} for search_designs; it passes "
+            f"{', '.join(_SEARCH_OPTIONS)} to sw.power (candidates are ranked with a normal "
+            "reference: `dof` and ETI `weights` do not apply)."
+        )
     for name, value in (("cluster_size", cluster_size), ("exposure", kw.get("exposure", 1.0))):
         if np.ndim(value) != 0:
             raise OptionError(
