@@ -119,7 +119,7 @@ def _glm_start(fam: Family, rows: PanelRows, x: np.ndarray, y: np.ndarray) -> np
         eta = np.log(p / (1 - p))
     else:
         eta = np.log(y + 0.5)
-    beta = np.linalg.lstsq(x, eta - rows.offset, rcond=None)[0]
+    beta = np.linalg.solve(x.T @ x, x.T @ (eta - rows.offset))  # x has full column rank
     for _ in range(30):
         e = x @ beta + rows.offset
         _ll, s, w, _w1 = fam.derivs(y, n, e, 10.0)

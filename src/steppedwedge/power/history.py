@@ -20,10 +20,11 @@ import pandas as pd
 
 from .._validation import check_option, normalise_rng
 from .._warnings import warn
-from ..exceptions import ConvergenceWarning, OptionError
+from ..exceptions import ConvergenceWarning, DataError, OptionError
 from ..results import Summary
 from ..variance import VarianceComponents
 from . import _period
+from ._history_boot import bootstrap, correlation_by_lag
 from ._history_fit import STRUCTURES, HistoryFit, fit_structure
 from ._panel import PanelRows, prepare_panel
 from .result import PlanningResultMixin
@@ -715,11 +716,7 @@ def _estimate(
     compare: bool,
     meta: dict[str, Any],
 ) -> EstimatedVariance:
-    from ._history_boot import bootstrap, correlation_by_lag
-
     if structure == "nested+decay" and len(rows.periods) < 3:
-        from ..exceptions import DataError
-
         raise DataError(
             f"structure='nested+decay' needs at least 3 periods; the panel has {len(rows.periods)}."
         )
