@@ -213,7 +213,8 @@ class RandomisationTable(_Table):
     record: str | None = Field(
         default=None,
         description="An allocation record (allocation.json written by an earlier report or "
-        "`steppedwedge randomise`): the report reproduces it from its seed and refuses to "
+        "`steppedwedge randomise --config trial.toml`): the report reproduces it from its "
+        "seed and refuses to "
         "go on unless its input hash and assignment match, instead of drawing a new one.",
         examples=["allocation.json"],
     )
@@ -247,7 +248,8 @@ class DataTable(_Table):
         default=None,
         description="Column of the treatment actually received (0/1).  Optional: the "
         "analysis treatment is built from the allocation (itt) or the rollout "
-        "(as-treated); when given it is checked against them.",
+        "(as-treated); when given, cells where it differs from the allocation are "
+        "reported as deviations.",
         examples=["treated"],
     )
     exposure: str | None = Field(
