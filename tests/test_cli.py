@@ -159,3 +159,25 @@ def test_report_when_a_council_never_went_live(tmp_path: Path) -> None:
     (tmp_path / "trial.toml").write_text(text, encoding="utf-8")
     assert main(["report", str(tmp_path / "trial.toml"), "-o", str(tmp_path / "rep")]) == 0
     assert (tmp_path / "rep" / "report.html").is_file()
+
+
+def test_randomise_from_a_config_writes_a_record_the_report_accepts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    for name in ("trial.toml", "council_counts.csv", "council_characteristics.csv"):
+        (tmp_path / name).write_bytes((examples / name).read_bytes())
+    record = tmp_path / "allocation.json"
+    assert main(["randomise", "--config", str(tmp_path / "trial.toml"), "-o", str(record)]) == 0
+    assert json.loads(record.read_text())["seed"] == 20230101
+    text = (
+        (tmp_path / "trial.toml")
+        .read_text()
+        .replace("seed = 20230101", 'record = "allocation.json"')
+    )
+    (tmp_path / "cited.toml").write_text(text)
+    assert main(["validate", str(tmp_path / "cited.toml")]) == 0
+    assert "allocation record allocation.json verified" in capsys.readouterr().out
+    # the configuration says how to randomise: flags that contradict it are refused
+    assert main(["randomise", "--config", str(tmp_path / "trial.toml"), "--seed", "5"]) == 2
+    assert "differs from the seed 20230101" in capsys.readouterr().err

@@ -12,7 +12,8 @@ Commands
     it as CSV (``--csv``).
 ``steppedwedge randomise``
     Allocate the clusters of a CSV (``--clusters``) to the waves of a stepped-wedge design,
-    with strata and balance options; write the allocation record (``-o``, JSON or CSV).
+    with strata and balance options, or exactly as a ``trial.toml`` says (``--config``);
+    write the allocation record (``-o``, JSON or CSV).
 ``steppedwedge report``
     Build the trial report (Markdown, self-contained HTML, figures, allocation record) from
     a ``trial.toml`` or ``--example councils`` into a folder (``-o``); ``--init data.csv``
@@ -121,6 +122,13 @@ def _parser() -> argparse.ArgumentParser:
     src = r.add_mutually_exclusive_group(required=True)
     src.add_argument("--clusters", metavar="CSV", help="one row per cluster (label + covariates)")
     src.add_argument("--example", choices=EXAMPLES, help="use a bundled example")
+    src.add_argument(
+        "--config",
+        metavar="TRIAL.toml",
+        help="randomise exactly as the report of this configuration does (its design, "
+        "clusters, strata, balance and seed); the record it writes can be cited as "
+        "[randomisation] record",
+    )
     r.add_argument("--cluster-column", default="cluster", help="label column (default: cluster)")
     r.add_argument("--waves", type=int, help="number of waves (sequences) of a standard design")
     r.add_argument(
@@ -131,7 +139,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--strata", help="column to stratify by")
     r.add_argument("--balance", metavar="COL,COL", help="covariates to balance on")
     r.add_argument("--cutoff", type=float, help="keep this best fraction of allocations (0, 1]")
-    r.add_argument("--seed", type=_seed, required=True, help="random seed (recorded)")
+    r.add_argument(
+        "--seed", type=_seed, help="random seed (recorded; required unless --config gives it)"
+    )
     r.add_argument("-o", "--output", metavar="FILE", help="write the record (.json or .csv)")
 
     rep = sub.add_parser("report", help="build the trial report")
@@ -243,6 +253,10 @@ def _randomise(args: argparse.Namespace) -> int:
     from .design import Design
     from .randomise import randomise
 
+    if args.config:
+        return _randomise_config(args)
+    if args.seed is None:
+        raise OptionError("`--seed` is required (a non-negative integer, recorded).")
     if args.example:
         from .report import council_example
         from .report.build import planned_design
@@ -285,13 +299,42 @@ def _randomise(args: argparse.Namespace) -> int:
     allocation = randomise(template, clusters, rng=args.seed, **kwargs)  # type: ignore[arg-type]
     print(allocation.summary())
     if args.output:
-        out = Path(args.output)
+        _write_record(allocation, Path(args.output))
+    return 0
+
+
+def _randomise_config(args: argparse.Namespace) -> int:
+    from .report import TrialConfig
+
+    given = [f for f, v in (("--strata", args.strata), ("--balance", args.balance)) if v]
+    given += [f for f, v in (("--cutoff", args.cutoff), ("--waves", args.waves)) if v is not None]
+    if given:
+        raise OptionError(
+            f"{', '.join(given)} cannot be combined with `--config`: the configuration "
+            "says how to randomise."
+        )
+    cfg = TrialConfig.from_toml(args.config)
+    if args.seed is not None and args.seed != cfg.seed:
+        raise OptionError(
+            f"`--seed` {args.seed} differs from the seed {cfg.seed} of {args.config}; "
+            "leave `--seed` out (the configuration gives it)."
+        )
+    allocation = cfg.allocation()
+    print(allocation.summary())
+    if args.output:
+        _write_record(allocation, Path(args.output))
+    return 0
+
+
+def _write_record(allocation: Any, out: Path) -> None:
+    try:
         if out.suffix.lower() == ".csv":
             allocation.to_frame().to_csv(out, index=False)
         else:
             out.write_text(allocation.to_json() + "\n", encoding="utf-8")
-        print(f"wrote {out}")
-    return 0
+    except OSError as exc:
+        raise OptionError(f"cannot write {str(out)!r}: {exc.strerror or exc}.") from None
+    print(f"wrote {out}")
 
 
 def _report(args: argparse.Namespace) -> int:

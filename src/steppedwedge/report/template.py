@@ -131,7 +131,8 @@ def _value(value: Any) -> str:
 
 
 def _comment(text: str) -> list[str]:
-    return ["# " + line for line in textwrap.wrap(text, width=88)]
+    wrapped = textwrap.wrap(text, width=88, break_on_hyphens=False, break_long_words=False)
+    return ["# " + line for line in wrapped]
 
 
 def init_template(data: str | Path, *, relative_to: str | Path | None = None) -> str:
@@ -191,6 +192,7 @@ def init_template(data: str | Path, *, relative_to: str | Path | None = None) ->
     optional = {"rollout", "power", "planning", "planning.variance", "sensitivity.NAME"}
     for name, model in TABLES:
         doc = (model.__doc__ or "").split(":", 1)[-1].strip()
+        doc = doc[:1].upper() + doc[1:]
         prefix = "# " if name in optional else ""
         lines += ["", *_comment(doc), f"{prefix}[{name}]"]
         for key, _kind, default, desc in table_fields(model):
