@@ -264,6 +264,7 @@ def test_design_search_tidy_ranks_candidates_and_counts_costs() -> None:
         "rank",
         *[f"pattern_{j}" for j in range(n_pat)],
         "n_clusters",
+        "n_periods",
         "n_sequences",
         "treated_cells",
         "measured_cells",
@@ -285,6 +286,7 @@ def test_design_search_tidy_ranks_candidates_and_counts_costs() -> None:
         assert t["measured_cells"].iloc[r] == d.observed.sum()
         assert t["n_sequences"].iloc[r] == d.n_sequences
         assert t["n_clusters"].iloc[r] == d.n_clusters
+        assert t["n_periods"].iloc[r] == d.n_periods
     pd.testing.assert_frame_equal(res.table(3), t.head(3))
 
 

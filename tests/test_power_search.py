@@ -167,8 +167,42 @@ def test_count_search_over_cluster_numbers_matches_power() -> None:
     assert best.loc[best["n_clusters"] == 6, "variance"].item() == pytest.approx(
         min(ref.values()), rel=1e-10
     )
-    assert "Best candidate per number of clusters" in str(res)
+    assert "Best candidate per size" in str(res)
     assert res.costs()["n_clusters"].tolist() == sizes.tolist()
+
+
+def test_search_over_trial_lengths() -> None:
+    gen = np.random.default_rng(7)
+    draws = tuple(VC(sigma2=0.0, tau2=0.1, gamma2=g, decay=0.8) for g in gen.uniform(0, 0.04, 8))
+    res = search_designs(
+        n_clusters=[5, 6],
+        n_periods=[4, 5, 6],
+        effect=np.log(0.85),
+        variance=_Estimate(VC_COUNTS, draws),
+        cluster_size=1,
+        n_assurance=12,
+        **COUNTS,
+    )
+    assert res.n_periods is not None and set(res.n_periods) == {4, 5, 6}
+    assert res.patterns.shape == (3 + 4 + 5, 6)
+    t = res.tidy()
+    assert len(res.best_per_size()) == 6
+    for r in (0, 3, 11, len(t) // 2, len(t) - 1):
+        d = res.design(r)
+        assert d.n_periods == t["n_periods"].iloc[r] and d.n_clusters == t["n_clusters"].iloc[r]
+        p = power(d, effect=np.log(0.85), variance=VC_COUNTS, cluster_size=1, **COUNTS)
+        np.testing.assert_allclose(res.variance[r], p.variance, **LINALG)
+        np.testing.assert_allclose(res.power[r], p.power, **LINALG)
+    # longer trials and more councils always help at the best allocation
+    best = res.best_per_size().set_index(["n_clusters", "n_periods"])["variance"]
+    assert best[(6, 6)] < best[(6, 5)] < best[(6, 4)] and best[(6, 6)] < best[(5, 6)]
+    assert res.assurance is not None
+    for r in range(12):
+        ref = assurance(
+            res.design(r), effect=np.log(0.85), variance=list(draws), cluster_size=1, **COUNTS
+        )
+        np.testing.assert_allclose(res.assurance[r], ref.assurance, rtol=0, atol=1e-12)
+    assert res.costs()["n_periods"].tolist() == t["n_periods"].tolist()
 
 
 def test_negative_binomial_search_with_exposure() -> None:

@@ -45,7 +45,7 @@ _SEARCH_OPTIONS = (
     "binary_variance",
     "glmm_variance",
 )
-_COSTS = ("treated_cells", "measured_cells", "n_sequences", "n_clusters")
+_COSTS = ("treated_cells", "measured_cells", "n_sequences", "n_clusters", "n_periods")
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,9 @@ class DesignSearchResult(PlanningResultMixin):
         over the draws of the ``n_assurance`` best candidates (NaN for the others).
     family : str
         Outcome family of the power calculation.
+    n_periods : ndarray, shape (n,) or None
+        Periods of each candidate when the search spanned several trial lengths (the
+        patterns of shorter trials are unobserved after their last period), else None.
     """
 
     patterns: np.ndarray
@@ -82,6 +85,7 @@ class DesignSearchResult(PlanningResultMixin):
     exhaustive: bool
     assurance: np.ndarray | None = None
     family: str = "gaussian"
+    n_periods: np.ndarray | None = None
     _power_kwargs: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def design(self, rank: int = 0) -> Design:
@@ -98,6 +102,8 @@ class DesignSearchResult(PlanningResultMixin):
             One row per cluster, the patterns repeated as allocated.
         """
         rows = np.repeat(self.patterns, self.allocations[rank], axis=0)
+        if self.n_periods is not None:
+            rows = rows[:, : int(self.n_periods[rank])]
         return Design.from_matrix(rows)
 
     @property
@@ -114,7 +120,8 @@ class DesignSearchResult(PlanningResultMixin):
             ``treated_cells``: cluster-periods under treatment (partial exposure counted
             by its fraction; the intervention-delivery cost); ``measured_cells``: observed
             cluster-periods (the data-collection cost); ``n_sequences``: distinct switch
-            patterns used (rollout waves to organise); ``n_clusters``: clusters recruited.
+            patterns used (rollout waves to organise); ``n_clusters``: clusters recruited;
+            ``n_periods``: the trial's length in periods.
         """
         pat = np.asarray(self.patterns, dtype=float)
         alloc = self.allocations.astype(float)
@@ -123,6 +130,11 @@ class DesignSearchResult(PlanningResultMixin):
             "measured_cells": alloc @ np.isfinite(pat).sum(axis=1).astype(float),
             "n_sequences": (self.allocations > 0).sum(axis=1).astype(float),
             "n_clusters": self.allocations.sum(axis=1).astype(float),
+            "n_periods": (
+                np.full(self.allocations.shape[0], float(self.patterns.shape[1]))
+                if self.n_periods is None
+                else self.n_periods.astype(float)
+            ),
         }
 
     def tidy(self) -> pd.DataFrame:
@@ -132,8 +144,9 @@ class DesignSearchResult(PlanningResultMixin):
         -------
         pandas.DataFrame
             Columns ``rank``, ``pattern_0 .. pattern_{K-1}`` (clusters allocated to each
-            pattern), ``n_clusters``, ``n_sequences``, ``treated_cells``, ``measured_cells``,
-            ``variance``, ``std_error``, ``power``, ``power_one_tail``, and ``assurance``
+            pattern), ``n_clusters``, ``n_periods``, ``n_sequences``, ``treated_cells``,
+            ``measured_cells``, ``variance``, ``std_error``, ``power``, ``power_one_tail``,
+            and ``assurance``
             when the search averaged power over draws of the variance components.
         """
         import pandas as pd
@@ -146,6 +159,7 @@ class DesignSearchResult(PlanningResultMixin):
                 "rank": np.arange(n),
                 **cols,
                 "n_clusters": cost["n_clusters"].astype(np.int64),
+                "n_periods": cost["n_periods"].astype(np.int64),
                 "n_sequences": cost["n_sequences"].astype(np.int64),
                 "treated_cells": cost["treated_cells"],
                 "measured_cells": cost["measured_cells"].astype(np.int64),
@@ -176,19 +190,18 @@ class DesignSearchResult(PlanningResultMixin):
         return out
 
     def best_per_size(self) -> pd.DataFrame:
-        """Tabulate the best candidate for each number of clusters searched.
+        """Tabulate the best candidate for each size (clusters and periods) searched.
 
         Returns
         -------
         pandas.DataFrame
             The rows of :meth:`tidy` of the smallest-variance candidate of every
-            ``n_clusters``, fewest clusters first.
+            (``n_clusters``, ``n_periods``), smallest first.
         """
         t = self.tidy()
+        keys = ["n_clusters", "n_periods"]
         out: pd.DataFrame = (
-            t.loc[t.groupby("n_clusters")["variance"].idxmin()]
-            .sort_values("n_clusters")
-            .reset_index(drop=True)
+            t.loc[t.groupby(keys)["variance"].idxmin()].sort_values(keys).reset_index(drop=True)
         )
         return out
 
@@ -204,7 +217,7 @@ class DesignSearchResult(PlanningResultMixin):
         sizes = np.unique(self.allocations.sum(axis=1))
         header = [
             ("family", self.family),
-            ("patterns", f"{n_pat} candidate sequences over {n_t} periods"),
+            ("patterns", f"{n_pat} candidate sequences over up to {n_t} periods"),
             (
                 "clusters",
                 str(int(sizes[0])) if sizes.size == 1 else f"{sizes[0]} to {sizes[-1]}",
@@ -220,8 +233,9 @@ class DesignSearchResult(PlanningResultMixin):
         if self.assurance is not None:
             header.append(("best assurance", _number(float(np.nanmax(self.assurance)))))
         tables = [("Best candidates", self.table(10))]
-        if sizes.size > 1:
-            tables.append(("Best candidate per number of clusters", self.best_per_size()))
+        lengths = np.unique(self.costs()["n_periods"])
+        if sizes.size > 1 or lengths.size > 1:
+            tables.append(("Best candidate per size", self.best_per_size()))
         return Summary(
             title="Design search",
             header=tuple(header),
@@ -254,7 +268,7 @@ class DesignSearchResult(PlanningResultMixin):
             candidates.
         cost : str, default "treated_cells"
             The cost axis of the frontier: ``"treated_cells"``, ``"measured_cells"``,
-            ``"n_sequences"`` or ``"n_clusters"`` (see :meth:`costs`).
+            ``"n_sequences"``, ``"n_clusters"`` or ``"n_periods"`` (see :meth:`costs`).
         top : int, default 5
             Candidates drawn by ``kind="curves"``.
         effects : array_like, optional
@@ -339,17 +353,38 @@ def _random_compositions(total: int, parts: int, n: int, gen: np.random.Generato
     return out
 
 
-def _cluster_counts(n_clusters: Any) -> list[int]:
-    """Return the numbers of clusters to search (an int or a sequence of ints, >= 2)."""
-    values = [n_clusters] if np.ndim(n_clusters) == 0 else list(np.asarray(n_clusters).ravel())
+def _counts(name: str, value: Any) -> list[int]:
+    """Return the sizes to search: an int or a sequence of ints, each >= 2, sorted."""
+    values = [value] if np.ndim(value) == 0 else list(np.asarray(value).ravel())
     if not values:
-        raise OptionError("`n_clusters` must be an integer >= 2 or a non-empty sequence of them.")
+        raise OptionError(f"`{name}` must be an integer >= 2 or a non-empty sequence of them.")
     out = []
     for v in values:
         if isinstance(v, (bool, np.bool_)) or not float(v).is_integer():
-            raise OptionError(f"`n_clusters` must be integers >= 2; got {v!r}.")
-        out.append(check_positive_int("n_clusters", int(v), minimum=2))
+            raise OptionError(f"`{name}` must be integers >= 2; got {v!r}.")
+        out.append(check_positive_int(name, int(v), minimum=2))
     return sorted(set(out))
+
+
+def _pattern_blocks(
+    lengths: list[int], include_parallel: bool, k_tr: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Switch patterns of every trial length, NaN after a shorter trial's last period."""
+    t_max = lengths[-1]
+    blocks = [_switch_patterns(t, include_parallel, k_tr) for t in lengths]
+    padded = [np.pad(b, ((0, 0), (0, t_max - b.shape[1])), constant_values=np.nan) for b in blocks]
+    block_of = np.repeat(np.arange(len(lengths)), [b.shape[0] for b in blocks])
+    return np.vstack(padded), block_of
+
+
+def _block_columns(spec: Any, n_t: int, n_params: int) -> np.ndarray:
+    """Columns of the fixed effects that a trial of the first ``n_t`` periods uses."""
+    if spec.time != "categorical":
+        return np.arange(n_params)
+    keep = spec.observed.any(axis=0)
+    col = np.cumsum(keep) - 1
+    periods = [int(col[j]) for j in range(n_t) if keep[j]]
+    return np.array([*periods, n_params - 1])
 
 
 def _switch_patterns(n_t: int, include_parallel: bool, k_tr: int) -> np.ndarray:
@@ -441,15 +476,20 @@ def _allocation_variances(cand: np.ndarray, info: np.ndarray) -> np.ndarray:
 
 
 def _draw_assurance(
-    spec: Any, draws: Sequence[VarianceComponents], cand: np.ndarray, link_scale: bool
+    spec: Any,
+    draws: Sequence[VarianceComponents],
+    cand: np.ndarray,
+    link_scale: bool,
+    sub: np.ndarray,
 ) -> np.ndarray:
-    """Mean power over the draws of each candidate (rows of ``cand``)."""
+    """Mean power over the draws of each candidate (rows of ``cand``, fixed effects ``sub``)."""
     total = np.zeros(cand.shape[0])
 
     def variances(effect: float) -> Iterator[tuple[int, np.ndarray]]:
         jobs = [(vc, effect) for vc in draws]
         for start, info in iter_information(spec, jobs, per_cluster=True):
-            n, n_pat, p, _ = info.shape
+            info = info[:, :, sub][:, :, :, sub]
+            p = sub.size
             m = np.einsum("kq,bqij->kbij", cand.astype(float), info)
             e = np.zeros((p, 1))
             e[-1, 0] = 1.0
@@ -468,7 +508,7 @@ def _draw_assurance(
 def search_designs(
     *,
     n_clusters: int | Sequence[int],
-    n_periods: int,
+    n_periods: int | Sequence[int],
     effect: float,
     variance: Any,
     cluster_size: float,
@@ -498,8 +538,10 @@ def search_designs(
     n_clusters : int or sequence of int
         Clusters ``I`` (each >= 2); a sequence (e.g. ``range(10, 31)``) searches every
         number of clusters in it (``max_candidates`` applies to each).
-    n_periods : int
-        Periods ``T`` (fixed).
+    n_periods : int or sequence of int
+        Periods ``T``; a sequence searches every trial length in it (the switch patterns
+        of each length, the candidates of a shorter trial unobserved after its last
+        period; a per-period ``baseline`` then has one value per period of the longest).
     effect : float
         Effect for the power column, on the link scale of ``family``.
     variance : VarianceComponents or VarianceEstimate
@@ -585,24 +627,31 @@ def search_designs(
     >>> int(res.allocations[0].sum()), res.best_per_size()["n_clusters"].tolist()
     (14, [10, 11, 12, 13, 14])
     """
-    sizes = _cluster_counts(n_clusters)
-    n_t = check_positive_int("n_periods", n_periods, minimum=2)
+    sizes = _counts("n_clusters", n_clusters)
+    lengths = _counts("n_periods", n_periods)
+    n_t = lengths[-1]
     min_g = check_positive_int("min_per_sequence", min_per_sequence)
     max_c = check_positive_int("max_candidates", max_candidates)
     n_top = check_positive_int("n_assurance", n_assurance)
     gen = normalise_rng(rng)
     k_tr = check_positive_int("transition_periods", transition_periods, minimum=0)
     if patterns is None:
-        patterns = _switch_patterns(n_t, include_parallel, k_tr)
+        patterns, block_of = _pattern_blocks(lengths, include_parallel, k_tr)
     else:
+        if len(lengths) > 1:
+            raise OptionError("with your own `patterns`, `n_periods` must be one number.")
         patterns = np.asarray(patterns, dtype=float)
+        block_of = np.zeros(patterns.shape[0], dtype=np.int64)
         if patterns.ndim != 2 or patterns.shape[1] != n_t or patterns.shape[0] < 2:
             raise ValueError(
                 f"`patterns` must be a (K, {n_t}) array with K >= 2 candidate sequences; got "
                 f"shape {patterns.shape}."
             )
-    n_pat = patterns.shape[0]
-    max_s = n_pat if max_sequences is None else check_positive_int("max_sequences", max_sequences)
+    max_s = (
+        patterns.shape[0]
+        if max_sequences is None
+        else check_positive_int("max_sequences", max_sequences)
+    )
     point, draws = resolve_draws(variance)
     if point is None:
         raise OptionError(
@@ -621,22 +670,35 @@ def search_designs(
     if link_scale:
         z0, cov0, _ = _covariance(spec, 0.0)
         info0 = pk.per_cluster_information(z0, cov0)
-    found = [_candidates(n_i, n_pat, n_t, max_c, max_s, min_g, gen) for n_i in sizes]
-    cand = np.vstack([c for c, _ in found])
+    parts, exhaustive = [], True
+    for b, t_b in enumerate(lengths if len(lengths) > 1 else [n_t]):
+        cols = np.flatnonzero(block_of == b)
+        sub = _block_columns(spec, t_b, info1.shape[-1])
+        i1, i0 = (info[cols][:, sub][:, :, sub] for info in (info1, info0))
+        for n_i in sizes:
+            c, ex = _candidates(n_i, cols.size, t_b, max_c, max_s, min_g, gen)
+            exhaustive &= ex
+            full = np.zeros((c.shape[0], patterns.shape[0]), dtype=np.int64)
+            full[:, cols] = c
+            v1_b = _allocation_variances(c, i1)
+            v0_b = _allocation_variances(c, i0) if link_scale else v1_b
+            parts.append((full, v1_b, v0_b, np.full(c.shape[0], t_b)))
+    cand = np.vstack([q[0] for q in parts])
     if cand.shape[0] == 0:
         raise ValueError("no candidate design satisfies the constraints; relax them.")
-    v1 = _allocation_variances(cand, info1)
-    v0 = _allocation_variances(cand, info0) if link_scale else v1
+    v1, v0, t_of = (np.concatenate([q[k] for q in parts]) for k in (1, 2, 3))
     finite = np.isfinite(v1)
-    cand, v1, v0 = cand[finite], v1[finite], v0[finite]
-    order = np.argsort(v1, kind="stable")
-    cand, v1, v0 = cand[order], v1[order], v0[order]
+    order = np.flatnonzero(finite)[np.argsort(v1[finite], kind="stable")]
+    cand, v1, v0, t_of = cand[order], v1[order], v0[order], t_of[order]
     p2, p1 = pk.wald_power_null_alt(spec.effect, np.sqrt(v0), np.sqrt(v1), spec.alpha, None)
     assured = None
     if draws:
         assured = np.full(cand.shape[0], np.nan)
         k = min(n_top, cand.shape[0])
-        assured[:k] = _draw_assurance(spec, draws, cand[:k], link_scale)
+        for t_b in np.unique(t_of[:k]):
+            top = np.flatnonzero(t_of[:k] == t_b)
+            sub = _block_columns(spec, int(t_b), info1.shape[-1])
+            assured[top] = _draw_assurance(spec, draws, cand[top], link_scale, sub)
     return DesignSearchResult(
         patterns=patterns,
         allocations=cand,
@@ -644,7 +706,8 @@ def search_designs(
         power=np.asarray(p2),
         power_one_tail=np.asarray(p1),
         n_evaluated=int(cand.shape[0]),
-        exhaustive=all(ex for _, ex in found),
+        exhaustive=bool(exhaustive),
+        n_periods=t_of if len(lengths) > 1 else None,
         assurance=assured,
         family=spec.family,
         _power_kwargs=dict(effect=effect, alpha=spec.alpha),

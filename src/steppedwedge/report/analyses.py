@@ -111,6 +111,19 @@ def _permutation(ctx: AnalysisContext) -> Any:
     return permutation_test(itt, allocation=ctx.allocation, **ctx.options("permutation"))
 
 
+def _vertical(ctx: AnalysisContext) -> Any:
+    """Run the vertical analysis (ITT data): within-period contrasts, randomisation inference."""
+    model_only = ("time", "knots", "effect", "exposure_window", "exposure_time", "covariates")
+    opts = {k: v for k, v in ctx.options("vertical").items() if k not in model_only}
+    spec = ctx.config.analysis
+    draws = spec.n_permutations if spec is not None else 999
+    itt = ctx.config.analysis_frame("itt")
+    return quiet_fit(
+        ctx.notes, "vertical analysis", itt, allocation=ctx.allocation, rng=ctx.config.seed,
+        n_permutations=draws, **opts,
+    )  # fmt: skip
+
+
 #: The sensitivity analyses the report can run, in panel order (see the module docstring).
 SENSITIVITY: tuple[SensitivitySpec, ...] = (
     SensitivitySpec(
@@ -136,6 +149,12 @@ SENSITIVITY: tuple[SensitivitySpec, ...] = (
         "randomisation test",
         _permutation,
         "only the randomisation: re-randomised over the trial's own allocation space",
+    ),
+    SensitivitySpec(
+        "vertical",
+        "vertical analysis (within-period)",
+        _vertical,
+        "within-period comparisons only; randomisation p and interval",
     ),
 )
 

@@ -58,7 +58,12 @@ __all__ = ["AnalysisSpec", "DataSpec", "PowerSpec", "TrialConfig"]
 #: Options of [analysis] that every sensitivity analysis shares with the primary one.
 _SHARED = ("time", "knots", "effect", "exposure_window", "exposure_time", "covariates", "missing")
 #: sw.fit method of each sensitivity analysis run by sw.fit.
-_METHOD = {"fixed-effects": "fixed-effects", "gee": "gee", "cluster-summary": "cluster-summary"}
+_METHOD = {
+    "fixed-effects": "fixed-effects",
+    "gee": "gee",
+    "cluster-summary": "cluster-summary",
+    "vertical": "vertical",
+}
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,13 @@ class AnalysisSpec:
 
     family: str = "gaussian"
     random: str = "nested"
-    sensitivity: tuple[str, ...] = ("fixed-effects", "gee", "cluster-summary", "permutation")
+    sensitivity: tuple[str, ...] = (
+        "fixed-effects",
+        "gee",
+        "cluster-summary",
+        "permutation",
+        "vertical",
+    )
     n_permutations: int = 999
     time: str = "categorical"
     knots: tuple[float, ...] | None = None
