@@ -303,6 +303,11 @@ def test_compare_analyses_forest_plot(councils_panel) -> None:
     # the drawn points are the exponentiated estimates, first row on top
     xs = np.concatenate([ln.get_xdata() for ln in ax.lines if ln.get_marker() == "o"])
     np.testing.assert_allclose(np.sort(xs), np.sort(np.exp(panel.table["estimate"])), **EXACT)
+    wax = panel.plot_weights()
+    heights = np.array([p.get_height() for p in wax.patches])
+    drawn = np.concatenate([panel.weights[k].exposure["weight"] for k in panel.weights])
+    np.testing.assert_allclose(heights, drawn, **EXACT)
+    np.testing.assert_allclose(wax.right_ax.lines[0].get_ydata(), panel.effect_curve["estimate"])
 
 
 def test_compare_analyses_bad_input(gaussian: pd.DataFrame) -> None:

@@ -259,6 +259,8 @@ def test_bad_input(dfe, cc) -> None:
         one.did(use_comparison=False)
     with pytest.raises(OptionError, match="fixed"):
         cc.did(method="sun-abraham")
+    with pytest.raises(OptionError, match="n_permutations"):
+        cc.did(n_permutations=99, rng=1)
 
 
 @pytest.mark.slow

@@ -213,6 +213,23 @@ class AnalysisComparison(ResultMixin):
         kwargs.setdefault("ratio", self.ratio)
         return plot_forest(self.table, ax=ax, **kwargs)
 
+    def plot_weights(self, ax: Any = None) -> Any:
+        """Draw the implied weights on exposure times with the ETI effect curve.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on (a new figure when None).
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            See :func:`steppedwedge.plotting.plot_implied_weights`.
+        """
+        from ..plotting.forest import plot_implied_weights
+
+        return plot_implied_weights(self.weights, self.effect_curve, ax=ax)
+
     def __repr__(self) -> str:
         return (
             f"AnalysisComparison({len(self.table)} analyses, primary estimate "

@@ -121,6 +121,13 @@ def did_fit(
 
     check_option("variance", variance, ("pooled", "neyman"))
     check_option("estimand", estimand, ("simple", "event-time"))
+    if options.get("n_permutations"):
+        raise OptionError(
+            "`n_permutations` is not available here: the staggered estimators' Fisher test "
+            "permutes start times among all councils, but the comparison councils were "
+            "never candidates for the programme; use the placebo in time and the "
+            "pre-trend tests instead."
+        )
     if "control_group" in options or "method" in options:
         raise OptionError(
             "the comparison-council DiD is Callaway-Sant'Anna with not-yet-treated and "

@@ -225,7 +225,8 @@ class ComparisonCouncils(ResultMixin):
             cohort's own covariance, normal reference.
         **options
             Passed to :func:`steppedwedge.models.staggered.fit_staggered` (``event_times``,
-            ``n_permutations``, ``rng``, ``base_period``).
+            ``base_period``).  Its Fisher test (``n_permutations``) is refused: it would
+            permute start times among the comparison councils, who were never candidates.
 
         Returns
         -------

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .comparison import plot_comparison_trends
 from .design import cell_codes, plot_design
 from .effects import plot_effects
-from .forest import plot_forest
+from .forest import plot_forest, plot_implied_weights
 from .power import plot_cell_map, plot_power_curve, plot_sensitivity
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "plot_design",
     "plot_effects",
     "plot_forest",
+    "plot_implied_weights",
     "plot_power_curve",
     "plot_sensitivity",
 ]

@@ -1,4 +1,4 @@
-"""Forest plot of a panel of analyses (a :func:`steppedwedge.compare` table)."""
+"""Forest plot of a panel of analyses, and the implied weights that explain disagreement."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_forest"]
+__all__ = ["plot_forest", "plot_implied_weights"]
 
 
 def plot_forest(
@@ -103,4 +103,57 @@ def plot_forest(
         ax.tick_params(axis="x", which="minor", labelsize=8)
     ax.set_xlabel(label or ("ratio" if ratio else "effect"))
     ax.set_ylim(-0.7, n - 0.3)
+    return ax
+
+
+def plot_implied_weights(
+    weights: Any, effect_curve: pd.DataFrame | None = None, ax: Any = None
+) -> Any:
+    """Bar chart of the immediate-effect estimator's weights on exposure times.
+
+    Parameters
+    ----------
+    weights : mapping of str to ImpliedWeights
+        E.g. ``{"gls": ..., "twfe": ...}`` (:attr:`AnalysisComparison.weights`); each is
+        drawn as one set of bars (a negative bar is a "forbidden comparison").
+    effect_curve : pandas.DataFrame, optional
+        ``exposure_time, estimate`` of an ETI fit, drawn on a second y axis.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new figure is made when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes with the bars (the effect curve's axes is ``ax.right_ax`` when drawn).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from steppedwedge.compare import implied_weights
+    >>> from steppedwedge.plotting import plot_implied_weights
+    >>> x = np.array([[0, 1, 1, 1], [0, 0, 1, 1], [0, 0, 0, 1]], dtype=float)
+    >>> w = implied_weights(x, clusters=["a", "b", "c"], periods=[1, 2, 3, 4])
+    >>> ax = plot_implied_weights({"twfe": w})
+    >>> [round(float(p.get_height()), 2) for p in ax.patches]
+    [1.2, 0.1, -0.3]
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.0, 4.0))
+    kinds = list(weights)
+    width = 0.8 / max(len(kinds), 1)
+    for k, kind in enumerate(kinds):
+        table = weights[kind].exposure
+        e = table["exposure_time"].to_numpy(dtype=float)
+        ax.bar(e + (k - (len(kinds) - 1) / 2) * width, table["weight"], width, label=kind)
+    ax.axhline(0.0, color="0.4", linewidth=0.8)
+    ax.set_xlabel("exposure time (periods since the start)")
+    ax.set_ylabel("weight in the immediate-effect estimate")
+    ax.legend(loc="upper right")
+    if effect_curve is not None and len(effect_curve):
+        right = ax.twinx()
+        right.plot(effect_curve["exposure_time"], effect_curve["estimate"], "k.-")
+        right.set_ylabel("ETI effect estimate (link scale)")
+        ax.right_ax = right
     return ax
