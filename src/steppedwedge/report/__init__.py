@@ -45,15 +45,18 @@ def report(config: TrialConfig | str | Path, folder: str | Path = "report") -> R
 
     Examples
     --------
-    The bundled example (a full analysis: about half a minute, so not run here; the
-    notebook ``examples/own_trial_report.ipynb`` runs it in the test suite):
+    The planning-stage report of the bundled example (design, randomisation and sample size:
+    the configuration without its data; with them the report also analyses the trial, as
+    ``examples/own_trial_report.ipynb`` does):
 
-    >>> import tempfile
+    >>> import dataclasses, pathlib, tempfile
     >>> import steppedwedge as sw
     >>> from steppedwedge.report import council_example
-    >>> rep = sw.report(council_example(), tempfile.mkdtemp())  # doctest: +SKIP
-    >>> rep.sections[0].title  # doctest: +SKIP
-    'Summary'
+    >>> plan = dataclasses.replace(council_example(), data=None, analysis=None)
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> rep = sw.report(plan, folder)
+    >>> sorted(p.name for p in folder.glob("report.*"))
+    ['report.html', 'report.md']
     """
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_toml(config)
     built = build_report(cfg)
