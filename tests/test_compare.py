@@ -327,3 +327,23 @@ def test_compare_analyses_bad_input(gaussian: pd.DataFrame) -> None:
         "fixed-effects",
         "gee",
     }
+
+
+def test_gls_weights_agree_with_the_planning_cell_weights() -> None:
+    """The same GLS weights from the power code (sw.cell_weights) at a planned design."""
+    import steppedwedge as sw
+    from steppedwedge.compare import implied_weights
+
+    design = sw.Design.stepped_wedge(5, clusters_per_sequence=2)
+    vc = sw.VarianceComponents(sigma2=1.0, tau2=0.05, gamma2=0.02, decay=0.7)
+    planned = sw.cell_weights(design, variance=vc, cluster_size=30)
+    mine = implied_weights(
+        design.matrix,
+        clusters=design.clusters,
+        periods=design.periods,
+        kind="gls",
+        inv_size=np.full(design.matrix.shape, 1 / 30),
+        components={"sigma2": 1.0, "tau2": 0.05, "gamma2": 0.02, "decay": 0.7},
+    )
+    np.testing.assert_allclose(mine.exposure["weight"], planned.exposure_weights, **LINALG)
+    np.testing.assert_allclose(mine.cells.to_numpy(), planned.values, rtol=1e-9, atol=1e-12)
