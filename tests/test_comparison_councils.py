@@ -321,3 +321,11 @@ def test_howto_page_code_runs(capsys: pytest.CaptureFixture[str]) -> None:
     )
     assert 0.15 < gap < 0.25  # "about 20% above"
     assert ns["did"].pvalue > 0.5 and ns["did"].df == 16
+
+
+def test_trial_given_as_an_annual_design(dfe, cc) -> None:
+    starts = {c: f"{y}-01-01" for c, y in TRIAL.items()}
+    design = sw.Design.from_start_dates(starts, "2013/2025")
+    res = sw.comparison_councils(design, dfe, outcome=OUT, n=8)
+    assert res.starts == TRIAL
+    assert res.councils == cc.councils
