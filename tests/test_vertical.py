@@ -4,9 +4,10 @@ References are hand computations of each estimator's definition in plain Python 
 clusters and periods (independent of the library's vectorised kernels), brute-force
 enumeration of every allocation (``itertools.permutations``) for the randomisation p-values
 and for the Hughes permutation variance, and scipy's SLSQP for the synthetic-control weights.
-Neither paper prints a worked example with its inputs, so no published numbers are used;
-the authors' code (github.com/leekshaffer/SW-CRT-analysis) fixed the Kennedy-Shaffer
-definitions (CO-1..CO-4, SC-1/SC-2).
+No worked example with printed inputs and outputs was available (only the papers' abstracts
+could be read), so no published numbers are used; the authors' code
+(github.com/leekshaffer/SW-CRT-analysis) fixed the Kennedy-Shaffer definitions (CO-1..CO-4,
+SC-1/SC-2).
 """
 
 from __future__ import annotations

@@ -158,18 +158,19 @@ def cell_inverter(
     cache: dict[str, Any] = {}
     kcache: dict[bytes, np.ndarray] = {}
 
-    def coefficients() -> tuple[np.ndarray, list[np.ndarray]] | None:
+    def coefficients() -> tuple[np.ndarray, np.ndarray] | None:
         if "coef" not in cache:
             batches = prob.batches()
             size = sum(b.size for b in batches)
             if size > _MAX_WEIGHT_ELEMENTS:
                 cache["coef"] = None
-            else:
+            else:  # (B, I T) rows: every theta then costs one matrix-vector product
+                rows = [_coefficients(prob, b, kcache) for b in batches]
                 cache["coef"] = (
-                    _coefficients(prob, prob.observed_x, kcache)[0],
-                    [_coefficients(prob, b, kcache) for b in batches],
+                    _coefficients(prob, prob.observed_x, kcache)[0].ravel(),
+                    np.concatenate([r.reshape(r.shape[0], -1) for r in rows]),
                 )
-        out: tuple[np.ndarray, list[np.ndarray]] | None = cache["coef"]
+        out: tuple[np.ndarray, np.ndarray] | None = cache["coef"]
         return out
 
     def pfun(theta: float) -> float:
@@ -177,8 +178,8 @@ def cell_inverter(
         coef = coefficients() if linear else None
         if coef is not None:
             a_obs, a_null = coef
-            t_obs = float(np.sum(a_obs * y))
-            t_null = np.concatenate([np.einsum("bit,it->b", a, y) for a in a_null])
+            t_obs = float(a_obs @ y.ravel())
+            t_null = a_null @ y.ravel()
         else:
             t_obs = float(prob.stat(y, prob.observed_x)[0])
             t_null = np.concatenate([prob.stat(y, b) for b in prob.batches()])

@@ -205,6 +205,9 @@ class PermutationResult(ResultMixin):
     df: float = float("nan")
     messages: tuple[str, ...] = ()
     _invert: Callable[[float], tuple[float, float]] | None = field(default=None, repr=False)
+    _intervals: dict[float, tuple[float, float]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     # ------------------------------------------------------------------ inference
     def conf_int(self, confidence_level: float | None = None) -> tuple[float, float]:
@@ -239,7 +242,9 @@ class PermutationResult(ResultMixin):
             )
         if not 0.0 < level < 1.0:
             raise ValueError(f"`confidence_level` must lie in (0, 1); got {level!r}.")
-        return self._invert(level)
+        if level not in self._intervals:  # computed once per level (refits are costly)
+            self._intervals[level] = self._invert(level)
+        return self._intervals[level]
 
     # ------------------------------------------------------------------ tables
     def tidy(self, confidence_level: float | None = None) -> pd.DataFrame:
