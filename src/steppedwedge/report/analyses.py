@@ -252,10 +252,16 @@ def run_analyses(config: TrialConfig, allocation: Allocation) -> AnalysisRun | N
             ctx.notes.append(f"unknown sensitivity analysis {key!r} skipped")
             continue
         try:
-            panel[entry.label] = entry.run(ctx)
-            assumptions[entry.label] = entry.assumes
+            res = entry.run(ctx)
         except ValueError as exc:
             ctx.notes.append(f"{entry.label} not estimable: {str(exc).splitlines()[0]}")
+            continue
+        name = entry.label
+        time = getattr(res, "time", None)
+        if isinstance(time, str) and time != getattr(primary, "time", time):
+            name += f", {time} time"  # e.g. GEE refitted with linear time
+        panel[name] = res
+        assumptions[name] = entry.assumes
     alpha = config.power.alpha if config.power is not None else 0.05
     label = "odds ratio" if spec.family == "binomial" else "rate ratio"
     return AnalysisRun(

@@ -116,24 +116,31 @@ def _decimals_for(values: list[float], sig: int) -> int:
 
 
 def fmt_ci(estimate: Any, low: Any, high: Any, *, decimals: int | None = None) -> str:
-    """``estimate (low to high)`` with a common number of decimals.
+    """Format ``estimate (low to high)`` with a common number of decimals.
 
-    By default the decimals give the estimate 2 significant digits for values near 1 (two
-    decimals) and 3 significant digits otherwise.
+    By default: two decimals for estimates between 0.1 and 10 with intervals 0.05 to 10 wide
+    (a rate ratio reads ``0.87 (0.79 to 0.96)``), otherwise enough decimals to give the
+    interval's width three significant digits (``0.046 (0.014 to 0.198)``,
+    ``125.3 (100.2 to 150.4)``); without an interval, three significant digits.
     """
     if is_missing(estimate):
         return ""
     est = float(estimate)
+    has_ci = not (is_missing(low) or is_missing(high))
     if decimals is None:
-        decimals = 2 if 0.1 <= abs(est) < 10 else _decimals_for([est], 3)
+        width = float(high) - float(low) if has_ci else 0.0
+        if width > 0 and 0.1 <= abs(est) < 10 and 0.05 <= width < 10:
+            decimals = 2
+        elif width > 0:
+            decimals = max(0, 2 - math.floor(math.log10(width)))
+        else:
+            decimals = _decimals_for([est], 3)
     decimals = min(decimals, 6)
 
     def f(v: Any) -> str:
-        return "" if is_missing(v) else _sign(f"{float(v):,.{decimals}f}")
+        return _sign(f"{float(v):,.{decimals}f}")
 
-    if is_missing(low) or is_missing(high):
-        return f(est)
-    return f"{f(est)} ({f(low)} to {f(high)})"
+    return f"{f(est)} ({f(low)} to {f(high)})" if has_ci else f(est)
 
 
 def fmt_ratio(value: Any) -> str:

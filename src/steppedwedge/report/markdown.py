@@ -41,22 +41,30 @@ def escape(text: str) -> str:
 
 
 def _code(text: str) -> str:
-    """Return an inline code span that survives backticks and pipes in ``text``."""
+    """Return an inline code span that survives backticks in ``text`` (paragraphs only)."""
     text = " ".join(text.splitlines())
     ticks = max((len(m) for m in re.findall(r"`+", text)), default=0) + 1
     fence = "`" * ticks
     pad = " " if text.startswith("`") or text.endswith("`") else ""
-    # a pipe ends a GFM table cell even inside a code span, so escape it
-    return f"{fence}{pad}{text.replace('|', chr(92) + '|')}{pad}{fence}"
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _wrap(text: str, marker: str) -> str:
+    """Emphasis markers hug the text (``**a** `` not ``**a **``, which CommonMark ignores)."""
+    core = text.strip()
+    if not core:
+        return escape(text)
+    lead, trail = text[: len(text) - len(text.lstrip())], text[len(text.rstrip()) :]
+    return f"{escape(lead)}{marker}{escape(core)}{marker}{escape(trail)}"
 
 
 def _inline(parts: Inline) -> str:
     out = []
     for p in parts:
         if isinstance(p, Strong):
-            out.append(f"**{escape(p.text)}**")
+            out.append(_wrap(p.text, "**"))
         elif isinstance(p, Emph):
-            out.append(f"*{escape(p.text)}*")
+            out.append(_wrap(p.text, "*"))
         elif isinstance(p, Code):
             out.append(_code(p.text))
         else:

@@ -25,6 +25,10 @@ _METHODS = {
 }
 
 
+def _link(run: AnalysisRun) -> str:
+    return "estimate (link scale)" if run.ratio else "estimate"
+
+
 def _five(value: Any) -> str:
     """Format a log-likelihood or AIC to one decimal (differences of 1 matter)."""
     return fmt_ci(value, None, None, decimals=1)
@@ -91,7 +95,7 @@ def primary_section(run: AnalysisRun, offset: str | None, disagree: str | None) 
                 f"{run.label} (95% CI)": fmt_ci(
                     _scale(run, res.estimate), _scale(run, lo), _scale(run, hi)
                 ),
-                "estimate (link scale)": float(res.estimate),
+                _link(run): float(res.estimate),
                 "standard error": float(res.std_error),
                 "df": float(res.df),
                 "p": float(res.pvalue),
@@ -103,7 +107,7 @@ def primary_section(run: AnalysisRun, offset: str | None, disagree: str | None) 
     table = table_from_records(
         "effect",
         effect_rows,
-        {"estimate (link scale)": fmt_num, "standard error": fmt_num, "df": fmt_df, "p": fmt_p},
+        {_link(run): fmt_num, "standard error": fmt_num, "df": fmt_df, "p": fmt_p},
         "Treatment effect of the primary analysis",
         hidden=("ratio", "low", "high"),
     )
@@ -149,7 +153,7 @@ def _period_effects(run: AnalysisRun) -> Any:
             f"{'ratio' if run.ratio else 'difference'} to the first period (95% CI)": fmt_ci(
                 _scale(run, r.estimate), _scale(run, r.conf_low), _scale(run, r.conf_high)
             ),
-            "estimate (link scale)": float(r.estimate),
+            _link(run): float(r.estimate),
             "standard error": float(r.std_error),
         }
         for r in rows.itertuples()
@@ -157,7 +161,7 @@ def _period_effects(run: AnalysisRun) -> Any:
     return table_from_records(
         "period_effects",
         records,
-        {"estimate (link scale)": fmt_num, "standard error": fmt_num},
+        {_link(run): fmt_num, "standard error": fmt_num},
         "Period (secular time) effects of the primary analysis",
     )
 

@@ -277,8 +277,12 @@ def _components_table(rows: list[dict[str, Any]]) -> Any:
             for r in rows
         ],
         {"assumed at planning": fmt_num},
-        "Variance components on the link scale: planning values and the primary model's "
-        "estimates (Wald intervals from the Laplace likelihood)",
+        "Variance components: planning values and the primary model's estimates"
+        + (
+            " on the link scale (Wald intervals from the Laplace likelihood)"
+            if any(np.isfinite(r["low"]) for r in rows)
+            else ""
+        ),
         hidden=("estimate", "low", "high"),
     )
 
