@@ -186,6 +186,11 @@ def test_effect_grid_times_draws() -> None:
     assert res.assurance == pytest.approx((ref.mean(axis=1) * w).sum(), rel=0, abs=EXACT_ATOL)
     tidy = res.tidy()
     assert (tidy["probability"] * tidy["power"]).sum() == pytest.approx(res.assurance, rel=1e-12)
+    # prior-weighted quantiles: P(power <= q-quantile) >= q > P(power < q-quantile)
+    weights = np.broadcast_to((w / 10)[:, None], res.power.shape)
+    for q in (0.1, 0.3, 0.5, 0.9):
+        v = res.quantile(q)
+        assert weights[res.power <= v].sum() >= q - 1e-12 > weights[res.power < v].sum()
     only_grid = sw.assurance(_design(), effect=grid, variance=draws[0], **kw)
     assert only_grid.power.shape == (3,) and only_grid.mc_std_error is None
 
@@ -204,7 +209,14 @@ def test_result_protocol() -> None:
     assert isinstance(res, PlanningResult)
     text = str(res)
     assert "poisson" in text and "power at the point estimate" in text and "draws: decay" in text
-    assert "<table" in res._repr_html_()
+    assert "<table" in res._repr_html_() and "5% to 95% of prior" in text
+    # equal weights over the draws: the inverse empirical distribution function
+    for q in (0.0, 0.05, 0.5, 0.95, 1.0):
+        ref_q = np.quantile(res.power, q, method="inverted_cdf")
+        assert res.quantile(q) == ref_q
+    np.testing.assert_array_equal(
+        res.quantile([0.05, 0.95]), [res.quantile(0.05), res.quantile(0.95)]
+    )
     assert set(res.tidy().columns) >= {"tau2", "gamma2", "decay", "probability", "power"}
     ax = res.plot()
     assert ax.get_xlabel() == "power"

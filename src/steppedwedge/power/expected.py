@@ -141,6 +141,31 @@ class AssuranceResult(PlanningResultMixin):
         """
         return float(self._weights()[self.power >= target].sum())
 
+    def quantile(self, q: Any) -> Any:
+        """Return quantiles of power under the prior (the weights of :meth:`tidy`).
+
+        Parameters
+        ----------
+        q : float or array_like
+            Probabilities in [0, 1].
+
+        Returns
+        -------
+        float or ndarray
+            The smallest power whose cumulative prior weight reaches ``q`` (the inverse of
+            the prior distribution function of power; with equal weights,
+            ``numpy.quantile(power, q, method="inverted_cdf")``).
+        """
+        q_arr = np.asarray(q, dtype=float)
+        if np.any((q_arr < 0) | (q_arr > 1)):
+            raise OptionError(f"`q` must lie in [0, 1]; got {q!r}.")
+        order = np.argsort(self.power, axis=None, kind="stable")
+        values = self.power.ravel()[order]
+        cum = np.cumsum(self._weights().ravel()[order])
+        pos = np.searchsorted(cum, q_arr * cum[-1] * (1 - 1e-12), side="left")
+        out = values[np.minimum(pos, values.size - 1)]
+        return float(out) if out.ndim == 0 else out
+
     def summary(self) -> Summary:
         """Return the summary: assurance, the spread of power and the uncertain inputs.
 
@@ -169,6 +194,10 @@ class AssuranceResult(PlanningResultMixin):
         ]
         header += [
             ("power over scenarios", f"{_number(self.power.min())} to {_number(self.power.max())}"),
+            (
+                "power, 5% to 95% of prior",
+                f"{_number(self.quantile(0.05))} to {_number(self.quantile(0.95))}",
+            ),
             ("P(power >= 0.8)", _number(self.prob_power_at_least(0.8))),
         ]
         tables = (("Scenarios", self.tidy()),) if not self.draws else ()
