@@ -342,3 +342,33 @@ def test_link_scale_interval_covers_at_the_nominal_rate(n_councils: int) -> None
         ).interval
         hits += lo <= theta <= hi
     assert 0.78 <= hits / 100 <= 1.0
+
+
+@pytest.mark.parametrize("random", ["cluster", "nested+decay"])
+def test_offset_form_shifts_the_glmm_estimate_exactly(random: str) -> None:
+    """Refitting with theta X_obs in the offset returns the estimate minus theta (same fit)."""
+    import steppedwedge as sw
+    import steppedwedge.inference._permutation_ci as ci
+
+    df = _counts(Design.stepped_wedge(4, 2).matrix, np.random.default_rng(6), rr=0.75)
+    roles = dict(ROLES, family="poisson", exposure="E")
+    base = sw.fit(df, **roles, random=random, dof="normal")
+    td_codes = pd.factorize(df["c"], sort=True)[0], df["t"].to_numpy()
+    job = ci.RefitJob(df, *td_codes, "x", roles, {"random": random, "dof": "normal"}, "estimate")
+    x_obs = df.pivot(index="c", columns="t", values="x").to_numpy()
+    for theta in (-0.4, 0.3):
+        est, _ = ci.fit_observed(ci.shifted_job(job, "poisson", "y", theta), x_obs)
+        assert est == pytest.approx(base.estimate - theta, abs=2e-5)  # two optimiser stops
+
+
+def test_treatment_matching_no_sequence_of_the_allocation_is_refused() -> None:
+    from steppedwedge.exceptions import DataError
+
+    d = Design.stepped_wedge(4)
+    alloc = randomise(d, [f"k{i}" for i in range(4)], rng=1, alpha=None)
+    df = _counts(d.matrix, np.random.default_rng(1), rr=0.8)
+    df.loc[df["c"] == "k0", "x"] = 1.0  # k0 treated from the first period: no such sequence
+    with pytest.raises(DataError, match="matches no sequence"):
+        permutation_test(
+            df, **ROLES, family="poisson", exposure="E", allocation=alloc, confidence_level=0.9
+        )
