@@ -10,17 +10,22 @@ cluster's marginal likelihood is ``int exp(f_i(v)) dv / sqrt(2 pi)`` with
 
 with the probabilists' Gauss-Hermite nodes ``t_k`` and weights ``w_k`` normalised to sum
 to 1.  One node is the Laplace approximation.  Numpy only.
+
+The rule is centred at the modes the caller found (:func:`steppedwedge._core.laplace.modes`,
+whose state is passed in), so this module does not import the Laplace module: the outer
+optimiser there calls into it, never the other way round.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from scipy.special import logsumexp
 
 from .families import Family
-from .laplace import LaplaceState, UnitData, modes
 
-__all__ = ["gauss_hermite", "agq_value"]
+__all__ = ["gauss_hermite", "agq_value", "agq_value_grad"]
 
 
 def gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -36,17 +41,14 @@ def gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
     return t, w / w.sum()
 
 
-def agq_value(
-    data: UnitData,
-    fam: Family,
-    beta: np.ndarray,
-    sigma: np.ndarray,
-    alpha: float,
-    n_quadrature: int,
-    v0: np.ndarray | None = None,
-) -> tuple[float, LaplaceState]:
-    """AGQ log-likelihood (with the data constant) and the Laplace state at the modes."""
-    st = modes(data, fam, beta, sigma, alpha, v0)
+def agq_value(data: Any, fam: Family, st: Any, alpha: float, n_quadrature: int) -> float:
+    """AGQ log-likelihood (with the data constant) around the modes of the Laplace state.
+
+    ``data`` is the :class:`~steppedwedge._core.laplace.UnitData` and ``st`` the
+    :class:`~steppedwedge._core.laplace.LaplaceState` of
+    :func:`~steppedwedge._core.laplace.modes` at the parameter values (one random effect
+    per cluster).
+    """
     if data.z.shape[2] != 1:
         raise ValueError(
             "adaptive Gauss-Hermite quadrature needs exactly one random effect per cluster."
@@ -61,19 +63,15 @@ def agq_value(
     ll = fam.derivs(data.y[:, :, None], data.n[:, :, None], eta, alpha)[0] * data.weight[:, :, None]
     f = ll.sum(axis=1) - 0.5 * vk * vk + 0.5 * t[None, :] ** 2
     li = logsumexp(f, b=w[None, :], axis=1) - 0.5 * np.log(hh)
-    return float(li.sum() + data.const), st
+    return float(li.sum() + data.const)
 
 
 def agq_value_grad(
-    data: UnitData,
-    fam: Family,
-    beta: np.ndarray,
-    sigma: np.ndarray,
-    alpha: float,
-    n_quadrature: int,
-    v0: np.ndarray | None = None,
-) -> tuple[float, np.ndarray, np.ndarray, float, LaplaceState]:
-    """AGQ log-likelihood and its exact gradient ``(value, d/d beta, d/d sigma, d/d alpha, state)``.
+    data: Any, fam: Family, st: Any, alpha: float, n_quadrature: int
+) -> tuple[float, np.ndarray, np.ndarray, float]:
+    """AGQ log-likelihood and its exact gradient ``(value, d/d beta, d/d sigma, d/d alpha)``.
+
+    ``st`` is the Laplace state at the parameter values (as for :func:`agq_value`).
 
     The nodes ``v_k = v + t_k / sqrt(H)`` move with the parameters through the mode ``v``
     (implicit-function derivative) and the curvature ``H`` (whose derivative brings in
@@ -81,19 +79,12 @@ def agq_value_grad(
     integral.
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        return _agq_value_grad(data, fam, beta, sigma, alpha, n_quadrature, v0)
+        return _agq_value_grad(data, fam, st, alpha, n_quadrature)
 
 
 def _agq_value_grad(
-    data: UnitData,
-    fam: Family,
-    beta: np.ndarray,
-    sigma: np.ndarray,
-    alpha: float,
-    n_quadrature: int,
-    v0: np.ndarray | None,
-) -> tuple[float, np.ndarray, np.ndarray, float, LaplaceState]:
-    st = modes(data, fam, beta, sigma, alpha, v0)
+    data: Any, fam: Family, st: Any, alpha: float, n_quadrature: int
+) -> tuple[float, np.ndarray, np.ndarray, float]:
     if data.z.shape[2] != 1:
         raise ValueError(
             "adaptive Gauss-Hermite quadrature needs exactly one random effect per cluster."
@@ -153,4 +144,4 @@ def _agq_value_grad(
         g_alpha = float(
             (pi * (dll_k.sum(axis=1) + fprime * dvk_da)).sum() - 0.5 * (dh_da / hh).sum()
         )
-    return value, g_beta, g_sigma, g_alpha, st
+    return value, g_beta, g_sigma, g_alpha
