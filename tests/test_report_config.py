@@ -515,6 +515,27 @@ def test_unknown_key_in_every_table(folder: Path) -> None:
     assert "unknown table" in msg
 
 
+def test_keys_named_like_type_branches_are_named(folder: Path) -> None:
+    # pydantic names union branches ("str", "date", "file", "table") in its error locations;
+    # a key of the same name must still be reported
+    assert "[data] file" in refused(folder, with_keys(data__file=3), ("data", "file"))
+    msg = refused(
+        folder, with_keys(design__wave_starts=[*WAVES[:-1], 5]), ("design", "wave_starts")
+    )
+    assert "wave_starts[6]" in msg
+
+
+def test_start_dates_from_a_csv(folder: Path) -> None:
+    (folder / "starts.csv").write_text(
+        "council,start_date\nCouncil A,\nCouncil B,2026-04-01\n", encoding="utf-8"
+    )
+    cfg = load(folder, with_keys(rollout__start_dates="starts.csv"))
+    assert cfg.start_dates == {"Council A": None, "Council B": "2026-04-01"}
+    (folder / "starts3.csv").write_text("council,start_date,x\nCouncil A,,1\n", encoding="utf-8")
+    msg = refused(folder, with_keys(rollout__start_dates="starts3.csv"), ("rollout", "start_dates"))
+    assert "two columns" in msg
+
+
 def test_missing_schema_version(folder: Path) -> None:
     tables = with_keys(schema_version=DELETE)
     text, _ = to_toml(tables)

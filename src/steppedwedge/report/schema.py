@@ -627,8 +627,7 @@ def _pydantic_issues(
     seen: set[tuple[Any, ...]] = set()
     for err in exc.errors():
         loc = tuple(err["loc"])
-        # a union (str | table) reports once per branch: keep the first branch's error
-        loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in _BRANCHES)))
+        loc = _without_branches(loc)
         if loc in seen:
             continue
         seen.add(loc)
@@ -643,6 +642,27 @@ def _pydantic_issues(
 
 
 _BRANCHES = {"str", "float", "int", "date", "dict", "list", "function-after", "file", "table"}
+
+
+#: Fields that are a file or a table (tagged unions: pydantic names the branch taken).
+_TAGGED = {("planning", "variance"), ("rollout", "start_dates")}
+
+
+def _without_branches(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop the union-branch names pydantic puts in a location (``date``, ``table``, ...).
+
+    A union (``str | table``, ``date | str``) reports its error once per branch, under the
+    branch's name; a name is a branch (not a key) when what precedes it is not a table.
+    """
+    out: list[Any] = []
+    for i, p in enumerate(loc):
+        branch = isinstance(p, str) and ("[" in p or p in _BRANCHES)
+        after_field = i > 0 and bool(out) and loc[i - 1] == out[-1]
+        tagged = p in ("file", "table") and tuple(out) in _TAGGED and after_field
+        if tagged or (branch and _model_at(tuple(out)) is None):
+            continue
+        out.append(p)
+    return tuple(out)
 
 
 # ------------------------------------------------------------------------ cross-checks
