@@ -412,6 +412,8 @@ def test_hostile_cluster_name_is_text_in_markdown(hostile: Report) -> None:
     markdown_it = pytest.importorskip("markdown_it")
     rendered = markdown_it.MarkdownIt("commonmark").enable("table").render(md)
     assert "<script" not in rendered
+    text = re.sub(r"<code>.*?</code>", "", re.sub(r"<(?!/?code)[^>]+>", "", rendered))
+    assert "**" not in text and "\\" not in text  # every marker parsed, every escape used
     assert html.escape(HOSTILE, quote=False) in rendered
     # in the allocation table the name is one cell: every row has the header's cell count
     table = hostile.section("randomisation").table("allocation")
@@ -503,3 +505,55 @@ def test_docs_list_every_consort_item_with_its_section(example: Report) -> None:
     rows = re.findall(r"^   \* - (.+)\n     - (.+)$", page, flags=re.M)[1:]  # skip the header
     claimed = {(item, s.title) for s in example.sections for item in s.consort}
     assert set(rows) == claimed
+
+
+def test_planning_comment_when_the_standard_error_is_far_from_the_plan() -> None:
+    from types import SimpleNamespace
+
+    from steppedwedge.report.sections.planning import _se_comment
+
+    rows = [
+        {"key": "tau2", "assumed": 0.01, "low": 0.03, "high": 0.2},
+        {"key": "gamma2", "assumed": 0.02, "low": 0.01, "high": 0.05},
+        {"key": "decay", "assumed": 0.9, "low": float("nan"), "high": float("nan")},
+    ]
+    planned, achieved = SimpleNamespace(power=0.99), SimpleNamespace(power=0.62)
+    text = _se_comment(2.0, rows, planned, achieved)
+    assert "2.00 times the planned one (larger)" in text and "less precise" in text
+    assert "assumed tau2 lie outside" in text and "gamma2" not in text
+    assert "power at the planned effect was 0.620 rather than 0.990" in text
+    assert _se_comment(1.2, rows, planned, achieved) == ""
+    assert "smaller" in _se_comment(0.5, rows, planned, achieved)
+
+
+def test_gaussian_report_states_the_icc_of_the_fitted_model() -> None:
+    """A Gaussian primary analysis (council rates per 10,000 as the outcome): the planning
+    section's ICC and CAC are those of sw.fit's variance components."""
+    from steppedwedge.report.config import PowerSpec
+
+    cfg = council_example()
+    assert cfg.data is not None and cfg.analysis is not None
+    frame = cfg.data.frame.copy()
+    frame["rate"] = 1e4 * frame["entries_into_care"] / frame["population_0_17"]
+    power = PowerSpec("gaussian", -1.0, None, 1.0, None, tau2=2.0, gamma2=0.5, decay=None)
+    cfg = replace(
+        cfg,
+        data=replace(cfg.data, frame=frame, outcome="rate", exposure=None),
+        power=power,
+        analysis=replace(
+            cfg.analysis, family="gaussian", random="nested", sensitivity=("cluster-summary",)
+        ),
+    )
+    report = build_report(cfg)
+    roles = {**_roles(), "outcome": "rate"}
+    del roles["exposure"]
+    fit = sw.fit(frame, random="nested", **roles)
+    vc = fit.variance_components
+    table = report.section("planning").table("components")
+    rows = {r[0].split(" ")[0]: dict(zip(table.columns, r, strict=True)) for r in table.rows}
+    icc = (vc["tau2"] + vc["gamma2"]) / (vc["tau2"] + vc["gamma2"] + vc["sigma2"])
+    assert rows["ICC"]["estimate"] == pytest.approx(icc, rel=1e-10)
+    assert rows["ICC"]["assumed at planning"] == pytest.approx(2.5 / 3.5, rel=1e-12)
+    assert "rate ratio" not in report.to_markdown()
+    est = report.section("primary").values["estimates"][0]
+    assert est["estimate"] == pytest.approx(fit.estimate, rel=1e-10)
