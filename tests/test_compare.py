@@ -347,3 +347,20 @@ def test_gls_weights_agree_with_the_planning_cell_weights() -> None:
     )
     np.testing.assert_allclose(mine.exposure["weight"], planned.exposure_weights, **LINALG)
     np.testing.assert_allclose(mine.cells.to_numpy(), planned.values, rtol=1e-9, atol=1e-12)
+
+
+def test_compare_analyses_text_periods_need_an_order() -> None:
+    """Exposure times follow the calendar: text periods without an order get no weights."""
+    import steppedwedge as sw
+
+    rng = np.random.default_rng(8)
+    labels = ["Jan-20", "Feb-20", "Mar-20", "Apr-20", "May-20"]  # alphabetical != calendar
+    rows = [(i, labels[j], float(j > i % 4), 0.4 * (j > i % 4) + rng.normal())
+            for i in range(8) for j in range(5) for _ in range(5)]  # fmt: skip
+    df = pd.DataFrame(rows, columns=["c", "t", "x", "y"])
+    unordered = sw.compare_analyses(df, **ROLES, analyses=["robust"])
+    assert unordered.weights == {} and "period_order" in " ".join(unordered.notes)
+    ordered = sw.compare_analyses(df, **ROLES, analyses=["robust"], period_order=labels)
+    numeric = df.assign(t=df["t"].map({lab: k for k, lab in enumerate(labels)}))
+    ref = sw.compare_analyses(numeric, **ROLES, analyses=["robust"])
+    pd.testing.assert_frame_equal(ordered.weights["twfe"].exposure, ref.weights["twfe"].exposure)

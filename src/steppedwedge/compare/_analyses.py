@@ -265,12 +265,16 @@ def _cell_variances(td: TrialData) -> np.ndarray:
 def _weights(ctx: Context, primary: Any) -> tuple[dict[str, ImpliedWeights], list[str]]:
     """GLS (at the primary fit's components) and TWFE implied weights of the IT estimator."""
     roles = {k: v for k, v in ctx.roles.items() if k not in ("missing",)}
-    td_args = {k: v for k, v in roles.items() if k != "period_order"}
-    td = TrialData.from_frame(ctx.data, **td_args, **_fam(ctx.primary))
-    cells = td.cells()
-    x = np.where(cells.observed, cells.treatment, np.nan)
+    td = TrialData.from_frame(ctx.data, **roles, **_fam(ctx.primary))
     out: dict[str, ImpliedWeights] = {}
     notes: list[str] = []
+    if not td.periods_ordered:  # exposure times need the calendar order of the periods
+        notes.append(
+            "no implied weights: the period labels have no known order (pass period_order=)."
+        )
+        return out, notes
+    cells = td.cells()
+    x = np.where(cells.observed, cells.treatment, np.nan)
     clusters, periods = list(td.clusters), list(td.periods)
     vc = dict(getattr(primary, "variance_components", {}) or {})
     supported = {"sigma2", "tau2", "gamma2", "decay"}
