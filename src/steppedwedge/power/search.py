@@ -505,6 +505,45 @@ def _draw_assurance(
     return out
 
 
+def _ranked_candidates(
+    spec: Any,
+    block_of: np.ndarray,
+    lengths: list[int],
+    sizes: list[int],
+    infos: tuple[np.ndarray, np.ndarray | None],
+    limits: tuple[int, int, int],
+    gen: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Evaluate every candidate of every (trial length, number of clusters), best first.
+
+    Returns the allocations, their variances at the alternative and the null, their trial
+    lengths and whether every allocation meeting the constraints was evaluated.
+    """
+    info1, info0 = infos
+    max_c, max_s, min_g = limits
+    parts, exhaustive = [], True
+    for b, t_b in enumerate(lengths):
+        cols = np.flatnonzero(block_of == b)
+        sub = _block_columns(spec, t_b, info1.shape[-1])
+        i1 = info1[cols][:, sub][:, :, sub]
+        i0 = None if info0 is None else info0[cols][:, sub][:, :, sub]
+        for n_i in sizes:
+            c, ex = _candidates(n_i, cols.size, t_b, max_c, max_s, min_g, gen)
+            exhaustive &= ex
+            full = np.zeros((c.shape[0], block_of.size), dtype=np.int64)
+            full[:, cols] = c
+            v1_b = _allocation_variances(c, i1)
+            v0_b = v1_b if i0 is None else _allocation_variances(c, i0)
+            parts.append((full, v1_b, v0_b, np.full(c.shape[0], t_b)))
+    cand = np.vstack([q[0] for q in parts])
+    if cand.shape[0] == 0:
+        raise ValueError("no candidate design satisfies the constraints; relax them.")
+    v1, v0, t_of = (np.concatenate([q[k] for q in parts]) for k in (1, 2, 3))
+    finite = np.isfinite(v1)
+    order = np.flatnonzero(finite)[np.argsort(v1[finite], kind="stable")]
+    return cand[order], v1[order], v0[order], t_of[order], bool(exhaustive)
+
+
 def search_designs(
     *,
     n_clusters: int | Sequence[int],
@@ -670,26 +709,11 @@ def search_designs(
     if link_scale:
         z0, cov0, _ = _covariance(spec, 0.0)
         info0 = pk.per_cluster_information(z0, cov0)
-    parts, exhaustive = [], True
-    for b, t_b in enumerate(lengths if len(lengths) > 1 else [n_t]):
-        cols = np.flatnonzero(block_of == b)
-        sub = _block_columns(spec, t_b, info1.shape[-1])
-        i1, i0 = (info[cols][:, sub][:, :, sub] for info in (info1, info0))
-        for n_i in sizes:
-            c, ex = _candidates(n_i, cols.size, t_b, max_c, max_s, min_g, gen)
-            exhaustive &= ex
-            full = np.zeros((c.shape[0], patterns.shape[0]), dtype=np.int64)
-            full[:, cols] = c
-            v1_b = _allocation_variances(c, i1)
-            v0_b = _allocation_variances(c, i0) if link_scale else v1_b
-            parts.append((full, v1_b, v0_b, np.full(c.shape[0], t_b)))
-    cand = np.vstack([q[0] for q in parts])
-    if cand.shape[0] == 0:
-        raise ValueError("no candidate design satisfies the constraints; relax them.")
-    v1, v0, t_of = (np.concatenate([q[k] for q in parts]) for k in (1, 2, 3))
-    finite = np.isfinite(v1)
-    order = np.flatnonzero(finite)[np.argsort(v1[finite], kind="stable")]
-    cand, v1, v0, t_of = cand[order], v1[order], v0[order], t_of[order]
+    limits = (max_c, max_s, min_g)
+    infos = (info1, info0 if link_scale else None)
+    cand, v1, v0, t_of, exhaustive = _ranked_candidates(
+        spec, block_of, lengths, sizes, infos, limits, gen
+    )
     p2, p1 = pk.wald_power_null_alt(spec.effect, np.sqrt(v0), np.sqrt(v1), spec.alpha, None)
     assured = None
     if draws:
@@ -706,7 +730,7 @@ def search_designs(
         power=np.asarray(p2),
         power_one_tail=np.asarray(p1),
         n_evaluated=int(cand.shape[0]),
-        exhaustive=bool(exhaustive),
+        exhaustive=exhaustive,
         n_periods=t_of if len(lengths) > 1 else None,
         assurance=assured,
         family=spec.family,
