@@ -1023,9 +1023,11 @@ def _interval(
     if min_p > 1.0 - level + 1e-12:
         warn(
             f"a {100 * level:g}% randomisation interval needs p-values down to "
-            f"{1 - level:.3g}, but with {n_admissible} admissible allocation(s) the smallest "
-            f"attainable p is {min_p:.3g}: the interval is unbounded (-inf, inf). The "
-            f"largest level with a bounded interval is {100 * (1 - min_p):.3g}%"
+            f"{1 - level:.3g}, but with {n_admissible} admissible allocation(s)"
+            + ("" if exact else f" and {round(1 / min_p) - 1} re-randomisations")
+            + f" the smallest attainable p is {min_p:.3g}: the interval is unbounded "
+            f"(-inf, inf). The largest level with a bounded interval is "
+            f"{100 * (1 - min_p):.3g}%"
             + ("" if exact else " (or draw more re-randomisations)")
             + ".",
             SmallSampleWarning,
