@@ -30,6 +30,7 @@ from steppedwedge.exceptions import DataError, DesignError, OptionError, Stepped
 from steppedwedge.power import power
 from steppedwedge.randomise import randomise
 from steppedwedge.report.config import TrialConfig
+from steppedwedge.report.schema import ConfigError
 from steppedwedge.variance import VarianceComponents as VC
 
 
@@ -1179,8 +1180,8 @@ CLI_CASES = [
         ["randomise", "--clusters", "clusters.csv", "--cluster-column", "council", "--seed", "1"],
         ("--waves",),
     ),
-    ("cli-report-folder", ["report", "folder"], ("'", "is a folder")),
-    ("cli-report-missing", ["report", "nope.toml"], ("'", "does not exist")),
+    ("cli-report-folder", ["report", "folder"], ("folder", "is a folder")),
+    ("cli-report-missing", ["report", "nope.toml"], ("nope.toml", "no such file")),
 ]
 
 
@@ -1193,6 +1194,7 @@ pd.DataFrame({"cluster": ["a", "b"]}).to_csv(_CFG_DIR / "clusters.csv", index=Fa
 
 def cfg(design: dict[str, Any]) -> TrialConfig:
     raw = {
+        "schema_version": 1,
         "design": {"periods": "2022Q1/2026Q4", "clusters_per_wave": [1, 1], **design},
         "randomisation": {"clusters": "clusters.csv", "seed": 1},
     }
@@ -1202,7 +1204,7 @@ def cfg(design: dict[str, Any]) -> TrialConfig:
 add(
     "config-ambiguous-wave-start",  # issue 14
     lambda: cfg({"wave_starts": ["01/07/2023", "2024-01-01"]}),
-    DesignError,
+    ConfigError,
     "wave_starts[0]",
     "'01/07/2023'",
     "dayfirst",
@@ -1210,53 +1212,72 @@ add(
 add(
     "config-day-first-only-wave-start",
     lambda: cfg({"wave_starts": ["2023-01-01", "13/01/2024"]}),
-    DesignError,
+    ConfigError,
     "wave_starts[1]",
     "'13/01/2024'",
 )
 add(
     "config-dayfirst-and-format",
-    lambda: cfg({"wave_starts": ["01/07/2023"], "dayfirst": True, "date_format": "%d/%m/%Y"}),
-    DesignError,
+    lambda: cfg(
+        {"wave_starts": ["01/07/2023", "01/01/2024"], "dayfirst": True, "date_format": "%d/%m/%Y"}
+    ),
+    ConfigError,
     "dayfirst",
     "date_format",
 )
 add(
     "config-wave-start-time-of-day",
     lambda: cfg({"wave_starts": ["2023-07-01T10:00:00", "2024-01-01"]}),
-    DesignError,
+    ConfigError,
     "wave_starts[0]",
     "time of day",
 )
 add(
     "config-wave-starts-not-a-list",
     lambda: cfg({"wave_starts": "2023-07-01"}),
-    DesignError,
+    ConfigError,
     "wave_starts",
     "list",
 )
 add(
     "config-missing-periods",
     lambda: TrialConfig.from_mapping(
-        {"design": {"wave_starts": []}, "randomisation": {"clusters": "x.csv", "seed": 1}}
+        {
+            "schema_version": 1,
+            "design": {
+                "periods": "2022Q1/2026Q4",
+                "wave_starts": ["2023-01-01"],
+                "clusters_per_wave": [2],
+            },
+            "randomisation": {"clusters": "x.csv", "seed": 1},
+        }
     ),
-    DesignError,
-    "x.csv",
+    ConfigError,
+    "[randomisation] clusters",
+    "no such file",
 )
 add(
     "config-clusters-folder",
     lambda: TrialConfig.from_mapping(
-        {"design": {}, "randomisation": {"clusters": "peer_parity", "seed": 1}},
+        {
+            "schema_version": 1,
+            "design": {
+                "periods": "2022Q1/2026Q4",
+                "wave_starts": ["2023-01-01"],
+                "clusters_per_wave": [2],
+            },
+            "randomisation": {"clusters": "peer_parity", "seed": 1},
+        },
         base=Path(__file__).parent / "reference",
     ),
-    DesignError,
-    "'peer_parity'",
+    ConfigError,
+    "peer_parity",
     "is a folder",
 )
 add(
     "config-file-is-folder",
     lambda: TrialConfig.from_toml(Path(__file__).parent),
-    DesignError,
+    ConfigError,
     "is a folder",
     "trial.toml",
 )
