@@ -557,3 +557,33 @@ def test_gaussian_report_states_the_icc_of_the_fitted_model() -> None:
     assert "rate ratio" not in report.to_markdown()
     est = report.section("primary").values["estimates"][0]
     assert est["estimate"] == pytest.approx(fit.estimate, rel=1e-10)
+
+
+def _json_numbers(value: Any) -> list[float]:
+    """Every number in results.json: numeric values and the numbers inside its strings."""
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _json_numbers(v)]
+    if isinstance(value, list):
+        return [x for v in value for x in _json_numbers(v)]
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, (int, float)):
+        return [float(value)]
+    return [float(t) for t in re.findall(r"-?\d+\.\d+|-?\d+", str(value).replace(",", ""))]
+
+
+def test_every_decimal_number_of_the_report_is_in_results_json(
+    example: Report, results: dict[str, Any]
+) -> None:
+    """Each non-integer number the Markdown shows is a number of results.json rounded to the
+    decimals shown (so results.json holds every statistic of the report)."""
+    known = np.array(_json_numbers(results))
+    md = example.to_markdown().replace("\u2212", "-").replace(",", "")
+    md = re.sub(r"\(\S+\.png\)", "", md)  # figure file names
+    shown = re.findall(r"(?<![\w.])-?\d+\.\d+(?![\w.])", md)
+    assert len(shown) > 200
+    for token in shown:
+        x = float(token)
+        tol = 0.5 * 10.0 ** -len(token.split(".")[1]) * (1 + 1e-9)
+        ok = np.any(np.abs(known - x) <= tol)
+        assert ok, f"{token} is not in results.json"

@@ -140,6 +140,7 @@ def randomisation_section(allocation: Allocation) -> Section:
         "n_possible": allocation.n_possible,
         "n_eligible": allocation.n_eligible,
         "n_admissible": allocation.n_admissible,
+        "n_candidates": allocation.n_candidates,
         "min_pvalue": allocation.min_pvalue,
         "balance_score": allocation.balance_score,
     }
