@@ -94,6 +94,20 @@ def test_gaussian_draws_with_unequal_clusters() -> None:
     np.testing.assert_allclose(res.power, ref, rtol=0, atol=EXACT_ATOL)
 
 
+def test_calendar_time_decay_draws() -> None:
+    # unequal period lengths: the decay acts between period mid-points (in years)
+    base = _design()
+    lengths = [365.0, 91.0, 91.0, 182.0, 182.0, 91.0, 365.0, 91.0, 182.0, 91.0][: base.n_periods]
+    design = sw.Design.from_matrix(base.matrix, period_lengths=lengths)
+    draws = [v.with_(decay_scale="time") for v in _draws(15, seed=12)]
+    kw = dict(family="poisson", baseline=6.6e-4, cluster_size=POP)
+    res = sw.assurance(design, effect=np.log(0.85), variance=draws, **kw)
+    ref = [sw.power(design, effect=np.log(0.85), variance=v, **kw).power for v in draws]
+    np.testing.assert_allclose(res.power, ref, rtol=0, atol=EXACT_ATOL)
+    period = sw.assurance(base, effect=np.log(0.85), variance=_draws(15, seed=12), **kw)
+    assert np.max(np.abs(res.power - period.power)) > 1e-3  # the calendar really is used
+
+
 def test_general_structures_take_the_unbatched_covariance() -> None:
     # a random treatment effect, an unobserved cell and calendar-time decay: covariances
     # built one by one by power's own code, then batched
