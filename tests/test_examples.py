@@ -91,7 +91,7 @@ def test_analysis_gaussian(script: Path, tmp_path: Path) -> None:
 def test_counts(script: Path, tmp_path: Path) -> None:
     out = _run(script, tmp_path)
     covered = re.findall(r"95% CI covers the true 0.85: (True|False)", out)
-    assert len(covered) == 6 and all(c == "True" for c in covered)
+    assert len(covered) == 7 and all(c == "True" for c in covered)  # incl. the randomisation CI
     assert 0 < _number(r"permutation test: estimate -?[\d.]+, p = ([\d.]+)", out) < 0.2
 
 
