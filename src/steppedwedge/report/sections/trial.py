@@ -225,11 +225,11 @@ def flow_section(
     table = table_from_records("cluster_flow", rows + [total], caption="Flow of clusters by wave")
     deviations = [
         f"{r['cluster']} (wave {r['wave']}): {r['status']}; allocated "
-        f"{_period_label(design, int(r['allocated_start']))}, data show "
+        f"{_period_label(design, int(r['allocated_start']))}, "
         + (
-            _period_label(design, int(r["observed_start"]))
-            if r["status"] != "no data"
-            else "no data"
+            f"first intervention period in the data {_period_label(design, obs)}"
+            if (obs := int(r["observed_start"])) >= 0
+            else "no intervention period in the data"
         )
         for r in flow.to_dict("records")
         if r["status"] != "as allocated"
@@ -289,4 +289,6 @@ def _exposure_table(cd: CellData) -> Table:
         records.append(rec)
     what = cd.exposure_label if cd.has_exposure else "individuals (rows)"
     fmts = {k: fmt_int for k in records[0] if k != "period"}
-    return table_from_records("exposure", records, fmts, f"Clusters and {what} per arm and period")
+    return table_from_records(
+        "exposure", records, fmts, f"Clusters and {what} per arm (as analysed) and period"
+    )
