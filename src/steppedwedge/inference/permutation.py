@@ -953,7 +953,7 @@ def permutation_test(
             stacklevel=caller_stacklevel(),
         )
     if invert is not None:
-        invert = _bounded_inverter(invert, min_p, alloc.n_admissible, exact, n_used)
+        invert = _bounded_inverter(invert, min_p)
     interval = None
     if confidence_level is not None and invert is not None:
         interval = _interval(invert, float(confidence_level), min_p, alloc.n_admissible, exact)
@@ -997,11 +997,7 @@ def permutation_test(
 
 
 def _bounded_inverter(
-    invert: Callable[[float], tuple[float, float]],
-    min_p: float,
-    n_admissible: int,
-    exact: bool,
-    n_used: int,
+    invert: Callable[[float], tuple[float, float]], min_p: float
 ) -> Callable[[float], tuple[float, float]]:
     """``(-inf, inf)`` without a search when no p-value can fall to ``1 - level``."""
 
