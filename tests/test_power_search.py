@@ -164,11 +164,22 @@ def test_count_search_over_cluster_numbers_matches_power() -> None:
         np.testing.assert_allclose(res.power[r], p.power, **LINALG)
     best = res.best_per_size()
     assert best["n_clusters"].tolist() == [4, 5, 6, 7]
-    assert best.loc[best["n_clusters"] == 6, "variance"].item() == pytest.approx(
-        min(ref.values()), rel=1e-10
-    )
+    # link scale (null-alternative): ranked by power, which uses both variances
+    assert np.all(np.diff(res.power) <= 0)
+    assert best.loc[best["n_clusters"] == 6, "power"].item() == res.power[sizes == 6].max()
     assert "Best candidate per size" in str(res)
     assert res.costs()["n_clusters"].tolist() == sizes.tolist()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ax = res.plot(cost="n_clusters")
+    assert ax.get_xlabel() == "n clusters"
+    # the frontier: the best power among candidates with at most that many clusters
+    front = np.asarray(ax.lines[0].get_ydata(), dtype=float)
+    assert front.max() == pytest.approx(res.power[0]) and np.all(np.diff(front) >= 0)
+    plt.close("all")
 
 
 def test_search_over_trial_lengths() -> None:

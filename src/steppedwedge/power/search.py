@@ -50,7 +50,11 @@ _COSTS = ("treated_cells", "measured_cells", "n_sequences", "n_clusters", "n_per
 
 @dataclass(frozen=True)
 class DesignSearchResult(PlanningResultMixin):
-    """Candidate designs ranked by the variance of the treatment estimator.
+    """Candidate designs ranked by the variance of the treatment estimator (or power).
+
+    Link-scale GLMMs with ``glmm_variance="null-alternative"`` are ranked by power, which
+    depends on the variance under the null as well as under the alternative; every other
+    model by the variance, which orders power the same way.
 
     Returned by :func:`steppedwedge.search_designs`.
 
@@ -61,7 +65,7 @@ class DesignSearchResult(PlanningResultMixin):
     allocations : ndarray, shape (n, K)
         Clusters allocated to each pattern, per candidate, best first.
     variance, power, power_one_tail : ndarray, shape (n,)
-        Per candidate, best (smallest variance) first.
+        Per candidate, best first.
     n_evaluated : int
         Number of candidates evaluated.
     exhaustive : bool
@@ -94,7 +98,7 @@ class DesignSearchResult(PlanningResultMixin):
         Parameters
         ----------
         rank : int, default 0
-            Rank of the candidate (0 = smallest variance).
+            Rank of the candidate (0 = the best).
 
         Returns
         -------
@@ -138,7 +142,7 @@ class DesignSearchResult(PlanningResultMixin):
         }
 
     def tidy(self) -> pd.DataFrame:
-        """Return every evaluated candidate, ranked by variance (best first).
+        """Return every evaluated candidate, best first.
 
         Returns
         -------
@@ -195,13 +199,13 @@ class DesignSearchResult(PlanningResultMixin):
         Returns
         -------
         pandas.DataFrame
-            The rows of :meth:`tidy` of the smallest-variance candidate of every
+            The rows of :meth:`tidy` of the best (first-ranked) candidate of every
             (``n_clusters``, ``n_periods``), smallest first.
         """
         t = self.tidy()
         keys = ["n_clusters", "n_periods"]
         out: pd.DataFrame = (
-            t.loc[t.groupby(keys)["variance"].idxmin()].sort_values(keys).reset_index(drop=True)
+            t.groupby(keys, sort=False).head(1).sort_values(keys).reset_index(drop=True)
         )
         return out
 
@@ -241,7 +245,8 @@ class DesignSearchResult(PlanningResultMixin):
             header=tuple(header),
             tables=tuple(tables),
             notes=(
-                "Ranked by the GLS variance of the treatment estimator "
+                "Ranked by the GLS variance of the treatment estimator (by power for "
+                "link-scale GLMMs, whose power also depends on the null variance) "
                 "(Watson, Girling & Hemming 2023).",
             ),
         )
@@ -265,7 +270,10 @@ class DesignSearchResult(PlanningResultMixin):
             ``"frontier"``: every candidate's power against its ``cost``, with the frontier
             (the most powerful candidate at each cost or less) drawn as a step line and the
             best candidate marked.  ``"curves"``: power over the effect for the ``top``
-            candidates.
+            candidates, a Wald z-test with each candidate's variance at the planned effect
+            (exact for Gaussian outcomes; for link-scale families, whose variance changes
+            with the effect, an approximation away from it: use :func:`power_curve` on
+            :meth:`design` for the exact curve).
         cost : str, default "treated_cells"
             The cost axis of the frontier: ``"treated_cells"``, ``"measured_cells"``,
             ``"n_sequences"``, ``"n_clusters"`` or ``"n_periods"`` (see :meth:`costs`).
@@ -539,8 +547,14 @@ def _ranked_candidates(
     if cand.shape[0] == 0:
         raise ValueError("no candidate design satisfies the constraints; relax them.")
     v1, v0, t_of = (np.concatenate([q[k] for q in parts]) for k in (1, 2, 3))
-    finite = np.isfinite(v1)
-    order = np.flatnonzero(finite)[np.argsort(v1[finite], kind="stable")]
+    keep = np.flatnonzero(np.isfinite(v1))
+    if info0 is None:
+        order = keep[np.argsort(v1[keep], kind="stable")]
+    else:  # power depends on both variances: rank by it (ties by the variance)
+        p2, _ = pk.wald_power_null_alt(
+            spec.effect, np.sqrt(v0[keep]), np.sqrt(v1[keep]), spec.alpha, None
+        )
+        order = keep[np.lexsort((v1[keep], -np.asarray(p2)))]
     return cand[order], v1[order], v0[order], t_of[order], bool(exhaustive)
 
 
@@ -621,7 +635,9 @@ def search_designs(
     Returns
     -------
     DesignSearchResult
-        The candidates ranked by variance, best first.
+        The candidates best first: by the variance of the treatment estimator, or by power
+        for link-scale GLMMs with ``glmm_variance="null-alternative"`` (see
+        :class:`DesignSearchResult`).
 
     Raises
     ------
