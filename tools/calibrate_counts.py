@@ -308,7 +308,7 @@ def run_candidates(args: argparse.Namespace) -> int:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         seen: set[float] = set()
-        for c in range(math.ceil(max(args.n_null, args.n_alt) / args.chunk)):
+        for c in range(args.first_chunk, math.ceil(max(args.n_null, args.n_alt) / args.chunk)):
             for h, (label, effect, n) in enumerate(
                 (("h0", 0.0, args.n_null), ("h1", math.log(0.85), args.n_alt))
             ):
@@ -337,25 +337,86 @@ def run_candidates(args: argparse.Namespace) -> int:
     return 0
 
 
+_CANDIDATE_LABELS = {
+    "model": "model-based",
+    "cr0": "CR0 (Liang-Zeger)",
+    "kc": 'KC (``vcov="cr2"``; ``"kc"``)',
+    "cr3": 'CR3 / MD (``vcov="cr3"``, ``"md"``)',
+    "fg": 'FG (``vcov="fg"``)',
+    "mbn": 'MBN (``vcov="mbn"``)',
+    "avg": "mean of the KC and MD SEs (not offered)",
+}
+
+
+def candidate_rst(frames: dict[int, Any]) -> str:
+    """Return a list-table (reST) of the candidates, t(I - 2), both council counts side by side."""
+    from scipy import stats
+
+    rows = [
+        ".. list-table::",
+        "   :header-rows: 1",
+        "",
+        "   * - SE, t(I - 2)",
+        *[f"     - {c} councils: {w}" for c in frames for w in ("size", "coverage", "power")],
+    ]
+    parts = {}
+    for c, f in frames.items():
+        f = f[f["converged"] == 1]
+        f = f.assign(avg=0.5 * (f["kc"] + f["cr3"]))
+        parts[c] = (f[f["scenario"] == "h0"], f[f["scenario"] == "h1"], stats.t.ppf(0.975, c - 2))
+    for kind, label in _CANDIDATE_LABELS.items():
+        rows.append(f"   * - {label}")
+        for null, alt, q in parts.values():
+            rej = np.abs(null["estimate"] / null[kind]) > q
+            cov = np.abs(alt["estimate"] - alt["true"]) <= q * alt[kind]
+            pw = np.abs(alt["estimate"] / alt[kind]) > q
+            for v, n in ((rej.mean(), rej.size), (cov.mean(), cov.size), (pw.mean(), pw.size)):
+                rows.append(f"     - {_cell(float(v), n)}")
+    return "\n".join(rows)
+
+
+def summarise_candidates(paths: list[str]) -> int:
+    """Print the candidate table of one or more ``--candidates`` CSVs (chunks combined)."""
+    import pandas as pd
+
+    frame = pd.concat(
+        [pd.read_csv(p, keep_default_na=False, na_values=[""]) for p in paths],
+        ignore_index=True,
+    )
+    frame = frame.drop_duplicates(subset=["councils", "scenario", "chunk", "estimate"])
+    for councils, part in frame.groupby("councils"):
+        print(f"## {councils} councils\n")
+        print(candidate_table(part, float(councils) - 2) + "\n")
+    by = {int(c): part for c, part in frame.groupby("councils")}
+    print(candidate_rst({c: by[c] for c in sorted(by, reverse=True)}))
+    return 0
+
+
 def candidate_table(frame: Any, df: float) -> str:
-    """Markdown table: type-I error and coverage of each SE with t(df) and with z."""
+    """Markdown table: type-I error, coverage and power of each SE with t(df) and with z."""
     from scipy import stats
 
     usable = frame[frame["converged"] == 1]
     null, alt = usable[usable["scenario"] == "h0"], usable[usable["scenario"] == "h1"]
     lines = [
-        "| SE | reference | type-I error (MC SE) | coverage (MC SE) | mean SE / SD of "
-        "estimates (null) |",
-        "|---|---|---|---|---|",
+        f"{len(null)} null and {len(alt)} alternative (RR 0.85) replicates, "
+        f"{len(frame) - len(usable)} not converged (left out)\n",
+        "| SE | reference | type-I error (MC SE) | coverage (MC SE) | power (MC SE) | "
+        "mean SE / SD of estimates (null) |",
+        "|---|---|---|---|---|---|",
     ]
+    # Ford & Westgate (2017): the average of the KC and MD (= CR3) standard errors
+    null, alt = (f.assign(avg=0.5 * (f["kc"] + f["cr3"])) for f in (null, alt))
     sd = float(np.std(null["estimate"], ddof=1))
-    for kind in ("model", *CANDIDATE_KINDS):
+    for kind in ("model", *CANDIDATE_KINDS, "avg"):
         for ref, q in ((f"t({df:g})", stats.t.ppf(0.975, df)), ("z", stats.norm.ppf(0.975))):
             rej = np.abs(null["estimate"] / null[kind]) > q
             cov = np.abs(alt["estimate"] - alt["true"]) <= q * alt[kind]
+            pw = np.abs(alt["estimate"] / alt[kind]) > q
             lines.append(
                 f"| {kind} | {ref} | {_cell(float(rej.mean()), rej.size)} | "
-                f"{_cell(float(cov.mean()), cov.size)} | {float(null[kind].mean()) / sd:.3f} |"
+                f"{_cell(float(cov.mean()), cov.size)} | {_cell(float(pw.mean()), pw.size)} | "
+                f"{float(null[kind].mean()) / sd:.3f} |"
             )
     return "\n".join(lines)
 
@@ -387,7 +448,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", default="candidates.csv")
     ap.add_argument("--chunk", type=int, default=100)
+    ap.add_argument("--first-chunk", type=int, default=0, help="resume (or split) a run")
+    ap.add_argument(
+        "--summarise", nargs="+", default=None, metavar="CSV", help="tables of --candidates CSVs"
+    )
     args = ap.parse_args(argv)
+    if args.summarise:
+        return summarise_candidates(args.summarise)
     if args.candidates:
         return run_candidates(args)
 
