@@ -283,3 +283,23 @@ def test_unknown_cluster_in_start_dates(trial: Path, capsys: pytest.CaptureFixtu
     err = run(["validate", str(trial)], capsys)
     assert f":{line_of(trial, 'Councl')}: [rollout] start_dates.Councl A:" in err
     assert "did you mean 'Council A'" in err
+
+
+def test_validate_warns_when_the_data_disagree_with_the_allocation(
+    trial: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # seed 99 is not the seed that allocated the bundled data: every wave differs
+    assert main(["validate", str(trial)]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("warning: the data's treatment column `treated` differs") and (
+        "\n" not in err
+    )
+    edit(trial, "seed = 99", "seed = 20230101")
+    edit(
+        trial,
+        'strata = "region"',
+        'strata = "region"\nbalance = ["population_0_17", '
+        '"baseline_looked_after_per_10k"]\ncutoff = 0.2',
+    )
+    assert main(["validate", str(trial)]) == 0
+    assert capsys.readouterr().err == ""

@@ -316,7 +316,11 @@ CASES: dict[tuple[str, ...], tuple[dict[str, Any], Check, dict[str, Any]]] = {
         {"data__delimiter": ";;"},
     ),
     ("power", "family"): (
-        {"power__family": "negative_binomial", "power__dispersion": 20.0},
+        {
+            "power__family": "negative_binomial",
+            "power__dispersion": 20.0,
+            "analysis__family": "negative_binomial",
+        },
         lambda c: c.power.family == "negative_binomial",
         {"power__family": "poison"},
     ),
@@ -367,7 +371,7 @@ CASES: dict[tuple[str, ...], tuple[dict[str, Any], Check, dict[str, Any]]] = {
         {"power__dispersion": -2.0},
     ),
     ("analysis", "family"): (
-        {"analysis__family": "negative_binomial"},
+        {"analysis__family": "negative_binomial", "power__family": "negative_binomial"},
         lambda c: c.fit_options()["family"] == "negative_binomial",
         {"analysis__family": "poison"},
     ),
@@ -534,6 +538,12 @@ def test_start_dates_from_a_csv(folder: Path) -> None:
     (folder / "starts3.csv").write_text("council,start_date,x\nCouncil A,,1\n", encoding="utf-8")
     msg = refused(folder, with_keys(rollout__start_dates="starts3.csv"), ("rollout", "start_dates"))
     assert "two columns" in msg
+
+
+def test_power_and_analysis_families_must_agree(folder: Path) -> None:
+    # issue 13: a Gaussian LMM on raw counts beside a Poisson power section
+    msg = refused(folder, with_keys(analysis__family="gaussian"), ("analysis", "family"))
+    assert "[power] family is 'poisson'" in msg
 
 
 def test_missing_schema_version(folder: Path) -> None:

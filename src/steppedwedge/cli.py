@@ -401,6 +401,18 @@ def _validate(args: argparse.Namespace) -> int:
             f"{len(cfg.analysis.sensitivity)} sensitivity analyses"
         )
     print(f"{args.config}: valid ({'; '.join(parts)})")
+    if cfg.data is not None and cfg.data.treatment is not None:
+        deviations = cfg.treatment_deviations()
+        if len(deviations):
+            clusters = sorted({str(c) for c in deviations["cluster"]})
+            print(
+                f"warning: the data's treatment column `{cfg.data.treatment}` differs from the "
+                f"allocation in {len(deviations)} cluster-periods ({len(clusters)} clusters: "
+                f"{', '.join(clusters[:5])}{', ...' if len(clusters) > 5 else ''}): the report "
+                "lists them as deviations; if the allocation is not the trial's, check the "
+                "seed or give the allocation record.",
+                file=sys.stderr,
+            )
     return 0
 
 

@@ -733,6 +733,14 @@ def _analysis_issues(cfg: TrialFile) -> list[tuple[tuple[str, ...], str]]:
         return out
     if cfg.data is None:
         out.append((("analysis",), "needs a [data] table (the data to analyse)"))
+    if cfg.power is not None and cfg.power.family != a.family:
+        out.append(
+            (
+                ("analysis", "family"),
+                f"is {a.family!r} but [power] family is {cfg.power.family!r}: the power "
+                "section must be the power of the analysis the report runs",
+            )
+        )
     gaussian = a.family == "gaussian"
     structures = RANDOM_STRUCTURES if gaussian else GLMM_RANDOM
     if a.random not in structures:
