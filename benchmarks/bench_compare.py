@@ -49,6 +49,10 @@ def time_the_same_fits_one_by_one() -> None:
         ):
             sw.fit(_DF, **_ROLES, **fam, **options)
         sw.permutation_test(_DF, **_ROLES, **fam, statistic="twfe", n_permutations=999, rng=1)
+        try:  # the vertical analysis, when this version of sw.fit has it
+            sw.fit(_DF, **_ROLES, **fam, method="vertical")
+        except sw.OptionError:
+            pass
 
 
 def _best(f, repeat: int = 3) -> float:
