@@ -28,7 +28,7 @@ import math
 import warnings
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -132,6 +132,7 @@ class CellProblem:
     observed_x: np.ndarray
     alternative: str
     exact: bool
+    cache: dict[bytes, np.ndarray] = field(default_factory=dict)  # twfe annihilators
 
 
 def _coefficients(prob: CellProblem, x: np.ndarray, cache: dict[bytes, np.ndarray]) -> np.ndarray:
@@ -156,7 +157,7 @@ def cell_inverter(
     """
     linear = prob.name == "twfe" or prob.weights == "clusters"
     cache: dict[str, Any] = {}
-    kcache: dict[bytes, np.ndarray] = {}
+    kcache = prob.cache
 
     def coefficients() -> tuple[np.ndarray, np.ndarray] | None:
         if "coef" not in cache:

@@ -591,9 +591,13 @@ def _batched(
 
 
 def _cell_statistic(
-    name: str, weights: str, mask: np.ndarray, wt: np.ndarray
+    name: str,
+    weights: str,
+    mask: np.ndarray,
+    wt: np.ndarray,
+    cache: dict[bytes, np.ndarray] | None = None,
 ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    cache: dict[bytes, np.ndarray] = {}
+    cache = {} if cache is None else cache  # twfe annihilators by observation pattern
     if name == "twfe":
         w = wt if weights == "size" else np.ones_like(wt)
 
@@ -867,7 +871,8 @@ def permutation_test(
     estimate: float
     if name in ("twfe", "cluster-period"):
         y, wt, mask = _cell_arrays(td, lk, wts)
-        stat = _cell_statistic(name, wts, mask, wt)
+        kcache: dict[bytes, np.ndarray] = {}  # shared with the interval's coefficients
+        stat = _cell_statistic(name, wts, mask, wt, kcache)
         obs = float(stat(y, observed_x)[0])
         null = _batched(lambda x: stat(y, x), space, assignments)
         estimate = obs
@@ -889,6 +894,7 @@ def permutation_test(
             observed_x=observed_x,
             alternative=alternative,
             exact=exact,
+            cache=kcache,
         )
         shift, additive = ci.cell_shift(td, lk, y)
         invert = ci.cell_inverter(prob, shift, additive, obs, null)
