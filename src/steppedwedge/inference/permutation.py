@@ -747,7 +747,7 @@ def permutation_test(
     ``theta0`` costs one product).  Model statistics refit every re-randomisation at a few
     ``theta0``: each allocation's statistic is smooth in ``theta0``, so the ends are found by
     a secant iteration on the piecewise-linear interpolation through the refitted values
-    (to 1e-4 of the spread; typically 8-10 rounds of refits for both ends).  When the
+    (to 1e-4 of the spread; 4 to 10 rounds of refits for both ends).  When the
     smallest attainable p-value exceeds ``1 - confidence_level`` (e.g. Family
     Safeguarding's 12 allocations at 95%) the interval is ``(-inf, inf)`` with a
     :class:`~steppedwedge.SmallSampleWarning` naming the number of allocations; an end
