@@ -12,7 +12,9 @@ from .example import council_example
 __all__ = ["ConfigError", "Report", "TrialConfig", "build_report", "council_example", "report"]
 
 
-def report(config: TrialConfig | str | Path, folder: str | Path = "report") -> Report:
+def report(
+    config: TrialConfig | str | Path, folder: str | Path = "report", *, pdf: bool = False
+) -> Report:
     """Build the trial report and write it to a folder (the Python side of ``steppedwedge report``).
 
     Parameters
@@ -22,6 +24,9 @@ def report(config: TrialConfig | str | Path, folder: str | Path = "report") -> R
         (read with :meth:`TrialConfig.from_toml`).
     folder : str or pathlib.Path, default "report"
         Where ``report.html``, ``report.md``, the figures and the allocation record go.
+    pdf : bool, default False
+        Also print the page to ``report.pdf`` (needs the optional ``pdf`` extra,
+        weasyprint).
 
     Returns
     -------
@@ -60,7 +65,7 @@ def report(config: TrialConfig | str | Path, folder: str | Path = "report") -> R
     """
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_toml(config)
     built = build_report(cfg)
-    built.write(folder)
+    built.write(folder, pdf=pdf)
     return built
 
 
