@@ -174,8 +174,9 @@ def ar1_factor(r: Any, t: int, deriv: bool = False, times: Any = None) -> Any:
         # the optimiser asks for the same few factors again and again, and batched
         # evaluations repeat each r once per cluster: build each distinct factor once
         key_t = None if times is None else tuple(np.asarray(times, dtype=float).tolist())
-        if r.ndim == 0:
-            return _ar1_cached(float(r), t, deriv, key_t)
+        if r.ndim == 0:  # a copy: the cached arrays are read-only
+            out = _ar1_cached(float(r), t, deriv, key_t)
+            return (out[0].copy(), out[1].copy()) if deriv else out.copy()
         uniq, inverse = np.unique(r, return_inverse=True)
         if uniq.size < r.size:
             outs = [_ar1_cached(float(u), t, deriv, key_t) for u in uniq]
@@ -1189,7 +1190,11 @@ def _fit_glmm_core(
     if not free.all():
         cols = None
     alpha = float(theta[ia]) if ia is not None else 0.0
-    st = modes(data, fam, theta[:p], theta[p : p + kv], alpha, obj.v0)
+    last = getattr(obj, "_last", None)
+    if obj.nq == 1 and last is not None and np.array_equal(last[0], theta):
+        st = last[1]  # the converged state of the last evaluation, at this very theta
+    else:
+        st = modes(data, fam, theta[:p], theta[p : p + kv], alpha, obj.v0)
     exact_beta = obj.nq == 1 and np.isfinite(st.value)
     if cols is not None:
         # variance columns from the last Newton iteration (taken < 1e-5 away)
