@@ -19,8 +19,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..exceptions import OptionError
-
 FloatArray = npt.NDArray[np.float64]
 ArrayOrFloat = Any
 
@@ -292,4 +290,4 @@ def harrison_wang_variance(
         diff2 = (np.sqrt(a2) - np.sqrt(b2)) ** 2
         num = (6 * (1 - rho) * (a2 + b2) + 2 * n * rho * (t + 1) * diff2) * common
         return num / (n * i * t * a2 * b2 * (3 * (1 - rho) + 2 * n * rho * (t + 1)))
-    raise OptionError("unsupported combination (logistic with period effects has no closed form)")
+    raise ValueError("unsupported combination (logistic with period effects has no closed form)")

@@ -22,8 +22,6 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from ..exceptions import OptionError
-
 FloatArray = npt.NDArray[np.float64]
 
 __all__ = ["decay_matrix", "mean_covariance", "mask_unobserved"]
@@ -105,7 +103,7 @@ def mean_covariance(
     cov[:, idx, idx] += diag
     if eta2 or (rho and eta2):
         if treatment is None:
-            raise OptionError("`treatment` is required when eta2 > 0.")
+            raise ValueError("`treatment` is required when eta2 > 0.")
         x = np.asarray(treatment, dtype=float)
         x = np.where(np.isnan(x), 0.0, x)
         cov += float(eta2) * x[:, :, None] * x[:, None, :]

@@ -43,8 +43,6 @@ import numpy as np
 import numpy.typing as npt
 from scipy import optimize, special
 
-from ..exceptions import OptionError
-
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -136,7 +134,7 @@ def link_functions(family: str, link: str, *, nb_theta: float | None = None) -> 
     elif link == "logit":
         linkinv, mu_eta, linkfun = _expit, _logistic_deriv, _logit
     else:  # pragma: no cover - validated upstream
-        raise OptionError(f"unknown link {link!r}")
+        raise ValueError(f"unknown link {link!r}")
 
     if family == "gaussian":
         variance: Callable[[FloatArray], FloatArray] = _ones
@@ -160,7 +158,7 @@ def link_functions(family: str, link: str, *, nb_theta: float | None = None) -> 
 
     elif family == "negative_binomial":
         if nb_theta is None or not nb_theta > 0:  # pragma: no cover - validated upstream
-            raise OptionError("negative_binomial needs nb_theta > 0")
+            raise ValueError("negative_binomial needs nb_theta > 0")
         theta = float(nb_theta)
 
         def variance(mu: FloatArray) -> FloatArray:
@@ -170,7 +168,7 @@ def link_functions(family: str, link: str, *, nb_theta: float | None = None) -> 
             return bool(np.all(mu > 0.0))
 
     else:  # pragma: no cover - validated upstream
-        raise OptionError(f"unknown family {family!r}")
+        raise ValueError(f"unknown family {family!r}")
     return LinkFunctions(linkinv, mu_eta, variance, valid, linkfun)
 
 
@@ -241,7 +239,7 @@ class GEEUnits:
     def block_design(self) -> list[tuple[slice, FloatArray, FloatArray, int]]:
         """Per cluster: row slice, ``U = [Z_period, Z_person]``, ``U'U`` and the person count."""
         if self.individual is None:
-            raise OptionError("block-exchangeable needs individual codes")
+            raise ValueError("block-exchangeable needs individual codes")
         out = []
         bounds = np.append(self.starts, self.cluster.shape[0])
         T = self.n_periods
@@ -288,7 +286,7 @@ def between_correlation(corstr: str, params: FloatArray, times: FloatArray) -> F
         return float(params[0]) * _power(float(params[1]), lag)
     if corstr == "ar1":
         return _power(float(params[0]), lag)
-    raise OptionError(f"unknown corstr {corstr!r}")  # pragma: no cover
+    raise ValueError(f"unknown corstr {corstr!r}")  # pragma: no cover
 
 
 def _fbincount(codes: IntArray, weights: FloatArray, size: int) -> FloatArray:
@@ -894,7 +892,7 @@ def sandwich(
         uc = u * c
         meat = uc.T @ uc
     else:  # pragma: no cover - validated upstream
-        raise OptionError(f"unknown vcov {kind!r}")
+        raise ValueError(f"unknown vcov {kind!r}")
     out: FloatArray = Oinv @ meat @ Oinv
     sym: FloatArray = 0.5 * (out + out.T)
     return sym

@@ -14,7 +14,6 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special, stats
 
-from ..exceptions import OptionError
 from .covariance import decay_matrix, mask_unobserved, mean_covariance
 from .gls import gls_information, whiten
 
@@ -70,7 +69,7 @@ def fixed_effects(
         t = np.arange(n_periods, dtype=float)
         base = np.stack([obs, obs * t[None, :]], axis=2)
     else:  # pragma: no cover - validated upstream
-        raise OptionError(f"unknown time model {time!r}")
+        raise ValueError(f"unknown time model {time!r}")
     if exposure_time is None:
         treat = x[:, :, None]
     else:

@@ -45,7 +45,6 @@ from scipy.linalg.lapack import dpotri as _dpotri
 from scipy.linalg.lapack import dpotrs as _dpotrs
 from scipy.linalg.lapack import dsyevd as _dsyevd
 
-from ..exceptions import OptionError
 from .covariance import decay_matrix
 
 FloatArray = npt.NDArray[np.float64]
@@ -207,9 +206,9 @@ class CovarianceStructure:
 
     def __post_init__(self) -> None:
         if self.decay and not self.cluster_period:
-            raise OptionError("`decay` needs the cluster-period term.")
+            raise ValueError("`decay` needs the cluster-period term.")
         if self.slope == "correlated" and not self.intercept:
-            raise OptionError("A correlated treatment slope needs the cluster intercept.")
+            raise ValueError("A correlated treatment slope needs the cluster intercept.")
 
     # ------------------------------------------------------------------ names
     @property
@@ -629,7 +628,7 @@ def profiled_deviance(
     }
     if hessian and len(phi):
         if structure.decay or structure.slope == "correlated":
-            raise OptionError("the analytic Hessian needs a structure linear in phi")
+            raise ValueError("the analytic Hessian needs a structure linear in phi")
         extras["hessian"] = _closed_form_hessian(sinv, ws, structure, chol_m, beta, q, dfn, reml, p)
     return float(dev), grad, extras
 
