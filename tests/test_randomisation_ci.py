@@ -311,14 +311,17 @@ def test_pvalues_are_uniform_under_the_null() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("n_councils", [12, 17])
-def test_link_scale_interval_covers_at_the_nominal_rate(n_councils: int) -> None:
-    """Coverage of the 90% rate-ratio interval (twfe, 199 draws) in 100 simulated trials.
+@pytest.mark.parametrize(
+    ("family", "n_councils"), [("poisson", 12), ("poisson", 17), ("binomial", 12)]
+)
+def test_link_scale_interval_covers_at_the_nominal_rate(family: str, n_councils: int) -> None:
+    """Coverage of the 90% ratio interval (twfe, 199 draws) in 100 simulated trials.
 
-    Monte-Carlo SE of the coverage sqrt(0.9 * 0.1 / 100) = 0.03: the window 0.9 +- 4 SE
-    = [0.78, 1.0] (a wide window, to keep the test near 25 s; the run for the changelog
-    used 400 trials).  The interval is approximate on the log scale (scaled counts are not
-    control draws), so a coverage far below the window would show it.
+    Rate ratio 0.8 (counts) or odds ratio 0.7 (binomial, 30-60 trials a cell).  Monte-Carlo
+    SE of the coverage sqrt(0.9 * 0.1 / 100) = 0.03: the window 0.9 +- 4 SE = [0.78, 1.0]
+    (wide, to keep each case near 15 s; the run for the changelog used 400 trials).  The
+    interval is approximate on these scales (scaled counts are not control draws), so a
+    coverage far below the window would show it.
     """
     if n_councils == 17:
         from calibration_counts import council_scenario
@@ -326,16 +329,20 @@ def test_link_scale_interval_covers_at_the_nominal_rate(n_councils: int) -> None
         matrix = council_scenario(17).design.matrix
     else:
         matrix = Design.stepped_wedge(6, 2).matrix
-    rng = np.random.default_rng(77 + n_councils)
-    theta = math.log(0.8)
+    rng = np.random.default_rng(77 + n_councils + (family == "binomial"))
+    theta = math.log(0.8 if family == "poisson" else 0.7)
+    extra = dict(exposure="E") if family == "poisson" else dict(trials="n")
     hits = 0
     for _ in range(100):
-        df = _counts(matrix, rng, rr=0.8, base=0.01)
+        if family == "poisson":
+            df = _counts(matrix, rng, rr=0.8, base=0.01)
+        else:
+            df = _binomial(matrix, rng, odds_ratio=0.7)
         lo, hi = permutation_test(
             df,
             **ROLES,
-            family="poisson",
-            exposure="E",
+            family=family,
+            **extra,
             n_permutations=199,
             rng=int(rng.integers(1 << 31)),
             confidence_level=0.9,
