@@ -9,7 +9,7 @@ import pytest
 from _tolerances import LINALG
 
 from steppedwedge.design import Design
-from steppedwedge.exceptions import DesignError, OptionError
+from steppedwedge.exceptions import DesignError, OptionError, SolveError
 from steppedwedge.power import assurance, power, search_designs
 from steppedwedge.variance import VarianceComponents as VC
 
@@ -214,6 +214,16 @@ def test_search_over_trial_lengths() -> None:
         )
         np.testing.assert_allclose(res.assurance[r], ref.assurance, rtol=0, atol=1e-12)
     assert res.costs()["n_periods"].tolist() == t["n_periods"].tolist()
+    # the cheapest design reaching a target: brute force over the table
+    for target, cost in ((0.2, "n_clusters"), (0.25, "n_periods"), (0.3, "measured_cells")):
+        r = res.cheapest(target, cost=cost)
+        reach = t[t["power"] >= target]
+        assert t[cost].iloc[r] == reach[cost].min()
+        assert t["power"].iloc[r] == reach.loc[reach[cost] == reach[cost].min(), "power"].max()
+    ra = res.cheapest(0.25, by="assurance")
+    assert res.assurance[ra] >= 0.25 and ra < 12
+    with pytest.raises(SolveError, match="no candidate reaches power 0.99"):
+        res.cheapest(0.99)
 
 
 def test_negative_binomial_search_with_exposure() -> None:

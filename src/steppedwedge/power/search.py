@@ -11,9 +11,9 @@ import numpy as np
 
 from .._core import power_kernels as pk
 from .._typing import RNGLike
-from .._validation import check_option, check_positive_int, normalise_rng
+from .._validation import check_option, check_positive_int, check_probability, normalise_rng
 from ..design import Design
-from ..exceptions import OptionError
+from ..exceptions import OptionError, SolveError
 from ..results import Summary
 from ..variance import VarianceComponents
 from ._batched import is_link_scale, iter_information
@@ -193,6 +193,49 @@ class DesignSearchResult(PlanningResultMixin):
         out: pd.DataFrame = self.tidy().head(top).reset_index(drop=True)
         return out
 
+    def cheapest(self, target: float = 0.8, *, cost: str = "n_clusters", by: str = "power") -> int:
+        """Return the rank of the least costly candidate that reaches ``target``.
+
+        Parameters
+        ----------
+        target : float, default 0.8
+            Power (or assurance) to reach.
+        cost : {"n_clusters", "n_periods", "measured_cells", "treated_cells", "n_sequences"}
+            The cost to minimise (see :meth:`costs`); ties go to the higher ``by``.
+        by : {"power", "assurance"}, default "power"
+            What must reach ``target``; ``"assurance"`` considers only the candidates whose
+            assurance was computed (the ``n_assurance`` best).
+
+        Returns
+        -------
+        int
+            The rank of the candidate (:meth:`design` builds it).
+
+        Raises
+        ------
+        SolveError
+            If no candidate reaches ``target`` (the message gives the best reached).
+        """
+        cost = check_option("cost", cost, _COSTS)
+        by = check_option("by", by, ("power", "assurance"))
+        check_probability("target", target)
+        if by == "power":
+            value = self.power
+        elif self.assurance is None:
+            raise OptionError(
+                "by='assurance' needs a search with draws (variance= an estimate with draws)."
+            )
+        else:
+            value = np.nan_to_num(self.assurance, nan=-1.0)
+        ok = np.flatnonzero(value >= target)
+        if ok.size == 0:
+            raise SolveError(
+                f"no candidate reaches {by} {target:g} (the best reaches "
+                f"{float(np.max(value)):.4g}); search more clusters or periods."
+            )
+        c = self.costs()[cost][ok]
+        return int(ok[np.lexsort((-value[ok], c))[0]])
+
     def best_per_size(self) -> pd.DataFrame:
         """Tabulate the best candidate for each size (clusters and periods) searched.
 
@@ -236,6 +279,15 @@ class DesignSearchResult(PlanningResultMixin):
         ]
         if self.assurance is not None:
             header.append(("best assurance", _number(float(np.nanmax(self.assurance)))))
+        if sizes.size > 1 and np.any(self.power >= 0.8):
+            r = self.cheapest(0.8)
+            alloc = ", ".join(str(int(a)) for a in self.allocations[r])
+            header.append(
+                (
+                    "fewest clusters for power 0.8",
+                    f"{int(self.allocations[r].sum())} (rank {r}: {alloc})",
+                )
+            )
         tables = [("Best candidates", self.table(10))]
         lengths = np.unique(self.costs()["n_periods"])
         if sizes.size > 1 or lengths.size > 1:
