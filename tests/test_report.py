@@ -184,6 +184,7 @@ def test_sections_follow_consort_sw(example: Report) -> None:
         "primary",
         "planning",
         "sensitivity",
+        "exploratory",
         "checks",
         "deviations",
         "provenance",
@@ -201,7 +202,13 @@ def test_summary_box_states_question_design_result_and_agreement(
     """The bundled example: the GLMMs and GEE reject at 5%; CR2 fixed effects, cluster
     summaries and the randomisation test do not; the summary box says so."""
     labels = [item.label for item in example.document.summary]
-    assert labels == ["Question", "Design", "Primary result", "Sensitivity analyses"]
+    assert labels == [
+        "Question",
+        "Design",
+        "Primary result",
+        "Sensitivity analyses",
+        "Exploratory (not pre-specified)",
+    ]
     fit = sw.fit(load_councils(), family="poisson", random="nested+decay", **_roles())
     s = results["summary"]
     assert s["estimate"] == pytest.approx(fit.estimate, rel=1e-10)
@@ -587,3 +594,14 @@ def test_every_decimal_number_of_the_report_is_in_results_json(
         tol = 0.5 * 10.0 ** -len(token.split(".")[1]) * (1 + 1e-9)
         ok = np.any(np.abs(known - x) <= tol)
         assert ok, f"{token} is not in results.json"
+
+
+def test_exploratory_effect_by_exposure_time_is_the_eti_fit(results: dict[str, Any]) -> None:
+    """The TATE row is sw.fit(effect="eti") with the primary's random structure."""
+    eti = sw.fit(load_councils(), family="poisson", random="nested+decay", effect="eti", **_roles())
+    rows = results["sections"]["exploratory"]["values"]["panel"]
+    tate = next(r for r in rows if "TATE" in r["analysis"])
+    assert tate["estimate"] == pytest.approx(math.exp(eti.estimate), rel=1e-8)
+    lo, hi = (math.exp(v) for v in eti.conf_int())
+    assert (tate["low"], tate["high"]) == pytest.approx((lo, hi), rel=1e-8)
+    assert rows[0]["estimate"] == pytest.approx(results["summary"]["ratio"], rel=1e-10)

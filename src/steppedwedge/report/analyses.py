@@ -35,8 +35,14 @@ __all__ = [
     "AnalysisRun",
     "SensitivitySpec",
     "run_analyses",
+    "run_exploratory",
     "variance_label",
 ]
+
+#: Exploratory analyses of :func:`steppedwedge.compare_analyses` the report adds (not
+#: pre-specified): effects that change with exposure time and not-yet-treated comparisons.
+EXPLORATORY = ("eti", "callaway-santanna", "imputation")
+_ROLES = ("outcome", "cluster", "period", "treatment", "family", "exposure", "trials")
 
 RATIO_FAMILIES = ("poisson", "negative_binomial", "binomial")
 #: Random-effect structures compared for a GLMM primary analysis, simplest first.
@@ -285,3 +291,38 @@ def variance_label(res: Any) -> str:
     """Name the variance estimator of a fit: ``"model-based variance"``, ``"CR2 variance"``."""
     vcov = str(getattr(res, "vcov", "model"))
     return "model-based variance" if vcov == "model" else f"{vcov.upper()} variance"
+
+
+def run_exploratory(config: TrialConfig, allocation: Allocation, notes: list[str]) -> Any | None:
+    """Run :func:`steppedwedge.compare_analyses` on :data:`EXPLORATORY` (None if it cannot).
+
+    The primary analysis is passed as the configuration defines it, so the implied weights
+    and the exposure-time curve are those of the pre-specified estimator.
+    """
+    if config.analysis is None or config.data is None:
+        return None
+    from ..compare import compare_analyses
+
+    opts = config.fit_options("primary")
+    if "offset" in opts or "design" in opts:
+        notes.append("exploratory analyses skipped: they need exposure, not an offset or design")
+        return None
+    roles = {k: v for k, v in opts.items() if k in _ROLES}
+    primary = {k: v for k, v in opts.items() if k not in _ROLES and k != "period_order"}
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = compare_analyses(
+                config.analysis_frame(),
+                primary=primary,
+                analyses=list(EXPLORATORY),
+                allocation=allocation,
+                rng=config.seed,
+                period_order=opts.get("period_order"),
+                **roles,
+            )
+    except ValueError as exc:
+        notes.append(f"exploratory analyses not available: {str(exc).splitlines()[0]}")
+        return None
+    notes.extend(f"exploratory: {str(w.message).splitlines()[0]}" for w in caught)
+    return out

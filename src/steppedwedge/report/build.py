@@ -25,7 +25,7 @@ import pandas as pd
 from ..design import Design
 from ..exceptions import OptionError
 from ..randomise import Allocation
-from .analyses import AnalysisRun, run_analyses
+from .analyses import AnalysisRun, run_analyses, run_exploratory
 from .config import TrialConfig
 from .document import Code, Document, Section, Strong, SummaryItem
 from .formatting import fmt_ci, fmt_df, fmt_num
@@ -33,6 +33,7 @@ from .html import render_html
 from .markdown import render_markdown
 from .observed import cell_data
 from .sections.analysis import checks_section, effect_text, primary_section, sensitivity_section
+from .sections.exploratory import exploratory_section
 from .sections.outcomes import outcome_section
 from .sections.planning import planning_comparison, power_section
 from .sections.record import deviations_section, provenance_section
@@ -289,7 +290,10 @@ def build_report(config: TrialConfig) -> Report:
                         f"standard error {fmt_num(ratio)} times the planned one (section "
                         f"{plan.title})"
                     )
+        explore = run_exploratory(config, allocation, run.notes)  # its notes join the panel's
         sections.append(sensitivity_section(run, compare(run.panel)))
+        if explore is not None:
+            sections.append(exploratory_section(run, explore))
         sections.append(checks_section(run, cd))
         if run.comparison:
             best = min(run.comparison, key=lambda r: r["aic"])["random"]
@@ -301,6 +305,12 @@ def build_report(config: TrialConfig) -> Report:
     sections.append(deviations_section(deviations))
     sections.append(provenance_section(config, allocation, data_hash))
     summary, values = _summary(config, allocated, run, disagree)
+    explored = [sec for sec in sections if sec.key == "exploratory"]
+    if explored:
+        rows = explored[0].values["panel"][1:]  # the first row is the primary analysis
+        label = run.label if run is not None else "estimate"
+        text = "; ".join(f"{r['analysis']} {r[f'{label} (95% CI)']}" for r in rows)
+        summary += (SummaryItem("Exploratory (not pre-specified)", (text + ".",)),)
     doc = Document(
         config.title,
         "Trial report following the CONSORT extension for stepped-wedge cluster randomised "

@@ -223,7 +223,7 @@ def sensitivity_section(run: AnalysisRun, panel: pd.DataFrame) -> Section:
         "Sensitivity analyses",
         tuple(blocks),
         {"panel": records, "notes": list(run.notes)},
-        ("12b sensitivity analyses", "18 ancillary analyses"),
+        ("12b sensitivity analyses",),
     )
 
 

@@ -1,0 +1,80 @@
+"""Exploratory analyses (not pre-specified): effects over exposure time, implied weights."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..analyses import AnalysisRun
+from ..document import BulletList, Paragraph, Section, table_from_records
+from ..figures import draw
+from ..formatting import fmt_ci, fmt_p
+
+__all__ = ["exploratory_section"]
+
+
+def exploratory_section(run: AnalysisRun, panel: Any) -> Section:
+    """Exposure-time and not-yet-treated analyses beside the primary (CONSORT-SW 18).
+
+    ``panel`` is the :class:`~steppedwedge.compare.AnalysisComparison` of
+    :func:`~steppedwedge.report.analyses.run_exploratory`.
+    """
+
+    def scale(x: float) -> float:
+        return float(np.exp(x)) if run.ratio else float(x)
+
+    records = []
+    for r in panel.table.to_dict("records"):
+        est, lo, hi = (scale(float(r[k])) for k in ("estimate", "conf_low", "conf_high"))
+        records.append(
+            {
+                "analysis": str(r["model"]),
+                f"{run.label} (95% CI)": fmt_ci(est, lo, hi),
+                "p": float(r["p_value"]),
+                "relies on": str(r["assumes"]),
+                "estimate": est,
+                "low": lo,
+                "high": hi,
+            }
+        )
+    table = table_from_records(
+        "exploratory",
+        records,
+        {"p": fmt_p},
+        "Exploratory estimates beside the primary analysis",
+        hidden=("estimate", "low", "high"),
+    )
+    blocks: list[Any] = [
+        Paragraph(
+            (
+                "Not pre-specified. The primary analysis assumes one immediate, constant "
+                "effect. These analyses let the effect change with the time since a cluster "
+                "started (exposure-time indicators, averaged over exposure times: TATE) or "
+                "use only comparisons with clusters not yet treated (Callaway and Sant'Anna; "
+                "imputation). If the effect does change, the immediate-effect estimator "
+                "averages the exposure-time effects with the weights below, some of which "
+                "can be negative (Kenny et al. 2022).",
+            )
+        ),
+        table,
+    ]
+    if getattr(panel, "effect_curve", None) is not None and getattr(panel, "weights", None):
+        blocks.append(
+            draw(
+                "exposure_time_weights",
+                "Weights of the immediate-effect estimator on each exposure time, with the "
+                "effect estimated at each exposure time (exposure-time indicators).",
+                lambda f: panel.plot_weights(ax=f.subplots()),
+                size=(7.0, 3.6),
+            )
+        )
+    sentences = [str(s) for s in panel.explain()]
+    blocks.append(BulletList(tuple((s,) for s in sentences)))
+    return Section(
+        "exploratory",
+        "Exploratory analyses",
+        tuple(blocks),
+        {"panel": records, "explanations": sentences},
+        ("18 ancillary analyses, pre-specified or exploratory",),
+    )
