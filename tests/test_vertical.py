@@ -95,6 +95,7 @@ def test_vertical_equals_hand_computation(weights: str) -> None:
     )  # fmt: skip
     assert res.randomisation_pvalue == same.pvalue
     assert res.conf_int() == same.interval
+    assert res.conf_int(0.8) == same.conf_int(0.8)  # another level, same draws
     assert res.tidy()["p_value"].iloc[0] == same.pvalue
 
 
@@ -196,6 +197,8 @@ def test_crossover_equals_hand_computation_and_enumeration(variant: str) -> None
         np.mean(np.abs(null) >= abs(res.estimate) * (1 - 1e-9)), abs=1e-12
     )
     lo, hi = res.interval
+    lo9, hi9 = res.conf_int(0.9)  # on demand from the same enumeration: nested intervals
+    assert lo9 <= lo and hi9 >= hi
     for end, out in ((lo, -1e-5), (hi, 1e-5)):  # inside accepted, just beyond rejected
         for theta, accepted in ((end, True), (end + out, False)):
             yy = y - theta * x

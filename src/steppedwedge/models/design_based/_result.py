@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +108,7 @@ class DesignBasedResult(ResultMixin):
     messages: tuple[str, ...] = ()
     converged: bool = True
     estimand: str = "treatment"
+    _invert: Callable[[float], tuple[float, float]] | None = field(default=None, repr=False)
 
     @property
     def statistic(self) -> float:
@@ -126,8 +128,9 @@ class DesignBasedResult(ResultMixin):
         Parameters
         ----------
         confidence_level : float, optional
-            Default :attr:`confidence_level`.  Randomisation intervals exist at the level
-            they were computed for; the Hughes normal interval at any level.
+            Default :attr:`confidence_level`.  Randomisation intervals (vertical,
+            crossover) at another level are computed on demand from the same
+            re-randomisations; the Hughes interval is normal.
 
         Returns
         -------
@@ -142,6 +145,8 @@ class DesignBasedResult(ResultMixin):
             return t_interval(self.estimate, self.std_error, self.df, level)
         if self.interval is not None and level == self.confidence_level:
             return self.interval
+        if self._invert is not None:
+            return self._invert(level)
         return (math.nan, math.nan)
 
     def tidy(self, confidence_level: float | None = None) -> pd.DataFrame:

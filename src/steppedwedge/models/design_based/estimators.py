@@ -12,7 +12,7 @@ assignment of the clusters to the observed sequences, sequence sizes kept).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -259,6 +259,7 @@ def fit_design_based(
             exact=res.exact,
             null_distribution=res.null_distribution,
             messages=res.messages,
+            _invert=res.conf_int,
             **common,  # type: ignore[arg-type]
         )
     return _fit_other(
@@ -393,7 +394,9 @@ def _fit_other(
             null_distribution=null,
         )
         if method == "crossover":
-            extra["interval"] = _invert(td, lk, y, x, xs, stat, est, null, exact, common)
+            inverter = _inverter(td, lk, y, x, xs, stat, est, null, exact)
+            extra["interval"] = inverter(float(common["confidence_level"]))
+            extra["_invert"] = inverter
     return DesignBasedResult(estimate=est, messages=tuple(messages), **extra, **common)
 
 
@@ -474,7 +477,7 @@ def _table(
     return out
 
 
-def _invert(
+def _inverter(
     td: TrialData,
     lk: str,
     y: np.ndarray,
@@ -484,8 +487,7 @@ def _invert(
     est: float,
     null: np.ndarray,
     exact: bool,
-    common: dict[str, Any],
-) -> tuple[float, float]:
+) -> Callable[[float], tuple[float, float]]:
     """Randomisation interval of the crossover estimate (same re-randomisations per theta)."""
     shift, additive = ci.cell_shift(td, lk, y)
     x_obs = np.nan_to_num(x)[None]
@@ -495,10 +497,13 @@ def _invert(
         return permutation_pvalue(float(stat(yy, x_obs)[0]), stat(yy, xs), "two-sided", exact=exact)
 
     fin = null[np.isfinite(null)]
-    level = float(common["confidence_level"])
     n_min = 1.0 / fin.size if exact else 1.0 / (1 + fin.size)
-    if n_min > 1.0 - level + 1e-12:
-        return (-math.inf, math.inf)
     reach = math.inf if additive else ci.LINK_MAX_DISTANCE
     scale = float(np.std(fin)) if fin.size > 1 else 1.0
-    return invert_test(pfun, est, scale, 1.0 - level, rtol=ci.CELL_RTOL, max_distance=reach)
+
+    def invert(level: float) -> tuple[float, float]:
+        if n_min > 1.0 - level + 1e-12:
+            return (-math.inf, math.inf)
+        return invert_test(pfun, est, scale, 1.0 - level, rtol=ci.CELL_RTOL, max_distance=reach)
+
+    return invert
