@@ -6,10 +6,15 @@ from known components (Poisson, persistent SD sqrt(0.1), council-year variance 0
 0.6 per year, populations 20,000-80,000 at 30 per 10,000 a year), fits ``nested+decay`` with
 ``n_boot`` bootstrap refits each, and prints, per component, the coverage of the 90% percentile
 interval (what ``EstimatedVariance.conf_int`` reports by default), of the bias-corrected
-percentile interval (``interval="bias-corrected"``) and of the basic (reflected) interval
+percentile interval (Efron's BC: quantiles ``Phi(2 z0 +- z)``, ``z0`` the normal quantile of
+the share of draws below the estimate) and of the basic (reflected) interval
 ``2 est - q``, with the Monte-Carlo SE, the mean estimate and the mean bootstrap draw (the
 bias the bootstrap sees).  The slow test ``test_bootstrap_intervals_cover_the_true_components``
 is a small version of this study.
+
+Result (100 x 40, CPU 134 s): 90% coverage tau2 0.79 / 0.85 / 0.76 (percentile / basic /
+bias-corrected), gamma2 0.88 / 0.81 / 0.83, decay 0.85 / 0.81 / 0.85, Monte-Carlo SE 0.03;
+mean estimates 0.094, 0.043, 0.595 against 0.1, 0.04, 0.6 (maximum likelihood, 40 councils).
 """
 
 from __future__ import annotations
@@ -42,6 +47,19 @@ def panel(rng: np.random.Generator, pop: np.ndarray, n_t: int) -> pd.DataFrame:
     )
 
 
+def _bc(est: sw.EstimatedVariance, term: str, level: float) -> tuple[float, float]:
+    """Efron's bias-corrected percentile interval of one component."""
+    from scipy import special
+
+    point = getattr(est.variance, term)
+    d = np.array([getattr(x, term) for x in est.draws])
+    below = (np.sum(d < point) + 0.5 * np.sum(d == point)) / d.size
+    z0 = special.ndtri(min(max(below, 0.5 / d.size), 1.0 - 0.5 / d.size))
+    za = special.ndtri((1.0 - level) / 2.0)
+    q = special.ndtr([2 * z0 + za, 2 * z0 - za])
+    return float(np.quantile(d, q[0])), float(np.quantile(d, q[1]))
+
+
 def main(n_rep: int = 100, n_boot: int = 40, n_i: int = 40, n_t: int = 6) -> None:
     rng = np.random.default_rng(20261201)
     pop = rng.integers(20_000, 80_000, n_i)
@@ -65,12 +83,12 @@ def main(n_rep: int = 100, n_boot: int = 40, n_i: int = 40, n_t: int = 6) -> Non
         )
         failed += est.n_boot_failed
         tab = est.tidy(0.90).set_index("term")
-        tab_bc = est.tidy(0.90, interval="bias-corrected").set_index("term")
+        bc_int = {k: _bc(est, k, 0.90) for k in TRUTH}
         for k, v in TRUTH.items():
             lo, hi, point = tab.loc[k, "conf_low"], tab.loc[k, "conf_high"], tab.loc[k, "estimate"]
             pct[k] += int(lo <= v <= hi)
             basic[k] += int(2 * point - hi <= v <= 2 * point - lo)
-            bc[k] += int(tab_bc.loc[k, "conf_low"] <= v <= tab_bc.loc[k, "conf_high"])
+            bc[k] += int(bc_int[k][0] <= v <= bc_int[k][1])
             est_sum[k] += point
             draw_sum[k] += float(np.mean([getattr(d, k) for d in est.draws]))
     se = math.sqrt(0.9 * 0.1 / n_rep)

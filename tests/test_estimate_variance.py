@@ -283,29 +283,6 @@ def test_bootstrap_is_reproducible_and_prefix_stable(entries: pd.DataFrame) -> N
     assert row["std_error"] == pytest.approx(np.std([d.tau2 for d in a.draws], ddof=1), rel=1e-12)
 
 
-def test_bias_corrected_interval_is_efrons_bc() -> None:
-    """BC quantiles Phi(2 z0 +- z_a), z0 = Phi^-1(share below the estimate); z0 = 0: percentile."""
-    from scipy import stats
-
-    d = sw.EstimatedVariance.example_dict()
-    tau = np.linspace(0.05, 0.14, 19) + 1e-4  # 12 of 19 draws below the estimate 0.11
-    d["draws"] = [{"sigma2": 0.0, "tau2": t, "gamma2": 0.031, "decay": 0.5} for t in tau]
-    est = sw.EstimatedVariance.from_dict(d)
-    z0 = stats.norm.ppf(np.mean(tau < 0.11))
-    za = stats.norm.ppf(0.05)
-    want = np.quantile(tau, [stats.norm.cdf(2 * z0 + za), stats.norm.cdf(2 * z0 - za)])
-    got = est.conf_int(0.90, interval="bias-corrected").loc["tau2"].to_numpy()
-    np.testing.assert_allclose(got, want, rtol=1e-12)
-    centred = np.array([0.11 - 0.01, 0.11 + 0.01, 0.11 - 0.02, 0.11 + 0.02])
-    d["draws"] = [{"sigma2": 0.0, "tau2": t, "gamma2": 0.031, "decay": 0.5} for t in centred]
-    sym = sw.EstimatedVariance.from_dict(d)
-    np.testing.assert_allclose(
-        sym.conf_int(0.9, interval="bias-corrected").to_numpy(), sym.conf_int(0.9).to_numpy()
-    )
-    with pytest.raises(OptionError, match="interval"):
-        sym.tidy(interval="bca")
-
-
 def test_simulator_draws_the_fitted_covariance() -> None:
     """The bootstrap's random effects have covariance tau2 J + gamma2 R(decay) (Monte Carlo)."""
     from steppedwedge.power._history_fit import HistoryFit, simulate_counts
