@@ -52,3 +52,99 @@ GLMER_LOGLIK_ATOL = 1e-5
 #: differs from the inverse information at the final fitted values by ~3e-6 (checked in R:
 #: clubSandwich's CR0 equals the same formula at the final fit only to 1.6e-7).
 CLUBSANDWICH_ALIASED = dict(rtol=1e-6, atol=0.0)
+
+# --------------------------------------------------------------------------------------
+# Scalars for ``pytest.approx(rel=, abs=)`` and for composing ``rtol=`` / ``atol=``.
+# Double-precision epsilon is 2.2e-16; "ulp" below means one unit in the last place.
+# A bare ``0`` / ``0.0`` in a test means "exactly" and needs no name.
+# --------------------------------------------------------------------------------------
+
+#: One correctly rounded operation (e.g. ``1 / n``): within 1 ulp, 2.2e-16 relative.
+ONE_OP_REL = 1e-15
+#: The same number after a handful of elementary operations (``exp`` of a stored value, a
+#: mean recomputed, a copy through a DataFrame): tens of ulps.
+ULP_REL = 1e-14
+#: The same algebra computed two ways in double precision (== ``EXACT["rtol"]``).
+EXACT_REL = 1e-12
+#: Through a Cholesky / inverse / QR / eigen-decomposition of small, moderately conditioned
+#: matrices, ours against another implementation (numpy, R's ``lm``) on the same inputs
+#: stored with 17 digits (== ``LINALG["rtol"]``).
+LINALG_REL = 1e-10
+#: A structured computation (closed form, Woodbury, block-wise GLS, sparse normal
+#: equations) against a brute-force dense one of the same model: explicit inverses of
+#: N x N covariances (N ~ 50-500) or dummy-coded normal equations, whose condition numbers
+#: (~1e3-1e5) amplify rounding to ~1e-11; 1e-9 leaves margin.
+DENSE_REL = 1e-9
+#: As ``DENSE_REL`` for hypothesis-drawn designs with random cluster sizes (1-30), cohort
+#: churn and near-singular information matrices, where condition numbers reach ~1e7.
+DENSE_RANDOM_REL = 1e-8
+#: Closed forms against R (or a published worked example) printed with >= 9-10
+#: significant digits: about one unit in the ninth digit (== ``CLOSED_FORM_REF["rtol"]``).
+CLOSED_FORM_REL = 1e-8
+#: A reference that solves near-singular normal equations (R, condition number squared)
+#: against our SVD pseudo-inverse (e.g. ~1,700 nearly collinear regressors): observed
+#: ~3e-8 relative, so 1e-6.
+ILL_CONDITIONED_REF_REL = 1e-6
+#: Closed forms against numbers printed with >= 12 significant digits (computed once by an
+#: independent implementation and pasted into the test).
+PRINTED_12_DIGITS_REL = 1e-10
+#: Iterative fits against R's iterative fits, both stopped ~1e-8 in the objective
+#: (== ``ITERATIVE["rtol"]``): ~1e-6 relative in the parameters.
+ITERATIVE_REL = 1e-5
+#: The same iterative fit run twice on the same data presented differently (relabelled
+#: factor levels, reordered columns): both optimiser paths agree up to rounding, so the
+#: coefficients agree to ~1e-11, while quantities that depend on the converged variance
+#: parameters (standard errors; the optimiser stops at ~1e-8 in the criterion) to ~1e-8.
+REFIT_REL = 1e-9
+REFIT_SE_REL = 1e-7
+#: The same optimiser on the same sufficient statistics through two code paths (the fast
+#: cluster-period LMM against ``sw.fit``): the paths differ in the order of the additions,
+#: which moves the stopping point of a 1e-8-tolerance optimiser by ~1e-7 relative.
+SAME_OPTIMISER_REL = 1e-6
+SAME_OPTIMISER_ATOL = 1e-10
+
+
+def printed(decimals: int) -> float:
+    """Half a unit in the last printed digit of a number printed with ``decimals`` decimals.
+
+    A reference printed as ``-0.0797`` (4 decimals) is the true value rounded, so the true
+    value lies within ``printed(4) = 5e-5`` of it.
+    """
+    return 0.5 * 10.0**-decimals
+
+
+# ----------------------------------------------------------------- finite differences
+#: Central differences (step 1e-6) of a deviance of size ~10-1000: truncation ~h^2 f''' is
+#: ~1e-12 but cancellation eps |f| / h is ~1e-8 to 1e-7; compared with an analytic
+#: gradient of size ~1 this gives 1e-5 relative with a 1e-6 absolute floor.
+CENTRAL_DIFF_GRADIENT = dict(rtol=1e-5, atol=1e-6)
+#: Central differences (step 1e-6 or 1e-5 relative) of a smooth quantity of order one
+#: (a covariance matrix, an analytic gradient, a delta-method mean): truncation ~h^2 ~1e-12,
+#: cancellation eps / h ~2e-10 relative, amplified by the products that follow: 1e-6.
+CENTRAL_DIFF_REL = 1e-6
+#: Absolute floor for entries of such finite-difference products that are zero in exact
+#: arithmetic: their cancellation residue, eps |V| / h ~2e-10 for entries of order one.
+CENTRAL_DIFF_ATOL = 1e-9
+#: Floor for a central-difference Hessian relative to its largest entry: rounding of the
+#: differenced gradients, eps |g| / h with h ~1e-5 |phi|, is ~1e-8 of the Hessian scale.
+CENTRAL_DIFF_HESS_FLOOR = 1e-7
+
+# ----------------------------------------------------------------- absolute floors
+# Floors for entries that are zero in exact arithmetic (a base period normalised to zero, a
+# structural zero of a covariance, a contrast that cancels), where a relative tolerance
+# means nothing: the computed value is rounding residue, eps x the size of the terms that
+# cancelled x their number.  Each floor is >= 10x that residue for the comparisons that
+# use it (the terms range from ~1e-4 for small covariances to ~10 for sums of squares), and
+# is named by its size so a reader sees how tight it is.
+ZERO_ATOL_1E9 = 1e-9
+ZERO_ATOL_1E10 = 1e-10
+ZERO_ATOL_1E12 = 1e-12
+ZERO_ATOL_1E13 = 1e-13
+ZERO_ATOL_1E14 = 1e-14
+ZERO_ATOL_1E15 = 1e-15
+ZERO_ATOL_1E16 = 1e-16
+#: Within-cell sums of squares of rows ``scale * (100 + N(0, 1))``: the floor
+#: ``SS_ROUNDING * scale**2 * n_rows`` only matters for cells whose sum of squares is exactly
+#: zero (one row) and is far below one ulp of the squared data (~1e4 scale**2), so those
+#: cells must come out exactly zero, at every data scale.
+SS_ROUNDING = 1e-20

@@ -24,6 +24,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _tolerances import (
+    EXACT_REL,
+    ILL_CONDITIONED_REF_REL,
+    LINALG_REL,
+    ZERO_ATOL_1E13,
+    ZERO_ATOL_1E14,
+    ZERO_ATOL_1E15,
+    printed,
+)
 
 import steppedwedge as sw
 from steppedwedge.exceptions import DataError, MissingDataWarning, OptionError
@@ -65,36 +74,38 @@ _METHOD = {"efficient": "efficient-staggered", "cs": "callaway-santanna", "sa": 
 
 # ----------------------------------------------------------------- README (pj officer data)
 def test_readme_printed_numbers(pj):
-    printed = {
+    readme = {
         "simple": (-0.001126981, 0.002115194, 0.002119248),
         "cohort": (-0.001084689, 0.002261011, 0.002264876),
         "calendar": (-0.00187198, 0.00255863, 0.002561472),
     }
-    for estimand, (est, se, se_n) in printed.items():
+    for estimand, (est, se, se_n) in readme.items():
         r = _fit(pj, method="efficient-staggered", estimand=estimand)
-        tol = 0.5e-9 if estimand != "calendar" else 0.5e-8  # half the last printed digit
+        tol = printed(9) if estimand != "calendar" else printed(8)  # last printed decimal
         assert r.estimate == pytest.approx(est, abs=tol)
-        assert r.std_error == pytest.approx(se, abs=0.5e-8 if estimand == "calendar" else tol)
+        assert r.std_error == pytest.approx(se, abs=tol)
         assert r.std_error_neyman == pytest.approx(se_n, abs=tol)
     cs = _fit(pj, method="callaway-santanna")
     assert (cs.estimate, cs.std_error, cs.std_error_neyman) == pytest.approx(
-        (-0.005176818, 0.003928735, 0.003930919), abs=0.5e-9
+        (-0.005176818, 0.003928735, 0.003930919), abs=printed(9)
     )
     sa = _fit(pj, method="sun-abraham")
     assert (sa.estimate, sa.std_error, sa.std_error_neyman) == pytest.approx(
-        (0.01153851, 0.01730161, 0.01730234), abs=0.5e-8
+        (0.01153851, 0.01730161, 0.01730234), abs=printed(8)
     )
 
 
 def test_readme_event_study(pj, ref):
     r = _fit(pj, method="efficient-staggered", estimand="event-time", event_times=range(24))
     want = ref["pj"]["efficient_eventstudy"]
-    np.testing.assert_allclose(r.table["estimate"], want["estimate"], rtol=RTOL, atol=1e-13)
+    np.testing.assert_allclose(
+        r.table["estimate"], want["estimate"], rtol=RTOL, atol=ZERO_ATOL_1E13
+    )
     np.testing.assert_allclose(r.table["std_error"], want["se"], rtol=RTOL)
     np.testing.assert_allclose(r.table["std_error_neyman"], want["se_neyman"], rtol=RTOL)
     # printed head of the README
-    assert r.table["estimate"].iloc[0] == pytest.approx(3.083575e-04, abs=0.5e-10)
-    assert r.table["std_error"].iloc[1] == pytest.approx(0.002614563, abs=0.5e-9)
+    assert r.table["estimate"].iloc[0] == pytest.approx(3.083575e-04, abs=printed(10))
+    assert r.table["std_error"].iloc[1] == pytest.approx(0.002614563, abs=printed(9))
 
 
 @pytest.mark.slow
@@ -115,8 +126,8 @@ def test_pj_full_a0_and_cs_placebos(pj, ref):
     # they agree to ~3e-8 relative, so 1e-6 here
     r = _fit(pj, method="efficient-staggered", use_did_a0=False)
     want = ref["pj"]["efficient_simple_fullA0"]
-    assert r.estimate == pytest.approx(want["estimate"], rel=1e-6)
-    assert r.std_error == pytest.approx(want["se"], rel=1e-6)
+    assert r.estimate == pytest.approx(want["estimate"], rel=ILL_CONDITIONED_REF_REL)
+    assert r.std_error == pytest.approx(want["se"], rel=ILL_CONDITIONED_REF_REL)
     ev = _fit(
         pj,
         method="callaway-santanna",
@@ -125,7 +136,9 @@ def test_pj_full_a0_and_cs_placebos(pj, ref):
         base_period="universal",
     )
     want = ref["pj"]["cs_eventstudy"]
-    np.testing.assert_allclose(ev.table["estimate"], want["estimate"], rtol=RTOL, atol=1e-15)
+    np.testing.assert_allclose(
+        ev.table["estimate"], want["estimate"], rtol=RTOL, atol=ZERO_ATOL_1E15
+    )
     np.testing.assert_allclose(ev.table["std_error"], want["se"], rtol=RTOL)
 
 
@@ -171,8 +184,8 @@ def test_small_panel_event_study_matches_staggered(small, ref, key, times):
     ok = (want["eventTime"] >= -1).to_numpy()
     got = r.table[ok]
     want = want[ok]
-    np.testing.assert_allclose(got["estimate"], want["estimate"], rtol=RTOL, atol=1e-14)
-    np.testing.assert_allclose(got["std_error"], want["se"], rtol=RTOL, atol=1e-14)
+    np.testing.assert_allclose(got["estimate"], want["estimate"], rtol=RTOL, atol=ZERO_ATOL_1E14)
+    np.testing.assert_allclose(got["std_error"], want["se"], rtol=RTOL, atol=ZERO_ATOL_1E14)
     np.testing.assert_allclose(got["std_error_neyman"], want["se_neyman"], rtol=RTOL)
 
 
@@ -180,8 +193,8 @@ def test_beta_special_cases_are_exact(small):
     """beta = 1 is Callaway-Sant'Anna; beta = 0 the plain difference in cohort means."""
     cs = _fit(small, method="callaway-santanna")
     one = _fit(small, method="efficient-staggered", beta=1.0)
-    assert one.estimate == pytest.approx(cs.estimate, rel=1e-12)
-    assert one.std_error == pytest.approx(cs.std_error, rel=1e-12)
+    assert one.estimate == pytest.approx(cs.estimate, rel=EXACT_REL)
+    assert one.std_error == pytest.approx(cs.std_error, rel=EXACT_REL)
     zero = _fit(small, method="efficient-staggered", beta=0.0)
     # by hand: size-weighted mean over post cells (g, t), t < last start, of
     # mean(Y | cohort g, t) - mean(Y | cohorts starting after t, t)
@@ -193,22 +206,22 @@ def test_beta_special_cases_are_exact(small):
             n_g = cell["uid"].nunique()
             num += n_g * (cell["complaints"].mean() - ctrl["complaints"].mean())
             den += n_g
-    assert zero.estimate == pytest.approx(num / den, rel=1e-12)
+    assert zero.estimate == pytest.approx(num / den, rel=EXACT_REL)
 
 
 def test_imputation_matches_lm_reference(small):
     want = json.loads((REF / "imputation_reference.json").read_text())
     r = _fit(small, method="imputation")
-    assert r.estimate == pytest.approx(want["simple"]["estimate"], rel=1e-10)
-    assert r.std_error == pytest.approx(want["simple"]["se"], rel=1e-10)
+    assert r.estimate == pytest.approx(want["simple"]["estimate"], rel=LINALG_REL)
+    assert r.std_error == pytest.approx(want["simple"]["se"], rel=LINALG_REL)
     c = _fit(small, method="imputation", estimand="cohort")
-    assert c.estimate == pytest.approx(want["cohort"]["estimate"], rel=1e-10)
-    assert c.std_error == pytest.approx(want["cohort"]["se"], rel=1e-10)
+    assert c.estimate == pytest.approx(want["cohort"]["estimate"], rel=LINALG_REL)
+    assert c.std_error == pytest.approx(want["cohort"]["se"], rel=LINALG_REL)
     ev = _fit(small, method="imputation", estimand="event-time", event_times=range(4))
     for e in range(4):
         row = ev.table.iloc[e]
-        assert row["estimate"] == pytest.approx(want[f"event_{e}"]["estimate"], rel=1e-10)
-        assert row["std_error"] == pytest.approx(want[f"event_{e}"]["se"], rel=1e-10)
+        assert row["estimate"] == pytest.approx(want[f"event_{e}"]["estimate"], rel=LINALG_REL)
+        assert row["std_error"] == pytest.approx(want[f"event_{e}"]["se"], rel=LINALG_REL)
 
 
 # ----------------------------------------------------------------- did README on mpdta (A6)
@@ -244,7 +257,7 @@ def test_mpdta_group_time_effects(mpdta):
     }  # fmt: skip
     assert set(got) == set(want)
     for k, v in want.items():
-        assert got[k] == pytest.approx(v, abs=5e-5), k
+        assert got[k] == pytest.approx(v, abs=printed(4)), k
 
 
 def test_mpdta_sun_abraham_is_never_treated_did(mpdta):
@@ -253,23 +266,23 @@ def test_mpdta_sun_abraham_is_never_treated_did(mpdta):
     sa = sw.fit(mpdta, outcome="lemp", cluster="countyreal", period="year", treatment="treated",
                 method="sun-abraham")  # fmt: skip
     cs = _mp(mpdta)
-    assert sa.estimate == pytest.approx(cs.estimate, rel=1e-12)
-    assert sa.std_error == pytest.approx(cs.std_error, rel=1e-12)
+    assert sa.estimate == pytest.approx(cs.estimate, rel=EXACT_REL)
+    assert sa.std_error == pytest.approx(cs.std_error, rel=EXACT_REL)
 
 
 def test_mpdta_aggregations(mpdta):
     grp = _mp(mpdta, estimand="cohort")
-    assert grp.estimate == pytest.approx(-0.031, abs=5e-4)  # printed to 3 decimals
+    assert grp.estimate == pytest.approx(-0.031, abs=printed(3))
     by = dict(zip(grp.table["term"], grp.table["estimate"], strict=False))
-    assert by["cohort[2004]"] == pytest.approx(-0.0797, abs=5e-5)
-    assert by["cohort[2006]"] == pytest.approx(-0.0229, abs=5e-5)
-    assert by["cohort[2007]"] == pytest.approx(-0.0261, abs=5e-5)
+    assert by["cohort[2004]"] == pytest.approx(-0.0797, abs=printed(4))
+    assert by["cohort[2006]"] == pytest.approx(-0.0229, abs=printed(4))
+    assert by["cohort[2007]"] == pytest.approx(-0.0261, abs=printed(4))
     dyn = _mp(mpdta, estimand="event-time", event_times=range(-3, 4))
-    assert dyn.estimate == pytest.approx(-0.0772, abs=5e-5)
+    assert dyn.estimate == pytest.approx(-0.0772, abs=printed(4))
     np.testing.assert_allclose(
         dyn.table["estimate"],
         [0.0305, -0.0006, -0.0245, -0.0199, -0.0510, -0.1373, -0.1008],
-        atol=5e-5,
+        atol=printed(4),
     )
 
 
@@ -338,8 +351,8 @@ def test_log_rate_scale_is_the_gaussian_fit_of_log_rates():
         treatment="trained",
         method="efficient-staggered",
     )
-    assert r.estimate == pytest.approx(g.estimate, rel=1e-12) and r.link == "log"
-    assert r.std_error == pytest.approx(g.std_error, rel=1e-12)
+    assert r.estimate == pytest.approx(g.estimate, rel=EXACT_REL) and r.link == "log"
+    assert r.std_error == pytest.approx(g.std_error, rel=EXACT_REL)
     assert "Ratio" in str(r.summary())
 
 
@@ -474,8 +487,8 @@ def test_individual_rows_are_reduced_to_cluster_period_means():
     )
     for m in ("efficient-staggered", "imputation"):
         a, b = _fit(rows, method=m), _fit(means, method=m)
-        assert a.estimate == pytest.approx(b.estimate, rel=1e-12)
-        assert a.std_error == pytest.approx(b.std_error, rel=1e-12)
+        assert a.estimate == pytest.approx(b.estimate, rel=EXACT_REL)
+        assert a.std_error == pytest.approx(b.std_error, rel=EXACT_REL)
 
 
 @pytest.mark.parametrize("key", ["efficient", "cs"])
@@ -484,7 +497,7 @@ def test_event_study_joint_covariance_matches_staggered(small, key):
     r = _fit(small, method=_METHOD[key], estimand="event-time", event_times=range(4),
              base_period="universal")  # fmt: skip
     np.testing.assert_allclose(r.table["estimate"], want["estimate"], rtol=RTOL)
-    np.testing.assert_allclose(r.vcov_event_time, want["vcv"], rtol=RTOL, atol=1e-14)
+    np.testing.assert_allclose(r.vcov_event_time, want["vcv"], rtol=RTOL, atol=ZERO_ATOL_1E14)
     np.testing.assert_allclose(r.vcov_event_time_neyman, want["vcv_neyman"], rtol=RTOL)
 
 
@@ -503,4 +516,4 @@ def test_binary_rows_use_proportions_or_empirical_log_odds():
     ]:
         r = _fit(rows, method="callaway-santanna", family="binomial", link=link)
         g = _fit(cells.assign(complaints=value), method="callaway-santanna")
-        assert r.estimate == pytest.approx(g.estimate, rel=1e-12) and r.link == link
+        assert r.estimate == pytest.approx(g.estimate, rel=EXACT_REL) and r.link == link
