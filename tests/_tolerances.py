@@ -47,6 +47,10 @@ GLMER_EST_SE_UNITS = 2e-4
 GLMER_SE = dict(rtol=3e-3, atol=0.0)
 #: glmer log-likelihood at its (slightly suboptimal) optimum: within 1e-5 nats of ours.
 GLMER_LOGLIK_ATOL = 1e-5
+#: clubSandwich's full CR covariance and Satterthwaite p-values: the off-diagonal entries
+#: are sums with cancellation (relative error ~1e-8 / correlation) and a t tail amplifies a
+#: relative error in t by ~t^2 (~10), so 1e-7 where the SEs agree to 1e-8.
+CLUBSANDWICH_VCOV_REL = 1e-7
 #: clubSandwich on a glm with aliased (NA) coefficients: R's bread is glm's cov.unscaled from
 #: the working weights of its last IRLS iteration, which for the treatment x period model
 #: differs from the inverse information at the final fitted values by ~3e-6 (checked in R:
@@ -75,12 +79,23 @@ LINALG_REL = 1e-10
 #: N x N covariances (N ~ 50-500) or dummy-coded normal equations, whose condition numbers
 #: (~1e3-1e5) amplify rounding to ~1e-11; 1e-9 leaves margin.
 DENSE_REL = 1e-9
-#: As ``DENSE_REL`` for hypothesis-drawn designs with random cluster sizes (1-30), cohort
-#: churn and near-singular information matrices, where condition numbers reach ~1e7.
-DENSE_RANDOM_REL = 1e-8
+#: Two linear-algebra routes to the same result on badly scaled matrices: council-period
+#: counts in the thousands (entries ~1e7, so a null eigenvalue rounds to ~1e-9), or
+#: hypothesis-drawn designs with random cluster sizes (1-30), cohort churn and
+#: near-singular information (condition numbers ~1e7): eps x cond ~1e-9.
+ILL_SCALED_REL = 1e-8
+#: Two IRLS fits of the same model in different parameterisations (a contrast of
+#: per-period effects against the coefficient of the reparameterised model): each stops
+#: at its own convergence tolerance, ~1e-9 relative in the parameters.
+REPARAMETERISED_REL = 1e-8
 #: Closed forms against R (or a published worked example) printed with >= 9-10
-#: significant digits: about one unit in the ninth digit (== ``CLOSED_FORM_REF["rtol"]``).
+#: significant digits: about one unit in the ninth digit (== ``CLOSED_FORM_REF["rtol"]``);
+#: also a closed form evaluated by another library at the same parameters (statsmodels'
+#: log-likelihood), which carries its own ~1e-10 rounding.
 CLOSED_FORM_REL = 1e-8
+#: The covariance of a GLS estimate in the brute-force dense route: a second inversion,
+#: ``inv(X' V^-1 X)``, after the N x N one, doubles ``DENSE_REL``'s amplification.
+DENSE_COV_REL = 1e-8
 #: A reference that solves near-singular normal equations (R, condition number squared)
 #: against our SVD pseudo-inverse (e.g. ~1,700 nearly collinear regressors): observed
 #: ~3e-8 relative, so 1e-6.

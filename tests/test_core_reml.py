@@ -10,7 +10,21 @@ import warnings
 
 import numpy as np
 import pytest
-from _tolerances import LINALG
+from _tolerances import (
+    CENTRAL_DIFF_ATOL,
+    CENTRAL_DIFF_GRADIENT,
+    CENTRAL_DIFF_HESS_FLOOR,
+    CENTRAL_DIFF_REL,
+    CLOSED_FORM_REL,
+    DENSE_COV_REL,
+    DENSE_REL,
+    EXACT_REL,
+    LINALG,
+    LINALG_REL,
+    ZERO_ATOL_1E12,
+    ZERO_ATOL_1E13,
+    ZERO_ATOL_1E14,
+)
 
 from steppedwedge._core.reml import (
     CellData,
@@ -132,8 +146,8 @@ def test_fit_matches_dense_gls_and_is_stationary(rng, name):
     fit = fit_lmm(cells, st)
     v = _dense_cov(st, fit.natural, fit.sigma2, ci, pi, trt, cells.times)
     ll, b, cov = _dense_loglik(v, x, y, True)
-    np.testing.assert_allclose(fit.beta, b, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(fit.cov_beta, cov, rtol=1e-8, atol=1e-14)
+    np.testing.assert_allclose(fit.beta, b, rtol=DENSE_REL, atol=ZERO_ATOL_1E12)
+    np.testing.assert_allclose(fit.cov_beta, cov, rtol=DENSE_COV_REL, atol=ZERO_ATOL_1E14)
     assert fit.loglik == pytest.approx(ll, rel=LINALG["rtol"])
     # stationarity (KKT) in the natural parameters
     g = reml_gradient_natural(fit.natural, fit.sigma2, cells, st)
@@ -165,7 +179,7 @@ def test_profiled_gradient_matches_finite_differences(rng, name, reml):
             )
             / (2 * h)
         )
-    np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(g, fd, **CENTRAL_DIFF_GRADIENT)
 
 
 @pytest.mark.parametrize("name", ["nested", "slope-corr", "nested+decay"])
@@ -188,14 +202,21 @@ def test_variance_derivatives_equal_dense_matrices(rng, name):
         vm = _dense_cov(st, (full - e)[:-1], (full - e)[-1], ci, pi, trt, cells.times)
         dvs.append((vp - vm) / (2 * h))
     phi = np.linalg.inv(x.T @ vi @ x)
-    np.testing.assert_allclose(d.phi, phi, rtol=1e-9)
+    np.testing.assert_allclose(d.phi, phi, rtol=DENSE_REL)
     for r, dv in enumerate(dvs):
-        np.testing.assert_allclose(d.xgx[r], x.T @ vi @ dv @ vi @ x, rtol=1e-6, atol=1e-9)
-        assert d.trace[r] == pytest.approx(np.trace(vi @ dv), rel=1e-6)
+        np.testing.assert_allclose(
+            d.xgx[r], x.T @ vi @ dv @ vi @ x, rtol=CENTRAL_DIFF_REL, atol=CENTRAL_DIFF_ATOL
+        )
+        assert d.trace[r] == pytest.approx(np.trace(vi @ dv), rel=CENTRAL_DIFF_REL)
         for s, dv2 in enumerate(dvs):
-            assert d.ktrace[r, s] == pytest.approx(np.trace(vi @ dv @ vi @ dv2), rel=1e-6)
+            assert d.ktrace[r, s] == pytest.approx(
+                np.trace(vi @ dv @ vi @ dv2), rel=CENTRAL_DIFF_REL
+            )
             np.testing.assert_allclose(
-                d.q[r, s], x.T @ vi @ dv @ vi @ dv2 @ vi @ x, rtol=1e-6, atol=1e-9
+                d.q[r, s],
+                x.T @ vi @ dv @ vi @ dv2 @ vi @ x,
+                rtol=CENTRAL_DIFF_REL,
+                atol=CENTRAL_DIFF_ATOL,
             )
 
 
@@ -218,7 +239,7 @@ def test_against_statsmodels_mixedlm(rng):
             res = md.fit(reml=reml)
         nat = np.array([float(res.cov_re.iloc[0, 0]), float(res.vcomp[0])])
         ours_at_theirs = loglik_at(nat, float(res.scale), cells, st, reml=reml)
-        assert ours_at_theirs == pytest.approx(res.llf, rel=1e-8, abs=0)
+        assert ours_at_theirs == pytest.approx(res.llf, rel=CLOSED_FORM_REL, abs=0)
         fit = fit_lmm(cells, st, reml=reml)
         assert fit.loglik >= res.llf - 1e-8
 
@@ -269,7 +290,9 @@ def test_cohort_engine_equals_dense_likelihood(rng, name, reml):
             profiled_deviance_rows(phi + e, rows, st, reml)[0]
             - profiled_deviance_rows(phi - e, rows, st, reml)[0]
         ) / (2 * h)
-        assert g[k] == pytest.approx(fd, rel=1e-5, abs=1e-6)
+        assert g[k] == pytest.approx(
+            fd, rel=CENTRAL_DIFF_GRADIENT["rtol"], abs=CENTRAL_DIFF_GRADIENT["atol"]
+        )
 
 
 @pytest.mark.parametrize("name", ["cluster", "nested"])
@@ -283,13 +306,13 @@ def test_closed_form_path_equals_general_path(rng, name, reml, incomplete):
         phi = rng.uniform(0.0, 2.0, st.n_phi)
         f1, g1, e1 = profiled_deviance(phi, cells, st, reml)
         f2, g2, e2 = profiled_deviance(phi, cells, st, reml, closed_form=False)
-        assert f1 == pytest.approx(f2, rel=1e-12)
-        np.testing.assert_allclose(g1, g2, rtol=1e-10, atol=1e-12 * abs(f2))
-        np.testing.assert_allclose(e1["beta"], e2["beta"], rtol=1e-10, atol=1e-12)
+        assert f1 == pytest.approx(f2, rel=EXACT_REL)
+        np.testing.assert_allclose(g1, g2, rtol=LINALG_REL, atol=EXACT_REL * abs(f2))
+        np.testing.assert_allclose(e1["beta"], e2["beta"], rtol=LINALG_REL, atol=ZERO_ATOL_1E12)
     # the whole fit: the closed-form fit is stationary for the general gradient
     fit = fit_lmm(cells, st, reml=reml)
     f2, g2, _ = profiled_deviance(fit.phi, cells, st, reml, closed_form=False)
-    assert -0.5 * f2 == pytest.approx(fit.loglik, rel=1e-12)
+    assert -0.5 * f2 == pytest.approx(fit.loglik, rel=EXACT_REL)
     free = fit.phi > 1e-8
     assert np.all(np.abs(g2[free]) <= 1e-4 * max(1.0, abs(f2)))
 
@@ -305,7 +328,7 @@ def test_vectorised_kr_df_equals_one_contrast_at_a_time(rng, name):
     adj = kr_adjust(variance_derivatives(fit.natural, fit.sigma2, cells, st))
     p = fit.beta.size
     one_at_a_time = [kr_test(adj, np.eye(p)[k])[0] for k in range(p)]
-    np.testing.assert_allclose(kr_unit_df(adj), one_at_a_time, rtol=1e-10)
+    np.testing.assert_allclose(kr_unit_df(adj), one_at_a_time, rtol=LINALG_REL)
 
 
 @pytest.mark.parametrize("name", ["cluster", "nested"])
@@ -321,7 +344,7 @@ def test_closed_form_block_inverse_equals_cholesky_inverse(rng, name):
         g, _ = st.blocks_natural(nat, cells)
         ref, _ = _inv_logdet(_masked_cov(cells, g, s2))
         np.testing.assert_allclose(
-            _closed_form_sinv(st, nat, s2, cells), ref, rtol=1e-12, atol=1e-13
+            _closed_form_sinv(st, nat, s2, cells), ref, rtol=EXACT_REL, atol=ZERO_ATOL_1E13
         )
 
 
@@ -341,4 +364,6 @@ def test_closed_form_hessian_matches_finite_differences(rng, name, reml):
         g_dn = profiled_deviance(phi - step, cells, st, reml)[1]
         fd[:, k] = (g_up - g_dn) / (2 * step[k])
     # central differences of the analytic gradient: error O(step^2) plus rounding
-    np.testing.assert_allclose(hess, fd, rtol=1e-6, atol=1e-7 * np.max(np.abs(fd)))
+    np.testing.assert_allclose(
+        hess, fd, rtol=CENTRAL_DIFF_REL, atol=CENTRAL_DIFF_HESS_FLOOR * np.max(np.abs(fd))
+    )

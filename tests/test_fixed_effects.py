@@ -13,7 +13,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from _tolerances import CLOSED_FORM_REF, CLUBSANDWICH_ALIASED, LINALG
+from _tolerances import (
+    CENTRAL_DIFF_REL,
+    CLOSED_FORM_REF,
+    CLOSED_FORM_REL,
+    CLUBSANDWICH_ALIASED,
+    CLUBSANDWICH_VCOV_REL,
+    DENSE_REL,
+    EXACT_REL,
+    ILL_SCALED_REL,
+    LINALG,
+    LINALG_REL,
+    REPARAMETERISED_REL,
+    ULP_REL,
+    ZERO_ATOL_1E12,
+    ZERO_ATOL_1E14,
+    ZERO_ATOL_1E16,
+)
 
 from steppedwedge.exceptions import DataError, SmallSampleWarning
 from steppedwedge.inference.pooling import pool
@@ -54,7 +70,9 @@ def test_matches_clubsandwich(name: str, vcov: str) -> None:
     res = fit_fixed_effects(data, vcov=vcov, **ROLES, **kw)
     ref = REF[name][vcov.upper()]
     tab = aligned(res, ref["terms"])
-    np.testing.assert_allclose(tab["estimate"], ref["beta"], rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(
+        tab["estimate"], ref["beta"], rtol=CLOSED_FORM_REL, atol=ZERO_ATOL_1E12
+    )
     np.testing.assert_allclose(tab["std_error"], ref["se"], **CLOSED_FORM_REF)
     np.testing.assert_allclose(tab["df"], ref["df_satt"], **CLOSED_FORM_REF)
     # the full covariance, in R's column order
@@ -62,11 +80,11 @@ def test_matches_clubsandwich(name: str, vcov: str) -> None:
     np.testing.assert_allclose(
         res.vcov_matrix.to_numpy()[np.ix_(order, order)],
         np.array(ref["vcov"]),
-        rtol=1e-7,
-        atol=1e-14,
+        rtol=CLUBSANDWICH_VCOV_REL,
+        atol=ZERO_ATOL_1E14,
     )
     tidy = res.tidy().set_index(res.tidy()["term"].map(r_name)).loc[ref["terms"]]
-    np.testing.assert_allclose(tidy["p_value"], ref["p_satt"], rtol=1e-7)
+    np.testing.assert_allclose(tidy["p_value"], ref["p_satt"], rtol=CLUBSANDWICH_VCOV_REL)
 
 
 @pytest.mark.reference
@@ -84,7 +102,7 @@ def test_interaction_matches_clubsandwich_and_names_aliased_terms() -> None:
         in res.aliased.set_index("term").loc["treatment:period[7]", "reason"]
     )
     tab = aligned(res, ref["CR2"]["terms"])
-    np.testing.assert_allclose(tab["estimate"], ref["CR2"]["beta"], rtol=1e-8)
+    np.testing.assert_allclose(tab["estimate"], ref["CR2"]["beta"], rtol=CLOSED_FORM_REL)
     np.testing.assert_allclose(tab["std_error"], ref["CR2"]["se"], **CLUBSANDWICH_ALIASED)
     np.testing.assert_allclose(tab["df"], ref["CR2"]["df_satt"], **CLUBSANDWICH_ALIASED)
     assert "Not estimable" in str(res)
@@ -95,7 +113,10 @@ def test_quadrature_equals_dense_eigendecomposition() -> None:
     dense = fit_fixed_effects(data, _dense_limit=10**6, **ROLES, **kw)
     quad = fit_fixed_effects(data, _dense_limit=1, **ROLES, **kw)
     np.testing.assert_allclose(
-        quad.vcov_matrix.to_numpy(), dense.vcov_matrix.to_numpy(), rtol=1e-10, atol=1e-16
+        quad.vcov_matrix.to_numpy(),
+        dense.vcov_matrix.to_numpy(),
+        rtol=LINALG_REL,
+        atol=ZERO_ATOL_1E16,
     )
     np.testing.assert_allclose(quad.terms["df"], dense.terms["df"], **LINALG)
 
@@ -117,9 +138,9 @@ def test_satterthwaite_of_a_contrast_is_reparameterisation_invariant() -> None:
     alt = fit_fixed_effects(d2, outcome="y", covariates="t2 + t3 + t4 + t5", **ROLES)
     # in `alt`, treatment = effect in period 6 and t2 = effect(2) - effect(6)
     row = alt.terms.set_index("term").loc["t2"]
-    assert est == pytest.approx(row["estimate"], rel=1e-8)
-    assert se == pytest.approx(row["std_error"], rel=1e-8)
-    assert df == pytest.approx(row["df"], rel=1e-8)
+    assert est == pytest.approx(row["estimate"], rel=REPARAMETERISED_REL)
+    assert se == pytest.approx(row["std_error"], rel=REPARAMETERISED_REL)
+    assert df == pytest.approx(row["df"], rel=REPARAMETERISED_REL)
 
 
 def test_marginal_effects_by_brute_force() -> None:
@@ -141,15 +162,15 @@ def test_marginal_effects_by_brute_force() -> None:
         return float(np.mean(1 / (1 + np.exp(-x1 @ b)) - 1 / (1 + np.exp(-x0 @ b))))
 
     assert list(res.params.index)[-1] == "treatment"
-    assert ame["estimate"] == pytest.approx(f(beta), rel=1e-12)
+    assert ame["estimate"] == pytest.approx(f(beta), rel=EXACT_REL)
     h = 1e-6
     grad = np.array([(f(beta + h * e) - f(beta - h * e)) / (2 * h) for e in np.eye(len(beta))])
     se = float(np.sqrt(grad @ res.vcov_matrix.to_numpy() @ grad))
-    assert ame["std_error"] == pytest.approx(se, rel=1e-6)
+    assert ame["std_error"] == pytest.approx(se, rel=CENTRAL_DIFF_REL)
     # Gaussian: the AME is the coefficient itself
     g = fit_fixed_effects(BINARY, outcome="yc", family="gaussian", **ROLES)
-    assert g.marginal["estimate"].iloc[0] == pytest.approx(g.estimate, rel=1e-12)
-    assert g.marginal["std_error"].iloc[0] == pytest.approx(g.std_error, rel=1e-12)
+    assert g.marginal["estimate"].iloc[0] == pytest.approx(g.estimate, rel=EXACT_REL)
+    assert g.marginal["std_error"].iloc[0] == pytest.approx(g.std_error, rel=EXACT_REL)
 
 
 def test_model_vcov_and_other_dof() -> None:
@@ -166,12 +187,14 @@ def test_model_vcov_and_other_dof() -> None:
     y = data["yc"].to_numpy(float)
     b = np.linalg.solve(x.T @ x, x.T @ y)
     s2 = np.sum((y - x @ b) ** 2) / (len(y) - x.shape[1])
-    np.testing.assert_allclose(res.vcov_matrix.to_numpy(), s2 * np.linalg.inv(x.T @ x), rtol=1e-9)
+    np.testing.assert_allclose(
+        res.vcov_matrix.to_numpy(), s2 * np.linalg.inv(x.T @ x), rtol=DENSE_REL
+    )
     naive = fit_fixed_effects(data, dof="naive-t", **ROLES, **kw)
     assert naive.df == 5.0
     z = fit_fixed_effects(data, dof="z", **ROLES, **kw)
     assert np.isinf(z.df)
-    assert z.std_error == pytest.approx(naive.std_error, rel=1e-14)
+    assert z.std_error == pytest.approx(naive.std_error, rel=ULP_REL)
 
 
 def test_result_protocol_and_pooling() -> None:
@@ -181,8 +204,8 @@ def test_result_protocol_and_pooling() -> None:
     lo, hi = res.conf_int()
     assert lo < res.estimate < hi
     odds, olo, ohi = res.ratio  # type: ignore[misc]
-    assert odds == pytest.approx(np.exp(res.estimate), rel=1e-14)
-    assert olo == pytest.approx(np.exp(lo), rel=1e-14)
+    assert odds == pytest.approx(np.exp(res.estimate), rel=ULP_REL)
+    assert olo == pytest.approx(np.exp(lo), rel=ULP_REL)
     assert res.tidy()["term"].iloc[0] == "treatment"
     assert "Odds ratio" in str(res) and repr(res).startswith("FixedEffectsResult(")
     pooled = pool(
@@ -210,7 +233,7 @@ def test_trial_data_input() -> None:
     )
     a = fit_fixed_effects(td, covariates="age + sex")
     b = fit_fixed_effects(BINARY, outcome="y", covariates="age + sex", **ROLES)
-    assert a.estimate == pytest.approx(b.estimate, rel=1e-12)
+    assert a.estimate == pytest.approx(b.estimate, rel=EXACT_REL)
 
 
 def test_bad_input() -> None:
@@ -248,8 +271,10 @@ def test_large_counts_dense_and_quadrature_agree() -> None:
     kw = dict(outcome="events", family="poisson", exposure="pop", **ROLES)
     dense = fit_fixed_effects(big, _dense_limit=10**6, **kw)
     quad = fit_fixed_effects(big, _dense_limit=1, **kw)
-    np.testing.assert_allclose(quad.vcov_matrix.to_numpy(), dense.vcov_matrix.to_numpy(), rtol=1e-8)
-    np.testing.assert_allclose(quad.terms["df"], dense.terms["df"], rtol=1e-8)
+    np.testing.assert_allclose(
+        quad.vcov_matrix.to_numpy(), dense.vcov_matrix.to_numpy(), rtol=ILL_SCALED_REL
+    )
+    np.testing.assert_allclose(quad.terms["df"], dense.terms["df"], rtol=ILL_SCALED_REL)
 
 
 def test_plot_returns_axes() -> None:
