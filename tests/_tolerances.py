@@ -94,7 +94,8 @@ REPARAMETERISED_REL = 1e-8
 #: log-likelihood), which carries its own ~1e-10 rounding.
 CLOSED_FORM_REL = 1e-8
 #: The covariance of a GLS estimate in the brute-force dense route: a second inversion,
-#: ``inv(X' V^-1 X)``, after the N x N one, doubles ``DENSE_REL``'s amplification.
+#: ``inv(X' V^-1 X)``, after the N x N one (and for a dense sandwich, an eigen-root of
+#: ``I - H`` per cluster), compounds ``DENSE_REL``'s amplification.
 DENSE_COV_REL = 1e-8
 #: A reference that solves near-singular normal equations (R, condition number squared)
 #: against our SVD pseudo-inverse (e.g. ~1,700 nearly collinear regressors): observed

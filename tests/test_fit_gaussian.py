@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import patsy
 import pytest
+from _tolerances import DENSE_COV_REL, DENSE_REL, EXACT_REL, LINALG_REL
 from scipy import stats
 
 import steppedwedge.models as m
@@ -87,10 +88,10 @@ def test_result_protocol(frame):
     assert tidy.loc[0, "estimate"] == res.estimate
     lo, hi = res.conf_int(0.9)
     crit = stats.t.ppf(0.95, res.df)
-    assert lo == pytest.approx(res.estimate - crit * res.std_error, rel=1e-12)
-    assert hi == pytest.approx(res.estimate + crit * res.std_error, rel=1e-12)
+    assert lo == pytest.approx(res.estimate - crit * res.std_error, rel=EXACT_REL)
+    assert hi == pytest.approx(res.estimate + crit * res.std_error, rel=EXACT_REL)
     assert res.pvalue == pytest.approx(
-        2 * stats.t.sf(abs(res.estimate / res.std_error), res.df), rel=1e-12
+        2 * stats.t.sf(abs(res.estimate / res.std_error), res.df), rel=EXACT_REL
     )
     text = str(res.summary())
     assert "kenward-roger" in text and "Variance components" in text
@@ -111,10 +112,10 @@ def test_kr_reports_adjusted_se_others_model_based(frame):
     nor = _fit(frame, dof="normal")
     model_se = float(np.sqrt(kr.vcov_model.loc["treatment", "treatment"]))
     assert kr.std_error >= model_se
-    assert sat.std_error == pytest.approx(model_se, rel=1e-12)
-    assert nor.std_error == pytest.approx(model_se, rel=1e-12)
+    assert sat.std_error == pytest.approx(model_se, rel=EXACT_REL)
+    assert nor.std_error == pytest.approx(model_se, rel=EXACT_REL)
     assert np.isinf(nor.df)
-    assert nor.pvalue == pytest.approx(2 * stats.norm.sf(abs(nor.statistic)), rel=1e-12)
+    assert nor.pvalue == pytest.approx(2 * stats.norm.sf(abs(nor.statistic)), rel=EXACT_REL)
 
 
 def test_between_within_df_rule(frame):
@@ -171,9 +172,9 @@ def test_time_models_equal_dense_gls(rng, time):
         )[:, 1:]
     x = np.column_stack([np.ones(len(df)), tcols, df["arm"].to_numpy()])
     beta, cov, _ = _dense_gls(df, x, res.variance_components)
-    assert res.estimate == pytest.approx(beta[-1], rel=1e-9)
+    assert res.estimate == pytest.approx(beta[-1], rel=DENSE_REL)
     assert np.sqrt(res.vcov_model.loc["treatment", "treatment"]) == pytest.approx(
-        np.sqrt(cov[-1, -1]), rel=1e-9
+        np.sqrt(cov[-1, -1]), rel=DENSE_REL
     )
 
 
@@ -190,12 +191,14 @@ def test_eti_estimands(rng):
     pte = _fit(df, effect="pte", exposure_time=2)
     delta = tate.params[[f"exposure[{e}]" for e in range(1, 5)]].to_numpy()
     assert tate.estimand == "TATE[1,4]"
-    assert tate.estimate == pytest.approx(delta.mean(), rel=1e-12)
-    assert window.estimate == pytest.approx(delta[:2].mean(), rel=1e-12)
-    assert pte.estimate == pytest.approx(delta[1], rel=1e-12)
+    assert tate.estimate == pytest.approx(delta.mean(), rel=EXACT_REL)
+    assert window.estimate == pytest.approx(delta[:2].mean(), rel=EXACT_REL)
+    assert pte.estimate == pytest.approx(delta[1], rel=EXACT_REL)
     c = np.zeros(tate.params.size)
     c[-4:] = 0.25
-    assert tate.std_error == pytest.approx(np.sqrt(c @ tate.vcov_matrix.to_numpy() @ c), rel=1e-10)
+    assert tate.std_error == pytest.approx(
+        np.sqrt(c @ tate.vcov_matrix.to_numpy() @ c), rel=LINALG_REL
+    )
     assert list(tate.effect_curve["exposure_time"]) == [1, 2, 3, 4]
     assert tate.tidy().loc[0, "term"] == "TATE[1,4]"
     with pytest.raises(ValueError, match="exposure_time"):
@@ -215,7 +218,7 @@ def test_fractional_treatment_immediate_only(rng):
         + [df["arm"].to_numpy()]
     )
     beta, _, _ = _dense_gls(df, x, res.variance_components)
-    assert res.estimate == pytest.approx(beta[-1], rel=1e-9)
+    assert res.estimate == pytest.approx(beta[-1], rel=DENSE_REL)
     with pytest.raises(DataError, match="fractional"):
         _fit(df, effect="eti")
 
@@ -244,7 +247,7 @@ def test_cr2_robust_equals_individual_level_computation(rng):
         u = xw.T @ a @ ew
         meat += np.outer(u, u)
     robust = cov @ meat @ cov
-    assert res.std_error == pytest.approx(np.sqrt(robust[-1, -1]), rel=1e-8)
+    assert res.std_error == pytest.approx(np.sqrt(robust[-1, -1]), rel=DENSE_COV_REL)
     assert res.df == df["site"].nunique() - 2
 
 
@@ -360,5 +363,5 @@ def test_incomplete_design_equals_dense_gls(rng):
         + [df["arm"].to_numpy()]
     )
     beta, cov, _ = _dense_gls(df, x, res.variance_components)
-    assert res.estimate == pytest.approx(beta[-1], rel=1e-9)
-    assert res.std_error == pytest.approx(np.sqrt(cov[-1, -1]), rel=1e-9)
+    assert res.estimate == pytest.approx(beta[-1], rel=DENSE_REL)
+    assert res.std_error == pytest.approx(np.sqrt(cov[-1, -1]), rel=DENSE_REL)
