@@ -213,6 +213,28 @@ def test_non_convergence_says_which_structure_and_what_to_try(entries: pd.DataFr
     assert "structure='nested' or 'decay'" in notes[0] and "family='poisson'" in notes[0]
 
 
+def test_non_converged_comparison_structures_are_named(
+    entries: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compared structure that does not converge is flagged in the table and the messages."""
+    import importlib
+    from dataclasses import replace
+
+    # ``steppedwedge.power`` is the function sw.power at the package level: import by name
+    history = importlib.import_module("steppedwedge.power.history")
+    real = history.fit_structure
+
+    def fake(rows: Any, structure: str, *args: Any, **kw: Any) -> Any:
+        out = real(rows, structure, *args, **kw)
+        return replace(out, converged=False) if structure == "decay" else out
+
+    monkeypatch.setattr(history, "fit_structure", fake)
+    est = _fit(entries, outcome="cla_started_in_year", structure="nested")
+    tab = est.structures.set_index("structure")
+    assert not tab.loc["decay", "converged"] and tab.loc["nested", "converged"]
+    assert any("['decay'] did not converge" in m for m in est.messages)
+
+
 def test_linear_trend_is_nested_in_year_effects(panel: pd.DataFrame) -> None:
     """A linear trend is a special case of year effects: its likelihood cannot be higher."""
     cat = _fit(panel, outcome="cpp_31_march", structure="nested", compare=False)

@@ -743,6 +743,12 @@ def _estimate(
                 fits[s] = fit_structure(rows, s, time, family)
     main = fits[structure]
     messages = _check_fit(main, family)
+    stuck = [s for s, f in fits.items() if s != structure and not f.converged]
+    if stuck:
+        messages.append(
+            f"Compared structure(s) {stuck} did not converge: their log-likelihood and AIC in "
+            "`structures` are those of the last iterate (a lower bound of the maximum)."
+        )
     draws, sizes, failed = (
         bootstrap(rows, main, time, family, n_boot, normalise_rng(rng)) if n_boot else ((), (), 0)
     )
