@@ -371,6 +371,9 @@ def test_result_protocol_and_round_trip(entries: pd.DataFrame) -> None:
     sentence = est.describe()
     for bit in ("cla_started_in_year", "143 clusters", "2021-2025", "nested+decay", "bootstrap"):
         assert bit in sentence
+    from steppedwedge.power.result import PlanningResult
+
+    assert isinstance(est, PlanningResult) and isinstance(est, sw.VarianceEstimate)
 
 
 @pytest.mark.examples
