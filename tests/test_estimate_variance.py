@@ -293,6 +293,21 @@ def test_for_period_converts_every_draw(entries: pd.DataFrame) -> None:
         assert b.decay == pytest.approx(a.decay**0.25, rel=1e-12)
 
 
+def test_assurance_over_the_estimate_is_mean_power_over_its_draws(entries: pd.DataFrame) -> None:
+    """sw.assurance(variance=estimate) averages sw.power over est.draws (an identity)."""
+    est = _fit(entries, outcome="cla_started_in_year", compare=False, n_boot=4, rng=5)
+    q = est.for_period(3, gamma2="averaged")
+    design = sw.Design.stepped_wedge(4, 2, baseline_periods=2, periods_per_step=2)
+    kw = dict(effect=math.log(0.85), family="poisson", baseline=6.6e-4, cluster_size=55_000)
+    sure = sw.assurance(design, variance=q, **kw)
+    each = [sw.power(design, variance=d, **kw).power for d in q.draws]
+    assert sure.assurance == pytest.approx(float(np.mean(each)), rel=1e-12)
+    assert (
+        sw.power(design, variance=q, **kw).power
+        == sw.power(design, variance=q.variance, **kw).power
+    )
+
+
 # ---------------------------------------------------------------- bootstrap and protocol
 def test_bootstrap_is_reproducible_and_prefix_stable(entries: pd.DataFrame) -> None:
     a = _fit(entries, outcome="cla_started_in_year", compare=False, n_boot=3, rng=11)
