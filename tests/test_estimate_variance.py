@@ -313,6 +313,9 @@ def test_bootstrap_is_reproducible_and_prefix_stable(entries: pd.DataFrame) -> N
     a = _fit(entries, outcome="cla_started_in_year", compare=False, n_boot=3, rng=11)
     b = _fit(entries, outcome="cla_started_in_year", compare=False, n_boot=3, rng=11)
     assert a.draws == b.draws and len(a.draws) + a.n_boot_failed == 3
+    # replicate b has its own stream (child b of the seed): fewer replicates give a prefix
+    two = _fit(entries, outcome="cla_started_in_year", compare=False, n_boot=2, rng=11)
+    assert a.n_boot_failed == 0 and two.draws == a.draws[:2]
     tab = a.tidy()
     assert list(tab.columns) == ["term", "estimate", "std_error", "conf_low", "conf_high"]
     row = tab.set_index("term").loc["tau2"]

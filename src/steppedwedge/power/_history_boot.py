@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .._parallel import spawn_seeds
 from ..exceptions import SteppedWedgeError
 from ..variance import VarianceComponents
 from ._history_fit import HistoryFit, fit_structure, simulate_counts
@@ -25,19 +26,20 @@ def bootstrap(
     time: str,
     family: str,
     n_boot: int,
-    rng: np.random.Generator,
+    root: np.random.SeedSequence,
 ) -> tuple[tuple[VarianceComponents, ...], tuple[float, ...], int]:
     """``n_boot`` parametric-bootstrap refits: (components, NB sizes, number failed).
 
-    Replicate ``b`` uses its own stream ``rng.spawn(n_boot)[b]``, so a draw does not depend on
-    how many replicates are run before it.  A refit that does not converge, or fails
+    Replicate ``b`` uses its own stream, child ``b`` of ``root`` (the library's convention,
+    :func:`steppedwedge._parallel.spawn_seeds`), so a draw does not depend on how many
+    replicates are run before it.  A refit that does not converge, or fails
     numerically, is left out and counted.
     """
     draws: list[VarianceComponents] = []
     sizes: list[float] = []
     failed = 0
-    for child in rng.spawn(n_boot):
-        y = simulate_counts(rows, fit, time, family, child)
+    for child in spawn_seeds(root, n_boot):
+        y = simulate_counts(rows, fit, time, family, np.random.default_rng(child))
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

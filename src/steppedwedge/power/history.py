@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .._validation import check_option, normalise_rng
+from .._parallel import root_seed_sequence
+from .._validation import check_option
 from .._warnings import warn
 from ..exceptions import ConvergenceWarning, DataError, OptionError
 from ..results import Summary
@@ -750,7 +751,9 @@ def _estimate(
             "`structures` are those of the last iterate (a lower bound of the maximum)."
         )
     draws, sizes, failed = (
-        bootstrap(rows, main, time, family, n_boot, normalise_rng(rng)) if n_boot else ((), (), 0)
+        bootstrap(rows, main, time, family, n_boot, root_seed_sequence(rng))
+        if n_boot
+        else ((), (), 0)
     )
     return EstimatedVariance(
         variance=_components(main),
