@@ -147,8 +147,8 @@ def test_simulate_one_year_periods_equal_index_scale() -> None:
 
 
 def test_simulate_latent_covariance_continuous_time() -> None:
-    from steppedwedge._simulate_draw import draw_cluster_effects
     from steppedwedge.simulate import _simulate_iv
+    from steppedwedge.simulate._draw import draw_cluster_effects
 
     d = fs_design()
     gamma2, r = 0.5, 0.3

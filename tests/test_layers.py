@@ -4,10 +4,10 @@ The layers, lowest first (``docs/explanation/architecture.rst`` describes them):
 
 0. ``_core`` kernels (numpy/scipy only) and the leaf modules every layer may use
    (``exceptions``, ``_typing``, ``_version``);
-1. private helpers shared by the domain modules (validation, formulas, executors, warnings);
+1. private helpers shared by several packages (validation, seeded executors, warnings);
 2. the domain objects: designs, variance components, randomisation, trial data, cohorts,
    simulation and the result base;
-3. estimation: ``models`` and ``inference`` (and the fast simulation analyses built on them);
+3. estimation: ``models`` and ``inference``;
 4. planning (``power``);
 5. presentation and entry points: ``plotting``, ``report``, ``cli``, ``datasets`` and the
    package ``__init__``.
@@ -36,11 +36,7 @@ LAYERS: dict[str, int] = {
     "_version": 0,
     "_warnings": 1,
     "_validation": 1,
-    "_formula": 1,
     "_parallel": 1,
-    "_design_validation": 1,
-    "_allocation_space": 1,
-    "_simulate_draw": 1,
     "_summary": 1,
     "variance": 2,
     "design": 2,
@@ -51,7 +47,6 @@ LAYERS: dict[str, int] = {
     "results": 2,
     "models": 3,
     "inference": 3,
-    "_simulate_lmm": 3,
     "compare": 3,
     "power": 4,
     "plotting": 5,
@@ -172,3 +167,16 @@ def test_the_checker_resolves_relative_and_deferred_imports() -> None:
     found = _imports_in(source, "steppedwedge._core.agq", is_package=False)
     assert found == [("steppedwedge._core.laplace", False), ("steppedwedge.models", True)]
     assert LAYERS[_component(found[1][0])] > LAYERS["_core"]
+
+
+@pytest.mark.parametrize("name", ["randomise", "simulate", "report"])
+def test_functions_keep_their_names_over_their_packages(name: str) -> None:
+    """``sw.<name>`` is the function; the package of that name keeps its private modules."""
+    import importlib
+
+    import steppedwedge as sw
+
+    assert callable(getattr(sw, name))
+    package = importlib.import_module(f"steppedwedge.{name}")
+    assert Path(str(package.__file__)).name == "__init__.py"
+    assert getattr(package, name) is getattr(sw, name)

@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 from scipy import stats
 from strategies import stepped_wedge_designs
 
-from steppedwedge._allocation_space import AllocationSpace, randbelow
 from steppedwedge.design import Design
 from steppedwedge.exceptions import DesignError, SmallSampleWarning
 from steppedwedge.randomise import Allocation, randomise
+from steppedwedge.randomise._space import AllocationSpace, randbelow
 
 GOF_P = 0.001  # chi-square goodness-of-fit threshold (see module docstring)
 

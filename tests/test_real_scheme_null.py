@@ -182,8 +182,8 @@ def test_known_variance_se_follows_each_drawn_allocation() -> None:
 
 def test_fast_gaussian_path_refits_each_drawn_allocation() -> None:
     """Replicate b = draw_cells on b's own allocation, analysed with that design's plan."""
-    from steppedwedge._simulate_draw import draw_cells
-    from steppedwedge._simulate_lmm import fast_lmm_analyse, fast_lmm_plan
+    from steppedwedge.power._fast_lmm import fast_lmm_analyse, fast_lmm_plan
+    from steppedwedge.simulate._draw import draw_cells
 
     design = Design.stepped_wedge(3, 2)
     allocation = sw.randomise(design, list("abcdef"), rng=2, alpha=None)

@@ -461,8 +461,8 @@ def _fixed_design(x: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("random", ["nested", "cluster", "decay", "random-slope"])
 def test_fast_path_equals_sw_fit_on_the_rows_it_summarises(random: str, dof: str) -> None:
     """The cell fast path gives what sw.fit gives on individual rows with those cells."""
-    from steppedwedge._simulate_lmm import fast_lmm_analyse, fast_lmm_plan
     from steppedwedge.models.fit import fit
+    from steppedwedge.power._fast_lmm import fast_lmm_analyse, fast_lmm_plan
     from steppedwedge.simulate import _simulate_iv
 
     design = Design.stepped_wedge(3, 2)
@@ -510,7 +510,7 @@ def test_fast_path_equals_sw_fit_on_the_rows_it_summarises(random: str, dof: str
 
 
 def test_fast_path_used_only_for_options_it_reproduces() -> None:
-    from steppedwedge._simulate_lmm import fast_lmm_plan
+    from steppedwedge.power._fast_lmm import fast_lmm_plan
     from steppedwedge.simulate import _simulate_iv
 
     def spec(**kw: Any):
@@ -687,8 +687,8 @@ def test_stuck_executor_times_out_instead_of_hanging() -> None:
 
 def test_fast_path_defaults_are_sw_fit_defaults() -> None:
     """analysis={} on the fast path gives sw.fit's default analysis of the same data."""
-    from steppedwedge._simulate_lmm import fast_lmm_analyse, fast_lmm_plan
     from steppedwedge.models.fit import fit
+    from steppedwedge.power._fast_lmm import fast_lmm_analyse, fast_lmm_plan
     from steppedwedge.simulate import _simulate_iv
 
     design = Design.stepped_wedge(3, 2)

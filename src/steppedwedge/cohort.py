@@ -21,9 +21,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from . import _design_validation as _dv
 from ._validation import check_nonnegative, check_option, check_positive_int, check_unit_interval
 from .design import Design
+from .design import _checks as _dv
 from .exceptions import DataError, DesignError, OptionError
 from .results import Summary
 

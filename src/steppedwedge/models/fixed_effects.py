@@ -826,7 +826,7 @@ def _fit_fixed_effects(  # noqa: C901 - one linear sequence of steps
     blocks.append(cdum)
     cov_formula = None
     if covariates is not None:
-        from .._formula import covariate_matrix
+        from ._formula import covariate_matrix
 
         cm = covariate_matrix(covariates, frame)
         names += list(cm.names)

@@ -1076,7 +1076,7 @@ def fit_gee_frame(
     frame = data
     cov_names: list[str] = []
     if covariates is not None:
-        from .._formula import covariate_matrix
+        from ._formula import covariate_matrix
 
         cm = covariate_matrix(covariates, data)
         frame = data.copy()

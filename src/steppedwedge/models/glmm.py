@@ -34,7 +34,6 @@ from scipy import special, stats
 
 from .._core.families import FAMILY_LINKS, log_constant, make_family
 from .._core.laplace import PHI_MAX, CoreFit, UnitData, _NonFinite, fit_glmm_core
-from .._formula import covariate_matrix
 from .._validation import check_option, check_positive_int
 from .._warnings import caller_stacklevel, warn
 from ..data import TrialData
@@ -54,6 +53,7 @@ from ..inference.sandwich import (
     sandwich_vcov,
 )
 from ..results import FitResult, Summary, _fmt
+from ._formula import covariate_matrix
 from .mixed import (
     EFFECT_TYPES,
     TIME_EFFECTS,

@@ -20,7 +20,6 @@ import pandas as pd
 
 from .._core.reml import CellData, CovarianceStructure, LMMFit, fit_lmm
 from .._core.reml_dense import RowData, fit_lmm_rows
-from .._formula import covariate_matrix
 from .._validation import check_option
 from .._warnings import caller_stacklevel, warn
 from ..data import TrialData
@@ -41,6 +40,7 @@ from ..inference.sandwich import (
     sandwich_vcov,
 )
 from ..results import FitResult
+from ._formula import covariate_matrix
 
 __all__ = ["RANDOM_STRUCTURES", "TIME_EFFECTS", "EFFECT_TYPES", "fit_gaussian"]
 

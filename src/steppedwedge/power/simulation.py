@@ -25,8 +25,6 @@ from scipy import stats
 
 from .._core.gls import cell_weights, gls_information
 from .._parallel import make_executor, root_seed_sequence, run_batches, spawn_seeds
-from .._simulate_draw import SimulationSpec, draw_arrays, draw_cells
-from .._simulate_lmm import fast_lmm_analyse, fast_lmm_plan
 from .._typing import ArrayLike, RNGLike
 from .._validation import check_positive_int, check_probability
 from .._warnings import caller_stacklevel
@@ -39,7 +37,9 @@ from ..exceptions import (
 )
 from ..results import Summary
 from ..simulate import Level, _curve, _period_vector, _simulate_iv, _sizes, arrays_to_frame
+from ..simulate._draw import SimulationSpec, draw_arrays, draw_cells
 from ..variance import VarianceComponents
+from ._fast_lmm import fast_lmm_analyse, fast_lmm_plan
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import numpy as np
 import pandas as pd
 
-from . import _design_validation as _dv
-from ._validation import check_dayfirst, check_option, check_positive_int
-from .exceptions import DesignError
+from .._validation import check_dayfirst, check_option, check_positive_int
+from ..exceptions import DesignError
+from . import _checks as _dv
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -1074,7 +1074,7 @@ class Design:
         >>> bool(ic.values[0, 0] > 1.0)
         True
         """
-        from .power.diagnostics import information_content
+        from ..power.diagnostics import information_content
 
         return information_content(self, **kwargs)
 
@@ -1096,7 +1096,7 @@ class Design:
         -------
         matplotlib.axes.Axes
         """
-        from .plotting.design import plot_design
+        from ..plotting.design import plot_design
 
         return plot_design(self, ax=ax, **kwargs)
 

@@ -2,7 +2,7 @@
 
 For cross-sectional Gaussian data the REML fit depends on the data only through the
 cluster-period sizes, means and the pooled within-cell sum of squares
-(:mod:`steppedwedge._core.reml`), which :func:`steppedwedge._simulate_draw.draw_cells`
+(:mod:`steppedwedge._core.reml`), which :func:`steppedwedge.simulate._draw.draw_cells`
 draws exactly.  So a replicate needs no individual rows and no DataFrame: it is one
 :func:`~steppedwedge._core.reml.fit_lmm` plus the small-sample df.  The fixed effects are
 those of :func:`steppedwedge.fit` with ``time="categorical"`` and ``effect="immediate"``
@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from ._core.reml import CellData, CovarianceStructure, fit_lmm
-from ._simulate_draw import SimulationSpec
-from ._typing import FloatArray
-from .inference.dof import DOF_METHODS, InferenceEngine
-from .models.mixed import RANDOM_STRUCTURES, _structure
-from .results import t_interval, t_pvalue
+from .._core.reml import CellData, CovarianceStructure, fit_lmm
+from .._typing import FloatArray
+from ..inference.dof import DOF_METHODS, InferenceEngine
+from ..models.mixed import RANDOM_STRUCTURES, _structure
+from ..results import t_interval, t_pvalue
+from ..simulate._draw import SimulationSpec
 
 __all__ = ["FastLMM", "fast_lmm_plan", "fast_lmm_analyse"]
 

@@ -19,13 +19,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ._core.covariance import decay_matrix
-from ._simulate_draw import SimulationSpec, draw_arrays
-from ._typing import ArrayLike, FloatArray, RNGLike
-from ._validation import check_nonnegative, check_option, check_unit_interval, normalise_rng
-from .design import Design
-from .exceptions import DesignError, OptionError
-from .variance import VarianceComponents
+from .._core.covariance import decay_matrix
+from .._typing import ArrayLike, FloatArray, RNGLike
+from .._validation import check_nonnegative, check_option, check_unit_interval, normalise_rng
+from ..design import Design
+from ..exceptions import DesignError, OptionError
+from ..variance import VarianceComponents
+from ._draw import SimulationSpec, draw_arrays
 
 __all__ = ["simulate"]
 

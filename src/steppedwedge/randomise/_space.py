@@ -37,7 +37,7 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
-from .exceptions import DesignError, OptionError
+from ..exceptions import DesignError, OptionError
 
 __all__ = ["AllocationSpace", "randbelow"]
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ._typing import BoolArray, FloatArray, IntArray
-from .exceptions import OptionError
+from .._typing import BoolArray, FloatArray, IntArray
+from ..exceptions import OptionError
 
 __all__ = ["SimulationSpec", "draw_cells", "draw_cluster_effects", "draw_arrays"]
 

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._validation import parse_date_text
-from ._warnings import caller_stacklevel
-from .exceptions import DesignError, OptionError, SteppedWedgeWarning
+from .._validation import parse_date_text
+from .._warnings import caller_stacklevel
+from ..exceptions import DesignError, OptionError, SteppedWedgeWarning
 
 __all__ = [
     "check_cells",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .exceptions import DataError
+from ..exceptions import DataError
 
 __all__ = ["CovariateMatrix", "covariate_matrix"]
 

@@ -27,13 +27,13 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from ._allocation_space import AllocationSpace, randbelow
-from ._typing import RNGLike
-from ._validation import check_positive_int, check_probability, normalise_rng
-from ._version import __version__
-from ._warnings import caller_stacklevel
-from .design import Design
-from .exceptions import DesignError, OptionError, SmallSampleWarning
+from .._typing import RNGLike
+from .._validation import check_positive_int, check_probability, normalise_rng
+from .._version import __version__
+from .._warnings import caller_stacklevel
+from ..design import Design
+from ..exceptions import DesignError, OptionError, SmallSampleWarning
+from ._space import AllocationSpace, randbelow
 
 __all__ = ["Allocation", "randomise"]
 
