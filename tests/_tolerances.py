@@ -101,6 +101,25 @@ DENSE_COV_REL = 1e-8
 #: against our SVD pseudo-inverse (e.g. ~1,700 nearly collinear regressors): observed
 #: ~3e-8 relative, so 1e-6.
 ILL_CONDITIONED_REF_REL = 1e-6
+#: A mean or sum over thousands of terms accumulated in another order: ~sqrt(n) to n ulps,
+#: ~1e-13 to 1e-12; 1e-10.
+LONG_SUM_REL = 1e-10
+#: A negative binomial with dispersion 1e12 against its Poisson limit: the working
+#: variances differ by mu / theta <= 1e-10 relative.
+POISSON_LIMIT_REL = 1e-9
+#: A score the test rounds to 10 decimals (so that ties are exact): within 5e-11 of the
+#: unrounded one plus the rounding of scores up to ~1e3; 1e-9.
+ROUNDED_SCORE_ATOL = 1e-9
+#: A variance component that R estimates as exactly zero (on the boundary): our optimiser
+#: stops ~1e-8 from the optimum in the criterion, within ~1e-6 of the boundary.
+BOUNDARY_VARIANCE_ATOL = 1e-6
+#: Cluster-period against individual-level simulation with sigma2 = 1e-12 (same seed):
+#: the rows add individual noise of SD 1e-6, so cell means differ by ~1e-6; 1e-4 is over
+#: 100 SDs yet far below any structural difference (cluster effects of SD 1).
+TINY_SIGMA_ATOL = 1e-4
+#: A value printed with 7 significant digits (swdpwr's output): one unit in the seventh
+#: significant digit is at most 1e-6 relative.
+PRINTED_7_DIGITS_REL = 1e-6
 #: Closed forms against numbers printed with >= 12 significant digits (computed once by an
 #: independent implementation and pasted into the test).
 PRINTED_12_DIGITS_REL = 1e-10
@@ -116,8 +135,13 @@ REFIT_SE_REL = 1e-7
 #: The same optimiser on the same sufficient statistics through two code paths (the fast
 #: cluster-period LMM against ``sw.fit``): the paths differ in the order of the additions,
 #: which moves the stopping point of a 1e-8-tolerance optimiser by ~1e-7 relative.
-SAME_OPTIMISER_REL = 1e-6
-SAME_OPTIMISER_ATOL = 1e-10
+SAME_OPTIMISER = dict(rtol=1e-6, atol=1e-10)
+#: scipy's special-function inverses (beta quantiles from boost's root finder) against a
+#: closed form: accurate to ~1e-13, so 1e-10.
+SPECIAL_FUNCTION_REL = 1e-10
+#: A scipy distribution function evaluated at its own computed quantile: the quantile's
+#: ~1e-12 error is amplified by density / tail (up to ~1e3 in a binomial tail).
+QUANTILE_ROUND_TRIP_REL = 1e-8
 
 
 def printed(decimals: int) -> float:
@@ -151,7 +175,9 @@ CENTRAL_DIFF_HESS_FLOOR = 1e-7
 # means nothing: the computed value is rounding residue, eps x the size of the terms that
 # cancelled x their number.  Each floor is >= 10x that residue for the comparisons that
 # use it (the terms range from ~1e-4 for small covariances to ~10 for sums of squares), and
-# is named by its size so a reader sees how tight it is.
+# is named by its size so a reader sees how tight it is.  They also serve as absolute
+# tolerances for quantities of order one that may be near zero (differences of means,
+# weights that sum to one or zero), compared at that same rounding level.
 ZERO_ATOL_1E9 = 1e-9
 ZERO_ATOL_1E10 = 1e-10
 ZERO_ATOL_1E12 = 1e-12

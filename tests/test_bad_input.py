@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from _tolerances import REFIT_REL, REFIT_SE_REL
 
 import steppedwedge as sw
 from steppedwedge.cli import main as cli_main
@@ -1654,15 +1655,15 @@ def test_text_periods_with_an_order_match_numbers(how: str) -> None:
         time="linear",
     )
     b = fit_g(text, **kw)
-    assert b.estimate == pytest.approx(a.estimate, rel=1e-9)
-    assert b.std_error == pytest.approx(a.std_error, rel=1e-7)
+    assert b.estimate == pytest.approx(a.estimate, rel=REFIT_REL)
+    assert b.std_error == pytest.approx(a.std_error, rel=REFIT_SE_REL)
     pd.testing.assert_frame_equal(text, before)  # the caller's frame is untouched
 
 
 def test_text_periods_are_fine_for_categorical_time() -> None:
     numeric = sw_rows(n_clusters=6, n_periods=5, n=4, seed=8)
     text = numeric.assign(period=numeric["period"].map(dict(enumerate(P10, start=1))))
-    assert fit_g(text).estimate == pytest.approx(fit_g(numeric).estimate, rel=1e-9)
+    assert fit_g(text).estimate == pytest.approx(fit_g(numeric).estimate, rel=REFIT_REL)
 
 
 def test_randomise_cluster_column_carries_the_real_ids() -> None:
@@ -1709,4 +1710,4 @@ def test_iso_like_text_periods_carry_their_order() -> None:
     text = numeric.assign(period=numeric["period"].map(labels))
     a = fit_g(numeric, time="linear")
     b = fit_g(text, time="linear")
-    assert b.estimate == pytest.approx(a.estimate, rel=1e-9)
+    assert b.estimate == pytest.approx(a.estimate, rel=REFIT_REL)

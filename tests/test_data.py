@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
-from tests._tolerances import EXACT
+from tests._tolerances import EXACT, EXACT_REL, SS_ROUNDING, ZERO_ATOL_1E12
 
 from steppedwedge.data import CellSummary, TrialData
 from steppedwedge.exceptions import DataError, MissingDataWarning, OptionError
@@ -212,7 +212,7 @@ def test_binomial_individual_equals_aggregate(rng) -> None:
     for name in ("n", "total", "mean", "treatment"):
         assert_allclose(getattr(cells, name), getattr(ind, name), **EXACT)
     # implied 0/1 rows give the same within-cell SS as the individual rows
-    assert_allclose(cells.within_ss, ind.within_ss, rtol=1e-12, atol=1e-12)
+    assert_allclose(cells.within_ss, ind.within_ss, rtol=EXACT_REL, atol=ZERO_ATOL_1E12)
 
 
 def test_bool_outcome_and_treatment() -> None:
@@ -703,12 +703,14 @@ def test_aggregation_matches_brute_force_property(n_rows, n_clusters, n_periods,
     assert_array_equal(cells.n, n)
     assert_allclose(cells.total, tot, **EXACT)
     # within-cell SS is a difference of nearby numbers; compare on the scale of the data
-    assert_allclose(cells.within_ss, ss, rtol=1e-12, atol=1e-20 * scale**2 * n_rows)
+    assert_allclose(cells.within_ss, ss, rtol=EXACT_REL, atol=SS_ROUNDING * scale**2 * n_rows)
     assert cells.n.sum() == n_rows
     # the row order does not matter
     shuffled = TrialData.from_frame(df.iloc[r.permutation(n_rows)], **ROLES).cells()
     assert_allclose(shuffled.total, cells.total, **EXACT)
-    assert_allclose(shuffled.within_ss, cells.within_ss, rtol=1e-12, atol=1e-20 * scale**2 * n_rows)
+    assert_allclose(
+        shuffled.within_ss, cells.within_ss, rtol=EXACT_REL, atol=SS_ROUNDING * scale**2 * n_rows
+    )
 
 
 def test_exposure_and_offset_together_is_refused() -> None:
@@ -728,7 +730,7 @@ def test_offset_alone_gives_exp_offset_exposure() -> None:
     cells = TrialData.from_frame(
         df, outcome="k", offset="off", family="poisson", **COUNT_ROLES
     ).cells()
-    assert_allclose(cells.exposure, [[200.0, 110.0], [125.0, 260.0]], rtol=1e-12)
+    assert_allclose(cells.exposure, [[200.0, 110.0], [125.0, 260.0]], rtol=EXACT_REL)
     assert "exposure" in cells.to_frame().columns
 
 

@@ -14,6 +14,7 @@ from steppedwedge.design import CELL_COLOURS, Design
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from _tolerances import EXACT_REL  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 
 from steppedwedge.plotting import plot_design  # noqa: E402
@@ -102,7 +103,7 @@ def test_unequal_period_lengths_shown_and_proportional() -> None:
     lengths = np.array([184.0, 181.0, 62.0, 122.0])
     coords = mesh_of(ax).get_coordinates()  # (I+1, T+1, 2)
     widths = np.diff(coords[0, :, 0])
-    np.testing.assert_allclose(widths / widths.sum(), lengths / lengths.sum(), rtol=1e-12)
+    np.testing.assert_allclose(widths / widths.sum(), lengths / lengths.sum(), rtol=EXACT_REL)
     ticks = [t.get_text() for t in ax.get_xticklabels()]
     assert "62 d" in ticks[2] and "~2.0 mo" in ticks[2]
     # equal lengths: plain unit columns

@@ -14,6 +14,7 @@ import pathlib
 import numpy as np
 import pandas as pd
 import pytest
+from _tolerances import BOUNDARY_VARIANCE_ATOL, ZERO_ATOL_1E9, ZERO_ATOL_1E10
 
 import steppedwedge.models as m
 
@@ -85,7 +86,7 @@ def test_fixed_effects_loglik_and_variance_components(case, source):
     else:
         vc_ref = {k: v for k, v in case["varcomp"].items() if v is not None}
     assert res.params.size == ref_fe.size
-    np.testing.assert_allclose(res.params.to_numpy(), ref_fe, rtol=FIXEF_RTOL, atol=1e-9)
+    np.testing.assert_allclose(res.params.to_numpy(), ref_fe, rtol=FIXEF_RTOL, atol=ZERO_ATOL_1E9)
     if vcov_ref is not None:
         ref_se = np.sqrt(np.diag(np.asarray(vcov_ref, dtype=float)))
     else:
@@ -96,7 +97,7 @@ def test_fixed_effects_loglik_and_variance_components(case, source):
     for name, ref in vc_ref.items():
         ours = res.variance_components[name]
         if ref == 0:
-            assert ours == pytest.approx(0.0, abs=1e-6)
+            assert ours == pytest.approx(0.0, abs=BOUNDARY_VARIANCE_ATOL)
         else:
             assert ours == pytest.approx(ref, rel=VARCOMP_RTOL), name
     assert res.singular == bool(case["singular"])
@@ -114,7 +115,7 @@ def test_kenward_roger_matches_pbkrtest(case, source):
     assert res.df == pytest.approx(kr["df"], rel=DF_RTOL)
     assert res.pvalue == pytest.approx(kr["pvalue"], rel=DF_RTOL)
     np.testing.assert_allclose(
-        res.vcov_matrix.to_numpy(), np.asarray(case["vcov_kr"]), rtol=DF_RTOL, atol=1e-10
+        res.vcov_matrix.to_numpy(), np.asarray(case["vcov_kr"]), rtol=DF_RTOL, atol=ZERO_ATOL_1E10
     )
 
 

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from _tolerances import EXACT_REL, LINALG_REL, ZERO_ATOL_1E12
 from matplotlib.axes import Axes  # noqa: E402
 from scipy import stats  # noqa: E402
 
@@ -199,7 +200,7 @@ def test_expected_power_tidy_equals_attributes() -> None:
     for k in (0, len(t) - 1):
         x = d.matrix[[seq_rows[s] for s in res.allocations[k]]]
         ref = sw.power(sw.Design.from_matrix(x), effect=0.5, variance=VC, cluster_size=sizes).power
-        assert t["power"].iloc[k] == pytest.approx(ref, rel=1e-10)
+        assert t["power"].iloc[k] == pytest.approx(ref, rel=LINALG_REL)
     assert "90% of allocations" in res.summary().as_text()
 
 
@@ -222,7 +223,7 @@ def test_assurance_tidy_is_the_prior_distribution_of_power() -> None:
             variance=sw.VarianceComponents.from_correlations(row["icc"], cac=row["cac"]),
             cluster_size=20,
         ).power
-        assert row["power"] == pytest.approx(ref, rel=1e-10)
+        assert row["power"] == pytest.approx(ref, rel=LINALG_REL)
     manual = t.loc[t["power"] >= 0.8, "probability"].sum()
     assert res.prob_power_at_least(0.8) == pytest.approx(manual, **EXACT)
 
@@ -238,7 +239,7 @@ def test_assurance_with_draws_tidy_and_distribution_plot() -> None:
     ax = res.plot(kind="distribution")
     assert ax.get_xlabel() == "power"
     heights = sum(p.get_height() for p in ax.patches)
-    assert heights == pytest.approx(1.0, rel=1e-12)  # prior-weighted histogram
+    assert heights == pytest.approx(1.0, rel=EXACT_REL)  # prior-weighted histogram
     assert ax.lines[0].get_xdata()[0] == pytest.approx(res.assurance)
     assert res.plot().get_xlabel() == "icc"  # auto: the sensitivity curve over the grid
     with pytest.raises(OptionError, match="kind"):
@@ -368,7 +369,7 @@ def test_cell_map_tidy_equals_attributes() -> None:
     np.testing.assert_array_equal(t["treatment"], d.matrix.ravel())
     np.testing.assert_array_equal(t["exposure_time"], d.exposure_time.ravel())
     # the treated weights of the immediate-effect estimator sum to 1 (methods.md 2.2)
-    assert t.loc[t["treatment"] == 1, "value"].sum() == pytest.approx(1.0, abs=1e-12)
+    assert t.loc[t["treatment"] == 1, "value"].sum() == pytest.approx(1.0, abs=ZERO_ATOL_1E12)
     assert "Weight on each exposure time" in res.summary().as_text()
 
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from _tolerances import CLOSED_FORM_REF, EXACT
+from _tolerances import CLOSED_FORM_REF, CLOSED_FORM_REL, EXACT, EXACT_REL, ULP_REL, ZERO_ATOL_1E15
 
 from steppedwedge.inference.pooling import PooledResult, barnard_rubin_df, pool
 
@@ -24,7 +24,9 @@ def _dfcom(x: object) -> float:
 @pytest.mark.parametrize("case", REF["scalar"], ids=lambda c: c["name"])
 def test_pool_scalar_matches_mice(case: dict) -> None:
     res = pool(estimates=case["Q"], variances=case["U"], dfcom=_dfcom(case["dfcom"]))
-    np.testing.assert_allclose(res.estimate, case["qbar"], rtol=1e-8, atol=1e-15)
+    np.testing.assert_allclose(
+        res.estimate, case["qbar"], rtol=CLOSED_FORM_REL, atol=ZERO_ATOL_1E15
+    )
     for ours, key in (
         (res.ubar, "ubar"),
         (res.b, "b"),
@@ -95,11 +97,11 @@ def test_full_covariance_pooling_is_exact_algebra() -> None:
     np.testing.assert_allclose(res.vcov_matrix.to_numpy(), t_full, **EXACT)
     np.testing.assert_allclose(res.t.to_numpy(), np.diag(t_full), **EXACT)
     assert res.estimand == "treatment"
-    assert res.estimate == pytest.approx(q[:, 0].mean(), rel=1e-14)
+    assert res.estimate == pytest.approx(q[:, 0].mean(), rel=ULP_REL)
     lam = (1 + 1 / m) * q[:, 0].var(ddof=1) / t_full[0, 0]
     nu_old = (m - 1) / lam**2
     nu_obs = 41 / 43 * 40 * (1 - lam)
-    assert res.df_estimand == pytest.approx(nu_old * nu_obs / (nu_old + nu_obs), rel=1e-12)
+    assert res.df_estimand == pytest.approx(nu_old * nu_obs / (nu_old + nu_obs), rel=EXACT_REL)
     assert isinstance(res, PooledResult)
     assert "Pooled" in str(res) and res.tidy().columns.tolist()[0] == "term"
     assert list(res.diagnostics().columns) == [
@@ -141,7 +143,7 @@ def test_scalar_results_and_rubin_limit() -> None:
     assert res.estimand == "estimate"
     # dfcom = inf: the classic Rubin df (m - 1) / lambda^2
     lam = (4 / 3) * 0.0025 / (0.01 + (4 / 3) * 0.0025)
-    assert res.df_estimand == pytest.approx(2 / lam**2, rel=1e-12)
+    assert res.df_estimand == pytest.approx(2 / lam**2, rel=EXACT_REL)
     assert float(barnard_rubin_df(3, 0.0, 1.0)) == pytest.approx(2 / 1e-8)  # lambda floored at 1e-4
 
 

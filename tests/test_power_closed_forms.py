@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _tolerances import LINALG
+from _tolerances import (
+    CLOSED_FORM_REL,
+    DENSE_REL,
+    LINALG,
+    PRINTED_7_DIGITS_REL,
+    PRINTED_12_DIGITS_REL,
+)
 
 from steppedwedge._core import closed_forms as cf
 from steppedwedge.design import Design
@@ -26,7 +32,7 @@ def test_id1_hussey_hughes() -> None:
     v_cf = cf.hussey_hughes_variance(d.matrix, s2, tau2, m)
     res = power(d, effect=0.018, variance=VC(sigma2=s2, tau2=tau2), cluster_size=m)
     np.testing.assert_allclose(res.variance, v_cf, **LINALG)
-    np.testing.assert_allclose(res.variance, 4.065847294098e-05, rtol=1e-10)
+    np.testing.assert_allclose(res.variance, 4.065847294098e-05, rtol=PRINTED_12_DIGITS_REL)
     assert abs(res.power - 0.8059172) <= 5e-8
 
 
@@ -37,7 +43,7 @@ def test_id2_two_eigenvalue_unequal_sequences() -> None:
     v = gls_var(d, VC(sigma2=0.37, tau2=0.11), 1.0)
     v_cf = cf.two_eigenvalue_variance(s["I"], s["T"], s["U"], s["V"], s["W"], 0.37, 0.37 + 5 * 0.11)
     np.testing.assert_allclose(v, v_cf, **LINALG)
-    np.testing.assert_allclose(v, 0.100154468554616, rtol=1e-10)
+    np.testing.assert_allclose(v, 0.100154468554616, rtol=PRINTED_12_DIGITS_REL)
 
 
 def test_two_eigenvalue_form_non_monotone_design(rng: np.random.Generator) -> None:
@@ -57,9 +63,11 @@ def test_id3_hooper_cross_sectional() -> None:
     vc = VC.from_correlations(0.05, cac=0.8)
     de_c, r, de_r = cf.hooper_design_effect(4, 20, 0.05, 0.8)
     v_de = 4 * 1.0 * de_c * de_r / (12 * 20)
-    np.testing.assert_allclose([de_c, r, de_r], [1.95, 0.41025641, 0.342217407], rtol=1e-8)
+    np.testing.assert_allclose(
+        [de_c, r, de_r], [1.95, 0.41025641, 0.342217407], rtol=CLOSED_FORM_REL
+    )
     np.testing.assert_allclose(gls_var(d, vc, 20), v_de, **LINALG)
-    np.testing.assert_allclose(v_de, 0.0111220657277, rtol=1e-10)
+    np.testing.assert_allclose(v_de, 0.0111220657277, rtol=PRINTED_12_DIGITS_REL)
 
 
 def test_id4_hooper_closed_cohort() -> None:
@@ -68,17 +76,17 @@ def test_id4_hooper_closed_cohort() -> None:
     de_c, r, de_r = cf.hooper_design_effect(5, 10, 0.1, 0.5, 0.3)
     v_de = 4 * de_c * de_r / (10 * 10)
     np.testing.assert_allclose(gls_var(d, vc, 10, sampling="cohort"), v_de, **LINALG)
-    np.testing.assert_allclose(v_de, 0.0212336601307, rtol=1e-10)
+    np.testing.assert_allclose(v_de, 0.0212336601307, rtol=PRINTED_12_DIGITS_REL)
 
 
 def test_id5_woertman_identity_b_t_gt_1() -> None:
     d = Design.stepped_wedge(4, 2, baseline_periods=2, periods_per_step=2)
     assert d.n_periods == 10
     de_w = cf.woertman_design_effect(4, 10, 0.05, baseline_periods=2, periods_per_step=2)
-    np.testing.assert_allclose(de_w, 0.286202532, rtol=1e-8)
+    np.testing.assert_allclose(de_w, 0.286202532, rtol=CLOSED_FORM_REL)
     v = gls_var(d, VC.from_correlations(0.05), 10)
     np.testing.assert_allclose(v, 4 * de_w / (8 * 10), **LINALG)
-    np.testing.assert_allclose(v, 0.0143101265823, rtol=1e-10)
+    np.testing.assert_allclose(v, 0.0143101265823, rtol=PRINTED_12_DIGITS_REL)
 
 
 def test_id6_li_decay_cohort_equals_gls() -> None:
@@ -89,7 +97,7 @@ def test_id6_li_decay_cohort_equals_gls() -> None:
     v_li = cf.li_decay_cohort_variance(d.matrix, m=m, total_variance=tot, icc=tau2 / tot, decay=r)
     vc = VC(sigma2=1e-14, gamma2=tau2, decay=r, psi2=psi2)
     res = power(d, effect=0.018, variance=vc, cluster_size=m, sampling="cohort", individual_decay=r)
-    np.testing.assert_allclose(res.variance, v_li, rtol=1e-9)
+    np.testing.assert_allclose(res.variance, v_li, rtol=DENSE_REL)
     # SteppedPower vignette SP-07 (published): 0.7870855
     assert abs(res.power - 0.7870855) <= 5e-8
 
@@ -135,7 +143,7 @@ def test_id9_swdpwr_inputs_with_period_effects() -> None:
         baseline=0.15,
         analysis="gee",
     )
-    np.testing.assert_allclose(res.variance, 8.887847e-4, rtol=1e-6)
+    np.testing.assert_allclose(res.variance, 8.887847e-4, rtol=PRINTED_7_DIGITS_REL)
     assert abs(res.power_one_tail - 0.38866) <= 5e-6
 
 

@@ -18,6 +18,7 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 import pytest
+from _tolerances import LONG_SUM_REL, ONE_OP_REL, ROUNDED_SCORE_ATOL, ZERO_ATOL_1E10, ZERO_ATOL_1E12
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats
@@ -206,7 +207,7 @@ def test_restricted_spaces(frame: pd.DataFrame, allowed: dict, expected: int) ->
     assert alloc.n_admissible == alloc.n_eligible == expected
     assert alloc.n_possible == math.factorial(n)
     assert rows_as_set(alloc.admissible[:, column_order(alloc, labels)]) == brute
-    assert alloc.min_pvalue == pytest.approx(1 / expected, rel=1e-15)
+    assert alloc.min_pvalue == pytest.approx(1 / expected, rel=ONE_OP_REL)
     for lab, h in zip(labels, strata, strict=False):
         assert alloc.assignment[lab] in allowed[h]
 
@@ -419,10 +420,10 @@ def test_constrained_keeps_exactly_the_best_fraction(brute_balance: dict, cutoff
     chosen = tuple(alloc.assignment[lab] for lab in labels)
     assert chosen in expected
     for k, name in enumerate(cols):
-        assert alloc.balance[name] == pytest.approx(diffs[chosen][k], abs=1e-12)
+        assert alloc.balance[name] == pytest.approx(diffs[chosen][k], abs=ZERO_ATOL_1E12)
         mean_abs = np.mean([abs(d[k]) for d in diffs.values()])
-        assert alloc.balance_reference[name] == pytest.approx(mean_abs, rel=1e-10)
-    assert alloc.balance_score == pytest.approx(scores[chosen], abs=1e-9)
+        assert alloc.balance_reference[name] == pytest.approx(mean_abs, rel=LONG_SUM_REL)
+    assert alloc.balance_score == pytest.approx(scores[chosen], abs=ROUNDED_SCORE_ATOL)
 
 
 def test_balance_is_period_adjusted_regression_with_partial_and_missing_cells() -> None:
@@ -443,7 +444,7 @@ def test_balance_is_period_adjusted_regression_with_partial_and_missing_cells() 
     z = (z - z.mean()) / z.std(ddof=1)
     chosen = np.array([alloc.assignment[lab] for lab in frame["cluster"]])
     ref = period_regression_diff(design, z, chosen)
-    assert alloc.balance["baseline_rate"] == pytest.approx(ref, abs=1e-10)
+    assert alloc.balance["baseline_rate"] == pytest.approx(ref, abs=ZERO_ATOL_1E10)
 
 
 def test_max_score_threshold_and_failure_message() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _tolerances import EXACT_REL
 
 REF = Path(__file__).resolve().parent / "reference"
 FIXTURE_DIRS = [REF / "lmm", REF / "rsteppedwedge"]
@@ -112,16 +113,16 @@ def test_case_is_self_consistent(folder: Path, case: dict) -> None:
     se = np.asarray(case["fixef_se"], dtype=float)
     vcov = np.asarray(case["vcov"], dtype=float)
     assert beta.shape == (p,) and se.shape == (p,) and vcov.shape == (p, p)
-    np.testing.assert_allclose(vcov, vcov.T, rtol=0, atol=1e-12 * np.abs(vcov).max())
-    np.testing.assert_allclose(se, np.sqrt(np.diag(vcov)), rtol=1e-12)
+    np.testing.assert_allclose(vcov, vcov.T, rtol=0, atol=EXACT_REL * np.abs(vcov).max())
+    np.testing.assert_allclose(se, np.sqrt(np.diag(vcov)), rtol=EXACT_REL)
 
     if case["effect"] == "eti":
         terms = case["treatment_term"]
         assert all(t in case["fixef_names"] for t in terms)
         tate = case["tate"]
         w = np.isin(case["fixef_names"], terms) / len(terms)
-        np.testing.assert_allclose(tate["estimate"], w @ beta, rtol=1e-12)
-        np.testing.assert_allclose(tate["se"], np.sqrt(w @ vcov @ w), rtol=1e-12)
+        np.testing.assert_allclose(tate["estimate"], w @ beta, rtol=EXACT_REL)
+        np.testing.assert_allclose(tate["se"], np.sqrt(w @ vcov @ w), rtol=EXACT_REL)
     else:
         assert case["treatment_term"] in case["fixef_names"]
         assert case["tate"] is None

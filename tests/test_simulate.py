@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 from scipy import stats
-from tests._tolerances import EXACT, MC_K
+from tests._tolerances import EXACT, LINALG_REL, MC_K, TINY_SIGMA_ATOL, ZERO_ATOL_1E12
 
 import steppedwedge as sw
 from steppedwedge.design import Design
@@ -137,7 +137,7 @@ def test_cells_and_rows_are_the_same_draw_of_cluster_effects() -> None:
     cells = simulate(x, effect=1.0, variance=vc, cluster_size=3, level="cluster-period", rng=3)
     rows = simulate(x, effect=1.0, variance=vc, cluster_size=3, rng=3)
     from_rows = rows.groupby(["cluster", "period"])["outcome"].mean().to_numpy()
-    assert_allclose(cells["outcome"].to_numpy(), from_rows, atol=1e-4)
+    assert_allclose(cells["outcome"].to_numpy(), from_rows, atol=TINY_SIGMA_ATOL)
 
 
 # ------------------------------------------------------------------ cohorts
@@ -174,7 +174,7 @@ def test_cohort_cells_level_aggregates_individuals_exactly() -> None:
     g = rows.groupby(["cluster", "period"])["outcome"]
     assert_allclose(cells["outcome"].to_numpy(), g.mean().to_numpy(), **EXACT)
     ss = g.apply(lambda y: float(((y - y.mean()) ** 2).sum())).to_numpy()
-    assert_allclose(cells["within_ss"].to_numpy(), ss, rtol=1e-10, atol=1e-12)
+    assert_allclose(cells["within_ss"].to_numpy(), ss, rtol=LINALG_REL, atol=ZERO_ATOL_1E12)
 
 
 # ------------------------------------------------------------------ trends and ETI curves

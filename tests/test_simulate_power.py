@@ -14,7 +14,13 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 from scipy import stats
-from tests._tolerances import EXACT, MC_K
+from tests._tolerances import (
+    EXACT,
+    MC_K,
+    QUANTILE_ROUND_TRIP_REL,
+    SAME_OPTIMISER,
+    SPECIAL_FUNCTION_REL,
+)
 
 import steppedwedge as sw
 from steppedwedge._core.gls import gls_information
@@ -287,17 +293,17 @@ def test_clopper_pearson_exact_values() -> None:
     res = _tiny(analysis=lambda data: (0.0, 1.0, 0.0), n_sims=10)
     low, high = res.conf_int()
     assert high == 1.0
-    assert_allclose(low, 0.025 ** (1 / 10), rtol=1e-10)
+    assert_allclose(low, 0.025 ** (1 / 10), rtol=SPECIAL_FUNCTION_REL)
     res0 = _tiny(analysis=lambda data: (0.0, 1.0, 0.9), n_sims=10)
     low, high = res0.conf_int(0.9)
     assert low == 0.0
-    assert_allclose(high, 1 - 0.05 ** (1 / 10), rtol=1e-10)
+    assert_allclose(high, 1 - 0.05 ** (1 / 10), rtol=SPECIAL_FUNCTION_REL)
     # an interior case against the beta-quantile definition, via the binomial tails
     res3 = _tiny(analysis=_every_third_rejects, n_sims=30)
     k, n = res3.n_rejected, res3.n_usable
     low, high = res3.conf_int()
-    assert_allclose(stats.binom.sf(k - 1, n, low), 0.025, rtol=1e-8)
-    assert_allclose(stats.binom.cdf(k, n, high), 0.025, rtol=1e-8)
+    assert_allclose(stats.binom.sf(k - 1, n, low), 0.025, rtol=QUANTILE_ROUND_TRIP_REL)
+    assert_allclose(stats.binom.cdf(k, n, high), 0.025, rtol=QUANTILE_ROUND_TRIP_REL)
 
 
 def _every_third_rejects(data: pd.DataFrame) -> tuple[float, float, float]:
@@ -500,7 +506,7 @@ def test_fast_path_equals_sw_fit_on_the_rows_it_summarises(random: str, dof: str
     means = g.mean().to_numpy().reshape(6, 4)
     within = (g.var(ddof=1) * (g.size() - 1)).to_numpy().reshape(6, 4)
     got = fast_lmm_analyse(plan, means, within)
-    tol = dict(rtol=1e-6, atol=1e-10)  # same optimiser on the same statistics
+    tol = SAME_OPTIMISER  # same optimiser on the same statistics
     assert_allclose(got["estimate"], ref.estimate, **tol)
     assert_allclose(got["std_error"], ref.std_error, **tol)
     assert_allclose(got["df"], ref.df, **tol)
@@ -708,7 +714,7 @@ def test_fast_path_defaults_are_sw_fit_defaults() -> None:
         assert_allclose(
             [got["estimate"], got["std_error"], got["df"], got["p_value"]],
             [ref.estimate, ref.std_error, ref.df, ref.pvalue],
-            rtol=1e-6,
+            rtol=SAME_OPTIMISER["rtol"],
         )
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
-from tests._tolerances import EXACT
+from tests._tolerances import EXACT, EXACT_REL, ZERO_ATOL_1E15
 
 import steppedwedge as sw
 from steppedwedge._core.covariance import decay_matrix
@@ -19,13 +19,13 @@ unit = st.floats(0.0, 0.99, allow_nan=False)
 @given(icc=unit, cac=st.floats(0.0, 1.0), iac=unit, total=st.floats(0.1, 50.0))
 def test_from_correlations_round_trip(icc: float, cac: float, iac: float, total: float) -> None:
     vc = sw.VarianceComponents.from_correlations(icc, cac=cac, iac=iac, total_variance=total)
-    assert_allclose(vc.total_variance, total, rtol=1e-12)
-    assert_allclose(vc.icc, icc, rtol=1e-12, atol=1e-15)
+    assert_allclose(vc.total_variance, total, rtol=EXACT_REL)
+    assert_allclose(vc.icc, icc, rtol=EXACT_REL, atol=ZERO_ATOL_1E15)
     if icc * total >= np.finfo(float).tiny:  # a normal cluster variance keeps its split
-        assert_allclose(vc.cac, cac, rtol=1e-12, atol=1e-15)
+        assert_allclose(vc.cac, cac, rtol=EXACT_REL, atol=ZERO_ATOL_1E15)
     else:  # subnormal: taken as exactly zero (see the test below)
         assert vc.tau2 == vc.gamma2 == 0.0
-    assert_allclose(vc.iac, iac, rtol=1e-12, atol=1e-15)
+    assert_allclose(vc.iac, iac, rtol=EXACT_REL, atol=ZERO_ATOL_1E15)
 
 
 @pytest.mark.parametrize("icc", [5e-324, 1e-310, 2e-308])
