@@ -2,7 +2,8 @@
 
 A design is a cluster x period matrix with 0 for control, 1 for treated, a fraction in
 (0, 1) for partial (transition) exposure and NaN for a cell that is not observed.  It holds
-no sample sizes and no outcomes; power, simulation and analysis take it as input.
+no sample sizes and no outcomes; power, simulation and analysis take it as input.  The input
+checks and calendar helpers behind its constructors are in ``_checks``.
 """
 
 from __future__ import annotations

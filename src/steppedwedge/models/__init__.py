@@ -2,8 +2,11 @@
 
 Gaussian linear mixed models (:mod:`.mixed`), GLMMs for binomial, Poisson and negative-binomial
 outcomes (:mod:`.glmm`), GEE (:mod:`.gee`), cluster fixed-effects GLMs with CR2 inference
-(:mod:`.fixed_effects`) and cluster-period summary analyses (:mod:`.cluster_level`);
-:mod:`.fit` dispatches on ``family`` and ``method``.
+(:mod:`.fixed_effects`), cluster-period summary analyses (:mod:`.cluster_level`), the
+design-based estimators on cluster-period summaries (:mod:`.design_based`: vertical, Hughes,
+synthetic control, crossover) and the staggered-rollout estimators (:mod:`.staggered`:
+efficient, Callaway-Sant'Anna, Sun-Abraham, imputation); :mod:`.fit` dispatches on ``family``
+and ``method``.  Covariate formulas reach patsy only through ``_formula``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ of partitions of the clusters into sequences of the given sizes, of size
 ``I! / prod_s g_s!``.  Stratification, restriction of strata to permitted sequences and
 covariate-constrained randomisation each select an *admissible* subset of that space, and
 :func:`randomise` draws one member of it uniformly.  The same admissible set is what a
-randomisation (permutation) test re-draws from: see :meth:`Allocation.draw`.
+randomisation (permutation) test re-draws from: see :meth:`Allocation.draw`.  Exact
+counting, ranking and uniform sampling of that space are in ``_space``.
 """
 
 from __future__ import annotations

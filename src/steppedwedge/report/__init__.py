@@ -1,4 +1,11 @@
-"""Reproducible trial reports (Markdown + self-contained HTML) from a trial configuration."""
+"""Reproducible trial reports from a trial configuration (``trial.toml``).
+
+:func:`report` reads the configuration (:mod:`.config`, validated by :mod:`.schema`), runs the
+analyses (:mod:`.analyses`), assembles a document (:mod:`.build`, one module per part of the
+CONSORT-SW checklist in :mod:`.sections`) and writes it as self-contained HTML, Markdown, a
+PDF on request, ``results.json`` and the figures (:mod:`.html`, :mod:`.markdown`,
+:mod:`.figures`).
+"""
 
 from __future__ import annotations
 

@@ -7,7 +7,8 @@ treatment effect, closed and open cohorts), secular trends, time-varying treatme
 (exposure-time curves), binary outcomes, and counts of a population with Poisson,
 Poisson-lognormal or negative-binomial variation.  Gaussian data can be drawn directly as
 cluster-period sufficient statistics, which is exact in distribution and independent of the
-number of individuals.
+number of individuals.  The random draws themselves (numpy only, from a validated
+``SimulationSpec``) are in ``_draw``; the DataFrame is assembled here.
 """
 
 from __future__ import annotations
