@@ -372,7 +372,7 @@ def test_a_council_that_started_late_or_never_is_reported() -> None:
         data=replace(cfg.data, frame=frame),
         analysis=replace(cfg.analysis, sensitivity=("cluster-summary",), random="nested"),
     )
-    report = build_report(cfg)
+    report = build_report(cfg, exploratory=False)
     flow = report.section("flow").values
     assert flow["late_or_early"] == 1 and flow["never_started"] == 1
     assert flow["analysed"] == 17
@@ -398,7 +398,7 @@ def hostile() -> Report:
         data=replace(cfg.data, frame=frame),
         analysis=replace(cfg.analysis, sensitivity=("cluster-summary",), random="nested"),
     )
-    return build_report(cfg)
+    return build_report(cfg, exploratory=False)
 
 
 def test_hostile_cluster_name_is_text_in_html(hostile: Report) -> None:
@@ -533,9 +533,10 @@ def test_planning_comment_when_the_standard_error_is_far_from_the_plan() -> None
     assert "smaller" in _se_comment(0.5, rows, planned, achieved)
 
 
+@pytest.mark.slow
 def test_gaussian_report_states_the_icc_of_the_fitted_model() -> None:
     """A Gaussian primary analysis (council rates per 10,000 as the outcome): the planning
-    section's ICC and CAC are those of sw.fit's variance components."""
+    section's ICC and CAC are those of sw.fit's variance components (~20 s: two LMM fits)."""
     from steppedwedge.report.config import PowerSpec
 
     cfg = council_example()
@@ -551,7 +552,7 @@ def test_gaussian_report_states_the_icc_of_the_fitted_model() -> None:
             cfg.analysis, family="gaussian", random="nested", sensitivity=("cluster-summary",)
         ),
     )
-    report = build_report(cfg)
+    report = build_report(cfg, exploratory=False)
     roles = {**_roles(), "outcome": "rate"}
     del roles["exposure"]
     fit = sw.fit(frame, random="nested", **roles)

@@ -232,12 +232,16 @@ def _summary(
     return tuple(items), values
 
 
-def build_report(config: TrialConfig) -> Report:
+def build_report(config: TrialConfig, *, exploratory: bool = True) -> Report:
     """Run the configured steps and collect the report.
 
     Parameters
     ----------
     config : TrialConfig
+    exploratory : bool, default True
+        Add the exploratory analyses (:func:`steppedwedge.compare_analyses`: effect by
+        exposure time, not-yet-treated comparisons, implied weights); False leaves the
+        section out (they refit the primary model a few times).
 
     Returns
     -------
@@ -290,7 +294,7 @@ def build_report(config: TrialConfig) -> Report:
                         f"standard error {fmt_num(ratio)} times the planned one (section "
                         f"{plan.title})"
                     )
-        explore = run_exploratory(config, allocation, run.notes)  # its notes join the panel's
+        explore = run_exploratory(config, allocation, run.notes) if exploratory else None
         sections.append(sensitivity_section(run, compare(run.panel)))
         if explore is not None:
             sections.append(exploratory_section(run, explore))
