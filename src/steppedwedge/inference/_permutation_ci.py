@@ -20,6 +20,11 @@ Model statistics (``"lmm"``: the mixed model / GLMM of :func:`steppedwedge.fit`)
     (Gaussian: subtracted from the outcome), i.e. ``log mu - theta X_obs``, and the
     re-randomised treatment ``X*`` as the tested term.  Under ``X* = X_obs`` this returns
     the estimate minus ``theta`` exactly.
+The GLMM score statistic (``"glmm-score"``)
+    The same offset form, but the model refitted at ``theta`` is the GLMM *without* a
+    treatment term, once per ``theta``; every re-randomisation is then scored at that fit
+    (one product), so the ends are found by bracketing and bisection as for the cell
+    statistics, at one GLMM fit per step.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ __all__ = [
     "fit_observed",
     "model_inverter",
     "refit_many",
+    "score_inverter",
     "secant_ends",
 ]
 
@@ -457,3 +463,56 @@ def treatment_matrices(space: Any, assignments: np.ndarray) -> np.ndarray:
     """Treatment matrices ``(B, I, T)`` of the re-randomisations."""
     out: np.ndarray = treatment_batch(space.seq_matrix, assignments, space.columns)
     return out
+
+
+# --------------------------------------------------------------------------------------
+# the GLMM score statistic: one null fit per theta
+# --------------------------------------------------------------------------------------
+def score_inverter(
+    model: Any,
+    pieces: Any,
+    seq_matrix: np.ndarray,
+    seq_of: np.ndarray,
+    observed_x: np.ndarray,
+    use: str,
+    alternative: str,
+    exact: bool,
+    estimate: float,
+    failures: list[float],
+) -> Inverter:
+    """Test inversion for ``"glmm-score"``: the null GLMM refitted with ``theta X_obs``.
+
+    ``p(theta)`` refits the GLMM without a treatment term (offset ``theta X_obs``, started
+    from the fit at the nearest ``theta`` already evaluated) and scores the observed and
+    every re-randomised treatment at it.  A ``theta`` whose fit fails is not rejected (the
+    interval can only grow) and recorded in ``failures``.
+    """
+    from . import _permutation_score as sc
+
+    fits: dict[float, Any] = {0.0: pieces}
+
+    def pfun(theta: float) -> float:
+        if theta not in fits:
+            near = min(fits, key=lambda t: abs(t - theta))
+            try:
+                fits[theta] = sc.fit_null(model, theta, start=fits[near].core)
+            except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+                failures.append(theta)
+                return 1.0
+        pc = fits[theta]
+        t_obs = float(sc.score_statistics(pc, observed_x, use)[0])
+        t_null = sc.score_by_sequence(pc, seq_matrix, seq_of, use)
+        if not math.isfinite(t_obs):
+            failures.append(theta)
+            return 1.0
+        return permutation_pvalue(t_obs, t_null, alternative, exact=exact)  # type: ignore[arg-type]
+
+    info = float(sc.information(pieces, observed_x)[0])
+    scale = 1.0 / math.sqrt(info) if info > 0 else 1.0  # the model standard error
+
+    def invert(level: float) -> tuple[float, float]:
+        return invert_test(
+            pfun, estimate, scale, 1.0 - level, rtol=MODEL_RTOL, max_distance=LINK_MAX_DISTANCE
+        )
+
+    return invert

@@ -29,6 +29,15 @@ Statistics
     default; a GLMM for counts and binomial outcomes, e.g. ``lmm_options={"random":
     "nested+decay"}``; ``lmm_options`` are passed on).  Slow: one fit per
     re-randomisation, on any executor.
+``"glmm-score"``
+    Binomial and count outcomes: the GLMM without a treatment term (``lmm_options={"random":
+    "cluster" | "nested" | "decay" | "nested+decay"}``, default ``"nested"``) is fitted
+    once, and each re-randomised treatment is scored by the derivative of its Laplace
+    log-likelihood in a treatment coefficient at 0, standardised by the efficient
+    information (``use="estimate"``: ``U / I``, one Newton step towards the GLMM estimate;
+    ``use="t"``: ``U / sqrt(I)``).  Linear in the treatment, so all re-randomisations are
+    one product: 10,000 with a 95% interval in about a second on the council example,
+    against one GLMM fit per draw for ``"lmm"`` (``benchmarks/bench_permutation_score.py``).
 callable
     ``f(frame) -> float`` called with a copy of ``data`` whose treatment column holds the
     re-randomised treatment.
@@ -75,9 +84,9 @@ __all__ = [
     "permutation_test",
 ]
 
-StatisticName = Literal["cluster-period", "lmm", "twfe"]
+StatisticName = Literal["cluster-period", "glmm-score", "lmm", "twfe"]
 Alternative = Literal["two-sided", "greater", "less"]
-_STATISTICS = ("cluster-period", "lmm", "twfe")
+_STATISTICS = ("cluster-period", "glmm-score", "lmm", "twfe")
 _ALTERNATIVES = ("two-sided", "greater", "less")
 _DEFAULT_LINK = {
     "gaussian": "identity",
@@ -100,6 +109,9 @@ _INTERVAL_NOTE = {
     "model": "The interval inverts the test in the offset form: the model is refitted with "
     "theta X added to the linear predictor's offset (log mu - theta X; Gaussian: Y - theta X) "
     "and the re-randomised treatment as the tested term.",
+    "score": "The interval inverts the test in the offset form: the GLMM without a treatment "
+    "term is refitted once per hypothesised effect theta with theta X added to the offset "
+    "(log mu - theta X), and every re-randomisation is scored at that fit.",
 }
 
 
@@ -238,7 +250,7 @@ class PermutationResult(ResultMixin):
         if self._invert is None:
             raise ValueError(
                 "a confidence interval by test inversion is available for the 'twfe', "
-                "'cluster-period' and 'lmm' statistics, not for a callable."
+                "'cluster-period', 'lmm' and 'glmm-score' statistics, not for a callable."
             )
         if not 0.0 < level < 1.0:
             raise ValueError(f"`confidence_level` must lie in (0, 1); got {level!r}.")
@@ -330,7 +342,8 @@ class PermutationResult(ResultMixin):
             *self.messages,
         ]
         if self.interval is not None:
-            notes.append(_INTERVAL_NOTE[self.link if self.statistic_name != "lmm" else "model"])
+            key = {"lmm": "model", "glmm-score": "score"}.get(self.statistic_name, self.link)
+            notes.append(_INTERVAL_NOTE[key])
         return Summary(
             title="Stepped-wedge randomisation test",
             header=tuple(header),
@@ -852,10 +865,18 @@ def permutation_test(
             "which the binomial GLMM does not take; use statistic='twfe' or "
             "'cluster-period' (empirical log-odds) for a binomial randomisation interval."
         )
-    if name != "lmm" and (use != "estimate" or lmm_options):
-        raise ValueError("`use` and `lmm_options` apply to statistic='lmm' only.")
+    if name not in ("lmm", "glmm-score") and (use != "estimate" or lmm_options):
+        raise ValueError("`use` and `lmm_options` apply to statistic='lmm' and 'glmm-score' only.")
     if name != "lmm" and (executor is not None or n_jobs not in (None, 1)):
-        raise ValueError("`executor` and `n_jobs` apply to statistic='lmm' (one refit each).")
+        raise ValueError(
+            "`executor` and `n_jobs` apply to statistic='lmm' (one refit each; the other "
+            "statistics are vectorised)."
+        )
+    if name == "glmm-score" and link is not None and link != _DEFAULT_LINK[td.family]:
+        raise ValueError(
+            f"statistic='glmm-score' works on the GLMM's own link ({_DEFAULT_LINK[td.family]!r}); "
+            f"got link={link!r}."
+        )
 
     cells = td.cells()
     treat = np.where(cells.observed, cells.treatment, np.nan)
@@ -868,6 +889,7 @@ def permutation_test(
     messages: list[str] = []
     invert: Callable[[float], tuple[float, float]] | None = None
     ci_failures: list[int] = []
+    score_failures: list[float] = []
     estimate: float
     if name in ("twfe", "cluster-period"):
         y, wt, mask = _cell_arrays(td, lk, wts)
@@ -898,6 +920,12 @@ def permutation_test(
         )
         shift, additive = ci.cell_shift(td, lk, y)
         invert = ci.cell_inverter(prob, shift, additive, obs, null)
+    elif name == "glmm-score":
+        obs, estimate, null, invert, msgs = _score_test(
+            td, use, lmm_options or {}, space, assignments, observed_x, alternative, exact,
+            score_failures,
+        )  # fmt: skip
+        messages += msgs
     else:
         roles = dict(
             family=family,
@@ -965,6 +993,12 @@ def permutation_test(
         interval = _interval(invert, float(confidence_level), min_p, alloc.n_admissible, exact)
         if not all(np.isfinite(interval)):
             messages.append(_unbounded_note(interval, float(confidence_level), min_p, alloc))
+        if score_failures:
+            messages.append(
+                f"the GLMM without a treatment term could not be fitted at "
+                f"{len(score_failures)} hypothesised effect(s) while the interval was "
+                "searched; those were not rejected (the interval can only be wider)."
+            )
         worst = int(np.max(ci_failures)) if ci_failures else 0
         if worst:
             messages.append(
@@ -990,7 +1024,7 @@ def permutation_test(
         confidence_level=None if confidence_level is None else float(confidence_level),
         interval=interval,
         family=td.family,
-        link=lk if name != "lmm" else _DEFAULT_LINK[td.family],
+        link=lk if name not in ("lmm", "glmm-score") else _DEFAULT_LINK[td.family],
         weights=wts,
         outcome=outcome,
         n_clusters=td.n_clusters,
@@ -1050,6 +1084,53 @@ def _unbounded_note(
         f"The {side} end of the {100 * level:g}% interval is unbounded: no effect that far "
         "out (on the analysis scale) is rejected at this level."
     )
+
+
+def _score_test(
+    td: TrialData,
+    use: str,
+    options: dict[str, Any],
+    space: _Space,
+    assignments: np.ndarray,
+    observed_x: np.ndarray,
+    alternative: str,
+    exact: bool,
+    failures: list[float],
+) -> tuple[float, float, np.ndarray, Callable[[float], tuple[float, float]], list[str]]:
+    """Observed statistic, estimate, null distribution and inverter of ``"glmm-score"``."""
+    from . import _permutation_score as sc
+
+    extra = sorted(set(options) - {"random"})
+    if extra:
+        raise ValueError(
+            "statistic='glmm-score' takes only lmm_options={'random': ...} (the GLMM without "
+            f"a treatment term is fitted once); got {extra}."
+        )
+    random = check_option("lmm_options['random']", options.get("random", "nested"), sc.SCORE_RANDOM)
+    model = sc.null_model(td, random)
+    pieces = sc.fit_null(model)
+    messages = [
+        f"Score statistic of the {td.family} GLMM (random={random!r}) fitted once without a "
+        "treatment term; "
+        + ("use='estimate': U / I, one Newton step from no effect." if use == "estimate" else
+           "use='t': U / sqrt(I).")
+    ]  # fmt: skip
+    if not pieces.core.converged:
+        messages.append(f"The null GLMM fit did not converge ({pieces.core.message}).")
+    obs = float(sc.score_statistics(pieces, observed_x, use)[0])
+    if not np.isfinite(obs):
+        raise DataError(
+            "the glmm-score statistic is not defined for the observed allocation (the "
+            "treatment is collinear with the period effects)."
+        )
+    estimate = float(sc.score_statistics(pieces, observed_x, "estimate")[0])
+    seq_of = np.asarray(assignments)[:, space.columns]  # each cluster's drawn sequence
+    null = sc.score_by_sequence(pieces, space.seq_matrix, seq_of, use)
+    invert = ci.score_inverter(
+        model, pieces, space.seq_matrix, seq_of, observed_x, use, alternative, exact, estimate,
+        failures,
+    )  # fmt: skip
+    return obs, estimate, null, invert, messages
 
 
 def _permuted_frame(
