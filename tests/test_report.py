@@ -202,6 +202,7 @@ def test_summary_box_states_question_design_result_and_agreement(
     """The bundled example: the GLMMs and GEE reject at 5%; CR2 fixed effects, cluster
     summaries and the randomisation test do not; the summary box says so."""
     labels = [item.label for item in example.document.summary]
+    assert example.document.summary[0].parts == (council_example().question,)
     assert labels == [
         "Question",
         "Design",

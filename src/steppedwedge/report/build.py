@@ -190,7 +190,9 @@ def _summary(
 ) -> tuple[tuple[SummaryItem, ...], dict[str, Any]]:
     data = config.data
     question: tuple[Any, ...] = ("Does the intervention change ",)
-    if data is not None:
+    if config.question:
+        question = (config.question,)
+    elif data is not None:
         question += (Code(data.outcome),)
         question += (" per ", Code(data.exposure)) if data.exposure else ()
         question += ("?",)
