@@ -190,3 +190,129 @@ ZERO_ATOL_1E16 = 1e-16
 #: zero (one row) and is far below one ulp of the squared data (~1e4 scale**2), so those
 #: cells must come out exactly zero, at every data scale.
 SS_ROUNDING = 1e-20
+
+# ----------------------------------------------------------------- optimisers and fits
+#: A standard deviation (~1e-3) of values that themselves agree only to 1e-12 absolute:
+#: ~1e-9 relative.
+SD_OF_CLOSE_VALUES_REL = 1e-9
+#: scipy's NNLS (active set, its own tolerance scaled by the data) recovering the exact
+#: simplex weights of a noise-free convex combination: ~1e-10; 1e-8.
+NNLS_RECOVERY_ATOL = 1e-8
+#: A contrast built from weights a QP solver recovered (SLSQP / NNLS, ~1e-8 in the weights,
+#: outcomes of order one): 1e-6.
+QP_RECOVERY_ATOL = 1e-6
+#: Synthetic-control weights from our solver against scipy's SLSQP (ftol 1e-14) on the same
+#: strictly convex problem: both at the unique optimum to ~1e-11.
+QP_SOLVERS_REL = 1e-9
+#: An estimator's linear coefficients recovered by unit perturbations of the data: each is a
+#: difference of two estimates of the size of the data, so cancellation leaves ~1e-10 relative
+#: error in the coefficients and in a standard error built from them; 1e-7.
+UNIT_PERTURBATION_REL = 1e-7
+#: The relative stopping tolerance the tests hand to the permutation-interval inverter (an
+#: input of the routine, far below the Monte-Carlo resolution of any interval end).
+INVERTER_RTOL = 1e-9
+#: Two GLMM fits of one likelihood surface (a refit with theta * x in the offset against the
+#: original): each optimiser stops at its own tolerance, ~1e-5 apart in the estimate.
+TWO_OPTIMISER_STOPS_ATOL = 2e-5
+#: The same likelihood surface maximised from two data layouts (rows vs cells): both
+#: optimiser runs stop within ~1e-8 of the maximum, ~1e-6 apart in the parameters and the
+#: log-likelihood.
+SAME_SURFACE_ATOL = 1e-6
+#: The same objective maximised twice (AGQ with one node is the Laplace approximation):
+#: parameters ~1e-8 apart, log-likelihoods ~1e-10 nats.
+SAME_OBJECTIVE = dict(rtol=1e-7, atol=1e-9)
+SAME_OBJECTIVE_LOGLIK_ATOL = 1e-9
+#: The same objective from an equivalent input (exposure = E against offset = log E): the
+#: optimiser takes the same path up to rounding.
+EQUIVALENT_INPUT_REL = 1e-9
+#: GLMM 0/1 rows against events/trials (likelihoods equal up to sum log choose(n, y)): the
+#: same optimum to ~1e-9 (cluster model) or ~1e-8 (nested + decay, flatter surface).
+ROWS_VS_AGGREGATE = dict(rtol=1e-8, atol=1e-10)
+ROWS_VS_AGGREGATE_DECAY_REL = 1e-7
+#: Log-likelihoods at the same (Newton-polished) optimum, or differing by a known constant.
+LOGLIK_SAME_OPTIMUM_ATOL = 1e-8
+ROWS_VS_AGGREGATE_LOGLIK_ATOL = 1e-7
+#: R's log-likelihood difference between two separately optimised glmer fits (rows and
+#: aggregated, bobyqa): each stops ~1e-5 nats from its optimum.
+GLMER_LOGLIK_DIFF_ATOL = 1e-4
+#: Our log-likelihood against scipy's adaptive quadrature (epsrel 1e-12) summed over
+#: clusters: ~1e-10 nats; 1e-8.
+QUADRATURE_LOGLIK_ATOL = 1e-8
+#: A singular GLMM fit (both variances at 0) against the logistic GLM by IRLS (tol 1e-12):
+#: our optimiser stops ~1e-8 from the optimum in the criterion (~1e-6 in the estimate) and
+#: our SEs come from a finite-difference Hessian (~1e-5).
+GLM_LIMIT_EST_REL = 1e-6
+GLM_LIMIT_SE_REL = 1e-5
+#: A negative binomial whose size runs to its upper bound (1e6) against the Poisson fit:
+#: the working variances differ by mu / 1e6, so the estimates agree to 1e-4 of an SE.
+POISSON_LIMIT_SE_UNITS = 1e-4
+#: A decay model whose correlation runs to r = 1 against the cluster model it then is:
+#: the same optimum up to the optimisers' stops (log-likelihood 1e-6 nats, estimate 1e-5).
+BOUNDARY_MODEL_LOGLIK_ATOL = 1e-6
+BOUNDARY_MODEL_REL = 1e-5
+#: ... and one stopped at r > 0.9999 (not exactly 1): the log-likelihoods differ by the
+#: remaining decay, < 1e-3 nats.
+NEAR_BOUNDARY_LOGLIK_ATOL = 1e-3
+#: An unrelated (independent) covariate added to a fit moves the treatment estimate by
+#: about its own noise, < 0.05 on the log scale for the reference data set.
+UNRELATED_COVARIATE_ATOL = 0.05
+#: A Wald limit mapped back and forth through log/exp or atanh/tanh: atanh near 1
+#: amplifies rounding by 1 / (1 - r^2) (~1e3 at r = 0.999).
+TRANSFORM_ROUND_TRIP_REL = 1e-9
+#: The decay GLMM against glmmTMB at the same Laplace optimum (Newton-polished): estimate
+#: and SE ~1e-7 relative; the variance parameters sit on a flat ridge in (gamma2, r)
+#: (glmmTMB's optimum is 2e-10 nats lower and 4e-6 away in r): 1e-4; a zero tau2 to 1e-8.
+GLMMTMB_DECAY_REL = 1e-6
+FLAT_LIKELIHOOD_VC_REL = 1e-4
+BOUNDARY_TAU2_ATOL = 1e-8
+#: A direct (dense, scipy-optimised) REML/ML fit against ours: both optimisers stop ~1e-8
+#: in the criterion, ~1e-7 relative in the variance parameters; 1e-6.
+DIRECT_FIT_REL = 1e-6
+#: Variance components and decay against glmmTMB (both optima Newton-polished to gradients
+#: < 1e-6 nats per unit parameter; agreement is ~1e-7 relative, the issue's contract is 1e-4).
+GLMMTMB_COMPONENTS = dict(rtol=1e-4, atol=1e-10)
+#: ... for a fit whose NB size is not identified (the likelihood rises by 2.6e-6 nats from
+#: our cap to glmmTMB's stop, tau2 moves 1e-4 and the decay 7e-4 relative): 1e-3; the size
+#: of an identified NB fit is estimated less sharply (small curvature): also 1e-3.
+GLMMTMB_FLAT = dict(rtol=1e-3, atol=1e-10)
+GLMMTMB_NB_SIZE_REL = 1e-3
+#: Our REML variance components against lmer's (bobyqa, rhoend 1e-12): both optimisers
+#: stop within ~1e-7 relative of the optimum (achieved 3e-7); 1e-5 is the ITERATIVE contract.
+LMER_VC_APPROX = dict(rel=1e-5)
+#: Fixed effects against lmer at its slightly different optimum: ~1e-7 relative; 1e-6.
+LMER_BETA_REL = 1e-6
+#: The same sandwich computed two ways in double precision (cells vs dense rows).
+SANDWICH_TWO_WAYS = dict(rtol=1e-9, atol=0.0)
+#: GLMM coefficients and variance against R's Newton-polished optimum (gradient ~3e-8):
+#: ~1e-8 apart absolute, ~1e-7 relative in the variance.
+GLMM_R_BETA_ATOL = 1e-7
+GLMM_R_VC_REL = 1e-6
+#: Per-cluster Laplace gradients batched against one cluster at a time: each path re-solves
+#: the modes to 1e-10, so the gradients agree to ~1e-10.
+BATCHED_MODES = dict(rtol=1e-9, atol=1e-9)
+#: Per-cluster scores by central differences of per-cluster Laplace values (step 1e-5, modes
+#: re-solved to 1e-10): truncation ~1e-10, cancellation ~1e-16 * |l_i| / h ~ 1e-9 relative;
+#: the sandwich built from them agrees with the exact-gradient one to ~1e-8.
+GLMM_FD = dict(rtol=1e-6, atol=0.0)
+#: A marginal (population-averaged) quantity by adaptive quadrature (epsabs 1e-13) against
+#: ours (Gauss-Hermite): ~1e-10; 1e-8.  Its SE through central differences (step 1e-5)
+#: of that quadrature functional: ~1e-6; 1e-5.
+QUADRATURE_REL = 1e-8
+CENTRAL_DIFF_QUAD_REL = 1e-5
+#: Central differences (step 1e-6) of a Laplace / AGQ value whose inner modes are solved to
+#: 1e-10 to 1e-12: differencing error ~1e-7 to ~1e-6 (relative and absolute, gradients of
+#: order one); the decay models' modes are solved less tightly (1e-10): 1e-5.
+CENTRAL_DIFF_LAPLACE = dict(rtol=1e-6, atol=1e-6)
+CENTRAL_DIFF_LAPLACE_DECAY = dict(rtol=1e-5, atol=1e-5)
+#: Central differences (step 1e-6 in atanh r) of the closed-form AR(1) Cholesky factor:
+#: truncation ~h^2 ~1e-12, rounding ~eps / h ~2e-10; irregular times: 1e-8 absolute.
+CENTRAL_DIFF_AR1 = dict(rtol=1e-7, atol=1e-9)
+CENTRAL_DIFF_AR1_ATOL = 1e-8
+#: A 2-D trapezoid rule on 2001 nodes of a kernel with a kink on the diagonal: error
+#: O(h^2) with h = x / 2000 <= 1.5e-3, ~1e-7 relative; 1e-6.
+TRAPEZOID_REL = 1e-6
+#: The report's numbers against a fresh ``sw.fit`` of the same data: deterministic up to
+#: BLAS threading (~1e-12); quantities through a tail probability or ``exp`` (p-values,
+#: achieved power, ratios) amplify that by ~z^2: 1e-10 and 1e-8.
+REFIT_SAME_DATA_REL = 1e-10
+REFIT_SAME_DATA_TAIL_REL = 1e-8

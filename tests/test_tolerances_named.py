@@ -5,7 +5,9 @@ A bare number passed as ``rtol=``, ``atol=``, ``rel=`` or ``abs=`` (to
 tolerances, ...) hides why the tolerance has its size; the named tolerances carry that
 reason in a comment.  The check reads each test module's syntax tree, so a literal anywhere
 inside the keyword's value counts (``atol=1e-12 * scale`` is caught, ``atol=EXACT_REL *
-scale`` is not).  ``0`` and ``0.0`` are allowed: they mean "exactly" and need no reason.
+scale`` is not).  ``0`` and ``0.0`` are allowed: they mean "exactly" and need no reason; so are the
+arguments of ``printed(decimals)``, exponents (``scale**2``) and integer counts multiplying a
+name (``2 * LOGLIK_ATOL``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,16 @@ def _literals(node: ast.AST) -> list[ast.Constant]:
         return []
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
         return _literals(node.left)  # scale**2: the exponent is a unit, not a tolerance
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+        # 2 * LOGLIK_ATOL (an AIC is -2 loglik + 2k): an integer count times a named tolerance
+        sides = [node.left, node.right]
+        named = [not isinstance(side, ast.Constant) for side in sides]
+        return [
+            c
+            for side, other in ((sides[0], named[1]), (sides[1], named[0]))
+            if not (other and isinstance(side, ast.Constant) and type(side.value) is int)
+            for c in _literals(side)
+        ]
     if isinstance(node, ast.Constant):
         value = node.value
         numeric = isinstance(value, int | float) and not isinstance(value, bool)
@@ -84,7 +96,8 @@ def test_the_check_can_fail() -> None:
     src = "np.testing.assert_allclose(a, b, rtol=LINALG_REL, atol=1e-12 * s)\n"
     src += "assert x == pytest.approx(y, rel=2e-3)\nd = dict(abs=-5)\n"
     assert bare_tolerances(src) == [(1, "atol"), (2, "rel"), (3, "abs")]
-    assert bare_tolerances("f(rtol=0, atol=0.0, rel=TOL, check=1e-3)") == []
+    assert bare_tolerances("f(rtol=0, atol=0.0, rel=TOL, check=1e-3, abs=2 * TOL)") == []
+    assert bare_tolerances("f(abs=2.5 * TOL)\nf(abs=2 * 1e-3)") == [(1, "abs"), (2, "abs")]
 
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: p.name)
