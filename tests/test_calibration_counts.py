@@ -1,8 +1,15 @@
-"""Calibration of the cluster-summary analysis and the randomisation test on the count audit
-scenario (``tests/calibration_counts.py``: councils x 20 quarters, persistent council effect
-SD 0.33, council-quarter effect SD 0.15 decaying 0.9 per quarter, Poisson counts of the child
-population).  The full table is produced by ``tools/calibrate_counts.py``; these tests keep
-the two claims that the library's defaults rest on, with fixed seeds and paired replicates:
+"""Calibration of the report's primary analysis, the cluster-summary analysis and the
+randomisation test on the count audit scenario (``tests/calibration_counts.py``: councils x
+20 quarters, persistent council effect SD 0.33, council-quarter effect SD 0.15 decaying 0.9
+per quarter, Poisson counts of the child population).  The full table is produced by
+``tools/calibrate_counts.py``; these tests keep the claims that the library's defaults rest
+on, with fixed seeds:
+
+* the report's primary analysis (the ``nested+decay`` Poisson GLMM, model-based variance,
+  t(I - 2)) keeps its type-I error in 1,500 null trials and its 95% coverage at rate ratio
+  0.85 in 700 trials within 2 Monte-Carlo SEs of 5% and 95%, with 17 councils; with 8
+  councils it is valid (no more than 5% + 2 SE, no less than 95% - 2 SE) but conservative
+  (the inner limits are a strict expected failure);
 
 * the default cluster-summary analysis (CR2 clustered by council, t(I - 2)) holds its size,
   and the former cell-level analysis (t with cells - parameters df) rejects more often;
@@ -10,17 +17,32 @@ the two claims that the library's defaults rest on, with fixed seeds and paired 
   construction; this checks the implementation) and has more power than the within-period
   ``"cluster-period"`` statistic at rate ratio 0.85.
 
-Tolerances: MC_K (4) Monte-Carlo SEs of a proportion (``sqrt(p(1-p)/N)`` at p = 0.05), and
-of a paired difference of rejection rates (``sqrt(discordant share / N)``).
+Tolerances: for the primary analysis, +-2 Monte-Carlo SEs of a calibrated test at the
+test's counts (the issue's [4%, 6%] and [94%, 96%] are +-2.05 SEs at its 2,000 replicates);
+otherwise MC_K (4) Monte-Carlo SEs of a proportion
+(``sqrt(p(1-p)/N)`` at p = 0.05), and of a paired difference of rejection rates
+(``sqrt(discordant share / N)``).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import Any
+
 import numpy as np
 import pytest
 from _tolerances import MC_K
-from calibration_counts import ROLES, council_scenario, null_and_alternative
+from calibration_counts import (
+    AUDIT_BASELINE,
+    AUDIT_VARIANCE,
+    ROLES,
+    council_scenario,
+    null_and_alternative,
+)
 
+import steppedwedge as sw
 from steppedwedge.data import TrialData
 from steppedwedge.inference.permutation import (
     null_distribution_from_allocation,
@@ -104,3 +126,124 @@ def test_permutation_test_default_is_twfe() -> None:
     )
     assert res.statistic_name == "twfe"
     assert res.pvalue == ref.pvalue and res.estimate == ref.estimate
+
+
+#: The report's primary-analysis calibration: replicates are drawn in chunks of
+#: ``PRIMARY_CHUNK``, chunk ``c`` of the null (``h = 0``) or of rate ratio 0.85 (``h = 1``)
+#: seeded ``SeedSequence([PRIMARY_SEED, h, c])`` -- the chunks of
+#: ``python tools/calibrate_counts.py --candidates nested+decay`` (default seed), whose
+#: 2,000 + 2,000 replicates give the table in docs/explanation/calibration.rst; this test
+#: refits the first 1,500 null and 700 alternative ones: 4,400 decay-GLMM fits, about 400 s
+#: of CPU (the CI budget of 200 s on two cores; all 8,000 would take about 750 s).
+PRIMARY_SEED = 20261201
+PRIMARY_CHUNK = 100
+PRIMARY_N_NULL = 1500
+PRIMARY_N_ALT = 700
+
+
+def _primary_options() -> dict[str, object]:
+    """The options of the report's pre-specified primary analysis, without column roles."""
+    from steppedwedge.report import council_example
+
+    cfg = council_example()
+    assert cfg.data is not None
+    roles = {*cfg.data.roles(), "period_order"}
+    return {k: v for k, v in cfg.fit_options("primary").items() if k not in roles}
+
+
+def _primary_rates(n_councils: int, executor: Executor) -> tuple[np.ndarray, np.ndarray, int]:
+    """Rejections under the null, coverage at RR 0.85 and the number of flagged fits."""
+    scenario = council_scenario(n_councils)
+    out: dict[int, list[np.ndarray]] = {0: [], 1: []}
+    failed = 0
+    for h, (effect, n) in enumerate(
+        zip(null_and_alternative(), (PRIMARY_N_NULL, PRIMARY_N_ALT), strict=True)
+    ):
+        for c in range(n // PRIMARY_CHUNK):
+            res = sw.simulate_power(
+                scenario.design,
+                effect=effect,
+                variance=AUDIT_VARIANCE,
+                cluster_size=scenario.population,
+                family="poisson",
+                baseline=AUDIT_BASELINE,
+                analysis=_primary_options(),
+                allocation=scenario.allocation,
+                n_sims=PRIMARY_CHUNK,
+                rng=np.random.SeedSequence([PRIMARY_SEED, h, c]),
+                executor=executor,
+                progress=False,
+            )
+            est = res.estimates
+            usable = est[est["status"].isin(("ok", "singular"))]
+            failed += len(est) - len(usable)
+            if h == 0:
+                out[0].append(usable["rejected"].to_numpy(bool))
+            else:
+                lo, hi = usable["conf_low"].to_numpy(), usable["conf_high"].to_numpy()
+                out[1].append((lo <= effect) & (effect <= hi))
+    return np.concatenate(out[0]), np.concatenate(out[1]), failed
+
+
+@pytest.fixture(scope="module")
+def primary_rates() -> Iterator[Callable[[int], tuple[np.ndarray, np.ndarray, int]]]:
+    """``rates(n_councils)``, computed once per council count on a two-process pool."""
+    with ProcessPoolExecutor(2) as pool:
+        cache: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
+
+        def rates(n_councils: int) -> tuple[np.ndarray, np.ndarray, int]:
+            if n_councils not in cache:
+                t0 = time.perf_counter()
+                cache[n_councils] = _primary_rates(n_councils, pool)
+                rej, cov, failed = cache[n_councils]
+                print(
+                    f"\n{n_councils} councils: type-I error {rej.mean():.4f} ({rej.size} "
+                    f"usable), coverage {cov.mean():.4f} ({cov.size} usable), {failed} "
+                    f"flagged, {time.perf_counter() - t0:.0f} s"
+                )
+            return cache[n_councils]
+
+        yield rates
+
+
+#: Half-width of the windows in Monte-Carlo SEs of a calibrated test: the issue's [4%, 6%]
+#: and [94%, 96%] at its 2,000 replicates are +-2.05 SEs; the same rule at the test's counts.
+PRIMARY_K = 2.0
+
+
+def _window(n: int) -> float:
+    return PRIMARY_K * float(np.sqrt(0.05 * 0.95 / n))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_councils", [17, 8])
+def test_report_primary_analysis_is_valid(n_councils: int, primary_rates: Any) -> None:
+    """The report's primary analysis with the library's own generator (each replicate
+    re-randomised from the trial's admissible allocations), fresh fits of the documented
+    replicates, with 17 and with 8 councils: the type-I error of 1,500 null trials is at
+    most 5% + 2 MC SE (6.1%) and the coverage of 700 trials at rate ratio 0.85 at least
+    95% - 2 MC SE (93.4%): the issue's outer limits, 6% and 94%, at its 2,000 replicates."""
+    rejected, covered, failed = primary_rates(n_councils)
+    # flagged fits (error, non-convergence) are left out of the rates: at most 0.5%
+    assert failed <= 0.005 * (PRIMARY_N_NULL + PRIMARY_N_ALT), failed
+    assert rejected.mean() <= 0.05 + _window(rejected.size), rejected.mean()
+    assert covered.mean() >= 0.95 - _window(covered.size), covered.mean()
+
+
+_CONSERVATIVE_WITH_8 = pytest.mark.xfail(
+    strict=True,
+    reason="with 8 councils the model-based test is conservative (type-I error about 3%, "
+    "coverage about 97%): ML variance components of 8 councils, t(6) over-compensates; "
+    "no variance option meets the inner limits (docs/explanation/calibration.rst)",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_councils", [17, pytest.param(8, marks=_CONSERVATIVE_WITH_8)])
+def test_report_primary_analysis_is_not_conservative(n_councils: int, primary_rates: Any) -> None:
+    """The inner limits on the same replicates: type-I error at least 5% - 2 MC SE (3.9%)
+    and coverage at most 95% + 2 MC SE (96.6%) (with 8 councils an expected failure,
+    strict: a fix must update the calibration page)."""
+    rejected, covered, _ = primary_rates(n_councils)
+    assert rejected.mean() >= 0.05 - _window(rejected.size), rejected.mean()
+    assert covered.mean() <= 0.95 + _window(covered.size), covered.mean()
