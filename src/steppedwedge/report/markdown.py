@@ -26,18 +26,36 @@ from .document import (
 
 __all__ = ["escape", "render_markdown", "render_section"]
 
-_SPECIAL = re.compile(r"([\\`*_\[\]<>#|&~])")
+_ALWAYS = re.compile(r"([\\`*|\[\]~])")
+_TAG = re.compile(r"<(?=[A-Za-z/!?])")  # only `<` that could open raw HTML
+_ENTITY = re.compile(r"&(?=#|\w+;)")  # only `&` that could start an entity
+_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")  # intraword `_` is inert
+_LINE_START = re.compile(r"^([#>]|[-+](?=\s)|\d+(?=[.)](\s|$)))")
 
 
 def escape(text: str) -> str:
-    r"""Backslash-escape Markdown punctuation and fold line breaks into spaces.
+    r"""Backslash-escape what Markdown would read as markup; fold line breaks into spaces.
+
+    Only characters that could start markup are escaped, so the text stays readable:
+    ``*``, ``|``, backticks, brackets, ``~`` and backslashes always; ``<`` before a letter,
+    ``/``, ``!`` or ``?``; ``&`` before an entity; ``_`` at a word boundary; and a ``#``,
+    ``>``, list marker or number that starts the text.
 
     Examples
     --------
-    >>> escape("<b> | *x*")
-    '\\<b\\> \\| \\*x\\*'
+    >>> print(escape("<b> | *x* p < 0.05 & population_0_17"))
+    \<b> \| \*x\* p < 0.05 & population_0_17
     """
-    return _SPECIAL.sub(r"\\\1", " ".join(text.splitlines()))
+    text = " ".join(text.splitlines())
+    text = _ALWAYS.sub(r"\\\1", text)
+    text = _TAG.sub(r"\\<", text)
+    text = _ENTITY.sub(r"\\&", text)
+    text = _UNDERSCORE.sub(r"\\_", text)
+    m = _LINE_START.match(text)
+    if m:
+        head = m.group(1)
+        text = (head + "\\" + text[len(head) :]) if head[0].isdigit() else "\\" + text
+    return text
 
 
 def _code(text: str) -> str:
