@@ -672,7 +672,7 @@ def permutation_test(
     design : Design, optional
         Without ``allocation``: the sequences the clusters were allocated to (simple
         randomisation, sequence sizes kept).  Default: the sequences seen in the data.
-    statistic : {"twfe", "cluster-period", "lmm"} or callable
+    statistic : {"twfe", "cluster-period", "lmm", "glmm-score"} or callable
         See the module notes.  Default ``"twfe"``: the statistic with the most power at the
         (exact) nominal size in the calibration of :doc:`/explanation/calibration`.  A
         callable receives a copy of ``data`` with the treatment column re-randomised and
@@ -687,9 +687,12 @@ def permutation_test(
         ``"cluster-period"``: ``"clusters"`` (default) or ``"inverse-variance"``;
         ``"twfe"``: ``"none"`` (default, each cell once) or ``"size"`` (cell size or exposure).
     use : {"estimate", "t"}
-        ``"lmm"`` only: the estimate or its Wald t statistic.
+        ``"lmm"``: the estimate or its Wald t statistic; ``"glmm-score"``: the one-step
+        estimate ``U / I`` or the score z ``U / sqrt(I)``.
     lmm_options : dict, optional
-        ``"lmm"`` only: further arguments of :func:`steppedwedge.fit`.
+        ``"lmm"``: further arguments of :func:`steppedwedge.fit`; ``"glmm-score"``: only
+        ``{"random": "cluster" | "nested" | "decay" | "nested+decay"}`` (default
+        ``"nested"``).
     n_permutations : int, default 9999
         Monte-Carlo re-randomisations; the whole space is enumerated instead when it has at
         most this many allocations.
@@ -699,7 +702,8 @@ def permutation_test(
     confidence_level : float, optional
         Also invert the test into a confidence interval for the effect on the analysis
         scale (difference; log rate ratio for counts; log odds ratio for binomial
-        outcomes), for ``"twfe"``, ``"cluster-period"`` and ``"lmm"`` (not binomial).
+        outcomes), for ``"twfe"``, ``"cluster-period"``, ``"lmm"`` (not binomial) and
+        ``"glmm-score"``.
         See Notes.
     alpha : float or None, default 0.05
         Warn (:class:`~steppedwedge.SmallSampleWarning`) when the smallest attainable
@@ -753,7 +757,11 @@ def permutation_test(
     * ``"lmm"`` (a GLMM for counts, incl. ``random="nested+decay"``): the exact offset
       form, the model refitted with ``log mu = offset + theta0 X_obs + beta X*`` (Gaussian:
       ``Y - theta0 X_obs``) and ``beta`` (or its t) of the re-randomised ``X*`` as the
-      statistic.  Binomial GLMMs take no offset and are refused.
+      statistic.  Binomial GLMMs take no offset and are refused;
+    * ``"glmm-score"``: the same offset form (log or logit link), but the model refitted at
+      ``theta0`` is the GLMM without a treatment term, once per ``theta0``, and every
+      re-randomisation is scored at that fit, so the ends are found by bracketing and
+      bisection (to 1e-4 of the model standard error; some 30 GLMM fits in all).
 
     Cell statistics locate the ends by bracketing and bisection to 1e-7 of the null
     distribution's spread (the statistics are linear in the cell summaries, so each
@@ -788,6 +796,8 @@ def permutation_test(
     ``benchmarks/bench_permutation.py``); ``"lmm"`` and callables cost one call per
     re-randomisation (an LMM or GLMM fit takes tens of milliseconds), so use fewer
     re-randomisations, e.g. ``n_permutations=999``, and ``executor``/``n_jobs``.
+    ``"glmm-score"`` fits one GLMM and scores all re-randomisations in one pass (10,000
+    with the 95% interval in seconds, ``benchmarks/bench_permutation_score.py``).
     Re-randomisations whose statistic fails are counted (:attr:`PermutationResult.n_failed`)
     and left out.
 
@@ -796,7 +806,8 @@ def permutation_test(
     Thompson JA et al. (2018) Stat Med 37:2487-2500.  Wang R, DeGruttola V (2017) Stat Med
     36:2831-2843.  Ji X et al. (2017) Ann Appl Stat 11:1-20.  Phipson B, Smyth GK (2010)
     Stat Appl Genet Mol Biol 9:39.  Rabideau DJ, Wang R (2021) Stat Med 40:4442-4456
-    (randomisation intervals from GLM statistics in the offset form).
+    (randomisation intervals from GLM statistics in the offset form).  Rao CR (1948) Proc
+    Camb Philos Soc 44:50-57 (the efficient score statistic).
 
     Examples
     --------
