@@ -316,3 +316,32 @@ TRAPEZOID_REL = 1e-6
 #: achieved power, ratios) amplify that by ~z^2: 1e-10 and 1e-8.
 REFIT_SAME_DATA_REL = 1e-10
 REFIT_SAME_DATA_TAIL_REL = 1e-8
+#: A marginal (population-averaged) estimand by Gauss-Hermite quadrature against the
+#: conditional one where the two coincide: the ratio cancels to ~1e-12 (1e-10), while its
+#: SE adds the variance-parameter part of the influence, which cancels only up to the
+#: forward-difference Hessian of the Laplace fit (~1e-7): 1e-6.
+MARGINAL_EST_REL = 1e-10
+MARGINAL_SE_REL = 1e-6
+#: The variance components' SDs against glmer / glmmTMB: ~1e-4 relative at interior optima;
+#: a boundary fit is exactly 0 here and ~1e-5 in R (bobyqa stops short of the boundary).
+RE_SD = dict(rtol=2e-4, atol=1e-4)
+#: glmmTMB's NB size at its optimum: the size is estimated less sharply than the other
+#: parameters (small curvature): 1e-4.
+NB_SIZE_REL = 1e-4
+
+# ----------------------------------------------------------------- moved from test modules
+#: R package ``staggered`` on identical inputs: deterministic linear algebra by different
+#: algorithms (R: normal equations with LDLT and an SVD ginv; ours: an SVD pinv and an
+#: eigen-decomposition): ~1e-12 in practice.
+R_SAME_ALGEBRA_REL = 1e-8
+#: lme4 and our optimiser both stop within ~1e-8 of the optimum of the (RE)ML criterion;
+#: fixed effects and log-likelihoods then agree to ~1e-7 relative, the variances to ~1e-6,
+#: and what depends on the variances through derivatives (Kenward-Roger df, SE, p-value
+#: and adjusted covariance; pbkrtest differentiates numerically) to ~1e-5.
+LME4_FIXEF_REL = 1e-6
+LME4_LOGLIK_REL = 1e-6
+LME4_VARCOMP_REL = 1e-4
+LME4_DF_REL = 1e-4
+#: Power against swCRTdesign / SteppedPower, which compute the same GLS variance: floating
+#: point only (~1e-12 observed); 1e-6 absolute on the power is the issue's contract.
+PEER_POWER_ATOL = 1e-6

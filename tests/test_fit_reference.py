@@ -14,19 +14,21 @@ import pathlib
 import numpy as np
 import pandas as pd
 import pytest
-from _tolerances import BOUNDARY_VARIANCE_ATOL, ZERO_ATOL_1E9, ZERO_ATOL_1E10
+from _tolerances import (
+    BOUNDARY_VARIANCE_ATOL,
+    LME4_DF_REL,
+    LME4_FIXEF_REL,
+    LME4_LOGLIK_REL,
+    LME4_VARCOMP_REL,
+    ZERO_ATOL_1E9,
+    ZERO_ATOL_1E10,
+)
 
 import steppedwedge.models as m
 
 pytestmark = pytest.mark.reference
 
 REF = pathlib.Path(__file__).parent / "reference"
-#: lme4 and our optimiser both stop within ~1e-8 of the optimum of the (RE)ML criterion;
-#: parameters then agree to ~1e-7 relative (fixed effects) and ~1e-6 (variances).
-FIXEF_RTOL = 1e-6
-LOGLIK_RTOL = 1e-6
-VARCOMP_RTOL = 1e-4
-DF_RTOL = 1e-4
 
 
 def _load(source: str) -> list[dict]:
@@ -86,20 +88,24 @@ def test_fixed_effects_loglik_and_variance_components(case, source):
     else:
         vc_ref = {k: v for k, v in case["varcomp"].items() if v is not None}
     assert res.params.size == ref_fe.size
-    np.testing.assert_allclose(res.params.to_numpy(), ref_fe, rtol=FIXEF_RTOL, atol=ZERO_ATOL_1E9)
+    np.testing.assert_allclose(
+        res.params.to_numpy(), ref_fe, rtol=LME4_FIXEF_REL, atol=ZERO_ATOL_1E9
+    )
     if vcov_ref is not None:
         ref_se = np.sqrt(np.diag(np.asarray(vcov_ref, dtype=float)))
     else:
         ref_se = np.asarray(case["fixef_se"], dtype=float)
-    np.testing.assert_allclose(np.sqrt(np.diag(res.vcov_model.to_numpy())), ref_se, rtol=FIXEF_RTOL)
-    assert res.loglik == pytest.approx(ref_ll, rel=LOGLIK_RTOL)
+    np.testing.assert_allclose(
+        np.sqrt(np.diag(res.vcov_model.to_numpy())), ref_se, rtol=LME4_FIXEF_REL
+    )
+    assert res.loglik == pytest.approx(ref_ll, rel=LME4_LOGLIK_REL)
     assert res.loglik >= ref_ll - 1e-6  # never a worse optimum than R
     for name, ref in vc_ref.items():
         ours = res.variance_components[name]
         if ref == 0:
             assert ours == pytest.approx(0.0, abs=BOUNDARY_VARIANCE_ATOL)
         else:
-            assert ours == pytest.approx(ref, rel=VARCOMP_RTOL), name
+            assert ours == pytest.approx(ref, rel=LME4_VARCOMP_REL), name
     assert res.singular == bool(case["singular"])
     assert res.converged
 
@@ -111,11 +117,14 @@ def test_fixed_effects_loglik_and_variance_components(case, source):
 def test_kenward_roger_matches_pbkrtest(case, source):
     res, _ = _fit_case(case, source)
     kr = case["kenward_roger"]
-    assert res.std_error == pytest.approx(kr["se"], rel=DF_RTOL)
-    assert res.df == pytest.approx(kr["df"], rel=DF_RTOL)
-    assert res.pvalue == pytest.approx(kr["pvalue"], rel=DF_RTOL)
+    assert res.std_error == pytest.approx(kr["se"], rel=LME4_DF_REL)
+    assert res.df == pytest.approx(kr["df"], rel=LME4_DF_REL)
+    assert res.pvalue == pytest.approx(kr["pvalue"], rel=LME4_DF_REL)
     np.testing.assert_allclose(
-        res.vcov_matrix.to_numpy(), np.asarray(case["vcov_kr"]), rtol=DF_RTOL, atol=ZERO_ATOL_1E10
+        res.vcov_matrix.to_numpy(),
+        np.asarray(case["vcov_kr"]),
+        rtol=LME4_DF_REL,
+        atol=ZERO_ATOL_1E10,
     )
 
 
@@ -141,10 +150,10 @@ def test_satterthwaite_matches_lmertest(case, source):
         dof="satterthwaite",
     )
     sat = case["satterthwaite"]
-    assert res.df == pytest.approx(sat["df"], rel=DF_RTOL)
-    assert res.pvalue == pytest.approx(sat["pvalue"], rel=DF_RTOL)
-    assert res.statistic == pytest.approx(sat["t"], rel=DF_RTOL)
-    assert res.std_error == pytest.approx(case["se"], rel=FIXEF_RTOL)
+    assert res.df == pytest.approx(sat["df"], rel=LME4_DF_REL)
+    assert res.pvalue == pytest.approx(sat["pvalue"], rel=LME4_DF_REL)
+    assert res.statistic == pytest.approx(sat["t"], rel=LME4_DF_REL)
+    assert res.std_error == pytest.approx(case["se"], rel=LME4_FIXEF_REL)
 
 
 @pytest.mark.parametrize("case,source", [p for p in ALL if p.values[0].get("tate")])
@@ -152,11 +161,11 @@ def test_tate_estimate_and_se(case, source):
     res, _ = _fit_case(case, source)
     tate = case["tate"]
     assert res.estimand.startswith("TATE")
-    assert res.estimate == pytest.approx(tate["estimate"], rel=FIXEF_RTOL)
+    assert res.estimate == pytest.approx(tate["estimate"], rel=LME4_FIXEF_REL)
     if tate.get("se_kr") is not None:
-        assert res.std_error == pytest.approx(tate["se_kr"], rel=DF_RTOL)
-        assert res.df == pytest.approx(tate["df_kr"], rel=DF_RTOL)
+        assert res.std_error == pytest.approx(tate["se_kr"], rel=LME4_DF_REL)
+        assert res.df == pytest.approx(tate["df_kr"], rel=LME4_DF_REL)
     else:  # ML fit: model-based SE, Satterthwaite df
-        assert res.std_error == pytest.approx(tate["se"], rel=FIXEF_RTOL)
+        assert res.std_error == pytest.approx(tate["se"], rel=LME4_FIXEF_REL)
         if tate.get("df_satt") is not None:
-            assert res.df == pytest.approx(tate["df_satt"], rel=DF_RTOL)
+            assert res.df == pytest.approx(tate["df_satt"], rel=LME4_DF_REL)

@@ -5,9 +5,9 @@ References (tests/reference/staggered/, made by the R scripts there; R is not ne
 * ``staggered_reference.json``: R package ``staggered`` 1.2.3 (Roth & Sant'Anna) on its README
   data (``pj_complaints_wide.csv.gz``) and on a small simulated panel (``sw_small.csv``).
   Both are deterministic linear algebra on the same inputs, so they agree to rounding:
-  ``RTOL = 1e-8`` relative (the ``beta*`` solve and the pseudo-inverses of the refinement
-  differ in algorithm: R uses normal equations with LDLT and an SVD ginv, we use an SVD
-  pinv and an eigen-decomposition; ~1e-12 in practice).
+  ``R_SAME_ALGEBRA_REL = 1e-8`` relative (the ``beta*`` solve and the pseudo-inverses of
+  the refinement differ in algorithm: R uses normal equations with LDLT and an SVD ginv,
+  we use an SVD pinv and an eigen-decomposition; ~1e-12 in practice).
 * The README's printed numbers (7 significant digits): checked to half a unit of the last
   printed digit.
 * ``mpdta.csv`` (the ``did`` package's data) with the ``did`` README numbers of
@@ -28,6 +28,7 @@ from _tolerances import (
     EXACT_REL,
     ILL_CONDITIONED_REF_REL,
     LINALG_REL,
+    R_SAME_ALGEBRA_REL,
     ZERO_ATOL_1E13,
     ZERO_ATOL_1E14,
     ZERO_ATOL_1E15,
@@ -39,7 +40,6 @@ from steppedwedge.exceptions import DataError, MissingDataWarning, OptionError
 from steppedwedge.models.staggered import StaggeredResult
 
 REF = Path(__file__).parent / "reference" / "staggered"
-RTOL = 1e-8  # agreement with R staggered on identical inputs (see module docstring)
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +99,12 @@ def test_readme_event_study(pj, ref):
     r = _fit(pj, method="efficient-staggered", estimand="event-time", event_times=range(24))
     want = ref["pj"]["efficient_eventstudy"]
     np.testing.assert_allclose(
-        r.table["estimate"], want["estimate"], rtol=RTOL, atol=ZERO_ATOL_1E13
+        r.table["estimate"], want["estimate"], rtol=R_SAME_ALGEBRA_REL, atol=ZERO_ATOL_1E13
     )
-    np.testing.assert_allclose(r.table["std_error"], want["se"], rtol=RTOL)
-    np.testing.assert_allclose(r.table["std_error_neyman"], want["se_neyman"], rtol=RTOL)
+    np.testing.assert_allclose(r.table["std_error"], want["se"], rtol=R_SAME_ALGEBRA_REL)
+    np.testing.assert_allclose(
+        r.table["std_error_neyman"], want["se_neyman"], rtol=R_SAME_ALGEBRA_REL
+    )
     # printed head of the README
     assert r.table["estimate"].iloc[0] == pytest.approx(3.083575e-04, abs=printed(10))
     assert r.table["std_error"].iloc[1] == pytest.approx(0.002614563, abs=printed(9))
@@ -114,9 +116,9 @@ def test_readme_event_study(pj, ref):
 def test_pj_did_aggregates_match_staggered(pj, ref, key, estimand):
     r = _fit(pj, method=_METHOD[key], estimand=estimand)
     want = ref["pj"][f"{key}_{estimand}"]
-    assert r.estimate == pytest.approx(want["estimate"], rel=RTOL)
-    assert r.std_error == pytest.approx(want["se"], rel=RTOL)
-    assert r.std_error_neyman == pytest.approx(want["se_neyman"], rel=RTOL)
+    assert r.estimate == pytest.approx(want["estimate"], rel=R_SAME_ALGEBRA_REL)
+    assert r.std_error == pytest.approx(want["se"], rel=R_SAME_ALGEBRA_REL)
+    assert r.std_error_neyman == pytest.approx(want["se_neyman"], rel=R_SAME_ALGEBRA_REL)
 
 
 @pytest.mark.slow
@@ -137,9 +139,9 @@ def test_pj_full_a0_and_cs_placebos(pj, ref):
     )
     want = ref["pj"]["cs_eventstudy"]
     np.testing.assert_allclose(
-        ev.table["estimate"], want["estimate"], rtol=RTOL, atol=ZERO_ATOL_1E15
+        ev.table["estimate"], want["estimate"], rtol=R_SAME_ALGEBRA_REL, atol=ZERO_ATOL_1E15
     )
-    np.testing.assert_allclose(ev.table["std_error"], want["se"], rtol=RTOL)
+    np.testing.assert_allclose(ev.table["std_error"], want["se"], rtol=R_SAME_ALGEBRA_REL)
 
 
 @pytest.mark.slow
@@ -160,9 +162,9 @@ def test_small_panel_matches_staggered(small, ref, key, estimand):
     method = _METHOD[key.split("_")[0]]
     r = _fit(small, method=method, estimand=estimand, **kw)
     want = ref["sw_small"][f"{key}_{estimand}"]
-    assert r.estimate == pytest.approx(want["estimate"], rel=RTOL)
-    assert r.std_error == pytest.approx(want["se"], rel=RTOL)
-    assert r.std_error_neyman == pytest.approx(want["se_neyman"], rel=RTOL)
+    assert r.estimate == pytest.approx(want["estimate"], rel=R_SAME_ALGEBRA_REL)
+    assert r.std_error == pytest.approx(want["se"], rel=R_SAME_ALGEBRA_REL)
+    assert r.std_error_neyman == pytest.approx(want["se_neyman"], rel=R_SAME_ALGEBRA_REL)
 
 
 @pytest.mark.parametrize(
@@ -184,9 +186,13 @@ def test_small_panel_event_study_matches_staggered(small, ref, key, times):
     ok = (want["eventTime"] >= -1).to_numpy()
     got = r.table[ok]
     want = want[ok]
-    np.testing.assert_allclose(got["estimate"], want["estimate"], rtol=RTOL, atol=ZERO_ATOL_1E14)
-    np.testing.assert_allclose(got["std_error"], want["se"], rtol=RTOL, atol=ZERO_ATOL_1E14)
-    np.testing.assert_allclose(got["std_error_neyman"], want["se_neyman"], rtol=RTOL)
+    np.testing.assert_allclose(
+        got["estimate"], want["estimate"], rtol=R_SAME_ALGEBRA_REL, atol=ZERO_ATOL_1E14
+    )
+    np.testing.assert_allclose(
+        got["std_error"], want["se"], rtol=R_SAME_ALGEBRA_REL, atol=ZERO_ATOL_1E14
+    )
+    np.testing.assert_allclose(got["std_error_neyman"], want["se_neyman"], rtol=R_SAME_ALGEBRA_REL)
 
 
 def test_beta_special_cases_are_exact(small):
@@ -496,9 +502,13 @@ def test_event_study_joint_covariance_matches_staggered(small, key):
     want = json.loads((REF / "vcv_reference.json").read_text())[key]
     r = _fit(small, method=_METHOD[key], estimand="event-time", event_times=range(4),
              base_period="universal")  # fmt: skip
-    np.testing.assert_allclose(r.table["estimate"], want["estimate"], rtol=RTOL)
-    np.testing.assert_allclose(r.vcov_event_time, want["vcv"], rtol=RTOL, atol=ZERO_ATOL_1E14)
-    np.testing.assert_allclose(r.vcov_event_time_neyman, want["vcv_neyman"], rtol=RTOL)
+    np.testing.assert_allclose(r.table["estimate"], want["estimate"], rtol=R_SAME_ALGEBRA_REL)
+    np.testing.assert_allclose(
+        r.vcov_event_time, want["vcv"], rtol=R_SAME_ALGEBRA_REL, atol=ZERO_ATOL_1E14
+    )
+    np.testing.assert_allclose(
+        r.vcov_event_time_neyman, want["vcv_neyman"], rtol=R_SAME_ALGEBRA_REL
+    )
 
 
 def test_binary_rows_use_proportions_or_empirical_log_odds():
