@@ -117,6 +117,7 @@ def test_allow_list_is_current() -> None:
     stale = sorted(
         name
         for name in NOT_YET_CONVERTED
-        if not bare_tolerances((TESTS / name).read_text(encoding="utf-8"))
+        if (TESTS / name).exists()
+        and not bare_tolerances((TESTS / name).read_text(encoding="utf-8"))
     )
     assert not stale, f"no bare tolerances left in {stale}: remove them from NOT_YET_CONVERTED"
