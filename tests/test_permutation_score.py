@@ -158,16 +158,21 @@ def _brute_pvalue(model: sc.ScoreModel, theta: float, use: str) -> float:
     return float(np.mean(np.abs(t_all) >= np.abs(t_obs) * (1 - 1e-9)))
 
 
-@pytest.mark.parametrize("use", ["estimate", "t"])
-def test_exact_pvalue_and_interval_match_enumeration(use: str) -> None:
+@pytest.mark.parametrize(
+    ("use", "family"), [("estimate", "poisson"), ("t", "poisson"), ("estimate", "binomial")]
+)
+def test_exact_pvalue_and_interval_match_enumeration(use: str, family: str) -> None:
     matrix = Design.stepped_wedge(5).matrix
-    df = _counts(matrix, np.random.default_rng(11), rr=0.7)
+    if family == "poisson":
+        df, extra = _counts(matrix, np.random.default_rng(11), rr=0.7), {"exposure": "E"}
+    else:
+        df, extra = _binomial(matrix, np.random.default_rng(12)), {"trials": "n"}
     res = permutation_test(
-        df, **ROLES, family="poisson", exposure="E", statistic="glmm-score", use=use,
+        df, **ROLES, family=family, **extra, statistic="glmm-score", use=use,
         lmm_options={"random": "cluster"}, confidence_level=0.9, alpha=None,
     )  # fmt: skip
     assert res.exact and res.n_permutations == 120
-    td = TrialData.from_frame(df, **ROLES, exposure="E", family="poisson")
+    td = TrialData.from_frame(df, **ROLES, **extra, family=family)
     model = sc.null_model(td, "cluster")
     assert res.pvalue == pytest.approx(_brute_pvalue(model, 0.0, use), abs=1e-12)
     lo, hi = res.interval

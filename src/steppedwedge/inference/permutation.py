@@ -824,7 +824,8 @@ def permutation_test(
     """
     if not isinstance(statistic, str) and not callable(statistic):
         raise ValueError(
-            "`statistic` must be one of 'cluster-period', 'twfe', 'lmm' or a callable; "
+            "`statistic` must be one of 'cluster-period', 'twfe', 'lmm', 'glmm-score' or a "
+            "callable; "
             f"got {statistic!r}."
         )
     name = (
@@ -867,14 +868,16 @@ def permutation_test(
         wts = "n/a"
     if confidence_level is not None and not isinstance(statistic, str):
         raise ValueError(
-            "`confidence_level` (test inversion) needs statistic='twfe', 'cluster-period' or "
-            "'lmm'; a callable statistic cannot be shifted by a hypothesised effect."
+            "`confidence_level` (test inversion) needs statistic='twfe', 'cluster-period', "
+            "'lmm' or 'glmm-score'; a callable statistic cannot be shifted by a hypothesised "
+            "effect."
         )
     if confidence_level is not None and name == "lmm" and td.family == "binomial":
         raise ValueError(
             "`confidence_level` with statistic='lmm' inverts the test in the offset form, "
-            "which the binomial GLMM does not take; use statistic='twfe' or "
-            "'cluster-period' (empirical log-odds) for a binomial randomisation interval."
+            "which the binomial GLMM does not take; use statistic='glmm-score' (the offset "
+            "form of the GLMM without a treatment term), 'twfe' or 'cluster-period' "
+            "(empirical log-odds) for a binomial randomisation interval."
         )
     if name not in ("lmm", "glmm-score") and (use != "estimate" or lmm_options):
         raise ValueError("`use` and `lmm_options` apply to statistic='lmm' and 'glmm-score' only.")
