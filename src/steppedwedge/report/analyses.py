@@ -41,7 +41,7 @@ __all__ = [
 
 #: Exploratory analyses of :func:`steppedwedge.compare_analyses` the report adds (not
 #: pre-specified): effects that change with exposure time and not-yet-treated comparisons.
-EXPLORATORY = ("eti", "callaway-santanna", "imputation")
+EXPLORATORY = ("eti", "imputation")
 _ROLES = ("outcome", "cluster", "period", "treatment", "family", "exposure", "trials")
 
 RATIO_FAMILIES = ("poisson", "negative_binomial", "binomial")
@@ -130,6 +130,14 @@ def _vertical(ctx: AnalysisContext) -> Any:
     )  # fmt: skip
 
 
+def _callaway_santanna(ctx: AnalysisContext) -> Any:
+    """Run the Callaway-Sant'Anna DiD (ITT data): not-yet-treated councils as comparisons."""
+    model_only = ("time", "knots", "effect", "exposure_window", "exposure_time", "covariates")
+    opts = {k: v for k, v in ctx.options("callaway-santanna").items() if k not in model_only}
+    itt = ctx.config.analysis_frame("itt")
+    return quiet_fit(ctx.notes, "Callaway-Sant'Anna DiD", itt, **opts)
+
+
 #: The sensitivity analyses the report can run, in panel order (see the module docstring).
 SENSITIVITY: tuple[SensitivitySpec, ...] = (
     SensitivitySpec(
@@ -161,6 +169,12 @@ SENSITIVITY: tuple[SensitivitySpec, ...] = (
         "vertical analysis (within-period)",
         _vertical,
         "within-period comparisons only; randomisation p and interval",
+    ),
+    SensitivitySpec(
+        "callaway-santanna",
+        "Callaway-Sant'Anna DiD",
+        _callaway_santanna,
+        "parallel trends between cohorts; not-yet-treated councils as comparisons",
     ),
 )
 

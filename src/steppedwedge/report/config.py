@@ -63,6 +63,7 @@ _METHOD = {
     "gee": "gee",
     "cluster-summary": "cluster-summary",
     "vertical": "vertical",
+    "callaway-santanna": "callaway-santanna",
 }
 
 
@@ -140,6 +141,7 @@ class AnalysisSpec:
         "cluster-summary",
         "permutation",
         "vertical",
+        "callaway-santanna",
     )
     n_permutations: int = 999
     time: str = "categorical"

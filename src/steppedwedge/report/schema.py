@@ -54,7 +54,14 @@ __all__ = [
 #: The version of the layout this module reads (``schema_version`` in the file).
 SCHEMA_VERSION = 1
 #: Sensitivity analyses the report can run, in the order they are shown.
-SENSITIVITY_ANALYSES = ("fixed-effects", "gee", "cluster-summary", "permutation", "vertical")
+SENSITIVITY_ANALYSES = (
+    "fixed-effects",
+    "gee",
+    "cluster-summary",
+    "permutation",
+    "vertical",
+    "callaway-santanna",
+)
 FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial")
 GAUSSIAN_DOF = ("kenward-roger", "satterthwaite", "between-within", "normal")
 VCOVS = (*VCOV_CHOICES, "robust", "lz", "hc2")

@@ -51,10 +51,11 @@ def exploratory_section(run: AnalysisRun, panel: Any) -> Section:
                 "Not pre-specified. The primary analysis assumes one immediate, constant "
                 "effect. These analyses let the effect change with the time since a cluster "
                 "started (exposure-time indicators, averaged over exposure times: TATE) or "
-                "use only comparisons with clusters not yet treated (Callaway and Sant'Anna; "
-                "imputation). If the effect does change, the immediate-effect estimator "
-                "averages the exposure-time effects with the weights below, some of which "
-                "can be negative (Kenny et al. 2022).",
+                "impute each treated cell's control outcome from the clusters not yet treated "
+                "(Borusyak, Jaravel and Spiess's imputation estimator; the Callaway-Sant'Anna "
+                "DiD is in the sensitivity panel). If the effect does change, the "
+                "immediate-effect estimator averages the exposure-time effects with the "
+                "weights below, some of which can be negative (Kenny et al. 2022).",
             )
         ),
         table,
