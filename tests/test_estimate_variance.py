@@ -60,11 +60,16 @@ def _fit(panel: pd.DataFrame, **kw: Any) -> sw.EstimatedVariance:
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_matches_glmmtmb(panel: pd.DataFrame, case: dict[str, Any]) -> None:
     extra: dict[str, Any] = {}
+    outcome = case["outcome"]
     if case["family"] == "binomial":  # events out of trials, no exposure
         extra = dict(trials=case["trials"], exposure=None)
+    if case["family"] == "gaussian":  # the log rate, as generate.R makes it
+        pop = panel["population_0_17"].astype(float)
+        panel = panel.assign(log_rate=np.log((panel[outcome].astype(float) + 0.5) / pop))
+        outcome, extra = "log_rate", dict(exposure=None)
     est = _fit(
         panel,
-        outcome=case["outcome"],
+        outcome=outcome,
         family=case["family"],
         structure=case["structure"],
         compare=False,
@@ -85,6 +90,10 @@ def test_matches_glmmtmb(panel: pd.DataFrame, case: dict[str, Any]) -> None:
         np.testing.assert_allclose(v.decay, case["decay"], **tol)
     atol = 1e-5 if case["name"] in FLAT_SIZE else LOGLIK_ATOL
     np.testing.assert_allclose(est.loglik, case["loglik"], rtol=0, atol=atol)
+    if case["family"] == "gaussian":
+        np.testing.assert_allclose(v.sigma2, case["sigma2"], **tol)
+    else:
+        assert v.sigma2 == 0.0
     if case["nb_size"] is not None and case["name"] not in FLAT_SIZE:
         # the size is estimated less sharply (its curvature is small): 1e-3
         np.testing.assert_allclose(est.nb_size, case["nb_size"], rtol=1e-3)
@@ -243,9 +252,19 @@ def test_linear_trend_is_nested_in_year_effects(panel: pd.DataFrame) -> None:
     assert lin.structures["n_par"].iloc[0] == cat.structures["n_par"].iloc[0] - 11
 
 
-def test_gaussian_family_is_refused_with_a_reason(panel: pd.DataFrame) -> None:
-    with pytest.raises(OptionError, match="poisson"):
-        _fit(panel, outcome="cpp_31_march", family="gaussian")
+def test_gaussian_panel_refuses_nested_and_infinite_values(panel: pd.DataFrame) -> None:
+    """One row per cell: an exchangeable cluster-period effect is the residual (refused)."""
+    logged = panel.assign(lr=np.log(panel["cpp_31_march"].astype(float) + 0.5))
+    with pytest.raises(OptionError, match="not identifiable"):
+        _fit(logged, outcome="lr", family="gaussian", structure="nested", exposure=None)
+    est = _fit(logged, outcome="lr", family="gaussian", structure="cluster", exposure=None)
+    assert "nested" not in set(est.structures["structure"]) and est.variance.sigma2 > 0
+    with np.errstate(divide="ignore"):
+        raw = panel.assign(lr=np.log(panel["cpp_31_march"].astype(float)))  # log(0) = -inf
+    with pytest.raises(DataError, match="finite"):
+        _fit(raw, outcome="lr", family="gaussian", exposure=None)
+    with pytest.raises(OptionError, match="exposure"):
+        _fit(logged, outcome="lr", family="gaussian")
 
 
 # ---------------------------------------------------------------- period conversion

@@ -54,7 +54,9 @@ def bootstrap(
         if decay is not None and decay < 0.0:
             decay = 0.0
         draws.append(
-            VarianceComponents(sigma2=0.0, tau2=refit.tau2, gamma2=refit.gamma2, decay=decay)
+            VarianceComponents(
+                sigma2=refit.sigma2, tau2=refit.tau2, gamma2=refit.gamma2, decay=decay
+            )
         )
         if refit.nb_size is not None:
             sizes.append(refit.nb_size)
@@ -64,7 +66,9 @@ def bootstrap(
 def _log_rates(rows: PanelRows, family: str) -> np.ndarray:
     """(I, T) empirical link-scale values (NaN where unobserved), period means removed."""
     n_i, n_t = len(rows.clusters), len(rows.periods)
-    if family == "binomial":
+    if family == "gaussian":
+        val = rows.y.copy()
+    elif family == "binomial":
         val = np.log((rows.y + 0.5) / (rows.trials - rows.y + 0.5))
     else:
         val = np.log(rows.y + 0.5) - rows.offset
@@ -75,6 +79,8 @@ def _log_rates(rows: PanelRows, family: str) -> np.ndarray:
 
 def _sampling_variance(rows: PanelRows, fit: HistoryFit, family: str) -> float:
     """Mean sampling variance of the empirical link-scale values (delta method)."""
+    if family == "gaussian":
+        return fit.sigma2
     if family == "binomial":
         p = (rows.y + 0.5) / (rows.trials + 1.0)
         return float(np.mean(1.0 / (rows.trials * p * (1.0 - p))))

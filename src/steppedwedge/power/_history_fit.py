@@ -20,7 +20,14 @@ from .._core.families import Family, log_constant, make_family
 from .._core.laplace import ALPHA_MAX, CoreFit, UnitData, ar1_factor, fit_glmm_core
 from ._panel import PanelRows
 
-__all__ = ["STRUCTURES", "HistoryFit", "fit_structure", "simulate_counts", "unit_data"]
+__all__ = [
+    "STRUCTURES",
+    "HistoryFit",
+    "fit_structure",
+    "fixed_design",
+    "simulate_counts",
+    "unit_data",
+]
 
 STRUCTURES = ("cluster", "nested", "decay", "nested+decay")
 #: Variance components of each structure (SDs in the core's order; decay = tanh(phi) last).
@@ -46,7 +53,9 @@ class HistoryFit:
     converged: bool
     message: str
     beta: np.ndarray
-    core: CoreFit
+    core: CoreFit | None  # the Laplace optimum (None for Gaussian fits)
+    sigma2: float = 0.0  # residual variance (Gaussian only)
+    theta: np.ndarray | None = None  # outer parameters of a Gaussian fit (bootstrap start)
 
     @property
     def aic(self) -> float:
@@ -54,7 +63,7 @@ class HistoryFit:
         return 2.0 * self.n_par - 2.0 * self.loglik
 
 
-def _fixed_design(rows: PanelRows, time: str) -> np.ndarray:
+def fixed_design(rows: PanelRows, time: str) -> np.ndarray:
     n_t = len(rows.periods)
     if time == "categorical":
         per = np.eye(n_t)[:, 1:]
@@ -89,7 +98,7 @@ def _pad(values: np.ndarray, order: list[np.ndarray], width: int) -> np.ndarray:
 
 def unit_data(rows: PanelRows, structure: str, time: str, family: str, y: np.ndarray) -> UnitData:
     """Lay the panel out as the Laplace engine's padded per-cluster units (a unit per row)."""
-    x = _fixed_design(rows, time)
+    x = fixed_design(rows, time)
     z, comp, n_comp, extra = _random_design(rows, structure)
     n_i = len(rows.clusters)
     order = [np.flatnonzero(rows.cluster_codes == i) for i in range(n_i)]
@@ -187,11 +196,15 @@ def fit_structure(
     fixed effects and moment SDs; a fit that does not converge is retried from a second start
     (decay 0.9, NB size 20) and the better of the two is kept.
     """
-    fam = make_family(family)
     yy = rows.y if y is None else y
+    if family == "gaussian":
+        from ._history_gaussian import fit_gaussian
+
+        return fit_gaussian(rows, structure, time, yy, start)
+    fam = make_family(family)
     ud = unit_data(rows, structure, time, family, yy)
-    x = _fixed_design(rows, time)
-    if start is not None:
+    x = fixed_design(rows, time)
+    if start is not None and start.core is not None:
         beta0, sigma0 = start.core.beta, start.core.sigma
         alpha0 = start.core.alpha
     else:
@@ -228,9 +241,10 @@ def _retries(
     """
     out: list[CoreFit] = []
     if fam.has_dispersion:
-        pois = fit_structure(rows, structure, time, "poisson", y=ud_y(rows, ud))
+        pois = fit_structure(rows, structure, time, "poisson", y=ud_y(rows, ud)).core
+        assert pois is not None  # a Laplace fit
         for a0 in (ALPHA_MAX, math.log(1e4)):
-            out.append(fit_glmm_core(ud, fam, pois.core.beta, pois.core.sigma, a0, max_iter=60))
+            out.append(fit_glmm_core(ud, fam, pois.beta, pois.sigma, a0, max_iter=60))
             if out[-1].converged:
                 return out
     sig2 = sigma0.copy()
@@ -254,7 +268,7 @@ def simulate_counts(
 ) -> np.ndarray:
     """One outcome vector drawn from the fitted model (random effects, then the family)."""
     n_i, n_t = len(rows.clusters), len(rows.periods)
-    eta = _fixed_design(rows, time) @ fit.beta + rows.offset
+    eta = fixed_design(rows, time) @ fit.beta + rows.offset
     a = rng.standard_normal(n_i) * math.sqrt(fit.tau2)
     if fit.structure == "nested":
         c = rng.standard_normal((n_i, n_t)) * math.sqrt(fit.gamma2)
@@ -264,9 +278,12 @@ def simulate_counts(
     else:
         c = np.zeros((n_i, n_t))
     eta = eta + a[rows.cluster_codes] + c[rows.cluster_codes, rows.period_codes]
+    if family == "gaussian":
+        return np.asarray(eta + rng.standard_normal(eta.size) * math.sqrt(fit.sigma2))
     if family == "binomial":
         return np.asarray(rng.binomial(rows.trials.astype(np.int64), special.expit(eta)), float)
     mu = np.exp(eta)
-    if family == "negative_binomial" and fit.nb_size is not None and fit.core.alpha < ALPHA_MAX:
+    at_cap = fit.core is not None and fit.core.alpha >= ALPHA_MAX
+    if family == "negative_binomial" and fit.nb_size is not None and not at_cap:
         mu = rng.gamma(fit.nb_size, mu / fit.nb_size)
     return np.asarray(rng.poisson(mu), dtype=float)

@@ -141,6 +141,14 @@ def _check_counts(
     rows: pd.DataFrame, y: np.ndarray, outcome: str, cluster: str, period: str, family: str
 ) -> None:
     if family == "gaussian":
+        bad = ~np.isfinite(y)
+        if bad.any():
+            first = rows.iloc[int(np.flatnonzero(bad)[0])]
+            raise DataError(
+                f"`{outcome}` must be finite for family='gaussian'; {int(bad.sum())} rows are "
+                f"not (first: {cluster}={first[cluster]!r}, {period}={first[period]!r}, e.g. the "
+                "log of a zero count)."
+            )
         return
     bad = (y < 0) | (np.round(y) != y)
     if bad.any():

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EstimatedVariance", "estimate_variance"]
 
-FAMILIES = ("poisson", "negative_binomial", "binomial")
+FAMILIES = ("poisson", "negative_binomial", "binomial", "gaussian")
 _TIME = ("categorical", "linear")
 _TERMS = ("tau2", "gamma2", "decay", "nb_size")
 
@@ -50,7 +50,8 @@ class EstimatedVariance(PlanningResultMixin):
         Point estimate on the link scale (log rate for counts, log odds for binomial):
         ``tau2`` the persistent cluster variance, ``gamma2`` the cluster-period variance
         (decaying by ``decay`` per period for the decay structures), ``sigma2 = 0`` (counts and
-        binomial outcomes have no residual variance on the link scale).
+        binomial outcomes have no residual variance on the link scale; for
+        ``family="gaussian"`` the residual variance).
     draws : tuple of VarianceComponents
         Parametric-bootstrap draws (empty when ``n_boot=0``), the sampling uncertainty of
         ``variance``; :func:`steppedwedge.assurance` averages power over them.
@@ -233,15 +234,17 @@ class EstimatedVariance(PlanningResultMixin):
         if self.n_missing:
             parts.append(f", {self.n_missing} rows with missing values dropped")
         fam = self.family.replace("_", " ")
+        model = "Gaussian linear mixed model" if self.family == "gaussian" else f"{fam} GLMM"
+        how = "maximum likelihood" if self.family == "gaussian" else "Laplace maximum likelihood"
         parts.append(
-            f". A {fam} GLMM with {self.time} period effects and the '{self.structure}' "
-            f"random-effect structure (Laplace maximum likelihood"
+            f". A {model} with {self.time} period effects and the '{self.structure}' "
+            f"random-effect structure ({how}"
         )
         if len(self.structures) > 1:
             best = self.structures.sort_values("aic").iloc[0]["structure"]
             fitted = ", ".join(f"'{s}'" for s in self.structures["structure"])
             parts.append(f"; of the structures {fitted}, '{best}' has the lowest AIC")
-        scale = "log-odds" if self.family == "binomial" else "log-rate"
+        scale = {"binomial": "log-odds", "gaussian": "outcome"}.get(self.family, "log-rate")
         parts.append(
             f") gave, on the {scale} scale, a persistent between-cluster variance "
             f"{_f(v.tau2)}, a cluster-period variance {_f(v.gamma2)}"
@@ -250,6 +253,8 @@ class EstimatedVariance(PlanningResultMixin):
             parts.append(f" with correlation {_f(v.decay)} per {self.period_months:g} months")
         if self.nb_size is not None:
             parts.append(f" and negative binomial size {_f(self.nb_size)}")
+        if self.family == "gaussian":
+            parts.append(f", and a residual variance {_f(v.sigma2)}")
         parts.append(".")
         if self.conversion:
             parts.append(f" Components {self.conversion}.")
@@ -577,8 +582,11 @@ def estimate_variance(
         Counts: positive exposure (e.g. ``population_0_17``), logged internally.
     trials : str, optional
         Binomial: the column of denominators.
-    family : {"poisson", "negative_binomial", "binomial"}, default "poisson"
-        NB2 for the negative binomial; logit link for the binomial.
+    family : {"poisson", "negative_binomial", "binomial", "gaussian"}, default "poisson"
+        NB2 for the negative binomial; logit link for the binomial.  ``"gaussian"``: a
+        continuous outcome (e.g. a log rate), exact maximum likelihood of the linear mixed
+        model with a residual variance (``variance.sigma2``); ``"nested"`` is then not
+        identifiable with one row per cell and is refused (and left out of the comparison).
     structure : {"nested+decay", "nested", "decay", "cluster"}, default "nested+decay"
         Random effects (glmmTMB terms): ``"cluster"`` ``(1 | cluster)``; ``"nested"`` plus
         ``(1 | cluster:period)``; ``"decay"`` ``ar1(period_f + 0 | cluster)`` only;
@@ -663,12 +671,6 @@ def estimate_variance(
     >>> round(est.variance.tau2, 3), round(est.variance.gamma2, 3), round(est.variance.decay, 2)
     (0.11, 0.031, 0.56)
     """
-    if family == "gaussian":
-        raise OptionError(
-            "family='gaussian' is not available in estimate_variance: the planning components of "
-            "counts live on the log-rate scale; use family='poisson' or 'negative_binomial' "
-            "(with `exposure=`), or 'binomial' (with `trials=`)."
-        )
     check_option("family", family, FAMILIES)
     check_option("structure", structure, STRUCTURES)
     check_option("time", time, _TIME)
@@ -740,7 +742,10 @@ def _estimate(
     fits = {structure: fit_structure(rows, structure, time, family)}
     if compare:
         for s in STRUCTURES:
-            if s != structure and not (s == "nested+decay" and len(rows.periods) < 3):
+            skip = (s == "nested+decay" and len(rows.periods) < 3) or (
+                s == "nested" and family == "gaussian"
+            )
+            if s != structure and not skip:
                 fits[s] = fit_structure(rows, s, time, family)
     main = fits[structure]
     messages = _check_fit(main, family)
@@ -785,7 +790,7 @@ def _components(fit: HistoryFit) -> VarianceComponents:
     decay = fit.decay
     if decay is not None and decay < 0.0:
         decay = 0.0
-    return VarianceComponents(sigma2=0.0, tau2=fit.tau2, gamma2=fit.gamma2, decay=decay)
+    return VarianceComponents(sigma2=fit.sigma2, tau2=fit.tau2, gamma2=fit.gamma2, decay=decay)
 
 
 def _check_fit(fit: HistoryFit, family: str) -> list[str]:

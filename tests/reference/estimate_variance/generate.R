@@ -21,12 +21,15 @@ add <- function(name, outcome, structure, family, years = NULL, trials = NULL) {
   }
   if (!is.null(years)) d <- d[d$year %in% years, ]
   d$y <- d[[outcome]]; d$yf <- factor(d$year); d$la_code <- factor(d$la_code)
+  gaussian_case <- identical(family, gaussian)
+  if (gaussian_case) d$y <- log((d[[outcome]] + 0.5) / d$population_0_17)  # a log rate
   rhs <- switch(structure,
     "cluster" = "(1 | la_code)",
     "nested" = "(1 | la_code) + (1 | la_code:yf)",
     "decay" = "ar1(yf + 0 | la_code)",
     "nested+decay" = "(1 | la_code) + ar1(yf + 0 | la_code)")
   f <- as.formula(paste("y ~ yf + offset(log(population_0_17)) +", rhs))
+  if (gaussian_case) f <- as.formula(paste("y ~ yf +", rhs))
   if (!is.null(trials)) {
     d$n <- d[[trials]]
     f <- as.formula(paste("cbind(y, n - y) ~ yf +", rhs))
@@ -53,7 +56,14 @@ add <- function(name, outcome, structure, family, years = NULL, trials = NULL) {
   }
   size <- if (stats::family(m)$family == "nbinom2") exp(par[names(par) == "betad"]) else NA
   fam <- switch(stats::family(m)$family, nbinom2 = "negative_binomial", binomial = "binomial",
-                "poisson")
+                gaussian = "gaussian", "poisson")
+  sigma2 <- NA
+  if (gaussian_case) {
+    # glmmTMB's gaussian dispersion parameter betad is log(sigma^2); checked against sigma(m)
+    bd <- par[names(par) == "betad"]
+    stopifnot(abs(exp(bd / 2) - sigma(m)) < 1e-4 * sigma(m))
+    sigma2 <- exp(bd)
+  }
   conv <- max(abs(obj$gr(par))) < 1e-6
   case <- list(name = name, outcome = outcome, trials = if (is.null(trials)) NA else trials,
                structure = structure, family = fam,
@@ -61,6 +71,7 @@ add <- function(name, outcome, structure, family, years = NULL, trials = NULL) {
                n_obs = nrow(d), n_clusters = nlevels(d$la_code), n_periods = nlevels(d$yf),
                fixef = unname(par[names(par) == "beta"]), loglik = ll, aic = 2 * length(par) - 2 * ll,
                n_par = length(par), tau2 = tau2, gamma2 = gamma2, decay = decay, nb_size = size,
+               sigma2 = sigma2,
                converged = conv, elapsed = elapsed,
                note = sprintf("glmmTMB optimum Newton-polished (max |shift| %.1e, max |grad| %.1e)",
                               max(abs(par - m$fit$par)), max(abs(obj$gr(par)))))
@@ -81,6 +92,10 @@ add("cpp_pois_nested+decay", "cpp_31_march", "nested+decay", poisson)
 add("cpp_nb_nested+decay", "cpp_31_march", "nested+decay", nbinom2)
 # binomial: the share of children in need who are on a protection plan (log choose(n, y) included)
 add("cpp_share_binom_nested+decay", "cpp_31_march", "nested+decay", binomial, trials = "cin_31_march")
+# Gaussian: the log rate log((cpp + 0.5) / population) as the outcome (ML, dispersion = residual)
+for (s in c("cluster", "decay", "nested+decay")) {
+  add(paste0("cpp_lograte_gauss_", s), "cpp_31_march", s, gaussian)
+}
 
 writeLines(toJSON(cases, auto_unbox = TRUE, digits = NA, pretty = TRUE, na = "null"), "cases.json")
 writeLines(toJSON(list(R = R.version.string, glmmTMB = as.character(packageVersion("glmmTMB")),
