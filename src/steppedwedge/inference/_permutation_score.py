@@ -21,6 +21,9 @@ third-derivative terms and the variance parameters' cross-information are left o
 of the GLMM estimate; minus ``theta`` under the offset form), ``use="t"`` the score ``z``
 ``U / sqrt(I)``.  Any statistic gives an exact randomisation test under the sharp null;
 this one borrows the GLMM's weighting of the cells.
+
+References: Rao CR (1948) Proc Camb Philos Soc 44:50-57 (score tests); Rabideau DJ, Wang R
+(2021) Stat Med 40:4442-4456 (randomisation intervals of model statistics, offset form).
 """
 
 from __future__ import annotations
