@@ -140,7 +140,7 @@ def test_report_power_is_the_power_of_the_decay_glmm_it_runs() -> None:
         cluster_size=expo,
         family="poisson",
         baseline=spec.baseline,
-        analysis={"random": cfg.analysis.random},
+        analysis={"random": cfg.analysis.random, "vcov": cfg.analysis.vcov or "model"},
         n_sims=150,
         rng=20261201,
         progress=False,
@@ -210,7 +210,7 @@ def test_summary_box_states_question_design_result_and_agreement(
         "Sensitivity analyses",
         "Exploratory (not pre-specified)",
     ]
-    fit = sw.fit(load_councils(), family="poisson", random="nested+decay", **_roles())
+    fit = sw.fit(load_councils(), family="poisson", random="nested+decay", vcov="cr2", **_roles())
     s = results["summary"]
     assert s["estimate"] == pytest.approx(fit.estimate, rel=1e-10)
     assert s["p_value"] == pytest.approx(fit.pvalue, rel=1e-8)
@@ -274,8 +274,9 @@ def test_primary_planning_and_model_comparison_match_the_library(
     fit = sw.fit(panel, family="poisson", random="nested+decay", **roles)
     robust = sw.fit(panel, family="poisson", random="nested+decay", vcov="cr2", **roles)
     est = results["sections"]["primary"]["values"]["estimates"]
-    assert est[0]["standard error"] == pytest.approx(fit.std_error, rel=1e-10)
-    assert est[1]["standard error"] == pytest.approx(robust.std_error, rel=1e-10)
+    # the pre-specified primary is CR2 (calibration); its model-based companion second
+    assert est[0]["standard error"] == pytest.approx(robust.std_error, rel=1e-10)
+    assert est[1]["standard error"] == pytest.approx(fit.std_error, rel=1e-10)
     assert est[0]["df"] == 15.0
     # planning: planned SE and power are sw.power on the planned inputs; achieved power is
     # sw.power with the fitted components
@@ -302,7 +303,7 @@ def test_primary_planning_and_model_comparison_match_the_library(
     assert plan["planned_power"] == pytest.approx(planned.power, rel=1e-10)
     assert plan["planned_std_error"] == pytest.approx(planned.std_error, rel=1e-10)
     assert plan["achieved_power"] == pytest.approx(achieved.power, rel=1e-8)
-    assert plan["se_ratio"] == pytest.approx(fit.std_error / planned.std_error, rel=1e-10)
+    assert plan["se_ratio"] == pytest.approx(robust.std_error / planned.std_error, rel=1e-10)
     comps = results["sections"]["planning"]["tables"]["components"]
     tau = dict(zip(comps["columns"], comps["rows"][0], strict=True))
     assert tau["assumed at planning"] == pytest.approx(spec.tau2)
@@ -323,7 +324,7 @@ def test_primary_planning_and_model_comparison_match_the_library(
 def test_sensitivity_panel_is_the_compare_table(results: dict[str, Any]) -> None:
     sens = results["sections"]["sensitivity"]
     labels = [r["analysis"] for r in sens["values"]["panel"]]
-    assert labels[:2] == ["mixed model (primary)", "mixed model (primary), CR2 variance"]
+    assert labels[:2] == ["mixed model (primary)", "mixed model (primary), model-based variance"]
     assert {"randomisation test", "cluster-period summaries"} <= set(labels)
     assert "forest.png" in sens["figures"]
     fe = sw.fit(load_councils(), family="poisson", method="fixed-effects", **_roles())
@@ -599,8 +600,15 @@ def test_every_decimal_number_of_the_report_is_in_results_json(
 
 
 def test_exploratory_effect_by_exposure_time_is_the_eti_fit(results: dict[str, Any]) -> None:
-    """The TATE row is sw.fit(effect="eti") with the primary's random structure."""
-    eti = sw.fit(load_councils(), family="poisson", random="nested+decay", effect="eti", **_roles())
+    """The TATE row is sw.fit(effect="eti") with the primary's random structure and vcov."""
+    eti = sw.fit(
+        load_councils(),
+        family="poisson",
+        random="nested+decay",
+        vcov="cr2",
+        effect="eti",
+        **_roles(),
+    )
     rows = results["sections"]["exploratory"]["values"]["panel"]
     tate = next(r for r in rows if "TATE" in r["analysis"])
     assert tate["estimate"] == pytest.approx(math.exp(eti.estimate), rel=1e-8)

@@ -375,15 +375,36 @@ def candidate_rst(frames: dict[int, Any]) -> str:
     return "\n".join(rows)
 
 
-def summarise_candidates(paths: list[str]) -> int:
-    """Print the candidate table of one or more ``--candidates`` CSVs (chunks combined)."""
+def combine_candidates(paths: list[str], chunk: int = 100) -> Any:
+    """Combine ``--candidates`` CSVs, each chunk taken from the file with most of it.
+
+    Split runs (``--first-chunk``) may overlap; a chunk is taken whole from one file.  The
+    frame's ``attrs["failed"]`` maps ``(councils, scenario)`` to the replicates missing
+    from complete chunks (fits that raised an error: the analysis writes no row for them).
+    """
     import pandas as pd
 
-    frame = pd.concat(
-        [pd.read_csv(p, keep_default_na=False, na_values=[""]) for p in paths],
-        ignore_index=True,
-    )
-    frame = frame.drop_duplicates(subset=["councils", "scenario", "chunk", "estimate"])
+    parts = [
+        pd.read_csv(p, keep_default_na=False, na_values=[""]).assign(_file=k)
+        for k, p in enumerate(paths)
+    ]
+    frame = pd.concat(parts, ignore_index=True)
+    keys = ["councils", "scenario", "chunk"]
+    sizes = frame.groupby([*keys, "_file"]).size().rename("n").reset_index()
+    best = sizes.sort_values(["n", "_file"], ascending=[False, True]).drop_duplicates(keys)
+    out = frame.merge(best[[*keys, "_file"]], on=[*keys, "_file"]).drop(columns="_file")
+    failed = {}
+    for (c, h), g in best.groupby(["councils", "scenario"]):
+        whole = g[g["n"] >= chunk - 5]  # a chunk short by a few rows lost fits to errors
+        failed[(int(c), str(h))] = int(chunk * len(whole) - whole["n"].sum())
+    out.attrs["failed"] = failed
+    return out
+
+
+def summarise_candidates(paths: list[str]) -> int:
+    """Print the candidate tables of one or more ``--candidates`` CSVs (chunks combined)."""
+    frame = combine_candidates(paths)
+    print(f"fits that raised an error (no row): {frame.attrs['failed']}\n")
     for councils, part in frame.groupby("councils"):
         print(f"## {councils} councils\n")
         print(candidate_table(part, float(councils) - 2) + "\n")
