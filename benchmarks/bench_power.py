@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from steppedwedge.design import Design
-from steppedwedge.power import power, power_grid, search_designs
+from steppedwedge.planning import power, power_grid, search_designs
 from steppedwedge.variance import VarianceComponents
 
 N_COUNCILS, N_PERIODS = 152, 9

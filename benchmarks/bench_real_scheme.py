@@ -22,7 +22,7 @@ import sys
 import time
 
 import steppedwedge as sw
-from steppedwedge.power.simulation import null_simulation_plan
+from steppedwedge.planning.simulation import null_simulation_plan
 
 TARGET_TRIALS = 10_000
 

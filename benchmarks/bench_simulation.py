@@ -19,7 +19,7 @@ import numpy as np
 
 import steppedwedge as sw
 from steppedwedge.design import Design
-from steppedwedge.power.simulation import simulate_power
+from steppedwedge.planning.simulation import simulate_power
 from steppedwedge.simulate import simulate
 
 DESIGN = Design.stepped_wedge(4, 3)  # 12 clusters x 5 periods

@@ -79,7 +79,7 @@ def resolve(kind: str, target: str) -> Any:
     """Import a dotted name the way autodoc does.
 
     A module directive imports the module; any other takes the longest importable module
-    *before* the last component and walks attributes from there, so ``steppedwedge.power``
+    *before* the last component and walks attributes from there, so ``steppedwedge.report``
     is the function the package exports, not the subpackage of the same name.
     """
     if kind in ("automodule", "py:module"):

@@ -21,7 +21,7 @@ from scipy import stats  # noqa: E402
 
 import steppedwedge as sw  # noqa: E402
 from steppedwedge.exceptions import OptionError  # noqa: E402
-from steppedwedge.power.result import PlanningResult  # noqa: E402
+from steppedwedge.planning.result import PlanningResult  # noqa: E402
 
 VC = sw.VarianceComponents
 #: an average of powers recomputed one by one: rounding only (power is O(1))

@@ -28,7 +28,7 @@ from steppedwedge.cli import main as cli_main
 from steppedwedge.data import TrialData
 from steppedwedge.design import Design
 from steppedwedge.exceptions import DataError, DesignError, OptionError, SteppedWedgeError
-from steppedwedge.power import power
+from steppedwedge.planning import power
 from steppedwedge.randomise import randomise
 from steppedwedge.report.config import TrialConfig
 from steppedwedge.report.schema import ConfigError

@@ -20,7 +20,7 @@ from _tolerances import EXACT, MC_K
 
 import steppedwedge as sw
 from steppedwedge.exceptions import DataError, MissingDataWarning, OptionError
-from steppedwedge.power._period import mean_variance_factor
+from steppedwedge.planning._period import mean_variance_factor
 
 REF = Path(__file__).resolve().parent / "reference" / "estimate_variance"
 CASES = json.loads((REF / "cases.json").read_text())
@@ -199,9 +199,9 @@ def test_non_convergence_says_which_structure_and_what_to_try(entries: pd.DataFr
     """A fit the optimiser did not finish warns, naming the structure and the alternatives."""
     from dataclasses import replace
 
-    from steppedwedge.power._history_fit import fit_structure
-    from steppedwedge.power._panel import prepare_panel
-    from steppedwedge.power.history import _check_fit
+    from steppedwedge.planning._history_fit import fit_structure
+    from steppedwedge.planning._panel import prepare_panel
+    from steppedwedge.planning.history import _check_fit
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingDataWarning)
@@ -230,7 +230,7 @@ def test_non_converged_comparison_structures_are_named(
     from dataclasses import replace
 
     # ``steppedwedge.power`` is the function sw.power at the package level: import by name
-    history = importlib.import_module("steppedwedge.power.history")
+    history = importlib.import_module("steppedwedge.planning.history")
     real = history.fit_structure
 
     def fake(rows: Any, structure: str, *args: Any, **kw: Any) -> Any:
@@ -344,8 +344,8 @@ def test_bootstrap_is_reproducible_and_prefix_stable(entries: pd.DataFrame) -> N
 
 def test_simulator_draws_the_fitted_covariance() -> None:
     """The bootstrap's random effects have covariance tau2 J + gamma2 R(decay) (Monte Carlo)."""
-    from steppedwedge.power._history_fit import HistoryFit, simulate_counts
-    from steppedwedge.power._panel import PanelRows
+    from steppedwedge.planning._history_fit import HistoryFit, simulate_counts
+    from steppedwedge.planning._panel import PanelRows
 
     n_i, n_t = 4000, 4
     rows = PanelRows(
@@ -408,7 +408,7 @@ def test_result_protocol_and_round_trip(entries: pd.DataFrame) -> None:
     sentence = est.describe()
     for bit in ("cla_started_in_year", "143 clusters", "2021-2025", "nested+decay", "bootstrap"):
         assert bit in sentence
-    from steppedwedge.power.result import PlanningResult
+    from steppedwedge.planning.result import PlanningResult
 
     assert isinstance(est, PlanningResult) and isinstance(est, sw.VarianceEstimate)
 

@@ -17,7 +17,7 @@ these checks:
 
 The public subpackage ``steppedwedge.plotting`` (its ``__all__``) is validated too.
 
-The planning modules (``steppedwedge.power.*`` except the analytic and simulation engines,
+The planning modules (``steppedwedge.planning.*`` except the analytic and simulation engines,
 and ``steppedwedge.plotting.power``) are held to two more: PR07 (every parameter has a
 description) and RT03 (the return value has one).
 
@@ -49,13 +49,13 @@ PUBLIC_MODULES = ("steppedwedge.plotting",)
 STRICT_MODULES = tuple(
     f"steppedwedge.{m}."
     for m in (
-        "power.result",
-        "power.expected",
-        "power.search",
-        "power.curves",
-        "power.grid",
-        "power.diagnostics",
-        "power._solve",
+        "planning.result",
+        "planning.expected",
+        "planning.search",
+        "planning.curves",
+        "planning.grid",
+        "planning.diagnostics",
+        "planning._solve",
         "plotting.power",
     )
 )
@@ -171,10 +171,10 @@ def _undocumented_fields(cls: type) -> set[str]:
 
 def test_targets_cover_the_public_api() -> None:
     # every public callable and class is validated, plus a sample of methods and properties
-    assert "steppedwedge.power.analytic.power" in TARGETS
+    assert "steppedwedge.planning.analytic.power" in TARGETS
     assert "steppedwedge.results.FitResult.tidy" in TARGETS
-    assert "steppedwedge.power.result.PowerResult.cell_weights" in TARGETS
-    assert TARGETS["steppedwedge.power.result.PowerResult.cell_weights"][0] == "property"
+    assert "steppedwedge.planning.result.PowerResult.cell_weights" in TARGETS
+    assert TARGETS["steppedwedge.planning.result.PowerResult.cell_weights"][0] == "property"
     assert any(p.endswith("datasets._councils.load_councils") for p in TARGETS) or any(
         p.startswith("steppedwedge.datasets.") and p.endswith(".load_councils") for p in TARGETS
     )  # members of a public module

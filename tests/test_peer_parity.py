@@ -19,7 +19,7 @@ from _tolerances import PEER_POWER_ATOL
 
 import steppedwedge as sw
 from steppedwedge.design import Design
-from steppedwedge.power import power
+from steppedwedge.planning import power
 
 REF = json.loads(
     (Path(__file__).parent / "reference" / "peer_parity" / "peer_parity.json").read_text()

@@ -27,7 +27,7 @@ from scipy import stats  # noqa: E402
 
 import steppedwedge as sw  # noqa: E402
 from steppedwedge.exceptions import OptionError  # noqa: E402
-from steppedwedge.power.result import PlanningResult, PlanningResultMixin  # noqa: E402
+from steppedwedge.planning.result import PlanningResult, PlanningResultMixin  # noqa: E402
 from steppedwedge.results import Summary  # noqa: E402
 
 # Identities between two evaluations of the same floating-point formula: relative 1e-12
@@ -161,7 +161,7 @@ def test_planning_results_share_one_mixin() -> None:
     ):
         assert issubclass(cls, PlanningResultMixin), cls
     # the unused duplicate of results.Summary is gone (sw.power is the function)
-    for module in ("steppedwedge.power", "steppedwedge.power.result"):
+    for module in ("steppedwedge.planning", "steppedwedge.planning.result"):
         assert not hasattr(importlib.import_module(module), "PowerSummary"), module
 
 

@@ -18,7 +18,7 @@ from _tolerances import (
 
 from steppedwedge._core import closed_forms as cf
 from steppedwedge.design import Design
-from steppedwedge.power import power
+from steppedwedge.planning import power
 from steppedwedge.variance import VarianceComponents as VC
 
 

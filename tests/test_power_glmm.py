@@ -13,7 +13,7 @@ from _tolerances import DENSE_REL, LINALG, POISSON_LIMIT_REL
 from scipy.special import expit, logit
 
 from steppedwedge.design import Design
-from steppedwedge.power import power
+from steppedwedge.planning import power
 from steppedwedge.variance import VarianceComponents as VC
 
 

@@ -12,7 +12,7 @@ from scipy.integrate import trapezoid
 
 from steppedwedge.design import Design
 from steppedwedge.exceptions import DesignError
-from steppedwedge.power import assurance, expected_power, power, power_grid
+from steppedwedge.planning import assurance, expected_power, power, power_grid
 from steppedwedge.variance import VarianceComponents as VC
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from steppedwedge.design import Design
 from steppedwedge.exceptions import DesignError, SolveError
-from steppedwedge.power import power, solve_power
+from steppedwedge.planning import power, solve_power
 from steppedwedge.variance import VarianceComponents as VC
 
 D = Design.stepped_wedge(3, 2)

@@ -12,7 +12,7 @@ from strategies import designs, stepped_wedge_designs
 from steppedwedge._core import closed_forms as cf
 from steppedwedge.design import Design
 from steppedwedge.exceptions import DesignError
-from steppedwedge.power import power
+from steppedwedge.planning import power
 from steppedwedge.variance import VarianceComponents as VC
 
 pytestmark = pytest.mark.property

@@ -10,7 +10,7 @@ import pytest
 from scipy.special import expit, logit
 
 from steppedwedge.design import Design
-from steppedwedge.power import power
+from steppedwedge.planning import power
 from steppedwedge.variance import VarianceComponents as VC
 
 pytestmark = pytest.mark.reference

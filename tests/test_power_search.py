@@ -10,7 +10,7 @@ from _tolerances import LINALG
 
 from steppedwedge.design import Design
 from steppedwedge.exceptions import DesignError, OptionError, SolveError
-from steppedwedge.power import assurance, power, search_designs
+from steppedwedge.planning import assurance, power, search_designs
 from steppedwedge.variance import VarianceComponents as VC
 
 
@@ -318,7 +318,7 @@ def test_search_bad_input() -> None:
 
 
 def test_random_compositions_are_uniform() -> None:
-    from steppedwedge.power.search import _random_compositions
+    from steppedwedge.planning.search import _random_compositions
 
     comp = _random_compositions(5, 3, 21_000, np.random.default_rng(0))
     assert np.all(comp.sum(axis=1) == 5) and np.all(comp >= 0)

@@ -22,7 +22,7 @@ from steppedwedge._core import power_kernels as pk
 from steppedwedge._core.covariance import mean_covariance
 from steppedwedge._core.gls import gls_fit
 from steppedwedge.design import Design
-from steppedwedge.power import power
+from steppedwedge.planning import power
 from steppedwedge.variance import VarianceComponents as VC
 
 pytestmark = pytest.mark.slow

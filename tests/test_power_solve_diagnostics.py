@@ -9,7 +9,7 @@ from scipy.special import ndtri
 
 from steppedwedge.design import Design
 from steppedwedge.exceptions import DesignError, SolveError
-from steppedwedge.power import (
+from steppedwedge.planning import (
     cell_weights,
     design_effect,
     information_content,
@@ -223,7 +223,7 @@ def test_plots_return_axes() -> None:
 
 
 def test_power_curves_match_power() -> None:
-    from steppedwedge.power import power_curve
+    from steppedwedge.planning import power_curve
 
     vc = VC.from_correlations(0.05, cac=0.8)
     c = power_curve(

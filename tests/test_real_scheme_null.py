@@ -25,7 +25,7 @@ from tests._tolerances import EXACT, MC_K
 
 import steppedwedge as sw
 from steppedwedge.design import Design
-from steppedwedge.power.simulation import null_simulation_plan, simulate_power
+from steppedwedge.planning.simulation import null_simulation_plan, simulate_power
 from steppedwedge.simulate import _simulate_iv, simulate
 
 #: The FS evaluators' type-I error of their GLMM (``alpha_hat <- 0.0569`` with M = 10000 in
@@ -182,7 +182,7 @@ def test_known_variance_se_follows_each_drawn_allocation() -> None:
 
 def test_fast_gaussian_path_refits_each_drawn_allocation() -> None:
     """Replicate b = draw_cells on b's own allocation, analysed with that design's plan."""
-    from steppedwedge.power._fast_lmm import fast_lmm_analyse, fast_lmm_plan
+    from steppedwedge.planning._fast_lmm import fast_lmm_analyse, fast_lmm_plan
     from steppedwedge.simulate._draw import draw_cells
 
     design = Design.stepped_wedge(3, 2)

@@ -26,7 +26,7 @@ import steppedwedge as sw
 from steppedwedge._core.gls import gls_information
 from steppedwedge.design import Design
 from steppedwedge.exceptions import SteppedWedgeWarning
-from steppedwedge.power.simulation import SimulatedPowerResult, simulate_power
+from steppedwedge.planning.simulation import SimulatedPowerResult, simulate_power
 from steppedwedge.simulate import simulate
 
 DESIGN = Design.stepped_wedge(4, 3)  # 12 clusters x 5 periods
@@ -99,7 +99,7 @@ def test_known_variance_power_matches_analytic(vc, sampling: str, churn) -> None
 
 
 def test_known_variance_matches_sw_power() -> None:
-    from steppedwedge.power import power
+    from steppedwedge.planning import power
 
     n_sims = 2000
     res = simulate_power(
@@ -468,7 +468,7 @@ def _fixed_design(x: np.ndarray) -> np.ndarray:
 def test_fast_path_equals_sw_fit_on_the_rows_it_summarises(random: str, dof: str) -> None:
     """The cell fast path gives what sw.fit gives on individual rows with those cells."""
     from steppedwedge.models.fit import fit
-    from steppedwedge.power._fast_lmm import fast_lmm_analyse, fast_lmm_plan
+    from steppedwedge.planning._fast_lmm import fast_lmm_analyse, fast_lmm_plan
     from steppedwedge.simulate import _simulate_iv
 
     design = Design.stepped_wedge(3, 2)
@@ -516,7 +516,7 @@ def test_fast_path_equals_sw_fit_on_the_rows_it_summarises(random: str, dof: str
 
 
 def test_fast_path_used_only_for_options_it_reproduces() -> None:
-    from steppedwedge.power._fast_lmm import fast_lmm_plan
+    from steppedwedge.planning._fast_lmm import fast_lmm_plan
     from steppedwedge.simulate import _simulate_iv
 
     def spec(**kw: Any):
@@ -694,7 +694,7 @@ def test_stuck_executor_times_out_instead_of_hanging() -> None:
 def test_fast_path_defaults_are_sw_fit_defaults() -> None:
     """analysis={} on the fast path gives sw.fit's default analysis of the same data."""
     from steppedwedge.models.fit import fit
-    from steppedwedge.power._fast_lmm import fast_lmm_analyse, fast_lmm_plan
+    from steppedwedge.planning._fast_lmm import fast_lmm_analyse, fast_lmm_plan
     from steppedwedge.simulate import _simulate_iv
 
     design = Design.stepped_wedge(3, 2)

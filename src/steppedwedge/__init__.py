@@ -3,10 +3,11 @@
 The public API is listed in ``__all__``; everything else is private.  British spelling is used
 throughout (``randomise``, ``analyse``) and no American aliases are provided.
 
-Note that ``steppedwedge.power`` is the power *function* (the analytic-power subpackage of the
-same name stays importable as ``import steppedwedge.power.analytic``), and likewise
-``steppedwedge.report`` is the function that writes a trial report (the subpackage's contents
-stay importable: ``from steppedwedge.report import TrialConfig``).
+``steppedwedge.power`` is the power function; the planning code (analytic and simulated power,
+sample size, design diagnostics, assurance, design search, variance from history) is the
+package :mod:`steppedwedge.planning`.  ``steppedwedge.randomise``, ``steppedwedge.simulate`` and
+``steppedwedge.report`` are likewise the functions; the contents of their packages stay
+importable (``from steppedwedge.report import TrialConfig``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from .models.fixed_effects import FixedEffectsResult
 from .models.gee import GEEResult
 from .models.glmm import GLMMResult
 from .models.staggered import StaggeredResult
-from .power import (
+from .planning import (
     AssuranceResult,
     CellMap,
     DesignEffect,
@@ -57,8 +58,8 @@ from .power import (
     search_designs,
     solve_power,
 )
-from .power.history import EstimatedVariance, estimate_variance
-from .power.simulation import (
+from .planning.history import EstimatedVariance, estimate_variance
+from .planning.simulation import (
     NullSimulationPlan,
     SimulatedPowerResult,
     null_simulation_plan,

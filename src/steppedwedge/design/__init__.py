@@ -1075,7 +1075,7 @@ class Design:
         >>> bool(ic.values[0, 0] > 1.0)
         True
         """
-        from ..power.diagnostics import information_content
+        from ..planning.diagnostics import information_content
 
         return information_content(self, **kwargs)
 

@@ -118,7 +118,7 @@ def council_power() -> PowerSpec:
     >>> round(spec.tau2, 3), round(spec.decay, 3)
     (0.11, 0.866)
     """
-    from ..power.history import EstimatedVariance
+    from ..planning.history import EstimatedVariance
 
     record = json.loads(COUNCIL_VARIANCE.read_text(encoding="utf-8"))
     quarterly = EstimatedVariance.from_dict(record).for_period(3, gamma2="averaged")

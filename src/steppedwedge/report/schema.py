@@ -38,7 +38,7 @@ from ..inference.permutation import _STATISTICS as PERMUTATION_STATISTICS
 from ..inference.sandwich import VCOV_CHOICES
 from ..models.glmm import GLMM_DOF, GLMM_RANDOM
 from ..models.mixed import EFFECT_TYPES, RANDOM_STRUCTURES, TIME_EFFECTS
-from ..power._history_fit import STRUCTURES as PANEL_STRUCTURES
+from ..planning._history_fit import STRUCTURES as PANEL_STRUCTURES
 
 __all__ = [
     "SCHEMA_VERSION",

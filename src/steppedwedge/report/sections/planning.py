@@ -50,8 +50,8 @@ def power_section(config: TrialConfig, template: Design) -> tuple[Section, Any] 
     spec = config.power
     if spec is None:
         return None
-    from ...power import power as analytic_power
-    from ...power import power_curve
+    from ...planning import power as analytic_power
+    from ...planning import power_curve
 
     vc = _planned_components(spec)
     kwargs = power_kwargs(config, spec)
@@ -162,7 +162,7 @@ def planning_comparison(
     spec = config.power
     if spec is None:
         return None
-    from ...power import power as analytic_power
+    from ...planning import power as analytic_power
     from ...variance import VarianceComponents
 
     prim = run.primary

@@ -870,7 +870,7 @@ def power(
     --------
     >>> from steppedwedge.design import Design
     >>> from steppedwedge.variance import VarianceComponents
-    >>> from steppedwedge.power import power
+    >>> from steppedwedge.planning import power
     >>> design = Design.stepped_wedge(3, 3)
     >>> res = power(design, effect=0.2, variance=VarianceComponents(sigma2=1.0),
     ...             cluster_size=50)

@@ -81,7 +81,7 @@ def power_grid(
     --------
     >>> import numpy as np
     >>> from steppedwedge.design import Design
-    >>> from steppedwedge.power import power_grid
+    >>> from steppedwedge.planning import power_grid
     >>> p = power_grid(Design.stepped_wedge(3, 3), effect=0.2, icc=0.0,
     ...                cluster_size=np.array([49, 50]))
     >>> np.round(p, 4)

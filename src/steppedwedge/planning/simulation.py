@@ -855,7 +855,7 @@ sampling, churn, dispersion, level
     --------
     >>> import numpy as np
     >>> import steppedwedge as sw
-    >>> from steppedwedge.power.simulation import simulate_power
+    >>> from steppedwedge.planning.simulation import simulate_power
     >>> x = np.triu(np.ones((4, 5)), k=1)  # 4 clusters, one per sequence
     >>> vc = sw.VarianceComponents(sigma2=1.0, tau2=0.05)
     >>> res = simulate_power(x, effect=0.5, variance=vc, cluster_size=20,
@@ -1391,7 +1391,7 @@ def null_simulation_plan(
     Examples
     --------
     >>> import steppedwedge as sw
-    >>> from steppedwedge.power.simulation import null_simulation_plan
+    >>> from steppedwedge.planning.simulation import null_simulation_plan
     >>> fs = sw.datasets.make_fs_like(n_children=3000, rng=1)
     >>> plan = null_simulation_plan(fs)
     >>> plan.allocation.n_admissible, plan.cluster_size.shape

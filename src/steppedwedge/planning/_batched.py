@@ -3,7 +3,7 @@
 :func:`steppedwedge.assurance` averages power over thousands of draws of the variance
 components.  Each draw changes only the covariance of the cluster-period means, so the
 covariances are built with the very code :func:`steppedwedge.power` uses
-(:func:`~steppedwedge.power.analytic._covariance`) and the GLS information
+(:func:`~steppedwedge.planning.analytic._covariance`) and the GLS information
 ``sum_i Z_i' Sigma_i^{-1} Z_i`` of a chunk of draws is one batched solve and one
 ``einsum``: no Python loop over clusters or linear algebra per draw.
 """
@@ -231,7 +231,7 @@ def batched_power(
     ``spec`` is a validated power specification (its own effect and components are
     ignored; its design, family, sizes, exposure and options are used).  The estimability
     of the contrast is a property of the design, checked by the caller with
-    :func:`~steppedwedge.power.analytic._compute`.  Mirrors ``_compute``: for link-scale
+    :func:`~steppedwedge.planning.analytic._compute`.  Mirrors ``_compute``: for link-scale
     GLMMs the variance at the null means sets the critical value (unless
     ``glmm_variance="alternative"``), and ``dof`` rules are evaluated per draw.
     """

@@ -717,7 +717,7 @@ def search_designs(
     Examples
     --------
     >>> from steppedwedge.variance import VarianceComponents
-    >>> from steppedwedge.power import search_designs
+    >>> from steppedwedge.planning import search_designs
     >>> res = search_designs(n_clusters=8, n_periods=5, effect=0.3,
     ...                      variance=VarianceComponents.from_correlations(0.05),
     ...                      cluster_size=20)

@@ -376,7 +376,7 @@ def assurance(
     --------
     >>> import numpy as np
     >>> from steppedwedge.design import Design
-    >>> from steppedwedge.power import assurance
+    >>> from steppedwedge.planning import assurance
     >>> res = assurance(Design.stepped_wedge(4, 3), effect=0.3, icc=[0.01, 0.05, 0.1],
     ...                 cac=[0.5, 0.8, 1.0], cluster_size=20)
     >>> res.power.shape, round(res.assurance, 4)
@@ -698,7 +698,7 @@ def expected_power(
     --------
     >>> from steppedwedge.design import Design
     >>> from steppedwedge.variance import VarianceComponents
-    >>> from steppedwedge.power import expected_power
+    >>> from steppedwedge.planning import expected_power
     >>> res = expected_power(Design.stepped_wedge(2, 2), effect=0.5,
     ...                      variance=VarianceComponents.from_correlations(0.1),
     ...                      cluster_sizes=[5, 10, 20, 40])

@@ -177,7 +177,7 @@ def solve_power(
     --------
     >>> from steppedwedge.design import Design
     >>> from steppedwedge.variance import VarianceComponents
-    >>> from steppedwedge.power import solve_power
+    >>> from steppedwedge.planning import solve_power
     >>> res = solve_power(Design.stepped_wedge(3, 3), effect=0.2,
     ...                   variance=VarianceComponents(sigma2=1.0), solve_for="cluster_size")
     >>> res.solution, round(res.power, 4)

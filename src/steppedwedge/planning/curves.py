@@ -198,7 +198,7 @@ def power_curve(design: Design | Any, *, vary: str, values: Any, **kwargs: Any) 
     --------
     >>> from steppedwedge.design import Design
     >>> from steppedwedge.variance import VarianceComponents
-    >>> from steppedwedge.power import power_curve
+    >>> from steppedwedge.planning import power_curve
     >>> c = power_curve(Design.stepped_wedge(3), vary="clusters_per_sequence", values=[1, 2, 3],
     ...                 effect=0.2, variance=VarianceComponents(sigma2=1.0), cluster_size=50)
     >>> [round(float(p), 4) for p in c.power]

@@ -4,7 +4,7 @@ The engine of :func:`steppedwedge.assurance` when ``variance=`` is given: every 
 option of :func:`steppedwedge.power` (counts and binary outcomes on the link scale,
 Gaussian), averaged over the draws of a :class:`~steppedwedge.VarianceEstimate` (or an
 explicit sequence of :class:`~steppedwedge.VarianceComponents`) and over a grid or prior of
-the effect.  Power of every draw comes from :func:`~steppedwedge.power._batched.batched_power`.
+the effect.  Power of every draw comes from :func:`~steppedwedge.planning._batched.batched_power`.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ class PlanningResult(Protocol):
     Examples
     --------
     >>> import steppedwedge as sw
-    >>> from steppedwedge.power.result import PlanningResult
+    >>> from steppedwedge.planning.result import PlanningResult
     >>> res = sw.power(sw.Design.stepped_wedge(3, 2), effect=0.3,
     ...                variance=sw.VarianceComponents.from_correlations(0.05), cluster_size=10)
     >>> isinstance(res, PlanningResult)
@@ -200,7 +200,7 @@ class PowerResult(PlanningResultMixin):
         --------
         >>> from steppedwedge.design import Design
         >>> from steppedwedge.variance import VarianceComponents
-        >>> from steppedwedge.power import power
+        >>> from steppedwedge.planning import power
         >>> res = power(Design.stepped_wedge(3, 3), effect=0.2,
         ...             variance=VarianceComponents(sigma2=1.0), cluster_size=49)
         >>> round(res.with_(cluster_size=50).power, 4)

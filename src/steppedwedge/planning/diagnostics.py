@@ -194,7 +194,7 @@ def information_content(design: Design | Any, **kwargs: Any) -> CellMap:
     --------
     >>> from steppedwedge.design import Design
     >>> from steppedwedge.variance import VarianceComponents
-    >>> from steppedwedge.power import information_content
+    >>> from steppedwedge.planning import information_content
     >>> ic = information_content(Design.stepped_wedge(4),
     ...                          variance=VarianceComponents.from_correlations(0.05),
     ...                          cluster_size=10)
@@ -230,7 +230,7 @@ def cell_weights(design: Design | Any, **kwargs: Any) -> CellMap:
     --------
     >>> from steppedwedge.design import Design
     >>> from steppedwedge.variance import VarianceComponents
-    >>> from steppedwedge.power import cell_weights
+    >>> from steppedwedge.planning import cell_weights
     >>> cw = cell_weights(Design.stepped_wedge(4), variance=VarianceComponents(sigma2=1.0),
     ...                   cluster_size=100)
     >>> [round(float(w), 4) for w in cw.exposure_weights]
@@ -475,7 +475,7 @@ def design_effect(
 
     Examples
     --------
-    >>> from steppedwedge.power import design_effect
+    >>> from steppedwedge.planning import design_effect
     >>> round(design_effect(n_sequences=4, cluster_size=10, icc=0.05, method="woertman").value, 3)
     0.535
     >>> de = design_effect(n_sequences=4, cluster_size=20, icc=0.05, cac=0.8)
