@@ -260,7 +260,11 @@ def run_analyses(config: TrialConfig, allocation: Allocation) -> AnalysisRun | N
         comparison, fits = _comparison(ctx)
     primary, companion, companion_label = _primary(ctx, fits, ratio)
     panel: dict[str, Any] = {"mixed model (primary)": primary}
-    assumptions = {"mixed model (primary)": "the random effects describe the correlation"}
+    assumptions = {
+        "mixed model (primary)": "the random effects describe the correlation"
+        if getattr(primary, "vcov", "model") == "model"
+        else "random effects weight the data; cluster-robust errors do not rely on them"
+    }
     if companion is not None:
         name = f"mixed model (primary), {companion_label}"
         panel[name] = companion
