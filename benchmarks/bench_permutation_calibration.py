@@ -61,12 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--alt", type=int, default=200)
     ap.add_argument("--draws", type=int, default=999)
     ap.add_argument("--coverage", type=int, default=0)
+    ap.add_argument("--null-start", type=int, default=0, help="first null trial index")
     ap.add_argument("--alt-start", type=int, default=0, help="first alternative trial index")
     ap.add_argument("--csv", type=str, default=None)
     args = ap.parse_args(argv)
     null, alt = null_and_alternative()
     rows = []
-    for k in range(args.null):
+    for k in range(args.null_start, args.null_start + args.null):
         rows.append(one_trial(null, 10_000 + k, args.draws, False))
     for k in range(args.alt_start, args.alt_start + args.alt):
         rows.append(one_trial(alt, 20_000 + k, args.draws, k < args.coverage))
