@@ -13,8 +13,8 @@
 - :mod:`.simulation`: Monte-Carlo power of any analysis, with its fast Gaussian engine
   ``_fast_lmm`` (the LMM fitted on simulated cell statistics);
 - :mod:`.history`: variance components for planning estimated from a historical panel of the
-  clusters (``_panel``, ``_history_fit``, ``_history_boot``; ``_period`` converts them to
-  another period length).
+  clusters (``_panel``, ``_history_fit`` for GLMMs, ``_history_gaussian`` for LMMs,
+  ``_history_boot``; ``_period`` converts them to another period length).
 
 The entry points are re-exported at the top level (:func:`steppedwedge.power`,
 :func:`steppedwedge.solve_power`, ...); ``steppedwedge.power`` is that function, not this
