@@ -1,6 +1,6 @@
 """Numerical kernels: numpy/scipy only, no pandas, statsmodels or matplotlib.
 
 Everything here works on plain arrays shaped by cluster (``I``), period (``T``) and fixed
-effect (``p``).  The domain layer (design, power, models) turns user objects into these
+effect (``p``).  The layers above (design, models, inference, planning) turn user objects into these
 arrays; this layer never imports from the rest of the package.
 """
