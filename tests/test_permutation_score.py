@@ -239,3 +239,19 @@ def test_bad_requests_are_refused() -> None:
     )
     with pytest.raises(OptionError, match="one row per"):
         sc.null_model(td, "nested")
+
+
+def test_report_runs_the_score_of_the_primary_structure() -> None:
+    """``[sensitivity.permutation] statistic = "glmm-score"`` scores the primary's GLMM."""
+    from dataclasses import replace as dc_replace
+
+    from steppedwedge.report import council_example
+
+    cfg = council_example()
+    perm = {"permutation": {"statistic": "glmm-score"}}
+    cfg = dc_replace(cfg, analysis=dc_replace(cfg.analysis, sensitivity_options=perm))
+    opts = cfg.fit_options("permutation")
+    assert opts["lmm_options"] == {"random": "nested+decay"}
+    opts["n_permutations"] = 99
+    res = permutation_test(cfg.analysis_frame("itt"), allocation=cfg.allocation(), **opts)
+    assert res.statistic_name == "glmm-score" and "nested+decay" in res.messages[0]

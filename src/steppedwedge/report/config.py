@@ -48,6 +48,7 @@ import pandas as pd
 
 from .._validation import parse_date_text
 from ..exceptions import DataError, DesignError, OptionError
+from ..inference._permutation_score import SCORE_RANDOM
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..design import Design
@@ -514,6 +515,8 @@ class TrialConfig:
                 n_permutations=spec.n_permutations,
                 rng=self.seed,
             )
+            if perm["statistic"] == "glmm-score" and spec.random in SCORE_RANDOM:
+                perm["lmm_options"] = {"random": spec.random}  # the primary's structure
             return perm
         out["method"] = _METHOD[name]
         out.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in extra.items()})
