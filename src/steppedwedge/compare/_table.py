@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..exceptions import OptionError
 from ..results import TIDY_COLUMNS
 
 __all__ = ["COMPARE_COLUMNS", "compare"]
@@ -134,20 +135,20 @@ def compare(
         labels = [str(k) for k in results]
         items = list(results.values())
         if names is not None:
-            raise ValueError("give names either as the mapping's keys or as `names`, not both.")
+            raise OptionError("give names either as the mapping's keys or as `names`, not both.")
     else:
         items = list(results)
         labels = (
             [str(k + 1) for k in range(len(items))] if names is None else [str(n) for n in names]
         )
     if not items:
-        raise ValueError("`results` is empty; give at least one result to compare.")
+        raise OptionError("`results` is empty; give at least one result to compare.")
     if len(labels) != len(items):
-        raise ValueError(f"`names` has {len(labels)} entries for {len(items)} results.")
+        raise OptionError(f"`names` has {len(labels)} entries for {len(items)} results.")
     if len(set(labels)) != len(labels):
-        raise ValueError(f"`names` must be unique; got {labels}.")
+        raise OptionError(f"`names` must be unique; got {labels}.")
     if not 0.0 < confidence_level < 1.0:
-        raise ValueError(f"`confidence_level` must lie in (0, 1); got {confidence_level!r}.")
+        raise OptionError(f"`confidence_level` must lie in (0, 1); got {confidence_level!r}.")
     rows = []
     for label, res in zip(labels, items, strict=True):
         r = _estimand_row(res, confidence_level)

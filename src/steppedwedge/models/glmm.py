@@ -156,7 +156,7 @@ class GLMMResult(FitResult):
             Columns ``term, estimate, std_error, statistic, df, p_value, conf_low, conf_high``.
         """
         if exponentiate and self.link not in ("log", "logit", "cloglog"):
-            raise ValueError(
+            raise OptionError(
                 f"`exponentiate=True` needs a log or logit link; this fit uses link={self.link!r}."
             )
         out = FitResult.tidy(self, confidence_level)
@@ -211,12 +211,12 @@ class GLMMResult(FitResult):
         3       3         10.27          8.02
         """
         if self.family not in ("poisson", "negative_binomial"):
-            raise ValueError("`rates()` needs a count family (poisson or negative_binomial).")
+            raise OptionError("`rates()` needs a count family (poisson or negative_binomial).")
         if not (isinstance(per, (int, float)) and per > 0):
-            raise ValueError(f"`per` must be a positive number; got {per!r}.")
+            raise OptionError(f"`per` must be a positive number; got {per!r}.")
         info = self._rate_design
         if info is None:  # pragma: no cover - always set by fit_glmm
-            raise ValueError("rates are not available for this fit.")
+            raise OptionError("rates are not available for this fit.")
         x0, x1, periods = info
         b = self.params.to_numpy()
         v = self.vcov_matrix.to_numpy()

@@ -12,7 +12,7 @@ from scipy import optimize
 
 from .._validation import check_option, check_probability
 from ..design import Design
-from ..exceptions import DesignError, SolveError
+from ..exceptions import DesignError, OptionError, SolveError
 from .analytic import _as_design
 from .analytic import power as _power
 from .result import PowerResult
@@ -197,14 +197,14 @@ def solve_power(
 
     if solve_for != "effect":
         if effect is None:
-            raise ValueError(f"`effect` is required when solving for {solve_for!r}.")
+            raise OptionError(f"`effect` is required when solving for {solve_for!r}.")
         if float(effect) == 0.0:
-            raise ValueError(
+            raise OptionError(
                 f"`effect` must be non-zero when solving for {solve_for!r}: with no effect the "
                 "power equals the test size whatever the sample size."
             )
     if solve_for != "cluster_size" and cluster_size is None:
-        raise ValueError(f"`cluster_size` is required when solving for {solve_for!r}.")
+        raise OptionError(f"`cluster_size` is required when solving for {solve_for!r}.")
 
     def call(dd: Design, m: Any, eff: float) -> PowerResult:
         return _power(dd, effect=eff, variance=variance, cluster_size=m, **kwargs)
@@ -214,7 +214,7 @@ def solve_power(
 
     if solve_for == "cluster_size":
         if cluster_size is not None:
-            raise ValueError("leave `cluster_size` unset when solving for it.")
+            raise OptionError("leave `cluster_size` unset when solving for it.")
         hi = int(max_value or 1_000_000)
         n, res = _smallest_integer(
             lambda m: call(d, m, float(effect)),  # type: ignore[arg-type]
@@ -291,12 +291,12 @@ def solve_power(
     if solve_for == "n_sequences":
         build_sw = _rebuild_stepped_wedge(d)
         if build_sw is None:
-            raise ValueError(
+            raise DesignError(
                 "solve_for='n_sequences' needs a standard stepped-wedge design built by "
                 "Design.stepped_wedge (equal sequences, equally spaced steps)."
             )
         if np.asarray(cluster_size).ndim != 0:
-            raise ValueError("solve_for='n_sequences' needs a scalar `cluster_size`.")
+            raise OptionError("solve_for='n_sequences' needs a scalar `cluster_size`.")
         hi = int(max_value or 50)
         lo = 2
         while lo < hi:

@@ -125,7 +125,7 @@ def _cell_array(name: str, value: Any, design: Design, *, positive: bool = True)
     elif arr.shape == (n_clusters, n_periods):
         out = arr.copy()
     else:
-        raise ValueError(
+        raise OptionError(
             f"`{name}` must be a scalar, a vector of length {n_clusters} (one per cluster) or a "
             f"{n_clusters} x {n_periods} (cluster x period) array; got shape {arr.shape}."
         )
@@ -133,7 +133,7 @@ def _cell_array(name: str, value: Any, design: Design, *, positive: bool = True)
     bad = obs & ~(np.isfinite(out) & ((out > 0) if positive else (out >= 0)))
     if bad.any():
         i, j = np.argwhere(bad)[0]
-        raise ValueError(
+        raise OptionError(
             f"`{name}` must be a finite number > 0 in every observed cell; got {out[i, j]!r} for "
             f"cluster {design.clusters[i]!r}, period {design.periods[j]!r}."
         )
@@ -167,9 +167,9 @@ def _power_iv(
     try:
         eff = float(effect)
     except (TypeError, ValueError):
-        raise ValueError(f"`effect` must be a number; got {effect!r}.") from None
+        raise OptionError(f"`effect` must be a number; got {effect!r}.") from None
     if not math.isfinite(eff):
-        raise ValueError(f"`effect` must be finite; got {effect!r}.")
+        raise OptionError(f"`effect` must be finite; got {effect!r}.")
     family = check_option("family", family, FAMILIES)
     link = DEFAULT_LINK[family] if link is None else check_option("link", link, LINKS[family])
     analysis = check_option("analysis", analysis, ("mixed", "gee"))
@@ -185,12 +185,12 @@ def _power_iv(
         churn_f = 0.0 if sampling == "cohort" else 1.0
     else:
         if sampling != "cohort":
-            raise ValueError('`churn` applies only with sampling="cohort".')
+            raise OptionError('`churn` applies only with sampling="cohort".')
         churn_f = check_unit_interval("churn", churn)
     ind_decay = None
     if individual_decay is not None:
         if sampling != "cohort" or churn_f != 0.0:
-            raise ValueError(
+            raise OptionError(
                 '`individual_decay` applies only to a closed cohort (sampling="cohort", churn=0).'
             )
         ind_decay = check_unit_interval("individual_decay", individual_decay)
@@ -198,35 +198,35 @@ def _power_iv(
         try:
             dof_f = float(dof)
         except (TypeError, ValueError):
-            raise ValueError(
+            raise OptionError(
                 f"`dof` must be None, a number > 0 or one of {DOF_RULES}; got {dof!r}."
             ) from None
         if not dof_f > 0:
-            raise ValueError(f"`dof` must be a number > 0; got {dof!r}.")
+            raise OptionError(f"`dof` must be a number > 0; got {dof!r}.")
         dof = dof_f
     elif isinstance(dof, str):
         dof = check_option("dof", dof, DOF_RULES)
     size = _cell_array("cluster_size", cluster_size, d)
     expo = _cell_array("exposure", exposure, d)
     if family == "binomial" and np.nanmax(np.abs(expo - 1.0)) > 0:
-        raise ValueError("`exposure` applies only to count families (poisson, negative_binomial).")
+        raise OptionError("`exposure` applies only to count families (poisson, negative_binomial).")
     disp = None
     if family == "negative_binomial":
         if dispersion is None:
-            raise ValueError(
+            raise OptionError(
                 "`dispersion` (the negative-binomial size theta, Var = mu + mu**2 / theta) is "
                 "required for family='negative_binomial'."
             )
         disp = float(dispersion)
         if not (math.isfinite(disp) and disp > 0):
-            raise ValueError(f"`dispersion` must be a finite number > 0; got {dispersion!r}.")
+            raise OptionError(f"`dispersion` must be a finite number > 0; got {dispersion!r}.")
     elif dispersion is not None:
-        raise ValueError("`dispersion` applies only to family='negative_binomial'.")
+        raise OptionError("`dispersion` applies only to family='negative_binomial'.")
     # baseline
     base = None
     if family != "gaussian":
         if baseline is None:
-            raise ValueError(
+            raise OptionError(
                 "`baseline` (the control-condition "
                 f"{'probability' if family == 'binomial' else 'rate'}) "
                 f"is required for family={family!r}."
@@ -235,43 +235,43 @@ def _power_iv(
         if base.ndim == 0:
             base = np.full(d.n_periods, float(base))
         if base.shape != (d.n_periods,):
-            raise ValueError(
+            raise OptionError(
                 f"`baseline` must be a scalar or a vector with one value per period "
                 f"({d.n_periods}); got shape {base.shape}."
             )
         if family == "binomial":
             if not np.all((base > 0) & (base < 1)):
-                raise ValueError(
+                raise OptionError(
                     f"`baseline` probabilities must lie in (0, 1); got {base.tolist()}."
                 )
         elif not np.all(np.isfinite(base) & (base > 0)):
-            raise ValueError(f"`baseline` rates must be > 0; got {base.tolist()}.")
+            raise OptionError(f"`baseline` rates must be > 0; got {base.tolist()}.")
     elif baseline is not None:
         base = np.broadcast_to(np.asarray(baseline, dtype=float), (d.n_periods,)).copy()
     vc = variance
     if analysis == "gee":
         if family not in ("gaussian", "binomial"):
-            raise ValueError("analysis='gee' supports family='gaussian' or 'binomial'.")
+            raise OptionError("analysis='gee' supports family='gaussian' or 'binomial'.")
         if vc.eta2 > 0:
-            raise ValueError(
+            raise OptionError(
                 "analysis='gee' (marginal model) cannot express a random treatment effect "
                 "(eta2 > 0); use analysis='mixed'."
             )
     tcorr = None
     if treatment_correlation is not None:
         if analysis != "gee" or sampling != "cross-sectional":
-            raise ValueError(
+            raise OptionError(
                 "`treatment_correlation` applies to analysis='gee' with cross-sectional sampling."
             )
         try:
             tcorr = tuple(float(v) for v in treatment_correlation)
         except (TypeError, ValueError):
-            raise ValueError(
+            raise OptionError(
                 "`treatment_correlation` must be three correlations (control-control, "
                 f"control-treated, treated-treated); got {treatment_correlation!r}."
             ) from None
         if len(tcorr) != 3 or not all(0.0 <= v < 1.0 for v in tcorr):
-            raise ValueError(
+            raise OptionError(
                 "`treatment_correlation` must be three correlations in [0, 1) (control-control, "
                 f"control-treated, treated-treated); got {treatment_correlation!r}."
             )
@@ -291,11 +291,11 @@ def _power_iv(
         expo_t = np.where(d.observed, d.exposure_time, 0)
         n_exp = int(expo_t.max())
         if w.shape[0] != n_exp:
-            raise ValueError(
+            raise OptionError(
                 f"`weights` must have one value per exposure time 1..{n_exp}; got {w.shape[0]}."
             )
         if not np.all(np.isfinite(w)) or abs(w.sum() - 1.0) > 1e-8:
-            raise ValueError(f"`weights` must sum to 1; got sum {w.sum():.6g}.")
+            raise OptionError(f"`weights` must sum to 1; got sum {w.sum():.6g}.")
     spec = _Spec(
         design=d,
         matrix=np.where(d.observed, np.nan_to_num(d.matrix), 0.0),
@@ -352,7 +352,7 @@ def _check_means(spec: _Spec) -> None:
     if spec.family == "binomial":
         mu = _cell_means(spec, spec.effect)[spec.observed]
         if not np.all((mu > 0) & (mu < 1)):
-            raise ValueError(
+            raise OptionError(
                 "the treated probabilities implied by `baseline` and `effect` must lie in (0, 1); "
                 f"got a range {mu.min():.4g} to {mu.max():.4g}."
             )

@@ -9,6 +9,7 @@ import numpy as np
 
 from .._validation import check_option
 from ..design import Design
+from ..exceptions import OptionError
 from ..results import Summary
 from .analytic import _as_design
 from .analytic import power as _power
@@ -214,7 +215,7 @@ def power_curve(design: Design | Any, *, vary: str, values: Any, **kwargs: Any) 
         if vary == "clusters_per_sequence":
             n = int(v)
             if n != v or n < 1:
-                raise ValueError(f"`values` must be positive integers for {vary!r}; got {v!r}.")
+                raise OptionError(f"`values` must be positive integers for {vary!r}; got {v!r}.")
             dd = Design.from_matrix(
                 np.repeat(np.asarray(d.sequence_matrix), n, axis=0),
                 periods=d.periods,

@@ -467,16 +467,16 @@ def _icc_assurance(
             elif arr.ndim == 1 and arr.size >= 1:
                 grid[name] = arr
             else:
-                raise ValueError(f"`{name}` must be a scalar, a 1-D grid or a distribution.")
+                raise OptionError(f"`{name}` must be a scalar, a 1-D grid or a distribution.")
     probabilities = probabilities or {}
     unknown = set(probabilities) - set(grid)
     if unknown:
-        raise ValueError(f"`probabilities` given for non-grid inputs: {sorted(unknown)}.")
+        raise OptionError(f"`probabilities` given for non-grid inputs: {sorted(unknown)}.")
     weights = []
     for name, vals in grid.items():
         w = np.asarray(probabilities.get(name, np.ones(vals.size)), dtype=float)
         if w.shape != vals.shape or np.any(w < 0) or w.sum() <= 0:
-            raise ValueError(f"`probabilities[{name!r}]` must be {vals.size} weights >= 0.")
+            raise OptionError(f"`probabilities[{name!r}]` must be {vals.size} weights >= 0.")
         weights.append(w / w.sum())
     n_grid = len(grid)
     args: dict[str, Any] = {}
@@ -716,12 +716,12 @@ def expected_power(
     if sizes.ndim == 1 and sizes.shape[0] == d.n_clusters:
         sizes = np.repeat(sizes[:, None], d.n_periods, axis=1)
     if sizes.shape != (d.n_clusters, d.n_periods):
-        raise ValueError(
+        raise OptionError(
             f"`cluster_sizes` must have one value per cluster ({d.n_clusters}) or shape "
             f"({d.n_clusters}, {d.n_periods}); got shape {np.shape(cluster_sizes)}."
         )
     if np.any(~np.isfinite(sizes) | (sizes <= 0)):
-        raise ValueError("`cluster_sizes` must be finite and > 0 for every cluster and period.")
+        raise OptionError("`cluster_sizes` must be finite and > 0 for every cluster and period.")
     seq_of_row = np.asarray(d.sequences)
     n_seq = d.n_sequences
     n_clusters = d.n_clusters
@@ -748,7 +748,7 @@ def expected_power(
     )
     assert res._fixed is not None and res._cov is not None and res._contrast is not None
     if res.variance_null != res.variance:
-        raise ValueError(
+        raise OptionError(
             "expected_power supports models whose variance does not depend on the "
             "means (Gaussian, identity-scale binary, GEE)."
         )
@@ -805,7 +805,7 @@ def _expected_power_random_sizes(
     )
     assert res._fixed is not None and res._cov is not None and res._contrast is not None
     if res.variance_null != res.variance:
-        raise ValueError(
+        raise OptionError(
             "expected_power supports models whose variance does not depend on the "
             "means (Gaussian, identity-scale binary, GEE)."
         )

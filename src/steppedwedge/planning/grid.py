@@ -10,7 +10,7 @@ from .._core import closed_forms as cf
 from .._core import power_kernels as pk
 from .._validation import check_option
 from ..design import Design
-from ..exceptions import DesignError
+from ..exceptions import DesignError, OptionError
 from .analytic import _as_design
 
 __all__ = ["power_grid"]
@@ -21,7 +21,7 @@ def _unit(name: str, value: Any, *, open_right: bool = False) -> np.ndarray:
     bad = ~np.isfinite(arr) | (arr < 0) | ((arr >= 1) if open_right else (arr > 1))
     if np.any(bad):
         interval = "[0, 1)" if open_right else "[0, 1]"
-        raise ValueError(f"`{name}` must lie in {interval}; got {arr[bad].ravel()[0]!r}.")
+        raise OptionError(f"`{name}` must lie in {interval}; got {arr[bad].ravel()[0]!r}.")
     return arr
 
 
@@ -103,13 +103,13 @@ def power_grid(
     churn_a = _unit("churn", churn)
     m = np.asarray(cluster_size, dtype=float)
     if np.any(~np.isfinite(m) | (m <= 0)):
-        raise ValueError("`cluster_size` must be > 0 everywhere.")
+        raise OptionError("`cluster_size` must be > 0 everywhere.")
     tot = np.asarray(total_variance, dtype=float)
     if np.any(~np.isfinite(tot) | (tot <= 0)):
-        raise ValueError("`total_variance` must be > 0.")
+        raise OptionError("`total_variance` must be > 0.")
     alpha_a = np.asarray(alpha, dtype=float)
     if np.any((alpha_a <= 0) | (alpha_a >= 1)):
-        raise ValueError("`alpha` must lie in (0, 1).")
+        raise OptionError("`alpha` must lie in (0, 1).")
     eff = np.asarray(effect, dtype=float)
     x = np.asarray(d.matrix, dtype=float)
     n_periods = x.shape[1]

@@ -13,7 +13,7 @@ from .._core import power_kernels as pk
 from .._typing import RNGLike
 from .._validation import check_option, check_positive_int, check_probability, normalise_rng
 from ..design import Design
-from ..exceptions import OptionError, SolveError
+from ..exceptions import DesignError, OptionError, SolveError
 from ..results import Summary
 from ..variance import VarianceComponents
 from ._batched import is_link_scale, iter_information
@@ -597,7 +597,7 @@ def _ranked_candidates(
             parts.append((full, v1_b, v0_b, np.full(c.shape[0], t_b)))
     cand = np.vstack([q[0] for q in parts])
     if cand.shape[0] == 0:
-        raise ValueError("no candidate design satisfies the constraints; relax them.")
+        raise DesignError("no candidate design satisfies the constraints; relax them.")
     v1, v0, t_of = (np.concatenate([q[k] for q in parts]) for k in (1, 2, 3))
     keep = np.flatnonzero(np.isfinite(v1))
     if info0 is None:
@@ -750,7 +750,7 @@ def search_designs(
         patterns = np.asarray(patterns, dtype=float)
         block_of = np.zeros(patterns.shape[0], dtype=np.int64)
         if patterns.ndim != 2 or patterns.shape[1] != n_t or patterns.shape[0] < 2:
-            raise ValueError(
+            raise OptionError(
                 f"`patterns` must be a (K, {n_t}) array with K >= 2 candidate sequences; got "
                 f"shape {patterns.shape}."
             )
@@ -769,7 +769,7 @@ def search_designs(
     probe = Design.from_matrix(patterns, check_identifiable=False)
     spec = _spec_for(probe, effect, point, cluster_size, kwargs)
     if spec.variance.eta2 > 0 or any(vc.eta2 > 0 for vc in draws):
-        raise ValueError("search_designs does not support a random treatment effect (eta2 > 0).")
+        raise OptionError("search_designs does not support a random treatment effect (eta2 > 0).")
     link_scale = is_link_scale(spec) and spec.glmm_variance == "null-alternative"
     z1, cov1, _ = _covariance(spec, spec.effect)
     info1 = pk.per_cluster_information(z1, cov1)

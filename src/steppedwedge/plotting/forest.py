@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..exceptions import DataError
+
 __all__ = ["plot_forest", "plot_implied_weights"]
 
 
@@ -66,7 +68,7 @@ def plot_forest(
 
     missing = [c for c in ("model", "estimate", "conf_low", "conf_high") if c not in table]
     if missing or len(table) == 0:
-        raise ValueError(f"plot_forest needs a non-empty table with columns {missing or '...'}.")
+        raise DataError(f"plot_forest needs a non-empty table with columns {missing or '...'}.")
     tf = np.exp if ratio else (lambda v: v)
     est = tf(table["estimate"].to_numpy(dtype=float))
     lo = tf(table["conf_low"].to_numpy(dtype=float))

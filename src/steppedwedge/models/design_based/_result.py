@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ...exceptions import OptionError
 from ...results import ResultMixin, Summary, _fmt, t_interval, t_pvalue, wald_table
 
 __all__ = ["DesignBasedResult"]
@@ -140,7 +141,7 @@ class DesignBasedResult(ResultMixin):
         """
         level = self.confidence_level if confidence_level is None else confidence_level
         if not 0.0 < level < 1.0:
-            raise ValueError(f"`confidence_level` must lie in (0, 1); got {level!r}.")
+            raise OptionError(f"`confidence_level` must lie in (0, 1); got {level!r}.")
         if self.std_error > 0:
             return t_interval(self.estimate, self.std_error, self.df, level)
         if self.interval is not None and level == self.confidence_level:
