@@ -76,7 +76,7 @@ from .._validation import check_option, check_positive_int, normalise_rng
 from .._warnings import caller_stacklevel, warn
 from ..data import TrialData
 from ..design import Design
-from ..exceptions import DataError, DesignError, SmallSampleWarning
+from ..exceptions import DataError, DesignError, OptionError, SmallSampleWarning
 from ..randomise import Allocation, randomise
 from ..results import TIDY_COLUMNS, ResultMixin, Summary, _fmt
 from . import _permutation_ci as ci
@@ -252,12 +252,12 @@ class PermutationResult(ResultMixin):
         if self.interval is not None and self.confidence_level == level:
             return self.interval
         if self._invert is None:
-            raise ValueError(
+            raise OptionError(
                 "a confidence interval by test inversion is available for the 'twfe', "
                 "'cluster-period', 'lmm' and 'glmm-score' statistics, not for a callable."
             )
         if not 0.0 < level < 1.0:
-            raise ValueError(f"`confidence_level` must lie in (0, 1); got {level!r}.")
+            raise OptionError(f"`confidence_level` must lie in (0, 1); got {level!r}.")
         if level not in self._intervals:  # computed once per level (refits are costly)
             self._intervals[level] = self._invert(level)
         return self._intervals[level]
@@ -468,7 +468,7 @@ def _space_iv(td: TrialData, treat: np.ndarray, allocation: Any, design: Any) ->
                 f"{type(allocation).__name__}."
             )
         if design is not None:
-            raise ValueError("give `allocation` or `design`, not both (the allocation has one).")
+            raise OptionError("give `allocation` or `design`, not both (the allocation has one).")
         alloc = allocation
     else:
         if design is None:
@@ -827,7 +827,7 @@ def permutation_test(
     (True, 720, 0.0014)
     """
     if not isinstance(statistic, str) and not callable(statistic):
-        raise ValueError(
+        raise OptionError(
             "`statistic` must be one of 'cluster-period', 'twfe', 'lmm', 'glmm-score' or a "
             "callable; "
             f"got {statistic!r}."
@@ -841,9 +841,9 @@ def permutation_test(
     check_option("use", use, ("estimate", "t"))
     b = check_positive_int("n_permutations", n_permutations)
     if alpha is not None and not 0.0 < float(alpha) < 1.0:
-        raise ValueError(f"`alpha` must lie in (0, 1) or be None; got {alpha!r}.")
+        raise OptionError(f"`alpha` must lie in (0, 1) or be None; got {alpha!r}.")
     if confidence_level is not None and not 0.0 < float(confidence_level) < 1.0:
-        raise ValueError(f"`confidence_level` must lie in (0, 1); got {confidence_level!r}.")
+        raise OptionError(f"`confidence_level` must lie in (0, 1); got {confidence_level!r}.")
     td = TrialData.from_frame(
         data,
         outcome=outcome,
@@ -868,30 +868,30 @@ def permutation_test(
         )
     else:
         if weights is not None:
-            raise ValueError("`weights` applies to the 'twfe' and 'cluster-period' statistics.")
+            raise OptionError("`weights` applies to the 'twfe' and 'cluster-period' statistics.")
         wts = "n/a"
     if confidence_level is not None and not isinstance(statistic, str):
-        raise ValueError(
+        raise OptionError(
             "`confidence_level` (test inversion) needs statistic='twfe', 'cluster-period', "
             "'lmm' or 'glmm-score'; a callable statistic cannot be shifted by a hypothesised "
             "effect."
         )
     if confidence_level is not None and name == "lmm" and td.family == "binomial":
-        raise ValueError(
+        raise OptionError(
             "`confidence_level` with statistic='lmm' inverts the test in the offset form, "
             "which the binomial GLMM does not take; use statistic='glmm-score' (the offset "
             "form of the GLMM without a treatment term), 'twfe' or 'cluster-period' "
             "(empirical log-odds) for a binomial randomisation interval."
         )
     if name not in ("lmm", "glmm-score") and (use != "estimate" or lmm_options):
-        raise ValueError("`use` and `lmm_options` apply to statistic='lmm' and 'glmm-score' only.")
+        raise OptionError("`use` and `lmm_options` apply to statistic='lmm' and 'glmm-score' only.")
     if name != "lmm" and (executor is not None or n_jobs not in (None, 1)):
-        raise ValueError(
+        raise OptionError(
             "`executor` and `n_jobs` apply to statistic='lmm' (one refit each; the other "
             "statistics are vectorised)."
         )
     if name == "glmm-score" and link is not None and link != _DEFAULT_LINK[td.family]:
-        raise ValueError(
+        raise OptionError(
             f"statistic='glmm-score' works on the GLMM's own link ({_DEFAULT_LINK[td.family]!r}); "
             f"got link={link!r}."
         )
@@ -1120,7 +1120,7 @@ def _score_test(
 
     extra = sorted(set(options) - {"random"})
     if extra:
-        raise ValueError(
+        raise OptionError(
             "statistic='glmm-score' takes only lmm_options={'random': ...} (the GLMM without "
             f"a treatment term is fitted once); got {extra}."
         )
@@ -1283,16 +1283,16 @@ def null_distribution_from_allocation(
     single = y.ndim == 2
     yr = y[None] if single else y
     if yr.ndim != 3 or yr.shape[1:] != d.matrix.shape:
-        raise ValueError(
+        raise OptionError(
             f"`cell_summaries` must have shape {d.matrix.shape} or (R, *{d.matrix.shape}); "
             f"got {y.shape}."
         )
     mask = ~np.isnan(yr[0]) & d.observed
     if np.any(np.isnan(yr[:, mask])):
-        raise ValueError("`cell_summaries` replicates must share one pattern of missing cells.")
+        raise DataError("`cell_summaries` replicates must share one pattern of missing cells.")
     if wts == "size":
         if cell_weights is None:
-            raise ValueError("`weights='size'` needs `cell_weights`.")
+            raise OptionError("`weights='size'` needs `cell_weights`.")
         wt = np.asarray(cell_weights, dtype=np.float64)
     else:
         wt = np.ones(d.matrix.shape)
