@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from _tolerances import EXACT_REL, SD_OF_CLOSE_VALUES_REL
 from scipy import stats  # noqa: E402
 
 import steppedwedge as sw  # noqa: E402
@@ -79,7 +80,9 @@ def test_assurance_is_the_mean_of_power_over_the_draws(case: str) -> None:
     np.testing.assert_allclose(res.power, ref, rtol=0, atol=EXACT_ATOL)
     assert res.assurance == pytest.approx(ref.mean(), rel=0, abs=EXACT_ATOL)
     assert res.family == kw["family"] and res.point_power is None
-    assert res.mc_std_error == pytest.approx(ref.std(ddof=1) / np.sqrt(ref.size), rel=1e-9)
+    assert res.mc_std_error == pytest.approx(
+        ref.std(ddof=1) / np.sqrt(ref.size), rel=SD_OF_CLOSE_VALUES_REL
+    )
     np.testing.assert_array_equal(res.draws["tau2"], [v.tau2 for v in draws])
 
 
@@ -199,7 +202,9 @@ def test_effect_grid_times_draws() -> None:
     w = np.array([0.25, 0.5, 0.25])
     assert res.assurance == pytest.approx((ref.mean(axis=1) * w).sum(), rel=0, abs=EXACT_ATOL)
     tidy = res.tidy()
-    assert (tidy["probability"] * tidy["power"]).sum() == pytest.approx(res.assurance, rel=1e-12)
+    assert (tidy["probability"] * tidy["power"]).sum() == pytest.approx(
+        res.assurance, rel=EXACT_REL
+    )
     # prior-weighted quantiles: P(power <= q-quantile) >= q > P(power < q-quantile)
     weights = np.broadcast_to((w / 10)[:, None], res.power.shape)
     for q in (0.1, 0.3, 0.5, 0.9):

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from _tolerances import EXACT, LINALG
+from _tolerances import DENSE_REL, EXACT, LINALG, ZERO_ATOL_1E12
 
 from steppedwedge.compare import ANALYSES, COMPARE_COLUMNS, PANEL_COLUMNS, compare
 from steppedwedge.inference.permutation import permutation_test
@@ -173,12 +173,12 @@ def test_twfe_weights_match_a_brute_force_regression_of_unit_effect_data() -> No
     for k, omega in zip(w.exposure["exposure_time"], w.exposure["weight"], strict=True):
         frame = _long((e == k) + noise, x)
         brute = smf.ols("y ~ C(c) + C(t) + x", frame).fit().params["x"]
-        np.testing.assert_allclose(omega, brute, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(omega, brute, rtol=DENSE_REL, atol=ZERO_ATOL_1E12)
     for t, omega in zip(w.calendar["period"], w.calendar["weight"], strict=True):
         unit = np.zeros((6, 6))
         unit[:, t] = np.nan_to_num(x[:, t])
         brute = smf.ols("y ~ C(c) + C(t) + x", _long(unit, x)).fit().params["x"]
-        np.testing.assert_allclose(omega, brute, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(omega, brute, rtol=DENSE_REL, atol=ZERO_ATOL_1E12)
     np.testing.assert_allclose(w.exposure["weight"].sum(), 1.0, **EXACT)
     assert w.negative_exposure_times  # late exposure times are weighted negatively
     assert np.isnan(w.cells.to_numpy()[2, 4])
@@ -211,7 +211,7 @@ def test_gls_weights_match_a_brute_force_gls_regression() -> None:
     for k, omega in zip(w.exposure["exposure_time"], w.exposure["weight"], strict=True):
         y = (e == k).astype(float)[~np.isnan(x)]
         brute = sm.GLS(y, design, sigma=sigma).fit().params[-1]
-        np.testing.assert_allclose(omega, brute, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(omega, brute, rtol=DENSE_REL, atol=ZERO_ATOL_1E12)
     np.testing.assert_allclose(w.calendar["weight"].sum(), 1.0, **LINALG)
 
 
@@ -346,7 +346,9 @@ def test_gls_weights_agree_with_the_planning_cell_weights() -> None:
         components={"sigma2": 1.0, "tau2": 0.05, "gamma2": 0.02, "decay": 0.7},
     )
     np.testing.assert_allclose(mine.exposure["weight"], planned.exposure_weights, **LINALG)
-    np.testing.assert_allclose(mine.cells.to_numpy(), planned.values, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        mine.cells.to_numpy(), planned.values, rtol=DENSE_REL, atol=ZERO_ATOL_1E12
+    )
 
 
 def test_compare_analyses_text_periods_need_an_order() -> None:

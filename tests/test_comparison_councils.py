@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from _tolerances import EXACT, LINALG, MC_K
+from _tolerances import DENSE_REL, EXACT, LINALG, MC_K, NNLS_RECOVERY_ATOL, UNIT_PERTURBATION_REL
 from scipy import optimize, stats
 
 import steppedwedge as sw
@@ -87,7 +87,9 @@ def test_synthetic_weights_solve_the_simplex_problem() -> None:
     donors = rng.normal(size=(12, 5))
     truth = np.zeros(12)
     truth[[1, 4, 7]] = [0.5, 0.3, 0.2]
-    np.testing.assert_allclose(simplex_weights(donors, truth @ donors), truth, atol=1e-8)
+    np.testing.assert_allclose(
+        simplex_weights(donors, truth @ donors), truth, atol=NNLS_RECOVERY_ATOL
+    )
     target = rng.normal(size=5) * 3  # outside the hull: a boundary solution
     w = simplex_weights(donors, target)
     ref = optimize.minimize(
@@ -198,8 +200,8 @@ def test_pooled_standard_error_by_brute_force(dfe) -> None:
     )
     s = resid.T @ resid / (len(councils) - len(set(cohort)))
     se = np.sqrt(np.einsum("rit,tu,riu->r", coef, s, coef))
-    np.testing.assert_allclose(did.tidy()["std_error"].to_numpy(), se, rtol=1e-7)
-    np.testing.assert_allclose(did.tidy()["estimate"].to_numpy(), base, rtol=1e-9)
+    np.testing.assert_allclose(did.tidy()["std_error"].to_numpy(), se, rtol=UNIT_PERTURBATION_REL)
+    np.testing.assert_allclose(did.tidy()["estimate"].to_numpy(), base, rtol=DENSE_REL)
     assert did.df == len(councils) - len(set(cohort))
 
 

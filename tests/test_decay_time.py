@@ -10,6 +10,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from _tolerances import (
+    BOUNDARY_TAU2_ATOL,
+    CENTRAL_DIFF_AR1_ATOL,
+    CENTRAL_DIFF_LAPLACE_DECAY,
+    DENSE_REL,
+    DIRECT_FIT_REL,
+    FLAT_LIKELIHOOD_VC_REL,
+    GLMMTMB_DECAY_REL,
+    LINALG_REL,
+    LOGLIK_SAME_OPTIMUM_ATOL,
+    ZERO_ATOL_1E12,
+    ZERO_ATOL_1E14,
+    ZERO_ATOL_1E15,
+)
 
 import steppedwedge as sw
 from steppedwedge.design import Design
@@ -57,7 +71,7 @@ def test_period_midpoints_from_start_dates() -> None:
     np.testing.assert_array_equal(d.period_lengths, lengths)
     # exact algebra: start of period j plus half its length, in years of 365.25 days
     expected = (np.concatenate([[0.0], np.cumsum(lengths)[:-1]]) + lengths / 2) / 365.25
-    np.testing.assert_allclose(d.period_midpoints(), expected, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(d.period_midpoints(), expected, rtol=0, atol=ZERO_ATOL_1E15)
     assert not d.period_midpoints().flags.writeable
 
 
@@ -65,7 +79,7 @@ def test_period_midpoints_calendar_grid() -> None:
     d = Design.from_start_dates({"A": "2023-04-01", "B": "2023-07-01"}, "2023Q1/2023Q4")
     days = np.array([90.0, 91.0, 92.0, 92.0])  # 2023 is not a leap year
     expected = (np.cumsum(days) - days / 2) / 365.25
-    np.testing.assert_allclose(d.period_midpoints(), expected, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(d.period_midpoints(), expected, rtol=0, atol=ZERO_ATOL_1E15)
 
 
 def test_period_midpoints_missing_is_design_error() -> None:
@@ -121,8 +135,8 @@ def test_power_unequal_lengths_matches_explicit_gls(tau2: float) -> None:
     res = sw.power(d, effect=0.25, variance=vc, cluster_size=30)
     se = _gls_se(d, vc, 30.0, d.period_midpoints())
     # tolerance: one GLS solve of a 7 x 7 system either way, condition number < 1e4
-    assert res.std_error == pytest.approx(se, rel=1e-10)
-    assert res.power == pytest.approx(_normal_power(0.25, se), rel=1e-10)
+    assert res.std_error == pytest.approx(se, rel=LINALG_REL)
+    assert res.power == pytest.approx(_normal_power(0.25, se), rel=LINALG_REL)
     # and it is a different number from the period-index scale
     se_index = _gls_se(d, vc, 30.0, np.arange(d.n_periods, dtype=float))
     assert abs(se - se_index) > 1e-3
@@ -143,7 +157,9 @@ def test_simulate_one_year_periods_equal_index_scale() -> None:
     vc = sw.VarianceComponents(sigma2=1.0, tau2=0.1, gamma2=0.2, decay=0.5)
     a = sw.simulate(d, effect=0.5, variance=vc, cluster_size=5, rng=11)
     b = sw.simulate(d, effect=0.5, variance=vc.with_(decay_scale="time"), cluster_size=5, rng=11)
-    np.testing.assert_allclose(b["outcome"].to_numpy(), a["outcome"].to_numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        b["outcome"].to_numpy(), a["outcome"].to_numpy(), rtol=0, atol=ZERO_ATOL_1E12
+    )
 
 
 def test_simulate_latent_covariance_continuous_time() -> None:
@@ -205,7 +221,7 @@ def test_simulate_power_known_variance_uses_times() -> None:
         progress=False,
     )
     se = _gls_se(d, vc, 30.0, d.period_midpoints())
-    np.testing.assert_allclose(res.replicates["std_error"].to_numpy(), se, rtol=1e-10)
+    np.testing.assert_allclose(res.replicates["std_error"].to_numpy(), se, rtol=LINALG_REL)
 
 
 # ---------------------------------------------------------------- step 3: the LMM
@@ -309,12 +325,12 @@ def test_lmm_time_decay_matches_direct_likelihood(random: str, method: str) -> N
     # 1. the likelihood itself, at our estimates (no optimiser involved): 1e-8 absolute
     ll, beta = _direct_loglik(df, t, est, reml)
     assert abs(res.loglik - ll) < 1e-8
-    np.testing.assert_allclose(res.estimate, beta[-1], rtol=1e-9)
+    np.testing.assert_allclose(res.estimate, beta[-1], rtol=DENSE_REL)
     # 2. the maximiser, found independently from a generic start: 1e-6 relative
     names = ["sigma2", "gamma2"] + (["tau2"] if "nested" in random else [])
     ref, ll_ref = _direct_fit(df, t, names, reml)
     for nm, val in ref.items():
-        assert est[nm] == pytest.approx(val, rel=1e-6), nm
+        assert est[nm] == pytest.approx(val, rel=DIRECT_FIT_REL), nm
     assert res.loglik >= ll_ref - 1e-8
     assert "decay_scale='time'" in str(res.summary())
 
@@ -407,17 +423,19 @@ def test_ar1_factor_unequal_gaps_and_derivative() -> None:
     t = fs_design().period_midpoints()
     for r in (0.05, 0.4, 0.95):
         lo, dlo = ar1_factor(r, t.size, deriv=True, times=t)
-        np.testing.assert_allclose(lo @ lo.T, r ** np.abs(np.subtract.outer(t, t)), atol=1e-14)
+        np.testing.assert_allclose(
+            lo @ lo.T, r ** np.abs(np.subtract.outer(t, t)), atol=ZERO_ATOL_1E14
+        )
         phi, h = np.arctanh(r), 1e-6
         up = ar1_factor(np.tanh(phi + h), t.size, times=t)
         dn = ar1_factor(np.tanh(phi - h), t.size, times=t)
         # central difference: truncation O(h^2 L''') ~ 1e-12, rounding ~1e-16 / h = 1e-10
-        np.testing.assert_allclose(dlo, (up - dn) / (2 * h), atol=1e-8)
+        np.testing.assert_allclose(dlo, (up - dn) / (2 * h), atol=CENTRAL_DIFF_AR1_ATOL)
     # equal unit gaps: exactly the closed form of the period scale
     a, da = ar1_factor(0.6, 5, deriv=True)
     b, db = ar1_factor(0.6, 5, deriv=True, times=np.arange(5.0))
-    np.testing.assert_allclose(b, a, atol=1e-15)
-    np.testing.assert_allclose(db, da, atol=1e-15)
+    np.testing.assert_allclose(b, a, atol=ZERO_ATOL_1E15)
+    np.testing.assert_allclose(db, da, atol=ZERO_ATOL_1E15)
 
 
 def test_laplace_gradient_unequal_gaps_finite_differences() -> None:
@@ -436,7 +454,9 @@ def test_laplace_gradient_unequal_gaps_finite_differences() -> None:
         up = laplace(ud, fam, beta, sigma + e).value  # type: ignore[arg-type]
         dn = laplace(ud, fam, beta, sigma - e).value  # type: ignore[arg-type]
         # modes solved to ~1e-12: the central difference is good to ~1e-6 absolute
-        assert g_sigma[k] == pytest.approx((up - dn) / (2 * h), abs=1e-5)
+        assert g_sigma[k] == pytest.approx(
+            (up - dn) / (2 * h), abs=CENTRAL_DIFF_LAPLACE_DECAY["atol"]
+        )
     # unit gaps: the same likelihood as the period scale
     ud0, _ = _unit_data(None)
     ud1, _ = _unit_data(np.arange(6.0))
@@ -468,16 +488,16 @@ def test_glmm_time_decay_matches_glmmtmb_ou(random: str) -> None:
         decay_scale="time",
     )
     # the same Laplace likelihood maximised: 1e-8 on the log-likelihood
-    assert res.loglik == pytest.approx(ref["loglik"], abs=1e-8)
+    assert res.loglik == pytest.approx(ref["loglik"], abs=LOGLIK_SAME_OPTIMUM_ATOL)
     assert res.loglik >= ref["loglik"] - 1e-9
-    assert res.estimate == pytest.approx(ref["beta"][-1], rel=1e-6)
-    assert res.std_error == pytest.approx(ref["se"][-1], rel=1e-6)
+    assert res.estimate == pytest.approx(ref["beta"][-1], rel=GLMMTMB_DECAY_REL)
+    assert res.std_error == pytest.approx(ref["se"][-1], rel=GLMMTMB_DECAY_REL)
     vc = res.variance_components
     # the likelihood is flat in (gamma2, r): glmmTMB's optimum is 2e-10 lower and 4e-6 away
     # in r for random="decay", so 1e-4 relative on the variance parameters
-    assert vc["gamma2"] == pytest.approx(ref["gamma2"], rel=1e-4)
-    assert vc["decay"] == pytest.approx(ref["decay"], rel=1e-4)
-    assert vc.get("tau2", 0.0) == pytest.approx(ref["tau2"], abs=1e-8)
+    assert vc["gamma2"] == pytest.approx(ref["gamma2"], rel=FLAT_LIKELIHOOD_VC_REL)
+    assert vc["decay"] == pytest.approx(ref["decay"], rel=FLAT_LIKELIHOOD_VC_REL)
+    assert vc.get("tau2", 0.0) == pytest.approx(ref["tau2"], abs=BOUNDARY_TAU2_ATOL)
     assert "decay_scale='time'" in str(res.summary())
 
 
@@ -499,4 +519,4 @@ def test_simulate_power_rerandomised_keeps_calendar() -> None:
     )
     # two clusters per sequence in every draw: the same GLS SE on the calendar scale
     se = _gls_se(d, vc, 30.0, d.period_midpoints())
-    np.testing.assert_allclose(res.replicates["std_error"].to_numpy(), se, rtol=1e-10)
+    np.testing.assert_allclose(res.replicates["std_error"].to_numpy(), se, rtol=LINALG_REL)

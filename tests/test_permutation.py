@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
-from _tolerances import EXACT, LINALG, MC_K
+from _tolerances import EXACT, EXACT_REL, LINALG, MC_K, SAME_OPTIMISER
 
 from steppedwedge.design import Design
 from steppedwedge.exceptions import DataError, SmallSampleWarning
@@ -231,9 +231,11 @@ def test_lmm_statistic_matches_brute_force() -> None:
     res = permutation_test(
         df, **ROLES, statistic="lmm", use="t", lmm_options={"dof": "normal"}
     )  # 24 allocations
-    np.testing.assert_allclose(res.statistic, obs, rtol=1e-6)
+    np.testing.assert_allclose(res.statistic, obs, rtol=SAME_OPTIMISER["rtol"])
     np.testing.assert_allclose(res.pvalue, _p(obs, null), **EXACT)
-    assert res.estimate == pytest.approx(float(fit(df, **ROLES, dof="normal").estimate), rel=1e-6)
+    assert res.estimate == pytest.approx(
+        float(fit(df, **ROLES, dof="normal").estimate), rel=SAME_OPTIMISER["rtol"]
+    )
 
 
 def test_callable_statistic_matches_brute_force() -> None:
@@ -305,7 +307,7 @@ def test_family_safeguarding_restricted_space() -> None:
     with pytest.warns(SmallSampleWarning, match="never reach"):
         res = permutation_test(df, **ROLES, allocation=alloc, statistic="twfe", rng=0)
     assert res.exact and res.n_permutations == 12 and res.n_admissible == 12
-    assert res.min_pvalue == pytest.approx(1 / 12, rel=1e-12, abs=0)
+    assert res.min_pvalue == pytest.approx(1 / 12, rel=EXACT_REL, abs=0)
     assert res.allocation_method == "restricted"
     # independent: the 12 allocations = arrangements of high over waves 1-2, low over 3-5
     sm = Design.stepped_wedge(5).sequence_matrix
@@ -373,8 +375,8 @@ def test_monte_carlo_convention_and_reproducibility() -> None:
     np.testing.assert_array_equal(a.null_distribution, b.null_distribution)
     assert not np.array_equal(a.null_distribution, c.null_distribution)
     hits = np.count_nonzero(np.abs(a.null_distribution) >= abs(a.statistic) * (1 - 1e-9))
-    assert a.pvalue == pytest.approx((1 + hits) / 501, rel=1e-12, abs=0)
-    assert a.min_pvalue == pytest.approx(1 / 501, rel=1e-12, abs=0)
+    assert a.pvalue == pytest.approx((1 + hits) / 501, rel=EXACT_REL, abs=0)
+    assert a.min_pvalue == pytest.approx(1 / 501, rel=EXACT_REL, abs=0)
     exact = permutation_test(df, **ROLES, statistic="twfe", n_permutations=2520)
     assert exact.exact and exact.n_permutations == 2520
     big = permutation_test(df, **ROLES, statistic="twfe", n_permutations=2519, rng=9)
@@ -450,7 +452,7 @@ def test_null_distribution_from_allocation_matches_permutation_test() -> None:
             np.testing.assert_allclose(
                 np.sort(nd.null[r]), np.sort(res.null_distribution), **LINALG
             )
-            assert nd.pvalues()[r] == pytest.approx(res.pvalue, rel=1e-12, abs=0)
+            assert nd.pvalues()[r] == pytest.approx(res.pvalue, rel=EXACT_REL, abs=0)
 
 
 # --------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from _tolerances import LINALG
+from _tolerances import LINALG, LINALG_REL, ZERO_ATOL_1E12
 
 from steppedwedge.design import Design
 from steppedwedge.exceptions import DesignError, OptionError, SolveError
@@ -47,7 +47,7 @@ def test_exhaustive_search_matches_brute_force(vc: VC) -> None:
     assert res.exhaustive and res.n_evaluated == len(ref)
     for alloc, v in zip(res.allocations, res.variance, strict=True):
         np.testing.assert_allclose(v, ref[tuple(alloc)], **LINALG)
-    assert min(ref.values()) == pytest.approx(res.variance[0], rel=1e-10)
+    assert min(ref.values()) == pytest.approx(res.variance[0], rel=LINALG_REL)
     np.testing.assert_allclose(
         power(res.best, effect=0.3, variance=vc, cluster_size=10).power, res.power[0], **LINALG
     )
@@ -212,7 +212,7 @@ def test_search_over_trial_lengths() -> None:
         ref = assurance(
             res.design(r), effect=np.log(0.85), variance=list(draws), cluster_size=1, **COUNTS
         )
-        np.testing.assert_allclose(res.assurance[r], ref.assurance, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(res.assurance[r], ref.assurance, rtol=0, atol=ZERO_ATOL_1E12)
     assert res.costs()["n_periods"].tolist() == t["n_periods"].tolist()
     # the cheapest design reaching a target: brute force over the table
     for target, cost in ((0.2, "n_clusters"), (0.25, "n_periods"), (0.3, "measured_cells")):
@@ -284,7 +284,7 @@ def test_search_with_an_estimate_gives_assurance_of_the_best() -> None:
         ref = assurance(
             res.design(r), effect=np.log(0.85), variance=list(draws), cluster_size=1, **COUNTS
         )
-        np.testing.assert_allclose(res.assurance[r], ref.assurance, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(res.assurance[r], ref.assurance, rtol=0, atol=ZERO_ATOL_1E12)
     assert "assurance" in res.tidy().columns and "best assurance" in str(res)
 
 

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 import pytest
+from _tolerances import EXACT_REL, INVERTER_RTOL, TWO_OPTIMISER_STOPS_ATOL, ZERO_ATOL_1E12
 from scipy import stats
 
 from steppedwedge.design import Design
@@ -121,7 +122,7 @@ def test_interval_ends_match_brute_force_enumeration(family: str, statistic: str
         extra = dict(family="binomial", trials="n")
     res = permutation_test(df, **ROLES, **extra, statistic=statistic, confidence_level=0.9)
     assert res.exact and res.n_permutations == 120 and res.link in ("log", "logit")
-    assert res.pvalue == pytest.approx(_brute_p(df, 0.0, family, statistic), abs=1e-12)
+    assert res.pvalue == pytest.approx(_brute_p(df, 0.0, family, statistic), abs=ZERO_ATOL_1E12)
     lo, hi = res.interval
     assert lo < res.estimate < hi
     scale = float(np.std(res.null_distribution))
@@ -205,7 +206,7 @@ def test_secant_ends_find_the_jumps_of_a_smooth_family_of_statistics() -> None:
 
     obs0, null0 = evaluate(0.0)
     lo, hi = secant_ends(
-        evaluate, est, obs0, null0, 1.0, 0.9, "two-sided", False, math.inf, rtol=1e-9
+        evaluate, est, obs0, null0, 1.0, 0.9, "two-sided", False, math.inf, rtol=INVERTER_RTOL
     )
     assert p(lo) > 0.1 >= p(lo - 1e-6) and p(hi) > 0.1 >= p(hi + 1e-6)
     grid = np.linspace(lo - 3, hi + 3, 20001)
@@ -248,7 +249,7 @@ def test_model_statistic_is_the_same_on_an_executor() -> None:
     with ThreadPoolExecutor(2) as ex:
         pooled = permutation_test(df, **ROLES, statistic="lmm", lmm_options=opts, executor=ex)
     # threads share one BLAS: the refits agree to rounding (a few ulp), not bit for bit
-    np.testing.assert_allclose(serial.null_distribution, pooled.null_distribution, rtol=1e-12)
+    np.testing.assert_allclose(serial.null_distribution, pooled.null_distribution, rtol=EXACT_REL)
     assert serial.pvalue == pooled.pvalue
 
 
@@ -365,7 +366,7 @@ def test_offset_form_shifts_the_glmm_estimate_exactly(random: str) -> None:
     x_obs = df.pivot(index="c", columns="t", values="x").to_numpy()
     for theta in (-0.4, 0.3):
         est, _ = ci.fit_observed(ci.shifted_job(job, "poisson", "y", theta), x_obs)
-        assert est == pytest.approx(base.estimate - theta, abs=2e-5)  # two optimiser stops
+        assert est == pytest.approx(base.estimate - theta, abs=TWO_OPTIMISER_STOPS_ATOL)
 
 
 def test_treatment_matching_no_sequence_of_the_allocation_is_refused() -> None:

@@ -23,21 +23,13 @@ KEYWORDS = frozenset({"rtol", "atol", "rel", "abs"})
 #: Remove a file from this list when it is converted; the test then guards it too.
 NOT_YET_CONVERTED = frozenset(
     {
-        "test_assurance_counts.py",
-        "test_compare.py",
-        "test_comparison_councils.py",
-        "test_decay_time.py",
         "test_estimate_variance.py",
         "test_glmm.py",
         "test_glmm_decay.py",
         "test_glmm_reference.py",
-        "test_permutation.py",
         "test_permutation_score.py",
-        "test_power_search.py",
-        "test_randomisation_ci.py",
         "test_report.py",
         "test_sandwich_mixed.py",
-        "test_vertical.py",
     }
 )
 

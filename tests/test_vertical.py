@@ -21,7 +21,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from _tolerances import EXACT, LINALG
+from _tolerances import EXACT, LINALG, QP_RECOVERY_ATOL, QP_SOLVERS_REL, ZERO_ATOL_1E12
 from scipy.optimize import minimize
 
 import steppedwedge as sw
@@ -144,7 +144,7 @@ def test_hughes_variance_is_the_exact_permutation_variance(weights: str) -> None
     np.testing.assert_allclose(res.std_error**2, np.var(values), **LINALG)
     # design-unbiased for a constant effect, whatever the outcomes
     np.testing.assert_allclose(np.mean(unbiased), 0.7 + np.mean(values), **LINALG)
-    np.testing.assert_allclose(np.mean(values), 0.0, atol=1e-12)
+    np.testing.assert_allclose(np.mean(values), 0.0, atol=ZERO_ATOL_1E12)
     lo, hi = res.conf_int(0.9)
     np.testing.assert_allclose(hi - lo, 2 * 1.6448536269514722 * res.std_error, **LINALG)
 
@@ -160,7 +160,7 @@ def test_hughes_randomisation_pvalue_matches_enumeration() -> None:
         [_hughes_by_hand(y, x[list(p)], "clusters") for p in itertools.permutations(range(5))]
     )
     p = np.mean(np.abs(null) >= abs(res.estimate) * (1 - 1e-9))
-    assert res.randomisation_pvalue == pytest.approx(p, abs=1e-12)
+    assert res.randomisation_pvalue == pytest.approx(p, abs=ZERO_ATOL_1E12)
 
 
 # --------------------------------------------------------------------------------------
@@ -194,7 +194,7 @@ def test_crossover_equals_hand_computation_and_enumeration(variant: str) -> None
     assert res.exact and res.n_permutations == 120
     null = np.array([_co_by_hand(y, x[list(p)], variant) for p in itertools.permutations(range(5))])
     assert res.randomisation_pvalue == pytest.approx(
-        np.mean(np.abs(null) >= abs(res.estimate) * (1 - 1e-9)), abs=1e-12
+        np.mean(np.abs(null) >= abs(res.estimate) * (1 - 1e-9)), abs=ZERO_ATOL_1E12
     )
     lo, hi = res.interval
     lo9, hi9 = res.conf_int(0.9)  # on demand from the same enumeration: nested intervals
@@ -223,7 +223,7 @@ def test_simplex_least_squares_matches_slsqp() -> None:
             constraints=[{"type": "eq", "fun": lambda v: v.sum() - 1}],
             options={"ftol": 1e-14, "maxiter": 500},
         )  # fmt: skip
-        assert w.min() >= 0 and w.sum() == pytest.approx(1.0, abs=1e-12)
+        assert w.min() >= 0 and w.sum() == pytest.approx(1.0, abs=ZERO_ATOL_1E12)
         assert np.sum((a @ w - b) ** 2) <= ref.fun + 1e-7
 
 
@@ -260,7 +260,7 @@ def test_synthetic_control_equals_hand_computation(variant: str) -> None:
     res = sw.fit(df, **ROLES, method="synthetic-control", weights=variant, n_permutations=30, rng=1)
     y = df.groupby(["c", "t"])["y"].mean().unstack().to_numpy()
     x = df.groupby(["c", "t"])["x"].first().unstack().to_numpy()
-    np.testing.assert_allclose(res.estimate, _sc_by_hand(y, x, variant), rtol=1e-9)
+    np.testing.assert_allclose(res.estimate, _sc_by_hand(y, x, variant), rtol=QP_SOLVERS_REL)
     assert not res.exact and res.n_permutations == 30
     assert math.isnan(res.conf_int()[0])
 
@@ -278,7 +278,7 @@ def test_synthetic_control_recovers_an_exact_convex_combination() -> None:
     df = pd.DataFrame(rows, columns=["c", "t", "x", "y"])
     res = sw.fit(df, **ROLES, method="synthetic-control", weights="SC-1", n_permutations=10, rng=0)
     d_rows = res.table[res.table["cluster"] == "d"]
-    np.testing.assert_allclose(d_rows["contrast"], 2.0, atol=1e-6)
+    np.testing.assert_allclose(d_rows["contrast"], 2.0, atol=QP_RECOVERY_ATOL)
 
 
 # --------------------------------------------------------------------------------------
