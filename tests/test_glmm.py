@@ -7,6 +7,19 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from _tolerances import (
+    CENTRAL_DIFF_LAPLACE,
+    EXACT_REL,
+    GLM_LIMIT_EST_REL,
+    GLM_LIMIT_SE_REL,
+    LINALG_REL,
+    POISSON_LIMIT_SE_UNITS,
+    QUADRATURE_LOGLIK_ATOL,
+    SAME_OBJECTIVE,
+    SAME_OBJECTIVE_LOGLIK_ATOL,
+    SAME_SURFACE_ATOL,
+    ZERO_ATOL_1E13,
+)
 from scipy import integrate, special, stats
 
 from steppedwedge.exceptions import DataError
@@ -57,10 +70,10 @@ def test_result_protocol_and_ratios() -> None:
     assert res.df == 8 - 2  # default dof="clusters": I - 2 without cluster-level covariates
     lo, hi = res.conf_int()
     q = stats.t.ppf(0.975, 6)
-    assert lo == pytest.approx(res.estimate - q * res.std_error, rel=1e-12)
+    assert lo == pytest.approx(res.estimate - q * res.std_error, rel=EXACT_REL)
     ex = res.tidy(exponentiate=True)
-    assert ex["estimate"].iloc[0] == pytest.approx(math.exp(res.estimate), rel=1e-12)
-    assert ex["conf_low"].iloc[0] == pytest.approx(math.exp(lo), rel=1e-12)
+    assert ex["estimate"].iloc[0] == pytest.approx(math.exp(res.estimate), rel=EXACT_REL)
+    assert ex["conf_low"].iloc[0] == pytest.approx(math.exp(lo), rel=EXACT_REL)
     assert ex["std_error"].iloc[0] == tidy["std_error"].iloc[0]
     assert res.ratio == pytest.approx(math.exp(res.estimate))
     text = str(res.summary())
@@ -75,9 +88,11 @@ def test_dof_rules() -> None:
     d = _counts(n_clusters=8, n_periods=5)  # N = 40 cells, p = 1 + 4 periods + treatment = 6
     z = fit_glmm(d, **COUNT, random="cluster", dof="normal")
     assert math.isinf(z.df)
-    assert z.pvalue == pytest.approx(2 * stats.norm.sf(abs(z.estimate / z.std_error)), rel=1e-12)
+    assert z.pvalue == pytest.approx(
+        2 * stats.norm.sf(abs(z.estimate / z.std_error)), rel=EXACT_REL
+    )
     assert z.conf_int()[1] == pytest.approx(
-        z.estimate + stats.norm.ppf(0.975) * z.std_error, rel=1e-12
+        z.estimate + stats.norm.ppf(0.975) * z.std_error, rel=EXACT_REL
     )
     assert "z test" in str(z.summary())
     expected = {"clusters": 8 - 1 - 1, "between-within": 40 - 8 - (6 - 1), "residual": 40 - 6}
@@ -116,9 +131,9 @@ def test_rates_per_10000() -> None:
     r = res.rates(per=10_000)
     b = res.params
     first = r.iloc[0]
-    assert first["rate_control"] == pytest.approx(1e4 * math.exp(b["(Intercept)"]), rel=1e-12)
+    assert first["rate_control"] == pytest.approx(1e4 * math.exp(b["(Intercept)"]), rel=EXACT_REL)
     assert first["rate_treated"] / first["rate_control"] == pytest.approx(
-        math.exp(b["treatment"]), rel=1e-12
+        math.exp(b["treatment"]), rel=EXACT_REL
     )
     assert first["low_control"] < first["rate_control"] < first["high_control"]
     with pytest.raises(ValueError, match="per"):
@@ -135,7 +150,7 @@ def test_latent_icc_logit() -> None:
     res = fit_glmm(_binary(), **BIN, random="cluster")
     tau2 = res.variance_components["tau2"]
     icc, lo, hi = res.correlations["icc"]
-    assert icc == pytest.approx(tau2 / (tau2 + math.pi**2 / 3), rel=1e-12)
+    assert icc == pytest.approx(tau2 / (tau2 + math.pi**2 / 3), rel=EXACT_REL)
     assert lo < icc < hi
 
 
@@ -143,13 +158,13 @@ def test_eti_pte_and_window() -> None:
     d = _counts(n_clusters=8, n_periods=5)
     tate = fit_glmm(d, **COUNT, random="cluster", effect="tate")
     pte = fit_glmm(d, **COUNT, random="cluster", effect="pte", exposure_time=2)
-    assert pte.estimate == pytest.approx(tate.params["exposure[2]"], rel=1e-12)
+    assert pte.estimate == pytest.approx(tate.params["exposure[2]"], rel=EXACT_REL)
     c = np.zeros(len(tate.params))
     idx = [k for k, n in enumerate(tate.params.index) if n.startswith("exposure[")]
     c[idx] = 1.0 / len(idx)
-    assert tate.estimate == pytest.approx(float(c @ tate.params.to_numpy()), rel=1e-12)
+    assert tate.estimate == pytest.approx(float(c @ tate.params.to_numpy()), rel=EXACT_REL)
     assert tate.std_error == pytest.approx(
-        math.sqrt(c @ tate.vcov_matrix.to_numpy() @ c), rel=1e-12
+        math.sqrt(c @ tate.vcov_matrix.to_numpy() @ c), rel=EXACT_REL
     )
     assert tate.effect_curve is not None and len(tate.effect_curve) == len(idx)
 
@@ -178,17 +193,17 @@ def test_agq_equals_numerical_integration() -> None:
                 np.exp(np.sum(y * np.log(p) + (1 - y) * np.log1p(-p))) * stats.norm.pdf(u, 0, sd)
             )
 
-        val, _ = integrate.quad(f, -8 * sd, 8 * sd, epsabs=0, epsrel=1e-12, limit=200)
+        val, _ = integrate.quad(f, -8 * sd, 8 * sd, epsabs=0, epsrel=EXACT_REL, limit=200)
         total += math.log(val)
-    assert res.loglik == pytest.approx(total, abs=1e-8)
+    assert res.loglik == pytest.approx(total, abs=QUADRATURE_LOGLIK_ATOL)
 
 
 def test_laplace_is_agq_with_one_point() -> None:
     d = _binary()
     lap = fit_glmm(d, **BIN, random="cluster")
     one = fit_glmm(d, **BIN, random="cluster", method="agq", n_quadrature=1)
-    assert one.loglik == pytest.approx(lap.loglik, abs=1e-9)
-    np.testing.assert_allclose(one.params.to_numpy(), lap.params.to_numpy(), rtol=1e-7, atol=1e-9)
+    assert one.loglik == pytest.approx(lap.loglik, abs=SAME_OBJECTIVE_LOGLIK_ATOL)
+    np.testing.assert_allclose(one.params.to_numpy(), lap.params.to_numpy(), **SAME_OBJECTIVE)
 
 
 def test_individual_count_rows_equal_cells() -> None:
@@ -204,11 +219,13 @@ def test_individual_count_rows_equal_cells() -> None:
     a = fit_glmm(d, **COUNT, random="nested")
     b = fit_glmm(ind, **COUNT, random="nested")
     # same likelihood surface; the two optimiser runs stop within ~1e-8 of its maximum
-    np.testing.assert_allclose(b.params.to_numpy(), a.params.to_numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        b.params.to_numpy(), a.params.to_numpy(), rtol=0, atol=SAME_SURFACE_ATOL
+    )
     # constant: sum over rows of y log(e_r) - log y_r!  minus the cells' y log(E) - log Y!
     const_rows = float(np.sum(ind["y"] * np.log(ind["pop"]) - special.gammaln(ind["y"] + 1)))
     const_cells = float(np.sum(d["y"] * np.log(d["pop"]) - special.gammaln(d["y"] + 1)))
-    assert b.loglik - a.loglik == pytest.approx(const_rows - const_cells, abs=1e-6)
+    assert b.loglik - a.loglik == pytest.approx(const_rows - const_cells, abs=SAME_SURFACE_ATOL)
 
 
 # ---------------------------------------------------------------- bad input
@@ -310,8 +327,8 @@ def test_boundary_flagged() -> None:
     glm = sm.GLM(
         np.column_stack([cells["ev"], cells["n"] - cells["ev"]]), x, family=sm.families.Binomial()
     ).fit(tol=1e-12)
-    assert res.estimate == pytest.approx(glm.params[-1], rel=1e-6)
-    assert res.std_error == pytest.approx(glm.bse[-1], rel=1e-5)
+    assert res.estimate == pytest.approx(glm.params[-1], rel=GLM_LIMIT_EST_REL)
+    assert res.std_error == pytest.approx(glm.bse[-1], rel=GLM_LIMIT_SE_REL)
 
 
 # ---------------------------------------------------------------- routing through sw.fit
@@ -365,8 +382,8 @@ def test_arrowhead_inverse_equals_dense(head: int) -> None:
     a = z[None] * lam
     h = (a.transpose(0, 2, 1) * w[:, None, :]) @ a + np.eye(head + n_t)
     hinv, logdet = _inv_logdet(h, head)
-    np.testing.assert_allclose(hinv, np.linalg.inv(h), rtol=1e-10, atol=1e-13)
-    np.testing.assert_allclose(logdet, np.linalg.slogdet(h)[1], rtol=1e-12)
+    np.testing.assert_allclose(hinv, np.linalg.inv(h), rtol=LINALG_REL, atol=ZERO_ATOL_1E13)
+    np.testing.assert_allclose(logdet, np.linalg.slogdet(h)[1], rtol=EXACT_REL)
 
 
 def test_exact_gradient_matches_differences() -> None:
@@ -435,13 +452,15 @@ def test_exact_gradient_matches_differences() -> None:
             / (2 * h)
             for e in np.eye(3)
         ]
-        np.testing.assert_allclose(gb, num, rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(gs, nums, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(gb, num, **CENTRAL_DIFF_LAPLACE)
+        np.testing.assert_allclose(gs, nums, **CENTRAL_DIFF_LAPLACE)
         if fam.has_dispersion:
             na = (
                 modes(d, fam, beta, sig, al + h).value - modes(d, fam, beta, sig, al - h).value
             ) / (2 * h)
-            assert ga == pytest.approx(na, rel=1e-6, abs=1e-6)
+            assert ga == pytest.approx(
+                na, rel=CENTRAL_DIFF_LAPLACE["rtol"], abs=CENTRAL_DIFF_LAPLACE["atol"]
+            )
         # AGQ (cluster intercept only)
         d1 = UnitData(
             y=y,
@@ -462,9 +481,11 @@ def test_exact_gradient_matches_differences() -> None:
         num1 = [
             (agq(beta + h * e, s1) - agq(beta - h * e, s1)) / (2 * h) for e in np.eye(beta.size)
         ]
-        np.testing.assert_allclose(gb1, num1, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(gb1, num1, **CENTRAL_DIFF_LAPLACE)
         ns1 = (agq(beta, s1 + h) - agq(beta, s1 - h)) / (2 * h)
-        assert gs1[0] == pytest.approx(ns1, rel=1e-6, abs=1e-6)
+        assert gs1[0] == pytest.approx(
+            ns1, rel=CENTRAL_DIFF_LAPLACE["rtol"], abs=CENTRAL_DIFF_LAPLACE["atol"]
+        )
 
 
 def test_negative_binomial_without_overdispersion_hits_poisson_limit() -> None:
@@ -474,7 +495,7 @@ def test_negative_binomial_without_overdispersion_hits_poisson_limit() -> None:
     po = fit_glmm(d, **COUNT, random="cluster")
     assert nb.singular and nb.dispersion == pytest.approx(1e6)
     assert any("upper bound" in m for m in nb.messages)
-    assert nb.estimate == pytest.approx(po.estimate, abs=1e-4 * po.std_error)
+    assert nb.estimate == pytest.approx(po.estimate, abs=POISSON_LIMIT_SE_UNITS * po.std_error)
 
 
 def test_negative_binomial_nested_one_row_per_cell_warns() -> None:

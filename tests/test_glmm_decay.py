@@ -15,7 +15,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from _tolerances import GLMM_EST, GLMM_LOGLIK_ATOL, GLMM_SE
+from _tolerances import (
+    BOUNDARY_MODEL_LOGLIK_ATOL,
+    BOUNDARY_MODEL_REL,
+    CENTRAL_DIFF_AR1,
+    CENTRAL_DIFF_HESS_FLOOR,
+    CENTRAL_DIFF_LAPLACE_DECAY,
+    EXACT_REL,
+    GLMM_EST,
+    GLMM_LOGLIK_ATOL,
+    GLMM_SE,
+    LINALG_REL,
+    NEAR_BOUNDARY_LOGLIK_ATOL,
+    ROWS_VS_AGGREGATE_DECAY_REL,
+    ROWS_VS_AGGREGATE_LOGLIK_ATOL,
+    TRANSFORM_ROUND_TRIP_REL,
+    UNRELATED_COVARIATE_ATOL,
+    ZERO_ATOL_1E12,
+    ZERO_ATOL_1E14,
+)
 from scipy import stats
 from scipy.special import gammaln
 
@@ -37,7 +55,7 @@ VC = 1e-4
 VC_SE = 1e-3
 #: Analytic gradient against central differences (step 1e-6) of the Laplace value, whose
 #: inner modes are solved to 1e-10: differencing error ~1e-6 relative.
-FD_GRAD = dict(rtol=1e-5, atol=1e-5)
+FD_GRAD = CENTRAL_DIFF_LAPLACE_DECAY
 
 
 def load(name: str) -> pd.DataFrame:
@@ -112,7 +130,7 @@ def test_variance_intervals_match_glmmtmb_wald(case: dict, fits: dict) -> None:
         est, lo, hi = ci[name]
         assert est == res.variance_components[name]
         assert (f(hi) - f(lo)) / (2 * z) == pytest.approx(case[key], rel=VC_SE)
-        assert f(est) == pytest.approx((f(lo) + f(hi)) / 2, rel=1e-9)
+        assert f(est) == pytest.approx((f(lo) + f(hi)) / 2, rel=TRANSFORM_ROUND_TRIP_REL)
     assert res.correlations["decay"] == ci["decay"]
     text = str(res.summary())
     assert "atanh scale (decay)" in text and "decay" in text
@@ -121,7 +139,9 @@ def test_variance_intervals_match_glmmtmb_wald(case: dict, fits: dict) -> None:
 def test_rows_and_events_trials_agree(fits: dict) -> None:
     """0/1 rows and events/trials: same fit; log-likelihoods differ by sum log choose(n, y)."""
     rows, agg = fits["bin_rows_nested_decay"], fits["bin_agg_nested_decay"]
-    np.testing.assert_allclose(rows.params.to_numpy(), agg.params.to_numpy(), rtol=1e-7)
+    np.testing.assert_allclose(
+        rows.params.to_numpy(), agg.params.to_numpy(), rtol=ROWS_VS_AGGREGATE_DECAY_REL
+    )
     a = load("binary_decay_agg")
     lchoose = float(
         np.sum(
@@ -130,7 +150,7 @@ def test_rows_and_events_trials_agree(fits: dict) -> None:
             - gammaln(a["trials"] - a["events"] + 1)
         )
     )
-    assert agg.loglik - rows.loglik == pytest.approx(lchoose, abs=1e-7)
+    assert agg.loglik - rows.loglik == pytest.approx(lchoose, abs=ROWS_VS_AGGREGATE_LOGLIK_ATOL)
 
 
 # ------------------------------------------------------------------------------ engine algebra
@@ -141,11 +161,13 @@ def test_ar1_factor_is_the_cholesky_factor_and_its_derivative() -> None:
     lag = np.abs(np.subtract.outer(np.arange(t), np.arange(t)))
     for r in (-0.6, 0.0, 0.35, 0.97):
         lo = ar1_factor(r, t)
-        np.testing.assert_allclose(lo @ lo.T, r**lag, rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(lo, np.linalg.cholesky(r**lag), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(lo @ lo.T, r**lag, rtol=EXACT_REL, atol=ZERO_ATOL_1E14)
+        np.testing.assert_allclose(
+            lo, np.linalg.cholesky(r**lag), rtol=LINALG_REL, atol=ZERO_ATOL_1E12
+        )
         phi, h = math.atanh(r), 1e-6
         num = (ar1_factor(math.tanh(phi + h), t) - ar1_factor(math.tanh(phi - h), t)) / (2 * h)
-        np.testing.assert_allclose(ar1_factor(r, t, deriv=True)[1], num, rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(ar1_factor(r, t, deriv=True)[1], num, **CENTRAL_DIFF_AR1)
     # one factor per cluster (batched evaluations) equals the scalar ones
     rs = np.array([0.2, 0.8, 0.2])
     batch = ar1_factor(rs, t)
@@ -204,12 +226,12 @@ def test_exact_gradient_matches_finite_differences(family: str) -> None:
     np.testing.assert_allclose(gb[[0, 7, beta.size - 1]], num_b, **FD_GRAD)
     if fam.has_dispersion:
         num_a = (val(beta, sig, alpha + h) - val(beta, sig, alpha - h)) / (2 * h)
-        assert ga == pytest.approx(num_a, rel=1e-5)
+        assert ga == pytest.approx(num_a, rel=FD_GRAD["rtol"])
     # per-cluster contract: (I, p), (I, n_var), (I,) summing to the totals
     pb, ps, pa = laplace_grad(ud, fam, st, sig, alpha, per_cluster=True)
     assert pb.shape == (17, beta.size) and ps.shape == (17, 3) and pa.shape == (17,)
-    np.testing.assert_allclose(ps.sum(axis=0), gs, rtol=1e-12)
-    np.testing.assert_allclose(pb.sum(axis=0), gb, rtol=1e-12)
+    np.testing.assert_allclose(ps.sum(axis=0), gs, rtol=EXACT_REL)
+    np.testing.assert_allclose(pb.sum(axis=0), gb, rtol=EXACT_REL)
 
 
 # ------------------------------------------------------------------------------ options, errors
@@ -298,8 +320,8 @@ def test_no_decaying_variance_warns_and_flags_singular() -> None:
     assert all(math.isnan(v) for v in res.variance_intervals["decay"])
     # the fit is then the random='cluster' model
     ref = fit_glmm(d, random="cluster", **KW)
-    assert res.loglik == pytest.approx(ref.loglik, abs=1e-6)
-    assert res.estimate == pytest.approx(ref.estimate, rel=1e-5)
+    assert res.loglik == pytest.approx(ref.loglik, abs=BOUNDARY_MODEL_LOGLIK_ATOL)
+    assert res.estimate == pytest.approx(ref.estimate, rel=BOUNDARY_MODEL_REL)
 
 
 def test_decay_at_one_warns() -> None:
@@ -310,7 +332,7 @@ def test_decay_at_one_warns() -> None:
     assert res.singular
     assert res.variance_components["decay"] > 0.9999
     ref = fit_glmm(d, random="cluster", **KW)
-    assert res.loglik == pytest.approx(ref.loglik, abs=1e-3)
+    assert res.loglik == pytest.approx(ref.loglik, abs=NEAR_BOUNDARY_LOGLIK_ATOL)
 
 
 def test_well_identified_decay_fit_is_quiet() -> None:
@@ -342,7 +364,7 @@ def test_exact_beta_hessian_matches_differenced_gradient(family: str) -> None:
     exact = laplace_grad(ud, fam, st, sig, alpha, want_hessian=True, exact_hessian=True)[3]
     num = _fd_beta_hessian(ud, fam, beta, sig, alpha, st.v)
     # central differences (step 1e-5) of a gradient exact to ~1e-12: error ~1e-9 of the scale
-    np.testing.assert_allclose(exact, num, rtol=0, atol=1e-7 * np.abs(num).max())
+    np.testing.assert_allclose(exact, num, rtol=0, atol=CENTRAL_DIFF_HESS_FLOOR * np.abs(num).max())
     envelope = laplace_grad(ud, fam, st, sig, alpha, want_hessian=True)[3]
     assert np.abs(envelope - num).max() > 1e-5 * np.abs(num).max()  # the terms matter
 
@@ -372,7 +394,7 @@ def test_exact_beta_hessian_many_rows_per_cluster(link: str) -> None:
     st = modes(ud, fam, beta, sig)
     exact = laplace_grad(ud, fam, st, sig, 0.0, want_hessian=True, exact_hessian=True)[3]
     num = _fd_beta_hessian(ud, fam, beta, sig, 0.0, st.v)
-    np.testing.assert_allclose(exact, num, rtol=0, atol=1e-7 * np.abs(num).max())
+    np.testing.assert_allclose(exact, num, rtol=0, atol=CENTRAL_DIFF_HESS_FLOOR * np.abs(num).max())
 
 
 # ------------------------------------------------------------------------------ calibration
@@ -510,4 +532,4 @@ def test_binary_rows_with_an_individual_covariate_and_decay() -> None:
     assert res.n_units > 12 * 8 and res.converged
     ref = BY_NAME["bin_rows_nested_decay"]
     # an unrelated covariate barely moves the fit
-    assert res.estimate == pytest.approx(ref["estimate"], abs=0.05)
+    assert res.estimate == pytest.approx(ref["estimate"], abs=UNRELATED_COVARIATE_ATOL)

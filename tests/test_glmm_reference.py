@@ -10,12 +10,19 @@ import numpy as np
 import pandas as pd
 import pytest
 from _tolerances import (
+    EQUIVALENT_INPUT_REL,
     GLMER_EST_SE_UNITS,
     GLMER_LOGLIK_ATOL,
+    GLMER_LOGLIK_DIFF_ATOL,
     GLMER_SE,
     GLMM_EST,
     GLMM_LOGLIK_ATOL,
     GLMM_SE,
+    LOGLIK_SAME_OPTIMUM_ATOL,
+    NB_SIZE_REL,
+    RE_SD,
+    ROWS_VS_AGGREGATE,
+    SAME_OBJECTIVE_LOGLIK_ATOL,
 )
 
 from steppedwedge.models.glmm import fit_glmm
@@ -103,9 +110,9 @@ def test_against_r(case: dict, fits: dict) -> None:
     # variance components (SDs): boundary fits are 0 here and ~1e-5 in R
     sds = [v for v in case["re_sd"].values()]
     ours = sorted(math.sqrt(v) for k, v in res.variance_components.items() if k != "nb_size")
-    np.testing.assert_allclose(ours, sorted(sds), rtol=2e-4, atol=1e-4)
+    np.testing.assert_allclose(ours, sorted(sds), **RE_SD)
     if case["nb_size"] is not None:
-        assert res.dispersion == pytest.approx(case["nb_size"], rel=1e-4)
+        assert res.dispersion == pytest.approx(case["nb_size"], rel=NB_SIZE_REL)
     if "tate" in case:
         assert res.estimand == f"TATE[1,{case['tate']['L']}]"
         assert res.estimate == pytest.approx(case["tate"]["estimate"], rel=GLMM_EST["rtol"])
@@ -117,7 +124,7 @@ def test_individual_rows_and_events_trials_agree(fits: dict) -> None:
     from scipy.special import gammaln
 
     rows, agg = fits["bin_cluster_glmer_rows"], fits["bin_cluster_glmer_agg"]
-    np.testing.assert_allclose(rows.params.to_numpy(), agg.params.to_numpy(), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(rows.params.to_numpy(), agg.params.to_numpy(), **ROWS_VS_AGGREGATE)
     a = load("binary_trial_agg")
     lchoose = float(
         np.sum(
@@ -126,17 +133,17 @@ def test_individual_rows_and_events_trials_agree(fits: dict) -> None:
             - gammaln(a["trials"] - a["events"] + 1)
         )
     )
-    assert agg.loglik - rows.loglik == pytest.approx(lchoose, abs=1e-8)
+    assert agg.loglik - rows.loglik == pytest.approx(lchoose, abs=LOGLIK_SAME_OPTIMUM_ATOL)
     case = {c["name"]: c for c in CASES}
     assert case["bin_cluster_glmer_agg"]["loglik"] - case["bin_cluster_glmer_rows"][
         "loglik"
-    ] == pytest.approx(lchoose, abs=1e-4)
+    ] == pytest.approx(lchoose, abs=GLMER_LOGLIK_DIFF_ATOL)
 
 
 def test_exposure_and_log_offset_agree(fits: dict) -> None:
     a, b = fits["pois_cluster_tmb"], fits["pois_offset_tmb"]
-    np.testing.assert_allclose(a.params.to_numpy(), b.params.to_numpy(), rtol=1e-9)
-    assert a.loglik == pytest.approx(b.loglik, abs=1e-9)
+    np.testing.assert_allclose(a.params.to_numpy(), b.params.to_numpy(), rtol=EQUIVALENT_INPUT_REL)
+    assert a.loglik == pytest.approx(b.loglik, abs=SAME_OBJECTIVE_LOGLIK_ATOL)
 
 
 def test_agq_converges_to_more_points(fits: dict) -> None:

@@ -13,6 +13,22 @@ import pathlib
 import numpy as np
 import pandas as pd
 import pytest
+from _tolerances import (
+    BATCHED_MODES,
+    CENTRAL_DIFF_QUAD_REL,
+    DENSE_COV_REL,
+    DENSE_REL,
+    EXACT_REL,
+    GLMM_FD,
+    GLMM_R_BETA_ATOL,
+    GLMM_R_VC_REL,
+    LMER_BETA_REL,
+    LMER_VC_APPROX,
+    MARGINAL_EST_REL,
+    MARGINAL_SE_REL,
+    QUADRATURE_REL,
+    SANDWICH_TWO_WAYS,
+)
 
 import steppedwedge as sw
 from steppedwedge.exceptions import DataError, OptionError, SmallSampleWarning
@@ -24,13 +40,13 @@ DATA = pd.read_csv(REF_DIR / "sw_lmm.csv")
 
 #: Our REML variance components against lmer's (bobyqa, rhoend 1e-12): both optimisers stop
 #: within ~1e-7 relative of the optimum (achieved 3e-7); 1e-5 is the ITERATIVE contract.
-REML_VC = dict(rel=1e-5)
+REML_VC = LMER_VC_APPROX
 #: Sandwich matrices against R at lmer's slightly different optimum: the variance components
 #: differ by ~3e-7 relative, which moves the covariances by ~6e-8 (achieved); 1e-6 relative
 #: to the largest entry is the brief's contract.
 SANDWICH_REF_RTOL = 1e-6
 #: The same sandwich computed two ways in double precision (cells vs dense rows).
-LINALG = dict(rtol=1e-9, atol=0.0)
+LINALG = SANDWICH_TWO_WAYS
 
 CASES = {c["name"]: c for c in REF["cases"]}
 KW = {
@@ -69,7 +85,7 @@ def test_reml_variance_components_match_lmer(case):
     res = _fit(case)
     for name, value in CASES[case]["variance_components"].items():
         assert res.variance_components[name] == pytest.approx(value, **REML_VC)
-    np.testing.assert_allclose(res.params.to_numpy(), CASES[case]["beta"], rtol=1e-6)
+    np.testing.assert_allclose(res.params.to_numpy(), CASES[case]["beta"], rtol=LMER_BETA_REL)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -91,7 +107,7 @@ def test_md_equals_cr3_and_kc_differs_from_cr2():
     # Mancl-DeRouen's (I - H_ii)^-1 is CR3's adjustment (exact algebra); Kauermann-Carroll's
     # principal root is not clubSandwich's CR2 when the working covariance is not diagonal
     md, cr3 = _fit("nested", vcov="md"), _fit("nested", vcov="cr3")
-    np.testing.assert_allclose(md.vcov_matrix, cr3.vcov_matrix, rtol=1e-12)
+    np.testing.assert_allclose(md.vcov_matrix, cr3.vcov_matrix, rtol=EXACT_REL)
     kc, cr2 = _fit("nested", vcov="kc"), _fit("nested", vcov="cr2")
     ratio = kc.std_error / cr2.std_error
     assert abs(ratio - 1) > 1e-4
@@ -190,7 +206,7 @@ def test_mbn_large_sample_delta():
     meat = float((scores**2).sum())
     phi = max(1.0, bread * meat)
     expected = (79 / 79) * 40 / 39 * bread * meat * bread + (1 / 39) * phi * bread
-    assert sandwich_vcov(pieces, "mbn")[0, 0] == pytest.approx(expected, rel=1e-12)
+    assert sandwich_vcov(pieces, "mbn")[0, 0] == pytest.approx(expected, rel=EXACT_REL)
 
 
 # ---------------------------------------------------------------- interface
@@ -280,10 +296,6 @@ def test_leverage_one_cluster_raises_naming_it():
 
 # ---------------------------------------------------------------- GLMM (Laplace)
 
-#: Per-cluster scores by central differences of per-cluster Laplace values (step 1e-5, modes
-#: re-solved to 1e-10): truncation ~1e-10, cancellation ~1e-16 * |l_i| / h ~ 1e-9 relative;
-#: the sandwich built from them agrees with the exact-gradient one to ~1e-8.
-GLMM_FD = dict(rtol=1e-6, atol=0.0)
 #: Sum of per-cluster fixed-effect Hessians (forward differences, step 1e-5) against the
 #: fit's Hessian (forward differences, step 1e-6, of the same exact gradient): both O(h),
 #: so ~1e-5 relative (achieved ~2e-6); 1e-4 leaves room.
@@ -363,7 +375,7 @@ def test_glmm_cr0_against_differenced_cluster_values(captured):
     bread = np.linalg.inv(hf)
     expected = (bread @ scores.T @ scores @ bread)[:p, :p]
     np.testing.assert_allclose(res.vcov_matrix.to_numpy(), expected, **GLMM_FD)
-    np.testing.assert_allclose(res.vcov_model.to_numpy(), bread[:p, :p], rtol=1e-12)
+    np.testing.assert_allclose(res.vcov_model.to_numpy(), bread[:p, :p], rtol=EXACT_REL)
     # per-cluster fixed-effect Hessians add up to the fit's Hessian
     hsum = seen["pieces"].hessians.sum(axis=0)[:p, :p]
     assert np.max(np.abs(hsum - hf[:p, :p])) <= GLMM_HESS_RTOL * np.max(np.abs(hf[:p, :p]))
@@ -424,7 +436,7 @@ def test_glmm_batched_pieces_equal_one_at_a_time(captured):
     batched = _laplace_cluster_grads(ud, fam, thetas, p, k, core.v)
     for r in range(3):
         single = _laplace_cluster_grads(ud, fam, thetas[r : r + 1], p, k, core.v)[0]
-        np.testing.assert_allclose(batched[r], single, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(batched[r], single, **BATCHED_MODES)
 
 
 def test_glmm_leverage_corrections_from_pieces(captured):
@@ -444,7 +456,7 @@ def test_glmm_leverage_corrections_from_pieces(captured):
             meat = meat + np.outer(a @ u, a @ u)
         expected = (bread @ meat @ bread)[:p, :p]
         ours = _glmm(df, vcov=kind).vcov_matrix.to_numpy()
-        np.testing.assert_allclose(ours, expected, rtol=1e-8)
+        np.testing.assert_allclose(ours, expected, rtol=DENSE_COV_REL)
     # MBN from the same pieces over the free parameters (k = P)
     m, k_par = pieces.scores.shape
     meat = pieces.scores.T @ pieces.scores
@@ -452,14 +464,16 @@ def test_glmm_leverage_corrections_from_pieces(captured):
     delta = k_par / (m - k_par) if m > 3 * k_par else 0.5
     c = (pieces.n_obs - 1) / (pieces.n_obs - k_par) * m / (m - 1)
     expected = (c * bread @ meat @ bread + delta * phi * bread)[:p, :p]
-    np.testing.assert_allclose(_glmm(df, vcov="mbn").vcov_matrix.to_numpy(), expected, rtol=1e-9)
+    np.testing.assert_allclose(
+        _glmm(df, vcov="mbn").vcov_matrix.to_numpy(), expected, rtol=DENSE_REL
+    )
 
 
 def test_glmm_robust_interface(captured):
     res, _, df = captured
     model = _glmm(df)
     assert res.estimate == model.estimate
-    assert res.std_error_model == pytest.approx(model.std_error, rel=1e-12)
+    assert res.std_error_model == pytest.approx(model.std_error, rel=EXACT_REL)
     assert res.df == 12 - 2 and "CR0" in res.dof
     t = res.tidy(exponentiate=True)
     assert list(t.columns)[-1] == "std_error_model"
@@ -478,7 +492,7 @@ def test_glmm_robust_other_families(family):
         df = df.assign(n=200, y=np.minimum(df["y"], 200))
     res = _glmm(df, family=family, random="cluster", vcov="cr3")
     model = _glmm(df, family=family, random="cluster")
-    assert res.std_error_model == pytest.approx(model.std_error, rel=1e-12)
+    assert res.std_error_model == pytest.approx(model.std_error, rel=EXACT_REL)
     assert np.isfinite(res.std_error) and res.std_error > 0
     assert res.df == 10
 
@@ -603,15 +617,15 @@ def test_marginal_rate_ratio_log_link_equals_conditional():
     df = _poisson_frame()
     res = _glmm(df, vcov="cr0")
     row = _marginal_row(res)
-    assert row["estimate"] == pytest.approx(res.estimate, rel=1e-10)
-    assert row["std_error"] == pytest.approx(res.std_error, rel=1e-6)
+    assert row["estimate"] == pytest.approx(res.estimate, rel=MARGINAL_EST_REL)
+    assert row["std_error"] == pytest.approx(res.std_error, rel=MARGINAL_SE_REL)
     assert row["df"] == res.df
     assert "different estimand" in str(res.summary())
     # not reported with the model-based variance
     assert "marginal[treatment]" not in set(_glmm(df).tidy()["term"])
     # with a leverage correction its SE is the corrected SE of beta_t (same algebra)
     md = _glmm(df, vcov="md")
-    assert _marginal_row(md)["std_error"] == pytest.approx(md.std_error, rel=1e-6)
+    assert _marginal_row(md)["std_error"] == pytest.approx(md.std_error, rel=MARGINAL_SE_REL)
 
 
 def test_marginal_rate_ratio_with_random_slope():
@@ -619,7 +633,9 @@ def test_marginal_rate_ratio_with_random_slope():
     df = _poisson_frame(seed=4)
     res = _glmm(df, vcov="cr3", random="random-slope")
     eta2 = res.variance_components["eta2"]
-    assert _marginal_row(res)["estimate"] == pytest.approx(res.estimate + eta2 / 2, rel=1e-10)
+    assert _marginal_row(res)["estimate"] == pytest.approx(
+        res.estimate + eta2 / 2, rel=MARGINAL_EST_REL
+    )
 
 
 def test_marginal_odds_ratio_against_quadrature():
@@ -661,7 +677,7 @@ def test_marginal_odds_ratio_against_quadrature():
     (m0, c0, w), (m1, c1, _) = m_of(theta, 0.0), m_of(theta, 1.0)
     log_or = special.logit(m1) - special.logit(m0)
     row = _marginal_row(res)
-    assert row["estimate"] == pytest.approx(log_or, rel=1e-8)
+    assert row["estimate"] == pytest.approx(log_or, rel=QUADRATURE_REL)
     assert abs(row["estimate"]) < abs(res.estimate)  # attenuated towards 1, as marginal ORs are
     # influence: design part + parameter part, gradient by differencing the quad functional
     free = np.flatnonzero(core.free)
@@ -682,7 +698,7 @@ def test_marginal_odds_ratio_against_quadrature():
     pairs = zip(pieces.scores, pieces.hessians, strict=True)
     u_md = np.array([np.linalg.solve(eye - h_i @ bread, u) for u, h_i in pairs])
     tau = psi + u_md @ np.linalg.solve(hf, grad)
-    assert row["std_error"] == pytest.approx(float(np.sqrt(tau @ tau)), rel=1e-5)
+    assert row["std_error"] == pytest.approx(float(np.sqrt(tau @ tau)), rel=CENTRAL_DIFF_QUAD_REL)
 
 
 # ---------------------------------------------------------------- GLMM against R
@@ -712,8 +728,8 @@ def test_glmm_sandwich_matches_r(case, kind):
         vcov=kind,
         **kw,
     )
-    np.testing.assert_allclose(res.params.to_numpy(), case["beta"], rtol=0, atol=1e-7)
-    assert res.variance_components["tau2"] == pytest.approx(case["sigma2"], rel=1e-6)
+    np.testing.assert_allclose(res.params.to_numpy(), case["beta"], rtol=0, atol=GLMM_R_BETA_ATOL)
+    assert res.variance_components["tau2"] == pytest.approx(case["sigma2"], rel=GLMM_R_VC_REL)
     _close(res.vcov_model.to_numpy(), case["vcov_model"], GLMM_R_RTOL)
     _close(res.vcov_matrix.to_numpy(), case[kind], GLMM_R_RTOL)
 

@@ -23,13 +23,7 @@ KEYWORDS = frozenset({"rtol", "atol", "rel", "abs"})
 #: Remove a file from this list when it is converted; the test then guards it too.
 NOT_YET_CONVERTED = frozenset(
     {
-        "test_estimate_variance.py",
-        "test_glmm.py",
-        "test_glmm_decay.py",
-        "test_glmm_reference.py",
         "test_permutation_score.py",
-        "test_report.py",
-        "test_sandwich_mixed.py",
     }
 )
 
