@@ -345,3 +345,12 @@ LME4_DF_REL = 1e-4
 #: Power against swCRTdesign / SteppedPower, which compute the same GLS variance: floating
 #: point only (~1e-12 observed); 1e-6 absolute on the power is the issue's contract.
 PEER_POWER_ATOL = 1e-6
+#: Central difference with step 1e-5 of a log-likelihood of size ~1e3 whose modes are solved
+#: to 1e-13: truncation ~1e-10 x third derivative, rounding ~1e-16 x 1e3 / 1e-5 = 1e-8
+#: relative to the score; 1e-6 leaves a wide margin and still catches any missing term
+#: (the log-determinant part alone is ~1e-2 of the score).
+SCORE_FD = dict(rtol=1e-6, atol=0.0)
+#: A one-step (Newton from no effect) estimate against the fitted GLMM estimate: the step
+#: ignores the change in curvature over the effect (0.13 on the log scale), ~1e-4 here;
+#: 5e-3 is the documented closeness.
+ONE_STEP_ESTIMATE_ATOL = 5e-3

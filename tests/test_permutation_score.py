@@ -17,7 +17,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
-from _tolerances import LINALG
+from _tolerances import LINALG, ONE_STEP_ESTIMATE_ATOL, SCORE_FD, ZERO_ATOL_1E12
 from scipy import stats
 
 import steppedwedge as sw
@@ -29,11 +29,6 @@ from steppedwedge.inference import _permutation_score as sc
 from steppedwedge.inference.permutation import permutation_test
 
 ROLES = dict(outcome="y", cluster="c", period="t", treatment="x")
-#: Central difference with step 1e-5 of a log-likelihood of size ~1e3 whose modes are solved
-#: to 1e-13: truncation ~1e-10 x third derivative, rounding ~1e-16 x 1e3 / 1e-5 = 1e-8
-#: relative to the score; 1e-6 leaves a wide margin and still catches any missing term
-#: (the log-determinant part alone is ~1e-2 of the score).
-SCORE_FD = dict(rtol=1e-6, atol=0.0)
 
 
 def _counts(matrix: np.ndarray, rng: np.random.Generator, rr: float) -> pd.DataFrame:
@@ -142,7 +137,7 @@ def test_one_step_estimate_is_close_to_the_glmm_estimate() -> None:
     res = permutation_test(df, **roles, statistic="glmm-score", n_permutations=99, rng=1)
     fit = sw.fit(df, **roles, random="nested")
     # the step ignores the curvature change over 0.13 on the log scale: ~1e-4 here
-    assert res.estimate == pytest.approx(fit.estimate, abs=5e-3)
+    assert res.estimate == pytest.approx(fit.estimate, abs=ONE_STEP_ESTIMATE_ATOL)
     assert res.statistic == res.estimate  # use="estimate"
 
 
@@ -174,7 +169,7 @@ def test_exact_pvalue_and_interval_match_enumeration(use: str, family: str) -> N
     assert res.exact and res.n_permutations == 120
     td = TrialData.from_frame(df, **ROLES, **extra, family=family)
     model = sc.null_model(td, "cluster")
-    assert res.pvalue == pytest.approx(_brute_pvalue(model, 0.0, use), abs=1e-12)
+    assert res.pvalue == pytest.approx(_brute_pvalue(model, 0.0, use), abs=ZERO_ATOL_1E12)
     lo, hi = res.interval
     assert lo < res.estimate < hi
     for end, out in ((lo, lo - 1e-3), (hi, hi + 1e-3)):
