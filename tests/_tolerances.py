@@ -275,6 +275,8 @@ GLMMTMB_COMPONENTS = dict(rtol=1e-4, atol=1e-10)
 #: our cap to glmmTMB's stop, tau2 moves 1e-4 and the decay 7e-4 relative): 1e-3; the size
 #: of an identified NB fit is estimated less sharply (small curvature): also 1e-3.
 GLMMTMB_FLAT = dict(rtol=1e-3, atol=1e-10)
+#: ... and its log-likelihood (the flat direction costs 2.6e-6 nats): 1e-5 nats.
+GLMMTMB_FLAT_LOGLIK_ATOL = 1e-5
 GLMMTMB_NB_SIZE_REL = 1e-3
 #: Our REML variance components against lmer's (bobyqa, rhoend 1e-12): both optimisers
 #: stop within ~1e-7 relative of the optimum (achieved 3e-7); 1e-5 is the ITERATIVE contract.
@@ -354,3 +356,29 @@ SCORE_FD = dict(rtol=1e-6, atol=0.0)
 #: ignores the change in curvature over the effect (0.13 on the log scale), ~1e-4 here;
 #: 5e-3 is the documented closeness.
 ONE_STEP_ESTIMATE_ATOL = 5e-3
+#: an average of powers recomputed one by one: rounding only (power is O(1))
+POWER_MEAN_ATOL = 1e-12
+#: Variance components, the decay r and the NB size against glmmTMB: both optima are
+#: Newton-polished to gradients ~1e-10, where they agree to ~1e-7 relative; 1e-4 is the contract.
+GLMMTMB_DECAY_VC_REL = 1e-4
+#: Wald SEs of the variance components on the working scale (log variance, atanh r, log k):
+#: ours from forward differences (step 1e-6) of the exact gradient, glmmTMB's from its exact
+#: Hessian, so ~1e-5 relative; 1e-3 allows for the delta-method products.
+GLMMTMB_DECAY_VC_SE_REL = 1e-3
+#: Sandwich matrices against R at lmer's slightly different optimum: the variance components
+#: differ by ~3e-7 relative, which moves the covariances by ~6e-8 (achieved); 1e-6 relative
+#: to the largest entry is the brief's contract.
+SANDWICH_REF_RTOL = 1e-6
+#: Sum of per-cluster fixed-effect Hessians (forward differences, step 1e-5) against the
+#: fit's Hessian (forward differences, step 1e-6, of the same exact gradient): both O(h),
+#: so ~1e-5 relative (achieved ~2e-6); 1e-4 leaves room.
+GLMM_HESS_RTOL = 1e-4
+#: Closed-form per-cluster fixed-effect Hessians against central differences (step 1e-4) of
+#: the exact per-cluster gradients: truncation O(h^2) ~ 1e-8 relative, cancellation
+#: ~1e-16 |g| / h; achieved ~2e-10 on both cases below.
+GLMM_CLUSTER_HESS_RTOL = 1e-6
+#: R's per-cluster Laplace scores (numDeriv jacobian of a hand-coded Laplace likelihood at a
+#: Newton-polished optimum, gradient ~3e-8) and our exact ones agree closely, but both breads
+#: contain finite-difference Hessian columns (numDeriv Richardson in R, forward step 1e-6 for
+#: the variance parameter here): ~1e-6 relative (achieved 1.5e-6 Poisson, 4e-6 binomial).
+GLMM_R_RTOL = 1e-5

@@ -25,6 +25,8 @@ from _tolerances import (
     GLMM_EST,
     GLMM_LOGLIK_ATOL,
     GLMM_SE,
+    GLMMTMB_DECAY_VC_REL,
+    GLMMTMB_DECAY_VC_SE_REL,
     LINALG_REL,
     NEAR_BOUNDARY_LOGLIK_ATOL,
     ROWS_VS_AGGREGATE_DECAY_REL,
@@ -45,17 +47,6 @@ from steppedwedge.models.glmm import fit_glmm
 REF = Path(__file__).parent / "reference" / "glmm_decay"
 CASES = json.loads((REF / "cases.json").read_text())
 BY_NAME = {c["name"]: c for c in CASES}
-
-#: Variance components, the decay r and the NB size against glmmTMB: both optima are
-#: Newton-polished to gradients ~1e-10, where they agree to ~1e-7 relative; 1e-4 is the contract.
-VC = 1e-4
-#: Wald SEs of the variance components on the working scale (log variance, atanh r, log k):
-#: ours from forward differences (step 1e-6) of the exact gradient, glmmTMB's from its exact
-#: Hessian, so ~1e-5 relative; 1e-3 allows for the delta-method products.
-VC_SE = 1e-3
-#: Analytic gradient against central differences (step 1e-6) of the Laplace value, whose
-#: inner modes are solved to 1e-10: differencing error ~1e-6 relative.
-FD_GRAD = CENTRAL_DIFF_LAPLACE_DECAY
 
 
 def load(name: str) -> pd.DataFrame:
@@ -102,12 +93,12 @@ def test_against_glmmtmb(case: dict, fits: dict) -> None:
     persistent = case["kwargs"]["random"] == "nested+decay"
     assert ("tau2" in vc) == persistent
     if persistent:
-        assert vc["tau2"] == pytest.approx(case["tau2"], rel=VC)
-    assert vc["gamma2"] == pytest.approx(case["gamma2"], rel=VC)
-    assert vc["decay"] == pytest.approx(case["decay"], rel=VC)
+        assert vc["tau2"] == pytest.approx(case["tau2"], rel=GLMMTMB_DECAY_VC_REL)
+    assert vc["gamma2"] == pytest.approx(case["gamma2"], rel=GLMMTMB_DECAY_VC_REL)
+    assert vc["decay"] == pytest.approx(case["decay"], rel=GLMMTMB_DECAY_VC_REL)
     if case["nb_size"] is not None:
-        assert vc["nb_size"] == pytest.approx(case["nb_size"], rel=VC)
-        assert res.dispersion == pytest.approx(case["nb_size"], rel=VC)
+        assert vc["nb_size"] == pytest.approx(case["nb_size"], rel=GLMMTMB_DECAY_VC_REL)
+        assert res.dispersion == pytest.approx(case["nb_size"], rel=GLMMTMB_DECAY_VC_REL)
     if "contrast" in case:  # TATE over exposure times 1..L
         assert res.estimand.startswith("TATE[1,")
         assert res.estimate == pytest.approx(case["contrast"]["estimate"], rel=GLMM_EST["rtol"])
@@ -129,7 +120,7 @@ def test_variance_intervals_match_glmmtmb_wald(case: dict, fits: dict) -> None:
     for name, key, f in pairs:
         est, lo, hi = ci[name]
         assert est == res.variance_components[name]
-        assert (f(hi) - f(lo)) / (2 * z) == pytest.approx(case[key], rel=VC_SE)
+        assert (f(hi) - f(lo)) / (2 * z) == pytest.approx(case[key], rel=GLMMTMB_DECAY_VC_SE_REL)
         assert f(est) == pytest.approx((f(lo) + f(hi)) / 2, rel=TRANSFORM_ROUND_TRIP_REL)
     assert res.correlations["decay"] == ci["decay"]
     text = str(res.summary())
@@ -219,14 +210,14 @@ def test_exact_gradient_matches_finite_differences(family: str) -> None:
     e3 = np.eye(3)
     num_s = [(val(beta, sig + h * e3[j], alpha) - val(beta, sig - h * e3[j], alpha)) / (2 * h)
              for j in range(3)]  # fmt: skip
-    np.testing.assert_allclose(gs, num_s, **FD_GRAD)
+    np.testing.assert_allclose(gs, num_s, **CENTRAL_DIFF_LAPLACE_DECAY)
     eb = np.eye(beta.size)
     num_b = [(val(beta + h * eb[j], sig, alpha) - val(beta - h * eb[j], sig, alpha)) / (2 * h)
              for j in (0, 7, beta.size - 1)]  # fmt: skip
-    np.testing.assert_allclose(gb[[0, 7, beta.size - 1]], num_b, **FD_GRAD)
+    np.testing.assert_allclose(gb[[0, 7, beta.size - 1]], num_b, **CENTRAL_DIFF_LAPLACE_DECAY)
     if fam.has_dispersion:
         num_a = (val(beta, sig, alpha + h) - val(beta, sig, alpha - h)) / (2 * h)
-        assert ga == pytest.approx(num_a, rel=FD_GRAD["rtol"])
+        assert ga == pytest.approx(num_a, rel=CENTRAL_DIFF_LAPLACE_DECAY["rtol"])
     # per-cluster contract: (I, p), (I, n_var), (I,) summing to the totals
     pb, ps, pa = laplace_grad(ud, fam, st, sig, alpha, per_cluster=True)
     assert pb.shape == (17, beta.size) and ps.shape == (17, 3) and pa.shape == (17,)

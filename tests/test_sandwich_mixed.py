@@ -19,14 +19,18 @@ from _tolerances import (
     DENSE_COV_REL,
     DENSE_REL,
     EXACT_REL,
+    GLMM_CLUSTER_HESS_RTOL,
     GLMM_FD,
+    GLMM_HESS_RTOL,
     GLMM_R_BETA_ATOL,
+    GLMM_R_RTOL,
     GLMM_R_VC_REL,
     LMER_BETA_REL,
     LMER_VC_APPROX,
     MARGINAL_EST_REL,
     MARGINAL_SE_REL,
     QUADRATURE_REL,
+    SANDWICH_REF_RTOL,
     SANDWICH_TWO_WAYS,
 )
 
@@ -38,15 +42,6 @@ REF_DIR = pathlib.Path(__file__).parent / "reference" / "sandwich_mixed"
 REF = json.loads((REF_DIR / "sandwich_mixed.json").read_text())
 DATA = pd.read_csv(REF_DIR / "sw_lmm.csv")
 
-#: Our REML variance components against lmer's (bobyqa, rhoend 1e-12): both optimisers stop
-#: within ~1e-7 relative of the optimum (achieved 3e-7); 1e-5 is the ITERATIVE contract.
-REML_VC = LMER_VC_APPROX
-#: Sandwich matrices against R at lmer's slightly different optimum: the variance components
-#: differ by ~3e-7 relative, which moves the covariances by ~6e-8 (achieved); 1e-6 relative
-#: to the largest entry is the brief's contract.
-SANDWICH_REF_RTOL = 1e-6
-#: The same sandwich computed two ways in double precision (cells vs dense rows).
-LINALG = SANDWICH_TWO_WAYS
 
 CASES = {c["name"]: c for c in REF["cases"]}
 KW = {
@@ -84,7 +79,7 @@ def _close(ours: np.ndarray, ref: np.ndarray, rtol: float) -> None:
 def test_reml_variance_components_match_lmer(case):
     res = _fit(case)
     for name, value in CASES[case]["variance_components"].items():
-        assert res.variance_components[name] == pytest.approx(value, **REML_VC)
+        assert res.variance_components[name] == pytest.approx(value, **LMER_VC_APPROX)
     np.testing.assert_allclose(res.params.to_numpy(), CASES[case]["beta"], rtol=LMER_BETA_REL)
 
 
@@ -173,7 +168,7 @@ def test_cell_sandwich_equals_row_level(case):
             meats[k] = meats[k] + np.outer(s, s)
     for k, meat in meats.items():
         ours = _fit(case, vcov=k).vcov_matrix.to_numpy()
-        np.testing.assert_allclose(ours, bread @ meat @ bread, **LINALG)
+        np.testing.assert_allclose(ours, bread @ meat @ bread, **SANDWICH_TWO_WAYS)
 
 
 def test_mbn_against_published_formula():
@@ -192,7 +187,7 @@ def test_mbn_against_published_formula():
     c = (n - 1) / (n - k) * m / (m - 1)
     expected = c * bread @ meat @ bread + delta * phi * bread
     ours = _fit("nested_age", vcov="mbn").vcov_matrix.to_numpy()
-    np.testing.assert_allclose(ours, expected, **LINALG)
+    np.testing.assert_allclose(ours, expected, **SANDWICH_TWO_WAYS)
 
 
 def test_mbn_large_sample_delta():
@@ -295,15 +290,6 @@ def test_leverage_one_cluster_raises_naming_it():
 
 
 # ---------------------------------------------------------------- GLMM (Laplace)
-
-#: Sum of per-cluster fixed-effect Hessians (forward differences, step 1e-5) against the
-#: fit's Hessian (forward differences, step 1e-6, of the same exact gradient): both O(h),
-#: so ~1e-5 relative (achieved ~2e-6); 1e-4 leaves room.
-GLMM_HESS_RTOL = 1e-4
-#: Closed-form per-cluster fixed-effect Hessians against central differences (step 1e-4) of
-#: the exact per-cluster gradients: truncation O(h^2) ~ 1e-8 relative, cancellation
-#: ~1e-16 |g| / h; achieved ~2e-10 on both cases below.
-GLMM_CLUSTER_HESS_RTOL = 1e-6
 
 
 def _poisson_frame(seed: int = 11, n_clusters: int = 12) -> pd.DataFrame:
@@ -705,11 +691,6 @@ def test_marginal_odds_ratio_against_quadrature():
 
 GLMM_REF = json.loads((REF_DIR / "sandwich_glmm.json").read_text())
 GLMM_DATA = pd.read_csv(REF_DIR / "sw_glmm.csv")
-#: R's per-cluster Laplace scores (numDeriv jacobian of a hand-coded Laplace likelihood at a
-#: Newton-polished optimum, gradient ~3e-8) and our exact ones agree closely, but both breads
-#: contain finite-difference Hessian columns (numDeriv Richardson in R, forward step 1e-6 for
-#: the variance parameter here): ~1e-6 relative (achieved 1.5e-6 Poisson, 4e-6 binomial).
-GLMM_R_RTOL = 1e-5
 
 
 @pytest.mark.parametrize("case", GLMM_REF["cases"], ids=lambda c: c["family"])
