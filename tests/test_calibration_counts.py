@@ -134,8 +134,8 @@ def test_permutation_test_default_is_twfe() -> None:
 #: ``python tools/calibrate_counts.py --candidates nested+decay`` (default seed), whose
 #: 2,000 + 2,000 replicates give the table in docs/explanation/calibration.rst; this test
 #: refits all 2,000 null ones (the issue's count) and the first 500 alternative ones: 5,000
-#: decay-GLMM fits, about 450 s of CPU (the CI budget is about 200 s on two cores; all
-#: 8,000 would take about 750 s).
+#: decay-GLMM fits with the robust variance, 697 s of CPU measured on a loaded machine
+#: (16 min on two workers; the CI budget is about 200 s on two cores).
 PRIMARY_SEED = 20261201
 PRIMARY_CHUNK = 100
 PRIMARY_N_NULL = 2000
