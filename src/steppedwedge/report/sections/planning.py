@@ -237,14 +237,20 @@ def _component_rows(prim: Any, assumed: Any) -> list[dict[str, Any]]:
             }
         )
     t2, g2 = float(est.get("tau2", 0.0)), float(est.get("gamma2", 0.0))
+    # GLMM fits give the CAC a delta-method Wald interval on the logit scale (their
+    # ``correlations``); the LMM's is a point estimate only
+    cac = dict(getattr(prim, "correlations", {}) or {}).get("cac")
+    c_est = t2 / (t2 + g2) if t2 + g2 > 0 else np.nan
+    c_lo, c_hi = (cac[1], cac[2]) if cac is not None else (np.nan, np.nan)
     rows.append(
         {
             "key": "cac",
-            "quantity": "cluster autocorrelation CAC = tau2 / (tau2 + gamma2), no interval",
+            "quantity": "cluster autocorrelation CAC = tau2 / (tau2 + gamma2)"
+            + ("" if cac is not None else ", no interval"),
             "assumed": assumed.cac if assumed.tau2 + assumed.gamma2 > 0 else np.nan,
-            "estimate": t2 / (t2 + g2) if t2 + g2 > 0 else np.nan,
-            "low": np.nan,
-            "high": np.nan,
+            "estimate": c_est,
+            "low": c_lo,
+            "high": c_hi,
         }
     )
     if "sigma2" in est:  # Gaussian: the within-period ICC on the outcome scale
