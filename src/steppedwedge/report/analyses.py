@@ -45,6 +45,8 @@ EXPLORATORY = ("eti", "imputation")
 _ROLES = ("outcome", "cluster", "period", "treatment", "family", "exposure", "trials")
 
 RATIO_FAMILIES = ("poisson", "negative_binomial", "binomial")
+#: Options of the model-based analyses that the design-based ones (vertical, DiD) do not take.
+_MODEL_ONLY = ("time", "knots", "effect", "exposure_window", "exposure_time", "covariates")
 #: Random-effect structures compared for a GLMM primary analysis, simplest first.
 COMPARED = ("cluster", "nested", "decay", "nested+decay")
 
@@ -119,8 +121,7 @@ def _permutation(ctx: AnalysisContext) -> Any:
 
 def _vertical(ctx: AnalysisContext) -> Any:
     """Run the vertical analysis (ITT data): within-period contrasts, randomisation inference."""
-    model_only = ("time", "knots", "effect", "exposure_window", "exposure_time", "covariates")
-    opts = {k: v for k, v in ctx.options("vertical").items() if k not in model_only}
+    opts = {k: v for k, v in ctx.options("vertical").items() if k not in _MODEL_ONLY}
     spec = ctx.config.analysis
     draws = spec.n_permutations if spec is not None else 999
     itt = ctx.config.analysis_frame("itt")
@@ -132,8 +133,7 @@ def _vertical(ctx: AnalysisContext) -> Any:
 
 def _callaway_santanna(ctx: AnalysisContext) -> Any:
     """Run the Callaway-Sant'Anna DiD (ITT data): not-yet-treated councils as comparisons."""
-    model_only = ("time", "knots", "effect", "exposure_window", "exposure_time", "covariates")
-    opts = {k: v for k, v in ctx.options("callaway-santanna").items() if k not in model_only}
+    opts = {k: v for k, v in ctx.options("callaway-santanna").items() if k not in _MODEL_ONLY}
     itt = ctx.config.analysis_frame("itt")
     return quiet_fit(ctx.notes, "Callaway-Sant'Anna DiD", itt, **opts)
 
