@@ -39,6 +39,10 @@ GLMM_EST = dict(rtol=1e-5, atol=0.0)
 GLMM_SE = dict(rtol=1e-4, atol=0.0)
 #: GLMM log-likelihoods (absolute, nats): both at the same optimum to ~1e-10.
 GLMM_LOGLIK_ATOL = 1e-6
+#: Two Laplace fits of the same data, one holding a variance parameter at the other's optimum
+#: (``fit_glmm_core(fixed=)``): both stop at the same Newton criterion, measured to agree to
+#: ~1e-7 absolute in the parameters (SDs 0.1-0.3, atanh r ~1.7, log-rate betas ~1).
+PROFILE_AT_MLE_ATOL = 1e-6
 #: lme4::glmer optima (bobyqa, rhoend 1e-10) sit ~1e-5 relative from the exact optimum in
 #: the worst coefficient; compare in units of the standard error.
 GLMER_EST_SE_UNITS = 2e-4

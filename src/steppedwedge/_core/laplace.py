@@ -41,6 +41,7 @@ in closed form).  Numpy only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -1006,15 +1007,19 @@ def _envelope_hessian(data: UnitData, st: LaplaceState) -> np.ndarray:
 
 
 def _newton(
-    obj: _Objective, theta: np.ndarray, max_iter: int
+    obj: _Objective, theta: np.ndarray, max_iter: int, fixed: np.ndarray | None = None
 ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray | None, bool, str]:
     """Damped Newton on ``-L`` with the envelope beta block and differenced variance columns.
 
+    ``fixed``: ``(n_par,)`` bool mask of parameters held at their values in ``theta`` (their
+    gradient entries are ignored and their columns not differenced).
     Returns ``(theta, value, gradient, last variance columns or None, converged, message)``.
     """
     p = obj.p
     n_par = theta.size
-    var_idx = np.arange(p, n_par)
+    if fixed is None:
+        fixed = np.zeros(n_par, dtype=bool)
+    var_idx = np.arange(p, n_par)[~fixed[p:]]
     # NB log-size: capped at ALPHA_MAX (size 1e6: the Poisson limit); held there when the
     # likelihood still increases towards it
     ia = p + obj.k if obj.fam.has_dispersion else None
@@ -1032,7 +1037,7 @@ def _newton(
         raise _NonFinite("the log-likelihood is not finite at the starting values")
     last_cols = None
     for _it in range(max_iter):
-        if ia is not None and ALPHA_SNAP < theta[ia] < ALPHA_MAX and g[ia] > 0:
+        if ia is not None and not fixed[ia] and ALPHA_SNAP < theta[ia] < ALPHA_MAX and g[ia] > 0:
             # size beyond 1e4 and still increasing: the likelihood is flat towards the Poisson
             # limit, so go straight to the cap instead of creeping along the plateau
             cand = theta.copy()
@@ -1042,6 +1047,7 @@ def _newton(
                 theta, val, g, hb = cand, v2, g2, hb2
         # parameters at a bound with the likelihood still increasing beyond it: held there
         held = ((theta >= upper - 1e-9) & (g > 0)) | ((theta <= lower + 1e-9) & (g < 0))
+        held |= fixed
         hess = np.zeros((n_par, n_par))
         hess[:p, :p] = hb
         cols = obj.jacobian_columns(theta, g, var_idx)
@@ -1074,6 +1080,7 @@ def _newton(
             ev, vec = np.linalg.eigh(sc[:, None] * hess * sc[None, :])
             ev = np.maximum(np.abs(ev), 1e-8 * max(float(np.abs(ev).max()), 1e-300))
             step = sc * (vec @ ((vec.T @ (sc * g_use)) / ev))
+        step[fixed] = 0.0
         decrement = float(g_use @ step)
         if decrement < 1e-16 * max(1.0, abs(val)) or np.max(np.abs(step)) < 1e-10:
             return theta, val, g, hess[:, var_idx], True, "converged"
@@ -1131,10 +1138,19 @@ def fit_glmm_core(
     *,
     n_quadrature: int = 1,
     max_iter: int = 200,
+    fixed: Mapping[int, float] | None = None,
 ) -> CoreFit:
     """Maximise the Laplace (``n_quadrature == 1``) or AGQ log-likelihood.
 
-    Parameters are ``(beta, sigma, alpha)``.
+    Parameters are ``(beta, sigma, alpha)``.  ``fixed`` maps indices into the
+    variance-parameter vector ``sigma`` (the engine's parametrisation: the standard
+    deviations ``>= 0`` of the ``n_comp`` components, then ``phi = atanh(r)`` with an AR(1)
+    block; index ``n_var`` is the NB log-size ``alpha`` for families with a dispersion) to
+    values at which they are held while everything else, the fixed effects included, is
+    maximised: the profile log-likelihood (for profile-likelihood intervals).  Held
+    parameters are reported as not ``free`` (zero rows and columns of the Hessian) and the
+    starting values ``sigma0``/``alpha0`` are overridden there.  A ``ValueError`` names an
+    index out of range, a negative SD or a ``phi`` (``alpha``) outside the engine's bounds.
 
     Damped Newton iterations whose matrix combines the envelope ``beta`` block
     (``X'WX - X'WA H^-1 A'WX``) with forward differences of the exact gradient in the
@@ -1145,7 +1161,40 @@ def fit_glmm_core(
     overflow are rejected by finiteness checks, so floating-point warnings are muted.
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        return _fit_glmm_core(data, fam, beta0, sigma0, alpha0, n_quadrature, max_iter)
+        return _fit_glmm_core(data, fam, beta0, sigma0, alpha0, n_quadrature, max_iter, fixed)
+
+
+def _fixed_mask(
+    data: UnitData, fam: Family, fixed: Mapping[int, float] | None, theta: np.ndarray
+) -> np.ndarray:
+    """Validate ``fixed`` (see :func:`fit_glmm_core`), write its values into ``theta``.
+
+    Returns the ``(n_par,)`` bool mask of the held parameters.
+    """
+    p, kv = data.x.shape[2], data.n_var
+    mask = np.zeros(theta.size, dtype=bool)
+    n_ok = kv + (1 if fam.has_dispersion else 0)
+    for key, value in (fixed or {}).items():
+        j, val = int(key), float(value)
+        if not (0 <= j < n_ok) or j != key:
+            raise ValueError(
+                f"`fixed` index {key!r} is not a variance-parameter index (0 .. {n_ok - 1})"
+            )
+        if not np.isfinite(val):
+            raise ValueError(f"`fixed[{j}]` must be finite; got {value!r}")
+        if j < data.n_comp and val < 0:
+            raise ValueError(f"`fixed[{j}]` is a standard deviation and must be >= 0; got {val}")
+        if j == data.n_comp and data.ar1 is not None:
+            lo = -PHI_MAX if data.ar1_times is None else PHI_MIN_TIME
+            if not lo <= val <= PHI_MAX:
+                raise ValueError(
+                    f"`fixed[{j}]` is phi = atanh(r) and must lie in [{lo:.6g}, {PHI_MAX:.6g}]"
+                )
+        if j == kv and val > ALPHA_MAX:
+            raise ValueError(f"`fixed[{j}]` is the NB log-size; at most {ALPHA_MAX:.6g}")
+        theta[p + j] = val
+        mask[p + j] = True
+    return mask
 
 
 def _fit_glmm_core(
@@ -1156,33 +1205,37 @@ def _fit_glmm_core(
     alpha0: float,
     n_quadrature: int,
     max_iter: int,
+    fixed: Mapping[int, float] | None = None,
 ) -> CoreFit:
     p, k, kv = data.x.shape[2], data.n_comp, data.n_var
     theta = np.concatenate([beta0, sigma0, [alpha0] if fam.has_dispersion else []]).astype(float)
+    held = _fixed_mask(data, fam, fixed, theta)
     n_par = theta.size
     var_idx = np.arange(p, n_par)
     ia = p + kv if fam.has_dispersion else None
     obj = _Objective(data, fam, 1)
-    theta, val, g, cols, converged, message = _newton(obj, theta, max_iter)
+    theta, val, g, cols, converged, message = _newton(obj, theta, max_iter, held)
     n_eval = obj.n_eval
     if n_quadrature > 1:
         theta[p : p + k] = np.abs(theta[p : p + k])
         v0 = obj.v0
         obj = _Objective(data, fam, n_quadrature)
         obj.v0 = v0
-        theta, val, g, cols, converged, message = _newton(obj, theta, max_iter)
+        theta, val, g, cols, converged, message = _newton(obj, theta, max_iter, held)
         n_eval += obj.n_eval
     theta[p : p + k] = np.abs(theta[p : p + k])
     sig_idx = np.arange(p, p + k)
     zero = np.zeros(n_par, dtype=bool)
     zero[sig_idx[theta[sig_idx] < 1e-5]] = True
-    free = ~zero
+    zero &= ~held  # held SDs keep their given values
+    free = ~(zero | held)
     if ia is not None and theta[ia] >= ALPHA_MAX - 1e-9:
         free[ia] = False  # NB size at its upper bound (Poisson limit): held fixed
     if data.ar1 is not None:
         i_phi = p + k
         low_phi = data.ar1_times is not None and theta[i_phi] <= PHI_MIN_TIME + 1e-9
-        if zero[p + int(data.comp[data.ar1[0]])] or abs(theta[i_phi]) >= PHI_MAX - 1e-9 or low_phi:
+        no_var = theta[p + int(data.comp[data.ar1[0]])] < 1e-5  # (a held SD too)
+        if no_var or abs(theta[i_phi]) >= PHI_MAX - 1e-9 or low_phi:
             free[i_phi] = False  # no AR(1) variance (r unidentified) or |r| at its bound
     if zero.any():
         theta[zero] = 0.0

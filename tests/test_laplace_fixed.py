@@ -1,0 +1,135 @@
+"""``fit_glmm_core(..., fixed=)``: variance parameters held at given values (profile likelihood).
+
+Data: the glmmTMB decay reference panel (``tests/reference/glmm_decay/data/council_decay.csv``,
+17 councils x 20 quarters, persistent + AR(1) council-quarter effects), in the engine's own
+units.  Checks by exact algebra: holding a parameter at its MLE reproduces the MLE and its
+log-likelihood; holding it elsewhere gives a lower log-likelihood, and the profile at that
+point is a maximum over the remaining parameters (its free gradient vanishes, and no
+perturbation of them does better); bad indices and values are refused by name.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from _tolerances import GLMM_LOGLIK_ATOL, PROFILE_AT_MLE_ATOL
+
+from steppedwedge._core.families import make_family
+from steppedwedge._core.laplace import PHI_MAX, UnitData, fit_glmm_core, modes
+
+DATA = "reference/glmm_decay/data/council_decay.csv"
+
+
+def _units(family: str) -> tuple[UnitData, np.ndarray, np.ndarray]:
+    from pathlib import Path
+
+    d = pd.read_csv(Path(__file__).parent / DATA)
+    n_i, n_t = 17, 20
+    c = d["council"].str[2:].astype(int).to_numpy() - 1
+    q = d["quarter"].to_numpy() - 1
+    x = np.column_stack([np.ones(len(d)), np.eye(n_t)[q][:, 1:], d["treatment"]])
+    z = np.column_stack([np.ones(len(d)), np.eye(n_t)[q]])
+    y = d["count" if family == "poisson" else "count_nb"].to_numpy(float)
+    order = np.lexsort((q, c))
+
+    def sh(a: np.ndarray) -> np.ndarray:
+        return a[order].reshape(n_i, n_t, *a.shape[1:])
+
+    ud = UnitData(
+        y=sh(y),
+        n=np.ones((n_i, n_t)),
+        offset=sh(np.log(d["pop"].to_numpy(float))),
+        weight=np.ones((n_i, n_t)),
+        x=sh(x),
+        z=sh(z),
+        comp=np.array([0] + [1] * n_t),
+        n_comp=2,
+        ar1=(1, n_t),
+    )
+    beta = np.linalg.lstsq(x, np.log(y + 0.5) - np.log(d["pop"]), rcond=None)[0]
+    return ud, beta, np.array([0.3, 0.2, math.atanh(0.7)])
+
+
+@pytest.fixture(scope="module", params=["poisson", "negative_binomial"])
+def mle(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    fam = make_family(request.param)
+    ud, beta0, sig0 = _units(request.param)
+    core = fit_glmm_core(ud, fam, beta0, sig0, math.log(10.0))
+    assert core.converged and core.free.all()
+    return ud, fam, beta0, sig0, core
+
+
+@pytest.mark.parametrize("j", [0, 1, 2])
+def test_fixing_at_the_mle_returns_the_mle(mle, j: int) -> None:  # type: ignore[no-untyped-def]
+    ud, fam, beta0, sig0, core = mle
+    held = fit_glmm_core(ud, fam, beta0, sig0, math.log(10.0), fixed={j: core.sigma[j]})
+    assert held.sigma[j] == core.sigma[j]
+    assert not held.free[ud.x.shape[2] + j] and held.free.sum() == core.free.sum() - 1
+    assert abs(held.loglik - core.loglik) <= 1e-8
+    np.testing.assert_allclose(held.beta, core.beta, rtol=0, atol=PROFILE_AT_MLE_ATOL)
+    np.testing.assert_allclose(held.sigma, core.sigma, rtol=0, atol=PROFILE_AT_MLE_ATOL)
+
+
+@pytest.mark.parametrize(("j", "factor"), [(0, 0.5), (1, 1.6), (2, 0.5)])
+def test_fixing_elsewhere_gives_the_lower_profile(mle, j: int, factor: float) -> None:  # type: ignore[no-untyped-def]
+    ud, fam, beta0, sig0, core = mle
+    value = float(core.sigma[j] * factor)
+    held = fit_glmm_core(ud, fam, beta0, sig0, math.log(10.0), fixed={j: value})
+    p = ud.x.shape[2]
+    assert held.converged and held.sigma[j] == value
+    assert held.loglik < core.loglik - 1e-3
+    # a maximum over the others: their gradient vanishes ...
+    assert np.max(np.abs(held.grad[held.free])) < 1e-3
+    # ... and perturbing them (a finite check of the Hessian's sign) does not do better
+    alpha = held.alpha
+    for k in np.flatnonzero(held.free):
+        for h in (-1e-3, 1e-3):
+            b, s, a = held.beta.copy(), held.sigma.copy(), alpha
+            if k < p:
+                b[k] += h
+            elif k < p + ud.n_var:
+                s[k - p] += h
+            else:
+                a += h
+            assert modes(ud, fam, b, s, a).value <= held.loglik + GLMM_LOGLIK_ATOL
+
+
+def test_fixing_the_nb_log_size(mle) -> None:  # type: ignore[no-untyped-def]
+    ud, fam, beta0, sig0, core = mle
+    if not fam.has_dispersion:
+        with pytest.raises(ValueError, match=r"`fixed` index 3"):
+            fit_glmm_core(ud, fam, beta0, sig0, fixed={3: 1.0})
+        return
+    same = fit_glmm_core(ud, fam, beta0, sig0, math.log(10.0), fixed={3: core.alpha})
+    assert abs(same.loglik - core.loglik) <= 1e-8 and same.alpha == core.alpha
+    other = fit_glmm_core(ud, fam, beta0, sig0, math.log(10.0), fixed={3: core.alpha - 1.0})
+    assert other.alpha == core.alpha - 1.0 and other.loglik < core.loglik - 1e-3
+
+
+@pytest.mark.parametrize(
+    ("fixed", "match"),
+    [
+        ({5: 0.1}, r"`fixed` index 5 is not"),
+        ({-1: 0.1}, r"`fixed` index -1 is not"),
+        ({0: -0.2}, r"`fixed\[0\]` is a standard deviation"),
+        ({2: PHI_MAX + 1.0}, r"`fixed\[2\]` is phi"),
+        ({1: float("nan")}, r"`fixed\[1\]` must be finite"),
+    ],
+)
+def test_bad_fixed_values_are_refused(fixed: dict[int, float], match: str) -> None:
+    ud, beta0, sig0 = _units("poisson")
+    with pytest.raises(ValueError, match=match):
+        fit_glmm_core(ud, make_family("poisson"), beta0, sig0, fixed=fixed)
+
+
+def test_no_fixed_is_the_unconstrained_fit() -> None:
+    """``fixed=None`` and ``fixed={}`` are the ordinary fit, bit for bit."""
+    ud, beta0, sig0 = _units("poisson")
+    fam = make_family("poisson")
+    a = fit_glmm_core(ud, fam, beta0, sig0)
+    b = fit_glmm_core(ud, fam, beta0, sig0, fixed={})
+    assert a.loglik == b.loglik
+    np.testing.assert_array_equal(a.hessian, b.hessian)
