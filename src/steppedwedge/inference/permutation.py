@@ -55,7 +55,6 @@ as in :func:`steppedwedge.models.cluster_level.fit_cluster_summary`.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -68,18 +67,25 @@ import pandas as pd
 from .._core.permutation import (
     permutation_pvalue,
     treatment_batch,
-    twfe_statistics,
-    vertical_statistics,
 )
 from .._typing import RNGLike
 from .._validation import check_option, check_positive_int, normalise_rng
-from .._warnings import caller_stacklevel, warn
+from .._warnings import warn
 from ..data import TrialData
 from ..design import Design
-from ..exceptions import DataError, DesignError, OptionError, SmallSampleWarning
-from ..randomise import Allocation, randomise
+from ..exceptions import DataError, OptionError, SmallSampleWarning
+from ..randomise import Allocation
 from ..results import TIDY_COLUMNS, ResultMixin, Summary, _fmt
 from . import _permutation_ci as ci
+from ._permutation_space import (
+    CHUNK,
+    Space,
+    batched,
+    cell_arrays,
+    cell_statistic,
+    draw_assignments,
+    space_of,
+)
 
 __all__ = [
     "NullDistribution",
@@ -98,7 +104,6 @@ _DEFAULT_LINK = {
     "poisson": "log",
     "negative_binomial": "log",
 }
-_CHUNK = 2048  # allocations per batch (bounds the (B, I, T) treatment arrays)
 _INTERVAL_NOTE = {
     "identity": "The interval inverts the test under a constant additive effect on the "
     "cell-summary scale (Y - theta X are the control outcomes).",
@@ -432,206 +437,6 @@ class NullDistribution:
 
 
 # --------------------------------------------------------------------------------------
-# setting up the problem
-# --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Space:
-    alloc: Allocation
-    seq_matrix: np.ndarray  # (S, T) in data period order
-    columns: np.ndarray  # data row -> allocation column
-    observed_assignment: np.ndarray  # (I_alloc,) observed sequence, allocation order
-
-
-def _label_key(x: Any) -> str:
-    return str(x)
-
-
-def _completed_rows(treat: np.ndarray) -> np.ndarray:
-    """Fill unobserved cells with the cluster's previous (else next) observed value."""
-    out = np.array(treat, dtype=np.float64)
-    n_t = out.shape[1]
-    for j in range(1, n_t):  # forward fill
-        gap = np.isnan(out[:, j])
-        out[gap, j] = out[gap, j - 1]
-    for j in range(n_t - 2, -1, -1):  # backward fill what is left at the start
-        gap = np.isnan(out[:, j])
-        out[gap, j] = out[gap, j + 1]
-    return out
-
-
-def _space_iv(td: TrialData, treat: np.ndarray, allocation: Any, design: Any) -> _Space:
-    clusters = list(td.clusters)
-    if allocation is not None:
-        if not isinstance(allocation, Allocation):
-            raise TypeError(
-                "`allocation` must be a steppedwedge Allocation (from sw.randomise); got "
-                f"{type(allocation).__name__}."
-            )
-        if design is not None:
-            raise OptionError("give `allocation` or `design`, not both (the allocation has one).")
-        alloc = allocation
-    else:
-        if design is None:
-            try:
-                design = Design.from_matrix(
-                    _completed_rows(treat),
-                    clusters=clusters,
-                    periods=list(td.periods),
-                    allow_reversal=True,
-                    check_identifiable=False,
-                )
-            except DesignError as exc:
-                raise DataError(
-                    f"cannot derive the allocation space from the treatment column: {exc}"
-                ) from None
-        elif not isinstance(design, Design):
-            raise TypeError(f"`design` must be a steppedwedge Design; got {type(design).__name__}.")
-        if design.n_clusters != len(clusters):
-            raise DataError(
-                f"`design` has {design.n_clusters} cluster rows but the data have "
-                f"{len(clusters)} clusters; the design must describe the trial's sequences."
-            )
-        alloc = randomise(design, clusters, rng=0, alpha=None)
-
-    # clusters: data rows <-> allocation columns (matched by label, then by text)
-    akeys = [_label_key(c) for c in alloc.clusters]
-    dkeys = [_label_key(c) for c in clusters]
-    if sorted(akeys) != sorted(dkeys) or len(set(dkeys)) != len(dkeys):
-        extra = sorted(set(dkeys) - set(akeys))
-        absent = sorted(set(akeys) - set(dkeys))
-        raise DataError(
-            "the data's clusters differ from the allocation's"
-            + (f"; in the data only: {extra[:5]}" if extra else "")
-            + (f"; in the allocation only: {absent[:5]}" if absent else "")
-            + "."
-        )
-    where = {k: n for n, k in enumerate(akeys)}
-    columns = np.array([where[k] for k in dkeys], dtype=np.intp)
-
-    # periods: by label text, else in order when the numbers agree
-    dper = alloc.design.periods
-    sm_all = np.asarray(alloc.design.sequence_matrix, dtype=np.float64)
-    pk = [_label_key(p) for p in dper]
-    tk = [_label_key(p) for p in td.periods]
-    if sorted(pk) == sorted(tk):
-        pos = {k: n for n, k in enumerate(pk)}
-        sm = sm_all[:, [pos[k] for k in tk]]
-    elif len(pk) == len(tk):
-        sm = sm_all
-    else:
-        raise DataError(
-            f"the allocation's design has {len(pk)} periods but the data have {len(tk)}; "
-            "the data must cover the design's periods."
-        )
-
-    # the observed allocation: each cluster's sequence, from its treatment pattern
-    mask = ~np.isnan(treat)
-    obs = np.empty(len(akeys), dtype=np.int64)
-    for r, lab in enumerate(clusters):
-        m = mask[r]
-        rows = sm[:, m]
-        match = np.flatnonzero(
-            np.all(~np.isnan(rows) & (np.abs(np.nan_to_num(rows) - treat[r, m]) < 1e-9), axis=1)
-        )
-        if match.size == 0:
-            raise DataError(
-                f"the treatment of cluster {lab!r} over its observed periods matches no "
-                "sequence of the allocation's design; the data were not allocated from this "
-                "allocation space."
-            )
-        own = alloc.assignment.get(alloc.clusters[columns[r]], -1)
-        obs[columns[r]] = own if own in match else int(match[0])
-    if not _is_admissible(alloc, obs):
-        raise DataError(
-            "the observed treatment pattern is not an admissible allocation of `allocation` "
-            f"(observed sequences: {dict(zip(akeys, (obs + 1).tolist(), strict=True))}, as "
-            "waves); a randomisation test must re-draw from the space the trial was actually "
-            "randomised from."
-        )
-    return _Space(alloc=alloc, seq_matrix=sm, columns=columns, observed_assignment=obs)
-
-
-def _is_admissible(alloc: Allocation, obs: np.ndarray) -> bool:
-    """Whether the allocation vector ``obs`` (allocation column order) is admissible."""
-    if np.array_equal(obs, alloc.sequence_of):
-        return True
-    held = alloc._admissible
-    if held is None and alloc.n_admissible <= int(alloc.options["max_enumerate"]):
-        held = alloc.admissible
-    if held is not None:
-        return bool(np.any(np.all(held == obs[None, :].astype(held.dtype), axis=1)))
-    space = alloc._space  # unconstrained space: per-stratum count bounds
-    g = np.bincount(obs, minlength=space.n_sequences)
-    if not np.array_equal(g, np.asarray(space.sequence_sizes)):
-        return False
-    for h, members in enumerate(space.members):
-        counts = np.bincount(obs[members], minlength=space.n_sequences)
-        if np.any(counts < space.lower[h]) or np.any(counts > space.upper[h]):
-            return False
-    return True
-
-
-def _assignments(
-    alloc: Allocation, n_permutations: int, gen: np.random.Generator
-) -> tuple[np.ndarray, bool]:
-    enumerable = alloc._admissible is not None or alloc.n_admissible <= int(
-        alloc.options["max_enumerate"]
-    )
-    if enumerable and alloc.n_admissible <= n_permutations:
-        return np.asarray(alloc.admissible), True
-    return np.asarray(alloc.draw(n_permutations, gen)), False
-
-
-def _cell_arrays(
-    td: TrialData, link: str, weights: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cell summaries ``(I, T)`` (NaN unobserved), size weights, observed mask."""
-    from ..models.cluster_level import _cell_summaries
-
-    ci, pj, _, s, w = _cell_summaries(td, link, "size" if weights == "size" else "none")
-    shape = (td.n_clusters, td.n_periods)
-    y = np.full(shape, np.nan)
-    y[ci, pj] = s
-    wt = np.zeros(shape)
-    wt[ci, pj] = w
-    return y, wt, ~np.isnan(y)
-
-
-def _batched(
-    fun: Callable[[np.ndarray], np.ndarray], space: _Space, assignments: np.ndarray
-) -> np.ndarray:
-    out = []
-    for start in range(0, assignments.shape[0], _CHUNK):
-        a = assignments[start : start + _CHUNK]
-        out.append(fun(treatment_batch(space.seq_matrix, a, space.columns)))
-    return np.concatenate(out, axis=-1)
-
-
-def _cell_statistic(
-    name: str,
-    weights: str,
-    mask: np.ndarray,
-    wt: np.ndarray,
-    cache: dict[bytes, np.ndarray] | None = None,
-) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    cache = {} if cache is None else cache  # twfe annihilators by observation pattern
-    if name == "twfe":
-        w = wt if weights == "size" else np.ones_like(wt)
-
-        def twfe(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-            return twfe_statistics(np.nan_to_num(y), x, mask, w, cache=cache)
-
-        return twfe
-
-    def vertical(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-        if y.ndim == 3:
-            return np.stack([vertical_statistics(yy, x, mask, weights) for yy in y])  # type: ignore[arg-type]
-        return vertical_statistics(y, x, mask, weights)  # type: ignore[arg-type]
-
-    return vertical
-
-
-# --------------------------------------------------------------------------------------
 # the public function
 # --------------------------------------------------------------------------------------
 def permutation_test(
@@ -707,14 +512,13 @@ def permutation_test(
         Also invert the test into a confidence interval for the effect on the analysis
         scale (difference; log rate ratio for counts; log odds ratio for binomial
         outcomes), for ``"twfe"``, ``"cluster-period"``, ``"lmm"`` (not binomial) and
-        ``"glmm-score"``.
-        See Notes.
+        ``"glmm-score"``; see Notes.
     alpha : float or None, default 0.05
         Warn (:class:`~steppedwedge.SmallSampleWarning`) when the smallest attainable
         p-value exceeds ``alpha``; ``None`` disables the check.
     executor : concurrent.futures.Executor, optional
-        ``"lmm"`` only: where to run the refits (any executor: a process pool, dask's
-        ``Client.get_executor()``...).  Results do not depend on it.
+        ``"lmm"`` only: where to run the refits (a process pool, dask's
+        ``Client.get_executor()``...); results do not depend on it.
     n_jobs : int, optional
         ``"lmm"`` only, without ``executor``: refit on a process pool of this size.
 
@@ -727,7 +531,7 @@ def permutation_test(
     DataError
         Data inconsistent with the allocation (clusters, periods, an observed treatment
         pattern that is not admissible).
-    ValueError
+    OptionError
         Invalid options.
 
     Warns
@@ -737,81 +541,17 @@ def permutation_test(
 
     Notes
     -----
-    **p-value.**  Two-sided tests use ``|T|`` (every statistic here estimates 0 under the
-    null); ``"greater"``/``"less"`` use ``T``/``-T``.  Enumerated (exact): the proportion of
-    the admissible allocations, the observed one included, with a statistic at least as
-    extreme as the observed one.  Monte Carlo: ``(1 + #{extreme draws}) / (1 + B)``, which
-    counts the observed allocation once and keeps the test valid (Phipson & Smyth 2010).
-    Draws are uniform with replacement from the admissible set.
-
-    **Confidence interval.**  The interval is ``{theta0 : p(theta0) > 1 -
-    confidence_level}``, where ``p(theta0)`` is the test of the outcomes with the
-    hypothesised effect removed, computed over the *same* re-randomisations for every
-    ``theta0`` (so ``p`` is a step function and the ends are its jumps):
-
-    * identity scale: ``Y - theta0 X`` (exact under a constant additive effect);
-    * counts (log link): a constant rate ratio ``exp(theta0)``, i.e. a multiplicative
-      effect on the expected count.  ``"twfe"``/``"cluster-period"`` scale the treated
-      cells' counts back, ``y exp(-theta0 x)``, and recompute the log rates
-      ``log((y exp(-theta0 x) + 0.5) / exposure)``; binomial (logit): the treated cells'
-      odds are scaled by ``exp(-theta0 x)``.  This is an approximation: the scaled counts
-      have the control cells' expected value but not their distribution (a Poisson count
-      divided by a rate ratio is not Poisson), so the test at ``theta0 != 0`` is not exact
-      (its coverage is checked by simulation in ``tests/test_randomisation_ci.py``);
-    * ``"lmm"`` (a GLMM for counts, incl. ``random="nested+decay"``): the exact offset
-      form, the model refitted with ``log mu = offset + theta0 X_obs + beta X*`` (Gaussian:
-      ``Y - theta0 X_obs``) and ``beta`` (or its t) of the re-randomised ``X*`` as the
-      statistic.  Binomial GLMMs take no offset and are refused;
-    * ``"glmm-score"``: the same offset form (log or logit link), but the model refitted at
-      ``theta0`` is the GLMM without a treatment term, once per ``theta0``, and every
-      re-randomisation is scored at that fit, so the ends are found by bracketing and
-      bisection (to 1e-4 of the model standard error; some 30 GLMM fits in all).
-
-    Cell statistics locate the ends by bracketing and bisection to 1e-7 of the null
-    distribution's spread (the statistics are linear in the cell summaries, so each
-    ``theta0`` costs one product).  Model statistics refit every re-randomisation at a few
-    ``theta0``: each allocation's statistic is smooth in ``theta0``, so the ends are found by
-    a secant iteration on the piecewise-linear interpolation through the refitted values
-    (to 1e-4 of the spread; 4 to 10 rounds of refits for both ends).  When the
-    smallest attainable p-value exceeds ``1 - confidence_level`` (e.g. Family
-    Safeguarding's 12 allocations at 95%) the interval is ``(-inf, inf)`` with a
-    :class:`~steppedwedge.SmallSampleWarning` naming the number of allocations; an end
-    with no rejection within a rate ratio of ``e^30`` (link scales) is infinite and said
-    so in :attr:`PermutationResult.messages`.
-
-    **Monte-Carlo error.**  Without enumeration the p-value has Monte-Carlo standard error
-    ``sqrt(p (1 - p) / B)`` (:attr:`PermutationResult.pvalue_mc_se`).
-
-    **Missing cells and partial exposure.**  A re-drawn sequence is applied to the cells a
-    cluster actually has; a cell that the drawn sequence marks unobserved is left out for
-    that draw.  Without ``allocation``/``design``, a cluster's sequence is its treatment
-    row with unobserved cells filled from its previous (else next) observed period.  The
-    cluster-period statistic compares fully treated (1) with control (0) cells only.  An
-    allocation under which the statistic is undefined (e.g. treatment collinear with the
-    fixed effects once cells are dropped) is left out of the null distribution; the
-    allocation is independent of the outcomes, so the test stays valid.
-
-    **Matching data to the allocation.**  Clusters are matched by label (as text); periods
-    by label text, else, when the numbers agree, in order (the data's sorted periods to the
-    design's columns).
-
-    **Cost.**  ``"twfe"`` and ``"cluster-period"`` are vectorised over re-randomisations
-    (10,000 of ``"cluster-period"`` on 17 councils x 20 quarters take about 1.5 s,
-    ``benchmarks/bench_permutation.py``); ``"lmm"`` and callables cost one call per
-    re-randomisation (an LMM or GLMM fit takes tens of milliseconds), so use fewer
-    re-randomisations, e.g. ``n_permutations=999``, and ``executor``/``n_jobs``.
-    ``"glmm-score"`` fits one GLMM and scores all re-randomisations in one pass (10,000
-    with the 95% interval: about 2 s of CPU, ``benchmarks/bench_permutation_score.py``).
-    Re-randomisations whose statistic fails are counted (:attr:`PermutationResult.n_failed`)
-    and left out.
+    The p-value counts the observed allocation once (``(1 + #{extreme}) / (1 + B)`` for
+    Monte-Carlo draws).  The interval collects the effects not rejected over the same
+    re-randomisations.  Both, missing cells, the matching of data to the allocation and the
+    cost of each statistic: :doc:`/explanation/randomisation_tests`.
 
     References
     ----------
     Thompson JA et al. (2018) Stat Med 37:2487-2500.  Wang R, DeGruttola V (2017) Stat Med
-    36:2831-2843.  Ji X et al. (2017) Ann Appl Stat 11:1-20.  Phipson B, Smyth GK (2010)
-    Stat Appl Genet Mol Biol 9:39.  Rabideau DJ, Wang R (2021) Stat Med 40:4442-4456
-    (randomisation intervals from GLM statistics in the offset form).  Rao CR (1948) Proc
-    Camb Philos Soc 44:50-57 (the efficient score statistic).
+    36:2831-2843.  Ji X et al. (2017) Ann Appl Stat 11:1-20.  Rabideau DJ, Wang R (2021)
+    Stat Med 40:4442-4456 (offset-form intervals).  Rao CR (1948) Proc Camb Philos Soc
+    44:50-57 (the efficient score statistic).
 
     Examples
     --------
@@ -826,6 +566,79 @@ def permutation_test(
     >>> res.exact, res.n_permutations, round(res.pvalue, 4)
     (True, 720, 0.0014)
     """
+    name, b = _check_options(statistic, alternative, use, n_permutations, alpha, confidence_level)
+    roles = dict(outcome=outcome, cluster=cluster, period=period, treatment=treatment,
+                 individual=individual, family=family, trials=trials,
+                 exposure=exposure)  # fmt: skip
+    td = TrialData.from_frame(data, **roles)  # type: ignore[arg-type]
+    lk, wts = _link_and_weights(td, name, link, weights)
+    _check_model_options(
+        td, name, statistic, link, confidence_level, use, lmm_options, executor, n_jobs
+    )
+    problem = _problem(td, allocation, design, b, rng, alternative)
+    if name in ("twfe", "cluster-period"):
+        run = _cell_test(problem, name, lk, wts)
+    elif name == "glmm-score":
+        run = _score_test(problem, use, lmm_options or {})
+    else:
+        opts = lmm_options or {}
+        run = _refit_test(data, problem, statistic, name, use, opts, executor, n_jobs, roles)
+    link_out = lk if name not in ("lmm", "glmm-score") else _DEFAULT_LINK[td.family]
+    return _result(run, problem, name, confidence_level, alpha, link_out, wts, outcome)
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """The data, the allocation space and the re-randomisations of one test."""
+
+    td: TrialData
+    space: Space
+    assignments: np.ndarray
+    exact: bool
+    observed_x: np.ndarray
+    alternative: Alternative
+
+
+@dataclass
+class _Run:
+    """What a statistic's test produced: observed value, estimate, null, inverter, notes."""
+
+    obs: float
+    estimate: float
+    null: np.ndarray
+    invert: Callable[[float], tuple[float, float]] | None = None
+    messages: list[str] = field(default_factory=list)
+    ci_failures: list[int] = field(default_factory=list)
+    score_failures: list[float] = field(default_factory=list)
+
+
+def _problem(
+    td: TrialData, allocation: Any, design: Any, b: int, rng: RNGLike, alternative: Alternative
+) -> _Problem:
+    """Match the allocation space to the data and enumerate or draw the re-randomisations."""
+    cells = td.cells()
+    treat = np.where(cells.observed, cells.treatment, np.nan)
+    space = space_of(td, treat, allocation, design)
+    assignments, exact = draw_assignments(space.alloc, b, normalise_rng(rng))
+    return _Problem(
+        td=td,
+        space=space,
+        assignments=assignments,
+        exact=exact,
+        observed_x=treatment_batch(space.seq_matrix, space.observed_assignment, space.columns),
+        alternative=alternative,
+    )
+
+
+def _check_options(
+    statistic: Any,
+    alternative: str,
+    use: str,
+    n_permutations: int,
+    alpha: float | None,
+    confidence_level: float | None,
+) -> tuple[str, int]:
+    """Validate the options that need no data; return the statistic's name and ``B``."""
     if not isinstance(statistic, str) and not callable(statistic):
         raise OptionError(
             "`statistic` must be one of 'cluster-period', 'twfe', 'lmm', 'glmm-score' or a "
@@ -844,17 +657,13 @@ def permutation_test(
         raise OptionError(f"`alpha` must lie in (0, 1) or be None; got {alpha!r}.")
     if confidence_level is not None and not 0.0 < float(confidence_level) < 1.0:
         raise OptionError(f"`confidence_level` must lie in (0, 1); got {confidence_level!r}.")
-    td = TrialData.from_frame(
-        data,
-        outcome=outcome,
-        cluster=cluster,
-        period=period,
-        treatment=treatment,
-        individual=individual,
-        family=family,
-        trials=trials,
-        exposure=exposure,
-    )
+    return name, b
+
+
+def _link_and_weights(
+    td: TrialData, name: str, link: str | None, weights: str | None
+) -> tuple[str, str]:
+    """Resolve the cell-summary scale for the family and the statistic's weights."""
     lk = _DEFAULT_LINK[td.family] if link is None else link
     allowed_links = {"gaussian": ("identity",), "binomial": ("logit", "identity")}.get(
         td.family, ("log", "identity")
@@ -870,6 +679,21 @@ def permutation_test(
         if weights is not None:
             raise OptionError("`weights` applies to the 'twfe' and 'cluster-period' statistics.")
         wts = "n/a"
+    return lk, wts
+
+
+def _check_model_options(
+    td: TrialData,
+    name: str,
+    statistic: Any,
+    link: str | None,
+    confidence_level: float | None,
+    use: str,
+    lmm_options: dict[str, Any] | None,
+    executor: Executor | None,
+    n_jobs: int | None,
+) -> None:
+    """Refuse the options that do not apply to the statistic (or the interval it allows)."""
     if confidence_level is not None and not isinstance(statistic, str):
         raise OptionError(
             "`confidence_level` (test inversion) needs statistic='twfe', 'cluster-period', "
@@ -896,162 +720,124 @@ def permutation_test(
             f"got link={link!r}."
         )
 
-    cells = td.cells()
-    treat = np.where(cells.observed, cells.treatment, np.nan)
-    space = _space_iv(td, treat, allocation, design)
-    alloc = space.alloc
-    gen = normalise_rng(rng)
-    assignments, exact = _assignments(alloc, b, gen)
-    observed_x = treatment_batch(space.seq_matrix, space.observed_assignment, space.columns)
 
-    messages: list[str] = []
-    invert: Callable[[float], tuple[float, float]] | None = None
-    ci_failures: list[int] = []
-    score_failures: list[float] = []
-    estimate: float
-    if name in ("twfe", "cluster-period"):
-        y, wt, mask = _cell_arrays(td, lk, wts)
-        kcache: dict[bytes, np.ndarray] = {}  # shared with the interval's coefficients
-        stat = _cell_statistic(name, wts, mask, wt, kcache)
-        obs = float(stat(y, observed_x)[0])
-        null = _batched(lambda x: stat(y, x), space, assignments)
-        estimate = obs
-        if not np.isfinite(obs):
-            raise DataError(
-                f"the {name} statistic is not defined for the observed allocation (no period "
-                "with both treated and control clusters, or treatment collinear with time)."
-            )
-        prob = ci.CellProblem(
-            name=name,
-            weights=wts,
-            mask=mask,
-            cell_weights=wt,
-            stat=stat,
-            batches=lambda: [
-                treatment_batch(space.seq_matrix, assignments[s : s + _CHUNK], space.columns)
-                for s in range(0, assignments.shape[0], _CHUNK)
-            ],
-            observed_x=observed_x,
-            alternative=alternative,
-            exact=exact,
-            cache=kcache,
+def _cell_test(problem: _Problem, name: str, lk: str, wts: str) -> _Run:
+    """Observed value, null distribution and inverter of a vectorised cell statistic."""
+    td, space, assignments = problem.td, problem.space, problem.assignments
+    y, wt, mask = cell_arrays(td, lk, wts)
+    kcache: dict[bytes, np.ndarray] = {}  # shared with the interval's coefficients
+    stat = cell_statistic(name, wts, mask, wt, kcache)
+    obs = float(stat(y, problem.observed_x)[0])
+    null = batched(lambda x: stat(y, x), space, assignments)
+    if not np.isfinite(obs):
+        raise DataError(
+            f"the {name} statistic is not defined for the observed allocation (no period "
+            "with both treated and control clusters, or treatment collinear with time)."
         )
-        shift, additive = ci.cell_shift(td, lk, y)
-        invert = ci.cell_inverter(prob, shift, additive, obs, null)
-    elif name == "glmm-score":
-        obs, estimate, null, invert, msgs = _score_test(
-            td, use, lmm_options or {}, space, assignments, observed_x, alternative, exact,
-            score_failures,
-        )  # fmt: skip
-        messages += msgs
-    else:
-        roles = dict(
-            family=family,
-            outcome=outcome,
-            cluster=cluster,
-            period=period,
-            treatment=treatment,
-            exposure=exposure,
-            trials=trials,
-            individual=individual,
-        )
-        obs, estimate, null, msgs, job = _refit_statistics(
-            data,
-            td,
-            statistic,
-            name,
-            use,
-            lmm_options or {},
-            space,
-            assignments,
-            observed_x,
-            executor=executor,
-            n_jobs=n_jobs,
-            **roles,
-        )
-        messages += msgs
-        if job is not None:
-            invert = ci.model_inverter(
-                job,
-                td.family,
-                outcome,
-                ci.treatment_matrices(space, assignments),
-                observed_x,
-                alternative,
-                exact,
-                obs,
-                estimate,
-                null,
-                executor,
-                n_jobs,
-                ci_failures,
-            )
+    prob = ci.CellProblem(
+        name=name,
+        weights=wts,
+        mask=mask,
+        cell_weights=wt,
+        stat=stat,
+        batches=lambda: [
+            treatment_batch(space.seq_matrix, assignments[s : s + CHUNK], space.columns)
+            for s in range(0, assignments.shape[0], CHUNK)
+        ],
+        observed_x=problem.observed_x,
+        alternative=problem.alternative,
+        exact=problem.exact,
+        cache=kcache,
+    )
+    shift, additive = ci.cell_shift(td, lk, y)
+    invert = ci.cell_inverter(prob, shift, additive, obs, null)
+    return _Run(obs=obs, estimate=obs, null=null, invert=invert)
+
+
+def _result(
+    run: _Run,
+    problem: _Problem,
+    name: str,
+    confidence_level: float | None,
+    alpha: float | None,
+    link: str,
+    wts: str,
+    outcome: str,
+) -> PermutationResult:
+    """Assemble the result: the p-value, its floor and warning, the interval and its notes."""
+    alloc, exact, null = problem.space.alloc, problem.exact, run.null
+    messages = list(run.messages)
     n_failed = int(np.count_nonzero(~np.isfinite(null)))
     if n_failed:
         messages.append(
             f"{n_failed} of {null.size} re-randomisation(s) gave no finite statistic and were "
             "left out (the allocation does not depend on the outcomes, so the test stays valid)."
         )
-    pval = permutation_pvalue(obs, null, alternative, exact=exact)
+    pval = permutation_pvalue(run.obs, null, problem.alternative, exact=exact)
     n_used = int(null.size - n_failed)
     min_p = 1.0 / alloc.n_admissible if exact else max(1.0 / (1 + n_used), 1.0 / alloc.n_admissible)
     if alpha is not None and min_p > alpha:
-        warnings.warn(
+        warn(
             f"the randomisation test can never reach p <= {alpha:g}: the smallest attainable "
             f"p-value is {min_p:.3g} ({alloc.n_admissible} admissible allocations"
             + ("" if exact else f", {n_used} re-randomisations")
             + "); interpret p with that in mind or use model-based small-sample inference.",
             SmallSampleWarning,
-            stacklevel=caller_stacklevel(),
         )
-    if invert is not None:
-        invert = _bounded_inverter(invert, min_p)
+    invert = None if run.invert is None else _bounded_inverter(run.invert, min_p)
     interval = None
     if confidence_level is not None and invert is not None:
         interval = _interval(invert, float(confidence_level), min_p, alloc.n_admissible, exact)
-        if not all(np.isfinite(interval)):
-            messages.append(_unbounded_note(interval, float(confidence_level), min_p, alloc))
-        if score_failures:
-            messages.append(
-                f"the GLMM without a treatment term could not be fitted at "
-                f"{len(score_failures)} hypothesised effect(s) while the interval was "
-                "searched; those were not rejected (the interval can only be wider)."
-            )
-        worst = int(np.max(ci_failures)) if ci_failures else 0
-        if worst:
-            messages.append(
-                f"up to {worst} of the {null.size} refits failed at a hypothesised "
-                "effect while the interval was searched (left out of that p-value)."
-            )
-    null = np.asarray(null, dtype=np.float64).copy()
-    null.flags.writeable = False
-    method = alloc.method + (" + constrained" if alloc.constrained else "")
-    mc_se = 0.0 if exact else math.sqrt(pval * (1.0 - pval) / max(n_used, 1))
+        messages += _interval_notes(run, interval, float(confidence_level), min_p, alloc)
+    frozen = np.asarray(null, dtype=np.float64).copy()
+    frozen.flags.writeable = False
     return PermutationResult(
-        statistic=obs,
-        estimate=float(estimate),
+        statistic=run.obs,
+        estimate=float(run.estimate),
         pvalue=float(pval),
-        null_distribution=null,
+        null_distribution=frozen,
         n_permutations=int(null.size),
         exact=exact,
         min_pvalue=float(min_p),
         statistic_name=name,
-        alternative=alternative,
+        alternative=problem.alternative,
         n_admissible=int(alloc.n_admissible),
-        allocation_method=method,
+        allocation_method=alloc.method + (" + constrained" if alloc.constrained else ""),
         confidence_level=None if confidence_level is None else float(confidence_level),
         interval=interval,
-        family=td.family,
-        link=lk if name not in ("lmm", "glmm-score") else _DEFAULT_LINK[td.family],
+        family=problem.td.family,
+        link=link,
         weights=wts,
         outcome=outcome,
-        n_clusters=td.n_clusters,
-        n_periods=td.n_periods,
+        n_clusters=problem.td.n_clusters,
+        n_periods=problem.td.n_periods,
         n_failed=n_failed,
-        pvalue_mc_se=mc_se,
+        pvalue_mc_se=0.0 if exact else math.sqrt(pval * (1.0 - pval) / max(n_used, 1)),
         messages=tuple(messages),
         _invert=invert,
     )
+
+
+def _interval_notes(
+    run: _Run, interval: tuple[float, float], level: float, min_p: float, alloc: Allocation
+) -> list[str]:
+    """Say which ends are unbounded and which fits failed while the interval was searched."""
+    notes = []
+    if not all(np.isfinite(interval)):
+        notes.append(_unbounded_note(interval, level, min_p, alloc))
+    if run.score_failures:
+        notes.append(
+            f"the GLMM without a treatment term could not be fitted at "
+            f"{len(run.score_failures)} hypothesised effect(s) while the interval was "
+            "searched; those were not rejected (the interval can only be wider)."
+        )
+    worst = int(np.max(run.ci_failures)) if run.ci_failures else 0
+    if worst:
+        notes.append(
+            f"up to {worst} of the {run.null.size} refits failed at a hypothesised "
+            "effect while the interval was searched (left out of that p-value)."
+        )
+    return notes
 
 
 def _bounded_inverter(
@@ -1104,20 +890,11 @@ def _unbounded_note(
     )
 
 
-def _score_test(
-    td: TrialData,
-    use: str,
-    options: dict[str, Any],
-    space: _Space,
-    assignments: np.ndarray,
-    observed_x: np.ndarray,
-    alternative: str,
-    exact: bool,
-    failures: list[float],
-) -> tuple[float, float, np.ndarray, Callable[[float], tuple[float, float]], list[str]]:
+def _score_test(problem: _Problem, use: str, options: dict[str, Any]) -> _Run:
     """Observed statistic, estimate, null distribution and inverter of ``"glmm-score"``."""
     from . import _permutation_score as sc
 
+    td, space = problem.td, problem.space
     extra = sorted(set(options) - {"random"})
     if extra:
         raise OptionError(
@@ -1135,20 +912,48 @@ def _score_test(
     ]  # fmt: skip
     if not pieces.core.converged:
         messages.append(f"The null GLMM fit did not converge ({pieces.core.message}).")
-    obs = float(sc.score_statistics(pieces, observed_x, use)[0])
+    obs = float(sc.score_statistics(pieces, problem.observed_x, use)[0])
     if not np.isfinite(obs):
         raise DataError(
             "the glmm-score statistic is not defined for the observed allocation (the "
             "treatment is collinear with the period effects)."
         )
-    estimate = float(sc.score_statistics(pieces, observed_x, "estimate")[0])
-    seq_of = np.asarray(assignments)[:, space.columns]  # each cluster's drawn sequence
+    estimate = float(sc.score_statistics(pieces, problem.observed_x, "estimate")[0])
+    seq_of = np.asarray(problem.assignments)[:, space.columns]  # each cluster's drawn sequence
     null = sc.score_by_sequence(pieces, space.seq_matrix, seq_of, use)
+    failures: list[float] = []
     invert = ci.score_inverter(
-        model, pieces, space.seq_matrix, seq_of, observed_x, use, alternative, exact, estimate,
-        failures,
+        model, pieces, space.seq_matrix, seq_of, problem.observed_x, use, problem.alternative,
+        problem.exact, estimate, failures,
     )  # fmt: skip
-    return obs, estimate, null, invert, messages
+    return _Run(obs, estimate, null, invert, messages, score_failures=failures)
+
+
+def _refit_test(
+    data: pd.DataFrame,
+    problem: _Problem,
+    statistic: Any,
+    name: str,
+    use: str,
+    options: dict[str, Any],
+    executor: Executor | None,
+    n_jobs: int | None,
+    roles: dict[str, Any],
+) -> _Run:
+    """Run the test of a refitted statistic (``"lmm"`` or a callable) with its inverter."""
+    td, space = problem.td, problem.space
+    obs, estimate, null, messages, job = _refit_statistics(
+        data, td, statistic, name, use, options, space, problem.assignments, problem.observed_x,
+        executor=executor, n_jobs=n_jobs, **roles,
+    )  # fmt: skip
+    run = _Run(obs, estimate, null, None, messages)
+    if job is not None:
+        run.invert = ci.model_inverter(
+            job, td.family, roles["outcome"], ci.treatment_matrices(space, problem.assignments),
+            problem.observed_x, problem.alternative, problem.exact, obs, estimate, null,
+            executor, n_jobs, run.ci_failures,
+        )  # fmt: skip
+    return run
 
 
 def _permuted_frame(
@@ -1167,7 +972,7 @@ def _refit_statistics(
     name: str,
     use: str,
     options: dict[str, Any],
-    space: _Space,
+    space: Space,
     assignments: np.ndarray,
     observed_x: np.ndarray,
     *,
@@ -1298,17 +1103,17 @@ def null_distribution_from_allocation(
         wt = np.ones(d.matrix.shape)
     where = {c: k for k, c in enumerate(allocation.clusters)}
     columns = np.array([where[c] for c in d.clusters], dtype=np.intp)
-    space = _Space(
+    space = Space(
         alloc=allocation,
         seq_matrix=np.asarray(d.sequence_matrix, dtype=np.float64),
         columns=columns,
         observed_assignment=allocation.sequence_of,
     )
     gen = normalise_rng(rng)
-    assignments, exact = _assignments(allocation, b, gen)
-    stat = _cell_statistic(name, wts, mask, wt)
+    assignments, exact = draw_assignments(allocation, b, gen)
+    stat = cell_statistic(name, wts, mask, wt)
     y0 = np.nan_to_num(yr)
     x_obs = treatment_batch(space.seq_matrix, space.observed_assignment, columns)
     obs = np.asarray(stat(y0, x_obs)).reshape(yr.shape[0])
-    null = _batched(lambda x: np.asarray(stat(y0, x)).reshape(yr.shape[0], -1), space, assignments)
+    null = batched(lambda x: np.asarray(stat(y0, x)).reshape(yr.shape[0], -1), space, assignments)
     return NullDistribution(observed=obs, null=null, exact=exact)

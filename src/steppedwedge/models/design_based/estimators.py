@@ -24,7 +24,8 @@ from ..._validation import check_option, check_positive_int, normalise_rng
 from ...data import TrialData
 from ...exceptions import DataError, OptionError
 from ...inference import _permutation_ci as ci
-from ...inference.permutation import _assignments, _cell_arrays, _space_iv, permutation_test
+from ...inference._permutation_space import cell_arrays, draw_assignments, space_of
+from ...inference.permutation import permutation_test
 from ..cluster_level import _SUMMARY
 from . import _kernels as k
 from ._result import DesignBasedResult
@@ -248,7 +249,7 @@ def fit_design_based(
             confidence_level=confidence_level,
             alpha=None,
         )
-        y, _, _ = _cell_arrays(td, lk, "none")
+        y, _, _ = cell_arrays(td, lk, "none")
         x = np.where(td.cells().observed, td.cells().treatment, np.nan)
         return DesignBasedResult(
             estimate=res.estimate,
@@ -360,7 +361,7 @@ def _fit_other(
     x = _binary_treatment(td, method)
     if method in ("hughes", "synthetic-control"):
         _complete(td, method)
-    y, _, _ = _cell_arrays(td, lk, "none")
+    y, _, _ = cell_arrays(td, lk, "none")
     if method == "synthetic-control":
         _pre_periods(td, x)
     stat = _statistic(method, variant, icc)
@@ -379,8 +380,8 @@ def _fit_other(
                 "randomisation p-value (n_permutations > 0) follows `allocation`."
             )
     if b:
-        space = _space_iv(td, x, allocation, design)
-        assignments, exact = _assignments(space.alloc, b, normalise_rng(rng))
+        space = space_of(td, x, allocation, design)
+        assignments, exact = draw_assignments(space.alloc, b, normalise_rng(rng))
         xs = np.nan_to_num(treatment_batch(space.seq_matrix, assignments, space.columns))
         null = stat(y, xs)
         p = permutation_pvalue(est, null, "two-sided", exact=exact)
