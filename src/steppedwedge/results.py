@@ -11,17 +11,28 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ._validation import check_option
 from .exceptions import OptionError
 
-__all__ = ["FitResult", "ResultMixin", "Summary", "TIDY_COLUMNS", "t_pvalue", "t_interval"]
+__all__ = [
+    "RATIO_LINKS",
+    "TIDY_COLUMNS",
+    "EstimationResult",
+    "FitResult",
+    "ResultMixin",
+    "Summary",
+    "t_interval",
+    "t_pvalue",
+    "wald_table",
+]
 
 #: Columns of every ``tidy()`` table, in order.
 TIDY_COLUMNS = (
@@ -181,7 +192,11 @@ class Summary:
 
 
 class ResultMixin:
-    """Presentation methods shared by estimation results (needs ``tidy`` and ``summary``)."""
+    """Presentation methods shared by every result (needs ``tidy`` and ``summary``).
+
+    ``__str__`` is the text summary and ``_repr_html_`` the HTML one.  Estimation results
+    derive from :class:`EstimationResult`, which adds the inference protocol.
+    """
 
     def tidy(self, confidence_level: float = 0.95) -> pd.DataFrame:  # pragma: no cover - abstract
         """One row per term (the single source of truth for presentation)."""
@@ -198,8 +213,274 @@ class ResultMixin:
         return self.summary().as_html()
 
 
+_T = TypeVar("_T")
+_R = TypeVar("_R", bound="EstimationResult")
+#: Links whose coefficients exponentiate to a ratio (odds, risk or rate, hazard ratio).
+RATIO_LINKS = ("log", "logit", "cloglog")
+#: Variance estimators of the mixed models (``vcov=`` of :func:`steppedwedge.fit`).
+MIXED_VCOV = ("model", "cr0", "cr2", "robust", "cr3", "kc", "md", "fg", "mbn")
+
+
+class _Derived(Generic[_T]):
+    """A read-only attribute computed by the base that a subclass may redeclare as a field.
+
+    A non-data descriptor hidden from class-level lookup: :mod:`dataclasses` then does not
+    take it for a field default, and an instance value (a dataclass field) shadows it.
+    """
+
+    def __init__(self, fget: Callable[[Any], _T]) -> None:
+        self.fget = fget
+        self.name = fget.__name__
+        self.__doc__ = fget.__doc__
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _Derived[_T]: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> _T: ...
+    def __get__(self, obj: object | None, owner: type | None = None) -> _T | _Derived[_T]:
+        if obj is None:
+            raise AttributeError(self.name)
+        return self.fget(obj)
+
+
+class EstimationResult(ResultMixin):
+    """Base of every estimation result: one implementation of the inference protocol.
+
+    A subclass provides :meth:`_term_table` (columns ``term, estimate, std_error, df``, plus
+    an optional ``std_error_model``; one row per reported term, the estimand's row
+    included), ``estimand`` (the estimand's row label), ``link`` (default ``"identity"``),
+    ``method_label`` (the human name used by :func:`steppedwedge.compare` and the report)
+    and ``summary()``; and, when it can recompute its variance, ``_vcov_options`` and
+    ``_with_vcov`` (or a ``_refit`` callable taking ``vcov=`` and ``dof=``).
+
+    The base supplies :attr:`estimate`, :attr:`std_error`, :attr:`df`, :attr:`statistic`
+    and :attr:`pvalue` (from the estimand's row; a dataclass subclass may hold any of
+    them as fields instead), :meth:`conf_int`, :meth:`tidy`, :attr:`ratio`,
+    :meth:`with_vcov`, ``__str__``, ``_repr_html_`` and a default forest :meth:`plot`.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from steppedwedge.results import EstimationResult, Summary
+    >>> class Toy(EstimationResult):
+    ...     estimand, link, method_label = "treatment", "log", "toy"
+    ...     def _term_table(self):
+    ...         return pd.DataFrame({"term": ["treatment"], "estimate": [-0.2],
+    ...                              "std_error": [0.1], "df": [float("inf")]})
+    ...     def summary(self):
+    ...         return Summary(title="toy", tables=(("Effects", self.tidy()),))
+    >>> res = Toy()
+    >>> round(res.pvalue, 4), [round(v, 3) for v in res.ratio]
+    (0.0455, [0.819, 0.673, 0.996])
+
+    References
+    ----------
+    Sheppard K et al. linearmodels: ``linearmodels.shared.base`` (the shared results
+    protocol this follows).
+    """
+
+    estimand: str
+    #: Variance estimators :meth:`with_vcov` accepts (empty: not supported).
+    _vcov_options: ClassVar[tuple[str, ...]] = ()
+
+    def _term_table(self) -> pd.DataFrame:  # pragma: no cover - abstract
+        """Columns ``term, estimate, std_error, df`` (+ ``std_error_model``), one row per term."""
+        raise NotImplementedError
+
+    def _estimand_value(self, column: str) -> float:
+        table = self._term_table()
+        hit = table.loc[table["term"] == self.estimand, column]
+        if len(hit) == 0:
+            raise KeyError(f"the term table has no row for the estimand {self.estimand!r}.")
+        return float(hit.iloc[0])
+
+    # ------------------------------------------------------------------ the estimand
+    @_Derived
+    def method_label(self) -> str:
+        """How the estimate was obtained (row label of :func:`steppedwedge.compare`)."""
+        return str(getattr(self, "method", "") or type(self).__name__)
+
+    @_Derived
+    def link(self) -> str:
+        """Link function of the estimates (``"identity"`` unless the model has another)."""
+        return "identity"
+
+    @_Derived
+    def estimate(self) -> float:
+        """Estimated estimand, on the link scale."""
+        return self._estimand_value("estimate")
+
+    @_Derived
+    def std_error(self) -> float:
+        """Estimated standard error of :attr:`estimate`."""
+        return self._estimand_value("std_error")
+
+    @_Derived
+    def df(self) -> float:
+        """Denominator degrees of freedom of :attr:`estimate` (``inf``: normal reference)."""
+        return self._estimand_value("df")
+
+    @_Derived
+    def statistic(self) -> float:
+        """Wald t (or z) statistic ``estimate / std_error`` (NaN unless the SE is positive)."""
+        se = self.std_error
+        return float(self.estimate / se) if se > 0 else float("nan")
+
+    @_Derived
+    def pvalue(self) -> float:
+        """Two-sided p-value of the estimand against zero (t with :attr:`df`, or normal)."""
+        return t_pvalue(self.statistic, self.df)
+
+    def conf_int(self, confidence_level: float = 0.95) -> tuple[float, float]:
+        """Confidence interval of the estimand (link scale; t with :attr:`df`, or normal).
+
+        Parameters
+        ----------
+        confidence_level : float
+            Coverage, in (0, 1).
+
+        Returns
+        -------
+        tuple of float
+            ``(low, high)``.
+        """
+        return t_interval(self.estimate, self.std_error, self.df, confidence_level)
+
+    @property
+    def ratio(self) -> tuple[float, float, float] | None:
+        """``exp`` of the estimand and of its 95% interval for log, logit and cloglog links.
+
+        The odds ratio (logit), risk or rate ratio (log) or hazard ratio (cloglog) with its
+        interval; None on other links.  Other levels: ``tidy(confidence_level,
+        exponentiate=True)``.
+        """
+        if self.link not in RATIO_LINKS:
+            return None
+        lo, hi = self.conf_int()
+        return float(np.exp(self.estimate)), float(np.exp(lo)), float(np.exp(hi))
+
+    # ------------------------------------------------------------------ tables
+    def tidy(self, confidence_level: float = 0.95, *, exponentiate: bool = False) -> pd.DataFrame:
+        """One row per reported term, Wald inference (the source of every presentation).
+
+        Parameters
+        ----------
+        confidence_level : float, default 0.95
+            Coverage of the ``conf_low``, ``conf_high`` interval, in (0, 1).
+        exponentiate : bool, default False
+            Report ``exp(estimate)`` and exponentiated limits (odds, risk, rate or hazard
+            ratios); log, logit and cloglog links only.  ``std_error``, ``statistic`` and
+            ``p_value`` stay on the link scale.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``term, estimate, std_error, statistic, df, p_value, conf_low,
+            conf_high``; with a cluster-robust variance the inference columns are robust
+            and a last column ``std_error_model`` holds the model-based standard errors.
+
+        Raises
+        ------
+        OptionError
+            ``exponentiate=True`` on another link.
+        """
+        if exponentiate and self.link not in RATIO_LINKS:
+            raise OptionError(
+                f"`exponentiate=True` needs a log or logit link; this fit uses link={self.link!r}."
+            )
+        t = self._term_table()
+        est, se, df = (t[c].to_numpy(dtype=float) for c in ("estimate", "std_error", "df"))
+        out = wald_table(t["term"].tolist(), est, se, df, confidence_level)
+        if "std_error_model" in t.columns:
+            out["std_error_model"] = t["std_error_model"].to_numpy(dtype=float)
+        if exponentiate:
+            for c in ("estimate", "conf_low", "conf_high"):
+                out[c] = np.exp(out[c])
+        return out
+
+    def _summary_tables(
+        self, name: str = "Fixed effects", *, exponentiate: bool = False
+    ) -> list[tuple[str, pd.DataFrame]]:
+        """Return the coefficient table of a :class:`Summary` (a subclass adds its own)."""
+        suffix = " (exponentiated estimates and limits)" if exponentiate else ""
+        return [(name + suffix, self.tidy(exponentiate=exponentiate))]
+
+    # ------------------------------------------------------------------ variance
+    def with_vcov(self: _R, vcov: str, *, dof: str | float | None = None) -> _R:
+        """Return a new result with another variance estimator (the fit is not mutated).
+
+        Parameters
+        ----------
+        vcov : str
+            The variance estimator; the result's ``_vcov_options`` lists those it accepts.
+        dof : str or float, optional
+            Denominator df rule of the new result (None: the estimator's default).
+
+        Returns
+        -------
+        EstimationResult
+            Of the same class; whether the variance is recomputed from stored pieces or by
+            refitting is stated by the subclass.
+
+        Raises
+        ------
+        OptionError
+            An estimator this result does not support, or a result that cannot recompute
+            its variance.
+        """
+        if self._vcov_options:
+            check_option("vcov", vcov, self._vcov_options)
+        return self._with_vcov(vcov, dof)
+
+    def _with_vcov(self: _R, vcov: str, dof: str | float | None) -> _R:
+        """Refit through ``self._refit(vcov=, dof=)`` when the result stores one."""
+        refit = getattr(self, "_refit", None)
+        if callable(refit):
+            out: _R = refit(vcov=vcov, dof=dof)
+            return out
+        if self._vcov_options:
+            raise OptionError(
+                f"this {self.method_label} result stores no refit (it was not built by "
+                "steppedwedge.fit); refit with the `vcov=` option instead."
+            )
+        raise OptionError(
+            f"with_vcov() is not available for {self.method_label} results (supported "
+            "estimators: none); refit with the `vcov=` option instead."
+        )
+
+    # ------------------------------------------------------------------ plot
+    def plot(self, ax: Any = None, *, confidence_level: float = 0.95) -> Any:
+        """Forest plot of the reported terms (period effects and intercept left out).
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on (a new figure when None).
+        confidence_level : float, default 0.95
+            Coverage of the error bars.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The Axes drawn on.
+        """
+        from .plotting.forest import plot_forest
+
+        table = self.tidy(confidence_level)
+        keep = ~table["term"].astype(str).str.startswith("period") & (
+            table["term"] != "(Intercept)"
+        )
+        table = table[keep] if keep.any() else table
+        return plot_forest(
+            table.rename(columns={"term": "model"}),
+            ax,
+            label=f"estimate ({self.link} scale)",
+            primary=None,
+        )
+
+
 @dataclass(frozen=True, eq=False)
-class FitResult(ResultMixin):
+class FitResult(EstimationResult):
     """Result of :func:`steppedwedge.fit`: the estimand, its inference and the fitted model.
 
     Attributes
@@ -260,6 +541,11 @@ class FitResult(ResultMixin):
     decay_scale : {"period", "time"}
         What the decay of ``random="decay"`` / ``"nested+decay"`` counts: periods, or years
         between period mid-points (continuous-time decay).
+
+    Notes
+    -----
+    :meth:`with_vcov` returns the same model refitted with another variance estimator (and
+    df rule); it needs the data, which :func:`steppedwedge.fit` stores in the result.
     """
 
     estimand: str
@@ -292,54 +578,18 @@ class FitResult(ResultMixin):
     std_error_model: float | None = None
     decay_scale: str = "period"
 
-    # ------------------------------------------------------------------ inference
-    @property
-    def statistic(self) -> float:
-        """Wald t (or z) statistic ``estimate / std_error``."""
-        return float(self.estimate / self.std_error) if self.std_error > 0 else float("nan")
+    _refit: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
+
+    #: Variance estimators of :meth:`with_vcov` (a refit of the same model).
+    _vcov_options: ClassVar[tuple[str, ...]] = MIXED_VCOV
 
     @property
-    def pvalue(self) -> float:
-        """Two-sided p-value of the estimand against zero (t with :attr:`df`, or normal)."""
-        return t_pvalue(self.statistic, self.df)
+    def method_label(self) -> str:
+        """How the estimate was obtained, e.g. ``"LMM (REML, df: kenward-roger)"``."""
+        return f"LMM ({self.method.upper()}, df: {self.dof})"
 
-    def conf_int(self, confidence_level: float = 0.95) -> tuple[float, float]:
-        """Confidence interval of the estimand.
-
-        Parameters
-        ----------
-        confidence_level : float
-            Coverage, in (0, 1).
-
-        Returns
-        -------
-        tuple of float
-            ``(low, high)``.
-        """
-        return t_interval(self.estimate, self.std_error, self.df, confidence_level)
-
-    # ------------------------------------------------------------------ tables
-    def tidy(self, confidence_level: float = 0.95) -> pd.DataFrame:
-        """One row per reported term: the estimand first, then the other fixed effects.
-
-        Parameters
-        ----------
-        confidence_level : float, default 0.95
-            Coverage of the ``conf_low``, ``conf_high`` interval, in (0, 1).
-
-        Returns
-        -------
-        pandas.DataFrame
-            Columns ``term, estimate, std_error, statistic, df, p_value, conf_low,
-            conf_high``; with a cluster-robust ``vcov`` the inference columns are robust and
-            a last column ``std_error_model`` holds the model-based standard errors.
-        """
-        t = self.terms
-        est, se, df = (t[c].to_numpy(dtype=float) for c in ("estimate", "std_error", "df"))
-        out = wald_table(t["term"].tolist(), est, se, df, confidence_level)
-        if "std_error_model" in self.terms.columns:
-            out["std_error_model"] = self.terms["std_error_model"].to_numpy(dtype=float)
-        return out
+    def _term_table(self) -> pd.DataFrame:
+        return self.terms
 
     def summary(self) -> Summary:
         """Text/HTML summary: model, estimand with df rule, fixed effects, variance components.
