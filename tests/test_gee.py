@@ -14,7 +14,7 @@ from scipy import special
 from steppedwedge._core import gee as G
 from steppedwedge.data import TrialData
 from steppedwedge.exceptions import DataError, SmallSampleWarning
-from steppedwedge.models.gee import GEEResult, fit_gee
+from steppedwedge.models.gee import GEEResult, fit_gee, gee_vcov_array
 
 # --------------------------------------------------------------------------------------
 # helpers: random stepped-wedge individual data and a dense reference implementation
@@ -143,7 +143,7 @@ def test_cells_as_units_equal_rows(rng) -> None:
     np.testing.assert_allclose(a.phi, b.phi, **LINALG)
     for kind in ("model", "robust", "kc", "md", "fg"):
         np.testing.assert_allclose(
-            G.sandwich(a.M, a.u, a.phi, kind), G.sandwich(b.M, b.u, b.phi, kind), **LINALG
+            gee_vcov_array(a.M, a.u, a.phi, kind), gee_vcov_array(b.M, b.u, b.phi, kind), **LINALG
         )
 
 
@@ -185,7 +185,7 @@ def test_sandwich_reduction_equals_dense(rng, kind) -> None:
             c = 1 / np.sqrt(1 - np.minimum(0.75, np.diag(D.T @ Vi @ D @ Oi)))
             meat += np.outer(c * u, c * u)
     want = core.phi * Oi if kind == "model" else Oi @ meat @ Oi
-    np.testing.assert_allclose(G.sandwich(core.M, core.u, core.phi, kind), want, **LINALG)
+    np.testing.assert_allclose(gee_vcov_array(core.M, core.u, core.phi, kind), want, **LINALG)
 
 
 def test_bias_corrected_scale_equals_dense(rng) -> None:

@@ -30,7 +30,9 @@ leverage ``H_i = D_i Omega^{-1} D_i^T V_i^{-1}``,
 .. math::  D_i^\\top V_i^{-1} (I - H_i)^{-1} e_i = (I_p - M_i \\Omega^{-1})^{-1} u_i
 
 (Woodbury again), and the Fay--Graubard diagonal uses ``diag(M_i Omega^{-1})``.  The scale
-``phi`` cancels from all robust forms.
+``phi`` cancels from all robust forms.  The kernels return these per-cluster pieces
+(``GEECore.M``, ``GEECore.u``); the sandwiches themselves are
+:func:`steppedwedge.inference.sandwich.sandwich_vcov`, shared with every other model.
 """
 
 from __future__ import annotations
@@ -55,7 +57,6 @@ __all__ = [
     "between_correlation",
     "fit_gee_core",
     "link_functions",
-    "sandwich",
 ]
 
 #: Working-correlation structures and the names of their parameters.
@@ -836,66 +837,6 @@ def fit_gee_core(
     # final nuisance parameters and pieces at the returned beta (geepack convention)
     ph, par, M, u = nuisance(beta, par)
     return GEECore(beta, par, ph, M, u, it, converged)
-
-
-# --------------------------------------------------------------------------------------
-# sandwiches
-# --------------------------------------------------------------------------------------
-
-
-def sandwich(
-    M: FloatArray, u: FloatArray, phi: float, kind: str, *, fg_bound: float = 0.75
-) -> FloatArray:
-    """Variance matrix of beta-hat.
-
-    Parameters
-    ----------
-    M, u : numpy.ndarray
-        Per-cluster ``(I, p, p)`` information and ``(I, p)`` scores, scale-free.
-    phi : float
-        Scale (used by the model-based form only).
-    kind : {"model", "robust", "kc", "md", "fg"}
-        Model-based ``phi Omega^-1``; Liang-Zeger (BC0); Kauermann-Carroll in geeCRT's
-        form ``1/2 sum (u_MD u' + u u_MD')`` (BC1); Mancl-DeRouen (BC2); Fay-Graubard with
-        bound ``fg_bound`` (BC3).
-
-    Raises
-    ------
-    numpy.linalg.LinAlgError
-        If ``I - M_i Omega^{-1}`` is singular for some cluster (a cluster with leverage 1).
-    """
-    Oinv = np.linalg.inv(M.sum(axis=0))
-    Oinv = 0.5 * (Oinv + Oinv.T)
-    if kind == "model":
-        model: FloatArray = phi * Oinv
-        return model
-    p = Oinv.shape[0]
-    if kind == "robust":
-        meat = u.T @ u
-    elif kind in ("kc", "md"):
-        Q = M @ Oinv  # (I, p, p)
-        IminusQ = np.eye(p)[None] - Q
-        cond = np.linalg.cond(IminusQ)
-        if not np.all(np.isfinite(cond)) or np.max(cond) > 1e12:
-            bad = int(np.argmax(np.where(np.isfinite(cond), cond, np.inf)))
-            raise np.linalg.LinAlgError(f"cluster index {bad} has leverage 1")
-        umd = np.linalg.solve(IminusQ, u[:, :, None])[:, :, 0]
-        if kind == "md":
-            meat = umd.T @ umd
-        else:
-            cross = umd.T @ u
-            meat = 0.5 * (cross + cross.T)
-    elif kind == "fg":
-        Q = M @ Oinv
-        d = np.einsum("ijj->ij", Q)
-        c = 1.0 / np.sqrt(1.0 - np.minimum(fg_bound, d))
-        uc = u * c
-        meat = uc.T @ uc
-    else:  # pragma: no cover - validated upstream
-        raise ValueError(f"unknown vcov {kind!r}")
-    out: FloatArray = Oinv @ meat @ Oinv
-    sym: FloatArray = 0.5 * (out + out.T)
-    return sym
 
 
 # --------------------------------------------------------------------------------------

@@ -35,8 +35,8 @@ import pandas as pd
 from .._validation import check_option
 from ..data import TrialData
 from ..exceptions import DataError, OptionError
+from ..inference.sandwich import wls_cr2, wls_hc2, wls_satterthwaite_df
 from ..results import Summary
-from .fixed_effects import _sqrt_pinv_dense
 from .gee import _label, _WaldTable
 
 __all__ = ["ClusterSummaryResult", "fit_cluster_summary", "fit_cluster_summary_frame"]
@@ -345,7 +345,7 @@ def fit_cluster_summary(
     if vc == "model":
         V = sigma2 * bread
     elif vc == "hc2":
-        V = _hc2(Q, Xw, resid_w, bread)
+        V = wls_hc2(Q, Xw, resid_w, bread)
     else:
         if n_clusters < 3:
             raise DataError(
@@ -353,9 +353,9 @@ def fit_cluster_summary(
                 "Use vcov='model'."
             )
         wn = w / np.mean(w)  # clubSandwich's CR2 is invariant to the scale of the weights
-        V, xw2x, awx = _cr2_wls(X, wn, resid, ci, bread * np.mean(w))
+        V, xw2x, awx = wls_cr2(X, wn, resid, ci, bread * np.mean(w))
         if dfr == "satterthwaite":
-            df_resid = _satterthwaite_wls(c, wn, ci, X, bread * np.mean(w), xw2x, awx)
+            df_resid = wls_satterthwaite_df(c, wn, ci, X, bread * np.mean(w), xw2x, awx)
     V = 0.5 * (V + V.T)
     df = float(n_clusters - 2) if dfr == "clusters" else df_resid
     cells = pd.DataFrame(
@@ -430,76 +430,6 @@ def _fixed_effects_matrix(
         cols.append((ci == i).astype(float))
         names.append(f"cluster[{_label(td.clusters[i])}]")
     return np.column_stack(cols), names
-
-
-def _cr2_wls(
-    X: np.ndarray, w: np.ndarray, resid: np.ndarray, ci: np.ndarray, bread: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    r"""CR2 covariance of weighted least squares clustered by ``ci``, as clubSandwich's lm.
-
-    clubSandwich's ``vcovCR.lm`` with weights uses the weight matrix ``W`` in the estimating
-    equations and the identity as working variance ``Phi`` of the adjustment (Pustejovsky
-    and Tipton 2018, eq. 7): ``A_j = G_j^{+1/2}`` with
-    ``G_j = I - H_jj - H_jj' + X_j M (X'W^2 X) M X_j'``, ``H_jj = X_j M X_j' W_j`` and
-    ``M = (X'WX)^{-1}`` (without weights this is the usual ``(I - H_jj)^{-1/2}``).  Returns
-    the covariance, ``X'W^2X`` and the per-cluster ``A_j W_j X_j`` (for the df).
-    """
-    xw2x = X.T @ (w[:, None] ** 2 * X)
-    core = bread @ xw2x @ bread
-    meat = np.zeros_like(bread)
-    awx: list[np.ndarray] = []
-    for i in np.unique(ci):
-        idx = np.flatnonzero(ci == i)
-        xj, wj = X[idx], w[idx]
-        h = (xj @ bread @ xj.T) * wj[None, :]
-        g = np.eye(len(idx)) - h - h.T + xj @ core @ xj.T
-        a_wx = _sqrt_pinv_dense(g) @ (wj[:, None] * xj)
-        u = a_wx.T @ resid[idx]
-        meat += np.outer(u, u)
-        awx.append(a_wx)
-    return bread @ meat @ bread, xw2x, awx
-
-
-def _satterthwaite_wls(
-    c: np.ndarray,
-    w: np.ndarray,
-    ci: np.ndarray,
-    X: np.ndarray,
-    bread: np.ndarray,
-    xw2x: np.ndarray,
-    awx: list[np.ndarray],
-) -> float:
-    r"""Satterthwaite df of the CR2 variance of ``c' beta`` under the working model ``Phi = I``.
-
-    The CR2 variance is ``y' S y`` with ``S = sum_j q_j q_j'``, ``q_j = (I - H)_j' g_j``,
-    ``g_j = A_j W_j X_j M c``; matching its first two moments under ``y ~ (mu, s^2 I)``
-    gives ``df = tr(S)^2 / tr(S^2) = (sum_j P_jj)^2 / sum_jk P_jk^2`` with
-    ``P_jk = q_j' q_k = [j = k] g_j'g_j - r_j'u_k - r_k'u_j + u_j' X'W^2X u_k``,
-    ``u_j = M X_j' g_j`` and ``r_j = X_j' W_j g_j`` (all p-vectors: no N x N matrix).
-    """
-    mc = bread @ c
-    gs = [a @ mc for a in awx]
-    groups = [np.flatnonzero(ci == i) for i in np.unique(ci)]
-    u = np.array([bread @ (X[idx].T @ g) for idx, g in zip(groups, gs, strict=True)])
-    r = np.array([X[idx].T @ (w[idx] * g) for idx, g in zip(groups, gs, strict=True)])
-    ru = r @ u.T
-    p_mat = -ru - ru.T + u @ xw2x @ u.T
-    p_mat[np.diag_indices_from(p_mat)] += [float(g @ g) for g in gs]
-    v = float(np.sum(p_mat**2))
-    return float(np.trace(p_mat)) ** 2 / v if v > 0 else float("nan")
-
-
-def _hc2(Q: np.ndarray, Xw: np.ndarray, resid_w: np.ndarray, bread: np.ndarray) -> np.ndarray:
-    """HC2 sandwich of a weighted fit (each cell its own variance)."""
-    h = np.sum(Q * Q, axis=1)  # leverages of the weighted fit
-    if np.any(h > 1 - 1e-10):
-        raise DataError(
-            "`vcov='hc2'` needs every cell leverage below 1; a cell is fitted exactly (e.g. a "
-            "cluster observed in a single period). Use vcov='cr2' or 'model'."
-        )
-    u = Xw * (resid_w / np.sqrt(1.0 - h))[:, None]
-    out: np.ndarray = bread @ (u.T @ u) @ bread
-    return out
 
 
 def fit_cluster_summary_frame(

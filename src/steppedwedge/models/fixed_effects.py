@@ -34,6 +34,7 @@ from scipy import linalg, special
 from .._validation import check_option
 from .._warnings import caller_stacklevel
 from ..exceptions import ConvergenceWarning, DataError, OptionError, SmallSampleWarning
+from ..inference.sandwich import glm_cluster_robust, glm_satterthwaite_df
 from ..results import TIDY_COLUMNS, ResultMixin, Summary, _fmt, t_interval, t_pvalue, wald_table
 
 __all__ = ["FixedEffectsResult", "fit_fixed_effects"]
@@ -123,141 +124,6 @@ def _irls(
             return beta, True, it
         dev_old = dev
     return beta, False, maxit
-
-
-# --------------------------------------------------------------------------------------
-# CR2 machinery
-# --------------------------------------------------------------------------------------
-def _sqrt_pinv_dense(g: np.ndarray) -> np.ndarray:
-    """Symmetric G^{+1/2} as clubSandwich's matrix_power(G, -1/2) (null eigenvalues -> 0)."""
-    vals, vecs = np.linalg.eigh((g + g.T) / 2.0)
-    pw = np.zeros_like(vals)
-    # clubSandwich zeroes eigenvalues <= 1e-12; the relative floor also catches the rounding
-    # of a null eigenvalue when G is large (e.g. Poisson counts in the thousands)
-    ok = vals > max(1e-12, 1e-10 * float(np.max(np.abs(vals))))
-    pw[ok] = vals[ok] ** -0.5
-    out: np.ndarray = (vecs * pw) @ vecs.T
-    return out
-
-
-def _cr2_y_dense(z: np.ndarray, theta: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """Y = G^{+1/2} Z with G = diag(theta) (I - Z M Z') diag(theta), by eigendecomposition."""
-    g = theta[:, None] * (np.eye(len(theta)) - z @ m @ z.T) * theta[None, :]
-    out: np.ndarray = _sqrt_pinv_dense(g) @ z
-    return out
-
-
-def _cr2_y_quadrature(z: np.ndarray, theta: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """Y = G^{+1/2} Z for G = D - B B' (D = theta^2, B = theta Z L, L L' = M).
-
-    The null space of G (eigenvalue-1 directions of the cluster's hat block) is found exactly
-    from a p x p eigenproblem and lifted to a positive eigenvalue; then
-    ``G^{-1/2} = (2/pi) int_R e^x (G + e^{2x} I)^{-1} dx`` is evaluated with the
-    trapezoidal rule in x (exponentially convergent for this integrand), each resolvent by
-    Woodbury.  Agreement with the dense eigendecomposition is ~1e-12 relative.
-    """
-    n, p = z.shape
-    lm = np.linalg.cholesky(m)
-    zl = z @ lm
-    k = zl.T @ zl
-    kv, kw = np.linalg.eigh((k + k.T) / 2.0)
-    unit = kv > 1.0 - 1e-9
-    b = theta[:, None] * zl
-    dvec = theta * theta
-    rhs = z.copy()
-    cols = [b]
-    signs = [np.ones(p)]
-    if unit.any():
-        g_null = (zl @ kw[:, unit]) / theta[:, None]
-        q, _ = np.linalg.qr(g_null)
-        rhs = rhs - q @ (q.T @ rhs)
-        alpha = float(np.median(dvec))
-        cols.append(q * np.sqrt(alpha))
-        signs.append(-np.ones(q.shape[1]))
-    bt = np.hstack(cols)  # G' = D - bt diag(s) bt'
-    s_inv = np.concatenate(signs)  # S^{-1} = S for +-1 entries
-    r = bt.shape[1]
-    # spectrum bounds of G' (Gershgorin-free: D is diagonal and the update is bounded)
-    lo = float(dvec.min()) * max(1e-16, 1.0 - float(kv[~unit].max()) if (~unit).any() else 1.0)
-    lo = min(lo, float(np.median(dvec)))
-    hi = float(dvec.max()) + float(np.median(dvec))
-    h = 0.25  # trapezoid error ~ exp(-pi^2 / h) ~ 1e-17; tails cut at e^-37
-    xs = np.arange(0.5 * np.log(lo) - 37.0, 0.5 * np.log(hi) + 37.0 + h, h)
-    ws = (2.0 / np.pi) * h * np.exp(xs)
-    svals = np.exp(2.0 * xs)
-    # first term: sum_k w_k (D + s_k)^-1 rhs
-    inv = 1.0 / (dvec[None, :] + svals[:, None])  # (K, n)
-    y = (ws @ inv)[:, None] * rhs
-    pair = (bt[:, :, None] * bt[:, None, :]).reshape(n, r * r)
-    small_all = (inv @ pair).reshape(len(xs), r, r)
-    cross = (bt[:, :, None] * rhs[:, None, :]).reshape(n, r * rhs.shape[1])
-    btr_all = (inv @ cross).reshape(len(xs), r, rhs.shape[1])
-    mats = np.diag(s_inv)[None, :, :] - small_all
-    c_all = np.linalg.solve(mats, btr_all)  # (K, r, q)
-    # second term: sum_k w_k D_k^-1 bt C_k = sum_a bt[n, a] * (sum_k w_k inv[k, n] C_k[a, :])
-    wk = ws[:, None] * inv  # (K, n)
-    agg = (wk.T @ c_all.reshape(len(xs), -1)).reshape(n, r, rhs.shape[1])
-    y += np.einsum("na,naq->nq", bt, agg)
-    out: np.ndarray = np.asarray(y, dtype=np.float64)
-    return out
-
-
-@dataclass(frozen=True)
-class _Robust:
-    """Per-cluster pieces for clubSandwich's vcovCR and Satterthwaite df."""
-
-    vcov: np.ndarray
-    mey: list[np.ndarray]  # M E_j = M Y_j' diag(sqrt theta)  (p x n_j), as M Y_j'
-    theta: list[np.ndarray]
-    zl: list[np.ndarray]  # theta_j Z_j L   (n_j x p), for H_j = M Y_j' (theta Z_j L)
-    m: np.ndarray
-
-
-def _robust(
-    kind: str,
-    xt: np.ndarray,
-    omega: np.ndarray,
-    resid: np.ndarray,
-    groups: list[np.ndarray],
-    m: np.ndarray,
-    dense_limit: int,
-) -> _Robust:
-    n_cl = len(groups)
-    lm = np.linalg.cholesky(m)
-    meat = np.zeros_like(m)
-    mey, thetas, zls = [], [], []
-    for idx in groups:
-        theta = 1.0 / omega[idx]
-        z = xt[idx] * np.sqrt(omega[idx])[:, None]
-        if kind == "cr2":
-            y = (
-                _cr2_y_dense(z, theta, m)
-                if len(idx) <= dense_limit
-                else _cr2_y_quadrature(z, theta, m)
-            )
-        else:
-            a = np.sqrt(n_cl / (n_cl - 1.0)) if kind == "cr1" else 1.0
-            y = a * z / theta[:, None]
-        u = y.T @ (np.sqrt(theta) * resid[idx])
-        meat += np.outer(u, u)
-        mey.append(m @ y.T)
-        thetas.append(theta)
-        zls.append((theta[:, None] * z) @ lm)
-    return _Robust(vcov=m @ meat @ m, mey=mey, theta=thetas, zl=zls, m=m)
-
-
-def _satterthwaite(rob: _Robust, c: np.ndarray) -> float:
-    """ClubSandwich's Satterthwaite df for the contrast c' beta (a coefficient when c = e_k)."""
-    # G_j = c' M E_j Theta_j^{1/2} = (c' M Y_j') * theta_j ;  H_j = c' M E_j X~_j L
-    g_ss = np.array(
-        [float(np.sum(((c @ me) * th) ** 2)) for me, th in zip(rob.mey, rob.theta, strict=True)]
-    )
-    h = np.array([(c @ me) @ zl for me, zl in zip(rob.mey, rob.zl, strict=True)])  # (J, p)
-    p_mat = -h @ h.T
-    p_mat[np.diag_indices_from(p_mat)] += g_ss
-    e = float(np.trace(p_mat))
-    v = float(np.sum(p_mat**2))
-    return e * e / v if v > 0 else float("nan")
 
 
 # --------------------------------------------------------------------------------------
@@ -411,7 +277,7 @@ class FixedEffectsResult(ResultMixin):
 
     def _df_for(self, c: np.ndarray) -> float:
         if self.dof == "satterthwaite":
-            return _satterthwaite(self._robust, c)
+            return glm_satterthwaite_df(self._robust, c)
         if self.dof == "naive-t":
             return float(self.n_clusters - 1)
         if self.dof == "residual":
@@ -930,13 +796,13 @@ def _fit_fixed_effects(  # noqa: C901 - one linear sequence of steps
     if vcov == "model":
         v = vmodel
     else:
-        rob = _robust(vcov, xt, omega, resid, groups, m, dense_limit)
+        rob = glm_cluster_robust(vcov, xt, omega, resid, groups, m, dense_limit)
         v = (rob.vcov + rob.vcov.T) / 2.0
     se = np.sqrt(np.clip(np.diag(v), 0.0, None))
 
     def df_for(c: np.ndarray) -> float:
         if dof == "satterthwaite":
-            return _satterthwaite(rob, c)  # type: ignore[arg-type]
+            return glm_satterthwaite_df(rob, c)  # type: ignore[arg-type]
         if dof == "naive-t":
             return float(len(cl_lab) - 1)
         if dof == "residual":

@@ -30,6 +30,7 @@ from .._validation import check_option
 from .._warnings import caller_stacklevel
 from ..data import TrialData
 from ..exceptions import ConvergenceWarning, DataError, OptionError, SmallSampleWarning
+from ..inference.sandwich import ClusterPieces, sandwich_vcov
 from ..results import ResultMixin, Summary
 
 __all__ = ["GEEResult", "RANDOM_TO_CORSTR", "fit_gee", "fit_gee_frame"]
@@ -364,16 +365,34 @@ class GEEResult(_WaldTable):
         )
 
 
+#: GEE ``vcov=`` names -> :func:`~steppedwedge.inference.sandwich.sandwich_vcov` kinds.
+_SANDWICH_KIND = {"robust": "cr0", "kc": "kc-geecrt", "md": "md", "fg": "fg"}
+
+
+def gee_vcov_array(
+    M: np.ndarray, u: np.ndarray, phi: float, kind: str, labels: Sequence[Any] | None = None
+) -> np.ndarray:
+    """Variance matrix of the GEE coefficients from the per-cluster pieces ``M_i``, ``u_i``.
+
+    ``"model"`` is ``phi Omega^{-1}`` (``Omega = sum_i M_i``); the sandwiches are
+    :func:`~steppedwedge.inference.sandwich.sandwich_vcov` of the scale-free pieces:
+    Liang-Zeger (``"robust"`` = ``cr0``), Kauermann-Carroll in geeCRT's form
+    (``"kc"`` = ``kc-geecrt``), Mancl-DeRouen (``"md"``) and Fay-Graubard (``"fg"``).
+
+    Raises
+    ------
+    DataError
+        For ``"kc"``/``"md"`` when a cluster has leverage 1 (names it).
+    """
+    if kind == "model":
+        oinv = np.linalg.inv(M.sum(axis=0))
+        return np.asarray(phi * 0.5 * (oinv + oinv.T))
+    pieces = ClusterPieces(scores=u, hessians=M, n_obs=0, labels=labels)
+    return sandwich_vcov(pieces, _SANDWICH_KIND[kind], fallback="vcov='fg' or 'robust'")
+
+
 def _vcov(M: np.ndarray, u: np.ndarray, phi: float, kind: str, terms: list[str]) -> pd.DataFrame:
-    try:
-        V = _gee.sandwich(M, u, phi, kind)
-    except np.linalg.LinAlgError as err:
-        raise DataError(
-            f"`vcov={kind!r}` needs I - H_i to be invertible for every cluster, but a "
-            f"cluster has leverage 1 ({err}); use vcov='fg' or 'robust', or a simpler "
-            "mean model."
-        ) from None
-    out: pd.DataFrame = pd.DataFrame(V, index=terms, columns=terms)
+    out: pd.DataFrame = pd.DataFrame(gee_vcov_array(M, u, phi, kind), index=terms, columns=terms)
     return out
 
 
