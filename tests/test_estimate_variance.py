@@ -25,6 +25,8 @@ from _tolerances import (
     GLMMTMB_FLAT_LOGLIK_ATOL,
     GLMMTMB_NB_SIZE_REL,
     MC_K,
+    PROFILE_CUTOFF_ATOL,
+    PROFILE_ENDS,
     TRAPEZOID_REL,
 )
 
@@ -481,3 +483,152 @@ def test_bootstrap_intervals_cover_the_true_components() -> None:
     se = math.sqrt(0.9 * 0.1 / n_rep)
     for k, h in hits.items():
         assert abs(h / n_rep - 0.9) < MC_K * se, (k, h)
+
+
+# ------------------------------------------------------------------ profile-likelihood intervals
+PROFILE_REF = Path(__file__).resolve().parent / "reference" / "estimate_variance_profile"
+PROFILE_CASES = (
+    json.loads((PROFILE_REF / "cases.json").read_text())
+    if (PROFILE_REF / "cases.json").exists()
+    else []
+)
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("case", PROFILE_CASES, ids=[c["name"] for c in PROFILE_CASES])
+def test_profile_intervals_match_glmmtmb_profiles(
+    panel: pd.DataFrame, case: dict[str, Any]
+) -> None:
+    """Each end is where glmmTMB's own profile (refits with the parameter held, by uniroot)
+    meets the chi-square cutoff: the same rows, model and level."""
+    outcome, extra = case["outcome"], {}
+    if case["family"] == "gaussian":
+        pop = panel["population_0_17"].astype(float)
+        panel = panel.assign(log_rate=np.log((panel[outcome].astype(float) + 0.5) / pop))
+        outcome, extra = "log_rate", dict(exposure=None)
+    est = _fit(
+        panel,
+        outcome=outcome,
+        family=case["family"],
+        structure=case["structure"],
+        compare=False,
+        intervals="profile",
+        confidence_level=case["level"],
+        **extra,
+    )
+    assert est.n_obs == case["n_obs"] and est.interval_method == "profile"
+    np.testing.assert_allclose(est.loglik, case["loglik"], rtol=0, atol=GLMM_LOGLIK_ATOL)
+    ci = est.conf_int(case["level"])
+    assert sorted(case["intervals"]) == sorted(t for t in ci.index if np.isfinite(ci.loc[t]).all())
+    for term, ref in case["intervals"].items():
+        got = (ci.loc[term, "conf_low"], ci.loc[term, "conf_high"])
+        np.testing.assert_allclose(got, (ref["low"], ref["high"]), **PROFILE_ENDS, err_msg=term)
+
+
+def test_profile_interval_options_conversion_and_round_trip(entries: pd.DataFrame) -> None:
+    """Levels are the ones computed (others refused by name); for_period maps the ends of
+    the decay by r -> r**ratio and leaves tau2; JSON round trip keeps the intervals."""
+    kw: dict[str, Any] = dict(outcome="cla_started_in_year", compare=False)
+    with pytest.raises(OptionError, match="n_boot"):
+        _fit(entries, intervals="bootstrap", **kw)
+    with pytest.raises(OptionError, match="confidence_level"):
+        _fit(entries, intervals="profile", confidence_level=1.5, **kw)
+    with pytest.raises(OptionError, match="intervals"):
+        _fit(entries, intervals="wald", **kw)
+    assert _fit(entries, **kw).interval_method == "none"
+    est = _fit(entries, intervals="profile", confidence_level=(0.8, 0.95), **kw)
+    with pytest.raises(OptionError, match=r"\[0.8, 0.95\]"):
+        est.conf_int(0.9)
+    ci80, ci95 = est.conf_int(0.8), est.conf_int()
+    for term in ("tau2", "gamma2", "decay"):  # nested: the 80% interval inside the 95%
+        point = getattr(est.variance, term)
+        assert ci95.loc[term, "conf_low"] < ci80.loc[term, "conf_low"] < point
+        assert point < ci80.loc[term, "conf_high"] < ci95.loc[term, "conf_high"]
+    assert "95% profile-likelihood intervals" in est.describe()
+    assert "profile likelihood at 0.8, 0.95" in str(est.summary())
+    q = est.for_period(3, gamma2="same").conf_int()
+    np.testing.assert_allclose(q.loc["decay"], ci95.loc["decay"] ** 0.25, **EXACT)
+    np.testing.assert_array_equal(q.loc[["tau2", "gamma2"]], ci95.loc[["tau2", "gamma2"]])
+    averaged = est.for_period(3, gamma2="averaged").conf_int()
+    assert averaged.loc["gamma2"].isna().all() and averaged.loc["tau2"].notna().all()
+    back = sw.EstimatedVariance.from_dict(json.loads(json.dumps(est.to_dict())))
+    assert back.profile_intervals == est.profile_intervals
+    pd.testing.assert_frame_equal(back.tidy(0.8), est.tidy(0.8))
+
+
+def _poisson_panel(rng: np.random.Generator, n_i: int, n_t: int, **truth: float) -> pd.DataFrame:
+    """Poisson counts of a nested+decay panel (populations 20,000-80,000 at 30 per 10,000)."""
+    pop = rng.integers(20_000, 80_000, n_i)
+    r = truth.get("decay", 0.0)
+    lo = np.linalg.cholesky(r ** np.abs(np.subtract.outer(range(n_t), range(n_t))))
+    a = rng.normal(0, math.sqrt(truth["tau2"]), n_i)[:, None]
+    c = (rng.standard_normal((n_i, n_t)) @ lo.T) * math.sqrt(truth["gamma2"])
+    y = rng.poisson(pop[:, None] * 30e-4 * np.exp(a + c))
+    return pd.DataFrame(
+        {
+            "la": np.repeat(np.arange(n_i), n_t),
+            "year": np.tile(np.arange(n_t), n_i),
+            "pop": np.repeat(pop, n_t),
+            "y": y.ravel(),
+        }
+    )
+
+
+def _lr_at(frame: pd.DataFrame, est: sw.EstimatedVariance, term: int, value: float) -> float:
+    """2 (loglik - profile loglik) with SD ``term`` of a nested Poisson fit held at ``value``."""
+    from steppedwedge._core.families import make_family
+    from steppedwedge._core.laplace import fit_glmm_core
+    from steppedwedge.planning._history_fit import unit_data
+    from steppedwedge.planning._panel import prepare_panel
+
+    rows = prepare_panel(
+        frame,
+        outcome="y",
+        cluster="la",
+        period="year",
+        exposure="pop",
+        trials=None,
+        family="poisson",
+        exclude=None,
+        councils=None,
+        missing="drop",
+    )
+    ud = unit_data(rows, "nested", "categorical", "poisson", rows.y)
+    beta = np.zeros(ud.x.shape[2])
+    beta[0] = math.log(rows.y.sum() / np.exp(rows.offset).sum())
+    start = np.array([0.1, math.sqrt(est.variance.gamma2)])
+    held = fit_glmm_core(ud, make_family("poisson"), beta, start, fixed={term: value})
+    return 2.0 * (est.loglik - held.loglik)
+
+
+def test_profile_interval_reaches_zero_exactly_when_the_profile_at_zero_allows() -> None:
+    """A variance's lower end is 0 iff 2 (loglik - profile loglik at 0) <= chi2_1 cutoff.
+
+    Panels with no persistent variance (tau2 = 0, nested): the profile at tau2 = 0 is
+    recomputed here with the engine's ``fixed=`` (independently of the root finder), and the
+    ends away from 0 are checked to be where the likelihood ratio meets the cutoff.
+    """
+    from scipy import stats
+
+    cut = float(stats.chi2.ppf(0.9, 1))
+    seen = set()
+    for seed in range(6):
+        frame = _poisson_panel(np.random.default_rng(seed), 25, 4, tau2=0.0, gamma2=0.05)
+        est = sw.estimate_variance(
+            frame,
+            outcome="y",
+            cluster="la",
+            period="year",
+            exposure="pop",
+            structure="nested",
+            compare=False,
+            intervals="profile",
+            confidence_level=0.9,
+        )
+        low, high = est.conf_int(0.9).loc["tau2"]
+        assert (low == 0.0) == (_lr_at(frame, est, 0, 0.0) <= cut), seed
+        for end in (low, high) if low > 0 else (high,):
+            lr = _lr_at(frame, est, 0, math.sqrt(end))
+            np.testing.assert_allclose(lr, cut, rtol=0, atol=PROFILE_CUTOFF_ATOL, err_msg=str(seed))
+        seen.add(low == 0.0)
+    assert seen == {True, False}  # both cases exercised

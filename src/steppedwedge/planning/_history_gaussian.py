@@ -13,6 +13,7 @@ the residual itself, so ``"nested"`` is not identifiable here.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from ..exceptions import OptionError
 from ._history_fit import HistoryFit, fixed_design
 from ._panel import PanelRows
 
-__all__ = ["fit_gaussian"]
+__all__ = ["fit_gaussian", "gaussian_objective"]
 
 
 def _groups(rows: PanelRows) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -84,6 +85,25 @@ def _start(rows: PanelRows, structure: str, x: np.ndarray, y: np.ndarray) -> np.
     return np.array(sd + [0.5 * math.log(0.5 * within)])
 
 
+def gaussian_objective(
+    rows: PanelRows, structure: str, time: str, y: np.ndarray | None = None
+) -> Callable[[np.ndarray], float]:
+    """Minus the profile (GLS) log-likelihood over the working parameters (see the module).
+
+    Infinite beyond ``|theta| > 30`` (variances outside ``e^-60 .. e^60``).
+    """
+    x = fixed_design(rows, time)
+    groups = _groups(rows)
+    yy = rows.y if y is None else y
+
+    def negll(theta: np.ndarray) -> float:
+        if np.any(np.abs(theta) > 30):
+            return math.inf
+        return -_profile(theta, structure, groups, x, yy)[0]
+
+    return negll
+
+
 def fit_gaussian(
     rows: PanelRows,
     structure: str,
@@ -105,12 +125,7 @@ def fit_gaussian(
         if start is not None and start.theta is not None
         else _start(rows, structure, x, y)
     )
-
-    def negll(theta: np.ndarray) -> float:
-        if np.any(np.abs(theta) > 30):
-            return math.inf
-        return -_profile(theta, structure, groups, x, y)[0]
-
+    negll = gaussian_objective(rows, structure, time, y)
     res = optimize.minimize(negll, theta0, method="BFGS", options={"gtol": 1e-9, "maxiter": 500})
     theta = np.asarray(res.x, dtype=float)
     res = optimize.minimize(

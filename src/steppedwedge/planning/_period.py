@@ -10,7 +10,7 @@ import math
 from ..exceptions import OptionError
 from ..variance import VarianceComponents
 
-__all__ = ["GAMMA2_CHOICES", "convert", "mean_variance_factor"]
+__all__ = ["GAMMA2_CHOICES", "convert", "convert_intervals", "mean_variance_factor"]
 
 GAMMA2_CHOICES = ("same", "averaged")
 
@@ -53,3 +53,24 @@ def convert(vc: VarianceComponents, ratio: float, gamma2: str | float) -> Varian
     return VarianceComponents(
         sigma2=vc.sigma2, tau2=vc.tau2, gamma2=_gamma2(vc, ratio, gamma2), decay=decay
     )
+
+
+def convert_intervals(
+    records: tuple[tuple[float, str, float, float], ...], ratio: float, gamma2: str | float
+) -> tuple[tuple[float, str, float, float], ...]:
+    """Convert stored ``(level, term, low, high)`` intervals to periods ``ratio`` times as long.
+
+    ``tau2`` and the NB size are unchanged and the decay ends map by ``r -> r**ratio``
+    (monotone, so the ends of a likelihood-ratio interval map to the ends), as the estimate
+    does; ``gamma2`` is unchanged with ``"same"``.  With ``"averaged"`` the new ``gamma2`` is a
+    function of both ``gamma2`` and the decay, whose joint interval the per-component
+    intervals do not give, and with a number it is not estimated at all: its ends are then NaN.
+    """
+    out = []
+    for level, term, low, high in records:
+        if term == "decay":
+            low, high = low**ratio, high**ratio
+        elif term == "gamma2" and gamma2 != "same":
+            low, high = math.nan, math.nan
+        out.append((level, term, low, high))
+    return tuple(out)
