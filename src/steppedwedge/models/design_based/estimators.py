@@ -11,6 +11,7 @@ assignment of the clusters to the observed sequences, sequence sizes kept).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,10 +28,11 @@ from ...inference import _permutation_ci as ci
 from ...inference._permutation_space import cell_arrays, draw_assignments, space_of
 from ...inference.permutation import permutation_test
 from ..cluster_level import _SUMMARY
+from ..spec import AnalysisSpec
 from . import _kernels as k
 from ._result import DesignBasedResult
 
-__all__ = ["METHODS", "check_unused", "fit_design_based"]
+__all__ = ["METHODS", "check_unused", "fit_design_based", "fit_design_based_spec"]
 
 METHODS = ("vertical", "hughes", "synthetic-control", "crossover")
 _VARIANTS = {
@@ -185,6 +187,103 @@ def fit_design_based(
     (1.454, 0.295)
     """
     check_option("method", method, METHODS)
+    spec = AnalysisSpec.from_options(
+        outcome=outcome, cluster=cluster, period=period, treatment=treatment, method=method,
+        family=family, link=link, exposure=exposure, trials=trials, missing=missing,
+        design=design,
+    )  # fmt: skip
+    return fit_design_based_spec(
+        data, spec, weights=weights, working_icc=working_icc, n_permutations=n_permutations,
+        rng=rng, allocation=allocation, confidence_level=confidence_level,
+        period_order=period_order,
+    )  # fmt: skip
+
+
+def fit_design_based_spec(
+    data: pd.DataFrame,
+    spec: AnalysisSpec,
+    *,
+    weights: str | None = None,
+    working_icc: float = 0.1,
+    n_permutations: int | None = None,
+    rng: RNGLike = None,
+    allocation: Any = None,
+    confidence_level: float = 0.95,
+    period_order: Sequence[Any] | None = None,
+) -> DesignBasedResult:
+    """Fit the design-based estimator ``spec.method`` (the entry of :func:`steppedwedge.fit`).
+
+    Roles, family, link, ``missing`` and ``design`` come from ``spec`` (validated there);
+    the numerical options are those of :func:`fit_design_based`.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        Trial rows; never modified.
+    spec : AnalysisSpec
+        The analysis (``spec.method`` one of :data:`METHODS`).
+    weights, working_icc, n_permutations, rng, allocation, confidence_level, period_order
+        As :func:`fit_design_based`.
+
+    Returns
+    -------
+    DesignBasedResult
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from steppedwedge.models.spec import AnalysisSpec
+    >>> from steppedwedge.models.design_based import fit_design_based_spec
+    >>> rng = np.random.default_rng(1)
+    >>> rows = [(i, t, float(t > i % 4), rng.normal(0.6 * (t > i % 4) + 0.2 * t))
+    ...         for i in range(8) for t in range(5)]
+    >>> df = pd.DataFrame(rows, columns=["clinic", "month", "arm", "y"])
+    >>> spec = AnalysisSpec.from_options(outcome="y", cluster="clinic", period="month",
+    ...                                  treatment="arm", method="hughes")
+    >>> round(fit_design_based_spec(df, spec).estimate, 3)
+    1.454
+
+    References
+    ----------
+    Hughes JP, Heagerty PJ, Xia F, Ren Y (2020). Biometrics 76:119-130.
+    """
+    method = check_option("method", spec.method, METHODS)
+    variant, b = _numerics(method, weights, working_icc, confidence_level, n_permutations)
+    # with `allocation`, the design is the allocation's (the permutation test refuses both)
+    frame_spec = spec if allocation is None else dataclasses.replace(spec, design=None)
+    td = frame_spec.trial_data(data, period_order=period_order)
+    if method != "vertical":
+        td.require_period_order(f"method={method!r}")
+    lk = _DEFAULT_LINK.get(td.family, "log") if spec.link_given is None else spec.link_given
+    allowed = {"gaussian": ("identity",), "binomial": ("logit", "identity")}.get(
+        td.family, ("log", "identity")
+    )
+    check_option("link", lk, allowed)
+    common = dict(
+        method=method,
+        variant=variant,
+        link=lk,
+        scale=_SUMMARY[(td.family, lk)],
+        outcome=spec.outcome,
+        n_clusters=td.n_clusters,
+        n_periods=td.n_periods,
+        confidence_level=float(confidence_level),
+    )
+    if method == "vertical":
+        return _fit_vertical(data, spec, td, variant, b, rng, allocation, common)
+    return _fit_other(
+        td, method, variant, lk, float(working_icc), b, rng, allocation, spec.design, common
+    )
+
+
+def _numerics(
+    method: str,
+    weights: str | None,
+    working_icc: float,
+    confidence_level: float,
+    n_permutations: int | None,
+) -> tuple[str, int]:
+    """Validate the numerical options; return the weighting variant and the draws ``B``."""
     variant = _DEFAULT_VARIANT[method] if weights is None else weights
     check_option("weights", variant, _VARIANTS[method])
     if method != "hughes" or variant != "exchangeable":
@@ -199,72 +298,53 @@ def fit_design_based(
         b = 0 if method == "hughes" and n_permutations == 0 else n_permutations
         if b:
             check_positive_int("n_permutations", b)
-    td = TrialData.from_frame(
+    return variant, b
+
+
+def _fit_vertical(
+    data: pd.DataFrame,
+    spec: AnalysisSpec,
+    td: TrialData,
+    variant: str,
+    b: int,
+    rng: RNGLike,
+    allocation: Any,
+    common: dict[str, Any],
+) -> DesignBasedResult:
+    """Run the vertical analysis: :func:`permutation_test` of the cluster-period statistic."""
+    lk = str(common["link"])
+    res = permutation_test(
         data,
-        outcome=outcome,
-        cluster=cluster,
-        period=period,
-        treatment=treatment,
-        family=family,
-        exposure=exposure,
-        trials=trials,
-        missing=missing,  # type: ignore[arg-type]
-        design=design if allocation is None else None,
-        period_order=period_order,
-    )
-    if method != "vertical":
-        td.require_period_order(f"method={method!r}")
-    lk = _DEFAULT_LINK.get(td.family, "log") if link is None else link
-    allowed = {"gaussian": ("identity",), "binomial": ("logit", "identity")}.get(
-        td.family, ("log", "identity")
-    )
-    check_option("link", lk, allowed)
-    common = dict(
-        method=method,
-        variant=variant,
+        outcome=spec.outcome,
+        cluster=spec.cluster,
+        period=spec.period,
+        treatment=spec.treatment,
+        allocation=allocation,
+        design=spec.design,
+        statistic="cluster-period",
+        family=spec.family,
         link=lk,
-        scale=_SUMMARY[(td.family, lk)],
-        outcome=outcome,
-        n_clusters=td.n_clusters,
-        n_periods=td.n_periods,
-        confidence_level=float(confidence_level),
+        exposure=spec.exposure,
+        trials=spec.trials,
+        weights=variant,
+        n_permutations=b,
+        rng=rng,
+        confidence_level=float(common["confidence_level"]),
+        alpha=None,
     )
-    if method == "vertical":
-        res = permutation_test(
-            data,
-            outcome=outcome,
-            cluster=cluster,
-            period=period,
-            treatment=treatment,
-            allocation=allocation,
-            design=design,
-            statistic="cluster-period",
-            family=family,
-            link=lk,
-            exposure=exposure,
-            trials=trials,
-            weights=variant,
-            n_permutations=b,
-            rng=rng,
-            confidence_level=confidence_level,
-            alpha=None,
-        )
-        y, _, _ = cell_arrays(td, lk, "none")
-        x = np.where(td.cells().observed, td.cells().treatment, np.nan)
-        return DesignBasedResult(
-            estimate=res.estimate,
-            table=_period_table(td, y, x, variant),
-            randomisation_pvalue=res.pvalue,
-            interval=res.interval,
-            n_permutations=res.n_permutations,
-            exact=res.exact,
-            null_distribution=res.null_distribution,
-            messages=res.messages,
-            _invert=res.conf_int,
-            **common,  # type: ignore[arg-type]
-        )
-    return _fit_other(
-        td, method, variant, lk, float(working_icc), b, rng, allocation, design, common
+    y, _, _ = cell_arrays(td, lk, "none")
+    x = np.where(td.cells().observed, td.cells().treatment, np.nan)
+    return DesignBasedResult(
+        estimate=res.estimate,
+        table=_period_table(td, y, x, variant),
+        randomisation_pvalue=res.pvalue,
+        interval=res.interval,
+        n_permutations=res.n_permutations,
+        exact=res.exact,
+        null_distribution=res.null_distribution,
+        messages=res.messages,
+        _invert=res.conf_int,
+        **common,
     )
 
 

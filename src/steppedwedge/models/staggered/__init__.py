@@ -9,6 +9,6 @@ Jaravel & Spiess 2024); all return a :class:`StaggeredResult`.
 from __future__ import annotations
 
 from ._result import StaggeredResult
-from .estimators import METHODS, fit_staggered
+from .estimators import METHODS, fit_staggered, fit_staggered_spec
 
-__all__ = ["METHODS", "StaggeredResult", "fit_staggered"]
+__all__ = ["METHODS", "StaggeredResult", "fit_staggered", "fit_staggered_spec"]

@@ -27,11 +27,12 @@ from ..._warnings import warn
 from ...data import TrialData
 from ...exceptions import DataError, MissingDataWarning, OptionError, SmallSampleWarning
 from ..cluster_level import _SUMMARY, _cell_summaries
+from ..spec import AnalysisSpec
 from . import _engine as eng
 from ._imputation import imputation
 from ._result import StaggeredResult, _curve
 
-__all__ = ["fit_staggered"]
+__all__ = ["fit_staggered", "fit_staggered_spec"]
 
 METHODS = ("efficient-staggered", "callaway-santanna", "sun-abraham", "imputation")
 _ESTIMANDS = ("simple", "cohort", "calendar", "event-time")
@@ -352,6 +353,98 @@ def fit_staggered(
     (0.85, 0.183, 0.185)
     """
     check_option("method", method, METHODS)
+    spec = AnalysisSpec.from_options(
+        outcome=outcome, cluster=cluster, period=period, treatment=treatment, method=method,
+        family=family, link=link, exposure=exposure, offset=offset, trials=trials,
+        missing=missing, design=design,
+    )  # fmt: skip
+    return fit_staggered_spec(
+        data, spec, estimand=estimand, event_times=event_times, beta=beta,
+        use_did_a0=use_did_a0, control_group=control_group, base_period=base_period,
+        n_permutations=n_permutations, rng=rng, unbalanced=unbalanced, period_order=period_order,
+    )  # fmt: skip
+
+
+def fit_staggered_spec(
+    data: pd.DataFrame,
+    spec: AnalysisSpec,
+    *,
+    estimand: str = "simple",
+    event_times: Sequence[int] | None = None,
+    beta: float | Sequence[float] | None = None,
+    use_did_a0: bool = True,
+    control_group: str = "not-yet-treated",
+    base_period: str | None = None,
+    n_permutations: int = 0,
+    rng: Any = None,
+    unbalanced: str = "raise",
+    period_order: Sequence[Any] | None = None,
+) -> StaggeredResult:
+    """Fit the staggered-rollout estimator ``spec.method`` (the entry of :func:`steppedwedge.fit`).
+
+    Roles, family, link, ``missing`` and ``design`` come from ``spec`` (validated there);
+    the numerical options are those of :func:`fit_staggered`.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        Trial rows; never modified.
+    spec : AnalysisSpec
+        The analysis (``spec.method`` one of :data:`METHODS`).
+    estimand, event_times, beta, use_did_a0, control_group, base_period, n_permutations, \
+rng, unbalanced, period_order
+        As :func:`fit_staggered`.
+
+    Returns
+    -------
+    StaggeredResult
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from steppedwedge.models.spec import AnalysisSpec
+    >>> from steppedwedge.models.staggered import fit_staggered_spec
+    >>> rng = np.random.default_rng(1)
+    >>> rows = [(i, t, float(t >= 1 + i % 4), rng.normal(0.5 * (t >= 1 + i % 4) + 0.1 * t))
+    ...         for i in range(40) for t in range(5)]
+    >>> df = pd.DataFrame(rows, columns=["clinic", "month", "arm", "y"])
+    >>> spec = AnalysisSpec.from_options(outcome="y", cluster="clinic", period="month",
+    ...                                  treatment="arm", method="efficient-staggered")
+    >>> round(fit_staggered_spec(df, spec).estimate, 3)
+    0.85
+
+    References
+    ----------
+    Roth J, Sant'Anna PHC (2023). J Polit Econ Microecon 1:669-709.
+    """
+    method = check_option("method", spec.method, METHODS)
+    control_group, base_period = _check_numerics(
+        method, estimand, event_times, beta, use_did_a0, control_group, base_period,
+        n_permutations, unbalanced,
+    )  # fmt: skip
+    links = _LINKS.get(spec.family, ("identity",))
+    link = links[0] if spec.link_given is None else spec.link_given
+    check_option("link", link, links)
+    td = spec.trial_data(data, period_order=period_order)
+    td.require_period_order(f"method={method!r}")
+    spec_args = (control_group, base_period, beta, use_did_a0, n_permutations, rng, spec.outcome)
+    # small dense algebra in loops: multi-threaded BLAS only oversubscribes the cores
+    with _single_threaded_blas():
+        return _fit_panel(td, link, unbalanced, method, estimand, event_times, spec_args)
+
+
+def _check_numerics(
+    method: str,
+    estimand: str,
+    event_times: Sequence[int] | None,
+    beta: Any,
+    use_did_a0: bool,
+    control_group: str,
+    base_period: str | None,
+    n_permutations: int,
+    unbalanced: str,
+) -> tuple[str, str]:
+    """Validate the estimator's options; return the resolved control group and base period."""
     check_option("estimand", estimand, _ESTIMANDS)
     check_option("control_group", control_group, _CONTROLS)
     check_option("unbalanced", unbalanced, ("raise", "drop"))
@@ -369,33 +462,11 @@ def fit_staggered(
         )
     if method == "imputation" and control_group != "not-yet-treated":
         raise OptionError("method='imputation' uses every untreated cell; drop control_group.")
-    links = _LINKS.get(family, ("identity",))
-    link = links[0] if link is None else link
-    check_option("link", link, links)
     if estimand != "event-time" and event_times is not None:
         raise OptionError("`event_times` needs estimand='event-time'.")
     if int(n_permutations) < 0:
         raise OptionError(f"`n_permutations` must be >= 0; got {n_permutations!r}.")
-
-    td = TrialData.from_frame(
-        data,
-        outcome=outcome,
-        cluster=cluster,
-        period=period,
-        treatment=treatment,
-        family=family,
-        exposure=exposure,
-        offset=offset,
-        trials=trials,
-        missing=missing,  # type: ignore[arg-type]
-        design=design,
-        period_order=period_order,
-    )
-    td.require_period_order(f"method={method!r}")
-    spec_args = (control_group, base_period, beta, use_did_a0, n_permutations, rng, outcome)
-    # small dense algebra in loops: multi-threaded BLAS only oversubscribes the cores
-    with _single_threaded_blas():
-        return _fit_panel(td, link, unbalanced, method, estimand, event_times, spec_args)
+    return control_group, base_period
 
 
 def _fit_panel(
