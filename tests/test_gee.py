@@ -670,3 +670,53 @@ def test_convergence_warning(gaussian_df) -> None:
 
     with pytest.warns(ConvergenceWarning, match="did not converge"):
         fit_gee(_td(gaussian_df), corstr="nested-exchangeable", maxiter=1)
+
+
+# --------------------------------------------------------------------------------------
+# result base: with_vcov from the stored pieces, method_label, the spec entry
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["model", "robust", "kc", "md", "fg"])
+def test_with_vcov_equals_refit(gaussian_df, kind) -> None:
+    """with_vcov recomputes the variance from the stored M_i, u_i: the same as a refit."""
+    td = _td(gaussian_df)
+    base = fit_gee(td, corstr="nested-exchangeable", vcov="md", dof="normal")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallSampleWarning)  # vcov="robust", 13 clusters
+        refit = fit_gee(td, corstr="nested-exchangeable", vcov=kind)
+    got = base.with_vcov(kind, dof="residual")
+    assert got.vcov == kind and got.df == refit.df == td.n_clusters - len(refit.params)
+    np.testing.assert_allclose(got.vcov_matrix, refit.vcov_matrix, **LINALG)
+    np.testing.assert_allclose(got.std_error, refit.std_error, **LINALG)
+    assert base.with_vcov(kind).df == np.inf  # dof=None keeps the df
+    assert got.method_label == f"GEE ({kind})"
+
+
+def test_with_vcov_unknown_estimator(gaussian_df) -> None:
+    res = fit_gee(_td(gaussian_df))
+    with pytest.raises(ValueError, match="'fg'"):
+        res.with_vcov("cr2")
+
+
+def test_leverage_one_names_the_cluster(gaussian_df) -> None:
+    """A covariate carried by one cluster alone gives it leverage 1: MD/KC cannot be formed."""
+    df = gaussian_df.assign(z=(gaussian_df["cluster"] == 3).astype(float))
+    td = _td(df, covariates=["z"])
+    for kind in ("md", "kc"):
+        with pytest.raises(DataError, match=r"Cluster 3 has leverage 1.*vcov='fg' or 'robust'"):
+            fit_gee(td, covariates=["z"], vcov=kind)
+    fit_gee(td, covariates=["z"], vcov="fg")  # no leverage inversion: fine
+
+
+def test_spec_entry_equals_frame_entry(gaussian_df) -> None:
+    from steppedwedge.models.gee import fit_gee_spec
+    from steppedwedge.models.spec import AnalysisSpec
+
+    roles = dict(outcome="y", cluster="cluster", period="period", treatment="treatment")
+    spec = AnalysisSpec.from_options(**roles, random="decay", vcov="kc", method="gee")
+    a = fit_gee_spec(gaussian_df, spec, tol=1e-12)
+    b = fit_gee_frame(gaussian_df, **roles, random="decay", vcov="kc", tol=1e-12)
+    assert a.corstr == b.corstr == "decay"
+    np.testing.assert_allclose(a.params, b.params, **EXACT)
+    np.testing.assert_allclose(a.vcov_matrix, b.vcov_matrix, **EXACT)

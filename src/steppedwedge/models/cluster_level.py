@@ -37,7 +37,8 @@ from ..data import TrialData
 from ..exceptions import DataError, OptionError
 from ..inference.sandwich import wls_cr2, wls_hc2, wls_satterthwaite_df
 from ..results import Summary
-from .gee import _label, _WaldTable
+from ._gee_units import label as _label
+from .gee import _WaldTable
 
 __all__ = ["ClusterSummaryResult", "fit_cluster_summary", "fit_cluster_summary_frame"]
 

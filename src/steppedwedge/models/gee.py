@@ -10,30 +10,52 @@ stepped-wedge working correlation, and reports model-based, Liang--Zeger or bias
 reference distribution on ``I - p`` degrees of freedom.  The numerical work happens in
 :mod:`steppedwedge._core.gee` on cluster-period summaries, so the cost is linear in the
 number of individuals and, without individual-level covariates, independent of it.
+
+Working covariance ``V_i = phi A_i^{1/2} R_i A_i^{1/2}``.  Correlation parameters
+are moment estimates from Pearson residuals (the averages of ``r_k r_l / phi`` over
+all, same-period and different-period pairs, and for the cohort structure over
+same-person pairs; least squares on the lag for decay and AR(1)), which are geepack's
+estimators (its user-defined ``zcor`` design for the cohort structure) and the
+solution of geeCRT's unadjusted
+correlation estimating equations.  The default scale is geepack's.
+
+Bias-corrected sandwiches (Liang & Zeger 1986; Kauermann & Carroll 2001; Mancl &
+DeRouen 2001; Fay & Graubard 2001) are computed in ``p`` dimensions per cluster.
+``vcov="kc"`` is the form implemented in geeCRT (BC1),
+``Omega^{-1} [1/2 sum_i (u_i^MD u_i' + u_i u_i^MD')] Omega^{-1}`` with
+``u_i^MD = D_i' V_i^{-1} (I - H_i)^{-1} e_i``, not the symmetric ``(I - H_i)^{-1/2}``
+form; the two agree to about 1e-4 relative on geeCRT's example data.  The
+Fay-Graubard correction uses ``diag(M_i Omega^{-1})`` and so depends on how the period
+effects are coded; the default coding (one mean per period) is geeCRT's.
+
+Without individual-level covariates the fit uses only cluster-period sizes, sums and
+within-cell sums of squares (the cluster-period reduction); the estimates equal the
+individual-level GEE exactly.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from .._core import gee as _gee
-from .._validation import check_option
-from .._warnings import caller_stacklevel
+from .._warnings import warn
 from ..data import TrialData
 from ..exceptions import ConvergenceWarning, DataError, OptionError, SmallSampleWarning
 from ..inference.sandwich import ClusterPieces, sandwich_vcov
-from ..results import ResultMixin, Summary
+from ..results import EstimationResult, Summary
+from ._gee_options import GEE_VCOVS, GEEOptions, gee_dof, gee_options
+from ._gee_units import gee_start, gee_units, moment_nb_theta
+from .spec import AnalysisSpec
 
-__all__ = ["GEEResult", "RANDOM_TO_CORSTR", "fit_gee", "fit_gee_frame"]
+__all__ = ["GEEResult", "RANDOM_TO_CORSTR", "fit_gee", "fit_gee_frame", "fit_gee_spec"]
 
 CorStr = Literal[
     "independence", "exchangeable", "nested-exchangeable", "decay", "ar1", "block-exchangeable"
@@ -41,13 +63,6 @@ CorStr = Literal[
 GEEVcov = Literal["model", "robust", "kc", "md", "fg"]
 ScaleMethod = Literal["geepack", "residual", "bias-corrected"]
 
-_LINKS: dict[str, tuple[str, ...]] = {
-    "gaussian": ("identity", "log"),
-    "binomial": ("logit", "identity", "log"),
-    "poisson": ("log", "identity"),
-    "negative_binomial": ("log",),
-}
-_VCOVS = ("model", "robust", "kc", "md", "fg")
 _VCOV_NAMES = {
     "model": "model-based",
     "robust": "robust (Liang-Zeger, BC0)",
@@ -64,11 +79,12 @@ _FEW_CLUSTERS = 40
 # --------------------------------------------------------------------------------------
 
 
-class _WaldTable(ResultMixin):
-    """Coefficient-table behaviour shared by :class:`GEEResult` and the cluster-level result.
+class _WaldTable(EstimationResult):
+    """Coefficient table of :class:`GEEResult` and the cluster-level result: one df for all.
 
     Subclasses provide ``params``, ``vcov_matrix``, ``df``, ``estimand``, ``link`` and
-    ``summary()``.
+    ``summary()``; the base :class:`~steppedwedge.results.EstimationResult` reads the
+    estimand's row of :meth:`_term_table` (``t`` on :attr:`df` for every coefficient).
     """
 
     params: pd.Series
@@ -77,47 +93,18 @@ class _WaldTable(ResultMixin):
     estimand: str
     link: str
 
-    def summary(self) -> Summary:  # pragma: no cover - overridden
-        raise NotImplementedError
+    def _term_table(self) -> pd.DataFrame:
+        """Every coefficient: estimate, standard error and the shared df."""
+        out: pd.DataFrame = pd.DataFrame(
+            {
+                "term": list(self.params.index),
+                "estimate": self.params.to_numpy(dtype=float),
+                "std_error": self.std_errors.to_numpy(),
+                "df": float(self.df),
+            }
+        )
+        return out
 
-    # ---------------------------------------------------------------- estimand
-    @property
-    def estimate(self) -> float:
-        """Estimated treatment effect on the link scale."""
-        return float(self.params[self.estimand])
-
-    @property
-    def std_error(self) -> float:
-        """Standard error of :attr:`estimate`."""
-        return float(self.std_errors[self.estimand])
-
-    @property
-    def statistic(self) -> float:
-        """Wald statistic ``estimate / std_error``."""
-        return self.estimate / self.std_error
-
-    @property
-    def pvalue(self) -> float:
-        """Two-sided p-value of :attr:`estimate` (``t`` with :attr:`df`)."""
-        return float(self.pvalues[self.estimand])
-
-    def conf_int(self, confidence_level: float = 0.95) -> tuple[float, float]:
-        """Two-sided confidence interval of :attr:`estimate` (link scale).
-
-        Parameters
-        ----------
-        confidence_level : float
-            In (0, 1).
-
-        Returns
-        -------
-        tuple of float
-            ``(low, high)``.
-        """
-        t = self._crit(confidence_level)
-        return (self.estimate - t * self.std_error, self.estimate + t * self.std_error)
-
-    # ---------------------------------------------------------------- all terms
     @cached_property
     def std_errors(self) -> pd.Series:
         """Standard errors of all coefficients."""
@@ -148,81 +135,6 @@ class _WaldTable(ResultMixin):
     def singular(self) -> bool:
         """Always False (kept for the shared result protocol)."""
         return False
-
-    def _crit(self, confidence_level: float) -> float:
-        if not 0.0 < confidence_level < 1.0:
-            raise OptionError(f"`confidence_level` must lie in (0, 1); got {confidence_level!r}.")
-        q = 0.5 + confidence_level / 2.0
-        return float(stats.norm.ppf(q) if math.isinf(self.df) else stats.t.ppf(q, self.df))
-
-    def tidy(self, confidence_level: float = 0.95, *, exponentiate: bool = False) -> pd.DataFrame:
-        """One row per coefficient.
-
-        Parameters
-        ----------
-        confidence_level : float
-            Level of ``conf_low``/``conf_high``.
-        exponentiate : bool
-            Report ``exp(estimate)`` and exponentiated interval limits (odds or rate
-            ratios); only for log and logit links.  ``std_error`` and ``statistic`` stay on
-            the link scale.
-
-        Returns
-        -------
-        pandas.DataFrame
-            Columns ``term, estimate, std_error, statistic, df, p_value, conf_low,
-            conf_high``.
-        """
-        if exponentiate and self.link not in ("log", "logit"):
-            raise OptionError(
-                f"`exponentiate=True` needs a log or logit link; this fit uses {self.link!r}."
-            )
-        t = self._crit(confidence_level)
-        est = self.params.to_numpy()
-        se = self.std_errors.to_numpy()
-        low, high = est - t * se, est + t * se
-        out: pd.DataFrame = pd.DataFrame(
-            {
-                "term": list(self.params.index),
-                "estimate": np.exp(est) if exponentiate else est,
-                "std_error": se,
-                "statistic": est / se,
-                "df": self.df,
-                "p_value": self.pvalues.to_numpy(),
-                "conf_low": np.exp(low) if exponentiate else low,
-                "conf_high": np.exp(high) if exponentiate else high,
-            }
-        )
-        return out
-
-    def plot(self, ax: Any = None) -> Any:
-        """Coefficient plot (estimates with 95% intervals, period effects excluded).
-
-        Parameters
-        ----------
-        ax : matplotlib.axes.Axes, optional
-
-        Returns
-        -------
-        matplotlib.axes.Axes
-        """
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            _, ax = plt.subplots()
-        t = self.tidy()
-        t = t[~t["term"].str.startswith("period") & (t["term"] != "(Intercept)")]
-        y = np.arange(len(t))
-        ax.errorbar(
-            t["estimate"],
-            y,
-            xerr=[t["estimate"] - t["conf_low"], t["conf_high"] - t["estimate"]],
-            fmt="o",
-        )
-        ax.axvline(0.0, color="grey", lw=0.8)
-        ax.set_yticks(y, list(t["term"]))
-        ax.set_xlabel(f"estimate ({self.link} scale)")
-        return ax
 
 
 @dataclass(frozen=True)
@@ -294,6 +206,7 @@ class GEEResult(_WaldTable):
     _M: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)), repr=False)
     _u: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
     _corr_inputs: tuple[Any, ...] | None = field(default=None, repr=False)
+    _clusters: tuple[Any, ...] | None = field(default=None, repr=False)
 
     @cached_property
     def correlation_std_errors(self) -> dict[str, float] | None:
@@ -309,20 +222,23 @@ class GEEResult(_WaldTable):
         cv = _gee.correlation_vcov(units, fam, beta, corstr, params, phi, maee=maee)
         return dict(zip(self.correlation, map(float, np.sqrt(np.diag(cv))), strict=True))
 
-    def with_vcov(self, vcov: GEEVcov) -> GEEResult:
-        """Return a new result with another variance estimator (no refit).
+    _vcov_options: ClassVar[tuple[str, ...]] = GEE_VCOVS
 
-        Parameters
-        ----------
-        vcov : {"model", "robust", "kc", "md", "fg"}
+    @property
+    def method_label(self) -> str:
+        """``"GEE (<vcov>)"``: the label of :func:`steppedwedge.compare` and the report."""
+        return f"GEE ({self.vcov})"
 
-        Returns
-        -------
-        GEEResult
+    def _with_vcov(self, vcov: str, dof: str | float | None) -> GEEResult:
+        """Recompute the variance from the stored per-cluster pieces (no refit).
+
+        ``dof=None`` keeps :attr:`df`; ``"residual"`` (``I - p``), ``"normal"`` or a number
+        sets it.
         """
-        vcov = check_option("vcov", vcov, _VCOVS)  # type: ignore[assignment]
-        V = _vcov(self._M, self._u, self.scale, vcov, list(self.params.index))
-        return replace(self, vcov=vcov, vcov_matrix=V)
+        d = self.df if dof is None else gee_dof(dof)
+        df = float(self.n_clusters - len(self.params)) if d is None else d
+        V = _vcov(self._M, self._u, self.scale, vcov, list(self.params.index), self._clusters)
+        return replace(self, vcov=vcov, vcov_matrix=V, df=df)
 
     def summary(self) -> Summary:
         """Text/HTML/Markdown/LaTeX summary.
@@ -391,326 +307,22 @@ def gee_vcov_array(
     return sandwich_vcov(pieces, _SANDWICH_KIND[kind], fallback="vcov='fg' or 'robust'")
 
 
-def _vcov(M: np.ndarray, u: np.ndarray, phi: float, kind: str, terms: list[str]) -> pd.DataFrame:
-    out: pd.DataFrame = pd.DataFrame(gee_vcov_array(M, u, phi, kind), index=terms, columns=terms)
+def _vcov(
+    M: np.ndarray,
+    u: np.ndarray,
+    phi: float,
+    kind: str,
+    terms: list[str],
+    labels: Sequence[Any] | None = None,
+) -> pd.DataFrame:
+    v = gee_vcov_array(M, u, phi, kind, labels)
+    out: pd.DataFrame = pd.DataFrame(v, index=terms, columns=terms)
     return out
 
 
 # --------------------------------------------------------------------------------------
 # fitting
 # --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Spec:
-    family: str
-    link: str
-    corstr: str
-    vcov: str
-    dof: float | None
-    time: str
-    covariates: tuple[str, ...]
-    corr_params: np.ndarray | None
-    scale: float | None
-    scale_method: str
-    nb_theta: float | None
-    maee: bool | str
-    corr_method: str
-
-
-def _fit_gee_iv(
-    td: Any,
-    family: str | None,
-    link: str | None,
-    corstr: str,
-    vcov: str,
-    dof: Any,
-    time: str,
-    covariates: Sequence[str] | None,
-    corr_params: Any,
-    scale: Any,
-    nb_theta: Any,
-    maee: Any = False,
-    corr_method: Any = "moment",
-) -> _Spec:
-    if not isinstance(td, TrialData):
-        raise TypeError(
-            f"`trial_data` must be a steppedwedge TrialData (TrialData.from_frame); "
-            f"got {type(td).__name__}."
-        )
-    fam = td.family if family is None else check_option("family", family, tuple(_LINKS))
-    if fam != td.family:
-        y = td.frame["outcome"].to_numpy(np.float64)
-        if fam == "binomial" and td.kind == "individual" and not np.all((y == 0) | (y == 1)):
-            bad = np.flatnonzero((y != 0) & (y != 1))[:5]
-            raise DataError(
-                f"`family='binomial'` needs a 0/1 outcome; column "
-                f"{td.roles['outcome']!r} has {_vals(y[bad])}."
-            )
-        if fam in ("poisson", "negative_binomial") and not np.all((y >= 0) & (y == np.round(y))):
-            bad = np.flatnonzero((y < 0) | (y != np.round(y)))[:5]
-            raise DataError(
-                f"`family={fam!r}` needs non-negative integer counts; column "
-                f"{td.roles['outcome']!r} has {_vals(y[bad])}."
-            )
-    if link is None:
-        lk = _LINKS[fam][0]
-    else:
-        if not isinstance(link, str) or link not in _LINKS[fam]:
-            listed = ", ".join(repr(x) for x in _LINKS[fam])
-            raise OptionError(f"`link` must be one of {listed} for family {fam!r}; got {link!r}.")
-        lk = link
-    cs = check_option("corstr", corstr, tuple(_gee.CORSTRS))
-    if cs == "block-exchangeable" and "individual" not in td.roles:
-        raise DataError(
-            "corstr='block-exchangeable' (closed cohort) needs the `individual` column: "
-            "build the TrialData with individual=..."
-        )
-    vc = check_option("vcov", vcov, _VCOVS)
-    tm = check_option("time", time, ("categorical", "linear", "none"))
-
-    d: float | None
-    if dof is None or dof == "residual":
-        d = None
-    elif dof == "normal":
-        d = math.inf
-    elif isinstance(dof, (int, float, np.integer, np.floating)) and not isinstance(dof, bool):
-        if not dof > 0:
-            raise OptionError(f"`dof` must be positive; got {dof!r}.")
-        d = float(dof)
-    else:
-        raise OptionError(
-            f"`dof` must be 'residual' (I - p), 'normal' or a positive number; got {dof!r}."
-        )
-
-    covs = tuple(covariates or ())
-    for c in covs:
-        if c not in td.frame.columns:
-            raise DataError(f"covariate column {c!r} is not in the data.")
-        s = td.frame[c]
-        if not (pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)):
-            raise DataError(
-                f"covariate column {c!r} must be numeric (dtype {s.dtype}); encode "
-                "categories as 0/1 indicator columns."
-            )
-        if not np.all(np.isfinite(s.to_numpy(np.float64))):
-            raise DataError(f"covariate column {c!r} has missing or infinite values.")
-    if "offset" in td.frame.columns and "offset" in td.roles:
-        off = td.frame["offset"].to_numpy(np.float64)
-        if not np.all(np.isfinite(off)):
-            bad = np.flatnonzero(~np.isfinite(off))[:5]
-            raise DataError(
-                f"`offset` column {td.roles['offset']!r} has non-finite values in rows "
-                f"{list(td.frame.index[bad])}."
-            )
-
-    cp: np.ndarray | None = None
-    n_par = len(_gee.CORSTRS[cs])
-    if corr_params is not None:
-        cp = np.atleast_1d(np.asarray(corr_params, dtype=float))
-        if cp.shape != (n_par,) or not np.all(np.isfinite(cp)):
-            names = ", ".join(_gee.CORSTRS[cs]) or "none"
-            raise OptionError(
-                f"`corr_params` for corstr={cs!r} must be {n_par} finite number(s) "
-                f"({names}); got {corr_params!r}."
-            )
-        if cs in ("decay", "ar1") and not 0.0 <= cp[-1] <= 1.0:
-            raise OptionError(f"the decay parameter must lie in [0, 1]; got {cp[-1]!r}.")
-
-    sc: float | None = None
-    sm = "geepack"
-    if isinstance(scale, str):
-        sm = check_option("scale", scale, ("geepack", "residual", "bias-corrected"))
-    elif scale is not None:
-        sc = float(scale)
-        if not (math.isfinite(sc) and sc > 0):
-            raise OptionError(f"`scale` must be a positive number or a method name; got {scale!r}.")
-
-    nbt: float | None = None
-    if nb_theta is not None:
-        nbt = float(nb_theta)
-        if not (math.isfinite(nbt) and nbt > 0):
-            raise OptionError(f"`nb_theta` must be a positive number; got {nb_theta!r}.")
-    elif fam != "negative_binomial":
-        nbt = None
-    if maee not in (False, True, "geecrt"):
-        raise OptionError(f"`maee` must be False, True or 'geecrt'; got {maee!r}.")
-    if maee and cs in ("independence", "block-exchangeable"):
-        raise OptionError(f"`maee` is not available with corstr={cs!r}.")
-    if maee and cp is not None:
-        raise OptionError("`maee` adjusts estimated correlations; drop `corr_params` or `maee`.")
-    if maee == "geecrt" and td.kind != "individual":
-        raise DataError("`maee='geecrt'` needs individual rows (its pairs follow row order).")
-    cm = check_option("corr_method", corr_method, ("moment", "cluster-period"))
-    if cm == "cluster-period":
-        if cs not in ("exchangeable", "nested-exchangeable"):
-            raise OptionError(
-                "`corr_method='cluster-period'` is available for corstr='exchangeable' and "
-                f"'nested-exchangeable'; got corstr={cs!r}."
-            )
-        if maee:
-            raise OptionError("`corr_method='cluster-period'` cannot be combined with `maee`.")
-        if covs or (td.kind == "aggregate" and not (fam == "binomial" and "trials" in td.roles)):
-            raise DataError(
-                "`corr_method='cluster-period'` works on whole cluster-period cells: it needs "
-                "individual rows (or binomial events/trials) and no covariates."
-            )
-    return _Spec(fam, lk, cs, vc, d, tm, covs, cp, sc, sm, nbt, maee, cm)
-
-
-def _vals(a: np.ndarray) -> str:
-    return ", ".join(f"{v:g}" for v in a)
-
-
-def _units(td: TrialData, spec: _Spec) -> tuple[_gee.GEEUnits, list[str]]:
-    """Mean-model rows as GEE units, plus the term names."""
-    I, T = td.n_clusters, td.n_periods  # noqa: E741
-    f = td.frame
-    block = spec.corstr == "block-exchangeable"
-    use_cells = (
-        td.kind == "individual"
-        and not block
-        and spec.maee != "geecrt"
-        and not spec.covariates
-        and "exposure" not in td.roles
-        and "offset" not in td.roles
-    )
-    if use_cells:
-        cells = td.cells()
-        ci, pj = np.nonzero(cells.observed)
-        cluster = ci.astype(np.int64)
-        period = pj.astype(np.int64)
-        treat = cells.treatment[ci, pj]
-        w = cells.n[ci, pj].astype(float)
-        ysum = cells.total[ci, pj].astype(float)
-        yss = cells.within_ss[ci, pj].astype(float)
-        offset = np.zeros(len(ci))
-        cov = np.zeros((len(ci), 0))
-        person = None
-    else:
-        # by cluster, then period, keeping the data order within a cell
-        order = np.lexsort((td.period_codes, td.cluster_codes))
-        cluster = td.cluster_codes[order].astype(np.int64)
-        period = td.period_codes[order].astype(np.int64)
-        treat = f["treatment"].to_numpy(np.float64)[order]
-        y = f["outcome"].to_numpy(np.float64)[order]
-        if td.kind == "aggregate" and td.family == "binomial" and "trials" in f.columns:
-            w = f["trials"].to_numpy(np.float64)[order]
-            ysum = y
-            with np.errstate(invalid="ignore", divide="ignore"):
-                yss = np.where(w > 0, y - y * y / np.where(w > 0, w, 1.0), 0.0)
-            keep = w > 0
-        else:
-            w = np.ones(len(y))
-            ysum = y
-            yss = np.zeros(len(y))
-            keep = np.ones(len(y), dtype=bool)
-        offset = np.zeros(len(y))
-        if "exposure" in td.roles:
-            offset = offset + np.log(f["exposure"].to_numpy(np.float64)[order])
-        if "offset" in td.roles:
-            offset = offset + f["offset"].to_numpy(np.float64)[order]
-        cov = (
-            np.column_stack([f[c].to_numpy(np.float64)[order] for c in spec.covariates])
-            if spec.covariates
-            else np.zeros((len(y), 0))
-        )
-        person = None
-        if block:
-            codes = pd.factorize(f["individual"])[0].astype(np.int64)[order]
-            key = codes * T + period
-            if np.unique(key).shape[0] < key.shape[0]:
-                raise DataError(
-                    "corstr='block-exchangeable' needs at most one row per individual and "
-                    f"period; column {td.roles['individual']!r} repeats a person within a "
-                    "period."
-                )
-            person = codes
-        cluster, period, treat = cluster[keep], period[keep], treat[keep]
-        w, ysum, yss, offset, cov = w[keep], ysum[keep], yss[keep], offset[keep], cov[keep]
-        if person is not None:
-            person = person[keep]
-
-    cols: list[np.ndarray] = []
-    names: list[str] = []
-    observed_periods = np.unique(period)
-    if spec.time == "categorical":
-        # one mean per period, no separate intercept (geeCRT's and Li et al.'s coding);
-        # the Fay-Graubard correction depends on the coding, the other estimators do not
-        for j in observed_periods:
-            cols.append((period == j).astype(float))
-            names.append(f"period[{_label(td.periods[j])}]")
-    else:
-        cols.append(np.ones(len(cluster)))
-        names.append("(Intercept)")
-        if spec.time == "linear":
-            cols.append(period.astype(float))
-            names.append("period")
-    cols.append(treat)
-    names.append("treatment")
-    for q, c in enumerate(spec.covariates):
-        cols.append(cov[:, q])
-        names.append(c)
-    X = np.column_stack(cols)
-    rank = np.linalg.matrix_rank(X * np.sqrt(w)[:, None])
-    if rank < X.shape[1]:
-        raise DataError(
-            "the mean model is not identifiable: treatment (or a covariate) is collinear "
-            f"with the period effects and intercept ({X.shape[1]} columns, rank {rank}); "
-            "check the treatment column and covariates."
-        )
-    units = _gee.GEEUnits(
-        cluster=cluster,
-        period=period,
-        X=X,
-        w=w,
-        ysum=ysum,
-        yss=yss,
-        offset=offset,
-        n_clusters=I,
-        n_periods=T,
-        times=np.arange(T, dtype=float),
-        individual=None if use_cells else person,
-    )
-    return units, names
-
-
-def _label(x: Any) -> str:
-    return str(x.item() if isinstance(x, np.generic) else x)
-
-
-def _start(units: _gee.GEEUnits, fam: _gee.LinkFunctions, spec: _Spec) -> np.ndarray:
-    """Start from least squares of the link-transformed (shrunk) cell means."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ybar = units.ysum / units.w
-    if spec.family == "binomial":
-        ybar = (units.ysum + 0.5) / (units.w + 1.0)
-    elif spec.family in ("poisson", "negative_binomial"):
-        ybar = (units.ysum + 0.5) / units.w
-    if spec.link == "log" and spec.family == "gaussian":
-        ybar = np.maximum(ybar, 1e-8)
-    z = fam.linkfun(ybar) - units.offset
-    if spec.link == "identity" and spec.family == "binomial":
-        z = np.clip(z, 0.01, 0.99)
-    sw = np.sqrt(units.w)
-    beta, *_ = np.linalg.lstsq(units.X * sw[:, None], z * sw, rcond=None)
-    return np.asarray(beta, dtype=float)
-
-
-def _nb_theta(units: _gee.GEEUnits, spec: _Spec) -> float:
-    """Moment estimate of the negative-binomial shape from a Poisson working fit."""
-    fam = _gee.link_functions("poisson", spec.link)
-    core = _gee.fit_gee_core(units, fam, "independence", beta0=_start(units, fam, spec), phi=1.0)
-    mu = fam.linkinv(units.X @ core.beta + units.offset)
-    resid2 = units.yss + (units.ysum - units.w * mu) ** 2 / units.w
-    num = float(np.sum(units.w * mu * mu))
-    k = float(np.sum(resid2 - units.w * mu)) / num
-    if not k > 1e-8:
-        raise DataError(
-            "the counts show no overdispersion beyond Poisson (moment estimate of the "
-            "negative-binomial 1/theta <= 0); use family='poisson' or pass `nb_theta`."
-        )
-    return 1.0 / k
 
 
 def fit_gee(
@@ -801,7 +413,7 @@ def fit_gee(
         or fractional counts), non-finite offsets or covariates, a mean model that is
         not identifiable, or too few clusters: ``I <= p`` makes the sandwich singular
         and leaves no degrees of freedom.
-    ValueError
+    OptionError
         For a family/link pair that makes no sense or an unknown option.
 
     Warns
@@ -815,26 +427,8 @@ def fit_gee(
 
     Notes
     -----
-    Working covariance ``V_i = phi A_i^{1/2} R_i A_i^{1/2}``.  Correlation parameters
-    are moment estimates from Pearson residuals (the averages of ``r_k r_l / phi`` over
-    all, same-period and different-period pairs, and for the cohort structure over
-    same-person pairs; least squares on the lag for decay and AR(1)), which are geepack's
-    estimators (its user-defined ``zcor`` design for the cohort structure) and the
-    solution of geeCRT's unadjusted
-    correlation estimating equations.  The default scale is geepack's.
-
-    Bias-corrected sandwiches (Liang & Zeger 1986; Kauermann & Carroll 2001; Mancl &
-    DeRouen 2001; Fay & Graubard 2001) are computed in ``p`` dimensions per cluster.
-    ``vcov="kc"`` is the form implemented in geeCRT (BC1),
-    ``Omega^{-1} [1/2 sum_i (u_i^MD u_i' + u_i u_i^MD')] Omega^{-1}`` with
-    ``u_i^MD = D_i' V_i^{-1} (I - H_i)^{-1} e_i``, not the symmetric ``(I - H_i)^{-1/2}``
-    form; the two agree to about 1e-4 relative on geeCRT's example data.  The
-    Fay-Graubard correction uses ``diag(M_i Omega^{-1})`` and so depends on how the period
-    effects are coded; the default coding (one mean per period) is geeCRT's.
-
-    Without individual-level covariates the fit uses only cluster-period sizes, sums and
-    within-cell sums of squares (the cluster-period reduction); the estimates equal the
-    individual-level GEE exactly.
+    The correlation estimators, the bias-corrected sandwiches and the cluster-period
+    reduction are described in the notes of :mod:`steppedwedge.models.gee`.
 
     References
     ----------
@@ -868,23 +462,23 @@ def fit_gee(
     >>> round(res.estimate, 3), round(res.std_error, 3), res.df
     (0.713, 0.138, 6.0)
     """
-    spec = _fit_gee_iv(
-        trial_data,
-        family,
-        link,
-        corstr,
-        vcov,
-        dof,
-        time,
-        covariates,
-        corr_params,
-        scale,
-        nb_theta,
-        maee,
-        corr_method,
-    )
-    units, names = _units(trial_data, spec)
-    I = trial_data.n_clusters  # noqa: E741
+    opts = gee_options(
+        trial_data, family, link, corstr, vcov, dof, time, covariates, corr_params, scale,
+        nb_theta, maee, corr_method,
+    )  # fmt: skip
+    units, names = gee_units(trial_data, opts)
+    df = _check_size(trial_data, units, opts)
+    nbt = opts.nb_theta
+    if opts.family == "negative_binomial" and nbt is None:
+        nbt = moment_nb_theta(units, opts)
+    fam = _gee.link_functions(opts.family, opts.link, nb_theta=nbt)
+    core = _solve(units, fam, opts, tol, maxiter)
+    return _gee_result(trial_data, units, names, opts, fam, core, df, nbt)
+
+
+def _check_size(td: TrialData, units: _gee.GEEUnits, opts: GEEOptions) -> float:
+    """Refuse too few clusters or a structure the units cannot carry; warn; return the df."""
+    I = td.n_clusters  # noqa: E741
     p = units.X.shape[1]
     if I <= p:
         raise DataError(
@@ -892,101 +486,111 @@ def fit_gee(
             f"rank at most I and t inference uses I - p df); got {I} clusters. Use "
             "time='linear' or 'none', or a mixed model."
         )
-    if spec.corstr == "ar1" and not units.single:
+    if opts.corstr == "ar1" and not units.single:
         raise DataError(
             "corstr='ar1' needs one observation per cluster-period (aggregate data); for "
             "individual rows use corstr='decay' (alpha0 * r^|j-k|)."
         )
-    if spec.corstr == "nested-exchangeable" and units.single:
+    if opts.corstr == "nested-exchangeable" and units.single:
         raise DataError(
             "corstr='nested-exchangeable' needs several observations per cluster-period; "
             "with one observation per cell the within-period correlation is not defined "
             "(use 'exchangeable' or 'ar1')."
         )
-    df = float(I - p) if spec.dof is None else spec.dof
-    if spec.vcov == "robust" and I < _FEW_CLUSTERS:
-        warnings.warn(
+    if opts.vcov == "robust" and I < _FEW_CLUSTERS:
+        warn(
             f"vcov='robust' (uncorrected Liang-Zeger) with only {I} clusters underestimates "
             "the variance; prefer vcov='md', 'kc' or 'fg'.",
             SmallSampleWarning,
-            stacklevel=caller_stacklevel(),
         )
-    if I - p < 5 and spec.dof is None:
-        warnings.warn(
+    if I - p < 5 and opts.dof is None:
+        warn(
             f"only {I - p} degrees of freedom (I = {I} clusters, p = {p} mean parameters): "
             "inference is fragile; consider time='linear' or a permutation test.",
             SmallSampleWarning,
-            stacklevel=caller_stacklevel(),
         )
+    return float(I - p) if opts.dof is None else opts.dof
 
-    nbt = spec.nb_theta
-    if spec.family == "negative_binomial" and nbt is None:
-        nbt = _nb_theta(units, spec)
-    fam = _gee.link_functions(spec.family, spec.link, nb_theta=nbt)
-    beta0 = _start(units, fam, spec)
+
+def _solve(
+    units: _gee.GEEUnits, fam: _gee.LinkFunctions, opts: GEEOptions, tol: float, maxiter: int
+) -> _gee.GEECore:
+    """Run the GEE kernel; its numerical failures become DataErrors that say what to do."""
     try:
         core = _gee.fit_gee_core(
             units,
             fam,
-            spec.corstr,
-            beta0=beta0,
-            params=spec.corr_params,
-            phi=spec.scale,
-            scale_method=spec.scale_method,
-            maee=spec.maee,
-            corr_method=spec.corr_method,
+            opts.corstr,
+            beta0=gee_start(units, fam, opts),
+            params=opts.corr_params,
+            phi=opts.scale,
+            scale_method=opts.scale_method,
+            maee=opts.maee,
+            corr_method=opts.corr_method,
             tol=tol,
             maxiter=maxiter,
         )
     except _gee.WorkingCorrelationError as err:
         raise DataError(
-            f"the {spec.corstr} working correlation implied by the data is not positive "
+            f"the {opts.corstr} working correlation implied by the data is not positive "
             f"definite ({err}); strongly negative correlation estimates can do this with large "
             "clusters. Use corstr='independence', fix `corr_params`, or use a mixed model."
         ) from None
     except FloatingPointError:
         raise DataError(
-            f"the fitted means left the range of the {spec.family} family with the "
-            f"{spec.link} link (e.g. a probability outside (0, 1)); use the canonical link."
+            f"the fitted means left the range of the {opts.family} family with the "
+            f"{opts.link} link (e.g. a probability outside (0, 1)); use the canonical link."
         ) from None
     if not core.converged:
-        warnings.warn(
+        warn(
             f"GEE did not converge in {maxiter} iterations; results may be unreliable.",
             ConvergenceWarning,
-            stacklevel=caller_stacklevel(),
         )
-    corr = dict(zip(_gee.CORSTRS[spec.corstr], map(float, core.params), strict=False))
+    return core
+
+
+def _gee_result(
+    td: TrialData,
+    units: _gee.GEEUnits,
+    names: list[str],
+    opts: GEEOptions,
+    fam: _gee.LinkFunctions,
+    core: _gee.GEECore,
+    df: float,
+    nbt: float | None,
+) -> GEEResult:
+    corr = dict(zip(_gee.CORSTRS[opts.corstr], map(float, core.params), strict=False))
     corr_inputs: tuple[Any, ...] | None = None
     if (
-        spec.corstr in ("exchangeable", "nested-exchangeable")
-        and spec.corr_params is None
-        and spec.corr_method == "moment"
-        and spec.maee != "geecrt"
+        opts.corstr in ("exchangeable", "nested-exchangeable")
+        and opts.corr_params is None
+        and opts.corr_method == "moment"
+        and opts.maee != "geecrt"
         and not units.single
     ):
-        corr_inputs = (units, fam, core.beta, spec.corstr, core.params, core.phi, bool(spec.maee))
-    V = _vcov(core.M, core.u, core.phi, spec.vcov, names)
+        corr_inputs = (units, fam, core.beta, opts.corstr, core.params, core.phi, bool(opts.maee))
     return GEEResult(
         params=pd.Series(core.beta, index=names),
-        vcov_matrix=V,
-        vcov=spec.vcov,
+        vcov_matrix=_vcov(core.M, core.u, core.phi, opts.vcov, names, td.clusters),
+        vcov=opts.vcov,
         df=df,
-        family=spec.family,
-        link=spec.link,
-        corstr=spec.corstr,
+        family=opts.family,
+        link=opts.link,
+        corstr=opts.corstr,
         correlation=corr,
         scale=core.phi,
         estimand="treatment",
-        n_clusters=I,
+        n_clusters=td.n_clusters,
         n_obs=int(round(units.w.sum())),
         iterations=core.iterations,
         converged=core.converged,
-        scale_method="fixed" if spec.scale is not None else spec.scale_method,
+        scale_method="fixed" if opts.scale is not None else opts.scale_method,
         nb_theta=nbt,
-        maee=spec.maee,
+        maee=opts.maee,
         _corr_inputs=corr_inputs,
         _M=core.M,
         _u=core.u,
+        _clusters=tuple(td.clusters),
     )
 
 
@@ -1082,65 +686,122 @@ def fit_gee_frame(
     >>> res.corstr, round(float(np.exp(res.estimate)), 3)
     ('exchangeable', 0.609)
     """
-    if effect != "immediate":
-        raise OptionError(
-            f"`effect={effect!r}` is not available with method='gee'; only effect='immediate' is."
-        )
-    if corstr is None and random not in RANDOM_TO_CORSTR:
-        listed = ", ".join(repr(k) for k in RANDOM_TO_CORSTR)
-        raise OptionError(
-            f"`random={random!r}` has no GEE working-correlation analogue; use one of "
-            f"{listed} or pass `corstr`."
-        )
-    frame = data
-    cov_names: list[str] = []
-    if covariates is not None:
-        from ._formula import covariate_matrix
+    spec = AnalysisSpec.from_options(
+        outcome=outcome, cluster=cluster, period=period, treatment=treatment,
+        individual=individual, family=family, link=link, exposure=exposure, offset=offset,
+        trials=trials, covariates=covariates, random=random, time=time, effect=effect,
+        method="gee", dof=dof, vcov=vcov, missing=missing, design=design,
+    )  # fmt: skip
+    return fit_gee_spec(data, spec, corstr=corstr, **options)
 
-        cm = covariate_matrix(covariates, data)
-        frame = data.copy()
-        for q, name in enumerate(cm.names):
-            col = name if name not in frame.columns else f"{name}__cov"
-            frame[col] = cm.values[:, q]
-            cov_names.append(col)
-    td = TrialData.from_frame(
-        frame,
-        outcome=outcome,
-        cluster=cluster,
-        period=period,
-        treatment=treatment,
-        individual=individual,
-        family=family,
-        trials=trials,
-        exposure=exposure,
-        offset=offset,
-        covariates=cov_names or None,
-        design=design,
-        missing=missing,
-    )
-    cs: str | None = corstr
-    if cs is None:
-        cs = RANDOM_TO_CORSTR[random]
-        if individual is not None and cs in ("exchangeable", "nested-exchangeable"):
-            cs = "block-exchangeable"
-        single = td.kind == "aggregate" and not (td.family == "binomial" and "trials" in td.roles)
-        if single and cs == "nested-exchangeable":
-            cs = "exchangeable"
-        elif single and cs == "decay":
-            cs = "ar1"
-    if vcov == "cr2":
+
+def fit_gee_spec(
+    data: pd.DataFrame, spec: AnalysisSpec, *, corstr: CorStr | None = None, **options: Any
+) -> GEEResult:
+    """GEE analysis of ``data`` as ``spec`` describes: the ``method="gee"`` entry of ``sw.fit``.
+
+    Roles, family, link, covariates, ``random`` (the working correlation when ``corstr`` is
+    not given, see :func:`fit_gee_frame`), ``time``, ``effect``, ``dof`` and ``vcov`` come
+    from the spec; the GEE's own numerical options are keywords.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        Trial rows (never modified).
+    spec : AnalysisSpec
+        The validated analysis (:meth:`AnalysisSpec.from_options`).
+    corstr : str, optional
+        Working correlation (overrides ``spec.random``); see :func:`fit_gee`.
+    **options
+        ``corr_params``, ``scale``, ``nb_theta``, ``maee``, ``corr_method``, ``tol``,
+        ``maxiter`` of :func:`fit_gee`.
+
+    Returns
+    -------
+    GEEResult
+
+    Raises
+    ------
+    OptionError
+        ``effect`` other than ``"immediate"``, a ``random`` without a working-correlation
+        analogue, or ``vcov="cr2"``; and the option errors of :func:`fit_gee`.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from steppedwedge.models.gee import fit_gee_spec
+    >>> from steppedwedge.models.spec import AnalysisSpec
+    >>> rng = np.random.default_rng(7)
+    >>> rows = [(i, t, int(t > i % 4), rng.poisson(8 * np.exp(-0.3 * int(t > i % 4))))
+    ...         for i in range(12) for t in range(5)]
+    >>> df = pd.DataFrame(rows, columns=["area", "quarter", "x", "cases"])
+    >>> spec = AnalysisSpec.from_options(outcome="cases", cluster="area", period="quarter",
+    ...                                  treatment="x", family="poisson", method="gee")
+    >>> fit_gee_spec(df, spec).corstr
+    'exchangeable'
+    """
+    _check_spec(spec, corstr)
+    frame, cov_names = _covariate_columns(data, spec.covariates)
+    td = spec.trial_data(frame, covariates=cov_names or None)
+    cs = _default_corstr(spec, td) if corstr is None else corstr
+    if spec.vcov == "cr2":
         raise OptionError(
             "`vcov='cr2'` is a mixed-model option; for GEE use 'md', 'kc', 'fg', 'robust' "
             "or 'model'."
         )
     return fit_gee(
         td,
-        family=family,
-        link=link,
+        link=spec.link_given,
         corstr=cs,  # type: ignore[arg-type]
-        vcov="md" if vcov is None else vcov,  # type: ignore[arg-type]
-        dof=dof,
-        time=time,  # type: ignore[arg-type]
+        vcov="md" if spec.vcov is None else spec.vcov,  # type: ignore[arg-type]
+        dof=spec.dof,
+        time=spec.time,  # type: ignore[arg-type]
         covariates=cov_names or None,
         **options,
     )
+
+
+def _check_spec(spec: AnalysisSpec, corstr: str | None) -> None:
+    """Refuse the spec options a GEE cannot honour: other estimands, an unmapped ``random``."""
+    if spec.effect != "immediate":
+        raise OptionError(
+            f"`effect={spec.effect!r}` is not available with method='gee'; only "
+            "effect='immediate' is."
+        )
+    if corstr is None and spec.random not in RANDOM_TO_CORSTR:
+        listed = ", ".join(repr(k) for k in RANDOM_TO_CORSTR)
+        raise OptionError(
+            f"`random={spec.random!r}` has no GEE working-correlation analogue; use one of "
+            f"{listed} or pass `corstr`."
+        )
+
+
+def _covariate_columns(
+    data: pd.DataFrame, covariates: str | None
+) -> tuple[pd.DataFrame, list[str]]:
+    """Add the covariate formula's model-matrix columns to a copy of ``data``."""
+    if covariates is None:
+        return data, []
+    from ._formula import covariate_matrix
+
+    cm = covariate_matrix(covariates, data)
+    frame = data.copy()
+    names: list[str] = []
+    for q, name in enumerate(cm.names):
+        col = name if name not in frame.columns else f"{name}__cov"
+        frame[col] = cm.values[:, q]
+        names.append(col)
+    return frame, names
+
+
+def _default_corstr(spec: AnalysisSpec, td: TrialData) -> str:
+    """Return the working correlation mirroring ``spec.random`` at the level of the data."""
+    cs = RANDOM_TO_CORSTR[spec.random]
+    if spec.individual is not None and cs in ("exchangeable", "nested-exchangeable"):
+        cs = "block-exchangeable"
+    single = td.kind == "aggregate" and not (td.family == "binomial" and "trials" in td.roles)
+    if single and cs == "nested-exchangeable":
+        return "exchangeable"
+    if single and cs == "decay":
+        return "ar1"
+    return cs
