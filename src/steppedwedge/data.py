@@ -23,7 +23,6 @@ loops), so a million individual rows aggregate in a fraction of a second.
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -34,7 +33,7 @@ import pandas as pd
 
 from ._typing import BoolArray, FloatArray, IntArray
 from ._validation import check_option
-from ._warnings import caller_stacklevel
+from ._warnings import warn
 from .exceptions import DataError, MissingDataWarning, OptionError
 
 __all__ = [
@@ -606,7 +605,7 @@ def _check_one_label_per_period(
     )
 
 
-def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
+def _from_frame_iv(
     cls: type[TrialData],
     data: pd.DataFrame,
     *,
@@ -627,14 +626,13 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
     period_order: Sequence[Hashable] | None = None,
     allow_reversal: bool = False,
 ) -> TrialData:
+    """Validate the rows and build the :class:`TrialData` (see :meth:`TrialData.from_frame`)."""
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"`data` must be a pandas DataFrame; got {type(data).__name__}.")
     family = check_option("family", family, _FAMILIES)
     missing = check_option("missing", missing, ("raise", "drop"))
     if kind is not None:
         check_option("kind", kind, ("individual", "aggregate"))
-
-    # ---- roles -----------------------------------------------------------------------
     given: dict[str, str | None] = {
         "cluster": cluster,
         "period": period,
@@ -646,6 +644,55 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
         "offset": offset,
         "size": size,
     }
+    roles, covs = _resolve_roles(data, given, covariates)
+    _check_role_options(data, given, family, period_order, design)
+    kind = _resolve_kind(kind, given, family)
+    frame = _canonical_copy(data, roles, given, covs)
+    _check_structural(frame, roles)
+    frame, num = _drop_missing(frame, roles, covs, missing)
+    y = num["outcome"]
+    _check_outcome_values(frame, y, roles, family, kind)
+    _check_measured_values(frame, y, num, roles)
+    tr = _treatment_values(frame, roles)
+    codes = _label_codes(frame, roles, design, kind, period_order)
+    clusters, periods, c_codes, p_codes, periods_ordered = codes
+    cell = c_codes * len(periods) + p_codes
+    if kind == "aggregate":
+        _check_one_row_per_cell(cell, clusters, periods)
+    elif family in _COUNT_FAMILIES and individual is None:
+        _check_repeated_count_rows(frame, cell)
+    if individual is not None:
+        _check_individuals(frame, c_codes, clusters, roles["individual"])
+    if design is not None:
+        _check_against_design(frame, design, tr, cell, clusters, periods, roles["treatment"])
+    # ---- treatment never goes back; the outcome varies -----------------------------------
+    if design is None and periods_ordered and not allow_reversal:
+        _check_no_reversal(tr, cell, clusters, periods, roles["treatment"])
+    _check_outcome_varies(y, num.get("trials"), family, kind, roles)
+    # ---- store canonical numeric columns ---------------------------------------------
+    # (a float64 column already holds exactly these values: no need to re-assign it)
+    for role, values in (("treatment", tr), *num.items()):
+        if frame[role].dtype != np.float64:
+            frame[role] = values
+    return cls(
+        frame=frame,
+        kind=kind,
+        family=family,
+        clusters=clusters,
+        periods=periods,
+        roles=dict(roles),
+        covariates=covs,
+        cluster_codes=_readonly(np.ascontiguousarray(c_codes, dtype=np.int64)),
+        period_codes=_readonly(np.ascontiguousarray(p_codes, dtype=np.int64)),
+        design=design,
+        periods_ordered=periods_ordered,
+    )
+
+
+def _resolve_roles(
+    data: pd.DataFrame, given: Mapping[str, str | None], covariates: Sequence[str] | None
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Check the role and covariate columns exist, are distinct and unambiguous."""
     roles: dict[str, str] = {}
     for role, col in given.items():
         if col is None:
@@ -678,7 +725,18 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
     if data.columns.duplicated().any():
         dup = data.columns[data.columns.duplicated()].unique()
         raise DataError(f"`data` has duplicated column names: {_list([repr(c) for c in dup])}.")
+    return roles, covs
 
+
+def _check_role_options(
+    data: pd.DataFrame,
+    given: Mapping[str, str | None],
+    family: str,
+    period_order: Sequence[Hashable] | None,
+    design: Any,
+) -> None:
+    """Refuse roles the family does not use, conflicting options and empty data."""
+    trials, exposure, offset = given["trials"], given["exposure"], given["offset"]
     if trials is not None and family != "binomial":
         raise DataError(f"`trials` is only used with family='binomial'; got family={family!r}.")
     if (exposure is not None or offset is not None) and family not in _COUNT_FAMILIES:
@@ -687,7 +745,7 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
             f"`{which}` is only used with count families ('poisson', 'negative_binomial'); "
             f"got family={family!r}."
         )
-    if size is not None and family != "gaussian":
+    if given["size"] is not None and family != "gaussian":
         raise DataError(f"`size` is only used with family='gaussian'; got family={family!r}.")
     if exposure is not None and offset is not None:
         raise OptionError(
@@ -707,8 +765,12 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
             "nothing to analyse."
         )
 
+
+def _resolve_kind(kind: DataKind | None, given: Mapping[str, str | None], family: str) -> DataKind:
+    """Individual or aggregate rows: the default from the roles, checked against them."""
+    trials, size = given["trials"], given["size"]
     if kind is None:
-        if individual is not None:
+        if given["individual"] is not None:
             kind = "individual"
         elif trials is not None or size is not None or family in _COUNT_FAMILIES:
             kind = "aggregate"
@@ -718,18 +780,28 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
         raise DataError("`trials` and `size` describe aggregate rows; they need kind='aggregate'.")
     if kind == "aggregate" and family == "binomial" and trials is None:
         raise DataError("binomial aggregate rows need `trials` (the column of trials).")
+    return kind
 
-    # ---- the copy, with canonical names ---------------------------------------------
+
+def _canonical_copy(
+    data: pd.DataFrame,
+    roles: Mapping[str, str],
+    given: Mapping[str, str | None],
+    covs: tuple[str, ...],
+) -> pd.DataFrame:
+    """Return a deep copy of ``data`` with the role columns renamed to the role names."""
     rename = {col: role for role, col in roles.items()}
     clash = {c: f"{c}_" for c in data.columns if c not in rename and c in given and c not in covs}
-    frame = data.copy(deep=True)
+    frame: pd.DataFrame = data.copy(deep=True)
     if clash or rename:
         # relabel the columns of our own copy in place (``rename`` would copy again)
         mapping = {**clash, **rename}
         frame.columns = pd.Index([mapping.get(c, c) for c in frame.columns])
-    cols = ("cluster", "period")
+    return frame
 
-    # ---- structural columns: never missing -----------------------------------------
+
+def _check_structural(frame: pd.DataFrame, roles: Mapping[str, str]) -> None:
+    """Refuse missing cluster, period, treatment or individual labels (never dropped)."""
     for role in ("cluster", "period", "treatment", "individual"):
         if role not in roles:
             continue
@@ -738,10 +810,14 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
             idx = np.flatnonzero(na)
             raise DataError(
                 f"`{role}` column {roles[role]!r} has {len(idx)} missing value(s), in rows "
-                f"{_list([frame.index[i] for i in idx])}; {role} labels cannot be missing."
+                f"{_list([frame.index[int(i)] for i in idx])}; {role} labels cannot be missing."
             )
 
-    # ---- missing values in the measured columns -------------------------------------
+
+def _drop_missing(
+    frame: pd.DataFrame, roles: Mapping[str, str], covs: tuple[str, ...], missing: str
+) -> tuple[pd.DataFrame, dict[str, FloatArray]]:
+    """Read the measured columns as numbers; raise on missing values, or drop with a warning."""
     measured = [r for r in ("outcome", "trials", "exposure", "offset", "size") if r in roles]
     num: dict[str, FloatArray] = {}
     for role in measured:
@@ -758,33 +834,37 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
         if m.any():
             miss_by[c] = int(m.sum())
             miss |= m
-    if miss.any():
-        where = _where(frame, miss, cols)
-        counts = ", ".join(f"{k!r}: {v}" for k, v in miss_by.items())
-        if missing == "raise":
-            raise DataError(
-                f"{int(miss.sum())} row(s) have missing values (by column: {counts}): {where}. "
-                "Pass missing='drop' to drop them."
-            )
-        if miss.all():
-            raise DataError(
-                f"every row has a missing value (by column: {counts}); no rows are left to "
-                "analyse after missing='drop'."
-            )
-        cl = frame.loc[miss, "cluster"].value_counts(sort=False)
-        per_cluster = ", ".join(f"{_lab(k)} ({v})" for k, v in cl.items())
-        warnings.warn(
-            f"dropped {int(miss.sum())} of {len(frame)} rows with missing values "
-            f"(by column: {counts}); by cluster: {per_cluster}.",
-            MissingDataWarning,
-            stacklevel=caller_stacklevel(),
+    if not miss.any():
+        return frame, num
+    where = _where(frame, miss, ("cluster", "period"))
+    counts = ", ".join(f"{k!r}: {v}" for k, v in miss_by.items())
+    if missing == "raise":
+        raise DataError(
+            f"{int(miss.sum())} row(s) have missing values (by column: {counts}): {where}. "
+            "Pass missing='drop' to drop them."
         )
-        keep = ~miss
-        frame = frame.loc[keep].copy()
-        num = {k: v[keep] for k, v in num.items()}
+    if miss.all():
+        raise DataError(
+            f"every row has a missing value (by column: {counts}); no rows are left to "
+            "analyse after missing='drop'."
+        )
+    cl = frame.loc[miss, "cluster"].value_counts(sort=False)
+    per_cluster = ", ".join(f"{_lab(k)} ({v})" for k, v in cl.items())
+    warn(
+        f"dropped {int(miss.sum())} of {len(frame)} rows with missing values "
+        f"(by column: {counts}); by cluster: {per_cluster}.",
+        MissingDataWarning,
+    )
+    keep = ~miss
+    kept: pd.DataFrame = frame.loc[keep].copy()
+    return kept, {k: v[keep] for k, v in num.items()}
 
-    # ---- values ---------------------------------------------------------------------
-    y = num["outcome"]
+
+def _check_outcome_values(
+    frame: pd.DataFrame, y: FloatArray, roles: Mapping[str, str], family: str, kind: str
+) -> None:
+    """Refuse non-finite outcomes, non-integer counts and non-0/1 binomial rows."""
+    cols = ("cluster", "period")
     bad = ~np.isfinite(y)
     if bad.any():
         raise DataError(
@@ -808,6 +888,13 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
                 f"(pass `trials=` for events out of trials); bad values "
                 f"{_list(pd.unique(y[bad]))} at {_where(frame, bad, cols)}."
             )
+
+
+def _check_measured_values(
+    frame: pd.DataFrame, y: FloatArray, num: Mapping[str, FloatArray], roles: Mapping[str, str]
+) -> None:
+    """Refuse bad trials (or events above them), exposure, offset and size values."""
+    cols = ("cluster", "period")
     if "trials" in num:
         n_tr = num["trials"]
         bad = ~np.isfinite(n_tr) | (n_tr < 0) | (n_tr != np.round(n_tr))
@@ -844,18 +931,38 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
                 f"`size` column {roles['size']!r} must be non-negative and finite; "
                 f"bad values at {_where(frame, bad, cols)}."
             )
+
+
+def _treatment_values(frame: pd.DataFrame, roles: Mapping[str, str]) -> FloatArray:
+    """Return the treatment column as numbers in [0, 1], or raise naming the bad rows."""
     tr = _numeric(frame, "treatment", roles["treatment"], "treatment")
     bad = ~np.isfinite(tr) | (tr < 0) | (tr > 1)
     if bad.any():
         raise DataError(
             f"`treatment` column {roles['treatment']!r} must lie in [0, 1] (0 control, 1 treated); "
-            f"bad values {_list(pd.unique(tr[bad]))} at {_where(frame, bad, cols)}."
+            f"bad values {_list(pd.unique(tr[bad]))} at "
+            f"{_where(frame, bad, ('cluster', 'period'))}."
         )
+    return tr
 
-    # ---- labels and codes -----------------------------------------------------------
+
+_Codes = tuple[tuple[Hashable, ...], pd.Index, IntArray, IntArray, bool]
+
+
+def _label_codes(
+    frame: pd.DataFrame,
+    roles: Mapping[str, str],
+    design: Any,
+    kind: str,
+    period_order: Sequence[Hashable] | None,
+) -> _Codes:
+    """Cluster and period labels and each row's codes; the design's labels when given.
+
+    With a design, ``frame``'s (our copy's) cluster and period columns are set to the
+    design's labels (e.g. Periods for "2023Q1" strings).
+    """
     for role in ("cluster", "period"):
         _check_near_duplicate_labels(frame[role], role, roles[role])
-    periods_ordered = True
     if design is not None:
         d_clusters = pd.Index(list(design.clusters))
         d_periods = (
@@ -867,121 +974,107 @@ def _from_frame_iv(  # noqa: C901 - one linear sequence of checks
         p_codes = _codes_for(
             frame["period"], d_periods, "period", roles["period"], one_label=kind == "aggregate"
         )
-        # hold the design's labels (e.g. Periods for "2023Q1" strings)
         frame["cluster"] = np.asarray(d_clusters.take(c_codes), dtype=object)
         frame["period"] = d_periods.take(p_codes)
-        clusters = tuple(d_clusters)
-        periods = d_periods
+        return tuple(d_clusters), d_periods, c_codes, p_codes, True
+    periods_ordered = True
+    cl_labels, c_codes = _sorted_codes(frame["cluster"])
+    if period_order is not None:
+        periods, p_codes = _codes_in_order(frame["period"], period_order, roles["period"])
     else:
-        cl_labels, c_codes = _sorted_codes(frame["cluster"])
-        if period_order is not None:
-            periods, p_codes = _codes_in_order(frame["period"], period_order, roles["period"])
-        else:
-            per_labels, p_codes = _sorted_codes(frame["period"])
-            periods = _as_index(frame["period"], per_labels)
-            periods_ordered = ordered_periods(frame["period"])
-        clusters = tuple(cl_labels)
+        per_labels, p_codes = _sorted_codes(frame["period"])
+        periods = _as_index(frame["period"], per_labels)
+        periods_ordered = ordered_periods(frame["period"])
+    return tuple(cl_labels), periods, c_codes, p_codes, periods_ordered
+
+
+def _check_one_row_per_cell(
+    cell: IntArray, clusters: tuple[Hashable, ...], periods: pd.Index
+) -> None:
+    """Aggregate rows: refuse a cluster-period cell with more than one row."""
     n_i, n_t = len(clusters), len(periods)
-    cell = c_codes * n_t + p_codes
+    per_cell = np.bincount(cell, minlength=n_i * n_t)
+    dup = np.flatnonzero(per_cell > 1)
+    if dup.size:
+        names = [f"({_lab(clusters[k // n_t])}, {_lab(periods[k % n_t])})" for k in dup]
+        raise DataError(
+            f"aggregate data must have one row per cluster-period; duplicated cells "
+            f"(cluster, period): {_list(names)}. Pass kind='individual' if rows are "
+            "individual observations."
+        )
 
-    # ---- aggregate rows: one per cell -------------------------------------------------
-    if kind == "aggregate":
-        per_cell = np.bincount(cell, minlength=n_i * n_t)
-        dup = np.flatnonzero(per_cell > 1)
-        if dup.size:
-            names = [f"({_lab(clusters[k // n_t])}, {_lab(periods[k % n_t])})" for k in dup]
-            raise DataError(
-                f"aggregate data must have one row per cluster-period; duplicated cells "
-                f"(cluster, period): {_list(names)}. Pass kind='individual' if rows are "
-                "individual observations."
-            )
 
-    elif family in _COUNT_FAMILIES and individual is None:
-        _check_repeated_count_rows(frame, cell)
-
-    # ---- individual ids within one cluster --------------------------------------------
-    if individual is not None:
-        ind_codes, ind_uniques = pd.factorize(frame["individual"])
-        first = np.full(len(ind_uniques), -1, dtype=np.int64)
-        first[ind_codes] = c_codes  # one cluster per id (the last row's, for fancy assignment)
-        reused = c_codes != first[ind_codes]
-        if reused.any():
-            bad_ind = np.unique(ind_codes[reused])
-            msgs = []
-            for k in bad_ind[:_MAX_LISTED]:
-                cls_k = sorted({clusters[c] for c in np.unique(c_codes[ind_codes == k])}, key=str)
-                msgs.append(f"{_lab(ind_uniques[k])} in clusters {_list(cls_k)}")
-            raise DataError(
-                f"`individual` ids in column {roles['individual']!r} must be unique to one "
-                f"cluster; reused: {'; '.join(msgs)}"
-                + (f" ({bad_ind.size} ids in all)." if bad_ind.size > _MAX_LISTED else ".")
-            )
-
-    # ---- consistency with the design -------------------------------------------------
-    if design is not None:
-        matrix = np.asarray(design.matrix, dtype=np.float64)
-        if matrix.shape != (n_i, n_t):
-            raise DataError(
-                f"design matrix has shape {matrix.shape} but the design lists {n_i} clusters "
-                f"and {n_t} periods."
-            )
-        dm = matrix.ravel()[cell]
-        bad = np.isnan(dm)
-        if bad.any():
-            raise DataError(
-                f"rows lie in cells the design marks unobserved: {_where(frame, bad, cols)}."
-            )
-        bad = np.abs(tr - dm) > 1e-9
-        if bad.any():
-            idx = np.flatnonzero(bad)
-            parts = [
-                f"cluster {_lab(frame['cluster'].iat[i])}, period {_lab(frame['period'].iat[i])}: "
-                f"data {tr[i]:g}, design {dm[i]:g}"
-                for i in idx[:_MAX_LISTED]
-            ]
-            raise DataError(
-                f"`treatment` column {roles['treatment']!r} disagrees with the design in "
-                f"{idx.size} row(s): "
-                + "; ".join(parts)
-                + (" ..." if idx.size > _MAX_LISTED else "")
-                + "."
-            )
-        has_rows = np.zeros(n_i * n_t, dtype=bool)
-        has_rows[cell] = True
-        empty = np.flatnonzero(~has_rows & ~np.isnan(matrix.ravel()))
-        if empty.size:
-            names = [f"({_lab(clusters[k // n_t])}, {_lab(periods[k % n_t])})" for k in empty]
-            warnings.warn(
-                f"{empty.size} cell(s) the design marks observed have no rows "
-                f"(cluster, period): {_list(names)}.",
-                MissingDataWarning,
-                stacklevel=caller_stacklevel(),
-            )
-
-    # ---- treatment never goes back; the outcome varies -----------------------------------
-    if design is None and periods_ordered and not allow_reversal:
-        _check_no_reversal(tr, cell, clusters, periods, roles["treatment"])
-    _check_outcome_varies(y, num.get("trials"), family, kind, roles)
-
-    # ---- store canonical numeric columns ---------------------------------------------
-    # (a float64 column already holds exactly these values: no need to re-assign it)
-    for role, values in (("treatment", tr), *num.items()):
-        if frame[role].dtype != np.float64:
-            frame[role] = values
-
-    return cls(
-        frame=frame,
-        kind=kind,
-        family=family,
-        clusters=clusters,
-        periods=periods,
-        roles=dict(roles),
-        covariates=covs,
-        cluster_codes=_readonly(np.ascontiguousarray(c_codes, dtype=np.int64)),
-        period_codes=_readonly(np.ascontiguousarray(p_codes, dtype=np.int64)),
-        design=design,
-        periods_ordered=periods_ordered,
+def _check_individuals(
+    frame: pd.DataFrame, c_codes: IntArray, clusters: tuple[Hashable, ...], user: str
+) -> None:
+    """Refuse an individual id that appears in more than one cluster."""
+    ind_codes, ind_uniques = pd.factorize(frame["individual"])
+    first = np.full(len(ind_uniques), -1, dtype=np.int64)
+    first[ind_codes] = c_codes  # one cluster per id (the last row's, for fancy assignment)
+    reused = c_codes != first[ind_codes]
+    if not reused.any():
+        return
+    bad_ind = np.unique(ind_codes[reused])
+    msgs = []
+    for k in bad_ind[:_MAX_LISTED]:
+        cls_k = sorted({clusters[c] for c in np.unique(c_codes[ind_codes == k])}, key=str)
+        msgs.append(f"{_lab(ind_uniques[int(k)])} in clusters {_list(cls_k)}")
+    raise DataError(
+        f"`individual` ids in column {user!r} must be unique to one "
+        f"cluster; reused: {'; '.join(msgs)}"
+        + (f" ({bad_ind.size} ids in all)." if bad_ind.size > _MAX_LISTED else ".")
     )
+
+
+def _check_against_design(
+    frame: pd.DataFrame,
+    design: Any,
+    tr: FloatArray,
+    cell: IntArray,
+    clusters: tuple[Hashable, ...],
+    periods: pd.Index,
+    user: str,
+) -> None:
+    """Rows in unobserved cells or disagreeing with the design's treatment raise; empty warn."""
+    cols = ("cluster", "period")
+    n_i, n_t = len(clusters), len(periods)
+    matrix = np.asarray(design.matrix, dtype=np.float64)
+    if matrix.shape != (n_i, n_t):
+        raise DataError(
+            f"design matrix has shape {matrix.shape} but the design lists {n_i} clusters "
+            f"and {n_t} periods."
+        )
+    dm = matrix.ravel()[cell]
+    bad = np.isnan(dm)
+    if bad.any():
+        raise DataError(
+            f"rows lie in cells the design marks unobserved: {_where(frame, bad, cols)}."
+        )
+    bad = np.abs(tr - dm) > 1e-9
+    if bad.any():
+        idx = np.flatnonzero(bad)
+        parts = [
+            f"cluster {_lab(frame['cluster'].iat[i])}, period {_lab(frame['period'].iat[i])}: "
+            f"data {tr[i]:g}, design {dm[i]:g}"
+            for i in idx[:_MAX_LISTED]
+        ]
+        raise DataError(
+            f"`treatment` column {user!r} disagrees with the design in "
+            f"{idx.size} row(s): "
+            + "; ".join(parts)
+            + (" ..." if idx.size > _MAX_LISTED else "")
+            + "."
+        )
+    has_rows = np.zeros(n_i * n_t, dtype=bool)
+    has_rows[cell] = True
+    empty = np.flatnonzero(~has_rows & ~np.isnan(matrix.ravel()))
+    if empty.size:
+        names = [f"({_lab(clusters[k // n_t])}, {_lab(periods[k % n_t])})" for k in empty]
+        warn(
+            f"{empty.size} cell(s) the design marks observed have no rows "
+            f"(cluster, period): {_list(names)}.",
+            MissingDataWarning,
+        )
 
 
 def _isna(values: pd.Series) -> BoolArray:
