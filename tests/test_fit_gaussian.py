@@ -19,6 +19,7 @@ import steppedwedge.models as m
 from steppedwedge.exceptions import (
     DataError,
     MissingDataWarning,
+    OptionError,
     SmallSampleWarning,
     SteppedWedgeWarning,
 )
@@ -365,3 +366,95 @@ def test_incomplete_design_equals_dense_gls(rng):
     beta, cov, _ = _dense_gls(df, x, res.variance_components)
     assert res.estimate == pytest.approx(beta[-1], rel=DENSE_REL)
     assert res.std_error == pytest.approx(np.sqrt(cov[-1, -1]), rel=DENSE_REL)
+
+
+# ---------------------------------------------------------------- with_vcov
+
+
+def _cohort_frame(rng: np.random.Generator) -> pd.DataFrame:
+    """A closed cohort: the k-th row of every cell of a cluster is the same individual."""
+    df = _sw_frame(rng, n_clusters=8)
+    df["pid"] = df["site"] + "-" + df.groupby(["site", "month"]).cumcount().astype(str)
+    df["y"] += df.groupby("pid")["y"].transform(lambda s: 0.0 * s + rng.normal(0, 0.3))
+    return df
+
+
+def _assert_same_result(got: FitResult, want: FitResult) -> None:
+    """Every field of two Gaussian results agrees (floats to LINALG_REL, tables included)."""
+    for f in dataclasses.fields(FitResult):
+        if f.name == "_refit":
+            continue
+        a, b = getattr(got, f.name), getattr(want, f.name)
+        if isinstance(b, pd.DataFrame):
+            pd.testing.assert_frame_equal(a, b, rtol=LINALG_REL, atol=0.0)
+        elif isinstance(b, pd.Series):
+            pd.testing.assert_series_equal(a, b, rtol=LINALG_REL, atol=0.0)
+        elif isinstance(b, np.ndarray):
+            np.testing.assert_allclose(a, b, rtol=LINALG_REL, atol=0.0)
+        elif isinstance(b, float):
+            assert a == pytest.approx(b, rel=LINALG_REL, nan_ok=True), f.name
+        elif isinstance(b, dict) and f.name == "correlations":
+            assert a.keys() == b.keys()
+            for k in b:
+                np.testing.assert_allclose(a[k], b[k], rtol=LINALG_REL, atol=0.0)
+        elif isinstance(b, dict):
+            assert a == pytest.approx(b, rel=LINALG_REL), f.name
+        else:
+            assert a == b, f.name
+
+
+WITH_VCOV_CASES = {
+    # name: (fit options, (vcov, dof) of the first fit, (vcov, dof) asked of with_vcov)
+    "model-kr->cr2": ({}, ("model", None), ("cr2", None)),
+    "model-kr->cr3-normal": ({}, ("model", None), ("cr3", "normal")),
+    "cr3->model-kr": ({}, ("cr3", None), ("model", None)),
+    "cr2->model-satterthwaite": ({}, ("cr2", None), ("model", "satterthwaite")),
+    "ml-satterthwaite->cr0-df12": ({"method": "ml"}, ("model", None), ("cr0", 12.0)),
+    "covariates-in-cells->mbn": ({"covariates": "age"}, ("model", None), ("mbn", None)),
+    "eti->kc": ({"effect": "eti", "random": "nested+decay"}, ("model", None), ("kc", None)),
+    "cohort->cr2": ({"individual": "pid"}, ("model", None), ("cr2", None)),
+    "cohort-cr3->model": ({"individual": "pid"}, ("cr3", None), ("model", None)),
+}
+
+
+@pytest.mark.parametrize("case", list(WITH_VCOV_CASES), ids=list(WITH_VCOV_CASES))
+def test_with_vcov_equals_a_refit(rng, case):
+    """``with_vcov`` recomputes the variance from the stored fit: the numbers of a refit."""
+    options, (vcov0, dof0), (vcov1, dof1) = WITH_VCOV_CASES[case]
+    df = _cohort_frame(rng)
+    first = _fit(df, vcov=vcov0, dof=dof0, **options)
+    refit = _fit(df, vcov=vcov1, dof=dof1, **options)
+    got = first.with_vcov(vcov1, dof=dof1)
+    assert got.vcov == vcov1 and got.vcov != first.vcov
+    assert got.std_error != first.std_error  # the variance moved
+    _assert_same_result(got, refit)
+    # and back again: the first result, the original untouched
+    _assert_same_result(got.with_vcov(vcov0, dof=dof0), first)
+    assert first.vcov == vcov0
+
+
+def test_with_vcov_does_not_refit(frame, monkeypatch):
+    """No optimisation in ``with_vcov``: the stored fit is reused (and survives pickling)."""
+    import pickle
+
+    import steppedwedge.models.mixed as mixed
+
+    res = pickle.loads(pickle.dumps(_fit(frame)))
+    refit = _fit(frame, vcov="cr2")
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("with_vcov re-optimised the model")
+
+    monkeypatch.setattr(mixed, "fit_lmm", no_fit)
+    monkeypatch.setattr(mixed, "fit_lmm_rows", no_fit)
+    _assert_same_result(res.with_vcov("cr2"), refit)
+
+
+def test_with_vcov_refuses_bad_options(frame):
+    res = _fit(frame, method="ml")
+    with pytest.raises(OptionError, match="'cr2'"):
+        res.with_vcov("hc3")
+    with pytest.raises(OptionError, match="needs a REML fit"):
+        res.with_vcov("model", dof="kenward-roger")
+    with pytest.raises(OptionError, match="'clusters'"):
+        res.with_vcov("cr2", dof="kenward-roger")

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,28 +21,28 @@ import pandas as pd
 from .._core.reml import CellData, CovarianceStructure, LMMFit, fit_lmm
 from .._core.reml_dense import RowData, fit_lmm_rows
 from .._validation import check_option
-from .._warnings import caller_stacklevel, warn
-from ..data import TrialData
+from .._warnings import warn
+from ..data import CellSummary, TrialData
 from ..exceptions import (
     ConvergenceWarning,
     DataError,
     DesignError,
     OptionError,
-    SmallSampleWarning,
     SteppedWedgeWarning,
-)
-from ..inference.dof import DOF_METHODS, InferenceEngine
-from ..inference.sandwich import (
-    check_vcov,
-    dense_cluster_pieces,
-    gls_cluster_pieces,
-    robust_df,
-    sandwich_vcov,
 )
 from ..results import FitResult
 from ._formula import covariate_matrix
+from ._mixed_inference import GaussianFitState, SandwichRows, gaussian_result, inference_options
+from .spec import AnalysisSpec, check_decay_scale
 
-__all__ = ["RANDOM_STRUCTURES", "TIME_EFFECTS", "EFFECT_TYPES", "fit_gaussian"]
+__all__ = [
+    "RANDOM_STRUCTURES",
+    "TIME_EFFECTS",
+    "EFFECT_TYPES",
+    "check_decay_scale",
+    "fit_gaussian",
+    "fit_gaussian_spec",
+]
 
 RANDOM_STRUCTURES = (
     "nested",
@@ -271,186 +271,298 @@ def fit_gaussian(
     decay_scale: str = "period",
 ) -> FitResult:
     """Fit a Gaussian linear mixed model to stepped-wedge data (see :func:`steppedwedge.fit`)."""
-    # -------------------------------------------------------------- options
-    check_option("random", random, RANDOM_STRUCTURES)
-    check_option("time", time, TIME_EFFECTS)
-    check_option("effect", effect, EFFECT_TYPES)
-    check_option("method", method, METHODS)
-    check_decay_scale(decay_scale, random, design)
-    vcov = check_vcov(vcov)
-    robust_dof = _robust_dof_option(vcov, dof)
-    if vcov != "model":
-        dof = None
-    if dof is None:
-        dof = "kenward-roger" if method == "reml" else "satterthwaite"
-    check_option("dof", dof, DOF_METHODS)
-    if dof == "kenward-roger" and method == "ml":
-        raise OptionError(
-            "`dof='kenward-roger'` needs a REML fit; use method='reml' or "
-            "dof='satterthwaite' with method='ml'."
+    spec = AnalysisSpec.from_options(
+        outcome=outcome, cluster=cluster, period=period, treatment=treatment,
+        individual=individual, family="gaussian", covariates=covariates, random=random,
+        time=time, knots=knots, effect=effect, exposure_window=exposure_window,
+        exposure_time=exposure_time, method=method, dof=dof, vcov=vcov, missing=missing,
+        design=design, decay_scale=decay_scale,
+    )  # fmt: skip
+    return fit_gaussian_spec(data, spec)
+
+
+def fit_gaussian_spec(data: pd.DataFrame, spec: AnalysisSpec, **numerics: Any) -> FitResult:
+    """Fit the Gaussian linear mixed model described by ``spec`` (REML or ML).
+
+    The entry of :func:`steppedwedge.fit` for ``method="reml"`` and ``"ml"``: the data are
+    reduced to cluster-period cell statistics (or a cohort's rows), the variance parameters
+    estimated, and the estimand's inference computed under ``spec.vcov`` and ``spec.dof``
+    (:func:`~steppedwedge.models._mixed_inference.gaussian_result`).
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        The rows (never modified).
+    spec : AnalysisSpec
+        Roles and options, validated by :meth:`AnalysisSpec.from_options`.
+    **numerics
+        None: a Gaussian mixed model has no numerical options (any given is refused).
+
+    Returns
+    -------
+    FitResult
+        ``with_vcov()`` recomputes its variance from the stored fit, without re-optimising.
+
+    References
+    ----------
+    Hussey, M. A., & Hughes, J. P. (2007). Design and analysis of stepped wedge cluster
+    randomized trials. *Contemporary Clinical Trials*, 28(2), 182-191.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from steppedwedge.models.mixed import fit_gaussian_spec
+    >>> from steppedwedge.models.spec import AnalysisSpec
+    >>> rng = np.random.default_rng(3)
+    >>> rows = []
+    >>> for i in range(8):
+    ...     a = rng.normal(0, 0.3)
+    ...     for j in range(5):
+    ...         x = float(j > i % 4)
+    ...         rows += [(i, j, x, a + 0.5 * x + rng.normal()) for _ in range(10)]
+    >>> df = pd.DataFrame(rows, columns=["clinic", "month", "arm", "y"])
+    >>> spec = AnalysisSpec.from_options(outcome="y", cluster="clinic", period="month",
+    ...                                  treatment="arm")
+    >>> res = fit_gaussian_spec(df, spec)
+    >>> round(res.estimate, 3), round(res.df, 1)
+    (0.361, 31.2)
+    >>> robust = res.with_vcov("cr2")  # the stored fit, a sandwich variance, t(I - 2) df
+    >>> robust.df
+    6.0
+    """
+    if numerics:
+        raise TypeError(
+            f"fit() got unexpected keyword arguments {sorted(numerics)} for a Gaussian mixed model."
         )
-    if effect == "pte" and exposure_time is None:
+    _check_options(spec)
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"`data` must be a pandas DataFrame; got {type(data).__name__}.")
+    model = _cell_model(data, spec)
+    structure = _structure(spec.random)
+    if spec.decay_scale == "time":
+        structure = dataclasses.replace(structure, positive_decay=True)
+    if model.rows is not None:
+        fit = fit_lmm_rows(model.rows, structure, reml=(spec.method == "reml"))
+    else:
+        fit = fit_lmm(model.cells, structure, reml=(spec.method == "reml"))
+    state = _fit_state(model, fit, structure, spec)
+    return gaussian_result(state, vcov=_vcov(spec), dof=spec.dof)
+
+
+def _vcov(spec: AnalysisSpec) -> str:
+    return "model" if spec.vcov is None else spec.vcov
+
+
+def _check_options(spec: AnalysisSpec) -> None:
+    """Check the options the spec leaves to this fitter: structures, effect model, df, vcov."""
+    check_option("random", spec.random, RANDOM_STRUCTURES)
+    check_option("time", spec.time, TIME_EFFECTS)
+    check_option("effect", spec.effect, EFFECT_TYPES)
+    check_option("method", spec.method, METHODS)
+    inference_options(_vcov(spec), spec.dof, spec.method)
+    if spec.effect == "pte" and spec.exposure_time is None:
         raise OptionError(
             "`effect='pte'` needs `exposure_time=` (the exposure time e of the point effect)."
         )
-    if time == "none":
-        warnings.warn(
+    if spec.time == "none":
+        warn(
             "`time='none'` fits no period effects: this assumes there is no secular trend, "
             "which stepped-wedge analyses rarely can; the treatment effect is confounded with "
             "time if there is one.",
             SteppedWedgeWarning,
-            stacklevel=caller_stacklevel(),
         )
-    if not isinstance(data, pd.DataFrame):
-        raise TypeError(f"`data` must be a pandas DataFrame; got {type(data).__name__}.")
-    roles = [c for c in (outcome, cluster, period, treatment) if c is not None]
-    cov_cols = _covariate_columns(covariates, data, roles) if covariates else []
 
-    td = TrialData.from_frame(
-        data,
-        outcome=outcome,
-        cluster=cluster,
-        period=period,
-        treatment=treatment,
-        individual=individual,
-        family="gaussian",
-        covariates=cov_cols or None,
-        design=design,
-        missing=missing,  # type: ignore[arg-type]
-    )
+
+@dataclass(frozen=True, eq=False)
+class _CellModel:
+    """The fixed-effects model on the data: what the optimiser and the sandwich work from."""
+
+    cells: CellData
+    rows: RowData | None  # cohort fits: the rows (individual random effects)
+    sandwich_rows: SandwichRows | None  # covariates that vary within cells
+    stacked: np.ndarray  # fixed-effect rows (observations or observed cells)
+    stacked_clusters: np.ndarray
+    names: list[str]
+    p0: int  # columns before the covariates
+    eff_idx: list[int]
+    exp_levels: list[int]
+    knots_used: Sequence[float] | None
+    contrast: np.ndarray  # the estimand's weights over the fixed effects
+    estimand: str
+    observed: np.ndarray
+    treatment: np.ndarray
+    labels: tuple[Any, ...]
+
+
+def _trial_data(data: pd.DataFrame, spec: AnalysisSpec) -> TrialData:
+    """Validate the rows (covariate columns included) for a Gaussian fit."""
+    roles = [c for c in (spec.outcome, spec.cluster, spec.period, spec.treatment) if c is not None]
+    covariates = spec.covariates
+    cov_cols = _covariate_columns(covariates, data, roles) if covariates else []
+    td = spec.trial_data(data, covariates=cov_cols or None)
     if td.kind != "individual" and "size" in td.roles:
         raise DataError(
             "Gaussian fits need individual rows (or one row per cell without a size column)."
         )
+    return td
+
+
+def _check_treatment_varies(trt: np.ndarray, observed: np.ndarray, treatment: str) -> None:
+    """With categorical periods, the treatment must differ between clusters in some period."""
+    tv = np.where(observed, trt, np.nan)
+    constant = np.nanmax(tv, axis=0) - np.nanmin(tv, axis=0)
+    if np.all(constant[np.isfinite(constant)] == 0):
+        raise DataError(
+            f"`treatment` column {treatment!r} is constant within every period (all clusters "
+            "switch together), so its effect is confounded with the period effects and not "
+            "identifiable."
+        )
+
+
+def _cell_model(data: pd.DataFrame, spec: AnalysisSpec) -> _CellModel:
+    """Validate the rows and build the fixed effects on cells (or rows), checked for rank."""
+    td = _trial_data(data, spec)
     cells = td.cells()
     n_i, n_t = cells.shape
-    times = _decay_times(decay_scale, design, n_t)
+    times = _decay_times(spec.decay_scale, spec.design, n_t)
     observed = np.asarray(cells.observed)
     trt = np.where(observed, np.asarray(cells.treatment, dtype=float), 0.0)
-
-    if time == "categorical":
-        tv = np.where(observed, trt, np.nan)
-        constant = np.nanmax(tv, axis=0) - np.nanmin(tv, axis=0)
-        if np.all(constant[np.isfinite(constant)] == 0):
-            raise DataError(
-                f"`treatment` column {treatment!r} is constant within every period (all clusters "
-                "switch together), so its effect is confounded with the period effects and not "
-                "identifiable."
-            )
-
-    # -------------------------------------------------------------- fixed effects on cells
-    tcols, tnames, knots_used = _time_columns(time, list(td.periods), knots)
+    if spec.time == "categorical":
+        _check_treatment_varies(trt, observed, spec.treatment)
+    tcols, tnames, knots_used = _time_columns(spec.time, list(td.periods), spec.knots)
+    eff_cols, eff_names, exp_levels = _treatment_columns(spec.effect, trt, observed)
     xcell = [np.ones((n_i, n_t, 1)), np.broadcast_to(tcols, (n_i, n_t, tcols.shape[1]))]
-    names = ["(Intercept)"] + tnames
-    eff_names: list[str]
-    eff_cols, eff_names, exp_levels = _treatment_columns(effect, trt, observed)
-    xcell.append(eff_cols)
-    names += eff_names
-    xbar = np.concatenate(xcell, axis=2)
+    xbar = np.concatenate([*xcell, eff_cols], axis=2)
+    names = ["(Intercept)", *tnames, *eff_names]
     p0 = xbar.shape[2]
     eff_idx = list(range(p0 - len(eff_names), p0))
-
-    # -------------------------------------------------------------- covariates
-    rows = None
-    rows_for_sandwich = None  # (cluster, period, X, y) rows when covariates vary within cells
-    if individual is not None:
-        ci = np.asarray(td.cluster_codes)
-        pi = np.asarray(td.period_codes)
-        x_rows = xbar[ci, pi]
-        if covariates:
-            cm = covariate_matrix(covariates, td.frame)
-            x_rows = np.concatenate([x_rows, cm.values], axis=1)
-            names += list(cm.names)
-        ids = pd.factorize(td.frame["individual"])[0]
-        rows = RowData.from_arrays(
-            ci,
-            pi,
-            ids,
-            x_rows,
-            td.frame["outcome"].to_numpy(dtype=float),
-            n_clusters=n_i,
-            n_periods=n_t,
-            treatment=trt,
-            times=times,
-        )
-        cd = rows.cells
-        stacked = x_rows
-        stacked_clusters = ci
-    elif covariates:
-        cm = covariate_matrix(covariates, td.frame)
-        ci = np.asarray(td.cluster_codes)
-        pi = np.asarray(td.period_codes)
-        x_rows = np.concatenate([xbar[ci, pi], cm.values], axis=1)
-        y_rows = td.frame["outcome"].to_numpy(dtype=float)
-        cd = CellData.from_individual(
-            ci,
-            pi,
-            x_rows,
-            y_rows,
-            n_clusters=n_i,
-            n_periods=n_t,
-            treatment=trt,
-            times=times,
-        )
-        names += list(cm.names)
-        stacked = np.concatenate([x_rows], axis=0)
-        stacked_clusters = ci
-        rows_for_sandwich = (ci, pi, x_rows, y_rows)
+    if spec.individual is not None:
+        stats = _cohort_rows(td, xbar, spec.covariates, trt, times)
+    elif spec.covariates:
+        stats = _covariate_cells(td, xbar, spec.covariates, trt, times)
     else:
-        p = xbar.shape[2]
-        within = np.zeros((p + 1, p + 1))
-        within[p, p] = float(np.sum(cells.within_ss))
-        cd = CellData(
-            n=np.asarray(cells.n, dtype=float),
-            xbar=xbar,
-            ybar=np.nan_to_num(np.asarray(cells.mean)),
-            within=within,
-            treatment=trt,
-            times=times,
-        )
-        stacked = xbar[observed]
-        stacked_clusters = np.nonzero(observed)[0]
-    dep = _first_dependent_column(stacked)
-    if dep is not None:
-        bad = names[dep]
-        if dep in eff_idx:
-            raise DataError(
-                f"The treatment effect term {bad!r} is not identifiable: it is collinear with the "
-                "period effects (or earlier terms). Check that some periods contain both control "
-                "and treated "
-                "clusters and that every exposure time is observed."
-            )
-        if dep >= p0:
-            raise DataError(
-                f"Covariate column {bad!r} is collinear with the treatment, period or other "
-                f"covariate columns; remove it from `covariates`."
-            )
-        raise DataError(
-            f"Fixed-effect column {bad!r} is collinear with earlier columns; the time model "
-            f"`time={time!r}` cannot be estimated with these periods."
-        )
-
-    # -------------------------------------------------------------- estimand contrast
-    p = len(names)
+        stats = _plain_cells(cells, xbar, trt, times)
+    cd, rows, sandwich_rows, stacked, stacked_clusters, cov_names = stats
+    names += cov_names
+    _check_identifiable(stacked, names, eff_idx, p0, spec.time)
     contrast, estimand = _estimand_contrast(
-        effect, p, eff_idx, exp_levels, exposure_time, exposure_window
+        spec.effect, len(names), eff_idx, exp_levels, spec.exposure_time, spec.exposure_window
+    )
+    return _CellModel(
+        cells=cd, rows=rows, sandwich_rows=sandwich_rows, stacked=stacked,
+        stacked_clusters=stacked_clusters, names=names, p0=p0, eff_idx=eff_idx,
+        exp_levels=exp_levels, knots_used=knots_used, contrast=contrast, estimand=estimand,
+        observed=observed, treatment=trt,
+        labels=tuple(cells.clusters),
+    )  # fmt: skip
+
+
+#: cell statistics, cohort rows, sandwich rows, stacked fixed effects, their clusters, names
+_CellStatistics = tuple[
+    CellData, RowData | None, SandwichRows | None, np.ndarray, np.ndarray, list[str]
+]
+
+
+def _cohort_rows(
+    td: TrialData, xbar: np.ndarray, covariates: str | None, trt: np.ndarray, times: np.ndarray
+) -> _CellStatistics:
+    """Return a cohort's rows (individual random effects): fixed effects and outcome."""
+    ci, pi = np.asarray(td.cluster_codes), np.asarray(td.period_codes)
+    x_rows = xbar[ci, pi]
+    cov_names: list[str] = []
+    if covariates:
+        cm = covariate_matrix(covariates, td.frame)
+        x_rows = np.concatenate([x_rows, cm.values], axis=1)
+        cov_names = list(cm.names)
+    ids = pd.factorize(td.frame["individual"])[0]
+    rows = RowData.from_arrays(
+        ci,
+        pi,
+        ids,
+        x_rows,
+        td.frame["outcome"].to_numpy(dtype=float),
+        n_clusters=td.n_clusters,
+        n_periods=td.n_periods,
+        treatment=trt,
+        times=times,
+    )
+    return rows.cells, rows, None, x_rows, ci, cov_names
+
+
+def _covariate_cells(
+    td: TrialData, xbar: np.ndarray, covariates: str, trt: np.ndarray, times: np.ndarray
+) -> _CellStatistics:
+    """Cell statistics with individual-level covariates (pooled within-cell cross-products)."""
+    cm = covariate_matrix(covariates, td.frame)
+    ci, pi = np.asarray(td.cluster_codes), np.asarray(td.period_codes)
+    x_rows = np.concatenate([xbar[ci, pi], cm.values], axis=1)
+    y_rows = td.frame["outcome"].to_numpy(dtype=float)
+    cd = CellData.from_individual(
+        ci,
+        pi,
+        x_rows,
+        y_rows,
+        n_clusters=td.n_clusters,
+        n_periods=td.n_periods,
+        treatment=trt,
+        times=times,
+    )
+    return cd, None, (ci, pi, x_rows, y_rows), x_rows, ci, list(cm.names)
+
+
+def _plain_cells(
+    cells: CellSummary, xbar: np.ndarray, trt: np.ndarray, times: np.ndarray
+) -> _CellStatistics:
+    """Cell statistics without covariates: sizes, means and the pooled within-cell SS."""
+    observed = np.asarray(cells.observed)
+    p = xbar.shape[2]
+    within = np.zeros((p + 1, p + 1))
+    within[p, p] = float(np.sum(cells.within_ss))
+    cd = CellData(
+        n=np.asarray(cells.n, dtype=float),
+        xbar=xbar,
+        ybar=np.nan_to_num(np.asarray(cells.mean)),
+        within=within,
+        treatment=trt,
+        times=times,
+    )
+    return cd, None, None, xbar[observed], np.nonzero(observed)[0], []
+
+
+def _check_identifiable(
+    stacked: np.ndarray, names: list[str], eff_idx: list[int], p0: int, time: str
+) -> None:
+    """Refuse a fixed-effect column that is a combination of earlier ones, naming it."""
+    dep = _first_dependent_column(stacked)
+    if dep is None:
+        return
+    bad = names[dep]
+    if dep in eff_idx:
+        raise DataError(
+            f"The treatment effect term {bad!r} is not identifiable: it is collinear with the "
+            "period effects (or earlier terms). Check that some periods contain both control "
+            "and treated "
+            "clusters and that every exposure time is observed."
+        )
+    if dep >= p0:
+        raise DataError(
+            f"Covariate column {bad!r} is collinear with the treatment, period or other "
+            f"covariate columns; remove it from `covariates`."
+        )
+    raise DataError(
+        f"Fixed-effect column {bad!r} is collinear with earlier columns; the time model "
+        f"`time={time!r}` cannot be estimated with these periods."
     )
 
-    # -------------------------------------------------------------- fit
-    structure = _structure(random)
-    if decay_scale == "time":
-        structure = dataclasses.replace(structure, positive_decay=True)
-    if rows is not None:
-        fit = fit_lmm_rows(rows, structure, reml=(method == "reml"))
-    else:
-        fit = fit_lmm(cd, structure, reml=(method == "reml"))
+
+def _fit_messages(fit: LMMFit, method: str, decay_scale: str) -> tuple[str, ...]:
+    """Return the notes on the fit for the summary; warn if the optimiser did not converge."""
     messages: list[str] = []
     if not fit.converged:
-        warnings.warn(
+        warn(
             f"The {method.upper()} optimiser did not converge ({fit.message}); estimates may be "
             "unreliable.",
             ConvergenceWarning,
-            stacklevel=caller_stacklevel(),
         )
         messages.append("The optimiser did not converge.")
     if decay_scale == "time":
@@ -463,117 +575,36 @@ def fit_gaussian(
             f"Singular fit: {', '.join(fit.at_bound)} estimated on the boundary of the "
             "parameter space."
         )
-
-    robust_cov = None
-    robust_df_value = None
-    robust_se: np.ndarray | None = None  # model-based SEs, reported beside the robust ones
-    if vcov != "model":
-        robust_cov, robust_df_value, dof_label = _gls_robust(
-            vcov,
-            robust_dof,
-            fit,
-            cd,
-            structure,
-            observed,
-            trt,
-            stacked,
-            stacked_clusters,
-            rows_for_sandwich,
-            list(cells.clusters),
-            rows,
-        )
-        robust_se = np.sqrt(np.maximum(np.diag(fit.cov_beta), 0.0))
-    else:
-        dof_label = dof
-    engine = InferenceEngine(
-        fit, cd, structure, dof, robust_cov=robust_cov, robust_df=robust_df_value, rows=rows
-    )
-    main = engine.contrast(contrast)
-
-    table: list[tuple[str, float, float, float]] = []
-    if effect != "immediate":
-        table.append((estimand, main.estimate, main.std_error, main.df))
-    for k, (nm, ci_k) in enumerate(zip(names, engine.unit_contrasts(), strict=True)):
-        if contrast[k] == 1.0 and np.count_nonzero(contrast) == 1:
-            ci_k = main  # the estimand's own row: the very same numbers
-        table.append((nm, ci_k.estimate, ci_k.std_error, ci_k.df))
-    if effect == "immediate":
-        # the treatment row first (ordered before building the table: no reindexing)
-        order = [names.index("treatment")] + [k for k in range(p) if names[k] != "treatment"]
-        table = [table[k] for k in order]
-    terms = pd.DataFrame(table, columns=["term", "estimate", "std_error", "df"])
-    se_model_est = None
-    if robust_se is not None:
-        se_model_est = float(np.sqrt(max(contrast @ fit.cov_beta @ contrast, 0.0)))
-        model_se = dict(zip(names, robust_se, strict=True))
-        model_se[estimand] = se_model_est
-        terms["std_error_model"] = terms["term"].map(model_se).astype(float)
-    curve = None
-    if effect != "immediate":
-        curve = terms[terms["term"].str.startswith("exposure[")].copy()
-        curve.insert(0, "exposure_time", exp_levels)
-        curve = curve.drop(columns="term").reset_index(drop=True)
-
-    vc = dict(fit.variance_components)
-    if "cov_te" in vc:
-        denom = np.sqrt(vc["tau2"] * vc["eta2"])
-        vc["rho"] = float(vc["cov_te"] / denom) if denom > 0 else float("nan")
-    # information for the Wald intervals of icc/cac/decay: the observed Hessian when
-    # Satterthwaite computed it anyway, else the expected REML/ML information of KR
-    try:
-        info = engine.hessian if dof == "satterthwaite" else engine.kr.ie
-    except np.linalg.LinAlgError:  # pragma: no cover - defensive
-        info = None
-    correlations = _correlations(structure, fit, info)
-
-    vmat = engine.vcov
-    return FitResult(
-        estimand=estimand,
-        estimate=main.estimate,
-        std_error=main.std_error,
-        df=main.df,
-        params=pd.Series(fit.beta, index=names, name="estimate"),
-        vcov_matrix=pd.DataFrame(vmat, index=names, columns=names),
-        vcov_model=pd.DataFrame(fit.cov_beta, index=names, columns=names),
-        variance_components=vc,
-        loglik=fit.loglik,
-        converged=fit.converged,
-        singular=fit.singular,
-        method=method,
-        dof=dof_label,
-        vcov=vcov,
-        random=random,
-        time=time if knots_used is None else f"spline (knots {knots_used})",
-        effect=effect,
-        n_obs=int(cd.n_total),
-        n_clusters=n_i,
-        n_periods=n_t,
-        terms=terms,
-        correlations=correlations,
-        effect_curve=curve,
-        contrast=contrast,
-        outcome=outcome,
-        covariates=covariates,
-        messages=tuple(messages),
-        std_error_model=se_model_est,
-        decay_scale=decay_scale,
-    )
+    return tuple(messages)
 
 
-def check_decay_scale(decay_scale: Any, random: str, design: Any) -> None:
-    """Refuse a ``decay_scale`` that is unknown, has no decay to scale, or has no dates."""
-    check_option("decay_scale", decay_scale, ("period", "time"))
-    if decay_scale == "time" and "decay" not in random:
-        raise OptionError(
-            f"`decay_scale='time'` scales a decaying correlation; random={random!r} has none. "
-            "Use random='decay' or 'nested+decay'."
-        )
-    if decay_scale == "time" and design is None:
-        raise OptionError(
-            "`decay_scale='time'` needs `design=`, a Design with period lengths or dates "
-            "(e.g. Design.from_start_dates(..., 'starts', window=...)): its period mid-points "
-            "give the decay distances."
-        )
+def _fit_state(
+    model: _CellModel, fit: LMMFit, structure: CovarianceStructure, spec: AnalysisSpec
+) -> GaussianFitState:
+    """Collect the fitted pieces the inference is computed from (``with_vcov`` reuses them)."""
+    messages = _fit_messages(fit, spec.method, spec.decay_scale)
+    time = spec.time if model.knots_used is None else f"spline (knots {model.knots_used})"
+    n_i, n_t = model.observed.shape
+    fields = {
+        "method": spec.method,
+        "random": spec.random,
+        "time": time,
+        "n_obs": int(model.cells.n_total),
+        "n_clusters": n_i,
+        "n_periods": n_t,
+        "outcome": spec.outcome,
+        "covariates": spec.covariates,
+        "messages": messages,
+        "decay_scale": spec.decay_scale,
+    }
+    return GaussianFitState(
+        fit=fit, cells=model.cells, structure=structure, rows=model.rows,
+        sandwich_rows=model.sandwich_rows, observed=model.observed, treatment=model.treatment,
+        stacked=model.stacked, stacked_clusters=model.stacked_clusters, labels=model.labels,
+        names=tuple(model.names), contrast=model.contrast, estimand=model.estimand,
+        effect=spec.effect,
+        exp_levels=tuple(model.exp_levels), fields=fields,
+    )  # fmt: skip
 
 
 def _decay_times(decay_scale: str, design: Any, n_periods: int) -> np.ndarray:
@@ -587,170 +618,3 @@ def _decay_times(decay_scale: str, design: Any, n_periods: int) -> np.ndarray:
             "mid-points cannot be matched."
         )
     return times
-
-
-def _robust_dof_option(vcov: str, dof: Any) -> str | float | None:
-    """Return the df rule of a robust fit: ``"clusters"`` (``I - p_c``), ``"normal"``, a number."""
-    if vcov == "model":
-        return None
-    if dof is None or dof == "clusters":
-        return "clusters"
-    if dof == "normal":
-        return "normal"
-    if isinstance(dof, (int, float, np.integer, np.floating)) and not isinstance(dof, bool):
-        if dof > 0:
-            return float(dof)
-    raise OptionError(
-        f"With vcov={vcov!r}, `dof` must be 'clusters' (t with I - p_c df, the default), "
-        f"'normal' or a positive number; got {dof!r}. Kenward-Roger and Satterthwaite df "
-        "belong to the model-based covariance (vcov='model')."
-    )
-
-
-def _n_cluster_level(x: np.ndarray, clusters: np.ndarray) -> int:
-    """Rank of the fixed-effect columns constant within every cluster (intercept included)."""
-    _, first, inverse = np.unique(clusters, return_index=True, return_inverse=True)
-    scale = 1.0 + np.abs(x).max(axis=0)
-    level = np.all(np.abs(x - x[first][np.ravel(inverse)]) <= 1e-12 * scale, axis=0)
-    xb = x[first][:, level]
-    return int(np.linalg.matrix_rank(xb)) if xb.size else 0
-
-
-def _gls_robust(
-    vcov: str,
-    dof_rule: str | float | None,
-    fit: LMMFit,
-    cd: CellData,
-    structure: CovarianceStructure,
-    observed: np.ndarray,
-    trt: np.ndarray,
-    stacked: np.ndarray,
-    stacked_clusters: np.ndarray,
-    rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None,
-    labels: list[Any],
-    cohort: RowData | None = None,
-) -> tuple[np.ndarray, float, str]:
-    """Cluster-robust covariance of the GLS fixed effects, its df and the df label.
-
-    See :mod:`steppedwedge.inference.sandwich`; the pieces are exact on cell statistics
-    (:func:`~steppedwedge.inference.sandwich.gls_cluster_pieces`), or from each cluster's
-    rows and dense marginal covariance for cohort fits (individual effects cross the cells).
-    """
-    n_i = int(observed.shape[0])
-    keys = [tuple(np.round(np.where(observed[i], trt[i], -1.0), 12)) for i in range(n_i)]
-    counts: dict[tuple[float, ...], int] = {}
-    for k in keys:
-        counts[k] = counts.get(k, 0) + 1
-    if min(counts.values()) < 2:
-        warn(
-            "Cluster-robust variance with fewer than 2 clusters in some sequence: the "
-            "sandwich is unreliable (it cannot see between-cluster variation within that "
-            "sequence).",
-            SmallSampleWarning,
-        )
-    p_c = _n_cluster_level(stacked, stacked_clusters) + 1
-    n_data = int(np.sum(observed.any(axis=1)))
-    if vcov in ("cr2", "cr3", "kc", "md") or dof_rule == "clusters":
-        df_clusters = robust_df(n_data, p_c, vcov)
-    if cohort is not None:
-        pieces = _cohort_pieces(fit, cohort, structure, labels)
-    else:
-        g, _ = structure.blocks_natural(fit.natural, cd)
-        pieces = gls_cluster_pieces(cd, g, fit.sigma2, fit.beta, rows=rows, labels=labels)
-    cov = sandwich_vcov(pieces, vcov)
-    name = f"{vcov.upper()} cluster-robust variance"
-    if dof_rule == "clusters":
-        return cov, df_clusters, f"t(I - p_c = {n_data} - {p_c} = {n_data - p_c}) with {name}"
-    if dof_rule == "normal":
-        return cov, float("inf"), f"normal (Wald z) with {name}"
-    return cov, float(dof_rule), f"t({float(dof_rule):g}) (user-supplied df) with {name}"  # type: ignore[arg-type]
-
-
-def _cohort_pieces(
-    fit: LMMFit, data: RowData, structure: CovarianceStructure, labels: list[Any]
-) -> Any:
-    """Dense per-cluster GLS pieces of a cohort fit: ``V_i = G_i + psi2 S_i + sigma2 I``."""
-    k_s = structure.n_phi
-    g_cell, _ = structure.blocks_natural(fit.natural[:k_s], data.cells)
-    psi2 = float(fit.natural[k_s])
-    xs, es, vs = [], [], []
-    for i in range(len(data.y)):
-        per, ind = data.period[i], data.individual[i]
-        same = (ind[:, None] == ind[None, :]).astype(float)
-        v = g_cell[i][np.ix_(per, per)] + psi2 * same + fit.sigma2 * np.eye(len(per))
-        xs.append(data.x[i])
-        es.append(data.y[i] - data.x[i] @ fit.beta)
-        vs.append(v)
-    return dense_cluster_pieces(xs, es, vs, labels=labels)
-
-
-def _correlations(
-    structure: CovarianceStructure, fit: LMMFit, hess: np.ndarray | None
-) -> dict[str, tuple[float, float, float]]:
-    """ICC, CAC, IAC and decay with Wald intervals (logit / atanh scale, delta method).
-
-    ``hess`` is the observed Hessian of the deviance or ``tr(P G_r P G_s)`` (twice the
-    expected information); either way the covariance of the kept parameters is
-    ``2 hess^{-1}``.
-    """
-    from scipy import special
-
-    names = list(fit.names) + ["sigma2"]
-    v = dict(zip(names, list(fit.natural) + [fit.sigma2], strict=True))
-    if structure.slope != "none":
-        return {}
-    cov = None
-    keep = np.array([n not in fit.at_bound for n in names])
-    if hess is not None:
-        try:
-            cov = np.zeros_like(hess)
-            cov[np.ix_(keep, keep)] = 2.0 * np.linalg.inv(hess[np.ix_(keep, keep)])
-        except np.linalg.LinAlgError:
-            cov = None
-    z = float(special.ndtri(0.975))  # = scipy.stats.norm.ppf(0.975), without its overhead
-    out: dict[str, tuple[float, float, float]] = {}
-
-    def wald(value: float, grad: dict[str, float], scale: str) -> tuple[float, float, float]:
-        if cov is None or not np.isfinite(value) or value <= 0 or value >= 1:
-            return (value, float("nan"), float("nan"))
-        gvec = np.array([grad.get(n, 0.0) for n in names])
-        var = float(gvec @ cov @ gvec)
-        if var <= 0:
-            return (value, float("nan"), float("nan"))
-        if scale == "logit":
-            eta, d = np.log(value / (1 - value)), 1.0 / (value * (1 - value))
-            se = np.sqrt(var) * d
-            lo, hi = eta - z * se, eta + z * se
-            return (value, float(1 / (1 + np.exp(-lo))), float(1 / (1 + np.exp(-hi))))
-        eta, d = np.arctanh(value), 1.0 / (1 - value * value)
-        se = np.sqrt(var) * d
-        return (value, float(np.tanh(eta - z * se)), float(np.tanh(eta + z * se)))
-
-    tau2 = v.get("tau2", 0.0)
-    gamma2 = v.get("gamma2", 0.0)
-    s2 = v["sigma2"]
-    psi2 = v.get("psi2", 0.0)
-    tot = tau2 + gamma2 + psi2 + s2
-    icc = (tau2 + gamma2) / tot
-    g_icc = {
-        "tau2": (s2 + psi2) / tot**2,
-        "gamma2": (s2 + psi2) / tot**2,
-        "sigma2": -(tau2 + gamma2) / tot**2,
-        "psi2": -(tau2 + gamma2) / tot**2,
-    }
-    out["icc"] = wald(icc, g_icc, "logit")
-    if structure.intercept and structure.cluster_period:
-        b = tau2 + gamma2
-        cac = tau2 / b if b > 0 else float("nan")
-        out["cac"] = wald(
-            cac, {"tau2": gamma2 / b**2, "gamma2": -tau2 / b**2} if b > 0 else {}, "logit"
-        )
-    if structure.decay:
-        # continuous-time decay lives in (0, 1): its interval on the logit scale
-        scale = "logit" if structure.positive_decay else "atanh"
-        out["decay"] = wald(v["decay"], {"decay": 1.0}, scale)
-    if "psi2" in v:
-        iac = psi2 / (psi2 + s2)
-        b = psi2 + s2
-        out["iac"] = wald(iac, {"psi2": s2 / b**2, "sigma2": -psi2 / b**2}, "logit")
-    return out
