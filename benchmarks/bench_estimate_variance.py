@@ -13,7 +13,9 @@ Prints, best of 3 (wall seconds):
 * glmmTMB ``y ~ yf + offset(log(population_0_17)) + (1 | la_code) + ar1(yf + 0 | la_code)``
   on the same rows (``Rscript``, ``system.time`` of ``glmmTMB()``, best of 3), when R and
   glmmTMB are installed, and the ratio glmmTMB / steppedwedge;
-* one parametric-bootstrap refit (``n_boot=10``, per replicate).
+* one parametric-bootstrap refit (``n_boot=10``, per replicate);
+* ``intervals="profile"`` (95% profile-likelihood intervals of tau2, gamma2 and decay), as a
+  multiple of the point fit and in bootstrap refits' worth.
 
 Wall and CPU seconds are both printed: on a shared machine the CPU time is the stable one.
 """
@@ -92,6 +94,12 @@ def main() -> None:
     print(f"all four structures (default)  {every:7.3f} s   (CPU {every_cpu:.3f} s)")
     boot = best_of(lambda: sw.estimate_variance(panel, **KW, compare=False, n_boot=10, rng=1), 1)
     print(f"bootstrap, per refit           {(boot - one) / 10:7.3f} s")
+    prof = best_of(lambda: sw.estimate_variance(panel, **KW, compare=False, intervals="profile"), 1)
+    prof_cpu = LAST_CPU
+    print(
+        f"profile intervals (95%)        {prof:7.3f} s   (CPU {prof_cpu:.3f} s; "
+        f"{prof / one:.1f}x the point fit, {(prof - one) / ((boot - one) / 10):.0f} refits' worth)"
+    )
     tmb = glmmtmb_seconds()
     if tmb is None:
         print("glmmTMB: not available (R or glmmTMB missing)")

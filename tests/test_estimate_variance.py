@@ -632,3 +632,42 @@ def test_profile_interval_reaches_zero_exactly_when_the_profile_at_zero_allows()
             np.testing.assert_allclose(lr, cut, rtol=0, atol=PROFILE_CUTOFF_ATOL, err_msg=str(seed))
         seen.add(low == 0.0)
     assert seen == {True, False}  # both cases exercised
+
+
+@pytest.mark.slow
+def test_profile_intervals_cover_the_true_components() -> None:
+    """Profile-likelihood 90% intervals cover tau2, gamma2 and decay at the nominal rate.
+
+    50 simulated panels of 40 councils x 6 years from known components (Poisson,
+    nested+decay, tau2 0.1, gamma2 0.04 decaying 0.6 per year; about 40 s of CPU on a loaded
+    machine): each component's coverage must lie within MC_K binomial SEs of 90% (SE 4.2
+    points, so a band of +-17 points: wide, as a test of this cost must be).  The
+    benchmark (``benchmarks/bench_estimate_variance_coverage.py profile``) measures the
+    rate on more panels and at the DfE panel's size; this catches an interval that is
+    systematically too narrow or off-centre (e.g. a wrong cutoff or a profile that is not
+    maximised over the other parameters).
+    """
+    rng = np.random.default_rng(20261202)
+    truth = dict(tau2=0.1, gamma2=0.04, decay=0.6)
+    n_rep = 50
+    hits = dict.fromkeys(truth, 0)
+    for _ in range(n_rep):
+        frame = _poisson_panel(rng, 40, 6, **truth)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", sw.ConvergenceWarning)  # a negative decay
+            est = sw.estimate_variance(
+                frame,
+                outcome="y",
+                cluster="la",
+                period="year",
+                exposure="pop",
+                compare=False,
+                intervals="profile",
+                confidence_level=0.9,
+            )
+        ci = est.conf_int(0.9)
+        for k, v in truth.items():
+            hits[k] += int(ci.loc[k, "conf_low"] <= v <= ci.loc[k, "conf_high"])
+    se = math.sqrt(0.9 * 0.1 / n_rep)
+    for k, h in hits.items():
+        assert abs(h / n_rep - 0.9) < MC_K * se, (k, h)

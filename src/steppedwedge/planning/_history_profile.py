@@ -112,18 +112,21 @@ def _laplace_evaluator(
     def evaluate(u: float) -> tuple[float, bool]:
         near = min(starts, key=lambda s: abs(s[0] - u) if math.isfinite(s[0]) else math.inf)[1]
         value = 0.0 if u == -math.inf else (math.exp(u) if term.kind == "sd" else u)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            core = fit_glmm_core(
-                ud,
-                fam,
-                near.beta,
-                np.abs(near.sigma) if term.kind != "phi" else near.sigma,
-                near.alpha,
-                max_iter=60,
-                fixed={term.index: value},
-            )
         count[0] += 1
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                core = fit_glmm_core(
+                    ud,
+                    fam,
+                    near.beta,
+                    np.abs(near.sigma) if term.kind != "phi" else near.sigma,
+                    near.alpha,
+                    max_iter=60,
+                    fixed={term.index: value},
+                )
+        except (ArithmeticError, np.linalg.LinAlgError):
+            return -math.inf, False  # no finite likelihood there: beyond any cutoff
         if core.converged and math.isfinite(u):
             starts.append((u, core))
         return core.loglik, core.converged
@@ -180,7 +183,10 @@ def _illinois(
     (x_lo, r_lo), (x_hi, r_hi) = lo, hi
     side = 0
     for _ in range(MAX_EVAL):
-        x = x_lo + (q - r_lo) * (x_hi - x_lo) / (r_hi - r_lo)
+        if math.isfinite(r_hi):
+            x = x_lo + (q - r_lo) * (x_hi - x_lo) / (r_hi - r_lo)
+        else:  # a refit without a finite likelihood: bisect
+            x = 0.5 * (x_lo + x_hi)
         r = f(x)
         if abs(r - q) < ROOT_TOL:
             return x
