@@ -37,9 +37,9 @@ __all__ = ["ProfileResult", "profile_intervals"]
 ROOT_TOL = 1e-4
 #: Profile fits per interval end before giving up (the end is then NaN).
 MAX_EVAL = 20
-#: Working-scale distance searched beyond the estimate before declaring no end (log SD 12:
-#: a variance e^24 times the estimate).
-MAX_DISTANCE = 12.0
+#: Working-scale distance searched beyond the estimate before declaring no end: log SD 12
+#: (a variance e^24 times the estimate), log NB size 20 (the cap 1e6 down to size 2e-3).
+MAX_DISTANCE = {"sd": 12.0, "phi": 12.0, "alpha": 20.0}
 #: Log SD standing for SD 0 in the Gaussian fit (variance e^-40: no variance).
 GAUSS_ZERO = -20.0
 
@@ -208,16 +208,17 @@ def _end(
     direction: int,
     bound: float,
     q: float,
+    far: float,
 ) -> float:
     """Find the working-scale end of the interval on one side (``bound`` if not met).
 
     ``root(u)`` is the signed root ``sqrt(D)`` at ``u``.  Trial distances from the estimate:
     ``step`` (the Wald half-width when known), then the secant through the last two points
     (1.2-3 times further) until the cutoff ``q`` is bracketed, a trial point beyond ``bound``
-    moved onto it; then :func:`_illinois`.  Returns ``+-inf`` when no end is found within
-    :data:`MAX_DISTANCE`.
+    moved onto it; then :func:`_illinois`.  Returns ``+-inf`` when the likelihood ratio is
+    still below the cutoff at distance ``far`` (:data:`MAX_DISTANCE`).
     """
-    reach = abs(bound - u_hat)
+    reach = min(abs(bound - u_hat), far)
     prev, lo = (0.0, 0.0), (0.0, 0.0)
     d = min(step, reach)
     for _ in range(MAX_EVAL):
@@ -227,14 +228,12 @@ def _end(
         if r > q:
             x = _illinois(lambda t: root(u_hat + direction * t), lo, (d, r), q)
             return u_hat + direction * x
-        if d >= reach:
-            return bound
+        if d >= reach:  # the bound, or nothing within `far`
+            return bound if reach < far else direction * math.inf
         prev, lo = lo, (d, r)
         slope = (lo[1] - prev[1]) / (lo[0] - prev[0])
         guess = lo[0] + (q - lo[1]) / slope if slope > 0 else 3.0 * lo[0]
         d = min(max(guess, 1.2 * lo[0]), 3.0 * lo[0], reach)
-        if d > MAX_DISTANCE:
-            return direction * math.inf
     return math.nan
 
 
@@ -261,8 +260,8 @@ def _term_interval(
             sd = _illinois(lambda t: root(math.log(t)), (sd_hat, 0.0), (0.0, r0), q)
             lo = math.log(sd) if sd > 0 else (-math.inf if sd == 0 else math.nan)
     else:
-        lo = _end(root, term.estimate, step, -1, lower, q)
-    hi = _end(root, term.estimate, step, 1, upper, q)
+        lo = _end(root, term.estimate, step, -1, lower, q, MAX_DISTANCE[term.kind])
+    hi = _end(root, term.estimate, step, 1, upper, q, MAX_DISTANCE[term.kind])
     return _report(term, lo), _report(term, hi)
 
 
@@ -313,6 +312,10 @@ def profile_intervals(
             evaluate, count = _gaussian_evaluator(rows, fit, time, term)
         else:
             evaluate, count = _laplace_evaluator(rows, fit, time, family, term)
+        if fit.core is not None and fit.core.sigma.size == 1 and family != "negative_binomial":
+            # TODO(engine): fit_glmm_core cannot yet hold a model's only variance parameter
+            out[term.name] = (math.nan, math.nan)
+            continue
         if term.kind == "phi" and fit.gamma2 == 0.0:
             out[term.name] = (0.0, 1.0)  # no decaying variance: the decay is not identified
             continue
