@@ -298,3 +298,56 @@ def test_separation_is_named() -> None:
     text = " ".join(str(w.message) for w in record)
     assert "separation" in text and "('LA6', '6')" in text
     assert any("separation" in m for m in res.messages)
+
+
+@pytest.mark.parametrize(
+    "vcov,dof",
+    [("cr2", None), ("cr1", None), ("cr0", "naive-t"), ("model", None), ("model", "z")],
+)
+@pytest.mark.parametrize("name", ["binomial", "poisson_offset"])
+def test_with_vcov_equals_refit(name: str, vcov: str, dof: str | None) -> None:
+    """with_vcov recomputes from the stored GLM pieces: the same numbers as a refit."""
+    data, kw = CASES[name]
+    base = fit_fixed_effects(data, vcov="cr0", dof="z", **ROLES, **kw)
+    refit = fit_fixed_effects(data, vcov=vcov, dof=dof, **ROLES, **kw)
+    got = base.with_vcov(vcov, dof=dof)
+    assert (got.vcov, got.dof) == (refit.vcov, refit.dof)
+    np.testing.assert_allclose(got.vcov_matrix.to_numpy(), refit.vcov_matrix.to_numpy(), **LINALG)
+    np.testing.assert_allclose(
+        got.terms[["std_error", "df"]], refit.terms[["std_error", "df"]], **LINALG
+    )
+    np.testing.assert_allclose(got.marginal.iloc[:, 1:], refit.marginal.iloc[:, 1:], **LINALG)
+    assert got.std_error == pytest.approx(refit.std_error, rel=LINALG_REL)
+    assert got.df == pytest.approx(refit.df, rel=LINALG_REL)
+    assert got.contrast({"treatment": 1.0})[2] == pytest.approx(refit.df, rel=LINALG_REL)
+    assert got.method_label == refit.method_label
+    assert base.vcov == "cr0"  # the original is not mutated
+
+
+def test_with_vcov_interaction_and_bad_options() -> None:
+    with pytest.warns(SmallSampleWarning):
+        base = fit_fixed_effects(BINARY, outcome="y", effect="period-interaction", **ROLES)
+        refit = fit_fixed_effects(
+            BINARY, outcome="y", effect="period-interaction", vcov="cr1", **ROLES
+        )
+    got = base.with_vcov("cr1")
+    assert got.estimand == "AME(treatment)"
+    assert got.std_error == pytest.approx(refit.std_error, rel=LINALG_REL)
+    assert got.df == pytest.approx(refit.df, rel=LINALG_REL)
+    with pytest.raises(ValueError, match="`vcov`"):
+        base.with_vcov("hc3")
+    with pytest.raises(ValueError, match="needs a cluster-robust"):
+        base.with_vcov("model", dof="satterthwaite")
+
+
+def test_spec_entry_and_method_label() -> None:
+    from steppedwedge.models.fixed_effects import fit_fixed_effects_spec
+    from steppedwedge.models.spec import AnalysisSpec
+
+    data, kw = CASES["poisson_offset"]
+    spec = AnalysisSpec.from_options(**ROLES, **kw, method="fixed-effects", vcov="cr1")
+    a = fit_fixed_effects_spec(data, spec)
+    b = fit_fixed_effects(data, vcov="cr1", **ROLES, **kw)
+    assert a.estimate == b.estimate and a.std_error == b.std_error and a.df == b.df
+    assert a.method_label == "cluster fixed-effects GLM (CR1, df: satterthwaite)"
+    assert a.link == "log" and a.ratio is not None

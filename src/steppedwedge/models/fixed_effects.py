@@ -9,128 +9,164 @@ binomial (logit), Gaussian (identity) and Poisson (log, with an offset) outcomes
 with treatment x period interactions (naming the interaction terms that are not estimable),
 and average marginal effects on the response (probability) scale.
 
-The CR2 adjustment matrices follow clubSandwich's ``vcovCR.glm``: with working weights
-``w = mu_eta^2 / V(mu)`` written through the derivative-scaled model matrix
-``X~ = diag(mu_eta) X`` and ``W = diag(1 / V(mu))``, ``Theta = W^-1``, cluster ``j`` gets
-``A_j = Theta_j^{1/2} G_j^{+1/2} Theta_j^{1/2}`` with
-``G_j = Theta_j^{1/2} (I - X~_j M X~_j' W_j) Theta_j Theta_j^{1/2}`` and ``M = (X~'WX~)^-1``
-(``+1/2``: the symmetric inverse square root on the range; cluster fixed effects make every
-``G_j`` singular).  Large clusters use an exact-to-rounding quadrature for ``G_j^{+1/2}``
-(Woodbury solves of a diagonal-plus-low-rank matrix), so thousands of individuals per
-cluster cost milliseconds rather than an ``n_j^3`` eigendecomposition.
+The CR2 adjustment follows clubSandwich's ``vcovCR.glm``
+(:func:`~steppedwedge.inference.sandwich.glm_cluster_robust`, with its Satterthwaite df
+:func:`~steppedwedge.inference.sandwich.glm_satterthwaite_df`); the rows and aliasing are in
+:mod:`steppedwedge.models._fe_design` and the IRLS engine in
+:mod:`steppedwedge.models._fe_glm`.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Hashable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from scipy import linalg, special
 
 from .._validation import check_option
-from .._warnings import caller_stacklevel
-from ..exceptions import ConvergenceWarning, DataError, OptionError, SmallSampleWarning
-from ..inference.sandwich import glm_cluster_robust, glm_satterthwaite_df
-from ..results import TIDY_COLUMNS, ResultMixin, Summary, _fmt, t_interval, t_pvalue, wald_table
+from .._warnings import warn
+from ..exceptions import ConvergenceWarning, OptionError, SmallSampleWarning
+from ..inference.sandwich import GLMRobust, glm_cluster_robust, glm_satterthwaite_df
+from ..results import TIDY_COLUMNS, EstimationResult, Summary, _fmt, t_interval, t_pvalue
+from ._fe_design import FEDesign, FERows, fe_design, fe_rows, label
+from ._fe_glm import deviance, inv_link, irls, mu_eta, variance
+from .spec import AnalysisSpec
 
-__all__ = ["FixedEffectsResult", "fit_fixed_effects"]
+__all__ = ["FixedEffectsResult", "fit_fixed_effects", "fit_fixed_effects_spec"]
 
 FEFamily = Literal["binomial", "gaussian", "poisson"]
 FEEffect = Literal["immediate", "period-interaction"]
 FEVcov = Literal["cr2", "cr1", "cr0", "model"]
 FEDof = Literal["satterthwaite", "naive-t", "z", "residual"]
 
+_FAMILIES = ("binomial", "gaussian", "poisson")
+_VCOVS = ("cr2", "cr1", "cr0", "model")
+_DOFS = ("satterthwaite", "naive-t", "z", "residual")
+_LINK = {"binomial": "logit", "poisson": "log", "gaussian": "identity"}
 #: Clusters above this size use the quadrature for G^{+1/2} instead of a dense eigh.
 _DENSE_LIMIT = 150
 
 
 # --------------------------------------------------------------------------------------
-# families
+# inference from the stored pieces (shared by the fit and with_vcov)
 # --------------------------------------------------------------------------------------
-def _inv_link(family: str, eta: np.ndarray) -> np.ndarray:
-    if family == "binomial":
-        return np.asarray(special.expit(eta), dtype=np.float64)
-    if family == "poisson":
-        return np.asarray(np.exp(eta), dtype=np.float64)
-    return np.asarray(eta, dtype=np.float64)
+@dataclass(frozen=True)
+class _FEPieces:
+    """Everything the inference needs after the GLM fit (what ``with_vcov`` recomputes from)."""
+
+    xt: np.ndarray
+    omega: np.ndarray
+    resid: np.ndarray
+    groups: tuple[np.ndarray, ...]
+    m: np.ndarray
+    dispersion: float
+    dense_limit: int
+    n_obs: int
+    kept_names: tuple[str, ...]
+    beta: np.ndarray
+    effect: str
+    ame: tuple[tuple[str, float, np.ndarray], ...]  # label, AME, gradient in beta
+
+    @property
+    def n_clusters(self) -> int:
+        """Number of clusters."""
+        return len(self.groups)
 
 
-def _mu_eta(family: str, eta: np.ndarray) -> np.ndarray:
-    if family == "binomial":
-        p = special.expit(eta)
-        return np.asarray(p * (1.0 - p), dtype=np.float64)
-    if family == "poisson":
-        return np.asarray(np.exp(eta), dtype=np.float64)
-    return np.ones_like(eta, dtype=np.float64)
+@dataclass(frozen=True)
+class _Inference:
+    vcov_matrix: np.ndarray
+    robust: GLMRobust | None
+    terms: pd.DataFrame
+    marginal: pd.DataFrame
+    estimand: str
+    estimate: float
+    std_error: float
+    df: float
 
 
-def _variance(family: str, mu: np.ndarray) -> np.ndarray:
-    if family == "binomial":
-        return mu * (1.0 - mu)
-    if family == "poisson":
-        return mu
-    return np.ones_like(mu)
+def _resolve_dof(vcov: str, dof: str | None, family: str) -> str:
+    """Resolve and check the df rule (default: Satterthwaite if robust, else residual or z)."""
+    if dof is None:
+        dof = "satterthwaite" if vcov != "model" else ("residual" if family == "gaussian" else "z")
+    dof = check_option("dof", dof, _DOFS)
+    if dof == "satterthwaite" and vcov == "model":
+        raise OptionError(
+            "`dof='satterthwaite'` needs a cluster-robust `vcov` ('cr2', 'cr1' or 'cr0'); "
+            "use dof='z' or 'residual' with vcov='model'."
+        )
+    return dof
 
 
-def _deviance(family: str, y: np.ndarray, mu: np.ndarray) -> float:
-    if family == "binomial":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t1 = np.where(y > 0, y * np.log(y / mu), 0.0)
-            t0 = np.where(y < 1, (1 - y) * np.log((1 - y) / (1 - mu)), 0.0)
-        return float(2.0 * np.sum(t1 + t0))
-    if family == "poisson":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(y > 0, y * np.log(y / mu), 0.0)
-        return float(2.0 * np.sum(t - (y - mu)))
-    return float(np.sum((y - mu) ** 2))
+def _df_for(
+    dof: str, rob: GLMRobust | None, n_clusters: int, n_obs: int, p: int, c: np.ndarray
+) -> float:
+    """Degrees of freedom of the contrast ``c' beta`` under the rule ``dof``."""
+    if dof == "satterthwaite":
+        assert rob is not None
+        return glm_satterthwaite_df(rob, c)
+    if dof == "naive-t":
+        return float(n_clusters - 1)
+    if dof == "residual":
+        return float(n_obs - p)
+    return float("inf")
 
 
-def _irls(
-    family: str,
-    x: np.ndarray,
-    y: np.ndarray,
-    offset: np.ndarray,
-    *,
-    tol: float = 1e-13,
-    maxit: int = 100,
-) -> tuple[np.ndarray, bool, int]:
-    """Fisher scoring (IRLS) as R's glm.fit, started like R (mustart)."""
-    if family == "gaussian":
-        beta = np.linalg.lstsq(x, y - offset, rcond=None)[0]
-        return beta, True, 1
-    if family == "binomial":
-        mu = (y + 0.5) / 2.0
-        eta = np.log(mu / (1.0 - mu))
+def _inference(pc: _FEPieces, vcov: str, dof: str) -> _Inference:
+    """Covariance, coefficient table, marginal effects and the estimand under ``vcov``/``dof``."""
+    rob = None
+    if vcov == "model":
+        v = pc.m * pc.dispersion
     else:
-        mu = y + 0.1
-        eta = np.log(mu)
-    dev_old = np.inf
-    beta = np.zeros(x.shape[1])
-    for it in range(1, maxit + 1):
-        d = _mu_eta(family, eta)
-        v = _variance(family, _inv_link(family, eta))
-        z = (eta - offset) + (y - _inv_link(family, eta)) / d
-        w = np.sqrt(d * d / v)
-        q, r = np.linalg.qr(x * w[:, None])
-        beta = linalg.solve_triangular(r, q.T @ (z * w))
-        eta = x @ beta + offset
-        mu = _inv_link(family, eta)
-        dev = _deviance(family, y, mu)
-        if abs(dev - dev_old) / (abs(dev) + 0.1) < tol:
-            return beta, True, it
-        dev_old = dev
-    return beta, False, maxit
+        rob = glm_cluster_robust(
+            vcov, pc.xt, pc.omega, pc.resid, list(pc.groups), pc.m, pc.dense_limit
+        )
+        v = (rob.vcov + rob.vcov.T) / 2.0
+    se = np.sqrt(np.clip(np.diag(v), 0.0, None))
+    p = len(pc.beta)
+    df_for = partial(_df_for, dof, rob, pc.n_clusters, pc.n_obs, p)
+    eye = np.eye(p)
+    dfs = np.array([df_for(eye[k]) for k in range(p)])
+    terms = pd.DataFrame(
+        {"term": list(pc.kept_names), "estimate": pc.beta, "std_error": se, "df": dfs}
+    )
+    is_trt = terms["term"].str.startswith("treatment")  # treatment terms first
+    terms = pd.concat([terms[is_trt], terms[~is_trt]]).reset_index(drop=True)
+    marginal = _marginal_table(pc.ame, v, df_for)
+    if pc.effect == "immediate":
+        k = pc.kept_names.index("treatment")
+        return _Inference(
+            v, rob, terms, marginal, "treatment", float(pc.beta[k]), float(se[k]), float(dfs[k])
+        )
+    r0 = marginal.iloc[0]
+    return _Inference(
+        v, rob, terms, marginal, "AME(treatment)",
+        float(r0["estimate"]), float(r0["std_error"]), float(r0["df"]),
+    )  # fmt: skip
 
 
-# --------------------------------------------------------------------------------------
-# result
-# --------------------------------------------------------------------------------------
+def _marginal_table(
+    ame: tuple[tuple[str, float, np.ndarray], ...],
+    v: np.ndarray,
+    df_for: Callable[[np.ndarray], float],
+) -> pd.DataFrame:
+    """Delta-method SE, df and Wald columns of each average marginal effect."""
+    rows = []
+    for lab, est, g in ame:
+        s = float(np.sqrt(g @ v @ g))
+        d = df_for(g)
+        stat = est / s if s > 0 else float("nan")
+        lo, hi = t_interval(est, s, d, 0.95)
+        rows.append((lab, est, s, stat, d, t_pvalue(stat, d), lo, hi))
+    out: pd.DataFrame = pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
+    return out
+
+
 @dataclass(frozen=True, eq=False)
-class FixedEffectsResult(ResultMixin):
+class FixedEffectsResult(EstimationResult):
     """Result of :func:`fit_fixed_effects`.
 
     Attributes
@@ -205,42 +241,35 @@ class FixedEffectsResult(ResultMixin):
     covariates: str | None = None
     messages: tuple[str, ...] = ()
     _robust: Any = field(default=None, repr=False)
+    _pieces: Any = field(default=None, repr=False)
+
+    _vcov_options: ClassVar[tuple[str, ...]] = _VCOVS
 
     @property
-    def statistic(self) -> float:
-        """Wald t (or z) statistic of the estimand."""
-        return self.estimate / self.std_error if self.std_error > 0 else float("nan")
+    def link(self) -> str:
+        """Canonical link of :attr:`family` (``logit``, ``log`` or ``identity``)."""
+        return _LINK[self.family]
 
     @property
-    def pvalue(self) -> float:
-        """Two-sided p-value of the estimand."""
-        return t_pvalue(self.statistic, self.df)
-
-    def conf_int(self, confidence_level: float = 0.95) -> tuple[float, float]:
-        """Confidence interval of the estimand (t with :attr:`df`, or normal).
-
-        Parameters
-        ----------
-        confidence_level : float, default 0.95
-            Coverage, in (0, 1).
-
-        Returns
-        -------
-        tuple of float
-            ``(low, high)``.
-        """
-        return t_interval(self.estimate, self.std_error, self.df, confidence_level)
+    def method_label(self) -> str:
+        """Label of :func:`steppedwedge.compare` and the report (estimator and df rule)."""
+        vc = "model" if self.vcov == "model" else self.vcov.upper()
+        return f"cluster fixed-effects GLM ({vc}, df: {self.dof})"
 
     @property
     def ratio(self) -> tuple[float, float, float] | None:
         """``exp`` of the link-scale treatment effect and its 95% CI (odds or rate ratio).
 
-        None for the Gaussian family or the interaction model.
+        None for the Gaussian family or the interaction model (whose estimand is an
+        average marginal effect on the response scale).
         """
-        if self.family == "gaussian" or self.estimand != "treatment":
+        if self.estimand != "treatment":
             return None
-        lo, hi = self.conf_int()
-        return float(np.exp(self.estimate)), float(np.exp(lo)), float(np.exp(hi))
+        return super().ratio
+
+    def _term_table(self) -> pd.DataFrame:
+        """Every estimable coefficient, the treatment terms first."""
+        return self.terms
 
     def contrast(self, weights: Any) -> tuple[float, float, float]:
         """Estimate, SE and df of ``weights @ params`` (a Series aligned by term, or an array).
@@ -276,32 +305,24 @@ class FixedEffectsResult(ResultMixin):
         return est, se, self._df_for(c)
 
     def _df_for(self, c: np.ndarray) -> float:
-        if self.dof == "satterthwaite":
-            return glm_satterthwaite_df(self._robust, c)
-        if self.dof == "naive-t":
-            return float(self.n_clusters - 1)
-        if self.dof == "residual":
-            return float(self.n_obs - len(self.params))
-        return float("inf")
+        return _df_for(self.dof, self._robust, self.n_clusters, self.n_obs, len(self.params), c)
 
-    def tidy(self, confidence_level: float = 0.95) -> pd.DataFrame:
-        """Every estimable coefficient, the treatment terms first.
+    def _with_vcov(self, vcov: str, dof: str | float | None) -> FixedEffectsResult:
+        """Recompute the inference from the stored GLM pieces (no refit).
 
-        Parameters
-        ----------
-        confidence_level : float, default 0.95
-            Coverage of the ``conf_low``, ``conf_high`` interval, in (0, 1).
-
-        Returns
-        -------
-        pandas.DataFrame
-            Columns ``term, estimate, std_error, statistic, df, p_value, conf_low,
-            conf_high``.
+        The same computation as the fit: equal to a refit with ``vcov=``/``dof=``.
         """
-        t = self.terms
-        est, se, df = (t[c].to_numpy(dtype=float) for c in ("estimate", "std_error", "df"))
-        out = wald_table(t["term"].tolist(), est, se, df, confidence_level)
-        return out
+        from .._parallel import _single_threaded_blas
+
+        rule = _resolve_dof(vcov, None if dof is None else str(dof), self.family)
+        with _single_threaded_blas():
+            inf = _inference(self._pieces, vcov, rule)
+        idx = self.params.index
+        return replace(
+            self, vcov=vcov, dof=rule, estimate=inf.estimate, std_error=inf.std_error,
+            df=inf.df, vcov_matrix=pd.DataFrame(inf.vcov_matrix, index=idx, columns=idx),
+            terms=inf.terms, marginal=inf.marginal, _robust=inf.robust,
+        )  # fmt: skip
 
     def summary(self) -> Summary:
         """Text/HTML summary: model, estimand, coefficients, marginal effects, aliased terms.
@@ -358,13 +379,15 @@ class FixedEffectsResult(ResultMixin):
             notes=self.messages,
         )
 
-    def plot(self, ax: Any = None) -> Any:
+    def plot(self, ax: Any = None, *, confidence_level: float = 0.95) -> Any:
         """Forest plot of the treatment terms (or all coefficients); returns the Axes.
 
         Parameters
         ----------
         ax : matplotlib.axes.Axes, optional
             Axes to draw on (a new figure when None).
+        confidence_level : float, default 0.95
+            Coverage of the error bars.
 
         Returns
         -------
@@ -375,7 +398,7 @@ class FixedEffectsResult(ResultMixin):
 
         if ax is None:
             _, ax = plt.subplots()
-        tab = self.tidy()
+        tab = self.tidy(confidence_level)
         keep = tab["term"].str.startswith("treatment")
         tab = tab[keep] if keep.any() else tab
         yy = np.arange(len(tab))[::-1]
@@ -401,30 +424,7 @@ class FixedEffectsResult(ResultMixin):
 # --------------------------------------------------------------------------------------
 # fitting
 # --------------------------------------------------------------------------------------
-def _lab(x: Any) -> str:
-    return str(x)
-
-
-def _independent_columns(x: np.ndarray, tol: float = 1e-7) -> np.ndarray:
-    """Keep columns in order when they add rank (as R's pivoting QR with tol 1e-7)."""
-    n, p = x.shape
-    q = np.zeros((n, 0))
-    keep = np.zeros(p, dtype=bool)
-    for j in range(p):
-        col = x[:, j]
-        norm = float(np.linalg.norm(col))
-        if norm == 0.0:
-            continue
-        r = col - q @ (q.T @ col)
-        r = r - q @ (q.T @ r)
-        rn = float(np.linalg.norm(r))
-        if rn > tol * norm:
-            keep[j] = True
-            q = np.hstack([q, (r / rn)[:, None]])
-    return keep
-
-
-def fit_fixed_effects(  # noqa: C901 - one linear sequence of steps
+def fit_fixed_effects(
     data: Any,
     *,
     outcome: str | None = None,
@@ -530,371 +530,213 @@ def fit_fixed_effects(  # noqa: C901 - one linear sequence of steps
     >>> round(res.estimate, 3), round(res.std_error, 3), round(res.df, 2)
     (-0.255, 0.147, 3.86)
     """
-    from .._parallel import _single_threaded_blas
+    from ..data import TrialData
 
-    with _single_threaded_blas():
-        return _fit_fixed_effects(
-            data,
-            outcome=outcome,
-            cluster=cluster,
-            period=period,
-            treatment=treatment,
-            family=family,
-            covariates=covariates,
-            offset=offset,
-            exposure=exposure,
-            effect=effect,
-            vcov=vcov,
-            dof=dof,
-            missing=missing,
-            dense_limit=_dense_limit,
-        )
-
-
-def _fit_fixed_effects(  # noqa: C901 - one linear sequence of steps
-    data: Any,
-    *,
-    outcome: str | None,
-    cluster: str | None,
-    period: str | None,
-    treatment: str | None,
-    family: str,
-    covariates: str | None,
-    offset: str | None,
-    exposure: str | None,
-    effect: str,
-    vcov: str,
-    dof: str | None,
-    missing: str,
-    dense_limit: int,
-) -> FixedEffectsResult:
-    # ---------------------------------------------------------------- options and data
-    td_frame = None
-    try:
-        from ..data import TrialData
-    except ImportError:  # pragma: no cover
-        TrialData = None  # type: ignore[assignment,misc]  # noqa: N806
-    if TrialData is not None and isinstance(data, TrialData):
-        td_frame = data.frame
-        outcome = outcome or "outcome"
-        cluster = cluster or "cluster"
-        period = period or "period"
-        treatment = treatment or "treatment"
+    if isinstance(data, TrialData):
+        outcome, cluster = outcome or "outcome", cluster or "cluster"
+        period, treatment = period or "period", treatment or "treatment"
         if offset is None and "offset" in data.roles:
             offset = "offset"
         if exposure is None and "exposure" in data.roles:
             exposure = "exposure"
-        frame = td_frame
-    elif isinstance(data, pd.DataFrame):
-        frame = data
-    else:
+        data = data.frame
+    elif not isinstance(data, pd.DataFrame):
         raise TypeError(
             f"`data` must be a pandas DataFrame or TrialData; got {type(data).__name__}."
         )
-    family = check_option("family", family, ("binomial", "gaussian", "poisson"))
-    effect = check_option("effect", effect, ("immediate", "period-interaction"))
-    vcov = check_option("vcov", vcov, ("cr2", "cr1", "cr0", "model"))
-    if dof is None:
-        dof = "satterthwaite" if vcov != "model" else ("residual" if family == "gaussian" else "z")
-    dof = check_option("dof", dof, ("satterthwaite", "naive-t", "z", "residual"))
-    if dof == "satterthwaite" and vcov == "model":
-        raise OptionError(
-            "`dof='satterthwaite'` needs a cluster-robust `vcov` ('cr2', 'cr1' or 'cr0'); "
-            "use dof='z' or 'residual' with vcov='model'."
-        )
-    check_option("missing", missing, ("raise", "drop"))
-    if offset is not None and exposure is not None:
+    spec = AnalysisSpec.from_options(
+        outcome=outcome, cluster=cluster, period=period, treatment=treatment,  # type: ignore[arg-type]
+        family=family, covariates=covariates, offset=offset, exposure=exposure, effect=effect,
+        method="fixed-effects", dof=dof, vcov=vcov, missing=missing,
+    )  # fmt: skip
+    return fit_fixed_effects_spec(data, spec, _dense_limit=_dense_limit)
+
+
+def fit_fixed_effects_spec(
+    data: pd.DataFrame, spec: AnalysisSpec, *, _dense_limit: int = _DENSE_LIMIT
+) -> FixedEffectsResult:
+    """Fixed-effects GLM of ``data`` as ``spec`` describes: ``sw.fit(method="fixed-effects")``.
+
+    Roles, family, covariates, offset/exposure, ``effect``, ``vcov`` (None: ``"cr2"``),
+    ``dof`` and ``missing`` come from the spec; see :func:`fit_fixed_effects`.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        The rows (never modified).
+    spec : AnalysisSpec
+        The validated analysis (:meth:`AnalysisSpec.from_options`).
+
+    Returns
+    -------
+    FixedEffectsResult
+
+    Raises
+    ------
+    OptionError
+        A family, effect, vcov or dof the fixed-effects GLM does not offer.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from steppedwedge.models.fixed_effects import fit_fixed_effects_spec
+    >>> from steppedwedge.models.spec import AnalysisSpec
+    >>> rng = np.random.default_rng(3)
+    >>> df = pd.DataFrame([(i, j, int(j > i), rng.normal(int(j > i), 1.0))
+    ...                    for i in range(4) for j in range(5) for _ in range(10)],
+    ...                   columns=["c", "t", "x", "y"])
+    >>> spec = AnalysisSpec.from_options(outcome="y", cluster="c", period="t", treatment="x",
+    ...                                  method="fixed-effects")
+    >>> res = fit_fixed_effects_spec(df, spec)
+    >>> res.vcov, res.dof
+    ('cr2', 'satterthwaite')
+    """
+    from .._parallel import _single_threaded_blas
+
+    family = check_option("family", spec.family, _FAMILIES)
+    effect = check_option("effect", spec.effect, ("immediate", "period-interaction"))
+    vcov = check_option("vcov", "cr2" if spec.vcov is None else spec.vcov, _VCOVS)
+    dof = _resolve_dof(vcov, None if spec.dof is None else str(spec.dof), family)
+    check_option("missing", spec.missing, ("raise", "drop"))
+    if spec.offset is not None and spec.exposure is not None:
         raise OptionError("give at most one of `offset` and `exposure`.")
-    if (offset is not None or exposure is not None) and family != "poisson":
+    if (spec.offset is not None or spec.exposure is not None) and family != "poisson":
         raise OptionError("`offset`/`exposure` are for family='poisson'.")
-    roles = {"outcome": outcome, "cluster": cluster, "period": period, "treatment": treatment}
-    for arg, col in roles.items():
-        if col is None:
-            raise TypeError(f"`{arg}` is required (a column name).")
-        if col not in frame.columns:
-            raise DataError(
-                f"`{arg}` must name a column of `data`; got {col!r} "
-                f"(columns: {list(frame.columns)})."
-            )
-    for arg, col in (("offset", offset), ("exposure", exposure)):
-        if col is not None and col not in frame.columns:
-            raise DataError(f"`{arg}` must name a column of `data`; got {col!r}.")
-    used = [c for c in (outcome, cluster, period, treatment, offset, exposure) if c is not None]
-    messages: list[str] = []
-    cov_vars: list[str] = []
-    if covariates is not None:
-        import patsy
+    with _single_threaded_blas():
+        return _fit(data, spec, family, effect, vcov, dof, _dense_limit)
 
-        try:
-            desc = patsy.ModelDesc.from_formula(covariates.strip().lstrip("~"))
-            cov_vars = sorted({str(f.name()) for t in desc.rhs_termlist for f in t.factors})
-        except Exception:  # noqa: BLE001 - reported by covariate_matrix below
-            cov_vars = []
-        cov_vars = [v for v in cov_vars if v in frame.columns]
-    sub = frame[list(dict.fromkeys(used + cov_vars))]
-    na = sub.isna().any(axis=1).to_numpy()
-    if na.any():
-        bad = [c for c in sub.columns if sub[c].isna().any()]
-        if missing == "raise":
-            raise DataError(
-                f"{int(na.sum())} row(s) have missing values in column(s) {bad}; pass "
-                "`missing='drop'` to drop them (counted in a warning), or impute and use `pool`."
-            )
-        from ..exceptions import MissingDataWarning
 
-        warnings.warn(
-            f"dropped {int(na.sum())} row(s) with missing values in column(s) {bad}.",
-            MissingDataWarning,
-            stacklevel=caller_stacklevel(),
-        )
-        messages.append(f"{int(na.sum())} row(s) with missing values dropped.")
-        frame = frame.loc[~na]
-    n = len(frame)
-    y = pd.to_numeric(frame[outcome], errors="coerce").to_numpy(dtype=np.float64)
-    if not np.all(np.isfinite(y)):
-        raise DataError(f"`outcome` column {outcome!r} must be numeric and finite.")
-    if family == "binomial" and not np.all((y == 0) | (y == 1)):
-        raise DataError(f"`outcome` column {outcome!r} must be 0/1 for family='binomial'.")
-    if family == "poisson" and (np.any(y < 0) or np.any(y != np.round(y))):
-        raise DataError(
-            f"`outcome` column {outcome!r} must hold non-negative counts for family='poisson'."
-        )
-    trt = pd.to_numeric(frame[treatment], errors="coerce").to_numpy(dtype=np.float64)
-    if not np.all((trt == 0) | (trt == 1)):
-        raise DataError(f"`treatment` column {treatment!r} must be 0/1 per row.")
-    off = np.zeros(n)
-    if offset is not None:
-        off = pd.to_numeric(frame[offset], errors="coerce").to_numpy(dtype=np.float64)
-        if not np.all(np.isfinite(off)):
-            raise DataError(f"`offset` column {offset!r} must be finite numbers.")
-    if exposure is not None:
-        ex = pd.to_numeric(frame[exposure], errors="coerce").to_numpy(dtype=np.float64)
-        if not np.all(np.isfinite(ex) & (ex > 0)):
-            raise DataError(f"`exposure` column {exposure!r} must be positive numbers.")
-        off = np.log(ex)
-    cl_lab = pd.Index(sorted(pd.unique(frame[cluster]), key=_sort_key))
-    pe_lab = pd.Index(sorted(pd.unique(frame[period]), key=_sort_key))
-    if len(cl_lab) < 2:
-        raise DataError(
-            f"cluster-robust inference needs at least 2 clusters; `cluster` column {cluster!r} has "
-            f"{len(cl_lab)}."
-        )
-    cl_code = cl_lab.get_indexer(frame[cluster])
-    pe_code = pe_lab.get_indexer(frame[period])
-    # ---------------------------------------------------------------- design matrix
-    names: list[str] = ["(Intercept)"]
-    blocks: list[np.ndarray] = [np.ones((n, 1))]
-    pdum = (pe_code[:, None] == np.arange(1, len(pe_lab))[None, :]).astype(float)
-    names += [f"period[{_lab(p)}]" for p in pe_lab[1:]]
-    blocks.append(pdum)
-    cdum = (cl_code[:, None] == np.arange(1, len(cl_lab))[None, :]).astype(float)
-    names += [f"cluster[{_lab(c)}]" for c in cl_lab[1:]]
-    blocks.append(cdum)
-    cov_formula = None
-    if covariates is not None:
-        from ._formula import covariate_matrix
-
-        cm = covariate_matrix(covariates, frame)
-        names += list(cm.names)
-        blocks.append(cm.values)
-        cov_formula = cm.formula
-    if effect == "immediate":
-        trt_names = ["treatment"]
-        trt_block = trt[:, None]
-    else:
-        trt_names = [f"treatment:period[{_lab(p)}]" for p in pe_lab]
-        trt_block = trt[:, None] * (pe_code[:, None] == np.arange(len(pe_lab))[None, :])
-    names += trt_names
-    blocks.append(trt_block)
-    x_full = np.hstack(blocks)
-    keep = _independent_columns(x_full)
-    n_nontrt = x_full.shape[1] - len(trt_names)
-    aliased_rows = []
-    for j in np.flatnonzero(~keep):
-        term = names[j]
-        if j < n_nontrt:
-            reason = "collinear with earlier terms (covariate, period or cluster effects)"
-        elif effect == "immediate":
-            reason = (
-                "no treated observations"
-                if not trt.any()
-                else "collinear with the period/cluster effects (treatment is confounded with time)"
-            )
-        else:
-            k = j - n_nontrt
-            in_p = pe_code == k
-            if not (trt[in_p] == 1).any():
-                reason = f"no treated observations in period {_lab(pe_lab[k])}"
-            elif (trt[in_p] == 1).all():
-                reason = (
-                    f"every observation in period {_lab(pe_lab[k])} is treated "
-                    "(aliased with the period effect)"
-                )
-            else:
-                reason = "collinear with the other terms"
-        aliased_rows.append((term, reason))
-    aliased = pd.DataFrame(aliased_rows, columns=["term", "reason"])
-    trt_kept = [names[j] for j in range(n_nontrt, len(names)) if keep[j]]
-    if not trt_kept:
-        listing = "; ".join(f"{t}: {r}" for t, r in aliased_rows if t.startswith("treatment"))
-        raise DataError(
-            f"the treatment effect is not estimable: every treatment term is aliased ({listing})."
-        )
-    dropped_trt = [t for t, _ in aliased_rows if t.startswith("treatment")]
-    if dropped_trt:
-        msg = "not estimable, dropped: " + "; ".join(
-            f"{t} ({r})" for t, r in aliased_rows if t.startswith("treatment")
-        )
-        warnings.warn(msg, SmallSampleWarning, stacklevel=caller_stacklevel())
-        messages.append(msg)
-    other_dropped = [t for t, _ in aliased_rows if not t.startswith("treatment")]
-    if other_dropped:
-        messages.append("aliased terms dropped: " + ", ".join(other_dropped))
-    x = x_full[:, keep]
-    kept_names = [nm for nm, k in zip(names, keep, strict=True) if k]
-    # ---------------------------------------------------------------- fit
-    beta, converged, iters = _irls(family, x, y, off)
-    if not converged:
-        warnings.warn(
-            f"IRLS did not converge in {iters} iterations.",
-            ConvergenceWarning,
-            stacklevel=caller_stacklevel(),
-        )
-        messages.append("IRLS did not converge.")
-    eta = x @ beta + off
-    mu = _inv_link(family, eta)
-    if family == "binomial":
-        sep = (mu < 1e-10) | (mu > 1 - 1e-10)
-        if sep.any():
-            pairs = zip(cl_code[sep], pe_code[sep], strict=True)
-            cells = sorted({(_lab(cl_lab[a]), _lab(pe_lab[b])) for a, b in pairs})
-            msg = (
-                f"fitted probabilities of 0 or 1 (separation) in {int(sep.sum())} row(s), "
-                f"cluster-periods {cells[:6]}{' ...' if len(cells) > 6 else ''}; "
-                "the estimates of the "
-                "affected terms are not "
-                "finite in the limit."
-            )
-            warnings.warn(msg, SmallSampleWarning, stacklevel=caller_stacklevel())
-            messages.append(msg)
-    dmu = _mu_eta(family, eta)
-    var = _variance(family, mu)
-    omega = 1.0 / var
-    xt = dmu[:, None] * x
-    info = xt.T @ (omega[:, None] * xt)
-    m = np.linalg.inv(info)
-    m = (m + m.T) / 2.0
-    resid = y - mu
-    p = x.shape[1]
-    if family == "gaussian":
-        dispersion = float(np.sum(resid**2) / (n - p)) if n > p else float("nan")
-    else:
-        dispersion = 1.0
-    vmodel = m * dispersion
-    groups = [np.flatnonzero(cl_code == i) for i in range(len(cl_lab))]
-    rob = None
-    if vcov == "model":
-        v = vmodel
-    else:
-        rob = glm_cluster_robust(vcov, xt, omega, resid, groups, m, dense_limit)
-        v = (rob.vcov + rob.vcov.T) / 2.0
-    se = np.sqrt(np.clip(np.diag(v), 0.0, None))
-
-    def df_for(c: np.ndarray) -> float:
-        if dof == "satterthwaite":
-            return glm_satterthwaite_df(rob, c)  # type: ignore[arg-type]
-        if dof == "naive-t":
-            return float(len(cl_lab) - 1)
-        if dof == "residual":
-            return float(n - p)
-        return float("inf")
-
-    eye = np.eye(p)
-    dfs = np.array([df_for(eye[k]) for k in range(p)])
-    terms = pd.DataFrame({"term": kept_names, "estimate": beta, "std_error": se, "df": dfs})
-    # order: treatment terms first
-    is_trt = terms["term"].str.startswith("treatment")
-    terms = pd.concat([terms[is_trt], terms[~is_trt]]).reset_index(drop=True)
-    # ---------------------------------------------------------------- marginal effects
-    trt_idx = [kept_names.index(t) for t in trt_kept]
-    me_rows = []
-    grads = []
-    weights_n = []
-    for t_name, k in zip(trt_kept, trt_idx, strict=True):
-        if effect == "immediate":
-            rows = np.arange(n)
-            label = "AME(treatment)"
-        else:
-            per = pe_lab[names.index(t_name) - n_nontrt]
-            rows = np.flatnonzero(pe_code == pe_lab.get_loc(per))
-            label = f"AME(treatment, period {_lab(per)})"
-        x1 = x[rows].copy()
-        x0 = x[rows].copy()
-        x1[:, k] = 1.0
-        x0[:, k] = 0.0
-        e1 = x1 @ beta + off[rows]
-        e0 = x0 @ beta + off[rows]
-        ame = float(np.mean(_inv_link(family, e1) - _inv_link(family, e0)))
-        g = (_mu_eta(family, e1)[:, None] * x1 - _mu_eta(family, e0)[:, None] * x0).mean(axis=0)
-        me_rows.append((label, ame, g))
-        grads.append(g)
-        weights_n.append(len(rows))
-    if effect == "period-interaction":
-        w = np.asarray(weights_n, dtype=float) / float(np.sum(weights_n))
-        ame_all = float(np.sum([w_ * r[1] for w_, r in zip(w, me_rows, strict=True)]))
-        g_all = np.sum([w_ * g for w_, g in zip(w, grads, strict=True)], axis=0)
-        me_rows = [("AME(treatment)", ame_all, g_all), *me_rows]
-    me_tab = []
-    for label, est, g in me_rows:
-        s = float(np.sqrt(g @ v @ g))
-        d = df_for(g)
-        stat = est / s if s > 0 else float("nan")
-        lo, hi = t_interval(est, s, d, 0.95)
-        me_tab.append((label, est, s, stat, d, t_pvalue(stat, d), lo, hi))
-    marginal = pd.DataFrame(me_tab, columns=list(TIDY_COLUMNS))
-    # ---------------------------------------------------------------- estimand
-    if effect == "immediate":
-        k = kept_names.index("treatment")
-        est, s_e, d_f, estimand = float(beta[k]), float(se[k]), float(dfs[k]), "treatment"
-    else:
-        r0 = marginal.iloc[0]
-        est, s_e, d_f, estimand = (
-            float(r0["estimate"]),
-            float(r0["std_error"]),
-            float(r0["df"]),
-            "AME(treatment)",
-        )
-    idx = pd.Index(kept_names)
+def _fit(
+    frame: pd.DataFrame,
+    spec: AnalysisSpec,
+    family: str,
+    effect: str,
+    vcov: str,
+    dof: str,
+    dense_limit: int,
+) -> FixedEffectsResult:
+    roles = {r: getattr(spec, r) for r in ("outcome", "cluster", "period", "treatment")}
+    roles.update(offset=spec.offset, exposure=spec.exposure)
+    rows = fe_rows(frame, roles, family, spec.covariates, spec.missing)
+    design = fe_design(rows, effect, spec.covariates)
+    beta, converged, iters, mu, glm_notes = _fit_glm(rows, design, family)
+    pieces = _pieces(rows, design, family, effect, beta, mu, dense_limit)
+    inf = _inference(pieces, vcov, dof)
+    idx = pd.Index(design.kept_names)
     return FixedEffectsResult(
-        estimand=estimand,
-        estimate=est,
-        std_error=s_e,
-        df=d_f,
+        estimand=inf.estimand,
+        estimate=inf.estimate,
+        std_error=inf.std_error,
+        df=inf.df,
         params=pd.Series(beta, index=idx),
-        vcov_matrix=pd.DataFrame(v, index=idx, columns=idx),
-        vcov_model=pd.DataFrame(vmodel, index=idx, columns=idx),
-        terms=terms,
-        aliased=aliased,
-        marginal=marginal,
+        vcov_matrix=pd.DataFrame(inf.vcov_matrix, index=idx, columns=idx),
+        vcov_model=pd.DataFrame(pieces.m * pieces.dispersion, index=idx, columns=idx),
+        terms=inf.terms,
+        aliased=design.aliased,
+        marginal=inf.marginal,
         family=family,
         effect=effect,
         vcov=vcov,
         dof=dof,
-        n_obs=n,
-        n_clusters=len(cl_lab),
-        n_periods=len(pe_lab),
+        n_obs=rows.n,
+        n_clusters=len(rows.cl_lab),
+        n_periods=len(rows.pe_lab),
         converged=converged,
         iterations=iters,
-        deviance=_deviance(family, y, mu),
-        dispersion=dispersion,
-        outcome=str(outcome),
-        covariates=cov_formula,
-        messages=tuple(messages),
-        _robust=rob,
+        deviance=deviance(family, rows.y, mu),
+        dispersion=pieces.dispersion,
+        outcome=str(spec.outcome),
+        covariates=design.cov_formula,
+        messages=rows.messages + design.messages + glm_notes,
+        _robust=inf.robust,
+        _pieces=pieces,
     )
 
 
-def _sort_key(v: Hashable) -> tuple[int, Any]:
-    if isinstance(v, (int, float, np.integer, np.floating)):
-        return (0, float(v))
-    return (1, str(v))
+def _fit_glm(
+    rows: FERows, design: FEDesign, family: str
+) -> tuple[np.ndarray, bool, int, np.ndarray, tuple[str, ...]]:
+    """IRLS fit; warns on non-convergence and on fitted probabilities 0 or 1 (names cells)."""
+    notes: list[str] = []
+    beta, converged, iters = irls(family, design.x, rows.y, rows.off)
+    if not converged:
+        warn(f"IRLS did not converge in {iters} iterations.", ConvergenceWarning)
+        notes.append("IRLS did not converge.")
+    mu = inv_link(family, design.x @ beta + rows.off)
+    if family == "binomial":
+        sep = (mu < 1e-10) | (mu > 1 - 1e-10)
+        if sep.any():
+            pairs = zip(rows.cl_code[sep], rows.pe_code[sep], strict=True)
+            cells = sorted({(label(rows.cl_lab[a]), label(rows.pe_lab[b])) for a, b in pairs})
+            msg = (
+                f"fitted probabilities of 0 or 1 (separation) in {int(sep.sum())} row(s), "
+                f"cluster-periods {cells[:6]}{' ...' if len(cells) > 6 else ''}; "
+                "the estimates of the affected terms are not finite in the limit."
+            )
+            warn(msg, SmallSampleWarning)
+            notes.append(msg)
+    return beta, converged, iters, mu, tuple(notes)
+
+
+def _pieces(
+    rows: FERows,
+    design: FEDesign,
+    family: str,
+    effect: str,
+    beta: np.ndarray,
+    mu: np.ndarray,
+    dense_limit: int,
+) -> _FEPieces:
+    """Working weights, bread, residuals, clusters and marginal-effect gradients of the fit."""
+    x = design.x
+    eta = x @ beta + rows.off
+    omega = 1.0 / variance(family, mu)
+    xt = mu_eta(family, eta)[:, None] * x
+    m = np.linalg.inv(xt.T @ (omega[:, None] * xt))
+    m = (m + m.T) / 2.0
+    resid = rows.y - mu
+    n, p = x.shape
+    if family == "gaussian":
+        dispersion = float(np.sum(resid**2) / (n - p)) if n > p else float("nan")
+    else:
+        dispersion = 1.0
+    groups = tuple(np.flatnonzero(rows.cl_code == i) for i in range(len(rows.cl_lab)))
+    return _FEPieces(
+        xt=xt, omega=omega, resid=resid, groups=groups, m=m, dispersion=dispersion,
+        dense_limit=dense_limit, n_obs=n, kept_names=tuple(design.kept_names), beta=beta,
+        effect=effect, ame=_ame(rows, design, family, effect, beta),
+    )  # fmt: skip
+
+
+def _ame(
+    rows: FERows, design: FEDesign, family: str, effect: str, beta: np.ndarray
+) -> tuple[tuple[str, float, np.ndarray], ...]:
+    """Average marginal effects of treatment (switched on and off) and their gradients."""
+    x, off = design.x, rows.off
+    out: list[tuple[str, float, np.ndarray]] = []
+    sizes = []
+    for t_name in design.trt_kept:
+        k = design.kept_names.index(t_name)
+        if effect == "immediate":
+            sel = np.arange(rows.n)
+            lab = "AME(treatment)"
+        else:
+            per = rows.pe_lab[design.names.index(t_name) - design.n_nontrt]
+            sel = np.flatnonzero(rows.pe_code == rows.pe_lab.get_loc(per))
+            lab = f"AME(treatment, period {label(per)})"
+        x1 = x[sel].copy()
+        x0 = x[sel].copy()
+        x1[:, k] = 1.0
+        x0[:, k] = 0.0
+        e1 = x1 @ beta + off[sel]
+        e0 = x0 @ beta + off[sel]
+        est = float(np.mean(inv_link(family, e1) - inv_link(family, e0)))
+        g = (mu_eta(family, e1)[:, None] * x1 - mu_eta(family, e0)[:, None] * x0).mean(axis=0)
+        out.append((lab, est, g))
+        sizes.append(len(sel))
+    if effect == "period-interaction":
+        w = np.asarray(sizes, dtype=float) / float(np.sum(sizes))
+        ame_all = float(np.sum([w_ * r[1] for w_, r in zip(w, out, strict=True)]))
+        g_all = np.sum([w_ * r[2] for w_, r in zip(w, out, strict=True)], axis=0)
+        out = [("AME(treatment)", ame_all, g_all), *out]
+    return tuple(out)
