@@ -102,7 +102,7 @@ def counts_section() -> None:
         t_core = best_of(lambda a=args, k=kwargs: core(*a, **k), 15)
         print(
             f"   random={random!r:10s} fit_glmm {t_full * 1e3:7.1f} ms | Laplace on formed cells "
-            f"{t_core * 1e3:6.1f} ms | RR {res.ratio:.4f} (SE {res.std_error:.4f}), "
+            f"{t_core * 1e3:6.1f} ms | RR {res.ratio[0]:.4f} (SE {res.std_error:.4f}), "
             f"logLik {res.loglik:.4f}"
         )
         print(

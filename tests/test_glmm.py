@@ -75,7 +75,8 @@ def test_result_protocol_and_ratios() -> None:
     assert ex["estimate"].iloc[0] == pytest.approx(math.exp(res.estimate), rel=EXACT_REL)
     assert ex["conf_low"].iloc[0] == pytest.approx(math.exp(lo), rel=EXACT_REL)
     assert ex["std_error"].iloc[0] == tidy["std_error"].iloc[0]
-    assert res.ratio == pytest.approx(math.exp(res.estimate))
+    assert res.ratio[0] == pytest.approx(math.exp(res.estimate))
+    assert res.ratio[1:] == pytest.approx((math.exp(lo), math.exp(hi)), rel=EXACT_REL)
     text = str(res.summary())
     assert "Rate ratio" in text and "poisson GLMM" in text and "Laplace" in text
     assert res.summary().as_html().startswith("<div")
