@@ -76,14 +76,25 @@ class CohortFrame:
     Attributes
     ----------
     frame : pandas.DataFrame
-        One row per child (columns listed in the Notes of :func:`cohort_from_events`),
-        followed by the other columns of the child's first referral row.
+        One row per child: ``child, cluster, period`` (a label of ``design.periods``),
+        ``referral_date, start_date, treated`` (0/1), ``exposure_fraction, days_treated,
+        contaminated, outcome`` (0/1), ``outcome_date`` (the event date, NaT without the
+        event), ``follow_up_end, time_at_risk_days, censored, censored_by,
+        age_at_referral`` (years, days / 365.25), ``age_years`` (completed years),
+        ``n_referrals`` (in the window), then the other columns of the child's first
+        referral row.  The Notes of :func:`cohort_from_events` define them.
     exclusions : pandas.DataFrame
         The flow from input rows to the cohort, one line per step, in the order applied:
         ``step, reason, action, rows, children``.  ``action`` is ``"excluded"``,
         ``"de-duplicated"`` (later referrals removed, the child kept) or ``"kept (flagged)"``
         (counted but not removed); ``rows`` counts the event rows (or, for flagged lines,
         children) affected, ``children`` the children who leave the cohort at that step.
+        The steps: rows missing the child id, council or referral date; referrals outside
+        the window; referrals after ``data_end``; children in two councils
+        (``on_conflict="first"``); later referrals of the same child (de-duplication: the
+        first referral in the window is kept); missing date of birth; age at referral
+        outside ``age_range``; aged ``age_limit`` or over at referral; an outcome date
+        before the referral.
     design : Design
         The design whose periods and start dates were used.
     start_dates : dict
@@ -280,7 +291,7 @@ def _completed_years(ref: pd.Series, dob: pd.Series) -> pd.Series:
 # --------------------------------------------------------------------------------------
 # public function
 # --------------------------------------------------------------------------------------
-def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
+def cohort_from_events(
     events: pd.DataFrame,
     *,
     design: Design,
@@ -323,18 +334,15 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
         Council -> intervention start date.  Default: the first day of each council's first
         treated period in ``design`` (exact for ``periods="starts"`` designs).
     follow_up : int, str or pandas.Timedelta, default "18M"
-        Follow-up after the referral: days (int) or ``"18M"`` (calendar months), ``"2Y"``,
-        ``"26W"``, ``"540D"``.
+        Days after the referral, or ``"18M"`` (calendar months), ``"2Y"``, ``"26W"``, ``"540D"``.
     window : pair of dates, optional
-        ``(first_day, last_day)`` of recruitment, inclusive; default the span of the
-        design's periods.  Must lie inside that span.
+        ``(first_day, last_day)`` of recruitment, inclusive, within the design's span (default).
     exposure_rule : {"referral", "proportion", "min-weeks"}
         How a child is classed as treated (see Notes).
     min_weeks : float, default 4
         Weeks under the new model needed with ``exposure_rule="min-weeks"``.
     proportion : float, default 0.5
-        Share of the time in study under the new model needed with
-        ``exposure_rule="proportion"``.
+        Share of the time in study under the new model needed with ``"proportion"``.
     contamination_days : int, default 45
         A control child referred within this many days before the council's start date is
         flagged ``contaminated`` (0 switches the flag off).
@@ -347,9 +355,8 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
         Keep children whose completed age in years at referral lies in ``[min, max]``
         (either bound may be None; unborn children have negative ages).  Needs ``birth_date``.
     on_conflict : {"raise", "first"}
-        A child referred in two councils within the window: raise :class:`DataError` naming
-        the child (default), or keep the council of the child's first referral and count the
-        other council's referrals as excluded.
+        A child referred in two councils within the window: raise :class:`DataError` (default),
+        or keep the council of its first referral (the other council's rows excluded).
     missing_birth_date : {"exclude", "keep"}
         Children without a date of birth (when ``birth_date`` is given): excluded and
         counted (default), or kept with a missing age and no age censoring (counted too).
@@ -360,26 +367,21 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
     Returns
     -------
     CohortFrame
-        ``.frame`` (one row per child), ``.exclusions`` (the counted flow), ``summary()``.
+        ``.frame`` (one row per child, columns listed there), ``.exclusions`` (the counted
+        flow, its steps listed there), ``summary()``.
 
     Raises
     ------
     DataError
-        Missing columns, values that are not dates, a council that is not in the design, a
-        child in two councils (with ``on_conflict="raise"``), or a design without dated
-        periods.
-    ValueError
+        Missing columns, values that are not dates, a council not in the design, a child in
+        two councils (``on_conflict="raise"``), or a design without dated periods.
+    OptionError
         Invalid options.
+    DesignError
+        ``start_dates`` without a date for some council of the design.
 
     Notes
     -----
-    Steps, in order (each counted in ``exclusions``): rows missing the child id, council or
-    referral date; referrals outside ``window``; referrals after ``data_end``; children in
-    two councils (``on_conflict="first"``); later referrals of the same child
-    (de-duplication: the first referral in the window is kept); missing date of birth;
-    age at referral outside ``age_range``; aged ``age_limit`` or over at referral; an
-    outcome date before the referral.
-
     Follow-up runs from the referral date ``r`` to ``end = min(r + follow_up, the
     age_limit birthday, data_end + 1 day)`` (half-open).  The event date is the earliest of
     the child's outcome dates (over all its rows) on or after ``r``; ``outcome`` is 1 if it
@@ -397,13 +399,6 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
     used time in study.)  ``contaminated`` is True for children classed as control who were
     referred in ``[S - contamination_days, S)``.
 
-    Output columns: ``child, cluster, period`` (a label of ``design.periods``),
-    ``referral_date, start_date, treated`` (0/1), ``exposure_fraction, days_treated,
-    contaminated, outcome`` (0/1), ``outcome_date`` (the event date, NaT without the event),
-    ``follow_up_end, time_at_risk_days, censored, censored_by, age_at_referral`` (years,
-    days / 365.25), ``age_years`` (completed years), ``n_referrals`` (in the window), then
-    the other columns of the first referral row.
-
     Examples
     --------
     >>> import pandas as pd
@@ -412,8 +407,7 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
     >>> d = Design.from_start_dates({"A": "2021-01-01", "B": "2021-07-01"}, "starts",
     ...                             window=("2020-07-01", "2021-12-31"))
     >>> ev = pd.DataFrame({
-    ...     "id": [1, 1, 2, 3, 4],
-    ...     "la": ["A", "A", "A", "B", "B"],
+    ...     "id": [1, 1, 2, 3, 4], "la": ["A", "A", "A", "B", "B"],
     ...     "ref": ["2020-08-01", "2021-02-01", "2021-03-01", "2021-06-01", "2022-02-01"],
     ...     "cla": [None, None, "2021-05-01", None, None],
     ... })
@@ -433,145 +427,340 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
     referral outside the window      excluded     1         1
     later referral of the child de-duplicated     1         0
     """
-    # ---------------------------------------------------------------- options
+    opts = _check_options(
+        events, design, child=child, council=council, referral=referral,
+        outcome_date=outcome_date, birth_date=birth_date, start_dates=start_dates,
+        follow_up=follow_up, window=window, exposure_rule=exposure_rule, min_weeks=min_weeks,
+        proportion=proportion, contamination_days=contamination_days, data_end=data_end,
+        age_limit=age_limit, age_range=age_range, on_conflict=on_conflict,
+        missing_birth_date=missing_birth_date, outcome_before_referral=outcome_before_referral,
+    )  # fmt: skip
+    chosen = _select_children(events, opts)
+    frame = _analysis_frame(events, chosen, opts)
+    return CohortFrame(
+        frame=frame, exclusions=chosen.flow.table(), design=design, start_dates=opts.starts,
+        options=opts.report(),
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# options
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Options:
+    """The checked options of :func:`cohort_from_events`, defaults resolved."""
+
+    roles: dict[str, str]  # argument -> column (birth_date only when given)
+    design: Design
+    period_starts: pd.DatetimeIndex  # first day of each design period
+    starts: dict[Hashable, pd.Timestamp | None]  # council -> start date
+    window: tuple[pd.Timestamp, pd.Timestamp]
+    data_end: pd.Timestamp | None
+    follow_up: Any  # as given
+    fu_offset: pd.DateOffset | pd.Timedelta
+    fu_text: str
+    rule: str
+    rule_text: str
+    min_weeks: float
+    proportion: float
+    contamination_days: int
+    age_limit: float | None
+    age_range: tuple[float | None, float | None] | None
+    on_conflict: str
+    missing_birth_date: str
+    outcome_before_referral: str
+
+    def report(self) -> dict[str, Any]:
+        """Return the options the cohort was built with (:attr:`CohortFrame.options`)."""
+        return {
+            "window": self.window,
+            "exposure_rule": self.rule,
+            "exposure_rule_text": self.rule_text,
+            "follow_up": self.follow_up,
+            "follow_up_text": self.fu_text,
+            "min_weeks": self.min_weeks,
+            "proportion": self.proportion,
+            "contamination_days": self.contamination_days,
+            "data_end": self.data_end,
+            "age_limit": self.age_limit,
+            "age_range": self.age_range,
+            "on_conflict": self.on_conflict,
+        }
+
+
+def _check_options(events: Any, design: Any, **kw: Any) -> _Options:
+    """Validate the arguments of :func:`cohort_from_events`, in the documented order."""
     if not isinstance(events, pd.DataFrame):
         raise TypeError(f"`events` must be a pandas DataFrame; got {type(events).__name__}.")
     if not isinstance(design, Design):
         raise TypeError(f"`design` must be a steppedwedge Design; got {type(design).__name__}.")
-    rule = check_option("exposure_rule", exposure_rule, ("referral", "proportion", "min-weeks"))
-    check_option("on_conflict", on_conflict, ("raise", "first"))
-    check_option("missing_birth_date", missing_birth_date, ("exclude", "keep"))
-    check_option("outcome_before_referral", outcome_before_referral, ("exclude", "ignore"))
-    min_weeks = check_nonnegative("min_weeks", min_weeks)
-    proportion = check_unit_interval("proportion", proportion)
-    contamination_days = check_positive_int("contamination_days", contamination_days, minimum=0)
-    fu_offset, fu_text = _follow_up(follow_up)
+    rule = check_option(
+        "exposure_rule", kw["exposure_rule"], ("referral", "proportion", "min-weeks")
+    )
+    check_option("on_conflict", kw["on_conflict"], ("raise", "first"))
+    check_option("missing_birth_date", kw["missing_birth_date"], ("exclude", "keep"))
+    check_option("outcome_before_referral", kw["outcome_before_referral"], ("exclude", "ignore"))
+    min_weeks = check_nonnegative("min_weeks", kw["min_weeks"])
+    proportion = check_unit_interval("proportion", kw["proportion"])
+    contamination_days = check_positive_int(
+        "contamination_days", kw["contamination_days"], minimum=0
+    )
+    fu_offset, fu_text = _follow_up(kw["follow_up"])
+    age_limit = kw["age_limit"]
     if age_limit is not None:
         age_limit = check_nonnegative("age_limit", age_limit)
-    roles = {"child": child, "council": council, "referral": referral, "outcome_date": outcome_date}
-    if birth_date is not None:
-        roles["birth_date"] = birth_date
+    roles = _check_columns(events, kw)
+    age_range = _check_age_range(kw["age_range"], kw["birth_date"])
+    first, last = _period_bounds(design)
+    window = _window(kw["window"], first[0], last[-1])
+    data_end = _data_end(kw["data_end"])
+    return _Options(
+        roles=roles, design=design, period_starts=first,
+        starts=_start_dates(design, kw["start_dates"], first), window=window, data_end=data_end,
+        follow_up=kw["follow_up"], fu_offset=fu_offset, fu_text=fu_text, rule=rule,
+        rule_text=_rule_text(rule, proportion, min_weeks), min_weeks=min_weeks,
+        proportion=proportion, contamination_days=contamination_days, age_limit=age_limit,
+        age_range=age_range, on_conflict=kw["on_conflict"],
+        missing_birth_date=kw["missing_birth_date"],
+        outcome_before_referral=kw["outcome_before_referral"],
+    )  # fmt: skip
+
+
+def _check_columns(events: pd.DataFrame, kw: Mapping[str, Any]) -> dict[str, str]:
+    """Return the role columns (birth_date when given), each checked to be in ``events``."""
+    roles = {a: kw[a] for a in ("child", "council", "referral", "outcome_date")}
+    if kw["birth_date"] is not None:
+        roles["birth_date"] = kw["birth_date"]
     for arg, col in roles.items():
         if not isinstance(col, str) or col not in events.columns:
             raise DataError(
                 f"`{arg}` must name a column of `events`; got {col!r} "
                 f"(columns: {list(events.columns)})."
             )
-    if age_range is not None:
-        if birth_date is None:
-            raise DataError("`age_range` needs `birth_date` (a column of dates of birth).")
-        try:
-            lo_age, hi_age = age_range
-        except (TypeError, ValueError):
-            raise OptionError(
-                f"`age_range` must be a pair (min, max); got {age_range!r}."
-            ) from None
-    first, last = _period_bounds(design)
-    span0, span1 = first[0], last[-1]
+    return roles
+
+
+def _check_age_range(
+    age_range: Any, birth_date: str | None
+) -> tuple[float | None, float | None] | None:
+    if age_range is None:
+        return None
+    if birth_date is None:
+        raise DataError("`age_range` needs `birth_date` (a column of dates of birth).")
+    try:
+        lo_age, hi_age = age_range
+    except (TypeError, ValueError):
+        raise OptionError(f"`age_range` must be a pair (min, max); got {age_range!r}.") from None
+    checked: tuple[float | None, float | None] = age_range
+    return checked
+
+
+def _window(
+    window: Any, span0: pd.Timestamp, span1: pd.Timestamp
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """Return the recruitment window: the design's span by default, else inside it."""
     if window is None:
-        w0, w1 = span0, span1
-    else:
-        try:
-            w0, w1 = _dv.parse_window(window)
-        except DesignError as err:
-            raise OptionError(str(err)) from None
-        if w0 < span0 or w1 > span1:
-            raise OptionError(
-                f"`window` ({w0.date()} to {w1.date()}) must lie inside the design's periods "
-                f"({span0.date()} to {span1.date()})."
-            )
-    end_data: pd.Timestamp | None = None
-    if data_end is not None:
-        try:
-            end_data = _dv._to_timestamp(data_end, "`data_end`")
-        except DesignError as err:
-            raise OptionError(str(err)) from None
-    # start dates per cluster
-    starts: dict[Hashable, pd.Timestamp | None] = {}
+        return span0, span1
+    try:
+        w0, w1 = _dv.parse_window(window)
+    except DesignError as err:
+        raise OptionError(str(err)) from None
+    if w0 < span0 or w1 > span1:
+        raise OptionError(
+            f"`window` ({w0.date()} to {w1.date()}) must lie inside the design's periods "
+            f"({span0.date()} to {span1.date()})."
+        )
+    return w0, w1
+
+
+def _data_end(data_end: Any) -> pd.Timestamp | None:
+    if data_end is None:
+        return None
+    try:
+        end: pd.Timestamp | None = _dv._to_timestamp(data_end, "`data_end`")
+    except DesignError as err:
+        raise OptionError(str(err)) from None
+    return end
+
+
+def _start_dates(
+    design: Design, start_dates: Any, first: pd.DatetimeIndex
+) -> dict[Hashable, pd.Timestamp | None]:
+    """Council -> start date: the first day of its first treated period, or as given."""
     if start_dates is None:
         sp = design.start_period
-        for c, s in zip(design.clusters, sp, strict=True):
-            starts[c] = first[int(s)] if s >= 0 else None
-    else:
-        try:
-            labs, ds = _dv.parse_start_dates(start_dates)
-        except DesignError as err:
-            raise OptionError(str(err)) from None
-        given = dict(zip(labs, ds, strict=True))
-        missing = [c for c in design.clusters if c not in given]
-        if missing:
-            raise DesignError(
-                f"`start_dates` has no date for council(s) {_list(missing)} of the design."
-            )
-        starts = {c: given[c] for c in design.clusters}
+        return {
+            c: first[int(s)] if s >= 0 else None for c, s in zip(design.clusters, sp, strict=True)
+        }
+    try:
+        labs, ds = _dv.parse_start_dates(start_dates)
+    except DesignError as err:
+        raise OptionError(str(err)) from None
+    given = dict(zip(labs, ds, strict=True))
+    missing = [c for c in design.clusters if c not in given]
+    if missing:
+        raise DesignError(
+            f"`start_dates` has no date for council(s) {_list(missing)} of the design."
+        )
+    return {c: given[c] for c in design.clusters}
 
-    # ---------------------------------------------------------------- rows
+
+def _rule_text(rule: str, proportion: float, min_weeks: float) -> str:
+    if rule == "referral":
+        return "treated if referred on or after the council's start date"
+    if rule == "proportion":
+        return (
+            f"treated if at least {proportion:g} of the time in study was on or after "
+            "the start date"
+        )
+    return (
+        f"treated if at least {min_weeks:g} weeks of the time in study were on or after the "
+        "start date"
+    )
+
+
+# --------------------------------------------------------------------------------------
+# the counted flow from event rows to children
+# --------------------------------------------------------------------------------------
+class _Flow:
+    """The rows still in the cohort and the counted account of every step."""
+
+    def __init__(self, ids: pd.Series) -> None:
+        self.ids = ids
+        self.id_ok = ids.notna().to_numpy()
+        self.keep = np.ones(len(ids), dtype=bool)
+        self.lines: list[tuple[str, str, int, int]] = [("input event rows", "input", len(ids), 0)]
+
+    def step(self, reason: str, mask: np.ndarray, action: str = "excluded") -> None:
+        """Remove the kept rows in ``mask``; count them and the children who leave."""
+        mask = mask & self.keep
+        before = set(self.ids[self.keep & self.id_ok].tolist())
+        self.keep = self.keep & ~mask
+        after = set(self.ids[self.keep & self.id_ok].tolist())
+        self.lines.append((reason, action, int(mask.sum()), len(before - after)))
+
+    def step_rows(self, reason: str, rows: np.ndarray) -> None:
+        """:meth:`step` with the event rows given by position."""
+        mask = np.zeros(len(self.keep), dtype=bool)
+        mask[rows] = True
+        self.step(reason, mask)
+
+    def flag(self, reason: str, count: int) -> None:
+        """Count ``count`` children who are kept but flagged."""
+        self.lines.append((reason, "kept (flagged)", count, 0))
+
+    def table(self) -> pd.DataFrame:
+        """Return the flow as :attr:`CohortFrame.exclusions`."""
+        table: pd.DataFrame = pd.DataFrame(
+            [(i, r, a, rows, ch) for i, (r, a, rows, ch) in enumerate(self.lines)],
+            columns=["step", "reason", "action", "rows", "children"],
+        )
+        return table
+
+
+@dataclass(frozen=True)
+class _Children:
+    """The cohort's event rows (one per child) with what the analysis frame needs."""
+
+    flow: _Flow
+    rows: np.ndarray  # positions of the first referral rows in ``events``
+    referral: np.ndarray  # referral dates of all event rows
+    event: np.ndarray  # each child's first outcome date on or after the referral (or NaT)
+    dob: pd.Series | None  # dates of birth of all event rows
+    n_refs: pd.Series  # referrals in the window, by child id
+
+
+def _select_children(events: pd.DataFrame, opts: _Options) -> _Children:
+    """Apply the counted steps of the Notes of :func:`cohort_from_events`, in order."""
+    roles = opts.roles
     df = events.copy(deep=False)
-    n_input = len(df)
-    flow: list[tuple[str, str, int, int]] = [("input event rows", "input", n_input, 0)]
-    ref = _dates(df, referral, "referral")
-    out_d = _dates(df, outcome_date, "outcome_date")
-    dob = _dates(df, birth_date, "birth_date") if birth_date is not None else None
+    ref = _dates(df, roles["referral"], "referral")
+    out_d = _dates(df, roles["outcome_date"], "outcome_date")
+    dob = _dates(df, roles["birth_date"], "birth_date") if "birth_date" in roles else None
+    flow = _Flow(df[roles["child"]])
+    refv = ref.to_numpy()
+    n_refs = _first_referrals(df, refv, ref, flow, opts)
+    cohort_idx = np.flatnonzero(flow.keep)
+    c_event, has_before = _child_events(flow.ids, refv, out_d, cohort_idx)
+    if dob is not None:
+        _age_steps(flow, dob, refv, cohort_idx, opts)
+    if opts.outcome_before_referral == "exclude":
+        flow.step_rows("outcome date before the referral", cohort_idx[has_before])
+    else:
+        flow.flag(
+            "outcome date before the referral (earlier dates ignored)",
+            int((has_before & flow.keep[cohort_idx]).sum()),
+        )
+    sel = flow.keep[cohort_idx]
+    return _Children(flow, cohort_idx[sel], refv, c_event[sel], dob, n_refs)
 
-    keep = np.ones(n_input, dtype=bool)
-    ids = df[child]
-    id_ok = ids.notna().to_numpy()
 
-    def step(reason: str, mask: np.ndarray, action: str = "excluded") -> None:
-        nonlocal keep
-        mask = mask & keep
-        before = set(ids[keep & id_ok].tolist())
-        keep = keep & ~mask
-        after = set(ids[keep & id_ok].tolist())
-        flow.append((reason, action, int(mask.sum()), len(before - after)))
+def _first_referrals(
+    df: pd.DataFrame, refv: np.ndarray, ref: pd.Series, flow: _Flow, opts: _Options
+) -> pd.Series:
+    """Missing ids and dates, the window, data_end, two councils, then one row per child.
 
-    step("missing child id", ~id_ok)
-    step("missing council", df[council].isna().to_numpy())
-    step("missing referral date", ref.isna().to_numpy())
-    # councils known to the design
-    cl_values = df.loc[keep, council]
-    unknown = sorted({v for v in cl_values.unique().tolist() if v not in starts}, key=str)
+    Returns the number of referrals in the window of each child.
+    """
+    council, ids = opts.roles["council"], flow.ids
+    flow.step("missing child id", ~flow.id_ok)
+    flow.step("missing council", df[council].isna().to_numpy())
+    flow.step("missing referral date", ref.isna().to_numpy())
+    cl_values = df.loc[flow.keep, council]
+    unknown = sorted({v for v in cl_values.unique().tolist() if v not in opts.starts}, key=str)
     if unknown:
         raise DataError(
             f"`council` column {council!r} holds council(s) not in the design: {_list(unknown)} "
-            f"(design clusters: {_list(design.clusters)})."
+            f"(design clusters: {_list(opts.design.clusters)})."
         )
-
-    refv = ref.to_numpy()
-    step(
-        "referral outside the window", ~((refv >= np.datetime64(w0)) & (refv <= np.datetime64(w1)))
-    )
-    if end_data is not None:
-        step("referral after data_end", refv > np.datetime64(end_data))
-    # a child in two councils
-    sub = pd.DataFrame({"id": ids[keep], "cl": df.loc[keep, council], "ref": ref[keep]})
-    n_cl = sub.groupby("id", sort=False)["cl"].nunique()
-    multi = n_cl.index[n_cl > 1].tolist()
-    if multi:
-        if on_conflict == "raise":
-            raise DataError(
-                f"child id(s) {_list(multi)} in column {child!r} have referrals in more than one "
-                "council within the window. Fix the linkage, or pass `on_conflict='first'` to keep "
-                "the council of "
-                "each child's first referral."
-            )
-        firsts = sub.sort_values(["ref"], kind="stable").groupby("id", sort=False)["cl"].first()
-        own = ids.map(firsts)
-        step(
-            "referral in a second council (on_conflict='first')",
-            (ids.isin(multi) & (df[council] != own)).to_numpy(),
-        )
+    w0, w1 = opts.window
+    in_window = (refv >= np.datetime64(w0)) & (refv <= np.datetime64(w1))
+    flow.step("referral outside the window", ~in_window)
+    if opts.data_end is not None:
+        flow.step("referral after data_end", refv > np.datetime64(opts.data_end))
+    _second_councils(df, ref, flow, opts)
     # de-duplicate: first referral per child (stable on input order for ties)
+    n_input = len(df)
     order = np.lexsort((np.arange(n_input), refv.astype("datetime64[ns]").astype(np.int64)))
-    order = order[keep[order]]
+    order = order[flow.keep[order]]
     first_rows = pd.Series(order, index=ids.to_numpy()[order])
     first_rows = first_rows[~first_rows.index.duplicated(keep="first")]
     is_first = np.zeros(n_input, dtype=bool)
     is_first[first_rows.to_numpy()] = True
-    n_refs = ids[keep].value_counts()
-    step("later referral of the child", keep & ~is_first, "de-duplicated")
-    # child-level outcome dates over all rows of the child (even outside the window)
-    cohort_idx = np.flatnonzero(keep)
+    n_refs: pd.Series = ids[flow.keep].value_counts()
+    flow.step("later referral of the child", flow.keep & ~is_first, "de-duplicated")
+    return n_refs
+
+
+def _second_councils(df: pd.DataFrame, ref: pd.Series, flow: _Flow, opts: _Options) -> None:
+    """Refuse a child referred in two councils, or keep only its first council's rows."""
+    council, ids, keep = opts.roles["council"], flow.ids, flow.keep
+    sub = pd.DataFrame({"id": ids[keep], "cl": df.loc[keep, council], "ref": ref[keep]})
+    n_cl = sub.groupby("id", sort=False)["cl"].nunique()
+    multi = n_cl.index[n_cl > 1].tolist()
+    if not multi:
+        return
+    if opts.on_conflict == "raise":
+        raise DataError(
+            f"child id(s) {_list(multi)} in column {opts.roles['child']!r} have referrals in "
+            "more than one council within the window. Fix the linkage, or pass "
+            "`on_conflict='first'` to keep the council of each child's first referral."
+        )
+    firsts = sub.sort_values(["ref"], kind="stable").groupby("id", sort=False)["cl"].first()
+    own = ids.map(firsts)
+    flow.step(
+        "referral in a second council (on_conflict='first')",
+        (ids.isin(multi) & (df[council] != own)).to_numpy(),
+    )
+
+
+def _child_events(
+    ids: pd.Series, refv: np.ndarray, out_d: pd.Series, cohort_idx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return each child's first outcome date on or after the referral, and any before it.
+
+    The outcome dates of all the child's rows count, even rows outside the window.
+    """
     c_ids = ids.to_numpy()[cohort_idx]
     c_ref = pd.Series(refv[cohort_idx], index=c_ids)
     od = pd.DataFrame({"id": ids.to_numpy(), "o": out_d.to_numpy()}).dropna()
@@ -585,153 +774,74 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
     c_event = np.array(
         [first_event.get(k, np.datetime64("NaT")) for k in c_ids.tolist()], dtype="datetime64[ns]"
     )
-    has_before = np.isin(c_ids, before_ref["id"].unique())
+    return c_event, np.isin(c_ids, before_ref["id"].unique())
 
-    mask_full = np.zeros(n_input, dtype=bool)
-    if birth_date is not None and dob is not None:
-        c_dob = dob.to_numpy()[cohort_idx]
-        miss_dob = np.isnat(c_dob)
-        if missing_birth_date == "exclude":
-            mask_full[:] = False
-            mask_full[cohort_idx[miss_dob]] = True
-            step("missing date of birth", mask_full)
+
+def _age_steps(
+    flow: _Flow, dob: pd.Series, refv: np.ndarray, cohort_idx: np.ndarray, opts: _Options
+) -> None:
+    """Missing date of birth, age at referral outside ``age_range``, at ``age_limit`` or over."""
+    c_dob = dob.to_numpy()[cohort_idx]
+    miss_dob = np.isnat(c_dob)
+    if opts.missing_birth_date == "exclude":
+        flow.step_rows("missing date of birth", cohort_idx[miss_dob])
+    else:
+        flow.flag("missing date of birth (no age censoring)", int(miss_dob.sum()))
+    yrs = _completed_years(pd.Series(refv[cohort_idx]), pd.Series(c_dob)).to_numpy()
+    if opts.age_range is not None:
+        lo_age, hi_age = opts.age_range
+        out_range = np.zeros(len(cohort_idx), dtype=bool)
+        if lo_age is not None:
+            out_range |= yrs < float(lo_age)
+        if hi_age is not None:
+            out_range |= yrs > float(hi_age)
+        out_range &= ~np.isnan(yrs)
+        if lo_age is not None and hi_age is not None:
+            text = f"age at referral outside {lo_age:g}-{hi_age:g} years"
+        elif lo_age is not None:
+            text = f"age at referral under {lo_age:g} years"
         else:
-            flow.append(
-                (
-                    "missing date of birth (no age censoring)",
-                    "kept (flagged)",
-                    int(miss_dob.sum()),
-                    0,
-                )
-            )
-        yrs = _completed_years(pd.Series(refv[cohort_idx]), pd.Series(c_dob)).to_numpy()
-        if age_range is not None:
-            out_range = np.zeros(len(cohort_idx), dtype=bool)
-            if lo_age is not None:
-                out_range |= yrs < float(lo_age)
-            if hi_age is not None:
-                out_range |= yrs > float(hi_age)
-            out_range &= ~np.isnan(yrs)
-            mask_full[:] = False
-            mask_full[cohort_idx[out_range]] = True
-            if lo_age is not None and hi_age is not None:
-                text = f"age at referral outside {lo_age:g}-{hi_age:g} years"
-            elif lo_age is not None:
-                text = f"age at referral under {lo_age:g} years"
-            else:
-                text = f"age at referral over {hi_age:g} years"
-            step(text, mask_full)
-        if age_limit is not None:
-            over = ~np.isnan(yrs) & (yrs >= age_limit)
-            mask_full[:] = False
-            mask_full[cohort_idx[over]] = True
-            step(f"aged {age_limit:g} or over at referral", mask_full)
-    mask_full[:] = False
-    if outcome_before_referral == "exclude":
-        mask_full[cohort_idx[has_before]] = True
-        step("outcome date before the referral", mask_full)
-    else:
-        flow.append(
-            (
-                "outcome date before the referral (earlier dates ignored)",
-                "kept (flagged)",
-                int((has_before & keep[cohort_idx]).sum()),
-                0,
-            )
-        )
+            text = f"age at referral over {hi_age:g} years"
+        flow.step_rows(text, cohort_idx[out_range])
+    if opts.age_limit is not None:
+        over = ~np.isnan(yrs) & (yrs >= opts.age_limit)
+        flow.step_rows(f"aged {opts.age_limit:g} or over at referral", cohort_idx[over])
 
-    # ---------------------------------------------------------------- analysis rows
-    sel = keep[cohort_idx]
-    idx = cohort_idx[sel]
+
+# --------------------------------------------------------------------------------------
+# analysis rows
+# --------------------------------------------------------------------------------------
+def _analysis_frame(events: pd.DataFrame, chosen: _Children, opts: _Options) -> pd.DataFrame:
+    """One row per child: follow-up, outcome, exposure, ages; then the other input columns."""
+    idx, design = chosen.rows, opts.design
     n = len(idx)
-    kid = ids.to_numpy()[idx]
-    r = pd.DatetimeIndex(refv[idx])
-    cl = df[council].to_numpy()[idx]
-    ev = pd.DatetimeIndex(c_event[sel])
-    fu_end = r + fu_offset
-    end = fu_end
-    censor_by = np.full(n, "", dtype=object)
-    age_at = np.full(n, np.nan)
-    age_years = np.full(n, np.nan)
-    if dob is not None:
-        b = pd.DatetimeIndex(dob.to_numpy()[idx])
-        age_at = np.asarray((r - b).days, dtype=float) / 365.25
-        age_years = _completed_years(pd.Series(r), pd.Series(b)).to_numpy(dtype=float)
-        if age_limit is not None:
-            whole = float(age_limit).is_integer()
-            if whole:
-                # calendar birthday (29 February -> 28 February in common years), NaT kept
-                bday = pd.DatetimeIndex(b + pd.DateOffset(years=int(age_limit))).as_unit("ns")
-            else:
-                bday = b + pd.to_timedelta(np.round(age_limit * 365.25), unit="D")
-            cut = ~bday.isna() & (bday < end)
-            end = pd.DatetimeIndex(np.where(cut, bday, end))
-            censor_by[np.asarray(cut)] = "age"
-    if end_data is not None:
-        de = end_data + pd.Timedelta(days=1)
-        cut = np.asarray(end > de)
-        end = pd.DatetimeIndex(np.where(cut, de, end))
-        censor_by[cut] = "data_end"
-    has_ev = np.asarray(~ev.isna() & (ev < end))
-    outcome = has_ev.astype(np.int64)
-    stop = pd.DatetimeIndex(np.where(has_ev, ev, end))
-    tar = np.asarray((stop - r).days, dtype=float)
-    censored = ~has_ev & (censor_by != "")
-    censor_by[has_ev] = ""
-    S = pd.DatetimeIndex([starts[c] if starts[c] is not None else pd.NaT for c in cl])
-    s_eff = pd.DatetimeIndex(np.where(S.isna(), pd.Timestamp.max.normalize(), S))
-    from_t = pd.DatetimeIndex(np.maximum(r.to_numpy(), s_eff.to_numpy()))
-    days_treated = np.clip(np.asarray((stop - from_t).days, dtype=float), 0, None)
-    after_start = np.asarray(r >= s_eff)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.where(
-            tar > 0, days_treated / np.where(tar > 0, tar, 1.0), after_start.astype(float)
-        )
-    if rule == "referral":
-        treated = after_start
-        rule_text = "treated if referred on or after the council's start date"
-    elif rule == "proportion":
-        treated = after_start | (frac >= proportion)
-        rule_text = (
-            f"treated if at least {proportion:g} of the time in study was on or after "
-            "the start date"
-        )
-    else:
-        treated = after_start | (days_treated >= 7.0 * min_weeks)
-        rule_text = (
-            f"treated if at least {min_weeks:g} weeks of the time in study were on or after the "
-            "start date"
-        )
-    contaminated = np.zeros(n, dtype=bool)
-    if contamination_days > 0:
-        lo = s_eff - pd.Timedelta(days=contamination_days)
-        contaminated = ~treated & np.asarray(r >= lo) & ~after_start
-    # period of entry
-    pos = first.searchsorted(r, side="right") - 1
-    periods = np.asarray(design.periods)[pos]
+    kid = events[opts.roles["child"]].to_numpy()[idx]
+    r = pd.DatetimeIndex(chosen.referral[idx])
+    cl = events[opts.roles["council"]].to_numpy()[idx]
+    ev = pd.DatetimeIndex(chosen.event)
+    b = None if chosen.dob is None else pd.DatetimeIndex(chosen.dob.to_numpy()[idx])
+    fu = _follow_up_ends(r, ev, b, opts)
+    expo = _exposure(r, cl, fu["stop"], fu["time_at_risk_days"], opts)
+    pos = opts.period_starts.searchsorted(r, side="right") - 1  # period of entry
     frame = pd.DataFrame(
         {
             "child": kid,
             "cluster": cl,
-            "period": periods,
+            "period": np.asarray(design.periods)[pos],
             "referral_date": r,
-            "start_date": S,
-            "treated": treated.astype(np.int64),
-            "exposure_fraction": frac,
-            "days_treated": days_treated,
-            "contaminated": contaminated,
-            "outcome": outcome,
-            "outcome_date": pd.DatetimeIndex(np.where(has_ev, ev, np.datetime64("NaT"))),
-            "follow_up_end": end,
-            "time_at_risk_days": tar,
-            "censored": censored,
-            "censored_by": censor_by,
-            "age_at_referral": age_at,
-            "age_years": age_years,
-            "n_referrals": pd.Series(kid).map(n_refs).to_numpy(dtype=np.int64),
+            **expo,
+            "outcome": fu["outcome"],
+            "outcome_date": fu["outcome_date"],
+            "follow_up_end": fu["follow_up_end"],
+            "time_at_risk_days": fu["time_at_risk_days"],
+            "censored": fu["censored"],
+            "censored_by": fu["censored_by"],
+            "age_at_referral": fu["age_at_referral"],
+            "age_years": fu["age_years"],
+            "n_referrals": pd.Series(kid).map(chosen.n_refs).to_numpy(dtype=np.int64),
         }
     )
-    used = set(roles.values())
+    used = set(opts.roles.values())
     for col in events.columns:
         if col in used:
             continue
@@ -744,25 +854,82 @@ def cohort_from_events(  # noqa: C901 - one linear pipeline with counted steps
             pd.Series(cl).map({c: i for i, c in enumerate(design.clusters)}).to_numpy(),
         )
     )
-    frame = frame.iloc[order_rows].reset_index(drop=True)
-    exclusions = pd.DataFrame(
-        [(i, reason, action, rows, ch) for i, (reason, action, rows, ch) in enumerate(flow)],
-        columns=["step", "reason", "action", "rows", "children"],
-    )
-    options = {
-        "window": (w0, w1),
-        "exposure_rule": rule,
-        "exposure_rule_text": rule_text,
-        "follow_up": follow_up,
-        "follow_up_text": fu_text,
-        "min_weeks": min_weeks,
-        "proportion": proportion,
-        "contamination_days": contamination_days,
-        "data_end": end_data,
-        "age_limit": age_limit,
-        "age_range": age_range,
-        "on_conflict": on_conflict,
+    out: pd.DataFrame = frame.iloc[order_rows].reset_index(drop=True)
+    return out
+
+
+def _follow_up_ends(
+    r: pd.DatetimeIndex, ev: pd.DatetimeIndex, b: pd.DatetimeIndex | None, opts: _Options
+) -> dict[str, Any]:
+    """Follow-up end (censored at the age limit and data_end), outcome, time at risk, ages."""
+    n = len(r)
+    end = r + opts.fu_offset
+    censor_by = np.full(n, "", dtype=object)
+    age_at = np.full(n, np.nan)
+    age_years = np.full(n, np.nan)
+    if b is not None:
+        age_at = np.asarray((r - b).days, dtype=float) / 365.25
+        age_years = _completed_years(pd.Series(r), pd.Series(b)).to_numpy(dtype=float)
+        if opts.age_limit is not None:
+            age_limit = opts.age_limit
+            if float(age_limit).is_integer():
+                # calendar birthday (29 February -> 28 February in common years), NaT kept
+                bday = pd.DatetimeIndex(b + pd.DateOffset(years=int(age_limit))).as_unit("ns")
+            else:
+                bday = b + pd.to_timedelta(np.round(age_limit * 365.25), unit="D")
+            cut = ~bday.isna() & (bday < end)
+            end = pd.DatetimeIndex(np.where(cut, bday, end))
+            censor_by[np.asarray(cut)] = "age"
+    if opts.data_end is not None:
+        de = opts.data_end + pd.Timedelta(days=1)
+        cut = np.asarray(end > de)
+        end = pd.DatetimeIndex(np.where(cut, de, end))
+        censor_by[cut] = "data_end"
+    has_ev = np.asarray(~np.asarray(ev.isna()) & (ev < end))
+    stop = pd.DatetimeIndex(np.where(has_ev, ev, end))
+    censored = ~has_ev & (censor_by != "")
+    censor_by[has_ev] = ""
+    return {
+        "outcome": has_ev.astype(np.int64),
+        "outcome_date": pd.DatetimeIndex(np.where(has_ev, ev, np.datetime64("NaT"))),
+        "follow_up_end": end,
+        "stop": stop,
+        "time_at_risk_days": np.asarray((stop - r).days, dtype=float),
+        "censored": censored,
+        "censored_by": censor_by,
+        "age_at_referral": age_at,
+        "age_years": age_years,
     }
-    return CohortFrame(
-        frame=frame, exclusions=exclusions, design=design, start_dates=starts, options=options
-    )
+
+
+def _exposure(
+    r: pd.DatetimeIndex, cl: np.ndarray, stop: pd.DatetimeIndex, tar: np.ndarray, opts: _Options
+) -> dict[str, Any]:
+    """Return start dates, treated (by the rule), exposure fraction, days treated, contamination."""
+    starts = opts.starts
+    S = pd.DatetimeIndex([starts[c] if starts[c] is not None else pd.NaT for c in cl])
+    s_eff = pd.DatetimeIndex(np.where(S.isna(), pd.Timestamp.max.normalize(), S))
+    from_t = pd.DatetimeIndex(np.maximum(r.to_numpy(), s_eff.to_numpy()))
+    days_treated = np.clip(np.asarray((stop - from_t).days, dtype=float), 0, None)
+    after_start = np.asarray(r >= s_eff)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(
+            tar > 0, days_treated / np.where(tar > 0, tar, 1.0), after_start.astype(float)
+        )
+    if opts.rule == "referral":
+        treated = after_start
+    elif opts.rule == "proportion":
+        treated = after_start | (frac >= opts.proportion)
+    else:
+        treated = after_start | (days_treated >= 7.0 * opts.min_weeks)
+    contaminated = np.zeros(len(r), dtype=bool)
+    if opts.contamination_days > 0:
+        lo = s_eff - pd.Timedelta(days=opts.contamination_days)
+        contaminated = ~treated & np.asarray(r >= lo) & ~after_start
+    return {
+        "start_date": S,
+        "treated": treated.astype(np.int64),
+        "exposure_fraction": frac,
+        "days_treated": days_treated,
+        "contaminated": contaminated,
+    }
