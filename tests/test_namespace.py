@@ -95,6 +95,7 @@ def test_public_api_snapshot() -> None:
         # analysis, simulation, design-based inference, real-trial workflow
         "ClusterSummaryResult",
         "CohortFrame",
+        "EstimationResult",
         "FitResult",
         "FixedEffectsResult",
         "GEEResult",

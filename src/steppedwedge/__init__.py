@@ -67,7 +67,7 @@ from .planning.simulation import (
 )
 from .randomise import Allocation, randomise
 from .report import report
-from .results import FitResult
+from .results import EstimationResult, FitResult
 from .simulate import simulate
 from .variance import VarianceComponents, VarianceEstimate
 
@@ -88,6 +88,7 @@ __all__ = [
     "DesignError",
     "DesignSearchResult",
     "EstimatedVariance",
+    "EstimationResult",
     "ExpectedPowerResult",
     "FitResult",
     "FixedEffectsResult",

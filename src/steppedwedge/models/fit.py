@@ -1,43 +1,59 @@
-"""The public :func:`fit` entry point: dispatch on the outcome family."""
+"""The public :func:`fit` entry point: build the analysis spec once, dispatch to a fitter.
+
+:data:`FITTERS` maps every ``method`` to its fitter entry, a function
+``(data, spec, **numerics) -> EstimationResult``; adding an estimator is one module plus
+one line here (``docs/explanation/architecture.rst``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import importlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
 
-from .._validation import check_option
 from ..data import TrialData, apply_period_order, check_period_order
 from ..exceptions import MissingDataWarning, OptionError
-from .mixed import check_decay_scale, fit_gaussian
+from ..results import EstimationResult
+from .spec import AnalysisSpec
 
-__all__ = ["fit"]
+__all__ = ["FITTERS", "fit"]
+
+#: A fitter entry: ``(data, spec, **numerical options) -> EstimationResult``.
+Fitter = Callable[..., EstimationResult]
+
+
+def _entry(module: str, name: str) -> Fitter:
+    """Fitter ``name`` of ``steppedwedge.models.<module>``, imported on first use."""
+
+    def run(data: pd.DataFrame, spec: AnalysisSpec, **numerics: Any) -> EstimationResult:
+        fitter: Fitter = getattr(importlib.import_module(f"{__package__}.{module}"), name)
+        return fitter(data, spec, **numerics)
+
+    run.__name__ = run.__qualname__ = name
+    return run
 
 
 def _ordered_periods(
-    data: Any,
-    period: str,
-    period_order: Sequence[Any] | None,
-    design: Any,
-    time: str,
-    random: str,
-    effect: str,
-    options: dict[str, Any],
+    data: Any, spec: AnalysisSpec, period_order: Sequence[Any] | None, options: dict[str, Any]
 ) -> Any:
     """Apply ``period_order``; refuse text periods where the analysis uses period distance."""
     if not isinstance(data, pd.DataFrame):
         return data
     if period_order is not None:
-        if design is not None:
+        if spec.design is not None:
             raise OptionError(
                 "`period_order` and `design` cannot be combined: the design fixes the order."
             )
-        return apply_period_order(data, period, period_order)
-    if design is not None:
+        return apply_period_order(data, spec.period, period_order)
+    if spec.design is not None:
         return data
     corstr = str(options.get("corstr") or "")
+    time, random, effect = spec.time, spec.random, spec.effect
     needs = [
         f"time={time!r}" if time in ("linear", "spline") else "",
         f"random={random!r}" if "decay" in str(random) else "",
@@ -46,21 +62,97 @@ def _ordered_periods(
     ]
     why = " and ".join(n for n in needs if n)
     if why:
-        check_period_order(data, period, why)
+        check_period_order(data, spec.period, why)
     return data
 
 
-def _check_rows(
-    data: Any,
-    outcome: str,
-    cluster: str,
-    period: str,
-    treatment: str,
-    family: str,
-    exposure: str | None,
-    offset: str | None,
-    missing: str,
-) -> None:
+def _refit(
+    data: pd.DataFrame,
+    spec: AnalysisSpec,
+    options: dict[str, Any],
+    *,
+    vcov: str,
+    dof: str | float | None,
+) -> EstimationResult:
+    """Fit ``spec`` again with another variance estimator and df rule (``with_vcov``)."""
+    new = spec.replace(vcov=vcov, dof=dof)
+    return _with_refit(FITTERS[new.method](data, new, **options), data, new, options)
+
+
+def _with_refit(
+    result: EstimationResult, data: Any, spec: AnalysisSpec, options: dict[str, Any]
+) -> EstimationResult:
+    """Store a refit in a result that has a ``_refit`` slot the fitter left empty."""
+    slots = {f.name for f in dataclasses.fields(result)} if dataclasses.is_dataclass(result) else ()
+    if "_refit" not in slots or getattr(result, "_refit", None) is not None:
+        return result
+    if not isinstance(data, pd.DataFrame):
+        return result
+    again = functools.partial(_refit, data.copy(), spec, dict(options))
+    out: EstimationResult = dataclasses.replace(result, _refit=again)  # type: ignore[type-var]
+    return out
+
+
+# ------------------------------------------------------------------ interim adapters
+# (each becomes the fitter module's own ``fit_<name>_spec`` entry as it lands)
+def _roles(spec: AnalysisSpec) -> dict[str, Any]:
+    return {
+        "outcome": spec.outcome,
+        "cluster": spec.cluster,
+        "period": spec.period,
+        "treatment": spec.treatment,
+        "individual": spec.individual,
+        "missing": spec.missing,
+        "design": spec.design,
+    }
+
+
+def _model(spec: AnalysisSpec) -> dict[str, Any]:
+    return {
+        "covariates": spec.covariates,
+        "random": spec.random,
+        "time": spec.time,
+        "knots": spec.knots,
+        "effect": spec.effect,
+        "exposure_window": spec.exposure_window,
+        "exposure_time": spec.exposure_time,
+        "method": spec.method,
+        "dof": spec.dof,
+        "vcov": "model" if spec.vcov is None else spec.vcov,
+        "decay_scale": spec.decay_scale,
+    }
+
+
+def _counts(spec: AnalysisSpec) -> dict[str, Any]:
+    return {
+        "family": spec.family,
+        "link": spec.link_given,
+        "exposure": spec.exposure,
+        "offset": spec.offset,
+        "trials": spec.trials,
+    }
+
+
+def _fit_glmm(data: pd.DataFrame, spec: AnalysisSpec, **options: Any) -> Any:
+    from .glmm import fit_glmm
+
+    return fit_glmm(data, **_counts(spec), **_model(spec), **_roles(spec), **options)
+
+
+def _fit_cluster_summary(data: pd.DataFrame, spec: AnalysisSpec, **options: Any) -> Any:
+    from .cluster_level import fit_cluster_summary_frame
+
+    return fit_cluster_summary_frame(
+        data,
+        **_counts(spec),
+        vcov=spec.vcov,  # type: ignore[arg-type]
+        dof=spec.dof,  # type: ignore[arg-type]
+        **_roles(spec),
+        **options,
+    )
+
+
+def _check_rows(spec: AnalysisSpec, data: Any) -> None:
     """Run the data-integrity checks of ``TrialData.from_frame`` for a fitter that reads rows.
 
     The fixed-effects GLM reads the rows itself; the same refusals (repeated rows, reversal,
@@ -70,30 +162,66 @@ def _check_rows(
     if not isinstance(data, pd.DataFrame):
         return
     several = (
-        family != "binomial"
-        and {cluster, period} <= set(data.columns)
-        and bool(data.duplicated([cluster, period]).any())
+        spec.family != "binomial"
+        and {spec.cluster, spec.period} <= set(data.columns)
+        and bool(data.duplicated([spec.cluster, spec.period]).any())
     )
     with warnings.catch_warnings():  # the fitter issues its own missing-data warnings
         warnings.simplefilter("ignore", MissingDataWarning)
         TrialData.from_frame(
             data,
-            outcome=outcome,
-            cluster=cluster,
-            period=period,
-            treatment=treatment,
-            family=family,
-            exposure=exposure,
-            offset=offset,
-            kind="individual" if several or family in ("gaussian", "binomial") else None,
-            missing=missing,  # type: ignore[arg-type]
+            outcome=spec.outcome,
+            cluster=spec.cluster,
+            period=spec.period,
+            treatment=spec.treatment,
+            family=spec.family,
+            exposure=spec.exposure,
+            offset=spec.offset,
+            kind="individual" if several or spec.family in ("gaussian", "binomial") else None,
+            missing=spec.missing,  # type: ignore[arg-type]
         )
 
 
-_FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial")
-_METHODS = ("reml", "ml", "laplace", "agq", "gee", "cluster-summary", "fixed-effects")
-_STAGGERED = ("efficient-staggered", "callaway-santanna", "sun-abraham", "imputation")
-_DESIGN_BASED = ("vertical", "hughes", "synthetic-control", "crossover")
+def _fit_fixed_effects(data: pd.DataFrame, spec: AnalysisSpec, **options: Any) -> Any:
+    from .fixed_effects import fit_fixed_effects
+
+    _check_rows(spec, data)
+    return fit_fixed_effects(
+        data,
+        outcome=spec.outcome,
+        cluster=spec.cluster,
+        period=spec.period,
+        treatment=spec.treatment,
+        family=spec.family,  # type: ignore[arg-type]
+        covariates=spec.covariates,
+        offset=spec.offset,
+        exposure=spec.exposure,
+        effect=spec.effect,  # type: ignore[arg-type]
+        vcov="cr2" if spec.vcov is None else spec.vcov,  # type: ignore[arg-type]
+        dof=spec.dof,  # type: ignore[arg-type]
+        missing=spec.missing,  # type: ignore[arg-type]
+        **options,
+    )
+
+
+#: ``method`` -> fitter entry ``(data, spec, **numerics) -> EstimationResult``.
+FITTERS: dict[str, Fitter] = {
+    "reml": _entry("mixed", "fit_gaussian_spec"),
+    "ml": _entry("mixed", "fit_gaussian_spec"),
+    "laplace": _fit_glmm,
+    "agq": _fit_glmm,
+    "gee": _entry("gee", "fit_gee_spec"),
+    "cluster-summary": _fit_cluster_summary,
+    "fixed-effects": _fit_fixed_effects,
+    "efficient-staggered": _entry("staggered", "fit_staggered_spec"),
+    "callaway-santanna": _entry("staggered", "fit_staggered_spec"),
+    "sun-abraham": _entry("staggered", "fit_staggered_spec"),
+    "imputation": _entry("staggered", "fit_staggered_spec"),
+    "vertical": _entry("design_based", "fit_design_based_spec"),
+    "hughes": _entry("design_based", "fit_design_based_spec"),
+    "synthetic-control": _entry("design_based", "fit_design_based_spec"),
+    "crossover": _entry("design_based", "fit_design_based_spec"),
+}
 
 
 def fit(
@@ -124,7 +252,7 @@ def fit(
     period_order: Sequence[Any] | None = None,
     decay_scale: str = "period",
     **options: Any,
-) -> Any:
+) -> EstimationResult:
     """Analyse a stepped-wedge trial: mixed models (Gaussian, GLMM), GEE or cluster summaries.
 
     Parameters
@@ -230,9 +358,12 @@ def fit(
 
     Returns
     -------
-    FitResult
-        (:class:`~steppedwedge.models.glmm.GLMMResult`, GEE and cluster-summary results for
-        the other methods.)
+    EstimationResult
+        :class:`~steppedwedge.results.FitResult` for Gaussian mixed models,
+        :class:`~steppedwedge.models.glmm.GLMMResult` for GLMMs, and the GEE, fixed-effects,
+        cluster-summary, staggered and design-based results for the other methods; every
+        one follows the :class:`~steppedwedge.results.EstimationResult` protocol.  Mixed-model
+        results support ``with_vcov`` (a refit from the data the result stores).
 
     Raises
     ------
@@ -240,8 +371,10 @@ def fit(
         Invalid data (non-numeric/infinite/missing outcomes, an individual id in two
         clusters, ...) or a non-identifiable effect (treatment constant within every period,
         covariates collinear with treatment or period).
-    ValueError
-        Invalid options (e.g. Kenward-Roger with ML, a method that does not fit the family).
+    OptionError
+        Invalid options (e.g. Kenward-Roger with ML, a method that does not fit the family);
+        validated once by :meth:`~steppedwedge.models.spec.AnalysisSpec.from_options`
+        and then by the fitter for its own options.
 
     References
     ----------
@@ -269,186 +402,17 @@ def fit(
     >>> res.tidy().columns.tolist()
     ['term', 'estimate', 'std_error', 'statistic', 'df', 'p_value', 'conf_low', 'conf_high']
     """
-    check_option("family", family, _FAMILIES)
-    if method is None:
-        method = "reml" if family == "gaussian" else "laplace"
-    check_option("method", method, _METHODS + _STAGGERED + _DESIGN_BASED)
-    check_option("decay_scale", decay_scale, ("period", "time"))
-    if decay_scale != "period" and method not in ("reml", "ml", "laplace", "agq"):
-        raise OptionError(
-            f"`decay_scale={decay_scale!r}` is available for mixed models (method='reml', "
-            f"'ml', 'laplace' or 'agq') only; got method={method!r}."
-        )
-    check_decay_scale(decay_scale, random, design)
-    data = _ordered_periods(data, period, period_order, design, time, random, effect, options)
-    common = dict(
+    spec = AnalysisSpec.from_options(
         outcome=outcome,
         cluster=cluster,
         period=period,
         treatment=treatment,
         individual=individual,
-        missing=missing,
-        design=design,
-    )
-    if method in _DESIGN_BASED:
-        from .design_based import check_unused, fit_design_based
-
-        check_unused(method, individual, covariates, random, time, effect, dof, vcov, offset)
-        return fit_design_based(
-            data, outcome=outcome, cluster=cluster, period=period, treatment=treatment,
-            method=method, family=family, link=link, exposure=exposure, trials=trials,
-            missing=missing, design=design, **options,
-        )  # fmt: skip
-    if method in _STAGGERED:
-        from .staggered import fit_staggered
-
-        ignored = {
-            "individual": individual is None,
-            "covariates": covariates is None,
-            "random": random == "nested",
-            "time": time == "categorical",
-            "effect": effect == "immediate",
-            "dof": dof is None,
-            "vcov": vcov is None,
-        }
-        if not all(ignored.values()):
-            bad = ", ".join(f"`{k}`" for k, ok in ignored.items() if not ok)
-            raise OptionError(
-                f"{bad} do(es) not apply to method={method!r} (a design-based estimator on "
-                "cluster-period summaries); use `estimand=` / `event_times=` instead."
-            )
-        return fit_staggered(
-            data,
-            outcome=outcome,
-            cluster=cluster,
-            period=period,
-            treatment=treatment,
-            method=method,
-            family=family,
-            link=link,
-            exposure=exposure,
-            offset=offset,
-            trials=trials,
-            missing=missing,
-            design=design,
-            **options,
-        )
-    if method == "gee":
-        from .gee import fit_gee_frame
-
-        return fit_gee_frame(
-            data,
-            family=family,
-            link=link,
-            exposure=exposure,
-            offset=offset,
-            trials=trials,
-            covariates=covariates,
-            random=random,
-            time=time,
-            effect=effect,
-            dof=dof,
-            vcov=vcov,
-            **common,
-            **options,
-        )
-    if method == "fixed-effects":
-        from .fixed_effects import fit_fixed_effects
-
-        if individual is not None or design is not None:
-            raise OptionError(
-                "`individual` and `design` are not used by method='fixed-effects'; drop them."
-            )
-        if link not in (None, "logit" if family == "binomial" else "log", "identity"):
-            raise OptionError(
-                f"method='fixed-effects' uses the canonical link of family={family!r}; "
-                f"got link={link!r}."
-            )
-        if trials is not None:
-            raise OptionError(
-                "method='fixed-effects' needs individual binary rows; `trials` (aggregated "
-                "events/trials) is not supported there: use method='laplace' or 'gee'."
-            )
-        _check_rows(data, outcome, cluster, period, treatment, family, exposure, offset, missing)
-        return fit_fixed_effects(
-            data,
-            outcome=outcome,
-            cluster=cluster,
-            period=period,
-            treatment=treatment,
-            family=family,  # type: ignore[arg-type]
-            covariates=covariates,
-            offset=offset,
-            exposure=exposure,
-            effect=effect,  # type: ignore[arg-type]
-            vcov="cr2" if vcov is None else vcov,  # type: ignore[arg-type]
-            dof=dof,  # type: ignore[arg-type]
-            missing=missing,  # type: ignore[arg-type]
-            **options,
-        )
-    if method == "cluster-summary":
-        from .cluster_level import fit_cluster_summary_frame
-
-        return fit_cluster_summary_frame(
-            data,
-            family=family,
-            link=link,
-            exposure=exposure,
-            offset=offset,
-            trials=trials,
-            vcov=vcov,  # type: ignore[arg-type]
-            dof=dof,  # type: ignore[arg-type]
-            **common,
-            **options,
-        )
-    if family == "gaussian":
-        if method not in ("reml", "ml"):
-            raise OptionError(
-                f"method={method!r} is for non-Gaussian mixed models; Gaussian outcomes use "
-                "method='reml' (default) or 'ml', or method='gee' / 'cluster-summary'."
-            )
-        if link not in (None, "identity"):
-            raise OptionError(f"Gaussian mixed models use the identity link; got link={link!r}.")
-        for name, value in (("exposure", exposure), ("offset", offset), ("trials", trials)):
-            if value is not None:
-                raise OptionError(
-                    f"`{name}` is for count or binomial outcomes; it cannot be used with "
-                    "family='gaussian'."
-                )
-        if options:
-            raise TypeError(
-                f"fit() got unexpected keyword arguments {sorted(options)} for a Gaussian "
-                "mixed model."
-            )
-        return fit_gaussian(
-            data,
-            covariates=covariates,
-            random=random,
-            time=time,
-            knots=knots,
-            effect=effect,
-            exposure_window=exposure_window,
-            exposure_time=exposure_time,
-            method=method,
-            dof=dof,
-            vcov="model" if vcov is None else vcov,
-            decay_scale=decay_scale,
-            **common,
-        )
-    if method in ("reml", "ml"):
-        raise OptionError(
-            f"method={method!r} is for Gaussian outcomes; family={family!r} mixed models use "
-            "method='laplace' (default) or 'agq', or method='gee' / 'cluster-summary'."
-        )
-    from .glmm import fit_glmm
-
-    return fit_glmm(
-        data,
         family=family,
         link=link,
-        trials=trials,
         exposure=exposure,
         offset=offset,
+        trials=trials,
         covariates=covariates,
         random=random,
         time=time,
@@ -458,8 +422,10 @@ def fit(
         exposure_time=exposure_time,
         method=method,
         dof=dof,
-        vcov="model" if vcov is None else vcov,
+        vcov=vcov,
+        missing=missing,
         decay_scale=decay_scale,
-        **common,
-        **options,
+        design=design,
     )
+    data = _ordered_periods(data, spec, period_order, options)
+    return _with_refit(FITTERS[spec.method](data, spec, **options), data, spec, options)
