@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
-from _tolerances import EXACT, EXACT_REL, LINALG, MC_K, SAME_OPTIMISER
+from _tolerances import EXACT, EXACT_REL, LINALG, MC_K, SAME_OPTIMISER, ULP_REL
 
 from steppedwedge.design import Design
 from steppedwedge.exceptions import DataError, SmallSampleWarning
@@ -608,3 +608,52 @@ def test_constrained_allocation_with_integer_labels_matches_its_admissible_set()
     np.testing.assert_allclose(res.statistic, obs, **LINALG)
     np.testing.assert_allclose(np.sort(res.null_distribution), np.sort(null), **LINALG)
     np.testing.assert_allclose(res.pvalue, _p(obs, np.array(null)), **EXACT)
+
+
+def test_permutation_result_on_the_estimation_base() -> None:
+    """Base protocol of a randomisation result: ratio and exponentiated tidy from the
+    test-inversion interval, compare's label, with_vcov and bad levels refused."""
+    from steppedwedge.exceptions import OptionError
+    from steppedwedge.results import EstimationResult
+
+    rng = np.random.default_rng(11)
+    rows = [
+        (i, j, float(j > i % 4), float(rng.poisson(np.exp(1.5 + 0.1 * j - 0.3 * (j > i % 4)))))
+        for i in range(8)
+        for j in range(5)
+    ]
+    df = pd.DataFrame(rows, columns=["c", "t", "x", "y"])
+    res = permutation_test(
+        df, **ROLES, family="poisson", n_permutations=300, rng=3, confidence_level=0.9
+    )
+    assert isinstance(res, EstimationResult)
+    assert res.method_label == "randomisation test (twfe, B=300)"
+    row = res.tidy()
+    assert (row.loc[0, "conf_low"], row.loc[0, "conf_high"]) == res.interval
+    assert row.loc[0, "p_value"] == res.pvalue and row.loc[0, "statistic"] == res.statistic
+    lo95, hi95 = res.conf_int(0.95)
+    assert lo95 < res.interval[0] < res.interval[1] < hi95  # a wider level, same draws
+    assert res.ratio == pytest.approx(
+        (np.exp(res.estimate), np.exp(lo95), np.exp(hi95)), rel=ULP_REL
+    )
+    ex = res.tidy(exponentiate=True)
+    assert ex.loc[0, "estimate"] == pytest.approx(np.exp(res.estimate), rel=ULP_REL)
+    assert ex.loc[0, "conf_low"] == pytest.approx(np.exp(res.interval[0]), rel=ULP_REL)
+    with pytest.raises(OptionError, match="with_vcov"):
+        res.with_vcov("cr2")
+    with pytest.raises(OptionError, match="confidence_level"):
+        res.tidy(1.5)
+    gauss = permutation_test(
+        _cell_means(
+            _individual_data(
+                np.array([[float(j > i) for j in range(5)] for i in range(4)]), list("abcd"), rng
+            )
+        ),
+        **ROLES,
+        statistic=lambda f: float(f["y"].mean()),
+        alpha=None,
+    )
+    assert gauss.ratio is None
+    assert np.isnan(gauss.tidy().loc[0, "conf_low"])  # a callable has no interval
+    with pytest.raises(OptionError, match="callable"):
+        gauss.conf_int()

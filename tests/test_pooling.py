@@ -179,3 +179,38 @@ def test_plot_returns_axes() -> None:
     ax = res.plot()
     assert sorted(t.get_text() for t in ax.get_yticklabels()) == ["age", "treatment"]
     plt.close("all")
+
+
+def test_pooled_result_on_the_estimation_base() -> None:
+    """Base protocol: term table = tidy, exp of the log-link fits' interval, labels, refusals."""
+    from steppedwedge.exceptions import OptionError
+    from steppedwedge.results import EstimationResult
+
+    fits = [
+        SimpleNamespace(
+            params=pd.Series([0.2 + i / 20, 1.0], index=["treatment", "period[1]"]),
+            vcov_matrix=np.eye(2) * (0.01 + i / 1000),
+            estimand="treatment",
+            link="log",
+        )
+        for i in range(4)
+    ]
+    res = pool(fits)
+    assert isinstance(res, EstimationResult)
+    assert res.link == "log"
+    assert res.method_label == "pooled over 4 imputations (Rubin)"
+    plain, ratio = res.tidy(0.9), res.tidy(0.9, exponentiate=True)
+    np.testing.assert_allclose(ratio["estimate"], np.exp(plain["estimate"]), **EXACT)
+    np.testing.assert_allclose(ratio["conf_low"], np.exp(plain["conf_low"]), **EXACT)
+    np.testing.assert_allclose(ratio["p_value"], plain["p_value"], **EXACT)
+    lo, hi = res.conf_int()
+    assert res.ratio == pytest.approx((np.exp(res.estimate), np.exp(lo), np.exp(hi)), rel=ULP_REL)
+    assert plain.loc[0, "df"] == pytest.approx(res.df_estimand, rel=ULP_REL)
+    with pytest.raises(OptionError, match="with_vcov"):
+        res.with_vcov("cr2")
+    odd = [*fits[:3], SimpleNamespace(**{**vars(fits[3]), "link": "logit"})]
+    with pytest.raises(OptionError, match="different links"):
+        pool(odd)
+    arrays = pool(estimates=[0.1, 0.2, 0.15], std_errors=[0.1, 0.1, 0.1])
+    with pytest.raises(OptionError, match="link='identity'"):
+        arrays.tidy(exponentiate=True)

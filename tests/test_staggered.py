@@ -527,3 +527,35 @@ def test_binary_rows_use_proportions_or_empirical_log_odds():
         r = _fit(rows, method="callaway-santanna", family="binomial", link=link)
         g = _fit(cells.assign(complaints=value), method="callaway-santanna")
         assert r.estimate == pytest.approx(g.estimate, rel=EXACT_REL) and r.link == link
+
+
+def test_staggered_result_on_the_estimation_base(small) -> None:
+    """The spec entry is the keyword function; tidy rows are Wald z by hand; exponentiate
+    on the log scale; labels; with_vcov refused."""
+    from scipy import stats
+
+    from steppedwedge.models.spec import AnalysisSpec
+    from steppedwedge.models.staggered import fit_staggered, fit_staggered_spec
+    from steppedwedge.results import EstimationResult
+
+    roles = dict(outcome="complaints", cluster="uid", period="period", treatment="trained")
+    res = fit_staggered(small, **roles, method="callaway-santanna", estimand="event-time")
+    spec = AnalysisSpec.from_options(**roles, method="callaway-santanna")
+    again = fit_staggered_spec(small, spec, estimand="event-time")
+    pd.testing.assert_frame_equal(res.tidy(), again.tidy())
+    assert isinstance(res, EstimationResult) and res.method_label == "callaway-santanna"
+    t = res.tidy(0.9)
+    z = stats.norm.ppf(0.95)
+    np.testing.assert_allclose(t["conf_low"], t["estimate"] - z * t["std_error"], rtol=EXACT_REL)
+    np.testing.assert_allclose(
+        t["p_value"], 2 * stats.norm.sf(np.abs(t["estimate"] / t["std_error"])), rtol=EXACT_REL
+    )
+    assert list(t["std_error_neyman"][1:]) == list(res.table["std_error_neyman"])
+    assert res.ratio is None
+    with pytest.raises(OptionError, match="with_vcov"):
+        res.with_vcov("cr2")
+    counts = small.assign(complaints=np.round(np.exp(small["complaints"] / 10)))
+    log = fit_staggered(counts, **roles, family="poisson")
+    ex = log.tidy(exponentiate=True)
+    assert ex.loc[0, "estimate"] == pytest.approx(np.exp(log.estimate), rel=EXACT_REL)
+    assert log.ratio[1] == pytest.approx(np.exp(log.conf_int()[0]), rel=EXACT_REL)

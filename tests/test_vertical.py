@@ -21,7 +21,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from _tolerances import EXACT, LINALG, QP_RECOVERY_ATOL, QP_SOLVERS_REL, ZERO_ATOL_1E12
+from _tolerances import (
+    EXACT,
+    EXACT_REL,
+    LINALG,
+    QP_RECOVERY_ATOL,
+    QP_SOLVERS_REL,
+    ZERO_ATOL_1E12,
+)
 from scipy.optimize import minimize
 
 import steppedwedge as sw
@@ -336,3 +343,41 @@ def test_bad_input_is_refused() -> None:
     alloc = sw.randomise(d, ["c0", "c1", "c2", "c9"], rng=1, alpha=None)
     with pytest.raises(DataError, match="clusters differ"):
         sw.fit(df, **ROLES, method="crossover", allocation=alloc)
+
+
+def test_design_based_result_on_the_estimation_base() -> None:
+    """The spec entry is the keyword function; the base protocol: ratio from the
+    randomisation interval (log scale), Wald for Hughes, labels, with_vcov refused."""
+    from steppedwedge.models.design_based import fit_design_based, fit_design_based_spec
+    from steppedwedge.models.spec import AnalysisSpec
+    from steppedwedge.results import EstimationResult
+
+    design = Design.stepped_wedge(4, clusters_per_sequence=2)
+    rng = np.random.default_rng(5)
+    rows = [
+        (f"c{i}", j, float(x), float(rng.poisson(np.exp(1.0 + 0.1 * j + 0.4 * x))))
+        for i, row in enumerate(design.matrix)
+        for j, x in enumerate(row)
+    ]
+    df = pd.DataFrame(rows, columns=["c", "t", "x", "y"])
+    opts = dict(method="crossover", n_permutations=200, rng=4, confidence_level=0.9)
+    res = fit_design_based(df, **ROLES, family="poisson", **opts)
+    spec = AnalysisSpec.from_options(**ROLES, family="poisson", method="crossover")
+    again = fit_design_based_spec(df, spec, **{k: v for k, v in opts.items() if k != "method"})
+    pd.testing.assert_frame_equal(res.tidy(), again.tidy())
+    assert isinstance(res, EstimationResult) and res.method_label == "crossover"
+    lo95, hi95 = res.conf_int(0.95)
+    assert res.ratio == pytest.approx(
+        (math.exp(res.estimate), math.exp(lo95), math.exp(hi95)), rel=EXACT_REL
+    )
+    ex = res.tidy(exponentiate=True)
+    assert ex.loc[0, "conf_high"] == pytest.approx(math.exp(res.interval[1]), rel=EXACT_REL)
+    with pytest.raises(OptionError, match="with_vcov"):
+        res.with_vcov("cr2")
+    hughes = fit_design_based(df, **ROLES, family="poisson", method="hughes")
+    lo, hi = hughes.conf_int(0.8)
+    z = 1.2815515655446004  # qnorm(0.9)
+    assert (lo, hi) == pytest.approx(
+        (hughes.estimate - z * hughes.std_error, hughes.estimate + z * hughes.std_error),
+        rel=EXACT_REL,
+    )

@@ -25,6 +25,7 @@ import pandas as pd
 
 from .._validation import check_option
 from ..exceptions import OptionError, SmallSampleWarning
+from ..models.staggered import StaggeredResult
 
 __all__ = ["did_fit"]
 
@@ -115,7 +116,7 @@ def did_fit(
     event_times: Sequence[int] | None = None,
     variance: str = "pooled",
     **options: Any,
-) -> Any:
+) -> StaggeredResult:
     """Fit Callaway-Sant'Anna on ``frame`` and attach the chosen variance (module docstring)."""
     from ..models.staggered import fit_staggered
 
@@ -166,8 +167,8 @@ def did_fit(
 
 
 def _with_pooled(
-    res: Any, frame: pd.DataFrame, outcome: str, estimand: str, event_times: Any
-) -> Any:
+    res: StaggeredResult, frame: pd.DataFrame, outcome: str, estimand: str, event_times: Any
+) -> StaggeredResult:
     y, cohort = _panel_matrix(frame, outcome)
     years = sorted(frame["year"].unique())
     extra = _group_time_weights(res.table, years, cohort)

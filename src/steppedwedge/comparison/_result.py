@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import DataError
+from ..models.staggered import StaggeredResult
 from ..results import ResultMixin, Summary, wald_table
 from ._did import did_fit
 from ._inputs import Prepared
@@ -205,7 +206,7 @@ class ComparisonCouncils(ResultMixin):
         estimand: str = "simple",
         variance: str = "pooled",
         **options: Any,
-    ) -> Any:
+    ) -> StaggeredResult:
         """Callaway-Sant'Anna DiD with the comparison councils as never-treated councils.
 
         Each trial cohort is compared with the trial's not-yet-treated councils and the
@@ -244,7 +245,7 @@ class ComparisonCouncils(ResultMixin):
         _check_cohorts(frame)
         return did_fit(frame, self.outcome, estimand=estimand, variance=variance, **options)
 
-    def placebo(self, years_before: int = 2, **options: Any) -> Any:
+    def placebo(self, years_before: int = 2, **options: Any) -> StaggeredResult:
         """Placebo in time: pretend each trial council started ``years_before`` years early.
 
         Only years before the first real start are used, so the placebo "effect" should be

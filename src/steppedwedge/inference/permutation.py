@@ -75,7 +75,7 @@ from ..data import TrialData
 from ..design import Design
 from ..exceptions import DataError, OptionError, SmallSampleWarning
 from ..randomise import Allocation
-from ..results import TIDY_COLUMNS, ResultMixin, Summary, _fmt
+from ..results import Summary, _fmt
 from . import _permutation_ci as ci
 from ._permutation_space import (
     CHUNK,
@@ -86,6 +86,7 @@ from ._permutation_space import (
     draw_assignments,
     space_of,
 )
+from ._randomisation_result import RandomisationInference
 
 __all__ = [
     "NullDistribution",
@@ -128,7 +129,7 @@ _INTERVAL_NOTE = {
 # result
 # --------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
-class PermutationResult(ResultMixin):
+class PermutationResult(RandomisationInference):
     r"""Result of :func:`permutation_test`.
 
     Attributes
@@ -230,75 +231,17 @@ class PermutationResult(ResultMixin):
         default_factory=dict, repr=False, compare=False
     )
 
-    # ------------------------------------------------------------------ inference
-    def conf_int(self, confidence_level: float | None = None) -> tuple[float, float]:
-        """Confidence interval by test inversion (constant effect on the analysis scale).
+    @property
+    def method_label(self) -> str:
+        """How the p-value was obtained, e.g. ``"randomisation test (twfe, exact)"``."""
+        kind = "exact" if self.exact else f"B={self.n_permutations}"
+        return f"randomisation test ({self.statistic_name}, {kind})"
 
-        Parameters
-        ----------
-        confidence_level : float, optional
-            Default: the level given to :func:`permutation_test`, else 0.95.  Another level
-            is computed on demand from the same re-randomisations.
-
-        Returns
-        -------
-        tuple of float
-            ``(low, high)`` on the scale of :attr:`link` (exponentiate for a rate or odds
-            ratio); ``(-inf, inf)`` when the space is too small for the level.
-
-        Raises
-        ------
-        ValueError
-            When the statistic cannot be inverted (callables).
-        """
-        level = confidence_level
-        if level is None:
-            level = 0.95 if self.confidence_level is None else self.confidence_level
-        if self.interval is not None and self.confidence_level == level:
-            return self.interval
-        if self._invert is None:
-            raise OptionError(
-                "a confidence interval by test inversion is available for the 'twfe', "
-                "'cluster-period', 'lmm' and 'glmm-score' statistics, not for a callable."
-            )
-        if not 0.0 < level < 1.0:
-            raise OptionError(f"`confidence_level` must lie in (0, 1); got {level!r}.")
-        if level not in self._intervals:  # computed once per level (refits are costly)
-            self._intervals[level] = self._invert(level)
-        return self._intervals[level]
-
-    # ------------------------------------------------------------------ tables
-    def tidy(self, confidence_level: float | None = None) -> pd.DataFrame:
-        """One row (``term="treatment"``): estimate, statistic, p-value and the interval.
-
-        Parameters
-        ----------
-        confidence_level : float, optional
-            Level of the interval (default as :meth:`conf_int`).
-
-        Returns
-        -------
-        pandas.DataFrame
-            Columns ``term, estimate, std_error, statistic, df, p_value, conf_low,
-            conf_high``; ``std_error`` and ``df`` are NaN; ``conf_low``/``conf_high`` are
-            NaN unless an interval is available (stored, or computable by inversion).
-        """
-        try:
-            lo, hi = self.conf_int(confidence_level)
-        except ValueError:
-            lo, hi = float("nan"), float("nan")
-        row = (
-            self.estimand,
-            self.estimate,
-            self.std_error,
-            self.statistic,
-            self.df,
-            self.pvalue,
-            lo,
-            hi,
+    def _no_interval(self) -> tuple[float, float]:
+        raise OptionError(
+            "a confidence interval by test inversion is available for the 'twfe', "
+            "'cluster-period', 'lmm' and 'glmm-score' statistics, not for a callable."
         )
-        out: pd.DataFrame = pd.DataFrame([row], columns=list(TIDY_COLUMNS))
-        return out
 
     def summary(self) -> Summary:
         """Text/HTML/Markdown/LaTeX summary.
@@ -360,12 +303,17 @@ class PermutationResult(ResultMixin):
             notes=tuple(notes),
         )
 
-    def plot(self, ax: Any = None, *, bins: int | str = "auto") -> Any:
+    def plot(
+        self, ax: Any = None, *, confidence_level: float = 0.95, bins: int | str = "auto"
+    ) -> Any:
         """Histogram of the null distribution with the observed statistic marked.
 
         Parameters
         ----------
         ax : matplotlib.axes.Axes, optional
+        confidence_level : float, default 0.95
+            The stored test-inversion interval is marked when it is at this level and
+            the statistic is the estimate (same scale as the histogram).
         bins : int or str
             Passed to :meth:`matplotlib.axes.Axes.hist`.
 
@@ -382,6 +330,11 @@ class PermutationResult(ResultMixin):
         ax.axvline(self.statistic, color="C3", lw=2, label=f"observed {self.statistic:.3g}")
         if self.alternative == "two-sided" and self.statistic != 0:
             ax.axvline(-self.statistic, color="C3", lw=1, ls="--")
+        same_scale = self.statistic == self.estimate
+        if self.interval is not None and self.confidence_level == confidence_level and same_scale:
+            for end in self.interval:
+                if np.isfinite(end):
+                    ax.axvline(end, color="C0", lw=1, ls=":")
         ax.set_xlabel(f"{self.statistic_name} statistic")
         ax.set_ylabel("re-randomisations")
         ax.set_title(

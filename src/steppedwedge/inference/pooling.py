@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import OptionError
-from ..results import ResultMixin, Summary, _fmt, t_interval, t_pvalue, wald_table
+from ..results import EstimationResult, Summary, _fmt, t_interval, t_pvalue
 
 __all__ = ["PooledResult", "pool", "barnard_rubin_df"]
 
@@ -58,7 +58,7 @@ def barnard_rubin_df(m: int, b: Any, t: Any, dfcom: float = np.inf) -> np.ndarra
 
 
 @dataclass(frozen=True, eq=False)
-class PooledResult(ResultMixin):
+class PooledResult(EstimationResult):
     """Estimates pooled over ``m`` imputed datasets by Rubin's rules.
 
     Attributes
@@ -86,13 +86,16 @@ class PooledResult(ResultMixin):
         The term reported by :attr:`estimate`, :attr:`std_error` and :attr:`pvalue`.
     rule : str
         The pooling rule, ``"rubin1987"`` (Rubin's rules with Barnard-Rubin df).
+    link : str
+        The pooled fits' common link (``"identity"`` for ``estimates=`` input): the scale
+        of the estimates, and whether ``tidy(exponentiate=True)`` applies.
     """
 
     params: pd.Series
     ubar: pd.Series
     b: pd.Series
     t: pd.Series
-    df: pd.Series
+    df: pd.Series  # type: ignore[assignment]  # per term (the estimand's: df_estimand)
     riv: pd.Series
     lambda_: pd.Series
     fmi: pd.Series
@@ -101,6 +104,25 @@ class PooledResult(ResultMixin):
     estimand: str
     rule: str = "rubin1987"
     vcov_matrix: pd.DataFrame | None = field(default=None, repr=False)
+    link: str = "identity"
+
+    @property
+    def method_label(self) -> str:
+        """``"pooled over <m> imputations (Rubin)"``, as :func:`compare` shows it."""
+        return f"pooled over {self.m} imputations (Rubin)"
+
+    def _term_table(self) -> pd.DataFrame:
+        """Return one row per term, the estimand first (Barnard-Rubin df)."""
+        order = self._order()
+        out: pd.DataFrame = pd.DataFrame(
+            {
+                "term": [str(t) for t in order],
+                "estimate": [float(self.params[term]) for term in order],
+                "std_error": [float(np.sqrt(self.t[term])) for term in order],
+                "df": [float(self.df[term]) for term in order],
+            }
+        )
+        return out
 
     # ---------------------------------------------------------------- protocol
     @property
@@ -108,16 +130,6 @@ class PooledResult(ResultMixin):
         """Pooled standard errors ``sqrt(t)`` of every term."""
         se: pd.Series = np.sqrt(self.t)
         return se
-
-    @property
-    def estimate(self) -> float:
-        """Pooled estimate of :attr:`estimand`."""
-        return float(self.params[self.estimand])
-
-    @property
-    def std_error(self) -> float:
-        """Pooled standard error of :attr:`estimand`."""
-        return float(np.sqrt(self.t[self.estimand]))
 
     @property
     def df_estimand(self) -> float:
@@ -159,26 +171,6 @@ class PooledResult(ResultMixin):
             ``(low, high)``.
         """
         return t_interval(self.estimate, self.std_error, self.df_estimand, confidence_level)
-
-    def tidy(self, confidence_level: float = 0.95) -> pd.DataFrame:
-        """One row per term, the estimand first.
-
-        Parameters
-        ----------
-        confidence_level : float, default 0.95
-            Coverage of the ``conf_low``, ``conf_high`` interval, in (0, 1).
-
-        Returns
-        -------
-        pandas.DataFrame
-            Columns ``term, estimate, std_error, statistic, df, p_value, conf_low,
-            conf_high``.
-        """
-        order = self._order()
-        estimates = [float(self.params[term]) for term in order]
-        std_errors = [float(np.sqrt(self.t[term])) for term in order]
-        dfs = [float(self.df[term]) for term in order]
-        return wald_table([str(t) for t in order], estimates, std_errors, dfs, confidence_level)
 
     def diagnostics(self) -> pd.DataFrame:
         """Per term, the estimand first: ``m, ubar, b, t, dfcom, df, riv, lambda, fmi``.
@@ -233,13 +225,15 @@ class PooledResult(ResultMixin):
             tables=(("Pooled estimates", self.tidy()), ("Missing information", self.diagnostics())),
         )
 
-    def plot(self, ax: Any = None) -> Any:
-        """Forest plot of the pooled estimates with 95% intervals; returns the Axes.
+    def plot(self, ax: Any = None, *, confidence_level: float = 0.95) -> Any:
+        """Forest plot of the pooled estimates with their intervals; returns the Axes.
 
         Parameters
         ----------
         ax : matplotlib.axes.Axes, optional
             Axes to draw on (a new figure when None).
+        confidence_level : float, default 0.95
+            Coverage of the intervals.
 
         Returns
         -------
@@ -250,7 +244,7 @@ class PooledResult(ResultMixin):
 
         if ax is None:
             _, ax = plt.subplots()
-        tab = self.tidy()
+        tab = self.tidy(confidence_level)
         y = np.arange(len(tab))[::-1]
         ax.errorbar(
             tab["estimate"],
@@ -510,4 +504,15 @@ def pool(
         estimand=target,
         rule=rule,
         vcov_matrix=vcov,
+        link=_common_link(results),
     )
+
+
+def _common_link(results: Sequence[Any] | None) -> str:
+    """Return the link the pooled fits share (identity for estimate arrays)."""
+    links = {str(getattr(r, "link", "identity")) for r in results or ()}
+    if len(links) > 1:
+        raise OptionError(
+            f"the fits use different links {sorted(links)}; pool fits of one model only."
+        )
+    return links.pop() if links else "identity"

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...exceptions import OptionError
-from ...results import ResultMixin, Summary, _fmt, t_interval, t_pvalue, wald_table
+from ...inference._randomisation_result import RandomisationInference
+from ...results import Summary, _fmt, t_pvalue
+from .._cell_summary import cell_summary_header
 
 __all__ = ["DesignBasedResult"]
 
@@ -24,7 +25,7 @@ _LABEL = {
 
 
 @dataclass(frozen=True, eq=False)
-class DesignBasedResult(ResultMixin):
+class DesignBasedResult(RandomisationInference):
     """Result of ``sw.fit(..., method="vertical" | "hughes" | "synthetic-control" | "crossover")``.
 
     Attributes
@@ -111,10 +112,14 @@ class DesignBasedResult(ResultMixin):
     estimand: str = "treatment"
     _invert: Callable[[float], tuple[float, float]] | None = field(default=None, repr=False)
 
+    _intervals: dict[float, tuple[float, float]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
     @property
-    def statistic(self) -> float:
-        """Wald z of the Hughes estimate (NaN without a standard error)."""
-        return self.estimate / self.std_error if self.std_error > 0 else math.nan
+    def method_label(self) -> str:
+        """The estimator's name (``"vertical"``, ``"hughes"``, ...), as :func:`compare` shows it."""
+        return self.method
 
     @property
     def pvalue(self) -> float:
@@ -122,55 +127,6 @@ class DesignBasedResult(ResultMixin):
         if self.randomisation_pvalue is not None:
             return self.randomisation_pvalue
         return t_pvalue(self.statistic, self.df) if self.std_error > 0 else math.nan
-
-    def conf_int(self, confidence_level: float | None = None) -> tuple[float, float]:
-        """Return the confidence interval of the estimate (analysis scale).
-
-        Parameters
-        ----------
-        confidence_level : float, optional
-            Default :attr:`confidence_level`.  Randomisation intervals (vertical,
-            crossover) at another level are computed on demand from the same
-            re-randomisations; the Hughes interval is normal.
-
-        Returns
-        -------
-        tuple of float
-            ``(low, high)``; NaN when no interval is available (synthetic control:
-            randomisation p-value only).
-        """
-        level = self.confidence_level if confidence_level is None else confidence_level
-        if not 0.0 < level < 1.0:
-            raise OptionError(f"`confidence_level` must lie in (0, 1); got {level!r}.")
-        if self.std_error > 0:
-            return t_interval(self.estimate, self.std_error, self.df, level)
-        if self.interval is not None and level == self.confidence_level:
-            return self.interval
-        if self._invert is not None:
-            return self._invert(level)
-        return (math.nan, math.nan)
-
-    def tidy(self, confidence_level: float | None = None) -> pd.DataFrame:
-        """One row (``term="treatment"``) in the columns of every ``tidy()``.
-
-        Parameters
-        ----------
-        confidence_level : float, optional
-            Level of ``conf_low``/``conf_high`` (see :meth:`conf_int`).
-
-        Returns
-        -------
-        pandas.DataFrame
-            ``term, estimate, std_error, statistic, df, p_value, conf_low, conf_high``;
-            ``p_value`` is :attr:`pvalue`.
-        """
-        level = self.confidence_level if confidence_level is None else confidence_level
-        out = wald_table([self.estimand], [self.estimate], [self.std_error], [self.df], level)
-        lo, hi = self.conf_int(level)
-        out.loc[0, ["p_value", "conf_low", "conf_high"]] = [self.pvalue, lo, hi]
-        if not self.std_error > 0:
-            out.loc[0, "statistic"] = self.estimate
-        return out
 
     def summary(self) -> Summary:
         """Summarise the estimator, its inference and the contrasts it combines.
@@ -181,12 +137,8 @@ class DesignBasedResult(ResultMixin):
             Text/HTML/Markdown/LaTeX renderings.
         """
         lo, hi = self.conf_int()
-        header = [
-            ("Method", f"{_LABEL[self.method]} ({self.variant})"),
-            ("Outcome per cluster-period", f"{self.outcome}: {self.scale}"),
-            ("Clusters / periods", f"{self.n_clusters} / {self.n_periods}"),
-            ("Estimate", _fmt(self.estimate)),
-        ]
+        header = cell_summary_header(f"{_LABEL[self.method]} ({self.variant})", self)
+        header.append(("Estimate", _fmt(self.estimate)))
         if self.std_error > 0:
             header.append(("Permutation SE (closed form)", _fmt(self.std_error)))
         if self.randomisation_pvalue is not None:
@@ -210,12 +162,15 @@ class DesignBasedResult(ResultMixin):
             notes=self.messages,
         )
 
-    def plot(self, ax: Any = None) -> Any:
+    def plot(self, ax: Any = None, *, confidence_level: float | None = None) -> Any:
         """Plot the contrasts the estimate combines (marker area ~ weight) and the estimate.
 
         Parameters
         ----------
         ax : matplotlib.axes.Axes, optional
+        confidence_level : float, optional
+            Level of the interval shaded around the estimate (default as :meth:`conf_int`;
+            none is drawn when the estimator has no interval).
 
         Returns
         -------
@@ -230,6 +185,9 @@ class DesignBasedResult(ResultMixin):
         size = 20 + 300 * w / max(float(np.nanmax(w)), 1e-300)
         ax.scatter(t["period"].astype(str), t["contrast"], s=size, color="C0", alpha=0.7)
         ax.axhline(self.estimate, color="C3", lw=2, label=f"estimate {self.estimate:.3g}")
+        lo, hi = self.conf_int(confidence_level)
+        if math.isfinite(lo) and math.isfinite(hi):
+            ax.axhspan(lo, hi, color="C3", alpha=0.12, lw=0)
         ax.axhline(0.0, color="0.5", lw=0.8)
         ax.set_xlabel("period")
         ax.set_ylabel(f"contrast ({self.link} scale)")

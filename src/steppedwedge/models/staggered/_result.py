@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...results import TIDY_COLUMNS, ResultMixin, Summary, _fmt, t_interval, t_pvalue
+from ...results import EstimationResult, Summary, _fmt
+from .._cell_summary import cell_summary_header
 
 __all__ = ["StaggeredResult"]
 
@@ -22,7 +23,7 @@ _METHOD_LABEL = {
 
 
 @dataclass(frozen=True, eq=False)
-class StaggeredResult(ResultMixin):
+class StaggeredResult(EstimationResult):
     """Result of ``sw.fit(..., method="efficient-staggered" | "callaway-santanna" | ...)``.
 
     Attributes
@@ -120,37 +121,31 @@ class StaggeredResult(ResultMixin):
     vcov_event_time_neyman: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
-    def statistic(self) -> float:
-        """Wald z statistic ``estimate / std_error``."""
-        return self.estimate / self.std_error if self.std_error > 0 else float("nan")
+    def method_label(self) -> str:
+        """The estimator's name (``"callaway-santanna"``, ...), as :func:`compare` shows it."""
+        return self.method
 
-    @property
-    def pvalue(self) -> float:
-        """Two-sided normal p-value of the headline estimate."""
-        return t_pvalue(self.statistic, self.df)
+    def _term_table(self) -> pd.DataFrame:
+        """Return the headline estimand, then the rows of :attr:`table` (normal reference)."""
+        cols = ["term", "estimate", "std_error", "std_error_neyman"]
+        head = pd.DataFrame(
+            [(self.estimand, self.estimate, self.std_error, self.std_error_neyman)], columns=cols
+        )
+        out: pd.DataFrame = (
+            pd.concat([head, self.table[cols]], ignore_index=True) if len(self.table) else head
+        )
+        out["df"] = self.df
+        return out
 
-    def conf_int(self, confidence_level: float = 0.95) -> tuple[float, float]:
-        """Return the normal confidence interval of the headline estimate (analysis scale).
-
-        Parameters
-        ----------
-        confidence_level : float
-            In (0, 1).
-
-        Returns
-        -------
-        tuple of float
-            ``(low, high)``; exponentiate both for a ratio when :attr:`link` is ``"log"``.
-        """
-        return t_interval(self.estimate, self.std_error, self.df, confidence_level)
-
-    def tidy(self, confidence_level: float = 0.95) -> pd.DataFrame:
+    def tidy(self, confidence_level: float = 0.95, *, exponentiate: bool = False) -> pd.DataFrame:
         """Tabulate the headline estimand first, then the rows of :attr:`table`.
 
         Parameters
         ----------
         confidence_level : float
             Coverage of ``conf_low``/``conf_high``.
+        exponentiate : bool, default False
+            ``exp`` of the estimates and limits (ratios; log and logit scales only).
 
         Returns
         -------
@@ -158,19 +153,9 @@ class StaggeredResult(ResultMixin):
             Columns ``term, estimate, std_error, statistic, df, p_value, conf_low,
             conf_high, std_error_neyman`` (normal reference; design-based ``std_error``).
         """
-        rows = [(self.estimand, self.estimate, self.std_error, self.std_error_neyman)]
-        rows += list(
-            self.table[["term", "estimate", "std_error", "std_error_neyman"]].itertuples(
-                index=False, name=None
-            )
-        )
-        out = []
-        for term, est, se, se_n in rows:
-            stat = est / se if se > 0 else float("nan")
-            lo, hi = t_interval(est, se, self.df, confidence_level)
-            out.append((term, est, se, stat, self.df, t_pvalue(stat, self.df), lo, hi, se_n))
-        table: pd.DataFrame = pd.DataFrame(out, columns=[*TIDY_COLUMNS, "std_error_neyman"])
-        return table
+        out = super().tidy(confidence_level, exponentiate=exponentiate)
+        out["std_error_neyman"] = self._term_table()["std_error_neyman"].to_numpy(dtype=float)
+        return out
 
     def summary(self) -> Summary:
         """Summarise the fit: method, scale, estimand, randomisation test, cohorts, effects.
@@ -181,10 +166,8 @@ class StaggeredResult(ResultMixin):
             Text/HTML/Markdown/LaTeX renderings.
         """
         lo, hi = self.conf_int()
-        header = [
-            ("Method", _METHOD_LABEL[self.method]),
-            ("Outcome per cluster-period", f"{self.outcome}: {self.scale}"),
-            ("Clusters / periods", f"{self.n_clusters} / {self.n_periods}"),
+        header = cell_summary_header(_METHOD_LABEL[self.method], self)
+        header += [
             (
                 "Estimand",
                 f"{self.estimand} = {_fmt(self.estimate)} (SE {_fmt(self.std_error)}, "
