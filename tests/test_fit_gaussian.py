@@ -458,3 +458,16 @@ def test_with_vcov_refuses_bad_options(frame):
         res.with_vcov("model", dof="kenward-roger")
     with pytest.raises(OptionError, match="'clusters'"):
         res.with_vcov("cr2", dof="kenward-roger")
+
+
+def test_spec_entry_is_what_fit_runs(frame):
+    """``fit_gaussian_spec`` on the spec gives ``sw.fit``'s result; unknown numerics refused."""
+    from steppedwedge.models.mixed import fit_gaussian_spec
+    from steppedwedge.models.spec import AnalysisSpec
+
+    spec = AnalysisSpec.from_options(
+        outcome="y", cluster="site", period="month", treatment="arm", vcov="cr3"
+    )
+    _assert_same_result(fit_gaussian_spec(frame, spec), _fit(frame, vcov="cr3"))
+    with pytest.raises(TypeError, match=r"\['n_quadrature'\].*Gaussian mixed model"):
+        fit_gaussian_spec(frame, spec, n_quadrature=5)
