@@ -133,3 +133,60 @@ def test_no_fixed_is_the_unconstrained_fit() -> None:
     b = fit_glmm_core(ud, fam, beta0, sig0, fixed={})
     assert a.loglik == b.loglik
     np.testing.assert_array_equal(a.hessian, b.hessian)
+
+
+# ------------------------------------------------------------------ the ridge probe
+
+
+def _audit_units(seed: int) -> tuple[UnitData, np.ndarray, np.ndarray]:
+    """One null trial of the count audit (tests/calibration_counts.py) in engine units."""
+    from calibration_counts import council_scenario
+
+    d = council_scenario(17).draw(0.0, seed).sort_values(["council", "quarter"])
+    n_i, n_t = 17, 20
+    q = pd.factorize(d["quarter"], sort=True)[0]
+    x = np.column_stack([np.ones(len(d)), np.eye(n_t)[q][:, 1:], d["treated"]])
+    z = np.column_stack([np.ones(len(d)), np.eye(n_t)[q]])
+    y = d["entries_into_care"].to_numpy(float)
+    off = np.log(d["population_0_17"].to_numpy(float))
+    ud = UnitData(
+        y=y.reshape(n_i, n_t),
+        n=np.ones((n_i, n_t)),
+        offset=off.reshape(n_i, n_t),
+        weight=np.ones((n_i, n_t)),
+        x=x.reshape(n_i, n_t, -1),
+        z=z.reshape(n_i, n_t, -1),
+        comp=np.array([0] + [1] * n_t),
+        n_comp=2,
+        ar1=(1, n_t),
+    )
+    beta = np.linalg.lstsq(x, np.log(y + 0.5) - off, rcond=None)[0]
+    return ud, beta, np.array([0.3, 0.1, math.atanh(0.6)])
+
+
+def test_ridge_boundary_fit_is_the_boundary_maximum() -> None:
+    """Audit trial 141: the optimum has no persistent variance (tau = 0, r ~ 0.99), reached
+    through the ridge probe.  It must be the fit with tau held at 0 (same loglik to 1e-8) and
+    a maximum in tau too: moving tau off 0 (others re-maximised) lowers the likelihood."""
+    ud, beta0, sig0 = _audit_units(141)
+    fam = make_family("poisson")
+    core = fit_glmm_core(ud, fam, beta0, sig0)
+    assert core.converged and core.sigma[0] == 0.0 and np.tanh(core.sigma[2]) > 0.98
+    held = fit_glmm_core(ud, fam, beta0, sig0, fixed={0: 0.0})
+    assert abs(held.loglik - core.loglik) <= 1e-8
+    off = fit_glmm_core(ud, fam, core.beta, core.sigma, fixed={0: 0.05})
+    assert off.loglik < core.loglik
+
+
+def test_ridge_interior_fit_is_a_stationary_point() -> None:
+    """Audit trial 154: a persistent variance on the same ridge (tau ~ 0.21, r ~ 0.99), where
+    the probe's boundary is not a maximum and is rejected: the fit is interior, its free
+    gradient vanishes and holding tau at 0 gives a lower likelihood."""
+    ud, beta0, sig0 = _audit_units(154)
+    fam = make_family("poisson")
+    core = fit_glmm_core(ud, fam, beta0, sig0)
+    assert core.converged and core.free.all() and core.sigma[0] > 0.1
+    assert np.tanh(core.sigma[2]) > 0.98
+    assert np.max(np.abs(core.grad)) < 1e-3
+    held = fit_glmm_core(ud, fam, beta0, sig0, fixed={0: 0.0})
+    assert held.loglik < core.loglik

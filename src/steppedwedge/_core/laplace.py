@@ -1006,110 +1006,285 @@ def _envelope_hessian(data: UnitData, st: LaplaceState) -> np.ndarray:
     return np.asarray(out)
 
 
+def _bounds(obj: _Objective, n_par: int) -> tuple[np.ndarray, np.ndarray]:
+    """Box bounds: the NB log-size below ALPHA_MAX, the AR(1) phi within +-PHI_MAX."""
+    p = obj.p
+    lower = np.full(n_par, -np.inf)
+    upper = np.full(n_par, np.inf)
+    if obj.fam.has_dispersion:
+        upper[p + obj.k] = ALPHA_MAX
+    if obj.data.ar1 is not None:
+        lower[p + obj.data.n_comp] = -PHI_MAX if obj.data.ar1_times is None else PHI_MIN_TIME
+        upper[p + obj.data.n_comp] = PHI_MAX
+    return lower, upper
+
+
+def _snap_alpha(
+    obj: _Objective, theta: np.ndarray, state: tuple[Any, ...], ia: int | None, fixed: np.ndarray
+) -> tuple[np.ndarray, tuple[Any, ...]]:
+    """NB size beyond 1e4 and still increasing: try the cap ALPHA_MAX (the Poisson limit).
+
+    The likelihood is flat towards the Poisson limit, so go straight to the cap instead of
+    creeping along the plateau; kept if the log-likelihood does not decrease.
+    """
+    val, g = state[0], state[1]
+    if ia is None or fixed[ia] or not (ALPHA_SNAP < theta[ia] < ALPHA_MAX and g[ia] > 0):
+        return theta, state
+    cand = theta.copy()
+    cand[ia] = ALPHA_MAX
+    new = obj.state(cand)
+    if np.isfinite(new[0]) and new[0] >= val - 1e-9 * max(1.0, abs(val)):
+        return cand, new
+    return theta, state
+
+
+def _modified_newton_step(hess: np.ndarray, g: np.ndarray) -> tuple[np.ndarray | None, bool]:
+    """Newton step ``hess^-1 g``, modified where ``hess`` is not positive definite.
+
+    Returns ``(step, indefinite)``; ``step`` is None when no damping makes the matrix
+    positive definite.  Indefinite matrices: Levenberg damping shrinks every direction alike
+    and creeps along weakly curved ones (e.g. r while gamma is small), so the negative
+    curvatures of the diagonally scaled matrix are flipped instead (a modified Newton step;
+    the line search keeps ascent).
+    """
+    lam = 0.0
+    diag = np.abs(np.diag(hess)) + 1e-8
+    chol = None
+    for _ in range(40):
+        try:
+            chol = np.linalg.cholesky(hess + lam * np.diag(diag))
+            break
+        except np.linalg.LinAlgError:
+            lam = 1e-4 if lam == 0.0 else lam * 10.0
+    if chol is None:
+        return None, True
+    if lam == 0.0:
+        return np.linalg.solve(chol.T, np.linalg.solve(chol, g)), False
+    sc = 1.0 / np.sqrt(diag)
+    ev, vec = np.linalg.eigh(sc[:, None] * hess * sc[None, :])
+    ev = np.maximum(np.abs(ev), 1e-8 * max(float(np.abs(ev).max()), 1e-300))
+    return sc * (vec @ ((vec.T @ (sc * g)) / ev)), True
+
+
+def _newton_matrix(
+    obj: _Objective, theta: np.ndarray, g: np.ndarray, hb: np.ndarray, var_idx: np.ndarray
+) -> np.ndarray:
+    """Hessian of ``-L``: the closed-form ``beta`` block and differenced variance columns."""
+    n_par, p = theta.size, obj.p
+    hess = np.zeros((n_par, n_par))
+    hess[:p, :p] = hb
+    cols = obj.jacobian_columns(theta, g, var_idx)
+    hess[:, var_idx] = cols
+    hess[var_idx, :] = cols.T
+    return hess
+
+
 def _newton(
     obj: _Objective, theta: np.ndarray, max_iter: int, fixed: np.ndarray | None = None
 ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray | None, bool, str]:
     """Damped Newton on ``-L`` with the envelope beta block and differenced variance columns.
 
     ``fixed``: ``(n_par,)`` bool mask of parameters held at their values in ``theta`` (their
-    gradient entries are ignored and their columns not differenced).
+    gradient entries are ignored and their columns not differenced).  With a persistent
+    effect beside an AR(1) block, accepted steps heading along the ridge of decays near 1
+    are followed by a probe of its end, the boundary tau = 0 (:func:`_ridge_probe`).
     Returns ``(theta, value, gradient, last variance columns or None, converged, message)``.
     """
-    p = obj.p
-    n_par = theta.size
-    if fixed is None:
-        fixed = np.zeros(n_par, dtype=bool)
+    p, n_par = obj.p, theta.size
+    fixed = np.zeros(n_par, dtype=bool) if fixed is None else fixed
     var_idx = np.arange(p, n_par)[~fixed[p:]]
-    # NB log-size: capped at ALPHA_MAX (size 1e6: the Poisson limit); held there when the
-    # likelihood still increases towards it
     ia = p + obj.k if obj.fam.has_dispersion else None
-    # box bounds: the NB log-size above, the AR(1) phi within +-PHI_MAX (|r| < 1 - 1e-6)
-    lower = np.full(n_par, -np.inf)
-    upper = np.full(n_par, np.inf)
-    if ia is not None:
-        upper[ia] = ALPHA_MAX
-    if obj.data.ar1 is not None:
-        lower[p + obj.data.n_comp] = -PHI_MAX if obj.data.ar1_times is None else PHI_MIN_TIME
-        upper[p + obj.data.n_comp] = PHI_MAX
+    pair = _ridge_pair(obj.data, fixed[p:])
+    ridge = None if pair is None else (p + pair[0], p + pair[1], p + obj.data.n_comp)
+    lower, upper = _bounds(obj, n_par)
     theta = np.clip(theta, lower, upper)
-    val, g, hb = obj.state(theta)
-    if not np.isfinite(val):
+    state = obj.state(theta)
+    if not np.isfinite(state[0]):
         raise _NonFinite("the log-likelihood is not finite at the starting values")
-    last_cols = None
+    streak, last_length = 0, 0.0
     for _it in range(max_iter):
-        if ia is not None and not fixed[ia] and ALPHA_SNAP < theta[ia] < ALPHA_MAX and g[ia] > 0:
-            # size beyond 1e4 and still increasing: the likelihood is flat towards the Poisson
-            # limit, so go straight to the cap instead of creeping along the plateau
-            cand = theta.copy()
-            cand[ia] = ALPHA_MAX
-            v2, g2, hb2 = obj.state(cand)
-            if np.isfinite(v2) and v2 >= val - 1e-9 * max(1.0, abs(val)):
-                theta, val, g, hb = cand, v2, g2, hb2
+        theta, state = _snap_alpha(obj, theta, state, ia, fixed)
+        if state[2] is None:  # after a "final" step that needed halving: the beta block
+            state = obj.state(theta)
+        val, g, hb = state
+        assert hb is not None
         # parameters at a bound with the likelihood still increasing beyond it: held there
         held = ((theta >= upper - 1e-9) & (g > 0)) | ((theta <= lower + 1e-9) & (g < 0))
         held |= fixed
-        hess = np.zeros((n_par, n_par))
-        hess[:p, :p] = hb
-        cols = obj.jacobian_columns(theta, g, var_idx)
-        hess[:, var_idx] = cols
-        hess[var_idx, :] = cols.T
-        if held.any():
-            hess[held, :] = 0.0
-            hess[:, held] = 0.0
-            hess[held, held] = 1.0
-        g_use = np.where(held, 0.0, g)
-        if not (np.all(np.isfinite(hess)) and np.all(np.isfinite(g_use))):
+        hess = _newton_matrix(obj, theta, g, hb, var_idx)
+        if not (np.all(np.isfinite(hess)) and np.all(np.isfinite(g))):
             return theta, val, g, None, False, "non-finite derivatives"
-        lam = 0.0
-        diag = np.abs(np.diag(hess)) + 1e-8
-        chol = None
-        for _ in range(40):
-            try:
-                chol = np.linalg.cholesky(hess + lam * np.diag(diag))
-                break
-            except np.linalg.LinAlgError:
-                lam = 1e-4 if lam == 0.0 else lam * 10.0
-        if chol is None:
+        h_use = hess.copy()
+        h_use[held, :] = 0.0
+        h_use[:, held] = 0.0
+        h_use[held, held] = 1.0
+        g_use = np.where(held, 0.0, g)
+        step, indefinite = _modified_newton_step(h_use, g_use)
+        if step is None:
             return theta, val, g, None, False, "no positive-definite Newton matrix"
-        step = np.linalg.solve(chol.T, np.linalg.solve(chol, g_use))
-        if lam > 0.0:
-            # indefinite: Levenberg damping shrinks every direction alike and creeps along
-            # weakly curved ones (e.g. r while gamma is small); flip the negative curvatures
-            # of the scaled matrix instead (a modified Newton step, the line search keeps ascent)
-            sc = 1.0 / np.sqrt(diag)
-            ev, vec = np.linalg.eigh(sc[:, None] * hess * sc[None, :])
-            ev = np.maximum(np.abs(ev), 1e-8 * max(float(np.abs(ev).max()), 1e-300))
-            step = sc * (vec @ ((vec.T @ (sc * g_use)) / ev))
         step[fixed] = 0.0
         decrement = float(g_use @ step)
         if decrement < 1e-16 * max(1.0, abs(val)) or np.max(np.abs(step)) < 1e-10:
             return theta, val, g, hess[:, var_idx], True, "converged"
-        final = lam == 0.0 and decrement < 1e-9 and np.max(np.abs(step)) < 1e-5
+        final = not indefinite and decrement < 1e-9 and np.max(np.abs(step)) < 1e-5
         big = float(np.max(np.abs(step[var_idx]))) if var_idx.size else 0.0
         if big > STEP_MAX:
             # trust region on the variance parameters: far from the optimum (an indefinite
             # matrix, a flat direction) the Newton step can leave for points where the modes
             # overflow; shorten it to STEP_MAX on the SD / atanh(r) scale
             step = step * (STEP_MAX / big)
-        t = 1.0
-        moved = False
-        for _ in range(30):
-            cand = np.clip(theta + t * step, lower, upper)
-            v2, g2, hb2 = obj.state(cand, want_hessian=not final)
-            if np.isfinite(v2) and v2 >= val - 1e-12 * max(1.0, abs(val)):
-                theta, val, g, hb = cand, v2, g2, hb2
-                moved = True
-                break
-            t *= 0.5
-        if not moved:
+        found = _line_search(obj, theta, val, step, lower, upper, final)
+        if found is None:
             # no further increase possible: accept if the predicted gain is negligible
             ok = bool(decrement < 1e-8 * max(1.0, abs(val)) or np.max(np.abs(g_use)) < 1e-4)
             return theta, val, g, None, ok, "line search failed"
+        new_theta, state, t = found
         if final and t == 1.0:
             # the last, quadratically convergent, Newton step has been taken
-            last_cols = hess[:, var_idx]
-            return theta, val, g, last_cols, True, "converged"
-    return theta, val, g, None, False, "maximum number of iterations reached"
+            return new_theta, state[0], state[1], hess[:, var_idx], True, "converged"
+        if ridge is not None and not final:
+            # a crawl: steps along the ridge, each cutting tau by RIDGE_SHRINK or more and
+            # at least 0.6 times as long as the one before (linear convergence)
+            d_tau = abs(new_theta[ridge[0]]) - abs(theta[ridge[0]])
+            length = float(np.linalg.norm(new_theta[p:] - theta[p:]))
+            crawl = (
+                d_tau <= -RIDGE_SHRINK * abs(theta[ridge[0]])
+                and length >= 0.6 * last_length
+                and _on_ridge(theta, new_theta, state[1], ridge)
+            )
+            streak, last_length = (streak + 1 if crawl else 0), length
+            if streak == RIDGE_STREAK:  # probed once per run
+                end = _ridge_probe(obj, new_theta, state[0], ridge, max_iter)
+                if end is not None:
+                    return *end, None, True, "converged"
+        theta = new_theta
+    return theta, state[0], state[1], None, False, "maximum number of iterations reached"
+
+
+def _line_search(
+    obj: _Objective,
+    theta: np.ndarray,
+    val: float,
+    step: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    final: bool,
+) -> tuple[np.ndarray, tuple[Any, ...], float] | None:
+    """Step halving until the log-likelihood does not decrease; None after 30 halvings.
+
+    Returns ``(theta + t step, its state, t)``.
+    """
+    t = 1.0
+    for _ in range(30):
+        cand = np.clip(theta + t * step, lower, upper)
+        new = obj.state(cand, want_hessian=not final)
+        if np.isfinite(new[0]) and new[0] >= val - 1e-12 * max(1.0, abs(val)):
+            return cand, new, t
+        t *= 0.5
+    return None
+
+
+def _ridge_pair(data: UnitData, fixed_var: np.ndarray) -> tuple[int, int] | None:
+    """``(k_tau, k_gamma)``: a persistent cluster effect beside the AR(1) block, if any.
+
+    The persistent component is a single column equal, on every real unit, to the sum of
+    the AR(1) block's columns (a cluster intercept beside cluster-period effects: the
+    ``nested+decay`` structure).  None without such a pair or when one of the three
+    variance parameters is held (``fixed_var``, indices into the variance parameters).
+    """
+    if data.ar1 is None:
+        return None
+    s0, t = data.ar1
+    k_gamma, k_phi = int(data.comp[s0]), data.n_comp
+    block = data.z[:, :, s0 : s0 + t].sum(axis=2)
+    real = data.weight > 0
+    for k in range(data.n_comp):
+        cols = np.flatnonzero(data.comp == k)
+        if k == k_gamma or cols.size != 1:
+            continue
+        if np.array_equal(data.z[:, :, cols[0]][real], block[real]):
+            if fixed_var[[k, k_gamma, k_phi]].any():
+                return None
+            return k, k_gamma
+    return None
+
+
+def _on_ridge(
+    before: np.ndarray, theta: np.ndarray, g: np.ndarray, idx: tuple[int, int, int]
+) -> bool:
+    """Whether the step ``before`` -> ``theta`` crawls along the ridge towards ``tau = 0``.
+
+    The ridge: ``tau^2 + gamma^2 = V`` and ``gamma^2 (1 - r) = B`` fixed (see
+    :func:`_ridge_probe`).  True when the step shrank ``tau`` and raised ``gamma`` and ``r``,
+    ``r >= RIDGE_R``, ``gamma^2 >= V / 10`` and the gradient ``g`` at ``theta`` says the
+    likelihood increases along the ridge towards ``tau = 0`` (slope in ``u = tau^2``, with
+    ``tau = sqrt u``, ``gamma = sqrt(V - u)``, ``r = 1 - B / (V - u)``).
+    """
+    it, ig, iphi = idx
+    tau, gam, phi = abs(theta[it]), abs(theta[ig]), float(theta[iphi])
+    if not (0.0 < tau < abs(before[it]) and gam > abs(before[ig]) and phi > before[iphi]):
+        return False
+    r = float(np.tanh(phi))
+    v, b = tau * tau + gam * gam, gam * gam * (1.0 - r)
+    if r < RIDGE_R or gam * gam < 0.1 * v:
+        return False
+    slope = (
+        g[it] * np.sign(theta[it]) / (2.0 * tau)
+        - g[ig] * np.sign(theta[ig]) / (2.0 * gam)
+        - g[iphi] * b / (gam**4 * (1.0 - r * r))
+    )
+    return bool(slope < 0.0)
+
+
+def _ridge_probe(
+    obj: _Objective,
+    theta: np.ndarray,
+    val: float,
+    idx: tuple[int, int, int],
+    max_iter: int,
+) -> tuple[np.ndarray, float, np.ndarray] | None:
+    """Try the end ``tau = 0`` of the ridge ``tau^2 + gamma^2 = V``, ``gamma^2 (1 - r) = B``.
+
+    A persistent SD ``tau`` and a decaying one ``gamma`` with lag-1 correlation ``r`` near 1
+    are nearly exchangeable: the data pin down the variance at lag 0, ``V``, and the decline
+    per lag, ``B``, far better than their split, so the likelihood has a long curved ridge
+    along which Newton steps crawl (many steps, ``tau`` shrinking a little each: the
+    boundary fits of the count audit).  Once they do (:func:`_on_ridge`), the ridge's end
+    with the same ``V`` and ``B`` and ``tau = 0`` starts a Newton run with ``tau`` held at 0.
+    Its optimum is returned when its log-likelihood is above ``val`` and it is a boundary
+    maximum of the full problem: ``d2L/dtau2 <= 0`` there (the likelihood is even in
+    ``tau``, so ``dL/dtau = 0`` and the curvature is ``2 dL/d(tau^2)``; a forward
+    difference of the exact gradient).  Otherwise (an interior optimum, ``tau > 0``) None:
+    the caller goes on from ``theta``.  Returns ``(theta, value, gradient)`` or None.
+    """
+    it, ig, iphi = idx
+    tau, gam = abs(theta[it]), abs(theta[ig])
+    r = float(np.tanh(theta[iphi]))
+    v, b = tau * tau + gam * gam, gam * gam * (1.0 - r)
+    cand = theta.copy()
+    cand[it], cand[ig] = 0.0, np.sqrt(v)
+    cand[iphi] = min(float(np.arctanh(min(1.0 - b / v, 1.0 - 1e-12))), PHI_MAX)
+    held = np.zeros(theta.size, dtype=bool)
+    held[it] = True
+    try:
+        th, val_end, g_end, _, converged, _ = _newton(obj, cand, max_iter, held)
+    except _NonFinite:
+        return None
+    if not (converged and val_end > val):
+        return None
+    curvature = -obj.jacobian_columns(th, g_end, np.array([it]))[it, 0]
+    if not curvature <= 0.0:
+        return None
+    return th, val_end, g_end
+
+
+#: Consecutive crawling Newton steps along the ridge of decays near 1 after which the
+#: ridge's end is probed (once per run).
+RIDGE_STREAK = 1
+#: Smallest relative cut of the persistent SD ``tau`` in a crawling step.
+RIDGE_SHRINK = 0.02
+#: Smallest lag-1 correlation at which a step counts as along the ridge.
+RIDGE_R = 0.9
 
 
 class _NonFinite(ArithmeticError):
