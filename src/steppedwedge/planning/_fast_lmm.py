@@ -24,7 +24,7 @@ from .._typing import FloatArray
 from ..inference.dof import DOF_METHODS, InferenceEngine
 from ..models.mixed import RANDOM_STRUCTURES, _structure
 from ..results import t_interval, t_pvalue
-from ..simulate._draw import SimulationSpec
+from ..simulate._draw import DrawArrays
 
 __all__ = ["FastLMM", "fast_lmm_plan", "fast_lmm_analyse"]
 
@@ -57,7 +57,7 @@ class FastLMM:
 
 
 def fast_lmm_plan(
-    spec: SimulationSpec | None, options: Mapping[str, Any], alpha: float
+    spec: DrawArrays | None, options: Mapping[str, Any], alpha: float
 ) -> FastLMM | None:
     """Return a :class:`FastLMM` when the options and data allow the cell fast path, else None."""
     if spec is None or spec.family != "gaussian" or spec.sampling != "cross-sectional":

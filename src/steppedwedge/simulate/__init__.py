@@ -7,38 +7,26 @@ treatment effect, closed and open cohorts), secular trends, time-varying treatme
 (exposure-time curves), binary outcomes, and counts of a population with Poisson,
 Poisson-lognormal or negative-binomial variation.  Gaussian data can be drawn directly as
 cluster-period sufficient statistics, which is exact in distribution and independent of the
-number of individuals.  The random draws themselves (numpy only, from a validated
-``SimulationSpec``) are in ``_draw``; the DataFrame is assembled here.
+number of individuals.  The model is validated once into a ``SimulationSpec`` (``_spec``),
+which gives the arrays of a design (``DrawArrays``); the random draws themselves (numpy
+only) are in ``_draw``; the DataFrame is assembled here.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from .._core.covariance import decay_matrix
 from .._typing import ArrayLike, FloatArray, RNGLike
-from .._validation import check_nonnegative, check_option, check_unit_interval, normalise_rng
-from ..design import Design
-from ..exceptions import DesignError, OptionError
+from .._validation import normalise_rng
 from ..variance import VarianceComponents
-from ._draw import SimulationSpec, draw_arrays
+from ._draw import DrawArrays, draw_arrays
+from ._spec import SimulationSpec
 
 __all__ = ["simulate"]
-
-_FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial")
-_LINKS = {
-    "gaussian": ("identity",),
-    "binomial": ("logit", "identity", "log"),
-    "poisson": ("log",),
-    "negative_binomial": ("log",),
-}
-_LEVELS = ("individual", "cluster-period")
-_SAMPLINGS = ("cross-sectional", "cohort")
 
 Level = Literal["individual", "cluster-period"]
 
@@ -179,67 +167,45 @@ def simulate(
     >>> (counts.groupby("cluster")["outcome"].sum() / 15000).round(2).tolist()
     [0.05, 0.2]
     """
-    spec = _simulate_iv(
-        design,
-        effect=effect,
-        variance=variance,
-        cluster_size=cluster_size,
-        family=family,
-        link=link,
-        baseline=baseline,
-        time_effects=time_effects,
-        effect_curve=effect_curve,
-        sampling=sampling,
-        churn=churn,
-        dispersion=dispersion,
-        level=level,
-    )
-    return draw_frame(spec, normalise_rng(rng))
+    model = SimulationSpec.from_options(**SimulationSpec.pick(locals()))
+    return draw_frame(model.arrays(design), normalise_rng(rng))
 
 
 # ------------------------------------------------------------------------------ internals
 
 
-def draw_frame(spec: SimulationSpec, rng: np.random.Generator) -> pd.DataFrame:
-    """Draw one dataset from a validated spec and return it as a long DataFrame."""
+def draw_frame(spec: DrawArrays, rng: np.random.Generator) -> pd.DataFrame:
+    """Draw one dataset from a design's arrays and return it as a long DataFrame."""
     return arrays_to_frame(spec, draw_arrays(spec, rng))
 
 
-def arrays_to_frame(spec: SimulationSpec, arrays: dict[str, Any]) -> pd.DataFrame:
+def arrays_to_frame(spec: DrawArrays, arrays: dict[str, Any]) -> pd.DataFrame:
     """Assemble :func:`draw_arrays` output into the documented long DataFrame."""
     clusters = np.empty(len(spec.clusters), dtype=object)
     clusters[:] = list(spec.clusters)
     periods = np.asarray(spec.periods)
     if arrays["kind"] == "rows":
         ci, pj = arrays["cluster_code"], arrays["period_code"]
-        cols: dict[str, Any] = {
-            "cluster": _labels(clusters, ci),
-            "period": periods[pj],
-            "treatment": spec.treatment[ci, pj],
-            "exposure_time": spec.exposure_time[ci, pj],
-        }
-        if arrays["individual"] is not None:
-            cols["individual"] = arrays["individual"]
-        cols["outcome"] = arrays["outcome"]
-        rows: pd.DataFrame = pd.DataFrame(cols)
-        return rows
-    ci, pj = np.nonzero(spec.observed)
-    cols = {
+    else:
+        ci, pj = np.nonzero(spec.observed)
+    cols: dict[str, Any] = {
         "cluster": _labels(clusters, ci),
         "period": periods[pj],
         "treatment": spec.treatment[ci, pj],
         "exposure_time": spec.exposure_time[ci, pj],
     }
-    if spec.family == "gaussian":
+    if arrays["kind"] == "rows":
+        if arrays["individual"] is not None:
+            cols["individual"] = arrays["individual"]
+        cols["outcome"] = arrays["outcome"]
+    elif spec.family == "gaussian":
         cols["size"] = spec.size[ci, pj]
         cols["outcome"] = arrays["outcome"][ci, pj]
         cols["within_ss"] = arrays["within_ss"][ci, pj]
-    elif spec.family == "binomial":
-        cols["outcome"] = arrays["outcome"][ci, pj]
-        cols["trials"] = arrays["trials"][ci, pj]
     else:
         cols["outcome"] = arrays["outcome"][ci, pj]
-        cols["population"] = arrays["population"][ci, pj]
+        extra = "trials" if spec.family == "binomial" else "population"
+        cols[extra] = arrays[extra][ci, pj]
     frame: pd.DataFrame = pd.DataFrame(cols)
     return frame
 
@@ -252,287 +218,10 @@ def _labels(labels: np.ndarray, codes: np.ndarray) -> Any:
     return out
 
 
-def design_arrays(design: Any) -> tuple[FloatArray, tuple[Any, ...], Any]:
-    """Treatment matrix, cluster labels and period labels of a Design (or a bare matrix)."""
-    matrix = getattr(design, "matrix", design)
-    try:
-        x = np.array(matrix, dtype=float)
-    except (TypeError, ValueError):
-        raise DesignError(
-            f"`design` must be a steppedwedge Design or an (I, T) treatment matrix; got "
-            f"{type(design).__name__}."
-        ) from None
-    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
-        raise DesignError(f"`design` must have an (I, T) treatment matrix; got shape {x.shape}.")
-    finite = x[~np.isnan(x)]
-    if finite.size and (np.any(finite < 0) or np.any(finite > 1) or np.any(np.isinf(finite))):
-        raise DesignError("`design` treatment values must lie in [0, 1] (NaN = unobserved).")
-    clusters = tuple(getattr(design, "clusters", range(x.shape[0])))
-    periods = getattr(design, "periods", None)
-    if periods is None:
-        periods = pd.RangeIndex(1, x.shape[1] + 1, name="period")
-    return x, clusters, pd.Index(periods)
+def _simulate_iv(design: Any, **options: Any) -> DrawArrays:
+    """Validate the options of :func:`simulate` and return the arrays of ``design``.
 
-
-def exposure_times(x: FloatArray) -> np.ndarray:
-    """0 before a cluster's first treated period, then 1, 2, ... (unobserved cells count)."""
-    treated = np.nan_to_num(x) > 0
-    started = np.cumsum(treated, axis=1) > 0
-    return np.where(started, np.cumsum(started, axis=1), 0).astype(np.int64)
-
-
-def _period_vector(name: str, value: Any, n_periods: int) -> FloatArray:
-    if callable(value):
-        value = value(np.arange(n_periods, dtype=float))
-    arr = np.asarray(value, dtype=float)
-    if arr.ndim == 0:
-        raise OptionError(
-            f"`{name}` must have one value per period ({n_periods}) or be a callable of the "
-            f"period positions 0..{n_periods - 1}; got a scalar. For a linear trend pass "
-            "e.g. `lambda t: 0.1 * t`."
-        )
-    if arr.shape != (n_periods,):
-        raise OptionError(
-            f"`{name}` must have {n_periods} values (one per period); got shape {arr.shape}."
-        )
-    if not np.all(np.isfinite(arr)):
-        raise OptionError(f"`{name}` must be finite.")
-    return arr
-
-
-def _curve(value: Any, exposure: np.ndarray) -> FloatArray:
-    """Multipliers c(E_ij) (1 where unexposed is irrelevant: x = 0 there)."""
-    max_e = int(exposure.max())
-    e = np.arange(1, max_e + 1, dtype=float)
-    if value is None:
-        c = np.ones(max_e)
-    else:
-        c = np.asarray(value(e) if callable(value) else value, dtype=float)
-        if c.ndim != 1 or c.shape[0] < max_e:
-            raise OptionError(
-                f"`effect_curve` must give a multiplier for each exposure time 1..{max_e}; "
-                f"got {c.shape[0] if c.ndim == 1 else 'shape ' + str(c.shape)} value(s)."
-            )
-        if not np.all(np.isfinite(c[:max_e])):
-            raise OptionError("`effect_curve` must be finite.")
-    full = np.concatenate([[0.0], c[:max_e]])
-    out: FloatArray = full[exposure]
-    return out
-
-
-def _sizes(cluster_size: Any, shape: tuple[int, int], counts: bool) -> FloatArray:
-    arr = np.asarray(cluster_size, dtype=float)
-    n_clusters, n_periods = shape
-    if arr.ndim == 0:
-        arr = np.full(shape, float(arr))
-    elif arr.shape == (n_clusters,):
-        arr = np.repeat(arr[:, None], n_periods, axis=1)
-    elif arr.shape != shape:
-        raise OptionError(
-            f"`cluster_size` must be a scalar, one value per cluster ({n_clusters}) or an "
-            f"{n_clusters} x {n_periods} matrix; got shape {arr.shape}."
-        )
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise OptionError("`cluster_size` must be finite and >= 0.")
-    if not counts and np.any(arr != np.round(arr)):
-        raise OptionError(
-            "`cluster_size` must be whole numbers of individuals (only counts take a "
-            "non-integer population)."
-        )
-    return arr
-
-
-def _simulate_iv(
-    design: Any,
-    *,
-    effect: Any,
-    variance: Any,
-    cluster_size: Any,
-    family: Any,
-    link: Any,
-    baseline: Any,
-    time_effects: Any,
-    effect_curve: Any,
-    sampling: Any,
-    churn: Any,
-    dispersion: Any,
-    level: Any,
-) -> SimulationSpec:
-    """Validate and standardise the inputs of :func:`simulate` into a :class:`SimulationSpec`."""
-    x, clusters, periods = design_arrays(design)
-    shape = x.shape
-    family = check_option("family", family, _FAMILIES)
-    counts = family in ("poisson", "negative_binomial")
-    link = _LINKS[family][0] if link is None else link
-    check_option("link", link, _LINKS[family])
-    if not isinstance(variance, VarianceComponents):
-        raise OptionError(
-            f"`variance` must be a VarianceComponents; got {type(variance).__name__}. Build one "
-            "with sw.VarianceComponents(...) or sw.VarianceComponents.from_correlations(...)."
-        )
-    try:
-        effect = float(effect)
-    except (TypeError, ValueError):
-        raise OptionError(f"`effect` must be a number; got {effect!r}.") from None
-    if not math.isfinite(effect):
-        raise OptionError(f"`effect` must be finite; got {effect!r}.")
-    sampling = check_option("sampling", sampling, _SAMPLINGS)
-    if level is None:
-        level = "cluster-period" if counts else "individual"
-    level = check_option("level", level, _LEVELS)
-    if counts and level == "individual":
-        raise OptionError(
-            "`level` must be 'cluster-period' for counts: they are simulated as counts of a "
-            "population (with `cluster_size` the population) per cluster-period."
-        )
-    if counts and (sampling == "cohort" or variance.psi2):
-        raise OptionError(
-            "counts of a population have no individuals: use sampling='cross-sectional' and "
-            f"psi2=0 for family='{family}'."
-        )
-    if sampling == "cross-sectional":
-        if churn not in (None, 1, 1.0):
-            raise OptionError(
-                "`churn` applies to sampling='cohort' only; got a churn with "
-                "cross-sectional sampling."
-            )
-        churn_f = 1.0
-    else:
-        churn_f = 0.0 if churn is None else check_unit_interval("churn", churn)
-
-    # baseline on the link scale: a scalar, or one value per cluster (I,)
-    base = _baseline_iv(baseline, family, link, clusters)
-
-    # dispersion
-    if dispersion is not None:
-        if not counts:
-            raise OptionError("`dispersion` applies to counts (poisson, negative_binomial) only.")
-        dispersion = check_nonnegative("dispersion", dispersion)
-    if family == "negative_binomial" and not dispersion:
-        raise OptionError(
-            "`dispersion` (the NB2 alpha, Var = mu + alpha mu^2) must be > 0 for "
-            "family='negative_binomial'; use family='poisson' for no overdispersion."
-        )
-
-    size = _sizes(cluster_size, shape, counts)
-    observed = ~np.isnan(x) & (size > 0)
-    if not observed.any():
-        raise DesignError("no cell has data: every cell is unobserved or has `cluster_size` 0.")
-    exposure = exposure_times(x)
-    xc = np.where(observed, np.nan_to_num(x) * _curve(effect_curve, exposure), 0.0)
-    beta = (
-        np.zeros(shape[1])
-        if time_effects is None
-        else _period_vector("time_effects", time_effects, shape[1])
-    )
-    eta = np.reshape(base, (-1, 1)) + beta[None, :] + effect * xc
-
-    n_stay = np.zeros(shape[0], dtype=np.int64)
-    if sampling == "cohort":
-        for i in range(shape[0]):
-            m_i = np.unique(size[i, observed[i]])
-            if m_i.size > 1:
-                raise OptionError(
-                    f"`cluster_size` must be constant over the observed periods of cluster "
-                    f"{clusters[i]!r} for sampling='cohort' (the cohort is followed over time); "
-                    f"got {sorted(m_i.tolist())}."
-                )
-            if m_i.size:
-                n_stay[i] = int(round((1.0 - churn_f) * m_i[0]))
-
-    # a square root of gamma2 * R(decay) (eigen-based: R is singular when decay = 1)
-    times = _decay_times(design, variance, shape[1])
-    decay_r = variance.gamma2 * decay_matrix(
-        variance.decay, np.arange(shape[1], dtype=float) if times is None else times
-    )
-    evals, evecs = np.linalg.eigh(decay_r)
-    chol = evecs * np.sqrt(np.clip(evals, 0.0, None))[None, :]
-    spec = SimulationSpec(
-        family=family,
-        link=link,
-        level=level,
-        sampling=sampling,
-        churn=churn_f,
-        treatment=np.where(np.isnan(x), np.nan, x),
-        xc=xc,
-        exposure_time=exposure,
-        size=np.where(observed, size, 0.0),
-        observed=observed,
-        eta=eta,
-        sigma2=variance.sigma2,
-        tau2=variance.tau2,
-        gamma2=variance.gamma2,
-        eta2=variance.eta2,
-        rho=variance.rho,
-        psi2=variance.psi2,
-        decay=variance.decay,
-        chol_period=chol,
-        dispersion=dispersion,
-        n_stay=n_stay,
-        clusters=clusters,
-        periods=periods,
-        times=times,
-    )
-    for arr in (spec.treatment, spec.xc, spec.exposure_time, spec.size, spec.observed, spec.eta):
-        arr.flags.writeable = False
-    return spec
-
-
-def _decay_times(design: Any, variance: VarianceComponents, n_periods: int) -> FloatArray | None:
-    """Period mid-points in years for ``decay_scale="time"`` (None on the period scale)."""
-    if variance.decay_scale != "time":
-        return None
-    if not isinstance(design, Design) and not callable(getattr(design, "period_midpoints", None)):
-        raise DesignError(
-            "variance.decay_scale='time' needs a steppedwedge Design with period lengths or "
-            "dates (its period mid-points give the decay distances); got a bare "
-            f"{type(design).__name__} treatment matrix."
-        )
-    times: FloatArray = np.asarray(design.period_midpoints(), dtype=float)
-    return times
-
-
-def _baseline_iv(baseline: Any, family: str, link: str, clusters: tuple[Any, ...]) -> FloatArray:
-    """Baseline on the link scale, as an ``(I,)`` array (a scalar is repeated)."""
-    n_clusters = len(clusters)
-    if family != "gaussian" and baseline is None:
-        what = "probability" if family == "binomial" else "rate per unit of population"
-        raise OptionError(f"`baseline` (the control {what}) is required for family='{family}'.")
-    if baseline is None:
-        return np.zeros(n_clusters)
-    arr = np.asarray(baseline, dtype=object)
-    if arr.ndim == 0:
-        values = [baseline]
-        name = ["baseline"]
-    elif arr.shape == (n_clusters,):
-        values = list(arr.tolist())
-        name = [f"baseline` of cluster `{c!r}" for c in clusters]
-    else:
-        raise OptionError(
-            f"`baseline` must be a number or one value per cluster ({n_clusters}); got shape "
-            f"{arr.shape}."
-        )
-    out = np.empty(len(values))
-    for k, (nm, v) in enumerate(zip(name, values, strict=True)):
-        if family == "gaussian":
-            out[k] = check_finite(nm, v)
-        elif family == "binomial":
-            p0 = check_unit_interval(nm, v, closed=False)
-            out[k] = {"logit": math.log(p0 / (1 - p0)), "log": math.log(p0), "identity": p0}[link]
-        else:
-            rate = check_nonnegative(nm, v)
-            if rate <= 0:
-                raise OptionError(f"`{nm}` (the control rate) must be > 0; got {v!r}.")
-            out[k] = math.log(rate)
-    return np.resize(out, n_clusters) if arr.ndim == 0 else out
-
-
-def check_finite(name: str, value: Any) -> float:
-    """Return ``value`` as a finite float, or raise a ValueError naming ``name``."""
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise OptionError(f"`{name}` must be a number; got {value!r}.") from None
-    if not math.isfinite(out):
-        raise OptionError(f"`{name}` must be finite; got {value!r}.")
-    return out
+    ``options`` are the data-generating keywords of :func:`simulate`
+    (:meth:`SimulationSpec.from_options`).
+    """
+    return SimulationSpec.from_options(**options).arrays(design)

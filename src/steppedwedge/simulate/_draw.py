@@ -1,4 +1,4 @@
-"""Random draws of stepped-wedge data from a validated :class:`SimulationSpec`.
+"""Random draws of stepped-wedge data from the arrays of a validated model.
 
 numpy only (the DataFrame is assembled in :mod:`steppedwedge.simulate`).  Every function
 takes a :class:`numpy.random.Generator` and draws in a fixed order, so one generator state
@@ -9,7 +9,7 @@ Model (linear predictor of individual ``k`` in cluster ``i``, period ``j``)::
 
     eta_ijk = eta_ij + a_i + x_ij r_i + c_ij + p_ik            (+ eps_ijk for Gaussian)
 
-with ``eta_ij = baseline + time_effect_j + effect * x_ij`` precomputed in the spec,
+with ``eta_ij = baseline + time_effect_j + effect * x_ij`` precomputed in :class:`DrawArrays`,
 ``x_ij`` the (curve-scaled) treatment, ``(a_i, r_i)`` bivariate normal with variances
 ``tau2, eta2`` and correlation ``rho``, ``c_i ~ N(0, gamma2 R(decay))`` and ``p_ik`` the
 individual effect (cohorts) with variance ``psi2``.
@@ -25,12 +25,16 @@ import numpy as np
 from .._typing import BoolArray, FloatArray, IntArray
 from ..exceptions import OptionError
 
-__all__ = ["SimulationSpec", "draw_cells", "draw_cluster_effects", "draw_arrays"]
+__all__ = ["DrawArrays", "draw_cells", "draw_cluster_effects", "draw_arrays"]
 
 
 @dataclass(frozen=True, eq=False)
-class SimulationSpec:
-    """Everything needed to draw one dataset, as plain arrays (picklable, read-only)."""
+class DrawArrays:
+    """Everything needed to draw one dataset, as plain arrays (picklable, read-only).
+
+    Built by :meth:`steppedwedge.simulate._spec.SimulationSpec.arrays` from the keyword-level
+    model and a design.
+    """
 
     family: str  # "gaussian" | "binomial" | "poisson" | "negative_binomial"
     link: str  # "identity" | "logit" | "log"
@@ -64,7 +68,7 @@ class SimulationSpec:
         return int(n_clusters), int(n_periods)
 
 
-def draw_cluster_effects(spec: SimulationSpec, rng: np.random.Generator) -> FloatArray:
+def draw_cluster_effects(spec: DrawArrays, rng: np.random.Generator) -> FloatArray:
     """Cluster-level random part ``a_i + x_ij r_i + c_ij`` of the linear predictor, (I, T)."""
     n_clusters, n_periods = spec.shape
     z = rng.standard_normal((n_clusters, 2))
@@ -75,7 +79,7 @@ def draw_cluster_effects(spec: SimulationSpec, rng: np.random.Generator) -> Floa
     return out
 
 
-def draw_cells(spec: SimulationSpec, rng: np.random.Generator) -> tuple[FloatArray, FloatArray]:
+def draw_cells(spec: DrawArrays, rng: np.random.Generator) -> tuple[FloatArray, FloatArray]:
     """Gaussian cross-sectional cell means and within-cell sums of squares, both (I, T).
 
     Exact in distribution for individual rows: the mean of ``m`` i.i.d. normal residuals
@@ -95,7 +99,7 @@ def draw_cells(spec: SimulationSpec, rng: np.random.Generator) -> tuple[FloatArr
 
 
 def _individual_rows(
-    spec: SimulationSpec, rng: np.random.Generator
+    spec: DrawArrays, rng: np.random.Generator
 ) -> tuple[IntArray, IntArray, IntArray | None, FloatArray]:
     """Cell codes, individual ids (cohorts) and the random linear predictor of every row."""
     n_clusters, n_periods = spec.shape
@@ -131,7 +135,7 @@ def _inverse_link(link: str, lin: FloatArray) -> FloatArray:
     return lin
 
 
-def _check_probability(spec: SimulationSpec, prob: FloatArray, ci: Any, pj: Any) -> None:
+def _check_probability(spec: DrawArrays, prob: FloatArray, ci: Any, pj: Any) -> None:
     bad = (prob < 0) | (prob > 1)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
@@ -144,7 +148,7 @@ def _check_probability(spec: SimulationSpec, prob: FloatArray, ci: Any, pj: Any)
         )
 
 
-def draw_arrays(spec: SimulationSpec, rng: np.random.Generator) -> dict[str, Any]:
+def draw_arrays(spec: DrawArrays, rng: np.random.Generator) -> dict[str, Any]:
     """Draw one dataset as arrays.
 
     Returns a dict with ``"kind"``: ``"rows"`` (keys ``cluster_code``, ``period_code``,
@@ -152,60 +156,60 @@ def draw_arrays(spec: SimulationSpec, rng: np.random.Generator) -> dict[str, Any
     plus ``within_ss`` for Gaussian, ``trials`` for binomial or ``population`` for counts).
     """
     if spec.family == "gaussian":
-        if spec.level == "cluster-period" and spec.sampling == "cross-sectional":
-            means, within = draw_cells(spec, rng)
-            return {"kind": "cells", "outcome": means, "within_ss": within}
-        ci, pj, ids, lin = _individual_rows(spec, rng)
-        y = lin + np.sqrt(spec.sigma2 if spec.sampling == "cohort" else spec.sigma2 + spec.psi2) * (
-            rng.standard_normal(lin.size)
-        )
-        rows = {
-            "kind": "rows",
-            "cluster_code": ci,
-            "period_code": pj,
-            "individual": ids,
-            "outcome": y,
-        }
-        if spec.level == "cluster-period":
-            return _aggregate_gaussian(spec, rows)
-        return rows
+        return _draw_gaussian(spec, rng)
     if spec.family == "binomial":
-        if spec.level == "cluster-period" and spec.sampling == "cross-sectional" and not spec.psi2:
-            u = draw_cluster_effects(spec, rng)
-            prob = _inverse_link(spec.link, spec.eta + u)
-            prob = np.where(spec.observed, prob, 0.5)
-            if spec.link != "logit":
-                row_idx, col_idx = np.indices(spec.shape)
-                _check_probability(spec, prob, row_idx, col_idx)
-            n = np.where(spec.observed, spec.size, 0).astype(np.int64)
-            events = rng.binomial(n, prob).astype(float)
-            return {
-                "kind": "cells",
-                "outcome": np.where(spec.observed, events, np.nan),
-                "trials": np.where(spec.observed, spec.size, np.nan),
-            }
-        ci, pj, ids, lin = _individual_rows(spec, rng)
-        prob = _inverse_link(spec.link, lin)
+        return _draw_binomial(spec, rng)
+    return _draw_counts(spec, rng)
+
+
+def _rows(ci: IntArray, pj: IntArray, ids: IntArray | None, y: FloatArray) -> dict[str, Any]:
+    return {"kind": "rows", "cluster_code": ci, "period_code": pj, "individual": ids, "outcome": y}
+
+
+def _draw_gaussian(spec: DrawArrays, rng: np.random.Generator) -> dict[str, Any]:
+    if spec.level == "cluster-period" and spec.sampling == "cross-sectional":
+        means, within = draw_cells(spec, rng)
+        return {"kind": "cells", "outcome": means, "within_ss": within}
+    ci, pj, ids, lin = _individual_rows(spec, rng)
+    y = lin + np.sqrt(spec.sigma2 if spec.sampling == "cohort" else spec.sigma2 + spec.psi2) * (
+        rng.standard_normal(lin.size)
+    )
+    rows = _rows(ci, pj, ids, y)
+    return _aggregate_gaussian(spec, rows) if spec.level == "cluster-period" else rows
+
+
+def _binomial_cells(spec: DrawArrays, events: FloatArray) -> dict[str, Any]:
+    return {
+        "kind": "cells",
+        "outcome": np.where(spec.observed, events, np.nan),
+        "trials": np.where(spec.observed, spec.size, np.nan),
+    }
+
+
+def _draw_binomial(spec: DrawArrays, rng: np.random.Generator) -> dict[str, Any]:
+    if spec.level == "cluster-period" and spec.sampling == "cross-sectional" and not spec.psi2:
+        u = draw_cluster_effects(spec, rng)
+        prob = _inverse_link(spec.link, spec.eta + u)
+        prob = np.where(spec.observed, prob, 0.5)
         if spec.link != "logit":
-            _check_probability(spec, prob, ci, pj)
-        y = (rng.random(lin.size) < prob).astype(float)
-        rows = {
-            "kind": "rows",
-            "cluster_code": ci,
-            "period_code": pj,
-            "individual": ids,
-            "outcome": y,
-        }
-        if spec.level == "cluster-period":
-            flat = ci * spec.shape[1] + pj
-            events = np.bincount(flat, weights=y, minlength=spec.eta.size).reshape(spec.shape)
-            return {
-                "kind": "cells",
-                "outcome": np.where(spec.observed, events, np.nan),
-                "trials": np.where(spec.observed, spec.size, np.nan),
-            }
-        return rows
-    # counts of a population: poisson / negative binomial, one row per cell
+            row_idx, col_idx = np.indices(spec.shape)
+            _check_probability(spec, prob, row_idx, col_idx)
+        n = np.where(spec.observed, spec.size, 0).astype(np.int64)
+        return _binomial_cells(spec, rng.binomial(n, prob).astype(float))
+    ci, pj, ids, lin = _individual_rows(spec, rng)
+    prob = _inverse_link(spec.link, lin)
+    if spec.link != "logit":
+        _check_probability(spec, prob, ci, pj)
+    y = (rng.random(lin.size) < prob).astype(float)
+    if spec.level != "cluster-period":
+        return _rows(ci, pj, ids, y)
+    flat = ci * spec.shape[1] + pj
+    events = np.bincount(flat, weights=y, minlength=spec.eta.size).reshape(spec.shape)
+    return _binomial_cells(spec, np.asarray(events, dtype=np.float64))
+
+
+def _draw_counts(spec: DrawArrays, rng: np.random.Generator) -> dict[str, Any]:
+    """Draw counts of a population per cell: Poisson, lognormal-Poisson or negative binomial."""
     u = draw_cluster_effects(spec, rng)
     mu = np.where(spec.observed, spec.size * np.exp(spec.eta + u), 0.0)
     if spec.family == "poisson" and spec.dispersion:
@@ -221,7 +225,7 @@ def draw_arrays(spec: SimulationSpec, rng: np.random.Generator) -> dict[str, Any
     }
 
 
-def _aggregate_gaussian(spec: SimulationSpec, rows: dict[str, Any]) -> dict[str, Any]:
+def _aggregate_gaussian(spec: DrawArrays, rows: dict[str, Any]) -> dict[str, Any]:
     """Exact cell means and within-cell sums of squares of individual Gaussian rows."""
     flat = rows["cluster_code"] * spec.shape[1] + rows["period_code"]
     y = rows["outcome"]
