@@ -112,29 +112,7 @@ def _spec(
             f"unknown option(s) {sorted(unknown)} for assurance with `variance=`; it takes "
             f"family, baseline, exposure, dispersion and {', '.join(_POWER_OPTIONS)}."
         )
-    g = opts.get
-    return _power_iv(
-        design,
-        effect,
-        vc,
-        cluster_size,
-        g("family", "gaussian"),
-        g("link"),
-        g("baseline"),
-        g("alpha", 0.05),
-        g("dof"),
-        g("weights"),
-        g("sampling", "cross-sectional"),
-        g("churn"),
-        g("individual_decay"),
-        g("time", "categorical"),
-        g("analysis", "mixed"),
-        g("exposure", 1.0),
-        g("dispersion"),
-        g("binary_variance", "mean"),
-        g("glmm_variance", "null-alternative"),
-        g("treatment_correlation"),
-    )
+    return _power_iv(design, effect, vc, cluster_size, **opts)
 
 
 def _drawn_components(draws: tuple[VarianceComponents, ...]) -> dict[str, np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -191,10 +192,6 @@ def solve_power(
         raise SolveError(
             f"The target power {target:.4g} is not above the test size; any effect reaches it."
         )
-
-    def value(res: PowerResult) -> float:
-        return res.power_one_tail if one_tail else res.power
-
     if solve_for != "effect":
         if effect is None:
             raise OptionError(f"`effect` is required when solving for {solve_for!r}.")
@@ -205,126 +202,162 @@ def solve_power(
             )
     if solve_for != "cluster_size" and cluster_size is None:
         raise OptionError(f"`cluster_size` is required when solving for {solve_for!r}.")
+    problem = _Problem(d, variance, effect, cluster_size, target, one_tail, max_value, kwargs)
+    solver = {
+        "cluster_size": _solve_cluster_size,
+        "clusters_per_sequence": _solve_clusters_per_sequence,
+        "n_sequences": _solve_n_sequences,
+        "effect": _solve_effect,
+    }[solve_for]
+    res, name, solution = solver(problem)
+    return dataclasses.replace(res, solved_for=name, solution=float(solution))
 
-    def call(dd: Design, m: Any, eff: float) -> PowerResult:
-        return _power(dd, effect=eff, variance=variance, cluster_size=m, **kwargs)
 
-    def finish(res: PowerResult, name: str, sol: float) -> PowerResult:
-        return dataclasses.replace(res, solved_for=name, solution=float(sol))
+@dataclass(frozen=True)
+class _Problem:
+    """The power equation of :func:`solve_power`: everything but the unknown."""
 
-    if solve_for == "cluster_size":
-        if cluster_size is not None:
-            raise OptionError("leave `cluster_size` unset when solving for it.")
-        hi = int(max_value or 1_000_000)
-        n, res = _smallest_integer(
-            lambda m: call(d, m, float(effect)),  # type: ignore[arg-type]
-            target,
+    design: Design
+    variance: Any
+    effect: float | None
+    cluster_size: Any
+    target: float
+    one_tail: bool
+    max_value: float | None
+    options: dict[str, Any]
+
+    def value(self, res: PowerResult) -> float:
+        """Return the power the target refers to (one- or two-tailed)."""
+        return res.power_one_tail if self.one_tail else res.power
+
+    def power(self, design: Design, cluster_size: Any, effect: float) -> PowerResult:
+        """Return :func:`power` of ``design`` with the problem's other inputs."""
+        return _power(
+            design,
+            effect=effect,
+            variance=self.variance,
+            cluster_size=cluster_size,
+            **self.options,
+        )
+
+    def smallest(
+        self, f: Callable[[int], PowerResult], lo: int, hi: int, what: str, hint: str
+    ) -> tuple[int, PowerResult]:
+        """Return the smallest integer in ``[lo, hi]`` whose power reaches the target."""
+        return _smallest_integer(f, self.target, lo, hi, self.value, what, hint)
+
+    def rebuild(self, matrix: np.ndarray) -> Design:
+        """Return a design with ``matrix`` and the periods and checks of the problem's."""
+        d = self.design
+        return Design.from_matrix(
+            matrix,
+            periods=d.periods,
+            period_lengths=d.period_lengths,
+            check_identifiable=d.check_identifiable,
+            allow_reversal=d.allow_reversal,
+        )
+
+
+_Solution = tuple[PowerResult, str, float]
+
+
+def _solve_cluster_size(p: _Problem) -> _Solution:
+    if p.cluster_size is not None:
+        raise OptionError("leave `cluster_size` unset when solving for it.")
+    effect = float(p.effect)  # type: ignore[arg-type]
+    n, res = p.smallest(
+        lambda m: p.power(p.design, m, effect),
+        1,
+        int(p.max_value or 1_000_000),
+        "cluster size",
+        "With a positive ICC power plateaus as the cluster size grows: add clusters, "
+        "sequences or periods instead.",
+    )
+    return res, "cluster_size", n
+
+
+def _solve_clusters_per_sequence(p: _Problem) -> _Solution:
+    d, effect = p.design, float(p.effect)  # type: ignore[arg-type]
+    size = np.asarray(p.cluster_size, dtype=float)
+    sizes = np.asarray(d.sequence_sizes)
+    hi = int(p.max_value or 10_000)
+    hint = "Check the effect and variance components, or raise `max_value`."
+    if size.ndim == 0 and np.all(sizes == sizes[0]):
+        seq = np.asarray(d.sequence_matrix)
+        n, res = p.smallest(
+            lambda n: p.power(p.rebuild(np.repeat(seq, n, axis=0)), float(size), effect),
             1,
             hi,
-            value,
-            "cluster size",
-            "With a positive ICC power plateaus as the cluster size grows: add clusters, "
-            "sequences or periods instead.",
+            "number of clusters per sequence",
+            hint,
         )
-        return finish(res, "cluster_size", n)
+        return res, "clusters_per_sequence", n
+    mat = np.asarray(d.matrix)
+    if size.ndim == 2:
+        size_arr = size
+    elif size.ndim == 1:
+        size_arr = np.repeat(size[:, None], d.n_periods, axis=1)
+    else:
+        size_arr = np.full(mat.shape, float(size))
+    k, res = p.smallest(
+        lambda k: p.power(
+            p.rebuild(np.repeat(mat, k, axis=0)), np.repeat(size_arr, k, axis=0), effect
+        ),
+        1,
+        hi,
+        "number of design replicates",
+        hint,
+    )
+    return res, "design_replicates", k
 
-    if solve_for == "clusters_per_sequence":
-        size = np.asarray(cluster_size, dtype=float)
-        sizes = np.asarray(d.sequence_sizes)
-        hi = int(max_value or 10_000)
-        if size.ndim == 0 and np.all(sizes == sizes[0]):
-            seq = np.asarray(d.sequence_matrix)
 
-            def build(n: int) -> Design:
-                return Design.from_matrix(
-                    np.repeat(seq, n, axis=0),
-                    periods=d.periods,
-                    period_lengths=d.period_lengths,
-                    check_identifiable=d.check_identifiable,
-                    allow_reversal=d.allow_reversal,
-                )
-
-            n, res = _smallest_integer(
-                lambda n: call(build(n), float(size), float(effect)),  # type: ignore[arg-type]
-                target,
-                1,
-                hi,
-                value,
-                "number of clusters per sequence",
-                "Check the effect and variance components, or raise `max_value`.",
-            )
-            return finish(res, "clusters_per_sequence", n)
-        mat = np.asarray(d.matrix)
-        size_arr = (
-            size
-            if size.ndim == 2
-            else (
-                np.repeat(size[:, None], d.n_periods, axis=1)
-                if size.ndim == 1
-                else np.full(mat.shape, float(size))
-            )
+def _solve_n_sequences(p: _Problem) -> _Solution:
+    build_sw = _rebuild_stepped_wedge(p.design)
+    if build_sw is None:
+        raise DesignError(
+            "solve_for='n_sequences' needs a standard stepped-wedge design built by "
+            "Design.stepped_wedge (equal sequences, equally spaced steps)."
         )
+    if np.asarray(p.cluster_size).ndim != 0:
+        raise OptionError("solve_for='n_sequences' needs a scalar `cluster_size`.")
+    hi = int(p.max_value or 50)
+    lo = 2
+    while lo < hi:
+        try:
+            build_sw(lo)
+            break
+        except DesignError:
+            lo += 1
+    effect = float(p.effect)  # type: ignore[arg-type]
+    n, res = p.smallest(
+        lambda s: p.power(build_sw(s), p.cluster_size, effect),
+        lo,
+        hi,
+        "number of sequences (steps)",
+        "Add clusters per sequence or raise `max_value`.",
+    )
+    return res, "n_sequences", n
 
-        def build_rep(k: int) -> tuple[Design, np.ndarray]:
-            return (
-                Design.from_matrix(
-                    np.repeat(mat, k, axis=0),
-                    periods=d.periods,
-                    period_lengths=d.period_lengths,
-                    check_identifiable=d.check_identifiable,
-                    allow_reversal=d.allow_reversal,
-                ),
-                np.repeat(size_arr, k, axis=0),
-            )
 
-        k, res = _smallest_integer(
-            lambda k: call(*build_rep(k), float(effect)),  # type: ignore[arg-type]
-            target,
-            1,
-            hi,
-            value,
-            "number of design replicates",
-            "Check the effect and variance components, or raise `max_value`.",
-        )
-        return finish(res, "design_replicates", k)
-
-    if solve_for == "n_sequences":
-        build_sw = _rebuild_stepped_wedge(d)
-        if build_sw is None:
-            raise DesignError(
-                "solve_for='n_sequences' needs a standard stepped-wedge design built by "
-                "Design.stepped_wedge (equal sequences, equally spaced steps)."
-            )
-        if np.asarray(cluster_size).ndim != 0:
-            raise OptionError("solve_for='n_sequences' needs a scalar `cluster_size`.")
-        hi = int(max_value or 50)
-        lo = 2
-        while lo < hi:
-            try:
-                build_sw(lo)
-                break
-            except DesignError:
-                lo += 1
-        n, res = _smallest_integer(
-            lambda s: call(build_sw(s), cluster_size, float(effect)),  # type: ignore[arg-type]
-            target,
-            lo,
-            hi,
-            value,
-            "number of sequences (steps)",
-            "Add clusters per sequence or raise `max_value`.",
-        )
-        return finish(res, "n_sequences", n)
-
-    # effect (minimum detectable effect)
-    sign = -1.0 if (effect is not None and float(effect) < 0) else 1.0
+def _solve_effect(p: _Problem) -> _Solution:
+    """Minimum detectable effect: Brent's method on a bracket found by doubling."""
+    sign = -1.0 if (p.effect is not None and float(p.effect) < 0) else 1.0
 
     def g(x: float) -> float:
-        return value(call(d, cluster_size, sign * x)) - target
+        return p.value(p.power(p.design, p.cluster_size, sign * x)) - p.target
 
-    probe = call(d, cluster_size, sign * 1e-8)
-    hi_x = max(4.0 * probe.std_error, 1e-12)
-    limit = float(max_value) if max_value is not None else math.inf
+    probe = p.power(p.design, p.cluster_size, sign * 1e-8)
+    lo_x, hi_x = _effect_bracket(p, g, sign, max(4.0 * probe.std_error, 1e-12))
+    root = optimize.brentq(g, max(lo_x, 1e-12), hi_x, xtol=1e-14, rtol=1e-12)
+    res = p.power(p.design, p.cluster_size, sign * root)
+    return res, "effect", sign * root
+
+
+def _effect_bracket(
+    p: _Problem, g: Callable[[float], float], sign: float, hi_x: float
+) -> tuple[float, float]:
+    """Double ``hi_x`` until ``g`` changes sign (shrinking where an effect is inadmissible)."""
+    limit = float(p.max_value) if p.max_value is not None else math.inf
     last_ok = 0.0
     while True:
         try:
@@ -334,20 +367,22 @@ def solve_power(
             # shrink towards the last admissible value
             hi_x = (last_ok + hi_x) / 2
             if hi_x - last_ok < 1e-12 * max(1.0, hi_x):
-                reach = value(call(d, cluster_size, sign * last_ok)) if last_ok > 0 else alpha
+                alpha = float(p.options.get("alpha", 0.05))
+                reach = (
+                    p.value(p.power(p.design, p.cluster_size, sign * last_ok))
+                    if last_ok > 0
+                    else alpha
+                )
                 raise SolveError(
-                    f"The target power {target:.4g} is not reachable: the largest admissible "
+                    f"The target power {p.target:.4g} is not reachable: the largest admissible "
                     f"effect ({sign * last_ok:.6g}) gives power {reach:.4g}."
                 ) from None
             continue
         if gh >= 0:
-            break
+            return last_ok, hi_x
         last_ok = hi_x
         if hi_x >= limit:
             raise SolveError(
-                f"The target power {target:.4g} is not reached for effects up to {limit:.6g}."
+                f"The target power {p.target:.4g} is not reached for effects up to {limit:.6g}."
             )
         hi_x = min(hi_x * 2, limit)
-    root = optimize.brentq(g, max(last_ok, 1e-12), hi_x, xtol=1e-14, rtol=1e-12)
-    res = call(d, cluster_size, sign * root)
-    return finish(res, "effect", sign * root)

@@ -20,6 +20,7 @@ from .._core.covariance import mask_unobserved
 from .._validation import check_option, check_probability, check_unit_interval
 from ..design import Design
 from ..exceptions import DesignError, OptionError
+from ..simulate._spec import check_finite
 from ..variance import VarianceComponents, VarianceEstimate
 from .result import PowerResult
 
@@ -145,31 +146,28 @@ def _power_iv(
     effect: Any,
     variance: Any,
     cluster_size: Any,
-    family: str,
-    link: str | None,
-    baseline: Any,
-    alpha: Any,
-    dof: Any,
-    weights: Any,
-    sampling: str,
-    churn: Any,
-    individual_decay: Any,
-    time: str,
-    analysis: str,
-    exposure: Any,
-    dispersion: Any,
-    binary_variance: str,
+    *,
+    family: str = "gaussian",
+    link: str | None = None,
+    baseline: Any = None,
+    alpha: Any = 0.05,
+    dof: Any = None,
+    weights: Any = None,
+    sampling: str = "cross-sectional",
+    churn: Any = None,
+    individual_decay: Any = None,
+    time: str = "categorical",
+    analysis: str = "mixed",
+    exposure: Any = 1.0,
+    dispersion: Any = None,
+    binary_variance: str = "mean",
     glmm_variance: str = "null-alternative",
     treatment_correlation: Any = None,
 ) -> _Spec:
+    """Validate the inputs of :func:`power` (same keywords and defaults) into a ``_Spec``."""
     d = _as_design(design)
     variance = point_variance(variance)
-    try:
-        eff = float(effect)
-    except (TypeError, ValueError):
-        raise OptionError(f"`effect` must be a number; got {effect!r}.") from None
-    if not math.isfinite(eff):
-        raise OptionError(f"`effect` must be finite; got {effect!r}.")
+    eff = check_finite("effect", effect)
     family = check_option("family", family, FAMILIES)
     link = DEFAULT_LINK[family] if link is None else check_option("link", link, LINKS[family])
     analysis = check_option("analysis", analysis, ("mixed", "gee"))
@@ -181,135 +179,30 @@ def _power_iv(
     )
     _check_sigma2(variance, family, link, analysis, binary_variance)
     a = check_probability("alpha", alpha)
-    if churn is None:
-        churn_f = 0.0 if sampling == "cohort" else 1.0
-    else:
-        if sampling != "cohort":
-            raise OptionError('`churn` applies only with sampling="cohort".')
-        churn_f = check_unit_interval("churn", churn)
-    ind_decay = None
-    if individual_decay is not None:
-        if sampling != "cohort" or churn_f != 0.0:
-            raise OptionError(
-                '`individual_decay` applies only to a closed cohort (sampling="cohort", churn=0).'
-            )
-        ind_decay = check_unit_interval("individual_decay", individual_decay)
-    if dof is not None and not isinstance(dof, str):
-        try:
-            dof_f = float(dof)
-        except (TypeError, ValueError):
-            raise OptionError(
-                f"`dof` must be None, a number > 0 or one of {DOF_RULES}; got {dof!r}."
-            ) from None
-        if not dof_f > 0:
-            raise OptionError(f"`dof` must be a number > 0; got {dof!r}.")
-        dof = dof_f
-    elif isinstance(dof, str):
-        dof = check_option("dof", dof, DOF_RULES)
+    churn_f, ind_decay = _cohort_iv(sampling, churn, individual_decay)
+    dof = _dof_iv(dof)
     size = _cell_array("cluster_size", cluster_size, d)
     expo = _cell_array("exposure", exposure, d)
     if family == "binomial" and np.nanmax(np.abs(expo - 1.0)) > 0:
         raise OptionError("`exposure` applies only to count families (poisson, negative_binomial).")
-    disp = None
-    if family == "negative_binomial":
-        if dispersion is None:
-            raise OptionError(
-                "`dispersion` (the negative-binomial size theta, Var = mu + mu**2 / theta) is "
-                "required for family='negative_binomial'."
-            )
-        disp = float(dispersion)
-        if not (math.isfinite(disp) and disp > 0):
-            raise OptionError(f"`dispersion` must be a finite number > 0; got {dispersion!r}.")
-    elif dispersion is not None:
-        raise OptionError("`dispersion` applies only to family='negative_binomial'.")
-    # baseline
-    base = None
-    if family != "gaussian":
-        if baseline is None:
-            raise OptionError(
-                "`baseline` (the control-condition "
-                f"{'probability' if family == 'binomial' else 'rate'}) "
-                f"is required for family={family!r}."
-            )
-        base = np.asarray(baseline, dtype=float)
-        if base.ndim == 0:
-            base = np.full(d.n_periods, float(base))
-        if base.shape != (d.n_periods,):
-            raise OptionError(
-                f"`baseline` must be a scalar or a vector with one value per period "
-                f"({d.n_periods}); got shape {base.shape}."
-            )
-        if family == "binomial":
-            if not np.all((base > 0) & (base < 1)):
-                raise OptionError(
-                    f"`baseline` probabilities must lie in (0, 1); got {base.tolist()}."
-                )
-        elif not np.all(np.isfinite(base) & (base > 0)):
-            raise OptionError(f"`baseline` rates must be > 0; got {base.tolist()}.")
-    elif baseline is not None:
-        base = np.broadcast_to(np.asarray(baseline, dtype=float), (d.n_periods,)).copy()
-    vc = variance
-    if analysis == "gee":
-        if family not in ("gaussian", "binomial"):
-            raise OptionError("analysis='gee' supports family='gaussian' or 'binomial'.")
-        if vc.eta2 > 0:
-            raise OptionError(
-                "analysis='gee' (marginal model) cannot express a random treatment effect "
-                "(eta2 > 0); use analysis='mixed'."
-            )
-    tcorr = None
-    if treatment_correlation is not None:
-        if analysis != "gee" or sampling != "cross-sectional":
-            raise OptionError(
-                "`treatment_correlation` applies to analysis='gee' with cross-sectional sampling."
-            )
-        try:
-            tcorr = tuple(float(v) for v in treatment_correlation)
-        except (TypeError, ValueError):
-            raise OptionError(
-                "`treatment_correlation` must be three correlations (control-control, "
-                f"control-treated, treated-treated); got {treatment_correlation!r}."
-            ) from None
-        if len(tcorr) != 3 or not all(0.0 <= v < 1.0 for v in tcorr):
-            raise OptionError(
-                "`treatment_correlation` must be three correlations in [0, 1) (control-control, "
-                f"control-treated, treated-treated); got {treatment_correlation!r}."
-            )
-        xm = np.nan_to_num(d.matrix)
-        if np.any((xm > 0) & (xm < 1) & d.observed):
-            raise DesignError("`treatment_correlation` needs 0/1 treatment cells.")
-    # ETI weights
-    w = None
-    if weights is not None:
-        w = np.asarray(weights, dtype=float).ravel()
-        x = np.nan_to_num(d.matrix)
-        if np.any((x > 0) & (x < 1) & d.observed):
-            raise DesignError(
-                "ETI `weights` cannot be combined with fractional (partial-treatment) cells; "
-                "use a design with 0/1 cells (transition periods as unobserved cells)."
-            )
-        expo_t = np.where(d.observed, d.exposure_time, 0)
-        n_exp = int(expo_t.max())
-        if w.shape[0] != n_exp:
-            raise OptionError(
-                f"`weights` must have one value per exposure time 1..{n_exp}; got {w.shape[0]}."
-            )
-        if not np.all(np.isfinite(w)) or abs(w.sum() - 1.0) > 1e-8:
-            raise OptionError(f"`weights` must sum to 1; got sum {w.sum():.6g}.")
+    disp = _dispersion_iv(dispersion, family)
+    base = _baseline_iv(baseline, family, d.n_periods)
+    _check_gee(analysis, family, variance)
+    tcorr = _treatment_correlation_iv(treatment_correlation, analysis, sampling, d)
     spec = _Spec(
         design=d,
         matrix=np.where(d.observed, np.nan_to_num(d.matrix), 0.0),
         observed=d.observed,
         size=size,
         effect=eff,
-        variance=vc,
+        variance=variance,
         family=family,
         link=link,
         analysis=analysis,
         baseline=base,
         alpha=a,
         dof=dof,
-        weights=w,
+        weights=_weights_iv(weights, d),
         sampling=sampling,
         churn=churn_f,
         individual_decay=ind_decay,
@@ -318,11 +211,152 @@ def _power_iv(
         dispersion=disp,
         binary_variance=binary_variance,
         glmm_variance=glmm_variance,
-        times=d.period_midpoints() if vc.decay_scale == "time" else None,
-        treatment_correlation=tcorr,  # type: ignore[arg-type]
+        times=d.period_midpoints() if variance.decay_scale == "time" else None,
+        treatment_correlation=tcorr,
     )
     _check_means(spec)
     return spec
+
+
+def _cohort_iv(sampling: str, churn: Any, individual_decay: Any) -> tuple[float, float | None]:
+    """Return the churn (1 cross-sectionally, default 0 for cohorts) and individual decay."""
+    if churn is None:
+        churn_f = 0.0 if sampling == "cohort" else 1.0
+    else:
+        if sampling != "cohort":
+            raise OptionError('`churn` applies only with sampling="cohort".')
+        churn_f = check_unit_interval("churn", churn)
+    if individual_decay is None:
+        return churn_f, None
+    if sampling != "cohort" or churn_f != 0.0:
+        raise OptionError(
+            '`individual_decay` applies only to a closed cohort (sampling="cohort", churn=0).'
+        )
+    return churn_f, check_unit_interval("individual_decay", individual_decay)
+
+
+def _dof_iv(dof: Any) -> str | float | None:
+    if dof is None:
+        return None
+    if isinstance(dof, str):
+        return check_option("dof", dof, DOF_RULES)
+    try:
+        dof_f = float(dof)
+    except (TypeError, ValueError):
+        raise OptionError(
+            f"`dof` must be None, a number > 0 or one of {DOF_RULES}; got {dof!r}."
+        ) from None
+    if not dof_f > 0:
+        raise OptionError(f"`dof` must be a number > 0; got {dof!r}.")
+    return dof_f
+
+
+def _dispersion_iv(dispersion: Any, family: str) -> float | None:
+    if family != "negative_binomial":
+        if dispersion is not None:
+            raise OptionError("`dispersion` applies only to family='negative_binomial'.")
+        return None
+    if dispersion is None:
+        raise OptionError(
+            "`dispersion` (the negative-binomial size theta, Var = mu + mu**2 / theta) is "
+            "required for family='negative_binomial'."
+        )
+    disp = float(dispersion)
+    if not (math.isfinite(disp) and disp > 0):
+        raise OptionError(f"`dispersion` must be a finite number > 0; got {dispersion!r}.")
+    return disp
+
+
+def _baseline_iv(baseline: Any, family: str, n_periods: int) -> np.ndarray | None:
+    """Return the control probability or rate of each period (Gaussian: optional means)."""
+    if family == "gaussian":
+        if baseline is None:
+            return None
+        means: np.ndarray = np.array(
+            np.broadcast_to(np.asarray(baseline, dtype=float), (n_periods,))
+        )
+        return means
+    if baseline is None:
+        raise OptionError(
+            "`baseline` (the control-condition "
+            f"{'probability' if family == 'binomial' else 'rate'}) "
+            f"is required for family={family!r}."
+        )
+    base = np.asarray(baseline, dtype=float)
+    if base.ndim == 0:
+        base = np.full(n_periods, float(base))
+    if base.shape != (n_periods,):
+        raise OptionError(
+            f"`baseline` must be a scalar or a vector with one value per period "
+            f"({n_periods}); got shape {base.shape}."
+        )
+    if family == "binomial":
+        if not np.all((base > 0) & (base < 1)):
+            raise OptionError(f"`baseline` probabilities must lie in (0, 1); got {base.tolist()}.")
+    elif not np.all(np.isfinite(base) & (base > 0)):
+        raise OptionError(f"`baseline` rates must be > 0; got {base.tolist()}.")
+    return base
+
+
+def _check_gee(analysis: str, family: str, vc: VarianceComponents) -> None:
+    if analysis != "gee":
+        return
+    if family not in ("gaussian", "binomial"):
+        raise OptionError("analysis='gee' supports family='gaussian' or 'binomial'.")
+    if vc.eta2 > 0:
+        raise OptionError(
+            "analysis='gee' (marginal model) cannot express a random treatment effect "
+            "(eta2 > 0); use analysis='mixed'."
+        )
+
+
+def _treatment_correlation_iv(
+    treatment_correlation: Any, analysis: str, sampling: str, d: Design
+) -> tuple[float, float, float] | None:
+    if treatment_correlation is None:
+        return None
+    if analysis != "gee" or sampling != "cross-sectional":
+        raise OptionError(
+            "`treatment_correlation` applies to analysis='gee' with cross-sectional sampling."
+        )
+    try:
+        tcorr = tuple(float(v) for v in treatment_correlation)
+    except (TypeError, ValueError):
+        raise OptionError(
+            "`treatment_correlation` must be three correlations (control-control, "
+            f"control-treated, treated-treated); got {treatment_correlation!r}."
+        ) from None
+    if len(tcorr) != 3 or not all(0.0 <= v < 1.0 for v in tcorr):
+        raise OptionError(
+            "`treatment_correlation` must be three correlations in [0, 1) (control-control, "
+            f"control-treated, treated-treated); got {treatment_correlation!r}."
+        )
+    xm = np.nan_to_num(d.matrix)
+    if np.any((xm > 0) & (xm < 1) & d.observed):
+        raise DesignError("`treatment_correlation` needs 0/1 treatment cells.")
+    return tcorr[0], tcorr[1], tcorr[2]
+
+
+def _weights_iv(weights: Any, d: Design) -> np.ndarray | None:
+    """Check ETI weights over exposure times ``1..L`` (they must sum to 1)."""
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=float).ravel()
+    x = np.nan_to_num(d.matrix)
+    if np.any((x > 0) & (x < 1) & d.observed):
+        raise DesignError(
+            "ETI `weights` cannot be combined with fractional (partial-treatment) cells; "
+            "use a design with 0/1 cells (transition periods as unobserved cells)."
+        )
+    expo_t = np.where(d.observed, d.exposure_time, 0)
+    n_exp = int(expo_t.max())
+    if w.shape[0] != n_exp:
+        raise OptionError(
+            f"`weights` must have one value per exposure time 1..{n_exp}; got {w.shape[0]}."
+        )
+    if not np.all(np.isfinite(w)) or abs(w.sum() - 1.0) > 1e-8:
+        raise OptionError(f"`weights` must sum to 1; got sum {w.sum():.6g}.")
+    return w
 
 
 def _inverse_link(link: str, eta: np.ndarray) -> np.ndarray:
@@ -709,18 +743,15 @@ def power(
         The design, or an ``I x T`` treatment matrix (converted with
         :meth:`Design.from_matrix`).
     effect : float
-        Effect under the alternative, on the scale of the link: mean difference (Gaussian),
-        risk difference (binomial, identity), log odds ratio (logit), log risk ratio (binomial
-        log link) or log rate ratio (Poisson, negative binomial).
+        Effect under the alternative on the link scale: mean difference (Gaussian), risk
+        difference (identity), log odds ratio (logit), log risk or rate ratio (log link).
     variance : VarianceComponents or VarianceEstimate
-        Variance components, or an estimate of them (any object with ``.variance`` and
+        Variance components, or an estimate of them (an object with ``.variance`` and
         ``.draws``, e.g. from :func:`steppedwedge.estimate_variance`), whose point estimate
-        ``.variance`` is used (:func:`steppedwedge.assurance` averages over its ``.draws``).
-        For Gaussian outcomes on the outcome scale; for link-scale
-        GLMMs on the linear-predictor scale (``sigma2`` is then unused: the within-cell
-        variance comes from the outcome distribution); for ``analysis="gee"`` only the
-        correlations ``icc``, ``cac``, ``iac`` and ``decay`` are used (and ``total_variance``
-        for Gaussian outcomes).
+        is used.  On the outcome scale for Gaussian outcomes, the linear-predictor scale for
+        link-scale GLMMs (``sigma2`` unused: the outcome distribution gives the within-cell
+        variance); ``analysis="gee"`` uses only the correlations ``icc``, ``cac``, ``iac``
+        and ``decay`` (and ``total_variance`` for Gaussian outcomes).
     cluster_size : float or array_like
         Individuals (units) per cluster-period ``m``: a scalar, one value per cluster, or an
         ``I x T`` array.  Must be > 0 in every observed cell.
@@ -734,11 +765,10 @@ def power(
     alpha : float, default 0.05
         Size of the two-sided test.
     dof : str or float, optional
-        None: normal reference.  Otherwise a central ``t`` reference with SteppedPower's
-        rules on cluster-period means, ``"between-within"`` (``I - p``), ``"containment"``
-        (``n_cells - I``), ``"residual"`` (``n_cells - p``), or the individual-level
-        counts ``"between-within-individuals"``, ``"containment-individuals"``,
-        ``"residual-individuals"``, or a number (see Notes).
+        None: normal reference.  Otherwise a central ``t`` reference with df by
+        SteppedPower's rules on cluster-period means (``"between-within"``,
+        ``"containment"``, ``"residual"``), their individual-level counts (the same names
+        with ``"-individuals"``), or a number (see Notes).
     weights : array_like, optional
         Exposure-time (ETI) weights over exposure times ``1..L`` summing to 1: the estimand
         is ``sum_e w_e delta_e`` in the ETI model (TATE: equal weights; PTE: a single 1).
@@ -749,12 +779,10 @@ def power(
         Cohort only: share of each cluster's individuals replaced between periods
         (Kasza et al. 2020); default 0 (closed cohort).
     individual_decay : float, optional
-        Closed cohort only: individual effects correlate ``r**|j-k|`` across periods
-        (SteppedPower's AR on ``psi``; with ``decay`` equal and ``tau2 = 0`` it is the
-        proportional-decay model of Li 2020).
+        Closed cohort only: individual effects correlate ``r**|j-k|`` across periods (with
+        ``decay`` equal and ``tau2 = 0``, the proportional-decay model of Li 2020).
     time : {"categorical", "linear", "none"}
-        Categorical period effects (default), a linear trend in the period index, or none
-        (an intercept only).
+        Categorical period effects, a linear trend in the period index, or none.
     analysis : {"mixed", "gee"}
         Conditional mixed model (default) or marginal GEE with model-based variance
         (Gaussian and binomial outcomes; Li, Turner & Preisser 2018).
@@ -765,16 +793,14 @@ def power(
         Negative binomial size ``theta`` (``Var = mu + mu^2/theta`` per unit).
     binary_variance : {"mean", "average", "control", "swcrtdesign", "steppedpower"}
         Bernoulli variance for a binomial outcome with identity link (see Notes):
-        ICC-preserving rescalings of ``variance`` (``"mean"``, the default; ``"average"``;
-        ``"control"``), or the peers' conventions with ``tau2``/``gamma2`` on the probability
-        scale as given: ``"swcrtdesign"`` (``sigma2 = pbar(1 - pbar)``, as swPwr) or
-        ``"steppedpower"`` (cell-specific ``mu_ij(1 - mu_ij)``, as glsPower).
+        ICC-preserving rescalings of ``variance`` (``"mean"``, ``"average"``,
+        ``"control"``), or swCRTdesign's or SteppedPower's convention (``tau2``/``gamma2``
+        on the probability scale as given).
     glmm_variance : {"null-alternative", "alternative"}
-        Link-scale GLMMs only: ``"null-alternative"`` (default, swCRTdesign ``swGlmPwr``)
-        takes the critical value from the variance at the null means and the spread from
-        the alternative, as for a score-type test; ``"alternative"`` uses the alternative
-        variance for both, as for a Wald test whose standard error is evaluated at the
-        estimate (what a fitted GLMM reports; closer to simulated Wald-test power).
+        Link-scale GLMMs only: ``"null-alternative"`` (swCRTdesign ``swGlmPwr``) takes the
+        critical value from the variance at the null means and the spread from the
+        alternative; ``"alternative"`` uses the alternative variance for both, as for the
+        Wald test a fitted GLMM reports (closer to simulated Wald-test power).
     treatment_correlation : tuple of 3 floats, optional
         GEE, cross-sectional only: an exchangeable working correlation within a cluster
         whose value depends on the two individuals' treatment states, ``(control-control,
@@ -790,8 +816,6 @@ def power(
     OptionError
         Invalid or conflicting options (the message names the argument), a ``dof`` rule
         giving fewer than 1 df, ``sigma2 = 0`` where it is used.
-    ValueError
-        Other invalid inputs (the message names the argument).
     DesignError
         The estimand is not estimable in the design.
 
@@ -802,58 +826,13 @@ def power(
 
     Notes
     -----
-    For cluster ``i`` with cluster-period means ``Ybar_i`` (observed cells only), fixed-effect
-    design ``Z_i`` (period effects, then treatment) and covariance ``Sigma_i`` built by
-    :func:`steppedwedge._core.covariance.mean_covariance`, the variance of the estimator is
-    ``[ (sum_i Z_i' Sigma_i^{-1} Z_i)^{-1} ]_{theta theta}`` (or ``c' M^{-1} c`` for ETI
-    weights ``c``).  Power is ``F(|theta|/SE - q) + F(-|theta|/SE - q)`` with ``q`` the
-    ``1 - alpha/2`` quantile of ``F`` (normal, or central ``t_df``); ``power_one_tail`` keeps
-    only the first term (Hussey & Hughes 2007).
-
-    **Binary, identity link** (linear approximation).  ICC-preserving rules: the variance
-    components are rescaled so that their total equals a Bernoulli variance ``v``
-    (ICC/CAC/IAC are kept): ``"mean"`` ``v = pbar(1 - pbar)``, ``pbar = (p0 + p1)/2``;
-    ``"average"`` ``v = [p0(1-p0) + p1(1-p1)]/2`` (SWSamp, Harrison & Wang 2021);
-    ``"control"`` ``v = p0(1-p0)``.  Peer conventions, with ``tau2``, ``gamma2``, ``eta2``
-    and ``psi2`` on the probability scale as given and ``variance.sigma2`` unused:
-    ``"swcrtdesign"`` residual variance ``pbar(1 - pbar)`` (swPwr, Hughes); ``"steppedpower"``
-    ``mu_ij(1 - mu_ij)`` with ``mu_ij = p0_j + theta X_ij`` per cell (glsPower).  With a
-    per-period baseline, ``p0`` is its mean (the cell rule uses each period's value).  Both
-    reproduce the packages to 1e-6 (``tests/reference/peer_parity``).
-
-    **Link scale** (logit/log GLMMs, Poisson and negative-binomial counts): the GLMM is
-    linearised at the cell means ``mu_ij`` (random effects at 0), giving the working
-    covariance ``Sigma_i = diag(1/w_ij) + tau2 J + gamma2 R + ...`` with
-    ``w_ij = m_ij (dmu/deta)^2 / V(mu_ij)``: ``m mu(1-mu)`` (logit), ``m mu/(1-mu)``
-    (binomial log), ``m e lambda`` (Poisson: the expected count, so only the total
-    population enters) and, for the negative binomial with ``Var(Y) = mu + mu^2/theta`` per
-    unit of mean ``mu = e lambda``, ``m mu theta/(theta + mu)`` (the Fisher weight of the log
-    link, ``mu^2 / Var(Y)``): overdispersion caps each unit's information at ``theta``.
-    As in swCRTdesign's ``swGlmPwr`` (Xia et al. 2021) the variance is evaluated at the null
-    means (``V0``) for the critical value and at the alternative (``Va``):
-    ``power = F((|theta| - q sqrt(V0))/sqrt(Va)) + F((-|theta| - q sqrt(V0))/sqrt(Va))``
-    (``glmm_variance="alternative"`` sets ``V0 = Va``, the Wald test a fitted GLMM reports;
-    a simulation check with a known-variance PQL Wald test agrees with that version).
-    The effect is conditional (cluster-specific).  The variances are computed with the
-    random effects at zero, so the information of the Poisson part is slightly
-    understated when ``tau2`` is large (``E[exp(a)] = exp(tau2/2)``).
-
-    **GEE** (``analysis="gee"``): marginal means ``g(mu_ij) = beta_j + theta X_ij``, working
-    covariance ``A^{1/2} R A^{1/2}`` with nested-exchangeable (or decaying) ``R`` built from
-    ``icc``, ``cac``, ``decay`` and, for cohorts, ``iac``; the individual-level model-based
-    variance equals the GLS variance of cell means used here.
-
-    **Degrees of freedom** (``p`` fixed effects, ``I`` clusters, ``n_cells`` observed
-    cluster-period cells): SteppedPower's rules for an analysis of cluster-period means,
-    ``"between-within"`` ``I - p``, ``"containment"`` ``n_cells - I``, ``"residual"``
-    ``n_cells - p`` (SteppedPower counts every cell of the grid, observed or not; here only
-    observed cells count, so the two differ for incomplete designs).  Individual-level
-    counts (``N`` individuals): ``"residual-individuals"`` ``N - p``;
-    ``"between-within-individuals"`` ``N - (p + I - 1)`` when treatment varies within
-    clusters, else ``I - 2``; ``"containment-individuals"`` ``I - 2`` with a random treatment
-    effect (or treatment constant within clusters), ``n_cells - (p + I - 1)`` with a
-    cluster-period effect, else ``N - p``.  The t-power is the central-t analogue
-    (SteppedPower's ``tTestPwr``).
+    ``SE`` is the GLS standard error of the treatment estimator from the cluster-period
+    means (covariance of :func:`steppedwedge._core.covariance.mean_covariance`); power is
+    ``F(|theta|/SE - q) + F(-|theta|/SE - q)`` with ``q`` the ``1 - alpha/2`` quantile of
+    ``F`` (normal, or central ``t_df``); ``power_one_tail`` keeps only the first term
+    (Hussey & Hughes 2007).  The working covariance of each family, the
+    ``binary_variance`` rules, the GEE model and the ``dof`` rules are set out in
+    :doc:`/explanation/power_methods`.
 
     References
     ----------
@@ -877,50 +856,9 @@ def power(
     >>> round(res.power, 4)
     0.8074
     """
-    spec = _power_iv(
-        design,
-        effect,
-        variance,
-        cluster_size,
-        family,
-        link,
-        baseline,
-        alpha,
-        dof,
-        weights,
-        sampling,
-        churn,
-        individual_decay,
-        time,
-        analysis,
-        exposure,
-        dispersion,
-        binary_variance,
-        glmm_variance,
-        treatment_correlation,
-    )
+    inputs = dict(locals())  # the keywords as given (recorded on the result)
+    spec = _power_iv(**inputs)
     res = _compute(spec)
-    inputs = dict(
-        design=spec.design,
-        effect=effect,
-        variance=spec.variance,
-        cluster_size=cluster_size,
-        family=family,
-        link=link,
-        baseline=baseline,
-        alpha=alpha,
-        dof=dof,
-        weights=weights,
-        sampling=sampling,
-        churn=churn,
-        individual_decay=individual_decay,
-        time=time,
-        analysis=analysis,
-        exposure=exposure,
-        dispersion=dispersion,
-        binary_variance=binary_variance,
-        glmm_variance=glmm_variance,
-        treatment_correlation=treatment_correlation,
-    )
+    inputs.update(design=spec.design, variance=spec.variance)
     object.__setattr__(res, "_inputs", inputs)
     return res

@@ -16,7 +16,7 @@ from ..results import Summary
 from ..variance import VarianceComponents
 from .analytic import _as_design
 from .analytic import power as _power
-from .result import PlanningResultMixin, _number
+from .result import PlanningResultMixin, _number, plot_cells
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -129,31 +129,22 @@ class CellMap(PlanningResultMixin):
         return Summary(title=self.kind.capitalize(), header=tuple(header), tables=tuple(tables))
 
     def plot(self, ax: Axes | None = None, **kwargs: Any) -> Axes:
-        """Draw the map as a heat map.
+        """Draw the map as a heat map titled by its kind.
 
         Parameters
         ----------
         ax : matplotlib.axes.Axes, optional
-            Axes to draw on (a new figure when None).
+            Where to draw; a new figure when None.
         **kwargs
-            Passed to :func:`steppedwedge.plotting.power.plot_cell_map`.
+            Options of :func:`~steppedwedge.plotting.power.plot_cell_map`.
 
         Returns
         -------
         matplotlib.axes.Axes
-            The Axes drawn on.
+            The Axes holding the map.
         """
-        from ..plotting.power import plot_cell_map
-
-        return plot_cell_map(
-            self.values,
-            clusters=self.design.clusters,
-            periods=list(self.design.periods),
-            title=self.kind.capitalize(),
-            centre=0.0 if self.kind == "cell weights" else None,
-            ax=ax,
-            **kwargs,
-        )
+        centre = 0.0 if self.kind == "cell weights" else None
+        return plot_cells(self.values, self.design, self.kind.capitalize(), centre, ax, kwargs)
 
     def __repr__(self) -> str:
         return (
@@ -416,6 +407,26 @@ def _standard_layout(design: Design) -> tuple[int, int, int, int] | None:
     return k, b, t, e
 
 
+def _closed_form_layout(
+    method: str, d: Design | None, n_sequences: Any, baseline_periods: Any, periods_per_step: Any
+) -> tuple[int, int, int]:
+    """Return sequences, baseline periods and periods per step for a closed-form effect."""
+    if d is None:
+        if n_sequences is None:
+            raise OptionError("give `design` or `n_sequences`.")
+        return int(n_sequences), int(baseline_periods), int(periods_per_step)
+    layout = _standard_layout(d)
+    if layout is None:
+        raise DesignError(
+            f"method={method!r} applies only to complete standard stepped-wedge designs "
+            "with equal sequences; use method='gls' for this design."
+        )
+    k, b, t, e = layout
+    if e != 0:
+        raise DesignError(f"method={method!r} does not cover extra treated periods; use 'gls'.")
+    return k, b, t
+
+
 def design_effect(
     design: Design | Any = None,
     *,
@@ -499,20 +510,7 @@ def design_effect(
         res = _power(d, effect=1.0, variance=vc, cluster_size=m, sampling=sampling)
         value = res.variance * d.n_clusters * m / 4.0
         return DesignEffect(value=float(value), method="gls", n_periods=d.n_periods)
-    if d is not None:
-        layout = _standard_layout(d)
-        if layout is None:
-            raise DesignError(
-                f"method={method!r} applies only to complete standard stepped-wedge designs "
-                "with equal sequences; use method='gls' for this design."
-            )
-        k, b, t, e = layout
-        if e != 0:
-            raise DesignError(f"method={method!r} does not cover extra treated periods; use 'gls'.")
-    else:
-        if n_sequences is None:
-            raise OptionError("give `design` or `n_sequences`.")
-        k, b, t = int(n_sequences), int(baseline_periods), int(periods_per_step)
+    k, b, t = _closed_form_layout(method, d, n_sequences, baseline_periods, periods_per_step)
     if k < 2:
         raise DesignError(f"the design effect needs at least 2 sequences; got {k}.")
     if method == "hooper":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from ._link_assurance import components_assurance
 from .analytic import _as_design
 from .analytic import power as _power
 from .grid import power_grid
-from .result import PlanningResultMixin, _number
+from .result import PlanningResultMixin, PowerResult, _number
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -312,15 +313,13 @@ def assurance(
         prior: one effect is drawn per draw of ``variance`` (independently of it), or
         ``n_draws`` effects when the components are fixed or on the ICC path.
     cluster_size : float or array_like
-        Individuals per cluster-period (with ``variance=``: any shape :func:`power`
-        takes; on the ICC path a scalar).
+        Individuals per cluster-period (``variance=``: any shape of :func:`power`; ICC: one).
     icc, cac, decay : float, array_like or scipy.stats frozen distribution, optional
         The ICC path (Gaussian only): a scalar is fixed; a 1-D array is a grid of plausible
         values (all combinations are evaluated); a distribution is sampled ``n_draws``
         times (independently of the other inputs).
     variance : VarianceEstimate, sequence of VarianceComponents or VarianceComponents
-        The components path (instead of ``icc``): see above.  The draws are used as given
-        (each with weight ``1 / len(draws)``).
+        The components path (instead of ``icc``): see above; draws have equal weights.
     family : {"gaussian", "binomial", "poisson", "negative_binomial"}, default "gaussian"
         Outcome family, as in :func:`power` (needs ``variance=`` unless Gaussian).
     baseline, exposure, dispersion
@@ -417,6 +416,14 @@ def assurance(
             ),
         )
         return AssuranceResult(**fields)
+    _check_icc_path(icc, family, baseline, exposure, dispersion)
+    return _icc_assurance(
+        d, effect, icc, cac, decay, cluster_size, probabilities, n_draws, gen, alpha, kwargs
+    )
+
+
+def _check_icc_path(icc: Any, family: str, baseline: Any, exposure: Any, dispersion: Any) -> None:
+    """Check the inputs of :func:`assurance` on the Gaussian ICC scale (no ``variance=``)."""
     if icc is None:
         raise OptionError(
             "give `variance=` (variance components, their draws or an estimate such as "
@@ -430,9 +437,6 @@ def assurance(
         )
     if np.any(np.asarray(exposure, dtype=float) != 1.0):
         raise OptionError("`exposure` applies to count families; pass `variance=` and `family`.")
-    return _icc_assurance(
-        d, effect, icc, cac, decay, cluster_size, probabilities, n_draws, gen, alpha, kwargs
-    )
 
 
 def _icc_assurance(
@@ -712,6 +716,41 @@ def expected_power(
         return _expected_power_random_sizes(
             d, effect, variance, cluster_sizes, n_alloc, gen, alpha, kwargs
         )
+    sizes = _fixed_sizes(cluster_sizes, d)
+    seq_of_row = np.asarray(d.sequences)
+    n_clusters = d.n_clusters
+    counts = np.bincount(seq_of_row, minlength=d.n_sequences)
+    # total number of distinct allocations I! / prod g_s!
+    n_distinct = math.factorial(n_clusters) // math.prod(math.factorial(int(c)) for c in counts)
+    info, res = _pair_information(d, effect, variance, sizes, alpha, kwargs)
+    exhaustive = n_distinct <= n_alloc
+    if exhaustive:
+        seq_of_cluster = np.array(list(_multiset_permutations(list(counts))))
+    else:
+        seq_of_cluster = np.array([gen.permutation(seq_of_row) for _ in range(n_alloc)])
+    total = info[seq_of_cluster, np.arange(n_clusters)[None, :]].sum(axis=1)
+    c = res._contrast
+    assert c is not None
+    sol = np.linalg.solve(total, np.broadcast_to(c, (total.shape[0], c.size))[..., None])[..., 0]
+    var = sol @ c
+    p2, _ = (
+        pk.normal_power(effect, np.sqrt(var), alpha)
+        if res.df is None
+        else pk.t_power(effect, np.sqrt(var), alpha, res.df)
+    )
+    mean = float(np.mean(p2))
+    se = None if exhaustive else float(np.std(p2, ddof=1) / np.sqrt(p2.size))
+    return ExpectedPowerResult(
+        power=mean,
+        powers=np.asarray(p2),
+        allocations=seq_of_cluster,
+        exhaustive=exhaustive,
+        mc_std_error=se,
+    )
+
+
+def _fixed_sizes(cluster_sizes: Any, d: Design) -> np.ndarray:
+    """Return the known cluster sizes as an ``(I, T)`` array (one value per cluster repeated)."""
     sizes = np.asarray(cluster_sizes, dtype=float)
     if sizes.ndim == 1 and sizes.shape[0] == d.n_clusters:
         sizes = np.repeat(sizes[:, None], d.n_periods, axis=1)
@@ -722,27 +761,35 @@ def expected_power(
         )
     if np.any(~np.isfinite(sizes) | (sizes <= 0)):
         raise OptionError("`cluster_sizes` must be finite and > 0 for every cluster and period.")
-    seq_of_row = np.asarray(d.sequences)
-    n_seq = d.n_sequences
-    n_clusters = d.n_clusters
-    # total number of distinct allocations I! / prod g_s!
-    from math import factorial, prod
+    return sizes
 
-    counts = np.bincount(seq_of_row, minlength=n_seq)
-    n_distinct = factorial(n_clusters) // prod(factorial(int(c)) for c in counts)
-    # information of every (sequence, cluster) pair through the public power path
+
+def _pair_information(
+    d: Design,
+    effect: float,
+    variance: Any,
+    sizes: np.ndarray,
+    alpha: float,
+    kwargs: dict[str, Any],
+) -> tuple[np.ndarray, PowerResult]:
+    """Information of every (sequence, cluster) pair, through the public power path.
+
+    Returns the ``(S, I, p, p)`` information and the power result of the pair design
+    (its contrast and reference distribution).
+    """
+    seq_of_row = np.asarray(d.sequences)
+    n_seq, n_clusters = d.n_sequences, d.n_clusters
     seq_rows = np.array([np.flatnonzero(seq_of_row == s)[0] for s in range(n_seq)])
     pair_design = Design.from_matrix(
         np.repeat(d.matrix[seq_rows], n_clusters, axis=0),
         allow_reversal=True,
         check_identifiable=False,
     )
-    pair_sizes = np.tile(sizes, (n_seq, 1))
     res = _power(
         pair_design,
         effect=effect,
         variance=variance,
-        cluster_size=pair_sizes,
+        cluster_size=np.tile(sizes, (n_seq, 1)),
         alpha=alpha,
         **kwargs,
     )
@@ -755,31 +802,7 @@ def expected_power(
     info = pk.per_cluster_information(res._fixed, res._cov).reshape(
         n_seq, n_clusters, *res._fixed.shape[2:], res._fixed.shape[2]
     )
-    if n_distinct <= n_alloc:
-        exhaustive = True
-        seq_of_cluster = np.array(list(_multiset_permutations(list(counts))))
-    else:
-        exhaustive = False
-        seq_of_cluster = np.array([gen.permutation(seq_of_row) for _ in range(n_alloc)])
-    total = info[seq_of_cluster, np.arange(n_clusters)[None, :]].sum(axis=1)
-    c = res._contrast
-    sol = np.linalg.solve(total, np.broadcast_to(c, (total.shape[0], c.size))[..., None])[..., 0]
-    var = sol @ c
-    p2, _ = (
-        pk.normal_power(effect, np.sqrt(var), alpha)
-        if res.df is None
-        else pk.t_power(effect, np.sqrt(var), alpha, res.df)
-    )
-    allocations = seq_of_cluster
-    mean = float(np.mean(p2))
-    se = None if exhaustive else float(np.std(p2, ddof=1) / np.sqrt(p2.size))
-    return ExpectedPowerResult(
-        power=mean,
-        powers=np.asarray(p2),
-        allocations=allocations,
-        exhaustive=exhaustive,
-        mc_std_error=se,
-    )
+    return info, res
 
 
 def _expected_power_random_sizes(

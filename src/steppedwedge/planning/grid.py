@@ -112,7 +112,6 @@ def power_grid(
         raise OptionError("`alpha` must lie in (0, 1).")
     eff = np.asarray(effect, dtype=float)
     x = np.asarray(d.matrix, dtype=float)
-    n_periods = x.shape[1]
     within = (1 - icc_a) * (1 - iac_a) / m  # sigma2 / m
     psi_m = (1 - icc_a) * iac_a / m  # psi2 / m
     binary = bool(np.all((x == 0) | (x == 1)))
@@ -123,29 +122,7 @@ def power_grid(
         var = cf.two_eigenvalue_variance(s["I"], s["T"], s["U"], s["V"], s["W"], a, a + s["T"] * b)
         var = np.broadcast_to(var, np.broadcast_shapes(var.shape, eff.shape, alpha_a.shape))
     else:
-        r = _unit("decay", 0.0 if decay is None else decay)
-        shape = np.broadcast_shapes(
-            icc_a.shape, cac_a.shape, iac_a.shape, churn_a.shape, m.shape, tot.shape, r.shape
-        )
-        args = [
-            np.broadcast_to(v, shape).ravel()
-            for v in (icc_a, cac_a, within, psi_m, churn_a, tot, r)
-        ]
-        icc_f, cac_f, within_f, psi_f, churn_f, tot_f, r_f = args
-        lag = np.abs(np.arange(n_periods)[:, None] - np.arange(n_periods)[None, :])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rpow = np.where(lag[None] == 0, 1.0, r_f[:, None, None] ** lag[None])
-        if decay is None:
-            rpow = np.broadcast_to(np.eye(n_periods), rpow.shape)
-        eye = np.eye(n_periods)
-        cov = tot_f[:, None, None] * (
-            (icc_f * cac_f + (1 - churn_f) * psi_f)[:, None, None]
-            + (icc_f * (1 - cac_f))[:, None, None] * rpow
-            + (within_f + churn_f * psi_f)[:, None, None] * eye
-        )
-        seq = np.asarray(d.sequence_matrix)
-        sizes = np.asarray(d.sequence_sizes, dtype=float)
-        var = pk.sequence_batched_variance(seq, sizes, cov).reshape(shape)
+        var, shape = _batched_variance(d, (icc_a, cac_a, within, psi_m, churn_a, tot), decay)
         var = np.broadcast_to(var, np.broadcast_shapes(shape, eff.shape, alpha_a.shape))
     if output == "variance":
         return np.array(var)
@@ -154,3 +131,38 @@ def power_grid(
         return np.array(se)
     p2, p1 = pk.normal_power(eff, se, alpha_a)
     return np.asarray(p2 if output == "power" else p1)
+
+
+def _batched_variance(
+    d: Any, grids: tuple[np.ndarray, ...], decay: Any
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Treatment-effect variance over the broadcast grids, one batched GLS per scenario.
+
+    ``grids`` are the ICC, CAC, within-cell and individual variances (per unit of total
+    variance), churn and total variance; ``decay`` the CAC decay grid (None: no decay).
+    """
+    icc_a, cac_a, within, psi_m, churn_a, tot = grids
+    n_periods = d.n_periods
+    r = _unit("decay", 0.0 if decay is None else decay)
+    shape = np.broadcast_shapes(
+        icc_a.shape, cac_a.shape, within.shape, psi_m.shape, churn_a.shape, tot.shape, r.shape
+    )
+    args = [
+        np.broadcast_to(v, shape).ravel() for v in (icc_a, cac_a, within, psi_m, churn_a, tot, r)
+    ]
+    icc_f, cac_f, within_f, psi_f, churn_f, tot_f, r_f = args
+    lag = np.abs(np.arange(n_periods)[:, None] - np.arange(n_periods)[None, :])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rpow = np.where(lag[None] == 0, 1.0, r_f[:, None, None] ** lag[None])
+    if decay is None:
+        rpow = np.broadcast_to(np.eye(n_periods), rpow.shape)
+    eye = np.eye(n_periods)
+    cov = tot_f[:, None, None] * (
+        (icc_f * cac_f + (1 - churn_f) * psi_f)[:, None, None]
+        + (icc_f * (1 - cac_f))[:, None, None] * rpow
+        + (within_f + churn_f * psi_f)[:, None, None] * eye
+    )
+    seq = np.asarray(d.sequence_matrix)
+    sizes = np.asarray(d.sequence_sizes, dtype=float)
+    var = pk.sequence_batched_variance(seq, sizes, cov).reshape(shape)
+    return var, shape

@@ -316,23 +316,35 @@ class PowerResult(PlanningResultMixin):
         matplotlib.axes.Axes
             The Axes drawn on.
         """
-        from ..plotting.power import plot_cell_map
-
-        return plot_cell_map(
-            self.cell_weights,
-            clusters=self.design.clusters,
-            periods=list(self.design.periods),
-            title="GLS cell weights",
-            centre=0.0,
-            ax=ax,
-            **kwargs,
-        )
+        return plot_cells(self.cell_weights, self.design, "GLS cell weights", 0.0, ax, kwargs)
 
     def __repr__(self) -> str:
         return (
             f"PowerResult(power={self.power:.4f}, effect={self.effect:.4g}, "
             f"std_error={self.std_error:.4g}, df={self.df})"
         )
+
+
+def plot_cells(
+    values: np.ndarray,
+    design: Any,
+    title: str,
+    centre: float | None,
+    ax: Axes | None,
+    kwargs: dict[str, Any],
+) -> Axes:
+    """Draw a cluster x period map of ``values`` on ``design``'s labels (the one heat map)."""
+    from ..plotting.power import plot_cell_map
+
+    return plot_cell_map(
+        values,
+        clusters=design.clusters,
+        periods=list(design.periods),
+        title=title,
+        centre=centre,
+        ax=ax,
+        **kwargs,
+    )
 
 
 def _describe_sizes(size: np.ndarray) -> str:

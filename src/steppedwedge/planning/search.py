@@ -481,8 +481,11 @@ def _candidates(
     return cand[ok], exhaustive
 
 
-def _spec_for(probe: Design, effect: float, vc: Any, cluster_size: Any, kw: dict[str, Any]) -> Any:
+def _spec_for(
+    patterns: np.ndarray, effect: float, vc: Any, cluster_size: Any, kw: dict[str, Any]
+) -> Any:
     """Return the validated power specification of the patterns (one cluster each)."""
+    probe = Design.from_matrix(patterns, check_identifiable=False)
     unknown = set(kw) - set(_SEARCH_OPTIONS)
     if unknown:
         raise OptionError(
@@ -498,27 +501,7 @@ def _spec_for(probe: Design, effect: float, vc: Any, cluster_size: Any, kw: dict
                 "chosen design with the actual clusters' values with sw.power, or over "
                 "allocations with sw.expected_power."
             )
-    return _power_iv(
-        probe,
-        effect,
-        vc,
-        cluster_size,
-        kw.get("family", "gaussian"),
-        kw.get("link"),
-        kw.get("baseline"),
-        kw.get("alpha", 0.05),
-        None,
-        None,
-        kw.get("sampling", "cross-sectional"),
-        kw.get("churn"),
-        kw.get("individual_decay"),
-        kw.get("time", "categorical"),
-        kw.get("analysis", "mixed"),
-        kw.get("exposure", 1.0),
-        kw.get("dispersion"),
-        kw.get("binary_variance", "mean"),
-        kw.get("glmm_variance", "null-alternative"),
-    )
+    return _power_iv(probe, effect, vc, cluster_size, **kw)
 
 
 def _allocation_variances(cand: np.ndarray, info: np.ndarray) -> np.ndarray:
@@ -650,10 +633,9 @@ def search_designs(
     effect : float
         Effect for the power column, on the link scale of ``family``.
     variance : VarianceComponents or VarianceEstimate
-        Variance components of the outcome model, or an estimate of them (any object with
-        ``.variance`` and ``.draws``, e.g. :func:`steppedwedge.estimate_variance`): the
-        candidates are ranked at its point estimate, and the ``n_assurance`` best also get
-        their assurance (mean power over ``.draws``).
+        Variance components, or an estimate of them (with ``.variance`` and ``.draws``, e.g.
+        :func:`steppedwedge.estimate_variance`): the candidates are ranked at its point
+        estimate, and the ``n_assurance`` best get their assurance (power over ``.draws``).
     cluster_size : float
         Individuals per cluster-period (the same everywhere; for counts, the
         ``exposure`` keyword is the person-time of each unit, also one value).
@@ -665,17 +647,15 @@ def search_designs(
         ``Design.stepped_wedge(..., transition_periods=k)``.
     patterns : array_like, shape (K, T), optional
         Your own candidate sequences (0/1, fractions, NaN for unobserved) instead of the
-        generated switch-time patterns; ``n_periods`` must equal ``T``.  Every period
-        should be observed in some used sequence of a candidate (candidates whose
-        information is singular are dropped).
+        generated switch-time patterns; ``n_periods`` must equal ``T`` (candidates whose
+        information is singular, e.g. a period never observed, are dropped).
     min_per_sequence : int, default 1
         Minimum clusters in a used sequence.
     max_sequences : int, optional
         Maximum number of sequences used.
     max_candidates : int, default 10000
         If the constrained space (for one number of clusters) is larger, this many
-        allocations are sampled uniformly (``rng``), plus the equally spaced balanced
-        designs.
+        allocations are sampled uniformly (``rng``), plus the equally spaced balanced ones.
     n_assurance : int, default 10
         With draws in ``variance``: how many of the best candidates get an assurance.
     rng : int, Generator or None
@@ -699,12 +679,9 @@ def search_designs(
 
     Notes
     -----
-    A cluster's information ``Z_k' Sigma_k^{-1} Z_k`` depends only on its pattern ``k``,
-    so it is computed once per pattern with the shared GLS kernel; a candidate's
-    information is ``sum_k g_k Z_k' Sigma_k^{-1} Z_k`` and all candidates are solved in one
-    batched call (for link-scale GLMMs both the null and alternative informations are
-    used).  With draws the per-pattern informations of every draw are batched the same
-    way.  Watson, Girling & Hemming (2023) review such c-optimal designs.
+    A candidate's information is a weighted sum of per-pattern informations, so all
+    candidates are scored in one batched solve (:doc:`/explanation/power_methods`).
+    Watson, Girling & Hemming (2023) review such c-optimal designs.
 
     References
     ----------
@@ -736,61 +713,23 @@ def search_designs(
     """
     sizes = _counts("n_clusters", n_clusters)
     lengths = _counts("n_periods", n_periods)
-    n_t = lengths[-1]
     min_g = check_positive_int("min_per_sequence", min_per_sequence)
     max_c = check_positive_int("max_candidates", max_candidates)
     n_top = check_positive_int("n_assurance", n_assurance)
     gen = normalise_rng(rng)
     k_tr = check_positive_int("transition_periods", transition_periods, minimum=0)
-    if patterns is None:
-        patterns, block_of = _pattern_blocks(lengths, include_parallel, k_tr)
-    else:
-        if len(lengths) > 1:
-            raise OptionError("with your own `patterns`, `n_periods` must be one number.")
-        patterns = np.asarray(patterns, dtype=float)
-        block_of = np.zeros(patterns.shape[0], dtype=np.int64)
-        if patterns.ndim != 2 or patterns.shape[1] != n_t or patterns.shape[0] < 2:
-            raise OptionError(
-                f"`patterns` must be a (K, {n_t}) array with K >= 2 candidate sequences; got "
-                f"shape {patterns.shape}."
-            )
-    max_s = (
-        patterns.shape[0]
-        if max_sequences is None
-        else check_positive_int("max_sequences", max_sequences)
-    )
-    point, draws = resolve_draws(variance)
-    if point is None:
-        raise OptionError(
-            "search_designs ranks candidates at a point estimate: pass VarianceComponents or "
-            "an estimate with `.variance` and `.draws` (not a bare sequence of draws)."
-        )
-    # per-pattern information at the alternative (and null), via the power code path
-    probe = Design.from_matrix(patterns, check_identifiable=False)
-    spec = _spec_for(probe, effect, point, cluster_size, kwargs)
-    if spec.variance.eta2 > 0 or any(vc.eta2 > 0 for vc in draws):
-        raise OptionError("search_designs does not support a random treatment effect (eta2 > 0).")
-    link_scale = is_link_scale(spec) and spec.glmm_variance == "null-alternative"
-    z1, cov1, _ = _covariance(spec, spec.effect)
-    info1 = pk.per_cluster_information(z1, cov1)
-    info0 = info1
-    if link_scale:
-        z0, cov0, _ = _covariance(spec, 0.0)
-        info0 = pk.per_cluster_information(z0, cov0)
-    limits = (max_c, max_s, min_g)
+    patterns, block_of = _patterns_iv(patterns, lengths, include_parallel, k_tr)
+    max_s = patterns.shape[0] if max_sequences is None else max_sequences
+    max_s = check_positive_int("max_sequences", max_s)
+    point, draws = _point_and_draws(variance)
+    spec = _spec_for(patterns, effect, point, cluster_size, kwargs)
+    info1, info0, link_scale = _pattern_information(spec, draws)
     infos = (info1, info0 if link_scale else None)
     cand, v1, v0, t_of, exhaustive = _ranked_candidates(
-        spec, block_of, lengths, sizes, infos, limits, gen
+        spec, block_of, lengths, sizes, infos, (max_c, max_s, min_g), gen
     )
     p2, p1 = pk.wald_power_null_alt(spec.effect, np.sqrt(v0), np.sqrt(v1), spec.alpha, None)
-    assured = None
-    if draws:
-        assured = np.full(cand.shape[0], np.nan)
-        k = min(n_top, cand.shape[0])
-        for t_b in np.unique(t_of[:k]):
-            top = np.flatnonzero(t_of[:k] == t_b)
-            sub = _block_columns(spec, int(t_b), info1.shape[-1])
-            assured[top] = _draw_assurance(spec, draws, cand[top], link_scale, sub)
+    assured = _top_assurance(spec, draws, cand, t_of, n_top, info1.shape[-1], link_scale)
     return DesignSearchResult(
         patterns=patterns,
         allocations=cand,
@@ -804,6 +743,72 @@ def search_designs(
         family=spec.family,
         _power_kwargs=dict(effect=effect, alpha=spec.alpha),
     )
+
+
+def _patterns_iv(
+    patterns: Any, lengths: list[int], include_parallel: bool, k_tr: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the candidate sequences and the period-length block of each."""
+    if patterns is None:
+        built: tuple[np.ndarray, np.ndarray] = _pattern_blocks(lengths, include_parallel, k_tr)
+        return built
+    n_t = lengths[-1]
+    if len(lengths) > 1:
+        raise OptionError("with your own `patterns`, `n_periods` must be one number.")
+    patterns = np.asarray(patterns, dtype=float)
+    block_of = np.zeros(patterns.shape[0], dtype=np.int64)
+    if patterns.ndim != 2 or patterns.shape[1] != n_t or patterns.shape[0] < 2:
+        raise OptionError(
+            f"`patterns` must be a (K, {n_t}) array with K >= 2 candidate sequences; got "
+            f"shape {patterns.shape}."
+        )
+    return patterns, block_of
+
+
+def _point_and_draws(variance: Any) -> tuple[Any, Any]:
+    """Return the point estimate the candidates are ranked at, and the draws (if any)."""
+    point, draws = resolve_draws(variance)
+    if point is None:
+        raise OptionError(
+            "search_designs ranks candidates at a point estimate: pass VarianceComponents or "
+            "an estimate with `.variance` and `.draws` (not a bare sequence of draws)."
+        )
+    return point, draws
+
+
+def _pattern_information(spec: Any, draws: Any) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Per-pattern information at the alternative and the null (via the power code path)."""
+    if spec.variance.eta2 > 0 or any(vc.eta2 > 0 for vc in draws):
+        raise OptionError("search_designs does not support a random treatment effect (eta2 > 0).")
+    link_scale = bool(is_link_scale(spec) and spec.glmm_variance == "null-alternative")
+    z1, cov1, _ = _covariance(spec, spec.effect)
+    info1 = pk.per_cluster_information(z1, cov1)
+    info0 = info1
+    if link_scale:
+        z0, cov0, _ = _covariance(spec, 0.0)
+        info0 = pk.per_cluster_information(z0, cov0)
+    return info1, info0, link_scale
+
+
+def _top_assurance(
+    spec: Any,
+    draws: Any,
+    cand: np.ndarray,
+    t_of: np.ndarray,
+    n_top: int,
+    n_params: int,
+    link_scale: bool,
+) -> np.ndarray | None:
+    """Assurance of the ``n_top`` best candidates over the variance draws (None without)."""
+    if not draws:
+        return None
+    assured = np.full(cand.shape[0], np.nan)
+    k = min(n_top, cand.shape[0])
+    for t_b in np.unique(t_of[:k]):
+        top = np.flatnonzero(t_of[:k] == t_b)
+        sub = _block_columns(spec, int(t_b), n_params)
+        assured[top] = _draw_assurance(spec, draws, cand[top], link_scale, sub)
+    return assured
 
 
 def _safe_var(info: np.ndarray, c: np.ndarray) -> float:
