@@ -172,6 +172,7 @@ def test_ridge_boundary_fit_is_the_boundary_maximum() -> None:
     fam = make_family("poisson")
     core = fit_glmm_core(ud, fam, beta0, sig0)
     assert core.converged and core.sigma[0] == 0.0 and np.tanh(core.sigma[2]) > 0.98
+    assert core.ridge_end  # reached by the probe, checked a maximum
     held = fit_glmm_core(ud, fam, beta0, sig0, fixed={0: 0.0})
     assert abs(held.loglik - core.loglik) <= 1e-8
     off = fit_glmm_core(ud, fam, core.beta, core.sigma, fixed={0: 0.05})
@@ -185,7 +186,7 @@ def test_ridge_interior_fit_is_a_stationary_point() -> None:
     ud, beta0, sig0 = _audit_units(154)
     fam = make_family("poisson")
     core = fit_glmm_core(ud, fam, beta0, sig0)
-    assert core.converged and core.free.all() and core.sigma[0] > 0.1
+    assert core.converged and core.free.all() and core.sigma[0] > 0.1 and not core.ridge_end
     assert np.tanh(core.sigma[2]) > 0.98
     assert np.max(np.abs(core.grad)) < 1e-3
     held = fit_glmm_core(ud, fam, beta0, sig0, fixed={0: 0.0})

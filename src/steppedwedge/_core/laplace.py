@@ -788,6 +788,9 @@ class CoreFit:
     converged: bool
     message: str
     n_eval: int
+    #: The optimum is the end ``tau = 0`` of the ridge of decays near 1, checked to be a
+    #: maximum of the full problem there (``d2L/dtau2 <= 0``; :func:`_ridge_probe`).
+    ridge_end: bool = False
 
 
 class _Objective:
@@ -1156,7 +1159,7 @@ def _newton(
             if streak == RIDGE_STREAK:  # probed once per run
                 end = _ridge_probe(obj, new_theta, state[0], ridge, max_iter)
                 if end is not None:
-                    return *end, None, True, "converged"
+                    return *end, None, True, RIDGE_END
         theta = new_theta
     return theta, state[0], state[1], None, False, "maximum number of iterations reached"
 
@@ -1278,6 +1281,8 @@ def _ridge_probe(
     return th, val_end, g_end
 
 
+#: Message of a Newton run that ended at a checked ridge end (:func:`_ridge_probe`).
+RIDGE_END = "converged at the ridge end (tau = 0, a boundary maximum)"
 #: Consecutive crawling Newton steps along the ridge of decays near 1 after which the
 #: ridge's end is probed (once per run).
 RIDGE_STREAK = 1
@@ -1469,4 +1474,5 @@ def _fit_glmm_core(
         converged=converged,
         message=message,
         n_eval=n_eval,
+        ridge_end=message.startswith(RIDGE_END),
     )
