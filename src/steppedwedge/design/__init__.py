@@ -44,6 +44,112 @@ CELL_COLOURS = {
 }
 
 
+def _sequence_sizes(clusters_per_sequence: Any) -> list[int] | None:
+    """Return the clusters of each sequence when a list is given (None for one number)."""
+    if isinstance(clusters_per_sequence, (int, np.integer, float)):
+        return None
+    try:
+        sizes = [_int_arg("clusters_per_sequence", c, 1) for c in list(clusters_per_sequence)]
+    except TypeError:
+        raise DesignError(
+            "`clusters_per_sequence` must be a positive integer or a list of them; got "
+            f"{clusters_per_sequence!r}."
+        ) from None
+    if not sizes:
+        raise DesignError("`clusters_per_sequence` must not be empty.")
+    return sizes
+
+
+def _n_sequences_from(sizes: list[int] | None, n_periods: Any, b: int, t: int, e: int) -> int:
+    """Return the number of sequences implied by the list of sizes or by ``n_periods``."""
+    if sizes is not None:
+        return len(sizes)
+    if n_periods is None:
+        raise DesignError("give `n_sequences` (or `n_periods`); got neither.")
+    tt = _int_arg("n_periods", n_periods, 1)
+    if (tt - b - e) < t or (tt - b - e) % t:
+        raise DesignError(
+            f"`n_periods`={tt} does not fit a stepped wedge with baseline_periods={b}, "
+            f"periods_per_step={t} and extra_treated_periods={e}: T - b - e must be a "
+            "positive multiple of `periods_per_step`."
+        )
+    return (tt - b - e) // t
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """The calendar periods of :meth:`Design.from_start_dates`."""
+
+    index: pd.Index  # period labels
+    first: pd.DatetimeIndex  # first day of each period
+    last: pd.DatetimeIndex  # last day of each period
+    lengths: np.ndarray | None  # days per period, for a grid cut at the start dates
+    description: str  # for messages: "the window ... to ..." / "the periods ... to ..."
+
+
+def _period_grid(
+    periods: Any, window: Any, dates: Sequence[Any], dayfirst: Any, date_format: Any
+) -> _Grid:
+    """Return the period grid: cut at the start dates (``"starts"``) or a calendar grid."""
+    if isinstance(periods, str) and periods.strip().lower() == "starts":
+        w0, w1 = _dv.parse_window(window, dayfirst, date_format)
+        inner = sorted({d for d in dates if d is not None and w0 < d <= w1})
+        bounds = [w0, *inner, w1 + pd.Timedelta(days=1)]
+        first = pd.DatetimeIndex(bounds[:-1])
+        last = pd.DatetimeIndex(bounds[1:]) - pd.Timedelta(days=1)
+        labels = [f"{a.date()}/{z.date()}" for a, z in zip(first, last, strict=True)]
+        return _Grid(
+            index=pd.Index(labels, name="period"),
+            first=first,
+            last=last,
+            lengths=np.asarray((last - first).days + 1, dtype=np.float64),
+            description=f"the window {w0.date()} to {w1.date()}",
+        )
+    period_index = _dv.parse_period_grid(periods)
+    return _Grid(
+        index=period_index,
+        first=period_index.start_time.normalize(),
+        last=period_index.end_time.normalize(),
+        lengths=None,
+        description=f"the periods {period_index[0]} to {period_index[-1]}",
+    )
+
+
+def _start_matrix(
+    clusters: Sequence[Hashable], dates: Sequence[Any], grid: _Grid, rule: str
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """Return the treatment matrix of the start dates on ``grid``, and the clusters outside.
+
+    A cluster starting inside a period is treated from the next one; the start period is
+    treated (``"first-treated"``), partly treated (``"partial"``: the share of its days
+    on or after the start) or unobserved (``"exclude"``).
+    """
+    first, last = grid.first, grid.last
+    n_days = np.asarray((last - first).days + 1, dtype=np.float64)
+    matrix = np.zeros((len(clusters), len(first)))
+    before: list[str] = []
+    after: list[str] = []
+    for i, (c, d) in enumerate(zip(clusters, dates, strict=True)):
+        if d is None:
+            continue
+        if d < first[0]:
+            before.append(f"{_dv._fmt(c)} ({d.date()})")
+            matrix[i, :] = 1.0
+            continue
+        if d > last[-1]:
+            after.append(f"{_dv._fmt(c)} ({d.date()})")
+            continue
+        j = int(first.searchsorted(d, side="right")) - 1
+        matrix[i, j + 1 :] = 1.0
+        if d == first[j] or rule == "first-treated":
+            matrix[i, j] = 1.0
+        elif rule == "partial":
+            matrix[i, j] = ((last[j] - d).days + 1) / n_days[j]
+        else:
+            matrix[i, j] = np.nan
+    return matrix, before, after
+
+
 def _int_arg(name: str, value: Any, minimum: int) -> int:
     try:
         return check_positive_int(name, value, minimum=minimum)
@@ -362,33 +468,9 @@ class Design:
         t = _int_arg("periods_per_step", periods_per_step, 1)
         k = _int_arg("transition_periods", transition_periods, 0)
         e = _int_arg("extra_treated_periods", extra_treated_periods, 0)
-        sizes: list[int] | None = None
-        if not isinstance(clusters_per_sequence, (int, np.integer, float)):
-            try:
-                sizes = [
-                    _int_arg("clusters_per_sequence", c, 1) for c in list(clusters_per_sequence)
-                ]
-            except TypeError:
-                raise DesignError(
-                    "`clusters_per_sequence` must be a positive integer or a list of them; got "
-                    f"{clusters_per_sequence!r}."
-                ) from None
-            if not sizes:
-                raise DesignError("`clusters_per_sequence` must not be empty.")
+        sizes = _sequence_sizes(clusters_per_sequence)
         if n_sequences is None:
-            if sizes is not None:
-                s = len(sizes)
-            elif n_periods is not None:
-                tt = _int_arg("n_periods", n_periods, 1)
-                if (tt - b - e) < t or (tt - b - e) % t:
-                    raise DesignError(
-                        f"`n_periods`={tt} does not fit a stepped wedge with baseline_periods={b}, "
-                        f"periods_per_step={t} and extra_treated_periods={e}: T - b - e must be a "
-                        "positive multiple of `periods_per_step`."
-                    )
-                s = (tt - b - e) // t
-            else:
-                raise DesignError("give `n_sequences` (or `n_periods`); got neither.")
+            s = _n_sequences_from(sizes, n_periods, b, t, e)
         else:
             s = _int_arg("n_sequences", n_sequences, 1)
         if sizes is None:
@@ -623,61 +705,25 @@ class Design:
         k = _int_arg("transition_periods", transition_periods, 0)
         check_dayfirst(dayfirst, date_format)
         clusters, dates = _dv.parse_start_dates(start_dates, dayfirst, date_format)
-        lengths: np.ndarray | None
-        if isinstance(periods, str) and periods.strip().lower() == "starts":
-            w0, w1 = _dv.parse_window(window, dayfirst, date_format)
-            inner = sorted({d for d in dates if d is not None and w0 < d <= w1})
-            bounds = [w0, *inner, w1 + pd.Timedelta(days=1)]
-            first = pd.DatetimeIndex(bounds[:-1])
-            last = pd.DatetimeIndex(bounds[1:]) - pd.Timedelta(days=1)
-            labels = [f"{a.date()}/{z.date()}" for a, z in zip(first, last, strict=True)]
-            period_index: pd.Index = pd.Index(labels, name="period")
-            lengths = np.asarray((last - first).days + 1, dtype=np.float64)
-            grid_desc = f"the window {w0.date()} to {w1.date()}"
-        else:
-            period_index = _dv.parse_period_grid(periods)
-            first = period_index.start_time.normalize()
-            last = period_index.end_time.normalize()
-            lengths = None
-            grid_desc = f"the periods {period_index[0]} to {period_index[-1]}"
-        n_days = np.asarray((last - first).days + 1, dtype=np.float64)
-        matrix = np.zeros((len(clusters), len(first)))
-        before: list[str] = []
-        after: list[str] = []
-        for i, (c, d) in enumerate(zip(clusters, dates, strict=True)):
-            if d is None:
-                continue
-            if d < first[0]:
-                before.append(f"{_dv._fmt(c)} ({d.date()})")
-                matrix[i, :] = 1.0
-                continue
-            if d > last[-1]:
-                after.append(f"{_dv._fmt(c)} ({d.date()})")
-                continue
-            j = int(first.searchsorted(d, side="right")) - 1
-            matrix[i, j + 1 :] = 1.0
-            if d == first[j] or rule == "first-treated":
-                matrix[i, j] = 1.0
-            elif rule == "partial":
-                matrix[i, j] = ((last[j] - d).days + 1) / n_days[j]
-            else:
-                matrix[i, j] = np.nan
+        grid = _period_grid(periods, window, dates, dayfirst, date_format)
+        matrix, before, after = _start_matrix(clusters, dates, grid, rule)
         if before and not allow_outside:
             raise DesignError(
-                f"start date(s) before {grid_desc}: {', '.join(before)}. These clusters would be "
-                "treated throughout, giving no before/after contrast. Extend the grid, or pass "
-                "`allow_outside=True` to treat them from the first period."
+                f"start date(s) before {grid.description}: {', '.join(before)}. These clusters "
+                "would be treated throughout, giving no before/after contrast. Extend the grid, "
+                "or pass `allow_outside=True` to treat them from the first period."
             )
         if before:
             _dv.warn_design(
-                f"start date(s) before {grid_desc}: {', '.join(before)}; these clusters are "
-                "treated from the first period."
+                f"start date(s) before {grid.description}: {', '.join(before)}; these clusters "
+                "are treated from the first period."
             )
         if after:
             _dv.warn_design(
-                f"start date(s) after {grid_desc}: {', '.join(after)}; these clusters are never "
-                "treated within the grid."
+                f"start date(s) after {grid.description}: {', '.join(after)}; these clusters "
+                "are never treated within the grid."
             )
+        period_index, lengths = grid.index, grid.lengths
         design = cls(
             matrix=matrix,
             clusters=clusters,

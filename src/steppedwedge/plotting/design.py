@@ -112,16 +112,12 @@ def plot_design(
     (8, 6)
     """
     import matplotlib.pyplot as plt
-    from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.layout_engine import ConstrainedLayoutEngine
-    from matplotlib.patches import Patch
-    from matplotlib.transforms import blended_transform_factory
 
     n_c, n_p = design.n_clusters, design.n_periods
     order = np.argsort(design.sequences, kind="stable")
     matrix = design.matrix[order]
     codes = cell_codes(matrix)
-    seqs = design.sequences[order]
     if row_labels is None:
         row_labels = n_c <= MAX_ROW_LABELS
     if show_values is None:
@@ -133,7 +129,6 @@ def plot_design(
         xedges = np.concatenate([[0.0], np.cumsum(lengths / lengths.mean())])
     else:
         xedges = np.arange(n_p + 1, dtype=np.float64)
-    yedges = np.arange(n_c + 1, dtype=np.float64)
 
     if ax is None:
         width = min(14.0, max(5.5, 2.2 + (1.3 if lengths is not None else 0.55) * n_p))
@@ -143,13 +138,27 @@ def plot_design(
         if isinstance(engine, ConstrainedLayoutEngine):
             engine.set(w_pad=0.2)  # room for the sequence labels
 
+    _draw_cells(ax, codes, xedges)
+    _mark_cells(ax, codes, matrix, xedges, show_values=bool(show_values))
+    _draw_sequences(ax, design, order)
+    _label_axes(ax, design, order, xedges, row_labels=bool(row_labels))
+    if legend:
+        _draw_legend(ax, codes)
+    return ax
+
+
+def _draw_cells(ax: Axes, codes: np.ndarray, xedges: np.ndarray) -> None:
+    """Draw the coded cells as one QuadMesh (``ax.collections[0]``)."""
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    n_c = codes.shape[0]
     kinds = list(CELL_CODES)
     cmap = ListedColormap([CELL_COLOURS[k] for k in kinds])
     norm = BoundaryNorm(np.arange(len(kinds) + 1) - 0.5, cmap.N)
     edge = "#9a9a9a" if n_c <= 60 else "face"
     mesh = ax.pcolormesh(
         xedges,
-        yedges,
+        np.arange(n_c + 1, dtype=np.float64),
         codes,
         cmap=cmap,
         norm=norm,
@@ -160,7 +169,12 @@ def plot_design(
     ax.set_xlim(xedges[0], xedges[-1])
     ax.set_ylim(n_c, 0)
 
-    # unobserved cells: a light cross, when rows are tall enough to see one
+
+def _mark_cells(
+    ax: Axes, codes: np.ndarray, matrix: np.ndarray, xedges: np.ndarray, *, show_values: bool
+) -> None:
+    """Cross unobserved cells (when rows are tall enough) and print partial exposures."""
+    n_c = codes.shape[0]
     if n_c <= 60 and (codes == CELL_CODES["not observed"]).any():
         rr, cc = np.nonzero(codes == CELL_CODES["not observed"])
         for r, c in zip(rr, cc, strict=True):
@@ -180,15 +194,20 @@ def plot_design(
                 color="#1a1a1a",
             )
 
-    # sequence boundaries and brackets (right-hand side)
+
+def _draw_sequences(ax: Axes, design: Design, order: np.ndarray) -> None:
+    """Draw the sequence boundaries and a labelled bracket per sequence on the right."""
+    from matplotlib.transforms import blended_transform_factory
+
+    n_c = design.n_clusters
+    seqs = design.sequences[order]
     bounds = np.flatnonzero(np.diff(seqs)) + 1
     for b in bounds:
         ax.axhline(float(b), color="#202020", lw=1.2 if n_c <= 60 else 0.8)
     starts = np.concatenate([[0], bounds])
     stops = np.concatenate([bounds, [n_c]])
     trans = blended_transform_factory(ax.transAxes, ax.transData)
-    n_seq = len(starts)
-    label_every = max(1, int(np.ceil(n_seq / 30)))
+    label_every = max(1, int(np.ceil(len(starts) / 30)))
     for q, (a, z) in enumerate(zip(starts, stops, strict=True)):
         pad = min(0.15, 0.1 * (z - a))
         ax.plot(
@@ -212,6 +231,13 @@ def plot_design(
                 fontsize=8,
             )
 
+
+def _label_axes(
+    ax: Axes, design: Design, order: np.ndarray, xedges: np.ndarray, *, row_labels: bool
+) -> None:
+    """Label the rows (clusters) and columns (periods, with lengths when known)."""
+    n_c, n_p = design.n_clusters, design.n_periods
+    lengths = design.period_lengths
     if row_labels:
         ax.set_yticks(np.arange(n_c) + 0.5)
         ax.set_yticklabels([str(design.clusters[i]) for i in order], fontsize=8)
@@ -219,7 +245,6 @@ def plot_design(
     else:
         ax.set_yticks([])
         ax.set_ylabel(f"Clusters ({n_c}), grouped by sequence")
-
     xcentres = (xedges[:-1] + xedges[1:]) / 2
     tick_labels = _period_tick_labels(design)
     step = max(1, int(np.ceil(n_p / 24)))
@@ -233,32 +258,35 @@ def plot_design(
     for spine in ax.spines.values():
         spine.set_visible(False)
 
-    if legend:
-        present = set(np.unique(codes).tolist()) | {CELL_CODES["control"], CELL_CODES["treated"]}
-        names = {
-            "control": "Control",
-            "partial": "Transition / partial",
-            "treated": "Intervention",
-            "not observed": "Not observed",
-        }
-        handles = [
-            Patch(
-                facecolor=CELL_COLOURS[k],
-                edgecolor="#9a9a9a",
-                label=names[k],
-                hatch="xx" if k == "not observed" else None,
-            )
-            for k in kinds
-            if CELL_CODES[k] in present
-        ]
-        ax.legend(
-            handles=handles,
-            loc="lower left",
-            bbox_to_anchor=(0.0, 1.01),
-            ncol=len(handles),
-            frameon=False,
-            fontsize=8,
-            handlelength=1.4,
-            borderaxespad=0.0,
+
+def _draw_legend(ax: Axes, codes: np.ndarray) -> None:
+    """Draw a legend of the kinds of cell present (control and treated always) above."""
+    from matplotlib.patches import Patch
+
+    present = set(np.unique(codes).tolist()) | {CELL_CODES["control"], CELL_CODES["treated"]}
+    names = {
+        "control": "Control",
+        "partial": "Transition / partial",
+        "treated": "Intervention",
+        "not observed": "Not observed",
+    }
+    handles = [
+        Patch(
+            facecolor=CELL_COLOURS[k],
+            edgecolor="#9a9a9a",
+            label=names[k],
+            hatch="xx" if k == "not observed" else None,
         )
-    return ax
+        for k in CELL_CODES
+        if CELL_CODES[k] in present
+    ]
+    ax.legend(
+        handles=handles,
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.01),
+        ncol=len(handles),
+        frameon=False,
+        fontsize=8,
+        handlelength=1.4,
+        borderaxespad=0.0,
+    )

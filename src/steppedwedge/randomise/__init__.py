@@ -300,6 +300,7 @@ def _allowed_iv(
 
 
 def _randomise_iv(
+    *,
     design: Any,
     clusters: Any,
     cluster: Any,
@@ -317,19 +318,11 @@ def _randomise_iv(
         raise DesignError(f"`design` must be a steppedwedge Design; got {type(design).__name__}.")
     raw_labels, frame = _labels_iv(clusters, cluster)
     labels = _canonical_labels(raw_labels, design)
-
     columns: dict[str, dict[Hashable, Any]] = {}
     stratum_of: tuple[str, ...] | None = None
-    allowed = None
     if strata is not None:
-        col = _column(frame, strata, "strata", raw_labels)
-        columns[strata] = col
-        text = {str(v) for v in col.values()}
-        if len(text) != len(set(col.values())):
-            raise DesignError(
-                f"`strata` column {strata!r} has values that differ but print the same."
-            )
-        stratum_of = tuple(str(col[lab]) for lab in labels)
+        columns[strata], stratum_of = _strata_iv(frame, strata, raw_labels, labels)
+    allowed = None
     if allowed_sequences is not None:
         if stratum_of is None:
             raise DesignError(
@@ -337,11 +330,58 @@ def _randomise_iv(
                 "(the column holding each cluster's stratum)."
             )
         allowed = _allowed_iv(allowed_sequences, sorted(set(stratum_of)), design.n_sequences)
+    bal = _balance_names(balance)
+    for name in bal:
+        columns[name] = _balance_column(frame, name, raw_labels)
+    cutoff, max_score = _constraint_iv(bal, cutoff, max_score)
+    if alpha is not None:
+        alpha = check_probability("alpha", alpha)
+    max_enumerate = check_positive_int("max_enumerate", max_enumerate)
+    n_candidates = check_positive_int("n_candidates", n_candidates)
+    if n_candidates > max_enumerate:
+        raise DesignError(
+            f"`n_candidates` ({n_candidates}) must not exceed `max_enumerate` ({max_enumerate}): "
+            "spaces up to `max_enumerate` are enumerated in full, larger ones are sampled."
+        )
+    gen, seed = _seed_iv(rng)
+    cov = pd.DataFrame(
+        {name: [col[lab] for lab in labels] for name, col in columns.items()},
+        index=pd.Index(list(labels), dtype=object, name="cluster", tupleize_cols=False),
+    )
+    return _Inputs(
+        design=design,
+        labels=labels,
+        covariates=cov,
+        strata=strata,
+        stratum_of=stratum_of,
+        allowed=allowed,
+        balance=bal,
+        cutoff=cutoff,
+        max_score=max_score,
+        alpha=alpha,
+        max_enumerate=max_enumerate,
+        n_candidates=n_candidates,
+        rng=gen,
+        seed=seed,
+    )
 
+
+def _strata_iv(
+    frame: Any, strata: str, raw_labels: list[Hashable], labels: tuple[Hashable, ...]
+) -> tuple[dict[Hashable, Any], tuple[str, ...]]:
+    """Return the strata column and the printed stratum of each cluster (canonical order)."""
+    col = _column(frame, strata, "strata", raw_labels)
+    text = {str(v) for v in col.values()}
+    if len(text) != len(set(col.values())):
+        raise DesignError(f"`strata` column {strata!r} has values that differ but print the same.")
+    return col, tuple(str(col[lab]) for lab in labels)
+
+
+def _balance_names(balance: Any) -> tuple[str, ...]:
     if balance is None:
-        bal: tuple[str, ...] = ()
-    elif isinstance(balance, str):
-        bal = (balance,)
+        return ()
+    if isinstance(balance, str):
+        bal: tuple[str, ...] = (balance,)
     elif isinstance(balance, Iterable):
         bal = tuple(balance)
         if not bal:
@@ -352,24 +392,33 @@ def _randomise_iv(
         raise DesignError(f"`balance` must be a column name or a list of them; got {balance!r}.")
     if len(set(bal)) != len(bal):
         raise DesignError(f"`balance` repeats a column: {list(bal)}.")
-    for name in bal:
-        col = _column(frame, name, "balance", raw_labels)
-        odd = [v for v in col.values() if not isinstance(v, (int, float, np.number))]
-        if odd:
-            raise DesignError(
-                f"`balance` column {name!r} must be numeric; got values such as {odd[0]!r}."
-            )
-        values = {lab: float(v) for lab, v in col.items()}
-        finite = np.isfinite(np.array(list(values.values())))
-        if not finite.all():
-            raise DesignError(f"`balance` column {name!r} must be finite.")
-        if len(set(values.values())) == 1:
-            raise DesignError(
-                f"`balance` column {name!r} is the same for every cluster, so it cannot be "
-                "balanced; drop it."
-            )
-        columns[name] = values
+    return bal
 
+
+def _balance_column(frame: Any, name: str, raw_labels: list[Hashable]) -> dict[Hashable, float]:
+    """Return a numeric, finite, non-constant covariate to balance, by cluster."""
+    col = _column(frame, name, "balance", raw_labels)
+    odd = [v for v in col.values() if not isinstance(v, (int, float, np.number))]
+    if odd:
+        raise DesignError(
+            f"`balance` column {name!r} must be numeric; got values such as {odd[0]!r}."
+        )
+    values = {lab: float(v) for lab, v in col.items()}
+    finite = np.isfinite(np.array(list(values.values())))
+    if not finite.all():
+        raise DesignError(f"`balance` column {name!r} must be finite.")
+    if len(set(values.values())) == 1:
+        raise DesignError(
+            f"`balance` column {name!r} is the same for every cluster, so it cannot be "
+            "balanced; drop it."
+        )
+    return values
+
+
+def _constraint_iv(
+    bal: tuple[str, ...], cutoff: Any, max_score: Any
+) -> tuple[float | None, float | None]:
+    """Check the balance constraint: exactly one of ``cutoff``/``max_score`` with ``balance``."""
     if bal:
         if cutoff is None and max_score is None:
             raise DesignError(
@@ -402,47 +451,18 @@ def _randomise_iv(
         if not (math.isfinite(m) and m >= 0):
             raise DesignError(f"`max_score` must be a finite number >= 0; got {max_score!r}.")
         max_score = m
-    if alpha is not None:
-        alpha = check_probability("alpha", alpha)
-    max_enumerate = check_positive_int("max_enumerate", max_enumerate)
-    n_candidates = check_positive_int("n_candidates", n_candidates)
-    if n_candidates > max_enumerate:
-        raise DesignError(
-            f"`n_candidates` ({n_candidates}) must not exceed `max_enumerate` ({max_enumerate}): "
-            "spaces up to `max_enumerate` are enumerated in full, larger ones are sampled."
-        )
+    return cutoff, max_score
 
-    # the seed record: an int seed as given, else the generator state before any draw
+
+def _seed_iv(rng: RNGLike) -> tuple[np.random.Generator, Any]:
+    """Return the generator and the seed record: an int seed as given, else its state."""
     if rng is None:
         seed: Any = int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
-        gen = normalise_rng(seed)
-    else:
-        gen = normalise_rng(rng)
-        if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
-            seed = int(rng)
-        else:
-            seed = _jsonable(gen.bit_generator.state)
-
-    cov = pd.DataFrame(
-        {name: [col[lab] for lab in labels] for name, col in columns.items()},
-        index=pd.Index(list(labels), dtype=object, name="cluster", tupleize_cols=False),
-    )
-    return _Inputs(
-        design=design,
-        labels=labels,
-        covariates=cov,
-        strata=strata,
-        stratum_of=stratum_of,
-        allowed=allowed,
-        balance=bal,
-        cutoff=cutoff,
-        max_score=max_score,
-        alpha=alpha,
-        max_enumerate=max_enumerate,
-        n_candidates=n_candidates,
-        rng=gen,
-        seed=seed,
-    )
+        return normalise_rng(seed), seed
+    gen = normalise_rng(rng)
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return gen, int(rng)
+    return gen, _jsonable(gen.bit_generator.state)
 
 
 # --------------------------------------------------------------------------------------
@@ -487,6 +507,81 @@ def _build_space(inp: _Inputs) -> tuple[AllocationSpace, str]:
             f"{[int(x) for x in g]}."
         )
     return space, method
+
+
+@dataclass(frozen=True)
+class _Pick:
+    """The drawn allocation and, for a constrained design, its admissible set and balance."""
+
+    chosen: npt.NDArray[np.int8]
+    n_admissible: int
+    held: npt.NDArray[np.int8] | None = None  # None: enumerated lazily by Allocation
+    n_candidates: int = 0
+    balance: dict[str, float] = field(default_factory=dict)
+    score: float | None = None
+    reference: dict[str, float] = field(default_factory=dict)
+
+
+def _constrained_pick(inp: _Inputs, space: AllocationSpace) -> _Pick:
+    """Score the candidates, keep the admissible ones, draw one uniformly (Moulton 2004)."""
+    gen = inp.rng
+    enumerated_all = space.size <= inp.max_enumerate
+    candidates = (
+        space.enumerate() if enumerated_all else space.sample_distinct(inp.n_candidates, gen)
+    )
+    n_cand = candidates.shape[0]
+    z_raw = inp.covariates[list(inp.balance)].to_numpy(dtype=np.float64)
+    z = (z_raw - z_raw.mean(axis=0)) / z_raw.std(axis=0, ddof=1)
+    contrast, denom = _sequence_contrasts(inp.design)
+    diffs, scores = _balance_scores(candidates, contrast, denom, z)
+    if inp.cutoff is not None:
+        # exact decimal arithmetic: cutoff=0.1 of 2520 keeps the 252 best, not 253
+        k = max(1, math.ceil(Fraction(repr(inp.cutoff)) * n_cand))
+        threshold = np.partition(scores, k - 1)[k - 1]
+    else:
+        assert inp.max_score is not None
+        threshold = inp.max_score
+    keep = scores <= threshold
+    if not keep.any():
+        raise DesignError(
+            f"no allocation has a balance score <= `max_score`={inp.max_score:g}; "
+            f"the best of the {n_cand} {'eligible' if enumerated_all else 'sampled'} "
+            "allocations scores "
+            f"{scores.min():.4g}."
+        )
+    admissible = candidates[keep]
+    adm_diffs = diffs[keep]
+    if not enumerated_all:  # canonical (lexicographic) order for the sampled set
+        order = np.lexsort(admissible.T[::-1])
+        admissible, adm_diffs = admissible[order], adm_diffs[order]
+    pick = randbelow(gen, admissible.shape[0], 1)[0]
+    return _Pick(
+        chosen=admissible[pick],
+        n_admissible=admissible.shape[0],
+        held=admissible,
+        n_candidates=n_cand,
+        balance={name: float(adm_diffs[pick, k]) for k, name in enumerate(inp.balance)},
+        score=float(np.round((adm_diffs[pick] ** 2).sum(), SCORE_DECIMALS)),
+        reference={name: float(np.abs(diffs[:, k]).mean()) for k, name in enumerate(inp.balance)},
+    )
+
+
+def _allocated(inp: _Inputs, chosen: npt.NDArray[np.int8]) -> tuple[Design, _FrozenMap]:
+    """Return the design relabelled with the allocated clusters, and their sequences.
+
+    Within a sequence, clusters in canonical order take its rows in order.
+    """
+    seq_rows = inp.design.sequences
+    slot_labels: list[Hashable] = [None] * inp.design.n_clusters
+    for s in range(inp.design.n_sequences):
+        rows = np.flatnonzero(seq_rows == s)
+        members = [lab for lab, q in zip(inp.labels, chosen.tolist(), strict=False) if q == s]
+        for r, lab in zip(rows.tolist(), members, strict=False):
+            slot_labels[r] = lab
+    assignment = _FrozenMap(
+        {lab: int(q) for lab, q in zip(inp.labels, chosen.tolist(), strict=True)}
+    )
+    return inp.design.relabel(slot_labels), assignment
 
 
 def _check_stratum_capacity(
@@ -1111,35 +1206,10 @@ def randomise(
 
     Notes
     -----
-    **Space.**  Labels within a sequence are exchangeable, so an allocation is a partition
-    of the ``I`` clusters into the ``S`` sequences with the design's sizes ``g_s``; there are
-    ``I! / prod_s g_s!`` of them (:attr:`Allocation.n_possible`).
-
-    **Stratified.**  A stratum with ``n_h`` clusters gets ``floor`` or ``ceil`` of its
-    proportional share ``n_h g_s / I`` in sequence ``s`` (with equal sequences: counts differ
-    by at most one across sequences); which sequences receive the remainders is random too.
-    Such count tables always exist (Baranyai's rounding lemma).
-
-    **Restricted.**  With ``allowed_sequences`` the only rule is that each stratum's
-    clusters take permitted sequences (no evenness rule); impossible restrictions raise a
-    :class:`DesignError` naming the strata and capacities.
-
-    **Balance score.**  Each covariate is standardised (mean 0, SD 1 across clusters,
-    ``ddof=1``).  Its imbalance ``d`` under an allocation is the coefficient of treatment when
-    the covariate is regressed on treatment and period fixed effects over the observed
-    cells: ``d = sum_ij (X_ij - Xbar_j) z_i / sum_ij (X_ij - Xbar_j)^2``.  For a 0/1 design
-    this is the average over periods of the treated-minus-control covariate mean, weighted
-    by ``n_1j n_0j / n_j``: the comparisons that identify the effect once period effects are
-    adjusted for.  The score is ``sum_k d_k^2``, rounded to 10 decimals so that ties are exact.
-    ``cutoff`` keeps allocations whose score is at most the ``ceil(cutoff * n)``-th smallest
-    of the ``n`` candidates (``cutoff`` taken as the decimal it prints as), ties included.
-
-    **Uniformity and reproducibility.**  Every admissible allocation is equally likely.
-    Clusters are put in a canonical order (sorted by their text) and the eligible space is
-    counted exactly with integers; the draw uses only integer draws of the generator
-    (``integers``/``permuted``) over that order.  Hence the same inputs and seed give the
+    Every admissible allocation is equally likely, and the same inputs and seed give the
     same allocation on any platform, whatever the order of the rows of ``clusters``.  The
-    admissible set is what :func:`~steppedwedge.permutation_test` re-draws from.
+    allocation space, the stratification and restriction rules, the balance score and the
+    uniform, reproducible draw are set out in :doc:`/explanation/randomisation`.
 
     References
     ----------
@@ -1165,91 +1235,37 @@ def randomise(
     >>> sorted(alloc.assignment[c] for c in ["Walsall", "Lancashire"])
     [0, 1]
     """
-    inp = _randomise_iv(
-        design,
-        clusters,
-        cluster,
-        strata,
-        balance,
-        cutoff,
-        max_score,
-        allowed_sequences,
-        rng,
-        alpha,
-        max_enumerate,
-        n_candidates,
-    )
+    inp = _randomise_iv(**locals())
     space, method = _build_space(inp)
+    if inp.balance:
+        pick = _constrained_pick(inp, space)
+    else:
+        index = randbelow(inp.rng, space.size, 1)[0]
+        pick = _Pick(chosen=space.unrank(index), n_admissible=space.size)
+    if pick.held is not None:
+        pick.held.flags.writeable = False
+    result = _allocation(inp, space, method, pick)
+    n_admissible = pick.n_admissible
+    if inp.alpha is not None and result.min_pvalue > inp.alpha:
+        warnings.warn(
+            f"a randomisation test can never reach p <= {inp.alpha:g} "
+            f"with {n_admissible} admissible "
+            f"allocations (smallest attainable p = 1/{n_admissible} = {result.min_pvalue:.3g}); "
+            "use model-based small-sample inference or more clusters/allocations.",
+            SmallSampleWarning,
+            stacklevel=caller_stacklevel(),
+        )
+    return result
+
+
+def _allocation(inp: _Inputs, space: AllocationSpace, method: str, pick: _Pick) -> Allocation:
+    """Assemble the :class:`Allocation` of the drawn ``pick`` with its audit record."""
     g = [int(x) for x in inp.design.sequence_sizes]
     n_possible = math.factorial(sum(g))
     for x in g:
         n_possible //= math.factorial(x)
-    gen = inp.rng
-    n_eligible = space.size
-
-    balance_map: dict[str, float] = {}
-    reference: dict[str, float] = {}
-    score: float | None = None
-    n_cand = 0
-    if inp.balance:
-        enumerated_all = n_eligible <= inp.max_enumerate
-        candidates = (
-            space.enumerate() if enumerated_all else space.sample_distinct(inp.n_candidates, gen)
-        )
-        n_cand = candidates.shape[0]
-        z_raw = inp.covariates[list(inp.balance)].to_numpy(dtype=np.float64)
-        z = (z_raw - z_raw.mean(axis=0)) / z_raw.std(axis=0, ddof=1)
-        contrast, denom = _sequence_contrasts(inp.design)
-        diffs, scores = _balance_scores(candidates, contrast, denom, z)
-        if inp.cutoff is not None:
-            # exact decimal arithmetic: cutoff=0.1 of 2520 keeps the 252 best, not 253
-            k = max(1, math.ceil(Fraction(repr(inp.cutoff)) * n_cand))
-            threshold = np.partition(scores, k - 1)[k - 1]
-        else:
-            assert inp.max_score is not None
-            threshold = inp.max_score
-        keep = scores <= threshold
-        if not keep.any():
-            raise DesignError(
-                f"no allocation has a balance score <= `max_score`={inp.max_score:g}; "
-                f"the best of the {n_cand} {'eligible' if enumerated_all else 'sampled'} "
-                "allocations scores "
-                f"{scores.min():.4g}."
-            )
-        admissible = candidates[keep]
-        adm_diffs = diffs[keep]
-        if not enumerated_all:  # canonical (lexicographic) order for the sampled set
-            order = np.lexsort(admissible.T[::-1])
-            admissible, adm_diffs = admissible[order], adm_diffs[order]
-        pick = randbelow(gen, admissible.shape[0], 1)[0]
-        chosen = admissible[pick]
-        balance_map = {name: float(adm_diffs[pick, k]) for k, name in enumerate(inp.balance)}
-        score = float(np.round((adm_diffs[pick] ** 2).sum(), SCORE_DECIMALS))
-        reference = {name: float(np.abs(diffs[:, k]).mean()) for k, name in enumerate(inp.balance)}
-        n_admissible = admissible.shape[0]
-        held: npt.NDArray[np.int8] | None = admissible
-    else:
-        pick = randbelow(gen, n_eligible, 1)[0]
-        chosen = space.unrank(pick)
-        n_admissible = n_eligible
-        held = None  # enumerated lazily by Allocation.admissible
-    if held is not None:
-        held.flags.writeable = False
-
-    # fill the slots: within a sequence, clusters in canonical order take its rows in order
-    seq_rows = inp.design.sequences
-    slot_labels: list[Hashable] = [None] * inp.design.n_clusters
-    for s in range(inp.design.n_sequences):
-        rows = np.flatnonzero(seq_rows == s)
-        members = [lab for lab, q in zip(inp.labels, chosen.tolist(), strict=False) if q == s]
-        for r, lab in zip(rows.tolist(), members, strict=False):
-            slot_labels[r] = lab
-    allocated = inp.design.relabel(slot_labels)
-    assignment = _FrozenMap(
-        {lab: int(q) for lab, q in zip(inp.labels, chosen.tolist(), strict=True)}
-    )
-
-    result = Allocation(
+    allocated, assignment = _allocated(inp, pick.chosen)
+    return Allocation(
         design=allocated,
         clusters=inp.labels,
         assignment=assignment,
@@ -1262,13 +1278,13 @@ def randomise(
         max_score=inp.max_score,
         covariates=inp.covariates,
         n_possible=n_possible,
-        n_eligible=n_eligible,
-        n_candidates=n_cand,
-        n_admissible=n_admissible,
-        enumerated=n_eligible <= inp.max_enumerate,
-        balance=_FrozenMap(balance_map),
-        balance_score=score,
-        balance_reference=_FrozenMap(reference),
+        n_eligible=space.size,
+        n_candidates=pick.n_candidates,
+        n_admissible=pick.n_admissible,
+        enumerated=space.size <= inp.max_enumerate,
+        balance=_FrozenMap(pick.balance),
+        balance_score=pick.score,
+        balance_reference=_FrozenMap(pick.reference),
         seed=inp.seed,
         version=__version__,
         input_hash=_input_hash(inp),
@@ -1279,16 +1295,6 @@ def randomise(
                 "n_candidates": inp.n_candidates,
             }
         ),
-        _admissible=held,
+        _admissible=pick.held,
         _space=space,
     )
-    if inp.alpha is not None and result.min_pvalue > inp.alpha:
-        warnings.warn(
-            f"a randomisation test can never reach p <= {inp.alpha:g} "
-            f"with {n_admissible} admissible "
-            f"allocations (smallest attainable p = 1/{n_admissible} = {result.min_pvalue:.3g}); "
-            "use model-based small-sample inference or more clusters/allocations.",
-            SmallSampleWarning,
-            stacklevel=caller_stacklevel(),
-        )
-    return result
