@@ -440,8 +440,8 @@ class EstimationResult(ResultMixin):
             return out
         if self._vcov_options:
             raise OptionError(
-                f"this {self.method_label} result stores no refit (it was not built by "
-                "steppedwedge.fit); refit with the `vcov=` option instead."
+                f"this {self.method_label} result stores no fit to recompute its variance "
+                "from; refit with the `vcov=` option instead."
             )
         raise OptionError(
             f"with_vcov() is not available for {self.method_label} results (supported "
@@ -544,8 +544,9 @@ class FitResult(EstimationResult):
 
     Notes
     -----
-    :meth:`with_vcov` returns the same model refitted with another variance estimator (and
-    df rule); it needs the data, which :func:`steppedwedge.fit` stores in the result.
+    :meth:`with_vcov` recomputes the variance (and df) from the fit stored on the result
+    (Gaussian LMMs: the REML/ML estimates and cell statistics, no re-optimisation); the
+    numbers equal a refit with that ``vcov``.
     """
 
     estimand: str
@@ -580,7 +581,7 @@ class FitResult(EstimationResult):
 
     _refit: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
 
-    #: Variance estimators of :meth:`with_vcov` (a refit of the same model).
+    #: Variance estimators of :meth:`with_vcov` (recomputed by the stored ``_refit``).
     _vcov_options: ClassVar[tuple[str, ...]] = MIXED_VCOV
 
     @property

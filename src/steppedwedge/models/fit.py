@@ -7,8 +7,6 @@ one line here (``docs/explanation/architecture.rst``).
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import importlib
 import warnings
 from collections.abc import Callable, Sequence
@@ -66,33 +64,6 @@ def _ordered_periods(
     return data
 
 
-def _refit(
-    data: pd.DataFrame,
-    spec: AnalysisSpec,
-    options: dict[str, Any],
-    *,
-    vcov: str,
-    dof: str | float | None,
-) -> EstimationResult:
-    """Fit ``spec`` again with another variance estimator and df rule (``with_vcov``)."""
-    new = spec.replace(vcov=vcov, dof=dof)
-    return _with_refit(FITTERS[new.method](data, new, **options), data, new, options)
-
-
-def _with_refit(
-    result: EstimationResult, data: Any, spec: AnalysisSpec, options: dict[str, Any]
-) -> EstimationResult:
-    """Store a refit in a result that has a ``_refit`` slot the fitter left empty."""
-    slots = {f.name for f in dataclasses.fields(result)} if dataclasses.is_dataclass(result) else ()
-    if "_refit" not in slots or getattr(result, "_refit", None) is not None:
-        return result
-    if not isinstance(data, pd.DataFrame):
-        return result
-    again = functools.partial(_refit, data.copy(), spec, dict(options))
-    out: EstimationResult = dataclasses.replace(result, _refit=again)  # type: ignore[type-var]
-    return out
-
-
 # ------------------------------------------------------------------ interim adapters
 # (each becomes the fitter module's own ``fit_<name>_spec`` entry as it lands)
 def _roles(spec: AnalysisSpec) -> dict[str, Any]:
@@ -107,22 +78,6 @@ def _roles(spec: AnalysisSpec) -> dict[str, Any]:
     }
 
 
-def _model(spec: AnalysisSpec) -> dict[str, Any]:
-    return {
-        "covariates": spec.covariates,
-        "random": spec.random,
-        "time": spec.time,
-        "knots": spec.knots,
-        "effect": spec.effect,
-        "exposure_window": spec.exposure_window,
-        "exposure_time": spec.exposure_time,
-        "method": spec.method,
-        "dof": spec.dof,
-        "vcov": "model" if spec.vcov is None else spec.vcov,
-        "decay_scale": spec.decay_scale,
-    }
-
-
 def _counts(spec: AnalysisSpec) -> dict[str, Any]:
     return {
         "family": spec.family,
@@ -131,12 +86,6 @@ def _counts(spec: AnalysisSpec) -> dict[str, Any]:
         "offset": spec.offset,
         "trials": spec.trials,
     }
-
-
-def _fit_glmm(data: pd.DataFrame, spec: AnalysisSpec, **options: Any) -> Any:
-    from .glmm import fit_glmm
-
-    return fit_glmm(data, **_counts(spec), **_model(spec), **_roles(spec), **options)
 
 
 def _fit_cluster_summary(data: pd.DataFrame, spec: AnalysisSpec, **options: Any) -> Any:
@@ -182,34 +131,20 @@ def _check_rows(spec: AnalysisSpec, data: Any) -> None:
         )
 
 
-def _fit_fixed_effects(data: pd.DataFrame, spec: AnalysisSpec, **options: Any) -> Any:
-    from .fixed_effects import fit_fixed_effects
+def _fit_fixed_effects(data: pd.DataFrame, spec: AnalysisSpec, **numerics: Any) -> EstimationResult:
+    """``sw.fit``'s row checks, then the fixed-effects GLM entry."""
+    from .fixed_effects import fit_fixed_effects_spec
 
     _check_rows(spec, data)
-    return fit_fixed_effects(
-        data,
-        outcome=spec.outcome,
-        cluster=spec.cluster,
-        period=spec.period,
-        treatment=spec.treatment,
-        family=spec.family,  # type: ignore[arg-type]
-        covariates=spec.covariates,
-        offset=spec.offset,
-        exposure=spec.exposure,
-        effect=spec.effect,  # type: ignore[arg-type]
-        vcov="cr2" if spec.vcov is None else spec.vcov,  # type: ignore[arg-type]
-        dof=spec.dof,  # type: ignore[arg-type]
-        missing=spec.missing,  # type: ignore[arg-type]
-        **options,
-    )
+    return fit_fixed_effects_spec(data, spec, **numerics)
 
 
 #: ``method`` -> fitter entry ``(data, spec, **numerics) -> EstimationResult``.
 FITTERS: dict[str, Fitter] = {
     "reml": _entry("mixed", "fit_gaussian_spec"),
     "ml": _entry("mixed", "fit_gaussian_spec"),
-    "laplace": _fit_glmm,
-    "agq": _fit_glmm,
+    "laplace": _entry("glmm", "fit_glmm_spec"),
+    "agq": _entry("glmm", "fit_glmm_spec"),
     "gee": _entry("gee", "fit_gee_spec"),
     "cluster-summary": _fit_cluster_summary,
     "fixed-effects": _fit_fixed_effects,
@@ -263,35 +198,21 @@ def fit(
         Column names.  ``treatment`` is 0/1, or a fraction in (0, 1) for partial or
         delayed (known-shape) effects with ``effect="immediate"``.
     individual : str, optional
-        Individual id for cohorts (the same people measured in several periods): adds an
-        individual random intercept ``psi2`` on top of ``random``.  The likelihood is then
-        evaluated cluster by cluster on the rows (exact; cost linear in clusters, cubic in
-        rows per cluster) because individual effects cross the cells.
+        Individual id for cohorts: adds an individual random intercept ``psi2``.
     family : {"gaussian", "binomial", "poisson", "negative_binomial"}
-        Outcome family.  Non-Gaussian families go to
-        :func:`steppedwedge.models.glmm.fit_glmm` (Laplace/AGQ) unless ``method`` is
-        ``"gee"`` or ``"cluster-summary"``.
+        Outcome family (non-Gaussian mixed models are GLMMs, Laplace or AGQ).
     link : str, optional
         Link of non-Gaussian models (default logit for binomial, log for counts).
     exposure, offset, trials : str, optional
         Counts: exposure (logged internally) or a log-scale offset; binomial aggregates:
         the trials column.
     covariates : str, optional
-        Right-hand-side formula of individual- or cluster-level covariates, e.g.
-        ``"age + C(sex)"`` (evaluated by patsy).
+        Right-hand-side (patsy) formula of covariates, e.g. ``"age + C(sex)"``.
     random : str
         ``"nested"`` (default: cluster + cluster-period intercepts), ``"cluster"`` (Hussey &
-        Hughes), ``"decay"`` (cluster-period effects with covariance ``gamma2 * r^|j-k|``,
-        Kasza et al. 2019, as glmmTMB ``ar1(period + 0 | cluster)``), ``"nested+decay"``,
-        ``"random-slope"`` (cluster intercept and an independent cluster treatment effect,
-        Hughes, Granston & Heagerty 2015), ``"random-slope-corr"`` (correlated), and the
-        ``"nested+..."`` variants adding cluster-period effects.  ``"nested+decay"`` is a
-        persistent cluster effect plus the decaying one (glmmTMB ``(1 | cluster) +
-        ar1(period + 0 | cluster)``), the structure of real council rates.  Gaussian models
-        accept all of them; GLMMs (binomial, Poisson, negative binomial) accept
-        ``"cluster"``, ``"nested"``, ``"decay"``, ``"nested+decay"``, ``"random-slope"`` and
-        ``"nested+random-slope"`` (see :func:`steppedwedge.models.glmm.fit_glmm` for what each
-        is for).
+        Hughes), ``"decay"`` (covariance ``gamma2 * r^|j-k|``, Kasza et al. 2019),
+        ``"nested+decay"``, ``"random-slope"`` (Hughes et al. 2015), ``"random-slope-corr"``
+        and ``"nested+..."`` variants (GLMMs: ``docs/explanation/glmm_options.rst``).
     time : {"categorical", "linear", "spline", "none"}
         Secular trend: one effect per period (default), linear, natural cubic spline with
         interior ``knots`` (period units), or none (warns: assumes no secular trend).
@@ -301,80 +222,54 @@ def fit(
         Immediate treatment effect (IT); or exposure-time indicators (Kenny et al. 2022)
         with the time-averaged effect over ``exposure_window`` (``"eti"``/``"tate"``, default
         all observed exposure times) or the point effect at ``exposure_time`` (``"pte"``).
-    exposure_window : tuple of int, optional
-        ``(e1, e2)`` for the TATE.
-    exposure_time : int, optional
-        ``e`` for the PTE.
-    method : {"reml", "ml", "laplace", "agq", "gee", "cluster-summary", "fixed-effects"}, optional
-        ``"reml"`` (Gaussian default) or ``"ml"``; ``"laplace"`` (GLMM default) or ``"agq"``;
-        ``"gee"`` (:func:`steppedwedge.models.gee.fit_gee_frame`), ``"cluster-summary"``
-        (:func:`steppedwedge.models.cluster_level.fit_cluster_summary_frame`) or
-        ``"fixed-effects"``: a GLM with cluster and period fixed effects and CR2
-        cluster-robust errors with Satterthwaite df, as R clubSandwich
-        (:func:`steppedwedge.models.fixed_effects.fit_fixed_effects`; ``effect`` may also be
-        ``"period-interaction"``).  Staggered-rollout estimators: ``"efficient-staggered"``,
-        ``"callaway-santanna"``, ``"sun-abraham"``, ``"imputation"``
-        (:func:`steppedwedge.models.staggered.fit_staggered`; options ``estimand``,
-        ``event_times``, ``beta``, ``n_permutations``, ``rng``, ...).  Design-based
-        estimators with randomisation inference: ``"vertical"``, ``"hughes"``,
-        ``"synthetic-control"``, ``"crossover"``
-        (:func:`steppedwedge.models.design_based.fit_design_based`).
+    exposure_window, exposure_time : tuple of int or int, optional
+        ``(e1, e2)`` for the TATE; ``e`` for the PTE.
+    method : str, optional
+        A key of :data:`~steppedwedge.models.fit.FITTERS`: ``"reml"`` (Gaussian default),
+        ``"ml"``, ``"laplace"`` (GLMM default), ``"agq"``, ``"gee"``, ``"cluster-summary"``,
+        ``"fixed-effects"`` (CR2 GLM); staggered rollout (``"efficient-staggered"``,
+        ``"callaway-santanna"``, ``"sun-abraham"``, ``"imputation"``); design-based
+        (``"vertical"``, ``"hughes"``, ``"synthetic-control"``, ``"crossover"``).
     dof : str or float, optional
-        Denominator df rule.  Gaussian mixed models: ``"kenward-roger"`` (default for REML;
-        the standard error is then the adjusted one, as pbkrtest ``vcovAdj``),
-        ``"satterthwaite"`` (default for ML), ``"between-within"`` or ``"normal"``.  GLMMs:
-        ``"clusters"`` (default: t with I - 2 df for the treatment effect, clusters minus
-        cluster-level parameters), ``"between-within"``, ``"residual"``, ``"normal"`` (Wald z,
-        as glmer) or a number.  GEE: ``"residual"`` (I - p, default) or ``"normal"``.
-        Cluster summaries: ``"clusters"`` (I - 2, default), ``"satterthwaite"`` or
-        ``"residual"``.
+        Denominator df rule.  Gaussian: ``"kenward-roger"`` (REML default, KR-adjusted SE),
+        ``"satterthwaite"`` (ML default), ``"between-within"``, ``"normal"``.  GLMMs:
+        ``"clusters"`` (default, I - 2), ``"between-within"``, ``"residual"``, ``"normal"``
+        or a number.  GEE: ``"residual"`` (default) or ``"normal"``.  Cluster summaries:
+        ``"clusters"`` (default), ``"satterthwaite"``, ``"residual"``.
     vcov : str, optional
-        Mixed models (Gaussian and GLMM): ``"model"`` (default) or a cluster-robust sandwich,
-        ``"cr0"``, ``"cr2"`` (= ``"robust"``), ``"cr3"``, ``"kc"``, ``"md"``, ``"fg"``,
-        ``"mbn"`` (:mod:`steppedwedge.inference.sandwich`), with t on ``I - p_c`` df by
-        default (``p_c`` = cluster-level parameters: ``I - 2`` without cluster-level
-        covariates; Ouyang et al. 2024 recommend CR3/MD with ``I - 2``); ``dof=`` overrides.
-        GEE: ``"lz"``, ``"kc"``, ``"md"`` (default), ``"fg"``...
-        Cluster summaries: ``"cr2"`` (default, clustered by cluster), ``"model"``, ``"hc2"``.
+        Mixed models: ``"model"`` (default), ``"cr0"``, ``"cr2"`` (= ``"robust"``), ``"cr3"``,
+        ``"kc"``, ``"md"``, ``"fg"``, ``"mbn"`` (t on ``I - p_c`` df unless ``dof=``).  GEE:
+        ``"model"``, ``"robust"``, ``"kc"``, ``"md"``, ``"fg"``.  Cluster summaries: ``"cr2"``
+        (default), ``"model"``, ``"hc2"``; fixed effects: ``"cr2"``, ``"cr1"``, ``"cr0"``.
     missing : {"raise", "drop"}
         Missing outcomes/covariates: raise (default) or drop with a warning.
     design : Design, optional
         Check the rows against a design (it also fixes the period order).
     period_order : sequence, optional
-        The period labels in calendar order.  Text labels (``"P4"``, ``"Jan-20"``) sort
-        alphabetically, so linear or spline time, decay structures and exposure-time effects
-        refuse them (:class:`~steppedwedge.exceptions.DataError`) unless the order is given
-        here, by an ordered categorical column or by ``design``.
+        The period labels in calendar order: text labels sort alphabetically, so time
+        trends, decay and exposure-time effects refuse them unless ordered here (or by an
+        ordered categorical column, or ``design``).
     decay_scale : {"period", "time"}, default "period"
-        For ``random="decay"`` / ``"nested+decay"``: the decay counts periods
-        (``r**|j - k|``), or years between period mid-points (``"time"``, ``r**|t_j - t_k|``,
-        continuous-time decay, Grantham et al. 2019) taken from ``design``
-        (:meth:`Design.period_midpoints`), which is then required.  Gaussian mixed models
-        and GLMMs (``method="laplace"``).
-
+        For decay structures: the decay counts periods, or years between the ``design``'s
+        period mid-points (``"time"``, Grantham et al. 2019; mixed models only).
     **options
-        Passed to the GEE, cluster-summary or GLMM fitter (e.g. ``corstr``, ``weights``,
-        ``n_quadrature``).
+        The fitter's numerical options (e.g. ``corstr``, ``weights``, ``n_quadrature``,
+        ``n_permutations``, ``rng``).
 
     Returns
     -------
     EstimationResult
-        :class:`~steppedwedge.results.FitResult` for Gaussian mixed models,
-        :class:`~steppedwedge.models.glmm.GLMMResult` for GLMMs, and the GEE, fixed-effects,
-        cluster-summary, staggered and design-based results for the other methods; every
-        one follows the :class:`~steppedwedge.results.EstimationResult` protocol.  Mixed-model
-        results support ``with_vcov`` (a refit from the data the result stores).
+        :class:`~steppedwedge.results.FitResult` (Gaussian), ``GLMMResult``, or the GEE,
+        fixed-effects, cluster-summary, staggered or design-based result of ``method``.
 
     Raises
     ------
     DataError
-        Invalid data (non-numeric/infinite/missing outcomes, an individual id in two
-        clusters, ...) or a non-identifiable effect (treatment constant within every period,
-        covariates collinear with treatment or period).
+        Invalid data (non-numeric/missing outcomes, an individual in two clusters, ...) or a
+        non-identifiable effect (treatment collinear with period or covariates).
     OptionError
-        Invalid options (e.g. Kenward-Roger with ML, a method that does not fit the family);
-        validated once by :meth:`~steppedwedge.models.spec.AnalysisSpec.from_options`
-        and then by the fitter for its own options.
+        Invalid options (e.g. a method that does not fit the family): shared ones by
+        :meth:`~steppedwedge.models.spec.AnalysisSpec.from_options`, the rest by the fitter.
 
     References
     ----------
@@ -403,29 +298,12 @@ def fit(
     ['term', 'estimate', 'std_error', 'statistic', 'df', 'p_value', 'conf_low', 'conf_high']
     """
     spec = AnalysisSpec.from_options(
-        outcome=outcome,
-        cluster=cluster,
-        period=period,
-        treatment=treatment,
-        individual=individual,
-        family=family,
-        link=link,
-        exposure=exposure,
-        offset=offset,
-        trials=trials,
-        covariates=covariates,
-        random=random,
-        time=time,
-        knots=knots,
-        effect=effect,
-        exposure_window=exposure_window,
-        exposure_time=exposure_time,
-        method=method,
-        dof=dof,
-        vcov=vcov,
-        missing=missing,
-        decay_scale=decay_scale,
+        outcome=outcome, cluster=cluster, period=period, treatment=treatment,
+        individual=individual, family=family, link=link, exposure=exposure, offset=offset,
+        trials=trials, covariates=covariates, random=random, time=time, knots=knots,
+        effect=effect, exposure_window=exposure_window, exposure_time=exposure_time,
+        method=method, dof=dof, vcov=vcov, missing=missing, decay_scale=decay_scale,
         design=design,
-    )
+    )  # fmt: skip
     data = _ordered_periods(data, spec, period_order, options)
-    return _with_refit(FITTERS[spec.method](data, spec, **options), data, spec, options)
+    return FITTERS[spec.method](data, spec, **options)
