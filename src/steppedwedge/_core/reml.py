@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -542,25 +542,8 @@ def profiled_deviance(
     ws = _workspace(cells)
     fast = closed_form and structure.slope == "none" and not structure.decay
     if fast:
-        # G~ = lam_tau o o' + lam_gamma diag(o): Sherman-Morrison, no LAPACK on blocks
-        k = 0
-        lam_t = 0.0
-        if structure.intercept:
-            lam_t = float(phi[0])
-            k = 1
-        lam_g = float(phi[k]) if structure.cluster_period else 0.0
-        d = ws.base_diag + lam_g * ws.obs_f  # (G, T)
-        dinv = 1.0 / d
-        do = dinv * ws.obs_f
-        s_o = do.sum(axis=1)
-        denom = 1.0 + lam_t * s_o
-        if d.min() <= 0 or denom.min() <= 0:
-            raise np.linalg.LinAlgError("covariance block not positive definite")
-        logdet = float(ws.count @ (np.log(d).sum(axis=1) + np.log(denom)))
-        coef = lam_t / denom
-        sinv = (-coef[:, None] * do)[:, :, None] * do[:, None, :]
-        n_t = sinv.shape[1]
-        sinv.reshape(sinv.shape[0], n_t * n_t)[:, :: n_t + 1] += dinv
+        sm = _nested_inverse(phi, ws, structure)
+        logdet, sinv = sm.logdet, sm.sinv
     else:
         g, dg = structure.blocks_phi(phi, cells)
         s = ws.base + g
@@ -568,7 +551,7 @@ def profiled_deviance(
         if np.any(sign <= 0):
             raise np.linalg.LinAlgError("covariance block not positive definite")
         logdet = float(ws.count @ logdets)
-        sinv = np.linalg.inv(s)
+        sinv = np.asarray(np.linalg.inv(s), dtype=np.float64)
     n_g, t = ws.n_groups, sinv.shape[1]
     big = ws.big
     a = (sinv.reshape(1, -1) @ ws.c_flat).reshape(big, big) + cells.within
@@ -601,21 +584,7 @@ def profiled_deviance(
             inner[:p, :p] += m_inv
         r_g = (ws.c_flat @ inner.reshape(-1)).reshape(n_g, t, t)
         if fast:
-            # d/d lam_tau: sum_g [n_g o'S^{-1}o - u'R u], u = S^{-1}o = do / denom;
-            # d/d lam_gamma: sum_g [n_g tr(O S^{-1}) - tr(O S^{-1} R S^{-1})]
-            grad = np.empty(len(phi))
-            k = 0
-            if structure.intercept:
-                u = do / denom[:, None]
-                ru = (r_g @ u[:, :, None])[:, :, 0]
-                grad[0] = ws.count @ (s_o / denom) - float(np.vdot(u, ru))
-                k = 1
-            if structure.cluster_period:
-                sr = sinv @ r_g
-                diag_sinv = dinv - coef[:, None] * do * do
-                grad[k] = float(ws.count @ (diag_sinv * ws.obs_f).sum(axis=1)) - float(
-                    np.vdot(ws.obs_f[:, :, None] * sr, sinv)
-                )
+            grad = _nested_gradient(sm, r_g, ws, structure, len(phi))
         else:
             c = ws.count[:, None, None] * sinv - sinv @ r_g @ sinv
             grad = dg.reshape(dg.shape[0], -1) @ c.reshape(-1)
@@ -631,6 +600,74 @@ def profiled_deviance(
             raise ValueError("the analytic Hessian needs a structure linear in phi")
         extras["hessian"] = _closed_form_hessian(sinv, ws, structure, chol_m, beta, q, dfn, reml, p)
     return float(dev), grad, extras
+
+
+class _NestedInverse(NamedTuple):
+    """Sherman-Morrison pieces of the cluster / nested blocks ``D + lam_tau o o'``."""
+
+    logdet: float
+    sinv: FloatArray
+    dinv: FloatArray
+    do: FloatArray
+    s_o: FloatArray
+    denom: FloatArray
+    coef: FloatArray
+
+
+def _nested_inverse(
+    phi: FloatArray, ws: _Workspace, structure: CovarianceStructure
+) -> _NestedInverse:
+    """Inverse and log-determinant of ``G~ = lam_tau o o' + lam_gamma diag(o)`` blocks.
+
+    Sherman-Morrison on the diagonal ``D``: no LAPACK call on the blocks.
+    """
+    k = 0
+    lam_t = 0.0
+    if structure.intercept:
+        lam_t = float(phi[0])
+        k = 1
+    lam_g = float(phi[k]) if structure.cluster_period else 0.0
+    d = ws.base_diag + lam_g * ws.obs_f  # (G, T)
+    dinv = 1.0 / d
+    do = dinv * ws.obs_f
+    s_o = do.sum(axis=1)
+    denom = 1.0 + lam_t * s_o
+    if d.min() <= 0 or denom.min() <= 0:
+        raise np.linalg.LinAlgError("covariance block not positive definite")
+    logdet = float(ws.count @ (np.log(d).sum(axis=1) + np.log(denom)))
+    coef = lam_t / denom
+    sinv = (-coef[:, None] * do)[:, :, None] * do[:, None, :]
+    n_t = sinv.shape[1]
+    sinv.reshape(sinv.shape[0], n_t * n_t)[:, :: n_t + 1] += dinv
+    return _NestedInverse(logdet, sinv, dinv, do, s_o, denom, coef)
+
+
+def _nested_gradient(
+    sm: _NestedInverse,
+    r_g: FloatArray,
+    ws: _Workspace,
+    structure: CovarianceStructure,
+    n_phi: int,
+) -> FloatArray:
+    """Closed-form profiled-deviance gradient of the cluster / nested structures.
+
+    ``d/d lam_tau = sum_g [n_g o'S^{-1}o - u'R u]`` with ``u = S^{-1}o = do / denom``;
+    ``d/d lam_gamma = sum_g [n_g tr(O S^{-1}) - tr(O S^{-1} R S^{-1})]``.
+    """
+    grad = np.empty(n_phi)
+    k = 0
+    if structure.intercept:
+        u = sm.do / sm.denom[:, None]
+        ru = (r_g @ u[:, :, None])[:, :, 0]
+        grad[0] = ws.count @ (sm.s_o / sm.denom) - float(np.vdot(u, ru))
+        k = 1
+    if structure.cluster_period:
+        sr = sm.sinv @ r_g
+        diag_sinv = sm.dinv - sm.coef[:, None] * sm.do * sm.do
+        grad[k] = float(ws.count @ (diag_sinv * ws.obs_f).sum(axis=1)) - float(
+            np.vdot(ws.obs_f[:, :, None] * sr, sm.sinv)
+        )
+    return grad
 
 
 def _closed_form_hessian(
@@ -941,82 +978,27 @@ def fit_lmm(
     LMMFit
     """
     bounds = structure.phi_bounds()
-    n_eval = 0
-    best: dict[str, object] = {"f": np.inf, "x": None}
-    last: dict[bytes, tuple[float, FloatArray, dict[str, object]]] = {}
-
     # cluster / nested: exact Newton with the closed-form Hessian (fewer evaluations)
     exact = structure.slope == "none" and not structure.decay
-
-    def fun(x: FloatArray) -> tuple[float, FloatArray]:
-        nonlocal n_eval
-        n_eval += 1
-        try:
-            f, g, extras = profiled_deviance(x, cells, structure, reml, hessian=exact)
-        except np.linalg.LinAlgError:
-            return 1e300, np.zeros_like(x)
-        # keep the latest evaluations: the final point is usually one of them
-        if len(last) > 8:
-            last.clear()
-        last[np.asarray(x, dtype=float).tobytes()] = (f, g, extras)
-        if f < best["f"]:  # type: ignore[operator]
-            best["f"], best["x"] = f, x.copy()
-        return f, g
-
-    def hess(x: FloatArray) -> FloatArray | None:
-        cached = last.get(np.asarray(x, dtype=float).tobytes())
-        if cached is None:
-            return None  # projected_newton falls back to finite differences
-        return np.asarray(cached[2]["hessian"])
-
+    fun = _CachedDeviance(cells, structure, reml, exact)
     x0 = _start_values(cells, structure) if start is None else np.asarray(start, dtype=float)
-    lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
-    hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
+    lo, hi = phi_box(bounds)
     x0 = np.clip(x0, lo, hi)
     message = ""
     if structure.n_phi:
-        x, ok, message = projected_newton(fun, x0, lo, hi, hess=hess if exact else None)
+        x, ok, message = projected_newton(fun, x0, lo, hi, hess=fun.hess if exact else None)
         if not ok:
-            res = optimize.minimize(
-                fun,
-                x,
-                jac=True,
-                method="L-BFGS-B",
-                bounds=bounds,
-                options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-10, "maxcor": 20},
-            )
-            x = np.asarray(best["x"] if best["x"] is not None else res.x, dtype=float)
+            res = lbfgsb(fun, x, bounds, maxiter)
+            x = np.asarray(fun.best_x if fun.best_x is not None else res.x, dtype=float)
             message = "projected Newton failed; L-BFGS-B: " + str(res.message)
             x = _newton_polish(x, lo, hi, cells, structure, reml)
         if start is None and (structure.decay or structure.slope == "correlated"):
-            # these likelihoods can have several local optima (the decay r; the sign of the
-            # intercept-slope covariance): restart from other basins and keep the best
-            f_best = fun(x)[0]
-            for xs, label in _extra_starts(x0, structure):
-                xr, ok_r, msg_r = projected_newton(fun, xs, lo, hi)
-                fr = fun(xr)[0]
-                if fr < f_best - 1e-9 * max(1.0, abs(f_best)):
-                    x, f_best, message = xr, fr, f"{msg_r} (restart from {label})"
-            if structure.slope == "correlated":
-                # at tau2 = 0 the sign of l21 is arbitrary for G but not for the gradient in
-                # l11: flip it and continue, which leaves a spurious boundary optimum
-                for _ in range(3):
-                    if x[0] > 1e-8 or abs(x[1]) <= 1e-12:
-                        break
-                    xs = x.copy()
-                    xs[1] = -xs[1]
-                    xr, ok_r, msg_r = projected_newton(fun, xs, lo, hi)
-                    fr = fun(xr)[0]
-                    if not (ok_r and fr < f_best - 1e-9 * max(1.0, abs(f_best))):
-                        break
-                    x, f_best, message = xr, fr, f"{msg_r} (after flipping the slope covariance)"
+            x, message = _restart(fun, x, x0, lo, hi, structure, message)
     else:
         x = np.zeros(0)
-    cached = last.get(np.asarray(x, dtype=float).tobytes())
+    cached = fun.last.get(np.asarray(x, dtype=float).tobytes())
     f, g, extras = cached if cached is not None else profiled_deviance(x, cells, structure, reml)
-    free = _free_mask(x, lo, hi, g)
-    scale = max(1.0, abs(f))
-    converged = bool(np.all(np.abs(g[free]) <= 1e-4 * scale)) if x.size else True
+    converged = kkt_converged(x, lo, hi, f, g)
     sigma2 = float(extras["sigma2"])  # type: ignore[arg-type]
     natural = structure.phi_to_natural(x, sigma2)
     # (X'V~^{-1}X)^{-1} from its Cholesky factor (dpotri fills the lower triangle)
@@ -1025,11 +1007,10 @@ def fit_lmm(
         raise np.linalg.LinAlgError("X'V^{-1}X is singular")
     m_inv = low + low.T
     m_inv.flat[:: m_inv.shape[0] + 1] *= 0.5
-    cov_beta = sigma2 * m_inv
     at_bound = _boundary_names(x, structure)
     return LMMFit(
         beta=np.asarray(extras["beta"]),
-        cov_beta=cov_beta,
+        cov_beta=sigma2 * m_inv,
         natural=natural,
         sigma2=sigma2,
         names=structure.natural_names,
@@ -1039,10 +1020,117 @@ def fit_lmm(
         converged=converged,
         singular=bool(at_bound),
         at_bound=at_bound,
-        n_evaluations=n_eval,
+        n_evaluations=fun.n_eval,
         message=message,
         structure=structure,
     )
+
+
+class _CachedDeviance:
+    """The profiled deviance as an objective: counts calls, keeps the best and latest points.
+
+    Calling it returns ``(f, gradient)`` (``(1e300, 0)`` where the covariance is not
+    positive definite); :meth:`hess` returns the closed-form Hessian stored with the latest
+    evaluations at ``x`` (``None`` when ``x`` was not evaluated recently; needs ``exact``).
+    """
+
+    def __init__(
+        self, cells: CellData, structure: CovarianceStructure, reml: bool, exact: bool
+    ) -> None:
+        self.cells, self.structure, self.reml, self.exact = cells, structure, reml, exact
+        self.n_eval = 0
+        self.best_f = np.inf
+        self.best_x: FloatArray | None = None
+        self.last: dict[bytes, tuple[float, FloatArray, dict[str, object]]] = {}
+
+    def __call__(self, x: FloatArray) -> tuple[float, FloatArray]:
+        self.n_eval += 1
+        try:
+            f, g, extras = profiled_deviance(
+                x, self.cells, self.structure, self.reml, hessian=self.exact
+            )
+        except np.linalg.LinAlgError:
+            return 1e300, np.zeros_like(x)
+        # keep the latest evaluations: the final point is usually one of them
+        if len(self.last) > 8:
+            self.last.clear()
+        self.last[np.asarray(x, dtype=float).tobytes()] = (f, g, extras)
+        if f < self.best_f:
+            self.best_f, self.best_x = f, x.copy()
+        return f, g
+
+    def hess(self, x: FloatArray) -> FloatArray | None:
+        cached = self.last.get(np.asarray(x, dtype=float).tobytes())
+        if cached is None:
+            return None  # projected_newton falls back to finite differences
+        return np.asarray(cached[2]["hessian"])
+
+
+def phi_box(bounds: list[tuple[float | None, float | None]]) -> tuple[FloatArray, FloatArray]:
+    """Lower and upper bounds as arrays (``None`` becomes an infinite bound)."""
+    lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
+    hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
+    return lo, hi
+
+
+def lbfgsb(
+    fun: Callable[[FloatArray], tuple[float, FloatArray]],
+    x: FloatArray,
+    bounds: list[tuple[float | None, float | None]],
+    maxiter: int,
+) -> optimize.OptimizeResult:
+    """Minimise by L-BFGS-B (tight tolerances): the fallback when projected Newton fails."""
+    return optimize.minimize(
+        fun,
+        x,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-10, "maxcor": 20},
+    )
+
+
+def kkt_converged(x: FloatArray, lo: FloatArray, hi: FloatArray, f: float, g: FloatArray) -> bool:
+    """Whether the free gradient is below ``1e-4 max(1, |f|)`` (no parameters: converged)."""
+    if not x.size:
+        return True
+    free = _free_mask(x, lo, hi, g)
+    return bool(np.all(np.abs(g[free]) <= 1e-4 * max(1.0, abs(f))))
+
+
+def _restart(
+    fun: _CachedDeviance,
+    x: FloatArray,
+    x0: FloatArray,
+    lo: FloatArray,
+    hi: FloatArray,
+    structure: CovarianceStructure,
+    message: str,
+) -> tuple[FloatArray, str]:
+    """Restart multimodal likelihoods from other basins; keep the best optimum.
+
+    The decay ``r`` and the sign of the intercept-slope covariance can leave several local
+    optima.  At ``tau2 = 0`` the sign of ``l21`` is arbitrary for G but not for the gradient
+    in ``l11``: it is flipped and the fit continued, which leaves a spurious boundary optimum.
+    """
+    f_best = fun(x)[0]
+    for xs, label in _extra_starts(x0, structure):
+        xr, ok_r, msg_r = projected_newton(fun, xs, lo, hi)
+        fr = fun(xr)[0]
+        if fr < f_best - 1e-9 * max(1.0, abs(f_best)):
+            x, f_best, message = xr, fr, f"{msg_r} (restart from {label})"
+    if structure.slope == "correlated":
+        for _ in range(3):
+            if x[0] > 1e-8 or abs(x[1]) <= 1e-12:
+                break
+            xs = x.copy()
+            xs[1] = -xs[1]
+            xr, ok_r, msg_r = projected_newton(fun, xs, lo, hi)
+            fr = fun(xr)[0]
+            if not (ok_r and fr < f_best - 1e-9 * max(1.0, abs(f_best))):
+                break
+            x, f_best, message = xr, fr, f"{msg_r} (after flipping the slope covariance)"
+    return x, message
 
 
 def _extra_starts(x0: FloatArray, structure: CovarianceStructure) -> list[tuple[FloatArray, str]]:
@@ -1103,34 +1191,18 @@ def projected_newton(
         ):
             return x, True, f"projected Newton converged in {it} iterations"
         h_exact = hess(x) if hess is not None else None
+        h: FloatArray | None
         if h_exact is not None:
             # exact Newton: the analytic Hessian of the free parameters
             h = h_exact[np.ix_(idx, idx)]
         elif h_prev is not None and idx.size == idx_prev.size and bool((idx == idx_prev).all()):
-            # BFGS update of the previous (finite-difference) Hessian on the same free set
-            s_k = x[idx] - x_prev[idx]
-            y_k = g[idx] - g_prev[idx]
-            sy = float(s_k @ y_k)
-            hs = h_prev @ s_k
-            shs = float(s_k @ hs)
-            if sy > 1e-12 * np.sqrt(float(s_k @ s_k) * float(y_k @ y_k)) and shs > 0:
-                h = h_prev + (y_k[:, None] * y_k[None, :]) / sy - (hs[:, None] * hs[None, :]) / shs
-            else:
-                h = None
+            h = _bfgs_update(h_prev, x[idx] - x_prev[idx], g[idx] - g_prev[idx])
         else:
             h = None
         if h is None:
-            h = np.empty((idx.size, idx.size))
-            for a, k in enumerate(idx):
-                step = 1e-6 * max(abs(x[k]), 1e-2)
-                xs = x.copy()
-                if xs[k] + step > hi[k]:
-                    step = -step
-                xs[k] += step
-                fs, gs = fun(xs)
-                if not np.isfinite(fs):
-                    return x, False, "non-finite objective near the iterate"
-                h[:, a] = (gs[idx] - g[idx]) / step
+            h = _fd_hessian(fun, x, g, idx, hi)
+            if h is None:
+                return x, False, "non-finite objective near the iterate"
         h = 0.5 * (h + h.T)
         h_prev, idx_prev = h, idx
         # LAPACK syevd directly (what numpy.linalg.eigh calls, without its overhead)
@@ -1140,28 +1212,76 @@ def projected_newton(
         aw = np.abs(w)
         w = np.maximum(aw, 1e-10 * max(1.0, float(aw.max())))
         d = -(v @ ((v.T @ gf) / w))
-        t = 1.0
-        accepted = False
-        x_i, lo_i, hi_i = x[idx], lo[idx], hi[idx]
-        slack = 1e-12 * max(1.0, abs(f))  # rounding of f near the optimum
-        for _ in range(40):
-            xn = x.copy()
-            xn_i = np.minimum(np.maximum(x_i + t * d, lo_i), hi_i)
-            xn[idx] = xn_i
-            fn, gn = fun(xn)
-            if np.isfinite(fn) and fn <= f + 1e-4 * float(gf @ (xn_i - x_i)) + slack:
-                accepted = True
-                break
-            t *= 0.5
-        if not accepted:
+        step = _armijo(fun, x, f, gf, idx, d, lo, hi)
+        if step is None:
             # at the optimum the objective is flat to rounding; accept a tiny gradient
             return x, bool(agf.max() < 1e-5), "line search could not improve"
         x_prev, g_prev = x, g
-        x, f, g = xn, fn, gn
+        x, f, g = step
     active = ((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0))
     gf = g[~active]
     ok = gf.size == 0 or np.max(np.abs(gf)) < 1e-4
     return x, bool(ok), "projected Newton stopped at the iteration limit"
+
+
+def _bfgs_update(h_prev: FloatArray, s_k: FloatArray, y_k: FloatArray) -> FloatArray | None:
+    """BFGS update of the previous Hessian on the same free set (``None``: no curvature)."""
+    sy = float(s_k @ y_k)
+    hs = h_prev @ s_k
+    shs = float(s_k @ hs)
+    if sy > 1e-12 * np.sqrt(float(s_k @ s_k) * float(y_k @ y_k)) and shs > 0:
+        out: FloatArray = (
+            h_prev + (y_k[:, None] * y_k[None, :]) / sy - (hs[:, None] * hs[None, :]) / shs
+        )
+        return out
+    return None
+
+
+def _fd_hessian(
+    fun: Callable[[FloatArray], tuple[float, FloatArray]],
+    x: FloatArray,
+    g: FloatArray,
+    idx: npt.NDArray[np.intp],
+    hi: FloatArray,
+) -> FloatArray | None:
+    """Forward differences of the gradient in the free parameters (``None``: non-finite)."""
+    h = np.empty((idx.size, idx.size))
+    for a, k in enumerate(idx):
+        step = 1e-6 * max(abs(x[k]), 1e-2)
+        xs = x.copy()
+        if xs[k] + step > hi[k]:
+            step = -step
+        xs[k] += step
+        fs, gs = fun(xs)
+        if not np.isfinite(fs):
+            return None
+        h[:, a] = (gs[idx] - g[idx]) / step
+    return h
+
+
+def _armijo(
+    fun: Callable[[FloatArray], tuple[float, FloatArray]],
+    x: FloatArray,
+    f: float,
+    gf: FloatArray,
+    idx: npt.NDArray[np.intp],
+    d: FloatArray,
+    lo: FloatArray,
+    hi: FloatArray,
+) -> tuple[FloatArray, float, FloatArray] | None:
+    """Backtrack the projected step ``d`` (Armijo); ``(x, f, g)`` accepted, else ``None``."""
+    t = 1.0
+    x_i, lo_i, hi_i = x[idx], lo[idx], hi[idx]
+    slack = 1e-12 * max(1.0, abs(f))  # rounding of f near the optimum
+    for _ in range(40):
+        xn = x.copy()
+        xn_i = np.minimum(np.maximum(x_i + t * d, lo_i), hi_i)
+        xn[idx] = xn_i
+        fn, gn = fun(xn)
+        if np.isfinite(fn) and fn <= f + 1e-4 * float(gf @ (xn_i - x_i)) + slack:
+            return xn, fn, gn
+        t *= 0.5
+    return None
 
 
 def _free_mask(x: FloatArray, lo: FloatArray, hi: FloatArray, g: FloatArray) -> BoolArray:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import optimize
 
 from .reml import (
     _LOG2PI,
@@ -26,9 +25,11 @@ from .reml import (
     LMMFit,
     VarianceDerivatives,
     _boundary_names,
-    _free_mask,
     _start_values,
     gradient_from_derivatives,
+    kkt_converged,
+    lbfgsb,
+    phi_box,
     projected_newton,
 )
 
@@ -186,8 +187,7 @@ def fit_lmm_rows(
     """Fit the model with an individual random intercept (names end with ``psi2``)."""
     bounds = structure.phi_bounds() + [(0.0, None)]
     x0 = np.append(_start_values(data.cells, structure), 0.1)
-    lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
-    hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
+    lo, hi = phi_box(bounds)
     n_eval = 0
 
     def fun(x: FloatArray) -> tuple[float, FloatArray]:
@@ -201,19 +201,11 @@ def fit_lmm_rows(
 
     x, ok, message = projected_newton(fun, np.clip(x0, lo, hi), lo, hi)
     if not ok:
-        res = optimize.minimize(
-            fun,
-            x,
-            jac=True,
-            method="L-BFGS-B",
-            bounds=bounds,
-            options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-10, "maxcor": 20},
-        )
+        res = lbfgsb(fun, x, bounds, maxiter)
         x = np.asarray(res.x, dtype=float)
         message = "projected Newton failed; L-BFGS-B: " + str(res.message)
     f, g, extras = profiled_deviance_rows(x, data, structure, reml)
-    free = _free_mask(x, lo, hi, g)
-    converged = bool(np.all(np.abs(g[free]) <= 1e-4 * max(1.0, abs(f))))
+    converged = kkt_converged(x, lo, hi, f, g)
     sigma2 = float(extras["sigma2"])  # type: ignore[arg-type]
     natural = np.append(structure.phi_to_natural(x[:-1], sigma2), x[-1] * sigma2)
     at_bound = _boundary_names(x[:-1], structure) + (("psi2",) if x[-1] < 1e-8 else ())

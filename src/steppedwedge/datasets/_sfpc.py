@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from scipy import special
 
@@ -84,6 +85,93 @@ class SyntheticTrial:
         )
 
 
+def _check_odds_ratio(odds_ratio: float) -> float:
+    """Return the true odds ratio as a positive finite float (else :class:`OptionError`)."""
+    try:
+        value = float(odds_ratio)
+    except (TypeError, ValueError):
+        raise OptionError(f"`odds_ratio` must be a positive number; got {odds_ratio!r}.") from None
+    if not (np.isfinite(value) and value > 0):
+        raise OptionError(f"`odds_ratio` must be a positive number; got {value!r}.")
+    return value
+
+
+def _council_children(
+    gen: np.random.Generator,
+    council: str,
+    ids: npt.NDArray[np.int64],
+    *,
+    start: pd.Timestamp,
+    base: float,
+    window: tuple[str, str],
+    age_range: tuple[int, int],
+    unborn_share: float,
+    odds_ratio: float,
+    missing_dob: float,
+) -> pd.DataFrame:
+    """One council's children at their first referral (one row a child).
+
+    Draws, in order: first referral dates, ages, outcomes, times to care, sex,
+    disability and missing dates of birth.
+    """
+    k = len(ids)
+    w0, w1 = pd.Timestamp(window[0]), pd.Timestamp(window[1])
+    span = (w1 - w0).days + 1
+    first = w0 + pd.to_timedelta(gen.integers(0, span, size=k), unit="D")
+    # age at first referral: unborn (up to 6 months before birth) or uniform over the range
+    lo, hi = age_range
+    unborn = gen.random(k) < unborn_share
+    age_days = np.where(
+        unborn,
+        -gen.integers(1, 183, size=k),
+        gen.integers(int(lo * 365.25), int((hi + 1) * 365.25) - 1, size=k),
+    )
+    dob = first - pd.to_timedelta(age_days, unit="D")
+    treated = np.asarray(first >= start)
+    age_c = (np.clip(age_days, 0, None) / 365.25 - (lo + hi) / 2) / max(hi - lo, 1)
+    logit = special.logit(base) - 0.3 * age_c + np.log(odds_ratio) * treated
+    cla = gen.random(k) < special.expit(logit)
+    # time to care: spread over the 18 months; a few children enter care later
+    days_to = np.where(cla, gen.integers(0, 548, size=k), -1)
+    later = ~cla & (gen.random(k) < 0.02)
+    days_to = np.where(later, gen.integers(549, 1100, size=k), days_to)
+    la_date = pd.Series(first + pd.to_timedelta(np.where(days_to >= 0, days_to, 0), unit="D"))
+    la_date[days_to < 0] = pd.NaT
+    sex = np.where(gen.random(k) < 0.5, "female", "male")
+    disability = gen.random(k) < 0.06
+    dob_s = pd.Series(dob)
+    dob_s[gen.random(k) < missing_dob] = pd.NaT
+    frame: pd.DataFrame = pd.DataFrame(
+        {
+            "child_id": ids,
+            "council": council,
+            "referral_date": first,
+            "birth_date": dob_s,
+            "looked_after_date": la_date,
+            "sex": sex,
+            "disability": disability,
+        }
+    )
+    return frame
+
+
+def _repeat_referrals(gen: np.random.Generator, frame: pd.DataFrame) -> list[pd.DataFrame]:
+    """Later referrals of the children in ``frame`` (none, or one frame of repeats).
+
+    Referrals per child: 1 (71.7%), 2 (20.3%), 3 (5.52%), 4 (rest), as in the FS data;
+    gaps of ``1 + Exp(200)`` days.
+    """
+    k = len(frame)
+    n_ref = 1 + gen.choice(4, size=k, p=[0.717, 0.203, 0.0552, 0.0248])
+    extra = np.repeat(np.arange(k), n_ref - 1)
+    if not len(extra):
+        return []
+    gaps = pd.to_timedelta(1 + gen.exponential(200.0, size=len(extra)).astype(np.int64), unit="D")
+    rep = frame.iloc[extra].copy()
+    rep["referral_date"] = rep["referral_date"].to_numpy() + gaps.to_numpy()
+    return [rep]
+
+
 def _generate(
     name: str,
     *,
@@ -99,72 +187,29 @@ def _generate(
 ) -> SyntheticTrial:
     gen = normalise_rng(rng)
     n_children = check_positive_int("n_children", n_children, minimum=len(councils))
-    try:
-        odds_ratio = float(odds_ratio)
-    except (TypeError, ValueError):
-        raise OptionError(f"`odds_ratio` must be a positive number; got {odds_ratio!r}.") from None
-    if not (np.isfinite(odds_ratio) and odds_ratio > 0):
-        raise OptionError(f"`odds_ratio` must be a positive number; got {odds_ratio!r}.")
+    odds_ratio = _check_odds_ratio(odds_ratio)
     names = list(councils)
     shares = np.array([councils[c][2] for c in names], dtype=float)
     shares /= shares.sum()
     counts = gen.multinomial(n_children, shares)
-    w0, w1 = pd.Timestamp(window[0]), pd.Timestamp(window[1])
-    span = (w1 - w0).days + 1
-    rows = []
+    rows: list[pd.DataFrame] = []
     next_id = 100000
     for c, k in zip(names, counts, strict=True):
-        start = pd.Timestamp(councils[c][0])
-        base = councils[c][1]
-        ids = next_id + np.arange(k)
+        frame = _council_children(
+            gen,
+            c,
+            np.arange(next_id, next_id + k),
+            start=pd.Timestamp(councils[c][0]),
+            base=councils[c][1],
+            window=window,
+            age_range=age_range,
+            unborn_share=unborn_share,
+            odds_ratio=odds_ratio,
+            missing_dob=missing_dob,
+        )
         next_id += k
-        first = w0 + pd.to_timedelta(gen.integers(0, span, size=k), unit="D")
-        # age at first referral: unborn (up to 6 months before birth) or uniform over the range
-        lo, hi = age_range
-        unborn = gen.random(k) < unborn_share
-        age_days = np.where(
-            unborn,
-            -gen.integers(1, 183, size=k),
-            gen.integers(int(lo * 365.25), int((hi + 1) * 365.25) - 1, size=k),
-        )
-        dob = first - pd.to_timedelta(age_days, unit="D")
-        treated = np.asarray(first >= start)
-        age_c = (np.clip(age_days, 0, None) / 365.25 - (lo + hi) / 2) / max(hi - lo, 1)
-        logit = special.logit(base) - 0.3 * age_c + np.log(odds_ratio) * treated
-        p18 = special.expit(logit)
-        cla = gen.random(k) < p18
-        # time to care: spread over the 18 months; a few children enter care later
-        days_to = np.where(cla, gen.integers(0, 548, size=k), -1)
-        later = ~cla & (gen.random(k) < 0.02)
-        days_to = np.where(later, gen.integers(549, 1100, size=k), days_to)
-        la_date = pd.Series(first + pd.to_timedelta(np.where(days_to >= 0, days_to, 0), unit="D"))
-        la_date[days_to < 0] = pd.NaT
-        sex = np.where(gen.random(k) < 0.5, "female", "male")
-        disability = gen.random(k) < 0.06
-        dob_s = pd.Series(dob)
-        dob_s[gen.random(k) < missing_dob] = pd.NaT
-        # referrals per child: 1 (71.7%), 2 (20.3%), 3 (5.52%), 4 (rest), as in the FS data
-        n_ref = 1 + gen.choice(4, size=k, p=[0.717, 0.203, 0.0552, 0.0248])
-        frame = pd.DataFrame(
-            {
-                "child_id": ids,
-                "council": c,
-                "referral_date": first,
-                "birth_date": dob_s,
-                "looked_after_date": la_date,
-                "sex": sex,
-                "disability": disability,
-            }
-        )
         rows.append(frame)
-        extra = np.repeat(np.arange(k), n_ref - 1)
-        if len(extra):
-            gaps = pd.to_timedelta(
-                1 + gen.exponential(200.0, size=len(extra)).astype(np.int64), unit="D"
-            )
-            rep = frame.iloc[extra].copy()
-            rep["referral_date"] = rep["referral_date"].to_numpy() + gaps.to_numpy()
-            rows.append(rep)
+        rows.extend(_repeat_referrals(gen, frame))
     events = pd.concat(rows, ignore_index=True)
     events = events.sort_values(["referral_date", "child_id"], kind="stable").reset_index(drop=True)
     events.attrs["synthetic"] = True
