@@ -77,7 +77,15 @@ class RandomisationInference(EstimationResult):
         Returns
         -------
         tuple of float
-            ``(low, high)`` on the scale of :attr:`link` (exponentiate both for a ratio).
+            ``(low, high)`` on the scale of :attr:`link` (exponentiate both for a ratio);
+            ``(-inf, inf)`` when the allocation space is too small for the level; NaN
+            for a design-based estimator without an interval (synthetic control).
+
+        Raises
+        ------
+        OptionError
+            A level outside (0, 1), or a permutation test of a callable statistic (which
+            cannot be inverted).
         """
         level = self._level(confidence_level)
         if not 0.0 < level < 1.0:

@@ -9,12 +9,11 @@ all return a :class:`DesignBasedResult` and take their inference from the random
 from __future__ import annotations
 
 from ._result import DesignBasedResult
-from .estimators import METHODS, check_unused, fit_design_based, fit_design_based_spec
+from .estimators import METHODS, fit_design_based, fit_design_based_spec
 
 __all__ = [
     "METHODS",
     "DesignBasedResult",
-    "check_unused",
     "fit_design_based",
     "fit_design_based_spec",
 ]

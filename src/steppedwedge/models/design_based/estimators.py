@@ -32,7 +32,7 @@ from ..spec import AnalysisSpec
 from . import _kernels as k
 from ._result import DesignBasedResult
 
-__all__ = ["METHODS", "check_unused", "fit_design_based", "fit_design_based_spec"]
+__all__ = ["METHODS", "fit_design_based", "fit_design_based_spec"]
 
 METHODS = ("vertical", "hughes", "synthetic-control", "crossover")
 _VARIANTS = {
@@ -346,37 +346,6 @@ def _fit_vertical(
         _invert=res.conf_int,
         **common,
     )
-
-
-def check_unused(
-    method: str,
-    individual: Any,
-    covariates: Any,
-    random: str,
-    time: str,
-    effect: str,
-    dof: Any,
-    vcov: Any,
-    offset: Any,
-) -> None:
-    """Refuse ``sw.fit`` arguments that a design-based estimator would silently ignore."""
-    given = {
-        "individual": individual is not None,
-        "covariates": covariates is not None,
-        "random": random != "nested",
-        "time": time != "categorical",
-        "effect": effect != "immediate",
-        "dof": dof is not None,
-        "vcov": vcov is not None,
-        "offset": offset is not None,
-    }
-    bad = ", ".join(f"`{k}`" for k, v in given.items() if v)
-    if bad:
-        raise OptionError(
-            f"{bad} do(es) not apply to method={method!r} (a design-based estimator on "
-            "cluster-period summaries with randomisation inference); use `weights=`, "
-            "`n_permutations=`, `allocation=` instead (counts: `exposure=`, not `offset=`)."
-        )
 
 
 def _lab(x: Any) -> str:
