@@ -138,20 +138,12 @@ def _quarter_start(t: int) -> str:
     return f"{year:04d}-{month:02d}-01"
 
 
-def make_councils(seed: int = SEED) -> tuple[str, str]:
-    r"""Simulate the example and return the two CSV files as text.
-
-    Returns
-    -------
-    councils_csv, characteristics_csv : str
-        The council-quarter panel and the council table, with ``\n`` line endings.
-    """
-    rng = np.random.default_rng(seed)
+def _populations(
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw the councils' regions and child populations (2022, then every quarter)."""
     tr = TRUTH
     n_i, n_t = N_COUNCILS, N_QUARTERS
-    names = [f"Council {chr(ord('A') + i)}" for i in range(n_i)]
-
-    # --- councils: region, population -------------------------------------------------
     region_pool = np.array(
         [REGIONS[0]] * 3 + [REGIONS[1]] * 4 + [REGIONS[2]] * 4 + [REGIONS[3]] * 3 + [REGIONS[4]] * 3
     )
@@ -167,6 +159,53 @@ def make_councils(seed: int = SEED) -> tuple[str, str]:
     growth = rng.normal(tr["population_growth_mean"], tr["population_growth_sd"], n_i)
     year_of = np.array([(t - 1) // 4 for t in range(1, n_t + 1)])  # 0 for 2022, ...
     pop = np.rint(pop0[:, None] * (1.0 + growth[:, None]) ** year_of[None, :]).astype(np.int64)
+    return regions, pop0, pop
+
+
+def _write_csv(
+    names: list[str],
+    regions: np.ndarray,
+    panel: dict[str, np.ndarray],
+    table: dict[str, np.ndarray],
+) -> tuple[str, str]:
+    """Write the council-quarter panel and the council table as CSV text.
+
+    ``panel`` holds the (council, quarter) columns after council, quarter, period and region,
+    in file order; ``table`` the council table's ``population_0_17`` (2022),
+    ``baseline_rate``, ``wave`` and ``start_period``.
+    """
+    out = io.StringIO()
+    out.write("council,quarter,period,region," + ",".join(panel) + "\n")
+    for i in range(N_COUNCILS):
+        for t in range(N_QUARTERS):
+            values = ",".join(f"{col[i, t]}" for col in panel.values())
+            out.write(f"{names[i]},{_quarter_label(t + 1)},{t + 1},{regions[i]},{values}\n")
+    councils_csv = out.getvalue()
+
+    out = io.StringIO()
+    out.write("council,region,population_0_17,baseline_looked_after_per_10k,wave,start_date\n")
+    for i in range(N_COUNCILS):
+        out.write(
+            f"{names[i]},{regions[i]},{int(table['population_0_17'][i])},"
+            f"{table['baseline_rate'][i]:.1f},{table['wave'][i]},"
+            f"{_quarter_start(int(table['start_period'][i]))}\n"
+        )
+    return councils_csv, out.getvalue()
+
+
+def make_councils(seed: int = SEED) -> tuple[str, str]:
+    r"""Simulate the example and return the two CSV files as text.
+
+    Returns
+    -------
+    councils_csv, characteristics_csv : str
+        The council-quarter panel and the council table, with ``\n`` line endings.
+    """
+    rng = np.random.default_rng(seed)
+    tr = TRUTH
+    n_i, n_t = N_COUNCILS, N_QUARTERS
+    names = [f"Council {chr(ord('A') + i)}" for i in range(n_i)]
+    regions, pop0, pop = _populations(rng)
 
     # --- council effects -----------------------------------------------------------------
     z = rng.normal(size=(3, n_i))
@@ -222,28 +261,21 @@ def make_councils(seed: int = SEED) -> tuple[str, str]:
         np.exp(base + math.log(tr["cin_rate_per_10k"]) + d[:, None] + tr["cin_trend"] * tt + w)
     )
 
-    # --- write -----------------------------------------------------------------------------
-    out = io.StringIO()
-    out.write(
-        "council,quarter,period,region,population_0_17,treated,"
-        "looked_after,entries_into_care,cpp,cin\n"
-    )
-    for i in range(n_i):
-        for t in range(n_t):
-            out.write(
-                f"{names[i]},{_quarter_label(t + 1)},{t + 1},{regions[i]},{pop[i, t]},"
-                f"{treated[i, t]},{looked_after[i, t]},{entries[i, t]},{cpp[i, t]},{cin[i, t]}\n"
-            )
-    councils_csv = out.getvalue()
-
-    out = io.StringIO()
-    out.write("council,region,population_0_17,baseline_looked_after_per_10k,wave,start_date\n")
-    for i in range(n_i):
-        out.write(
-            f"{names[i]},{regions[i]},{int(pop0[i])},{baseline_rate[i]:.1f},{wave[i]},"
-            f"{_quarter_start(int(start_period[i]))}\n"
-        )
-    return councils_csv, out.getvalue()
+    panel = {
+        "population_0_17": pop,
+        "treated": treated,
+        "looked_after": looked_after,
+        "entries_into_care": entries,
+        "cpp": cpp,
+        "cin": cin,
+    }
+    table = {
+        "population_0_17": pop0,
+        "baseline_rate": baseline_rate,
+        "wave": wave,
+        "start_period": start_period,
+    }
+    return _write_csv(names, regions, panel, table)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -82,8 +82,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"steppedwedge {__version__}")
     p.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    _add_design(sub.add_parser("design", help="build and show a design from start dates"))
+    _add_randomise(sub.add_parser("randomise", help="randomise clusters to the waves of a design"))
+    _add_report(sub.add_parser("report", help="build the trial report"))
+    val = sub.add_parser("validate", help="check a trial.toml without running it")
+    val.add_argument("config", metavar="TRIAL.toml", help="trial configuration")
+    return p
 
-    d = sub.add_parser("design", help="build and show a design from start dates")
+
+def _add_design(d: argparse.ArgumentParser) -> None:
+    """Options of ``steppedwedge design``."""
     src = d.add_mutually_exclusive_group(required=True)
     src.add_argument("--start-dates", metavar="CSV", help="CSV with columns cluster,start_date")
     src.add_argument("--example", choices=EXAMPLES, help="use a bundled example")
@@ -118,7 +126,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--plot", metavar="PNG", help="write the design diagram to this PNG file")
     d.add_argument("--csv", metavar="CSV", help="write the design in long format to this CSV")
 
-    r = sub.add_parser("randomise", help="randomise clusters to the waves of a design")
+
+def _add_randomise(r: argparse.ArgumentParser) -> None:
+    """Options of ``steppedwedge randomise``."""
     src = r.add_mutually_exclusive_group(required=True)
     src.add_argument("--clusters", metavar="CSV", help="one row per cluster (label + covariates)")
     src.add_argument("--example", choices=EXAMPLES, help="use a bundled example")
@@ -144,7 +154,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("-o", "--output", metavar="FILE", help="write the record (.json or .csv)")
 
-    rep = sub.add_parser("report", help="build the trial report")
+
+def _add_report(rep: argparse.ArgumentParser) -> None:
+    """Options of ``steppedwedge report``."""
     src = rep.add_mutually_exclusive_group(required=True)
     src.add_argument("config", nargs="?", metavar="TRIAL.toml", help="trial configuration")
     src.add_argument("--example", choices=EXAMPLES, help="use a bundled example")
@@ -164,10 +176,6 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write report.pdf (needs the pdf extra: pip install 'steppedwedge[pdf]')",
     )
-
-    val = sub.add_parser("validate", help="check a trial.toml without running it")
-    val.add_argument("config", metavar="TRIAL.toml", help="trial configuration")
-    return p
 
 
 def _design(args: argparse.Namespace) -> int:

@@ -56,6 +56,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["AnalysisSpec", "DataSpec", "PowerSpec", "TrialConfig"]
 
+#: Sensitivity analyses the report can run, in the order they are shown (all by default).
+SENSITIVITY_ANALYSES = (
+    "fixed-effects",
+    "gee",
+    "cluster-summary",
+    "permutation",
+    "vertical",
+    "callaway-santanna",
+)
 #: Options of [analysis] that every sensitivity analysis shares with the primary one.
 _SHARED = ("time", "knots", "effect", "exposure_window", "exposure_time", "covariates", "missing")
 #: sw.fit method of each sensitivity analysis run by sw.fit.
@@ -136,14 +145,7 @@ class AnalysisSpec:
 
     family: str = "gaussian"
     random: str = "nested"
-    sensitivity: tuple[str, ...] = (
-        "fixed-effects",
-        "gee",
-        "cluster-summary",
-        "permutation",
-        "vertical",
-        "callaway-santanna",
-    )
+    sensitivity: tuple[str, ...] = SENSITIVITY_ANALYSES
     n_permutations: int = 999
     time: str = "categorical"
     knots: tuple[float, ...] | None = None

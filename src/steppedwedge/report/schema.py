@@ -10,7 +10,8 @@ its template.  Validation is strict: an unknown key or table, a wrong type or a 
 The allowed values of the analysis options are taken from the modules that implement them
 (``steppedwedge.models``, ``steppedwedge.inference``), so the schema cannot drift from
 :func:`steppedwedge.fit`.  The sensitivity analyses the report knows are listed in
-:data:`SENSITIVITY_ANALYSES`; a new one is one line there plus its runner in the report.
+:data:`SENSITIVITY_ANALYSES` (defined in :mod:`.config`, whose default runs them all); a new
+one is one line there plus its runner in the report.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from ..inference.sandwich import VCOV_CHOICES
 from ..models.glmm import GLMM_DOF, GLMM_RANDOM
 from ..models.mixed import EFFECT_TYPES, RANDOM_STRUCTURES, TIME_EFFECTS
 from ..planning._history_fit import STRUCTURES as PANEL_STRUCTURES
+from .config import SENSITIVITY_ANALYSES
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -53,15 +55,6 @@ __all__ = [
 
 #: The version of the layout this module reads (``schema_version`` in the file).
 SCHEMA_VERSION = 1
-#: Sensitivity analyses the report can run, in the order they are shown.
-SENSITIVITY_ANALYSES = (
-    "fixed-effects",
-    "gee",
-    "cluster-summary",
-    "permutation",
-    "vertical",
-    "callaway-santanna",
-)
 FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial")
 GAUSSIAN_DOF = ("kenward-roger", "satterthwaite", "between-within", "normal")
 VCOVS = (*VCOV_CHOICES, "robust", "lz", "hc2")
