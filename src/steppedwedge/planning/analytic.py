@@ -20,25 +20,14 @@ from .._core.covariance import mask_unobserved
 from .._validation import check_option, check_probability, check_unit_interval
 from ..design import Design
 from ..exceptions import DesignError, OptionError
-from ..simulate._spec import check_finite
+from ..simulate._spec import FAMILIES, LINKS, check_finite
 from ..variance import VarianceComponents, VarianceEstimate
 from .result import PowerResult
 
 __all__ = ["power"]
 
-FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial")
-LINKS = {
-    "gaussian": ("identity",),
-    "binomial": ("logit", "identity", "log"),
-    "poisson": ("log",),
-    "negative_binomial": ("log",),
-}
-DEFAULT_LINK = {
-    "gaussian": "identity",
-    "binomial": "logit",
-    "poisson": "log",
-    "negative_binomial": "log",
-}
+#: the first link of each family (the data-generating model's) is its default
+DEFAULT_LINK = {family: links[0] for family, links in LINKS.items()}
 #: SteppedPower's rules on cluster-period means (I clusters, n_cells observed cells, p fixed
 #: effects), then the individual-level counts under their own names
 DOF_RULES = (
