@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,13 @@ from ..figures import draw, plot_lag_correlation
 from ..formatting import fmt_ci, fmt_df, fmt_num, fmt_p
 from ..observed import CellData, lag_correlation
 
-__all__ = ["checks_section", "effect_text", "primary_section", "sensitivity_section"]
+__all__ = [
+    "checks_section",
+    "effect_record",
+    "effect_text",
+    "primary_section",
+    "sensitivity_section",
+]
 
 _METHODS = {
     "laplace": "maximum likelihood (Laplace approximation)",
@@ -36,6 +42,29 @@ def _five(value: Any) -> str:
 
 def _scale(run: AnalysisRun, x: float) -> float:
     return float(np.exp(x)) if run.ratio else float(x)
+
+
+def effect_record(
+    run: AnalysisRun,
+    row: Mapping[Hashable, Any],
+    relies_on: str,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One analysis of a panel of effects as a table record (reported scale).
+
+    Columns in order: the analysis (``row["model"]``), the estimate with its 95% CI as text,
+    ``p``, the ``extra`` columns, ``relies on``, then the hidden ``estimate``, ``low`` and
+    ``high`` that the forest plot and the JSON record use.
+    """
+    est, lo, hi = (_scale(run, float(row[k])) for k in ("estimate", "conf_low", "conf_high"))
+    record: dict[str, Any] = {
+        "analysis": str(row["model"]),
+        f"{run.label} (95% CI)": fmt_ci(est, lo, hi),
+        "p": float(row["p_value"]),
+    }
+    record.update(extra or {})
+    record.update({"relies on": relies_on, "estimate": est, "low": lo, "high": hi})
+    return record
 
 
 def _ci(res: Any) -> tuple[float, float]:
@@ -170,20 +199,10 @@ def sensitivity_section(run: AnalysisRun, panel: pd.DataFrame) -> Section:
     """Build the sensitivity panel and its forest plot (CONSORT-SW 12b, 18)."""
     records: list[dict[str, Any]] = []
     for r in panel.to_dict("records"):
-        est, lo, hi = (_scale(run, float(r[k])) for k in ("estimate", "conf_low", "conf_high"))
-        records.append(
-            {
-                "analysis": str(r["model"]),
-                f"{run.label} (95% CI)": fmt_ci(est, lo, hi),
-                "p": float(r["p_value"]),
-                "df": float(r["df"]),
-                "relies on": run.assumptions.get(str(r["model"]), ""),
-                "estimate": est,
-                "low": lo,
-                "high": hi,
-                "std_error": float(r["std_error"]),
-            }
-        )
+        relies_on = run.assumptions.get(str(r["model"]), "")
+        record = effect_record(run, r, relies_on, {"df": float(r["df"])})
+        record["std_error"] = float(r["std_error"])
+        records.append(record)
     table = table_from_records(
         "panel",
         records,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ..analyses import AnalysisRun
 from ..document import BulletList, Paragraph, Section, table_from_records
 from ..figures import draw
-from ..formatting import fmt_ci, fmt_p
+from ..formatting import fmt_p
+from .analysis import effect_record
 
 __all__ = ["exploratory_section"]
 
@@ -20,24 +19,7 @@ def exploratory_section(run: AnalysisRun, panel: Any) -> Section:
     ``panel`` is the :class:`~steppedwedge.compare.AnalysisComparison` of
     :func:`~steppedwedge.report.analyses.run_exploratory`.
     """
-
-    def scale(x: float) -> float:
-        return float(np.exp(x)) if run.ratio else float(x)
-
-    records = []
-    for r in panel.table.to_dict("records"):
-        est, lo, hi = (scale(float(r[k])) for k in ("estimate", "conf_low", "conf_high"))
-        records.append(
-            {
-                "analysis": str(r["model"]),
-                f"{run.label} (95% CI)": fmt_ci(est, lo, hi),
-                "p": float(r["p_value"]),
-                "relies on": str(r["assumes"]),
-                "estimate": est,
-                "low": lo,
-                "high": hi,
-            }
-        )
+    records = [effect_record(run, r, str(r["assumes"])) for r in panel.table.to_dict("records")]
     table = table_from_records(
         "exploratory",
         records,
