@@ -327,3 +327,48 @@ def test_cr2_needs_three_clusters() -> None:
     with pytest.raises(DataError, match="at least 3 clusters"):
         fit_cluster_summary(td)
     assert np.isfinite(fit_cluster_summary(td, vcov="model").std_error)
+
+
+@pytest.mark.parametrize("weights", ["none", "size"])
+@pytest.mark.parametrize(
+    "vcov,dof",
+    [("cr2", None), ("cr2", "satterthwaite"), ("cr2", "residual"), ("model", None), ("hc2", None)],
+)
+def test_with_vcov_equals_refit(rng, weights, vcov, dof) -> None:
+    """with_vcov recomputes from the stored least-squares fit: the numbers of a refit."""
+    df = _counts(rng)
+    td = TrialData.from_frame(
+        df, outcome="y", exposure="pop", family="poisson", cluster="cl", period="per",
+        treatment="trt",
+    )  # fmt: skip
+    base = fit_cluster_summary(td, weights=weights, vcov="model", dof="residual")
+    refit = fit_cluster_summary(td, weights=weights, vcov=vcov, dof=dof)
+    got = base.with_vcov(vcov, dof=dof)
+    assert (got.vcov, got.dof) == (refit.vcov, refit.dof)
+    np.testing.assert_allclose(got.vcov_matrix, refit.vcov_matrix, **LINALG)
+    np.testing.assert_allclose(got.df, refit.df, **LINALG)
+    np.testing.assert_allclose(got.pvalue, refit.pvalue, **LINALG)
+    assert got.method_label == f"cluster-period summaries (log, weights={weights})"
+    assert base.vcov == "model"  # not mutated
+    with pytest.raises(OptionError, match="needs vcov='cr2'"):
+        base.with_vcov("hc2", dof="satterthwaite")
+    with pytest.raises(OptionError, match="`vcov`"):
+        base.with_vcov("cr3")
+
+
+def test_spec_entry_equals_frame_entry(rng) -> None:
+    from steppedwedge.models.cluster_level import (
+        fit_cluster_summary_frame,
+        fit_cluster_summary_spec,
+    )
+    from steppedwedge.models.spec import AnalysisSpec
+
+    df = _individual(rng, binary=True)
+    roles = dict(outcome="y", cluster="cl", period="per", treatment="trt", family="binomial")
+    spec = AnalysisSpec.from_options(**roles, method="cluster-summary", link="logit")
+    a = fit_cluster_summary_spec(df, spec, weights="size")
+    b = fit_cluster_summary_frame(df, **roles, link="logit", weights="size")
+    assert a.link == b.link == "logit" and a.dof == b.dof == "satterthwaite"
+    np.testing.assert_allclose(a.vcov_matrix, b.vcov_matrix, rtol=0, atol=0)
+    c = fit_cluster_summary_spec(df, spec.replace(link=None))
+    assert c.link == "identity"  # the summary's own default, not the spec's resolved logit

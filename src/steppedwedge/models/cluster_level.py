@@ -26,8 +26,8 @@ each choice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -39,8 +39,14 @@ from ..inference.sandwich import wls_cr2, wls_hc2, wls_satterthwaite_df
 from ..results import Summary
 from ._gee_units import label as _label
 from .gee import _WaldTable
+from .spec import AnalysisSpec
 
-__all__ = ["ClusterSummaryResult", "fit_cluster_summary", "fit_cluster_summary_frame"]
+__all__ = [
+    "ClusterSummaryResult",
+    "fit_cluster_summary",
+    "fit_cluster_summary_frame",
+    "fit_cluster_summary_spec",
+]
 
 SummaryWeights = Literal["none", "size", "inverse-variance"]
 SummaryVcov = Literal["cr2", "model", "hc2"]
@@ -124,6 +130,25 @@ class ClusterSummaryResult(_WaldTable):
     estimand: str = "treatment"
     method: str = "cluster-summary"
     converged: bool = True
+    _pieces: Any = field(default=None, repr=False, compare=False)
+
+    _vcov_options: ClassVar[tuple[str, ...]] = _VCOVS
+
+    @property
+    def method_label(self) -> str:
+        """Label of :func:`steppedwedge.compare` and the report (scale and weights)."""
+        return f"cluster-period summaries ({self.link}, weights={self.weights})"
+
+    def _with_vcov(self, vcov: str, dof: str | float | None) -> ClusterSummaryResult:
+        """Recompute the variance and df from the stored least-squares fit (no refit).
+
+        ``dof=None`` applies the default rule of ``vcov`` (as a refit would).
+        """
+        dfr = _dof_rule(vcov, self.weights, None if dof is None else str(dof))
+        V, df = _inference(self._pieces, vcov, dfr)
+        names = self.params.index
+        vm = pd.DataFrame(V, index=names, columns=names)
+        return replace(self, vcov=vcov, vcov_matrix=vm, df=df, dof=dfr)
 
     def summary(self) -> Summary:
         """Text/HTML/Markdown/LaTeX summary.
@@ -313,9 +338,59 @@ def fit_cluster_summary(
         raise TypeError(
             f"`trial_data` must be a steppedwedge TrialData; got {type(trial_data).__name__}."
         )
-    lk, wt, vc, dfr = _options_iv(trial_data.family, link, weights, vcov, dof)
+    lk, wt = _link_weights(trial_data.family, link, weights)
+    vc = _check_vcov(vcov)
+    dfr = _dof_rule(vc, wt, dof)
     ci, pj, x, s, w = _cell_summaries(trial_data, lk, wt)
     X, names = _fixed_effects_matrix(trial_data, ci, pj, x)
+    pieces = _wls(X, s, w, ci)
+    V, df = _inference(pieces, vc, dfr)
+    cells = pd.DataFrame(
+        {
+            "cluster": [trial_data.clusters[i] for i in ci],
+            "period": [trial_data.periods[j] for j in pj],
+            "treatment": x,
+            "summary": s,
+            "weight": w,
+        }
+    )
+    return ClusterSummaryResult(
+        params=pd.Series(pieces.beta, index=names),
+        vcov_matrix=pd.DataFrame(V, index=names, columns=names),
+        vcov=vc,
+        df=df,
+        family=trial_data.family,
+        link=lk,
+        weights=wt,
+        summary_statistic=_SUMMARY[(trial_data.family, lk)],
+        residual_variance=pieces.sigma2,
+        n_clusters=pieces.n_clusters,
+        n_cells=len(s),
+        cells=cells,
+        dof=dfr,
+        _pieces=pieces,
+    )
+
+
+@dataclass(frozen=True)
+class _WLSPieces:
+    """The weighted least-squares fit of the cell summaries (what ``with_vcov`` reuses)."""
+
+    X: np.ndarray
+    w: np.ndarray
+    ci: np.ndarray
+    beta: np.ndarray
+    resid: np.ndarray
+    Q: np.ndarray
+    Xw: np.ndarray
+    bread: np.ndarray
+    sigma2: float
+    df_resid: float
+    n_clusters: int
+
+
+def _wls(X: np.ndarray, s: np.ndarray, w: np.ndarray, ci: np.ndarray) -> _WLSPieces:
+    """Weighted least squares by QR; DataError if treatment is not identifiable."""
     sw = np.sqrt(w)
     Xw = X * sw[:, None]
     Q, R = np.linalg.qr(Xw)
@@ -328,7 +403,6 @@ def fit_cluster_summary(
             "cluster and period fixed effects (treatment is collinear with them: does any "
             "cluster switch while another does not?)."
         )
-    n_clusters = len(np.unique(ci))
     df_resid = float(len(s) - rank)
     if df_resid < 1:
         raise DataError(
@@ -338,57 +412,41 @@ def fit_cluster_summary(
     beta = np.linalg.solve(R, Q.T @ (s * sw))
     resid = s - X @ beta
     resid_w = resid * sw
-    sigma2 = float(resid_w @ resid_w) / df_resid
     Rinv = np.linalg.inv(R)
-    bread = Rinv @ Rinv.T  # (X'WX)^{-1}
-    c = np.zeros(X.shape[1])
-    c[1] = 1.0  # the treatment coefficient
+    return _WLSPieces(
+        X=X, w=w, ci=ci, beta=beta, resid=resid, Q=Q, Xw=Xw,
+        bread=Rinv @ Rinv.T,  # (X'WX)^{-1}
+        sigma2=float(resid_w @ resid_w) / df_resid, df_resid=df_resid,
+        n_clusters=len(np.unique(ci)),
+    )  # fmt: skip
+
+
+def _inference(pc: _WLSPieces, vc: str, dfr: str) -> tuple[np.ndarray, float]:
+    """Covariance under ``vc`` and the df of the treatment contrast under ``dfr``."""
+    df_resid = pc.df_resid
     if vc == "model":
-        V = sigma2 * bread
+        V = pc.sigma2 * pc.bread
     elif vc == "hc2":
-        V = wls_hc2(Q, Xw, resid_w, bread)
+        V = wls_hc2(pc.Q, pc.Xw, pc.resid * np.sqrt(pc.w), pc.bread)
     else:
-        if n_clusters < 3:
+        if pc.n_clusters < 3:
             raise DataError(
-                f"`vcov='cr2'` needs at least 3 clusters (t on I - 2 df); got {n_clusters}. "
+                f"`vcov='cr2'` needs at least 3 clusters (t on I - 2 df); got {pc.n_clusters}. "
                 "Use vcov='model'."
             )
-        wn = w / np.mean(w)  # clubSandwich's CR2 is invariant to the scale of the weights
-        V, xw2x, awx = wls_cr2(X, wn, resid, ci, bread * np.mean(w))
+        wn = pc.w / np.mean(pc.w)  # clubSandwich's CR2 is invariant to the scale of the weights
+        bread = pc.bread * np.mean(pc.w)
+        V, xw2x, awx = wls_cr2(pc.X, wn, pc.resid, pc.ci, bread)
         if dfr == "satterthwaite":
-            df_resid = wls_satterthwaite_df(c, wn, ci, X, bread * np.mean(w), xw2x, awx)
+            c = np.zeros(pc.X.shape[1])
+            c[1] = 1.0  # the treatment coefficient
+            df_resid = wls_satterthwaite_df(c, wn, pc.ci, pc.X, bread, xw2x, awx)
     V = 0.5 * (V + V.T)
-    df = float(n_clusters - 2) if dfr == "clusters" else df_resid
-    cells = pd.DataFrame(
-        {
-            "cluster": [trial_data.clusters[i] for i in ci],
-            "period": [trial_data.periods[j] for j in pj],
-            "treatment": x,
-            "summary": s,
-            "weight": w,
-        }
-    )
-    return ClusterSummaryResult(
-        params=pd.Series(beta, index=names),
-        vcov_matrix=pd.DataFrame(V, index=names, columns=names),
-        vcov=vc,
-        df=df,
-        family=trial_data.family,
-        link=lk,
-        weights=wt,
-        summary_statistic=_SUMMARY[(trial_data.family, lk)],
-        residual_variance=sigma2,
-        n_clusters=n_clusters,
-        n_cells=len(s),
-        cells=cells,
-        dof=dfr,
-    )
+    return V, float(pc.n_clusters - 2) if dfr == "clusters" else df_resid
 
 
-def _options_iv(
-    fam: str, link: str | None, weights: str, vcov: str, dof: str | None
-) -> tuple[str, str, str, str]:
-    """Check and default the link, weights, vcov and dof of :func:`fit_cluster_summary`."""
+def _link_weights(fam: str, link: str | None, weights: str) -> tuple[str, str]:
+    """Check and default the link (by family) and the weights of :func:`fit_cluster_summary`."""
     lk = _LINKS[fam][0] if link is None else link
     if lk not in _LINKS[fam]:
         listed = ", ".join(repr(x) for x in _LINKS[fam])
@@ -396,26 +454,30 @@ def _options_iv(
             f"`link` must be one of {listed} for family {fam!r} in a cluster-level "
             f"analysis; got {link!r}."
         )
+    return lk, check_option("weights", weights, ("none", "size", "inverse-variance"))
+
+
+def _check_vcov(vcov: str) -> str:
     if vcov == "robust":
         raise OptionError(
             "`vcov='robust'` of the cluster-level analysis was ambiguous and is gone: use "
             "vcov='cr2' (default: clustered by cluster) or vcov='hc2' (the former 'robust', "
             "cells independent)."
         )
-    try:
-        wt = check_option("weights", weights, ("none", "size", "inverse-variance"))
-        vc = check_option("vcov", vcov, _VCOVS)
-        if dof is None:  # calibrated defaults: see docs/explanation/calibration.rst
-            dof = "residual" if vc != "cr2" else ("clusters" if wt == "none" else "satterthwaite")
-        dfr = check_option("dof", dof, _DOFS)
-    except ValueError as exc:
-        raise OptionError(str(exc)) from None
+    return check_option("vcov", vcov, _VCOVS)
+
+
+def _dof_rule(vc: str, wt: str, dof: str | None) -> str:
+    """Resolve and check the df rule (calibrated defaults: docs/explanation/calibration.rst)."""
+    if dof is None:
+        dof = "residual" if vc != "cr2" else ("clusters" if wt == "none" else "satterthwaite")
+    dfr = check_option("dof", dof, _DOFS)
     if dfr == "satterthwaite" and vc != "cr2":
         raise OptionError(
             f"`dof='satterthwaite'` is the df of the CR2 variance; it needs vcov='cr2', got "
             f"vcov={vc!r}."
         )
-    return lk, wt, vc, dfr
+    return dfr
 
 
 def _fixed_effects_matrix(
@@ -480,20 +542,55 @@ def fit_cluster_summary_frame(
     >>> round(res.estimate, 3), res.df
     (2.0, 2.0)
     """
-    td = TrialData.from_frame(
-        data,
-        outcome=outcome,
-        cluster=cluster,
-        period=period,
-        treatment=treatment,
-        individual=individual,
-        family=family,
-        trials=trials,
-        exposure=exposure,
-        offset=offset,
+    spec = AnalysisSpec.from_options(
+        outcome=outcome, cluster=cluster, period=period, treatment=treatment,
+        individual=individual, family=family, link=link, exposure=exposure, offset=offset,
+        trials=trials, method="cluster-summary", dof=dof, vcov=vcov, missing=missing,
         design=design,
-        missing=missing,
-    )
+    )  # fmt: skip
+    return fit_cluster_summary_spec(data, spec, weights=weights)
+
+
+def fit_cluster_summary_spec(
+    data: pd.DataFrame, spec: AnalysisSpec, *, weights: SummaryWeights = "none"
+) -> ClusterSummaryResult:
+    """Cluster-level analysis as ``spec`` describes: ``sw.fit(method="cluster-summary")``.
+
+    Roles, family, the link as given (None: the summary scale's default), ``vcov`` (None:
+    ``"cr2"``) and ``dof`` come from the spec; see :func:`fit_cluster_summary`.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        Trial rows (never modified).
+    spec : AnalysisSpec
+        The validated analysis (:meth:`AnalysisSpec.from_options`).
+    weights : {"none", "size", "inverse-variance"}
+        Cell weights (see :func:`fit_cluster_summary`).
+
+    Returns
+    -------
+    ClusterSummaryResult
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from steppedwedge.models.cluster_level import fit_cluster_summary_spec
+    >>> from steppedwedge.models.spec import AnalysisSpec
+    >>> df = pd.DataFrame({"c": [1, 1, 2, 2, 3, 3, 4, 4], "t": [1, 2] * 4,
+    ...                    "x": [0, 1, 0, 1, 0, 0, 0, 0],
+    ...                    "y": [1.0, 4.0, 2.0, 4.5, 0.5, 1.0, 1.5, 2.5]})
+    >>> spec = AnalysisSpec.from_options(outcome="y", cluster="c", period="t", treatment="x",
+    ...                                  method="cluster-summary")
+    >>> fit_cluster_summary_spec(df, spec).method_label
+    'cluster-period summaries (identity, weights=none)'
+    """
+    td = spec.trial_data(data)
+    vcov = "cr2" if spec.vcov is None else spec.vcov
     return fit_cluster_summary(
-        td, link=link, weights=weights, vcov="cr2" if vcov is None else vcov, dof=dof
+        td,
+        link=spec.link_given,
+        weights=weights,
+        vcov=vcov,  # type: ignore[arg-type]
+        dof=spec.dof,  # type: ignore[arg-type]
     )
