@@ -155,18 +155,18 @@ def test_panel_is_valid_trial_data(panel, chars) -> None:
 
     starts = dict(zip(chars["council"], chars["start_date"], strict=True))
     design = Design.from_start_dates(starts, pd.period_range("2022Q1", "2026Q4", freq="Q"))
+    roles = dict(
+        outcome="entries_into_care",
+        exposure="population_0_17",
+        family="poisson",
+        cluster="council",
+        period="quarter",
+        treatment="treated",
+        design=design,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        td = TrialData.from_frame(
-            panel,
-            outcome="entries_into_care",
-            exposure="population_0_17",
-            family="poisson",
-            cluster="council",
-            period="quarter",
-            treatment="treated",
-            design=design,
-        )
+        td = TrialData.from_frame(panel, **roles)
     cells = td.cells()
     assert cells.shape == (17, 20) and cells.observed.all()
     np.testing.assert_array_equal(cells.treatment, design.matrix)
@@ -175,16 +175,7 @@ def test_panel_is_valid_trial_data(panel, chars) -> None:
     bad = panel.copy()
     bad.loc[(bad["council"] == "Council C") & (bad["quarter"] == "2026Q4"), "treated"] = 0
     with pytest.raises(DataError, match=r"cluster 'Council C', period 2026Q4: data 0, design 1"):
-        TrialData.from_frame(
-            bad,
-            outcome="entries_into_care",
-            exposure="population_0_17",
-            family="poisson",
-            cluster="council",
-            period="quarter",
-            treatment="treated",
-            design=design,
-        )
+        TrialData.from_frame(bad, **roles)
 
 
 def test_dfe_panel_matches_published_totals() -> None:

@@ -210,28 +210,20 @@ def test_hw7_treatment_dependent_correlation() -> None:
     # rho(control, treated)=0.02, rho(treated, treated)=0.08 -> 0.2484286
     # (published-cases.md marks it "not attempted"; the structure is exchangeable within a
     # cluster with the correlation depending on the two individuals' treatment states)
-    res = power(
-        Design.stepped_wedge(4, 24),
-        effect=HW_THETA,
-        variance=VC(),
-        cluster_size=40,
-        family="binomial",
-        link="logit",
-        baseline=HW_BASE,
-        analysis="gee",
-        treatment_correlation=(0.1, 0.02, 0.08),
-    )
-    assert abs(res.power_one_tail - 0.2484286) <= half_unit(7)
+    def hw_gee(correlation: tuple[float, float, float]) -> float:
+        res = power(
+            Design.stepped_wedge(4, 24),
+            effect=HW_THETA,
+            variance=VC(),
+            cluster_size=40,
+            family="binomial",
+            link="logit",
+            baseline=HW_BASE,
+            analysis="gee",
+            treatment_correlation=correlation,
+        )
+        return float(res.power_one_tail)
+
+    assert abs(hw_gee((0.1, 0.02, 0.08)) - 0.2484286) <= half_unit(7)
     # equal correlations reduce to the exchangeable case HW-4
-    same = power(
-        Design.stepped_wedge(4, 24),
-        effect=HW_THETA,
-        variance=VC(),
-        cluster_size=40,
-        family="binomial",
-        link="logit",
-        baseline=HW_BASE,
-        analysis="gee",
-        treatment_correlation=(0.1, 0.1, 0.1),
-    )
-    assert abs(same.power_one_tail - 0.6442509) <= half_unit(7)
+    assert abs(hw_gee((0.1, 0.1, 0.1)) - 0.6442509) <= half_unit(7)

@@ -5,17 +5,33 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from _tolerances import MC_K
 
-from steppedwedge.cohort import cohort_from_events
-from steppedwedge.datasets._sfpc import make_fs_like, make_nwd_like
+from steppedwedge.cohort import CohortFrame, cohort_from_events
+from steppedwedge.datasets._sfpc import SyntheticTrial, make_fs_like, make_nwd_like
 from steppedwedge.design import Design
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "howto" / "real_trial_workflow.rst"
+
+
+def _cohort(trial: SyntheticTrial, **options: Any) -> CohortFrame:
+    """The analysis cohort of a synthetic trial on its own start-date design."""
+    d = Design.from_start_dates(trial.start_dates, "starts", window=trial.window)
+    return cohort_from_events(
+        trial.events,
+        design=d,
+        child="child_id",
+        council="council",
+        referral="referral_date",
+        outcome_date="looked_after_date",
+        birth_date="birth_date",
+        **options,
+    )
 
 
 def test_fs_like_facts_and_sizes() -> None:
@@ -47,16 +63,7 @@ def test_fs_like_facts_and_sizes() -> None:
 @pytest.mark.slow
 def test_fs_like_control_risk_near_published_baseline() -> None:
     fs = make_fs_like(n_children=60_000, rng=5)
-    d = Design.from_start_dates(fs.start_dates, "starts", window=fs.window)
-    co = cohort_from_events(
-        fs.events,
-        design=d,
-        child="child_id",
-        council="council",
-        referral="referral_date",
-        outcome_date="looked_after_date",
-        birth_date="birth_date",
-    )
+    co = _cohort(fs)
     ctrl = co.frame[co.frame["treated"] == 0]
     risk = ctrl.groupby("cluster")["outcome"].agg(["mean", "size"])
     for council, base in fs.baseline_risk.items():
@@ -68,16 +75,7 @@ def test_fs_like_control_risk_near_published_baseline() -> None:
 @pytest.mark.slow
 def test_odds_ratio_is_applied() -> None:
     fs = make_fs_like(n_children=40_000, odds_ratio=0.5, rng=8)
-    d = Design.from_start_dates(fs.start_dates, "starts", window=fs.window)
-    co = cohort_from_events(
-        fs.events,
-        design=d,
-        child="child_id",
-        council="council",
-        referral="referral_date",
-        outcome_date="looked_after_date",
-        birth_date="birth_date",
-    )
+    co = _cohort(fs)
     from steppedwedge.models.fixed_effects import fit_fixed_effects
 
     res = fit_fixed_effects(
@@ -98,16 +96,7 @@ def test_nwd_like() -> None:
     assert nwd.events["child_id"].nunique() == 10_871
     d = Design.from_start_dates(nwd.start_dates, "starts", window=nwd.window)
     assert np.round(d.period_lengths / 30.44).tolist() == [6, 12, 2, 3, 7]
-    co = cohort_from_events(
-        nwd.events,
-        design=d,
-        child="child_id",
-        council="council",
-        referral="referral_date",
-        outcome_date="looked_after_date",
-        birth_date="birth_date",
-        age_range=(12, 17),
-    )
+    co = _cohort(nwd, age_range=(12, 17))
     assert co.frame["censored_by"].eq("age").sum() > 0
     assert co.frame["age_years"].between(12, 17).all()
 
