@@ -11,41 +11,14 @@ import importlib
 from pathlib import Path
 
 import pytest
+from _report_fixtures import COUNCIL_DATA_TOML, COUNCIL_TOML
 
 from steppedwedge.cli import main
 from steppedwedge.datasets import load_council_characteristics, load_councils
 
 # sw.report is the report function; the subpackage is reached through importlib
 report_pkg = importlib.import_module("steppedwedge.report")
-WAVES = (
-    '["2023-01-01", "2023-07-01", "2024-01-01", "2024-07-01", "2025-01-01", "2025-07-01", '
-    '"2026-01-01"]'
-)
-
-TRIAL = f"""schema_version = 1
-
-[trial]
-title = "Test trial"
-
-[design]
-periods = "2022Q1/2026Q4"
-wave_starts = {WAVES}
-clusters_per_wave = [3, 2, 3, 3, 2, 2, 2]
-
-[randomisation]
-clusters = "clusters.csv"
-cluster_column = "council"
-strata = "region"
-seed = 99
-
-[data]
-file = "councils.csv"
-cluster = "council"
-period = "quarter"
-treatment = "treated"
-outcome = "entries_into_care"
-exposure = "population_0_17"
-"""
+TRIAL = COUNCIL_TOML + "\n" + COUNCIL_DATA_TOML
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from _report_fixtures import COUNCIL_DATA_TOML, COUNCIL_TOML, HOSTILE, hostile_example
 from _tolerances import EXACT_REL, MC_K, REFIT_SAME_DATA_REL, REFIT_SAME_DATA_TAIL_REL
 
 import steppedwedge as sw
@@ -42,23 +43,7 @@ def test_example_allocation_is_the_one_that_generated_the_data() -> None:
 def _write_config(tmp_path: Path, **overrides: object) -> Path:
     chars = load_council_characteristics().drop(columns=["wave", "start_date"])
     chars.to_csv(tmp_path / "clusters.csv", index=False)
-    text = """schema_version = 1
-
-[trial]
-title = "Test trial"
-
-[design]
-periods = "2022Q1/2026Q4"
-wave_starts = ["2023-01-01", "2023-07-01", "2024-01-01", "2024-07-01", "2025-01-01",
-               "2025-07-01", "2026-01-01"]
-clusters_per_wave = [3, 2, 3, 3, 2, 2, 2]
-
-[randomisation]
-clusters = "clusters.csv"
-cluster_column = "council"
-strata = "region"
-seed = 99
-"""
+    text = COUNCIL_TOML
     for key, value in overrides.items():
         text = text.replace(key, str(value))
     path = tmp_path / "trial.toml"
@@ -82,15 +67,10 @@ def test_toml_config_round_trip(tmp_path: Path) -> None:
 def test_toml_power_and_analysis_tables(tmp_path: Path) -> None:
     path = _write_config(tmp_path)
     load_councils().to_csv(tmp_path / "councils.csv", index=False)
-    extra = """
-[data]
-file = "councils.csv"
-cluster = "council"
-period = "quarter"
-treatment = "treated"
-outcome = "entries_into_care"
-exposure = "population_0_17"
-
+    extra = (
+        "\n"
+        + COUNCIL_DATA_TOML
+        + """
 [power]
 family = "poisson"
 effect = -0.1625
@@ -104,6 +84,7 @@ family = "poisson"
 random = "cluster"
 sensitivity = ["cluster-summary"]
 """
+    )
     path.write_text(path.read_text() + extra)
     cfg = TrialConfig.from_toml(path)
     assert cfg.power is not None and cfg.power.tau2 == 0.1 and cfg.power.decay is None
@@ -386,22 +367,10 @@ def test_a_council_that_started_late_or_never_is_reported() -> None:
     assert order[4] == "2023Q1"
 
 
-HOSTILE = "<script>alert(1)</script> | & *x*"
-
-
 @pytest.fixture(scope="module")
 def hostile() -> Report:
     """The example with Council A renamed to a string full of HTML and Markdown markup."""
-    cfg = council_example()
-    assert cfg.data is not None and cfg.analysis is not None
-    clusters = cfg.clusters.replace({"council": {"Council A": HOSTILE}})
-    frame = cfg.data.frame.replace({"council": {"Council A": HOSTILE}})
-    cfg = replace(
-        cfg,
-        clusters=clusters,
-        data=replace(cfg.data, frame=frame),
-        analysis=replace(cfg.analysis, sensitivity=("cluster-summary",), random="nested"),
-    )
+    cfg = hostile_example(sensitivity=("cluster-summary",), random="nested")
     return build_report(cfg, exploratory=False)
 
 

@@ -15,16 +15,14 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _report_fixtures import HOSTILE, hostile_example
 
-from steppedwedge.report import build_report, council_example
-
-HOSTILE = "<script>alert(1)</script> | & *x*"
+from steppedwedge.report import build_report
 
 _VOID = {
     "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
@@ -35,16 +33,7 @@ _VOID = {
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled example with Council A renamed to a string of HTML and Markdown markup."""
-    cfg = council_example()
-    assert cfg.data is not None and cfg.analysis is not None
-    clusters = cfg.clusters.replace({"council": {"Council A": HOSTILE}})
-    frame = cfg.data.frame.replace({"council": {"Council A": HOSTILE}})
-    cfg = replace(
-        cfg,
-        clusters=clusters,
-        data=replace(cfg.data, frame=frame),
-        analysis=replace(cfg.analysis, sensitivity=("fixed-effects", "cluster-summary")),
-    )
+    cfg = hostile_example(sensitivity=("fixed-effects", "cluster-summary"))
     folder = tmp_path_factory.mktemp("report")
     build_report(cfg).write(folder)
     return folder
