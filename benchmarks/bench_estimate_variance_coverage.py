@@ -1,6 +1,25 @@
-"""Calibration study: coverage of the parametric-bootstrap intervals of ``sw.estimate_variance``.
+"""Calibration study: coverage of the intervals of ``sw.estimate_variance``.
 
-Run ``python benchmarks/bench_estimate_variance_coverage.py [n_rep] [n_boot] [n_i] [n_t]``
+Profile-likelihood intervals (``intervals="profile"``, what ``conf_int`` reports with it): run
+``python benchmarks/bench_estimate_variance_coverage.py profile [n_rep] [n_i] [n_t] [level]``
+(defaults 400 panels, 40 councils x 6 years, 0.90).  Same simulation as below; prints each
+component's coverage, the misses on either side and how often the lower end is 0.
+
+Results (2026-12-01, panel seeds ``20261201 + n_i``; 90% intervals of tau2 / gamma2 / decay;
+measured with this code at a root tolerance of 5e-3 in sqrt(LR) instead of the shipped 1e-4,
+which moves an end by ~1e-3 standard errors):
+
+* 40 councils x 6 years, 400 panels (Monte-Carlo SE 0.015; 26 refits per panel, 0.53 s of
+  CPU): 0.915 / 0.907 / 0.907; misses with the truth below / above the interval 11 / 23,
+  14 / 23, 16 / 21.
+* 144 councils x 5 years, 250 panels (SE 0.019; 25 refits, 0.93 s): 0.908 / 0.912 / 0.884;
+  misses 8 / 15, 8 / 14, 13 / 16.
+
+Nominal within Monte-Carlo error for every component at both sizes (the largest deviation,
+decay at 144 councils, is 0.8 SE), where no bootstrap rule below is.
+
+Bootstrap intervals: run
+``python benchmarks/bench_estimate_variance_coverage.py [n_rep] [n_boot] [n_i] [n_t]``
 (not a test).  Simulates panels of ``n_i`` councils x ``n_t`` years from known components
 (Poisson, persistent variance 0.1, council-year variance 0.04 decaying 0.6 per year,
 populations 20,000-80,000 at 30 per 10,000 a year), fits ``nested+decay`` with ``n_boot``

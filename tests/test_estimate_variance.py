@@ -446,8 +446,9 @@ def test_bootstrap_intervals_cover_the_true_components() -> None:
     wide band: the test catches a bootstrap that is badly off, e.g. draws not refitted or from
     the wrong model).  It cannot hold the intervals to the nominal rate: they undercover by
     2-12 points (``benchmarks/bench_estimate_variance_coverage.py``, 200 panels of this size:
-    78.5 / 87.0 / 87.5% for tau2 / gamma2 / decay), and no interval rule tried there is
-    nominal for all three at both panel sizes.
+    78.5 / 87.0 / 87.5% for tau2 / gamma2 / decay), and no bootstrap rule tried there is
+    nominal for all three at both panel sizes; the profile-likelihood intervals are
+    (``test_profile_intervals_cover_the_true_components``).
     """
     rng = np.random.default_rng(20261201)
     n_i, n_t, n_rep, n_boot = 40, 6, 25, 15

@@ -336,8 +336,10 @@ class EstimatedVariance(PlanningResultMixin):
     def tidy(self, confidence_level: float = 0.95) -> pd.DataFrame:
         """One row per component: ``term, estimate, std_error, conf_low, conf_high``.
 
-        ``std_error`` is the standard deviation of the bootstrap draws and the interval their
-        percentile interval (NaN without draws).
+        ``std_error`` is the standard deviation of the bootstrap draws (NaN without draws).
+        The interval is the one of ``interval_method``: the profile-likelihood interval
+        (``intervals="profile"``; ``confidence_level`` must be one of the levels computed),
+        or the percentile interval of the draws (``"bootstrap"``); NaN with ``"none"``.
 
         Parameters
         ----------
@@ -347,21 +349,34 @@ class EstimatedVariance(PlanningResultMixin):
         -------
         pandas.DataFrame
 
+        Raises
+        ------
+        OptionError
+            Profile intervals at a level :func:`estimate_variance` did not compute.
+
         Notes
         -----
-        The percentile intervals cover less than their nominal level, by a few points even
-        at the DfE panel's size.  In simulated Poisson panels from known components
+        Measured coverage, simulated Poisson panels from known components
         (``benchmarks/bench_estimate_variance_coverage.py``: ``tau2`` 0.1, ``gamma2`` 0.04
-        decaying 0.6 per year, 50 refits per panel) the 90% intervals covered ``tau2`` /
-        ``gamma2`` / ``decay`` in 78.5 / 87.0 / 87.5% of 200 panels of 40 councils x 6 years
-        (Monte-Carlo SE 2.1%) and in 83.3 / 86.0 / 82.7% of 150 panels of 144 councils x 5
-        years (SE 2.4%).  The maximum-likelihood ``tau2`` is biased downwards with few
+        decaying 0.6 per year, nested+decay), 90% intervals of ``tau2`` / ``gamma2`` /
+        ``decay``:
+
+        * profile likelihood: 91.5 / 90.7 / 90.7% of 400 panels of 40 councils x 6 years
+          (Monte-Carlo SE 1.5%), 90.8 / 91.2 / 88.4% of 250 panels of 144 councils x 5 years
+          (the DfE panel's size; SE 1.9%): nominal within Monte-Carlo error.
+        * bootstrap percentile (50 refits per panel): 78.5 / 87.0 / 87.5% of 200 panels of
+          40 councils x 6 years (SE 2.1%) and 83.3 / 86.0 / 82.7% of 150 panels of 144
+          councils x 5 years (SE 2.4%): short of nominal.
+
+        Part of the bootstrap's shortfall is the finite number of draws (the 5% and 95%
+        sample quantiles of 50 draws leave out about 13.5% of a new draw), part the
+        estimator: the maximum-likelihood ``tau2`` is biased downwards with few
         clusters, its draws further still, and a few draws put the persistent variance into a
         slowly decaying deviation (``tau2 = 0``, decay ~0.9: 6% of the draws at 40 councils,
         0.7% at 144).  The reflected interval on the log / Fisher-z scale, Efron's
         bias-corrected percentile and a bias-corrected normal interval on the log scale did
         not reach the nominal level for all three components at both sizes either (the
-        benchmark lists them); read the intervals as a lower bound on the uncertainty.
+        benchmark lists them): prefer ``intervals="profile"``.
         """
         rows = []
         for term in _TERMS:
@@ -380,7 +395,7 @@ class EstimatedVariance(PlanningResultMixin):
         return out
 
     def conf_int(self, confidence_level: float = 0.95) -> pd.DataFrame:
-        """Percentile bootstrap intervals of the components (``conf_low``, ``conf_high``).
+        """Intervals of the components (``conf_low``, ``conf_high``), as in :meth:`tidy`.
 
         Parameters
         ----------
@@ -682,11 +697,9 @@ def estimate_variance(
         to the whole selected panel (``national``) and the difference shown.
     missing : {"drop", "raise"}, default "drop"
         Rows with a missing outcome or exposure (``<NA>``: suppressed or not published): drop
-        them with a :class:`~steppedwedge.MissingDataWarning` saying how many and where, or
-        raise.
+        them with a :class:`~steppedwedge.MissingDataWarning` saying how many, or raise.
     n_boot : int, default 0
-        Parametric-bootstrap replicates (simulate the fitted model, refit): the sampling
-        uncertainty in ``draws``.  Needs ``rng``.
+        Parametric-bootstrap replicates (simulate the fit, refit): ``draws``.  Needs ``rng``.
     rng : int, numpy.random.Generator or None
         Seed of the bootstrap; each replicate has its own spawned stream.
     period_months : float, default 12
@@ -696,14 +709,11 @@ def estimate_variance(
     source : str, optional
         Where the panel comes from, for :meth:`EstimatedVariance.describe`.
     intervals : {"profile", "bootstrap", "none"}, optional
-        The intervals :meth:`EstimatedVariance.tidy` reports.  ``"profile"`` (recommended:
-        they cover at the nominal rate, see Notes): profile-likelihood intervals of each
-        component at ``confidence_level``, a few dozen constrained refits (about 0.5 s for 40
-        councils x 6 years, a few seconds for the DfE panel).  ``"bootstrap"``: percentile
-        intervals of the ``n_boot`` draws.  Default: ``"bootstrap"`` with ``n_boot > 0``, else
-        ``"none"``.
+        What :meth:`EstimatedVariance.tidy` reports: profile-likelihood intervals
+        (recommended: nominal coverage, see Notes), the draws' percentile intervals, or
+        none.  Default: ``"bootstrap"`` with ``n_boot > 0``, else ``"none"``.
     confidence_level : float or sequence of float, default 0.95
-        Level(s) of the profile-likelihood intervals (``tidy`` and ``conf_int`` accept these).
+        Level(s) of the profile-likelihood intervals (those ``tidy`` accepts).
 
     Returns
     -------
@@ -717,8 +727,7 @@ def estimate_variance(
         ``missing="raise"``, or a requested council that the exclusion rule leaves out.
     OptionError
         An unknown family, structure, time model or interval method, ``n_boot > 0`` without
-        ``rng``, ``intervals="bootstrap"`` without ``n_boot``, or a confidence level outside
-        (0, 1).
+        ``rng``, ``intervals="bootstrap"`` without ``n_boot``, a level outside (0, 1).
 
     Warns
     -----
@@ -730,13 +739,17 @@ def estimate_variance(
 
     Notes
     -----
-    The parametric bootstrap draws the random effects from the estimated components and the
-    counts from the family given the exposures, and refits the same structure; the draws of
-    maximum-likelihood variance components are biased downwards with few clusters, as the
-    estimate is.  Their percentile intervals cover a few points less than nominal
-    (:meth:`EstimatedVariance.tidy`, Notes, gives the measured coverage), and
-    :func:`steppedwedge.assurance` averages over the draws as they are (not bias-corrected),
-    so its spread of power is, if anything, too narrow.
+    ``intervals="profile"`` inverts the likelihood-ratio test of each component [3]_: the
+    values ``v`` with ``2 (loglik - loglik(v)) <= chi2_1(level)``, ``loglik(v)`` maximised
+    over every other parameter (fixed effects included) with the component held at ``v``;
+    they match glmmTMB profiles to 1e-4 (``tests/reference/estimate_variance_profile``).  A
+    variance's lower end is 0 when the profile at 0 is within that cutoff (conservative at
+    the boundary, whose test has a chi-bar-square null [4]_).  They cover at the nominal
+    rate in simulated panels (:meth:`EstimatedVariance.tidy`, Notes) and cost a few dozen
+    refits: 2.4 s of CPU for the full DfE panel, 11 times its point fit.  The bootstrap
+    draws (biased downwards with few clusters, as the estimate is) have percentile intervals
+    that cover several points less; :func:`steppedwedge.assurance` averages power over the
+    draws as they are, so its spread of power is, if anything, too narrow.
 
     References
     ----------
@@ -746,6 +759,10 @@ def estimate_variance(
     .. [2] Brooks ME, Kristensen K, van Benthem KJ, et al. (2017). glmmTMB balances speed and
        flexibility among packages for zero-inflated generalized linear mixed modeling.
        R Journal 9:378-400.
+    .. [3] Venzon DJ, Moolgavkar SH (1988). A method for computing profile-likelihood-based
+       confidence intervals. Appl Stat 37:87-94.
+    .. [4] Self SG, Liang KY (1987). Asymptotic properties of maximum likelihood estimators
+       and likelihood ratio tests under nonstandard conditions. J Am Stat Assoc 82:605-610.
 
     Examples
     --------
