@@ -24,6 +24,7 @@ from strategies import (
 
 from steppedwedge.design import Design
 from steppedwedge.exceptions import DesignError, SteppedWedgeWarning
+from steppedwedge.results import Summary
 
 nan = np.nan
 
@@ -568,7 +569,12 @@ def test_from_frame_does_not_mutate() -> None:
 # ----------------------------------------------------------------------------------------
 def test_summary_repr_html() -> None:
     d = Design.stepped_wedge(3, [1, 2, 1], transition_periods=1, extra_treated_periods=1)
-    text = d.summary()
+    summary = d.summary()
+    assert isinstance(summary, Summary)  # the shared result protocol, text form unchanged
+    text = str(summary)
+    assert summary.as_text() == text
+    assert "| sequence | n | 1 | 2 | 3 | 4 | 5 |" in summary.as_markdown()
+    assert "<table" in summary.as_html() and "sizes 1, 2, 1" in summary.as_html()
     assert "4 clusters, 5 periods, 3 sequences (sizes 1, 2, 1)" in text
     assert "8 control, 8 treated, 0 partial, 4 not observed" in text
     assert text.splitlines()[-3:] == [
@@ -581,7 +587,7 @@ def test_summary_repr_html() -> None:
     html = d._repr_html_()
     assert html.count("<tr>") == 1 + 3 and 'title="not observed"' in html
     s = Design.from_start_dates(NWD_STARTS, "starts", window=("2019-10-01", "2022-03-31"))
-    assert "2020-04-01/2021-03-31  (365 d, 12.0 mo)" in s.summary()
+    assert "2020-04-01/2021-03-31  (365 d, 12.0 mo)" in str(s.summary())
     assert "length (days)" in s._repr_html_()
 
 

@@ -28,6 +28,7 @@ from steppedwedge.design import Design
 from steppedwedge.exceptions import DesignError, SmallSampleWarning
 from steppedwedge.randomise import Allocation, randomise
 from steppedwedge.randomise._space import AllocationSpace, randbelow
+from steppedwedge.results import Summary
 
 GOF_P = 0.001  # chi-square goodness-of-fit threshold (see module docstring)
 
@@ -513,7 +514,14 @@ def test_allocation_design_frame_and_record() -> None:
     assert record["allowed_sequences"] == FS_ALLOWED
     assert len(record["admissible"]) == 12
     assert record["assignment"] == {str(k): v for k, v in alloc.assignment.items()}
-    text = alloc.summary()
+    summary = alloc.summary()
+    assert isinstance(summary, Summary)  # the shared result protocol, text form unchanged
+    text = str(summary)
+    assert (
+        dict(summary.header)["Allocations"]
+        == "120 possible, 12 meeting the strata rules, 12 admissible"
+    )
+    assert summary.tables[0][1]["clusters"].str.split(", ").map(len).sum() == 5
     assert "high -> waves 1, 2" in text and "1/12" in text
     assert "<table" in alloc._repr_html_()
     assert "n_admissible=12" in repr(alloc)

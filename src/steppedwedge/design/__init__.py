@@ -20,7 +20,9 @@ import pandas as pd
 
 from .._validation import check_dayfirst, check_option, check_positive_int
 from ..exceptions import DesignError
+from ..results import Summary
 from . import _checks as _dv
+from ._summary import TextSummary
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -1193,15 +1195,17 @@ class Design:
                 lines.append(f"periods: 1 = {p[0]} ... {len(p)} = {p[-1]}")
         return lines
 
-    def summary(self) -> str:
-        """Return a compact text description: sizes, cell counts, sequence x period matrix.
+    def summary(self) -> Summary:
+        """Return the summary: sizes, cell counts and the sequence x period matrix.
 
         In the matrix ``0`` is control, ``1`` treated, ``.`` not observed and a decimal
         such as ``.50`` partial exposure.  Columns are periods ``1 .. T``.
 
         Returns
         -------
-        str
+        steppedwedge.results.Summary
+            ``print`` / ``str()`` / ``as_text()`` give the compact text below; ``as_html()``,
+            ``as_markdown()`` and ``as_latex()`` render the matrix as a table.
 
         Examples
         --------
@@ -1221,10 +1225,19 @@ class Design:
         lines = [self._headline(), self._cell_counts(), *self._period_lines(), head]
         for q, (row, n) in enumerate(zip(texts, self.sequence_sizes, strict=True)):
             lines.append(f"{q + 1:>8} {int(n):>3} |" + "".join(f" {t:>{width}}" for t in row))
-        return "\n".join(lines)
+        table = pd.DataFrame(texts, columns=[str(p) for p in self.periods])
+        table.insert(0, "n", [int(n) for n in self.sequence_sizes])
+        table.insert(0, "sequence", np.arange(1, self.n_sequences + 1))
+        header = [("cells", self._cell_counts().removeprefix("cells: "))]
+        return TextSummary(
+            title=self._headline(),
+            header=tuple(header),
+            tables=(("Sequences by period (0 control, 1 treated, . not observed)", table),),
+            text="\n".join(lines),
+        )
 
     def __str__(self) -> str:
-        return self.summary()
+        return self.summary().as_text()
 
     def __repr__(self) -> str:
         return (

@@ -33,7 +33,9 @@ from .._validation import check_positive_int, check_probability, normalise_rng
 from .._version import __version__
 from .._warnings import caller_stacklevel
 from ..design import Design
+from ..design._summary import TextSummary
 from ..exceptions import DesignError, OptionError, SmallSampleWarning
+from ..results import Summary
 from ._space import AllocationSpace, randbelow
 
 __all__ = ["Allocation", "randomise"]
@@ -928,12 +930,14 @@ class Allocation:
             text += f", covariate-constrained on {', '.join(self.balance_columns)} ({rule})"
         return text
 
-    def summary(self) -> str:
-        """Return the text record: method, seed, space sizes, p-value floor, balance, allocation.
+    def summary(self) -> Summary:
+        """Return the record: method, seed, space sizes, p-value floor, balance, allocation.
 
         Returns
         -------
-        str
+        steppedwedge.results.Summary
+            ``print`` / ``str()`` / ``as_text()`` give the text record; ``as_html()`` and
+            ``as_markdown()`` render the assignment (and balance) as tables.
 
         Examples
         --------
@@ -945,7 +949,7 @@ class Allocation:
         >>> alloc = randomise(Design.stepped_wedge(4), councils, strata="readiness",
         ...                   allowed_sequences={"high": [0, 1], "low": [2, 3]},
         ...                   rng=2024, alpha=None)
-        >>> print(alloc.summary().splitlines()[3])
+        >>> print(alloc.summary().as_text().splitlines()[3])
         Allocations: 24 possible, 4 meeting the strata rules, 4 admissible
         """
         seed = self.seed if isinstance(self.seed, int) else "generator state (see to_dict())"
@@ -979,16 +983,39 @@ class Allocation:
                     f"  {name:<20} {self.balance[name]:>9.3f} {self.balance_reference[name]:>23.3f}"
                 )
         lines.append("Assignment:")
+        waves = []
         for s in range(self.design.n_sequences):
-            members = [c for c in self.clusters if self.assignment[c] == s]
-            lines.append(
-                f"  wave {s + 1} (sequence {s}, {self._start_text(s)}): "
-                + ", ".join(str(c) for c in members)
+            members = ", ".join(str(c) for c in self.clusters if self.assignment[c] == s)
+            lines.append(f"  wave {s + 1} (sequence {s}, {self._start_text(s)}): " + members)
+            waves.append((s + 1, s, self._start_text(s), members))
+        return TextSummary(
+            title=lines[0],
+            header=tuple(_key_value(ln) for ln in lines[1:] if ": " in ln and ln[0] != " "),
+            tables=self._summary_tables(waves),
+            text="\n".join(lines),
+        )
+
+    def _summary_tables(
+        self, waves: list[tuple[int, int, str, str]]
+    ) -> tuple[tuple[str, pd.DataFrame], ...]:
+        """Return the assignment table and, when constrained, the balance table."""
+        columns = ["wave", "sequence", "start", "clusters"]
+        tables = [("Assignment", pd.DataFrame(waves, columns=columns))]
+        if self.constrained:
+            balance = pd.DataFrame(
+                {
+                    "covariate": list(self.balance_columns),
+                    "achieved": [self.balance[c] for c in self.balance_columns],
+                    "unconstrained mean abs(d)": [
+                        self.balance_reference[c] for c in self.balance_columns
+                    ],
+                }
             )
-        return "\n".join(lines)
+            tables.append(("Balance (treated - control difference, in SDs)", balance))
+        return tuple(tables)
 
     def __str__(self) -> str:
-        return self.summary()
+        return self.summary().as_text()
 
     def __repr__(self) -> str:
         return (
@@ -998,9 +1025,10 @@ class Allocation:
         )
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<li>{html.escape(line)}</li>" for line in self.summary().splitlines()[1:5])
+        text = self.summary().as_text().splitlines()
+        head = "".join(f"<li>{html.escape(line)}</li>" for line in text[1:5])
         frame = self.to_frame().to_html(index=False, escape=True)
-        title = html.escape(self.summary().splitlines()[0])
+        title = html.escape(text[0])
         return f"<div><p><b>{title}</b></p><ul>{head}</ul>{frame}</div>"
 
     def __eq__(self, other: object) -> bool:
@@ -1104,6 +1132,12 @@ class Allocation:
 # --------------------------------------------------------------------------------------
 # the public function
 # --------------------------------------------------------------------------------------
+def _key_value(line: str) -> tuple[str, str]:
+    """Split a ``"Key: value"`` line of the text record into a summary header item."""
+    key, value = line.split(": ", 1)
+    return key, value
+
+
 def _input_hash(inp: _Inputs) -> str:
     d = inp.design
     record = {
