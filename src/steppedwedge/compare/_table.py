@@ -38,26 +38,16 @@ COMPARE_COLUMNS = (
 
 
 def _method_label(result: Any) -> str:
-    """Describe briefly how ``result`` was obtained."""
+    """Describe briefly how ``result`` was obtained: its ``method_label`` (result protocol).
+
+    A result from outside the library without one is labelled by its ``method`` (or its
+    class name).
+    """
+    label = getattr(result, "method_label", None)
+    if isinstance(label, str) and label:
+        return label
     method = getattr(result, "method", None)
-    name = type(result).__name__
-    if name == "PermutationResult":
-        kind = "exact" if result.exact else f"B={result.n_permutations}"
-        return f"randomisation test ({result.statistic_name}, {kind})"
-    if name == "GEEResult":
-        return f"GEE ({getattr(result, 'vcov', '')})".replace(" ()", "")
-    if name == "ClusterSummaryResult":
-        return f"cluster-period summaries ({result.link}, weights={result.weights})"
-    if name == "PooledResult":
-        return f"pooled over {result.m} imputations (Rubin)"
-    if name == "GLMMResult":
-        return f"GLMM ({method})"
-    if name == "FixedEffectsResult":
-        vcov = "model" if result.vcov == "model" else result.vcov.upper()
-        return f"cluster fixed-effects GLM ({vcov}, df: {result.dof})"
-    if name == "FitResult":
-        return f"LMM ({str(method).upper()}, df: {result.dof})"
-    return str(method) if method is not None else name
+    return str(method) if method is not None else type(result).__name__
 
 
 def _estimand_row(result: Any, confidence_level: float) -> pd.Series:

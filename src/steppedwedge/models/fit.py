@@ -64,43 +64,6 @@ def _ordered_periods(
     return data
 
 
-# ------------------------------------------------------------------ interim adapters
-# (each becomes the fitter module's own ``fit_<name>_spec`` entry as it lands)
-def _roles(spec: AnalysisSpec) -> dict[str, Any]:
-    return {
-        "outcome": spec.outcome,
-        "cluster": spec.cluster,
-        "period": spec.period,
-        "treatment": spec.treatment,
-        "individual": spec.individual,
-        "missing": spec.missing,
-        "design": spec.design,
-    }
-
-
-def _counts(spec: AnalysisSpec) -> dict[str, Any]:
-    return {
-        "family": spec.family,
-        "link": spec.link_given,
-        "exposure": spec.exposure,
-        "offset": spec.offset,
-        "trials": spec.trials,
-    }
-
-
-def _fit_cluster_summary(data: pd.DataFrame, spec: AnalysisSpec, **options: Any) -> Any:
-    from .cluster_level import fit_cluster_summary_frame
-
-    return fit_cluster_summary_frame(
-        data,
-        **_counts(spec),
-        vcov=spec.vcov,  # type: ignore[arg-type]
-        dof=spec.dof,  # type: ignore[arg-type]
-        **_roles(spec),
-        **options,
-    )
-
-
 def _check_rows(spec: AnalysisSpec, data: Any) -> None:
     """Run the data-integrity checks of ``TrialData.from_frame`` for a fitter that reads rows.
 
@@ -146,7 +109,7 @@ FITTERS: dict[str, Fitter] = {
     "laplace": _entry("glmm", "fit_glmm_spec"),
     "agq": _entry("glmm", "fit_glmm_spec"),
     "gee": _entry("gee", "fit_gee_spec"),
-    "cluster-summary": _fit_cluster_summary,
+    "cluster-summary": _entry("cluster_level", "fit_cluster_summary_spec"),
     "fixed-effects": _fit_fixed_effects,
     "efficient-staggered": _entry("staggered", "fit_staggered_spec"),
     "callaway-santanna": _entry("staggered", "fit_staggered_spec"),
