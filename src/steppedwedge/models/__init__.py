@@ -5,8 +5,12 @@ outcomes (:mod:`.glmm`), GEE (:mod:`.gee`), cluster fixed-effects GLMs with CR2 
 (:mod:`.fixed_effects`), cluster-period summary analyses (:mod:`.cluster_level`), the
 design-based estimators on cluster-period summaries (:mod:`.design_based`: vertical, Hughes,
 synthetic control, crossover) and the staggered-rollout estimators (:mod:`.staggered`:
-efficient, Callaway-Sant'Anna, Sun-Abraham, imputation); :mod:`.fit` dispatches on ``family``
-and ``method``.  Covariate formulas reach patsy only through ``_formula``.
+efficient, Callaway-Sant'Anna, Sun-Abraham, imputation).  :func:`fit` builds one
+:class:`~.spec.AnalysisSpec` (:mod:`.spec`: roles and shared options, validated once) and
+calls the entry ``fit_<name>_spec(data, spec, **numerics)`` that :data:`.fit.FITTERS`
+registers for the ``method``; every entry returns an
+:class:`~steppedwedge.results.EstimationResult`.  Covariate formulas reach patsy only
+through ``_formula``.
 """
 
 from __future__ import annotations
