@@ -191,3 +191,28 @@ def test_ridge_interior_fit_is_a_stationary_point() -> None:
     assert np.max(np.abs(core.grad)) < 1e-3
     held = fit_glmm_core(ud, fam, beta0, sig0, fixed={0: 0.0})
     assert held.loglik < core.loglik
+
+
+def test_every_variance_parameter_held() -> None:
+    """A cluster-intercept model with its only SD held: the profile maximises over beta
+    alone (no variance columns to difference); at the MLE it is the MLE."""
+    ud2, beta0, _ = _units("poisson")
+    ud = UnitData(
+        y=ud2.y,
+        n=ud2.n,
+        offset=ud2.offset,
+        weight=ud2.weight,
+        x=ud2.x,
+        z=ud2.z[:, :, :1],
+        comp=np.array([0]),
+        n_comp=1,
+    )
+    fam = make_family("poisson")
+    core = fit_glmm_core(ud, fam, beta0, np.array([0.3]))
+    assert core.converged and core.free.all()
+    held = fit_glmm_core(ud, fam, beta0, np.array([0.3]), fixed={0: core.sigma[0]})
+    assert held.converged and not held.free[-1]
+    assert abs(held.loglik - core.loglik) <= 1e-8
+    np.testing.assert_allclose(held.beta, core.beta, rtol=0, atol=PROFILE_AT_MLE_ATOL)
+    lower = fit_glmm_core(ud, fam, beta0, np.array([0.3]), fixed={0: 0.5 * core.sigma[0]})
+    assert lower.converged and lower.loglik < core.loglik - 1e-3

@@ -963,6 +963,8 @@ class _Objective:
     def jacobian_columns(self, theta: np.ndarray, g0: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Forward differences (step ``1e-6``) of the exact gradient: ``-dg/dtheta_j``."""
         n = theta.size
+        if len(cols) == 0:  # every variance parameter held (a profile over beta alone)
+            return np.zeros((n, 0))
         hs = 1e-6 * np.maximum(1.0, np.abs(theta[cols]))
         thetas = np.repeat(theta[None, :], len(cols), axis=0)
         thetas[np.arange(len(cols)), cols] += hs
