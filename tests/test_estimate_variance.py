@@ -575,31 +575,60 @@ def _poisson_panel(rng: np.random.Generator, n_i: int, n_t: int, **truth: float)
     )
 
 
-def _lr_at(frame: pd.DataFrame, est: sw.EstimatedVariance, term: int, value: float) -> float:
-    """2 (loglik - profile loglik) with SD ``term`` of a nested Poisson fit held at ``value``."""
+def _lr_at(
+    frame: pd.DataFrame,
+    est: sw.EstimatedVariance,
+    term: int,
+    value: float,
+    roles: tuple[str, str, str, str] = ("y", "la", "year", "pop"),
+) -> float:
+    """2 (loglik - profile loglik) with SD ``term`` of ``est``'s Poisson fit held at ``value``."""
     from steppedwedge._core.families import make_family
     from steppedwedge._core.laplace import fit_glmm_core
     from steppedwedge.planning._history_fit import unit_data
     from steppedwedge.planning._panel import prepare_panel
 
+    outcome, cluster, period, exposure = roles
     rows = prepare_panel(
         frame,
-        outcome="y",
-        cluster="la",
-        period="year",
-        exposure="pop",
+        outcome=outcome,
+        cluster=cluster,
+        period=period,
+        exposure=exposure,
         trials=None,
         family="poisson",
         exclude=None,
         councils=None,
         missing="drop",
     )
-    ud = unit_data(rows, "nested", "categorical", "poisson", rows.y)
+    ud = unit_data(rows, est.structure, "categorical", "poisson", rows.y)
     beta = np.zeros(ud.x.shape[2])
     beta[0] = math.log(rows.y.sum() / np.exp(rows.offset).sum())
-    start = np.array([0.1, math.sqrt(est.variance.gamma2)])
+    start = np.array([0.1, math.sqrt(est.variance.gamma2)][: ud.n_var])
     held = fit_glmm_core(ud, make_family("poisson"), beta, start, fixed={term: value})
     return 2.0 * (est.loglik - held.loglik)
+
+
+def test_profile_interval_of_the_only_variance_meets_the_cutoff(entries: pd.DataFrame) -> None:
+    """structure='cluster': the profile of its one SD is a maximisation over beta alone."""
+    from scipy import stats
+
+    est = _fit(
+        entries,
+        outcome="cla_started_in_year",
+        structure="cluster",
+        compare=False,
+        intervals="profile",
+        confidence_level=0.9,
+    )
+    low, high = est.conf_int(0.9).loc["tau2"]
+    assert 0 < low < est.variance.tau2 < high and not est.messages
+    frame = entries.dropna(subset=["cla_started_in_year"])
+    frame = frame[~frame["la_code"].isin(est.excluded)]
+    roles = ("cla_started_in_year", "la_code", "year", "population_0_17")
+    for end in (low, high):
+        lr = _lr_at(frame, est, 0, math.sqrt(end), roles)
+        np.testing.assert_allclose(lr, stats.chi2.ppf(0.9, 1), rtol=0, atol=PROFILE_CUTOFF_ATOL)
 
 
 def test_profile_interval_reaches_zero_exactly_when_the_profile_at_zero_allows() -> None:

@@ -312,10 +312,6 @@ def profile_intervals(
             evaluate, count = _gaussian_evaluator(rows, fit, time, term)
         else:
             evaluate, count = _laplace_evaluator(rows, fit, time, family, term)
-        if fit.core is not None and fit.core.sigma.size == 1 and family != "negative_binomial":
-            # TODO(engine): fit_glmm_core cannot yet hold a model's only variance parameter
-            out[term.name] = (math.nan, math.nan)
-            continue
         if term.kind == "phi" and fit.gamma2 == 0.0:
             out[term.name] = (0.0, 1.0)  # no decaying variance: the decay is not identified
             continue

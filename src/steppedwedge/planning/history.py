@@ -904,12 +904,7 @@ def _profile_records(
             f"{n_bad} of {n_fits} profile-likelihood refits did not converge: the interval "
             "ends resting on them may be too narrow."
         )
-    if fit.structure == "cluster" and family in ("poisson", "binomial"):
-        notes.append(
-            "No profile-likelihood interval for structure='cluster' with a Poisson or binomial "
-            "family yet (the engine cannot hold the model's only variance parameter)."
-        )
-    elif any(math.isnan(lo) or math.isnan(hi) for _, _, lo, hi in records):
+    if any(math.isnan(lo) or math.isnan(hi) for _, _, lo, hi in records):
         notes.append("Some profile-likelihood interval ends could not be found (NaN).")
     return tuple(records), notes
 
