@@ -172,12 +172,24 @@ def _leverage_power(
     return np.asarray((q * gap[:, None, :] ** (-power)) @ q.transpose(0, 2, 1))
 
 
+def _sym_eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigen-decomposition of the symmetric part of ``a`` (one block or a stack)."""
+    w, q = np.linalg.eigh(0.5 * (a + np.swapaxes(a, -1, -2)))
+    return w, q
+
+
+def _from_eig(q: np.ndarray, power: np.ndarray) -> np.ndarray:
+    """``Q diag(power) Q'`` (one block or a stack)."""
+    return np.asarray((q * power[..., None, :]) @ np.swapaxes(q, -1, -2))
+
+
 def _inv_sqrt_psd(a: np.ndarray, pieces: ClusterPieces, first: int = 0) -> np.ndarray:
     """Symmetric ``a_i^{-1/2}`` of ``(I, d, d)`` PSD blocks; DataError if one is singular.
 
-    ``first`` is the index of the first block's cluster (for the message).
+    ``first`` is the index of the first block's cluster (for the message).  The
+    pseudo-inverse root of a block singular by construction is :func:`pinv_sqrt_psd`.
     """
-    w, q = np.linalg.eigh(0.5 * (a + a.transpose(0, 2, 1)))
+    w, q = _sym_eigh(a)
     scale = np.maximum(w.max(axis=1, keepdims=True), 1e-300)
     bad = np.flatnonzero((w / scale).min(axis=1) <= _SINGULAR_TOL)
     if bad.size:
@@ -188,7 +200,7 @@ def _inv_sqrt_psd(a: np.ndarray, pieces: ClusterPieces, first: int = 0) -> np.nd
             "cannot be formed. Use vcov='cr0' or 'mbn', or a model with fewer "
             "cluster-specific terms."
         )
-    return np.asarray((q / np.sqrt(w)[:, None, :]) @ q.transpose(0, 2, 1))
+    return _from_eig(q, 1.0 / np.sqrt(w))
 
 
 def _cr2_observation_space(pieces: ClusterPieces, bread: np.ndarray) -> np.ndarray:
@@ -405,14 +417,13 @@ def pinv_sqrt_psd(g: np.ndarray) -> np.ndarray:
     >>> pinv_sqrt_psd(np.diag([4.0, 0.0])).tolist()
     [[0.5, 0.0], [0.0, 0.0]]
     """
-    vals, vecs = np.linalg.eigh((g + g.T) / 2.0)
+    vals, vecs = _sym_eigh(g)
     pw = np.zeros_like(vals)
     # clubSandwich zeroes eigenvalues <= 1e-12; the relative floor also catches the rounding
     # of a null eigenvalue when G is large (e.g. Poisson counts in the thousands)
     ok = vals > max(1e-12, 1e-10 * float(np.max(np.abs(vals))))
     pw[ok] = vals[ok] ** -0.5
-    out: np.ndarray = (vecs * pw) @ vecs.T
-    return out
+    return _from_eig(vecs, pw)
 
 
 def _cr2_y_dense(z: np.ndarray, theta: np.ndarray, m: np.ndarray) -> np.ndarray:
