@@ -398,13 +398,6 @@ class EstimationResult(ResultMixin):
                 out[c] = np.exp(out[c])
         return out
 
-    def _summary_tables(
-        self, name: str = "Fixed effects", *, exponentiate: bool = False
-    ) -> list[tuple[str, pd.DataFrame]]:
-        """Return the coefficient table of a :class:`Summary` (a subclass adds its own)."""
-        suffix = " (exponentiated estimates and limits)" if exponentiate else ""
-        return [(name + suffix, self.tidy(exponentiate=exponentiate))]
-
     # ------------------------------------------------------------------ variance
     def with_vcov(self: _R, vcov: str, *, dof: str | float | None = None) -> _R:
         """Return a new result with another variance estimator (the fit is not mutated).
