@@ -351,3 +351,19 @@ def test_spec_entry_and_method_label() -> None:
     assert a.estimate == b.estimate and a.std_error == b.std_error and a.df == b.df
     assert a.method_label == "cluster fixed-effects GLM (CR1, df: satterthwaite)"
     assert a.link == "log" and a.ratio is not None
+
+
+def test_spec_entry_runs_the_trial_data_row_checks() -> None:
+    """sw.fit's entry refuses what TrialData refuses (here a treatment reversal)."""
+    from steppedwedge.models.fixed_effects import fit_fixed_effects_spec
+    from steppedwedge.models.spec import AnalysisSpec
+
+    treated = BINARY.loc[BINARY["trt"] == 1, "council"].iloc[0]
+    last = BINARY["period"].max()
+    rev = BINARY.copy()
+    rev.loc[(rev["council"] == treated) & (rev["period"] == last), "trt"] = 0
+    spec = AnalysisSpec.from_options(
+        outcome="y", **ROLES, family="binomial", method="fixed-effects"
+    )
+    with pytest.raises(DataError, match="revers"):
+        fit_fixed_effects_spec(rev, spec)

@@ -18,6 +18,7 @@ The CR2 adjustment follows clubSandwich's ``vcovCR.glm``
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -28,7 +29,7 @@ import pandas as pd
 
 from .._validation import check_option
 from .._warnings import warn
-from ..exceptions import ConvergenceWarning, OptionError, SmallSampleWarning
+from ..exceptions import ConvergenceWarning, MissingDataWarning, OptionError, SmallSampleWarning
 from ..inference.sandwich import GLMRobust, glm_cluster_robust, glm_satterthwaite_df
 from ..results import TIDY_COLUMNS, EstimationResult, Summary, _fmt, t_interval, t_pvalue
 from ._fe_design import FEDesign, FERows, fe_design, fe_rows, label
@@ -549,7 +550,7 @@ def fit_fixed_effects(
         family=family, covariates=covariates, offset=offset, exposure=exposure, effect=effect,
         method="fixed-effects", dof=dof, vcov=vcov, missing=missing,
     )  # fmt: skip
-    return fit_fixed_effects_spec(data, spec, _dense_limit=_dense_limit)
+    return _fit_spec(data, spec, _dense_limit)
 
 
 def fit_fixed_effects_spec(
@@ -558,7 +559,11 @@ def fit_fixed_effects_spec(
     """Fixed-effects GLM of ``data`` as ``spec`` describes: ``sw.fit(method="fixed-effects")``.
 
     Roles, family, covariates, offset/exposure, ``effect``, ``vcov`` (None: ``"cr2"``),
-    ``dof`` and ``missing`` come from the spec; see :func:`fit_fixed_effects`.
+    ``dof`` and ``missing`` come from the spec; see :func:`fit_fixed_effects`.  The rows
+    first pass the data-integrity checks of :meth:`~steppedwedge.TrialData.from_frame`
+    (repeated rows, treatment reversal, near-duplicate labels, no variation), which
+    :func:`steppedwedge.fit` applies to every method; the keyword function
+    :func:`fit_fixed_effects` does not run them (unchanged).
 
     Parameters
     ----------
@@ -591,6 +596,33 @@ def fit_fixed_effects_spec(
     >>> res.vcov, res.dof
     ('cr2', 'satterthwaite')
     """
+    _check_rows(spec, data)
+    return _fit_spec(data, spec, _dense_limit)
+
+
+def _check_rows(spec: AnalysisSpec, data: Any) -> None:
+    """Run the data-integrity checks of ``TrialData.from_frame`` on the rows (checks only).
+
+    The fixed-effects GLM reads the rows itself; the refusals of ``TrialData`` (repeated
+    rows, reversal, near-duplicate labels, ``exposure`` with ``offset``, no variation) apply
+    to it too.  The numbers are computed from the rows as before.
+    """
+    if not isinstance(data, pd.DataFrame):
+        return
+    several = (
+        spec.family != "binomial"
+        and {spec.cluster, spec.period} <= set(data.columns)
+        and bool(data.duplicated([spec.cluster, spec.period]).any())
+    )
+    with warnings.catch_warnings():  # the fitter issues its own missing-data warnings
+        warnings.simplefilter("ignore", MissingDataWarning)
+        spec.trial_data(
+            data, kind="individual" if several or spec.family in ("gaussian", "binomial") else None
+        )
+
+
+def _fit_spec(data: pd.DataFrame, spec: AnalysisSpec, dense_limit: int) -> FixedEffectsResult:
+    """Check the fixed-effects options of ``spec`` and fit (no TrialData row checks)."""
     from .._parallel import _single_threaded_blas
 
     family = check_option("family", spec.family, _FAMILIES)
@@ -603,7 +635,7 @@ def fit_fixed_effects_spec(
     if (spec.offset is not None or spec.exposure is not None) and family != "poisson":
         raise OptionError("`offset`/`exposure` are for family='poisson'.")
     with _single_threaded_blas():
-        return _fit(data, spec, family, effect, vcov, dof, _dense_limit)
+        return _fit(data, spec, family, effect, vcov, dof, dense_limit)
 
 
 def _fit(
