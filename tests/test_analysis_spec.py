@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -162,3 +163,32 @@ def test_describe_names_model() -> None:
         "effect='immediate'"
     )
     assert "cluster-period summaries" in spec.replace(method="vertical", random="nested").describe()
+
+
+#: Fragments of every refusal ``AnalysisSpec.from_options`` owns.
+SPEC_ONLY_MESSAGES = (
+    "is for non-Gaussian mixed models",
+    "is for Gaussian outcomes; family=",
+    "Gaussian mixed models use the identity link",
+    "is for count or binomial outcomes; it cannot be used with",
+    "is available for mixed models",
+    "scales a decaying correlation",
+    "are not used by method='fixed-effects'",
+    "uses the canonical link of family",
+    "needs individual binary rows",
+    "do(es) not apply to method",
+)
+
+
+def test_shared_refusals_are_raised_in_one_place() -> None:
+    # validated once: no fitter (or anything else) repeats a check the spec owns
+    root = Path(sw.__file__).resolve().parent
+    spec_path = root / "models" / "spec.py"
+    for fragment in SPEC_ONLY_MESSAGES:
+        assert fragment in spec_path.read_text(), fragment
+        elsewhere = [
+            str(p.relative_to(root))
+            for p in root.rglob("*.py")
+            if p != spec_path and fragment in p.read_text()
+        ]
+        assert not elsewhere, (fragment, elsewhere)
