@@ -488,11 +488,7 @@ def test_bootstrap_intervals_cover_the_true_components() -> None:
 
 # ------------------------------------------------------------------ profile-likelihood intervals
 PROFILE_REF = Path(__file__).resolve().parent / "reference" / "estimate_variance_profile"
-PROFILE_CASES = (
-    json.loads((PROFILE_REF / "cases.json").read_text())
-    if (PROFILE_REF / "cases.json").exists()
-    else []
-)
+PROFILE_CASES = json.loads((PROFILE_REF / "cases.json").read_text())
 
 
 @pytest.mark.reference
