@@ -136,8 +136,9 @@ def test_permutation_test_default_is_twfe() -> None:
 #: refits all 2,000 null ones (the issue's count) and the first 500 alternative ones: 5,000
 #: decay-GLMM fits with the robust variance, 697 s of CPU measured on a loaded machine
 #: (16 min on two workers; the CI budget is about 200 s on two cores) before the Laplace
-#: engine's ridge probe, which cut the mean CPU of these fits by 18% (17 councils) and 31%
-#: (8) in an A/B run (docs/explanation/calibration.rst): about three quarters of it now.
+#: engine's ridge probe and the end of the restart after a checked ridge end, which cut the
+#: CPU of these replicates to 0.53 (17 councils) and 0.55 (8) of it in an A/B run on the
+#: first 100 null ones (docs/explanation/calibration.rst): about 380 s at that load now.
 PRIMARY_SEED = 20261201
 PRIMARY_CHUNK = 100
 PRIMARY_N_NULL = 2000
