@@ -141,7 +141,7 @@ def binary_section(n_rows: int = 1_000_000) -> None:
     )
     t_glm = best_of(lambda: sm.GLM(y, xm, family=sm.families.Binomial()).fit(), 1)
     print(
-        f"   fit_glmm end to end {t_ours:.3f} s (OR {res.ratio:.4f}, SE {res.std_error:.4f}, "
+        f"   fit_glmm end to end {t_ours:.3f} s (OR {res.ratio[0]:.4f}, SE {res.std_error:.4f}, "
         f"{res.n_units} cells); statsmodels GLM on the rows (no random effects) {t_glm:.3f} s = "
         f"{t_glm / t_ours:.1f}x"
     )
@@ -172,7 +172,7 @@ def covariates_section() -> None:
     best_of(cpu, 5)
     print(
         f"   fit_glmm end to end {t_wall:.3f} s wall, {cpu.t:.3f} s CPU "  # type: ignore[attr-defined]
-        f"({res.n_units:,} units; OR {res.ratio:.4f}, SE {res.std_error:.4f}); "
+        f"({res.n_units:,} units; OR {res.ratio[0]:.4f}, SE {res.std_error:.4f}); "
         f"glmer (R, default control) {case['elapsed_glmer_default']:.2f} s = "
         f"{case['elapsed_glmer_default'] / t_wall:.1f}x"
     )
@@ -241,7 +241,7 @@ def decay_section() -> None:
         vc = res.variance_components
         line = (
             f"   random={random!r:15s} fit_glmm {t_wall * 1e3:6.1f} ms wall, "
-            f"{cpu.t * 1e3:6.1f} ms CPU | RR {res.ratio:.4f} (SE {res.std_error:.4f}), "  # type: ignore[attr-defined]
+            f"{cpu.t * 1e3:6.1f} ms CPU | RR {res.ratio[0]:.4f} (SE {res.std_error:.4f}), "  # type: ignore[attr-defined]
             f"r {vc['decay']:.4f}, logLik {res.loglik:.4f}"
         )
         if random in tmb:
