@@ -372,3 +372,16 @@ def test_spec_entry_equals_frame_entry(rng) -> None:
     np.testing.assert_allclose(a.vcov_matrix, b.vcov_matrix, rtol=0, atol=0)
     c = fit_cluster_summary_spec(df, spec.replace(link=None))
     assert c.link == "identity"  # the summary's own default, not the spec's resolved logit
+
+
+def test_dof_refusal_prints_the_value_as_given() -> None:
+    """A numeric dof (not offered here) is echoed as given (`got 5.0`, not `got '5.0'`)."""
+    import steppedwedge as sw
+
+    df = _individual(np.random.default_rng(3))
+    roles = dict(outcome="y", cluster="cl", period="per", treatment="trt")
+    msg = r"`dof` must be one of .*; got 5\.0\.$"
+    with pytest.raises(OptionError, match=msg):
+        sw.fit(df, method="cluster-summary", dof=5.0, **roles)
+    with pytest.raises(OptionError, match=msg):
+        sw.fit(df, method="cluster-summary", **roles).with_vcov("cr2", dof=5.0)

@@ -237,7 +237,8 @@ def test_trial_data_input() -> None:
 
 
 def test_bad_input() -> None:
-    with pytest.raises(DataError, match="`outcome` must name a column"):
+    # the same check and message as TrialData.from_frame (steppedwedge.data.check_role_column)
+    with pytest.raises(DataError, match=r"column 'nope' given as `outcome` is not in `data`"):
         fit_fixed_effects(BINARY, outcome="nope", **ROLES)
     with pytest.raises(DataError, match="must be 0/1"):
         fit_fixed_effects(BINARY, outcome="yc", **ROLES)
@@ -367,3 +368,19 @@ def test_spec_entry_runs_the_trial_data_row_checks() -> None:
     )
     with pytest.raises(DataError, match="revers"):
         fit_fixed_effects_spec(rev, spec)
+
+
+def test_dof_refusal_prints_the_value_as_given() -> None:
+    """A numeric dof (not offered here) is echoed as given (`got 5.0`, not `got '5.0'`)."""
+    import steppedwedge as sw
+
+    msg = r"`dof` must be one of .*; got 5\.0\.$"
+    with pytest.raises(ValueError, match=msg):
+        sw.fit(BINARY, outcome="y", method="fixed-effects", family="binomial", dof=5.0, **ROLES)
+    with pytest.raises(ValueError, match=msg):
+        fit_fixed_effects(BINARY, outcome="y", **ROLES).with_vcov("cr1", dof=5.0)
+
+
+def test_exposure_column_check_is_trial_datas() -> None:
+    with pytest.raises(DataError, match=r"column 'pops' given as `exposure` is not in `data`"):
+        fit_fixed_effects(COUNTS, outcome="events", family="poisson", exposure="pops", **ROLES)

@@ -689,7 +689,9 @@ def test_with_vcov_equals_refit(gaussian_df, kind) -> None:
     assert got.vcov == kind and got.df == refit.df == td.n_clusters - len(refit.params)
     np.testing.assert_allclose(got.vcov_matrix, refit.vcov_matrix, **LINALG)
     np.testing.assert_allclose(got.std_error, refit.std_error, **LINALG)
-    assert base.with_vcov(kind).df == np.inf  # dof=None keeps the df
+    # dof=None: the default df rule of a refit with that vcov (I - p), not the stored df
+    assert base.with_vcov(kind).df == refit.df == td.n_clusters - len(refit.params)
+    assert base.with_vcov(kind, dof="normal").df == np.inf
     assert got.method_label == f"GEE ({kind})"
 
 
@@ -720,3 +722,49 @@ def test_spec_entry_equals_frame_entry(gaussian_df) -> None:
     assert a.corstr == b.corstr == "decay"
     np.testing.assert_allclose(a.params, b.params, **EXACT)
     np.testing.assert_allclose(a.vcov_matrix, b.vcov_matrix, **EXACT)
+
+
+# --------------------------------------------------------------------------------------
+# review fixes: pickling, the shared covariate-column check
+# --------------------------------------------------------------------------------------
+
+
+def test_result_pickles_and_with_vcov_after(gaussian_df) -> None:
+    """GEEResult round-trips through pickle (no local functions inside); with_vcov still works."""
+    import pickle
+
+    res = fit_gee(_td(gaussian_df), corstr="nested-exchangeable", vcov="md")
+    back = pickle.loads(pickle.dumps(res))
+    assert back.estimate == res.estimate and back.std_error == res.std_error
+    assert back.correlation_std_errors == res.correlation_std_errors is not None
+    kc, kc_back = res.with_vcov("kc"), back.with_vcov("kc")
+    np.testing.assert_array_equal(kc_back.vcov_matrix, kc.vcov_matrix)
+    assert kc_back.df == kc.df == res.n_clusters - len(res.params)
+
+
+@pytest.mark.parametrize(
+    "family, link", [("gaussian", "identity"), ("binomial", "logit"), ("poisson", "log")]
+)
+def test_link_functions_pickle_and_match_the_formulas(family, link) -> None:
+    """The module-level variance/range functions (and the NB2 callable) equal the formulas."""
+    import pickle
+
+    mu = np.array([0.2, 0.5, 0.9])
+    var = {"gaussian": np.ones(3), "binomial": mu * (1 - mu), "poisson": mu}[family]
+    for fam, want in ((G.link_functions(family, link), var),
+                      (G.link_functions("negative_binomial", "log", nb_theta=2.5),
+                       mu + mu**2 / 2.5)):  # fmt: skip
+        back = pickle.loads(pickle.dumps(fam))
+        np.testing.assert_allclose(back.variance(mu), want, **EXACT)
+        np.testing.assert_allclose(back.linkinv(back.linkfun(mu)), mu, **LINALG)
+        bad = np.array([np.inf]) if fam.variance is G._ones else np.array([-1.0, 2.0])
+        assert back.valid_mu(mu) and not back.valid_mu(bad)
+
+
+def test_missing_covariate_column_has_the_trial_data_message(gaussian_df) -> None:
+    """The GEE covariate-column check is TrialData's (one function, one message)."""
+    msg = r"covariate column 'nope' is not in `data`\."
+    with pytest.raises(DataError, match=msg):
+        fit_gee(_td(gaussian_df), covariates=["nope"])
+    with pytest.raises(DataError, match=msg):
+        _td(gaussian_df, covariates=["nope"])

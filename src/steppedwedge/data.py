@@ -689,6 +689,28 @@ def _from_frame_iv(
     )
 
 
+def check_role_column(data: pd.DataFrame, role: str, col: Any) -> str:
+    """Return ``col`` if it names a column of ``data``; else a :class:`DataError` naming ``role``.
+
+    The one check (and message) of a role column, shared by :meth:`TrialData.from_frame` and
+    the fitters that read a frame themselves (fixed effects).
+    """
+    if not isinstance(col, str):
+        raise DataError(f"`{role}` must be a column name (str); got {col!r}.")
+    if col not in data.columns:
+        raise DataError(
+            f"column {col!r} given as `{role}` is not in `data`; "
+            f"available columns: {_list([str(c) for c in data.columns], 20)}."
+        )
+    return col
+
+
+def check_covariate_column(data: pd.DataFrame, col: Any) -> None:
+    """Raise a :class:`DataError` unless the covariate ``col`` is a column of ``data``."""
+    if col not in data.columns:
+        raise DataError(f"covariate column {col!r} is not in `data`.")
+
+
 def _resolve_roles(
     data: pd.DataFrame, given: Mapping[str, str | None], covariates: Sequence[str] | None
 ) -> tuple[dict[str, str], tuple[str, ...]]:
@@ -697,14 +719,7 @@ def _resolve_roles(
     for role, col in given.items():
         if col is None:
             continue
-        if not isinstance(col, str):
-            raise DataError(f"`{role}` must be a column name (str); got {col!r}.")
-        if col not in data.columns:
-            raise DataError(
-                f"column {col!r} given as `{role}` is not in `data`; "
-                f"available columns: {_list([str(c) for c in data.columns], 20)}."
-            )
-        roles[role] = col
+        roles[role] = check_role_column(data, role, col)
     seen: dict[str, str] = {}
     for role, col in roles.items():
         if col in seen:
@@ -714,8 +729,7 @@ def _resolve_roles(
     if isinstance(covariates, str):
         covs = (covariates,)
     for c in covs:
-        if c not in data.columns:
-            raise DataError(f"covariate column {c!r} is not in `data`.")
+        check_covariate_column(data, c)
         if c in seen:
             raise DataError(f"column {c!r} is given both as `{seen[c]}` and as a covariate.")
         if c in given:

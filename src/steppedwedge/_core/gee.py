@@ -121,6 +121,33 @@ def _logit(x: FloatArray) -> FloatArray:
     return out
 
 
+def _binomial_variance(mu: FloatArray) -> FloatArray:
+    return mu * (1.0 - mu)
+
+
+def _all_finite(mu: FloatArray) -> bool:
+    return bool(np.all(np.isfinite(mu)))
+
+
+def _in_unit_interval(mu: FloatArray) -> bool:
+    return bool(np.all((mu > 0.0) & (mu < 1.0)))
+
+
+def _all_positive(mu: FloatArray) -> bool:
+    return bool(np.all(mu > 0.0))
+
+
+@dataclass(frozen=True)
+class _NBVariance:
+    """Negative-binomial (NB2) variance ``mu + mu**2 / theta`` (a picklable callable)."""
+
+    theta: float
+
+    def __call__(self, mu: FloatArray) -> FloatArray:
+        out: FloatArray = mu + mu * mu / self.theta
+        return out
+
+
 def link_functions(family: str, link: str, *, nb_theta: float | None = None) -> LinkFunctions:
     """Return the :class:`LinkFunctions` for ``family`` and ``link``.
 
@@ -137,37 +164,17 @@ def link_functions(family: str, link: str, *, nb_theta: float | None = None) -> 
     else:  # pragma: no cover - validated upstream
         raise ValueError(f"unknown link {link!r}")
 
+    variance: Callable[[FloatArray], FloatArray]
     if family == "gaussian":
-        variance: Callable[[FloatArray], FloatArray] = _ones
-
-        def valid(mu: FloatArray) -> bool:
-            return bool(np.all(np.isfinite(mu)))
-
+        variance, valid = _ones, _all_finite
     elif family == "binomial":
-
-        def variance(mu: FloatArray) -> FloatArray:
-            return mu * (1.0 - mu)
-
-        def valid(mu: FloatArray) -> bool:
-            return bool(np.all((mu > 0.0) & (mu < 1.0)))
-
+        variance, valid = _binomial_variance, _in_unit_interval
     elif family == "poisson":
-        variance = _identity
-
-        def valid(mu: FloatArray) -> bool:
-            return bool(np.all(mu > 0.0))
-
+        variance, valid = _identity, _all_positive
     elif family == "negative_binomial":
         if nb_theta is None or not nb_theta > 0:  # pragma: no cover - validated upstream
             raise ValueError("negative_binomial needs nb_theta > 0")
-        theta = float(nb_theta)
-
-        def variance(mu: FloatArray) -> FloatArray:
-            return mu + mu * mu / theta
-
-        def valid(mu: FloatArray) -> bool:
-            return bool(np.all(mu > 0.0))
-
+        variance, valid = _NBVariance(float(nb_theta)), _all_positive
     else:  # pragma: no cover - validated upstream
         raise ValueError(f"unknown family {family!r}")
     return LinkFunctions(linkinv, mu_eta, variance, valid, linkfun)

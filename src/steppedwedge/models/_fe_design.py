@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .._warnings import warn
+from ..data import check_role_column
 from ..exceptions import DataError, MissingDataWarning, SmallSampleWarning
 from ._fe_glm import independent_columns
 
@@ -87,15 +88,11 @@ def _check_columns(frame: pd.DataFrame, roles: dict[str, str | None]) -> None:
         col = roles[arg]
         if col is None:
             raise TypeError(f"`{arg}` is required (a column name).")
-        if col not in frame.columns:
-            raise DataError(
-                f"`{arg}` must name a column of `data`; got {col!r} "
-                f"(columns: {list(frame.columns)})."
-            )
+        check_role_column(frame, arg, col)
     for arg in ("offset", "exposure"):
         col = roles[arg]
-        if col is not None and col not in frame.columns:
-            raise DataError(f"`{arg}` must name a column of `data`; got {col!r}.")
+        if col is not None:
+            check_role_column(frame, arg, col)
 
 
 def _drop_missing(

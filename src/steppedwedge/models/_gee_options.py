@@ -17,7 +17,7 @@ import pandas as pd
 
 from .._core import gee as _gee
 from .._validation import check_option
-from ..data import TrialData
+from ..data import TrialData, check_covariate_column
 from ..exceptions import DataError, OptionError
 
 __all__ = ["GEE_LINKS", "GEE_VCOVS", "GEEOptions", "gee_dof", "gee_options"]
@@ -145,8 +145,7 @@ def gee_dof(dof: Any) -> float | None:
 def _check_columns(td: TrialData, covs: tuple[str, ...]) -> None:
     """Covariate columns numeric and finite; the offset finite."""
     for c in covs:
-        if c not in td.frame.columns:
-            raise DataError(f"covariate column {c!r} is not in the data.")
+        check_covariate_column(td.frame, c)
         s = td.frame[c]
         if not (pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)):
             raise DataError(

@@ -144,7 +144,7 @@ class ClusterSummaryResult(_WaldTable):
 
         ``dof=None`` applies the default rule of ``vcov`` (as a refit would).
         """
-        dfr = _dof_rule(vcov, self.weights, None if dof is None else str(dof))
+        dfr = _dof_rule(vcov, self.weights, dof)
         V, df = _inference(self._pieces, vcov, dfr)
         names = self.params.index
         vm = pd.DataFrame(V, index=names, columns=names)
@@ -467,7 +467,7 @@ def _check_vcov(vcov: str) -> str:
     return check_option("vcov", vcov, _VCOVS)
 
 
-def _dof_rule(vc: str, wt: str, dof: str | None) -> str:
+def _dof_rule(vc: str, wt: str, dof: str | float | None) -> str:
     """Resolve and check the df rule (calibrated defaults: docs/explanation/calibration.rst)."""
     if dof is None:
         dof = "residual" if vc != "cr2" else ("clusters" if wt == "none" else "satterthwaite")

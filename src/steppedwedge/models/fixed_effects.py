@@ -89,7 +89,7 @@ class _Inference:
     df: float
 
 
-def _resolve_dof(vcov: str, dof: str | None, family: str) -> str:
+def _resolve_dof(vcov: str, dof: str | float | None, family: str) -> str:
     """Resolve and check the df rule (default: Satterthwaite if robust, else residual or z)."""
     if dof is None:
         dof = "satterthwaite" if vcov != "model" else ("residual" if family == "gaussian" else "z")
@@ -315,7 +315,7 @@ class FixedEffectsResult(EstimationResult):
         """
         from .._parallel import _single_threaded_blas
 
-        rule = _resolve_dof(vcov, None if dof is None else str(dof), self.family)
+        rule = _resolve_dof(vcov, dof, self.family)
         with _single_threaded_blas():
             inf = _inference(self._pieces, vcov, rule)
         idx = self.params.index
@@ -628,7 +628,7 @@ def _fit_spec(data: pd.DataFrame, spec: AnalysisSpec, dense_limit: int) -> Fixed
     family = check_option("family", spec.family, _FAMILIES)
     effect = check_option("effect", spec.effect, ("immediate", "period-interaction"))
     vcov = check_option("vcov", "cr2" if spec.vcov is None else spec.vcov, _VCOVS)
-    dof = _resolve_dof(vcov, None if spec.dof is None else str(spec.dof), family)
+    dof = _resolve_dof(vcov, spec.dof, family)
     check_option("missing", spec.missing, ("raise", "drop"))
     if spec.offset is not None and spec.exposure is not None:
         raise OptionError("give at most one of `offset` and `exposure`.")

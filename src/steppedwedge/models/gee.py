@@ -232,10 +232,10 @@ class GEEResult(_WaldTable):
     def _with_vcov(self, vcov: str, dof: str | float | None) -> GEEResult:
         """Recompute the variance from the stored per-cluster pieces (no refit).
 
-        ``dof=None`` keeps :attr:`df`; ``"residual"`` (``I - p``), ``"normal"`` or a number
-        sets it.
+        ``dof=None`` applies the default rule of a refit with that ``vcov`` (``I - p``, as
+        ``"residual"``); ``"normal"`` or a positive number sets it.
         """
-        d = self.df if dof is None else gee_dof(dof)
+        d = gee_dof(dof)
         df = float(self.n_clusters - len(self.params)) if d is None else d
         V = _vcov(self._M, self._u, self.scale, vcov, list(self.params.index), self._clusters)
         return replace(self, vcov=vcov, vcov_matrix=V, df=df)
