@@ -362,8 +362,9 @@ class EstimatedVariance(PlanningResultMixin):
         ``decay``:
 
         * profile likelihood: 91.5 / 90.7 / 90.7% of 400 panels of 40 councils x 6 years
-          (Monte-Carlo SE 1.5%), 90.8 / 91.2 / 88.4% of 250 panels of 144 councils x 5 years
-          (the DfE panel's size; SE 1.9%): nominal within Monte-Carlo error.
+          and 90.0 / 90.5 / 87.3% of 400 panels of 144 councils x 5 years (the DfE panel's
+          size); Monte-Carlo SE 1.5%: nominal within it, except perhaps the decay at 144
+          councils (1.8 SE short).  95% intervals at 40 x 6: 95.5 / 95.0 / 95.5% of 200.
         * bootstrap percentile (50 refits per panel): 78.5 / 87.0 / 87.5% of 200 panels of
           40 councils x 6 years (SE 2.1%) and 83.3 / 86.0 / 82.7% of 150 panels of 144
           councils x 5 years (SE 2.4%): short of nominal.
@@ -744,8 +745,8 @@ def estimate_variance(
     over every other parameter (fixed effects included) with the component held at ``v``;
     they match glmmTMB profiles to 1e-4 (``tests/reference/estimate_variance_profile``).  A
     variance's lower end is 0 when the profile at 0 is within that cutoff (conservative at
-    the boundary, whose test has a chi-bar-square null [4]_).  They cover at the nominal
-    rate in simulated panels (:meth:`EstimatedVariance.tidy`, Notes) and cost a few dozen
+    the boundary, whose test has a chi-bar-square null [4]_).  They cover at about the
+    nominal rate in simulated panels (:meth:`EstimatedVariance.tidy`, Notes) and cost a few dozen
     refits: 2.4 s of CPU for the full DfE panel, 11 times its point fit.  The bootstrap
     draws (biased downwards with few clusters, as the estimate is) have percentile intervals
     that cover several points less; :func:`steppedwedge.assurance` averages power over the
