@@ -1379,6 +1379,52 @@ def _fixed_mask(
     return mask
 
 
+def _final_hessian(
+    obj: _Objective,
+    theta: np.ndarray,
+    g: np.ndarray,
+    cols: np.ndarray | None,
+    free: np.ndarray,
+    st: LaplaceState,
+    alpha: float,
+) -> np.ndarray:
+    """Hessian of ``-L`` at the optimum over the ``free`` parameters (zero elsewhere).
+
+    The variance columns of the last Newton iteration (``cols``, taken < 1e-5 away) or
+    forward differences of the exact gradient at ``theta``; the ``beta`` block in closed
+    form for the Laplace approximation (differenced for AGQ).
+    """
+    data, fam, p, kv = obj.data, obj.fam, obj.p, obj.k
+    n_par = theta.size
+    var_idx = np.arange(p, n_par)
+    exact_beta = obj.nq == 1 and np.isfinite(st.value)
+    if cols is not None:
+        # variance columns from the last Newton iteration (taken < 1e-5 away)
+        hess = (
+            np.zeros((n_par, n_par))
+            if exact_beta
+            else obj.hessian(theta, free, g0=g, columns=np.arange(p))
+        )
+        hess[:, var_idx] = cols
+        hess[var_idx, :p] = cols[:p].T
+    elif exact_beta:
+        hess = obj.hessian(theta, free, g0=g, columns=var_idx[free[var_idx]])
+    else:
+        hess = obj.hessian(theta, free, g0=g)
+    if exact_beta:
+        # the beta block in closed form (exact Laplace Hessian, no differencing)
+        sig = np.where(obj.even, np.abs(theta[p : p + kv]), theta[p : p + kv])
+        hess[:p, :p] = laplace_grad(
+            data, fam, st, sig, alpha, want_hessian=True, exact_hessian=True
+        )[3]
+        if cols is None:  # differenced variance columns hold the cross terms
+            hess[var_idx, :p] = hess[:p, var_idx].T
+    hess = 0.5 * (hess + hess.T)
+    hess[~free, :] = 0.0
+    hess[:, ~free] = 0.0
+    return np.asarray(hess)
+
+
 def _fit_glmm_core(
     data: UnitData,
     fam: Family,
@@ -1393,7 +1439,6 @@ def _fit_glmm_core(
     theta = np.concatenate([beta0, sigma0, [alpha0] if fam.has_dispersion else []]).astype(float)
     held = _fixed_mask(data, fam, fixed, theta)
     n_par = theta.size
-    var_idx = np.arange(p, n_par)
     ia = p + kv if fam.has_dispersion else None
     obj = _Objective(data, fam, 1)
     theta, val, g, cols, converged, message = _newton(obj, theta, max_iter, held)
@@ -1430,31 +1475,7 @@ def _fit_glmm_core(
         st = last[1]  # the converged state of the last evaluation, at this very theta
     else:
         st = modes(data, fam, theta[:p], theta[p : p + kv], alpha, obj.v0)
-    exact_beta = obj.nq == 1 and np.isfinite(st.value)
-    if cols is not None:
-        # variance columns from the last Newton iteration (taken < 1e-5 away)
-        hess = (
-            np.zeros((n_par, n_par))
-            if exact_beta
-            else obj.hessian(theta, free, g0=g, columns=np.arange(p))
-        )
-        hess[:, var_idx] = cols
-        hess[var_idx, :p] = cols[:p].T
-    elif exact_beta:
-        hess = obj.hessian(theta, free, g0=g, columns=var_idx[free[var_idx]])
-    else:
-        hess = obj.hessian(theta, free, g0=g)
-    if exact_beta:
-        # the beta block in closed form (exact Laplace Hessian, no differencing)
-        sig = np.where(obj.even, np.abs(theta[p : p + kv]), theta[p : p + kv])
-        hess[:p, :p] = laplace_grad(
-            data, fam, st, sig, alpha, want_hessian=True, exact_hessian=True
-        )[3]
-        if cols is None:  # differenced variance columns hold the cross terms
-            hess[var_idx, :p] = hess[:p, var_idx].T
-    hess = 0.5 * (hess + hess.T)
-    hess[~free, :] = 0.0
-    hess[:, ~free] = 0.0
+    hess = _final_hessian(obj, theta, g, cols, free, st, alpha)
     n_eval = n_eval + obj.n_eval if obj.nq > 1 else obj.n_eval
     converged = converged and st.converged and bool(np.all(np.isfinite(hess)))
     try:
