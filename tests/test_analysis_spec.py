@@ -66,6 +66,16 @@ def panel() -> pd.DataFrame:
          "summaries); use `estimand=` / `event_times=` instead."),
         ({"method": "vertical", "offset": "o"}, "`offset` do(es) not apply to method='vertical' "
          "(a design-based estimator on cluster-period summaries with randomisation inference)"),
+        ({"method": "fixed-effects", "family": "binomial", "link": "identity"}, "method="
+         "'fixed-effects' uses the canonical link of family='binomial'; got link='identity'."),
+        ({"method": "fixed-effects", "random": "cluster", "time": "linear"}, "`random`, "
+         "`time` do(es) not apply to method='fixed-effects' (a GLM with cluster and period "
+         "fixed effects); leave them at their defaults."),
+        ({"method": "cluster-summary", "covariates": "age", "effect": "eti"}, "`covariates`, "
+         "`effect` do(es) not apply to method='cluster-summary' (a regression of "
+         "cluster-period summaries on treatment and period)"),
+        ({"method": "cluster-summary", "knots": [1.5]}, "`knots` do(es) not apply to method="
+         "'cluster-summary'"),
     ],
 )  # fmt: skip
 def test_refusals_same_message_in_spec_and_fit(
@@ -75,6 +85,17 @@ def test_refusals_same_message_in_spec_and_fit(
         AnalysisSpec.from_options(**ROLES, **options)  # type: ignore[arg-type]
     with pytest.raises(OptionError, match=re.escape(message)):
         sw.fit(panel, **ROLES, **options)  # type: ignore[arg-type]
+
+
+def test_default_link_per_method() -> None:
+    # staggered estimators model binary outcomes as risk differences; the others use logit
+    staggered = AnalysisSpec.from_options(**ROLES, family="binomial", method="sun-abraham")
+    assert staggered.link == "identity"
+    for method in ("laplace", "gee", "vertical", "fixed-effects", "cluster-summary"):
+        spec = AnalysisSpec.from_options(**ROLES, family="binomial", method=method)
+        assert spec.link == "logit", method
+    gaussian_fe = AnalysisSpec.from_options(**ROLES, method="fixed-effects", link="identity")
+    assert gaussian_fe.link == "identity"
 
 
 def test_staggered_accepts_offset_but_design_based_does_not() -> None:

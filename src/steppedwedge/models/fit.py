@@ -8,14 +8,13 @@ one line here (``docs/explanation/architecture.rst``).
 from __future__ import annotations
 
 import importlib
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
 
-from ..data import TrialData, apply_period_order, check_period_order
-from ..exceptions import MissingDataWarning, OptionError
+from ..data import apply_period_order, check_period_order
+from ..exceptions import OptionError
 from ..results import EstimationResult
 from .spec import AnalysisSpec
 
@@ -64,44 +63,6 @@ def _ordered_periods(
     return data
 
 
-def _check_rows(spec: AnalysisSpec, data: Any) -> None:
-    """Run the data-integrity checks of ``TrialData.from_frame`` for a fitter that reads rows.
-
-    The fixed-effects GLM reads the rows itself; the same refusals (repeated rows, reversal,
-    near-duplicate labels, ``exposure`` with ``offset``, no variation) apply to it.  Only the
-    checks run here: the fitter's numbers are computed from the rows as before.
-    """
-    if not isinstance(data, pd.DataFrame):
-        return
-    several = (
-        spec.family != "binomial"
-        and {spec.cluster, spec.period} <= set(data.columns)
-        and bool(data.duplicated([spec.cluster, spec.period]).any())
-    )
-    with warnings.catch_warnings():  # the fitter issues its own missing-data warnings
-        warnings.simplefilter("ignore", MissingDataWarning)
-        TrialData.from_frame(
-            data,
-            outcome=spec.outcome,
-            cluster=spec.cluster,
-            period=spec.period,
-            treatment=spec.treatment,
-            family=spec.family,
-            exposure=spec.exposure,
-            offset=spec.offset,
-            kind="individual" if several or spec.family in ("gaussian", "binomial") else None,
-            missing=spec.missing,  # type: ignore[arg-type]
-        )
-
-
-def _fit_fixed_effects(data: pd.DataFrame, spec: AnalysisSpec, **numerics: Any) -> EstimationResult:
-    """``sw.fit``'s row checks, then the fixed-effects GLM entry."""
-    from .fixed_effects import fit_fixed_effects_spec
-
-    _check_rows(spec, data)
-    return fit_fixed_effects_spec(data, spec, **numerics)
-
-
 #: ``method`` -> fitter entry ``(data, spec, **numerics) -> EstimationResult``.
 FITTERS: dict[str, Fitter] = {
     "reml": _entry("mixed", "fit_gaussian_spec"),
@@ -110,7 +71,7 @@ FITTERS: dict[str, Fitter] = {
     "agq": _entry("glmm", "fit_glmm_spec"),
     "gee": _entry("gee", "fit_gee_spec"),
     "cluster-summary": _entry("cluster_level", "fit_cluster_summary_spec"),
-    "fixed-effects": _fit_fixed_effects,
+    "fixed-effects": _entry("fixed_effects", "fit_fixed_effects_spec"),
     "efficient-staggered": _entry("staggered", "fit_staggered_spec"),
     "callaway-santanna": _entry("staggered", "fit_staggered_spec"),
     "sun-abraham": _entry("staggered", "fit_staggered_spec"),

@@ -28,6 +28,7 @@ __all__ = [
     "FAMILIES",
     "METHODS",
     "MIXED_METHODS",
+    "IGNORED_OPTIONS",
     "STAGGERED_METHODS",
     "AnalysisSpec",
     "check_decay_scale",
@@ -51,6 +52,8 @@ METHODS = (
     *DESIGN_BASED_METHODS,
 )
 _DEFAULT_LINK = {"gaussian": "identity", "binomial": "logit"}
+#: Staggered-rollout estimators model binary outcomes on the risk-difference scale.
+_STAGGERED_LINK = {"gaussian": "identity", "binomial": "identity"}
 
 #: ``sw.fit`` arguments a summary-based estimator would silently ignore, with their defaults.
 _SUMMARY_UNUSED: dict[str, Any] = {
@@ -62,13 +65,43 @@ _SUMMARY_UNUSED: dict[str, Any] = {
     "dof": None,
     "vcov": None,
 }
-_UNUSED_HINT = {
-    "staggered": "(a design-based estimator on cluster-period summaries); use `estimand=` / "
-    "`event_times=` instead.",
-    "design-based": "(a design-based estimator on cluster-period summaries with randomisation "
-    "inference); use `weights=`, `n_permutations=`, `allocation=` instead (counts: "
-    "`exposure=`, not `offset=`).",
+#: Model options (with their defaults) the cluster-level estimators have no use for.
+_CELL_MODEL: dict[str, Any] = {
+    "random": "nested",
+    "time": "categorical",
+    "knots": None,
+    "exposure_window": None,
+    "exposure_time": None,
 }
+#: method -> the ``sw.fit`` options it ignores, refused unless left at these defaults.
+IGNORED_OPTIONS: dict[str, dict[str, Any]] = {
+    **dict.fromkeys(STAGGERED_METHODS, _SUMMARY_UNUSED),
+    **dict.fromkeys(DESIGN_BASED_METHODS, {**_SUMMARY_UNUSED, "offset": None}),
+    "fixed-effects": _CELL_MODEL,
+    "cluster-summary": {**_CELL_MODEL, "covariates": None, "effect": "immediate"},
+}
+_UNUSED_HINT = {
+    **dict.fromkeys(
+        STAGGERED_METHODS,
+        "(a design-based estimator on cluster-period summaries); use `estimand=` / "
+        "`event_times=` instead.",
+    ),
+    **dict.fromkeys(
+        DESIGN_BASED_METHODS,
+        "(a design-based estimator on cluster-period summaries with randomisation "
+        "inference); use `weights=`, `n_permutations=`, `allocation=` instead (counts: "
+        "`exposure=`, not `offset=`).",
+    ),
+    "fixed-effects": "(a GLM with cluster and period fixed effects); leave them at their defaults.",
+    "cluster-summary": "(a regression of cluster-period summaries on treatment and period); "
+    "leave them at their defaults.",
+}
+
+
+def _default_link(family: str, method: str) -> str:
+    """Return the link a method uses for ``family`` when none is given."""
+    table = _STAGGERED_LINK if method in STAGGERED_METHODS else _DEFAULT_LINK
+    return table.get(family, "log")
 
 
 def check_decay_scale(decay_scale: Any, random: str, design: Any) -> None:
@@ -238,7 +271,7 @@ models; Gaussian outcomes use method='reml' (default) or 'ml', or method='gee' /
         spec = cls(
             outcome=outcome, cluster=cluster, period=period, treatment=treatment,
             individual=individual, family=family,
-            link=_DEFAULT_LINK.get(family, "log") if link is None else link, link_given=link,
+            link=_default_link(family, resolved) if link is None else link, link_given=link,
             exposure=exposure, offset=offset, trials=trials, covariates=covariates,
             random=random, time=time, knots=None if knots is None else tuple(knots),
             effect=effect, exposure_window=exposure_window, exposure_time=exposure_time,
@@ -287,20 +320,14 @@ models; Gaussian outcomes use method='reml' (default) or 'ml', or method='gee' /
                 )
 
     def _check_unused(self) -> None:
-        """Refuse options the fixed-effects, staggered or design-based estimators ignore."""
+        """Refuse options the method ignores (:data:`IGNORED_OPTIONS`) unless at defaults."""
         if self.method == "fixed-effects":
             self._check_fixed_effects()
-            return
-        if self.method in STAGGERED_METHODS:
-            kind, unused = "staggered", _SUMMARY_UNUSED
-        elif self.method in DESIGN_BASED_METHODS:
-            kind, unused = "design-based", {**_SUMMARY_UNUSED, "offset": None}
-        else:
-            return
+        unused = IGNORED_OPTIONS.get(self.method, {})
         bad = ", ".join(f"`{k}`" for k, v in unused.items() if getattr(self, k) != v)
         if bad:
             raise OptionError(
-                f"{bad} do(es) not apply to method={self.method!r} {_UNUSED_HINT[kind]}"
+                f"{bad} do(es) not apply to method={self.method!r} {_UNUSED_HINT[self.method]}"
             )
 
     def _check_fixed_effects(self) -> None:
@@ -308,8 +335,8 @@ models; Gaussian outcomes use method='reml' (default) or 'ml', or method='gee' /
             raise OptionError(
                 "`individual` and `design` are not used by method='fixed-effects'; drop them."
             )
-        canonical = "logit" if self.family == "binomial" else "log"
-        if self.link_given not in (None, canonical, "identity"):
+        canonical = _default_link(self.family, self.method)
+        if self.link_given not in (None, canonical):
             raise OptionError(
                 f"method='fixed-effects' uses the canonical link of family={self.family!r}; "
                 f"got link={self.link_given!r}."

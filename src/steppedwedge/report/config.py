@@ -49,6 +49,7 @@ import pandas as pd
 from .._validation import parse_date_text
 from ..exceptions import DataError, DesignError, OptionError
 from ..inference._permutation_score import SCORE_RANDOM
+from ..models.spec import IGNORED_OPTIONS
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..design import Design
@@ -521,6 +522,9 @@ class TrialConfig:
                 perm["lmm_options"] = {"random": spec.random}  # the primary's structure
             return perm
         out["method"] = _METHOD[name]
+        # the primary's model options a method has no use for are not passed (sw.fit refuses them)
+        ignored = IGNORED_OPTIONS.get(out["method"], {})
+        out = {k: v for k, v in out.items() if k not in ignored or k not in _SHARED}
         out.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in extra.items()})
         return out
 

@@ -47,7 +47,6 @@ _DEFAULT_VARIANT = {
     "synthetic-control": "SC-2",
     "crossover": "CO-2",
 }
-_DEFAULT_LINK = {"gaussian": "identity", "binomial": "logit"}
 
 
 def fit_design_based(
@@ -254,7 +253,7 @@ def fit_design_based_spec(
     td = frame_spec.trial_data(data, period_order=period_order)
     if method != "vertical":
         td.require_period_order(f"method={method!r}")
-    lk = _DEFAULT_LINK.get(td.family, "log") if spec.link_given is None else spec.link_given
+    lk = spec.link  # the spec resolved the family default
     allowed = {"gaussian": ("identity",), "binomial": ("logit", "identity")}.get(
         td.family, ("log", "identity")
     )

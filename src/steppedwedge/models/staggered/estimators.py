@@ -423,7 +423,7 @@ rng, unbalanced, period_order
         n_permutations, unbalanced,
     )  # fmt: skip
     links = _LINKS.get(spec.family, ("identity",))
-    link = links[0] if spec.link_given is None else spec.link_given
+    link = spec.link  # the spec resolved the default (identity for binary outcomes)
     check_option("link", link, links)
     td = spec.trial_data(data, period_order=period_order)
     td.require_period_order(f"method={method!r}")
