@@ -386,7 +386,8 @@ class EstimationResult(ResultMixin):
         """
         if exponentiate and self.link not in RATIO_LINKS:
             raise OptionError(
-                f"`exponentiate=True` needs a log or logit link; this fit uses link={self.link!r}."
+                "`exponentiate=True` needs a log, logit or cloglog link; this fit uses "
+                f"link={self.link!r}."
             )
         t = self._term_table()
         est, se, df = (t[c].to_numpy(dtype=float) for c in ("estimate", "std_error", "df"))
@@ -407,7 +408,8 @@ class EstimationResult(ResultMixin):
         vcov : str
             The variance estimator; the result's ``_vcov_options`` lists those it accepts.
         dof : str or float, optional
-            Denominator df rule of the new result (None: the estimator's default).
+            Denominator df rule of the new result; None applies the default rule of the new
+            ``vcov`` (as a refit with that ``vcov`` and no ``dof`` would), for every result.
 
         Returns
         -------
@@ -459,17 +461,21 @@ class EstimationResult(ResultMixin):
         """
         from .plotting.forest import plot_forest
 
-        table = self.tidy(confidence_level)
+        table = self._plot_terms(self.tidy(confidence_level))
+        return plot_forest(
+            table.rename(columns={"term": "model"}), ax, label=self._plot_label(), primary=None
+        )
+
+    def _plot_terms(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Rows of ``tidy()`` that :meth:`plot` draws: not period effects or the intercept."""
         keep = ~table["term"].astype(str).str.startswith("period") & (
             table["term"] != "(Intercept)"
         )
-        table = table[keep] if keep.any() else table
-        return plot_forest(
-            table.rename(columns={"term": "model"}),
-            ax,
-            label=f"estimate ({self.link} scale)",
-            primary=None,
-        )
+        return table[keep] if keep.any() else table
+
+    def _plot_label(self) -> str:
+        """Return the x-axis label of :meth:`plot`."""
+        return f"estimate ({self.link} scale)"
 
 
 @dataclass(frozen=True, eq=False)
