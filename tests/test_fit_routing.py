@@ -16,6 +16,7 @@ from tests._tolerances import EXACT
 
 import steppedwedge as sw
 import steppedwedge.models.spec as spec_module
+from steppedwedge.data import TrialData
 from steppedwedge.exceptions import OptionError
 from steppedwedge.models.fit import FITTERS, _entry
 from steppedwedge.models.fixed_effects import fit_fixed_effects
@@ -124,3 +125,19 @@ def test_documented_example_estimator_is_one_module_and_one_line(
     assert res.tidy()["term"].tolist() == ["treatment"]
     with pytest.raises(OptionError, match="with_vcov"):
         res.with_vcov("cr2")
+
+
+def test_fixed_effects_rows_are_checked_once(
+    monkeypatch: pytest.MonkeyPatch, binary_trial: pd.DataFrame
+) -> None:
+    calls = []
+    original = TrialData.from_frame.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type, *args: object, **kwargs: object) -> object:
+        calls.append(kwargs.get("outcome"))
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(TrialData, "from_frame", classmethod(counting))
+    roles = dict(outcome="y", cluster="cluster", period="period", treatment="treated")
+    sw.fit(binary_trial, **roles, family="binomial", method="fixed-effects")
+    assert calls == ["y"]
