@@ -384,3 +384,22 @@ def test_dof_refusal_prints_the_value_as_given() -> None:
 def test_exposure_column_check_is_trial_datas() -> None:
     with pytest.raises(DataError, match=r"column 'pops' given as `exposure` is not in `data`"):
         fit_fixed_effects(COUNTS, outcome="events", family="poisson", exposure="pops", **ROLES)
+
+
+def test_plot_is_the_base_forest_of_the_treatment_terms() -> None:
+    """The base EstimationResult.plot draws one point per treatment term, at its estimate."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    with pytest.warns(SmallSampleWarning):
+        res = fit_fixed_effects(BINARY, outcome="y", effect="period-interaction", **ROLES)
+    assert "plot" not in type(res).__dict__  # no hand-written forest left
+    tab = res.tidy(0.9)
+    want = tab[tab["term"].str.startswith("treatment")]
+    ax = res.plot(confidence_level=0.9)
+    xs = [x for ln in ax.get_lines() if ln.get_marker() == "o" for x in ln.get_xdata()]
+    assert len(xs) == len(want) == 5
+    np.testing.assert_allclose(xs, want["estimate"].to_numpy(), rtol=EXACT_REL)
+    assert [t.get_text() for t in ax.get_yticklabels()] == want["term"].tolist()
+    assert ax.get_xlabel() == "estimate (link scale)"
+    plt.close("all")

@@ -214,3 +214,23 @@ def test_pooled_result_on_the_estimation_base() -> None:
     arrays = pool(estimates=[0.1, 0.2, 0.15], std_errors=[0.1, 0.1, 0.1])
     with pytest.raises(OptionError, match="link='identity'"):
         arrays.tidy(exponentiate=True)
+
+
+def test_plot_is_the_base_forest_of_every_pooled_term() -> None:
+    """The base EstimationResult.plot, every pooled term kept (period terms too)."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    res = pool(
+        estimates=[[0.1, 1.0, -0.3], [0.2, 1.1, -0.2], [0.15, 0.9, -0.4]],
+        std_errors=[[0.1, 0.2, 0.1]] * 3,
+        terms=["treatment", "age", "period[2]"],
+    )
+    assert "plot" not in type(res).__dict__  # no hand-written forest left
+    ax = res.plot()
+    xs = [x for ln in ax.get_lines() if ln.get_marker() == "o" for x in ln.get_xdata()]
+    np.testing.assert_allclose(xs, res.tidy()["estimate"].to_numpy(), **EXACT)
+    assert len(xs) == 3
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["treatment", "age", "period[2]"]
+    assert ax.get_xlabel() == "pooled estimate (m = 3)"
+    plt.close("all")

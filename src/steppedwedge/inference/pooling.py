@@ -225,38 +225,13 @@ class PooledResult(EstimationResult):
             tables=(("Pooled estimates", self.tidy()), ("Missing information", self.diagnostics())),
         )
 
-    def plot(self, ax: Any = None, *, confidence_level: float = 0.95) -> Any:
-        """Forest plot of the pooled estimates with their intervals; returns the Axes.
+    def _plot_terms(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Keep every pooled term for the base ``plot``."""
+        return table
 
-        Parameters
-        ----------
-        ax : matplotlib.axes.Axes, optional
-            Axes to draw on (a new figure when None).
-        confidence_level : float, default 0.95
-            Coverage of the intervals.
-
-        Returns
-        -------
-        matplotlib.axes.Axes
-            The Axes drawn on.
-        """
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            _, ax = plt.subplots()
-        tab = self.tidy(confidence_level)
-        y = np.arange(len(tab))[::-1]
-        ax.errorbar(
-            tab["estimate"],
-            y,
-            xerr=[tab["estimate"] - tab["conf_low"], tab["conf_high"] - tab["estimate"]],
-            fmt="o",
-            capsize=3,
-        )
-        ax.set_yticks(y, tab["term"])
-        ax.axvline(0.0, color="grey", lw=0.8)
-        ax.set_xlabel(f"pooled estimate (m = {self.m})")
-        return ax
+    def _plot_label(self) -> str:
+        """Return the x-axis label of the base ``plot``."""
+        return f"pooled estimate (m = {self.m})"
 
     def __repr__(self) -> str:
         return (

@@ -380,40 +380,14 @@ class FixedEffectsResult(EstimationResult):
             notes=self.messages,
         )
 
-    def plot(self, ax: Any = None, *, confidence_level: float = 0.95) -> Any:
-        """Forest plot of the treatment terms (or all coefficients); returns the Axes.
+    def _plot_terms(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Keep the treatment terms (all when there are none) for the base ``plot``."""
+        keep = table["term"].str.startswith("treatment")
+        return table[keep] if keep.any() else table
 
-        Parameters
-        ----------
-        ax : matplotlib.axes.Axes, optional
-            Axes to draw on (a new figure when None).
-        confidence_level : float, default 0.95
-            Coverage of the error bars.
-
-        Returns
-        -------
-        matplotlib.axes.Axes
-            The Axes drawn on.
-        """
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            _, ax = plt.subplots()
-        tab = self.tidy(confidence_level)
-        keep = tab["term"].str.startswith("treatment")
-        tab = tab[keep] if keep.any() else tab
-        yy = np.arange(len(tab))[::-1]
-        ax.errorbar(
-            tab["estimate"],
-            yy,
-            xerr=[tab["estimate"] - tab["conf_low"], tab["conf_high"] - tab["estimate"]],
-            fmt="o",
-            capsize=3,
-        )
-        ax.set_yticks(yy, tab["term"])
-        ax.axvline(0.0, color="grey", lw=0.8)
-        ax.set_xlabel("estimate (link scale)")
-        return ax
+    def _plot_label(self) -> str:
+        """Return the x-axis label of the base ``plot``."""
+        return "estimate (link scale)"
 
     def __repr__(self) -> str:
         return (

@@ -145,7 +145,8 @@ class StaggeredResult(EstimationResult):
         confidence_level : float
             Coverage of ``conf_low``/``conf_high``.
         exponentiate : bool, default False
-            ``exp`` of the estimates and limits (ratios; log and logit scales only).
+            ``exp`` of the estimates and limits (ratios; a log, logit or cloglog link only,
+            ``steppedwedge.results.RATIO_LINKS``, else an ``OptionError``).
 
         Returns
         -------
