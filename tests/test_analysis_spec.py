@@ -142,7 +142,9 @@ def test_replace_revalidates_and_reresolves_defaults() -> None:
 
 
 def test_spec_equality_pickle_and_roles() -> None:
-    a = AnalysisSpec.from_options(**ROLES, family="poisson", exposure="pop", knots=[1.5])
+    a = AnalysisSpec.from_options(
+        **ROLES, family="poisson", exposure="pop", time="spline", knots=[1.5]
+    )
     b = pickle.loads(pickle.dumps(a))
     assert a == b and hash(a) == hash(b)
     assert a.knots == (1.5,)
@@ -156,6 +158,36 @@ def test_spec_equality_pickle_and_roles() -> None:
         "offset": None,
         "trials": None,
     }
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"knots": [2.0]}, "`knots` is used only with time='spline'; got time='categorical'"),
+        (
+            {"method": "gee", "exposure_window": (0, 1)},
+            "`exposure_window` is used only with effect='eti' or 'tate'; got effect='immediate'",
+        ),
+        (
+            {"effect": "tate", "exposure_time": 1},
+            "`exposure_time` is used only with effect='pte'; got effect='tate'",
+        ),
+    ],
+)
+def test_effect_and_time_options_are_refused_where_nothing_reads_them(
+    options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(OptionError, match=re.escape(message)):
+        AnalysisSpec.from_options(**ROLES, **options)  # type: ignore[arg-type]
+
+
+def test_effect_and_time_options_are_kept_where_they_are_read() -> None:
+    spec = AnalysisSpec.from_options(**ROLES, time="spline", knots=[2.0])
+    assert spec.knots == (2.0,)
+    spec = AnalysisSpec.from_options(**ROLES, effect="tate", exposure_window=(1, 2))
+    assert spec.exposure_window == (1, 2)
+    spec = AnalysisSpec.from_options(**ROLES, effect="pte", exposure_time=1)
+    assert spec.exposure_time == 1
 
 
 def test_trial_data_equals_from_frame(panel: pd.DataFrame) -> None:

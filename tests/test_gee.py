@@ -13,7 +13,7 @@ from scipy import special
 
 from steppedwedge._core import gee as G
 from steppedwedge.data import TrialData
-from steppedwedge.exceptions import DataError, SmallSampleWarning
+from steppedwedge.exceptions import DataError, OptionError, SmallSampleWarning
 from steppedwedge.models.gee import GEEResult, fit_gee, gee_vcov_array
 
 # --------------------------------------------------------------------------------------
@@ -373,9 +373,11 @@ def test_result_protocol(gaussian_df) -> None:
     assert ax.get_xlabel().startswith("estimate")
 
 
-def test_exponentiate_needs_log_or_logit(gaussian_df) -> None:
+def test_exponentiate_needs_a_ratio_link(gaussian_df) -> None:
     res = fit_gee(_td(gaussian_df))
-    with pytest.raises(ValueError, match="log or logit"):
+    with pytest.raises(
+        OptionError, match="needs a log, logit or cloglog link; this fit uses link='identity'"
+    ):
         res.tidy(exponentiate=True)
 
 

@@ -281,6 +281,7 @@ models; Gaussian outcomes use method='reml' (default) or 'ml', or method='gee' /
         spec._check_decay_scale()
         spec._check_method_family()
         spec._check_unused()
+        spec._check_effect_options()
         return spec
 
     # ------------------------------------------------------------------ validation
@@ -329,6 +330,36 @@ models; Gaussian outcomes use method='reml' (default) or 'ml', or method='gee' /
             raise OptionError(
                 f"{bad} do(es) not apply to method={self.method!r} {_UNUSED_HINT[self.method]}"
             )
+
+    def _check_effect_options(self) -> None:
+        """Refuse ``knots``, ``exposure_window`` and ``exposure_time`` where nothing reads them.
+
+        Each belongs to one choice of ``time`` or ``effect``; given with another, the fit would
+        silently ignore it.
+        """
+        uses = (
+            ("knots", self.knots, self.time == "spline", "time='spline'", f"time={self.time!r}"),
+            (
+                "exposure_window",
+                self.exposure_window,
+                self.effect in ("eti", "tate"),
+                "effect='eti' or 'tate'",
+                f"effect={self.effect!r}",
+            ),
+            (
+                "exposure_time",
+                self.exposure_time,
+                self.effect == "pte",
+                "effect='pte'",
+                f"effect={self.effect!r}",
+            ),
+        )
+        for name, value, used, needs, got in uses:
+            if value is not None and not used:
+                raise OptionError(
+                    f"`{name}` is used only with {needs}; got {got}, which would ignore it. "
+                    f"Drop `{name}` or set {needs.split(' or ')[0]}."
+                )
 
     def _check_fixed_effects(self) -> None:
         if self.individual is not None or self.design is not None:
