@@ -16,41 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from _tolerances import GLMM_LOGLIK_ATOL, PROFILE_AT_MLE_ATOL
+from test_glmm_decay import _units  # the 17 x 20 council decay data as engine units
 
 from steppedwedge._core.families import make_family
 from steppedwedge._core.laplace import PHI_MAX, UnitData, fit_glmm_core, modes
-
-DATA = "reference/glmm_decay/data/council_decay.csv"
-
-
-def _units(family: str) -> tuple[UnitData, np.ndarray, np.ndarray]:
-    from pathlib import Path
-
-    d = pd.read_csv(Path(__file__).parent / DATA)
-    n_i, n_t = 17, 20
-    c = d["council"].str[2:].astype(int).to_numpy() - 1
-    q = d["quarter"].to_numpy() - 1
-    x = np.column_stack([np.ones(len(d)), np.eye(n_t)[q][:, 1:], d["treatment"]])
-    z = np.column_stack([np.ones(len(d)), np.eye(n_t)[q]])
-    y = d["count" if family == "poisson" else "count_nb"].to_numpy(float)
-    order = np.lexsort((q, c))
-
-    def sh(a: np.ndarray) -> np.ndarray:
-        return a[order].reshape(n_i, n_t, *a.shape[1:])
-
-    ud = UnitData(
-        y=sh(y),
-        n=np.ones((n_i, n_t)),
-        offset=sh(np.log(d["pop"].to_numpy(float))),
-        weight=np.ones((n_i, n_t)),
-        x=sh(x),
-        z=sh(z),
-        comp=np.array([0] + [1] * n_t),
-        n_comp=2,
-        ar1=(1, n_t),
-    )
-    beta = np.linalg.lstsq(x, np.log(y + 0.5) - np.log(d["pop"]), rcond=None)[0]
-    return ud, beta, np.array([0.3, 0.2, math.atanh(0.7)])
 
 
 @pytest.fixture(scope="module", params=["poisson", "negative_binomial"])
