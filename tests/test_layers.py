@@ -2,8 +2,8 @@
 
 The layers, lowest first (``docs/explanation/architecture.rst`` describes them):
 
-0. ``_core`` kernels (numpy/scipy only) and the leaf modules every layer may use
-   (``exceptions``, ``_typing``, ``_version``);
+0. ``_core`` kernels (numpy/scipy only, plus threadpoolctl for their BLAS threads) and the
+   leaf modules every layer may use (``exceptions``, ``_typing``, ``_version``);
 1. private helpers shared by several packages (validation, seeded executors, warnings);
 2. the domain objects: designs, variance components, randomisation, trial data, cohorts,
    simulation and the result base;
@@ -146,7 +146,9 @@ def test_known_debts_are_still_needed(debt: tuple[str, str]) -> None:
 
 
 def test_core_imports_only_numpy_and_scipy() -> None:
-    allowed = {"numpy", "scipy"} | set(sys.stdlib_module_names)
+    """The kernels need numpy and scipy; threadpoolctl (a core dependency, pure Python) sets
+    their BLAS threads (``_core/blas.py``)."""
+    allowed = {"numpy", "scipy", "threadpoolctl"} | set(sys.stdlib_module_names)
     bad = []
     for path in sorted((ROOT / "_core").rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))

@@ -25,6 +25,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from ._core.blas import single_threaded_blas
 from ._typing import RNGLike
 from .exceptions import OptionError
 
@@ -133,21 +134,10 @@ def _run_batch(func: Callable[[Any, T], R], shared: Any, tasks: Sequence[T]) -> 
 
     Replicates work on tiny matrices, where multi-threaded BLAS only adds overhead and,
     with one worker per core, oversubscribes the machine (threads spinning against each
-    other make small fits several times slower).  Uses threadpoolctl when installed.
+    other make small fits several times slower).
     """
-    with _single_threaded_blas():
+    with single_threaded_blas():
         return [func(shared, task) for task in tasks]
-
-
-@contextmanager
-def _single_threaded_blas() -> Iterator[None]:
-    try:
-        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped,unused-ignore]
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 def _progress_bar(total: int, enabled: bool, desc: str) -> Any:

@@ -49,6 +49,7 @@ import numpy as np
 from scipy.linalg import lapack
 
 from .agq import agq_value_grad
+from .blas import single_threaded_blas
 from .families import Family
 
 __all__ = [
@@ -1341,8 +1342,13 @@ def fit_glmm_core(
     Jacobian of the exact gradient at the optimum, over the parameters not on the boundary
     (a standard deviation below ``1e-5`` is set to 0 and flagged).  Trial points that
     overflow are rejected by finiteness checks, so floating-point warnings are muted.
+    BLAS runs single-threaded inside (:func:`~steppedwedge._core.blas.single_threaded_blas`:
+    the blocks are too small for threads to pay).
     """
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+    with (
+        single_threaded_blas(),
+        np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"),
+    ):
         return _fit_glmm_core(data, fam, beta0, sigma0, alpha0, n_quadrature, max_iter, fixed)
 
 

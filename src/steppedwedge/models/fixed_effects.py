@@ -313,10 +313,10 @@ class FixedEffectsResult(EstimationResult):
 
         The same computation as the fit: equal to a refit with ``vcov=``/``dof=``.
         """
-        from .._parallel import _single_threaded_blas
+        from .._core.blas import single_threaded_blas
 
         rule = _resolve_dof(vcov, dof, self.family)
-        with _single_threaded_blas():
+        with single_threaded_blas():
             inf = _inference(self._pieces, vcov, rule)
         idx = self.params.index
         return replace(
@@ -597,7 +597,7 @@ def _check_rows(spec: AnalysisSpec, data: Any) -> None:
 
 def _fit_spec(data: pd.DataFrame, spec: AnalysisSpec, dense_limit: int) -> FixedEffectsResult:
     """Check the fixed-effects options of ``spec`` and fit (no TrialData row checks)."""
-    from .._parallel import _single_threaded_blas
+    from .._core.blas import single_threaded_blas
 
     family = check_option("family", spec.family, _FAMILIES)
     effect = check_option("effect", spec.effect, ("immediate", "period-interaction"))
@@ -608,7 +608,7 @@ def _fit_spec(data: pd.DataFrame, spec: AnalysisSpec, dense_limit: int) -> Fixed
         raise OptionError("give at most one of `offset` and `exposure`.")
     if (spec.offset is not None or spec.exposure is not None) and family != "poisson":
         raise OptionError("`offset`/`exposure` are for family='poisson'.")
-    with _single_threaded_blas():
+    with single_threaded_blas():
         return _fit(data, spec, family, effect, vcov, dof, dense_limit)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..._parallel import _single_threaded_blas
+from ..._core.blas import single_threaded_blas
 from ..._validation import check_option
 from ..._warnings import warn
 from ...data import TrialData
@@ -429,7 +429,7 @@ rng, unbalanced, period_order
     td.require_period_order(f"method={method!r}")
     spec_args = (control_group, base_period, beta, use_did_a0, n_permutations, rng, spec.outcome)
     # small dense algebra in loops: multi-threaded BLAS only oversubscribes the cores
-    with _single_threaded_blas():
+    with single_threaded_blas():
         return _fit_panel(td, link, unbalanced, method, estimand, event_times, spec_args)
 
 
