@@ -48,6 +48,7 @@ DataKind = Literal["individual", "aggregate"]
 _FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial")
 _COUNT_FAMILIES = ("poisson", "negative_binomial")
 _MAX_LISTED = 5  # how many offending rows/cells an error message lists
+_NAT_ORDINAL = np.iinfo(np.int64).min  # the ordinal of NaT in a Period array
 
 
 # --------------------------------------------------------------------------------------
@@ -993,13 +994,49 @@ def _label_codes(
         return tuple(d_clusters), d_periods, c_codes, p_codes, True
     periods_ordered = True
     cl_labels, c_codes = _sorted_codes(frame["cluster"])
+    period = frame["period"]
     if period_order is not None:
-        periods, p_codes = _codes_in_order(frame["period"], period_order, roles["period"])
+        periods, p_codes = _codes_in_order(period, period_order, roles["period"])
     else:
-        per_labels, p_codes = _sorted_codes(frame["period"])
-        periods = _as_index(frame["period"], per_labels)
-        periods_ordered = ordered_periods(frame["period"])
+        periods, p_codes = _sorted_index_codes(period)
+        periods_ordered = ordered_periods(period)
     return tuple(cl_labels), periods, c_codes, p_codes, periods_ordered
+
+
+def repeated_cells(data: pd.DataFrame, cluster: str, period: str) -> bool:
+    """Whether a ``(cluster, period)`` pair of labels occurs in more than one row of ``data``.
+
+    The same as ``data.duplicated([cluster, period]).any()`` (labels equal as pandas compares
+    them; missing labels equal to each other), without pandas' per-column overhead for
+    integer, boolean, Period and text labels.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from steppedwedge.data import repeated_cells
+    >>> df = pd.DataFrame({"c": ["a", "a", "b"], "t": [1, 2, 1]})
+    >>> repeated_cells(df, "c", "t"), repeated_cells(pd.concat([df, df]), "c", "t")
+    (False, True)
+    """
+    if cluster == period or not data.columns.is_unique:
+        return bool(data.duplicated([cluster, period]).any())
+    a, n_a = _equality_codes(data[cluster])
+    b, n_b = _equality_codes(data[period])
+    key = a * n_b + b
+    return bool(np.unique(key).size < key.size)
+
+
+def _equality_codes(values: pd.Series) -> tuple[IntArray, int]:
+    """Codes ``0 .. k-1``, equal exactly where ``values`` are (as in ``duplicated``), and k."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.PeriodDtype) or (isinstance(dtype, np.dtype) and dtype.kind in "iub"):
+        # integers, booleans, Period ordinals (NaT: one ordinal): equal labels, equal numbers
+        raw = values.array.asi8 if isinstance(dtype, pd.PeriodDtype) else values.to_numpy()
+        uniq, inverse = np.unique(raw, return_inverse=True)
+        return np.asarray(inverse, dtype=np.int64).ravel(), len(uniq)
+    target: Any = values.to_numpy() if isinstance(dtype, pd.StringDtype) else values
+    codes, uniques = pd.factorize(target)  # missing labels: code -1, equal to each other
+    return np.asarray(codes, dtype=np.int64) + 1, len(uniques) + 1
 
 
 def _check_one_row_per_cell(
@@ -1102,25 +1139,52 @@ def _isna(values: pd.Series) -> BoolArray:
     return np.asarray(values.isna().to_numpy(), dtype=bool)
 
 
+def _int_table_codes(v: np.ndarray) -> tuple[np.ndarray, IntArray] | None:
+    """Sorted unique integers and codes by an O(n) table look-up (None: range too wide)."""
+    lo, hi = int(v.min()), int(v.max())
+    if hi - lo > 4 * len(v) + 1024:
+        return None
+    off = (v - lo).astype(np.int64)
+    present = np.zeros(hi - lo + 1, dtype=bool)
+    present[off] = True
+    code_of = np.cumsum(present, dtype=np.int64) - 1
+    return (np.flatnonzero(present) + lo).astype(v.dtype), code_of[off]
+
+
 def _sorted_codes(values: pd.Series) -> tuple[list[Hashable], IntArray]:
     """Factorise ``values`` with sorted unique labels (order of appearance if unsortable)."""
     dtype = values.dtype
     if isinstance(dtype, np.dtype) and dtype.kind in "iu" and len(values):
         # integer labels with a moderate range: O(n) table look-up instead of a sort
-        v = values.to_numpy()
-        lo, hi = int(v.min()), int(v.max())
-        if hi - lo <= 4 * len(v) + 1024:
-            off = (v - lo).astype(np.int64)
-            present = np.zeros(hi - lo + 1, dtype=bool)
-            present[off] = True
-            code_of = np.cumsum(present, dtype=np.int64) - 1
-            uniq = (np.flatnonzero(present) + lo).astype(dtype)
-            return uniq.tolist(), code_of[off]
+        table = _int_table_codes(values.to_numpy())
+        if table is not None:
+            return table[0].tolist(), table[1]
+    target: Any = values
+    if isinstance(dtype, pd.StringDtype):
+        # the same codes and labels as the Series (text sorts by code point either way),
+        # without the extension array's per-call overhead
+        target = values.to_numpy()
     try:
-        codes, uniques = pd.factorize(values, sort=True)
+        codes, uniques = pd.factorize(target, sort=True)
     except TypeError:
-        codes, uniques = pd.factorize(values, sort=False)
+        codes, uniques = pd.factorize(target, sort=False)
     return list(uniques), np.asarray(codes, dtype=np.int64)
+
+
+def _sorted_index_codes(values: pd.Series) -> tuple[pd.Index, IntArray]:
+    """Sorted unique labels as an index (:func:`_as_index`) and each value's code.
+
+    Periods without ``NaT`` are coded by their integer ordinals (the order of Periods of one
+    frequency), as :func:`_sorted_codes` codes integers.
+    """
+    dtype = values.dtype
+    if isinstance(dtype, pd.PeriodDtype) and len(values):
+        ordinals = np.asarray(values.array.asi8)
+        table = None if (ordinals == _NAT_ORDINAL).any() else _int_table_codes(ordinals)
+        if table is not None:
+            return pd.PeriodIndex(pd.arrays.PeriodArray(table[0], dtype=dtype)), table[1]
+    labels, codes = _sorted_codes(values)
+    return _as_index(values, labels), codes
 
 
 def _as_index(values: pd.Series, labels: list[Hashable]) -> pd.Index:
@@ -1139,6 +1203,8 @@ def _as_index(values: pd.Series, labels: list[Hashable]) -> pd.Index:
 
 def _check_near_duplicate_labels(values: pd.Series, role: str, user: str) -> None:
     """Refuse text labels that differ only by surrounding whitespace or letter case."""
+    if isinstance(values.dtype, (pd.PeriodDtype, pd.DatetimeTZDtype)):
+        return  # never text
     if isinstance(values.dtype, pd.CategoricalDtype):
         codes = np.asarray(values.cat.codes, dtype=np.int64)
         uniq = list(values.cat.categories.take(np.unique(codes[codes >= 0])))

@@ -23,6 +23,7 @@ include ``-log y!``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from .._core.families import FAMILY_LINKS, make_family
 from .._core.laplace import CoreFit, UnitData
 from .._validation import check_option, check_positive_int
 from .._warnings import warn
-from ..data import TrialData
+from ..data import TrialData, repeated_cells
 from ..exceptions import ConvergenceWarning, OptionError, SteppedWedgeWarning
 from ..inference.marginal import marginal_ratio
 from ..inference.sandwich import (
@@ -56,6 +57,7 @@ from ._glmm_stats import (
     _decay_boundary,
     _df_label,
     _df_rule,
+    _DfRule,
     _latent_correlations,
     _variance_intervals,
 )
@@ -712,7 +714,7 @@ def _trial_data(data: pd.DataFrame, spec: AnalysisSpec) -> TrialData:
         spec.family != "binomial"
         and spec.cluster in data.columns
         and spec.period in data.columns
-        and data.duplicated([spec.cluster, spec.period]).any()
+        and repeated_cells(data, spec.cluster, spec.period)
     ):
         # several count rows per cell (e.g. per person or per area): summed exactly
         kind = "individual"
@@ -824,7 +826,7 @@ def _model_fields(
     return dict(
         estimand=state.estimand,
         estimate=float(state.contrast @ core.beta),
-        params=pd.Series(core.beta, index=state.names, name="estimate"),
+        params=pd.Series(core.beta, index=state.names_index, name="estimate"),
         variance_components=vc,
         loglik=core.loglik,
         converged=core.converged,
@@ -899,6 +901,12 @@ class _GLMMState:
     nq: int
     fit_messages: tuple[str, ...]
 
+    @functools.cached_property
+    def names_index(self) -> pd.Index:
+        """The fixed-effect names as the index of ``params`` and the covariance frames."""
+        index: pd.Index = pd.Index(self.names)
+        return index
+
 
 def _model_cov(core: CoreFit, messages: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Hessian over the free parameters and the inverse-Hessian covariance (nan if not PD)."""
@@ -941,12 +949,12 @@ def _inference_fields(state: _GLMMState, vcov: str, dof: str | float | None) -> 
         curve = terms[terms["term"].str.startswith("exposure[")].copy()
         curve.insert(0, "exposure_time", state.exp_levels)
         curve = curve.drop(columns="term").reset_index(drop=True)
-    names = state.names
+    index = state.names_index
     return dict(
         std_error=se,
         df=df_est,
-        vcov_matrix=pd.DataFrame(vb, index=names, columns=names),
-        vcov_model=pd.DataFrame(vb_model, index=names, columns=names),
+        vcov_matrix=pd.DataFrame(vb, index=index, columns=index),
+        vcov_model=pd.DataFrame(vb_model, index=index, columns=index),
         dof=_df_label(dof_rule, df_est) if vcov == "model" else robust_label,
         vcov=vcov,
         terms=terms,
@@ -980,7 +988,7 @@ def _terms(
     state: _GLMMState,
     vb: np.ndarray,
     vb_model: np.ndarray,
-    df_of: Any,
+    df_of: _DfRule,
     vcov: str,
     marginal: Any,
 ) -> tuple[pd.DataFrame, float, float, float | None]:
@@ -991,20 +999,26 @@ def _terms(
     se = float(np.sqrt(contrast @ vb @ contrast))
     ses = np.sqrt(np.diag(vb))
     df_est = df_of(contrast)
-    rows = []
-    if state.effect != "immediate":
-        rows.append((state.estimand, est, se, df_est))
-    rows += [(nm, float(beta[k]), float(ses[k]), df_of(np.eye(p)[k])) for k, nm in enumerate(names)]
-    terms = pd.DataFrame(rows, columns=["term", "estimate", "std_error", "df"])
+    dfs = df_of.units(p)
+    if state.effect == "immediate":  # the treatment row first
+        k_t = names.index("treatment")
+        order = np.array([k_t] + [k for k in range(p) if k != k_t])
+        term = state.names_index.take(order)
+        cols = {"estimate": beta[order], "std_error": ses[order], "df": dfs[order]}
+    else:  # the estimand's row first
+        term = state.names_index.insert(0, state.estimand)
+        cols = {
+            "estimate": np.concatenate([[est], beta]),
+            "std_error": np.concatenate([[se], ses]),
+            "df": np.concatenate([[df_est], dfs]),
+        }
     se_model_est = None
     if vcov != "model":
         se_model_est = float(np.sqrt(contrast @ vb_model @ contrast))
         model_se = dict(zip(names, np.sqrt(np.diag(vb_model)), strict=True))
         model_se[state.estimand] = se_model_est
-        terms["std_error_model"] = terms["term"].map(model_se).astype(float)
-    if state.effect == "immediate":
-        k_t = names.index("treatment")
-        terms = terms.iloc[[k_t] + [k for k in range(p) if k != k_t]].reset_index(drop=True)
+        cols["std_error_model"] = np.array([model_se.get(t, np.nan) for t in term], dtype=float)
+    terms = pd.DataFrame({"term": term, **cols})
     if vcov != "model" and marginal is not None:
         extra = {"term": "marginal[treatment]", "estimate": marginal.log_ratio}
         extra.update(std_error=marginal.std_error, df=df_of(contrast), std_error_model=np.nan)
@@ -1022,11 +1036,11 @@ def _laplace_robust(
     g_x: np.ndarray,
     g_c: np.ndarray,
     n_i: int,
-    df_of: Any,
+    df_of: _DfRule,
     labels: list[Any],
     n_obs: int,
     names: Sequence[str] = (),
-) -> tuple[np.ndarray, Any, str, Any]:
+) -> tuple[np.ndarray, _DfRule, str, Any]:
     """Cluster-robust beta covariance of a Laplace fit, df rule, label and marginal ratio.
 
     The marginal (population-averaged) ratio by g-computation
@@ -1057,5 +1071,5 @@ def _laplace_robust(
     name = f"{vcov.upper()} cluster-robust variance"
     if dof is None:
         label = f"t(I - p_c = {n_i} - {p_c} = {n_i - p_c}) with {name}"
-        return cov[:p, :p], lambda c: df_robust, label, marginal
+        return cov[:p, :p], _DfRule(df_robust), label, marginal
     return cov[:p, :p], df_of, f"{_df_label(dof, df_of(np.eye(p)[0]))} with {name}", marginal
