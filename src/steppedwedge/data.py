@@ -532,7 +532,34 @@ def _where(frame: pd.DataFrame, mask: np.ndarray, cols: tuple[str, str]) -> str:
     return text
 
 
-def _numeric(frame: pd.DataFrame, col: str, user: str, role: str) -> FloatArray:
+class _Columns:
+    """Columns of our frame, each read once (pandas builds a new Series on every access).
+
+    ``cols[name]`` is ``frame[name]``; :meth:`forget` after assigning a column.
+    """
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self._read: dict[str, pd.Series] = {}
+
+    @property
+    def index(self) -> pd.Index:
+        """The frame's index (row labels for messages)."""
+        return self.frame.index
+
+    def __getitem__(self, name: str) -> pd.Series:
+        column = self._read.get(name)
+        if column is None:
+            column = self._read[name] = self.frame[name]
+        return column
+
+    def forget(self, *names: str) -> None:
+        """Drop the cached columns ``names`` (after they were assigned)."""
+        for name in names:
+            self._read.pop(name, None)
+
+
+def _numeric(frame: pd.DataFrame | _Columns, col: str, user: str, role: str) -> FloatArray:
     """Return ``frame[col]`` as float64 (NaN for missing) or raise if non-numeric."""
     s = frame[col]
     if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
@@ -649,13 +676,16 @@ def _from_frame_iv(
     _check_role_options(data, given, family, period_order, design)
     kind = _resolve_kind(kind, given, family)
     frame = _canonical_copy(data, roles, given, covs)
-    _check_structural(frame, roles)
-    frame, num = _drop_missing(frame, roles, covs, missing)
+    cols = _Columns(frame)
+    _check_structural(cols, roles)
+    frame, num = _drop_missing(cols, roles, covs, missing)
+    if frame is not cols.frame:  # rows dropped: a new frame
+        cols = _Columns(frame)
     y = num["outcome"]
     _check_outcome_values(frame, y, roles, family, kind)
     _check_measured_values(frame, y, num, roles)
-    tr = _treatment_values(frame, roles)
-    codes = _label_codes(frame, roles, design, kind, period_order)
+    tr = _treatment_values(cols, roles)
+    codes = _label_codes(cols, roles, design, kind, period_order)
     clusters, periods, c_codes, p_codes, periods_ordered = codes
     cell = c_codes * len(periods) + p_codes
     if kind == "aggregate":
@@ -673,7 +703,7 @@ def _from_frame_iv(
     # ---- store canonical numeric columns ---------------------------------------------
     # (a float64 column already holds exactly these values: no need to re-assign it)
     for role, values in (("treatment", tr), *num.items()):
-        if frame[role].dtype != np.float64:
+        if cols[role].dtype != np.float64:
             frame[role] = values
     return cls(
         frame=frame,
@@ -815,7 +845,7 @@ def _canonical_copy(
     return frame
 
 
-def _check_structural(frame: pd.DataFrame, roles: Mapping[str, str]) -> None:
+def _check_structural(frame: pd.DataFrame | _Columns, roles: Mapping[str, str]) -> None:
     """Refuse missing cluster, period, treatment or individual labels (never dropped)."""
     for role in ("cluster", "period", "treatment", "individual"):
         if role not in roles:
@@ -830,13 +860,17 @@ def _check_structural(frame: pd.DataFrame, roles: Mapping[str, str]) -> None:
 
 
 def _drop_missing(
-    frame: pd.DataFrame, roles: Mapping[str, str], covs: tuple[str, ...], missing: str
+    cols: _Columns, roles: Mapping[str, str], covs: tuple[str, ...], missing: str
 ) -> tuple[pd.DataFrame, dict[str, FloatArray]]:
-    """Read the measured columns as numbers; raise on missing values, or drop with a warning."""
+    """Read the measured columns as numbers; raise on missing values, or drop with a warning.
+
+    Returns the frame of ``cols`` itself when no row is dropped.
+    """
+    frame = cols.frame
     measured = [r for r in ("outcome", "trials", "exposure", "offset", "size") if r in roles]
     num: dict[str, FloatArray] = {}
     for role in measured:
-        num[role] = _numeric(frame, role, roles[role], role)
+        num[role] = _numeric(cols, role, roles[role], role)
     miss = np.zeros(len(frame), dtype=bool)
     miss_by: dict[str, int] = {}
     for role in measured:
@@ -845,7 +879,7 @@ def _drop_missing(
             miss_by[roles[role]] = int(m.sum())
             miss |= m
     for c in covs:
-        m = frame[c].isna().to_numpy()
+        m = cols[c].isna().to_numpy()
         if m.any():
             miss_by[c] = int(m.sum())
             miss |= m
@@ -948,15 +982,15 @@ def _check_measured_values(
             )
 
 
-def _treatment_values(frame: pd.DataFrame, roles: Mapping[str, str]) -> FloatArray:
+def _treatment_values(cols: _Columns, roles: Mapping[str, str]) -> FloatArray:
     """Return the treatment column as numbers in [0, 1], or raise naming the bad rows."""
-    tr = _numeric(frame, "treatment", roles["treatment"], "treatment")
+    tr = _numeric(cols, "treatment", roles["treatment"], "treatment")
     bad = ~np.isfinite(tr) | (tr < 0) | (tr > 1)
     if bad.any():
         raise DataError(
             f"`treatment` column {roles['treatment']!r} must lie in [0, 1] (0 control, 1 treated); "
             f"bad values {_list(pd.unique(tr[bad]))} at "
-            f"{_where(frame, bad, ('cluster', 'period'))}."
+            f"{_where(cols.frame, bad, ('cluster', 'period'))}."
         )
     return tr
 
@@ -965,7 +999,7 @@ _Codes = tuple[tuple[Hashable, ...], pd.Index, IntArray, IntArray, bool]
 
 
 def _label_codes(
-    frame: pd.DataFrame,
+    cols: _Columns,
     roles: Mapping[str, str],
     design: Any,
     kind: str,
@@ -973,11 +1007,11 @@ def _label_codes(
 ) -> _Codes:
     """Cluster and period labels and each row's codes; the design's labels when given.
 
-    With a design, ``frame``'s (our copy's) cluster and period columns are set to the
+    With a design, the frame's (our copy's) cluster and period columns are set to the
     design's labels (e.g. Periods for "2023Q1" strings).
     """
     for role in ("cluster", "period"):
-        _check_near_duplicate_labels(frame[role], role, roles[role])
+        _check_near_duplicate_labels(cols[role], role, roles[role])
     if design is not None:
         d_clusters = pd.Index(list(design.clusters))
         d_periods = (
@@ -985,16 +1019,17 @@ def _label_codes(
             if isinstance(design.periods, pd.Index)
             else pd.Index(list(design.periods))
         )
-        c_codes = _codes_for(frame["cluster"], d_clusters, "cluster", roles["cluster"])
+        c_codes = _codes_for(cols["cluster"], d_clusters, "cluster", roles["cluster"])
         p_codes = _codes_for(
-            frame["period"], d_periods, "period", roles["period"], one_label=kind == "aggregate"
+            cols["period"], d_periods, "period", roles["period"], one_label=kind == "aggregate"
         )
-        frame["cluster"] = np.asarray(d_clusters.take(c_codes), dtype=object)
-        frame["period"] = d_periods.take(p_codes)
+        cols.frame["cluster"] = np.asarray(d_clusters.take(c_codes), dtype=object)
+        cols.frame["period"] = d_periods.take(p_codes)
+        cols.forget("cluster", "period")
         return tuple(d_clusters), d_periods, c_codes, p_codes, True
     periods_ordered = True
-    cl_labels, c_codes = _sorted_codes(frame["cluster"])
-    period = frame["period"]
+    cl_labels, c_codes = _sorted_codes(cols["cluster"])
+    period = cols["period"]
     if period_order is not None:
         periods, p_codes = _codes_in_order(period, period_order, roles["period"])
     else:
@@ -1136,7 +1171,8 @@ def _isna(values: pd.Series) -> BoolArray:
             return np.zeros(len(values), dtype=bool)
         if dtype.kind == "f":
             return np.asarray(np.isnan(values.to_numpy()), dtype=bool)
-    return np.asarray(values.isna().to_numpy(), dtype=bool)
+        return np.asarray(values.isna().to_numpy(), dtype=bool)
+    return np.asarray(values.array.isna(), dtype=bool)  # an extension array's own mask
 
 
 def _int_table_codes(v: np.ndarray) -> tuple[np.ndarray, IntArray] | None:

@@ -150,10 +150,21 @@ def _irls(
 
 
 def _glm_start(
-    fam: Any, y: np.ndarray, n: np.ndarray, off: np.ndarray, x: np.ndarray
+    fam: Any,
+    y: np.ndarray,
+    n: np.ndarray,
+    off: np.ndarray,
+    x: np.ndarray,
+    ls_start: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Fixed-effect start from a GLM fit by IRLS (no random effects); NB log-size by moments."""
-    beta, eta = _ls_start(fam, y, n, off, x, with_eta=True)
+    """Fixed-effect start from a GLM fit by IRLS (no random effects); NB log-size by moments.
+
+    IRLS starts from :func:`_ls_start` (``ls_start``: its ``(beta, eta)`` if the caller has
+    them).
+    """
+    if ls_start is None:
+        ls_start = _ls_start(fam, y, n, off, x, with_eta=True)
+    beta, eta = ls_start
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         beta = _irls(fam, y, n, off, x, beta, n if fam.name == "binomial" else np.exp(eta))
     alpha = 0.0
@@ -239,11 +250,17 @@ def _decay_moments(
     n_t = res.shape[1]
     cov = np.zeros(n_t)
     cnt = np.zeros(n_t)
+    complete = bool(obs.all())  # every cell observed: no pair masks (the same sums)
     for k in range(n_t):
-        both = obs[:, : n_t - k] & obs[:, k:]
-        cnt[k] = both.sum()
+        prod = res[:, : n_t - k] * res[:, k:]
+        if complete:
+            cnt[k] = prod.size
+        else:
+            both = obs[:, : n_t - k] & obs[:, k:]
+            cnt[k] = both.sum()
+            prod = prod[both]
         if cnt[k]:
-            cov[k] = (res[:, : n_t - k] * res[:, k:])[both].sum() / cnt[k]
+            cov[k] = prod.sum() / cnt[k]
     cov[0] -= samp[obs].mean() if obs.any() else 0.0
     lags = np.flatnonzero((cnt > 0) & ((np.arange(n_t) > 0) | (not nb)))
     sw = np.sqrt(cnt[lags])

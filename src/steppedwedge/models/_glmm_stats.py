@@ -27,10 +27,27 @@ _Z95 = stats.norm.ppf(0.975)
 
 def _constant_within(g_x: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Columns of ``X`` constant within every group, and each group's first unit."""
-    _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    first, inverse = _first_and_inverse(groups)
     scale = 1.0 + np.abs(g_x).max(axis=0)
     level = np.all(np.abs(g_x - g_x[first][np.ravel(inverse)]) <= 1e-12 * scale, axis=0)
     return level, first
+
+
+def _first_and_inverse(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(groups, return_index=True, return_inverse=True)[1:]``.
+
+    Codes ``0 .. k`` (clusters, cells) by table look-up instead of a sort: each present
+    code's first position (in code order) and each unit's rank among the present codes.
+    """
+    g = np.asarray(groups).ravel()
+    if g.dtype.kind not in "iu" or not len(g) or g.min() < 0 or g.max() > 4 * len(g) + 1024:
+        _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+        return first, np.ravel(inverse)
+    first_of = np.full(int(g.max()) + 1, len(g), dtype=np.intp)
+    np.minimum.at(first_of, g, np.arange(len(g), dtype=np.intp))
+    present = first_of < len(g)
+    rank = np.cumsum(present) - 1
+    return first_of[present], rank[g]
 
 
 def _cluster_level_rank(g_x: np.ndarray, g_c: np.ndarray) -> tuple[np.ndarray, int]:
@@ -103,10 +120,35 @@ def _df_label(dof: str | float, df: float) -> str:
     return f"{dof}: t({_fmt(df)}), {rule}"
 
 
+def _free_inverse(core: CoreFit) -> np.ndarray | None:
+    """Inverse of the Hessian over the free outer parameters; None if it is singular."""
+    free = core.free
+    try:
+        inv: np.ndarray = np.linalg.inv(core.hessian[np.ix_(free, free)])
+    except np.linalg.LinAlgError:
+        return None
+    return inv
+
+
+def _full_cov(core: CoreFit, inverse: np.ndarray | None) -> np.ndarray:
+    """Return the free parameters' ``inverse`` in a full-size matrix (nan: fixed ones)."""
+    cov = np.full_like(core.hessian, np.nan)
+    if inverse is not None:
+        cov[np.ix_(core.free, core.free)] = inverse
+    return cov
+
+
 def _latent_correlations(
-    link: str | None, core: CoreFit, comp_names: list[str], p: int
+    link: str | None,
+    core: CoreFit,
+    comp_names: list[str],
+    p: int,
+    inverse: np.ndarray | None = None,
 ) -> dict[str, tuple[float, float, float]]:
-    """Latent-scale ICC (logit: residual pi^2/3; probit: 1) and CAC, delta-method logit CIs."""
+    """Latent-scale ICC (logit: residual pi^2/3; probit: 1) and CAC, delta-method logit CIs.
+
+    ``inverse``: :func:`_free_inverse` of ``core`` when the caller has it.
+    """
     names = comp_names
     if "eta2" in names:
         return {}
@@ -114,11 +156,7 @@ def _latent_correlations(
     tau, gam = float(sig.get("tau2", 0.0)), float(sig.get("gamma2", 0.0))
     idx = {nm: p + k for k, nm in enumerate(names)}
     free = core.free
-    cov = np.full_like(core.hessian, np.nan)
-    try:
-        cov[np.ix_(free, free)] = np.linalg.inv(core.hessian[np.ix_(free, free)])
-    except np.linalg.LinAlgError:
-        pass
+    cov = _full_cov(core, _free_inverse(core) if inverse is None else inverse)
     z = _Z95
 
     def wald(value: float, grad: dict[str, float]) -> tuple[float, float, float]:
@@ -209,21 +247,21 @@ def _decay_boundary(core: CoreFit, comp_names: list[str], random: str, messages:
 
 
 def _variance_intervals(
-    core: CoreFit, comp_names: list[str], p: int, decay: bool
+    core: CoreFit,
+    comp_names: list[str],
+    p: int,
+    decay: bool,
+    inverse: np.ndarray | None = None,
 ) -> dict[str, tuple[float, float, float]]:
     """95% Wald intervals of the variance components (see ``GLMMResult.variance_intervals``).
 
     The covariance of the outer parameters is the inverse Hessian over the free ones; the
     SD ``s`` maps to ``log s^2`` (SE ``2 se(s) / s``), ``phi = atanh(r)`` and ``alpha = log k``
-    are already on the working scale.
+    are already on the working scale.  ``inverse``: :func:`_free_inverse` of ``core`` when
+    the caller has it.
     """
     z = float(_Z95)
-    free = core.free
-    cov = np.full_like(core.hessian, np.nan)
-    try:
-        cov[np.ix_(free, free)] = np.linalg.inv(core.hessian[np.ix_(free, free)])
-    except np.linalg.LinAlgError:
-        pass
+    cov = _full_cov(core, _free_inverse(core) if inverse is None else inverse)
     var = np.diag(cov)
     out: dict[str, tuple[float, float, float]] = {}
     nan = math.nan

@@ -108,8 +108,9 @@ def _unit_groups(td: TrialData, xr: np.ndarray, p0: int, family: str) -> np.ndar
     )
     if family == "negative_binomial" and np.any(np.bincount(td.cell_index) > 1):
         group = np.arange(len(td.frame))
-    elif p == p0:
-        _, group = np.unique(td.cell_index, return_inverse=True)
+    elif p == p0:  # the rank of each row's cell among the non-empty cells (np.unique's inverse)
+        present = np.bincount(td.cell_index, minlength=1) > 0
+        group = (np.cumsum(present) - 1)[td.cell_index]
     else:  # hash-grouped, numbered in sorted (lexicographic) order as np.unique(axis=0)
         keys = pd.DataFrame(key_cols)
         group = keys.groupby(list(keys.columns), sort=True).ngroup().to_numpy()
@@ -213,17 +214,14 @@ def _random_design(
         comp += [len(comp_names)] * n_t
         comp_names.append("gamma2")
     g_z = np.concatenate(zcols, axis=1)
-    order = np.argsort(units.c, kind="stable")
-    counts = np.bincount(units.c, minlength=n_i)
-    width = int(counts.max())
-    splits = np.split(order, np.cumsum(counts)[:-1])
+    pad = _Padding(units.c, n_i)
     ud = UnitData(
-        y=_pad([units.y[s][:, None] for s in splits], width)[:, :, 0],
-        n=_pad([units.n[s][:, None] for s in splits], width)[:, :, 0],
-        offset=_pad([units.off[s][:, None] for s in splits], width)[:, :, 0],
-        weight=_pad([np.ones((len(s), 1)) for s in splits], width)[:, :, 0],
-        x=_pad([units.x[s] for s in splits], width),
-        z=_pad([g_z[s] for s in splits], width),
+        y=pad(units.y),
+        n=pad(units.n),
+        offset=pad(units.off),
+        weight=pad(np.ones(n_g)),
+        x=pad(units.x),
+        z=pad(g_z),
         comp=np.asarray(comp),
         n_comp=len(comp_names),
         const=float(units.const.sum()),
@@ -234,13 +232,25 @@ def _random_design(
     return ud, comp_names
 
 
-def _pad(values: list[np.ndarray], width: int, fill: float = 0.0) -> np.ndarray:
-    """Stack per-cluster arrays of shape (U_i, ...) into (I, U, ...)."""
-    tail = values[0].shape[1:]
-    out = np.full((len(values), width, *tail), fill, dtype=float)
-    for i, v in enumerate(values):
-        out[i, : v.shape[0]] = v
-    return out
+class _Padding:
+    """Place per-unit arrays into per-cluster rows: ``(n_units, ...)`` -> ``(I, U, ...)``.
+
+    Cluster ``i``'s units keep their order and fill row ``i`` from the left; the rest of
+    the row (up to the largest cluster's ``U`` units) is 0.
+    """
+
+    def __init__(self, cluster: np.ndarray, n_i: int) -> None:
+        order = np.argsort(cluster, kind="stable")
+        counts = np.bincount(cluster, minlength=n_i)
+        starts = np.cumsum(counts) - counts
+        self.order, self.row = order, cluster[order]
+        self.col = np.arange(len(order)) - starts[self.row]
+        self.shape = (n_i, int(counts.max()))
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.shape + values.shape[1:], dtype=float)
+        out[self.row, self.col] = values[self.order]
+        return out
 
 
 def _nearly_collinear(x: np.ndarray) -> bool:

@@ -58,6 +58,7 @@ from ._glmm_stats import (
     _df_label,
     _df_rule,
     _DfRule,
+    _free_inverse,
     _latent_correlations,
     _variance_intervals,
 )
@@ -725,7 +726,8 @@ def _start_and_fit(
     ud: UnitData, fam: Any, units: _Units, comp_names: list[str], n_i: int, n_t: int, nq: int
 ) -> CoreFit:
     """Start (GLM, moments of its residuals) and run the guarded optimiser."""
-    beta0, alpha0 = _glm_start(fam, units.y, units.n, units.off, units.x)
+    ls, eta = _ls_start(fam, units.y, units.n, units.off, units.x, with_eta=True)
+    beta0, alpha0 = _glm_start(fam, units.y, units.n, units.off, units.x, ls_start=(ls, eta))
     decay = ud.ar1 is not None
     sigma0 = _sigma_start(
         fam, beta0, alpha0, units.y, units.n, units.off, units.x, units.c, units.p,
@@ -733,7 +735,6 @@ def _start_and_fit(
     )  # fmt: skip
     if decay and fam.has_dispersion:
         sigma0, alpha0 = sigma0[:-1], float(sigma0[-1])
-    ls = _ls_start(fam, units.y, units.n, units.off, units.x)
     return _robust_core(ud, fam, [beta0, ls], sigma0, alpha0, nq)
 
 
@@ -808,14 +809,14 @@ def _model_fields(
     core, p, n_t = state.core, len(state.names), state.n_periods
     decay = spec.random in _DECAY
     vc = {nm: float(core.sigma[k] ** 2) for k, nm in enumerate(comp_names)}
-    intervals = _variance_intervals(core, comp_names, p, decay)
+    intervals = _variance_intervals(core, comp_names, p, decay, state.free_inverse)
     if decay:  # r = tanh(phi); nan when gamma2 = 0 (r not identified)
         vc["decay"] = intervals["decay"][0]
     dispersion = float(np.exp(core.alpha)) if spec.family == "negative_binomial" else None
     if dispersion is not None:
         vc["nb_size"] = dispersion
     latent_link = spec.link if spec.family == "binomial" else None
-    correlations = _latent_correlations(latent_link, core, comp_names, p)
+    correlations = _latent_correlations(latent_link, core, comp_names, p, state.free_inverse)
     if decay:
         correlations["decay"] = intervals["decay"]
     if spec.family == "binomial":
@@ -907,29 +908,35 @@ class _GLMMState:
         index: pd.Index = pd.Index(self.names)
         return index
 
+    @functools.cached_property
+    def free_inverse(self) -> np.ndarray | None:
+        """Inverse Hessian over the free outer parameters (None: singular), computed once."""
+        return _free_inverse(self.core)
 
-def _model_cov(core: CoreFit, messages: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Hessian over the free parameters and the inverse-Hessian covariance (nan if not PD)."""
+
+def _model_cov(
+    core: CoreFit, messages: list[str], inverse: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hessian over the free parameters and the inverse-Hessian covariance (nan if not PD).
+
+    ``inverse`` is :func:`._glmm_stats._free_inverse` of ``core`` (None: singular).
+    """
     free = core.free
     hf = core.hessian[np.ix_(free, free)]
     cov_full = np.full_like(core.hessian, np.nan)
-    try:
-        cov_f = np.linalg.inv(hf)
-        if np.all(np.diag(cov_f) > 0):
-            cov_full[np.ix_(free, free)] = cov_f
-        else:  # a saddle point or worse (non-converged fit): no meaningful SEs
-            messages.append(
-                "The Hessian is not positive definite: standard errors are not available."
-            )
-    except np.linalg.LinAlgError:
+    if inverse is None:
         messages.append("The Hessian is singular: standard errors are not available.")
+    elif np.all(np.diag(inverse) > 0):
+        cov_full[np.ix_(free, free)] = inverse
+    else:  # a saddle point or worse (non-converged fit): no meaningful SEs
+        messages.append("The Hessian is not positive definite: standard errors are not available.")
     return hf, cov_full
 
 
 def _inference_fields(state: _GLMMState, vcov: str, dof: str | float | None) -> dict[str, Any]:
     """Return the result fields that depend on ``vcov`` and ``dof`` (SEs, df, terms, notes)."""
     messages = list(state.fit_messages)
-    hf, cov_full = _model_cov(state.core, messages)
+    hf, cov_full = _model_cov(state.core, messages, state.free_inverse)
     p = len(state.names)
     vb = vb_model = cov_full[:p, :p]
     dof_rule = "clusters" if dof is None else dof
@@ -1018,7 +1025,7 @@ def _terms(
         model_se = dict(zip(names, np.sqrt(np.diag(vb_model)), strict=True))
         model_se[state.estimand] = se_model_est
         cols["std_error_model"] = np.array([model_se.get(t, np.nan) for t in term], dtype=float)
-    terms = pd.DataFrame({"term": term, **cols})
+    terms = pd.DataFrame({"term": term.array, **cols})  # the index's own values
     if vcov != "model" and marginal is not None:
         extra = {"term": "marginal[treatment]", "estimate": marginal.log_ratio}
         extra.update(std_error=marginal.std_error, df=df_of(contrast), std_error_model=np.nan)
