@@ -235,6 +235,7 @@ class TrialData:
     period_codes: IntArray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
     design: Any = field(default=None, repr=False)
     periods_ordered: bool = True
+    _values: Mapping[str, FloatArray] = field(default_factory=dict, repr=False)
 
     # ---------------------------------------------------------------- constructor
     @classmethod
@@ -408,6 +409,16 @@ class TrialData:
         """
         if not self.periods_ordered:
             raise DataError(_order_message(why, self.roles["period"], list(self.periods)))
+
+    def _role_values(self, role: str) -> FloatArray:
+        """Return the float64 values of a numeric role column (``treatment``, ``outcome``, ...).
+
+        Kept (read-only) from the validation, so the frame's column is not read again.
+        """
+        values = self._values.get(role)
+        if values is None:
+            return np.asarray(self.frame[role].to_numpy(dtype=np.float64), dtype=np.float64)
+        return values
 
     @cached_property
     def cell_index(self) -> IntArray:
@@ -702,7 +713,8 @@ def _from_frame_iv(
     _check_outcome_varies(y, num.get("trials"), family, kind, roles)
     # ---- store canonical numeric columns ---------------------------------------------
     # (a float64 column already holds exactly these values: no need to re-assign it)
-    for role, values in (("treatment", tr), *num.items()):
+    role_values = {"treatment": tr, **num}
+    for role, values in role_values.items():
         if cols[role].dtype != np.float64:
             frame[role] = values
     return cls(
@@ -717,6 +729,7 @@ def _from_frame_iv(
         period_codes=_readonly(np.ascontiguousarray(p_codes, dtype=np.int64)),
         design=design,
         periods_ordered=periods_ordered,
+        _values={role: _readonly(v.view()) for role, v in role_values.items()},
     )
 
 
@@ -1524,8 +1537,8 @@ def _aggregate(td: TrialData) -> CellSummary:
     k = n_i * n_t
     cell = td.cell_index
     f = td.frame
-    y = f["outcome"].to_numpy(dtype=np.float64)
-    tr = f["treatment"].to_numpy(dtype=np.float64)
+    y = td._role_values("outcome")
+    tr = td._role_values("treatment")
     rows: FloatArray = np.bincount(cell, minlength=k).astype(np.float64)
 
     # treatment: constant within a cell
@@ -1559,9 +1572,9 @@ def _aggregate(td: TrialData) -> CellSummary:
         within = np.maximum(within, 0.0)
     else:
         if td.family == "binomial":
-            n = np.bincount(cell, f["trials"].to_numpy(np.float64), k).astype(np.float64)
+            n = np.bincount(cell, td._role_values("trials"), k).astype(np.float64)
         elif "size" in td.roles:
-            n = np.bincount(cell, f["size"].to_numpy(np.float64), k).astype(np.float64)
+            n = np.bincount(cell, td._role_values("size"), k).astype(np.float64)
         else:
             n = rows
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -1576,9 +1589,9 @@ def _aggregate(td: TrialData) -> CellSummary:
     if "exposure" in td.roles or "offset" in td.roles:
         e = np.ones(len(f))
         if "exposure" in td.roles:
-            e = f["exposure"].to_numpy(np.float64)
+            e = td._role_values("exposure")
         if "offset" in td.roles:
-            e = e * np.exp(f["offset"].to_numpy(np.float64))
+            e = e * np.exp(td._role_values("offset"))
         exposure = _readonly(np.bincount(cell, weights=e, minlength=k).reshape(n_i, n_t))
 
     observed = n > 0

@@ -120,11 +120,12 @@ def _irls(
     """
     alpha = 0.0 if fam.name != "negative_binomial" else 5.0
     beta_ls = beta
+    e = x @ beta + off
+    derivs = None  # of the accepted step (its check computed them), else computed here
     for _ in range(25):
-        e = x @ beta + off
         if not fam.valid(e):
             break
-        _ll, s, w, _w1 = fam.derivs(y, n, e, alpha)
+        _ll, s, w, _w1 = fam.derivs(y, n, e, alpha) if derivs is None else derivs
         w = np.maximum(w, 1e-10 * (1 + w0.max()))
         try:
             step = np.linalg.solve((x * w[:, None]).T @ x, x.T @ s)
@@ -134,16 +135,17 @@ def _irls(
             break
         for _half in range(30):
             new = beta + step
-            if fam.valid(x @ new + off) and np.isfinite(
-                fam.derivs(y, n, x @ new + off, alpha)[0].sum()
-            ):
-                break
+            e_new = x @ new + off
+            if fam.valid(e_new):
+                derivs = fam.derivs(y, n, e_new, alpha)
+                if np.isfinite(derivs[0].sum()):
+                    break
             step = step / 2.0
         else:
             break
         if np.abs(new - beta_ls).max() > 30.0:
             break
-        beta = new
+        beta, e = new, e_new
         if np.abs(step).max() < 1e-10:
             break
     return beta

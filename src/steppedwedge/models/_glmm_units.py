@@ -79,19 +79,17 @@ def _cell_design(cells: Any, periods: Any, time: str, knots: Any, effect: str) -
 
 def _row_arrays(td: TrialData, family: str) -> tuple[np.ndarray, ...]:
     """Per row: outcome, trials (or 1), log-scale offset and log-likelihood constant."""
-    frame = td.frame
-    y_rows = frame["outcome"].to_numpy(dtype=float)
+    n_frame = td.n_rows
+    y_rows = td._role_values("outcome")
     if family == "binomial":
-        n_rows = (
-            frame["trials"].to_numpy(dtype=float) if td.kind == "aggregate" else np.ones(len(frame))
-        )
+        n_rows = td._role_values("trials") if td.kind == "aggregate" else np.ones(n_frame)
     else:
-        n_rows = np.ones(len(frame))
-    off_rows = np.zeros(len(frame))
+        n_rows = np.ones(n_frame)
+    off_rows = np.zeros(n_frame)
     if "exposure" in td.roles:
-        off_rows = off_rows + np.log(frame["exposure"].to_numpy(dtype=float))
+        off_rows = off_rows + np.log(td._role_values("exposure"))
     if "offset" in td.roles:
-        off_rows = off_rows + frame["offset"].to_numpy(dtype=float)
+        off_rows = off_rows + td._role_values("offset")
     const_rows = log_constant(family, y_rows, n_rows, binomial_coefficient=(td.kind == "aggregate"))
     if family != "binomial":
         const_rows = const_rows + y_rows * off_rows  # the offset's part of y * eta, restored below
