@@ -377,6 +377,11 @@ SANDWICH_REF_RTOL = 1e-6
 #: fit's Hessian (forward differences, step 1e-6, of the same exact gradient): both O(h),
 #: so ~1e-5 relative (achieved ~2e-6); 1e-4 leaves room.
 GLMM_HESS_RTOL = 1e-4
+#: The fitter's forward-difference variance columns (step 1e-6 of the exact gradient, modes
+#: re-solved to 1e-10 from an O(h^2) start) against the closed-form ones, relative to each
+#: column's largest entry: the tau-tau entry is off by ~1e-4 (measured 8e-5 to 2e-4 on ten
+#: audit points; the other columns <= 1e-5), so 1e-3.
+FORWARD_VAR_HESS_REL = 1e-3
 #: Closed-form per-cluster fixed-effect Hessians against central differences (step 1e-4) of
 #: the exact per-cluster gradients: truncation O(h^2) ~ 1e-8 relative, cancellation
 #: ~1e-16 |g| / h; achieved ~2e-10 on both cases below.

@@ -51,6 +51,7 @@ from scipy.linalg import lapack
 from .agq import agq_value_grad
 from .blas import single_threaded_blas
 from .families import Family
+from .laplace_hessian import variance_hessian
 
 __all__ = [
     "UnitData",
@@ -982,6 +983,55 @@ class _Objective:
         out[:, :] = (-(grads - g0[None, :]) / hs[:, None]).T
         return out
 
+    def exact_columns(
+        self, theta: np.ndarray, g0: np.ndarray, cols: np.ndarray, st: LaplaceState, alpha: float
+    ) -> np.ndarray:
+        """``-dg/dtheta_j`` like :meth:`jacobian_columns`, in closed form (Laplace only).
+
+        The variance parameters from :func:`~.laplace_hessian.variance_hessian` at the
+        converged state ``st`` at ``theta`` (times the signs ``d|sigma|/dsigma``, rows and
+        columns); the NB log-size column by :meth:`jacobian_columns` (its cross terms fill
+        the log-size row of the variance columns).  Keeps the mode slopes ``dv/dtheta_j``
+        for the warm start of the next state (:meth:`_predicted_modes`).
+        """
+        p, k, n = self.p, self.k, theta.size
+        cols = np.asarray(cols)
+        done = getattr(self, "_exact", None)
+        if done is not None and np.array_equal(done[0], theta) and np.array_equal(done[1], cols):
+            return np.array(done[2])  # the same point again (the final Hessian of a fit)
+        out = np.zeros((n, cols.size))
+        if cols.size == 0:
+            return out
+        var = cols < p + k
+        sig = self.split(theta)[1]
+        sgn = self.signs(theta[p : p + k])
+        fac = None
+        if self.data.ar1 is not None:
+            t, times = self.data.ar1[1], self.data.ar1_times
+            fac = ar1_factor(np.tanh(sig[self.data.n_comp]), t, deriv=True, times=times)
+        hv, dv = variance_hessian(self.data, self.fam, st, sig, alpha, ar1_factors=fac, slopes=True)
+        hv = hv * sgn[None, :]
+        hv[p:] *= sgn[:, None]
+        jv = cols[var] - p
+        out[: p + k, var] = hv[:, jv]
+        slopes = dv * sgn[:, None, None]
+        if var.all():
+            self._slopes = (theta.copy(), cols, slopes[jv])
+            self._exact = (theta.copy(), cols.copy(), out)
+            return np.array(out)
+        ja = np.flatnonzero(~var)  # the NB log-size: differenced
+        fd = self.jacobian_columns(theta, g0, cols[ja])
+        out[:, ja] = fd
+        out[p + k, var] = fd[p + jv, 0]
+        prev = getattr(self, "_slopes", None)
+        if prev is not None and prev[0] is not None and np.array_equal(prev[0], theta):
+            all_slopes = np.zeros((cols.size, *st.v.shape))
+            all_slopes[var] = slopes[jv]
+            all_slopes[ja] = prev[2]
+            self._slopes = (theta.copy(), cols, all_slopes)
+        self._exact = (theta.copy(), cols.copy(), out)
+        return np.array(out)
+
     def hessian(
         self,
         theta: np.ndarray,
@@ -1075,11 +1125,25 @@ def _modified_newton_step(hess: np.ndarray, g: np.ndarray) -> tuple[np.ndarray |
 def _newton_matrix(
     obj: _Objective, theta: np.ndarray, g: np.ndarray, hb: np.ndarray, var_idx: np.ndarray
 ) -> np.ndarray:
-    """Hessian of ``-L``: the closed-form ``beta`` block and differenced variance columns."""
+    """Hessian of ``-L``: the closed-form ``beta`` block and the variance columns.
+
+    The variance columns in closed form at the last converged state when it is at ``theta``
+    (the Laplace approximation: :meth:`_Objective.exact_columns`), else (AGQ, an
+    unconverged state) forward differences of the exact gradient.  Also forward differences
+    while a free SD is exactly 0: the likelihood is even in an SD, so there its gradient and
+    its exact cross terms vanish and Newton would stay at 0 even at a saddle (0 a minimum
+    along the SD); the differences, taken at ``+h``, see the slope off 0 and let it leave.
+    """
     n_par, p = theta.size, obj.p
     hess = np.zeros((n_par, n_par))
     hess[:p, :p] = hb
-    cols = obj.jacobian_columns(theta, g, var_idx)
+    last = getattr(obj, "_last", None)
+    sds = var_idx[var_idx < p + obj.data.n_comp]
+    at_zero = bool(np.any(theta[sds] == 0.0))
+    if obj.nq == 1 and not at_zero and last is not None and np.array_equal(last[0], theta):
+        cols = obj.exact_columns(theta, g, var_idx, last[1], last[2])
+    else:
+        cols = obj.jacobian_columns(theta, g, var_idx)
     hess[:, var_idx] = cols
     hess[var_idx, :] = cols.T
     return hess
@@ -1396,35 +1460,33 @@ def _final_hessian(
 ) -> np.ndarray:
     """Hessian of ``-L`` at the optimum over the ``free`` parameters (zero elsewhere).
 
-    The variance columns of the last Newton iteration (``cols``, taken < 1e-5 away) or
-    forward differences of the exact gradient at ``theta``; the ``beta`` block in closed
-    form for the Laplace approximation (differenced for AGQ).
+    The Laplace approximation: everything in closed form at ``theta`` (the ``beta`` block,
+    the variance columns of :meth:`_Objective.exact_columns`; the NB log-size column by
+    forward differences of the exact gradient).  AGQ: the variance columns of the last
+    Newton iteration (``cols``, taken < 1e-5 away) or forward differences at ``theta``,
+    and a differenced ``beta`` block.
     """
     data, fam, p, kv = obj.data, obj.fam, obj.p, obj.k
     n_par = theta.size
     var_idx = np.arange(p, n_par)
-    exact_beta = obj.nq == 1 and np.isfinite(st.value)
-    if cols is not None:
-        # variance columns from the last Newton iteration (taken < 1e-5 away)
-        hess = (
-            np.zeros((n_par, n_par))
-            if exact_beta
-            else obj.hessian(theta, free, g0=g, columns=np.arange(p))
-        )
-        hess[:, var_idx] = cols
-        hess[var_idx, :p] = cols[:p].T
-    elif exact_beta:
-        hess = obj.hessian(theta, free, g0=g, columns=var_idx[free[var_idx]])
-    else:
-        hess = obj.hessian(theta, free, g0=g)
-    if exact_beta:
+    if obj.nq == 1 and np.isfinite(st.value):
+        hess = np.zeros((n_par, n_par))
+        idx = var_idx[free[var_idx]]
+        if idx.size:
+            exact = obj.exact_columns(theta, g, idx, st, alpha)
+            hess[:, idx] = exact
+            hess[idx, :p] = exact[:p].T
         # the beta block in closed form (exact Laplace Hessian, no differencing)
         sig = np.where(obj.even, np.abs(theta[p : p + kv]), theta[p : p + kv])
         hess[:p, :p] = laplace_grad(
             data, fam, st, sig, alpha, want_hessian=True, exact_hessian=True
         )[3]
-        if cols is None:  # differenced variance columns hold the cross terms
-            hess[var_idx, :p] = hess[:p, var_idx].T
+    elif cols is not None:
+        hess = obj.hessian(theta, free, g0=g, columns=np.arange(p))
+        hess[:, var_idx] = cols
+        hess[var_idx, :p] = cols[:p].T
+    else:
+        hess = obj.hessian(theta, free, g0=g)
     hess = 0.5 * (hess + hess.T)
     hess[~free, :] = 0.0
     hess[:, ~free] = 0.0

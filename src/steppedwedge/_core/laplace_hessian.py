@@ -20,16 +20,20 @@ where ``tr(H^-1 H_jk)`` collects ``2 tr(H^-1 A'W d2A_jk)``, ``2 tr(H^-1 dA_j'W d
 ``c'A v_jk`` (``c = w1 d``), i.e. ``r'(H v_jk)`` with the single solve ``r = H^-1 A'c``
 per cluster, so no second-order mode slopes are formed.  Every sum runs over units
 (``(I, U, .)`` arrays) or random-effect columns: no ``(U, U)`` matrix is built.
+
+The units and the Laplace state (:class:`~steppedwedge._core.laplace.UnitData`,
+:class:`~steppedwedge._core.laplace.LaplaceState`) and the AR(1) factor are passed in, so
+this module does not import the Laplace module, which calls it (no import cycle).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
 from .families import Family
-from .laplace import LaplaceState, UnitData, ar1_factor
 
 __all__ = ["ar1_factor_d2", "variance_hessian"]
 
@@ -39,7 +43,7 @@ def ar1_factor_d2(r: float, t: int, times: Any = None) -> np.ndarray:
 
     ``L[j, k] = r^e s_k`` (``e = t_j - t_k >= 0``, ``s_0 = 1``,
     ``s_k = sqrt(1 - r^(2 d_k))``, ``d_k = t_k - t_{k-1}``; see
-    :func:`~steppedwedge._core.laplace.ar1_factor`).  With ``L_r = e r^(e-1) s_k + r^e s'_k``,
+    :func:`steppedwedge._core.laplace.ar1_factor`).  With ``L_r = e r^(e-1) s_k + r^e s'_k``,
     ``s'_k = -d r^(2d-1) / s_k`` and ``s''_k = -d (2d-1) r^(2d-2) / s_k - d^2 r^(4d-2) / s_k^3``,
     ``L_rr = e (e-1) r^(e-2) s_k + 2 e r^(e-1) s'_k + r^e s''_k`` and, by the chain rule with
     ``dr/dphi = 1 - r^2``, ``d2L/dphi2 = (1 - r^2)^2 L_rr - 2 r (1 - r^2) L_r``.
@@ -74,16 +78,16 @@ def ar1_factor_d2(r: float, t: int, times: Any = None) -> np.ndarray:
     >>> bool(np.allclose(ar1_factor_d2(float(np.tanh(phi)), 4), num, atol=1e-8))
     True
     """
-    tm = np.arange(t, dtype=float) if times is None else np.asarray(times, dtype=float)
+    if times is None:
+        return _d2_unit_gaps(float(r), t)
+    tm = np.asarray(times, dtype=float)
     e = tm[:, None] - tm[None, :]
     low = e >= 0
     ee = np.where(low, e, 0.0)
     gap = np.r_[1.0, np.diff(tm)][None, :]  # d_k (column 0 has s_0 = 1: no s-terms)
     first = np.arange(t)[None, :] == 0
 
-    def pw(x: np.ndarray) -> np.ndarray:  # r^x, with r^0 = 1 (also at r = 0)
-        if times is None:
-            return np.where(x == 0, 1.0, float(r) ** np.round(x).astype(int).clip(0))
+    def pw(x: np.ndarray) -> np.ndarray:  # r^x, with r^0 = 1
         return np.where(x == 0, 1.0, float(r) ** x)
 
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -107,6 +111,39 @@ def ar1_factor_d2(r: float, t: int, times: Any = None) -> np.ndarray:
     return np.where(low, dr * dr * l_rr - 2.0 * float(r) * dr * l_r, 0.0)
 
 
+@functools.cache
+def _lags(t: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(max(j - k, 0), j >= k)`` for ``t`` periods (read-only)."""
+    j = np.arange(t)
+    e = j[:, None] - j[None, :]
+    out = (np.maximum(e, 0), e >= 0)
+    for arr in out:
+        arr.flags.writeable = False
+    return out
+
+
+def _d2_unit_gaps(r: float, t: int) -> np.ndarray:
+    """:func:`ar1_factor_d2` on ``0 .. t-1`` (any sign of ``r``): integer lags, one power table.
+
+    ``s = sqrt(1 - r^2)``, ``s' = -r / s``, ``s'' = -1 / s^3`` in every column but the first.
+    """
+    ee, low = _lags(t)
+    k = np.arange(t, dtype=float)
+    pw = np.power(r, k)  # r^e (integer-valued exponents: negative r is fine)
+    pw1 = np.zeros(t)
+    pw1[1:] = k[1:] * pw[:-1]  # e r^(e-1)
+    pw2 = np.zeros(t)
+    pw2[2:] = k[2:] * (k[2:] - 1.0) * pw[:-2]  # e (e-1) r^(e-2)
+    s = np.sqrt(max(1.0 - r * r, 0.0))
+    sc, dsc, d2sc = np.full(t, s), np.full(t, -r / s), np.full(t, -1.0 / s**3)
+    sc[0], dsc[0], d2sc[0] = 1.0, 0.0, 0.0
+    p0, p1, p2 = pw[ee], pw1[ee], pw2[ee]
+    l_r = p1 * sc + p0 * dsc
+    l_rr = p2 * sc + 2.0 * p1 * dsc + p0 * d2sc
+    dr = 1.0 - r * r
+    return np.where(low, dr * dr * l_rr - 2.0 * r * dr * l_r, 0.0)
+
+
 #: Cache of :func:`ar1_factor_d2` by ``(r, t, times)`` (read-only arrays; cleared when full).
 _D2_CACHE: dict[tuple[Any, ...], np.ndarray] = {}
 
@@ -125,7 +162,7 @@ def _ar1_d2_cached(r: float, t: int, times: Any) -> np.ndarray:
 
 
 def _design_derivs(
-    data: UnitData, sigma: np.ndarray
+    data: Any, sigma: np.ndarray, ar1: tuple[np.ndarray, np.ndarray] | None
 ) -> tuple[np.ndarray, list[tuple[int, int, np.ndarray]]]:
     """``dA/dtheta_k`` for every variance parameter and the nonzero ``d2A/dtheta_j dtheta_k``.
 
@@ -143,7 +180,9 @@ def _design_derivs(
         kg, kp = int(data.comp[s0]), data.n_comp
         blk = slice(s0, s0 + t)
         r = float(np.tanh(sigma[kp]))
-        lo, dlo = ar1_factor(r, t, deriv=True, times=data.ar1_times)
+        if ar1 is None:
+            raise ValueError("the units have an AR(1) block: pass `ar1_factors` (L, dL/dphi)")
+        lo, dlo = ar1
         zb = z[:, :, blk]
         gam = float(sigma[kg])
         da[kg, :, :, blk] = zb @ lo
@@ -153,7 +192,7 @@ def _design_derivs(
     return da, d2a
 
 
-def _w2(data: UnitData, fam: Family, st: LaplaceState, alpha: Any) -> np.ndarray:
+def _w2(data: Any, fam: Family, st: Any, alpha: Any) -> np.ndarray:
     """``w2 = dw1/deta`` by central differences (step 1e-4, as the exact ``beta`` Hessian)."""
     al = alpha if np.ndim(alpha) == 0 else np.asarray(alpha)[:, None]
     h = 1e-4
@@ -163,12 +202,13 @@ def _w2(data: UnitData, fam: Family, st: LaplaceState, alpha: Any) -> np.ndarray
 
 
 def variance_hessian(
-    data: UnitData,
+    data: Any,
     fam: Family,
-    st: LaplaceState,
+    st: Any,
     sigma: np.ndarray,
     alpha: Any = 0.0,
     *,
+    ar1_factors: tuple[np.ndarray, np.ndarray] | None = None,
     slopes: bool = False,
 ) -> Any:
     """Columns of the Hessian of ``-L`` for the variance parameters, in closed form.
@@ -181,16 +221,19 @@ def variance_hessian(
 
     Parameters
     ----------
-    data : UnitData
+    data : steppedwedge._core.laplace.UnitData
         Engine units (cells or rows; ``tail_start`` and AR(1) blocks allowed).
     fam : Family
         Binomial (any link), Poisson or negative binomial family.
-    st : LaplaceState
+    st : steppedwedge._core.laplace.LaplaceState
         Converged modes and Laplace pieces at ``(beta, sigma, alpha)``.
     sigma : numpy.ndarray
         ``(n_var,)`` variance parameters: the SDs (``>= 0``; 0 allowed), then ``phi``.
     alpha : float
         NB log-size (ignored for other families).
+    ar1_factors : tuple of numpy.ndarray, optional
+        With an AR(1) block (``data.ar1``): ``(L, dL/dphi)`` at ``sigma``, as
+        ``ar1_factor(tanh(phi), T, deriv=True, times=data.ar1_times)`` returns them.
     slopes : bool
         Also return the mode slopes ``dv/dtheta_k``, shape ``(n_var, I, q)``.
 
@@ -212,7 +255,7 @@ def variance_hessian(
     --------
     >>> import numpy as np
     >>> from steppedwedge._core.families import make_family
-    >>> from steppedwedge._core.laplace import modes
+    >>> from steppedwedge._core.laplace import UnitData, modes
     >>> rng = np.random.default_rng(0)
     >>> ud = UnitData(y=rng.poisson(5.0, (3, 4)).astype(float), n=np.ones((3, 4)),
     ...               offset=np.zeros((3, 4)), weight=np.ones((3, 4)),
@@ -223,12 +266,13 @@ def variance_hessian(
     (2, 1)
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        out, v1 = _variance_hessian(data, fam, st, np.asarray(sigma, dtype=float), alpha)
+        sig = np.asarray(sigma, dtype=float)
+        out, v1 = _variance_hessian(data, fam, st, sig, alpha, ar1_factors)
     return (out, v1) if slopes else out
 
 
 def _first_order(
-    data: UnitData, st: LaplaceState, da: np.ndarray
+    data: Any, st: Any, da: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(e, g, v1, eta1)``: the first-order pieces, parameter axis last (beta, then theta).
 
@@ -237,11 +281,11 @@ def _first_order(
     """
     a, s, w, v, hinv = st.a, st.s, st.w, st.v, st.hinv
     p = data.x.shape[2]
-    e_var = (da * v[None, :, None, :]).sum(axis=3)  # (K, I, U)
+    e_var = (da @ v[None, :, :, None])[..., 0]  # (K, I, U)
     e = np.concatenate([data.x, e_var.transpose(1, 2, 0)], axis=2)  # (I, U, P)
     at_w = a.transpose(0, 2, 1) * w[:, None, :]
     g = -(at_w @ e)
-    g[:, :, p:] += (da * s[None, :, :, None]).sum(axis=2).transpose(1, 2, 0)  # dA_k' s
+    g[:, :, p:] += (s[None, :, None, :] @ da)[..., 0, :].transpose(1, 2, 0)  # dA_k' s
     v1 = hinv @ g
     eta1 = e + a @ v1
     return e, g, v1, eta1
@@ -253,7 +297,12 @@ def _kdot(left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 
 def _variance_hessian(
-    data: UnitData, fam: Family, st: LaplaceState, sigma: np.ndarray, alpha: Any
+    data: Any,
+    fam: Family,
+    st: Any,
+    sigma: np.ndarray,
+    alpha: Any,
+    ar1: tuple[np.ndarray, np.ndarray] | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Assemble ``-d2L`` and the mode slopes (see :func:`variance_hessian`)."""
     p, kv = data.x.shape[2], data.n_var
@@ -261,10 +310,10 @@ def _variance_hessian(
     if kv == 0:
         return out, np.zeros((0, *st.v.shape))
     a, s, w, w1, hinv = st.a, st.s, st.w, st.w1, st.hinv
-    da, d2a = _design_derivs(data, sigma)
+    da, d2a = _design_derivs(data, sigma, ar1)
     e, g, v1, eta1 = _first_order(data, st, da)
     ah = a @ hinv  # (I, U, q)
-    d = (ah * a).sum(axis=2)
+    d = np.einsum("iuq,iuq->iu", ah, a)
     c = w1 * d
     r = (hinv @ (a.transpose(0, 2, 1) @ c[:, :, None]))[:, :, 0]  # H^-1 A'c
     rho = (a @ r[:, :, None])[:, :, 0]  # A r = P c
@@ -272,9 +321,9 @@ def _variance_hessian(
     ev = eta1[:, :, p:].transpose(2, 0, 1)  # (K, I, U)
     # terms with a mirror image (j <-> k) in the variance block: w1 eta_j m^k (the dA part
     # of dH_j), -rho_k' W eta_j and v_j' dA_k' kappa (from c'A v_jk and c' eta_jk)
-    m = (da * ah[None]).sum(axis=3)  # m^k_u = (dA_k H^-1 A')_uu
-    rho_k = (da * r[None, :, None, :]).sum(axis=3)  # dA_k r
-    dkap = (da * kappa[None, :, :, None]).sum(axis=2)  # dA_k' kappa  (K, I, q)
+    m = np.einsum("kiuq,iuq->kiu", da, ah)  # m^k_u = (dA_k H^-1 A')_uu
+    rho_k = (da @ r[None, :, :, None])[..., 0]  # dA_k r
+    dkap = (kappa[None, :, None, :] @ da)[..., 0, :]  # dA_k' kappa  (K, I, q)
     mir = _kdot(eta1, w1[None] * m - 0.5 * w[None] * rho_k) + 0.5 * _kdot(v1, dkap)
     out += mir
     out[p:] += mir[p:].T
@@ -284,7 +333,7 @@ def _variance_hessian(
     out -= _kdot(g, v1[:, :, p:].transpose(2, 0, 1))
     # tr(H^-1 H_k H^-1 H_j) / 2: rank-q form for the beta rows, full traces for theta rows
     h_k = _h_derivs(st, da, ev)
-    pi = ((ah[None] @ h_k) * ah[None]).sum(axis=3)  # (A H^-1 H_k H^-1 A')_uu  (K, I, U)
+    pi = np.einsum("kiuq,iuq->kiu", ah[None] @ h_k, ah)  # (A H^-1 H_k H^-1 A')_uu
     out[:p] -= 0.5 * _kdot(eta1[:, :, :p], w1[None] * pi)
     mk = hinv[None] @ h_k
     kk = mk.shape[0]
@@ -308,7 +357,7 @@ def _variance_hessian(
     return out, v1[:, :, p:].transpose(2, 0, 1)
 
 
-def _h_derivs(st: LaplaceState, da: np.ndarray, ev: np.ndarray) -> np.ndarray:
+def _h_derivs(st: Any, da: np.ndarray, ev: np.ndarray) -> np.ndarray:
     """``dH/dtheta_k = Y_k + Y_k'``, ``Y_k = A'(W dA_k + diag(w1 eta_k) A / 2)``, ``(K, I, q, q)``.
 
     ``ev``: the total derivatives ``eta_k`` of ``eta``, shape ``(K, I, U)``.
