@@ -309,3 +309,24 @@ def test_fit_leaves_a_zero_sd_start() -> None:
     assert ref.converged and got.converged and ref.free.all() and ref.sigma[0] > 0.1
     assert abs(got.loglik - ref.loglik) < GLMM_LOGLIK_ATOL
     np.testing.assert_allclose(got.sigma, ref.sigma, **GLMM_EST)
+
+
+def test_negative_decay_correlation() -> None:
+    """An AR(1) correlation below 0 (equal gaps: integer powers of a negative ``r``)."""
+    ud, beta = _audit_units(9)
+    _check(ud, make_family("poisson"), beta, np.array([0.3, 0.2, math.atanh(-0.4)]))
+
+
+def test_fit_reports_the_closed_form_hessian() -> None:
+    """``fit_glmm_core``'s Hessian at the optimum: its variance columns (rows beta and theta)
+    are those of central differences there, and it is symmetric."""
+    ud, beta = _audit_units(3)
+    fam = make_family("poisson")
+    core = fit_glmm_core(ud, fam, beta, np.array([0.3, 0.15, math.atanh(0.8)]))
+    assert core.converged and core.free.all()
+    p = beta.size
+    num = _central(ud, fam, core.beta, core.sigma, 0.0, core.v)
+    got = core.hessian[:, p:]
+    err = float((np.abs(got - num) / np.abs(num).max(axis=0)).max())
+    assert err < CENTRAL_DIFF_HESS_FLOOR, err
+    assert np.array_equal(core.hessian, core.hessian.T)
