@@ -1261,7 +1261,8 @@ def _check_near_duplicate_labels(values: pd.Series, role: str, user: str) -> Non
         dtype = values.dtype
         if isinstance(dtype, np.dtype) and dtype.kind in "iufbmM":
             return
-        uniq = list(pd.unique(values))
+        # text: the same labels in the same order from the plain object array, faster
+        uniq = list(pd.unique(values.to_numpy() if isinstance(dtype, pd.StringDtype) else values))
     seen: dict[str, Any] = {}
     clashes: list[str] = []
     for lab in uniq:
@@ -1433,6 +1434,8 @@ def _check_repeated_count_rows(frame: pd.DataFrame, cell: IntArray) -> None:
     per cell with duplicates -- typically a row appended twice -- and summing would count
     them twice.  Data with genuinely several rows per cell (some differing) are accepted.
     """
+    if not (np.bincount(cell) > 1).any():
+        return  # one row per cell: no row can repeat another (equal rows share a cell)
     dup = frame.duplicated(keep="first").to_numpy()
     if not dup.any():
         return

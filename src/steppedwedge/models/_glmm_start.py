@@ -21,6 +21,10 @@ from ..exceptions import DataError
 
 __all__: list[str] = []
 
+#: The grid of decay values r the lag covariances are matched over (_decay_moments).
+_DECAY_GRID = np.linspace(0.05, 0.97, 47)
+_DECAY_GRID.flags.writeable = False
+
 
 def _robust_core(
     ud: UnitData,
@@ -219,13 +223,6 @@ def _sigma_start(
     obs = wc > 0
     rbar_c = np.where(obs, rc / np.where(obs, wc, 1.0), 0.0)
     samp_c = np.where(obs, 1.0 / np.where(obs, wc, 1.0), 0.0)
-    cl = np.repeat(np.arange(n_i), n_t)
-    k_i = np.bincount(cl, weights=obs.astype(float), minlength=n_i)
-    m_i = np.bincount(cl, weights=rbar_c, minlength=n_i) / np.maximum(k_i, 1)
-    tot = float(np.mean(rbar_c[obs] ** 2 - samp_c[obs]))
-    tau2 = float(np.mean(m_i[k_i > 0] ** 2) - np.mean(samp_c[obs]) / max(np.mean(k_i), 1.0))
-    tau2 = min(max(tau2, 0.01), 4.0)
-    gam2 = min(max(tot - tau2, 0.01), 4.0)
     if decay:
         return _decay_moments(
             rbar_c.reshape(n_i, n_t),
@@ -234,6 +231,13 @@ def _sigma_start(
             comp_names,
             nb_decay,
         )
+    cl = np.repeat(np.arange(n_i), n_t)
+    k_i = np.bincount(cl, weights=obs.astype(float), minlength=n_i)
+    m_i = np.bincount(cl, weights=rbar_c, minlength=n_i) / np.maximum(k_i, 1)
+    tot = float(np.mean(rbar_c[obs] ** 2 - samp_c[obs]))
+    tau2 = float(np.mean(m_i[k_i > 0] ** 2) - np.mean(samp_c[obs]) / max(np.mean(k_i), 1.0))
+    tau2 = min(max(tau2, 0.01), 4.0)
+    gam2 = min(max(tot - tau2, 0.01), 4.0)
     start = {"tau2": tau2, "gamma2": gam2, "eta2": 0.01}
     return np.asarray(np.sqrt(np.array([start[nm] for nm in comp_names])))
 
@@ -267,7 +271,7 @@ def _decay_moments(
     lags = np.flatnonzero((cnt > 0) & ((np.arange(n_t) > 0) | (not nb)))
     sw = np.sqrt(cnt[lags])
     persistent = "tau2" in comp_names
-    grid = np.linspace(0.05, 0.97, 47)
+    grid = _DECAY_GRID
     yw = cov[lags] * sw
     cols = [grid[:, None] ** lags.astype(float)[None, :] * sw]  # (G, L) per r
     if persistent:

@@ -29,7 +29,8 @@ def _constant_within(g_x: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, n
     """Columns of ``X`` constant within every group, and each group's first unit."""
     first, inverse = _first_and_inverse(groups)
     scale = 1.0 + np.abs(g_x).max(axis=0)
-    level = np.all(np.abs(g_x - g_x[first][np.ravel(inverse)]) <= 1e-12 * scale, axis=0)
+    dev = g_x - g_x[first[inverse]]  # each unit less its group's first unit
+    level = np.all(np.abs(dev, out=dev) <= 1e-12 * scale, axis=0)
     return level, first
 
 

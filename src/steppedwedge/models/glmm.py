@@ -643,7 +643,7 @@ def fit_glmm_spec(
     ar1_times = (
         _decay_times(spec.decay_scale, spec.design, n_t) if spec.decay_scale == "time" else None
     )
-    design = _cell_design(cells, td.periods, spec.time, spec.knots, spec.effect)
+    design = _cell_design(cells, cells.periods, spec.time, spec.knots, spec.effect)
     units = _units(td, design, spec.family, spec.covariates)
     _check_identifiable(units, design, spec.time)
     if spec.family == "binomial":
@@ -711,13 +711,17 @@ def _trial_data(data: pd.DataFrame, spec: AnalysisSpec) -> TrialData:
     roles = [c for c in spec.roles().values() if c is not None]
     cov_cols = _covariate_columns(spec.covariates, data, roles) if spec.covariates else []
     kind = None
-    if (
-        spec.family != "binomial"
-        and spec.cluster in data.columns
-        and spec.period in data.columns
-        and repeated_cells(data, spec.cluster, spec.period)
+    if spec.family != "binomial" and (
+        spec.design is None
+        or (
+            spec.cluster in data.columns
+            and spec.period in data.columns
+            and repeated_cells(data, spec.cluster, spec.period)
+        )
     ):
-        # several count rows per cell (e.g. per person or per area): summed exactly
+        # count rows are summed per cell (several per cell: e.g. per person or per area),
+        # one row per cell being the special case; with a design, rows that repeat no cell
+        # are checked as aggregates (one data period label per design period)
         kind = "individual"
     return spec.trial_data(data, covariates=cov_cols or None, kind=kind)
 
@@ -849,7 +853,7 @@ def _model_fields(
         n_quadrature=state.nq,
         n_units=len(units.y),
         variance_intervals=intervals,
-        _rate_design=_rate_design(state, design, list(td.periods)),
+        _rate_design=_rate_design(state, design, list(td.cells().periods)),  # labels boxed once
         decay_scale=spec.decay_scale,
     )
 
