@@ -34,8 +34,9 @@ NUM_JACOBIAN = dict(rtol=1e-6, atol=0.0)
 #: GLMM estimates against glmmTMB after Newton-polishing its optimum in R (gradient ~1e-12):
 #: both optima agree to ~1e-9 relative; the brief's 1e-5 is the contract.
 GLMM_EST = dict(rtol=1e-5, atol=0.0)
-#: GLMM standard errors against glmmTMB's sdreport: ours come from forward differences
-#: (step 1e-6) of the exact Laplace gradient, ~1e-5 relative at worst.
+#: GLMM standard errors against glmmTMB's sdreport: ours come from the closed-form Laplace
+#: Hessian (``_core.laplace_hessian``; ~1e-8 of central differences), the NB log-size column
+#: and AGQ fits from forward differences (step 1e-6) of the exact gradient, ~1e-5 relative.
 GLMM_SE = dict(rtol=1e-4, atol=0.0)
 #: GLMM log-likelihoods (absolute, nats): both at the same optimum to ~1e-10.
 GLMM_LOGLIK_ATOL = 1e-6

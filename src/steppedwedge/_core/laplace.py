@@ -36,7 +36,9 @@ derivative is
 
 (``D = E_k``, the indicator of component ``k``, for a standard deviation; ``D = L(r)`` for
 the AR(1) SD and ``gamma dL/dphi`` for its correlation, with ``dL/dphi = (1 - r^2) dL/dr``
-in closed form).  Numpy only.
+in closed form).  The Hessian of ``-L`` in the variance parameters, which the outer
+Newton iterations and the reported standard errors use, is in closed form too
+(:mod:`~steppedwedge._core.laplace_hessian`).  Numpy only.
 """
 
 from __future__ import annotations
@@ -1152,10 +1154,10 @@ def _newton_matrix(
 def _newton(
     obj: _Objective, theta: np.ndarray, max_iter: int, fixed: np.ndarray | None = None
 ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray | None, bool, str]:
-    """Damped Newton on ``-L`` with the envelope beta block and differenced variance columns.
+    """Damped Newton on ``-L`` with the exact Hessian (:func:`_newton_matrix`).
 
     ``fixed``: ``(n_par,)`` bool mask of parameters held at their values in ``theta`` (their
-    gradient entries are ignored and their columns not differenced).  With a persistent
+    gradient entries are ignored and their Hessian columns not computed).  With a persistent
     effect beside an AR(1) block, accepted steps heading along the ridge of decays near 1
     are followed by a probe of its end, the boundary tau = 0 (:func:`_ridge_probe`).
     Returns ``(theta, value, gradient, last variance columns or None, converged, message)``.
@@ -1399,12 +1401,14 @@ def fit_glmm_core(
     starting values ``sigma0``/``alpha0`` are overridden there.  A ``ValueError`` names an
     index out of range, a negative SD or a ``phi`` (``alpha``) outside the engine's bounds.
 
-    Damped Newton iterations whose matrix combines the envelope ``beta`` block
-    (``X'WX - X'WA H^-1 A'WX``) with forward differences of the exact gradient in the
-    variance parameters (``sigma`` is free in sign: the likelihood is even in it); AGQ
-    starts from the Laplace optimum.  The reported Hessian is the forward-difference
-    Jacobian of the exact gradient at the optimum, over the parameters not on the boundary
-    (a standard deviation below ``1e-5`` is set to 0 and flagged).  Trial points that
+    Damped Newton iterations on the exact Hessian of ``-L``: the closed-form ``beta`` block
+    and, for the Laplace approximation, the closed-form variance-parameter columns of
+    :func:`~steppedwedge._core.laplace_hessian.variance_hessian` (``sigma`` is free in sign:
+    the likelihood is even in it).  Forward differences of the exact gradient remain for
+    AGQ (which starts from the Laplace optimum), the NB log-size column, a free SD exactly
+    at 0 and the ridge probe's curvature.  The reported Hessian is the one at the optimum,
+    over the parameters not on the boundary (a standard deviation below ``1e-5`` is set to 0
+    and flagged).  Trial points that
     overflow are rejected by finiteness checks, so floating-point warnings are muted.
     BLAS runs single-threaded inside (:func:`~steppedwedge._core.blas.single_threaded_blas`:
     the blocks are too small for threads to pay).
