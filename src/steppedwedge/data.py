@@ -573,6 +573,8 @@ class _Columns:
 def _numeric(frame: pd.DataFrame | _Columns, col: str, user: str, role: str) -> FloatArray:
     """Return ``frame[col]`` as float64 (NaN for missing) or raise if non-numeric."""
     s = frame[col]
+    if s.dtype == np.float64:  # already the values (NaN for missing)
+        return np.asarray(s.to_numpy(), dtype=np.float64)
     if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
         try:
             return np.asarray(s.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
@@ -1464,9 +1466,13 @@ def _check_no_reversal(
     n_i, n_t = len(clusters), len(periods)
     k = n_i * n_t
     hi_flat = np.full(k, -np.inf)
-    np.maximum.at(hi_flat, cell, tr)
     lo_flat = np.full(k, np.inf)
-    np.minimum.at(lo_flat, cell, tr)
+    if np.bincount(cell, minlength=k).max(initial=0) <= 1:  # one row per cell: its value
+        hi_flat[cell] = tr
+        lo_flat[cell] = tr
+    else:
+        np.maximum.at(hi_flat, cell, tr)
+        np.minimum.at(lo_flat, cell, tr)
     hi = hi_flat.reshape(n_i, n_t)
     lo = lo_flat.reshape(n_i, n_t)
     # running maximum of the earlier observed periods against each period's minimum

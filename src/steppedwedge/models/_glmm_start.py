@@ -126,11 +126,12 @@ def _irls(
     beta_ls = beta
     e = x @ beta + off
     derivs = None  # of the accepted step (its check computed them), else computed here
+    w_floor = 1e-10 * (1 + w0.max())
     for _ in range(25):
-        if not fam.valid(e):
+        if derivs is None and not fam.valid(e):  # an accepted step's e was checked
             break
         _ll, s, w, _w1 = fam.derivs(y, n, e, alpha) if derivs is None else derivs
-        w = np.maximum(w, 1e-10 * (1 + w0.max()))
+        w = np.maximum(w, w_floor)
         try:
             step = np.linalg.solve((x * w[:, None]).T @ x, x.T @ s)
         except np.linalg.LinAlgError:
