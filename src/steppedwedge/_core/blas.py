@@ -10,9 +10,11 @@ block and restores the caller's setting afterwards.
 
 Why our own wrapper around threadpoolctl: ``threadpool_limits`` scans the loaded libraries
 on every entry (about 2 ms, as much as a Laplace evaluation), so the controller is built
-once and reused; and concurrent or nested entries (threads of one process, an engine
-called inside a simulation batch) share one limit, set on the first entry and restored on
-the last exit, so that no thread restores a setting another one is still relying on.
+once and reused; nested entries (an engine called inside a simulation batch) share one
+limit, set on the first entry and restored on the last exit.  Only the main thread changes
+the limit: OpenBLAS's thread count is process-wide, and a setting changed from other threads
+is not reliably seen or restored (measured with OpenBLAS 0.3.30), so in a worker thread (a
+threaded executor) the block runs with whatever the process has.
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ def _controller() -> Any:
 def single_threaded_blas() -> Iterator[None]:
     """Run the block with one BLAS thread; the previous limits are restored on the last exit.
 
-    Re-entrant and thread-safe: nested or concurrent blocks share one limit, set by the first
-    to enter and restored by the last to leave.
+    Re-entrant: nested blocks share one limit, set by the first to enter and restored by the
+    last to leave.  A no-op outside the main thread (see the module notes).
 
     Examples
     --------
@@ -57,6 +59,9 @@ def single_threaded_blas() -> Iterator[None]:
     threadpoolctl documentation, "Limiting the number of threads":
     https://github.com/joblib/threadpoolctl
     """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     with _LOCK:
         if _STATE["depth"] == 0:
             _STATE["limiter"] = _controller().limit(limits=1, user_api="blas")

@@ -69,6 +69,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.linalg import solve_triangular
 
 from ..exceptions import DataError, OptionError
 from ._cluster_pieces import (
@@ -147,19 +148,27 @@ def check_vcov(vcov: Any) -> str:
 
 
 def _whitened(pieces: ClusterPieces, hessian: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``L`` (``H = L L'``), whitened scores ``L^{-1} u_i`` and ``S_i = L^{-1} H_i L^{-T}``."""
+    """``L`` (``H = L L'``), ``L^{-1}``, scores ``L^{-1} u_i`` and ``S_i = L^{-1} H_i L^{-T}``.
+
+    One triangular inverse shared by every cluster, then batched products (a broadcast
+    ``solve`` would factorise ``L`` again for each cluster: 6x the time at 17 x 25 x 25).
+    """
     chol = np.linalg.cholesky(0.5 * (hessian + hessian.T))
-    uw = np.linalg.solve(chol, pieces.scores.T).T
-    tmp = np.linalg.solve(chol[None], pieces.hessians)  # L^{-1} H_i
-    s = np.linalg.solve(chol[None], tmp.transpose(0, 2, 1)).transpose(0, 2, 1)
-    return chol, uw, 0.5 * (s + s.transpose(0, 2, 1))
+    linv = solve_triangular(chol, np.eye(chol.shape[0]), lower=True)
+    uw = pieces.scores @ linv.T
+    s = linv @ pieces.hessians @ linv.T
+    return chol, linv, uw, 0.5 * (s + s.transpose(0, 2, 1))
 
 
-def _leverage_power(
-    pieces: ClusterPieces, s: np.ndarray, power: float, fallback: str = _FALLBACK
+def _leverage_apply(
+    pieces: ClusterPieces, s: np.ndarray, uw: np.ndarray, power: float, fallback: str = _FALLBACK
 ) -> np.ndarray:
-    """``(I - S_i)^{-power}`` for every cluster; DataError for a cluster with leverage 1."""
-    w, q = np.linalg.eigh(s)
+    """``(I - S_i)^{-power} uw_i`` for every cluster; DataError for a cluster with leverage 1.
+
+    ``power = 1`` (CR3, MD) by a batched solve after an eigenvalue-only check; other powers
+    (the CR2/KC root) from the eigen-decomposition.
+    """
+    w, q = (np.linalg.eigvalsh(s), None) if power == 1.0 else np.linalg.eigh(s)
     gap = 1.0 - w
     bad = np.flatnonzero(gap.min(axis=1) <= _SINGULAR_TOL)
     if bad.size:
@@ -169,7 +178,10 @@ def _leverage_power(
             f"sandwich cannot be formed. Use {fallback}, or a model with fewer "
             "cluster-specific terms."
         )
-    return np.asarray((q * gap[:, None, :] ** (-power)) @ q.transpose(0, 2, 1))
+    if q is None:
+        return np.asarray(np.linalg.solve(np.eye(s.shape[1]) - s, uw[:, :, None])[:, :, 0])
+    a = (q * gap[:, None, :] ** (-power)) @ q.transpose(0, 2, 1)
+    return np.asarray((a @ uw[:, :, None])[:, :, 0])
 
 
 def _sym_eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -318,16 +330,14 @@ def sandwich_vcov(
     elif kind == "cr2" and pieces.obs_cov is not None:
         return _cr2_observation_space(pieces, bread)
     elif kind in _LEVERAGE_KINDS:
-        chol, uw, s = _whitened(pieces, h)
+        _, linv, uw, s = _whitened(pieces, h)
         power = 0.5 if kind in ("cr2", "kc") else 1.0
-        a = _leverage_power(pieces, s, power, fallback)
-        adj = (a @ uw[:, :, None])[:, :, 0]
+        adj = _leverage_apply(pieces, s, uw, power, fallback)
         if kind == "kc-geecrt":
             cross = adj.T @ uw
             meat_w = 0.5 * (cross + cross.T)
         else:
             meat_w = adj.T @ adj
-        linv = np.linalg.inv(chol)
         out = linv.T @ meat_w @ linv
         return np.asarray(0.5 * (out + out.T))
     else:
@@ -366,9 +376,8 @@ def corrected_scores(
         bread = np.linalg.inv(0.5 * (h + h.T))
         q_diag = np.einsum("ijk,kj->ij", pieces.hessians, bread)
         return np.asarray(pieces.scores / np.sqrt(1.0 - np.minimum(fg_bound, q_diag)))
-    chol, uw, s = _whitened(pieces, h)
-    a = _leverage_power(pieces, s, 0.5 if kind in ("cr2", "kc") else 1.0)
-    adj = (a @ uw[:, :, None])[:, :, 0]
+    chol, _, uw, s = _whitened(pieces, h)
+    adj = _leverage_apply(pieces, s, uw, 0.5 if kind in ("cr2", "kc") else 1.0)
     return np.asarray(adj @ chol.T)
 
 

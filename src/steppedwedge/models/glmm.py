@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .._core.blas import single_threaded_blas
 from .._core.families import FAMILY_LINKS, make_family
 from .._core.laplace import CoreFit, UnitData
 from .._validation import check_option, check_positive_int
@@ -650,40 +651,42 @@ def fit_glmm_spec(
         _check_separation(units.y, units.n, units.t, spec.treatment, spec.effect)
     ud, comp_names = _random_design(units, spec.random, n_i, n_t, ar1_times)
     fam = make_family(spec.family, spec.link)
-    core = _start_and_fit(ud, fam, units, comp_names, n_i, n_t, nq)
-    fit_messages, singular = _fit_messages(core, spec, comp_names, units, nq)
-    contrast, estimand = _estimand_contrast(
-        spec.effect,
-        units.x.shape[1],
-        design.eff_idx,
-        design.exp_levels,
-        spec.exposure_time,
-        spec.exposure_window,
-    )
-    state = _GLMMState(
-        ud=ud,
-        core=core,
-        family=spec.family,
-        link=spec.link,
-        effect=spec.effect,
-        names=units.names,
-        g_x=units.x,
-        g_c=units.c,
-        g_p=units.p,
-        n_periods=n_t,
-        n_rows=units.n_frame,
-        labels=list(cells.clusters),
-        contrast=contrast,
-        estimand=estimand,
-        exp_levels=design.exp_levels,
-        nq=nq,
-        fit_messages=tuple(fit_messages),
-    )
-    return GLMMResult(
-        **_model_fields(state, comp_names, design, td, units, spec, singular),
-        **_inference_fields(state, vcov, spec.dof),
-        _state=state,
-    )
+    # tiny blocks from here on (engine, sandwich, terms): one BLAS thread, see _core.blas
+    with single_threaded_blas():
+        core = _start_and_fit(ud, fam, units, comp_names, n_i, n_t, nq)
+        fit_messages, singular = _fit_messages(core, spec, comp_names, units, nq)
+        contrast, estimand = _estimand_contrast(
+            spec.effect,
+            units.x.shape[1],
+            design.eff_idx,
+            design.exp_levels,
+            spec.exposure_time,
+            spec.exposure_window,
+        )
+        state = _GLMMState(
+            ud=ud,
+            core=core,
+            family=spec.family,
+            link=spec.link,
+            effect=spec.effect,
+            names=units.names,
+            g_x=units.x,
+            g_c=units.c,
+            g_p=units.p,
+            n_periods=n_t,
+            n_rows=units.n_frame,
+            labels=list(cells.clusters),
+            contrast=contrast,
+            estimand=estimand,
+            exp_levels=design.exp_levels,
+            nq=nq,
+            fit_messages=tuple(fit_messages),
+        )
+        return GLMMResult(
+            **_model_fields(state, comp_names, design, td, units, spec, singular),
+            **_inference_fields(state, vcov, spec.dof),
+            _state=state,
+        )
 
 
 def _check_options(spec: AnalysisSpec, n_quadrature: int | None) -> tuple[str, int]:
