@@ -375,8 +375,8 @@ GLMMTMB_DECAY_VC_SE_REL = 1e-3
 #: to the largest entry is the brief's contract.
 SANDWICH_REF_RTOL = 1e-6
 #: Sum of per-cluster fixed-effect Hessians (forward differences, step 1e-5) against the
-#: fit's Hessian (forward differences, step 1e-6, of the same exact gradient): both O(h),
-#: so ~1e-5 relative (achieved ~2e-6); 1e-4 leaves room.
+#: fit's Hessian (closed form; forward differences, step 1e-6, for the NB log-size and AGQ):
+#: the O(h) error of the differences, ~1e-5 relative (achieved ~2e-6); 1e-4 leaves room.
 GLMM_HESS_RTOL = 1e-4
 #: The fitter's forward-difference variance columns (step 1e-6 of the exact gradient, modes
 #: re-solved to 1e-10 from an O(h^2) start) against the closed-form ones, relative to each

@@ -49,6 +49,8 @@ def test_a_worker_thread_leaves_the_limits_alone() -> None:
 def test_an_error_inside_still_restores() -> None:
     with threadpool_limits(limits=2, user_api="blas"):
         before = _blas_threads()
+        if not before or any(n != 2 for n in before):
+            pytest.skip("BLAS cannot run two threads here (one core)")
         try:
             with single_threaded_blas():
                 raise ValueError("boom")

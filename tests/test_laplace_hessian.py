@@ -299,13 +299,14 @@ def test_objective_columns_signs_and_nb_log_size() -> None:
     assert got[p, 1] < 0 < got[p, 0]  # the sign flips the tau row/column's cross terms
 
 
-def test_fit_leaves_a_zero_sd_start() -> None:
-    """A start with the persistent SD exactly 0 (a saddle: the gradient there is 0 and the
-    exact cross terms vanish) reaches the interior optimum of a start at 0.3."""
+@pytest.mark.parametrize("tau0", [0.0, 1e-300, 1e-12, 1e-8])
+def test_fit_leaves_a_zero_sd_start(tau0: float) -> None:
+    """A start with the persistent SD at or next to 0 (a saddle: the gradient there is 0 and
+    the exact cross terms vanish, or nearly) reaches the interior optimum of a start at 0.3."""
     ud, beta = _audit_units(3)
     fam = make_family("poisson")
     ref = fit_glmm_core(ud, fam, beta, np.array([0.3, 0.15, math.atanh(0.8)]))
-    got = fit_glmm_core(ud, fam, beta, np.array([0.0, 0.15, math.atanh(0.8)]))
+    got = fit_glmm_core(ud, fam, beta, np.array([tau0, 0.15, math.atanh(0.8)]))
     assert ref.converged and got.converged and ref.free.all() and ref.sigma[0] > 0.1
     assert abs(got.loglik - ref.loglik) < GLMM_LOGLIK_ATOL
     np.testing.assert_allclose(got.sigma, ref.sigma, **GLMM_EST)

@@ -747,3 +747,20 @@ def test_calibration_marginal_odds_ratio_cr3():
         )
         rejected.append(_marginal_row(res)["p_value"] < 0.05)
     _assert_nominal(float(np.mean(rejected)), n_reps)
+
+
+@pytest.mark.parametrize("kind", ["cr2", "cr3", "md", "kc"])
+def test_a_non_finite_hessian_gives_nan_not_an_error(kind: str) -> None:
+    """A non-converged fit's Hessian with a NaN: NaN corrected scores and covariance (the
+    caller reports SEs as unavailable), never a bare error from the triangular solve."""
+    from steppedwedge.inference.sandwich import ClusterPieces, corrected_scores, sandwich_vcov
+
+    rng = np.random.default_rng(0)
+    x, e = rng.normal(size=(6, 4, 2)), rng.normal(size=(6, 4))
+    pieces = ClusterPieces(
+        scores=np.einsum("itp,it->ip", x, e), hessians=np.einsum("itp,itq->ipq", x, x), n_obs=24
+    )
+    h = pieces.hessians.sum(axis=0)
+    h[1, 1] = np.nan
+    assert np.isnan(corrected_scores(pieces, kind, h)).all()
+    assert np.isnan(sandwich_vcov(pieces, kind, hessian=h)).all()

@@ -134,7 +134,11 @@ def _run_batch(func: Callable[[Any, T], R], shared: Any, tasks: Sequence[T]) -> 
 
     Replicates work on tiny matrices, where multi-threaded BLAS only adds overhead and,
     with one worker per core, oversubscribes the machine (threads spinning against each
-    other make small fits several times slower).
+    other make small fits several times slower).  The limit holds in a process's main thread (the
+    process pool's workers); tasks run in threads (a
+    ``ThreadPoolExecutor``, dask's worker threads) keep the process's BLAS setting: OpenBLAS
+    settings made from other threads are not reliably restored (see ``_core.blas``), so set
+    ``OPENBLAS_NUM_THREADS=1`` for threaded executors.
     """
     with single_threaded_blas():
         return [func(shared, task) for task in tasks]

@@ -413,7 +413,9 @@ class TrialData:
     def _role_values(self, role: str) -> FloatArray:
         """Return the float64 values of a numeric role column (``treatment``, ``outcome``, ...).
 
-        Kept (read-only) from the validation, so the frame's column is not read again.
+        Kept (read-only) from the validation, so the frame's column is not read again: a
+        snapshot of :attr:`frame` as validated (edit a ``TrialData``'s frame in place and
+        the two disagree; build a new one instead).
         """
         values = self._values.get(role)
         if values is None:

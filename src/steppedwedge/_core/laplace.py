@@ -861,7 +861,8 @@ class _Objective:
         """Modes at ``theta`` to first order from the last converged point (warm start).
 
         ``v + dv/dbeta (beta - beta_0) + sum_j dv/dtheta_j (theta_j - theta_0j)`` with the
-        variance-parameter slopes of the last :meth:`jacobian_columns` at that point; the
+        variance-parameter slopes of the last :meth:`exact_columns` (closed form) or
+        :meth:`jacobian_columns` (implicit function theorem) at that point; the
         last modes themselves when there is nothing to extrapolate from.
         """
         last = getattr(self, "_last", None)
@@ -1026,7 +1027,11 @@ class _Objective:
         out[:, ja] = fd
         out[p + k, var] = fd[p + jv, 0]
         prev = getattr(self, "_slopes", None)
-        if prev is not None and prev[0] is not None and np.array_equal(prev[0], theta):
+        if (
+            prev is not None
+            and np.array_equal(prev[0], theta)
+            and np.array_equal(prev[1], cols[ja])
+        ):
             all_slopes = np.zeros((cols.size, *st.v.shape))
             all_slopes[var] = slopes[jv]
             all_slopes[ja] = prev[2]
@@ -1132,16 +1137,17 @@ def _newton_matrix(
     The variance columns in closed form at the last converged state when it is at ``theta``
     (the Laplace approximation: :meth:`_Objective.exact_columns`), else (AGQ, an
     unconverged state) forward differences of the exact gradient.  Also forward differences
-    while a free SD is exactly 0: the likelihood is even in an SD, so there its gradient and
-    its exact cross terms vanish and Newton would stay at 0 even at a saddle (0 a minimum
-    along the SD); the differences, taken at ``+h``, see the slope off 0 and let it leave.
+    while a free SD is 0 or below :data:`SD_NEAR_ZERO`: the likelihood is even in an SD, so
+    there its gradient and its exact cross terms vanish (or nearly) and Newton would stay at
+    0 even at a saddle (0 a minimum along the SD); the differences, taken at ``+h``, see the
+    slope off 0 and let it leave.
     """
     n_par, p = theta.size, obj.p
     hess = np.zeros((n_par, n_par))
     hess[:p, :p] = hb
     last = getattr(obj, "_last", None)
     sds = var_idx[var_idx < p + obj.data.n_comp]
-    at_zero = bool(np.any(theta[sds] == 0.0))
+    at_zero = bool(np.any(np.abs(theta[sds]) < SD_NEAR_ZERO))
     if obj.nq == 1 and not at_zero and last is not None and np.array_equal(last[0], theta):
         cols = obj.exact_columns(theta, g, var_idx, last[1], last[2])
     else:
@@ -1365,6 +1371,9 @@ class _NonFinite(ArithmeticError):
     """The Laplace log-likelihood is not finite at the starting values (caught by callers)."""
 
 
+#: A free SD below this (the forward-difference step) takes the differenced Hessian columns
+#: (:func:`_newton_matrix`): the exact ones vanish at 0 and Newton cannot leave a saddle there.
+SD_NEAR_ZERO = 1e-6
 #: Largest change of a variance parameter (an SD or ``atanh r``) in one outer Newton step.
 STEP_MAX = 1.0
 #: Bound of the AR(1) working parameter ``|phi| = |atanh(r)|``: ``|r| <= 1 - 1e-6``.
@@ -1522,6 +1531,8 @@ def _fit_glmm_core(
         obj.v0 = v0
         theta, val, g, cols, converged, message = _newton(obj, theta, max_iter, held)
         n_eval += obj.n_eval
+    g = g.copy()
+    g[p : p + k] *= np.where(theta[p : p + k] < 0, -1.0, 1.0)  # the gradient at |sigma|
     theta[p : p + k] = np.abs(theta[p : p + k])
     sig_idx = np.arange(p, p + k)
     zero = np.zeros(n_par, dtype=bool)

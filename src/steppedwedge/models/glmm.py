@@ -367,7 +367,8 @@ class GLMMResult(FitResult):
         _check_dof(dof)
         if vcov != "model" and state.nq > 1:
             raise OptionError(_AGQ_ROBUST.format(vcov=vcov))
-        return dataclasses.replace(self, **_inference_fields(state, vcov, dof))
+        with single_threaded_blas():  # tiny blocks: see _core.blas
+            return dataclasses.replace(self, **_inference_fields(state, vcov, dof))
 
     def __repr__(self) -> str:
         return (
@@ -651,42 +652,64 @@ def fit_glmm_spec(
         _check_separation(units.y, units.n, units.t, spec.treatment, spec.effect)
     ud, comp_names = _random_design(units, spec.random, n_i, n_t, ar1_times)
     fam = make_family(spec.family, spec.link)
-    # tiny blocks from here on (engine, sandwich, terms): one BLAS thread, see _core.blas
-    with single_threaded_blas():
-        core = _start_and_fit(ud, fam, units, comp_names, n_i, n_t, nq)
-        fit_messages, singular = _fit_messages(core, spec, comp_names, units, nq)
-        contrast, estimand = _estimand_contrast(
-            spec.effect,
-            units.x.shape[1],
-            design.eff_idx,
-            design.exp_levels,
-            spec.exposure_time,
-            spec.exposure_window,
-        )
-        state = _GLMMState(
+    with single_threaded_blas():  # tiny blocks from here on: see _core.blas
+        return _fit_units(
+            data_parts=(td, cells, design, units),
             ud=ud,
-            core=core,
-            family=spec.family,
-            link=spec.link,
-            effect=spec.effect,
-            names=units.names,
-            g_x=units.x,
-            g_c=units.c,
-            g_p=units.p,
-            n_periods=n_t,
-            n_rows=units.n_frame,
-            labels=list(cells.clusters),
-            contrast=contrast,
-            estimand=estimand,
-            exp_levels=design.exp_levels,
+            fam=fam,
+            comp_names=comp_names,
+            spec=spec,
+            vcov=vcov,
             nq=nq,
-            fit_messages=tuple(fit_messages),
         )
-        return GLMMResult(
-            **_model_fields(state, comp_names, design, td, units, spec, singular),
-            **_inference_fields(state, vcov, spec.dof),
-            _state=state,
-        )
+
+
+def _fit_units(
+    data_parts: tuple[TrialData, Any, Any, _Units],
+    ud: UnitData,
+    fam: Any,
+    comp_names: list[str],
+    spec: AnalysisSpec,
+    vcov: str,
+    nq: int,
+) -> GLMMResult:
+    """Fit the checked units and build the result (the engine, notes, inference)."""
+    td, cells, design, units = data_parts
+    n_i, n_t = cells.shape
+    core = _start_and_fit(ud, fam, units, comp_names, n_i, n_t, nq)
+    fit_messages, singular = _fit_messages(core, spec, comp_names, units, nq)
+    contrast, estimand = _estimand_contrast(
+        spec.effect,
+        units.x.shape[1],
+        design.eff_idx,
+        design.exp_levels,
+        spec.exposure_time,
+        spec.exposure_window,
+    )
+    state = _GLMMState(
+        ud=ud,
+        core=core,
+        family=spec.family,
+        link=spec.link,
+        effect=spec.effect,
+        names=units.names,
+        g_x=units.x,
+        g_c=units.c,
+        g_p=units.p,
+        n_periods=n_t,
+        n_rows=units.n_frame,
+        labels=list(cells.clusters),
+        contrast=contrast,
+        estimand=estimand,
+        exp_levels=design.exp_levels,
+        nq=nq,
+        fit_messages=tuple(fit_messages),
+    )
+    return GLMMResult(
+        **_model_fields(state, comp_names, design, td, units, spec, singular),
+        **_inference_fields(state, vcov, spec.dof),
+        _state=state,
+    )
 
 
 def _check_options(spec: AnalysisSpec, n_quadrature: int | None) -> tuple[str, int]:
