@@ -26,7 +26,7 @@ from typing import Any
 
 __all__ = ["single_threaded_blas"]
 
-_LOCK = threading.Lock()
+#: Nesting depth, the active limiter and the controller (touched by the main thread only).
 _STATE: dict[str, Any] = {"depth": 0, "limiter": None, "controller": None}
 
 
@@ -62,15 +62,13 @@ def single_threaded_blas() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    with _LOCK:
-        if _STATE["depth"] == 0:
-            _STATE["limiter"] = _controller().limit(limits=1, user_api="blas")
-        _STATE["depth"] += 1
+    if _STATE["depth"] == 0:
+        _STATE["limiter"] = _controller().limit(limits=1, user_api="blas")
+    _STATE["depth"] += 1
     try:
         yield
     finally:
-        with _LOCK:
-            _STATE["depth"] -= 1
-            if _STATE["depth"] == 0:
-                _STATE["limiter"].restore_original_limits()
-                _STATE["limiter"] = None
+        _STATE["depth"] -= 1
+        if _STATE["depth"] == 0:
+            _STATE["limiter"].restore_original_limits()
+            _STATE["limiter"] = None

@@ -1414,11 +1414,11 @@ def fit_glmm_core(
     and, for the Laplace approximation, the closed-form variance-parameter columns of
     :func:`~steppedwedge._core.laplace_hessian.variance_hessian` (``sigma`` is free in sign:
     the likelihood is even in it).  Forward differences of the exact gradient remain for
-    AGQ (which starts from the Laplace optimum), the NB log-size column, a free SD exactly
-    at 0 and the ridge probe's curvature.  The reported Hessian is the one at the optimum,
-    over the parameters not on the boundary (a standard deviation below ``1e-5`` is set to 0
-    and flagged).  Trial points that
-    overflow are rejected by finiteness checks, so floating-point warnings are muted.
+    AGQ (which starts from the Laplace optimum), the NB log-size column, a free SD below
+    :data:`SD_NEAR_ZERO` and the ridge probe's curvature.  The reported Hessian is the one
+    at the optimum, over the parameters not on the boundary (a standard deviation below
+    ``1e-5`` is set to 0 and flagged).  Trial points that overflow are rejected by
+    finiteness checks, so floating-point warnings are muted.
     BLAS runs single-threaded inside (:func:`~steppedwedge._core.blas.single_threaded_blas`:
     the blocks are too small for threads to pay).
     """

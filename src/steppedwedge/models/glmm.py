@@ -653,19 +653,14 @@ def fit_glmm_spec(
     ud, comp_names = _random_design(units, spec.random, n_i, n_t, ar1_times)
     fam = make_family(spec.family, spec.link)
     with single_threaded_blas():  # tiny blocks from here on: see _core.blas
-        return _fit_units(
-            data_parts=(td, cells, design, units),
-            ud=ud,
-            fam=fam,
-            comp_names=comp_names,
-            spec=spec,
-            vcov=vcov,
-            nq=nq,
-        )
+        return _fit_units(td, cells, design, units, ud, fam, comp_names, spec, vcov, nq)
 
 
 def _fit_units(
-    data_parts: tuple[TrialData, Any, Any, _Units],
+    td: TrialData,
+    cells: Any,
+    design: Any,
+    units: _Units,
     ud: UnitData,
     fam: Any,
     comp_names: list[str],
@@ -674,7 +669,6 @@ def _fit_units(
     nq: int,
 ) -> GLMMResult:
     """Fit the checked units and build the result (the engine, notes, inference)."""
-    td, cells, design, units = data_parts
     n_i, n_t = cells.shape
     core = _start_and_fit(ud, fam, units, comp_names, n_i, n_t, nq)
     fit_messages, singular = _fit_messages(core, spec, comp_names, units, nq)
